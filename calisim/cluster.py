@@ -1,0 +1,283 @@
+"""The Python API: build a Calico cluster from a topology, run commands in its hosts, stop it.
+
+    from calisim import sandbox
+    from calisim.cluster import Cluster
+    import topologies
+
+    sandbox.enter()                      # re-exec this script inside a private namespace
+    with Cluster(topologies.load("two_host")) as cluster:
+        cluster.start_nodes()            # `calicoctl node run` on every host
+        print(cluster.run("host1", "calicoctl node status").stdout)
+
+Everything the cluster starts is stopped by PID when it stops (or when the ``with`` block is
+left by an exception or Ctrl-C), and every namespace it made is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mininet.link import Link
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+
+from . import bird, sandbox
+from .datastore import Datastore, DatastoreError, EtcdServer, Synchronous
+from .node import NodePaths
+from .rundir import RunDir
+from .topology import CalicoHost, CalicoTopo
+
+DEFAULT_TIMEOUT = 120.0
+ETCD_START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+log = logging.getLogger("calisim")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be built, or a request named something it does not have."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    host: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll predicate until it returns a true value or timeout passes (then ClusterError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
+
+    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None):
+        self.topo = topo
+        self.run_dir = run_dir or RunDir.create(topo.name)
+        self.net: Mininet | None = None
+        self.etcd: EtcdServer | None = None
+        self.etcd_process: subprocess.Popen | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Cluster":
+        sandbox.require()
+        try:
+            self._build_network()
+            self._start_etcd()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _build_network(self) -> None:
+        Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
+        setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
+        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir.path / "hosts"), controller=None,
+                           link=Link, autoSetMacs=False, build=False, waitConnected=False)
+        self.net.build()
+        self.net.start()
+        log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
+
+    def _start_etcd(self) -> None:
+        host = self.host(self.topo.etcd_host)
+        self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
+        self.etcd.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.etcd.directory / "etcd.log", "ab") as logfile:
+            self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
+                                           stdout=logfile, stderr=subprocess.STDOUT)
+        wait_until(self._etcd_healthy, ETCD_START_TIMEOUT, what=f"etcd in {host.name} ({self.etcd.directory}/etcd.log)")
+        log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
+
+    def _etcd_healthy(self) -> bool:
+        assert self.etcd_process is not None and self.etcd is not None
+        if self.etcd_process.poll() is not None:
+            raise ClusterError(f"etcd exited with code {self.etcd_process.returncode}; "
+                               f"see {self.etcd.directory / 'etcd.log'}")
+        if not (self.etcd.directory / self.etcd.socket_name).exists():
+            return False
+        try:
+            with self.datastore() as ds:
+                ds.get("/calico/v1/Ready")
+            return True
+        except DatastoreError:
+            return False
+
+    def stop(self) -> None:
+        """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
+        if self.net is not None:
+            for name in self.hosts:
+                self._stop_host_processes(self.host(name))
+        if self.etcd_process is not None and self.etcd_process.poll() is None:
+            self.etcd_process.terminate()
+            try:
+                self.etcd_process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.etcd_process.kill()
+                self.etcd_process.wait()
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+        log.info("stopped; logs kept in %s", self.run_dir.path)
+
+    def _stop_host_processes(self, host: CalicoHost) -> None:
+        """calico-node first (it stops its BIRD), then whatever else still runs in the host."""
+        pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
+        if pid is not None:
+            _terminate([pid])
+        keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
+        _terminate([p for p in processes_in_netns(host.netns_inode()) if p not in keep])
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def hosts(self) -> list[str]:
+        return self.topo.calico_hosts()
+
+    def host(self, name: str) -> CalicoHost:
+        if self.net is None:
+            raise ClusterError("the cluster is not running")
+        if name not in self.net.nameToNode or name not in self.topo.hosts():
+            raise ClusterError(f"unknown host {name!r} (this topology has {', '.join(self.topo.hosts(sort=True))})")
+        return self.net.nameToNode[name]
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"http://{self.topo.host_ip(self.topo.etcd_host)}:2379"
+
+    def environment(self, name: str) -> dict[str, str]:
+        """What a shell on the host sees, as on the seed's machines after `export ETCD_ENDPOINTS=...`."""
+        bin_dir = str(Path(sys.executable).parent)
+        return {
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
+            "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
+            sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
+        }
+
+    def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
+        """Run command with `bash -c` in a fresh shell on host name (pipes and redirections work)."""
+        host = self.host(name)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(host.enter_command(["bash", "-c", command]), env=self.environment(name),
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            rc, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except subprocess.TimeoutExpired as expired:
+            rc, stdout = 124, _text(expired.stdout)
+            stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
+        return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
+
+    def run_everywhere(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
+        with ThreadPoolExecutor(max_workers=min(16, len(self.hosts))) as pool:
+            return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
+
+    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
+        """`calicoctl node run` on every Calico host, in parallel; ClusterError if one fails."""
+        results = self.run_everywhere("calicoctl node run", timeout)
+        failed = [r for r in results if r.rc != 0]
+        if failed:
+            raise ClusterError("calicoctl node run failed on " + "; ".join(
+                f"{r.host}: {(r.stdout + r.stderr).strip()}" for r in failed))
+        return results
+
+    def datastore(self) -> Synchronous:
+        """A blocking client of the cluster's etcd over its unix socket (never over the network)."""
+        if self.etcd is None:
+            raise ClusterError("etcd is not running")
+        return Synchronous(Datastore(self.etcd.unix_endpoint))
+
+    def bird(self, name: str) -> bird.BirdControl:
+        return bird.BirdControl(self.host(name).state_dir / "run" / "bird.ctl")
+
+    def bgp_established(self, name: str) -> int:
+        """How many Calico BGP sessions of host name are Established (0 if BIRD is not up)."""
+        try:
+            return sum(p.info.startswith("Established") for p in bird.bgp_peer_statuses(self.bird(name).protocols()))
+        except bird.BirdError:
+            return 0
+
+    def wait_for_mesh(self, timeout: float = 60.0) -> None:
+        """Poll until every host has an Established session to every other host."""
+        expected = len(self.hosts) - 1
+        wait_until(lambda: all(self.bgp_established(h) >= expected for h in self.hosts), timeout,
+                   interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
+
+
+def _per_host_state(state: Path):
+    def make(name: str, **params) -> CalicoHost:
+        return CalicoHost(name, state_dir=state / name, **params)
+    return make
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def processes_in_netns(inode: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == inode:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, wait for the processes to go, SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(pid)]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,89 @@
+"""Calico v1's etcd key layout (calico-v1.md section 3), in one place.
+
+Every component finds the others' state through these paths, so they are the contract
+between calicoctl, the node agent, IPAM and the plugins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+READY = "/calico/v1/Ready"
+FELIX_CONFIG = "/calico/v1/config/"
+HOSTS = "/calico/v1/host/"
+POOLS_V4 = "/calico/v1/ipam/v4/pool/"
+POOLS_V6 = "/calico/v1/ipam/v6/pool/"
+IPAM_CONFIG = "/calico/ipam/v2/config"
+BGP_GLOBAL = "/calico/bgp/v1/global/"
+GLOBAL_AS = BGP_GLOBAL + "as_num"
+NODE_MESH = BGP_GLOBAL + "node_mesh"
+GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
+BGP_HOSTS = "/calico/bgp/v1/host/"
+
+DEFAULT_AS = 64512
+
+
+def cidr_to_key(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | str) -> str:
+    """10.10.0.0/16 -> 10.10.0.0-16, as Calico names pools and blocks."""
+    return str(cidr).replace("/", "-")
+
+
+def key_to_cidr(name: str) -> str:
+    return name.rsplit("-", 1)[0] + "/" + name.rsplit("-", 1)[1]
+
+
+def pool(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    return (POOLS_V4 if cidr.version == 4 else POOLS_V6) + cidr_to_key(cidr)
+
+
+def host(name: str) -> str:
+    return f"{HOSTS}{name}/"
+
+
+def host_metadata(name: str) -> str:
+    return f"{HOSTS}{name}/metadata"
+
+
+def host_bird_ip(name: str) -> str:
+    return f"{HOSTS}{name}/bird_ip"
+
+
+def host_config(name: str, param: str) -> str:
+    return f"{HOSTS}{name}/config/{param}"
+
+
+def bgp_host(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/"
+
+
+def bgp_host_ip_v4(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/ip_addr_v4"
+
+
+def bgp_host_network_v4(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/network_v4"
+
+
+def bgp_host_ip_v6(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/ip_addr_v6"
+
+
+def bgp_host_as(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/as_num"
+
+
+def bgp_host_peers_v4(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/peer_v4/"
+
+
+def host_affinity_blocks(name: str) -> str:
+    return f"/calico/ipam/v2/host/{name}/ipv4/block/"
+
+
+def last_segment(key: str) -> str:
+    return key.rstrip("/").rsplit("/", 1)[-1]
+
+
+def host_of(key: str, prefix: str = HOSTS) -> str:
+    """/calico/v1/host/<name>/... -> <name>."""
+    return key[len(prefix):].split("/", 1)[0]

@@ -1,0 +1,291 @@
+"""calico/node: the per-host process that `calicoctl node run` starts.
+
+As in Calico's container it does three jobs: *startup* (enable forwarding, register the node in
+etcd, create the default pool when there is none), *BIRD* (started and restarted as a child),
+and *confd* (watch etcd, re-render BIRD's config, check it with ``bird -p``, reload BIRD through
+its control socket).  It talks to the world only through etcd, BIRD's socket and its files in
+/var/run/calico and /var/log/calico, so it can be started, stopped and tested on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bird, keys
+from .datastore import Datastore, DatastoreError, Txn
+from .resources import IPPool, Node
+
+DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
+DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one BIRD reload
+SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
+log = logging.getLogger("calico-node")
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad address, name clash, etcd unreachable)."""
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where a node keeps its state; a Mininet host mounts its own directories on these paths."""
+
+    run_dir: Path = Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico"))
+    log_dir: Path = Path(os.environ.get("CALICO_LOG_DIR", "/var/log/calico"))
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "calico-node.pid"
+
+    @property
+    def bird_config(self) -> Path:
+        return self.run_dir / "bird.cfg"
+
+    @property
+    def bird_socket(self) -> Path:
+        return self.run_dir / "bird.ctl"
+
+    @property
+    def bird_pid_file(self) -> Path:
+        return self.run_dir / "bird.pid"
+
+    @property
+    def node_log(self) -> Path:
+        return self.log_dir / "node.log"
+
+    @property
+    def bird_log(self) -> Path:
+        return self.log_dir / "bird.log"
+
+    def running_pid(self) -> int | None:
+        """The PID of this host's calico-node if it is alive."""
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    name: str
+    ip: ipaddress.IPv4Interface | None = None  # None: autodetect
+    as_number: int | None = None
+    default_pools: bool = True
+    backend: str = "bird"
+
+
+def autodetect_ipv4() -> ipaddress.IPv4Interface:
+    """The first global IPv4 address on an interface that is not Calico's own (Calico's 'first-found')."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for address in ipr.get_addr(family=2):
+            name = names.get(address["index"], "")
+            if address["scope"] == 0 and not name.startswith(SKIPPED_INTERFACES):
+                return ipaddress.ip_interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+    raise StartupError("Couldn't autodetect a management IPv4 address; please provide one with --ip")
+
+
+def enable_forwarding() -> None:
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+
+async def register(ds: Datastore, options: NodeOptions) -> list[str]:
+    """Calico's startup: global defaults, the node's keys, the default pool.  Returns what it says."""
+    said = []
+    for key, value in ((keys.READY, True), (keys.GLOBAL_AS, str(keys.DEFAULT_AS)),
+                       (keys.NODE_MESH, {"enabled": True}),
+                       (keys.IPAM_CONFIG, {"strict_affinity": False, "auto_allocate_blocks": True})):
+        await ds.create(key, value)  # a no-op where another node set it first
+    if options.ip is None:
+        ip = await asyncio.to_thread(autodetect_ipv4)  # pyroute2's blocking IPRoute runs its own loop
+        said.append(f"Autodetected IPv4 address {ip.ip} on the host's interfaces")
+    else:
+        ip = options.ip
+        said.append(f"Using IPv4 address {ip}")
+    for node in await Node.load_all(ds):
+        if node.node_name != options.name and node.ipv4 is not None and node.ipv4.ip == ip.ip:
+            raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
+                               "Please check your node name and IP address settings.")
+    existing = next((n for n in await Node.load_all(ds) if n.node_name == options.name), None)
+    as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
+    node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
+    txn = Txn()
+    for key in node.owned_keys():
+        if key not in node.writes():
+            txn.delete(key)
+    for key, value in node.writes().items():
+        txn.put(key, value)
+    await ds.commit(txn)
+    said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
+    said.append(f"Calico node name:  {options.name}")
+    if options.default_pools and not await IPPool.load_all(ds):
+        if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
+            said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
+    return said
+
+
+class Supervisor:
+    """Runs BIRD as a child and keeps its config equal to what etcd says (Calico's confd)."""
+
+    def __init__(self, ds: Datastore, name: str, paths: NodePaths):
+        self.ds = ds
+        self.name = name
+        self.paths = paths
+        self.control = bird.BirdControl(paths.bird_socket)
+        self.changed = asyncio.Event()
+        self.bird: asyncio.subprocess.Process | None = None
+        self.prefixes = bird.datastore_prefixes(name)
+
+    async def render_config(self) -> bool:
+        """Render from etcd and write the file if `bird -p` accepts it; True if it changed."""
+        entries = {}
+        for prefix in self.prefixes:
+            entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
+        return bird.write_checked(bird.render(bird.bird_config(entries, self.name)), self.paths.bird_config)
+
+    async def start_bird(self) -> None:
+        self.paths.bird_socket.unlink(missing_ok=True)
+        with open(self.paths.bird_log, "ab") as logfile:
+            self.bird = await asyncio.create_subprocess_exec(
+                *bird.command_line(self.paths.bird_config, self.paths.bird_socket, self.paths.bird_pid_file),
+                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile)
+        await self.wait_for_bird_socket()
+        log.info("BIRD started (pid %d)", self.bird.pid)
+
+    async def wait_for_bird_socket(self, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.bird is not None and self.bird.returncode is not None:
+                raise StartupError(f"BIRD exited with code {self.bird.returncode}; see {self.paths.bird_log}")
+            try:
+                self.control.command("show status")
+                return
+            except bird.BirdError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StartupError(f"BIRD did not open {self.paths.bird_socket} within {timeout:.0f}s")
+                await asyncio.sleep(0.05)
+
+    async def watch(self) -> None:
+        """Set `changed` on every relevant etcd event; after a lost watch, resync and watch again."""
+        backoff = 0.5
+        while True:
+            try:
+                async for event in self.ds.watch("/calico/"):
+                    backoff = 0.5
+                    if event.key.startswith(tuple(self.prefixes)):
+                        self.changed.set()
+            except DatastoreError as error:
+                log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                self.changed.set()
+
+    async def reconcile(self) -> None:
+        """Re-render after each burst of changes; a failed render keeps BIRD on its last good config."""
+        while True:
+            await self.changed.wait()
+            await asyncio.sleep(DEBOUNCE)
+            self.changed.clear()
+            try:
+                if await self.render_config():
+                    log.info("BIRD config changed; reloading: %s", self.control.configure())
+            except (bird.BirdError, DatastoreError) as error:
+                log.error("kept the last good BIRD config: %s", error)
+
+    async def keep_bird_running(self) -> None:
+        while True:
+            assert self.bird is not None
+            code = await self.bird.wait()
+            log.error("BIRD exited with code %s; restarting it", code)
+            await asyncio.sleep(1)
+            await self.start_bird()
+
+    async def stop_bird(self) -> None:
+        if self.bird is not None and self.bird.returncode is None:
+            self.bird.terminate()
+            try:
+                await asyncio.wait_for(self.bird.wait(), 5)
+            except asyncio.TimeoutError:
+                self.bird.kill()
+                await self.bird.wait()
+        self.paths.bird_pid_file.unlink(missing_ok=True)
+
+
+async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
+    """Start up, tell the caller (report), then supervise until SIGTERM."""
+    ds = Datastore.from_env()
+    supervisor = Supervisor(ds, options.name, paths)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        enable_forwarding()
+        report("Enabling IPv4 forwarding")
+        for line in await register(ds, options):
+            report(line)
+        if options.backend == "bird":
+            watcher = asyncio.create_task(supervisor.watch())
+            await supervisor.render_config()
+            await supervisor.start_bird()
+            tasks = [watcher, asyncio.create_task(supervisor.reconcile()),
+                     asyncio.create_task(supervisor.keep_bird_running())]
+        else:
+            tasks = []
+        paths.pid_file.write_text(f"{os.getpid()}\n")
+        report("Calico node started successfully", final=True)
+        await stop.wait()
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await supervisor.stop_bird()
+        paths.pid_file.unlink(missing_ok=True)
+        await ds.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="calico-node", description="calisim's calico/node (started by calicoctl node run)")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--ip", type=ipaddress.IPv4Interface)
+    parser.add_argument("--as", dest="as_number", type=int)
+    parser.add_argument("--no-default-ippools", action="store_true")
+    parser.add_argument("--backend", choices=("bird", "none"), default="bird")
+    parser.add_argument("--status-fd", type=int, help="write startup lines here, then close it")
+    args = parser.parse_args(argv)
+    paths = NodePaths()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    status = os.fdopen(args.status_fd, "w", buffering=1) if args.status_fd is not None else sys.stdout
+
+    def report(line: str, final: bool = False) -> None:
+        log.info("%s", line)
+        status.write(f"{'READY' if final else 'SAY'} {line}\n")
+        if final and status is not sys.stdout:
+            status.close()
+
+    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend)
+    try:
+        asyncio.run(run_node(options, paths, report))
+    except Exception as error:  # whatever stops startup must reach calicoctl, not just the log
+        log.exception("calico-node failed")
+        if not status.closed:
+            status.write(f"ERROR {error}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The per-run directory: every config, socket, pid file and log of one run, kept for reading
+after a failure.  Runs go under $CALISIM_RUNS (default /var/tmp/calisim), newest linked as ``latest``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE = Path("/var/tmp/calisim")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def create(cls, label: str, base: Path | None = None) -> "RunDir":
+        base = Path(base or os.environ.get("CALISIM_RUNS") or DEFAULT_BASE)
+        base.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-", dir=base))
+        latest = base / "latest"
+        try:
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(path.name)
+        except OSError:
+            pass  # a concurrent run took the link; it is only a convenience
+        return cls(path)
+
+    def host(self, name: str) -> Path:
+        return self.path / "hosts" / name
+
+    def host_run(self, name: str) -> Path:
+        """Mounted on /var/run/calico inside the host."""
+        return self.host(name) / "run"
+
+    def host_log(self, name: str) -> Path:
+        """Mounted on /var/log/calico inside the host."""
+        return self.host(name) / "log"
+
+    def host_home(self, name: str) -> Path:
+        """The working directory of commands run in the host."""
+        return self.host(name) / "home"
+
+    @property
+    def etcd(self) -> Path:
+        return self.path / "etcd"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "calisim.log"

@@ -1,0 +1,82 @@
+"""Mininet glue: what an emulated Calico host and network segment are.
+
+A host is a Mininet host (its shell process holds the network and mount namespaces) that also
+has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, and
+Calico's directories (/var/run/calico, /var/log/calico) bind-mounted from the run directory.
+A segment is a Linux bridge living in a namespace of its own: no Open vSwitch, and nothing in
+the namespace calisim was started from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from mininet.node import Host
+from mininet.nodelib import LinuxBridge
+from mininet.topo import Topo
+
+
+class NamespacedBridge(LinuxBridge):
+    """A Linux bridge inside its own network namespace (Mininet would put it in the root one)."""
+
+    def __init__(self, name: str, **params):
+        params["inNamespace"] = True  # Mininet passes inNamespace=False explicitly for switches
+        super().__init__(name, **params)
+
+
+class CalicoHost(Host):
+    """A Mininet host that looks like one of the seed's machines."""
+
+    def __init__(self, name: str, state_dir: Path, **params):
+        self.state_dir = Path(state_dir)
+        for sub in ("run", "log", "home"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        params.setdefault("privateDirs", [("/var/run/calico", str(self.state_dir / "run")),
+                                          ("/var/log/calico", str(self.state_dir / "log"))])
+        super().__init__(name, **params)
+        self.cmd("hostname", name)
+
+    def _popen(self, cmd, **params):
+        if self.shell is None and cmd and cmd[0] == "mnexec":
+            # The host's own shell: unshare execs in place, so the shell's PID (which Mininet
+            # attaches to) now also holds the host's UTS namespace.
+            cmd = cmd[:2] + ["unshare", "--uts", "--"] + cmd[2:]
+        return super()._popen(cmd, **params)
+
+    @property
+    def home(self) -> Path:
+        return self.state_dir / "home"
+
+    def enter_command(self, argv: list[str]) -> list[str]:
+        """argv run inside this host's network, mount and UTS namespaces, from its home directory."""
+        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", f"--wd={self.home}", "--", *argv]
+
+    def netns_inode(self) -> int:
+        return os.stat(f"/proc/{self.pid}/ns/net").st_ino
+
+
+class CalicoTopo(Topo):
+    """A Mininet topology whose Calico hosts are host1, host2, ...; etcd runs in ``etcd_host``."""
+
+    name = "custom"
+    etcd_host = "host1"
+
+    def add_segment(self, name: str) -> str:
+        return self.addSwitch(name, cls=NamespacedBridge)
+
+    def add_calico_host(self, name: str, ip: str, segment: str, default_route: str | None = None) -> str:
+        ipaddress.ip_interface(ip)  # fail early on a malformed address
+        params = {"ip": ip, "calico": True}
+        if default_route:
+            params["defaultRoute"] = f"via {default_route}"
+        self.addHost(name, **params)
+        self.addLink(name, segment)
+        return name
+
+    def calico_hosts(self) -> list[str]:
+        return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("calico")]
+
+    def host_ip(self, name: str) -> str:
+        return self.nodeInfo(name)["ip"].split("/")[0]

@@ -1,0 +1,20 @@
+from setuptools import setup
+
+setup(
+    name="calisim",
+    version="0.1.0",
+    description="Project Calico's Docker-era container networking, emulated on one Linux machine",
+    python_requires=">=3.11",
+    packages=["calisim", "topologies", "bird_configs"],
+    package_data={"bird_configs": ["*.j2"], "calisim": ["transcripts/*.txt"]},
+    install_requires=[
+        "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"], "bench": ["matplotlib"]},
+    entry_points={
+        "console_scripts": [
+            "calisim=calisim.cli:main",
+            "calicoctl=calisim.calicoctl:main",
+        ],
+    },
+)
