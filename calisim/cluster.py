@@ -30,7 +30,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from . import bird, sandbox
-from .datastore import Datastore, DatastoreError, EtcdServer, Synchronous
+from .datastore import Datastore, EtcdServer, Synchronous
 from .node import NodePaths
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo
@@ -107,22 +107,8 @@ class Cluster:
         with open(self.etcd.directory / "etcd.log", "ab") as logfile:
             self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
                                            stdout=logfile, stderr=subprocess.STDOUT)
-        wait_until(self._etcd_healthy, ETCD_START_TIMEOUT, what=f"etcd in {host.name} ({self.etcd.directory}/etcd.log)")
+        self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
-
-    def _etcd_healthy(self) -> bool:
-        assert self.etcd_process is not None and self.etcd is not None
-        if self.etcd_process.poll() is not None:
-            raise ClusterError(f"etcd exited with code {self.etcd_process.returncode}; "
-                               f"see {self.etcd.directory / 'etcd.log'}")
-        if not (self.etcd.directory / self.etcd.socket_name).exists():
-            return False
-        try:
-            with self.datastore() as ds:
-                ds.get("/calico/v1/Ready")
-            return True
-        except DatastoreError:
-            return False
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""

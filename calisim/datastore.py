@@ -12,6 +12,8 @@ import asyncio
 import inspect
 import json
 import os
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -23,6 +25,7 @@ from aetcd import transactions as ops
 
 CLIENT_PORT = 2379
 RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
+READY_PROBE_KEY = "/calico/v1/Ready"
 
 
 class DatastoreError(RuntimeError):
@@ -228,3 +231,21 @@ class EtcdServer:
             "--initial-cluster", f"calisim={peer}", "--initial-cluster-state", "new",
             "--log-outputs", "stderr",
         ]
+
+    def wait_ready(self, process: subprocess.Popen, timeout: float = 20.0) -> None:
+        """Poll etcd's unix socket until it answers; DatastoreError if etcd exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        log = self.directory / "etcd.log"
+        while True:
+            if process.poll() is not None:
+                raise DatastoreError(f"etcd exited with code {process.returncode}; see {log}")
+            if (self.directory / self.socket_name).exists():
+                try:
+                    with Synchronous(Datastore(self.unix_endpoint)) as ds:
+                        ds.get(READY_PROBE_KEY)
+                    return
+                except DatastoreError:
+                    pass
+            if time.monotonic() > deadline:
+                raise DatastoreError(f"etcd did not answer within {timeout:.0f}s; see {log}")
+            time.sleep(0.05)

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bird, keys
@@ -37,8 +37,8 @@ class StartupError(RuntimeError):
 class NodePaths:
     """Where a node keeps its state; a Mininet host mounts its own directories on these paths."""
 
-    run_dir: Path = Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico"))
-    log_dir: Path = Path(os.environ.get("CALICO_LOG_DIR", "/var/log/calico"))
+    run_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico")))
+    log_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_LOG_DIR", "/var/log/calico")))
 
     @property
     def pid_file(self) -> Path:

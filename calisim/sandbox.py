@@ -1,7 +1,7 @@
 """The private namespaces every calisim world lives in.
 
 The machine's own network namespace has a real uplink: a packet sent from it to an emulated
-address (10.x, 192.168.x) would leave the machine.  So every run re-executes itself under
+address (10.x, 192.168.x) would leave the machine.  So every run runs itself again under
 ``unshare --net --mount --pid``: a fresh network namespace holding only ``lo``, a private mount
 table, and a PID namespace whose init (this module's ``main``) reaps orphans and, by exiting,
 makes the kernel kill anything a crashed run left behind.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -36,7 +37,20 @@ def in_private_namespace() -> bool:
     return os.environ.get(SANDBOX_ENV) == netns_id()
 
 
-def _reexec(argv: list[str]) -> NoReturn:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:
+    """Run argv in fresh namespaces and exit with its code.
+
+    This process stays behind in the caller's namespace only to wait and to pass SIGTERM/SIGHUP
+    on to the sandbox's init (unshare itself blocks them while it waits).  Ctrl-C needs no help:
+    the terminal sends it to the whole process group, the run included.
+    """
     if os.geteuid() != 0:
         raise SandboxError("calisim needs root to create its private network namespace (run it with sudo)")
     os.environ.pop(SANDBOX_ENV, None)
@@ -45,16 +59,26 @@ def _reexec(argv: list[str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execvp(command[0], command)
+        unshare = subprocess.Popen(command)
     except OSError as error:
         raise SandboxError(f"cannot run unshare: {error}") from error
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in _children(unshare.pid):
+            os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = unshare.wait()
+    os._exit(code if code >= 0 else 128 - code)
 
 
 def enter_fresh(argv: list[str]) -> None:
     """Make sure this process runs in a sandbox made for it alone (re-exec otherwise)."""
     if os.environ.pop(FRESH_ENV, None) == netns_id() and in_private_namespace():
         return
-    _reexec(argv)
+    _run_in_fresh_sandbox(argv)
 
 
 def enter(argv: list[str] | None = None) -> None:
@@ -65,7 +89,7 @@ def enter(argv: list[str] | None = None) -> None:
     os.environ.pop(FRESH_ENV, None)
     if in_private_namespace():
         return
-    _reexec(argv if argv is not None else [sys.executable, *sys.orig_argv[1:]])
+    _run_in_fresh_sandbox(argv if argv is not None else [sys.executable, *sys.orig_argv[1:]])
 
 
 def require() -> None:

@@ -1,0 +1,73 @@
+"""Test session set-up: as root the whole session re-executes inside calisim's private
+namespace (so no test can touch the machine's network); without root, emulation tests skip."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from calisim import sandbox
+from calisim.datastore import Datastore, EtcdServer, Synchronous
+
+ROOT = os.geteuid() == 0
+
+
+def pytest_configure(config):
+    if ROOT:
+        sandbox.enter()
+        os.environ.setdefault("CALISIM_RUNS", "/tmp/calisim-test-runs")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not ROOT:
+        skip = pytest.mark.skip(reason="emulation tests need root: they build network namespaces")
+        for item in items:
+            if "emulation" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def etcd(tmp_path_factory):
+    """A real etcd reachable only through its unix socket; yields its endpoint."""
+    directory = tmp_path_factory.mktemp("etcd")
+    server = EtcdServer("127.0.0.1", directory)
+    with open(directory / "etcd.log", "wb") as log:
+        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        server.wait_ready(process)
+        yield server.unix_endpoint
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def ds(etcd):
+    with Synchronous(Datastore(etcd)) as client:
+        yield client
+
+
+def dump(ds) -> dict:
+    """Every key under /calico with its value: what 'nothing stored' is checked against."""
+    return {entry.key: entry.value for entry in ds.list("/calico")}
+
+
+def running_daemons() -> set[tuple[int, str]]:
+    """bird, etcd, calico-node and mnexec processes visible from here (child PID namespaces included)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+        if words and (words[0] in ("bird", "etcd", "mnexec") or "calisim.node" in words):
+            found.add((int(entry.name), " ".join(words)))
+    return found
+
+
+PYTHON = sys.executable

@@ -1,0 +1,150 @@
+"""calicoctl against a real etcd: messages, output formats, and bad input that stores nothing."""
+
+import json
+
+import pytest
+import yaml
+
+from calisim import calicoctl, keys
+
+from .conftest import dump
+
+pytestmark = pytest.mark.emulation
+
+SEED_POOL = """\
+- apiVersion: v1
+  kind: ipPool
+  metadata:
+    cidr: 10.10.0.0/16
+  spec:
+    ipip:
+      enabled: true
+    nat-outgoing: true
+"""
+
+
+@pytest.fixture
+def ctl(etcd, monkeypatch, capsys, tmp_path):
+    """Run calicoctl in-process; returns (exit code, stdout + stderr)."""
+    monkeypatch.setenv("ETCD_ENDPOINTS", etcd)
+    monkeypatch.setenv("CALICO_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv, stdin=None):
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", __import__("io").StringIO(stdin))
+        try:
+            calicoctl.main(list(argv))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+    return run
+
+
+def test_seed_pool_create_get_and_duplicate(ctl):
+    assert ctl("create", "-f", "-", stdin=SEED_POOL) == (0, "Successfully created 1 'ipPool' resource(s)\n")
+    assert ctl("get", "ipPool", "-o", "wide") == (0, "CIDR           NAT    IPIP   \n10.10.0.0/16   true   true   \n")
+    assert ctl("create", "-f", "-", stdin=SEED_POOL) == (
+        1, "Failed to create 'ipPool' resource: resource already exists: IPPool(cidr=10.10.0.0/16)\n")
+    assert ctl("create", "--skip-exists", "-f", "-", stdin=SEED_POOL) == (
+        0, "Successfully created 0 'ipPool' resource(s)\n")
+
+
+BAD_INPUTS = {
+    "malformed yaml": ("- apiVersion: v1\n  kind: [ipPool\n", "error parsing"),
+    "pool too small": (SEED_POOL.replace("10.10.0.0/16", "10.10.0.0/27"), "IP pool is too small"),
+    "unknown field": (SEED_POOL.replace("nat-outgoing", "natOutgoing"), "unknown field in ipPool spec: natOutgoing"),
+    "wrong kind": (SEED_POOL.replace("ipPool", "ipPoolz"), "resource type 'ipPoolz' is not supported"),
+    "bad second item": (SEED_POOL + SEED_POOL.replace("10.10.0.0/16", "10.20.0.0/33"), "item 2: "),
+    "overlaps a stored pool": (SEED_POOL.replace("10.10.0.0/16", "10.0.0.0/8"), "overlaps with IP pool 10.10.0.0/16"),
+    "node AS out of range": ("kind: node\napiVersion: v1\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 4294967296}}\n",
+                             "out of range"),
+    "empty input": ("", "contains no resources"),
+    "not a resource": ("- 42\n", "must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_is_rejected_whole_and_stores_nothing(ctl, ds, name):
+    assert ctl("create", "-f", "-", stdin=SEED_POOL)[0] == 0
+    before = dump(ds)
+    text, message = BAD_INPUTS[name]
+    for action in ("create", "apply", "replace"):
+        code, output = ctl(action, "-f", "-", stdin=text)
+        assert code == 1 and message in output, (action, output)
+        assert dump(ds) == before
+
+
+def test_yaml_and_json_output_round_trip_through_apply_and_delete(ctl, ds):
+    ctl("create", "-f", "-", stdin=SEED_POOL + """\
+- apiVersion: v1
+  kind: bgpPeer
+  metadata: {scope: global, peerIP: 192.168.3.1}
+  spec: {asNumber: 64513}
+- apiVersion: v1
+  kind: node
+  metadata: {name: host1}
+  spec: {bgp: {asNumber: 64512, ipv4Address: 192.168.3.229/24}}
+""")
+    stored = dump(ds)
+    documents = []
+    for kind in ("ipPool", "bgpPeer", "node"):
+        code, text = ctl("get", kind, "-o", "yaml")
+        assert code == 0
+        documents += yaml.safe_load(text)
+        code, text = ctl("get", kind, "-o", "json")
+        assert json.loads(text) == yaml.safe_load(ctl("get", kind, "-o", "yaml")[1])
+    assert ctl("apply", "-f", "-", stdin=yaml.safe_dump(documents))[1] == "Successfully applied 3 resource(s)\n"
+    assert dump(ds) == stored
+    assert ctl("delete", "-f", "-", stdin=json.dumps(documents)) == (0, "Successfully deleted 3 resource(s)\n")
+    assert ctl("get", "ipPool", "-o", "yaml") == (0, "[]\n")
+    assert not any(key.startswith(("/calico/v1/ipam/v4/pool", "/calico/bgp/v1/global/peer_v4", "/calico/v1/host"))
+                   for key in dump(ds))
+
+
+def test_replace_needs_an_existing_resource_and_apply_does_not(ctl, ds):
+    code, output = ctl("replace", "-f", "-", stdin=SEED_POOL)
+    assert code == 1 and "resource does not exist: IPPool(cidr=10.10.0.0/16)" in output
+    assert ctl("apply", "-f", "-", stdin=SEED_POOL)[0] == 0
+    assert ctl("replace", "-f", "-", stdin=SEED_POOL.replace("nat-outgoing: true", "nat-outgoing: false")) == (
+        0, "Successfully replaced 1 'ipPool' resource(s)\n")
+    assert ds.get("/calico/v1/ipam/v4/pool/10.10.0.0-16").value["masquerade"] is False
+
+
+def test_delete_by_name(ctl):
+    ctl("create", "-f", "-", stdin=SEED_POOL)
+    assert ctl("delete", "ipPool", "192.168.0.0/16") == (
+        1, "Failed to delete 'ipPool' resource: resource does not exist: IPPool(cidr=192.168.0.0/16)\n")
+    assert ctl("delete", "ipPool", "192.168.0.0/16", "--skip-not-exists")[0] == 0
+    assert ctl("delete", "pool", "10.10.0.0/16") == (0, "Successfully deleted 1 'ipPool' resource(s)\n")
+    assert ctl("get", "ipPool") == (0, "CIDR   \n")
+    code, output = ctl("delete", "ipPool", "10.10.0.0")
+    assert code == 1 and "no prefix length" in output
+
+
+def test_config_set_and_get(ctl, ds):
+    assert ctl("config", "get", "asNumber") == (0, "64512\n")
+    assert ctl("config", "set", "asNumber", "4294.566") == (0, "")
+    assert ds.get(keys.GLOBAL_AS).value == str(4294 * 65536 + 566)
+    assert ctl("config", "set", "nodeToNodeMesh", "off") == (0, "")
+    assert ctl("config", "get", "nodeToNodeMesh") == (0, "off\n")
+    assert ds.get(keys.NODE_MESH).value == {"enabled": False}
+    assert ctl("config", "set", "asNumber", "65001", "--node", "host1")[0] == 0
+    assert ds.get(keys.bgp_host_as("host1")).value == "65001"
+    before = dump(ds)
+    for bad in (("asNumber", "0"), ("nodeToNodeMesh", "maybe"), ("logLevel", "loud"), ("colour", "blue")):
+        code, output = ctl("config", "set", *bad)
+        assert code == 1 and "Error executing command" in output
+    assert dump(ds) == before
+
+
+def test_node_status_without_a_running_node(ctl):
+    assert ctl("node", "status") == (1, "Calico process is not running.\n")
+
+
+def test_unreachable_etcd_is_reported(ctl, monkeypatch, tmp_path):
+    monkeypatch.setenv("ETCD_ENDPOINTS", f"unix://{tmp_path}/nothing.sock:2379")
+    code, output = ctl("get", "ipPool")
+    assert code == 1 and "nothing.sock" in output
