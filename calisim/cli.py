@@ -28,7 +28,7 @@ import topologies
 from . import sandbox, transcript
 from .cluster import Cluster, ClusterError
 from .datastore import DatastoreError
-from .rundir import RunDir
+from .rundir import RunDir, RunDirError
 
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         steps = load_steps(args)
         topo = topologies.load("two_host" if args.command == "two-host" else args.topology, getattr(args, "hosts", None))
         transcript.check_hosts(steps, topo.hosts(sort=True))
+        RunDir.check_base(args.run_dir, topo.name)
     except (OSError, ValueError) as error:
         sys.exit(f"calisim: {error}")
     if args.command == "run" and args.script == "-":

@@ -1,0 +1,150 @@
+"""Emulated clusters end to end: the seed transcript through the CLI, a 10-host mesh through the
+API, clean-up after errors and signals, and proof that the caller's namespace is untouched."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import topologies
+from calisim import sandbox, transcript
+from calisim.cluster import Cluster, ClusterError, wait_until
+
+from .conftest import PYTHON, running_daemons
+
+pytestmark = pytest.mark.emulation
+
+SEED_TRANSCRIPT = resources.files("calisim").joinpath("transcripts/two_host.txt")
+
+
+def calisim(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """A short, fresh base for run directories (unix socket paths below it must stay short)."""
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
+    monkeypatch.setenv("CALISIM_RUNS", str(base))
+    yield base
+    shutil.rmtree(base.parent)
+
+
+@pytest.fixture
+def untouched():
+    """Asserts, after the test, that this namespace and its processes are as they were before."""
+    before, daemons = sandbox.snapshot(), running_daemons()
+    yield
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
+def test_seed_transcript_through_the_cli(runs, untouched):
+    done = calisim("run", str(SEED_TRANSCRIPT), "--topology", "two_host", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert len(results) == len(transcript.parse(SEED_TRANSCRIPT.read_text()))
+    assert all(r["passed"] for r in results)
+    assert set(results[0]) == {"host", "command", "expect", "rc", "stdout", "stderr", "passed", "seconds"}
+    by_command = {r["command"]: r for r in results}
+    status = by_command["calicoctl node status"]["stdout"]
+    assert status.startswith("Calico process is running.\n\nIPv4 BGP status\n+---------------+")
+    assert "| 192.168.3.228 | node-to-node mesh | up    |" in status
+    assert by_command["calicoctl get node"]["stdout"] == "NAME            \n192.168.3.228   \n192.168.3.229   \n"
+    assert by_command["calicoctl get ipPool -o wide"]["stdout"] == "CIDR           NAT    IPIP   \n10.10.0.0/16   true   true   \n"
+    run_dir = next(p for p in runs.iterdir() if p.name != "latest")
+    for name in ("calisim.log", "transcript.json", "etcd/etcd.log", "hosts/host1/run/bird.cfg",
+                 "hosts/host2/log/node.log", "hosts/host2/log/bird.log"):
+        assert (run_dir / name).is_file(), name
+    assert "transcript: 21 passed, 0 failed" in done.stderr
+
+
+def test_ten_host_flat_mesh_through_the_api(untouched, runs):
+    with Cluster(topologies.load("flat", 10)) as cluster:
+        assert cluster.run("host7", "hostname").stdout == "host7\n"
+        cluster.start_nodes()
+        cluster.wait_for_mesh(timeout=60)
+        established = sum(cluster.bgp_established(host) for host in cluster.hosts)
+        assert established == 2 * 45  # each of the 45 sessions counted at both ends
+        names = cluster.run("host3", "calicoctl get node").stdout.split()
+        assert names == ["NAME"] + [f"host{i}" for i in sorted(range(1, 11), key=str)]
+        with cluster.datastore() as ds:
+            assert ds.get("/calico/bgp/v1/host/host10/ip_addr_v4").value == "172.16.0.10"
+
+
+NODE_ERRORS = """
+host1$ calicoctl node run
+host2! calicoctl node run --ip 192.168.3.229/24
+host2$ calicoctl node run --ip 192.168.3.229/24 2>&1 | grep -q "Calico node 'host1' is already using the IPv4 address 192.168.3.229"
+host2! calicoctl node run --as 0
+host2! calicoctl node status
+host2$ calicoctl node status | grep -qx 'Calico process is not running.'
+host1! calicoctl delete ipPool 10.99.0.0/16
+host1$ echo '{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.0.0.0/26"}, "spec": {}}' | calicoctl create -f -
+host1! echo '[{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.1.0.0/16"}}, {"kind": "node"}]' | calicoctl create -f -
+host1$ calicoctl get ipPool | grep -c / | grep -x 2
+host1$ calicoctl node run
+host1$ test "$(hostname)" = host1 && test "$ETCD_ENDPOINTS" = http://192.168.3.229:2379
+"""
+
+
+def test_node_errors_and_rejected_input_through_the_api(untouched, runs):
+    steps = transcript.parse(NODE_ERRORS)
+    with Cluster(topologies.load("two_host")) as cluster:
+        results = transcript.run(cluster, steps, keep_going=True)
+    failed = [(r.step.prompt, r.rc, r.stdout, r.stderr) for r in results if not r.passed]
+    assert not failed
+
+
+def test_an_exception_inside_the_cluster_stops_everything(untouched, runs):
+    with pytest.raises(RuntimeError, match="boom"):
+        with Cluster(topologies.load("two_host")) as cluster:
+            cluster.start_nodes()
+            cluster.run("host2", "sleep 300 > /dev/null 2>&1 &")
+            wait_until(lambda: cluster.bgp_established("host1") == 1, 20, what="the mesh")
+            raise RuntimeError("boom")
+
+
+def test_unknown_hosts_and_commands_on_a_stopped_cluster_are_errors(untouched, runs):
+    cluster = Cluster(topologies.load("two_host"))
+    with pytest.raises(ClusterError, match="not running"):
+        cluster.run("host1", "true")
+    with cluster:
+        with pytest.raises(ClusterError, match="unknown host 'host3' \\(this topology has host1, host2\\)"):
+            cluster.run("host3", "true")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "-", "--topology", "two_host"], "line 1: unknown host 'host9'"),
+    (["run", "-", "--topology", "ring"], "unknown topology 'ring'"),
+    (["run", "-", "--topology", "flat", "--hosts", "0"], "takes 1 to 1000 hosts"),
+    (["run", "/nonexistent/steps.txt", "--topology", "two_host"], "No such file"),
+])
+def test_cli_rejects_bad_input_before_building_anything(runs, untouched, args, message):
+    done = calisim(*args, input="host9$ true\n")
+    assert done.returncode != 0 and message in done.stderr
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_run_and_everything_it_started(runs, untouched, tmp_path, signum):
+    script = tmp_path / "steps.txt"
+    script.write_text("host1$ calicoctl node run\nhost1$ sleep 300\n")
+    process = subprocess.Popen([PYTHON, "-m", "calisim", "run", str(script), "--topology", "two_host"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: any("bird" in cmd for _, cmd in running_daemons()), 60, what="BIRD to start")
+        # Ctrl-C reaches the whole foreground process group; SIGTERM is sent to the command alone.
+        os.killpg(process.pid, signum) if signum == signal.SIGINT else process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum
+    assert "stopped" in (Path(os.environ["CALISIM_RUNS"]) / "latest" / "calisim.log").read_text()
