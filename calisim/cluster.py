@@ -33,7 +33,7 @@ from . import bird, sandbox
 from .datastore import Datastore, EtcdServer, Synchronous
 from .node import NodePaths
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo
+from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 ETCD_START_TIMEOUT = 20.0
@@ -98,6 +98,7 @@ class Cluster:
                            link=Link, autoSetMacs=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()
+        pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
 
     def _start_etcd(self) -> None:
@@ -180,8 +181,9 @@ class Cluster:
             stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
         return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
 
-    def run_everywhere(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
-        with ThreadPoolExecutor(max_workers=min(16, len(self.hosts))) as pool:
+    def run_everywhere(self, command: str, timeout: float = DEFAULT_TIMEOUT, parallel: int = 8) -> list[CommandResult]:
+        """Run command on every Calico host, at most parallel at a time."""
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(self.hosts)))) as pool:
             return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
 
     def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:

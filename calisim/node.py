@@ -25,6 +25,7 @@ from .resources import IPPool, Node
 
 DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one BIRD reload
+ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
 SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 log = logging.getLogger("calico-node")
 
@@ -135,6 +136,21 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     return said
 
 
+async def register_when_etcd_answers(ds: Datastore, options: NodeOptions, report) -> list[str]:
+    """Register, retrying while etcd is unreachable or overloaded, up to ETCD_WAIT seconds."""
+    deadline = asyncio.get_running_loop().time() + ETCD_WAIT
+    delay = 0.5
+    while True:
+        try:
+            return await register(ds, options)
+        except DatastoreError as error:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise StartupError(f"etcd did not answer within {ETCD_WAIT:.0f}s: {error}") from error
+            report(f"Waiting for etcd connection... ({error})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class Supervisor:
     """Runs BIRD as a child and keeps its config equal to what etcd says (Calico's confd)."""
 
@@ -233,7 +249,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     try:
         enable_forwarding()
         report("Enabling IPv4 forwarding")
-        for line in await register(ds, options):
+        for line in await register_when_etcd_answers(ds, options, report):
             report(line)
         if options.backend == "bird":
             watcher = asyncio.create_task(supervisor.watch())

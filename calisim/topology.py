@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 from mininet.node import Host
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
@@ -80,3 +82,27 @@ class CalicoTopo(Topo):
 
     def host_ip(self, name: str) -> str:
         return self.nodeInfo(name)["ip"].split("/")[0]
+
+
+def pin_segment_neighbours(net) -> None:
+    """Give every host a permanent ARP entry for each other host on its segments.
+
+    The kernel's ARP table is one table for all namespaces, capped by the machine's
+    gc_thresh3 (1024 by default, not ours to raise): a full BGP mesh of 50 hosts needs 2450
+    entries, and past the cap new ones cannot be created, so connections silently stall.
+    Permanent entries do not count against the cap (Linux >= 5.0), and they also spare the
+    bridge the ARP broadcast storm of every host connecting to every other at once.  The
+    underlay's ARP is not part of what calisim emulates; Calico's own workload entries are
+    permanent too.
+    """
+    for switch in net.switches:
+        members = [intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+                   for intf in switch.intfList() if getattr(intf, "link", None)]
+        members = [intf for intf in members if intf.IP()]
+        addresses = {intf: (intf.IP(), intf.MAC()) for intf in members}
+        for intf in members:
+            with IPRoute(netns=f"/proc/{intf.node.pid}/ns/net", flags=0) as ipr:
+                index = ipr.link_lookup(ifname=intf.name)[0]
+                for other, (ip, mac) in addresses.items():
+                    if other is not intf:
+                        ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=NUD_PERMANENT)

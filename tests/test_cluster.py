@@ -68,6 +68,9 @@ def test_seed_transcript_through_the_cli(runs, untouched):
 def test_ten_host_flat_mesh_through_the_api(untouched, runs):
     with Cluster(topologies.load("flat", 10)) as cluster:
         assert cluster.run("host7", "hostname").stdout == "host7\n"
+        # The underlay's ARP entries are pinned: the kernel's shared table cannot hold a big mesh.
+        neighbours = cluster.run("host7", "ip neigh show nud permanent").stdout.splitlines()
+        assert sorted(line.split()[0] for line in neighbours) == sorted(f"172.16.0.{i}" for i in range(1, 11) if i != 7)
         cluster.start_nodes()
         cluster.wait_for_mesh(timeout=60)
         established = sum(cluster.bgp_established(host) for host in cluster.hosts)
