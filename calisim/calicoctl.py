@@ -21,6 +21,7 @@ import yaml
 
 from . import __version__, bird, keys
 from .datastore import Datastore, DatastoreError, Synchronous, Txn
+from .ipam import IPAM, IPAMError, parse_ipv4
 from .node import NodePaths
 from .output import boxed_table, padded_columns
 from .resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
@@ -69,6 +70,8 @@ async def write(ds: Datastore, action: str, resources: list[Resource], skip: boo
                 continue
             raise ValidationError(f"resource {'already exists' if exists else 'does not exist'}: {resource.ident}")
         written += 1
+        if action == "delete" and isinstance(resource, IPPool):
+            continue  # deleted below, in IPAM's order
         if action == "delete":
             txn.require_present(resource.primary_key)
             for key in resource.removal_prefixes():
@@ -89,6 +92,11 @@ async def write(ds: Datastore, action: str, resources: list[Resource], skip: boo
             txn.put(key, value)
     if written and not await ds.commit(txn):
         raise ValidationError("the datastore changed while writing (another client raced); nothing was stored")
+    if action == "delete":
+        ipam = IPAM(ds)
+        for pool in pools:
+            if await ds.get(pool.primary_key) is not None:
+                await ipam.delete_pool(pool.cidr)
     return written
 
 
@@ -231,6 +239,24 @@ def cmd_config(ds: Synchronous, args: argparse.Namespace) -> str:
     return ""
 
 
+def cmd_ipam(ds: Synchronous, args: argparse.Namespace) -> str:
+    ipam = ds.wrap(IPAM(ds.target))
+    try:
+        ip = parse_ipv4(args.ip)
+        if args.ipam_command == "show":
+            attributes = ipam.attributes(ip)
+            if attributes is None:
+                return f"IP {ip} is not currently assigned in block"
+            if not attributes.get("secondary"):
+                return f"No attributes defined for IP {ip}"
+            return "\n".join(f"{name}: {value}" for name, value in sorted(attributes["secondary"].items()))
+        if ipam.release_ips([ip]):
+            raise CommandError(f"IP address {ip} is not assigned")
+        return f"Successfully released IP address {ip}"
+    except IPAMError as error:
+        raise CommandError(str(error)) from None
+
+
 def stop_running_node(paths: NodePaths, timeout: float = 10.0) -> bool:
     pid = paths.running_pid()
     if pid is None:
@@ -353,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("bird", "none"), default="bird")
     run.add_argument("--no-default-ippools", action="store_true")
     node_commands.add_parser("status")
+    ipam = commands.add_parser("ipam", help="show or release an IP address's assignment")
+    ipam_commands = ipam.add_subparsers(dest="ipam_command", required=True)
+    for name in ("show", "release"):
+        ipam_commands.add_parser(name).add_argument("--ip", required=True)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -365,6 +395,8 @@ def dispatch(args: argparse.Namespace) -> str:
     with Synchronous(Datastore.from_env()) as ds:
         if args.command == "config":
             return cmd_config(ds, args)
+        if args.command == "ipam":
+            return cmd_ipam(ds, args)
         if args.command == "get":
             return cmd_get(ds, args)
         return cmd_write(ds, args)

@@ -172,12 +172,13 @@ class Datastore:
 class Synchronous:
     """A blocking face for an asyncio object: every coroutine method runs on a private loop."""
 
-    def __init__(self, target: Any):
-        self._target = target
-        self._loop = asyncio.new_event_loop()
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop | None = None):
+        self.target = target
+        self._owns_loop = loop is None
+        self._loop = loop or asyncio.new_event_loop()
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
+        attribute = getattr(self.target, name)
         if not inspect.iscoroutinefunction(attribute):
             return attribute
 
@@ -188,11 +189,15 @@ class Synchronous:
 
     def run(self, coroutine_function: Callable, *args: Any) -> Any:
         """Run an async function that takes the target as its first argument."""
-        return self._loop.run_until_complete(coroutine_function(self._target, *args))
+        return self._loop.run_until_complete(coroutine_function(self.target, *args))
+
+    def wrap(self, other: Any) -> "Synchronous":
+        """A blocking face for another asyncio object on this one's loop (e.g. IPAM over this datastore)."""
+        return Synchronous(other, self._loop)
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.run_until_complete(self._target.close())
+        if self._owns_loop and not self._loop.is_closed():
+            self._loop.run_until_complete(self.target.close())
             self._loop.close()
 
     def __enter__(self) -> "Synchronous":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import bird, keys
 from .datastore import Datastore, DatastoreError, Txn
+from .ipam import IPAM, ConflictError, IPAMError
 from .resources import IPPool, Node
 
 DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
@@ -133,6 +134,9 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     if options.default_pools and not await IPPool.load_all(ds):
         if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
             said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
+    tunnel = await IPAM(ds).ensure_tunnel_address(options.name)
+    if tunnel is not None:
+        said.append(f"Assigned IPIP tunnel address {tunnel}")
     return said
 
 
@@ -162,6 +166,7 @@ class Supervisor:
         self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
         self.prefixes = bird.datastore_prefixes(name)
+        self.ipam = IPAM(ds)
 
     async def render_config(self) -> bool:
         """Render from etcd and write the file if `bird -p` accepts it; True if it changed."""
@@ -214,9 +219,10 @@ class Supervisor:
             await asyncio.sleep(DEBOUNCE)
             self.changed.clear()
             try:
+                await self.ipam.ensure_tunnel_address(self.name)  # pools may have come, gone or changed IPIP
                 if await self.render_config():
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
-            except (bird.BirdError, DatastoreError) as error:
+            except (bird.BirdError, DatastoreError, IPAMError, ConflictError) as error:
                 log.error("kept the last good BIRD config: %s", error)
 
     async def keep_bird_running(self) -> None:

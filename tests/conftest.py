@@ -7,11 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from calisim import sandbox
 from calisim.datastore import Datastore, EtcdServer, Synchronous
 
 ROOT = os.geteuid() == 0
+
+# Hypothesis profiles: `ci` keeps `make test` fast; `scale` is for a long run:
+#   CALISIM_HYPOTHESIS_PROFILE=scale .venv/bin/python -m pytest tests/test_ipam_properties.py
+settings.register_profile("ci", max_examples=40, stateful_step_count=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("scale", max_examples=200, stateful_step_count=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci"))
+SCALE = os.environ.get("CALISIM_HYPOTHESIS_PROFILE") == "scale"
 
 
 def pytest_configure(config):

@@ -1,0 +1,390 @@
+"""Calico IPAM (libcalico-go v1.0 semantics, calico-v1.md section 4) over etcd.
+
+Addresses come in /26 blocks.  A host uses its own (affine) blocks first, then claims a free
+block (starting at a block derived from a hash of its name, then sequentially with wrap-around),
+and only then borrows free addresses from other hosts' blocks.  Inside a block free ordinals are a
+FIFO queue, so a released address is not reissued before the block has cycled.
+
+Every write is one etcd transaction guarded by the revisions it read (the block, and the handle
+when there is one); a conflict re-reads and retries, so hosts allocating at once in different
+processes never get the same address.  ``IPAM`` is asyncio; ``Synchronous(IPAM(ds))`` is the
+blocking face for calicoctl and the plugins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import keys
+from .datastore import Datastore, Entry, Txn
+from .resources import IPPool
+
+BLOCK_PREFIX = 26
+BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)
+BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
+HANDLES = "/calico/ipam/v2/handle/"
+TUNNEL_PARAM = "IpInIpTunnelAddr"
+MAX_ATTEMPTS = 200
+
+IPv4 = ipaddress.IPv4Address
+IPv4Net = ipaddress.IPv4Network
+
+
+class IPAMError(ValueError):
+    """A request IPAM refuses, with Calico's message."""
+
+
+class ConflictError(RuntimeError):
+    """Too many concurrent writers kept winning the race for the same keys."""
+
+
+def block_key(cidr: IPv4Net) -> str:
+    return BLOCKS + keys.cidr_to_key(cidr)
+
+
+def affinity_key(host: str, cidr: IPv4Net) -> str:
+    return keys.host_affinity_blocks(host) + keys.cidr_to_key(cidr)
+
+
+def handle_key(handle: str) -> str:
+    return HANDLES + handle
+
+
+def block_of(ip: IPv4) -> IPv4Net:
+    return ipaddress.ip_network(f"{ip}/{BLOCK_PREFIX}", strict=False)
+
+
+def blocks_in(pool: IPv4Net) -> int:
+    return 2 ** (BLOCK_PREFIX - pool.prefixlen)
+
+
+def nth_block(pool: IPv4Net, index: int) -> IPv4Net:
+    return ipaddress.ip_network((int(pool.network_address) + index * BLOCK_SIZE, BLOCK_PREFIX))
+
+
+def first_block_index(host: str, pool: IPv4Net) -> int:
+    """Where host starts looking for a free block in pool: a stable hash of its name."""
+    digest = hashlib.sha256(host.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % blocks_in(pool)
+
+
+def parse_ipv4(text: Any) -> IPv4:
+    try:
+        ip = ipaddress.ip_address(str(text).strip())
+    except ValueError:
+        raise IPAMError(f"Invalid IP address: {text!r}") from None
+    if ip.version != 4:
+        raise IPAMError(f"IPv6 isn't supported: {ip}")
+    return ip
+
+
+@dataclass
+class Block:
+    """One /26: who it is affine to, which ordinals are taken, the FIFO of free ones."""
+
+    cidr: IPv4Net
+    affinity: str | None
+    allocations: list[int | None]
+    unallocated: list[int]
+    attributes: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, cidr: IPv4Net, host: str | None) -> "Block":
+        return cls(cidr, f"host:{host}" if host else None, [None] * BLOCK_SIZE, list(range(BLOCK_SIZE)))
+
+    @classmethod
+    def from_value(cls, value: dict) -> "Block":
+        return cls(ipaddress.ip_network(value["cidr"]), value.get("affinity"), list(value["allocations"]),
+                   list(value["unallocated"]), list(value.get("attributes") or []))
+
+    def value(self) -> dict:
+        return {"cidr": str(self.cidr), "affinity": self.affinity, "allocations": self.allocations,
+                "unallocated": self.unallocated, "attributes": self.attributes}
+
+    @property
+    def host(self) -> str | None:
+        return self.affinity[len("host:"):] if self.affinity and self.affinity.startswith("host:") else None
+
+    @property
+    def empty(self) -> bool:
+        return len(self.unallocated) == BLOCK_SIZE
+
+    def ip(self, ordinal: int) -> IPv4:
+        return self.cidr.network_address + ordinal
+
+    def ordinal(self, ip: IPv4) -> int:
+        return int(ip) - int(self.cidr.network_address)
+
+    def _attribute_index(self, handle: str | None, attrs: dict | None) -> int:
+        entry = {"handle_id": handle, "secondary": attrs or None}
+        if entry not in self.attributes:
+            self.attributes.append(entry)
+        return self.attributes.index(entry)
+
+    def allocate(self, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+        """Take up to count addresses from the front of the free queue."""
+        taken = self.unallocated[:count]
+        del self.unallocated[:len(taken)]
+        if taken:
+            index = self._attribute_index(handle, attrs)
+            for ordinal in taken:
+                self.allocations[ordinal] = index
+        return [self.ip(ordinal) for ordinal in taken]
+
+    def assign(self, ip: IPv4, handle: str | None, attrs: dict | None) -> None:
+        ordinal = self.ordinal(ip)
+        if self.allocations[ordinal] is not None:
+            raise IPAMError("Address already assigned in block")
+        self.unallocated.remove(ordinal)
+        self.allocations[ordinal] = self._attribute_index(handle, attrs)
+
+    def attributes_of(self, ip: IPv4) -> dict | None:
+        index = self.allocations[self.ordinal(ip)]
+        return None if index is None else self.attributes[index]
+
+    def release(self, ip: IPv4) -> str | None:
+        """Free ip (it goes to the back of the queue); returns its handle.  KeyError if it was free."""
+        ordinal = self.ordinal(ip)
+        index = self.allocations[ordinal]
+        if index is None:
+            raise KeyError(ip)
+        handle = self.attributes[index]["handle_id"]
+        self.allocations[ordinal] = None
+        self.unallocated.append(ordinal)
+        if index not in self.allocations:  # drop the unused attribute and renumber the rest
+            del self.attributes[index]
+            self.allocations = [a - 1 if a is not None and a > index else a for a in self.allocations]
+        return handle
+
+
+class IPAM:
+    """Calico's IPAM on etcd; every method is safe to run from many hosts at once."""
+
+    def __init__(self, ds: Datastore):
+        self.ds = ds
+        self.conflicts = 0  # compare-and-swap losses, retried (the benchmark reports them)
+
+    # -- reading -----------------------------------------------------------------------------
+    async def pools(self, enabled_only: bool = True) -> list[IPPool]:
+        return [p for p in await IPPool.load_all(self.ds)
+                if p.cidr.version == 4 and (not p.disabled or not enabled_only)]
+
+    async def config(self) -> dict:
+        return await self.ds.value(keys.IPAM_CONFIG) or {"strict_affinity": False, "auto_allocate_blocks": True}
+
+    async def block(self, cidr: IPv4Net) -> tuple[Block | None, int]:
+        entry = await self.ds.get(block_key(cidr))
+        return (None, 0) if entry is None else (Block.from_value(entry.value), entry.revision)
+
+    async def blocks(self) -> list[Block]:
+        return [Block.from_value(e.value) for e in await self.ds.list(BLOCKS)]
+
+    async def affine_blocks(self, host: str) -> list[IPv4Net]:
+        return sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key)))
+                      for e in await self.ds.list(keys.host_affinity_blocks(host)))
+
+    async def _pools_for(self, pool_cidrs: list[IPv4Net] | None) -> list[IPv4Net]:
+        enabled = [p.cidr for p in await self.pools()]
+        if pool_cidrs is None:
+            return enabled
+        missing = [c for c in pool_cidrs if c not in enabled]
+        if missing:
+            raise IPAMError(f"The requested pool {missing[0]} is not a configured, enabled Calico IP pool")
+        return list(pool_cidrs)
+
+    # -- the compare-and-swap loop -------------------------------------------------------------
+    async def _retrying(self, attempt) -> Any:
+        """Run attempt() until it returns something other than None (None = lost a race)."""
+        for tries in range(MAX_ATTEMPTS):
+            result = await attempt()
+            if result is not None:
+                return result
+            self.conflicts += 1
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(tries, 6))))
+        raise ConflictError(f"gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+    async def _write_block(self, block: Block, revision: int, handle: str | None, delta: int,
+                           extra: Txn | None = None) -> bool:
+        """Store block (or delete it if it must go) and adjust handle's count, all or nothing."""
+        txn = extra or Txn()
+        txn.require_revision(block_key(block.cidr), revision)
+        if block.empty and block.affinity is None:
+            txn.delete(block_key(block.cidr))
+        else:
+            txn.put(block_key(block.cidr), block.value())
+        if handle and delta:
+            entry = await self.ds.get(handle_key(handle))
+            counts = dict((entry.value or {}).get("block", {})) if entry else {}
+            cidr = str(block.cidr)
+            counts[cidr] = counts.get(cidr, 0) + delta
+            if counts[cidr] <= 0:
+                del counts[cidr]
+            txn.require_revision(handle_key(handle), entry.revision if entry else 0)
+            if counts:
+                txn.put(handle_key(handle), {"block": counts})
+            else:
+                txn.delete(handle_key(handle))
+        return await self.ds.commit(txn)
+
+    # -- assigning -----------------------------------------------------------------------------
+    async def _allocate_from(self, cidr: IPv4Net, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+        async def attempt():
+            block, revision = await self.block(cidr)
+            if block is None:
+                return []
+            taken = block.allocate(count, handle, attrs)
+            if not taken:
+                return []
+            return taken if await self._write_block(block, revision, handle, len(taken)) else None
+        return await self._retrying(attempt)
+
+    async def _claim_block(self, host: str, pool: IPv4Net) -> IPv4Net | None:
+        """Claim the first unclaimed block of pool from host's hash start; None if all are taken."""
+        existing = {keys.last_segment(e.key) for e in await self.ds.list(BLOCKS)}
+        count = blocks_in(pool)
+        start = first_block_index(host, pool)
+        for step in range(count):
+            cidr = nth_block(pool, (start + step) % count)
+            if keys.cidr_to_key(cidr) in existing:
+                continue
+            txn = (Txn().require_absent(block_key(cidr)).put(block_key(cidr), Block.new(cidr, host).value())
+                   .put(affinity_key(host, cidr), {}))
+            if await self.ds.commit(txn):
+                return cidr
+            self.conflicts += 1  # another host claimed it first: keep walking
+        return None
+
+    async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPv4Net] | None = None,
+                          handle: str | None = None, attrs: dict | None = None) -> list[IPv4]:
+        """Up to count addresses for host: own blocks, then new blocks, then borrowed (if allowed)."""
+        pools = await self._pools_for(pool_cidrs)
+        if not pools or count <= 0:
+            return []
+        config = await self.config()
+        found: list[IPv4] = []
+
+        def in_pools(cidr: IPv4Net) -> bool:
+            return any(cidr.subnet_of(pool) for pool in pools)
+
+        for cidr in await self.affine_blocks(host):
+            if len(found) < count and in_pools(cidr):
+                found += await self._allocate_from(cidr, count - len(found), handle, attrs)
+        if config.get("auto_allocate_blocks", True):
+            for pool in pools:
+                while len(found) < count:
+                    cidr = await self._claim_block(host, pool)
+                    if cidr is None:
+                        break
+                    found += await self._allocate_from(cidr, count - len(found), handle, attrs)
+        if len(found) < count and not config.get("strict_affinity", False):
+            for block in sorted(await self.blocks(), key=lambda b: b.cidr):
+                if len(found) < count and in_pools(block.cidr) and block.unallocated:
+                    found += await self._allocate_from(block.cidr, count - len(found), handle, attrs)
+        return found
+
+    async def assign_ip(self, ip: IPv4 | str, host: str, handle: str | None = None, attrs: dict | None = None) -> IPv4:
+        """Assign exactly ip (claiming its block for host if nobody has it)."""
+        ip = parse_ipv4(ip)
+        if not any(ip in pool for pool in await self._pools_for(None)):
+            raise IPAMError("The provided IP address is not in a configured pool")
+        cidr = block_of(ip)
+
+        async def attempt():
+            block, revision = await self.block(cidr)
+            extra = Txn()
+            if block is None:
+                block = Block.new(cidr, host)
+                extra.put(affinity_key(host, cidr), {})
+            block.assign(ip, handle, attrs)
+            return ip if await self._write_block(block, revision, handle, 1, extra) else None
+        return await self._retrying(attempt)
+
+    # -- releasing -----------------------------------------------------------------------------
+    async def release_ips(self, ips: list[IPv4 | str]) -> list[IPv4]:
+        """Release each address; returns those that were not assigned (releasing twice is harmless)."""
+        not_assigned = []
+        for ip in [parse_ipv4(ip) for ip in ips]:
+            async def attempt(ip=ip):
+                block, revision = await self.block(block_of(ip))
+                if block is None:
+                    return False
+                try:
+                    handle = block.release(ip)
+                except KeyError:
+                    return False
+                return True if await self._write_block(block, revision, handle, -1) else None
+            if not await self._retrying(attempt):
+                not_assigned.append(ip)
+        return not_assigned
+
+    async def release_by_handle(self, handle: str) -> list[IPv4]:
+        """Release every address allocated with handle; returns them."""
+        entry = await self.ds.get(handle_key(handle))
+        released = []
+        for cidr in (entry.value or {}).get("block", {}) if entry else {}:
+            block, _ = await self.block(ipaddress.ip_network(cidr))
+            if block is None:
+                continue
+            mine = [block.ip(o) for o, index in enumerate(block.allocations)
+                    if index is not None and block.attributes[index]["handle_id"] == handle]
+            await self.release_ips(mine)
+            released += mine
+        return released
+
+    async def attributes(self, ip: IPv4 | str) -> dict | None:
+        """The attributes of an assigned ip; None if it is not assigned."""
+        ip = parse_ipv4(ip)
+        block, _ = await self.block(block_of(ip))
+        return None if block is None else block.attributes_of(ip)
+
+    async def release_host_affinities(self, host: str, pool: IPv4Net | None = None) -> None:
+        """Drop host's affinity to its blocks (in pool): empty blocks go, others keep their addresses."""
+        for cidr in await self.affine_blocks(host):
+            if pool is not None and not cidr.subnet_of(pool):
+                continue
+
+            async def attempt(cidr=cidr):
+                block, revision = await self.block(cidr)
+                txn = Txn().delete(affinity_key(host, cidr))
+                if block is None or block.host != host:
+                    return await self.ds.commit(txn) or None
+                block.affinity = None
+                return True if await self._write_block(block, revision, None, 0, txn) else None
+            await self._retrying(attempt)
+
+    async def delete_pool(self, cidr: IPv4Net) -> None:
+        """Calico's order: disable the pool, release every host's affinity inside it, delete it."""
+        entry = await self.ds.get(keys.pool(cidr))
+        if entry is None:
+            raise IPAMError(f"resource does not exist: IPPool(cidr={cidr})")
+        await self.ds.put(keys.pool(cidr), {**entry.value, "disabled": True})
+        hosts = {keys.host_of(e.key, "/calico/ipam/v2/host/") for e in await self.ds.list("/calico/ipam/v2/host/")}
+        for host in sorted(hosts):
+            await self.release_host_affinities(host, cidr)
+        await self.ds.commit(Txn().delete(keys.pool(cidr)))
+
+    # -- the IPIP tunnel address -------------------------------------------------------------
+    async def ensure_tunnel_address(self, host: str) -> IPv4 | None:
+        """Give host a tunnel address from an IPIP pool, move it when its pool goes, drop it when none is left."""
+        key = keys.host_config(host, TUNNEL_PARAM)
+        current = await self.ds.value(key)
+        ipip_pools = [p.cidr for p in await self.pools() if p.ipip and p.cidr.version == 4]
+        if current and any(ipaddress.ip_address(current) in pool for pool in ipip_pools):
+            return ipaddress.ip_address(current)
+        if current:
+            await self.release_ips([current])
+        if not ipip_pools:
+            await self.ds.commit(Txn().delete(key))
+            return None
+        handle = f"tunnel-{host}"
+        assigned = await self.auto_assign(host, 1, ipip_pools, handle=handle, attrs={"type": "ipipTunnelAddress"})
+        if not assigned:
+            await self.ds.commit(Txn().delete(key))
+            return None
+        await self.ds.put(key, str(assigned[0]))
+        return assigned[0]

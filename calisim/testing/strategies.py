@@ -1,0 +1,49 @@
+"""Hypothesis strategies for calisim's resources and IPAM operations."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import strategies as st
+
+from calisim.ipam import BLOCK_PREFIX
+
+#: Pools are drawn inside this range so that they overlap often enough to exercise rejection.
+POOL_SPACE = ipaddress.ip_network("10.0.0.0/20")
+
+
+def host_names(count: int = 5) -> st.SearchStrategy[str]:
+    return st.sampled_from([f"host{i}" for i in range(1, count + 1)])
+
+
+@st.composite
+def pool_cidrs(draw, space: ipaddress.IPv4Network = POOL_SPACE, smallest: int = BLOCK_PREFIX,
+               largest: int = BLOCK_PREFIX - 3) -> ipaddress.IPv4Network:
+    """A pool of /largest to /smallest (at least one /26 block), aligned inside space."""
+    prefix = draw(st.integers(min_value=largest, max_value=smallest))
+    slots = 2 ** (prefix - space.prefixlen)
+    index = draw(st.integers(min_value=0, max_value=slots - 1))
+    return ipaddress.ip_network((int(space.network_address) + index * 2 ** (32 - prefix), prefix))
+
+
+def addresses_in(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[ipaddress.IPv4Address]:
+    return st.integers(min_value=int(space.network_address), max_value=int(space.broadcast_address)).map(
+        ipaddress.IPv4Address)
+
+
+def pool_documents(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[dict]:
+    """calicoctl v1 ipPool documents (valid ones)."""
+    return st.builds(
+        lambda cidr, ipip, nat: {"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": str(cidr)},
+                                 "spec": {"ipip": {"enabled": ipip}, "nat-outgoing": nat}},
+        pool_cidrs(space), st.booleans(), st.booleans())
+
+
+@st.composite
+def operation_sequences(draw, hosts: int = 5, length: int = 40) -> list[tuple]:
+    """A list of ("assign", host, count) / ("release", index) operations for concurrency tests."""
+    names = host_names(hosts)
+    operation = st.one_of(
+        st.tuples(st.just("assign"), names, st.integers(min_value=1, max_value=8)),
+        st.tuples(st.just("release"), st.integers(min_value=0, max_value=10_000)))
+    return draw(st.lists(operation, min_size=1, max_size=length))

@@ -1,0 +1,145 @@
+"""IPAM semantics: the Block in memory (no root), then examples against a real etcd."""
+
+import ipaddress
+
+import pytest
+
+from calisim import keys
+from calisim.ipam import BLOCKS, IPAM, Block, IPAMError, block_key, first_block_index, handle_key
+from calisim.resources import IPPool
+
+from .conftest import dump
+
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+
+
+def test_block_free_ordinals_are_a_fifo_queue():
+    block = Block.new(net("10.0.0.0/26"), "host1")
+    assert block.allocate(2, None, None) == [ip("10.0.0.0"), ip("10.0.0.1")]
+    block.release(ip("10.0.0.0"))
+    assert block.unallocated[-1] == 0  # a released address goes to the back
+    assert block.allocate(62, None, None)[-1] == ip("10.0.0.63")
+    assert block.allocate(1, None, None) == [ip("10.0.0.0")]  # reissued only after the block cycled
+
+
+def test_block_attributes_are_shared_and_dropped_when_unused():
+    block = Block.new(net("10.0.0.0/26"), None)
+    block.allocate(2, "h1", {"a": 1})
+    block.allocate(1, "h2", None)
+    assert block.attributes == [{"handle_id": "h1", "secondary": {"a": 1}}, {"handle_id": "h2", "secondary": None}]
+    assert block.release(ip("10.0.0.0")) == "h1" and len(block.attributes) == 2
+    block.release(ip("10.0.0.1"))
+    assert block.attributes == [{"handle_id": "h2", "secondary": None}] and block.allocations[2] == 0
+    with pytest.raises(KeyError):
+        block.release(ip("10.0.0.1"))
+    with pytest.raises(IPAMError, match="Address already assigned in block"):
+        block.assign(ip("10.0.0.2"), None, None)
+
+
+def test_first_block_is_a_stable_function_of_the_host_name():
+    pool = net("10.10.0.0/16")
+    assert first_block_index("host1", pool) == first_block_index("host1", pool)
+    assert len({first_block_index(f"host{i}", pool) for i in range(20)}) > 10
+
+
+@pytest.fixture
+def ipam(ds):
+    return ds.wrap(IPAM(ds.target))
+
+
+def add_pool(ds, cidr, **options):
+    pool = IPPool(net(cidr), **options)
+    ds.put(pool.primary_key, pool.value())
+
+
+@pytest.mark.emulation
+def test_hosts_get_their_own_blocks_then_borrow(ds, ipam):
+    add_pool(ds, "10.10.0.0/25")  # two blocks only
+    first = ipam.auto_assign("host1", 3)
+    block1 = net(f"{first[0]}/26", strict=False)
+    assert all(a in block1 for a in first)
+    assert ds.get(keys.host_affinity_blocks("host1") + keys.cidr_to_key(block1)) is not None
+    second = ipam.auto_assign("host2", 1)
+    assert second[0] not in block1  # host2 claims the other block
+    borrowed = ipam.auto_assign("host3", 2)  # no free block left: borrowed from the others
+    assert len(borrowed) == 2 and not set(borrowed) & set(first + second)
+    assert ds.get(block_key(block1)).value["affinity"] == "host:host1"
+
+
+@pytest.mark.emulation
+def test_exhaustion_returns_what_there_is(ds, ipam):
+    add_pool(ds, "10.10.0.0/26")
+    assert len(ipam.auto_assign("host1", 60)) == 60
+    assert len(ipam.auto_assign("host2", 10)) == 4
+    assert ipam.auto_assign("host2", 1) == []
+
+
+@pytest.mark.emulation
+def test_assign_specific_ip_and_errors_change_nothing(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    assert ipam.assign_ip("10.10.3.7", "host1") == ip("10.10.3.7")
+    before = dump(ds)
+    for bad, message in (("10.10.3.7", "Address already assigned in block"),
+                         ("10.99.0.1", "The provided IP address is not in a configured pool"),
+                         ("10.10.3", "Invalid IP address")):
+        with pytest.raises(IPAMError, match=message):
+            ipam.assign_ip(bad, "host1")
+        assert dump(ds) == before
+
+
+@pytest.mark.emulation
+def test_release_is_idempotent_and_empty_unowned_blocks_are_collected(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    (address,) = ipam.auto_assign("host1", 1, handle="wl1")
+    assert ds.get(handle_key("wl1")).value == {"block": {str(net(f"{address}/26", strict=False)): 1}}
+    assert ipam.release_ips([address]) == []
+    assert ipam.release_ips([address]) == [address]
+    assert ds.get(handle_key("wl1")) is None
+    assert len(ds.list(BLOCKS)) == 1  # still affine to host1: kept
+    ipam.release_host_affinities("host1")
+    assert ds.list(BLOCKS) == [] and ds.list("/calico/ipam/v2/host/") == []
+
+
+@pytest.mark.emulation
+def test_release_by_handle(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    mine = ipam.auto_assign("host1", 3, handle="container-1")
+    other = ipam.auto_assign("host1", 1, handle="container-2")
+    assert sorted(ipam.release_by_handle("container-1")) == sorted(mine)
+    assert ipam.attributes(other[0]) == {"handle_id": "container-2", "secondary": None}
+    assert all(ipam.attributes(a) is None for a in mine)
+
+
+@pytest.mark.emulation
+def test_pool_deletion_disables_releases_affinities_and_keeps_addresses(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    add_pool(ds, "10.20.0.0/16")
+    kept = ipam.auto_assign("host1", 1, [net("10.10.0.0/16")])[0]
+    ipam.auto_assign("host2", 1, [net("10.10.0.0/16")])
+    ipam.release_ips(ipam.auto_assign("host3", 1, [net("10.10.0.0/16")]))  # host3's block is empty
+    ipam.delete_pool(net("10.10.0.0/16"))
+    assert ds.get("/calico/v1/ipam/v4/pool/10.10.0.0-16") is None
+    assert ds.list("/calico/ipam/v2/host/") == []
+    assert {Block.from_value(e.value).affinity for e in ds.list(BLOCKS)} == {None}
+    assert len(ds.list(BLOCKS)) == 2  # host3's empty block is gone, the others keep their address
+    assert ipam.attributes(kept) is not None
+    assert all(a in net("10.20.0.0/16") for a in ipam.auto_assign("host1", 2))
+
+
+@pytest.mark.emulation
+def test_tunnel_address_follows_ipip_pools(ds, ipam):
+    tunnel_key = keys.host_config("host1", "IpInIpTunnelAddr")
+    add_pool(ds, "192.168.0.0/16")
+    assert ipam.ensure_tunnel_address("host1") is None and ds.get(tunnel_key) is None
+    add_pool(ds, "10.10.0.0/16", ipip=True)
+    first = ipam.ensure_tunnel_address("host1")
+    assert first in net("10.10.0.0/16") and ds.get(tunnel_key).value == str(first)
+    assert ipam.ensure_tunnel_address("host1") == first  # stable while its pool stays
+    add_pool(ds, "10.20.0.0/16", ipip=True)
+    ipam.delete_pool(net("10.10.0.0/16"))
+    moved = ipam.ensure_tunnel_address("host1")
+    assert moved in net("10.20.0.0/16") and ipam.attributes(first) is None
+    ipam.delete_pool(net("10.20.0.0/16"))
+    assert ipam.ensure_tunnel_address("host1") is None and ds.get(tunnel_key) is None
+    assert ipam.attributes(moved) is None
