@@ -66,6 +66,11 @@ class Txn:
         self.compares.append(ops.Mod(key.encode()) == revision)
         return self
 
+    def require_unchanged_since(self, prefix: str, revision: int) -> "Txn":
+        """No key under prefix was created or modified after revision (a deletion is not seen)."""
+        self.compares.append(ops.Mod(prefix.encode(), range_end=_prefix_end(prefix)) < revision + 1)
+        return self
+
     def put(self, key: str, value: Any) -> "Txn":
         self.writes.append(ops.Put(key.encode(), encode(value)))
         return self
@@ -138,6 +143,11 @@ class Datastore:
         result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
         return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result]
 
+    async def list_at(self, prefix: str) -> tuple[list[Entry], int]:
+        """The entries under prefix and the etcd revision they were read at."""
+        result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result], result.header.revision
+
     async def put(self, key: str, value: Any) -> None:
         await self._call(self._client.put(key.encode(), encode(value)))
 
@@ -150,8 +160,19 @@ class Datastore:
 
     async def commit(self, txn: Txn) -> bool:
         """Apply every write if every compare holds; False (nothing written) otherwise."""
-        succeeded, _ = await self._call(self._client.transaction(compare=txn.compares, success=txn.writes, failure=[]))
-        return succeeded
+        return await self.commit_revision(txn) is not None
+
+    async def commit_revision(self, txn: Txn) -> int | None:
+        """commit, returning the revision the writes were stored at (None if a compare failed)."""
+        succeeded, responses = await self._call(
+            self._client.transaction(compare=txn.compares, success=txn.writes, failure=[]))
+        if not succeeded:
+            return None
+        for response in responses:
+            for kind in ("response_put", "response_delete_range"):
+                if response.HasField(kind):
+                    return getattr(response, kind).header.revision
+        return 0
 
     async def watch(self, prefix: str) -> AsyncIterator[Event]:
         """Events under prefix; raises DatastoreError when the watch dies (etcd restarted)."""

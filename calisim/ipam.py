@@ -162,12 +162,24 @@ class Block:
         return handle
 
 
+@dataclass
+class HostView:
+    """What a host last read of its own blocks, with the revisions that prove it still holds."""
+
+    affinities_read_at: int
+    pools_read_at: int
+    pools: list[IPPool]
+    config_revision: int
+    blocks: list[tuple[Block, int]]  # the host's affine blocks in address order, with revisions
+
+
 class IPAM:
     """Calico's IPAM on etcd; every method is safe to run from many hosts at once."""
 
     def __init__(self, ds: Datastore):
         self.ds = ds
         self.conflicts = 0  # compare-and-swap losses, retried (the benchmark reports them)
+        self._views: dict[str, HostView] = {}
 
     # -- reading -----------------------------------------------------------------------------
     async def pools(self, enabled_only: bool = True) -> list[IPPool]:
@@ -259,14 +271,55 @@ class IPAM:
             self.conflicts += 1  # another host claimed it first: keep walking
         return None
 
+    async def _read_view(self, host: str) -> HostView:
+        affinities, affinities_read_at = await self.ds.list_at(keys.host_affinity_blocks(host))
+        pools, pools_read_at = await self.ds.list_at(keys.POOLS_V4)
+        config = await self.ds.get(keys.IPAM_CONFIG)
+        blocks = []
+        for cidr in sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key))) for e in affinities):
+            block, revision = await self.block(cidr)
+            if block is not None:
+                blocks.append((block, revision))
+        return HostView(affinities_read_at, pools_read_at, [IPPool.from_value(e.value) for e in pools],
+                        config.revision if config else 0, blocks)
+
+    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IPv4]:
+        """The common case in one round trip: take from the host's first affine block with room,
+        as last read, guarded by compares proving that nothing the choice depends on has changed
+        since (the host's affinities, the pools, the config, every block passed over).  When
+        something has, this returns nothing and the caller decides from fresh reads."""
+        view = self._views.get(host) or await self._read_view(host)
+        self._views[host] = view
+        txn = (Txn().require_unchanged_since(keys.host_affinity_blocks(host), view.affinities_read_at)
+               .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
+               .require_revision(keys.IPAM_CONFIG, view.config_revision))
+        for index, (block, revision) in enumerate(view.blocks):
+            txn.require_revision(block_key(block.cidr), revision)
+            if not block.unallocated or not any(block.cidr.subnet_of(p.cidr) and not p.disabled for p in view.pools):
+                continue
+            updated = Block.from_value(block.value())
+            taken = updated.allocate(count, None, attrs)
+            stored_at = await self.ds.commit_revision(txn.put(block_key(block.cidr), updated.value()))
+            if stored_at is None:
+                del self._views[host]
+                return []
+            view.blocks[index] = (updated, stored_at)
+            return taken
+        return []
+
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPv4Net] | None = None,
                           handle: str | None = None, attrs: dict | None = None) -> list[IPv4]:
         """Up to count addresses for host: own blocks, then new blocks, then borrowed (if allowed)."""
+        found: list[IPv4] = []
+        if pool_cidrs is None and handle is None and count > 0:
+            found = await self._from_known_blocks(host, count, attrs)
+            if len(found) == count:
+                return found
+        self._views.pop(host, None)  # what follows may claim blocks: read afresh next time
         pools = await self._pools_for(pool_cidrs)
         if not pools or count <= 0:
-            return []
+            return found
         config = await self.config()
-        found: list[IPv4] = []
 
         def in_pools(cidr: IPv4Net) -> bool:
             return any(cidr.subnet_of(pool) for pool in pools)

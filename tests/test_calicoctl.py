@@ -148,3 +148,33 @@ def test_unreachable_etcd_is_reported(ctl, monkeypatch, tmp_path):
     monkeypatch.setenv("ETCD_ENDPOINTS", f"unix://{tmp_path}/nothing.sock:2379")
     code, output = ctl("get", "ipPool")
     assert code == 1 and "nothing.sock" in output
+
+
+def test_ipam_show_and_release(ctl, ds):
+    from calisim.ipam import IPAM
+
+    ctl("create", "-f", "-", stdin=SEED_POOL)
+    ipam = ds.wrap(IPAM(ds.target))
+    ipam.assign_ip("10.10.0.5", "host1")
+    ipam.assign_ip("10.10.0.6", "host1", handle="wl", attrs={"container": "workload-A"})
+    assert ctl("ipam", "show", "--ip", "10.10.0.5") == (0, "No attributes defined for IP 10.10.0.5\n")
+    assert ctl("ipam", "show", "--ip", "10.10.0.6") == (0, "container: workload-A\n")
+    assert ctl("ipam", "show", "--ip", "10.10.0.7") == (0, "IP 10.10.0.7 is not currently assigned in block\n")
+    assert ctl("ipam", "release", "--ip", "10.10.0.5") == (0, "Successfully released IP address 10.10.0.5\n")
+    assert ctl("ipam", "release", "--ip", "10.10.0.5") == (1, "IP address 10.10.0.5 is not assigned\n")
+    before = dump(ds)
+    assert ctl("ipam", "show", "--ip", "10.10.0") == (1, "Invalid IP address: '10.10.0'\n")
+    assert ctl("ipam", "release", "--ip", "fe80::1") == (1, "IPv6 isn't supported: fe80::1\n")
+    assert dump(ds) == before
+
+
+def test_deleting_a_pool_through_calicoctl_releases_affinities(ctl, ds):
+    from calisim.ipam import BLOCKS, IPAM
+
+    ctl("create", "-f", "-", stdin=SEED_POOL)
+    ipam = ds.wrap(IPAM(ds.target))
+    (kept,) = ipam.auto_assign("host1", 1)
+    assert ctl("delete", "ipPool", "10.10.0.0/16") == (0, "Successfully deleted 1 'ipPool' resource(s)\n")
+    assert [e.value["affinity"] for e in ds.list(BLOCKS)] == [None]
+    assert ds.list("/calico/ipam/v2/host/") == []
+    assert ctl("ipam", "show", "--ip", str(kept)) == (0, f"No attributes defined for IP {kept}\n")
