@@ -166,9 +166,10 @@ def cmd_get(ds: Synchronous, args: argparse.Namespace) -> str:
         return yaml.safe_dump(documents, default_flow_style=False, sort_keys=False).rstrip("\n")
     wide = args.output == "wide"
     context = {"global_as": ds.value(keys.GLOBAL_AS, str(keys.DEFAULT_AS))}
-    kind = kinds[0]
-    return padded_columns(kind.wide_columns if wide else kind.ps_columns,
-                          [r.row(wide, context) for r in found]).rstrip("\n")
+    tables = [padded_columns(kind.wide_columns if wide else kind.ps_columns,
+                             [r.row(wide, context) for r in found if isinstance(r, kind)])
+              for kind in dict.fromkeys(kinds)]
+    return "\n".join(tables).rstrip("\n")  # one table per kind, as calicoctl prints them
 
 
 CONFIG_KEYS = {

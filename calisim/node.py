@@ -115,11 +115,12 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     else:
         ip = options.ip
         said.append(f"Using IPv4 address {ip}")
-    for node in await Node.load_all(ds):
+    nodes = await Node.load_all(ds)
+    for node in nodes:
         if node.node_name != options.name and node.ipv4 is not None and node.ipv4.ip == ip.ip:
             raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
                                "Please check your node name and IP address settings.")
-    existing = next((n for n in await Node.load_all(ds) if n.node_name == options.name), None)
+    existing = next((n for n in nodes if n.node_name == options.name), None)
     as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
     node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
     txn = Txn()

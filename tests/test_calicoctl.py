@@ -178,3 +178,11 @@ def test_deleting_a_pool_through_calicoctl_releases_affinities(ctl, ds):
     assert [e.value["affinity"] for e in ds.list(BLOCKS)] == [None]
     assert ds.list("/calico/ipam/v2/host/") == []
     assert ctl("ipam", "show", "--ip", str(kept)) == (0, f"No attributes defined for IP {kept}\n")
+
+
+def test_get_from_a_file_of_several_kinds_prints_a_table_per_kind(ctl):
+    peer = "- apiVersion: v1\n  kind: bgpPeer\n  metadata: {scope: global, peerIP: 192.168.3.1}\n  spec: {asNumber: 64513}\n"
+    ctl("create", "-f", "-", stdin=SEED_POOL + peer)
+    assert ctl("get", "-f", "-", stdin=SEED_POOL + peer) == (0, (
+        "CIDR           \n10.10.0.0/16   \n\n"
+        "SCOPE    PEERIP        NODE   ASN     \nglobal   192.168.3.1          64513   \n"))
