@@ -94,7 +94,7 @@ class Cluster:
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
-        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir.path / "hosts"), controller=None,
+        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
                            link=Link, autoSetMacs=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()
@@ -218,9 +218,9 @@ class Cluster:
                    interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
 
 
-def _per_host_state(state: Path):
+def _per_host_state(run_dir: RunDir):
     def make(name: str, **params) -> CalicoHost:
-        return CalicoHost(name, state_dir=state / name, **params)
+        return CalicoHost(name, state_dir=run_dir.host(name), **params)
     return make
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import bird, keys
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
+from .libnetwork import IpamDriver, NetworkDriver, PluginServer
 from .resources import IPPool, Node
 
 DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
@@ -58,6 +59,8 @@ class NodePaths:
     def bird_pid_file(self) -> Path:
         return self.run_dir / "bird.pid"
 
+    plugin_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_PLUGIN_DIR", "/run/docker/plugins")))
+
     @property
     def node_log(self) -> Path:
         return self.log_dir / "node.log"
@@ -83,6 +86,7 @@ class NodeOptions:
     as_number: int | None = None
     default_pools: bool = True
     backend: str = "bird"
+    libnetwork: bool = True  # serve the `calico` and `calico-ipam` Docker plugins (CALICO_LIBNETWORK_ENABLED)
 
 
 def autodetect_ipv4() -> ipaddress.IPv4Interface:
@@ -253,6 +257,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    plugins: list[PluginServer] = []
     try:
         enable_forwarding()
         report("Enabling IPv4 forwarding")
@@ -266,6 +271,12 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
                      asyncio.create_task(supervisor.keep_bird_running())]
         else:
             tasks = []
+        if options.libnetwork:
+            plugins = [PluginServer(paths.plugin_dir / "calico.sock", NetworkDriver(ds, options.name), loop),
+                       PluginServer(paths.plugin_dir / "calico-ipam.sock", IpamDriver(ds, options.name), loop)]
+            for plugin in plugins:
+                plugin.start()
+            report(f"CALICO_LIBNETWORK_ENABLED is true - serving the calico and calico-ipam plugins in {paths.plugin_dir}")
         paths.pid_file.write_text(f"{os.getpid()}\n")
         report("Calico node started successfully", final=True)
         await stop.wait()
@@ -274,6 +285,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        for plugin in plugins:
+            plugin.stop()
         await supervisor.stop_bird()
         paths.pid_file.unlink(missing_ok=True)
         await ds.close()
@@ -300,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
         if final and status is not sys.stdout:
             status.close()
 
-    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend)
+    libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
+    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend, libnetwork)
     try:
         asyncio.run(run_node(options, paths, report))
     except Exception as error:  # whatever stops startup must reach calicoctl, not just the log

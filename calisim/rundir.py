@@ -47,19 +47,9 @@ class RunDir:
         return cls(path)
 
     def host(self, name: str) -> Path:
+        """A host's state: run/ (its /var/run/calico), log/ (/var/log/calico), plugins/
+        (/run/docker/plugins) and home/ (where its commands run)."""
         return self.path / "hosts" / name
-
-    def host_run(self, name: str) -> Path:
-        """Mounted on /var/run/calico inside the host."""
-        return self.host(name) / "run"
-
-    def host_log(self, name: str) -> Path:
-        """Mounted on /var/log/calico inside the host."""
-        return self.host(name) / "log"
-
-    def host_home(self, name: str) -> Path:
-        """The working directory of commands run in the host."""
-        return self.host(name) / "home"
 
     @property
     def etcd(self) -> Path:

@@ -94,6 +94,9 @@ host1! echo '[{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.1.
 host1$ calicoctl get ipPool | grep -c / | grep -x 2
 host1$ calicoctl node run
 host1$ test "$(hostname)" = host1 && test "$ETCD_ENDPOINTS" = http://192.168.3.229:2379
+host1$ test -S /run/docker/plugins/calico.sock && test -S /run/docker/plugins/calico-ipam.sock
+host1$ python -c "from calisim.libnetwork import call_plugin as c; assert c('/run/docker/plugins/calico-ipam.sock', 'Plugin.Activate') == (200, {'Implements': ['IpamDriver']})"
+host2! test -e /run/docker/plugins/calico.sock
 """
 
 
