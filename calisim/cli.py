@@ -28,7 +28,7 @@ import topologies
 from . import sandbox, transcript
 from .cluster import Cluster, ClusterError
 from .datastore import DatastoreError
-from .rundir import RunDir, RunDirError
+from .rundir import RunDir
 
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import keys
-from .datastore import Datastore, Entry, Txn
+from .datastore import Datastore, Txn
 from .resources import IPPool
 
 BLOCK_PREFIX = 26

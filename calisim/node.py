@@ -16,13 +16,14 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import bird, keys
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
 from .libnetwork import IpamDriver, NetworkDriver, PluginServer
+from .nodepaths import NodePaths
 from .resources import IPPool, Node
 
 DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
@@ -34,49 +35,6 @@ log = logging.getLogger("calico-node")
 
 class StartupError(RuntimeError):
     """The node cannot start (bad address, name clash, etcd unreachable)."""
-
-
-@dataclass(frozen=True)
-class NodePaths:
-    """Where a node keeps its state; a Mininet host mounts its own directories on these paths."""
-
-    run_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico")))
-    log_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_LOG_DIR", "/var/log/calico")))
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "calico-node.pid"
-
-    @property
-    def bird_config(self) -> Path:
-        return self.run_dir / "bird.cfg"
-
-    @property
-    def bird_socket(self) -> Path:
-        return self.run_dir / "bird.ctl"
-
-    @property
-    def bird_pid_file(self) -> Path:
-        return self.run_dir / "bird.pid"
-
-    plugin_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_PLUGIN_DIR", "/run/docker/plugins")))
-
-    @property
-    def node_log(self) -> Path:
-        return self.log_dir / "node.log"
-
-    @property
-    def bird_log(self) -> Path:
-        return self.log_dir / "bird.log"
-
-    def running_pid(self) -> int | None:
-        """The PID of this host's calico-node if it is alive."""
-        try:
-            pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""calicoctl node run / status: start this host's calico-node and report its BGP sessions.
+
+Kept apart from the datastore commands so that `calicoctl node run`, run once per host when a
+cluster starts, does not pay for importing the etcd client (calico-node itself talks to etcd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from ..nodepaths import NodePaths
+from . import CommandError
+
+NODE_START_TIMEOUT = 60.0
+
+
+def stop_running_node(paths: NodePaths, timeout: float = 10.0) -> bool:
+    pid = paths.running_pid()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while paths.running_pid() == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if paths.running_pid() == pid:
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def cmd_node_run(args: argparse.Namespace) -> str:
+    """Start this host's calico-node and relay what its startup says (as the calico/node container does)."""
+    name = args.name or socket.gethostname()
+    from ..resources import ValidationError, parse_as_number, parse_name  # light: no etcd client
+
+    try:
+        parse_name(name, "--name")
+        if args.as_number is not None:
+            parse_as_number(args.as_number, "--as")
+    except ValidationError as error:
+        raise CommandError(str(error)) from None
+    if not os.environ.get("ETCD_ENDPOINTS"):
+        raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd (e.g. http://192.168.3.229:2379)")
+    paths = NodePaths()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    if stop_running_node(paths):
+        print("Removing old calico-node (was running).")
+    command = [sys.executable, "-m", "calisim.node", "--name", name, "--backend", args.backend]
+    if args.ip and args.ip != "autodetect":
+        command += ["--ip", args.ip]
+    if args.as_number is not None:
+        command += ["--as", str(parse_as_number(args.as_number))]
+    if args.no_default_ippools:
+        command.append("--no-default-ippools")
+    read_end, write_end = os.pipe()
+    with open(paths.node_log, "ab") as logfile:
+        process = subprocess.Popen(command + ["--status-fd", str(write_end)], pass_fds=(write_end,),
+                                   stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True)
+    os.close(write_end)
+    print(f"Starting calico-node (pid {process.pid}); logs in {paths.log_dir}")
+    with os.fdopen(read_end) as status:
+        return relay_startup(status, process, paths)
+
+
+def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
+    deadline = time.monotonic() + NODE_START_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([status], [], [], 0.5)
+        if not ready:
+            continue
+        line = status.readline()
+        if not line:
+            break
+        word, _, text = line.rstrip("\n").partition(" ")
+        if word == "READY":
+            return text
+        if word == "ERROR":
+            process.wait(timeout=10)
+            raise CommandError(f"Calico node failed to start: {text}")
+        print(text, flush=True)
+    else:
+        process.kill()
+        process.wait()
+        raise CommandError(f"calico-node did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
+    code = process.wait(timeout=10)
+    raise CommandError(f"calico-node exited with code {code} during startup; see {paths.node_log}")
+
+
+def cmd_node_status() -> str:
+    from .. import bird
+    from ..output import boxed_table
+
+    paths = NodePaths()
+    if paths.running_pid() is None:
+        raise CommandError("Calico process is not running.")
+    try:
+        peers = bird.bgp_peer_statuses(bird.BirdControl(paths.bird_socket).protocols())
+    except bird.BirdError as error:
+        raise CommandError(f"Calico process is running.\n\nError executing command: unable to connect to BIRDv4 socket: {error}")
+    lines = ["Calico process is running.", "", "IPv4 BGP status"]
+    if peers:
+        lines.append(boxed_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                                 [[p.peer_ip, p.peer_type, p.state, p.since, p.info] for p in peers]).rstrip("\n"))
+    else:
+        lines.append("No IPv4 peers found.")
+    lines += ["", "IPv6 BGP status", "No IPv6 peers found.", ""]
+    return "\n".join(lines)
