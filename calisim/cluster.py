@@ -111,11 +111,12 @@ class Cluster:
         self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
 
-    def stop(self) -> None:
-        """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
-        if self.net is not None:
-            for name in self.hosts:
-                self._stop_host_processes(self.host(name))
+    def restart_etcd(self) -> None:
+        """Stop etcd and start it again on the same data: what every watcher must live through."""
+        self._stop_etcd()
+        self._start_etcd()
+
+    def _stop_etcd(self) -> None:
         if self.etcd_process is not None and self.etcd_process.poll() is None:
             self.etcd_process.terminate()
             try:
@@ -123,6 +124,13 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.etcd_process.kill()
                 self.etcd_process.wait()
+
+    def stop(self) -> None:
+        """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
+        if self.net is not None:
+            for name in self.hosts:
+                self._stop_host_processes(self.host(name))
+        self._stop_etcd()
         if self.net is not None:
             self.net.stop()
             self.net = None
