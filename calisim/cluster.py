@@ -137,12 +137,14 @@ class Cluster:
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
     def _stop_host_processes(self, host: CalicoHost) -> None:
-        """calico-node first (it stops its BIRD), then whatever else still runs in the host."""
+        """calico-node first (it stops its BIRD), then whatever else still runs in the host or
+        was started from it (containers live in namespaces of their own but carry the run's mark)."""
         pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
         if pid is not None:
             _terminate([pid])
         keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
-        _terminate([p for p in processes_in_netns(host.netns_inode()) if p not in keep])
+        started_here = set(processes_in_netns(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+        _terminate([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
         return self.start()
@@ -244,6 +246,20 @@ def processes_in_netns(inode: int) -> list[int]:
         if entry.name.isdigit():
             try:
                 if os.stat(entry / "ns" / "net").st_ino == inode:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def processes_of_run(run_dir: Path) -> list[int]:
+    """Processes started through Cluster.run (and their children): they carry CALISIM_RUN_DIR."""
+    mark = f"CALISIM_RUN_DIR={run_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
                     pids.append(int(entry.name))
             except OSError:
                 continue

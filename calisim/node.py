@@ -1,9 +1,10 @@
 """calico/node: the per-host process that `calicoctl node run` starts.
 
-As in Calico's container it does three jobs: *startup* (enable forwarding, register the node in
+As in Calico's container it does these jobs: *startup* (enable forwarding, register the node in
 etcd, create the default pool when there is none), *BIRD* (started and restarted as a child),
-and *confd* (watch etcd, re-render BIRD's config, check it with ``bird -p``, reload BIRD through
-its control socket).  It talks to the world only through etcd, BIRD's socket and its files in
+*confd* (watch etcd, re-render BIRD's config, check it with ``bird -p``, reload BIRD through
+its control socket), *Felix* (program workload routes and ARP, see felix.py) and the
+*libnetwork plugins* (see libnetwork.py).  It talks to the world only through etcd, BIRD's socket and its files in
 /var/run/calico and /var/log/calico, so it can be started, stopped and tested on its own.
 """
 
@@ -19,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bird, keys
+from . import bird, felix, keys
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
 from .libnetwork import IpamDriver, NetworkDriver, PluginServer
@@ -129,6 +130,7 @@ class Supervisor:
         self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
         self.prefixes = bird.datastore_prefixes(name)
+        self.workloads_changed = asyncio.Event()
         self.ipam = IPAM(ds)
 
     async def render_config(self) -> bool:
@@ -169,11 +171,14 @@ class Supervisor:
                     backoff = 0.5
                     if event.key.startswith(tuple(self.prefixes)):
                         self.changed.set()
+                    if event.key.startswith(felix.workloads_prefix(self.name)):
+                        self.workloads_changed.set()
             except DatastoreError as error:
                 log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 self.changed.set()
+                self.workloads_changed.set()
 
     async def reconcile(self) -> None:
         """Re-render after each burst of changes; a failed render keeps BIRD on its last good config."""
@@ -187,6 +192,23 @@ class Supervisor:
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
             except (bird.BirdError, DatastoreError, IPAMError, ConflictError) as error:
                 log.error("kept the last good BIRD config: %s", error)
+
+    async def program_workloads(self) -> None:
+        """Felix: keep the kernel's workload routes, ARP entries and proxy ARP equal to etcd's
+        endpoints; poll while an endpoint's interface is still to come (Join creates it)."""
+        missing: set[str] = set()
+        while True:
+            try:
+                await asyncio.wait_for(self.workloads_changed.wait(), timeout=0.2 if missing else None)
+            except asyncio.TimeoutError:
+                pass
+            self.workloads_changed.clear()
+            try:
+                entries = {e.key: e.value for e in await self.ds.list(felix.workloads_prefix(self.name))}
+                missing = await asyncio.to_thread(felix.apply, felix.desired_interfaces(entries, self.name))
+            except (DatastoreError, OSError) as error:
+                log.error("workload dataplane not programmed, retrying: %s", error)
+                missing = {"(retry)"}
 
     async def keep_bird_running(self) -> None:
         while True:
@@ -226,7 +248,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             await supervisor.render_config()
             await supervisor.start_bird()
             tasks = [watcher, asyncio.create_task(supervisor.reconcile()),
-                     asyncio.create_task(supervisor.keep_bird_running())]
+                     asyncio.create_task(supervisor.keep_bird_running()),
+                     asyncio.create_task(supervisor.program_workloads())]
         else:
             tasks = []
         if options.libnetwork:

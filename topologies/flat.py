@@ -6,6 +6,7 @@ import ipaddress
 from calisim.topology import CalicoTopo
 
 SUBNET = ipaddress.ip_network("172.16.0.0/16")
+GATEWAY = str(SUBNET[-2])  # a default route, as every Calico host has (proxy ARP needs a route to 169.254.1.1)
 MAX_HOSTS = 1000
 
 
@@ -16,7 +17,7 @@ class FlatTopo(CalicoTopo):
     def build(self, hosts: int = 3) -> None:
         lan = self.add_segment("s1")
         for index in range(1, hosts + 1):
-            self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan)
+            self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan, default_route=GATEWAY)
 
 
 def topology(hosts: int | None = None) -> FlatTopo:

@@ -3,6 +3,8 @@ with etcd running on host1 (as in the walk-through, `etcd://192.168.3.229:2379`)
 
 from calisim.topology import CalicoTopo
 
+GATEWAY = "192.168.3.1"
+
 
 class TwoHostTopo(CalicoTopo):
     name = "two_host"
@@ -10,8 +12,10 @@ class TwoHostTopo(CalicoTopo):
 
     def build(self) -> None:
         lan = self.add_segment("s1")
-        self.add_calico_host("host1", "192.168.3.229/24", lan)
-        self.add_calico_host("host2", "192.168.3.228/24", lan)
+        # Like the seed's machines, the hosts have a default route (to the LAN's gateway): proxy ARP
+        # answers a workload's ARP for 169.254.1.1 only when the host has a route to it.
+        self.add_calico_host("host1", "192.168.3.229/24", lan, default_route=GATEWAY)
+        self.add_calico_host("host2", "192.168.3.228/24", lan, default_route=GATEWAY)
 
 
 def topology(hosts: int | None = None) -> TwoHostTopo:

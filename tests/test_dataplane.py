@@ -1,0 +1,83 @@
+"""The workload dataplane with a plain (non-IPIP) pool: workloads joined through the libnetwork
+flow get cali0, a /32 and routes via 169.254.1.1; Felix programs the host side; BIRD carries the
+blocks; pings show the seed's TTLs (63 on one host, 62 across hosts)."""
+
+import json
+
+import pytest
+
+import topologies
+from calisim import transcript
+from calisim.cluster import Cluster
+
+from .test_cluster import runs, untouched  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.emulation
+
+SETUP = """
+host1$ calicoctl node run --name 192.168.3.229
+host2$ calicoctl node run --name 192.168.3.228
+within 20s host1$ calicoctl node status | grep -q Established
+host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}}' | calicoctl create -f -
+host1$ calicoctl delete ipPool 192.168.0.0/16
+host1$ python -m calisim.docker_network network-create net1
+host1$ python -m calisim.docker_network network-create net1 2>&1 | grep -x 'Error response from daemon: network with name net1 already exists'
+"""
+
+
+def workload(cluster, host, name, network="net1", ip=None):
+    extra = f" --ip {ip}" if ip else ""
+    done = cluster.run(host, f"python -m calisim.docker_network run {name} --network {network}{extra}")
+    assert done.rc == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def inside(cluster, host, endpoint, command):
+    return cluster.run(host, f"nsenter -t {endpoint['sandbox_pid']} -n -u -- {command}")
+
+
+def test_workloads_on_one_and_two_hosts(untouched, runs):
+    with Cluster(topologies.load("two_host")) as cluster:
+        results = transcript.run(cluster, transcript.parse(SETUP))
+        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        a = workload(cluster, "host1", "workload-A")
+        c = workload(cluster, "host1", "workload-C")
+        e = workload(cluster, "host2", "workload-E")
+        a_ip, c_ip, e_ip = (w["address"].split("/")[0] for w in (a, c, e))
+
+        # Inside the container: exactly Calico's interface and routes.
+        assert inside(cluster, "host1", a, "ip -4 -o addr show cali0").stdout.split()[3] == f"{a_ip}/32"
+        assert inside(cluster, "host1", a, "ip route").stdout == (
+            "default via 169.254.1.1 dev cali0 \n169.254.1.1 dev cali0 scope link \n")
+        assert inside(cluster, "host1", a, "hostname").stdout == "workload-A\n"
+
+        # Same host: one hop (TTL 63); other host: two hops (TTL 62), over BIRD's block routes.
+        same = inside(cluster, "host1", a, f"ping -c 2 -W 2 {c_ip}")
+        assert same.rc == 0 and "ttl=63" in same.stdout, same.stdout
+        across = ""
+        for _ in range(40):  # BIRD learns host2's block a moment after the workload appears
+            across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
+            if across.rc == 0:
+                break
+        assert across.rc == 0 and "ttl=62" in across.stdout, across.stdout + across.stderr
+
+        # The host side, as Felix leaves it.
+        interface = "cali" + [k for k in cluster.datastore().list("/calico/v1/host/192.168.3.229/workload/")
+                              if k.value["ipv4_nets"] == [f"{c_ip}/32"]][0].key.rsplit("/", 1)[1][:11]
+        routes = cluster.run("host1", "ip route").stdout
+        assert f"{c_ip} dev {interface} proto static scope link" in routes
+        assert "blackhole 10.20." in routes and "proto bird" in routes
+        assert cluster.run("host1", f"cat /proc/sys/net/ipv4/conf/{interface}/proxy_arp").stdout == "1\n"
+        assert f"{c_ip} dev {interface} lladdr ee:ee:ee:ee:ee:ee PERMANENT" in cluster.run("host1", "ip neigh").stdout
+
+        # Removing a workload removes its interface, route, endpoint and address.
+        assert cluster.run("host1", "python -m calisim.docker_network rm workload-C").rc == 0
+        assert interface not in cluster.run("host1", "ip link").stdout
+        assert f"{c_ip} dev" not in cluster.run("host1", "ip route").stdout
+        assert cluster.run("host1", f"calicoctl ipam show --ip {c_ip}").stdout == (
+            f"IP {c_ip} is not currently assigned in block\n")
+        taken = cluster.run("host1", f"python -m calisim.docker_network run workload-X --network net1 --ip {a_ip}")
+        assert taken.rc == 1 and "Address already assigned in block" in taken.stderr
+        assert cluster.run("host1", "ip -o link | grep -c cali").stdout == "1\n"  # only A's: nothing left behind
+        busy = cluster.run("host1", "python -m calisim.docker_network network-rm net1")
+        assert busy.rc == 1 and "has active endpoints" in busy.stderr
