@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bird, felix, keys
+from . import bird, felix, ipip, keys
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
 from .libnetwork import IpamDriver, NetworkDriver, PluginServer
@@ -46,6 +46,7 @@ class NodeOptions:
     default_pools: bool = True
     backend: str = "bird"
     libnetwork: bool = True  # serve the `calico` and `calico-ipam` Docker plugins (CALICO_LIBNETWORK_ENABLED)
+    ipip_backend: str = "auto"  # kernel, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
 
 
 def autodetect_ipv4() -> ipaddress.IPv4Interface:
@@ -122,15 +123,18 @@ async def register_when_etcd_answers(ds: Datastore, options: NodeOptions, report
 class Supervisor:
     """Runs BIRD as a child and keeps its config equal to what etcd says (Calico's confd)."""
 
-    def __init__(self, ds: Datastore, name: str, paths: NodePaths):
+    def __init__(self, ds: Datastore, name: str, paths: NodePaths, ipip_backend: str = "userspace"):
         self.ds = ds
         self.name = name
         self.paths = paths
+        self.ipip_backend = ipip_backend
+        self.tunnel: ipip.KernelTunnel | ipip.UserspaceTunnel | None = None
         self.control = bird.BirdControl(paths.bird_socket)
         self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
         self.prefixes = bird.datastore_prefixes(name)
         self.workloads_changed = asyncio.Event()
+        self.workloads_changed.set()  # program what etcd already holds
         self.ipam = IPAM(ds)
 
     async def render_config(self) -> bool:
@@ -139,6 +143,18 @@ class Supervisor:
         for prefix in self.prefixes:
             entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
         return bird.write_checked(bird.render(bird.bird_config(entries, self.name)), self.paths.bird_config)
+
+    async def program_tunnel(self) -> None:
+        """tunl0 with the host's tunnel address while an IPIP pool exists (Felix's IpInIp part)."""
+        address = await self.ipam.ensure_tunnel_address(self.name)
+        if address is None and self.tunnel is None:
+            return
+        if self.tunnel is None:
+            host_ip = await self.ds.value(keys.bgp_host_ip_v4(self.name))
+            self.tunnel = ipip.BACKENDS[self.ipip_backend]()
+            await asyncio.to_thread(self.tunnel.start, host_ip)
+            log.info("IPIP tunnel %s up with the %s backend", ipip.TUNNEL, self.tunnel.name)
+        await asyncio.to_thread(ipip.set_tunnel_address, address)
 
     async def start_bird(self) -> None:
         self.paths.bird_socket.unlink(missing_ok=True)
@@ -187,10 +203,10 @@ class Supervisor:
             await asyncio.sleep(DEBOUNCE)
             self.changed.clear()
             try:
-                await self.ipam.ensure_tunnel_address(self.name)  # pools may have come, gone or changed IPIP
+                await self.program_tunnel()  # pools may have come, gone or changed IPIP
                 if await self.render_config():
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
-            except (bird.BirdError, DatastoreError, IPAMError, ConflictError) as error:
+            except (bird.BirdError, DatastoreError, IPAMError, ConflictError, OSError) as error:
                 log.error("kept the last good BIRD config: %s", error)
 
     async def program_workloads(self) -> None:
@@ -232,7 +248,8 @@ class Supervisor:
 async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     """Start up, tell the caller (report), then supervise until SIGTERM."""
     ds = Datastore.from_env()
-    supervisor = Supervisor(ds, options.name, paths)
+    backend = ipip.choose_backend(options.ipip_backend)
+    supervisor = Supervisor(ds, options.name, paths, backend)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -243,6 +260,9 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
         report("Enabling IPv4 forwarding")
         for line in await register_when_etcd_answers(ds, options, report):
             report(line)
+        report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend == "userspace"
+                                             and options.ipip_backend == "auto" else ""))
+        await supervisor.program_tunnel()
         if options.backend == "bird":
             watcher = asyncio.create_task(supervisor.watch())
             await supervisor.render_config()
@@ -268,6 +288,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     finally:
         for plugin in plugins:
             plugin.stop()
+        if supervisor.tunnel is not None:
+            supervisor.tunnel.stop()
         await supervisor.stop_bird()
         paths.pid_file.unlink(missing_ok=True)
         await ds.close()
@@ -295,7 +317,11 @@ def main(argv: list[str] | None = None) -> None:
             status.close()
 
     libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
-    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend, libnetwork)
+    ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
+    if ipip_backend not in ("auto", *ipip.BACKENDS):
+        sys.exit(f"CALICO_IPIP_BACKEND must be auto, kernel or userspace, not {ipip_backend!r}")
+    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend,
+                          libnetwork, ipip_backend)
     try:
         asyncio.run(run_node(options, paths, report))
     except Exception as error:  # whatever stops startup must reach calicoctl, not just the log

@@ -3,6 +3,7 @@ flow get cali0, a /32 and routes via 169.254.1.1; Felix programs the host side; 
 blocks; pings show the seed's TTLs (63 on one host, 62 across hosts)."""
 
 import json
+import re
 
 import pytest
 
@@ -81,3 +82,33 @@ def test_workloads_on_one_and_two_hosts(untouched, runs):
         assert cluster.run("host1", "ip -o link | grep -c cali").stdout == "1\n"  # only A's: nothing left behind
         busy = cluster.run("host1", "python -m calisim.docker_network network-rm net1")
         assert busy.rc == 1 and "has active endpoints" in busy.stderr
+
+
+SEED_POOL = """
+host1$ calicoctl node run --name 192.168.3.229
+host2$ calicoctl node run --name 192.168.3.228
+within 20s host1$ calicoctl node status | grep -q Established
+host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}' | calicoctl create -f -
+host1$ calicoctl delete ipPool 192.168.0.0/16
+host1$ python -m calisim.docker_network network-create net1
+within 10s host1$ ip -o -4 addr show tunl0 | grep -E 'inet 10\\.10\\.[0-9.]+/32'
+host1$ grep -q 'IPIP backend: userspace' /var/log/calico/node.log
+"""
+
+
+def test_the_seeds_ipip_pool_carries_workloads_across_hosts(untouched, runs):
+    with Cluster(topologies.load("two_host")) as cluster:
+        results = transcript.run(cluster, transcript.parse(SEED_POOL))
+        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        a = workload(cluster, "host1", "workload-A")
+        e = workload(cluster, "host2", "workload-E")
+        e_ip = e["address"].split("/")[0]
+        e_block = ".".join(e_ip.split(".")[:3])
+        across = ""
+        for _ in range(40):  # BIRD installs host2's block on tunl0 a moment after it is claimed
+            across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
+            if across.rc == 0:
+                break
+        assert across.rc == 0 and "ttl=62" in across.stdout, across.stdout + across.stderr
+        route = [line for line in cluster.run("host1", "ip route").stdout.splitlines() if line.startswith(e_block)]
+        assert route and re.search(r"via 192\.168\.3\.228 dev tunl0 proto bird (metric \d+ )?onlink", route[0]), route
