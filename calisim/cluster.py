@@ -79,6 +79,7 @@ class Cluster:
         self.net: Mininet | None = None
         self.etcd: EtcdServer | None = None
         self.etcd_process: subprocess.Popen | None = None
+        self.dockerds: dict[str, subprocess.Popen] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
@@ -86,6 +87,7 @@ class Cluster:
         try:
             self._build_network()
             self._start_etcd()
+            self._start_dockerds()
         except BaseException:
             self.stop()
             raise
@@ -110,6 +112,19 @@ class Cluster:
                                            stdout=logfile, stderr=subprocess.STDOUT)
         self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
+
+    def _start_dockerds(self) -> None:
+        """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
+        for name in self.hosts:
+            host = self.host(name)
+            with open(host.state_dir / "log" / "dockerd.log", "ab") as logfile:
+                self.dockerds[name] = host.popen([sys.executable, "-m", "calisim.dockerd"], env=self.environment(name),
+                                                 stdout=logfile, stderr=subprocess.STDOUT)
+        for name, process in self.dockerds.items():
+            socket_path = self.host(name).state_dir / "docker" / "docker.sock"
+            wait_until(lambda: socket_path.exists() or process.poll() is not None, 20, what=f"dockerd in {name}")
+            if process.poll() is not None:
+                raise ClusterError(f"dockerd in {name} exited; see {self.host(name).state_dir / 'log' / 'dockerd.log'}")
 
     def restart_etcd(self) -> None:
         """Stop etcd and start it again on the same data: what every watcher must live through."""
@@ -139,6 +154,10 @@ class Cluster:
     def _stop_host_processes(self, host: CalicoHost) -> None:
         """calico-node first (it stops its BIRD), then whatever else still runs in the host or
         was started from it (containers live in namespaces of their own but carry the run's mark)."""
+        dockerd = self.dockerds.pop(host.name, None)
+        if dockerd is not None:
+            _terminate([dockerd.pid])  # first: it removes its containers through the node's plugins
+            dockerd.wait()
         pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
         if pid is not None:
             _terminate([pid])
@@ -175,6 +194,7 @@ class Cluster:
             "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
+            "DOCKER_HOST": "unix:///run/docker/docker.sock",
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
         }
 

@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Network:
     pool_id: str
     pool: str
     gateway: str
+    created: str = ""  # RFC 3339, as Docker reports it
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,16 @@ def create_network(ds: Synchronous, name: str, driver: str = "calico", ipam_driv
                    subnet: str | None = None, plugin_dir: Path = PLUGIN_DIR) -> Network:
     if any(n.name == name for n in networks(ds)):
         raise DockerError(f"network with name {name} already exists")
-    pool = call(ipam_driver, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": subnet or "",
-                                                         "SubPool": "", "Options": {}, "V6": False}, plugin_dir)
+    if ipam_driver == "default":  # Docker's built-in IPAM: a subnet with a real gateway, no plugin
+        subnet = subnet or "172.18.0.0/16"
+        gateway = f"{ipaddress.ip_network(subnet)[1]}/{ipaddress.ip_network(subnet).prefixlen}"
+        pool = {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {"com.docker.network.gateway": gateway}}
+    else:
+        pool = call(ipam_driver, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": subnet or "",
+                                                             "SubPool": "", "Options": {}, "V6": False}, plugin_dir)
     network = Network(secrets.token_hex(32), name, driver, ipam_driver, pool["PoolID"], pool["Pool"],
-                      pool["Data"].get("com.docker.network.gateway", ""))
+                      pool["Data"].get("com.docker.network.gateway", ""),
+                      datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
     try:
         call(driver, "NetworkDriver.CreateNetwork", {
             "NetworkID": network.id, "Options": {"com.docker.network.generic": {}},
@@ -92,7 +100,8 @@ def create_network(ds: Synchronous, name: str, driver: str = "calico", ipam_driv
                                                                                  asdict(network))):
             raise DockerError(f"network {network.id} already exists")
     except DockerError:
-        call(ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
+        if ipam_driver != "default":
+            call(ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
         raise
     return network
 
@@ -185,12 +194,15 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
             inside.route("add", dst="0.0.0.0/0", gateway=joined["Gateway"], oif=index, proto=ROUTE_PROTOCOL)
 
 
-def start_sandbox(name: str, timeout: float = 10.0) -> subprocess.Popen:
-    """A container's sandbox: a process holding new network and UTS namespaces (hostname = name).
-
-    Returns once the process is in its own namespace, so interfaces moved to it land there."""
-    process = subprocess.Popen(["unshare", "--net", "--uts", "--", "sh", "-c",
-                                'hostname "$0" && ip link set lo up && exec sleep infinity', name],
+def start_sandbox(name: str, files: Path | None = None, timeout: float = 10.0) -> subprocess.Popen:
+    """A container's sandbox: a process holding new network, UTS and mount namespaces
+    (hostname = name; with files, its hosts and resolv.conf are the container's /etc/hosts and
+    /etc/resolv.conf).  Returns once the process is in its own namespaces."""
+    mounts = ('mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && '
+              if files else "")
+    process = subprocess.Popen(["unshare", "--net", "--uts", "--mount", "--", "sh", "-c",
+                                f'hostname "$0" && {mounts}ip link set lo up && exec sleep infinity', name,
+                                str(files or "")],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     own = os.stat("/proc/self/ns/net").st_ino

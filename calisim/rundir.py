@@ -47,8 +47,8 @@ class RunDir:
         return cls(path)
 
     def host(self, name: str) -> Path:
-        """A host's state: run/ (its /var/run/calico), log/ (/var/log/calico), plugins/
-        (/run/docker/plugins) and home/ (where its commands run)."""
+        """A host's state: run/ (its /var/run/calico), log/ (/var/log/calico), docker/
+        (/run/docker: plugin sockets, docker.sock, containers) and home/ (where its commands run)."""
         return self.path / "hosts" / name
 
     @property

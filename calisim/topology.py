@@ -2,8 +2,8 @@
 
 A host is a Mininet host (its shell process holds the network and mount namespaces) that also
 has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, and
-Calico's and Docker's directories (/var/run/calico, /var/log/calico, /run/docker/plugins)
-bind-mounted from the run directory.
+Calico's and Docker's directories (/var/run/calico, /var/log/calico, /run/docker with the
+plugin sockets and docker.sock) bind-mounted from the run directory.
 A segment is a Linux bridge living in a namespace of its own: no Open vSwitch, and nothing in
 the namespace calisim was started from.
 """
@@ -34,11 +34,11 @@ class CalicoHost(Host):
 
     def __init__(self, name: str, state_dir: Path, **params):
         self.state_dir = Path(state_dir)
-        for sub in ("run", "log", "home", "plugins"):
+        for sub in ("run", "log", "home", "docker/plugins"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         params.setdefault("privateDirs", [("/var/run/calico", str(self.state_dir / "run")),
                                           ("/var/log/calico", str(self.state_dir / "log")),
-                                          ("/run/docker/plugins", str(self.state_dir / "plugins"))])
+                                          ("/run/docker", str(self.state_dir / "docker"))])
         super().__init__(name, **params)
         self.cmd("hostname", name)
 

@@ -1,8 +1,10 @@
 """Emulated clusters end to end: the seed transcript through the CLI, a 10-host mesh through the
 API, clean-up after errors and signals, and proof that the caller's namespace is untouched."""
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,6 +60,13 @@ def test_seed_transcript_through_the_cli(runs, untouched):
     assert "| 192.168.3.228 | node-to-node mesh | up    |" in status
     assert by_command["calicoctl get node"]["stdout"] == "NAME            \n192.168.3.228   \n192.168.3.229   \n"
     assert by_command["calicoctl get ipPool -o wide"]["stdout"] == "CIDR           NAT    IPIP   \n10.10.0.0/16   true   true   \n"
+    assert "ttl=63" in by_command["docker exec workload-A ping -c 4 workload-C"]["stdout"]
+    assert "ttl=62" in by_command["docker exec workload-A ping -c 4 workload-E"]["stdout"]
+    addresses = dict(re.findall(r"^(workload-[A-E]): cali0:([0-9.]+)/32$", "".join(r["stdout"] for r in results), re.M))
+    assert sorted(addresses) == ["workload-A", "workload-B", "workload-C", "workload-D", "workload-E"]
+    blocks = {name: ipaddress.ip_network(f"{ip}/26", strict=False) for name, ip in addresses.items()}
+    assert all(block.subnet_of(ipaddress.ip_network("10.10.0.0/16")) for block in blocks.values())
+    assert blocks["workload-A"] == blocks["workload-B"] == blocks["workload-C"] != blocks["workload-D"] == blocks["workload-E"]
     run_dir = next(p for p in runs.iterdir() if p.name != "latest")
     for name in ("calisim.log", "transcript.json", "etcd/etcd.log", "hosts/host1/run/bird.cfg",
                  "hosts/host2/log/node.log", "hosts/host2/log/bird.log"):
