@@ -3,7 +3,8 @@
   run SCRIPT --topology NAME [--hosts N] [--start-nodes] [--json] [--cli] [--keep-going]
       Replay a transcript (see calisim.transcript) on a fresh cluster.
   two-host [--json] [--cli]
-      The seed walk-through on the seed's two hosts.
+      The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
+      only if everything matches the seed.
 
 Input (script, topology, host count) is checked before anything is built; every run then
 re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
@@ -25,7 +26,7 @@ from rich.console import Console
 
 import topologies
 
-from . import sandbox, transcript
+from . import sandbox, seed, transcript
 from .cluster import Cluster, ClusterError
 from .datastore import DatastoreError
 from .rundir import RunDir
@@ -90,14 +91,16 @@ def print_result(console: Console, result: transcript.StepResult, as_json: bool)
 
 
 def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int:
-    console = Console(stderr=args.json, highlight=False, soft_wrap=True)
-    progress = Console(stderr=True, highlight=False, soft_wrap=True)
+    width = None if sys.stdout.isatty() else 140  # tables stay readable in logs and pipes
+    console = Console(stderr=args.json, highlight=False, soft_wrap=True, width=width)
+    progress = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
     run_dir = RunDir.create(topo.name, args.run_dir)
     logging.basicConfig(filename=run_dir.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     progress.print(f"calisim: run directory {run_dir.path}")
     cluster = Cluster(topo, run_dir)
     results: list[transcript.StepResult] = []
+    mismatched = False
     try:
         with progress.status(f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {topo.etcd_host}"):
             cluster.start()
@@ -105,9 +108,19 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
             with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
                 cluster.start_nodes()
         results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
-        (run_dir.path / "transcript.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
+        document: object = [r.as_dict() for r in results]
+        if args.command == "two-host" and all(r.passed for r in results) and len(results) == len(steps):
+            with progress.status("probing the seed's pairs with scapy"):
+                addresses, pairs = seed.measure(cluster)
+            console.print(seed.table(pairs))
+            summary = seed.as_data(addresses, pairs)
+            for problem in summary["mismatches"]:
+                console.print(f"[red]✗ differs from the seed: {problem}[/]", markup=True)
+            document = {"steps": document, "summary": summary}
+            mismatched = bool(summary["mismatches"])
+        (run_dir.path / "transcript.json").write_text(json.dumps(document, indent=2))
         if args.json:
-            print(json.dumps([r.as_dict() for r in results], indent=2))
+            print(json.dumps(document, indent=2))
         if args.cli:
             from mininet.cli import CLI
             CLI(cluster.net)
@@ -118,7 +131,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     progress.print(f"transcript: {passed} passed, {len(results) - passed} failed"
                    + (f", {len(steps) - len(results)} not run" if len(results) < len(steps) else "")
                    + f"; logs in {run_dir.path}")
-    return 0 if passed == len(steps) else 1
+    return 0 if passed == len(steps) and not mismatched else 1
 
 
 def terminate_gracefully(signum: int, _frame: object) -> None:

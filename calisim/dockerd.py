@@ -39,7 +39,8 @@ from . import docker_network as dn
 from .datastore import Datastore, DatastoreError, Synchronous
 
 API_VERSION = "1.50"
-IMAGES = {"busybox": ["sh"]}  # image -> default command
+IMAGES = {"busybox": ["sh"], "workload": ["sh"]}  # image -> default command; both run busybox applets
+SERVICES = {"workload": [sys.executable, "-m", "calisim.probes", "serve"]}  # TCP echo :80, UDP echo :69
 BUSYBOX_APPLETS = set(subprocess.run(["busybox", "--list"], capture_output=True, text=True).stdout.split())
 HOSTS_REFRESH = 0.5  # seconds between /etc/hosts refreshes
 log = logging.getLogger("dockerd")
@@ -63,6 +64,7 @@ class Container:
     sandbox: subprocess.Popen | None = None
     endpoints: list[dn.Endpoint] = field(default_factory=list)
     directory: Path | None = None
+    service: subprocess.Popen | None = None
 
     @property
     def running(self) -> bool:
@@ -139,6 +141,10 @@ class Daemon:
             container.sandbox.kill()
             container.sandbox.wait()
             raise APIError(500, f"failed to create endpoint {container.name} on network {container.network}: {error}")
+        if image_name(container.image) in SERVICES:
+            container.service = subprocess.Popen(["nsenter", "-t", str(container.sandbox.pid), "-n", "--",
+                                                  *SERVICES[image_name(container.image)]],
+                                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.refresh_hosts()
 
     def remove(self, container: Container, force: bool) -> None:
@@ -149,9 +155,10 @@ class Daemon:
             for endpoint in container.endpoints:
                 dn.disconnect(self.ds, endpoint)
         container.endpoints = []
-        if container.sandbox is not None and container.sandbox.poll() is None:
-            container.sandbox.kill()
-            container.sandbox.wait()
+        for process in (container.service, container.sandbox):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
         del self.containers[container.id]
 
     def refresh_hosts(self) -> None:
@@ -219,7 +226,7 @@ class Daemon:
 
     def exec_argv(self, execution: Exec) -> list[str]:
         cmd = list(execution.cmd)
-        if image_name(execution.container.image) == "busybox" and cmd and cmd[0] in BUSYBOX_APPLETS:
+        if cmd and cmd[0] in BUSYBOX_APPLETS:  # both images are busybox-based
             cmd = ["busybox", *cmd]
         return ["nsenter", "-t", str(execution.container.sandbox.pid), "-n", "-u", "-m", "--", *cmd]
 

@@ -47,10 +47,11 @@ def untouched():
     assert sandbox.snapshot() == before, "the caller's namespace changed"
 
 
-def test_seed_transcript_through_the_cli(runs, untouched):
-    done = calisim("run", str(SEED_TRANSCRIPT), "--topology", "two_host", "--json")
+def test_the_seed_end_to_end_through_the_cli(runs, untouched):
+    done = calisim("two-host", "--json")
     assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
+    document = json.loads(done.stdout)
+    results = document["steps"]
     assert len(results) == len(transcript.parse(SEED_TRANSCRIPT.read_text()))
     assert all(r["passed"] for r in results)
     assert set(results[0]) == {"host", "command", "expect", "rc", "stdout", "stderr", "passed", "seconds"}
@@ -72,6 +73,21 @@ def test_seed_transcript_through_the_cli(runs, untouched):
                  "hosts/host2/log/node.log", "hosts/host2/log/bird.log"):
         assert (run_dir / name).is_file(), name
     assert f"transcript: {len(results)} passed, 0 failed" in done.stderr
+    summary = document["summary"]
+    assert summary["mismatches"] == []
+    measured = {(p["source"], p["destination"]): p["probe"] for p in summary["pairs"]}
+    assert measured[("workload-A", "workload-C")]["ttl"] == 63 and measured[("workload-A", "workload-C")]["received"] == 4
+    assert measured[("workload-A", "workload-E")]["ttl"] == 62 and measured[("workload-A", "workload-E")]["received"] == 4
+    assert summary["addresses"] == addresses
+
+
+def test_run_prints_the_steps_as_json(runs, untouched, tmp_path):
+    script = tmp_path / "steps.txt"
+    script.write_text("host2$ hostname\nhost1! false\n")
+    done = calisim("run", str(script), "--topology", "two_host", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [(r["host"], r["command"], r["expect"], r["rc"], r["stdout"], r["passed"]) for r in json.loads(done.stdout)] == [
+        ("host2", "hostname", "success", 0, "host2\n", True), ("host1", "false", "failure", 1, "", True)]
 
 
 def test_ten_host_flat_mesh_through_the_api(untouched, runs):

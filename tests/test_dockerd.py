@@ -59,3 +59,36 @@ def test_docker_cli_errors_and_clean_failures(untouched, runs):
         results = transcript.run(cluster, transcript.parse(ERRORS), keep_going=True)
     failed = [(r.step.line, r.step.command, r.rc, r.stdout[-300:], r.stderr[-300:]) for r in results if not r.passed]
     assert not failed
+
+
+WORKLOADS = """
+host1$ calicoctl node run
+host2$ calicoctl node run
+host1$ docker network create --driver calico --ipam-driver calico-ipam net1
+host1$ docker run --net net1 --name echo1 -d workload
+host2$ docker run --net net1 --name echo2 -d workload
+host2$ docker run --net net1 --name plain -d busybox
+"""
+
+
+def test_probes_measure_icmp_tcp_and_udp_from_inside_a_workload(untouched, runs):
+    from calisim.probes import probe_from
+    from calisim.seed import inspect
+
+    with Cluster(topologies.load("two_host")) as cluster:
+        results = transcript.run(cluster, transcript.parse(WORKLOADS))
+        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        source = inspect(cluster, "host1", "echo1")["State"]["Pid"]
+        address = {name: next(iter(inspect(cluster, "host2", name)["NetworkSettings"]["Networks"].values()))["IPAddress"]
+                   for name in ("echo2", "plain")}
+        for attempt in range(40):  # BIRD needs a moment to carry host2's block
+            icmp = probe_from(source, "icmp", address["echo2"], count=2)
+            if icmp.received == 2:
+                break
+        assert icmp.received == 2 and icmp.ttl == 62 and 0 < icmp.rtt_min_ms <= icmp.rtt_avg_ms <= icmp.rtt_max_ms
+        assert probe_from(source, "tcp", address["echo2"]).reachable
+        assert probe_from(source, "udp", address["echo2"]).reachable
+        assert not probe_from(source, "tcp", address["plain"]).reachable  # busybox serves nothing
+        assert not probe_from(source, "udp", address["plain"]).reachable
+        unreachable = probe_from(source, "icmp", "10.10.255.254", count=1)
+        assert unreachable.received == 0 and unreachable.ttl is None

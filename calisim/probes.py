@@ -1,0 +1,155 @@
+"""Probes: what a workload sees of the network, measured from inside it with scapy.
+
+An ICMP probe sends echo requests and reports sent/received, the replies' TTL and the RTT
+(min/avg/max, ms); TCP and UDP probes report whether a port answers (the `workload` image runs a
+TCP echo on port 80 and a UDP echo on port 69).  Each probe runs in a helper process that joins the
+workload's network namespace (``nsenter -t PID -n``), so measurements come from the workload's
+own interface and routes.
+
+    python -m calisim.probes icmp DEST [--count N]   (inside a namespace: prints one JSON object)
+    python -m calisim.probes serve                     (the workload image's echo servers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+ECHO_TCP_PORT = 80
+ECHO_UDP_PORT = 69
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    protocol: str  # icmp, tcp, udp
+    destination: str
+    sent: int
+    received: int
+    ttl: int | None = None
+    rtt_min_ms: float | None = None
+    rtt_avg_ms: float | None = None
+    rtt_max_ms: float | None = None
+    port: int | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.received > 0
+
+
+def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
+    """Echo requests built and parsed by scapy, sent and received on a raw ICMP socket (so the
+    kernel routes them exactly as the workload's own traffic)."""
+    from scapy.layers.inet import ICMP, IP
+
+    identifier = os.getpid() & 0xFFFF
+    ttls, rtts = [], []
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        for sequence in range(count):
+            request = ICMP(type=8, id=identifier, seq=sequence) / (b"calisim-probe" + bytes(43))
+            sent_at = time.monotonic()
+            sock.sendto(bytes(request), (destination, 0))
+            deadline = sent_at + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([sock], [], [], left)
+                if not ready:
+                    break
+                reply = IP(sock.recv(65535))
+                if (reply.haslayer(ICMP) and reply[ICMP].type == 0 and reply[ICMP].id == identifier
+                        and reply[ICMP].seq == sequence and reply.src == destination):
+                    ttls.append(reply.ttl)
+                    rtts.append((time.monotonic() - sent_at) * 1000)
+                    break
+            if sequence < count - 1:
+                time.sleep(max(0.0, 0.2 - (time.monotonic() - sent_at)))
+    return ProbeResult("icmp", destination, count, len(ttls), ttls[0] if ttls else None,
+                       round(min(rtts), 3) if rtts else None, round(sum(rtts) / len(rtts), 3) if rtts else None,
+                       round(max(rtts), 3) if rtts else None)
+
+
+def tcp(destination: str, port: int = ECHO_TCP_PORT, timeout: float = 1.0) -> ProbeResult:
+    started = time.monotonic()
+    try:
+        with socket.create_connection((destination, port), timeout=timeout) as conn:
+            conn.sendall(b"calisim\n")
+            ok = conn.recv(64).startswith(b"calisim")
+    except OSError:
+        ok = False
+    rtt = round((time.monotonic() - started) * 1000, 3) if ok else None
+    return ProbeResult("tcp", destination, 1, int(ok), None, rtt, rtt, rtt, port)
+
+
+def udp(destination: str, port: int = ECHO_UDP_PORT, timeout: float = 1.0) -> ProbeResult:
+    started = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(b"calisim", (destination, port))
+            ok = sock.recvfrom(64)[0] == b"calisim"
+        except OSError:
+            ok = False
+    rtt = round((time.monotonic() - started) * 1000, 3) if ok else None
+    return ProbeResult("udp", destination, 1, int(ok), None, rtt, rtt, rtt, port)
+
+
+PROBES = {"icmp": icmp, "tcp": tcp, "udp": udp}
+
+
+def probe_from(pid: int, protocol: str, destination: str, count: int = 4) -> ProbeResult:
+    """Run a probe inside the network namespace of process pid (a workload's sandbox)."""
+    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", protocol, destination]
+    if protocol == "icmp":
+        argv += ["--count", str(count)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"probe {protocol} to {destination} failed: {done.stderr.strip()}")
+    return ProbeResult(**json.loads(done.stdout))
+
+
+def serve() -> None:
+    """The `workload` image: echo on TCP 80 and UDP 69 until killed."""
+    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp_sock.bind(("0.0.0.0", ECHO_UDP_PORT))
+    tcp_sock = socket.create_server(("0.0.0.0", ECHO_TCP_PORT), reuse_port=True)
+
+    def udp_echo() -> None:
+        while True:
+            data, peer = udp_sock.recvfrom(65535)
+            udp_sock.sendto(data, peer)
+
+    def tcp_echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65535):
+                conn.sendall(data)
+
+    threading.Thread(target=udp_echo, daemon=True).start()
+    while True:
+        conn, _ = tcp_sock.accept()
+        threading.Thread(target=tcp_echo, args=(conn,), daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m calisim.probes", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in PROBES:
+        sub = commands.add_parser(name)
+        sub.add_argument("destination")
+        if name == "icmp":
+            sub.add_argument("--count", type=int, default=4)
+    commands.add_parser("serve")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve()
+    result = icmp(args.destination, args.count) if args.command == "icmp" else PROBES[args.command](args.destination)
+    print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()
