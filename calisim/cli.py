@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cli", action="store_true", help="open Mininet's CLI on the cluster afterwards")
         sub.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
         sub.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
+        sub.add_argument("--ipip-backend", choices=("auto", "kernel", "userspace"), default="auto",
+                         help="tunl0's backend (auto: the kernel's ipip if present, else userspace); "
+                              "calico-node prints which it uses")
     return parser
 
 
@@ -98,7 +101,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     logging.basicConfig(filename=run_dir.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     progress.print(f"calisim: run directory {run_dir.path}")
-    cluster = Cluster(topo, run_dir)
+    cluster = Cluster(topo, run_dir, args.ipip_backend)
     results: list[transcript.StepResult] = []
     mismatched = False
     try:

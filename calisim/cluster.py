@@ -73,9 +73,10 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
 class Cluster:
     """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
 
-    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None):
+    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto"):
         self.topo = topo
         self.run_dir = run_dir or RunDir.create(topo.name)
+        self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
         self.net: Mininet | None = None
         self.etcd: EtcdServer | None = None
         self.etcd_process: subprocess.Popen | None = None
@@ -100,6 +101,8 @@ class Cluster:
                            link=Link, autoSetMacs=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()
+        for router in self.topo.routers():
+            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1")  # the router's own namespace
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
 
@@ -194,7 +197,7 @@ class Cluster:
             "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
-            "DOCKER_HOST": "unix:///run/docker/docker.sock",
+            "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
         }
 

@@ -79,6 +79,17 @@ class CalicoTopo(Topo):
         self.addLink(name, segment)
         return name
 
+    def add_router(self, name: str, addresses: dict[str, str]) -> str:
+        """A plain IP router (not a Calico host) with one address on each segment given."""
+        self.addHost(name, ip=None, calico=False, router=True)
+        for segment, address in addresses.items():
+            ipaddress.ip_interface(address)
+            self.addLink(name, segment, params1={"ip": address})
+        return name
+
+    def routers(self) -> list[str]:
+        return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("router")]
+
     def calico_hosts(self) -> list[str]:
         return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("calico")]
 

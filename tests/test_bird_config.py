@@ -52,6 +52,8 @@ def test_rendered_config_has_pools_blocks_and_ipip_rewrite_and_passes_bird_p(tmp
     assert 'if ( source = RTS_BGP && net ~ 10.10.0.0/16 ) then {' in text
     assert 'RTS_BGP && net ~ 192.168.0.0/16' not in text  # a plain pool is routed on the uplink
     assert "protocol bgp Mesh_172_16_0_2 from bgp_template" in text
+    pools_filter = text[text.index("filter calico_pools"):]
+    assert pools_filter.index("source = RTS_DEVICE") < pools_filter.index("calico_aggr();")  # no host subnets
     assert "local 172.16.0.1 as 64512;" in text
     path = tmp_path / "bird.cfg"
     assert bird.write_checked(text, path) is True

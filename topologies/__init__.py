@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-NAMES = ("two_host", "flat")
+NAMES = ("two_host", "flat", "routed")
 
 
 def load(name: str, hosts: int | None = None):
