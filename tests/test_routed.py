@@ -27,7 +27,8 @@ host1$ docker exec t1 ip -4 -o addr show cali0 | grep -q ' 10\.10\.'
 host1$ docker exec p1 ip -4 -o addr show cali0 | grep -q ' 10\.20\.'
 
 # The tunnelled pool crosses r1, encapsulated (the router sees host addresses and protocol 4).
-r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'ip proto 4' > ipip.txt 2>/dev/null &)
+r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'ip proto 4' > ipip.txt 2> tcpdump.err &)
+within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
 within 30s host1$ docker exec t1 ping -c 1 -W 1 t2 | grep -q 'ttl=62'
 within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.txt
 # The plain pool does not: r1 has no route to the workloads' blocks.
