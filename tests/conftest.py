@@ -2,8 +2,10 @@
 namespace (so no test can touch the machine's network); without root, emulation tests skip."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,21 @@ def running_daemons() -> set[tuple[int, str]]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """A short, fresh base for run directories (unix socket paths below it must stay short)."""
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
+    monkeypatch.setenv("CALISIM_RUNS", str(base))
+    yield base
+    shutil.rmtree(base.parent)
+
+
+@pytest.fixture
+def untouched():
+    """Asserts, after the test, that this namespace and its processes are as they were before."""
+    before, daemons = sandbox.snapshot(), running_daemons()
+    yield
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"

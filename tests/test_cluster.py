@@ -5,17 +5,15 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 import topologies
-from calisim import sandbox, transcript
+from calisim import transcript
 from calisim.cluster import Cluster, ClusterError, wait_until
 
 from .conftest import PYTHON, running_daemons
@@ -27,24 +25,6 @@ SEED_TRANSCRIPT = resources.files("calisim").joinpath("transcripts/two_host.txt"
 
 def calisim(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=600, **kwargs)
-
-
-@pytest.fixture
-def runs(monkeypatch):
-    """A short, fresh base for run directories (unix socket paths below it must stay short)."""
-    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
-    monkeypatch.setenv("CALISIM_RUNS", str(base))
-    yield base
-    shutil.rmtree(base.parent)
-
-
-@pytest.fixture
-def untouched():
-    """Asserts, after the test, that this namespace and its processes are as they were before."""
-    before, daemons = sandbox.snapshot(), running_daemons()
-    yield
-    assert running_daemons() == daemons, "processes left running"
-    assert sandbox.snapshot() == before, "the caller's namespace changed"
 
 
 def test_the_seed_end_to_end_through_the_cli(runs, untouched):

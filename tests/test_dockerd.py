@@ -7,7 +7,6 @@ import topologies
 from calisim import transcript
 from calisim.cluster import Cluster
 
-from .test_cluster import runs, untouched  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.emulation
 
