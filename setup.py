@@ -10,7 +10,7 @@ setup(
     install_requires=[
         "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich",
     ],
-    extras_require={"test": ["pytest", "hypothesis"], "bench": ["matplotlib"]},
+    extras_require={"test": ["pytest", "hypothesis", "docker"], "bench": ["matplotlib"]},
     entry_points={
         "console_scripts": [
             "calisim=calisim.cli:main",

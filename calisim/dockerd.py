@@ -80,6 +80,11 @@ class Exec:
     pid: int = 0
 
 
+def truthy(value: str | None) -> bool:
+    """A boolean query parameter as the CLI (1, true) and the SDK (True) send it."""
+    return (value or "").lower() in ("1", "true")
+
+
 def image_name(image: str) -> str:
     return image.split(":", 1)[0].split("/")[-1]
 
@@ -319,8 +324,8 @@ class Handler(BaseHTTPRequestHandler):
             if parts[2] == "start" and method == "POST":
                 return self._exec_start(execution, body)
         if parts[:1] == ["images"]:
-            raise APIError(404, f"pull access denied for {query.get('fromImage', '?')}: calisim has only the "
-                                f"images {', '.join(IMAGES)}")
+            raise APIError(404, f"pull access denied for {query.get('fromImage', '?')}, repository does not exist "
+                                f"or may require 'docker login' (calisim has only the images {', '.join(IMAGES)})")
         raise APIError(404, f"page not found: {method} {path}")
 
     def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
@@ -363,7 +368,7 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["create"] and method == "POST":
             return self._send(201, d.create(query.get("name"), body))
         if parts == ["json"] and method == "GET":
-            everyone = [c for c in d.containers.values() if c.running or query.get("all") in ("1", "true")]
+            everyone = [c for c in d.containers.values() if c.running or truthy(query.get("all"))]
             return self._send(200, [d.container_summary(c) for c in everyone])
         container = d.find(parts[0])
         action = parts[1] if len(parts) > 1 else ""
@@ -379,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
                 container.sandbox.wait()
             return self._send(200, {"StatusCode": 0 if container.sandbox is None else container.sandbox.returncode})
         if not action and method == "DELETE":
-            d.remove(container, query.get("force") in ("1", "true"))
+            d.remove(container, truthy(query.get("force")))
             return self._send(204)
         raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
 

@@ -91,3 +91,47 @@ def test_probes_measure_icmp_tcp_and_udp_from_inside_a_workload(untouched, runs)
         assert not probe_from(source, "udp", address["plain"]).reachable
         unreachable = probe_from(source, "icmp", "10.10.255.254", count=1)
         assert unreachable.received == 0 and unreachable.ttl is None
+
+
+
+SDK = """
+host1$ calicoctl node run
+host2$ calicoctl node run
+host1$ python - <<'EOF'
+import docker
+client = docker.from_env()
+network = client.networks.create("net1", driver="calico", ipam=docker.types.IPAMConfig(driver="calico-ipam"))
+assert (network.name, network.attrs["Driver"], network.attrs["Scope"]) == ("net1", "calico", "global")
+a = client.containers.run("busybox", detach=True, tty=True, name="sdk-A", network="net1")
+client.containers.run("busybox", detach=True, tty=True, name="sdk-C", network="net1")
+assert client.containers.get("sdk-A").status == "running"
+assert sorted(c.name for c in client.containers.list()) == ["sdk-A", "sdk-C"]
+try:
+    client.containers.run("nosuchimage", detach=True, name="x", network="net1")
+    raise SystemExit("an unknown image was accepted")
+except docker.errors.ImageNotFound:
+    pass
+EOF
+within 10s host1$ python - <<'EOF'
+import docker
+result = docker.from_env().containers.get("sdk-A").exec_run(["ping", "-c", "2", "sdk-C"])
+assert result.exit_code == 0 and b"ttl=63" in result.output, result
+assert docker.from_env().containers.get("sdk-A").exec_run(["sh", "-c", "exit 4"]).exit_code == 4
+EOF
+host1$ python - <<'EOF'
+import docker
+client = docker.from_env()
+for name in ("sdk-A", "sdk-C"):
+    client.containers.get(name).remove(force=True)
+client.networks.get("net1").remove()
+assert client.containers.list(all=True) == [] and client.networks.list() == []
+EOF
+host1$ ip -o link | grep -c cali | grep -x 0
+"""
+
+
+def test_the_docker_python_sdk_drives_the_emulated_dockerd(untouched, runs):
+    with Cluster(topologies.load("two_host")) as cluster:
+        results = transcript.run(cluster, transcript.parse(SDK))
+    failed = [(r.step.line, r.rc, r.stdout[-400:], r.stderr[-600:]) for r in results if not r.passed]
+    assert not failed and len(results) == len(transcript.parse(SDK))
