@@ -17,7 +17,6 @@ import asyncio
 import ipaddress
 import json
 import multiprocessing
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ sandbox.enter()
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from calisim.datastore import Datastore, EtcdServer, Synchronous  # noqa: E402
+from calisim.datastore import Datastore, Synchronous, local_etcd  # noqa: E402
 from calisim.ipam import BLOCKS, IPAM, Block  # noqa: E402
 from calisim.resources import IPPool  # noqa: E402
 
@@ -88,21 +87,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     console = Console(width=150)
-    directory = Path(tempfile.mkdtemp(prefix="cs-ipam-"))
-    server = EtcdServer("127.0.0.1", directory)
-    with open(directory / "etcd.log", "wb") as log:
-        etcd = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        server.wait_ready(etcd)
-        rows = [dict(run_hosts(server.unix_endpoint, 1, args.single), label="single client")]
+    with local_etcd(Path(tempfile.mkdtemp(prefix="cs-ipam-"))) as endpoint:
+        rows = [dict(run_hosts(endpoint, 1, args.single), label="single client")]
         for hosts in args.hosts:
             with console.status(f"{hosts} concurrent hosts"):
-                rows.append(dict(run_hosts(server.unix_endpoint, hosts, args.per_host), label=f"{hosts} hosts"))
+                rows.append(dict(run_hosts(endpoint, hosts, args.per_host), label=f"{hosts} hosts"))
         with console.status("20 hosts contending for a /24"):
-            rows.append(dict(run_hosts(server.unix_endpoint, 20, 12, SMALL_POOL), label="20 hosts, one /24"))
-    finally:
-        etcd.terminate()
-        etcd.wait(10)
+            rows.append(dict(run_hosts(endpoint, 20, 12, SMALL_POOL), label="20 hosts, one /24"))
     table = Table(title="IPAM auto_assign(host, 1) on etcd")
     for column in ("run", "allocations", "seconds", "per second", "ratio to 1 host", "conflicts retried",
                    "duplicates", "datastore = clients"):

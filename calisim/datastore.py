@@ -14,9 +14,10 @@ import json
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit
 
 import aetcd
@@ -275,3 +276,19 @@ class EtcdServer:
             if time.monotonic() > deadline:
                 raise DatastoreError(f"etcd did not answer within {timeout:.0f}s; see {log}")
             time.sleep(0.05)
+
+
+@contextmanager
+def local_etcd(directory: Path) -> Iterator[str]:
+    """A real etcd for tests and benchmarks (run it inside calisim's sandbox: it also listens on
+    127.0.0.1 there); yields the unix endpoint and stops etcd on the way out."""
+    server = EtcdServer("127.0.0.1", directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "etcd.log", "wb") as log:
+        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        server.wait_ready(process)
+        yield server.unix_endpoint
+    finally:
+        process.terminate()
+        process.wait(10)

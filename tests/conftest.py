@@ -3,7 +3,6 @@ namespace (so no test can touch the machine's network); without root, emulation 
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from calisim import sandbox
-from calisim.datastore import Datastore, EtcdServer, Synchronous
+from calisim.datastore import Datastore, Synchronous, local_etcd
 
 ROOT = os.geteuid() == 0
 
@@ -43,16 +42,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def etcd(tmp_path_factory):
     """A real etcd reachable only through its unix socket; yields its endpoint."""
-    directory = tmp_path_factory.mktemp("etcd")
-    server = EtcdServer("127.0.0.1", directory)
-    with open(directory / "etcd.log", "wb") as log:
-        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        server.wait_ready(process)
-        yield server.unix_endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
+    with local_etcd(tmp_path_factory.mktemp("etcd")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ after every step; many hosts allocating at once never get the same address."""
 import asyncio
 import ipaddress
 import random
-import subprocess
 
 import pytest
 from hypothesis import given, note, settings
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from calisim import keys
-from calisim.datastore import Datastore, EtcdServer, Synchronous
+from calisim.datastore import Datastore, Synchronous, local_etcd
 from calisim.ipam import BLOCKS, IPAM, Block, IPAMError
 from calisim.resources import IPPool, ValidationError, check_pool_overlaps
 from calisim.testing import strategies
@@ -26,16 +25,8 @@ HOSTS = 50 if SCALE else 4
 
 @pytest.fixture(scope="module")
 def etcd_endpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("etcd")
-    server = EtcdServer("127.0.0.1", directory)
-    with open(directory / "etcd.log", "wb") as log:
-        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        server.wait_ready(process)
-        yield server.unix_endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
+    with local_etcd(tmp_path_factory.mktemp("etcd")) as endpoint:
+        yield endpoint
 
 
 class IPAMAgainstModel(RuleBasedStateMachine):
