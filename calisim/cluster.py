@@ -73,10 +73,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
 class Cluster:
     """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
 
-    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto"):
+    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
+                 docker: bool = True):
         self.topo = topo
         self.run_dir = run_dir or RunDir.create(topo.name)
         self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
+        self.docker = docker  # run an emulated dockerd in every Calico host
         self.net: Mininet | None = None
         self.etcd: EtcdServer | None = None
         self.etcd_process: subprocess.Popen | None = None
@@ -88,7 +90,8 @@ class Cluster:
         try:
             self._build_network()
             self._start_etcd()
-            self._start_dockerds()
+            if self.docker:
+                self._start_dockerds()
         except BaseException:
             self.stop()
             raise

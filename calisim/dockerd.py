@@ -16,6 +16,7 @@ multiplexed stream, inspect).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -41,7 +42,6 @@ from .datastore import Datastore, DatastoreError, Synchronous
 API_VERSION = "1.50"
 IMAGES = {"busybox": ["sh"], "workload": ["sh"]}  # image -> default command; both run busybox applets
 SERVICES = {"workload": [sys.executable, "-m", "calisim.probes", "serve"]}  # TCP echo :80, UDP echo :69
-BUSYBOX_APPLETS = set(subprocess.run(["busybox", "--list"], capture_output=True, text=True).stdout.split())
 HOSTS_REFRESH = 0.5  # seconds between /etc/hosts refreshes
 log = logging.getLogger("dockerd")
 
@@ -78,6 +78,11 @@ class Exec:
     cmd: list[str]
     exit_code: int | None = None
     pid: int = 0
+
+
+@functools.cache
+def busybox_applets() -> frozenset[str]:
+    return frozenset(subprocess.run(["busybox", "--list"], capture_output=True, text=True).stdout.split())
 
 
 def truthy(value: str | None) -> bool:
@@ -231,7 +236,7 @@ class Daemon:
 
     def exec_argv(self, execution: Exec) -> list[str]:
         cmd = list(execution.cmd)
-        if cmd and cmd[0] in BUSYBOX_APPLETS:  # both images are busybox-based
+        if cmd and cmd[0] in busybox_applets():  # both images are busybox-based
             cmd = ["busybox", *cmd]
         return ["nsenter", "-t", str(execution.container.sandbox.pid), "-n", "-u", "-m", "--", *cmd]
 
