@@ -29,6 +29,7 @@ from .resources import IPPool, Node
 
 DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one BIRD reload
+RESYNC = 5.0  # seconds between passes without any change, so a failed pass heals itself
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
 SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 log = logging.getLogger("calico-node")
@@ -197,9 +198,13 @@ class Supervisor:
                 self.workloads_changed.set()
 
     async def reconcile(self) -> None:
-        """Re-render after each burst of changes; a failed render keeps BIRD on its last good config."""
+        """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
+        a failed pass keeps BIRD on its last good config and is tried again."""
         while True:
-            await self.changed.wait()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=RESYNC)
+            except asyncio.TimeoutError:
+                pass
             await asyncio.sleep(DEBOUNCE)
             self.changed.clear()
             try:

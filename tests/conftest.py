@@ -76,13 +76,24 @@ def running_daemons() -> set[tuple[int, str]]:
 PYTHON = sys.executable
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call":
+        item.call_failed = outcome.get_result().failed
+
+
 @pytest.fixture
-def runs(monkeypatch):
-    """A short, fresh base for run directories (unix socket paths below it must stay short)."""
+def runs(monkeypatch, request):
+    """A short, fresh base for run directories (unix socket paths below it must stay short);
+    removed after a passing test, kept (and named) after a failing one."""
     base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
     monkeypatch.setenv("CALISIM_RUNS", str(base))
     yield base
-    shutil.rmtree(base.parent)
+    if getattr(request.node, "call_failed", False):
+        print(f"\nrun directories kept for reading: {base}")
+    else:
+        shutil.rmtree(base.parent)
 
 
 @pytest.fixture
