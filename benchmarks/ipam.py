@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     console = Console(width=150)
-    with local_etcd(Path(tempfile.mkdtemp(prefix="cs-ipam-"))) as endpoint:
+    with tempfile.TemporaryDirectory(prefix="cs-ipam-") as directory, local_etcd(Path(directory)) as endpoint:
         rows = [dict(run_hosts(endpoint, 1, args.single), label="single client")]
         for hosts in args.hosts:
             with console.status(f"{hosts} concurrent hosts"):
