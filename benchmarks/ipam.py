@@ -38,8 +38,9 @@ SMALL_POOL = IPPool(ipaddress.ip_network("10.0.0.0/24"))  # 4 blocks for 20 host
 RESULTS = Path(__file__).parent / "results" / "ipam.json"
 
 
-def host_process(endpoint: str, host: str, count: int, start: multiprocessing.Event, out) -> None:
-    """Allocate count addresses one at a time once start is set; report (addresses, conflicts, seconds)."""
+def host_process(endpoint: str, host: str, count: int, start, out) -> None:
+    """Connect, wait at the start barrier, allocate count addresses one at a time; report
+    (addresses, conflicts, seconds)."""
     async def work():
         ds = Datastore(endpoint)
         ipam = IPAM(ds)
@@ -58,14 +59,13 @@ def run_hosts(endpoint: str, hosts: int, per_host: int, pool: IPPool = POOL) -> 
         ds.delete_prefix("/calico/")
         ds.put(pool.primary_key, pool.value())
     context = multiprocessing.get_context("spawn")
-    start, out = context.Event(), context.Queue()
+    start, out = context.Barrier(hosts + 1), context.Queue()  # everyone connected, then the clock starts
     workers = [context.Process(target=host_process, args=(endpoint, f"host{i}", per_host, start, out))
                for i in range(hosts)]
     for worker in workers:
         worker.start()
-    time.sleep(1.0) if hosts > 1 else None  # let every worker connect; the clock starts at `start`
+    start.wait(timeout=120)
     began = time.monotonic()
-    start.set()
     results = [out.get(timeout=600) for _ in workers]
     wall = time.monotonic() - began
     for worker in workers:
