@@ -100,9 +100,6 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     if options.default_pools and not await IPPool.load_all(ds):
         if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
             said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
-    tunnel = await IPAM(ds).ensure_tunnel_address(options.name)
-    if tunnel is not None:
-        said.append(f"Assigned IPIP tunnel address {tunnel}")
     return said
 
 
@@ -145,17 +142,19 @@ class Supervisor:
             entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
         return bird.write_checked(bird.render(bird.bird_config(entries, self.name)), self.paths.bird_config)
 
-    async def program_tunnel(self) -> None:
-        """tunl0 with the host's tunnel address while an IPIP pool exists (Felix's IpInIp part)."""
+    async def program_tunnel(self) -> ipaddress.IPv4Address | None:
+        """tunl0 with the host's tunnel address while an IPIP pool exists (Felix's IpInIp part);
+        returns the address."""
         address = await self.ipam.ensure_tunnel_address(self.name)
         if address is None and self.tunnel is None:
-            return
+            return None
         if self.tunnel is None:
             host_ip = await self.ds.value(keys.bgp_host_ip_v4(self.name))
             self.tunnel = ipip.BACKENDS[self.ipip_backend]()
             await asyncio.to_thread(self.tunnel.start, host_ip)
             log.info("IPIP tunnel %s up with the %s backend", ipip.TUNNEL, self.tunnel.name)
         await asyncio.to_thread(ipip.set_tunnel_address, address)
+        return address
 
     async def start_bird(self) -> None:
         self.paths.bird_socket.unlink(missing_ok=True)
@@ -267,7 +266,9 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             report(line)
         report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend == "userspace"
                                              and options.ipip_backend == "auto" else ""))
-        await supervisor.program_tunnel()
+        tunnel = await supervisor.program_tunnel()
+        if tunnel is not None:
+            report(f"Assigned IPIP tunnel address {tunnel}")
         if options.backend == "bird":
             watcher = asyncio.create_task(supervisor.watch())
             await supervisor.render_config()

@@ -14,11 +14,13 @@ from calisim.cluster import Cluster
 
 pytestmark = pytest.mark.emulation
 
-SETUP = """
+NODES = """
 host1$ calicoctl node run --name 192.168.3.229
 host2$ calicoctl node run --name 192.168.3.228
 within 20s host1$ calicoctl node status | grep -q Established
-host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}}' | calicoctl create -f -
+"""
+
+SETUP = NODES + """host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}}' | calicoctl create -f -
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ python -m calisim.docker_network network-create net1
 host1$ python -m calisim.docker_network network-create net1 2>&1 | grep -x 'Error response from daemon: network with name net1 already exists'
@@ -83,11 +85,7 @@ def test_workloads_on_one_and_two_hosts(untouched, runs):
         assert busy.rc == 1 and "has active endpoints" in busy.stderr
 
 
-SEED_POOL = """
-host1$ calicoctl node run --name 192.168.3.229
-host2$ calicoctl node run --name 192.168.3.228
-within 20s host1$ calicoctl node status | grep -q Established
-host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}' | calicoctl create -f -
+SEED_POOL = NODES + """host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}' | calicoctl create -f -
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ python -m calisim.docker_network network-create net1
 within 10s host1$ ip -o -4 addr show tunl0 | grep -E 'inet 10\\.10\\.[0-9.]+/32'
