@@ -111,6 +111,8 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
             with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
                 cluster.start_nodes()
         results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
+        if not all(r.passed for r in results):
+            progress.print(f"calisim: the hosts' state at the failure is in {cluster.diagnose()}")
         document: object = [r.as_dict() for r in results]
         if args.command == "two-host" and all(r.passed for r in results) and len(results) == len(steps):
             with progress.status("probing the seed's pairs with scapy"):

@@ -38,6 +38,10 @@ from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
 DEFAULT_TIMEOUT = 120.0
 ETCD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
+CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
+                      "birdc -s /var/run/calico/bird.ctl show route",
+                      "tail -n 40 /var/log/calico/node.log")
 log = logging.getLogger("calisim")
 
 
@@ -252,6 +256,20 @@ class Cluster:
         expected = len(self.hosts) - 1
         wait_until(lambda: all(self.bgp_established(h) >= expected for h in self.hosts), timeout,
                    interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
+
+
+    def diagnose(self) -> Path:
+        """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
+        in the run directory (for reading after a failure) and return its path."""
+        sections = []
+        for name in self.topo.hosts(sort=True):
+            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else ())
+            for command in commands:
+                result = self.run(name, command, timeout=10)
+                sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")
+        path = self.run_dir.path / "diagnostics.txt"
+        path.write_text("\n".join(sections))
+        return path
 
 
 def _per_host_state(run_dir: RunDir):

@@ -93,47 +93,54 @@ class UserspaceTunnel:
         for target, name in ((self._encapsulate, "ipip-out"), (self._decapsulate, "ipip-in")):
             threading.Thread(target=target, name=name, daemon=True).start()
 
-    def _gateway(self, destination: str) -> str | None:
+    def _gateway(self, ipr, destination: str) -> str | None:
         """The gateway of the kernel's route to destination (BIRD's `via <host> dev tunl0 onlink`)."""
         cached = self._gateways.get(destination)
         if cached and time.monotonic() - cached[1] < GATEWAY_CACHE_SECONDS:
             return cached[0]
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            routes = ipr.route("get", dst=destination)
+        routes = ipr.route("get", dst=destination)
         gateway = routes[0].get_attr("RTA_GATEWAY") if routes else None
         self._gateways[destination] = (gateway, time.monotonic())
         return gateway
 
     def _encapsulate(self) -> None:
-        while self._running:
-            try:
-                packet = os.read(self._tun, 65535)
-            except OSError:
-                return
-            if len(packet) < 20 or packet[0] >> 4 != 4:
-                continue
-            destination = socket.inet_ntoa(packet[16:20])
-            gateway = self._gateway(destination)
-            if gateway:
+        """Read what the kernel routed into tunl0, send it to the route's gateway. One bad packet
+        (a route gone between the kernel's lookup and ours) must not stop the tunnel."""
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            while self._running:
                 try:
-                    self._raw.sendto(packet, (gateway, 0))
-                except OSError as error:
-                    log.debug("could not send to %s via %s: %s", destination, gateway, error)
+                    packet = os.read(self._tun, 65535)
+                except OSError:
+                    return  # tunl0 closed: stopping
+                if len(packet) < 20 or packet[0] >> 4 != 4:
+                    continue
+                destination = socket.inet_ntoa(packet[16:20])
+                try:
+                    gateway = self._gateway(ipr, destination)
+                    if gateway:
+                        self._raw.sendto(packet, (gateway, 0))
+                except Exception as error:  # noqa: BLE001 - logged; the next packet is tried afresh
+                    log.warning("could not encapsulate a packet to %s: %s", destination, error)
+                    self._gateways.pop(destination, None)
 
     def _decapsulate(self) -> None:
+        """Unwrap protocol-4 packets addressed to this host into tunl0; errors are per packet."""
         while self._running:
             try:
                 outer = self._raw.recv(65535)
-            except OSError:
-                return
+            except OSError as error:
+                if not self._running:
+                    return
+                log.warning("raw IPIP socket: %s", error)
+                continue
             inner = outer[(outer[0] & 0x0F) * 4:]
             if len(inner) >= 20 and inner[0] >> 4 == 4:
                 try:
                     os.write(self._tun, inner)
                 except OSError as error:
-                    log.debug("could not deliver a decapsulated packet: %s", error)
+                    log.warning("could not deliver a decapsulated packet: %s", error)
 
     def stop(self) -> None:
         self._running = False

@@ -73,6 +73,19 @@ def running_daemons() -> set[tuple[int, str]]:
     return found
 
 
+def replay(cluster, text: str, keep_going: bool = False) -> list:
+    """Run a transcript on a live cluster; on any failure, fail the test with the failed steps
+    and every host's routes, BIRD state and calico-node log (also left in the run directory)."""
+    from calisim import transcript
+
+    steps = transcript.parse(text)
+    results = transcript.run(cluster, steps, keep_going=keep_going)
+    failed = [(r.step.line, r.step.command, r.rc, r.stdout[-300:], r.stderr[-300:]) for r in results if not r.passed]
+    if failed or len(results) != len(steps):
+        pytest.fail(f"failed steps: {failed}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+    return results
+
+
 PYTHON = sys.executable
 
 

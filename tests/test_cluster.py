@@ -16,7 +16,7 @@ import topologies
 from calisim import transcript
 from calisim.cluster import Cluster, ClusterError, wait_until
 
-from .conftest import PYTHON, running_daemons
+from .conftest import PYTHON, replay, running_daemons
 
 pytestmark = pytest.mark.emulation
 
@@ -106,11 +106,9 @@ host2! test -e /run/docker/plugins/calico.sock
 
 
 def test_node_errors_and_rejected_input_through_the_api(untouched, runs):
-    steps = transcript.parse(NODE_ERRORS)
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, steps, keep_going=True)
-    failed = [(r.step.prompt, r.rc, r.stdout, r.stderr) for r in results if not r.passed]
-    assert not failed
+        results = replay(cluster, NODE_ERRORS, keep_going=True)
+    assert all(r.passed for r in results)
 
 
 def test_an_exception_inside_the_cluster_stops_everything(untouched, runs):
@@ -174,8 +172,7 @@ host1$ test "$(grep -c 'BIRD exited' /var/log/calico/node.log)" -ge 1
 
 def test_nodes_live_through_a_bird_crash_and_an_etcd_restart(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(RESILIENCE))
-        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        replay(cluster, RESILIENCE)
         cluster.restart_etcd()
         # The agents' watches died with etcd; a change made now must still reach both BIRDs.
         added = cluster.run("host1", "echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.77.0.0/16}}' | calicoctl create -f -")

@@ -8,8 +8,9 @@ import re
 import pytest
 
 import topologies
-from calisim import transcript
 from calisim.cluster import Cluster
+
+from .conftest import replay
 
 
 pytestmark = pytest.mark.emulation
@@ -40,8 +41,7 @@ def inside(cluster, host, endpoint, command):
 
 def test_workloads_on_one_and_two_hosts(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(SETUP))
-        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        replay(cluster, SETUP)
         a = workload(cluster, "host1", "workload-A")
         c = workload(cluster, "host1", "workload-C")
         e = workload(cluster, "host2", "workload-E")
@@ -61,7 +61,9 @@ def test_workloads_on_one_and_two_hosts(untouched, runs):
             across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
             if across.rc == 0:
                 break
-        assert across.rc == 0 and "ttl=62" in across.stdout, across.stdout + across.stderr
+        if across.rc != 0:
+            pytest.fail(f"{across.stdout}{across.stderr}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+        assert "ttl=62" in across.stdout, across.stdout
 
         # The host side, as Felix leaves it.
         interface = "cali" + [k for k in cluster.datastore().list("/calico/v1/host/192.168.3.229/workload/")
@@ -95,8 +97,7 @@ host1$ grep -q 'IPIP backend: userspace' /var/log/calico/node.log
 
 def test_the_seeds_ipip_pool_carries_workloads_across_hosts(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(SEED_POOL))
-        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        replay(cluster, SEED_POOL)
         a = workload(cluster, "host1", "workload-A")
         e = workload(cluster, "host2", "workload-E")
         e_ip = e["address"].split("/")[0]
@@ -106,6 +107,8 @@ def test_the_seeds_ipip_pool_carries_workloads_across_hosts(untouched, runs):
             across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
             if across.rc == 0:
                 break
-        assert across.rc == 0 and "ttl=62" in across.stdout, across.stdout + across.stderr
+        if across.rc != 0:
+            pytest.fail(f"{across.stdout}{across.stderr}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+        assert "ttl=62" in across.stdout, across.stdout
         route = [line for line in cluster.run("host1", "ip route").stdout.splitlines() if line.startswith(e_block)]
         assert route and re.search(r"via 192\.168\.3\.228 dev tunl0 proto bird (metric \d+ )?onlink", route[0]), route

@@ -4,8 +4,9 @@ Calico's own errors, and a failed `docker run` leaves no interface, route, endpo
 import pytest
 
 import topologies
-from calisim import transcript
 from calisim.cluster import Cluster
+
+from .conftest import replay
 
 
 pytestmark = pytest.mark.emulation
@@ -55,9 +56,8 @@ host2$ docker network ls --format '{{.Name}}' | grep -c . | grep -x 0
 
 def test_docker_cli_errors_and_clean_failures(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(ERRORS), keep_going=True)
-    failed = [(r.step.line, r.step.command, r.rc, r.stdout[-300:], r.stderr[-300:]) for r in results if not r.passed]
-    assert not failed
+        results = replay(cluster, ERRORS, keep_going=True)
+    assert all(r.passed for r in results)
 
 
 WORKLOADS = """
@@ -75,8 +75,7 @@ def test_probes_measure_icmp_tcp_and_udp_from_inside_a_workload(untouched, runs)
     from calisim.seed import inspect
 
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(WORKLOADS))
-        assert all(r.passed for r in results), [(r.step.prompt, r.stdout, r.stderr) for r in results if not r.passed]
+        replay(cluster, WORKLOADS)
         source = inspect(cluster, "host1", "echo1")["State"]["Pid"]
         address = {name: next(iter(inspect(cluster, "host2", name)["NetworkSettings"]["Networks"].values()))["IPAddress"]
                    for name in ("echo2", "plain")}
@@ -132,6 +131,5 @@ host1$ ip -o link | grep -c cali | grep -x 0
 
 def test_the_docker_python_sdk_drives_the_emulated_dockerd(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
-        results = transcript.run(cluster, transcript.parse(SDK))
-    failed = [(r.step.line, r.rc, r.stdout[-400:], r.stderr[-600:]) for r in results if not r.passed]
-    assert not failed and len(results) == len(transcript.parse(SDK))
+        results = replay(cluster, SDK)
+    assert all(r.passed for r in results)

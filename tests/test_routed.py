@@ -4,8 +4,9 @@ on the wire), a plain pool does not."""
 import pytest
 
 import topologies
-from calisim import transcript
 from calisim.cluster import Cluster
+
+from .conftest import replay
 
 
 pytestmark = pytest.mark.emulation
@@ -38,6 +39,5 @@ r1$ ip route | grep -c 10\. | grep -x 0
 
 def test_ipip_crosses_a_router_and_a_plain_pool_does_not(untouched, runs):
     with Cluster(topologies.load("routed")) as cluster:
-        results = transcript.run(cluster, transcript.parse(ROUTED))
-    failed = [(r.step.line, r.step.command, r.rc, r.stdout[-300:], r.stderr[-300:]) for r in results if not r.passed]
-    assert not failed and len(results) == len(transcript.parse(ROUTED))
+        results = replay(cluster, ROUTED)
+    assert all(r.passed for r in results)
