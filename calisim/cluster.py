@@ -41,7 +41,11 @@ STOP_TIMEOUT = 10.0
 DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
 CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "birdc -s /var/run/calico/bird.ctl show route",
-                      "tail -n 40 /var/log/calico/node.log")
+                      "tail -n 40 /var/log/calico/node.log",
+                      # calico-node dumps its threads' stacks on SIGUSR1 (a stuck tunnel or watch shows there)
+                      "kill -USR1 $(cat /var/run/calico/calico-node.pid) && timeout 5 sh -c "
+                      "'until grep -qs ^Thread /var/log/calico/threads.log; do sleep 0.05; done; "
+                      "cat /var/log/calico/threads.log'")
 log = logging.getLogger("calisim")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import ipaddress
 import logging
 import os
@@ -314,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    # `kill -USR1 <calico-node>` appends every thread's stack to threads.log: how a stuck agent is read.
+    faulthandler.register(signal.SIGUSR1, file=open(paths.thread_dump, "a"), all_threads=True)
     status = os.fdopen(args.status_fd, "w", buffering=1) if args.status_fd is not None else sys.stdout
 
     def report(line: str, final: bool = False) -> None:

@@ -42,6 +42,10 @@ class NodePaths:
         return self.log_dir / "node.log"
 
     @property
+    def thread_dump(self) -> Path:
+        return self.log_dir / "threads.log"
+
+    @property
     def bird_log(self) -> Path:
         return self.log_dir / "bird.log"
 
