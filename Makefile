@@ -10,9 +10,16 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool
 
+BPF_OBJECT := calisim/bpf/ipip.bpf.o
+BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
+
 .PHONY: setup demo test unit bench clean
 
-setup: apt $(VENV)/.installed
+setup: apt $(VENV)/.installed $(BPF_OBJECT)
+
+# The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
+$(BPF_OBJECT): calisim/bpf/ipip.bpf.c | apt
+	clang $(BPF_CFLAGS) -c $< -o $@
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -41,4 +48,4 @@ bench: setup
 	$(PY) benchmarks/bringup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT)

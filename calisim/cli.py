@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cli", action="store_true", help="open Mininet's CLI on the cluster afterwards")
         sub.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
         sub.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
-        sub.add_argument("--ipip-backend", choices=("auto", "kernel", "userspace"), default="auto",
-                         help="tunl0's backend (auto: the kernel's ipip if present, else userspace); "
+        sub.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto",
+                         help="tunl0's backend (auto: the kernel's ipip if present, else eBPF if it loads, "
+                              "else userspace); "
                               "calico-node prints which it uses")
     return parser
 

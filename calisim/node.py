@@ -48,7 +48,7 @@ class NodeOptions:
     default_pools: bool = True
     backend: str = "bird"
     libnetwork: bool = True  # serve the `calico` and `calico-ipam` Docker plugins (CALICO_LIBNETWORK_ENABLED)
-    ipip_backend: str = "auto"  # kernel, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
+    ipip_backend: str = "auto"  # kernel, ebpf, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
 
 
 def autodetect_ipv4() -> ipaddress.IPv4Interface:
@@ -127,7 +127,7 @@ class Supervisor:
         self.name = name
         self.paths = paths
         self.ipip_backend = ipip_backend
-        self.tunnel: ipip.KernelTunnel | ipip.UserspaceTunnel | None = None
+        self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.control = bird.BirdControl(paths.bird_socket)
         self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
@@ -151,7 +151,7 @@ class Supervisor:
             return None
         if self.tunnel is None:
             host_ip = await self.ds.value(keys.bgp_host_ip_v4(self.name))
-            self.tunnel = ipip.BACKENDS[self.ipip_backend]()
+            self.tunnel = ipip.make_tunnel(self.ipip_backend, self.paths.run_dir)
             await asyncio.to_thread(self.tunnel.start, host_ip)
             log.info("IPIP tunnel %s up with the %s backend", ipip.TUNNEL, self.tunnel.name)
         await asyncio.to_thread(ipip.set_tunnel_address, address)
@@ -265,7 +265,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
         report("Enabling IPv4 forwarding")
         for line in await register_when_etcd_answers(ds, options, report):
             report(line)
-        report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend == "userspace"
+        report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend != "kernel"
                                              and options.ipip_backend == "auto" else ""))
         tunnel = await supervisor.program_tunnel()
         if tunnel is not None:
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
     ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
     if ipip_backend not in ("auto", *ipip.BACKENDS):
-        sys.exit(f"CALICO_IPIP_BACKEND must be auto, kernel or userspace, not {ipip_backend!r}")
+        sys.exit(f"CALICO_IPIP_BACKEND must be auto, {', '.join(ipip.BACKENDS)}, not {ipip_backend!r}")
     options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend,
                           libnetwork, ipip_backend)
     try:

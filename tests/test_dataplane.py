@@ -91,7 +91,7 @@ SEED_POOL = NODES + """host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {ci
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ python -m calisim.docker_network network-create net1
 within 10s host1$ ip -o -4 addr show tunl0 | grep -E 'inet 10\\.10\\.[0-9.]+/32'
-host1$ grep -q 'IPIP backend: userspace' /var/log/calico/node.log
+host1$ grep -q 'IPIP backend: ebpf (no ipip module in this kernel)' /var/log/calico/node.log
 """
 
 

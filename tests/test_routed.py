@@ -12,7 +12,7 @@ from .conftest import replay
 pytestmark = pytest.mark.emulation
 
 ROUTED = r"""
-host1$ calicoctl node run | grep -x 'IPIP backend: userspace (no ipip module in this kernel)'
+host1$ calicoctl node run | grep -x 'IPIP backend: {backend}'
 host2$ calicoctl node run
 within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
 host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}, {apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}}]' | calicoctl create -f -
@@ -37,7 +37,8 @@ r1$ ip route | grep -c 10\. | grep -x 0
 """
 
 
-def test_ipip_crosses_a_router_and_a_plain_pool_does_not(untouched, runs):
-    with Cluster(topologies.load("routed")) as cluster:
-        results = replay(cluster, ROUTED)
+@pytest.mark.parametrize("backend", ["ebpf", "userspace"])  # the backends this machine has (no ipip module)
+def test_ipip_crosses_a_router_and_a_plain_pool_does_not(backend, untouched, runs):
+    with Cluster(topologies.load("routed"), ipip_backend=backend) as cluster:
+        results = replay(cluster, ROUTED.replace("{backend}", backend))
     assert all(r.passed for r in results)
