@@ -6,7 +6,9 @@ TCP echo on port 80 and a UDP echo on port 69).  Each probe runs in a helper pro
 workload's network namespace (``nsenter -t PID -n``), so measurements come from the workload's
 own interface and routes.
 
-    python -m calisim.probes icmp DEST [--count N]   (inside a namespace: prints one JSON object)
+    python -m calisim.probes icmp DEST [--count N]   (inside a namespace: prints one JSON object;
+    python -m calisim.probes tcp DEST [--bytes N]     exits 1 if DEST did not answer)
+    python -m calisim.probes udp DEST
     python -m calisim.probes serve                     (the workload image's echo servers)
 """
 
@@ -74,12 +76,18 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
                        round(max(rtts), 3) if rtts else None)
 
 
-def tcp(destination: str, port: int = ECHO_TCP_PORT, timeout: float = 1.0) -> ProbeResult:
+def tcp(destination: str, port: int = ECHO_TCP_PORT, timeout: float = 1.0, size: int = 8) -> ProbeResult:
+    """Connect and have size bytes echoed back intact.  A large size (megabytes) sends full-size
+    segments, so it also proves the path's MTU, PMTU discovery and GSO handling, which pings do not."""
+    payload = (b"calisim\n" * (size // 8 + 1))[:size]
     started = time.monotonic()
     try:
         with socket.create_connection((destination, port), timeout=timeout) as conn:
-            conn.sendall(b"calisim\n")
-            ok = conn.recv(64).startswith(b"calisim")
+            threading.Thread(target=conn.sendall, args=(payload,), daemon=True).start()
+            echoed = bytearray()
+            while len(echoed) < size and (chunk := conn.recv(65536)):
+                echoed += chunk
+            ok = echoed == payload
     except OSError:
         ok = False
     rtt = round((time.monotonic() - started) * 1000, 3) if ok else None
@@ -102,13 +110,15 @@ def udp(destination: str, port: int = ECHO_UDP_PORT, timeout: float = 1.0) -> Pr
 PROBES = {"icmp": icmp, "tcp": tcp, "udp": udp}
 
 
-def probe_from(pid: int, protocol: str, destination: str, count: int = 4) -> ProbeResult:
+def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: int = 8) -> ProbeResult:
     """Run a probe inside the network namespace of process pid (a workload's sandbox)."""
     argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", protocol, destination]
     if protocol == "icmp":
         argv += ["--count", str(count)]
+    if protocol == "tcp":
+        argv += ["--bytes", str(size)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
+    if done.returncode not in (0, 1) or not done.stdout.strip():  # 1: measured, nothing answered
         raise RuntimeError(f"probe {protocol} to {destination} failed: {done.stderr.strip()}")
     return ProbeResult(**json.loads(done.stdout))
 
@@ -143,12 +153,20 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("destination")
         if name == "icmp":
             sub.add_argument("--count", type=int, default=4)
+        if name == "tcp":
+            sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
     commands.add_parser("serve")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve()
-    result = icmp(args.destination, args.count) if args.command == "icmp" else PROBES[args.command](args.destination)
+    if args.command == "icmp":
+        result = icmp(args.destination, args.count)
+    elif args.command == "tcp":
+        result = tcp(args.destination, size=args.bytes)
+    else:
+        result = PROBES[args.command](args.destination)
     print(json.dumps(asdict(result)))
+    sys.exit(0 if result.reachable else 1)
 
 
 if __name__ == "__main__":

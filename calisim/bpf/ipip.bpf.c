@@ -60,8 +60,7 @@ int tunl_encap(struct __sk_buff *skb)
 	fib.family = AF_INET;
 	fib.ipv4_src = inner->saddr;
 	fib.ipv4_dst = inner->daddr;
-	fib.tot_len = bpf_ntohs(inner->tot_len);
-	fib.ifindex = skb->ifindex;
+	fib.ifindex = skb->ifindex; /* tot_len 0: the kernel checks the skb itself, GSO-aware */
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != skb->ifindex || fib.ipv4_dst == inner->daddr)
 		return TC_ACT_SHOT; /* not a `via <host> dev tunl0` route */
@@ -78,7 +77,6 @@ int tunl_encap(struct __sk_buff *skb)
 	__builtin_memset(&fib, 0, sizeof(fib));
 	fib.family = AF_INET;
 	fib.ipv4_dst = remote_host;
-	fib.tot_len = bpf_ntohs(outer.tot_len);
 	fib.ifindex = skb->ifindex;
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH | BPF_FIB_LOOKUP_SRC);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex == skb->ifindex)
@@ -117,7 +115,6 @@ int tunl_decap(struct __sk_buff *skb)
 	fib.family = AF_INET;
 	fib.ipv4_src = outer->saddr;
 	fib.ipv4_dst = outer->daddr;
-	fib.tot_len = bpf_ntohs(outer->tot_len);
 	fib.ifindex = skb->ifindex;
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_NOT_FWDED)
 		return TC_ACT_OK;
