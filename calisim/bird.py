@@ -20,6 +20,7 @@ import jinja2
 from . import keys
 
 IPIP_INTERFACE = "tunl0"
+FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
 PEER_TYPES = {"Mesh_": "node-to-node mesh", "Global_": "global", "Node_": "node specific"}
 
 
@@ -49,6 +50,7 @@ class Peer:
 class Pool:
     cidr: str
     ipip: bool
+    vxlan: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers = Timers
     node_prefix = keys.bgp_host_peers_v4(node_name)
     node_peers = [Peer(protocol_name("Node_", v["ip"]), v["ip"], int(v["as_num"]))
                   for k, v in sorted(entries.items()) if k.startswith(node_prefix)]
-    pools = [Pool(v["cidr"], bool(v.get("ipip"))) for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")))
+             for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
     block_prefix = keys.host_affinity_blocks(node_name)
     blocks = sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(block_prefix)),
                     key=lambda cidr: ipaddress.ip_network(cidr))
@@ -118,6 +121,7 @@ def render(config: BirdConfig) -> str:
     return _templates.get_template("bird.cfg.j2").render(
         node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,
         pools=config.pools, blocks=config.blocks, timers=config.timers, ipip_interface=IPIP_INTERFACE,
+        felix_route_protocol=FELIX_ROUTE_PROTOCOL,
         peer_groups=[("Node-to-node mesh" if config.mesh else "Node-to-node mesh (disabled)", config.mesh_peers),
                      ("Global peers", config.global_peers), ("Node-specific peers", config.node_peers)])
 

@@ -28,8 +28,19 @@ BLOCK_PREFIX = 26
 BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)
 BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
 HANDLES = "/calico/ipam/v2/handle/"
-TUNNEL_PARAM = "IpInIpTunnelAddr"
 MAX_ATTEMPTS = 200
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """Where a host's tunnel address of one encapsulation lives (Felix's config names)."""
+    param: str
+    handle_prefix: str
+    attribute_type: str
+
+
+TUNNELS = {"ipip": Tunnel("IpInIpTunnelAddr", "tunnel-", "ipipTunnelAddress"),
+           "vxlan": Tunnel("IPv4VXLANTunnelAddr", "vxlan-tunnel-", "vxlanTunnelAddress")}
 
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
@@ -421,21 +432,23 @@ class IPAM:
             await self.release_host_affinities(host, cidr)
         await self.ds.commit(Txn().delete(keys.pool(cidr)))
 
-    # -- the IPIP tunnel address -------------------------------------------------------------
-    async def ensure_tunnel_address(self, host: str) -> IPv4 | None:
-        """Give host a tunnel address from an IPIP pool, move it when its pool goes, drop it when none is left."""
-        key = keys.host_config(host, TUNNEL_PARAM)
+    # -- tunnel addresses (IPIP's on tunl0, VXLAN's on vxlan.calico) ---------------------------
+    async def ensure_tunnel_address(self, host: str, kind: str = "ipip") -> IPv4 | None:
+        """Give host a tunnel address from a pool of that encapsulation, move it when its pool
+        goes, drop it when none is left."""
+        tunnel = TUNNELS[kind]
+        key = keys.host_config(host, tunnel.param)
         current = await self.ds.value(key)
-        ipip_pools = [p.cidr for p in await self.pools() if p.ipip and p.cidr.version == 4]
-        if current and any(ipaddress.ip_address(current) in pool for pool in ipip_pools):
+        tunnel_pools = [p.cidr for p in await self.pools() if getattr(p, kind) and p.cidr.version == 4]
+        if current and any(ipaddress.ip_address(current) in pool for pool in tunnel_pools):
             return ipaddress.ip_address(current)
         if current:
             await self.release_ips([current])
-        if not ipip_pools:
+        if not tunnel_pools:
             await self.ds.commit(Txn().delete(key))
             return None
-        handle = f"tunnel-{host}"
-        assigned = await self.auto_assign(host, 1, ipip_pools, handle=handle, attrs={"type": "ipipTunnelAddress"})
+        assigned = await self.auto_assign(host, 1, tunnel_pools, handle=f"{tunnel.handle_prefix}{host}",
+                                          attrs={"type": tunnel.attribute_type})
         if not assigned:
             await self.ds.commit(Txn().delete(key))
             return None

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bird, felix, ipip, keys
+from . import bird, felix, ipip, keys, vxlan
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
 from .libnetwork import IpamDriver, NetworkDriver, PluginServer
@@ -119,6 +119,16 @@ async def register_when_etcd_answers(ds: Datastore, options: NodeOptions, report
             delay = min(delay * 2, 5.0)
 
 
+async def next_pass(changed: asyncio.Event) -> None:
+    """Wait for a change (or RESYNC seconds: Calico's agents resync), let a burst settle, go."""
+    try:
+        await asyncio.wait_for(changed.wait(), timeout=RESYNC)
+    except asyncio.TimeoutError:
+        pass
+    await asyncio.sleep(DEBOUNCE)
+    changed.clear()
+
+
 class Supervisor:
     """Runs BIRD as a child and keeps its config equal to what etcd says (Calico's confd)."""
 
@@ -134,6 +144,8 @@ class Supervisor:
         self.prefixes = bird.datastore_prefixes(name)
         self.workloads_changed = asyncio.Event()
         self.workloads_changed.set()  # program what etcd already holds
+        self.vxlan_changed = asyncio.Event()
+        self.vxlan_changed.set()
         self.ipam = IPAM(ds)
 
     async def render_config(self) -> bool:
@@ -190,29 +202,46 @@ class Supervisor:
                         self.changed.set()
                     if event.key.startswith(felix.workloads_prefix(self.name)):
                         self.workloads_changed.set()
+                    if event.key.startswith(tuple(vxlan.datastore_prefixes())):
+                        self.vxlan_changed.set()
             except DatastoreError as error:
                 log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 self.changed.set()
                 self.workloads_changed.set()
+                self.vxlan_changed.set()
 
     async def reconcile(self) -> None:
         """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
         a failed pass keeps BIRD on its last good config and is tried again."""
         while True:
-            try:
-                await asyncio.wait_for(self.changed.wait(), timeout=RESYNC)
-            except asyncio.TimeoutError:
-                pass
-            await asyncio.sleep(DEBOUNCE)
-            self.changed.clear()
+            await next_pass(self.changed)
             try:
                 await self.program_tunnel()  # pools may have come, gone or changed IPIP
                 if await self.render_config():
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
             except (bird.BirdError, DatastoreError, IPAMError, ConflictError, OSError) as error:
                 log.error("kept the last good BIRD config: %s", error)
+
+    async def program_vxlan(self) -> None:
+        """Felix's VXLAN part: vxlan.calico with a tunnel address while a VXLAN pool exists, its
+        MAC published in etcd, and every other host's neighbour, FDB entry and block routes."""
+        while True:
+            await next_pass(self.vxlan_changed)
+            try:
+                await self.ipam.ensure_tunnel_address(self.name, "vxlan")
+                entries = {}
+                for prefix in vxlan.datastore_prefixes():
+                    entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
+                host_ip = entries[keys.host_bird_ip(self.name)]
+                mac = await asyncio.to_thread(vxlan.apply, vxlan.desired(entries, self.name), host_ip)
+                mac_key = keys.host_config(self.name, vxlan.MAC_PARAM)
+                if mac != entries.get(mac_key):
+                    await self.ds.commit(Txn().put(mac_key, mac) if mac else Txn().delete(mac_key))
+            except (DatastoreError, IPAMError, ConflictError, OSError, KeyError) as error:
+                log.error("VXLAN dataplane not programmed, retrying: %s", error)
+                self.vxlan_changed.set()
 
     async def program_workloads(self) -> None:
         """Felix: keep the kernel's workload routes, ARP entries and proxy ARP equal to etcd's
@@ -276,7 +305,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             await supervisor.start_bird()
             tasks = [watcher, asyncio.create_task(supervisor.reconcile()),
                      asyncio.create_task(supervisor.keep_bird_running()),
-                     asyncio.create_task(supervisor.program_workloads())]
+                     asyncio.create_task(supervisor.program_workloads()),
+                     asyncio.create_task(supervisor.program_vxlan())]
         else:
             tasks = []
         if options.libnetwork:

@@ -164,12 +164,13 @@ class IPPool(Resource):
     ipip: bool = False
     nat_outgoing: bool = False
     disabled: bool = False
+    vxlan: bool = False  # beyond Calico v1.0: Calico 3.7's VXLAN encapsulation, as `spec.vxlan.enabled`
 
     @classmethod
     def from_document(cls, doc: dict) -> "IPPool":
         metadata, spec = cls._envelope(doc)
         check_fields(metadata, ("cidr",), "ipPool metadata", required=("cidr",))
-        check_fields(spec, ("ipip", "nat-outgoing", "disabled"), "ipPool spec")
+        check_fields(spec, ("ipip", "vxlan", "nat-outgoing", "disabled"), "ipPool spec")
         cidr = parse_cidr(metadata["cidr"], "ipPool metadata.cidr")
         if cidr.prefixlen > MIN_POOL_PREFIX[cidr.version]:
             raise ValidationError(
@@ -180,14 +181,22 @@ class IPPool(Resource):
             raise ValidationError(f"ipPool spec.ipip.mode: only 'always' is supported, not {ipip_spec['mode']!r}")
         if ipip and cidr.version != 4:
             raise ValidationError(f"IPIP is only supported on IPv4 pools, not {cidr}")
+        vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
+        vxlan = parse_bool(vxlan_spec.get("enabled", False), "ipPool spec.vxlan.enabled")
+        if vxlan and cidr.version != 4:
+            raise ValidationError(f"VXLAN is only supported on IPv4 pools, not {cidr}")
+        if vxlan and ipip:
+            raise ValidationError(f"ipPool {cidr}: IPIP and VXLAN cannot both be enabled")
         return cls(cidr, ipip,
                    parse_bool(spec.get("nat-outgoing", False), "ipPool spec.nat-outgoing"),
-                   parse_bool(spec.get("disabled", False), "ipPool spec.disabled"))
+                   parse_bool(spec.get("disabled", False), "ipPool spec.disabled"), vxlan)
 
     def document(self) -> dict:
         spec: dict[str, Any] = {}
         if self.ipip:
             spec["ipip"] = {"enabled": True}
+        if self.vxlan:
+            spec["vxlan"] = {"enabled": True}
         if self.nat_outgoing:
             spec["nat-outgoing"] = True
         if self.disabled:
@@ -211,12 +220,14 @@ class IPPool(Resource):
         if self.ipip:
             value["ipip"] = "tunl0"
             value["ipip_mode"] = "always"
+        if self.vxlan:
+            value["vxlan"] = "vxlan.calico"
         return value
 
     @classmethod
     def from_value(cls, value: dict) -> "IPPool":
         return cls(ipaddress.ip_network(value["cidr"]), bool(value.get("ipip")),
-                   bool(value.get("masquerade")), bool(value.get("disabled")))
+                   bool(value.get("masquerade")), bool(value.get("disabled")), bool(value.get("vxlan")))
 
     def writes(self) -> dict[str, Any]:
         return {self.primary_key: self.value()}

@@ -143,3 +143,18 @@ def test_tunnel_address_follows_ipip_pools(ds, ipam):
     ipam.delete_pool(net("10.20.0.0/16"))
     assert ipam.ensure_tunnel_address("host1") is None and ds.get(tunnel_key) is None
     assert ipam.attributes(moved) is None
+
+
+@pytest.mark.emulation
+def test_vxlan_and_ipip_tunnel_addresses_come_from_their_own_pools(ds, ipam):
+    add_pool(ds, "10.10.0.0/16", ipip=True)
+    assert ipam.ensure_tunnel_address("host1", "vxlan") is None
+    add_pool(ds, "10.30.0.0/16", vxlan=True)
+    ipip_address = ipam.ensure_tunnel_address("host1")
+    vxlan_address = ipam.ensure_tunnel_address("host1", "vxlan")
+    assert ipip_address in net("10.10.0.0/16") and vxlan_address in net("10.30.0.0/16")
+    assert ds.get(keys.host_config("host1", "IPv4VXLANTunnelAddr")).value == str(vxlan_address)
+    assert ipam.attributes(vxlan_address)["handle_id"] == "vxlan-tunnel-host1"
+    ipam.delete_pool(net("10.30.0.0/16"))
+    assert ipam.ensure_tunnel_address("host1", "vxlan") is None
+    assert ipam.ensure_tunnel_address("host1") == ipip_address

@@ -49,6 +49,18 @@ def test_unknown_fields_and_wrong_kinds_are_rejected():
         parse_documents(pool_doc("10.0.0.0/16", **{"nat-outgoing": "yes"}))
 
 
+def test_vxlan_pools_beyond_v1_round_trip_and_exclude_ipip():
+    (pool,) = parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True}))
+    assert pool.vxlan and not pool.ipip and pool.value()["vxlan"] == "vxlan.calico"
+    assert IPPool.from_document(pool.document()) == pool == IPPool.from_value(pool.value())
+    with pytest.raises(ValidationError, match="IPIP and VXLAN cannot both be enabled"):
+        parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True}, ipip={"enabled": True}))
+    with pytest.raises(ValidationError, match="VXLAN is only supported on IPv4 pools"):
+        parse_documents(pool_doc("fd00::/48", vxlan={"enabled": True}))
+    with pytest.raises(ValidationError, match="unknown field in ipPool spec.vxlan: vni"):
+        parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True, "vni": 7}))
+
+
 def test_one_bad_item_rejects_the_whole_list_and_names_it():
     with pytest.raises(ValidationError, match="item 2: IP pool is too small"):
         parse_documents([pool_doc("10.1.0.0/16"), pool_doc("10.2.0.0/28")])

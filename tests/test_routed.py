@@ -20,7 +20,7 @@ host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 tunnelled
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.20.0.0/16 plain
 host1$ docker run --net tunnelled --name t1 -d busybox
-host2$ docker run --net tunnelled --name t2 -d busybox
+host2$ docker run --net tunnelled --name t2 -d workload
 host1$ docker run --net plain --name p1 -d busybox
 host2$ docker run --net plain --name p2 -d busybox
 host1$ docker exec t1 ip -4 -o addr show cali0 | grep -q ' 10\.10\.'
@@ -31,6 +31,8 @@ r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'ip proto 4' > ipip.txt 2> tcpdump
 within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
 within 30s host1$ docker exec t1 ping -c 1 -W 1 t2 | grep -q 'ttl=62'
 within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.txt
+# Bulk TCP (full-size segments, GSO): 4 MB echoed back intact through the tunnel.
+host1$ docker exec t1 python -m calisim.probes tcp t2 --bytes 4000000
 # The plain pool does not: r1 has no route to the workloads' blocks.
 host1! docker exec p1 ping -c 3 -W 1 p2
 r1$ ip route | grep -c 10\. | grep -x 0
@@ -41,4 +43,41 @@ r1$ ip route | grep -c 10\. | grep -x 0
 def test_ipip_crosses_a_router_and_a_plain_pool_does_not(backend, untouched, runs):
     with Cluster(topologies.load("routed"), ipip_backend=backend) as cluster:
         results = replay(cluster, ROUTED.replace("{backend}", backend))
+    assert all(r.passed for r in results)
+
+
+VXLAN = r"""
+host1$ calicoctl node run
+host2$ calicoctl node run
+within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
+host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.30.0.0/16}, spec: {vxlan: {enabled: true}}}' | calicoctl create -f -
+host1$ calicoctl get ipPool 10.30.0.0/16 -o yaml | grep -A1 'vxlan:' | grep -q 'enabled: true'
+host1$ calicoctl delete ipPool 192.168.0.0/16
+host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.30.0.0/16 overlay
+host1$ docker run --net overlay --name v1 -d busybox
+host2$ docker run --net overlay --name v2 -d workload
+within 10s host1$ ip -d -o link show vxlan.calico | grep -E 'vxlan id 4096 local 192\.168\.1\.10 .*dstport 4789 nolearning'
+within 10s host2$ ip -o -4 addr show vxlan.calico | grep -E 'inet 10\.30\.[0-9.]+/32'
+r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'udp port 4789' > vxlan.txt 2> tcpdump.err &)
+within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
+within 30s host1$ docker exec v1 ping -c 1 -W 1 v2 | grep -q 'ttl=62'
+within 10s r1$ grep -E '192\.168\.1\.10\.[0-9]+ > 192\.168\.2\.10\.4789: VXLAN, flags \[I\] \(0x08\), vni 4096' vxlan.txt
+host1$ docker exec v1 python -m calisim.probes tcp v2 --bytes 4000000
+# Felix's routes, neighbours and forwarding entries, not BIRD's:
+host1$ ip route show proto 80 | grep -E '^10\.30\.[0-9.]+/26 via 10\.30\.[0-9.]+ dev vxlan\.calico onlink'
+host1$ ip route show proto bird | grep -c '^10\.30\.' | grep -x 0
+host1$ ip neigh show dev vxlan.calico | grep -E '^10\.30\.[0-9.]+ lladdr ([0-9a-f]{2}:){5}[0-9a-f]{2} PERMANENT'
+host1$ bridge fdb show dev vxlan.calico | grep -E 'dst 192\.168\.2\.10 self permanent'
+# The pool goes, and so does the overlay.
+host2$ docker rm -f v2
+host1$ docker rm -f v1 && docker network rm overlay
+host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}}' | calicoctl create -f - && calicoctl delete ipPool 10.30.0.0/16
+within 10s host1! ip link show vxlan.calico
+within 10s host2! ip link show vxlan.calico
+"""
+
+
+def test_a_vxlan_pool_crosses_the_router_in_udp_4789(untouched, runs):
+    with Cluster(topologies.load("routed")) as cluster:
+        results = replay(cluster, VXLAN)
     assert all(r.passed for r in results)
