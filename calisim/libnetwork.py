@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 from . import keys
 from .datastore import Datastore, Txn
 from .ipam import IPAM, IPAMError, parse_ipv4
+from .resources import Profile
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.1+json"
 ORCHESTRATOR = WORKLOAD = "libnetwork"
@@ -52,16 +53,10 @@ def endpoint_key(host: str, endpoint_id: str) -> str:
     return f"{keys.host(host)}workload/{ORCHESTRATOR}/{WORKLOAD}/endpoint/{endpoint_id}"
 
 
-def profile_tags_key(name: str) -> str:
-    return f"/calico/v1/policy/profile/{name}/tags"
-
-
-def profile_keys(name: str) -> dict[str, Any]:
-    """The profile Calico creates for a Docker network: members may talk to each other."""
-    base = f"/calico/v1/policy/profile/{name}/"
-    return {profile_tags_key(name): [name], base + "labels": {},
-            base + "rules": {"inbound_rules": [{"action": "allow", "src_tag": name}],
-                             "outbound_rules": [{"action": "allow"}]}}
+def network_profile(name: str) -> Profile:
+    """The profile Calico creates for a Docker network: its members may talk to each other,
+    and go anywhere."""
+    return Profile(name, (name,), (), ({"action": "allow", "src_tag": name},), ({"action": "allow"},))
 
 
 class NetworkDriver:
@@ -125,9 +120,10 @@ class NetworkDriver:
             "state": "active", "name": interface_names(endpoint_id)[0], "mac": WORKLOAD_MAC,
             "profile_ids": [name], "ipv4_nets": [f"{ip}/32"], "ipv6_nets": []})
         await self.ds.commit(txn)
-        if await self.ds.get(profile_tags_key(name)) is None:
-            create = Txn().require_absent(profile_tags_key(name))
-            for key, value in profile_keys(name).items():
+        profile = network_profile(name)
+        if await self.ds.get(profile.primary_key) is None:
+            create = Txn().require_absent(profile.primary_key)
+            for key, value in profile.writes().items():
                 create.put(key, value)
             await self.ds.commit(create)  # if another host won the race, its profile is the same
         return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bird, felix, ipip, keys, vxlan
+from . import bird, felix, ipip, keys, policy, vxlan
 from .datastore import Datastore, DatastoreError, Txn
 from .ipam import IPAM, ConflictError, IPAMError
 from .libnetwork import IpamDriver, NetworkDriver, PluginServer
@@ -146,6 +146,9 @@ class Supervisor:
         self.workloads_changed.set()  # program what etcd already holds
         self.vxlan_changed = asyncio.Event()
         self.vxlan_changed.set()
+        self.policy_changed = asyncio.Event()
+        self.policy_changed.set()
+        self.policy_applied: str | None = None
         self.ipam = IPAM(ds)
 
     async def render_config(self) -> bool:
@@ -204,6 +207,8 @@ class Supervisor:
                         self.workloads_changed.set()
                     if event.key.startswith(tuple(vxlan.datastore_prefixes())):
                         self.vxlan_changed.set()
+                    if event.key.startswith(tuple(policy.datastore_prefixes())):
+                        self.policy_changed.set()
             except DatastoreError as error:
                 log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
@@ -211,6 +216,7 @@ class Supervisor:
                 self.changed.set()
                 self.workloads_changed.set()
                 self.vxlan_changed.set()
+                self.policy_changed.set()
 
     async def reconcile(self) -> None:
         """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
@@ -242,6 +248,30 @@ class Supervisor:
             except (DatastoreError, IPAMError, ConflictError, OSError, KeyError) as error:
                 log.error("VXLAN dataplane not programmed, retrying: %s", error)
                 self.vxlan_changed.set()
+
+    async def program_policy(self) -> None:
+        """Felix's policy part: this host's nftables table, recomputed from etcd after every
+        change; a ruleset that fails to render or load leaves the last good one in place."""
+        while True:
+            await next_pass(self.policy_changed)
+            try:
+                entries = {}
+                for prefix in policy.datastore_prefixes():
+                    entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
+                model = policy.load(entries)
+                text = policy.render(model, self.name)
+                if text != self.policy_applied:
+                    await asyncio.to_thread(policy.apply, text)
+                    self.policy_applied = text
+                    (self.paths.run_dir / "policy.nft").write_text(text)
+                    log.info("policy programmed: %s", policy.summary(model, self.name))
+            except DatastoreError as error:
+                log.error("policy not recomputed, retrying: %s", error)
+                self.policy_changed.set()
+            except (policy.PolicyError, OSError) as error:
+                log.error("kept the last good policy: %s", error)
+            except Exception:  # a bug must not end enforcement of later changes
+                log.exception("kept the last good policy")
 
     async def program_workloads(self) -> None:
         """Felix: keep the kernel's workload routes, ARP entries and proxy ARP equal to etcd's
@@ -306,7 +336,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             tasks = [watcher, asyncio.create_task(supervisor.reconcile()),
                      asyncio.create_task(supervisor.keep_bird_running()),
                      asyncio.create_task(supervisor.program_workloads()),
-                     asyncio.create_task(supervisor.program_vxlan())]
+                     asyncio.create_task(supervisor.program_vxlan()),
+                     asyncio.create_task(supervisor.program_policy())]
         else:
             tasks = []
         if options.libnetwork:

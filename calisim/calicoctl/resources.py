@@ -111,8 +111,10 @@ def named_resource(args: argparse.Namespace) -> Resource:
         kind = kind_named(args.kind)
         if kind.kind == "ipPool":
             doc = {"metadata": {"cidr": args.name}, "spec": {}}
-        elif kind.kind == "node":
+        elif kind.kind in ("node", "profile"):
             doc = {"metadata": {"name": args.name}, "spec": {}}
+        elif kind.kind == "policy":
+            doc = {"metadata": {"name": args.name}, "spec": {"selector": "all()"}}
         else:
             metadata = {"scope": args.scope or ("node" if args.node else "global"), "peerIP": args.name}
             if args.node:
