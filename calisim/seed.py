@@ -63,6 +63,9 @@ def mismatches(addresses: dict[str, str], pairs: list[PairResult]) -> list[str]:
         if ttl is not None and (not pair.probe.reachable or pair.probe.ttl != ttl):
             problems.append(f"{pair.source} -> {pair.destination}: expected replies with ttl {ttl}, "
                             f"got {pair.probe.received}/{pair.probe.sent} with ttl {pair.probe.ttl}")
+        if not pair.same_network and pair.probe.reachable:  # the networks' profiles isolate them by address too
+            problems.append(f"{pair.source} -> {pair.destination}: another network answered by address "
+                            f"({pair.probe.received}/{pair.probe.sent})")
     return problems
 
 

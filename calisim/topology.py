@@ -87,6 +87,14 @@ class CalicoTopo(Topo):
             self.addLink(name, segment, params1={"ip": address})
         return name
 
+    def add_outside_host(self, name: str, ip: str, segment: str, default_route: str) -> str:
+        """An ordinary machine outside the cluster (the Internet of nat-outgoing): no Calico, no
+        route to any pool, so only masqueraded traffic gets answers back."""
+        ipaddress.ip_interface(ip)
+        self.addHost(name, ip=ip, calico=False, defaultRoute=f"via {default_route}")
+        self.addLink(name, segment)
+        return name
+
     def routers(self) -> list[str]:
         return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("router")]
 

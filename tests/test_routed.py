@@ -35,7 +35,7 @@ within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.
 host1$ docker exec t1 python -m calisim.probes tcp t2 --bytes 4000000
 # The plain pool does not: r1 has no route to the workloads' blocks.
 host1! docker exec p1 ping -c 3 -W 1 p2
-r1$ ip route | grep -c 10\. | grep -x 0
+r1$ ip route | grep -c '^10\.' | grep -x 0
 """
 
 
@@ -80,4 +80,39 @@ within 10s host2! ip link show vxlan.calico
 def test_a_vxlan_pool_crosses_the_router_in_udp_4789(untouched, runs):
     with Cluster(topologies.load("routed")) as cluster:
         results = replay(cluster, VXLAN)
+    assert all(r.passed for r in results)
+
+
+NAT_OUTGOING = r"""
+host1$ calicoctl node run
+host2$ calicoctl node run
+within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
+host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}, {apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}, spec: {ipip: {enabled: true}}}]' | calicoctl create -f -
+host1$ calicoctl delete ipPool 192.168.0.0/16
+host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 natted
+host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.20.0.0/16 plain
+host1$ docker run --net natted --name n1 -d busybox
+host2$ docker run --net natted --name n2 -d busybox
+host1$ docker run --net plain --name p1 -d busybox
+ext1$ (timeout 60 tcpdump -l -n -i ext1-eth0 icmp > ext.txt 2> tcpdump.err &)
+within 20s ext1$ grep -q 'listening on ext1-eth0' tcpdump.err
+# From a nat-outgoing pool to outside every pool: masqueraded to the host's address, answered.
+within 20s host1$ docker exec n1 ping -c 1 -W 1 198.51.100.10
+within 5s ext1$ grep -E 'IP 192\.168\.1\.10 > 198\.51\.100\.10: ICMP echo request' ext.txt
+ext1$ grep -E 'IP 10\.10\.' ext.txt | grep -c . | grep -x 0
+# From a pool without nat-outgoing: not masqueraded, so ext1 answers an address nobody routes back.
+host1! docker exec p1 ping -c 2 -W 1 198.51.100.10
+within 5s ext1$ grep -E 'IP 10\.20\.[0-9.]+ > 198\.51\.100\.10: ICMP echo request' ext.txt
+# Between workloads of the pools: never masqueraded (host2 sees n1's own address).
+host2$ (timeout 60 tcpdump -l -n -i any 'icmp[icmptype] = icmp-echo' > pod.txt 2> tcpdump.err &)
+within 20s host2$ grep -q 'listening on any' tcpdump.err
+within 20s host1$ docker exec n1 ping -c 1 -W 1 n2
+within 5s host2$ grep -E 'IP 10\.10\.[0-9.]+ > 10\.10\.[0-9.]+: ICMP echo request' pod.txt
+host2$ grep -E 'IP 192\.168\.1\.10 > 10\.10\.' pod.txt | grep -c . | grep -x 0
+"""
+
+
+def test_nat_outgoing_masquerades_only_to_outside_every_pool(untouched, runs):
+    with Cluster(topologies.load("routed")) as cluster:
+        results = replay(cluster, NAT_OUTGOING)
     assert all(r.passed for r in results)
