@@ -413,6 +413,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
 
 
 def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:

@@ -9,6 +9,7 @@ own interface and routes.
     python -m calisim.probes icmp DEST [--count N]   (inside a namespace: prints one JSON object;
     python -m calisim.probes tcp DEST [--bytes N]     exits 1 if DEST did not answer)
     python -m calisim.probes udp DEST
+    python -m calisim.probes matrix '[["tcp", DEST], ...]'   (all at once: a JSON list of answered?)
     python -m calisim.probes serve                     (the workload image's echo servers)
 """
 
@@ -123,6 +124,29 @@ def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: 
     return ProbeResult(**json.loads(done.stdout))
 
 
+def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
+    """Many probes at once (one thread each, a single ICMP echo each): whether each answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(probe: tuple[str, str]) -> bool:
+        protocol, destination = probe
+        if protocol == "icmp":
+            return icmp(destination, count=1, timeout=timeout).reachable
+        return PROBES[protocol](destination, timeout=timeout).reachable
+
+    with ThreadPoolExecutor(max_workers=max(1, min(64, len(probes)))) as pool:
+        return list(pool.map(one, probes))
+
+
+def matrix_from(pid: int, probes: list[tuple[str, str]]) -> list[bool]:
+    """``matrix`` run inside the network namespace of process pid."""
+    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "matrix", json.dumps(probes)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"probe matrix from {pid} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
 def serve() -> None:
     """The `workload` image: echo on TCP 80 and UDP 69 until killed."""
     udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -156,9 +180,13 @@ def main(argv: list[str] | None = None) -> None:
         if name == "tcp":
             sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
     commands.add_parser("serve")
+    commands.add_parser("matrix").add_argument("probes", help='JSON list of [protocol, destination]')
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve()
+    if args.command == "matrix":
+        print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)])))
+        return
     if args.command == "icmp":
         result = icmp(args.destination, args.count)
     elif args.command == "tcp":
