@@ -5,7 +5,7 @@ selector policy comes before the profiles."""
 import pytest
 
 import topologies
-from calisim.cluster import Cluster
+from calisim.cluster import Cluster, wait_until
 
 from .conftest import replay
 
@@ -25,6 +25,16 @@ host1$ docker run --net net1 --name C -d workload
 host2$ docker run --net net2 --name D -d workload
 host2$ docker run --net net1 --name E -d workload
 host1$ calicoctl get profile -o wide | grep -E '^net1 +net1 +$'
+host1$ calicoctl get workloadEndpoint | grep -c ' libnetwork ' | grep -x 5
+host1$ calicoctl get wep -o wide | grep -E '^host2 +libnetwork +libnetwork +[0-9a-f]{64} +10\.10\.[0-9.]+/32 +cali[0-9a-f]{11} +net2 +$'
+host1$ calicoctl get wep -o yaml | calicoctl apply -f - 2>&1 | grep -q 'managed by the libnetwork plugin; calicoctl only reads them'
+# Bad policy is rejected whole, with what is wrong.
+host1$ echo '[{apiVersion: v1, kind: profile, metadata: {name: ok}}, {apiVersion: v1, kind: policy, metadata: {name: bad}, spec: {selector: "role = db"}}]' | calicoctl create -f - 2>&1 | grep -q "item 2: policy spec.selector: unexpected '= db' at position 4 in 'role = db'"
+host1$ echo '{apiVersion: v1, kind: profile, metadata: {name: bad}, spec: {ingress: [{action: allow, protocol: tcp, destination: {ports: [70000]}}]}}' | calicoctl create -f - 2>&1 | grep -q "70000 is not a port"
+host1$ echo '{apiVersion: v1, kind: profile, metadata: {name: bad}, spec: {ingress: [{action: permit}]}}' | calicoctl create -f - 2>&1 | grep -q "'permit' is not allow, deny, log or next-tier"
+host1$ echo '{apiVersion: v1, kind: profile, metadata: {name: bad}, spec: {egress: [{action: allow, destination: {ports: [80]}}]}}' | calicoctl create -f - 2>&1 | grep -q "ports need protocol tcp, udp, sctp or udplite"
+host1$ calicoctl get profile | grep -E -c '^(ok|bad) ' | grep -x 0
+host1$ calicoctl get policy | grep -c . | grep -x 1
 """
 
 def address(cluster, host, name):
@@ -40,8 +50,6 @@ def probe(cluster, host, source, destination, protocol):
 
 
 def reachable_within(cluster, host, source, destination, protocol, expected: bool, seconds: float = 15) -> bool:
-    from calisim.cluster import wait_until
-
     wait_until(lambda: (probe(cluster, host, source, destination, protocol) == 0) == expected, seconds,
                interval=0.2, what=f"{source} -> {destination} {protocol} reachable={expected}")
     return True
@@ -75,6 +83,16 @@ def test_networks_are_isolated_by_address_and_profiles_and_policies_change_it_ev
             assert reachable_within(cluster, "host1", "A", ip["E"], protocol, True)
             assert probe(cluster, "host1", "A", ip["B"], protocol) == 1
             assert probe(cluster, "host1", "A", ip["D"], protocol) == 1
+        # A rule no calicoctl would store, written straight to etcd: every host keeps its last good rules.
+        rules_key = "/calico/v1/policy/profile/net1/rules"
+        good = cluster.run("host1", f'etcdctl --endpoints "$ETCD_ENDPOINTS" get --print-value-only {rules_key}').stdout.strip()
+        bad = '{"inbound_rules": [{"action": "bogus"}], "outbound_rules": [{"action": "allow"}]}'
+        assert cluster.run("host1", f"etcdctl --endpoints \"$ETCD_ENDPOINTS\" put {rules_key} '{bad}'").rc == 0
+        for host in ("host1", "host2"):
+            wait_until(lambda: "kept the last good policy: unknown action 'bogus'" in
+                       cluster.run(host, "cat /var/log/calico/node.log").stdout, 15, what=f"{host} to refuse the rule")
+        assert probe(cluster, "host1", "A", ip["E"], "tcp") == 0 and probe(cluster, "host1", "A", ip["B"], "tcp") == 1
+        assert cluster.run("host1", f"etcdctl --endpoints \"$ETCD_ENDPOINTS\" put {rules_key} '{good}'").rc == 0
         # Let net1 in to net2's workloads: B (host1) and D (host2) follow, then go back.
         edit(cluster, "profile", "net2", "d[0]['spec']['ingress'].append({'action': 'allow', 'source': {'tag': 'net1'}})")
         for destination in ("B", "D"):
