@@ -138,9 +138,10 @@ def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
         return list(pool.map(one, probes))
 
 
-def matrix_from(pid: int, probes: list[tuple[str, str]]) -> list[bool]:
+def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
     """``matrix`` run inside the network namespace of process pid."""
-    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "matrix", json.dumps(probes)]
+    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "matrix", json.dumps(probes),
+            "--timeout", str(timeout)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"probe matrix from {pid} failed: {done.stderr.strip()}")
@@ -180,12 +181,14 @@ def main(argv: list[str] | None = None) -> None:
         if name == "tcp":
             sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
     commands.add_parser("serve")
-    commands.add_parser("matrix").add_argument("probes", help='JSON list of [protocol, destination]')
+    matrix_parser = commands.add_parser("matrix")
+    matrix_parser.add_argument("probes", help='JSON list of [protocol, destination]')
+    matrix_parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve()
     if args.command == "matrix":
-        print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)])))
+        print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)], args.timeout)))
         return
     if args.command == "icmp":
         result = icmp(args.destination, args.count)

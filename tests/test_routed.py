@@ -31,6 +31,8 @@ r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'ip proto 4' > ipip.txt 2> tcpdump
 within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
 within 30s host1$ docker exec t1 ping -c 1 -W 1 t2 | grep -q 'ttl=62'
 within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.txt
+# Host-originated traffic into the tunnel leaves with the tunnel address (tunl0's only address).
+host1$ ip route get $(etcdctl --endpoints "$ETCD_ENDPOINTS" get --print-value-only /calico/v1/host/host2/config/IpInIpTunnelAddr | tr -d '"') | grep -E "via 192\.168\.2\.10 dev tunl0 src $(ip -4 -o addr show tunl0 | awk '{print $4}' | cut -d/ -f1) "
 # Bulk TCP (full-size segments, GSO): 4 MB echoed back intact through the tunnel.
 host1$ docker exec t1 python -m calisim.probes tcp t2 --bytes 4000000
 # The plain pool does not: r1 has no route to the workloads' blocks.

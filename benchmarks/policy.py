@@ -1,0 +1,128 @@
+"""Policy: how long a `calicoctl apply` takes to be enforced on every host, and how long one
+host takes to program its rules for 10, 100 and 1000 local endpoints.
+
+    python benchmarks/policy.py [--hosts 4] [--rounds 5] [--endpoints 10 100 1000] [--json PATH]
+
+Enforcement: a flat cluster, one `workload` on net2 per host and a client on net1 in host1.
+Each round applies net2's profile with (then without) `allow from tag net1` and polls the
+client's TCP probes to every net2 workload until all agree with the profile; the time from the
+apply to that moment is the round's figure (it includes the watch, the debounce, rendering,
+`nft -f` and the polling: a probe round with 0.1 s timeouts plus the probe process's start).  Programming: the renderer and `nft -f` on a table for N
+endpoints (as many again on other hosts in the tag sets), timed in a throwaway namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from calisim import sandbox
+
+sandbox.enter()
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import topologies  # noqa: E402
+from calisim import policy  # noqa: E402
+from calisim.cluster import Cluster, ClusterError  # noqa: E402
+from calisim.probes import matrix_from  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "policy.json"
+PROBE_TIMEOUT = 0.1  # a refused connection is silent (dropped): this bounds the polling granularity
+PROFILE = {"apiVersion": "v1", "kind": "profile", "metadata": {"name": "net2", "tags": ["net2"]},
+           "spec": {"egress": [{"action": "allow"}]}}
+
+
+def must(result) -> str:
+    if result.rc != 0:
+        raise ClusterError(f"{result.host}$ {result.command}: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def inspect(cluster: Cluster, host: str, name: str) -> tuple[int, str]:
+    fields = must(cluster.run(host, "docker inspect -f '{{.State.Pid}} {{range .NetworkSettings.Networks}}"
+                                    "{{.IPAddress}}{{end}}' " + name)).split()
+    return int(fields[0]), fields[1]
+
+
+def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
+    with Cluster(topologies.load("flat", hosts)) as cluster:
+        cluster.start_nodes()
+        cluster.wait_for_mesh(60)
+        for network in ("net1", "net2"):
+            must(cluster.run("host1", f"docker network create --driver calico --ipam-driver calico-ipam {network}"))
+        must(cluster.run("host1", "docker run --net net1 --name client -d busybox"))
+        client, _ = inspect(cluster, "host1", "client")
+        targets = []
+        for index, host in enumerate(cluster.hosts):
+            must(cluster.run(host, f"docker run --net net2 --name target{index} -d workload"))
+            targets.append(inspect(cluster, host, f"target{index}")[1])
+        spec_file = cluster.run_dir.path / "net2.json"
+        seconds = []
+        for round_number in range(rounds * 2):
+            opening = round_number % 2 == 0
+            ingress = [{"action": "allow", "source": {"tag": "net2"}}]
+            if opening:
+                ingress.append({"action": "allow", "source": {"tag": "net1"}})
+            spec_file.write_text(json.dumps({**PROFILE, "spec": {**PROFILE["spec"], "ingress": ingress}}))
+            with console.status(f"round {round_number + 1}: {'allow' if opening else 'deny'} net1 -> net2"):
+                started = time.monotonic()
+                must(cluster.run("host1", f"calicoctl apply -f {spec_file}"))
+                while matrix_from(client, [("tcp", ip) for ip in targets], PROBE_TIMEOUT) != [opening] * len(targets):
+                    if time.monotonic() - started > 60:
+                        raise ClusterError("policy was not enforced on every host within 60 s")
+                seconds.append(time.monotonic() - started)
+        return seconds
+
+
+def programming(endpoints: int) -> dict:
+    """Render and load a table for this many local endpoints in a throwaway namespace."""
+    local = [policy.Endpoint("me", f"cali{index:011x}", (f"10.{index // 250}.{index % 250}.1",), (f"net{index % 10}",))
+             for index in range(endpoints)]
+    remote = [policy.Endpoint("other", f"cali{index:011x}", (f"10.200.{index // 250}.{index % 250}",), (f"net{index % 10}",))
+              for index in range(endpoints)]
+    profiles = {f"net{n}": policy.Profile(f"net{n}", (f"net{n}",), ({"action": "allow", "src_tag": f"net{n}"},),
+                                          ({"action": "allow"},)) for n in range(10)}
+    model = policy.Model(tuple(local + remote), profiles, ("10.0.0.0/8",), ("10.0.0.0/8",))
+    started = time.perf_counter()
+    text = policy.render(model, "me")
+    rendered = time.perf_counter()
+    done = subprocess.run(["unshare", "--net", "nft", "-f", "-"], input=text, capture_output=True, text=True)
+    loaded = time.perf_counter()
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return {"endpoints": endpoints, "render_ms": round((rendered - started) * 1000, 1),
+            "nft_ms": round((loaded - rendered) * 1000, 1), "rules_kib": round(len(text) / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--endpoints", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    console = Console(width=150)
+    rows = [programming(n) for n in args.endpoints]
+    seconds = enforcement(args.hosts, args.rounds, console)
+    table = Table(title="rule programming on one host (render + one nft transaction, private namespace)")
+    for column in ("endpoints", "render ms", "nft -f ms", "ruleset KiB", "per endpoint ms"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["endpoints"]), str(row["render_ms"]), str(row["nft_ms"]), str(row["rules_kib"]),
+                      f"{(row['render_ms'] + row['nft_ms']) / row['endpoints']:.2f}")
+    console.print(table)
+    console.print(f"calicoctl apply -> enforced on all {args.hosts} hosts, {len(seconds)} rounds: "
+                  f"p50 {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s, min {min(seconds):.2f} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"programming": rows, "enforcement_seconds": [round(s, 3) for s in seconds]}, indent=2))
+    console.print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
