@@ -35,6 +35,13 @@ host1$ echo '{apiVersion: v1, kind: profile, metadata: {name: bad}, spec: {ingre
 host1$ echo '{apiVersion: v1, kind: profile, metadata: {name: bad}, spec: {egress: [{action: allow, destination: {ports: [80]}}]}}' | calicoctl create -f - 2>&1 | grep -q "ports need protocol tcp, udp, sctp or udplite"
 host1$ calicoctl get profile | grep -E -c '^(ok|bad) ' | grep -x 0
 host1$ calicoctl get policy | grep -c . | grep -x 1
+# Round trips: what get prints is what replace and create take back.
+host1$ calicoctl get profile -o json | calicoctl replace -f - | grep -x "Successfully replaced 2 'profile' resource(s)"
+host1$ calicoctl get profile net2 -o yaml > net2.yaml && calicoctl get profile net2 -o yaml | diff - <(calicoctl replace -f net2.yaml > /dev/null && calicoctl get profile net2 -o yaml)
+# A workload may not reach its own host (except DHCP and DNS); the host may reach its workloads.
+within 10s host1$ ping -c 1 -W 1 $(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' A)
+host1! docker exec A ping -c 2 -W 1 192.168.3.229
+host1$ docker exec A ping -c 1 -W 1 192.168.3.228
 """
 
 def address(cluster, host, name):
@@ -105,6 +112,8 @@ def test_networks_are_isolated_by_address_and_profiles_and_policies_change_it_ev
         edit(cluster, "profile", "net1", "d[0]['metadata']['labels'] = {'network': 'net1'}")
         created = cluster.run("host1", f"calicoctl create -f - <<'EOF'\n{NO_WEB}EOF")
         assert created.rc == 0, created.stdout + created.stderr
+        listed = cluster.run("host1", "calicoctl get policy -o wide && calicoctl get policy -o yaml | calicoctl replace -f -")
+        assert "no-web   10      network == 'net1'" in listed.stdout and "Successfully replaced 1 'policy'" in listed.stdout
         assert reachable_within(cluster, "host1", "A", ip["E"], "tcp", False)
         assert probe(cluster, "host1", "A", ip["E"], "icmp") == 0 and probe(cluster, "host1", "A", ip["C"], "udp") == 0
         assert cluster.run("host1", "calicoctl delete policy no-web").rc == 0
