@@ -11,10 +11,13 @@ from .conftest import replay
 
 pytestmark = pytest.mark.emulation
 
-ROUTED = r"""
-host1$ calicoctl node run | grep -x 'IPIP backend: {backend}'
+MESH = r"""
+host1$ calicoctl node run | grep -x 'IPIP backend: .*'
 host2$ calicoctl node run
 within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
+"""
+
+ROUTED = MESH.replace("IPIP backend: .*", "IPIP backend: {backend}") + r"""
 host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}, {apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}}]' | calicoctl create -f -
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 tunnelled
@@ -48,10 +51,7 @@ def test_ipip_crosses_a_router_and_a_plain_pool_does_not(backend, untouched, run
     assert all(r.passed for r in results)
 
 
-VXLAN = r"""
-host1$ calicoctl node run
-host2$ calicoctl node run
-within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
+VXLAN = MESH + r"""
 host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.30.0.0/16}, spec: {vxlan: {enabled: true}}}' | calicoctl create -f -
 host1$ calicoctl get ipPool 10.30.0.0/16 -o yaml | grep -A1 'vxlan:' | grep -q 'enabled: true'
 host1$ calicoctl delete ipPool 192.168.0.0/16
@@ -85,10 +85,7 @@ def test_a_vxlan_pool_crosses_the_router_in_udp_4789(untouched, runs):
     assert all(r.passed for r in results)
 
 
-NAT_OUTGOING = r"""
-host1$ calicoctl node run
-host2$ calicoctl node run
-within 30s host1$ calicoctl node status | grep -E '192\.168\.2\.10 .* Established'
+NAT_OUTGOING = MESH + r"""
 host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}, {apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}, spec: {ipip: {enabled: true}}}]' | calicoctl create -f -
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 natted
