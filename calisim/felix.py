@@ -19,6 +19,7 @@ from typing import Any
 from . import keys
 
 WORKLOAD_INTERFACE_PREFIX = "cali"
+IFF_UP = 0x1
 ROUTE_PROTOCOL = 4  # "static": BIRD's kernel protocol learns these, so borrowed /32s are advertised
 INTERFACE_SYSCTLS = {"ipv4/conf/{}/proxy_arp": "1", "ipv4/conf/{}/rp_filter": "1",
                      "ipv4/conf/{}/route_localnet": "1", "ipv4/neigh/{}/proxy_delay": "0"}
@@ -50,28 +51,39 @@ def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, Workload
 
 
 def apply(wanted: dict[str, WorkloadInterface]) -> set[str]:
-    """Make this namespace's kernel match wanted; returns the interfaces that do not exist yet
-    (libnetwork creates them at Join, after the endpoint is stored), to be tried again."""
-    from pyroute2 import IPRoute
+    """Make this namespace's kernel match wanted; returns the interfaces that are not there yet,
+    to be tried again: libnetwork creates them at Join, after the endpoint is stored, and sets
+    them up a moment later (a route through a down interface is refused with ENETDOWN)."""
+    from pyroute2 import IPRoute, NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            return _apply(ipr, wanted)
+    except NetlinkError as error:
+        raise OSError(error.code, f"programming workload interfaces: {error}") from error
+
+
+def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
     from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
     missing = set()
-    with IPRoute() as ipr:
-        present = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
-        for interface in wanted.values():
-            index = present.get(interface.name)
-            if index is None:
-                missing.add(interface.name)
-                continue
-            for pattern, value in INTERFACE_SYSCTLS.items():
-                Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
-            for address in interface.addresses:
-                ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
-                ipr.route("replace", dst=f"{address}/32", oif=index, scope="link", proto=ROUTE_PROTOCOL)
-        expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
-        workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
-        for route in ipr.get_routes(family=2):
-            if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == 32:
-                if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
-                    ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/32", oif=route.get_attr("RTA_OIF"))
+    links = ipr.get_links()
+    present = {link.get_attr("IFLA_IFNAME"): link["index"] for link in links}
+    up = {link["index"] for link in links if link["flags"] & IFF_UP}
+    for interface in wanted.values():
+        index = present.get(interface.name)
+        if index is None or index not in up:
+            missing.add(interface.name)
+            continue
+        for pattern, value in INTERFACE_SYSCTLS.items():
+            Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
+        for address in interface.addresses:
+            ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
+            ipr.route("replace", dst=f"{address}/32", oif=index, scope="link", proto=ROUTE_PROTOCOL)
+    expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
+    workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
+    for route in ipr.get_routes(family=2):
+        if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == 32:
+            if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
+                ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/32", oif=route.get_attr("RTA_OIF"))
     return missing

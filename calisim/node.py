@@ -248,6 +248,8 @@ class Supervisor:
             except (DatastoreError, IPAMError, ConflictError, OSError, KeyError) as error:
                 log.error("VXLAN dataplane not programmed, retrying: %s", error)
                 self.vxlan_changed.set()
+            except Exception:  # a bug must not end VXLAN programming
+                log.exception("VXLAN dataplane not programmed")
 
     async def program_policy(self) -> None:
         """Felix's policy part: this host's nftables table, recomputed from etcd after every
@@ -288,6 +290,9 @@ class Supervisor:
                 missing = await asyncio.to_thread(felix.apply, felix.desired_interfaces(entries, self.name))
             except (DatastoreError, OSError) as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)
+                missing = {"(retry)"}
+            except Exception:  # a bug must not end the programming of later workloads
+                log.exception("workload dataplane not programmed, retrying")
                 missing = {"(retry)"}
 
     async def keep_bird_running(self) -> None:
