@@ -229,6 +229,8 @@ class Supervisor:
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
             except (bird.BirdError, DatastoreError, IPAMError, ConflictError, OSError) as error:
                 log.error("kept the last good BIRD config: %s", error)
+            except Exception:  # e.g. netlink refusing tunl0's address: log it, try again next pass
+                log.exception("kept the last good BIRD config")
 
     async def program_vxlan(self) -> None:
         """Felix's VXLAN part: vxlan.calico with a tunnel address while a VXLAN pool exists, its
