@@ -35,6 +35,16 @@ def workload(cluster, host, name, network="net1", ip=None):
     return json.loads(done.stdout)
 
 
+def ping_across(cluster, source, destination):
+    """Ping from workload source on host1 until it answers (BIRD carries host2's block a moment
+    after it is claimed); fail with every host's state if it never does."""
+    for _ in range(40):
+        across = inside(cluster, "host1", source, f"ping -c 1 -W 1 {destination}")
+        if across.rc == 0:
+            return across
+    pytest.fail(f"{across.stdout}{across.stderr}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+
+
 def inside(cluster, host, endpoint, command):
     return cluster.run(host, f"nsenter -t {endpoint['sandbox_pid']} -n -u -- {command}")
 
@@ -56,13 +66,7 @@ def test_workloads_on_one_and_two_hosts(untouched, runs):
         # Same host: one hop (TTL 63); other host: two hops (TTL 62), over BIRD's block routes.
         same = inside(cluster, "host1", a, f"ping -c 2 -W 2 {c_ip}")
         assert same.rc == 0 and "ttl=63" in same.stdout, same.stdout
-        across = ""
-        for _ in range(40):  # BIRD learns host2's block a moment after the workload appears
-            across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
-            if across.rc == 0:
-                break
-        if across.rc != 0:
-            pytest.fail(f"{across.stdout}{across.stderr}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+        across = ping_across(cluster, a, e_ip)
         assert "ttl=62" in across.stdout, across.stdout
 
         # The host side, as Felix leaves it.
@@ -102,13 +106,7 @@ def test_the_seeds_ipip_pool_carries_workloads_across_hosts(untouched, runs):
         e = workload(cluster, "host2", "workload-E")
         e_ip = e["address"].split("/")[0]
         e_block = ".".join(e_ip.split(".")[:3])
-        across = ""
-        for _ in range(40):  # BIRD installs host2's block on tunl0 a moment after it is claimed
-            across = inside(cluster, "host1", a, f"ping -c 1 -W 1 {e_ip}")
-            if across.rc == 0:
-                break
-        if across.rc != 0:
-            pytest.fail(f"{across.stdout}{across.stderr}\n\n{cluster.diagnose().read_text()}", pytrace=False)
+        across = ping_across(cluster, a, e_ip)
         assert "ttl=62" in across.stdout, across.stdout
         route = [line for line in cluster.run("host1", "ip route").stdout.splitlines() if line.startswith(e_block)]
         assert route and re.search(r"via 192\.168\.3\.228 dev tunl0 proto bird (metric \d+ )?onlink", route[0]), route
