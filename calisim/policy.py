@@ -29,15 +29,14 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys, selector
-from .resources import POLICIES, PROFILES
+from . import keys, resources, selector
+from .felix import WORKLOAD_INTERFACE_PREFIX as WORKLOAD_PREFIX
+from .resources import POLICIES, PORT_PROTOCOLS, PROFILES
 
 TABLE = "calico"
 ALLOW_MARK = 0x1000000  # set by an allow, checked after each policy and profile (Felix used marks the same way)
 NEXT_TIER_MARK = 0x2000000  # set by a policy's next-tier: leave the tier for the profiles
-PROTOCOLS = {"tcp", "udp", "icmp", "sctp", "udplite"}
-PORT_PROTOCOLS = {"tcp", "udp", "sctp", "udplite"}
-WORKLOAD_PREFIX = "cali"
+PROTOCOLS = {"tcp", "udp", "icmp", "sctp", "udplite"}  # in an IPv4 table (icmpv6 rules are skipped)
 
 
 class PolicyError(ValueError):
@@ -112,22 +111,13 @@ def load(entries: dict[str, Any]) -> Model:
                 endpoints.append(Endpoint(keys.host_of(key), value["name"],
                                           tuple(str(ipaddress.ip_interface(n).ip) for n in value.get("ipv4_nets", [])),
                                           tuple(value.get("profile_ids", []))))
-    profiles: dict[str, dict] = {}
-    for key, value in entries.items():
-        if key.startswith(PROFILES):
-            name, part = key[len(PROFILES):].rsplit("/", 1)
-            profiles.setdefault(name, {})[part] = value
     pools = [v for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
-    policies = tuple(Policy(k[len(POLICIES):], v["selector"], v.get("order"), tuple(v.get("inbound_rules") or ()),
-                            tuple(v.get("outbound_rules") or ()))
-                     for k, v in sorted(entries.items()) if k.startswith(POLICIES))
     return Model(tuple(endpoints),
-                 {name: Profile(name, tuple(parts.get("tags") or ()),
-                                tuple((parts.get("rules") or {}).get("inbound_rules") or ()),
-                                tuple((parts.get("rules") or {}).get("outbound_rules") or ()),
-                                tuple(sorted((parts.get("labels") or {}).items())))
-                  for name, parts in profiles.items()},
-                 tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools), policies)
+                 {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
+                  for p in resources.Profile.from_entries(entries)},
+                 tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
+                 tuple(Policy(p.policy_name, p.selector, p.order, p.ingress, p.egress)
+                       for p in resources.Policy.from_entries(entries)))
 
 
 def tag_members(model: Model) -> dict[str, set[str]]:

@@ -574,10 +574,16 @@ class Profile(Resource):
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Profile"]:
+        return cls.from_entries({entry.key: entry.value for entry in await ds.list(PROFILES)})
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, Any]) -> list["Profile"]:
+        """Every profile stored in these keys (others are ignored): what calicoctl and Felix read."""
         parts: dict[str, dict] = {}
-        for entry in await ds.list(PROFILES):
-            name, part = entry.key[len(PROFILES):].rsplit("/", 1)
-            parts.setdefault(name, {})[part] = entry.value
+        for key, value in entries.items():
+            if key.startswith(PROFILES):
+                name, part = key[len(PROFILES):].rsplit("/", 1)
+                parts.setdefault(name, {})[part] = value
         profiles = []
         for name, values in sorted(parts.items()):
             rules = values.get("rules") or {}
@@ -656,9 +662,14 @@ class Policy(Resource):
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Policy"]:
-        return [cls(entry.key[len(POLICIES):], entry.value["selector"], entry.value.get("order"),
-                    tuple(entry.value.get("inbound_rules") or ()), tuple(entry.value.get("outbound_rules") or ()))
-                for entry in await ds.list(POLICIES)]
+        return cls.from_entries({entry.key: entry.value for entry in await ds.list(POLICIES)})
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, Any]) -> list["Policy"]:
+        """Every policy stored in these keys (others are ignored)."""
+        return [cls(key[len(POLICIES):], value["selector"], value.get("order"),
+                    tuple(value.get("inbound_rules") or ()), tuple(value.get("outbound_rules") or ()))
+                for key, value in sorted(entries.items()) if key.startswith(POLICIES)]
 
 
 @dataclass(frozen=True)
