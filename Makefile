@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool
 
-BPF_OBJECT := calisim/bpf/ipip.bpf.o
+BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
 .PHONY: setup demo test unit bench clean
@@ -18,7 +18,7 @@ BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gn
 setup: apt $(VENV)/.installed $(BPF_OBJECT)
 
 # The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
-$(BPF_OBJECT): calisim/bpf/ipip.bpf.c | apt
+$(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
 apt:

@@ -1,12 +1,12 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="calisim",
     version="0.1.0",
     description="Project Calico's Docker-era container networking, emulated on one Linux machine",
     python_requires=">=3.11",
-    packages=["calisim", "topologies", "bird_configs"],
-    package_data={"bird_configs": ["*.j2"], "calisim": ["transcripts/*.txt", "bpf/*.c", "bpf/*.bpf.o"]},
+    packages=find_packages(include=["calisim", "calisim.*", "topologies", "bird_configs"]),
+    package_data={"bird_configs": ["*.j2"], "calisim.scenarios": ["transcripts/*.txt"], "calisim.felix": ["bpf/*.c", "bpf/*.bpf.o"]},
     install_requires=[
         "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich",
     ],

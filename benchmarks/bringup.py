@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 
 sandbox.enter()
 
@@ -26,7 +26,7 @@ from rich.console import Console  # noqa: E402  (imports after the re-exec into 
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim.cluster import Cluster  # noqa: E402
+from calisim.emulation import Cluster  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
 

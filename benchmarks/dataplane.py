@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 
 sandbox.enter()
 
@@ -26,10 +26,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim import ipip  # noqa: E402
-from calisim.cluster import Cluster, ClusterError, wait_until  # noqa: E402
+from calisim.felix import ipip  # noqa: E402
+from calisim.emulation import Cluster, ClusterError, wait_until  # noqa: E402
 from calisim.probes import probe_from  # noqa: E402
-from calisim.seed import inspect  # noqa: E402
+from calisim.scenarios.seed import inspect  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "dataplane.json"
 POOLS = {"plain routing": ("10.20.0.0/16", {}), "VXLAN": ("10.30.0.0/16", {"vxlan": {"enabled": True}}),

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 
 sandbox.enter()
 
@@ -31,7 +31,7 @@ from rich.table import Table  # noqa: E402
 
 from calisim.datastore import Datastore, Synchronous, local_etcd  # noqa: E402
 from calisim.ipam import BLOCKS, IPAM, Block  # noqa: E402
-from calisim.resources import IPPool  # noqa: E402
+from calisim.datastore.resources import IPPool  # noqa: E402
 
 POOL = IPPool(ipaddress.ip_network("10.0.0.0/12"))
 SMALL_POOL = IPPool(ipaddress.ip_network("10.0.0.0/24"))  # 4 blocks for 20 hosts: most must borrow

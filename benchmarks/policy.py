@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 
 sandbox.enter()
 
@@ -28,8 +28,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim import policy  # noqa: E402
-from calisim.cluster import Cluster, ClusterError  # noqa: E402
+from calisim.felix import policy  # noqa: E402
+from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.probes import matrix_from  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "policy.json"

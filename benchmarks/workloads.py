@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 
 sandbox.enter()
 
@@ -24,8 +24,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim.cluster import Cluster, ClusterError  # noqa: E402
-from calisim.seed import inspect  # noqa: E402
+from calisim.emulation import Cluster, ClusterError  # noqa: E402
+from calisim.scenarios.seed import inspect  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "workloads.json"
 SEED_POOL = ('{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, '

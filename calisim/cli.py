@@ -1,7 +1,7 @@
 """`python -m calisim`: build an emulated Calico world in a private namespace and drive it.
 
   run SCRIPT --topology NAME [--hosts N] [--start-nodes] [--json] [--cli] [--keep-going]
-      Replay a transcript (see calisim.transcript) on a fresh cluster.
+      Replay a transcript (see calisim.scenarios.transcript) on a fresh cluster.
   two-host [--json] [--cli]
       The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
       only if everything matches the seed.
@@ -26,10 +26,11 @@ from rich.console import Console
 
 import topologies
 
-from . import sandbox, seed, transcript
-from .cluster import Cluster, ClusterError
 from .datastore import DatastoreError
-from .rundir import RunDir
+from .emulation import sandbox
+from .emulation.cluster import Cluster, ClusterError
+from .emulation.rundir import RunDir
+from .scenarios import seed, transcript
 
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("script", help="transcript file, or - for standard input")
     run.add_argument("--topology", required=True, help=f"one of: {', '.join(topologies.NAMES)}")
-    run.add_argument("--hosts", type=int, help="host count, for topologies that take one (flat)")
+    topologies.add_arguments(run.add_argument_group("topology options"))
     run.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host first")
     two_host = commands.add_parser("two-host", help="the seed walk-through on the seed's two hosts")
     for sub in (run, two_host):
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_steps(args: argparse.Namespace) -> list[transcript.Step]:
     if args.command == "two-host":
-        text = resources.files("calisim").joinpath("transcripts/two_host.txt").read_text()
+        text = resources.files("calisim.scenarios").joinpath("transcripts/two_host.txt").read_text()
     elif args.script == "-":
         text = sys.stdin.read()
     else:
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         steps = load_steps(args)
-        topo = topologies.load("two_host" if args.command == "two-host" else args.topology, getattr(args, "hosts", None))
+        topo = (topologies.load("two_host") if args.command == "two-host"
+                else topologies.load(args.topology, **topologies.given_options(args)))
         transcript.check_hosts(steps, topo.hosts(sort=True))
         RunDir.check_base(args.run_dir, topo.name)
     except (OSError, ValueError) as error:

@@ -20,9 +20,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys
-from .datastore import Datastore, Txn
-from .resources import IPPool
+from .datastore import Datastore, Txn, keys
+from .datastore.resources import IPPool
 
 BLOCK_PREFIX = 26
 BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)

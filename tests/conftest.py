@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from calisim import sandbox
+from calisim.emulation import sandbox
 from calisim.datastore import Datastore, Synchronous, local_etcd
 
 ROOT = os.geteuid() == 0
@@ -76,7 +76,7 @@ def running_daemons() -> set[tuple[int, str]]:
 def replay(cluster, text: str, keep_going: bool = False) -> list:
     """Run a transcript on a live cluster; on any failure, fail the test with the failed steps
     and every host's routes, BIRD state and calico-node log (also left in the run directory)."""
-    from calisim import transcript
+    from calisim.scenarios import transcript
 
     steps = transcript.parse(text)
     results = transcript.run(cluster, steps, keep_going=keep_going)

@@ -5,7 +5,8 @@ import json
 import pytest
 import yaml
 
-from calisim import calicoctl, keys
+from calisim import calicoctl
+from calisim.datastore import keys
 
 from .conftest import dump
 

@@ -4,9 +4,9 @@ import ipaddress
 
 import pytest
 
-from calisim import keys
+from calisim.datastore import keys
 from calisim.ipam import BLOCKS, IPAM, Block, IPAMError, block_key, first_block_index, handle_key
-from calisim.resources import IPPool
+from calisim.datastore.resources import IPPool
 
 from .conftest import dump
 

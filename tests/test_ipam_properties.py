@@ -10,10 +10,10 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from calisim import keys
+from calisim.datastore import keys
 from calisim.datastore import Datastore, Synchronous, local_etcd
 from calisim.ipam import BLOCKS, IPAM, Block, IPAMError
-from calisim.resources import IPPool, ValidationError, check_pool_overlaps
+from calisim.datastore.resources import IPPool, ValidationError, check_pool_overlaps
 from calisim.testing import strategies
 from calisim.testing.ipam_model import IPAMModel
 

@@ -14,8 +14,9 @@ from pyroute2 import IPRoute
 
 from calisim.datastore import Datastore
 from calisim.libnetwork import (CONTENT_TYPE, DOCKER_NETWORKS, IpamDriver, NetworkDriver, PluginServer,
-                                _UnixConnection, call_plugin, endpoint_key)
-from calisim.resources import IPPool
+                                call_plugin, endpoint_key)
+from calisim.libnetwork.protocol import _UnixConnection
+from calisim.datastore.resources import IPPool
 
 from .conftest import dump
 

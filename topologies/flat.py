@@ -3,11 +3,14 @@ default pool and 10.0.0.0/8, so host addresses never collide with workload pools
 
 import ipaddress
 
-from calisim.topology import CalicoTopo
+from calisim.emulation.topology import CalicoTopo
+
+from . import Option
 
 SUBNET = ipaddress.ip_network("172.16.0.0/16")
 GATEWAY = str(SUBNET[-2])  # a default route, as every Calico host has (proxy ARP needs a route to 169.254.1.1)
 MAX_HOSTS = 1000
+OPTIONS = {"hosts": Option(int, "Calico hosts, 1-1000 (default 3)")}
 
 
 class FlatTopo(CalicoTopo):

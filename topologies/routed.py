@@ -4,7 +4,9 @@ are unknown to r1, so only encapsulated traffic (an IPIP pool) crosses it; a pla
 packets die there.  etcd runs in host1; BGP between the hosts is multihop through r1.  Behind r1
 too: ext1 = 198.51.100.10/24, a machine outside the cluster (nat-outgoing's Internet)."""
 
-from calisim.topology import CalicoTopo
+from calisim.emulation.topology import CalicoTopo
+
+OPTIONS: dict = {}
 
 
 class RoutedTopo(CalicoTopo):
@@ -19,7 +21,5 @@ class RoutedTopo(CalicoTopo):
         self.add_calico_host("host2", "192.168.2.10/24", right, default_route="192.168.2.1")
 
 
-def topology(hosts: int | None = None) -> RoutedTopo:
-    if hosts not in (None, 2):
-        raise ValueError("the routed topology has exactly 2 Calico hosts")
+def topology() -> RoutedTopo:
     return RoutedTopo()

@@ -1,7 +1,9 @@
 """The seed's two machines: host1 = 192.168.3.229/24 and host2 = 192.168.3.228/24 on one segment,
 with etcd running on host1 (as in the walk-through, `etcd://192.168.3.229:2379`)."""
 
-from calisim.topology import CalicoTopo
+from calisim.emulation.topology import CalicoTopo
+
+OPTIONS: dict = {}
 
 GATEWAY = "192.168.3.1"
 
@@ -18,7 +20,5 @@ class TwoHostTopo(CalicoTopo):
         self.add_calico_host("host2", "192.168.3.228/24", lan, default_route=GATEWAY)
 
 
-def topology(hosts: int | None = None) -> TwoHostTopo:
-    if hosts not in (None, 2):
-        raise ValueError("the two_host topology has exactly 2 hosts")
+def topology() -> TwoHostTopo:
     return TwoHostTopo()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from ..nodepaths import NodePaths
+from ..node import NodePaths
 from . import CommandError
 
 NODE_START_TIMEOUT = 60.0
@@ -37,7 +37,7 @@ def stop_running_node(paths: NodePaths, timeout: float = 10.0) -> bool:
 def cmd_node_run(args: argparse.Namespace) -> str:
     """Start this host's calico-node and relay what its startup says (as the calico/node container does)."""
     name = args.name or socket.gethostname()
-    from ..resources import ValidationError, parse_as_number, parse_name  # light: no etcd client
+    from ..datastore.resources import ValidationError, parse_as_number, parse_name
 
     try:
         parse_name(name, "--name")
@@ -94,8 +94,8 @@ def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
 
 
 def cmd_node_status() -> str:
-    from .. import bird
-    from ..output import boxed_table
+    from ..node import bird
+    from .output import boxed_table
 
     paths = NodePaths()
     if paths.running_pid() is None:

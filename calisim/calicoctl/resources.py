@@ -13,13 +13,12 @@ from typing import Any
 
 import yaml
 
-from .. import keys
-from ..datastore import Synchronous, Txn
+from ..datastore import Synchronous, Txn, keys
+from ..datastore.resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
+                                   parse_documents, parse_name)
 from ..ipam import IPAM, IPAMError, parse_ipv4
-from ..output import padded_columns
-from ..resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
-                         parse_documents, parse_name)
 from . import CommandError
+from .output import padded_columns
 
 ACTIONS = {"create": "created", "replace": "replaced", "apply": "applied", "delete": "deleted"}
 

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from calisim.ipam import BLOCK_PREFIX, BLOCK_SIZE, block_of, blocks_in, first_block_index, nth_block
-from calisim.keys import cidr_to_key
+from calisim.datastore.keys import cidr_to_key
 
 
 @dataclass

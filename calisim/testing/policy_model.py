@@ -1,5 +1,5 @@
 """The reference for policy: which (source, destination, protocol) may talk, decided straight
-from Calico's rules with no kernel involved.  It shares calisim.policy's Model (endpoints,
+from Calico's rules with no kernel involved.  It shares calisim.felix.policy's Model (endpoints,
 profiles, policies, label inheritance) and the selector trees, not the nft renderer, so a
 live cluster's measured reachability can be compared with it.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..policy import Endpoint, Model, tag_members
+from ..felix.policy import Endpoint, Model, tag_members
 
 PORTS = {"icmp": None, "tcp": 80, "udp": 69}
 ICMP_ECHO = (8, 0)

@@ -1,0 +1,307 @@
+"""The datastore: a real etcd, holding Calico v1's key layout (values are JSON) on the v3 API.
+
+``EtcdServer`` says how to start etcd inside an emulated host; ``Datastore`` is the one client
+implementation (asyncio, over aetcd) and ``Synchronous`` gives it a blocking face for short-lived
+callers such as calicoctl.  Every multi-key change goes through one ``Txn`` so that writers
+racing on other hosts either win whole or retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit
+
+import aetcd
+import aetcd.exceptions
+from aetcd import transactions as ops
+
+CLIENT_PORT = 2379
+RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
+READY_PROBE_KEY = "/calico/v1/Ready"
+DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an agent
+RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
+
+
+class DatastoreError(RuntimeError):
+    """etcd could not be reached or refused the request."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: Any
+    revision: int  # etcd mod_revision: the compare-and-swap token
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str
+    value: Any  # None when the key was deleted
+    revision: int
+
+
+@dataclass
+class Txn:
+    """A compare-then-write transaction, built up before being committed in one request."""
+
+    compares: list = field(default_factory=list)
+    writes: list = field(default_factory=list)
+
+    def require_absent(self, key: str) -> "Txn":
+        self.compares.append(ops.Version(key.encode()) == 0)
+        return self
+
+    def require_present(self, key: str) -> "Txn":
+        self.compares.append(ops.Version(key.encode()) > 0)
+        return self
+
+    def require_revision(self, key: str, revision: int) -> "Txn":
+        """The key is unchanged since it was read at ``revision`` (0: it is still absent)."""
+        self.compares.append(ops.Mod(key.encode()) == revision)
+        return self
+
+    def require_unchanged_since(self, prefix: str, revision: int) -> "Txn":
+        """No key under prefix was created or modified after revision (a deletion is not seen)."""
+        self.compares.append(ops.Mod(prefix.encode(), range_end=_prefix_end(prefix)) < revision + 1)
+        return self
+
+    def put(self, key: str, value: Any) -> "Txn":
+        self.writes.append(ops.Put(key.encode(), encode(value)))
+        return self
+
+    def delete(self, key: str) -> "Txn":
+        self.writes.append(ops.Delete(key.encode()))
+        return self
+
+    def delete_prefix(self, prefix: str) -> "Txn":
+        self.writes.append(ops.Delete(prefix.encode(), range_end=_prefix_end(prefix)))
+        return self
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(raw: bytes) -> Any:
+    return json.loads(raw) if raw else None
+
+
+def _prefix_end(prefix: str) -> bytes:
+    return aetcd.utils.prefix_range_end(prefix.encode())
+
+
+def parse_endpoint(endpoints: str) -> tuple[str, int]:
+    """ETCD_ENDPOINTS (``http://ip:port[,...]`` or ``unix:///path/name:port``) -> aetcd host, port."""
+    first = endpoints.split(",")[0].strip()
+    if first.startswith("unix://"):
+        path, _, port = first[len("unix://"):].rpartition(":")
+        if not path or not port.isdigit():
+            raise DatastoreError(f"bad unix etcd endpoint {first!r}: expected unix:///path/name:port")
+        return f"unix:{path}", int(port)
+    parts = urlsplit(first if "://" in first else f"http://{first}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise DatastoreError(f"bad etcd endpoint {first!r}: expected http://host:port")
+    return parts.hostname, parts.port or CLIENT_PORT
+
+
+class Datastore:
+    """Calico's keys in etcd, JSON-valued, with revisions for compare-and-swap."""
+
+    def __init__(self, endpoints: str):
+        self.endpoints = endpoints
+        host, port = parse_endpoint(endpoints)
+        self._client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT)
+
+    @classmethod
+    def from_env(cls) -> "Datastore":
+        endpoints = os.environ.get("ETCD_ENDPOINTS") or os.environ.get("ETCD_AUTHORITY")
+        if not endpoints:
+            raise DatastoreError("ETCD_ENDPOINTS is not set (e.g. ETCD_ENDPOINTS=http://192.168.3.229:2379)")
+        return cls(endpoints)
+
+    async def _call(self, coroutine):
+        try:
+            return await coroutine
+        except aetcd.exceptions.ClientError as error:
+            raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
+
+    async def get(self, key: str) -> Entry | None:
+        kv = await self._call(self._client.get(key.encode()))
+        return None if kv is None else Entry(key, decode(kv.value), kv.mod_revision)
+
+    async def value(self, key: str, default: Any = None) -> Any:
+        entry = await self.get(key)
+        return default if entry is None else entry.value
+
+    async def list(self, prefix: str) -> list[Entry]:
+        result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result]
+
+    async def list_at(self, prefix: str) -> tuple[list[Entry], int]:
+        """The entries under prefix and the etcd revision they were read at."""
+        result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result], result.header.revision
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._call(self._client.put(key.encode(), encode(value)))
+
+    async def create(self, key: str, value: Any) -> bool:
+        """Store value only if the key does not exist yet; True if it was stored."""
+        return await self.commit(Txn().require_absent(key).put(key, value))
+
+    async def delete_prefix(self, prefix: str) -> None:
+        await self._call(self._client.delete_prefix(prefix.encode()))
+
+    async def commit(self, txn: Txn) -> bool:
+        """Apply every write if every compare holds; False (nothing written) otherwise."""
+        return await self.commit_revision(txn) is not None
+
+    async def commit_revision(self, txn: Txn) -> int | None:
+        """commit, returning the revision the writes were stored at (None if a compare failed)."""
+        succeeded, responses = await self._call(
+            self._client.transaction(compare=txn.compares, success=txn.writes, failure=[]))
+        if not succeeded:
+            return None
+        for response in responses:
+            for kind in ("response_put", "response_delete_range"):
+                if response.HasField(kind):
+                    return getattr(response, kind).header.revision
+        return 0
+
+    async def watch(self, prefix: str) -> AsyncIterator[Event]:
+        """Events under prefix; raises DatastoreError when the watch dies (etcd restarted)."""
+        watch = await self._call(self._client.watch_prefix(prefix.encode()))
+        try:
+            async for event in watch:
+                value = decode(event.kv.value) if event.kind == "PUT" else None
+                yield Event(event.kv.key.decode(), value, event.kv.mod_revision)
+        except aetcd.exceptions.ClientError as error:
+            raise DatastoreError(f"watch on etcd at {self.endpoints} failed: {error}") from error
+        finally:
+            await watch.cancel()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class Synchronous:
+    """A blocking face for an asyncio object: every coroutine method runs on a private loop."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop | None = None):
+        self.target = target
+        self._owns_loop = loop is None
+        self._loop = loop or asyncio.new_event_loop()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.target, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return self._loop.run_until_complete(attribute(*args, **kwargs))
+
+        return blocking
+
+    def run(self, coroutine_function: Callable, *args: Any) -> Any:
+        """Run an async function that takes the target as its first argument."""
+        return self._loop.run_until_complete(coroutine_function(self.target, *args))
+
+    def wrap(self, other: Any) -> "Synchronous":
+        """A blocking face for another asyncio object on this one's loop (e.g. IPAM over this datastore)."""
+        return Synchronous(other, self._loop)
+
+    def close(self) -> None:
+        if self._owns_loop and not self._loop.is_closed():
+            self._loop.run_until_complete(self.target.close())
+            self._loop.close()
+
+    def __enter__(self) -> "Synchronous":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def next_pass(changed: asyncio.Event) -> None:
+    """An agent's rhythm: wait for a change (or RESYNC seconds: Calico's agents resync), let a
+    burst settle, go."""
+    try:
+        await asyncio.wait_for(changed.wait(), timeout=RESYNC)
+    except asyncio.TimeoutError:
+        pass
+    await asyncio.sleep(DEBOUNCE)
+    changed.clear()
+
+
+@dataclass(frozen=True)
+class EtcdServer:
+    """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the controller."""
+
+    listen_ip: str
+    directory: Path  # holds the data dir, the unix socket and the log
+
+    @property
+    def socket_name(self) -> str:
+        return f"etcd.sock:{CLIENT_PORT}"  # etcd names the socket file NAME:PORT in its working directory
+
+    @property
+    def unix_endpoint(self) -> str:
+        return f"unix://{self.directory / self.socket_name}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.listen_ip}:{CLIENT_PORT}"
+
+    def command(self) -> list[str]:
+        peer = "http://127.0.0.1:2380"
+        return [
+            "etcd", "--name", "calisim", "--data-dir", str(self.directory / "data"),
+            "--listen-client-urls", f"{self.endpoint},unix://{self.socket_name}",
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"calisim={peer}", "--initial-cluster-state", "new",
+            "--log-outputs", "stderr",
+        ]
+
+    def wait_ready(self, process: subprocess.Popen, timeout: float = 20.0) -> None:
+        """Poll etcd's unix socket until it answers; DatastoreError if etcd exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        log = self.directory / "etcd.log"
+        while True:
+            if process.poll() is not None:
+                raise DatastoreError(f"etcd exited with code {process.returncode}; see {log}")
+            if (self.directory / self.socket_name).exists():
+                try:
+                    with Synchronous(Datastore(self.unix_endpoint)) as ds:
+                        ds.get(READY_PROBE_KEY)
+                    return
+                except DatastoreError:
+                    pass
+            if time.monotonic() > deadline:
+                raise DatastoreError(f"etcd did not answer within {timeout:.0f}s; see {log}")
+            time.sleep(0.05)
+
+
+@contextmanager
+def local_etcd(directory: Path) -> Iterator[str]:
+    """A real etcd for tests and benchmarks (run it inside calisim's sandbox: it also listens on
+    127.0.0.1 there); yields the unix endpoint and stops etcd on the way out."""
+    server = EtcdServer("127.0.0.1", directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "etcd.log", "wb") as log:
+        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        server.wait_ready(process)
+        yield server.unix_endpoint
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -1,0 +1,52 @@
+"""calicoctl v1 resources: validation, the v1 YAML/JSON form, and their etcd keys.
+
+One module per family (``network``: node, ipPool, bgpPeer; ``policy``: profile, policy;
+``endpoints``: workloadEndpoint) on a shared ``base``.  ``parse_documents`` validates a whole
+input (one resource or a list) before anything is returned, so calicoctl stores all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Resource, ValidationError, parse_as_number, parse_cidr, parse_ip, parse_name
+from .endpoints import WorkloadEndpoint
+from .network import BGPPeer, IPPool, Node, check_pool_overlaps
+from .policy import POLICIES, PORT_PROTOCOLS, PROFILES, Policy, Profile
+
+__all__ = ["BGPPeer", "IPPool", "KINDS", "Node", "POLICIES", "PORT_PROTOCOLS", "PROFILES", "Policy", "Profile",
+           "Resource", "ValidationError", "WorkloadEndpoint", "check_pool_overlaps", "kind_named",
+           "parse_as_number", "parse_cidr", "parse_documents", "parse_ip", "parse_name"]
+
+KINDS: tuple[type[Resource], ...] = (Node, IPPool, BGPPeer, Profile, Policy, WorkloadEndpoint)
+
+
+def kind_named(text: str) -> type[Resource]:
+    wanted = text.lower()
+    for kind in KINDS:
+        if wanted == kind.kind.lower() or wanted in kind.aliases:
+            return kind
+    raise ValidationError(f"resource type {text!r} is not supported (known: {', '.join(k.kind for k in KINDS)})")
+
+
+def parse_documents(data: Any) -> list[Resource]:
+    """One resource or a list of them; every item is validated before any is returned."""
+    items = data if isinstance(data, list) else [data]
+    resources: list[Resource] = []
+    for index, item in enumerate(items):
+        where = f"item {index + 1}: " if isinstance(data, list) else ""
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where}a resource must be a mapping with apiVersion, kind, metadata and spec")
+        if "kind" not in item:
+            raise ValidationError(f"{where}missing field 'kind'")
+        try:
+            resources.append(kind_named(str(item["kind"])).from_document(item))
+        except ValidationError as error:
+            raise ValidationError(f"{where}{error}") from None
+    seen: set[str] = set()
+    for resource in resources:
+        if resource.primary_key in seen:
+            raise ValidationError(f"{resource.ident} appears more than once in the input")
+        seen.add(resource.primary_key)
+    check_pool_overlaps([r for r in resources if isinstance(r, IPPool)], [])
+    return resources

@@ -1,0 +1,266 @@
+"""The resources of the network itself: ipPool, node and bgpPeer (their v1 form and etcd keys)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .. import keys
+from ..etcd import Datastore
+from .base import (MIN_POOL_PREFIX, IPNetwork, Resource, ValidationError, check_fields, parse_as_number, parse_bool,
+                   parse_cidr, parse_interface, parse_ip, parse_name)
+
+
+@dataclass(frozen=True)
+class IPPool(Resource):
+    kind: ClassVar[str] = "ipPool"
+    aliases: ClassVar[tuple[str, ...]] = ("ippool", "ippools", "ipp", "ipps", "pool", "pools")
+    ps_columns: ClassVar[tuple[str, ...]] = ("CIDR",)
+    wide_columns: ClassVar[tuple[str, ...]] = ("CIDR", "NAT", "IPIP")
+
+    cidr: IPNetwork
+    ipip: bool = False
+    nat_outgoing: bool = False
+    disabled: bool = False
+    vxlan: bool = False  # beyond Calico v1.0: Calico 3.7's VXLAN encapsulation, as `spec.vxlan.enabled`
+
+    @classmethod
+    def from_document(cls, doc: dict) -> "IPPool":
+        metadata, spec = cls._envelope(doc)
+        check_fields(metadata, ("cidr",), "ipPool metadata", required=("cidr",))
+        check_fields(spec, ("ipip", "vxlan", "nat-outgoing", "disabled"), "ipPool spec")
+        cidr = parse_cidr(metadata["cidr"], "ipPool metadata.cidr")
+        if cidr.prefixlen > MIN_POOL_PREFIX[cidr.version]:
+            raise ValidationError(
+                f"IP pool is too small: {cidr} (an IPv{cidr.version} pool must be /{MIN_POOL_PREFIX[cidr.version]} or larger)")
+        ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
+        ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
+        if ipip_spec.get("mode", "always") != "always":
+            raise ValidationError(f"ipPool spec.ipip.mode: only 'always' is supported, not {ipip_spec['mode']!r}")
+        if ipip and cidr.version != 4:
+            raise ValidationError(f"IPIP is only supported on IPv4 pools, not {cidr}")
+        vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
+        vxlan = parse_bool(vxlan_spec.get("enabled", False), "ipPool spec.vxlan.enabled")
+        if vxlan and cidr.version != 4:
+            raise ValidationError(f"VXLAN is only supported on IPv4 pools, not {cidr}")
+        if vxlan and ipip:
+            raise ValidationError(f"ipPool {cidr}: IPIP and VXLAN cannot both be enabled")
+        return cls(cidr, ipip,
+                   parse_bool(spec.get("nat-outgoing", False), "ipPool spec.nat-outgoing"),
+                   parse_bool(spec.get("disabled", False), "ipPool spec.disabled"), vxlan)
+
+    def document(self) -> dict:
+        spec: dict[str, Any] = {}
+        if self.ipip:
+            spec["ipip"] = {"enabled": True}
+        if self.vxlan:
+            spec["vxlan"] = {"enabled": True}
+        if self.nat_outgoing:
+            spec["nat-outgoing"] = True
+        if self.disabled:
+            spec["disabled"] = True
+        return self._wrap({"cidr": str(self.cidr)}, spec)
+
+    @property
+    def ident(self) -> str:
+        return f"IPPool(cidr={self.cidr})"
+
+    @property
+    def name(self) -> str:
+        return str(self.cidr)
+
+    @property
+    def primary_key(self) -> str:
+        return keys.pool(self.cidr)
+
+    def value(self) -> dict:
+        value: dict[str, Any] = {"cidr": str(self.cidr), "masquerade": self.nat_outgoing, "disabled": self.disabled}
+        if self.ipip:
+            value["ipip"] = "tunl0"
+            value["ipip_mode"] = "always"
+        if self.vxlan:
+            value["vxlan"] = "vxlan.calico"
+        return value
+
+    @classmethod
+    def from_value(cls, value: dict) -> "IPPool":
+        return cls(ipaddress.ip_network(value["cidr"]), bool(value.get("ipip")),
+                   bool(value.get("masquerade")), bool(value.get("disabled")), bool(value.get("vxlan")))
+
+    def writes(self) -> dict[str, Any]:
+        return {self.primary_key: self.value()}
+
+    def row(self, wide: bool, context: dict) -> list[str]:
+        return [str(self.cidr), str(self.nat_outgoing).lower(), str(self.ipip).lower()][: 3 if wide else 1]
+
+    @classmethod
+    async def load_all(cls, ds: Datastore) -> list["IPPool"]:
+        entries = await ds.list(keys.POOLS_V4) + await ds.list(keys.POOLS_V6)
+        return [cls.from_value(entry.value) for entry in entries]
+
+
+@dataclass(frozen=True)
+class Node(Resource):
+    kind: ClassVar[str] = "node"
+    aliases: ClassVar[tuple[str, ...]] = ("node", "nodes", "no", "nos")
+    ps_columns: ClassVar[tuple[str, ...]] = ("NAME",)
+    wide_columns: ClassVar[tuple[str, ...]] = ("NAME", "ASN", "IPV4", "IPV6")
+
+    node_name: str
+    ipv4: ipaddress.IPv4Interface | None = None
+    ipv6: ipaddress.IPv6Interface | None = None
+    as_number: int | None = None  # None: inherit the global AS
+
+    @classmethod
+    def from_document(cls, doc: dict) -> "Node":
+        metadata, spec = cls._envelope(doc)
+        check_fields(metadata, ("name",), "node metadata", required=("name",))
+        check_fields(spec, ("bgp",), "node spec")
+        bgp = check_fields(spec.get("bgp"), ("asNumber", "ipv4Address", "ipv6Address"), "node spec.bgp")
+        ipv4 = parse_interface(bgp["ipv4Address"], "node spec.bgp.ipv4Address") if bgp.get("ipv4Address") else None
+        ipv6 = parse_interface(bgp["ipv6Address"], "node spec.bgp.ipv6Address") if bgp.get("ipv6Address") else None
+        if ipv4 is not None and ipv4.version != 4:
+            raise ValidationError(f"node spec.bgp.ipv4Address: {ipv4} is not an IPv4 address")
+        if ipv6 is not None and ipv6.version != 6:
+            raise ValidationError(f"node spec.bgp.ipv6Address: {ipv6} is not an IPv6 address")
+        as_number = parse_as_number(bgp["asNumber"], "node spec.bgp.asNumber") if bgp.get("asNumber") is not None else None
+        return cls(parse_name(metadata["name"], "node metadata.name"), ipv4, ipv6, as_number)
+
+    def document(self) -> dict:
+        bgp: dict[str, Any] = {}
+        if self.as_number is not None:
+            bgp["asNumber"] = self.as_number
+        if self.ipv4 is not None:
+            bgp["ipv4Address"] = str(self.ipv4)
+        if self.ipv6 is not None:
+            bgp["ipv6Address"] = str(self.ipv6)
+        return self._wrap({"name": self.node_name}, {"bgp": bgp} if bgp else {})
+
+    @property
+    def ident(self) -> str:
+        return f"Node(name={self.node_name})"
+
+    @property
+    def name(self) -> str:
+        return self.node_name
+
+    @property
+    def primary_key(self) -> str:
+        return keys.host_metadata(self.node_name)
+
+    def writes(self) -> dict[str, Any]:
+        name = self.node_name
+        values: dict[str, Any] = {keys.host_metadata(name): {}}
+        if self.ipv4 is not None:
+            values[keys.host_bird_ip(name)] = str(self.ipv4.ip)
+            values[keys.bgp_host_ip_v4(name)] = str(self.ipv4.ip)
+            values[keys.bgp_host_network_v4(name)] = str(self.ipv4.network)
+        if self.ipv6 is not None:
+            values[keys.bgp_host_ip_v6(name)] = str(self.ipv6)
+        if self.as_number is not None:
+            values[keys.bgp_host_as(name)] = str(self.as_number)
+        return values
+
+    def owned_keys(self) -> list[str]:
+        name = self.node_name
+        return [keys.host_metadata(name), keys.host_bird_ip(name), keys.bgp_host_ip_v4(name),
+                keys.bgp_host_network_v4(name), keys.bgp_host_ip_v6(name), keys.bgp_host_as(name)]
+
+    def removal_prefixes(self) -> list[str]:
+        return [keys.host(self.node_name), keys.bgp_host(self.node_name)]
+
+    def row(self, wide: bool, context: dict) -> list[str]:
+        if not wide:
+            return [self.node_name]
+        asn = str(self.as_number) if self.as_number is not None else f"({context.get('global_as', keys.DEFAULT_AS)})"
+        return [self.node_name, asn, str(self.ipv4 or ""), str(self.ipv6 or "")]
+
+    @classmethod
+    async def load_all(cls, ds: Datastore) -> list["Node"]:
+        names = sorted({keys.host_of(e.key) for e in await ds.list(keys.HOSTS) if e.key.endswith("/metadata")})
+        bgp = {e.key: e.value for e in await ds.list(keys.BGP_HOSTS)}
+        nodes = []
+        for name in names:
+            ip, network = bgp.get(keys.bgp_host_ip_v4(name)), bgp.get(keys.bgp_host_network_v4(name))
+            ipv4 = ipaddress.ip_interface(f"{ip}/{ipaddress.ip_network(network).prefixlen}" if network else ip) if ip else None
+            ipv6 = ipaddress.ip_interface(bgp[keys.bgp_host_ip_v6(name)]) if bgp.get(keys.bgp_host_ip_v6(name)) else None
+            as_number = bgp.get(keys.bgp_host_as(name))
+            nodes.append(cls(name, ipv4, ipv6, int(as_number) if as_number else None))
+        return nodes
+
+
+@dataclass(frozen=True)
+class BGPPeer(Resource):
+    kind: ClassVar[str] = "bgpPeer"
+    aliases: ClassVar[tuple[str, ...]] = ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps")
+    ps_columns: ClassVar[tuple[str, ...]] = ("SCOPE", "PEERIP", "NODE", "ASN")
+    wide_columns: ClassVar[tuple[str, ...]] = ps_columns
+
+    scope: str
+    peer_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    as_number: int
+    node: str = ""
+
+    @classmethod
+    def from_document(cls, doc: dict) -> "BGPPeer":
+        metadata, spec = cls._envelope(doc)
+        check_fields(metadata, ("scope", "peerIP", "node"), "bgpPeer metadata", required=("scope", "peerIP"))
+        check_fields(spec, ("asNumber",), "bgpPeer spec", required=("asNumber",))
+        scope = metadata["scope"]
+        if scope not in ("global", "node"):
+            raise ValidationError(f"bgpPeer metadata.scope must be global or node, not {scope!r}")
+        node = metadata.get("node") or ""
+        if scope == "node" and not node:
+            raise ValidationError("bgpPeer metadata.node is required when the scope is node")
+        if scope == "global" and node:
+            raise ValidationError("bgpPeer metadata.node must not be set when the scope is global")
+        peer_ip = parse_ip(metadata["peerIP"], "bgpPeer metadata.peerIP")
+        if peer_ip.version != 4:
+            raise ValidationError(f"bgpPeer metadata.peerIP: IPv6 peers are not supported ({peer_ip})")
+        node = parse_name(node, "bgpPeer metadata.node") if node else ""
+        return cls(scope, peer_ip, parse_as_number(spec["asNumber"], "bgpPeer spec.asNumber"), node)
+
+    def document(self) -> dict:
+        metadata: dict[str, Any] = {"scope": self.scope, "peerIP": str(self.peer_ip)}
+        if self.node:
+            metadata["node"] = self.node
+        return self._wrap(metadata, {"asNumber": self.as_number})
+
+    @property
+    def ident(self) -> str:
+        node = f", node={self.node}" if self.node else ""
+        return f"BGPPeer(scope={self.scope}{node}, peerIP={self.peer_ip})"
+
+    @property
+    def name(self) -> str:
+        return str(self.peer_ip)
+
+    @property
+    def primary_key(self) -> str:
+        base = keys.GLOBAL_PEERS_V4 if self.scope == "global" else keys.bgp_host_peers_v4(self.node)
+        return base + str(self.peer_ip)
+
+    def writes(self) -> dict[str, Any]:
+        return {self.primary_key: {"ip": str(self.peer_ip), "as_num": str(self.as_number)}}
+
+    def row(self, wide: bool, context: dict) -> list[str]:
+        return [self.scope, str(self.peer_ip), self.node, str(self.as_number)]
+
+    @classmethod
+    async def load_all(cls, ds: Datastore) -> list["BGPPeer"]:
+        peers = [cls("global", ipaddress.ip_address(e.value["ip"]), int(e.value["as_num"]))
+                 for e in await ds.list(keys.GLOBAL_PEERS_V4)]
+        for entry in await ds.list(keys.BGP_HOSTS):
+            if "/peer_v4/" in entry.key:
+                peers.append(cls("node", ipaddress.ip_address(entry.value["ip"]), int(entry.value["as_num"]),
+                                 keys.host_of(entry.key, keys.BGP_HOSTS)))
+        return peers
+
+
+def check_pool_overlaps(new: list[IPPool], stored: list[IPPool]) -> None:
+    """Pools may not overlap, except a pool with itself (an update of the same CIDR)."""
+    for index, pool in enumerate(new):
+        for other in new[index + 1:] + stored:
+            if other.cidr != pool.cidr and other.cidr.version == pool.cidr.version and other.cidr.overlaps(pool.cidr):
+                raise ValidationError(f"IP pool {pool.cidr} overlaps with IP pool {other.cidr}")

@@ -1,0 +1,5 @@
+"""`python -m calisim.docker`: the emulated dockerd (the cluster starts one per host)."""
+
+from .daemon import main
+
+main()

@@ -1,0 +1,272 @@
+"""libnetwork's side of Docker's CNM flow, as dockerd plays it against Calico's plugins.
+
+Networks: RequestPool -> CreateNetwork, then the network is stored in Docker's cluster store
+(the same etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.
+Endpoints: RequestAddress -> CreateEndpoint -> Join, then the container side of the veth is
+moved into the container's network namespace, renamed `cali0`, given its /32, MAC and the
+returned routes; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A step that
+fails undoes the ones before it, so a failed connect leaves no interface, endpoint or address.
+
+Runs inside an emulated host: plugins are reached through /run/docker/plugins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import subprocess
+import time
+from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..datastore import Synchronous, Txn
+from ..libnetwork import DOCKER_NETWORKS, call_plugin
+
+PLUGIN_DIR = Path("/run/docker/plugins")
+DOCKER_ENDPOINTS = "/docker/network/v1.0/endpoint/"
+ADDRESS_SPACE = "CalicoGlobalAddressSpace"
+ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
+
+
+class DockerError(RuntimeError):
+    """What dockerd answers ("Error response from daemon: ...")."""
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    driver: str
+    ipam_driver: str
+    pool_id: str
+    pool: str
+    gateway: str
+    created: str = ""  # RFC 3339, as Docker reports it
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    network_id: str
+    container: str
+    address: str  # a.b.c.d/32
+    mac: str
+    sandbox_pid: int
+
+
+def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
+    path = plugin_dir / f"{plugin}.sock"
+    if not path.exists():
+        raise DockerError(f"plugin \"{plugin}\" not found")
+    status, answer = call_plugin(path, method, request)
+    if status != 200:
+        raise DockerError(answer.get("Err") or f"{method} failed with HTTP {status}")
+    return answer
+
+
+def networks(ds: Synchronous) -> list[Network]:
+    return [Network(**e.value) for e in ds.list(DOCKER_NETWORKS)]
+
+
+def find_network(ds: Synchronous, name_or_id: str) -> Network:
+    for network in networks(ds):
+        if name_or_id in (network.name, network.id) or (len(name_or_id) >= 12 and network.id.startswith(name_or_id)):
+            return network
+    raise DockerError(f"network {name_or_id} not found")
+
+
+def create_network(ds: Synchronous, name: str, driver: str = "calico", ipam_driver: str = "calico-ipam",
+                   subnet: str | None = None, plugin_dir: Path = PLUGIN_DIR) -> Network:
+    if any(n.name == name for n in networks(ds)):
+        raise DockerError(f"network with name {name} already exists")
+    if ipam_driver == "default":  # Docker's built-in IPAM: a subnet with a real gateway, no plugin
+        subnet = subnet or "172.18.0.0/16"
+        gateway = f"{ipaddress.ip_network(subnet)[1]}/{ipaddress.ip_network(subnet).prefixlen}"
+        pool = {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {"com.docker.network.gateway": gateway}}
+    else:
+        pool = call(ipam_driver, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": subnet or "",
+                                                             "SubPool": "", "Options": {}, "V6": False}, plugin_dir)
+    network = Network(secrets.token_hex(32), name, driver, ipam_driver, pool["PoolID"], pool["Pool"],
+                      pool["Data"].get("com.docker.network.gateway", ""),
+                      datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
+    try:
+        call(driver, "NetworkDriver.CreateNetwork", {
+            "NetworkID": network.id, "Options": {"com.docker.network.generic": {}},
+            "IPv4Data": [{"AddressSpace": ADDRESS_SPACE, "Pool": network.pool, "Gateway": network.gateway,
+                          "AuxAddresses": {}}], "IPv6Data": []}, plugin_dir)
+        if not ds.commit(Txn().require_absent(DOCKER_NETWORKS + network.id).put(DOCKER_NETWORKS + network.id,
+                                                                                 asdict(network))):
+            raise DockerError(f"network {network.id} already exists")
+    except DockerError:
+        if ipam_driver != "default":
+            call(ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
+        raise
+    return network
+
+
+def endpoints(ds: Synchronous, network: Network) -> list[Endpoint]:
+    return [Endpoint(**e.value) for e in ds.list(f"{DOCKER_ENDPOINTS}{network.id}/")]
+
+
+def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_DIR) -> None:
+    network = find_network(ds, name_or_id)
+    if endpoints(ds, network):
+        raise DockerError(f"error while removing network: network {network.name} id {network.id} has active endpoints")
+    call(network.driver, "NetworkDriver.DeleteNetwork", {"NetworkID": network.id}, plugin_dir)
+    call(network.ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
+    ds.commit(Txn().delete(DOCKER_NETWORKS + network.id))
+
+
+def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int, ip: str | None = None,
+            plugin_dir: Path = PLUGIN_DIR) -> Endpoint:
+    """Give the container (a process's network namespace) an interface on network."""
+    if ip is not None:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise DockerError(f"invalid IPv4 address: {ip}") from None
+    endpoint_id = secrets.token_hex(32)
+    undo: list = []
+    try:
+        address = call(network.ipam_driver, "IpamDriver.RequestAddress",
+                       {"PoolID": network.pool_id, "Address": ip or "", "Options": {}}, plugin_dir)["Address"]
+        undo.append(lambda: call(network.ipam_driver, "IpamDriver.ReleaseAddress",
+                                 {"PoolID": network.pool_id, "Address": address.split("/")[0]}, plugin_dir))
+        created = call(network.driver, "NetworkDriver.CreateEndpoint", {
+            "NetworkID": network.id, "EndpointID": endpoint_id, "Options": {},
+            "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": ""}}, plugin_dir)
+        undo.append(lambda: call(network.driver, "NetworkDriver.DeleteEndpoint",
+                                 {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
+        mac = created["Interface"]["MacAddress"].lower()
+        joined = call(network.driver, "NetworkDriver.Join", {
+            "NetworkID": network.id, "EndpointID": endpoint_id, "SandboxKey": f"/proc/{sandbox_pid}/ns/net",
+            "Options": {}}, plugin_dir)
+        undo.append(lambda: call(network.driver, "NetworkDriver.Leave",
+                                 {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
+        configure_container_interface(sandbox_pid, joined, address, mac)
+        endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid)
+        ds.put(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint_id}", asdict(endpoint))
+        return endpoint
+    except Exception:
+        for step in reversed(undo):
+            try:
+                step()
+            except DockerError:
+                pass  # undo what can be undone; the first error is the one to report
+        raise
+
+
+def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DIR) -> None:
+    network = find_network(ds, endpoint.network_id)
+    request = {"NetworkID": network.id, "EndpointID": endpoint.id}
+    call(network.driver, "NetworkDriver.Leave", request, plugin_dir)
+    call(network.driver, "NetworkDriver.DeleteEndpoint", request, plugin_dir)
+    call(network.ipam_driver, "IpamDriver.ReleaseAddress",
+         {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]}, plugin_dir)
+    ds.commit(Txn().delete(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint.id}"))
+
+
+def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str) -> None:
+    """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
+    from pyroute2 import IPRoute
+
+    source = joined["InterfaceName"]["SrcName"]
+    name = joined["InterfaceName"]["DstPrefix"] + "0"
+    with IPRoute() as ipr:
+        (index,) = ipr.link_lookup(ifname=source) or [None]
+        if index is None:
+            raise DockerError(f"the driver did not create interface {source}")
+        ipr.link("set", index=index, net_ns_pid=sandbox_pid)
+    with IPRoute(netns=f"/proc/{sandbox_pid}/ns/net", flags=0) as inside:
+        (index,) = inside.link_lookup(ifname=source)
+        inside.link("set", index=index, ifname=name, address=mac)
+        ip = ipaddress.ip_interface(address)
+        inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
+        inside.link("set", index=index, state="up")
+        for route in joined.get("StaticRoutes") or []:
+            if route.get("RouteType") == 1:
+                inside.route("add", dst=route["Destination"], oif=index, scope="link", proto=ROUTE_PROTOCOL)
+            else:
+                inside.route("add", dst=route["Destination"], gateway=route["NextHop"], oif=index, proto=ROUTE_PROTOCOL)
+        if joined.get("Gateway"):
+            inside.route("add", dst="0.0.0.0/0", gateway=joined["Gateway"], oif=index, proto=ROUTE_PROTOCOL)
+
+
+def start_sandbox(name: str, files: Path | None = None, timeout: float = 10.0) -> subprocess.Popen:
+    """A container's sandbox: a process holding new network, UTS and mount namespaces
+    (hostname = name; with files, its hosts and resolv.conf are the container's /etc/hosts and
+    /etc/resolv.conf).  Returns once the process is in its own namespaces."""
+    mounts = ('mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && '
+              if files else "")
+    process = subprocess.Popen(["unshare", "--net", "--uts", "--mount", "--", "sh", "-c",
+                                f'hostname "$0" && {mounts}ip link set lo up && exec sleep infinity', name,
+                                str(files or "")],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    own = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + timeout
+    while os.stat(f"/proc/{process.pid}/ns/net").st_ino == own or _comm(process.pid) != "sleep":
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise DockerError(f"the sandbox of {name} did not start")
+        time.sleep(0.005)
+    return process
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Drive the flow by hand inside a host (until the emulated dockerd serves Docker's API)."""
+    import argparse
+    import json
+    import signal
+    import sys
+
+    from ..datastore import Datastore
+
+    parser = argparse.ArgumentParser(prog="python -m calisim.docker.cnm", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("network-create")
+    create.add_argument("name")
+    create.add_argument("--subnet")
+    commands.add_parser("network-rm").add_argument("name")
+    run = commands.add_parser("run", help="start a sandbox and connect it; prints the endpoint as JSON")
+    run.add_argument("name")
+    run.add_argument("--network", required=True)
+    run.add_argument("--ip")
+    commands.add_parser("rm", help="disconnect a container and stop its sandbox").add_argument("name")
+    args = parser.parse_args(argv)
+    with Synchronous(Datastore.from_env()) as ds:
+        try:
+            if args.command == "network-create":
+                print(create_network(ds, args.name, subnet=args.subnet).id)
+            elif args.command == "network-rm":
+                remove_network(ds, args.name)
+            elif args.command == "run":
+                network = find_network(ds, args.network)
+                sandbox = start_sandbox(args.name)
+                try:
+                    print(json.dumps(asdict(connect(ds, network, args.name, sandbox.pid, args.ip))))
+                except Exception:
+                    sandbox.kill()
+                    raise
+            else:
+                mine = [e for n in networks(ds) for e in endpoints(ds, n) if e.container == args.name]
+                if not mine:
+                    raise DockerError(f"No such container: {args.name}")
+                for endpoint in mine:
+                    disconnect(ds, endpoint)
+                    os.kill(endpoint.sandbox_pid, signal.SIGKILL)
+        except DockerError as error:
+            sys.exit(f"Error response from daemon: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""The Python API: build a Calico cluster from a topology, run commands in its hosts, stop it.
+
+    from calisim.emulation import sandbox
+    from calisim.emulation import Cluster
+    import topologies
+
+    sandbox.enter()                      # re-exec this script inside a private namespace
+    with Cluster(topologies.load("two_host")) as cluster:
+        cluster.start_nodes()            # `calicoctl node run` on every host
+        print(cluster.run("host1", "calicoctl node status").stdout)
+
+Everything the cluster starts is stopped by PID when it stops (or when the ``with`` block is
+left by an exception or Ctrl-C), and every namespace it made is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mininet.link import Link
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+
+from ..datastore import Datastore, EtcdServer, Synchronous
+from ..node import NodePaths, bird
+from . import sandbox
+from .rundir import RunDir
+from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
+
+DEFAULT_TIMEOUT = 120.0
+ETCD_START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
+CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
+                      "birdc -s /var/run/calico/bird.ctl show route",
+                      "tail -n 40 /var/log/calico/node.log",
+                      # calico-node dumps its threads' stacks on SIGUSR1 (a stuck tunnel or watch shows there)
+                      "kill -USR1 $(cat /var/run/calico/calico-node.pid) && timeout 5 sh -c "
+                      "'until grep -qs ^Thread /var/log/calico/threads.log; do sleep 0.05; done; "
+                      "cat /var/log/calico/threads.log'")
+log = logging.getLogger("calisim")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be built, or a request named something it does not have."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    host: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll predicate until it returns a true value or timeout passes (then ClusterError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
+
+    def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
+                 docker: bool = True):
+        self.topo = topo
+        self.run_dir = run_dir or RunDir.create(topo.name)
+        self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
+        self.docker = docker  # run an emulated dockerd in every Calico host
+        self.net: Mininet | None = None
+        self.etcd: EtcdServer | None = None
+        self.etcd_process: subprocess.Popen | None = None
+        self.dockerds: dict[str, subprocess.Popen] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Cluster":
+        sandbox.require()
+        try:
+            self._build_network()
+            self._start_etcd()
+            if self.docker:
+                self._start_dockerds()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _build_network(self) -> None:
+        Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
+        setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
+        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
+                           link=Link, autoSetMacs=False, build=False, waitConnected=False)
+        self.net.build()
+        self.net.start()
+        for router in self.topo.routers():
+            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1")  # the router's own namespace
+        pin_segment_neighbours(self.net)
+        log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
+
+    def _start_etcd(self) -> None:
+        host = self.host(self.topo.etcd_host)
+        self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
+        self.etcd.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.etcd.directory / "etcd.log", "ab") as logfile:
+            self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
+                                           stdout=logfile, stderr=subprocess.STDOUT)
+        self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
+        log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
+
+    def _start_dockerds(self) -> None:
+        """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
+        for name in self.hosts:
+            host = self.host(name)
+            with open(host.state_dir / "log" / "dockerd.log", "ab") as logfile:
+                self.dockerds[name] = host.popen([sys.executable, "-m", "calisim.docker"], env=self.environment(name),
+                                                 stdout=logfile, stderr=subprocess.STDOUT)
+        for name, process in self.dockerds.items():
+            socket_path = self.host(name).state_dir / "docker" / "docker.sock"
+            wait_until(lambda: socket_path.exists() or process.poll() is not None, 20, what=f"dockerd in {name}")
+            if process.poll() is not None:
+                raise ClusterError(f"dockerd in {name} exited; see {self.host(name).state_dir / 'log' / 'dockerd.log'}")
+
+    def restart_etcd(self) -> None:
+        """Stop etcd and start it again on the same data: what every watcher must live through."""
+        self._stop_etcd()
+        self._start_etcd()
+
+    def _stop_etcd(self) -> None:
+        if self.etcd_process is not None and self.etcd_process.poll() is None:
+            self.etcd_process.terminate()
+            try:
+                self.etcd_process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.etcd_process.kill()
+                self.etcd_process.wait()
+
+    def stop(self) -> None:
+        """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
+        if self.net is not None:
+            for name in self.hosts:
+                self._stop_host_processes(self.host(name))
+        self._stop_etcd()
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+        log.info("stopped; logs kept in %s", self.run_dir.path)
+
+    def _stop_host_processes(self, host: CalicoHost) -> None:
+        """calico-node first (it stops its BIRD), then whatever else still runs in the host or
+        was started from it (containers live in namespaces of their own but carry the run's mark)."""
+        dockerd = self.dockerds.pop(host.name, None)
+        if dockerd is not None:
+            _terminate([dockerd.pid])  # first: it removes its containers through the node's plugins
+            dockerd.wait()
+        pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
+        if pid is not None:
+            _terminate([pid])
+        keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
+        started_here = set(processes_in_netns(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+        _terminate([p for p in started_here if p not in keep])
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def hosts(self) -> list[str]:
+        return self.topo.calico_hosts()
+
+    def host(self, name: str) -> CalicoHost:
+        if self.net is None:
+            raise ClusterError("the cluster is not running")
+        if name not in self.net.nameToNode or name not in self.topo.hosts():
+            raise ClusterError(f"unknown host {name!r} (this topology has {', '.join(self.topo.hosts(sort=True))})")
+        return self.net.nameToNode[name]
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"http://{self.topo.host_ip(self.topo.etcd_host)}:2379"
+
+    def environment(self, name: str) -> dict[str, str]:
+        """What a shell on the host sees, as on the seed's machines after `export ETCD_ENDPOINTS=...`."""
+        bin_dir = str(Path(sys.executable).parent)
+        return {
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
+            "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
+            "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
+            sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
+        }
+
+    def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
+        """Run command with `bash -c` in a fresh shell on host name (pipes and redirections work)."""
+        host = self.host(name)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(host.enter_command(["bash", "-c", command]), env=self.environment(name),
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            rc, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except subprocess.TimeoutExpired as expired:
+            rc, stdout = 124, _text(expired.stdout)
+            stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
+        return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
+
+    def run_everywhere(self, command: str, timeout: float = DEFAULT_TIMEOUT, parallel: int = 8) -> list[CommandResult]:
+        """Run command on every Calico host, at most parallel at a time."""
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(self.hosts)))) as pool:
+            return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
+
+    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
+        """`calicoctl node run` on every Calico host, in parallel; ClusterError if one fails."""
+        results = self.run_everywhere("calicoctl node run", timeout)
+        failed = [r for r in results if r.rc != 0]
+        if failed:
+            raise ClusterError("calicoctl node run failed on " + "; ".join(
+                f"{r.host}: {(r.stdout + r.stderr).strip()}" for r in failed))
+        return results
+
+    def datastore(self) -> Synchronous:
+        """A blocking client of the cluster's etcd over its unix socket (never over the network)."""
+        if self.etcd is None:
+            raise ClusterError("etcd is not running")
+        return Synchronous(Datastore(self.etcd.unix_endpoint))
+
+    def bird(self, name: str) -> bird.BirdControl:
+        return bird.BirdControl(self.host(name).state_dir / "run" / "bird.ctl")
+
+    def bgp_established(self, name: str) -> int:
+        """How many Calico BGP sessions of host name are Established (0 if BIRD is not up)."""
+        try:
+            return sum(p.info.startswith("Established") for p in bird.bgp_peer_statuses(self.bird(name).protocols()))
+        except bird.BirdError:
+            return 0
+
+    def wait_for_mesh(self, timeout: float = 60.0) -> None:
+        """Poll until every host has an Established session to every other host."""
+        expected = len(self.hosts) - 1
+        wait_until(lambda: all(self.bgp_established(h) >= expected for h in self.hosts), timeout,
+                   interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
+
+
+    def diagnose(self) -> Path:
+        """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
+        in the run directory (for reading after a failure) and return its path."""
+        sections = []
+        for name in self.topo.hosts(sort=True):
+            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else ())
+            for command in commands:
+                result = self.run(name, command, timeout=10)
+                sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")
+        path = self.run_dir.path / "diagnostics.txt"
+        path.write_text("\n".join(sections))
+        return path
+
+
+def _per_host_state(run_dir: RunDir):
+    def make(name: str, **params) -> CalicoHost:
+        return CalicoHost(name, state_dir=run_dir.host(name), **params)
+    return make
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def processes_in_netns(inode: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == inode:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def processes_of_run(run_dir: Path) -> list[int]:
+    """Processes started through Cluster.run (and their children): they carry CALISIM_RUN_DIR."""
+    mark = f"CALISIM_RUN_DIR={run_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, wait for the processes to go, SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(pid)]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,186 @@
+"""The private namespaces every calisim world lives in.
+
+The machine's own network namespace has a real uplink: a packet sent from it to an emulated
+address (10.x, 192.168.x) would leave the machine.  So every run runs itself again under
+``unshare --net --mount --pid``: a fresh network namespace holding only ``lo``, a private mount
+table, and a PID namespace whose init (this module's ``main``) reaps orphans and, by exiting,
+makes the kernel kill anything a crashed run left behind.
+
+``snapshot`` records what a namespace looks like so a test can prove a run left its caller's
+namespace untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+SANDBOX_ENV = "CALISIM_SANDBOX"  # = inode of the sandbox's network namespace
+FRESH_ENV = "CALISIM_SANDBOX_FRESH"  # set for the sandbox init's direct child only
+
+UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+class SandboxError(RuntimeError):
+    """calisim cannot build its private namespace (or was asked to run outside it)."""
+
+
+def netns_id() -> str:
+    return str(os.stat("/proc/self/ns/net").st_ino)
+
+
+def in_private_namespace() -> bool:
+    return os.environ.get(SANDBOX_ENV) == netns_id()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:
+    """Run argv in fresh namespaces and exit with its code.
+
+    This process stays behind in the caller's namespace only to wait and to pass SIGTERM/SIGHUP
+    on to the sandbox's init (unshare itself blocks them while it waits).  Ctrl-C needs no help:
+    the terminal sends it to the whole process group, the run included.
+    """
+    if os.geteuid() != 0:
+        raise SandboxError("calisim needs root to create its private network namespace (run it with sudo)")
+    os.environ.pop(SANDBOX_ENV, None)
+    os.environ.pop(FRESH_ENV, None)
+    command = [*UNSHARE, "--", sys.executable, "-m", "calisim.emulation.sandbox", "--", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        unshare = subprocess.Popen(command)
+    except OSError as error:
+        raise SandboxError(f"cannot run unshare: {error}") from error
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in _children(unshare.pid):
+            os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = unshare.wait()
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def enter_fresh(argv: list[str]) -> None:
+    """Make sure this process runs in a sandbox made for it alone (re-exec otherwise)."""
+    if os.environ.pop(FRESH_ENV, None) == netns_id() and in_private_namespace():
+        return
+    _run_in_fresh_sandbox(argv)
+
+
+def enter(argv: list[str] | None = None) -> None:
+    """Make sure this process runs in some calisim sandbox; a script may call this first thing.
+
+    argv is the whole command to re-execute; by default this interpreter's own command line.
+    """
+    os.environ.pop(FRESH_ENV, None)
+    if in_private_namespace():
+        return
+    _run_in_fresh_sandbox(argv if argv is not None else [sys.executable, *sys.orig_argv[1:]])
+
+
+def require() -> None:
+    if not in_private_namespace():
+        raise SandboxError(
+            "refusing to build an emulated network outside calisim's private namespace: "
+            "run through `python -m calisim ...` or call calisim.emulation.sandbox.enter() first")
+
+
+def _bring_up_loopback() -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+
+def _run_as_init(argv: list[str]) -> int:
+    """PID 1 of the sandbox: start argv, forward termination signals, reap every orphan."""
+    os.environ[SANDBOX_ENV] = netns_id()
+    _bring_up_loopback()
+    child = os.fork()
+    if child == 0:
+        os.environ[FRESH_ENV] = netns_id()
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as error:
+            print(f"calisim sandbox: cannot run {argv[0]}: {error}", file=sys.stderr)
+        os._exit(127)
+
+    def forward(signum: int, _frame: object) -> None:
+        os.kill(child, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    # Ctrl-C reaches the child directly (same process group); init must survive it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+        if pid == child:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def snapshot() -> dict[str, object]:
+    """What a network namespace looks like: links, addresses, routes, rules, qdiscs, netns, sysctls."""
+    from pyroute2 import IPRoute
+
+    def strip(messages, drop=("IFLA_STATS", "IFLA_STATS64", "IFLA_AF_SPEC", "IFLA_XDP",
+                              "IFA_CACHEINFO", "RTA_CACHEINFO", "IFLA_PROTINFO", "TCA_STATS",
+                              "TCA_STATS2", "TCA_XSTATS", "IFLA_CARRIER_CHANGES",
+                              "IFLA_CARRIER_UP_COUNT", "IFLA_CARRIER_DOWN_COUNT")):
+        rows = []
+        for msg in messages:
+            attrs = sorted((name, repr(value)) for name, value in msg["attrs"] if name not in drop)
+            fields = sorted((k, repr(v)) for k, v in msg.items() if k not in ("attrs", "header"))
+            rows.append(repr((fields, attrs)))
+        return sorted(rows)
+
+    with IPRoute() as ipr:
+        state: dict[str, object] = {
+            "links": strip(ipr.get_links()),
+            "addresses": strip(ipr.get_addr()),
+            "routes": strip(ipr.route("dump")),  # every family and table
+            "rules": strip(ipr.get_rules(family=2) + ipr.get_rules(family=10)),
+            "qdiscs": strip(ipr.get_qdiscs()),
+        }
+    netns_dir = Path("/run/netns")
+    state["netns"] = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.is_dir() else []
+    sysctls = {}
+    for pattern in ("ipv4/ip_forward", "ipv4/conf/*/forwarding", "ipv4/conf/*/proxy_arp",
+                    "ipv4/conf/*/rp_filter", "ipv4/neigh/default/*", "ipv6/conf/*/forwarding"):
+        for path in sorted(Path("/proc/sys/net").glob(pattern)):
+            try:
+                sysctls[str(path)] = path.read_text().strip()
+            except OSError:
+                continue
+    state["sysctls"] = sysctls
+    return state
+
+
+def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[1] != "--":
+        sys.exit("usage: python -m calisim.emulation.sandbox -- COMMAND [ARGS...] (run by calisim itself under unshare)")
+    if os.getpid() != 1:
+        sys.exit("calisim.emulation.sandbox must run as PID 1 of a fresh PID namespace")
+    sys.exit(_run_as_init(sys.argv[2:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Felix's dataplane for workload endpoints, the way Calico's Python Felix did it: the desired
+state is computed from the datastore, then the kernel is made to match it.
+
+For each endpoint of this host (calico-v1.md section 6): the host side `cali…` gets proxy ARP
+(so the workload reaches 169.254.1.1, which the host never holds), `proxy_delay=0`,
+`rp_filter=1`, `route_localnet=1`; a permanent ARP entry for the workload's IP and MAC; and a
+`/32` route to it through the interface.  Routes to workloads that are gone are removed.
+Blocks' blackhole routes and the routes to other hosts' blocks come from BIRD.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..datastore import keys
+
+WORKLOAD_INTERFACE_PREFIX = "cali"
+IFF_UP = 0x1
+ROUTE_PROTOCOL = 4  # "static": BIRD's kernel protocol learns these, so borrowed /32s are advertised
+INTERFACE_SYSCTLS = {"ipv4/conf/{}/proxy_arp": "1", "ipv4/conf/{}/rp_filter": "1",
+                     "ipv4/conf/{}/route_localnet": "1", "ipv4/neigh/{}/proxy_delay": "0"}
+log = logging.getLogger("calico-felix")
+
+
+@dataclass(frozen=True)
+class WorkloadInterface:
+    name: str
+    mac: str
+    addresses: tuple[ipaddress.IPv4Address, ...]
+
+
+def workloads_prefix(host: str) -> str:
+    return f"{keys.host(host)}workload/"
+
+
+def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, WorkloadInterface]:
+    """The workload interfaces this host must program, from its endpoint keys."""
+    wanted = {}
+    for key, endpoint in entries.items():
+        if not key.startswith(workloads_prefix(host)) or "/endpoint/" not in key or not endpoint:
+            continue
+        if endpoint.get("state", "active") != "active":
+            continue
+        addresses = tuple(ipaddress.ip_interface(net).ip for net in endpoint.get("ipv4_nets", []))
+        wanted[endpoint["name"]] = WorkloadInterface(endpoint["name"], endpoint["mac"], addresses)
+    return wanted
+
+
+def apply(wanted: dict[str, WorkloadInterface]) -> set[str]:
+    """Make this namespace's kernel match wanted; returns the interfaces that are not there yet,
+    to be tried again: libnetwork creates them at Join, after the endpoint is stored, and sets
+    them up a moment later (a route through a down interface is refused with ENETDOWN)."""
+    from pyroute2 import IPRoute, NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            return _apply(ipr, wanted)
+    except NetlinkError as error:
+        raise OSError(error.code, f"programming workload interfaces: {error}") from error
+
+
+def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
+    from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
+
+    missing = set()
+    links = ipr.get_links()
+    present = {link.get_attr("IFLA_IFNAME"): link["index"] for link in links}
+    up = {link["index"] for link in links if link["flags"] & IFF_UP}
+    for interface in wanted.values():
+        index = present.get(interface.name)
+        if index is None or index not in up:
+            missing.add(interface.name)
+            continue
+        for pattern, value in INTERFACE_SYSCTLS.items():
+            Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
+        for address in interface.addresses:
+            ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
+            ipr.route("replace", dst=f"{address}/32", oif=index, scope="link", proto=ROUTE_PROTOCOL)
+    expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
+    workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
+    for route in ipr.get_routes(family=2):
+        if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == 32:
+            if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
+                ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/32", oif=route.get_attr("RTA_OIF"))
+    return missing

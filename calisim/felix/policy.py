@@ -1,0 +1,308 @@
+"""Felix's policy part: which workload may talk to which, and nat-outgoing (calico-v1.md section 6).
+
+Desired state first (as Calico's Python Felix): from etcd's endpoints (of every host: tags and
+selectors match addresses anywhere), profiles, policies and pools, ``render`` computes this
+host's whole nftables table ``ip calico``; ``apply`` replaces it with one `nft -f` transaction.
+
+Why nftables rather than iptables-restore + ipset: the table, its sets (tag memberships, pools)
+and its chains change in one kernel transaction, so no packet ever meets rules that refer to a
+set that is still half filled, and a rejected ruleset changes nothing (the host keeps its last
+good rules).
+
+Chains, as Felix's: forward traffic from a workload interface goes through that endpoint's
+`from_` chain (egress rules), traffic to one through its `to_` chain (ingress rules).  An endpoint
+chain first runs the selector policies that apply to it, lowest order first (the tier: allow
+marks the packet and returns, deny drops, log logs, next-tier leaves the tier; a tier where no
+policy decided drops), then its profiles' rule chains in order (next-tier there goes on to the
+next profile); nothing allowed means drop.  Tags and selectors in rules become address sets.  Replies of allowed
+connections pass (conntrack).  Workload to its own host: dropped except DHCP and DNS.  The host
+itself may reach its workloads.  nat-outgoing: masquerade traffic from a nat-outgoing pool to
+destinations outside every pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..datastore import keys, resources, selector
+from ..datastore.resources import POLICIES, PORT_PROTOCOLS, PROFILES
+from .endpoints import WORKLOAD_INTERFACE_PREFIX as WORKLOAD_PREFIX
+
+TABLE = "calico"
+ALLOW_MARK = 0x1000000  # set by an allow, checked after each policy and profile (Felix used marks the same way)
+NEXT_TIER_MARK = 0x2000000  # set by a policy's next-tier: leave the tier for the profiles
+PROTOCOLS = {"tcp", "udp", "icmp", "sctp", "udplite"}  # in an IPv4 table (icmpv6 rules are skipped)
+
+
+class PolicyError(ValueError):
+    """A rule the renderer cannot express; the host keeps its last good rules."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    interface: str
+    addresses: tuple[str, ...]
+    profiles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tags: tuple[str, ...] = ()
+    inbound: tuple[dict, ...] = ()
+    outbound: tuple[dict, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    selector: str
+    order: float | None = None
+    inbound: tuple[dict, ...] = ()
+    outbound: tuple[dict, ...] = ()
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.order is None, self.order or 0, self.name)  # no order sorts last, as Calico
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything policy is computed from."""
+    endpoints: tuple[Endpoint, ...]
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    nat_pools: tuple[str, ...] = ()
+    all_pools: tuple[str, ...] = ()
+    policies: tuple[Policy, ...] = ()
+
+    def labels(self, endpoint: Endpoint) -> dict[str, str]:
+        """An endpoint's labels: inherited from its profiles, later profiles winning."""
+        labels: dict[str, str] = {}
+        for name in endpoint.profiles:
+            labels.update(self.profiles.get(name, Profile(name)).labels)
+        return labels
+
+    def selected(self, text: str) -> list[Endpoint]:
+        tree = selector.parse(text)
+        return [e for e in self.endpoints if tree.matches(self.labels(e))]
+
+    def policies_for(self, endpoint: Endpoint) -> list[Policy]:
+        labels = self.labels(endpoint)
+        return sorted((p for p in self.policies if selector.parse(p.selector).matches(labels)), key=lambda p: p.sort_key)
+
+
+def datastore_prefixes() -> list[str]:
+    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4]
+
+
+def load(entries: dict[str, Any]) -> Model:
+    """The model from etcd's keys (see ``datastore_prefixes``)."""
+    endpoints = []
+    for key, value in sorted(entries.items()):
+        if key.startswith(keys.HOSTS) and "/workload/" in key and "/endpoint/" in key and value:
+            if value.get("state", "active") == "active":
+                endpoints.append(Endpoint(keys.host_of(key), value["name"],
+                                          tuple(str(ipaddress.ip_interface(n).ip) for n in value.get("ipv4_nets", [])),
+                                          tuple(value.get("profile_ids", []))))
+    pools = [v for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    return Model(tuple(endpoints),
+                 {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
+                  for p in resources.Profile.from_entries(entries)},
+                 tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
+                 tuple(Policy(p.policy_name, p.selector, p.order, p.ingress, p.egress)
+                       for p in resources.Policy.from_entries(entries)))
+
+
+def tag_members(model: Model) -> dict[str, set[str]]:
+    """Tag -> the addresses of every endpoint (any host) that has a profile carrying the tag."""
+    members: dict[str, set[str]] = {}
+    for endpoint in model.endpoints:
+        for profile_name in endpoint.profiles:
+            for tag in model.profiles.get(profile_name, Profile(profile_name)).tags:
+                members.setdefault(tag, set()).update(endpoint.addresses)
+    return members
+
+
+def set_name(kind: str, name: str) -> str:
+    """nft names are short and plain: a readable stem plus a hash of the real name."""
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    stem = "".join(c if c.isalnum() else "_" for c in name)[:16]
+    return f"{kind}_{stem}_{digest}"
+
+
+def all_rules(model: Model) -> list[dict]:
+    return [rule for owner in (*model.profiles.values(), *model.policies) for rule in owner.inbound + owner.outbound]
+
+
+def render(model: Model, host: str) -> str:
+    """This host's whole `ip calico` table, as nft input."""
+    local = [e for e in model.endpoints if e.host == host]
+    tags = tag_members(model)
+    rules = all_rules(model)
+    lines = [f"table ip {TABLE} {{"]
+    for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):
+        lines += address_set(set_name("tag", tag), sorted(tags.get(tag, ())), interval=False)
+    for text in sorted({text for rule in rules for text in rule_values(rule, "selector")}):
+        members = sorted({address for endpoint in model.selected(text) for address in endpoint.addresses})
+        lines += address_set(set_name("sel", text), members, interval=False)
+    lines += address_set("all_pools", list(model.all_pools), interval=True)
+    lines += address_set("nat_pools", list(model.nat_pools), interval=True)
+    lines += base_chains(local)
+    for endpoint in local:
+        for direction in ("to", "from"):
+            lines += endpoint_chains(endpoint, direction, model.policies_for(endpoint))
+    applying = {p.name: p for e in local for p in model.policies_for(e)}
+    for policy in sorted(applying.values(), key=lambda p: p.sort_key):
+        lines += chain(policy_chain(policy.name, "to"), [render_rule(r, in_tier=True) for r in policy.inbound])
+        lines += chain(policy_chain(policy.name, "from"), [render_rule(r, in_tier=True) for r in policy.outbound])
+    for name in sorted({name for endpoint in local for name in endpoint.profiles}):
+        profile = model.profiles.get(name, Profile(name))
+        lines += chain(profile_chain(name, "to"), [render_rule(r) for r in profile.inbound])
+        lines += chain(profile_chain(name, "from"), [render_rule(r) for r in profile.outbound])
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def address_set(name: str, elements: list[str], interval: bool) -> list[str]:
+    lines = [f"  set {name} {{", "    type ipv4_addr"]
+    if interval:
+        lines.append("    flags interval")
+    if elements:
+        lines.append(f"    elements = {{ {', '.join(elements)} }}")
+    return lines + ["  }"]
+
+
+def chain(name: str, rules: list[str | None], hook: str | None = None) -> list[str]:
+    body = [f"    {rule}" for rule in rules if rule is not None]
+    return [f"  chain {name} {{"] + ([f"    {hook}"] if hook else []) + body + ["  }"]
+
+
+def endpoint_chain_name(endpoint: Endpoint, direction: str) -> str:
+    return f"{direction}_{endpoint.interface}"
+
+
+def profile_chain(name: str, direction: str) -> str:
+    return set_name(f"p{direction}", name)
+
+
+def base_chains(local: list[Endpoint]) -> list[str]:
+    forward = ["ct state established,related accept", "ct state invalid drop"]
+    known = ", ".join(f'"{e.interface}"' for e in local)
+    for direction, match in (("from", "iifname"), ("to", "oifname")):
+        if local:  # each endpoint's chain returns what its rules allow, and drops the rest
+            verdicts = ", ".join(f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local)
+            forward += [f"{match} vmap {{ {verdicts} }}", f'{match} "{WORKLOAD_PREFIX}*" {match} != {{ {known} }} drop']
+        else:
+            forward.append(f'{match} "{WORKLOAD_PREFIX}*" drop')  # no endpoint known here (yet)
+    workload_to_host = [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
+                        "udp dport 67 accept", "meta l4proto { tcp, udp } th dport 53 accept", "drop"]
+    nat = ["ip saddr @nat_pools ip daddr != @all_pools masquerade"]
+    return (chain("forward", forward, "type filter hook forward priority filter; policy accept;")
+            + chain("input", workload_to_host, "type filter hook input priority filter; policy accept;")
+            + chain("postrouting", nat, "type nat hook postrouting priority srcnat; policy accept;"))
+
+
+def policy_chain(name: str, direction: str) -> str:
+    return set_name(f"pol{direction}", name)
+
+
+def endpoint_chains(endpoint: Endpoint, direction: str, policies: list[Policy]) -> list[str]:
+    """The endpoint's chain (tier, then profiles, then drop) and, with policies, its tier chain."""
+    clear = f"meta mark set meta mark & {~(ALLOW_MARK | NEXT_TIER_MARK) & 0xFFFFFFFF:#x}"
+    allowed = f"meta mark & {ALLOW_MARK:#x} != 0 return"
+    rules, extra = [clear], []
+    if policies:
+        tier = f"tier_{endpoint_chain_name(endpoint, direction)}"
+        tier_rules = []
+        for policy in policies:
+            tier_rules += [f"jump {policy_chain(policy.name, direction)}",
+                           f"meta mark & {ALLOW_MARK | NEXT_TIER_MARK:#x} != 0 return"]
+        extra = chain(tier, tier_rules + ["drop"])  # no policy of the tier decided
+        rules += [f"jump {tier}", allowed]
+    for name in endpoint.profiles:
+        rules += [f"jump {profile_chain(name, direction)}", allowed]
+    return chain(endpoint_chain_name(endpoint, direction), rules + ["drop"]) + extra
+
+
+def rule_values(rule: dict, kind: str) -> list[str]:
+    """The tags (kind "tag") or selectors ("selector") a rule matches on."""
+    return [rule[f"{bang}{side}_{kind}"] for bang in ("", "!") for side in ("src", "dst") if rule.get(f"{bang}{side}_{kind}")]
+
+
+VERDICTS = {"allow": f"meta mark set meta mark | {ALLOW_MARK:#x} return", "deny": "drop",
+            "next-tier": "return", "log": 'log prefix "calico-packet: "'}
+TIER_VERDICTS = {**VERDICTS, "next-tier": f"meta mark set meta mark | {NEXT_TIER_MARK:#x} return"}
+
+
+def render_rule(rule: dict, in_tier: bool = False) -> str | None:
+    """One Calico rule (datastore form: src_tag, !dst_net, ...) as one nft rule; None for a rule
+    that can only match IPv6."""
+    action = rule.get("action", "allow")
+    if action not in VERDICTS:
+        raise PolicyError(f"unknown action {action!r}")
+    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58):
+        return None
+    matches = protocol_matches(rule)
+    for side, field_name in (("src", "saddr"), ("dst", "daddr")):
+        for negated in (False, True):
+            bang, op = ("!", "!= ") if negated else ("", "")
+            if rule.get(f"{bang}{side}_net"):
+                matches.append(f"ip {field_name} {op}{ipaddress.ip_network(rule[f'{bang}{side}_net'])}")
+            if rule.get(f"{bang}{side}_tag"):
+                matches.append(f"ip {field_name} {op}@{set_name('tag', rule[f'{bang}{side}_tag'])}")
+            if rule.get(f"{bang}{side}_selector"):
+                matches.append(f"ip {field_name} {op}@{set_name('sel', rule[f'{bang}{side}_selector'])}")
+            if rule.get(f"{bang}{side}_ports"):
+                port_field = "sport" if side == "src" else "dport"
+                matches.append(f"th {port_field} {op}{{ {', '.join(port_ranges(rule[f'{bang}{side}_ports']))} }}")
+    return " ".join(matches + [(TIER_VERDICTS if in_tier else VERDICTS)[action]])
+
+
+def protocol_matches(rule: dict) -> list[str]:
+    matches = []
+    for key, op in (("protocol", ""), ("!protocol", "!= ")):
+        if rule.get(key) is not None:
+            matches.append(f"meta l4proto {op}{protocol_name(rule[key])}")
+    uses_ports = any(rule.get(f"{bang}{side}_ports") for bang in ("", "!") for side in ("src", "dst"))
+    if uses_ports and str(rule.get("protocol")) not in PORT_PROTOCOLS:
+        raise PolicyError("ports need protocol tcp, udp, sctp or udplite")
+    for key, op in (("icmp_type", ""), ("!icmp_type", "!= ")):
+        if rule.get(key) is not None:
+            matches.append(f"icmp type {op}{int(rule[key])}")
+    for key, op in (("icmp_code", ""), ("!icmp_code", "!= ")):
+        if rule.get(key) is not None:
+            matches.append(f"icmp code {op}{int(rule[key])}")
+    return matches
+
+
+def protocol_name(protocol: str | int) -> str:
+    if isinstance(protocol, int) or str(protocol).isdigit():
+        return str(int(protocol))
+    if protocol not in PROTOCOLS:
+        raise PolicyError(f"unknown protocol {protocol!r}")
+    return protocol
+
+
+def port_ranges(ports: list) -> list[str]:
+    return [str(p).replace(":", "-") for p in ports]
+
+
+def apply(text: str) -> None:
+    """Replace the table in one transaction (create-if-missing, delete, define, all in one `nft -f`)."""
+    transaction = f"table ip {TABLE}\ndelete table ip {TABLE}\n{text}"
+    done = subprocess.run(["nft", "-f", "-"], input=transaction, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PolicyError(f"nft refused the ruleset: {done.stderr.strip()[-800:]}")
+
+
+def summary(model: Model, host: str) -> str:
+    """One line for the log: what was programmed."""
+    local = [e for e in model.endpoints if e.host == host]
+    return json.dumps({"endpoints": len(local), "profiles": sorted({p for e in local for p in e.profiles})})

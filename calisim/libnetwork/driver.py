@@ -1,0 +1,137 @@
+"""Calico's remote network driver `calico` (libnetwork-plugin v1.0's answers and error strings,
+calico-v1.md section 2): networks become profiles, endpoints become workloadEndpoints in etcd
+and a veth pair whose host side Felix programs."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+from ..datastore import Datastore, Txn, keys
+from ..datastore.resources import Profile
+from .protocol import Handler, PluginError, require
+
+ORCHESTRATOR = WORKLOAD = "libnetwork"
+WORKLOAD_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY = "169.254.1.1"
+ANY = "0.0.0.0/0"
+DOCKER_NETWORKS = "/docker/network/v1.0/network/"  # where Docker's cluster-store keeps networks
+log = logging.getLogger("calico-libnetwork")
+
+
+def interface_names(endpoint_id: str) -> tuple[str, str]:
+    """(host side, container side) of an endpoint's veth: cali<id11>, temp<id11>."""
+    return f"cali{endpoint_id[:11]}", f"temp{endpoint_id[:11]}"
+
+
+def endpoint_key(host: str, endpoint_id: str) -> str:
+    return f"{keys.host(host)}workload/{ORCHESTRATOR}/{WORKLOAD}/endpoint/{endpoint_id}"
+
+
+def network_profile(name: str) -> Profile:
+    """The profile Calico creates for a Docker network: its members may talk to each other,
+    and go anywhere."""
+    return Profile(name, (name,), (), ({"action": "allow", "src_tag": name},), ({"action": "allow"},))
+
+
+class NetworkDriver:
+    """The `calico` remote network driver."""
+
+    implements = "NetworkDriver"
+
+    def __init__(self, ds: Datastore, host: str):
+        self.ds = ds
+        self.host = host
+
+    def handlers(self) -> dict[str, Handler]:
+        nothing = self._nothing
+        return {
+            "NetworkDriver.GetCapabilities": self._capabilities,
+            "NetworkDriver.CreateNetwork": self.create_network,
+            "NetworkDriver.DeleteNetwork": nothing,
+            "NetworkDriver.CreateEndpoint": self.create_endpoint,
+            "NetworkDriver.DeleteEndpoint": self.delete_endpoint,
+            "NetworkDriver.EndpointOperInfo": self._oper_info,
+            "NetworkDriver.Join": self.join,
+            "NetworkDriver.Leave": self.leave,
+            "NetworkDriver.DiscoverNew": nothing,
+            "NetworkDriver.DiscoverDelete": nothing,
+            "NetworkDriver.ProgramExternalConnectivity": nothing,
+            "NetworkDriver.RevokeExternalConnectivity": nothing,
+        }
+
+    async def _nothing(self, request: dict) -> dict:
+        return {}
+
+    async def _capabilities(self, request: dict) -> dict:
+        return {"Scope": "global"}
+
+    async def _oper_info(self, request: dict) -> dict:
+        return {"Value": {}}
+
+    async def create_network(self, request: dict) -> dict:
+        generic = (request.get("Options") or {}).get("com.docker.network.generic") or {}
+        if generic:
+            raise PluginError("Arbitrary options are not supported")
+        for data in request.get("IPv4Data") or []:
+            if data.get("Gateway") != ANY:
+                raise PluginError("Non-Calico IPAM driver is used")
+        return {}
+
+    async def network_name(self, network_id: str) -> str:
+        network = await self.ds.value(DOCKER_NETWORKS + network_id)
+        if not network or not network.get("name"):
+            raise PluginError(f"Network {network_id} is not known to Docker's cluster store")
+        return network["name"]
+
+    async def create_endpoint(self, request: dict) -> dict:
+        endpoint_id = require(request, "EndpointID")
+        address = (request.get("Interface") or {}).get("Address")
+        if not address:
+            raise PluginError("No address assigned for endpoint")
+        ip = ipaddress.ip_interface(address).ip
+        name = await self.network_name(require(request, "NetworkID"))
+        txn = Txn().put(endpoint_key(self.host, endpoint_id), {
+            "state": "active", "name": interface_names(endpoint_id)[0], "mac": WORKLOAD_MAC,
+            "profile_ids": [name], "ipv4_nets": [f"{ip}/32"], "ipv6_nets": []})
+        await self.ds.commit(txn)
+        profile = network_profile(name)
+        if await self.ds.get(profile.primary_key) is None:
+            create = Txn().require_absent(profile.primary_key)
+            for key, value in profile.writes().items():
+                create.put(key, value)
+            await self.ds.commit(create)  # if another host won the race, its profile is the same
+        return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}
+
+    async def delete_endpoint(self, request: dict) -> dict:
+        await self.ds.commit(Txn().delete(endpoint_key(self.host, require(request, "EndpointID"))))
+        return {}
+
+    async def join(self, request: dict) -> dict:
+        host_side, container_side = interface_names(require(request, "EndpointID"))
+        await asyncio.to_thread(create_veth, host_side, container_side)
+        return {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
+                "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
+
+    async def leave(self, request: dict) -> dict:
+        await asyncio.to_thread(delete_link, interface_names(require(request, "EndpointID"))[0])
+        return {}
+
+
+def create_veth(host_side: str, container_side: str) -> None:
+    """The endpoint's veth pair in this namespace: host side up, container side with Calico's MAC."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=host_side, kind="veth", peer={"ifname": container_side, "address": WORKLOAD_MAC})
+        ipr.link("set", index=ipr.link_lookup(ifname=host_side)[0], state="up")
+
+
+def delete_link(name: str) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        indexes = ipr.link_lookup(ifname=name)
+        if indexes:
+            ipr.link("del", index=indexes[0])

@@ -1,0 +1,136 @@
+"""calico/node: the per-host process that `calicoctl node run` starts (`python -m calisim.node`).
+
+As in Calico's container it runs these jobs: *startup* (startup.py: forwarding, registration,
+the default pool), *confd* with *BIRD* (confd.py, bird.py), *Felix* (calisim.felix) and the
+*libnetwork plugins* (calisim.libnetwork).  One etcd watch feeds confd and Felix.  It talks to
+the world only through etcd, BIRD's socket and its files in /var/run/calico and
+/var/log/calico, so it can be started, stopped and tested on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import ipaddress
+import logging
+import os
+import signal
+import sys
+
+from ..datastore import Datastore, DatastoreError
+from ..felix import Felix, ipip
+from ..libnetwork import IpamDriver, NetworkDriver, PluginServer
+from .confd import Confd
+from .paths import NodePaths
+from .startup import NodeOptions, enable_forwarding, register_when_etcd_answers
+
+log = logging.getLogger("calico-node")
+
+
+async def watch(ds: Datastore, agents: list[Confd | Felix]) -> None:
+    """Hand every etcd event under /calico/ to the agents; after a lost watch, resync and watch again."""
+    backoff = 0.5
+    while True:
+        try:
+            async for event in ds.watch("/calico/"):
+                backoff = 0.5
+                for agent in agents:
+                    agent.notice(event.key)
+        except DatastoreError as error:
+            log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10)
+            for agent in agents:
+                agent.resync()
+
+
+async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
+    """Start up, tell the caller (report), then supervise until SIGTERM."""
+    ds = Datastore.from_env()
+    backend = ipip.choose_backend(options.ipip_backend)
+    felix = Felix(ds, options.name, paths, backend)
+    confd = Confd(ds, options.name, paths, before_render=felix.program_tunnel)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    plugins: list[PluginServer] = []
+    try:
+        enable_forwarding()
+        report("Enabling IPv4 forwarding")
+        for line in await register_when_etcd_answers(ds, options, report):
+            report(line)
+        report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend != "kernel"
+                                             and options.ipip_backend == "auto" else ""))
+        tunnel = await felix.program_tunnel()
+        if tunnel is not None:
+            report(f"Assigned IPIP tunnel address {tunnel}")
+        if options.backend == "bird":
+            watcher = asyncio.create_task(watch(ds, [confd, felix]))
+            await confd.render_config()
+            await confd.start_bird()
+            tasks = [watcher, asyncio.create_task(confd.reconcile()),
+                     asyncio.create_task(confd.keep_bird_running()), *felix.tasks()]
+        else:
+            tasks = []
+        if options.libnetwork:
+            plugins = [PluginServer(paths.plugin_dir / "calico.sock", NetworkDriver(ds, options.name), loop),
+                       PluginServer(paths.plugin_dir / "calico-ipam.sock", IpamDriver(ds, options.name), loop)]
+            for plugin in plugins:
+                plugin.start()
+            report(f"CALICO_LIBNETWORK_ENABLED is true - serving the calico and calico-ipam plugins in {paths.plugin_dir}")
+        paths.pid_file.write_text(f"{os.getpid()}\n")
+        report("Calico node started successfully", final=True)
+        await stop.wait()
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for plugin in plugins:
+            plugin.stop()
+        felix.stop()
+        await confd.stop_bird()
+        paths.pid_file.unlink(missing_ok=True)
+        await ds.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="calico-node", description="calisim's calico/node (started by calicoctl node run)")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--ip", type=ipaddress.IPv4Interface)
+    parser.add_argument("--as", dest="as_number", type=int)
+    parser.add_argument("--no-default-ippools", action="store_true")
+    parser.add_argument("--backend", choices=("bird", "none"), default="bird")
+    parser.add_argument("--status-fd", type=int, help="write startup lines here, then close it")
+    args = parser.parse_args(argv)
+    paths = NodePaths()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    # `kill -USR1 <calico-node>` appends every thread's stack to threads.log: how a stuck agent is read.
+    faulthandler.register(signal.SIGUSR1, file=open(paths.thread_dump, "a"), all_threads=True)
+    status = os.fdopen(args.status_fd, "w", buffering=1) if args.status_fd is not None else sys.stdout
+
+    def report(line: str, final: bool = False) -> None:
+        log.info("%s", line)
+        status.write(f"{'READY' if final else 'SAY'} {line}\n")
+        if final and status is not sys.stdout:
+            status.close()
+
+    libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
+    ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
+    if ipip_backend not in ("auto", *ipip.BACKENDS):
+        sys.exit(f"CALICO_IPIP_BACKEND must be auto, {', '.join(ipip.BACKENDS)}, not {ipip_backend!r}")
+    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend,
+                          libnetwork, ipip_backend)
+    try:
+        asyncio.run(run_node(options, paths, report))
+    except Exception as error:  # whatever stops startup must reach calicoctl, not just the log
+        log.exception("calico-node failed")
+        if not status.closed:
+            status.write(f"ERROR {error}\n")
+        sys.exit(1)
+
+

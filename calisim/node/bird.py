@@ -1,0 +1,248 @@
+"""BIRD, the BGP speaker: the config model computed from etcd, its Jinja2 rendering, the
+``bird -p`` check, and a client for BIRD's control socket.
+
+Modelled on IPMininet's daemons: a config model + a template + a start line + a dry-run check.
+The model is a pure function of the datastore's keys, so it is unit-tested without BIRD.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..datastore import keys
+
+IPIP_INTERFACE = "tunl0"
+FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
+PEER_TYPES = {"Mesh_": "node-to-node mesh", "Global_": "global", "Node_": "node specific"}
+
+
+class BirdError(RuntimeError):
+    """BIRD rejected a config or its control socket did not answer."""
+
+
+@dataclass(frozen=True)
+class Timers:
+    """BGP timers.  Calico keeps BIRD's defaults (a refused first connect is retried after 120 s);
+    an emulated cluster starts every node at once, so calisim retries within seconds."""
+
+    connect_delay: int = 1
+    connect_retry: int = 3
+    error_wait_min: int = 1
+    error_wait_max: int = 10
+
+
+@dataclass(frozen=True)
+class Peer:
+    protocol: str  # Mesh_192_168_3_228, Global_..., Node_...
+    ip: str
+    as_number: int
+
+
+@dataclass(frozen=True)
+class Pool:
+    cidr: str
+    ipip: bool
+    vxlan: bool = False
+
+
+@dataclass(frozen=True)
+class BirdConfig:
+    node_name: str
+    router_id: str
+    local_as: int
+    mesh: bool
+    mesh_peers: tuple[Peer, ...]
+    global_peers: tuple[Peer, ...]
+    node_peers: tuple[Peer, ...]
+    pools: tuple[Pool, ...]
+    blocks: tuple[str, ...]
+    timers: Timers = field(default_factory=Timers)
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        return self.mesh_peers + self.global_peers + self.node_peers
+
+
+def datastore_prefixes(node_name: str) -> list[str]:
+    """The etcd prefixes a node's BIRD config is computed from."""
+    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.POOLS_V4, keys.host_affinity_blocks(node_name)]
+
+
+def protocol_name(prefix: str, ip: str) -> str:
+    return prefix + ip.replace(".", "_")
+
+
+def bird_config(entries: dict[str, Any], node_name: str, timers: Timers = Timers()) -> BirdConfig:
+    """Compute a node's BIRD config from the datastore's keys (see ``datastore_prefixes``)."""
+    my_ip = entries.get(keys.bgp_host_ip_v4(node_name))
+    if not my_ip:
+        raise BirdError(f"node {node_name!r} has no IPv4 address in the datastore ({keys.bgp_host_ip_v4(node_name)})")
+    global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
+    mesh = bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+
+    def as_of(host: str) -> int:
+        return int(entries.get(keys.bgp_host_as(host)) or global_as)
+
+    mesh_peers = []
+    if mesh:
+        hosts = sorted({keys.host_of(key, keys.BGP_HOSTS) for key in entries
+                        if key.startswith(keys.BGP_HOSTS) and key.endswith("/ip_addr_v4")})
+        for host in hosts:
+            ip = entries[keys.bgp_host_ip_v4(host)]
+            if ip and ip != my_ip:
+                mesh_peers.append(Peer(protocol_name("Mesh_", ip), ip, as_of(host)))
+    global_peers = [Peer(protocol_name("Global_", v["ip"]), v["ip"], int(v["as_num"]))
+                    for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4) and v["ip"] != my_ip]
+    node_prefix = keys.bgp_host_peers_v4(node_name)
+    node_peers = [Peer(protocol_name("Node_", v["ip"]), v["ip"], int(v["as_num"]))
+                  for k, v in sorted(entries.items()) if k.startswith(node_prefix)]
+    pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")))
+             for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    block_prefix = keys.host_affinity_blocks(node_name)
+    blocks = sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(block_prefix)),
+                    key=lambda cidr: ipaddress.ip_network(cidr))
+    return BirdConfig(node_name, my_ip, as_of(node_name), mesh, tuple(mesh_peers), tuple(global_peers),
+                      tuple(node_peers), tuple(pools), tuple(blocks), timers)
+
+
+_templates = jinja2.Environment(loader=jinja2.PackageLoader("bird_configs", ""),
+                                undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render(config: BirdConfig) -> str:
+    return _templates.get_template("bird.cfg.j2").render(
+        node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,
+        pools=config.pools, blocks=config.blocks, timers=config.timers, ipip_interface=IPIP_INTERFACE,
+        felix_route_protocol=FELIX_ROUTE_PROTOCOL,
+        peer_groups=[("Node-to-node mesh" if config.mesh else "Node-to-node mesh (disabled)", config.mesh_peers),
+                     ("Global peers", config.global_peers), ("Node-specific peers", config.node_peers)])
+
+
+def check(path: Path) -> None:
+    """``bird -p``: parse the config without running it; raise BirdError with BIRD's message."""
+    result = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BirdError(f"bird -p rejected {path}: {(result.stderr or result.stdout).strip()}")
+
+
+def write_checked(config_text: str, path: Path) -> bool:
+    """Write the config atomically after `bird -p` accepts it; False if it is unchanged."""
+    if path.exists() and path.read_text() == config_text:
+        return False
+    candidate = path.with_suffix(".new")
+    candidate.write_text(config_text)
+    try:
+        check(candidate)
+    except BirdError:
+        candidate.unlink()
+        raise
+    os.replace(candidate, path)
+    return True
+
+
+def command_line(config: Path, control_socket: Path, pid_file: Path) -> list[str]:
+    return ["bird", "-f", "-c", str(config), "-s", str(control_socket), "-P", str(pid_file)]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    proto: str
+    table: str
+    state: str
+    since: str
+    info: str
+
+
+class BirdControl:
+    """A client of BIRD's control socket (what birdc speaks): numbered reply lines, 0000 ends."""
+
+    def __init__(self, path: Path, timeout: float = 5.0):
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def command(self, text: str) -> list[tuple[str, str]]:
+        """Send one command; return its reply as (code, text) lines (continuations keep the code)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(self.timeout)
+                conn.connect(str(self.path))
+                reader = conn.makefile("r", encoding="utf-8", errors="replace")
+                self._read_reply(reader)  # the 0001 greeting
+                conn.sendall(text.encode() + b"\n")
+                return self._read_reply(reader)
+        except OSError as error:
+            raise BirdError(f"BIRD control socket {self.path}: {error}") from error
+
+    @staticmethod
+    def _read_reply(reader) -> list[tuple[str, str]]:
+        lines: list[tuple[str, str]] = []
+        code = ""
+        while True:
+            line = reader.readline()
+            if not line:
+                raise BirdError("BIRD closed its control socket mid-reply")
+            line = line.rstrip("\n")
+            if line.startswith(" "):
+                lines.append((code, line[1:]))
+                continue
+            code, separator, rest = line[:4], line[4:5], line[5:]
+            if code == "0000":
+                return lines
+            lines.append((code, rest))
+            if separator == " ":
+                if code[0] in "89":
+                    raise BirdError(f"BIRD: {rest}")
+                return lines
+
+    def protocols(self) -> list[Protocol]:
+        rows = []
+        for code, text in self.command("show protocols"):
+            if code != "1002":
+                continue
+            columns = text.split(None, 5)
+            columns += [""] * (6 - len(columns))
+            rows.append(Protocol(*columns[:5], columns[5].strip()))
+        return rows
+
+    def configure(self) -> str:
+        """Reload the config file BIRD was started with; sessions whose config is unchanged stay up."""
+        reply = self.command("configure")
+        return " ".join(text for _, text in reply)
+
+    def status(self) -> dict[str, str]:
+        lines = [text for code, text in self.command("show status")]
+        status = {}
+        for line in lines:
+            for label in ("Last reconfiguration on ", "Last reboot on ", "Router ID is "):
+                if line.startswith(label):
+                    status[label.strip().rsplit(" ", 1)[0]] = line[len(label):]
+        return status
+
+
+@dataclass(frozen=True)
+class BgpPeerStatus:
+    peer_ip: str
+    peer_type: str
+    state: str
+    since: str
+    info: str
+
+
+def bgp_peer_statuses(protocols: list[Protocol]) -> list[BgpPeerStatus]:
+    """The rows of `calicoctl node status`: Calico-named BGP protocols, typed by name prefix."""
+    peers = []
+    for proto in protocols:
+        for prefix, peer_type in PEER_TYPES.items():
+            if proto.proto == "BGP" and proto.name.startswith(prefix):
+                ip = proto.name[len(prefix):].replace("_", ".")
+                peers.append(BgpPeerStatus(ip, peer_type, proto.state, proto.since, proto.info))
+    return peers

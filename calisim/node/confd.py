@@ -1,0 +1,105 @@
+"""confd's job in calico/node: keep BIRD's config equal to what etcd says.
+
+Watches nothing itself: the node agent hands it every changed key (``notice``).  After each burst
+of changes, and every RESYNC seconds, it renders the config from etcd (bird.py's model and
+template), writes it only if ``bird -p`` accepts it, and reloads BIRD through its control socket.
+It also runs BIRD as a child and restarts it when it dies, as runit does in Calico's container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from ..datastore import Datastore, DatastoreError, next_pass
+from ..ipam import ConflictError, IPAMError
+from . import bird
+from .paths import NodePaths
+from .startup import StartupError
+
+log = logging.getLogger("calico-node")
+
+
+class Confd:
+    """Runs BIRD as a child and keeps its config equal to what etcd says."""
+
+    def __init__(self, ds: Datastore, name: str, paths: NodePaths,
+                 before_render: Callable[[], Awaitable[object]] | None = None):
+        self.ds = ds
+        self.name = name
+        self.paths = paths
+        self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
+        self.control = bird.BirdControl(paths.bird_socket)
+        self.changed = asyncio.Event()
+        self.bird: asyncio.subprocess.Process | None = None
+        self.prefixes = tuple(bird.datastore_prefixes(name))
+
+    def notice(self, key: str) -> None:
+        if key.startswith(self.prefixes):
+            self.changed.set()
+
+    def resync(self) -> None:
+        self.changed.set()
+
+    async def render_config(self) -> bool:
+        """Render from etcd and write the file if `bird -p` accepts it; True if it changed."""
+        entries = {}
+        for prefix in self.prefixes:
+            entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
+        return bird.write_checked(bird.render(bird.bird_config(entries, self.name)), self.paths.bird_config)
+
+    async def start_bird(self) -> None:
+        self.paths.bird_socket.unlink(missing_ok=True)
+        with open(self.paths.bird_log, "ab") as logfile:
+            self.bird = await asyncio.create_subprocess_exec(
+                *bird.command_line(self.paths.bird_config, self.paths.bird_socket, self.paths.bird_pid_file),
+                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile)
+        await self.wait_for_bird_socket()
+        log.info("BIRD started (pid %d)", self.bird.pid)
+
+    async def wait_for_bird_socket(self, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.bird is not None and self.bird.returncode is not None:
+                raise StartupError(f"BIRD exited with code {self.bird.returncode}; see {self.paths.bird_log}")
+            try:
+                self.control.command("show status")
+                return
+            except bird.BirdError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StartupError(f"BIRD did not open {self.paths.bird_socket} within {timeout:.0f}s")
+                await asyncio.sleep(0.05)
+
+    async def reconcile(self) -> None:
+        """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
+        a failed pass keeps BIRD on its last good config and is tried again."""
+        while True:
+            await next_pass(self.changed)
+            try:
+                if self.before_render is not None:
+                    await self.before_render()  # pools may have come, gone or changed IPIP
+                if await self.render_config():
+                    log.info("BIRD config changed; reloading: %s", self.control.configure())
+            except (bird.BirdError, DatastoreError, IPAMError, ConflictError, OSError) as error:
+                log.error("kept the last good BIRD config: %s", error)
+            except Exception:  # e.g. netlink refusing tunl0's address: log it, try again next pass
+                log.exception("kept the last good BIRD config")
+
+    async def keep_bird_running(self) -> None:
+        while True:
+            assert self.bird is not None
+            code = await self.bird.wait()
+            log.error("BIRD exited with code %s; restarting it", code)
+            await asyncio.sleep(1)
+            await self.start_bird()
+
+    async def stop_bird(self) -> None:
+        if self.bird is not None and self.bird.returncode is None:
+            self.bird.terminate()
+            try:
+                await asyncio.wait_for(self.bird.wait(), 5)
+            except asyncio.TimeoutError:
+                self.bird.kill()
+                await self.bird.wait()
+        self.paths.bird_pid_file.unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""calico/node's startup: enable forwarding, pick the node's address, register the node in etcd,
+create the default pool when there is none (calico-v1.md section 5).  Talks only to etcd and the
+host's netlink."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..datastore import Datastore, DatastoreError, Txn, keys
+from ..datastore.resources import IPPool, Node
+
+DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
+ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
+SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad address, name clash, etcd unreachable)."""
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    name: str
+    ip: ipaddress.IPv4Interface | None = None  # None: autodetect
+    as_number: int | None = None
+    default_pools: bool = True
+    backend: str = "bird"
+    libnetwork: bool = True  # serve the `calico` and `calico-ipam` Docker plugins (CALICO_LIBNETWORK_ENABLED)
+    ipip_backend: str = "auto"  # kernel, ebpf, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
+
+
+def autodetect_ipv4() -> ipaddress.IPv4Interface:
+    """The first global IPv4 address on an interface that is not Calico's own (Calico's 'first-found')."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for address in ipr.get_addr(family=2):
+            name = names.get(address["index"], "")
+            if address["scope"] == 0 and not name.startswith(SKIPPED_INTERFACES):
+                return ipaddress.ip_interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+    raise StartupError("Couldn't autodetect a management IPv4 address; please provide one with --ip")
+
+
+def enable_forwarding() -> None:
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+
+async def register(ds: Datastore, options: NodeOptions) -> list[str]:
+    """Calico's startup: global defaults, the node's keys, the default pool.  Returns what it says."""
+    said = []
+    for key, value in ((keys.READY, True), (keys.GLOBAL_AS, str(keys.DEFAULT_AS)),
+                       (keys.NODE_MESH, {"enabled": True}),
+                       (keys.IPAM_CONFIG, {"strict_affinity": False, "auto_allocate_blocks": True})):
+        await ds.create(key, value)  # a no-op where another node set it first
+    if options.ip is None:
+        ip = await asyncio.to_thread(autodetect_ipv4)  # pyroute2's blocking IPRoute runs its own loop
+        said.append(f"Autodetected IPv4 address {ip.ip} on the host's interfaces")
+    else:
+        ip = options.ip
+        said.append(f"Using IPv4 address {ip}")
+    nodes = await Node.load_all(ds)
+    for node in nodes:
+        if node.node_name != options.name and node.ipv4 is not None and node.ipv4.ip == ip.ip:
+            raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
+                               "Please check your node name and IP address settings.")
+    existing = next((n for n in nodes if n.node_name == options.name), None)
+    as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
+    node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
+    txn = Txn()
+    for key in node.owned_keys():
+        if key not in node.writes():
+            txn.delete(key)
+    for key, value in node.writes().items():
+        txn.put(key, value)
+    await ds.commit(txn)
+    said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
+    said.append(f"Calico node name:  {options.name}")
+    if options.default_pools and not await IPPool.load_all(ds):
+        if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
+            said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
+    return said
+
+
+async def register_when_etcd_answers(ds: Datastore, options: NodeOptions, report) -> list[str]:
+    """Register, retrying while etcd is unreachable or overloaded, up to ETCD_WAIT seconds."""
+    deadline = asyncio.get_running_loop().time() + ETCD_WAIT
+    delay = 0.5
+    while True:
+        try:
+            return await register(ds, options)
+        except DatastoreError as error:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise StartupError(f"etcd did not answer within {ETCD_WAIT:.0f}s: {error}") from error
+            report(f"Waiting for etcd connection... ({error})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
