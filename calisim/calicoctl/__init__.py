@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--scope", choices=("global", "node"))
         sub.add_argument("--node")
         if action == "get":
-            sub.add_argument("-o", "--output", default="ps", choices=("ps", "wide", "yaml", "json"))
+            sub.add_argument("-o", "--output", default="ps", help="ps, wide, yaml, json or custom-columns=COL,...")
         else:
             sub.add_argument("--skip-not-exists", action="store_true")
     config = commands.add_parser("config", help="get, set or unset asNumber, nodeToNodeMesh, logLevel, ipip")

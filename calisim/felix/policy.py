@@ -116,7 +116,7 @@ def load(entries: dict[str, Any]) -> Model:
                  {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
                   for p in resources.Profile.from_entries(entries)},
                  tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
-                 tuple(Policy(p.policy_name, p.selector, p.order, p.ingress, p.egress)
+                 tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
                        for p in resources.Policy.from_entries(entries)))
 
 
@@ -247,14 +247,15 @@ def render_rule(rule: dict, in_tier: bool = False) -> str | None:
     action = rule.get("action", "allow")
     if action not in VERDICTS:
         raise PolicyError(f"unknown action {action!r}")
-    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58):
+    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58) or not ipv4_can_match(rule):
         return None
     matches = protocol_matches(rule)
     for side, field_name in (("src", "saddr"), ("dst", "daddr")):
         for negated in (False, True):
             bang, op = ("!", "!= ") if negated else ("", "")
-            if rule.get(f"{bang}{side}_net"):
-                matches.append(f"ip {field_name} {op}{ipaddress.ip_network(rule[f'{bang}{side}_net'])}")
+            net = ipaddress.ip_network(rule[f"{bang}{side}_net"]) if rule.get(f"{bang}{side}_net") else None
+            if net is not None and net.version == 4:  # "not an IPv6 net" holds for every IPv4 packet
+                matches.append(f"ip {field_name} {op}{net}")
             if rule.get(f"{bang}{side}_tag"):
                 matches.append(f"ip {field_name} {op}@{set_name('tag', rule[f'{bang}{side}_tag'])}")
             if rule.get(f"{bang}{side}_selector"):
@@ -263,6 +264,15 @@ def render_rule(rule: dict, in_tier: bool = False) -> str | None:
                 port_field = "sport" if side == "src" else "dport"
                 matches.append(f"th {port_field} {op}{{ {', '.join(port_ranges(rule[f'{bang}{side}_ports']))} }}")
     return " ".join(matches + [(TIER_VERDICTS if in_tier else VERDICTS)[action]])
+
+
+def ipv4_can_match(rule: dict) -> bool:
+    """False for a rule no IPv4 packet can match: from or to an IPv6 net, or ICMP fields with a
+    protocol other than ICMP (Calico accepts both)."""
+    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version == 6 for side in ("src", "dst")):
+        return False
+    uses_icmp = any(rule.get(f"{bang}icmp_{part}") is not None for bang in ("", "!") for part in ("type", "code"))
+    return not uses_icmp or rule.get("protocol") in (None, "icmp", 1)
 
 
 def protocol_matches(rule: dict) -> list[str]:
