@@ -3,6 +3,7 @@ host endpoint on host2's uplink whose profile lets in only TCP 80 closes 8080 an
 the failsafes (BGP, etcd) open, leaves workloads alone, and goes away without a trace."""
 
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -138,3 +139,20 @@ def test_a_host_endpoint_lets_in_only_what_its_profile_allows_and_keeps_the_fail
         assert deleted.stdout == "Successfully deleted 1 'hostEndpoint' resource(s)\n", deleted.stdout
         wait_until(lambda: reachability() == everything, 30, interval=0.5, what="everything reachable again")
         assert "hook output" not in cluster.run("host2", "nft list table ip calico").stdout
+
+
+def test_a_host_endpoint_with_only_expected_ips_applies_to_the_interfaces_holding_them():
+    by_address = Endpoint("host2", "", ("192.168.3.228",), ("web-host",), on_host=True)
+    elsewhere = Endpoint("host1", "", ("192.168.3.229",), ("web-host",), on_host=True)
+    model = Model((by_address, elsewhere, WORKLOAD), MODEL.profiles, (), MODEL.all_pools, (), MODEL.host_addresses)
+    resolved = policy.with_interfaces(model, "host2", {"lo": {"127.0.0.1"}, "host2-eth0": {"192.168.3.228"}})
+    assert resolved.local("host2", on_host=True) == [replace(by_address, interface="host2-eth0")]
+    assert elsewhere in resolved.endpoints  # another host's endpoint is that host's business
+    assert "host_in_host2-eth0" in policy.render(resolved, "host2")
+    assert policy.with_interfaces(model, "host2", {"host2-eth0": {"192.168.3.99"}}).local("host2", on_host=True) == []
+
+
+@pytest.mark.emulation
+def test_this_hosts_interface_addresses_are_read_over_netlink():
+    found = policy.host_interface_addresses()  # the test session's private namespace: lo at least
+    assert "127.0.0.1" in found.get("lo", set())

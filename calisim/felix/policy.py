@@ -35,7 +35,7 @@ import hashlib
 import ipaddress
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..datastore import keys, resources, selector
@@ -147,6 +147,32 @@ def load(entries: dict[str, Any]) -> Model:
                  tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
                  tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
                        for p in resources.Policy.from_entries(entries)), hosts)
+
+
+def host_interface_addresses() -> dict[str, set[str]]:
+    """This host's interfaces and their IPv4 addresses (what a host endpoint's expectedIPs are
+    matched against when it names no interface)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        found: dict[str, set[str]] = {}
+        for address in ipr.get_addr(family=2):
+            found.setdefault(names.get(address["index"], ""), set()).add(address.get_attr("IFA_ADDRESS"))
+    return found
+
+
+def with_interfaces(model: Model, host: str, interfaces: dict[str, set[str]]) -> Model:
+    """As Felix 2.0: this host's endpoints without interfaceName apply to every interface that
+    holds one of their expected IPs (none: they apply nowhere yet)."""
+    endpoints = []
+    for endpoint in model.endpoints:
+        if endpoint.on_host and endpoint.host == host and not endpoint.interface:
+            endpoints += [replace(endpoint, interface=name) for name, addresses in sorted(interfaces.items())
+                          if name and addresses & set(endpoint.addresses)]
+        else:
+            endpoints.append(endpoint)
+    return replace(model, endpoints=tuple(endpoints))
 
 
 def tag_members(model: Model) -> dict[str, set[str]]:
