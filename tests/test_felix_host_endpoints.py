@@ -15,6 +15,7 @@ from calisim.felix import policy
 from calisim.felix.policy import Endpoint, Model, Policy, Profile
 
 from .conftest import replay
+from .test_felix_policy import address, probe
 
 WEB_HOST = Profile("web-host", (), ({"action": "allow", "protocol": "tcp", "dst_ports": [80]},), ({"action": "allow"},))
 UPLINK = Endpoint("host2", "host2-eth0", ("192.168.3.228",), ("web-host",), (("role", "web"),), on_host=True)
@@ -92,21 +93,16 @@ def pings(cluster, source: str, destination: str) -> bool:
 
 
 def workload_reaches(cluster, host: str, source: str, destination: str, protocol: str) -> bool:
-    return cluster.run(host, f"docker exec {source} python -m calisim.probes {protocol} {destination}"
-                       + (" --count 1" if protocol == "icmp" else "")).rc == 0
+    return probe(cluster, host, source, destination, protocol) == 0
 
 
-def workload_ip(cluster, host: str, name: str) -> str:
-    return cluster.run(host, f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' "
-                             f"{name}").stdout.strip()
-
-
+@pytest.mark.emulation
 def test_a_host_endpoint_lets_in_only_what_its_profile_allows_and_keeps_the_failsafes(untouched, runs):
     with Cluster(topologies.load("two_host")) as cluster:
         replay(cluster, CLUSTER)
         host2 = "192.168.3.228"
         uplink = cluster.run("host2", f"ip -o -4 addr show | awk '/{host2}\\//{{print $2}}'").stdout.strip()
-        a, e = workload_ip(cluster, "host1", "A"), workload_ip(cluster, "host2", "E")
+        a, e = address(cluster, "host1", "A"), address(cluster, "host2", "E")
 
         def reachability():
             return {"80": tcp_open(cluster, "host1", host2, 80), "8080": tcp_open(cluster, "host1", host2, 8080),
