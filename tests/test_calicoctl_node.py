@@ -1,7 +1,9 @@
 """calicoctl node diags and node checksystem inside emulated hosts, in calicoctl v1.0's words."""
 
 import re
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,14 +15,17 @@ pytestmark = pytest.mark.emulation
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    import os
-
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs"))
-    with Cluster(topologies.load("flat", 2)) as running:
-        running.start_nodes()
-        running.wait_for_mesh(timeout=90)
-        yield running
+def cluster():
+    """One two-host cluster for the module, its run directory in a fresh /tmp/cs-* (pytest's own
+    temporary directories are rotated away by other pytest sessions on the machine)."""
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        with Cluster(topologies.load("flat", 2)) as running:
+            running.start_nodes()
+            running.wait_for_mesh(timeout=90)
+            yield running
+    shutil.rmtree(base)
 
 
 def test_checksystem_passes_on_a_healthy_host(cluster):
