@@ -152,3 +152,20 @@ def test_a_host_endpoint_with_only_expected_ips_applies_to_the_interfaces_holdin
 def test_this_hosts_interface_addresses_are_read_over_netlink():
     found = policy.host_interface_addresses()  # the test session's private namespace: lo at least
     assert "127.0.0.1" in found.get("lo", set())
+
+
+def test_failsafe_ports_follow_felix_config_global_then_per_host():
+    config = {keys.FELIX_CONFIG + "FailsafeInboundHostPorts": "22,2222",
+              keys.host_config("host2", "FailsafeOutboundHostPorts"): "udp:53,tcp:2379"}
+    model = replace(MODEL, felix_config=config)
+    assert model.failsafes("host2", "in") == (("tcp", 22), ("tcp", 2222))
+    assert model.failsafes("host2", "out") == (("udp", 53), ("tcp", 2379))
+    assert model.failsafes("host1", "out") == policy.FAILSAFE_OUTBOUND
+    text = policy.render(model, "host2")
+    assert "tcp dport { 22, 2222 } accept" in text.split("chain failsafe_in {")[1].split("chain failsafe_out")[0]
+    assert replace(MODEL, felix_config={keys.FELIX_CONFIG + "FailsafeInboundHostPorts": "none"}).failsafes(
+        "host2", "in") == ()
+    with pytest.raises(policy.PolicyError, match="'ssh' is not a port"):
+        replace(MODEL, felix_config={keys.FELIX_CONFIG + "FailsafeInboundHostPorts": "ssh"}).failsafes("host2", "in")
+    loaded = policy.load({**config, keys.host_config("host2", "IpInIpTunnelAddr"): "10.10.0.1"})
+    assert loaded.felix_config == config

@@ -24,7 +24,8 @@ host receives on it (input hook) goes through `host_in_<if>` (failsafes, then th
 select the endpoint's labels and its profiles' ingress rules), traffic the host sends out of it
 (output hook) through `host_out_<if>` (egress rules); nothing allowed means drop, so an interface
 with a host endpoint is default-deny.  The failsafe ports stay open whatever the policy says, so
-a host cannot cut itself off from SSH, BGP and etcd.  As in Felix 2.0, forwarded traffic (to
+a host cannot cut itself off from SSH, BGP and etcd (Felix's FailsafeInboundHostPorts and
+FailsafeOutboundHostPorts config, global or per host, change them).  As in Felix 2.0, forwarded traffic (to
 and from workloads) is not host-endpoint policy's business, nor is IPIP or VXLAN between Calico
 hosts (the tunnelled workload traffic).
 """
@@ -58,6 +59,8 @@ class PolicyError(ValueError):
 FAILSAFE_INBOUND = (("tcp", 22), ("udp", 68), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 4001), ("tcp", 7001))
 FAILSAFE_OUTBOUND = (("udp", 53), ("udp", 67), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 4001), ("tcp", 7001))
 VXLAN_PORT = 4789
+FAILSAFE_PARAMS = {"in": ("FailsafeInboundHostPorts", FAILSAFE_INBOUND),
+                   "out": ("FailsafeOutboundHostPorts", FAILSAFE_OUTBOUND)}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,14 @@ class Model:
     all_pools: tuple[str, ...] = ()
     policies: tuple[Policy, ...] = ()
     host_addresses: tuple[str, ...] = ()  # every Calico host's own address (bird_ip)
+    felix_config: dict[str, Any] = field(default_factory=dict)  # /calico/v1/config/ and host/<h>/config/ keys
+
+    def failsafes(self, host: str, direction: str) -> tuple[tuple[str, int], ...]:
+        """The failsafe ports of a host ("in" or "out"): its own Felix config, else the global
+        one, else Felix's defaults."""
+        param, default = FAILSAFE_PARAMS[direction]
+        value = self.felix_config.get(keys.host_config(host, param), self.felix_config.get(keys.FELIX_CONFIG + param))
+        return default if value is None else parse_port_list(str(value), param)
 
     def labels(self, endpoint: Endpoint) -> dict[str, str]:
         """An endpoint's labels: inherited from its profiles, later profiles winning, then its own."""
@@ -123,7 +134,20 @@ class Model:
 
 
 def datastore_prefixes() -> list[str]:
-    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4]
+    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.FELIX_CONFIG]
+
+
+def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
+    """Felix's port-list: "22,2379" (TCP, Felix 2.0's form) or "tcp:22,udp:68"; "none" or "" for none."""
+    ports = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if item == "none":
+            continue
+        protocol, _, port = item.rpartition(":")
+        if protocol not in ("", "tcp", "udp") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PolicyError(f"{param}: {item!r} is not a port, tcp:port or udp:port")
+        ports.append((protocol or "tcp", int(port)))
+    return tuple(ports)
 
 
 def load(entries: dict[str, Any]) -> Model:
@@ -146,7 +170,8 @@ def load(entries: dict[str, Any]) -> Model:
                   for p in resources.Profile.from_entries(entries)},
                  tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
                  tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
-                       for p in resources.Policy.from_entries(entries)), hosts)
+                       for p in resources.Policy.from_entries(entries)), hosts,
+                 {k: v for k, v in entries.items() if k.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in k})
 
 
 def host_interface_addresses() -> dict[str, set[str]]:
@@ -212,7 +237,7 @@ def render(model: Model, host: str) -> str:
     lines += base_chains(local, local_hosts)
     if local_hosts:
         lines += address_set("calico_hosts", list(model.host_addresses), interval=False)
-        lines += host_endpoint_base_chains(local_hosts)
+        lines += host_endpoint_base_chains(local_hosts, model.failsafes(host, "in"), model.failsafes(host, "out"))
     for endpoint in local + local_hosts:
         for direction in ("to", "from"):
             lines += endpoint_chains(endpoint, direction, model.policies_for(endpoint))
@@ -254,13 +279,12 @@ def profile_chain(name: str, direction: str) -> str:
     return set_name(f"p{direction}", name)
 
 
-def host_endpoint_base_chains(local_hosts: list[Endpoint]) -> list[str]:
+def host_endpoint_base_chains(local_hosts: list[Endpoint], inbound: tuple, outbound: tuple) -> list[str]:
     """The output hook's dispatch to host endpoints and the failsafe chains (the input hook's
     dispatch is in ``base_chains``)."""
     return (chain("output", host_endpoint_dispatch(local_hosts, "from"),
                   "type filter hook output priority filter; policy accept;")
-            + chain("failsafe_in", failsafe_rules(FAILSAFE_INBOUND))
-            + chain("failsafe_out", failsafe_rules(FAILSAFE_OUTBOUND)))
+            + chain("failsafe_in", failsafe_rules(inbound)) + chain("failsafe_out", failsafe_rules(outbound)))
 
 
 def host_endpoint_dispatch(local_hosts: list[Endpoint], direction: str) -> list[str]:
