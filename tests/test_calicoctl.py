@@ -9,6 +9,7 @@ from calisim import calicoctl
 from calisim.datastore import keys
 
 from .conftest import dump
+from .crud_documents import INVALID, PAIRS, UPDATES, VALID
 
 pytestmark = pytest.mark.emulation
 
@@ -49,15 +50,15 @@ def test_seed_pool_create_get_and_duplicate(ctl):
     assert ctl("get", "ipPool", "-o", "wide") == (0, "CIDR           NAT    IPIP   \n10.10.0.0/16   true   true   \n")
     assert ctl("create", "-f", "-", stdin=SEED_POOL) == (
         1, "Failed to create 'ipPool' resource: resource already exists: IPPool(cidr=10.10.0.0/16)\n")
-    assert ctl("create", "--skip-exists", "-f", "-", stdin=SEED_POOL) == (
-        0, "Successfully created 0 'ipPool' resource(s)\n")
+    assert ctl("create", "--skip-exists", "-f", "-", stdin=SEED_POOL) == (  # skipped ones count, as calicoctl's
+        0, "Successfully created 1 'ipPool' resource(s)\n")
 
 
 BAD_INPUTS = {
     "malformed yaml": ("- apiVersion: v1\n  kind: [ipPool\n", "error parsing"),
     "pool too small": (SEED_POOL.replace("10.10.0.0/16", "10.10.0.0/27"), "IP pool is too small"),
     "unknown field": (SEED_POOL.replace("nat-outgoing", "natOutgoing"), "unknown field in ipPool spec: natOutgoing"),
-    "wrong kind": (SEED_POOL.replace("ipPool", "ipPoolz"), "resource type 'ipPoolz' is not supported"),
+    "wrong kind": (SEED_POOL.replace("ipPool", "ipPoolz"), "Unknown resource type (ipPoolz) and/or version (v1)"),
     "bad second item": (SEED_POOL + SEED_POOL.replace("10.10.0.0/16", "10.20.0.0/33"), "item 2: "),
     "overlaps a stored pool": (SEED_POOL.replace("10.10.0.0/16", "10.0.0.0/8"), "overlaps with IP pool 10.10.0.0/16"),
     "node AS out of range": ("kind: node\napiVersion: v1\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 4294967296}}\n",
@@ -187,3 +188,139 @@ def test_get_from_a_file_of_several_kinds_prints_a_table_per_kind(ctl):
     assert ctl("get", "-f", "-", stdin=SEED_POOL + peer) == (0, (
         "CIDR           \n10.10.0.0/16   \n\n"
         "SCOPE    PEERIP        NODE   ASN     \nglobal   192.168.3.1          64513   \n"))
+
+
+def stored(ctl, kind: str) -> list:
+    """What `get KIND -o yaml` and `-o json` both show (they must agree)."""
+    code, text = ctl("get", kind, "-o", "yaml")
+    assert code == 0, text
+    documents = yaml.safe_load(text)
+    assert json.loads(ctl("get", kind, "-o", "json")[1]) == documents
+    return documents
+
+
+def same(documents: list, expected: list) -> bool:
+    return (sorted(json.dumps(d, sort_keys=True) for d in documents)
+            == sorted(json.dumps(d, sort_keys=True) for d in expected))
+
+
+@pytest.mark.parametrize("name", [name for name, _ in INVALID])
+def test_every_invalid_document_of_calicos_crud_test_stores_nothing(ctl, ds, tmp_path, name):
+    (document,) = [doc for n, doc in INVALID if n == name]
+    (tmp_path / "testfile.yaml").write_text(yaml.safe_dump(document))
+    before = dump(ds)
+    code, output = ctl("create", "-f", "testfile.yaml")
+    assert code == 1 and output.startswith("Failed to execute command: "), output
+    assert dump(ds) == before
+    for item in document if isinstance(document, list) else [document]:
+        assert stored(ctl, item["kind"]) == []
+
+
+def test_a_list_with_one_invalid_item_stores_none_of_it(ctl, ds, tmp_path):
+    valid = [doc for _, doc in VALID]
+    for _, bad in INVALID[:-1]:
+        (tmp_path / "list.json").write_text(json.dumps(valid[:3] + [bad] + valid[3:]))
+        assert ctl("create", "-f", "list.json")[0] == 1
+        assert dump(ds) == {}
+
+
+@pytest.mark.parametrize("how", ["yaml file", "json file", "yaml stdin", "json stdin"])
+def test_every_kind_of_calicos_crud_test_round_trips(ctl, tmp_path, how):
+    form, source = how.split()
+    for name, document in VALID:
+        text = yaml.safe_dump(document) if form == "yaml" else json.dumps(document)
+        (tmp_path / f"{name}.{form}").write_text(text)
+        args = ("-f", f"{name}.{form}") if source == "file" else ("-f", "-")
+        stdin = text if source == "stdin" else None
+        assert ctl("create", *args, stdin=stdin) == (0, f"Successfully created 1 '{document['kind']}' resource(s)\n")
+        assert stored(ctl, document["kind"]) == [document], name
+        assert ctl("delete", *args, stdin=stdin) == (0, f"Successfully deleted 1 '{document['kind']}' resource(s)\n")
+        assert stored(ctl, document["kind"]) == [], name
+
+
+@pytest.mark.parametrize("kind", [kind for kind, *_ in PAIRS])
+def test_two_of_a_kind_from_a_file_and_from_stdin(ctl, tmp_path, kind):
+    (_, first, second), = [pair for pair in PAIRS if pair[0] == kind]
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(first))
+    assert ctl("create", "-f", "one.yaml")[0] == 0
+    assert ctl("create", "-f", "-", stdin=json.dumps(second))[0] == 0
+    assert same(stored(ctl, kind), [first, second])
+    (tmp_path / "both.yaml").write_text(ctl("get", kind, "-o", "yaml")[1])  # get's output is input again
+    assert ctl("delete", "-f", "both.yaml") == (0, f"Successfully deleted 2 '{kind}' resource(s)\n")
+    assert stored(ctl, kind) == []
+
+
+@pytest.mark.parametrize("index", range(len(UPDATES)))
+def test_apply_create_skip_exists_replace_and_delete_as_calicos_crud_test(ctl, tmp_path, index):
+    kind, first, second = UPDATES[index]
+    (tmp_path / "data1.yaml").write_text(yaml.safe_dump(first))
+    (tmp_path / "data2.json").write_text(json.dumps(second))
+    assert ctl("apply", "-f", "data1.yaml") == (0, f"Successfully applied 1 '{kind}' resource(s)\n")
+    assert stored(ctl, kind) == [first]
+    assert ctl("create", "-f", "data2.json", "--skip-exists") == (0, f"Successfully created 1 '{kind}' resource(s)\n")
+    assert stored(ctl, kind) == [first]
+    assert ctl("replace", "-f", "data2.json") == (0, f"Successfully replaced 1 '{kind}' resource(s)\n")
+    assert stored(ctl, kind) == [second]
+    assert ctl("apply", "-f", "data1.yaml")[0] == 0
+    assert stored(ctl, kind) == [first]
+    assert ctl("delete", "--filename=data1.yaml") == (0, f"Successfully deleted 1 '{kind}' resource(s)\n")
+    assert stored(ctl, kind) == []
+
+
+def test_a_conflict_midway_is_a_partial_success_as_calicoctl_reports_it(ctl):
+    profiles = [{"apiVersion": "v1", "kind": "profile", "metadata": {"name": name}} for name in ("a", "b", "c")]
+    assert ctl("create", "-f", "-", stdin=json.dumps(profiles[1:2]))[0] == 0
+    assert ctl("create", "-f", "-", stdin=json.dumps(profiles)) == (1, (
+        "Partial success: created the first 1 out of 3 'profile' resources:\n"
+        "Hit error: resource already exists: Profile(name=b)\n"))
+    assert [p["metadata"]["name"] for p in stored(ctl, "profile")] == ["a", "b"]
+    assert ctl("create", "-f", "-", "--skip-exists", stdin=json.dumps(profiles)) == (
+        0, "Successfully created 3 'profile' resource(s)\n")
+    assert ctl("create", "-f", "-", stdin=json.dumps(profiles[:2])) == (
+        1, "Failed to create any 'profile' resources: resource already exists: Profile(name=a)\n")
+    pool = {"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": "10.9.0.0/16"}}
+    assert ctl("replace", "-f", "-", stdin=json.dumps([pool, profiles[0]])) == (
+        1, "Failed to replace any resources: resource does not exist: IPPool(cidr=10.9.0.0/16)\n")
+    assert ctl("delete", "-f", "-", stdin=json.dumps(profiles[::-1] + [pool])) == (1, (
+        "Partial success: deleted the first 3 out of 4 resources:\n"
+        "Hit error: resource does not exist: IPPool(cidr=10.9.0.0/16)\n"))
+    assert ctl("delete", "-f", "-", "--skip-not-exists", stdin=json.dumps(profiles + [pool])) == (
+        0, "Successfully deleted 4 resource(s)\n")
+
+
+def test_get_of_a_name_that_does_not_exist_shows_no_rows(ctl):
+    assert ctl("get", "profile", "nothing") == (0, "NAME   \n")
+    assert ctl("get", "profile", "nothing", "-o", "yaml") == (0, "[]\n")
+
+
+def test_custom_columns_for_every_kind(ctl):
+    ctl("create", "-f", "-", stdin=json.dumps([doc for _, doc in VALID]))
+    assert ctl("get", "ipPool", "-o", "custom-columns=CIDR,NAT") == (
+        0, "CIDR          NAT     \n10.0.1.0/24   false   \n10.0.2.0/24   false   \n")
+    assert ctl("get", "hostEndpoint", "-o", "custom-columns=NAME,INTERFACE,PROFILES") == (0, (
+        "NAME        INTERFACE   PROFILES      \n"
+        "endpoint1   eth0        prof1,prof2   \n"
+        "endpoint2   cali7       prof1,prof2   \n"))
+    assert ctl("get", "policy", "-o", "custom-columns=ORDER,NAME") == (
+        0, "ORDER    NAME      \n100      policy1   \n100000   policy2   \n")
+    assert ctl("get", "bgpPeer", "-o", "custom-columns=PEERIP,ASN") == (
+        0, "PEERIP          ASN     \n192.168.0.250   64514   \nfd5f::6:ee      64590   \n")
+    assert ctl("get", "profile", "-o", "custom-columns=TAGS") == (0, "TAGS         \ntag1,tag2s   \ntag1,tag2s   \n")
+    assert ctl("get", "node", "-o", "custom-columns=NAME,ASN,IPV4") == (0, "NAME   ASN   IPV4   \n")
+    assert ctl("get", "wep", "-o", "custom-columns=NAME,MAC")[0] == 0
+    assert ctl("get", "ipPool", "-o", "custom-columns=CIDR,NETWORK") == (
+        1, "Unknown heading NETWORK, valid values are: CIDR, NAT, IPIP\n")
+    assert ctl("get", "ipPool", "-o", "custom-columns=") == (1, "need to specify at least one column\n")
+    assert ctl("get", "ipPool", "-o", "tabular") == (1, "unrecognized output format 'tabular'\n")
+
+
+def test_host_endpoints_get_by_node_and_delete_by_name(ctl, ds):
+    ctl("create", "-f", "-", stdin=json.dumps([doc for _, doc in VALID if doc["kind"] == "hostEndpoint"]))
+    assert ds.get("/calico/v1/host/host1/endpoint/endpoint1").value["name"] == "eth0"
+    assert ctl("get", "hep", "--node", "host2", "-o", "wide") == (0, (
+        "NODE    NAME        INTERFACE   IPS   PROFILES      \nhost2   endpoint2   cali7             prof1,prof2   \n"))
+    assert ctl("delete", "hostEndpoint", "endpoint2") == (
+        1, "Failed to delete resource: a hostEndpoint is named by --node and NAME\n")
+    assert ctl("delete", "hostEndpoint", "endpoint2", "--node", "host2") == (
+        0, "Successfully deleted 1 'hostEndpoint' resource(s)\n")
+    assert ctl("get", "heps") == (0, "NODE    NAME        \nhost1   endpoint1   \n")

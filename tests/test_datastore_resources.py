@@ -5,8 +5,10 @@ import ipaddress
 import pytest
 
 from calisim.datastore import keys
-from calisim.datastore.resources import (BGPPeer, IPPool, Node, ValidationError, kind_named, parse_as_number,
-                               parse_documents)
+from calisim.datastore.resources import (BGPPeer, HostEndpoint, IPPool, Node, ValidationError, WorkloadEndpoint,
+                                        kind_named, parse_as_number, parse_documents)
+
+from .crud_documents import INVALID, PAIRS, UPDATES, VALID
 
 SEED_POOL = {"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": "10.10.0.0/16"},
              "spec": {"ipip": {"enabled": True}, "nat-outgoing": True}}
@@ -41,9 +43,9 @@ def test_unknown_fields_and_wrong_kinds_are_rejected():
         parse_documents(pool_doc("10.0.0.0/16", nat_outgoing=True))
     with pytest.raises(ValidationError, match="unknown field in ipPool resource: extra"):
         parse_documents({**SEED_POOL, "extra": 1})
-    with pytest.raises(ValidationError, match="resource type 'ipPoool' is not supported"):
+    with pytest.raises(ValidationError, match=r"Unknown resource type \(ipPoool\) and/or version \(v1\)"):
         parse_documents({**SEED_POOL, "kind": "ipPoool"})
-    with pytest.raises(ValidationError, match="apiVersion must be v1"):
+    with pytest.raises(ValidationError, match=r"Unknown resource type \(ipPool\) and/or version \(v2\)"):
         parse_documents({**SEED_POOL, "apiVersion": "v2"})
     with pytest.raises(ValidationError, match="must be true or false"):
         parse_documents(pool_doc("10.0.0.0/16", **{"nat-outgoing": "yes"}))
@@ -94,9 +96,10 @@ def test_node_round_trip_and_keys():
         keys.host_metadata("host1"): {}, keys.host_bird_ip("host1"): "192.168.3.229",
         keys.bgp_host_ip_v4("host1"): "192.168.3.229", keys.bgp_host_network_v4("host1"): "192.168.3.0/24",
         keys.bgp_host_as("host1"): "64513"}
-    assert node.row(True, {"global_as": "64512"}) == ["host1", "64513", "192.168.3.229/24", ""]
+    assert node.row(Node.wide_columns, {"global_as": "64512"}) == ["host1", "64513", "192.168.3.229/24", ""]
     inherited = Node("host2", ipaddress.ip_interface("192.168.3.228/24"))
-    assert inherited.row(True, {"global_as": "64512"})[1] == "(64512)"
+    assert inherited.row(["ASN"], {"global_as": "64512"}) == ["(64512)"]
+    assert Node("host3").row(["NAME", "ASN"], {"global_as": "64512"}) == ["host3", ""]
 
 
 def test_bgp_peer_scopes():
@@ -114,3 +117,83 @@ def test_bgp_peer_scopes():
 def test_kind_aliases_are_case_insensitive():
     assert kind_named("IPPOOL") is IPPool and kind_named("pool") is IPPool and kind_named("ipp") is IPPool
     assert kind_named("no") is Node and kind_named("bgpp") is BGPPeer and kind_named("bp") is BGPPeer
+
+ROUND_TRIP = [doc for _, doc in VALID] + [doc for _, *docs in PAIRS + UPDATES for doc in docs]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in INVALID])
+def test_every_invalid_document_of_calicos_crud_test_is_rejected(name):
+    (document,) = [doc for n, doc in INVALID if n == name]
+    with pytest.raises(ValidationError):
+        parse_documents(document)
+    if isinstance(document, dict):  # and as part of a list, whichever its place
+        with pytest.raises(ValidationError, match="item 2: "):
+            parse_documents([VALID[0][1], document])
+
+
+@pytest.mark.parametrize("index", range(len(ROUND_TRIP)))
+def test_every_valid_document_of_calicos_crud_test_comes_back_as_it_went_in(index):
+    document = ROUND_TRIP[index]
+    (resource,) = parse_documents(document)
+    assert resource.document() == document
+    assert parse_documents(resource.document()) == [resource]
+
+
+@pytest.mark.parametrize("ports, valid", [([65535], True), (["1:65535"], True), ([65536], False), ([0], False),
+                                          (["65535:1"], False), ([-65535], False), (["0:80"], False)])
+def test_port_bounds_and_ranges(ports, valid):
+    rule = {"action": "deny", "protocol": "tcp", "source": {"ports": ports}}
+    document = {"apiVersion": "v1", "kind": "policy", "metadata": {"name": "p"}, "spec": {"egress": [rule]}}
+    if valid:
+        parse_documents(document)
+    else:
+        with pytest.raises(ValidationError, match="is not a port"):
+            parse_documents(document)
+
+
+def test_kinds_in_documents_are_exact_but_on_the_command_line_any_case():
+    peer = {"apiVersion": "v1", "kind": "bgppeer", "metadata": {"scope": "global", "peerIP": "10.0.0.1"},
+            "spec": {"asNumber": 64513}}
+    with pytest.raises(ValidationError, match=r"Unknown resource type \(bgppeer\) and/or version \(v1\)"):
+        parse_documents(peer)
+    assert kind_named("BGPPEER") is BGPPeer and kind_named("hep") is HostEndpoint and kind_named("heps") is HostEndpoint
+    with pytest.raises(ValidationError, match="Resource type 'hosts' is not supported"):
+        kind_named("hosts")
+
+
+def test_host_endpoint_keys_columns_and_validation():
+    document = {"apiVersion": "v1", "kind": "hostEndpoint",
+                "metadata": {"name": "uplink", "node": "host2", "labels": {"role": "web"}},
+                "spec": {"interfaceName": "eth0", "expectedIPs": ["192.168.3.228"], "profiles": ["web-host"]}}
+    (endpoint,) = parse_documents(document)
+    assert endpoint.writes() == {"/calico/v1/host/host2/endpoint/uplink": {
+        "name": "eth0", "expected_ipv4_addrs": ["192.168.3.228"], "expected_ipv6_addrs": [],
+        "profile_ids": ["web-host"], "labels": {"role": "web"}}}
+    assert HostEndpoint.from_entries(endpoint.writes()) == [endpoint]
+    assert endpoint.row(HostEndpoint.wide_columns, {}) == ["host2", "uplink", "eth0", "192.168.3.228", "web-host"]
+    assert HostEndpoint.headings("ps") == ("NODE", "NAME")
+    with pytest.raises(ValidationError, match="either interfaceName or expectedIPs must be specified"):
+        parse_documents({**document, "spec": {"profiles": ["web-host"]}})
+    with pytest.raises(ValidationError, match="not a valid IP address"):
+        parse_documents({**document, "spec": {"expectedIPs": ["192.168.3.300"]}})
+    with pytest.raises(ValidationError, match="missing field in hostEndpoint metadata: node"):
+        parse_documents({**document, "metadata": {"name": "uplink"}})
+
+
+@pytest.mark.parametrize("output, headings", [
+    ("ps", ("CIDR",)), ("wide", ("CIDR", "NAT", "IPIP")), ("custom-columns=IPIP,CIDR", ("IPIP", "CIDR"))])
+def test_custom_columns_take_calicoctls_headings(output, headings):
+    assert IPPool.headings(output) == headings
+
+
+def test_an_unknown_custom_column_names_the_valid_ones():
+    with pytest.raises(ValidationError, match="Unknown heading NETWORK, valid values are: NODE, ORCHESTRATOR, WORKLOAD"):
+        WorkloadEndpoint.headings("custom-columns=NAME,NETWORK")
+
+
+@pytest.mark.parametrize("order, shown", [(100, "100"), (100000, "100000"), (6543215.5, "6.5432155e+06"),
+                                          (0.5, "0.5"), (1e-05, "1e-05")])
+def test_policy_order_is_shown_as_go_prints_a_float(order, shown):
+    policy = parse_documents({"apiVersion": "v1", "kind": "policy", "metadata": {"name": "p"},
+                              "spec": {"order": order, "selector": ""}})[0]
+    assert policy.row(["ORDER", "SELECTOR"], {}) == [shown, ""]

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--scope", choices=("global", "node"))
         sub.add_argument("--node")
         if action == "get":
-            sub.add_argument("-o", "--output", default="ps", choices=("ps", "wide", "yaml", "json"))
+            sub.add_argument("-o", "--output", default="ps", help="ps, wide, yaml, json or custom-columns=COL,...")
         else:
             sub.add_argument("--skip-not-exists", action="store_true")
     config = commands.add_parser("config", help="get, set or unset asNumber, nodeToNodeMesh, logLevel, ipip")
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("bird", "none"), default="bird")
     run.add_argument("--no-default-ippools", action="store_true")
     node_commands.add_parser("status")
+    node_commands.add_parser("diags", help="collect this node's diagnostics into a .tar.gz").add_argument(
+        "--log-dir", help="the directory holding Calico's logs (default /var/log/calico)")
+    node_commands.add_parser("checksystem", help="check that this host can run a Calico node")
     ipam = commands.add_parser("ipam", help="show or release an IP address's assignment")
     ipam_commands = ipam.add_subparsers(dest="ipam_command", required=True)
     for name in ("show", "release"):
@@ -61,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 def dispatch(args: argparse.Namespace) -> str:
     if args.command == "version":
         return f"Client Version:    v1.0.0 (calisim {__version__})"
+    if args.command == "node" and args.node_command in ("diags", "checksystem"):
+        from . import node_diags
+        return node_diags.cmd_node_diags(args) if args.node_command == "diags" else node_diags.cmd_node_checksystem(args)
     if args.command == "node":
         from . import node
         return node.cmd_node_run(args) if args.node_command == "run" else node.cmd_node_status()

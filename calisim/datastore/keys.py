@@ -18,6 +18,7 @@ BGP_GLOBAL = "/calico/bgp/v1/global/"
 GLOBAL_AS = BGP_GLOBAL + "as_num"
 NODE_MESH = BGP_GLOBAL + "node_mesh"
 GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
+GLOBAL_PEERS_V6 = BGP_GLOBAL + "peer_v6/"
 BGP_HOSTS = "/calico/bgp/v1/host/"
 
 DEFAULT_AS = 64512
@@ -52,6 +53,16 @@ def host_config(name: str, param: str) -> str:
     return f"{HOSTS}{name}/config/{param}"
 
 
+def host_endpoint(node: str, name: str) -> str:
+    """A host endpoint (calicoctl's hostEndpoint), as Felix reads it."""
+    return f"{HOSTS}{node}/endpoint/{name}"
+
+
+def split_host_key(key: str) -> list[str]:
+    """/calico/v1/host/<node>/<rest...> -> [<node>, <rest parts>...]."""
+    return key[len(HOSTS):].split("/")
+
+
 def bgp_host(name: str) -> str:
     return f"{BGP_HOSTS}{name}/"
 
@@ -74,6 +85,10 @@ def bgp_host_as(name: str) -> str:
 
 def bgp_host_peers_v4(name: str) -> str:
     return f"{BGP_HOSTS}{name}/peer_v4/"
+
+
+def bgp_host_peers_v6(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/peer_v6/"
 
 
 def host_affinity_blocks(name: str) -> str:

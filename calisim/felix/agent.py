@@ -106,6 +106,8 @@ class Felix:
                 for prefix in policy.datastore_prefixes():
                     entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
                 model = policy.load(entries)
+                if any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints):
+                    model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))
                 text = policy.render(model, self.name)
                 if text != self.policy_applied:
                     await asyncio.to_thread(policy.apply, text)

@@ -18,6 +18,16 @@ next profile); nothing allowed means drop.  Tags and selectors in rules become a
 connections pass (conntrack).  Workload to its own host: dropped except DHCP and DNS.  The host
 itself may reach its workloads.  nat-outgoing: masquerade traffic from a nat-outgoing pool to
 destinations outside every pool.
+
+Host endpoints (Felix 2.0): a hostEndpoint names one of the host's own interfaces.  Traffic the
+host receives on it (input hook) goes through `host_in_<if>` (failsafes, then the policies that
+select the endpoint's labels and its profiles' ingress rules), traffic the host sends out of it
+(output hook) through `host_out_<if>` (egress rules); nothing allowed means drop, so an interface
+with a host endpoint is default-deny.  The failsafe ports stay open whatever the policy says, so
+a host cannot cut itself off from SSH, BGP and etcd (Felix's FailsafeInboundHostPorts and
+FailsafeOutboundHostPorts config, global or per host, change them).  As in Felix 2.0, forwarded traffic (to
+and from workloads) is not host-endpoint policy's business, nor is IPIP or VXLAN between Calico
+hosts (the tunnelled workload traffic).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import hashlib
 import ipaddress
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..datastore import keys, resources, selector
@@ -43,12 +53,24 @@ class PolicyError(ValueError):
     """A rule the renderer cannot express; the host keeps its last good rules."""
 
 
+# Felix 2.0's defaults (FailsafeInboundHostPorts tcp 22; FailsafeOutboundHostPorts tcp 2379, 2380,
+# 4001, 7001), with what later Felix added by default: BGP both ways, etcd inbound (for the host that
+# runs it), DHCP and DNS.
+FAILSAFE_INBOUND = (("tcp", 22), ("udp", 68), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 4001), ("tcp", 7001))
+FAILSAFE_OUTBOUND = (("udp", 53), ("udp", 67), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 4001), ("tcp", 7001))
+VXLAN_PORT = 4789
+FAILSAFE_PARAMS = {"in": ("FailsafeInboundHostPorts", FAILSAFE_INBOUND),
+                   "out": ("FailsafeOutboundHostPorts", FAILSAFE_OUTBOUND)}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str
     interface: str
     addresses: tuple[str, ...]
     profiles: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()  # its own; they win over those inherited from profiles
+    on_host: bool = False  # a host endpoint (one of the host's own interfaces), not a workload's
 
 
 @dataclass(frozen=True)
@@ -81,13 +103,26 @@ class Model:
     nat_pools: tuple[str, ...] = ()
     all_pools: tuple[str, ...] = ()
     policies: tuple[Policy, ...] = ()
+    host_addresses: tuple[str, ...] = ()  # every Calico host's own address (bird_ip)
+    felix_config: dict[str, Any] = field(default_factory=dict)  # /calico/v1/config/ and host/<h>/config/ keys
+
+    def failsafes(self, host: str, direction: str) -> tuple[tuple[str, int], ...]:
+        """The failsafe ports of a host ("in" or "out"): its own Felix config, else the global
+        one, else Felix's defaults."""
+        param, default = FAILSAFE_PARAMS[direction]
+        value = self.felix_config.get(keys.host_config(host, param), self.felix_config.get(keys.FELIX_CONFIG + param))
+        return default if value is None else parse_port_list(str(value), param)
 
     def labels(self, endpoint: Endpoint) -> dict[str, str]:
-        """An endpoint's labels: inherited from its profiles, later profiles winning."""
+        """An endpoint's labels: inherited from its profiles, later profiles winning, then its own."""
         labels: dict[str, str] = {}
         for name in endpoint.profiles:
             labels.update(self.profiles.get(name, Profile(name)).labels)
-        return labels
+        return labels | dict(endpoint.labels)
+
+    def local(self, host: str, on_host: bool) -> list[Endpoint]:
+        """This host's workload endpoints, or its host endpoints that name an interface."""
+        return [e for e in self.endpoints if e.host == host and e.on_host == on_host and e.interface]
 
     def selected(self, text: str) -> list[Endpoint]:
         tree = selector.parse(text)
@@ -99,7 +134,20 @@ class Model:
 
 
 def datastore_prefixes() -> list[str]:
-    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4]
+    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.FELIX_CONFIG]
+
+
+def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
+    """Felix's port-list: "22,2379" (TCP, Felix 2.0's form) or "tcp:22,udp:68"; "none" or "" for none."""
+    ports = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if item == "none":
+            continue
+        protocol, _, port = item.rpartition(":")
+        if protocol not in ("", "tcp", "udp") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PolicyError(f"{param}: {item!r} is not a port, tcp:port or udp:port")
+        ports.append((protocol or "tcp", int(port)))
+    return tuple(ports)
 
 
 def load(entries: dict[str, Any]) -> Model:
@@ -111,13 +159,45 @@ def load(entries: dict[str, Any]) -> Model:
                 endpoints.append(Endpoint(keys.host_of(key), value["name"],
                                           tuple(str(ipaddress.ip_interface(n).ip) for n in value.get("ipv4_nets", [])),
                                           tuple(value.get("profile_ids", []))))
+    for endpoint in resources.HostEndpoint.from_entries(entries):
+        endpoints.append(Endpoint(endpoint.node, endpoint.interface,
+                                  tuple(str(ip) for ip in endpoint.expected_ips if ip.version == 4),
+                                  endpoint.profiles, endpoint.labels, on_host=True))
     pools = [v for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
     return Model(tuple(endpoints),
                  {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
                   for p in resources.Profile.from_entries(entries)},
                  tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
-                 tuple(Policy(p.policy_name, p.selector, p.order, p.ingress, p.egress)
-                       for p in resources.Policy.from_entries(entries)))
+                 tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
+                       for p in resources.Policy.from_entries(entries)), hosts,
+                 {k: v for k, v in entries.items() if k.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in k})
+
+
+def host_interface_addresses() -> dict[str, set[str]]:
+    """This host's interfaces and their IPv4 addresses (what a host endpoint's expectedIPs are
+    matched against when it names no interface)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        found: dict[str, set[str]] = {}
+        for address in ipr.get_addr(family=2):
+            found.setdefault(names.get(address["index"], ""), set()).add(address.get_attr("IFA_ADDRESS"))
+    return found
+
+
+def with_interfaces(model: Model, host: str, interfaces: dict[str, set[str]]) -> Model:
+    """As Felix 2.0: this host's endpoints without interfaceName apply to every interface that
+    holds one of their expected IPs (none: they apply nowhere yet)."""
+    endpoints = []
+    for endpoint in model.endpoints:
+        if endpoint.on_host and endpoint.host == host and not endpoint.interface:
+            endpoints += [replace(endpoint, interface=name) for name, addresses in sorted(interfaces.items())
+                          if name and addresses & set(endpoint.addresses)]
+        else:
+            endpoints.append(endpoint)
+    return replace(model, endpoints=tuple(endpoints))
 
 
 def tag_members(model: Model) -> dict[str, set[str]]:
@@ -143,7 +223,7 @@ def all_rules(model: Model) -> list[dict]:
 
 def render(model: Model, host: str) -> str:
     """This host's whole `ip calico` table, as nft input."""
-    local = [e for e in model.endpoints if e.host == host]
+    local, local_hosts = model.local(host, on_host=False), model.local(host, on_host=True)
     tags = tag_members(model)
     rules = all_rules(model)
     lines = [f"table ip {TABLE} {{"]
@@ -154,15 +234,18 @@ def render(model: Model, host: str) -> str:
         lines += address_set(set_name("sel", text), members, interval=False)
     lines += address_set("all_pools", list(model.all_pools), interval=True)
     lines += address_set("nat_pools", list(model.nat_pools), interval=True)
-    lines += base_chains(local)
-    for endpoint in local:
+    lines += base_chains(local, local_hosts)
+    if local_hosts:
+        lines += address_set("calico_hosts", list(model.host_addresses), interval=False)
+        lines += host_endpoint_base_chains(local_hosts, model.failsafes(host, "in"), model.failsafes(host, "out"))
+    for endpoint in local + local_hosts:
         for direction in ("to", "from"):
             lines += endpoint_chains(endpoint, direction, model.policies_for(endpoint))
-    applying = {p.name: p for e in local for p in model.policies_for(e)}
+    applying = {p.name: p for e in local + local_hosts for p in model.policies_for(e)}
     for policy in sorted(applying.values(), key=lambda p: p.sort_key):
         lines += chain(policy_chain(policy.name, "to"), [render_rule(r, in_tier=True) for r in policy.inbound])
         lines += chain(policy_chain(policy.name, "from"), [render_rule(r, in_tier=True) for r in policy.outbound])
-    for name in sorted({name for endpoint in local for name in endpoint.profiles}):
+    for name in sorted({name for endpoint in local + local_hosts for name in endpoint.profiles}):
         profile = model.profiles.get(name, Profile(name))
         lines += chain(profile_chain(name, "to"), [render_rule(r) for r in profile.inbound])
         lines += chain(profile_chain(name, "from"), [render_rule(r) for r in profile.outbound])
@@ -185,6 +268,10 @@ def chain(name: str, rules: list[str | None], hook: str | None = None) -> list[s
 
 
 def endpoint_chain_name(endpoint: Endpoint, direction: str) -> str:
+    """to_/from_<if> for a workload (traffic to it / from it); host_in_/host_out_<if> for a host
+    endpoint (traffic into the host / out of it: its ingress / egress rules)."""
+    if endpoint.on_host:
+        return f"host_{'in' if direction == 'to' else 'out'}_{endpoint.interface}"
     return f"{direction}_{endpoint.interface}"
 
 
@@ -192,7 +279,32 @@ def profile_chain(name: str, direction: str) -> str:
     return set_name(f"p{direction}", name)
 
 
-def base_chains(local: list[Endpoint]) -> list[str]:
+def host_endpoint_base_chains(local_hosts: list[Endpoint], inbound: tuple, outbound: tuple) -> list[str]:
+    """The output hook's dispatch to host endpoints and the failsafe chains (the input hook's
+    dispatch is in ``base_chains``)."""
+    return (chain("output", host_endpoint_dispatch(local_hosts, "from"),
+                  "type filter hook output priority filter; policy accept;")
+            + chain("failsafe_in", failsafe_rules(inbound)) + chain("failsafe_out", failsafe_rules(outbound)))
+
+
+def host_endpoint_dispatch(local_hosts: list[Endpoint], direction: str) -> list[str]:
+    """Replies pass; tunnels between Calico hosts carry workload traffic and pass; the rest goes
+    through the host endpoint chain of its interface (which drops what it does not allow)."""
+    match, peer = ("iifname", "saddr") if direction == "to" else ("oifname", "daddr")
+    verdicts = ", ".join(f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local_hosts)
+    return ["ct state established,related accept", "ct state invalid drop",
+            f"meta l4proto 4 ip {peer} @calico_hosts accept", f"udp dport {VXLAN_PORT} ip {peer} @calico_hosts accept",
+            f"{match} vmap {{ {verdicts} }}"]
+
+
+def failsafe_rules(ports: tuple[tuple[str, int], ...]) -> list[str]:
+    by_protocol: dict[str, list[str]] = {}
+    for protocol, port in ports:
+        by_protocol.setdefault(protocol, []).append(str(port))
+    return [f"{protocol} dport {{ {', '.join(listed)} }} accept" for protocol, listed in by_protocol.items()]
+
+
+def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = ()) -> list[str]:
     forward = ["ct state established,related accept", "ct state invalid drop"]
     known = ", ".join(f'"{e.interface}"' for e in local)
     for direction, match in (("from", "iifname"), ("to", "oifname")):
@@ -201,7 +313,8 @@ def base_chains(local: list[Endpoint]) -> list[str]:
             forward += [f"{match} vmap {{ {verdicts} }}", f'{match} "{WORKLOAD_PREFIX}*" {match} != {{ {known} }} drop']
         else:
             forward.append(f'{match} "{WORKLOAD_PREFIX}*" drop')  # no endpoint known here (yet)
-    workload_to_host = [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
+    workload_to_host = host_endpoint_dispatch(list(local_hosts), "to") if local_hosts else []
+    workload_to_host += [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
                         "udp dport 67 accept", "meta l4proto { tcp, udp } th dport 53 accept", "drop"]
     nat = ["ip saddr @nat_pools ip daddr != @all_pools masquerade"]
     return (chain("forward", forward, "type filter hook forward priority filter; policy accept;")
@@ -217,7 +330,8 @@ def endpoint_chains(endpoint: Endpoint, direction: str, policies: list[Policy]) 
     """The endpoint's chain (tier, then profiles, then drop) and, with policies, its tier chain."""
     clear = f"meta mark set meta mark & {~(ALLOW_MARK | NEXT_TIER_MARK) & 0xFFFFFFFF:#x}"
     allowed = f"meta mark & {ALLOW_MARK:#x} != 0 return"
-    rules, extra = [clear], []
+    failsafe = [f"jump failsafe_{'in' if direction == 'to' else 'out'}"] if endpoint.on_host else []
+    rules, extra = failsafe + [clear], []
     if policies:
         tier = f"tier_{endpoint_chain_name(endpoint, direction)}"
         tier_rules = []
@@ -247,14 +361,15 @@ def render_rule(rule: dict, in_tier: bool = False) -> str | None:
     action = rule.get("action", "allow")
     if action not in VERDICTS:
         raise PolicyError(f"unknown action {action!r}")
-    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58):
+    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58) or not ipv4_can_match(rule):
         return None
     matches = protocol_matches(rule)
     for side, field_name in (("src", "saddr"), ("dst", "daddr")):
         for negated in (False, True):
             bang, op = ("!", "!= ") if negated else ("", "")
-            if rule.get(f"{bang}{side}_net"):
-                matches.append(f"ip {field_name} {op}{ipaddress.ip_network(rule[f'{bang}{side}_net'])}")
+            net = ipaddress.ip_network(rule[f"{bang}{side}_net"]) if rule.get(f"{bang}{side}_net") else None
+            if net is not None and net.version == 4:  # "not an IPv6 net" holds for every IPv4 packet
+                matches.append(f"ip {field_name} {op}{net}")
             if rule.get(f"{bang}{side}_tag"):
                 matches.append(f"ip {field_name} {op}@{set_name('tag', rule[f'{bang}{side}_tag'])}")
             if rule.get(f"{bang}{side}_selector"):
@@ -263,6 +378,15 @@ def render_rule(rule: dict, in_tier: bool = False) -> str | None:
                 port_field = "sport" if side == "src" else "dport"
                 matches.append(f"th {port_field} {op}{{ {', '.join(port_ranges(rule[f'{bang}{side}_ports']))} }}")
     return " ".join(matches + [(TIER_VERDICTS if in_tier else VERDICTS)[action]])
+
+
+def ipv4_can_match(rule: dict) -> bool:
+    """False for a rule no IPv4 packet can match: from or to an IPv6 net, or ICMP fields with a
+    protocol other than ICMP (Calico accepts both)."""
+    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version == 6 for side in ("src", "dst")):
+        return False
+    uses_icmp = any(rule.get(f"{bang}icmp_{part}") is not None for bang in ("", "!") for part in ("type", "code"))
+    return not uses_icmp or rule.get("protocol") in (None, "icmp", 1)
 
 
 def protocol_matches(rule: dict) -> list[str]:
@@ -304,5 +428,6 @@ def apply(text: str) -> None:
 
 def summary(model: Model, host: str) -> str:
     """One line for the log: what was programmed."""
-    local = [e for e in model.endpoints if e.host == host]
-    return json.dumps({"endpoints": len(local), "profiles": sorted({p for e in local for p in e.profiles})})
+    local, local_hosts = model.local(host, on_host=False), model.local(host, on_host=True)
+    return json.dumps({"endpoints": len(local), "host_endpoints": [e.interface for e in local_hosts],
+                       "profiles": sorted({p for e in local + local_hosts for p in e.profiles})})

@@ -1,7 +1,7 @@
 """calicoctl v1 resources: validation, the v1 YAML/JSON form, and their etcd keys.
 
 One module per family (``network``: node, ipPool, bgpPeer; ``policy``: profile, policy;
-``endpoints``: workloadEndpoint) on a shared ``base``.  ``parse_documents`` validates a whole
+``endpoints``: workloadEndpoint, hostEndpoint) on a shared ``base``.  ``parse_documents`` validates a whole
 input (one resource or a list) before anything is returned, so calicoctl stores all or nothing.
 """
 
@@ -9,24 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Resource, ValidationError, parse_as_number, parse_cidr, parse_ip, parse_name
-from .endpoints import WorkloadEndpoint
+from .base import API_VERSION, Resource, ValidationError, parse_as_number, parse_cidr, parse_ip, parse_name
+from .endpoints import HostEndpoint, WorkloadEndpoint
 from .network import BGPPeer, IPPool, Node, check_pool_overlaps
 from .policy import POLICIES, PORT_PROTOCOLS, PROFILES, Policy, Profile
 
-__all__ = ["BGPPeer", "IPPool", "KINDS", "Node", "POLICIES", "PORT_PROTOCOLS", "PROFILES", "Policy", "Profile",
+__all__ = ["BGPPeer", "HostEndpoint", "IPPool", "KINDS", "Node", "POLICIES", "PORT_PROTOCOLS", "PROFILES", "Policy", "Profile",
            "Resource", "ValidationError", "WorkloadEndpoint", "check_pool_overlaps", "kind_named",
            "parse_as_number", "parse_cidr", "parse_documents", "parse_ip", "parse_name"]
 
-KINDS: tuple[type[Resource], ...] = (Node, IPPool, BGPPeer, Profile, Policy, WorkloadEndpoint)
+KINDS: tuple[type[Resource], ...] = (Node, IPPool, BGPPeer, Profile, Policy, WorkloadEndpoint, HostEndpoint)
 
 
 def kind_named(text: str) -> type[Resource]:
+    """A kind as the command line names it: case-insensitive, plural or aliased (`hep`)."""
     wanted = text.lower()
     for kind in KINDS:
         if wanted == kind.kind.lower() or wanted in kind.aliases:
             return kind
-    raise ValidationError(f"resource type {text!r} is not supported (known: {', '.join(k.kind for k in KINDS)})")
+    raise ValidationError(f"Resource type '{text}' is not supported")
+
+
+def kind_in_document(item: dict) -> type[Resource]:
+    """A kind as a document names it: exactly (`kind: bgppeer` is refused), with apiVersion v1."""
+    for kind in KINDS:
+        if item.get("kind") == kind.kind and item.get("apiVersion") == API_VERSION:
+            return kind
+    raise ValidationError(f"Unknown resource type ({item.get('kind')}) and/or version ({item.get('apiVersion')})")
 
 
 def parse_documents(data: Any) -> list[Resource]:
@@ -40,7 +49,7 @@ def parse_documents(data: Any) -> list[Resource]:
         if "kind" not in item:
             raise ValidationError(f"{where}missing field 'kind'")
         try:
-            resources.append(kind_named(str(item["kind"])).from_document(item))
+            resources.append(kind_in_document(item).from_document(item))
         except ValidationError as error:
             raise ValidationError(f"{where}{error}") from None
     seen: set[str] = set()

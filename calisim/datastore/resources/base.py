@@ -11,13 +11,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Sequence
 
 from ..etcd import Datastore
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_POOL_PREFIX = {4: 26, 6: 122}  # a pool must hold at least one IPAM block
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9._]{0,251}[a-zA-Z0-9])?$")
+INTERFACE_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")  # Linux's IFNAMSIZ: at most 15 characters
+API_VERSION = "v1"
 
 
 class ValidationError(ValueError):
@@ -87,6 +89,21 @@ def parse_as_number(value: Any, where: str = "asNumber") -> int:
     return number
 
 
+def parse_interface_name(value: Any, where: str) -> str:
+    text = str(value) if value is not None else ""
+    if not INTERFACE_RE.match(text):
+        raise ValidationError(f"{where}: {value!r} is not a valid interface name (1-15 of letters, digits, '_', '.', '-')")
+    return text
+
+
+def parse_string_list(value: Any, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(f"{where} must be a list, not {type(value).__name__}")
+    return value
+
+
 def parse_name(value: Any, where: str) -> str:
     text = str(value) if value is not None else ""
     if not NAME_RE.match(text):
@@ -100,6 +117,7 @@ class Resource:
     aliases: ClassVar[tuple[str, ...]]
     ps_columns: ClassVar[tuple[str, ...]]
     wide_columns: ClassVar[tuple[str, ...]]
+    columns: ClassVar[tuple[str, ...]]  # every heading `-o custom-columns=` takes, in calicoctl's names
 
     @classmethod
     def from_document(cls, doc: dict) -> "Resource":
@@ -134,8 +152,24 @@ class Resource:
         """What `delete` removes: every key and prefix belonging to the resource."""
         return self.owned_keys()
 
-    def row(self, wide: bool, context: dict) -> list[str]:
+    def cells(self, context: dict) -> dict[str, str]:
+        """Every column of `get` (see ``columns``) for this resource; context holds the global AS."""
         raise NotImplementedError
+
+    def row(self, headings: Sequence[str], context: dict) -> list[str]:
+        cells = self.cells(context)
+        return [cells[heading] for heading in headings]
+
+    @classmethod
+    def headings(cls, output: str) -> tuple[str, ...]:
+        """The table's headings for `-o ps`, `-o wide` or `-o custom-columns=A,B`."""
+        if output in ("ps", "wide"):
+            return cls.wide_columns if output == "wide" else cls.ps_columns
+        wanted = tuple(output.split("=", 1)[1].split(","))
+        for heading in wanted:
+            if heading not in cls.columns:
+                raise ValidationError(f"Unknown heading {heading}, valid values are: {', '.join(cls.columns)}")
+        return wanted
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Resource"]:
@@ -144,12 +178,12 @@ class Resource:
     @classmethod
     def _envelope(cls, doc: dict) -> tuple[dict, dict]:
         check_fields(doc, ("apiVersion", "kind", "metadata", "spec"), f"{cls.kind} resource")
-        if doc.get("apiVersion") != "v1":
-            raise ValidationError(f"{cls.kind}: apiVersion must be v1, not {doc.get('apiVersion')!r}")
+        if doc.get("apiVersion") != API_VERSION:
+            raise ValidationError(f"{cls.kind}: apiVersion must be {API_VERSION}, not {doc.get('apiVersion')!r}")
         return doc.get("metadata") or {}, doc.get("spec") or {}
 
     def _wrap(self, metadata: dict, spec: dict) -> dict:
-        return {"apiVersion": "v1", "kind": self.kind, "metadata": metadata, "spec": spec}
+        return {"apiVersion": API_VERSION, "kind": self.kind, "metadata": metadata, "spec": spec}
 
 
 def parse_labels(value: Any, where: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ class IPPool(Resource):
     aliases: ClassVar[tuple[str, ...]] = ("ippool", "ippools", "ipp", "ipps", "pool", "pools")
     ps_columns: ClassVar[tuple[str, ...]] = ("CIDR",)
     wide_columns: ClassVar[tuple[str, ...]] = ("CIDR", "NAT", "IPIP")
+    columns: ClassVar[tuple[str, ...]] = wide_columns
 
     cidr: IPNetwork
     ipip: bool = False
@@ -91,8 +92,8 @@ class IPPool(Resource):
     def writes(self) -> dict[str, Any]:
         return {self.primary_key: self.value()}
 
-    def row(self, wide: bool, context: dict) -> list[str]:
-        return [str(self.cidr), str(self.nat_outgoing).lower(), str(self.ipip).lower()][: 3 if wide else 1]
+    def cells(self, context: dict) -> dict[str, str]:
+        return {"CIDR": str(self.cidr), "NAT": str(self.nat_outgoing).lower(), "IPIP": str(self.ipip).lower()}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["IPPool"]:
@@ -106,6 +107,7 @@ class Node(Resource):
     aliases: ClassVar[tuple[str, ...]] = ("node", "nodes", "no", "nos")
     ps_columns: ClassVar[tuple[str, ...]] = ("NAME",)
     wide_columns: ClassVar[tuple[str, ...]] = ("NAME", "ASN", "IPV4", "IPV6")
+    columns: ClassVar[tuple[str, ...]] = wide_columns
 
     node_name: str
     ipv4: ipaddress.IPv4Interface | None = None
@@ -170,15 +172,16 @@ class Node(Resource):
     def removal_prefixes(self) -> list[str]:
         return [keys.host(self.node_name), keys.bgp_host(self.node_name)]
 
-    def row(self, wide: bool, context: dict) -> list[str]:
-        if not wide:
-            return [self.node_name]
+    def cells(self, context: dict) -> dict[str, str]:
         asn = str(self.as_number) if self.as_number is not None else f"({context.get('global_as', keys.DEFAULT_AS)})"
-        return [self.node_name, asn, str(self.ipv4 or ""), str(self.ipv6 or "")]
+        if self.as_number is None and self.ipv4 is None and self.ipv6 is None:
+            asn = ""  # no BGP spec at all: calicoctl prints nothing
+        return {"NAME": self.node_name, "ASN": asn, "IPV4": str(self.ipv4 or ""), "IPV6": str(self.ipv6 or "")}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Node"]:
-        names = sorted({keys.host_of(e.key) for e in await ds.list(keys.HOSTS) if e.key.endswith("/metadata")})
+        names = sorted({keys.host_of(e.key) for e in await ds.list(keys.HOSTS)
+                        if e.key == keys.host_metadata(keys.host_of(e.key))})
         bgp = {e.key: e.value for e in await ds.list(keys.BGP_HOSTS)}
         nodes = []
         for name in names:
@@ -196,6 +199,7 @@ class BGPPeer(Resource):
     aliases: ClassVar[tuple[str, ...]] = ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps")
     ps_columns: ClassVar[tuple[str, ...]] = ("SCOPE", "PEERIP", "NODE", "ASN")
     wide_columns: ClassVar[tuple[str, ...]] = ps_columns
+    columns: ClassVar[tuple[str, ...]] = ps_columns
 
     scope: str
     peer_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -216,8 +220,6 @@ class BGPPeer(Resource):
         if scope == "global" and node:
             raise ValidationError("bgpPeer metadata.node must not be set when the scope is global")
         peer_ip = parse_ip(metadata["peerIP"], "bgpPeer metadata.peerIP")
-        if peer_ip.version != 4:
-            raise ValidationError(f"bgpPeer metadata.peerIP: IPv6 peers are not supported ({peer_ip})")
         node = parse_name(node, "bgpPeer metadata.node") if node else ""
         return cls(scope, peer_ip, parse_as_number(spec["asNumber"], "bgpPeer spec.asNumber"), node)
 
@@ -238,21 +240,24 @@ class BGPPeer(Resource):
 
     @property
     def primary_key(self) -> str:
-        base = keys.GLOBAL_PEERS_V4 if self.scope == "global" else keys.bgp_host_peers_v4(self.node)
+        if self.peer_ip.version == 6:  # stored beside the IPv4 peers, as Calico v1 does
+            base = keys.GLOBAL_PEERS_V6 if self.scope == "global" else keys.bgp_host_peers_v6(self.node)
+        else:
+            base = keys.GLOBAL_PEERS_V4 if self.scope == "global" else keys.bgp_host_peers_v4(self.node)
         return base + str(self.peer_ip)
 
     def writes(self) -> dict[str, Any]:
         return {self.primary_key: {"ip": str(self.peer_ip), "as_num": str(self.as_number)}}
 
-    def row(self, wide: bool, context: dict) -> list[str]:
-        return [self.scope, str(self.peer_ip), self.node, str(self.as_number)]
+    def cells(self, context: dict) -> dict[str, str]:
+        return {"SCOPE": self.scope, "PEERIP": str(self.peer_ip), "NODE": self.node, "ASN": str(self.as_number)}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["BGPPeer"]:
         peers = [cls("global", ipaddress.ip_address(e.value["ip"]), int(e.value["as_num"]))
-                 for e in await ds.list(keys.GLOBAL_PEERS_V4)]
+                 for e in await ds.list(keys.GLOBAL_PEERS_V4) + await ds.list(keys.GLOBAL_PEERS_V6)]
         for entry in await ds.list(keys.BGP_HOSTS):
-            if "/peer_v4/" in entry.key:
+            if "/peer_v4/" in entry.key or "/peer_v6/" in entry.key:
                 peers.append(cls("node", ipaddress.ip_address(entry.value["ip"]), int(entry.value["as_num"]),
                                  keys.host_of(entry.key, keys.BGP_HOSTS)))
         return peers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from ..etcd import Datastore
@@ -17,6 +18,7 @@ PORT_PROTOCOLS = ("tcp", "udp", "sctp", "udplite")
 ENTITY_FIELDS = {"tag": "tag", "notTag": "!tag", "net": "net", "notNet": "!net", "selector": "selector",
                  "notSelector": "!selector", "ports": "ports", "notPorts": "!ports"}
 PROFILES = "/calico/v1/policy/profile/"
+ALL = "all()"
 
 
 def parse_protocol(value: Any, where: str) -> str | int:
@@ -59,8 +61,6 @@ def rule_to_datastore(rule: Any, where: str) -> dict:
                 if isinstance(icmp[part], bool) or not isinstance(icmp[part], int) or not 0 <= icmp[part] <= 255:
                     raise ValidationError(f"{where}.{api}.{part} must be 0-255, not {icmp[part]!r}")
                 stored[f"{prefix}icmp_{part}"] = icmp[part]
-        if icmp and stored.get("protocol") not in ("icmp", "icmpv6", 1, 58):
-            raise ValidationError(f"{where}.{api} needs protocol icmp")
     for api, side in (("source", "src"), ("destination", "dst")):
         entity = check_fields(rule.get(api), ENTITY_FIELDS, f"{where}.{api}")
         for field_name, stem in ENTITY_FIELDS.items():
@@ -101,12 +101,30 @@ def rule_to_api(stored: dict) -> dict:
         if icmp:
             rule[api] = icmp
     for side, api in (("src", "source"), ("dst", "destination")):
-        entity = {field_name: stored[f"{'!' if stem.startswith('!') else ''}{side}_{stem.lstrip('!')}"]
-                  for field_name, stem in ENTITY_FIELDS.items()
-                  if f"{'!' if stem.startswith('!') else ''}{side}_{stem.lstrip('!')}" in stored}
-        if entity:
-            rule[api] = entity
-    return rule
+        rule[api] = {field_name: stored[f"{'!' if stem.startswith('!') else ''}{side}_{stem.lstrip('!')}"]
+                     for field_name, stem in ENTITY_FIELDS.items()
+                     if f"{'!' if stem.startswith('!') else ''}{side}_{stem.lstrip('!')}" in stored}
+    return rule  # source and destination always shown, as calicoctl prints them
+
+
+def rules_document(ingress: tuple[dict, ...], egress: tuple[dict, ...]) -> dict:
+    """A spec's rules in the v1 form; empty lists are left out, as calicoctl leaves them out."""
+    rules = {"ingress": [rule_to_api(r) for r in ingress], "egress": [rule_to_api(r) for r in egress]}
+    return {direction: listed for direction, listed in rules.items() if listed}
+
+
+def go_float(number: float) -> str:
+    """A number as Go's %v prints a float64 (calicoctl's ORDER column): shortest digits, with an
+    exponent from 1e+06 up and below 1e-04 (100 -> 100, 6543215.5 -> 6.5432155e+06)."""
+    sign, digits, exponent = Decimal(repr(float(number))).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(text) + exponent - 1  # the decimal exponent of the first digit
+    if text == "0":
+        return "-0" if sign else "0"
+    if point < -4 or point >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{'-' if sign else ''}{mantissa}e{'-' if point < 0 else '+'}{abs(point):02d}"
+    return f"{'-' if sign else ''}{abs(Decimal(repr(float(number))).normalize()):f}"
 
 
 def parse_rules(value: Any, where: str) -> tuple[dict, ...]:
@@ -126,6 +144,7 @@ class Profile(Resource):
     aliases: ClassVar[tuple[str, ...]] = ("profile", "profiles", "pro", "pros")
     ps_columns: ClassVar[tuple[str, ...]] = ("NAME",)
     wide_columns: ClassVar[tuple[str, ...]] = ("NAME", "TAGS")
+    columns: ClassVar[tuple[str, ...]] = wide_columns
 
     profile_name: str
     tags: tuple[str, ...] = ()
@@ -148,9 +167,12 @@ class Profile(Resource):
                    parse_rules(spec.get("egress"), "profile spec.egress"))
 
     def document(self) -> dict:
-        metadata: dict[str, Any] = {"name": self.profile_name, "tags": list(self.tags), "labels": dict(self.labels)}
-        return self._wrap(metadata, {"ingress": [rule_to_api(r) for r in self.ingress],
-                                     "egress": [rule_to_api(r) for r in self.egress]})
+        metadata: dict[str, Any] = {"name": self.profile_name}
+        if self.tags:
+            metadata["tags"] = list(self.tags)
+        if self.labels:
+            metadata["labels"] = dict(self.labels)
+        return self._wrap(metadata, rules_document(self.ingress, self.egress))
 
     @property
     def ident(self) -> str:
@@ -172,8 +194,8 @@ class Profile(Resource):
     def removal_prefixes(self) -> list[str]:
         return [f"{PROFILES}{self.profile_name}/"]
 
-    def row(self, wide: bool, context: dict) -> list[str]:
-        return [self.profile_name, ",".join(self.tags)][: 2 if wide else 1]
+    def cells(self, context: dict) -> dict[str, str]:
+        return {"NAME": self.profile_name, "TAGS": ",".join(self.tags)}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Profile"]:
@@ -207,6 +229,7 @@ class Policy(Resource):
     aliases: ClassVar[tuple[str, ...]] = ("policy", "policies", "pol", "pols")
     ps_columns: ClassVar[tuple[str, ...]] = ("NAME",)
     wide_columns: ClassVar[tuple[str, ...]] = ("NAME", "ORDER", "SELECTOR")
+    columns: ClassVar[tuple[str, ...]] = wide_columns
 
     policy_name: str
     selector: str
@@ -219,15 +242,16 @@ class Policy(Resource):
 
         metadata, spec = cls._envelope(doc)
         check_fields(metadata, ("name",), "policy metadata", required=("name",))
-        check_fields(spec, ("order", "selector", "ingress", "egress"), "policy spec", required=("selector",))
+        check_fields(spec, ("order", "selector", "ingress", "egress"), "policy spec")
         order = spec.get("order")
         if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float))):
             raise ValidationError(f"policy spec.order must be a number, not {order!r}")
+        text = str(spec.get("selector") or "")
         try:
-            parse_selector(str(spec["selector"]))
+            parse_selector(text or ALL)
         except SelectorError as error:
             raise ValidationError(f"policy spec.selector: {error}") from None
-        return cls(parse_name(metadata["name"], "policy metadata.name"), str(spec["selector"]), order,
+        return cls(parse_name(metadata["name"], "policy metadata.name"), text, order,
                    parse_rules(spec.get("ingress"), "policy spec.ingress"),
                    parse_rules(spec.get("egress"), "policy spec.egress"))
 
@@ -235,9 +259,12 @@ class Policy(Resource):
         spec: dict[str, Any] = {"selector": self.selector}
         if self.order is not None:
             spec["order"] = self.order
-        spec["ingress"] = [rule_to_api(r) for r in self.ingress]
-        spec["egress"] = [rule_to_api(r) for r in self.egress]
-        return self._wrap({"name": self.policy_name}, spec)
+        return self._wrap({"name": self.policy_name}, {**spec, **rules_document(self.ingress, self.egress)})
+
+    @property
+    def applies_to(self) -> str:
+        """The selector of the endpoints it applies to: an empty one selects every endpoint."""
+        return self.selector or ALL
 
     @property
     def ident(self) -> str:
@@ -258,9 +285,9 @@ class Policy(Resource):
     def writes(self) -> dict[str, Any]:
         return {self.primary_key: self.value()}
 
-    def row(self, wide: bool, context: dict) -> list[str]:
-        order = "" if self.order is None else f"{self.order:g}"
-        return [self.policy_name, order, self.selector][: 3 if wide else 1]
+    def cells(self, context: dict) -> dict[str, str]:
+        order = "<nil>" if self.order is None else go_float(self.order)
+        return {"NAME": self.policy_name, "ORDER": order, "SELECTOR": self.selector}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Policy"]:
