@@ -129,8 +129,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
         if args.json:
             print(json.dumps(document, indent=2))
         if args.cli:
-            from mininet.cli import CLI
-            CLI(cluster.net)
+            cluster.cli()
     finally:
         with progress.status("stopping the cluster"):
             cluster.stop()
