@@ -378,6 +378,9 @@ class LabService:
             return {"ok": True, "result": method(**request)}
         except (ClusterError, DatastoreError, TypeError, OSError) as error:
             return {"ok": False, "error": str(error)}
+        except Exception as error:  # a bug must not take the lab down: report it, keep serving
+            log.exception("operation %r failed", request)
+            return {"ok": False, "error": f"the lab failed: {error!r} (see calisim.log)"}
 
     @classmethod
     def operations(cls) -> list[str]:
@@ -400,7 +403,10 @@ def serve(service: LabService, path: Path) -> None:
                 answer = {"ok": False, "error": "a request is one JSON object on one line"}
             else:
                 answer = service.handle(request) if isinstance(request, dict) else {"ok": False, "error": "not an object"}
-            self.wfile.write(json.dumps(answer).encode() + b"\n")
+            try:
+                self.wfile.write(json.dumps(answer).encode() + b"\n")
+            except OSError as error:
+                log.warning("cannot answer %s: %s", request, error)
 
     path.unlink(missing_ok=True)
     old_umask = os.umask(0o177)  # the socket is created 0600

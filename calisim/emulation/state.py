@@ -9,6 +9,7 @@ socket for the BGP sessions, etcd for node names and block affinities, each host
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..datastore import keys
@@ -60,7 +61,7 @@ def inspect_cluster(cluster) -> dict[str, Any]:
     hosts = []
     for host in describe_hosts(cluster.topo):
         name = host["name"]
-        state: dict[str, Any] = {**host, "interfaces": interface_addresses(cluster.host(name).pid)}
+        state: dict[str, Any] = {**host, "interfaces": interface_addresses(cluster, name)}
         if name in cluster.hosts:
             node = node_names.get(cluster.topo.host_ip(name))
             sessions = bgp_sessions(cluster, name)
@@ -71,17 +72,17 @@ def inspect_cluster(cluster) -> dict[str, Any]:
     return {"hosts": hosts, "segments": segments(cluster.topo)}
 
 
-def interface_addresses(pid: int) -> dict[str, list[str]]:
-    """ifname -> its IPv4 addresses, read with netlink inside the namespace of process pid."""
-    from pyroute2 import IPRoute
+def interface_addresses(cluster, name: str) -> dict[str, list[str]]:
+    """ifname -> its IPv4 addresses, as `ip -j -4 addr` in the host shows them.
 
-    with IPRoute(netns=f"/proc/{pid}/ns/net", flags=0) as ipr:
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        found: dict[str, list[str]] = {}
-        for address in ipr.get_addr(family=2):
-            name = names.get(address["index"], str(address["index"]))
-            if name != "lo":
-                found.setdefault(name, []).append(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+    (iproute2 through Cluster.run, not pyroute2 here: pyroute2's netns sockets, closed from the
+    control socket's threads, closed a later connection's descriptor too.)
+    """
+    result = cluster.run(name, "ip -j -4 addr show", timeout=20)
+    found: dict[str, list[str]] = {}
+    for link in json.loads(result.stdout or "[]") if result.rc == 0 else []:
+        if link.get("ifname") != "lo":
+            found[link["ifname"]] = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])]
     return found
 
 
