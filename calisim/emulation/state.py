@@ -4,12 +4,14 @@
 a topology can be drawn without building it).  ``inspect_cluster`` asks a running cluster
 through its real interfaces: netlink in each host's namespace for addresses, BIRD's control
 socket for the BGP sessions, etcd for node names and block affinities, each host's dockerd
-(Engine API on its docker.sock) for the workloads.
+(the Engine API on its docker.sock) for the workloads.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from typing import Any
 
 from ..datastore import keys
@@ -105,21 +107,33 @@ def bgp_sessions(cluster, name: str) -> list[dict[str, str]]:
              "since": p.since} for p in peers]
 
 
-def workloads(cluster, name: str) -> list[dict[str, Any]]:
-    """The host's containers, from its dockerd: name and addresses per network."""
-    import docker
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: how the docker CLI reaches dockerd."""
 
+    def __init__(self, path: str, timeout: float = 10.0):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def workloads(cluster, name: str) -> list[dict[str, Any]]:
+    """The host's containers as its dockerd lists them (`GET /containers/json?all=1`)."""
     socket_path = cluster.host(name).state_dir / "docker" / "docker.sock"
     if not socket_path.exists():
         return []
+    connection = _UnixHTTPConnection(str(socket_path))
     try:
-        client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=10)
-        try:
-            containers = client.api.containers(all=True)
-        finally:
-            client.close()
-    except (docker.errors.DockerException, OSError):
+        connection.request("GET", "/containers/json?all=1")
+        response = connection.getresponse()
+        containers = json.loads(response.read()) if response.status == 200 else []
+    except (OSError, ValueError, http.client.HTTPException):
         return []
+    finally:
+        connection.close()
     return [{"name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12], "state": c.get("State", ""),
              "addresses": sorted(n.get("IPAddress", "") for n in (c.get("NetworkSettings") or {}).get("Networks", {}).values()
                                  if n.get("IPAddress"))}
