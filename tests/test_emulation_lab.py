@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calisim.emulation import lab
-from calisim.emulation.cluster import process_alive
+from calisim.emulation.cluster import process_alive, processes_in_namespace
 
 from .conftest import PYTHON
 
@@ -26,15 +26,7 @@ def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
 
 
 def in_pid_namespace(pidns: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "pid").st_ino == pidns:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    return processes_in_namespace(pidns, "pid")
 
 
 def ls_names() -> list[str]:

@@ -177,7 +177,7 @@ class Cluster:
         if pid is not None:
             _terminate([pid])
         keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
-        started_here = set(processes_in_netns(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+        started_here = set(processes_in_namespace(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
         _terminate([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
@@ -323,12 +323,13 @@ def _text(data: bytes | str | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def processes_in_netns(inode: int) -> list[int]:
+def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
+                if os.stat(entry / "ns" / kind).st_ino == inode:
                     pids.append(int(entry.name))
             except OSError:
                 continue

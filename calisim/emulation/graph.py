@@ -23,6 +23,7 @@ SEGMENT_FILL = "#eef1f4"
 ESTABLISHED = "#2da44e"
 NOT_ESTABLISHED = "#cf222e"
 SPLIT_SEGMENT_AT = 5  # a segment with more hosts gets half of them above it, half below
+DRAW_EVERY_SESSION_UP_TO = 6  # sessions: a full mesh of 4 hosts
 
 
 def write(topo, output: Path, live: dict[str, Any] | None = None, title: str | None = None) -> Path:
@@ -54,19 +55,25 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
         dot.node(segment["name"], shape="box", style="rounded,filled", fillcolor=SEGMENT_FILL, color="#afb8c1",
                  height="0.3", margin="0.25,0.06",
                  label=f"<<b>{segment['name']}</b>  <font point-size='10'>{' '.join(subnets)}</font>>")
-    for segment_name, members in _by_segment(links).items():
+    for segment_name, members in sorted(_by_segment(links).items()):
         routers = [link for link in members if hosts[link["host"]]["role"] == "router"]
         others = [link for link in members if link not in routers]
-        split = not has_routers and len(others) >= SPLIT_SEGMENT_AT
+        half = len(others) // 2 if not has_routers and len(others) >= SPLIT_SEGMENT_AT else 0
         for link in routers:
             dot.edge(link["host"], segment_name, label=link["address"], fontcolor="#57606a")
         for index, link in enumerate(others):
-            above = split and index < len(others) // 2
-            dot.edge(*((link["host"], segment_name) if above else (segment_name, link["host"])))
+            dot.edge(*((link["host"], segment_name) if index < half else (segment_name, link["host"])))
+        for row in (others[:half], others[half:]):
+            _keep_in_order(dot, [link["host"] for link in row])
     if live:
         pairs = sessions(topo, live)
-        labelled = len(pairs) <= 3  # a small mesh can name its sessions; a big one would drown in labels
+        # Every session of a small mesh is drawn; in a big one (10 hosts: 45 sessions) only the
+        # ones that are not Established are, so that what is wrong stands out.
+        draw_all = len(pairs) <= DRAW_EVERY_SESSION_UP_TO
+        labelled = len(pairs) <= 3
         for (a, b), established in pairs.items():
+            if established and not draw_all:
+                continue
             colour = ESTABLISHED if established else NOT_ESTABLISHED
             dot.edge(a, b, style="dashed", constraint="false", penwidth="1.5", color=colour, fontcolor=colour,
                      label=("BGP Established" if established else "BGP not established") if labelled else "")
@@ -75,13 +82,18 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
 
 def subtitle(topo, live: dict[str, Any] | None) -> str:
     """One or two lines under the title (HTML-like: lines joined by <br/>, already escaped)."""
-    lines = [f"{len(topo.calico_hosts())} Calico hosts · etcd in {topo.etcd_host}"]
+    others = [h for h in topo.hosts() if h not in topo.calico_hosts()]
+    routers = len(topo.routers())
+    counts = [f"{len(topo.calico_hosts())} Calico hosts"] + [f"{n} {what}{'s' if n > 1 else ''}" for n, what in (
+        (routers, "router"), (len(others) - routers, "outside host")) if n]
+    lines = [", ".join(counts) + f" · etcd in {topo.etcd_host}"]
     if live:
         calico = [h for h in live["hosts"] if "bgp" in h]
         pairs = sessions(topo, live)
         lines[0] += f" · calico-node running on {sum(h['calico_node'] for h in calico)}/{len(calico)}"
-        lines.append(f"BGP sessions {sum(pairs.values())}/{len(pairs)} Established "
-                     f"(dashed lines: green Established, red not)")
+        drawn = "dashed lines: green Established, red not" if len(pairs) <= DRAW_EVERY_SESSION_UP_TO else \
+            "red dashed lines: the sessions that are not"
+        lines.append(f"BGP sessions {sum(pairs.values())}/{len(pairs)} Established ({drawn})")
     return "<br/>".join(html.escape(line) for line in lines) + "<br/> "
 
 
@@ -113,6 +125,9 @@ def host_label(host: dict[str, Any]) -> str:
         node = ("<font color='#2da44e'>calico-node running</font>" if host["calico_node"]
                 else "<font color='#cf222e'>calico-node stopped</font>")
         rows.append(f"<tr><td>{node}</td></tr>")
+        if host["bgp"]:
+            colour = "#2da44e" if host["established"] == len(host["bgp"]) else "#cf222e"
+            rows.append(f"<tr><td><font color='{colour}'>BGP {host['established']}/{len(host['bgp'])} Established</font></td></tr>")
         for block in host["blocks"]:
             rows.append(f"<tr><td bgcolor='#ddf4ff'>block {html.escape(block)}</td></tr>")
         for workload in host["workloads"]:
@@ -120,6 +135,14 @@ def host_label(host: dict[str, Any]) -> str:
                         f"{html.escape(' '.join(workload['addresses']))}</td></tr>")
     return ("<<table border='1' cellborder='0' cellspacing='0' cellpadding='3' color='#8c959f'>"
             + "".join(rows) + "</table>>")
+
+
+def _keep_in_order(dot: graphviz.Graph, names: list[str]) -> None:
+    """Hold a row of hosts in their order (host1, host2, ...) whatever the BGP lines pull."""
+    with dot.subgraph() as row:
+        row.attr(rank="same")
+        for left, right in zip(names, names[1:]):
+            row.edge(left, right, style="invis")
 
 
 def _by_segment(links: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

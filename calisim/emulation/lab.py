@@ -47,7 +47,7 @@ from typing import Any
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import Cluster, ClusterError, CommandResult, process_alive
+from .cluster import Cluster, ClusterError, CommandResult, process_alive, processes_in_namespace
 from .rundir import RunDir
 from .state import describe_hosts, inspect_cluster
 
@@ -157,13 +157,11 @@ class Registry:
 
 def kill_pid_namespace(pidns: int) -> None:
     """SIGKILL whatever still runs in the PID namespace with inode pidns (a dead lab's)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "pid").st_ino == pidns:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
+    for pid in processes_in_namespace(pidns, "pid"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
 
 
 # -- the client ------------------------------------------------------------------------------
