@@ -47,7 +47,7 @@ from typing import Any
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import Cluster, ClusterError, CommandResult, process_alive, processes_in_namespace
+from .cluster import Cluster, ClusterError, CommandResult, process_alive
 from .rundir import RunDir
 from .state import describe_hosts, inspect_cluster
 
@@ -126,11 +126,12 @@ class Registry:
         self._file(name).unlink(missing_ok=True)
 
     def clean(self) -> list[LabRecord]:
-        """Forget every lab whose PID 1 is gone (the kernel took its processes and namespaces
-        with it); kill any straggler still in its PID namespace and remove its socket."""
+        """Forget every lab whose PID 1 is gone and remove its socket.  Nothing is left to kill:
+        when a PID namespace's init dies the kernel kills every process in it, and the network
+        and mount namespaces (with every mount) go with their last process.  (Killing by the
+        recorded namespace inode would be wrong: after a reboot it may name someone else's.)"""
         dead = [record for record in self.records() if not record.alive()]
         for record in dead:
-            kill_pid_namespace(record.pidns)
             record.socket.unlink(missing_ok=True)
             self.remove(record.name)
         return dead
@@ -153,15 +154,6 @@ class Registry:
                 return record
         running = f" (running: {', '.join(r.name for r in labs)})" if labs else " (no lab is running)"
         raise LabError(f"no lab named {name!r} is running{running}")
-
-
-def kill_pid_namespace(pidns: int) -> None:
-    """SIGKILL whatever still runs in the PID namespace with inode pidns (a dead lab's)."""
-    for pid in processes_in_namespace(pidns, "pid"):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -306,8 +298,7 @@ def down(record: LabRecord, registry: Registry | None = None) -> None:
     while record.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if record.alive():
-        _stop_pid1(record.pid, 10)
-    kill_pid_namespace(record.pidns)
+        _stop_pid1(record.pid, 10)  # SIGKILL last: the kernel then kills the rest of the lab
     record.socket.unlink(missing_ok=True)
     registry.remove(record.name)
 
