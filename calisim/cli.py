@@ -257,6 +257,9 @@ def lab_inspect(args: argparse.Namespace) -> int:
                      f"{host['established']}/{len(host['bgp'])} Established", ", ".join(host["blocks"]) or "-",
                      ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
     print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
+    routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]
+    if routers:
+        print(padded_columns(("ROUTER", "JOINS"), routers))
     print(padded_columns(("SEGMENT", "JOINS"), [[s["name"], ", ".join(s["joins"])] for s in state["segments"]]), end="")
     return 0
 

@@ -36,12 +36,14 @@ def links(topo) -> list[dict[str, Any]]:
 
 
 def describe_hosts(topo) -> list[dict[str, Any]]:
-    """Per host (routers and outside hosts too): its role and its addresses on the segments."""
-    by_host: dict[str, list[str]] = {name: [] for name in topo.hosts(sort=True)}
+    """Per host (routers and outside hosts too): its role, its addresses and the segments it joins."""
+    by_host: dict[str, dict[str, Any]] = {name: {"name": name, "role": role(topo, name), "addresses": [], "joins": []}
+                                          for name in topo.hosts(sort=True)}
     for link in links(topo):
+        by_host[link["host"]]["joins"].append(link["segment"])
         if link["address"]:
-            by_host[link["host"]].append(link["address"])
-    return [{"name": name, "role": role(topo, name), "addresses": addresses} for name, addresses in by_host.items()]
+            by_host[link["host"]]["addresses"].append(link["address"])
+    return list(by_host.values())
 
 
 def segments(topo) -> list[dict[str, Any]]:
