@@ -85,12 +85,13 @@ def test_exec_into_a_missing_lab_or_host_is_one_line_and_exit_2(duo):
 
 
 def test_exec_under_a_pseudo_terminal_gets_a_tty_and_a_login_shell(duo):
-    command = f"{PYTHON} -m calisim exec --lab {LAB} host1"
-    done = subprocess.run(["script", "-qec", command, "/dev/null"], input="tty; which calicoctl; exit 7\n",
+    command = f"stty rows 33 cols 101; {PYTHON} -m calisim exec --lab {LAB} host1"
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], input="tty; stty size; which calicoctl; exit 7\n",
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 7, done.stdout + done.stderr
     assert "root@host1:~#" in done.stdout  # the prompt names the host
     assert "/dev/pts/" in done.stdout and "not a tty" not in done.stdout
+    assert "33 101" in done.stdout  # the terminal's size is the caller's
     assert str(Path(PYTHON).parent / "calicoctl") in done.stdout  # the login shell keeps calisim's PATH
 
 
