@@ -5,6 +5,10 @@
   two-host [--json] [--cli]
       The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
       only if everything matches the seed.
+  up TOPOLOGY [options] [--start-nodes] [--name NAME] | exec [--lab NAME] HOST [-- CMD...] | ls
+  inspect [NAME] [--json] | graph [NAME | --topology T] -o FILE.svg|.png | down [NAME | --all]
+  run SCRIPT --lab NAME
+      Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
 
 Input (script, topology, host count) is checked before anything is built; every run then
 re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
