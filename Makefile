@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Everything the issues need, installed once: Mininet's mnexec (no Open vSwitch), BIRD 2, etcd,
 # the dataplane tools, and clang/libbpf/bpftool for the eBPF IPIP backend.
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
-	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool
+	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu

@@ -8,7 +8,7 @@ setup(
     packages=find_packages(include=["calisim", "calisim.*", "topologies", "bird_configs"]),
     package_data={"bird_configs": ["*.j2"], "calisim.scenarios": ["transcripts/*.txt"], "calisim.felix": ["bpf/*.c", "bpf/*.bpf.o"]},
     install_requires=[
-        "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich",
+        "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich", "graphviz",
     ],
     extras_require={"test": ["pytest", "hypothesis", "docker"], "bench": ["matplotlib"]},
     entry_points={

@@ -5,6 +5,10 @@
   two-host [--json] [--cli]
       The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
       only if everything matches the seed.
+  up TOPOLOGY [options] [--start-nodes] [--name NAME] | exec [--lab NAME] HOST [-- CMD...] | ls
+  inspect [NAME] [--json] | graph [NAME | --topology T] -o FILE.svg|.png | down [NAME | --all]
+  run SCRIPT --lab NAME
+      Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
 
 Input (script, topology, host count) is checked before anything is built; every run then
 re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
@@ -17,8 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -26,8 +33,9 @@ from rich.console import Console
 
 import topologies
 
+from .calicoctl.output import padded_columns
 from .datastore import DatastoreError
-from .emulation import sandbox
+from .emulation import lab, sandbox
 from .emulation.cluster import Cluster, ClusterError
 from .emulation.rundir import RunDir
 from .scenarios import seed, transcript
@@ -53,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="replay a transcript on a fresh cluster", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("script", help="transcript file, or - for standard input")
-    run.add_argument("--topology", required=True, help=f"one of: {', '.join(topologies.NAMES)}")
+    run.add_argument("--topology", help=f"one of: {', '.join(topologies.NAMES)} (a fresh cluster)")
+    run.add_argument("--lab", metavar="NAME", help="replay on the running lab NAME instead (see `up`)")
     topologies.add_arguments(run.add_argument_group("topology options"))
     run.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host first")
     two_host = commands.add_parser("two-host", help="the seed walk-through on the seed's two hosts")
@@ -66,7 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
                          help="tunl0's backend (auto: the kernel's ipip if present, else eBPF if it loads, "
                               "else userspace); "
                               "calico-node prints which it uses")
+    add_lab_commands(commands)
     return parser
+
+
+def add_lab_commands(commands) -> None:
+    """Labs: worlds that keep running, detached, between commands (calisim.emulation.lab)."""
+    up = commands.add_parser("up", help="start a lab that keeps running until `down`")
+    up.add_argument("topology", help=f"one of: {', '.join(topologies.NAMES)}")
+    topologies.add_arguments(up.add_argument_group("topology options"))
+    up.add_argument("--name", help="the lab's name (default: the topology's)")
+    up.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host, wait for the mesh")
+    up.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
+    up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
+    enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
+    enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    enter.add_argument("host")
+    enter.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="[ARGS...] to run (default: a login shell)")
+    commands.add_parser("ls", help="list the running labs")
+    inspect = commands.add_parser("inspect", help="a lab's hosts, BGP sessions, blocks, workloads and segments")
+    inspect.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON document")
+    graph = commands.add_parser("graph", help="draw a lab, or a topology, as SVG or PNG")
+    graph.add_argument("name", nargs="?", help="a running lab (may be left out while one lab runs)")
+    graph.add_argument("--topology", help="draw this topology without building it")
+    topologies.add_arguments(graph.add_argument_group("topology options"))
+    graph.add_argument("-o", "--output", type=Path, required=True, help="FILE.svg or FILE.png")
+    down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
+    down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
+    down.add_argument("--all", action="store_true", help="stop every lab")
 
 
 def load_steps(args: argparse.Namespace) -> list[transcript.Step]:
@@ -96,9 +133,7 @@ def print_result(console: Console, result: transcript.StepResult, as_json: bool)
 
 
 def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int:
-    width = None if sys.stdout.isatty() else 140  # tables stay readable in logs and pipes
-    console = Console(stderr=args.json, highlight=False, soft_wrap=True, width=width)
-    progress = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
+    console, progress = consoles(args)
     run_dir = RunDir.create(topo.name, args.run_dir)
     logging.basicConfig(filename=run_dir.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -129,16 +164,164 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
         if args.json:
             print(json.dumps(document, indent=2))
         if args.cli:
-            from mininet.cli import CLI
-            CLI(cluster.net)
+            cluster.cli()
     finally:
         with progress.status("stopping the cluster"):
             cluster.stop()
+    return report_totals(progress, results, steps, run_dir.path, mismatched)
+
+
+def consoles(args: argparse.Namespace) -> tuple[Console, Console]:
+    """Where results go (standard error under --json) and where progress goes."""
+    width = None if sys.stdout.isatty() else 140  # tables stay readable in logs and pipes
+    return (Console(stderr=args.json, highlight=False, soft_wrap=True, width=width),
+            Console(stderr=True, highlight=False, soft_wrap=True, width=width))
+
+
+def report_totals(progress: Console, results: list[transcript.StepResult], steps: list[transcript.Step],
+                  logs: object, mismatched: bool = False) -> int:
+    """Print the transcript's totals; the exit code: 0 only if every step ran and passed."""
     passed = sum(r.passed for r in results)
     progress.print(f"transcript: {passed} passed, {len(results) - passed} failed"
                    + (f", {len(steps) - len(results)} not run" if len(results) < len(steps) else "")
-                   + f"; logs in {run_dir.path}")
+                   + f"; logs in {logs}")
     return 0 if passed == len(steps) and not mismatched else 1
+
+
+# -- labs ------------------------------------------------------------------------------------
+LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+def lab_up(args: argparse.Namespace) -> int:
+    options = topologies.given_options(args)
+    topology = args.topology.replace("-", "_")
+    try:
+        topo = topologies.load(topology, **options)
+        name = args.name or topo.name
+        if not LAB_NAME.match(name):
+            raise ValueError(f"a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), not {name!r}")
+        RunDir.check_base(args.run_dir, name)
+    except ValueError as error:
+        raise lab.LabError(str(error)) from error
+    progress = Console(stderr=True, highlight=False, soft_wrap=True)
+    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend)
+    with progress.status(f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
+                         + (", calicoctl node run on every host" if args.start_nodes else "")):
+        record = lab.up(spec, args.run_dir)
+    print(f"lab {record.name} is up ({record.topology}); run directory {record.run_dir}\n")
+    print(padded_columns(("HOST", "ROLE", "ADDRESSES"),
+                         [[h["name"], h["role"], ", ".join(h["addresses"])] for h in record.hosts]))
+    first = next((h["name"] for h in record.hosts if h["role"].startswith("calico")), record.hosts[0]["name"])
+    print(f"  python -m calisim exec --lab {name} {first}                            a login shell on {first}\n"
+          f"  python -m calisim exec --lab {name} {first} -- calicoctl node status   one command\n"
+          f"  python -m calisim inspect {name}    python -m calisim down {name}")
+    return 0
+
+
+def lab_exec(args: argparse.Namespace) -> int:
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    record = lab.Registry().find(args.lab)
+    argv, environment = lab.enter_argv(record, args.host, command)
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, environment)
+
+
+def age(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def lab_ls(_args: argparse.Namespace) -> int:
+    rows = []
+    for record in lab.Registry().running():
+        names = [h["name"] for h in record.hosts]
+        rows.append([record.name, record.topology, ", ".join(names) if len(names) <= 4 else f"{len(names)} hosts",
+                     age(time.time() - record.started), record.run_dir])
+    print(padded_columns(("NAME", "TOPOLOGY", "HOSTS", "AGE", "RUN DIRECTORY"), rows), end="")
+    return 0
+
+
+def lab_inspect(args: argparse.Namespace) -> int:
+    record = lab.Registry().find(args.name)
+    state = record.client().call("inspect")
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    print(f"lab {record.name} ({record.topology}), up {age(time.time() - record.started)}; run directory {record.run_dir}\n")
+    rows = []
+    for host in state["hosts"]:
+        addresses = ", ".join(f"{name} {' '.join(ips)}" for name, ips in host["interfaces"].items())
+        if "bgp" not in host:
+            rows.append([host["name"], host["role"], addresses, "", "", "", ""])
+            continue
+        rows.append([host["name"], host["role"], addresses, "running" if host["calico_node"] else "stopped",
+                     f"{host['established']}/{len(host['bgp'])} Established", ", ".join(host["blocks"]) or "-",
+                     ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
+    print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
+    routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]
+    if routers:
+        print(padded_columns(("ROUTER", "JOINS"), routers))
+    print(padded_columns(("SEGMENT", "JOINS"), [[s["name"], ", ".join(s["joins"])] for s in state["segments"]]), end="")
+    return 0
+
+
+def lab_graph(args: argparse.Namespace) -> int:
+    from .emulation import graph
+
+    if args.output.suffix not in (".svg", ".png"):
+        raise lab.LabError(f"the picture's file name must end in .svg or .png, not {args.output.name!r}")
+    if args.topology:
+        try:
+            topo = topologies.load(args.topology, **topologies.given_options(args))
+        except ValueError as error:
+            raise lab.LabError(str(error)) from error
+        written = graph.write(topo, args.output)
+    else:
+        record = lab.Registry().find(args.name)
+        topo = topologies.load(record.topology, **record.options)
+        written = graph.write(topo, args.output, record.client().call("inspect"), title=f"lab {record.name}")
+    print(f"calisim: wrote {written}")
+    return 0
+
+
+def lab_down(args: argparse.Namespace) -> int:
+    registry = lab.Registry()
+    records = registry.running() if args.all else [registry.find(args.name)]
+    for record in records:
+        with Console(stderr=True).status(f"stopping lab {record.name}"):
+            lab.down(record, registry)
+        print(f"lab {record.name} is down; logs kept in {record.run_dir}")
+    return 0
+
+
+LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
+                "down": lab_down}
+
+
+def run_on_lab(args: argparse.Namespace) -> int:
+    """`run SCRIPT --lab NAME`: the transcript against a running lab, printed as on a fresh cluster."""
+    if args.topology or args.start_nodes or args.cli:
+        raise lab.LabError("--topology, --start-nodes and --cli belong to a fresh cluster; a lab was built by `up`")
+    record = lab.Registry().find(args.lab)
+    try:
+        steps = load_steps(args)
+        transcript.check_hosts(steps, [h["name"] for h in record.hosts])
+    except (OSError, ValueError) as error:
+        raise lab.LabError(str(error)) from error
+    console, progress = consoles(args)
+    progress.print(f"calisim: lab {record.name}, run directory {record.run_dir}")
+    client = record.client()
+    results = transcript.run(client, steps, lambda r: print_result(console, r, args.json), args.keep_going)
+    if not all(r.passed for r in results):
+        progress.print(f"calisim: the hosts' state at the failure is in {client.call('diagnose')}")
+    document = [r.as_dict() for r in results]
+    (Path(record.run_dir) / f"transcript-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(document, indent=2))
+    if args.json:
+        print(json.dumps(document, indent=2))
+    return report_totals(progress, results, steps, record.run_dir)
 
 
 def terminate_gracefully(signum: int, _frame: object) -> None:
@@ -148,6 +331,14 @@ def terminate_gracefully(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if args.command in LAB_COMMANDS or getattr(args, "lab", None) and args.command == "run":
+        try:
+            sys.exit(LAB_COMMANDS[args.command](args) if args.command in LAB_COMMANDS else run_on_lab(args))
+        except lab.LabError as error:
+            print(f"calisim: {error}", file=sys.stderr)
+            sys.exit(2)
+    if args.command == "run" and not args.topology:
+        sys.exit("calisim: run needs --topology (a fresh cluster) or --lab NAME (a running lab)")
     try:
         steps = load_steps(args)
         topo = (topologies.load("two_host") if args.command == "two-host"

@@ -4,6 +4,9 @@
 * topology.py: Mininet's hosts, segments and routers, as Calico hosts need them;
 * cluster.py: ``Cluster``, the Python API (build, run commands in hosts, stop);
 * rundir.py: the per-run directory of configs, sockets and logs.
+* lab.py: labs, clusters kept running in sandboxes of their own, their registry and control socket;
+* state.py: what a topology is and a running cluster looks like (`calisim inspect`);
+* graph.py: Graphviz pictures of topologies and labs.
 
 ``from calisim.emulation import Cluster`` works without importing Mininet and etcd's client
 until they are used, so `python -m calisim --help` and the sandbox's PID 1 stay light.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -176,7 +177,7 @@ class Cluster:
         if pid is not None:
             _terminate([pid])
         keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
-        started_here = set(processes_in_netns(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+        started_here = set(processes_in_namespace(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
         _terminate([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
@@ -262,6 +263,40 @@ class Cluster:
                    interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
 
 
+    def cli(self, commands=None) -> None:
+        """Mininet's CLI on the cluster, every command's output on standard output.
+
+        `host1 calicoctl node status` runs in host1's own shell, which gets the environment of
+        Cluster.run first (PATH with calicoctl and docker, ETCD_ENDPOINTS, DOCKER_HOST, its home
+        directory).  Commands come from the terminal, or, when standard input is not one, are
+        read from it whole and run as a script: Mininet's CLI would otherwise feed the lines
+        after a command to that command's shell.
+        """
+        from mininet.cli import CLI
+        from mininet.log import lg
+
+        commands = sys.stdin if commands is None else commands
+        for name in self.topo.hosts(sort=True):
+            exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in self.environment(name).items())
+            self.host(name).cmd(f"export {exports}; cd {shlex.quote(str(self.host(name).home))}")
+        lg.handlers[0].setStream(sys.stdout)
+        setLogLevel("output")
+        try:
+            if commands.isatty():
+                CLI(self.net, stdin=commands)
+            else:
+                script = self.run_dir.path / "cli-commands.txt"
+                script.write_text(commands.read())
+                idle, keep_open = os.pipe()  # never readable: nothing is typed into a running command
+                try:
+                    with os.fdopen(idle) as never_typed:
+                        CLI(self.net, stdin=never_typed, script=str(script))
+                finally:
+                    os.close(keep_open)
+        finally:
+            sys.stdout.flush()
+            setLogLevel("error")
+
     def diagnose(self) -> Path:
         """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
         in the run directory (for reading after a failure) and return its path."""
@@ -288,12 +323,13 @@ def _text(data: bytes | str | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def processes_in_netns(inode: int) -> list[int]:
+def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
+                if os.stat(entry / "ns" / kind).st_ino == inode:
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -324,7 +360,7 @@ def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _alive(pid)]
+        alive = [pid for pid in alive if process_alive(pid)]
         if alive:
             time.sleep(0.05)
     for pid in alive:
@@ -334,7 +370,7 @@ def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
             pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:

@@ -37,7 +37,7 @@ def in_private_namespace() -> bool:
     return os.environ.get(SANDBOX_ENV) == netns_id()
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
@@ -64,7 +64,7 @@ def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:
         raise SandboxError(f"cannot run unshare: {error}") from error
 
     def forward(signum: int, _frame: object) -> None:
-        for pid in _children(unshare.pid):
+        for pid in children(unshare.pid):
             os.kill(pid, signum)
 
     signal.signal(signal.SIGTERM, forward)

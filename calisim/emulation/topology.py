@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import subprocess
 from pathlib import Path
 
 from mininet.node import Host
-from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
@@ -116,14 +115,17 @@ def pin_segment_neighbours(net) -> None:
     underlay's ARP is not part of what calisim emulates; Calico's own workload entries are
     permanent too.
     """
+    batches: dict[object, list[str]] = {}
     for switch in net.switches:
         members = [intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
                    for intf in switch.intfList() if getattr(intf, "link", None)]
         members = [intf for intf in members if intf.IP()]
-        addresses = {intf: (intf.IP(), intf.MAC()) for intf in members}
         for intf in members:
-            with IPRoute(netns=f"/proc/{intf.node.pid}/ns/net", flags=0) as ipr:
-                index = ipr.link_lookup(ifname=intf.name)[0]
-                for other, (ip, mac) in addresses.items():
-                    if other is not intf:
-                        ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=NUD_PERMANENT)
+            batches.setdefault(intf.node, []).extend(
+                f"neigh replace {other.IP()} lladdr {other.MAC()} dev {intf.name} nud permanent"
+                for other in members if other is not intf)
+    # iproute2 in each node's namespace, not pyroute2 sockets opened into it: those were seen
+    # landing in the wrong namespace (the device then "does not exist") on a busy machine.
+    for node, lines in batches.items():
+        subprocess.run(["nsenter", "-t", str(node.pid), "-n", "ip", "-batch", "-"], input="\n".join(lines) + "\n",
+                       text=True, check=True, capture_output=True)

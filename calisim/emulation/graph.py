@@ -1,0 +1,152 @@
+"""Pictures of a world: hosts, routers, segments and links, and for a running lab its BGP
+sessions coloured by state and each host's blocks and workloads.
+
+Drawn with Graphviz (the Debian package's `dot`, through the `graphviz` Python binding) from a
+topology (calisim.emulation.state reads it without building anything) and, for a lab, the
+document of its ``inspect`` operation.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import graphviz
+
+from . import state
+
+FONT = "Helvetica"
+COLOURS = {"calico host": "#1f6feb", "calico host, etcd": "#1f6feb", "router": "#57606a", "outside host": "#8c959f"}
+SEGMENT_FILL = "#eef1f4"
+ESTABLISHED = "#2da44e"
+NOT_ESTABLISHED = "#cf222e"
+SPLIT_SEGMENT_AT = 5  # a segment with more hosts gets half of them above it, half below
+DRAW_EVERY_SESSION_UP_TO = 6  # sessions: a full mesh of 4 hosts
+
+
+def write(topo, output: Path, live: dict[str, Any] | None = None, title: str | None = None) -> Path:
+    """Render topo (with a lab's inspect document, if given) to output (.svg or .png)."""
+    dot = build(topo, live, title)
+    output = Path(output)
+    rendered = dot.render(outfile=str(output), format=output.suffix.lstrip("."), cleanup=True)
+    output.with_suffix(".gv").unlink(missing_ok=True)  # the binding leaves the DOT source beside it
+    return Path(rendered)
+
+
+def build(topo, live: dict[str, Any] | None = None, title: str | None = None) -> graphviz.Graph:
+    """Top to bottom: routers, then segments, then hosts (a crowded segment gets half of its
+    hosts above it); a lab's BGP sessions are dashed lines between hosts."""
+    hosts = {h["name"]: h for h in (live["hosts"] if live else state.describe_hosts(topo))}
+    has_routers = any(h["role"] == "router" for h in hosts.values())
+    dot = graphviz.Graph(name=topo.name, engine="dot")
+    dot.attr(rankdir="TB", fontname=FONT, fontsize="20", labelloc="t", pad="0.4", nodesep="0.35",
+             ranksep="0.6", newrank="true", ordering="out",
+             label=f"<<b>{html.escape(title or topo.name)}</b><br/><font point-size='12'>{subtitle(topo, live)}</font>>")
+    dot.attr("node", fontname=FONT, fontsize="11")
+    dot.attr("edge", fontname=FONT, fontsize="10", color="#6e7781", penwidth="1.6")
+    for host in hosts.values():
+        dot.node(host["name"], label=host_label(host), shape="plain")
+    links = state.links(topo)
+    for segment in state.segments(topo):
+        subnets = sorted({str(ipaddress.ip_interface(link["address"]).network)
+                          for link in links if link["segment"] == segment["name"] and link["address"]})
+        dot.node(segment["name"], shape="box", style="rounded,filled", fillcolor=SEGMENT_FILL, color="#afb8c1",
+                 height="0.3", margin="0.25,0.06",
+                 label=f"<<b>{segment['name']}</b>  <font point-size='10'>{' '.join(subnets)}</font>>")
+    for segment_name, members in sorted(_by_segment(links).items()):
+        routers = [link for link in members if hosts[link["host"]]["role"] == "router"]
+        others = [link for link in members if link not in routers]
+        half = len(others) // 2 if not has_routers and len(others) >= SPLIT_SEGMENT_AT else 0
+        for link in routers:
+            dot.edge(link["host"], segment_name, label=link["address"], fontcolor="#57606a")
+        for index, link in enumerate(others):
+            dot.edge(*((link["host"], segment_name) if index < half else (segment_name, link["host"])))
+        for row in (others[:half], others[half:]):
+            _keep_in_order(dot, [link["host"] for link in row])
+    if live:
+        pairs = sessions(topo, live)
+        # Every session of a small mesh is drawn; in a big one (10 hosts: 45 sessions) only the
+        # ones that are not Established are, so that what is wrong stands out.
+        draw_all = len(pairs) <= DRAW_EVERY_SESSION_UP_TO
+        labelled = len(pairs) <= 3
+        for (a, b), established in pairs.items():
+            if established and not draw_all:
+                continue
+            colour = ESTABLISHED if established else NOT_ESTABLISHED
+            dot.edge(a, b, style="dashed", constraint="false", penwidth="1.5", color=colour, fontcolor=colour,
+                     label=("BGP Established" if established else "BGP not established") if labelled else "")
+    return dot
+
+
+def subtitle(topo, live: dict[str, Any] | None) -> str:
+    """One or two lines under the title (HTML-like: lines joined by <br/>, already escaped)."""
+    others = [h for h in topo.hosts() if h not in topo.calico_hosts()]
+    routers = len(topo.routers())
+    counts = [f"{len(topo.calico_hosts())} Calico hosts"] + [f"{n} {what}{'s' if n > 1 else ''}" for n, what in (
+        (routers, "router"), (len(others) - routers, "outside host")) if n]
+    lines = [", ".join(counts) + f" · etcd in {topo.etcd_host}"]
+    if live:
+        calico = [h for h in live["hosts"] if "bgp" in h]
+        pairs = sessions(topo, live)
+        lines[0] += f" · calico-node running on {sum(h['calico_node'] for h in calico)}/{len(calico)}"
+        drawn = "dashed lines: green Established, red not" if len(pairs) <= DRAW_EVERY_SESSION_UP_TO else \
+            "red dashed lines: the sessions that are not"
+        lines.append(f"BGP sessions {sum(pairs.values())}/{len(pairs)} Established ({drawn})")
+    return "<br/>".join(html.escape(line) for line in lines) + "<br/> "
+
+
+def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
+    """Each BGP session once, as the pair of host names: True when both ends are Established
+    (a peer address outside the topology is left out)."""
+    by_address = {topo.host_ip(name): name for name in topo.calico_hosts()}
+    pairs: dict[tuple[str, str], bool] = {}
+    for host in live["hosts"]:
+        for session in host.get("bgp", []):
+            peer = by_address.get(session["peer"])
+            if peer is None:
+                continue
+            pair = tuple(sorted((host["name"], peer)))
+            pairs[pair] = pairs.get(pair, True) and session["state"] == "Established"
+    return pairs
+
+
+def host_label(host: dict[str, Any]) -> str:
+    """An HTML-like table: the name on the role's colour, then addresses, node state, blocks, workloads."""
+    colour = COLOURS.get(host["role"], "#57606a")
+    rows = [f"<tr><td bgcolor='{colour}' cellpadding='5'><font color='white' point-size='13'><b>"
+            f"{html.escape(host['name'])}</b></font></td></tr>"]
+    role = host["role"].replace("calico host, etcd", "Calico host · etcd").replace("calico host", "Calico host")
+    rows.append(f"<tr><td><font color='#57606a'>{html.escape(role)}</font></td></tr>")
+    if host["role"] != "router":
+        rows += [f"<tr><td>{html.escape(address)}</td></tr>" for address in host["addresses"]]
+    if "calico_node" in host:
+        node = ("<font color='#2da44e'>calico-node running</font>" if host["calico_node"]
+                else "<font color='#cf222e'>calico-node stopped</font>")
+        rows.append(f"<tr><td>{node}</td></tr>")
+        if host["bgp"]:
+            colour = "#2da44e" if host["established"] == len(host["bgp"]) else "#cf222e"
+            rows.append(f"<tr><td><font color='{colour}'>BGP {host['established']}/{len(host['bgp'])} Established</font></td></tr>")
+        for block in host["blocks"]:
+            rows.append(f"<tr><td bgcolor='#ddf4ff'>block {html.escape(block)}</td></tr>")
+        for workload in host["workloads"]:
+            rows.append(f"<tr><td bgcolor='#fff8c5'>{html.escape(workload['name'])} "
+                        f"{html.escape(' '.join(workload['addresses']))}</td></tr>")
+    return ("<<table border='1' cellborder='0' cellspacing='0' cellpadding='3' color='#8c959f'>"
+            + "".join(rows) + "</table>>")
+
+
+def _keep_in_order(dot: graphviz.Graph, names: list[str]) -> None:
+    """Hold a row of hosts in their order (host1, host2, ...) whatever the BGP lines pull."""
+    with dot.subgraph() as row:
+        row.attr(rank="same")
+        for left, right in zip(names, names[1:]):
+            row.edge(left, right, style="invis")
+
+
+def _by_segment(links: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for link in links:
+        grouped.setdefault(link["segment"], []).append(link)
+    return grouped
