@@ -70,6 +70,7 @@ def cmd_node_run(args: argparse.Namespace) -> str:
 
 
 def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
+    """Print what the daemon says while it starts; return its final line, or raise CommandError."""
     deadline = time.monotonic() + NODE_START_TIMEOUT
     while time.monotonic() < deadline:
         ready, _, _ = select.select([status], [], [], 0.5)
@@ -83,14 +84,14 @@ def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
             return text
         if word == "ERROR":
             process.wait(timeout=10)
-            raise CommandError(f"Calico node failed to start: {text}")
+            raise CommandError(f"{'Calico node' if paths.daemon == 'calico-node' else paths.daemon} failed to start: {text}")
         print(text, flush=True)
     else:
         process.kill()
         process.wait()
-        raise CommandError(f"calico-node did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
+        raise CommandError(f"{paths.daemon} did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
     code = process.wait(timeout=10)
-    raise CommandError(f"calico-node exited with code {code} during startup; see {paths.node_log}")
+    raise CommandError(f"{paths.daemon} exited with code {code} during startup; see {paths.node_log}")
 
 
 def cmd_node_status() -> str:

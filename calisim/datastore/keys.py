@@ -19,6 +19,7 @@ GLOBAL_AS = BGP_GLOBAL + "as_num"
 NODE_MESH = BGP_GLOBAL + "node_mesh"
 GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
 BGP_HOSTS = "/calico/bgp/v1/host/"
+ROUTE_REFLECTORS_V4 = "/calico/bgp/v1/rr_v4/"  # calico/routereflector's registrations: {"ip", "cluster_id"}
 
 DEFAULT_AS = 64512
 

@@ -50,7 +50,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     ds = Datastore.from_env()
     backend = ipip.choose_backend(options.ipip_backend)
     felix = Felix(ds, options.name, paths, backend)
-    confd = Confd(ds, options.name, paths, before_render=felix.program_tunnel)
+    confd = Confd.for_node(ds, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
