@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from ..datastore import Synchronous, Txn, keys
-from ..datastore.resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
-                                   parse_documents, parse_name)
+from ..datastore.resources import (BGPPeer, IPPool, Node, Resource, ValidationError, check_peer_nodes,
+                                   check_pool_overlaps, kind_named, parse_as_number, parse_documents, parse_name)
 from ..ipam import IPAM, IPAMError, parse_ipv4
 from . import CommandError
 from .output import padded_columns
@@ -50,6 +50,9 @@ async def write(ds, action: str, resources: list[Resource], skip: bool) -> int:
     pools = [r for r in resources if isinstance(r, IPPool)]
     if pools and action != "delete":
         check_pool_overlaps(pools, await IPPool.load_all(ds))
+    peers = [r for r in resources if isinstance(r, BGPPeer)]
+    if peers and action != "delete":
+        check_peer_nodes(peers, await Node.load_all(ds) + [r for r in resources if isinstance(r, Node)])
     txn, written = Txn(), 0
     for resource in resources:
         exists = await ds.get(resource.primary_key) is not None

@@ -1,0 +1,51 @@
+"""Peers that are not Calico nodes: the fabric topology's BIRD ToRs and spines.  Each bundled
+fabric transcript (node-specific peers to the ToR, one per model) replays on a 2x2 fabric; a
+global peer to a ToR learns routes, and a global peer equal to a node's own address is a
+`global` row that never comes up (Calico 2.x)."""
+
+from importlib import resources
+
+import pytest
+
+import topologies
+from calisim.emulation import Cluster
+
+from .conftest import replay
+
+pytestmark = pytest.mark.emulation
+
+
+@pytest.mark.parametrize("model", ["as-per-rack", "as-per-host", "downward-default"])
+def test_the_bundled_fabric_transcript(model, untouched, runs):
+    text = resources.files("calisim.scenarios").joinpath(f"transcripts/fabric_{model.replace('-', '_')}.txt").read_text()
+    with Cluster(topologies.load("fabric", model=model)) as cluster:
+        results = replay(cluster, text)
+    assert all(r.passed for r in results)
+
+
+GLOBAL_PEERS = r"""
+host1$ calicoctl node run --as 65001
+host2$ calicoctl node run --as 65001
+host1$ calicoctl config set nodeToNodeMesh off
+host1$ echo '[{apiVersion: v1, kind: bgpPeer, metadata: {scope: global, peerIP: 172.20.1.1}, spec: {asNumber: 65001}}, {apiVersion: v1, kind: bgpPeer, metadata: {scope: global, peerIP: 172.20.1.11}, spec: {asNumber: "0.65001"}}]' | calicoctl create -f -
+host1$ calicoctl get bgpPeer --scope=global | grep -E '^global +172\.20\.1\.11 +65001 *$'
+within 60s host1$ calicoctl node status | grep -E '^\| 172\.20\.1\.1 +\| global +\| up +\| .*Established'
+within 60s host2$ calicoctl node status | grep -E '^\| 172\.20\.1\.1 +\| global +\| up +\| .*Established'
+host1$ grep -A2 'protocol bgp Global_172_20_1_11 ' /var/run/calico/bird.cfg | grep 'neighbor 172.20.1.11 as 65001;'
+within 20s host1$ calicoctl node status | grep -E '^\| 172\.20\.1\.11 +\| global +\| start +\| .*(Idle|Active|Connect)'
+host1$ docker network create --driver calico --ipam-driver calico-ipam net1
+host1$ docker run --net net1 --name w1 -tid busybox
+host2$ docker run --net net1 --name w2 -tid busybox
+within 60s host1$ docker exec w1 ping -c 1 -W 1 w2 | grep 'ttl=62'
+# Learnt from the ToR (it reflects host2's block, next hop host2).
+host1$ birdc -s /var/run/calico/bird.ctl show route protocol Global_172_20_1_1 | grep -E '^192\.168\.[0-9.]+/26 .*from 172\.20\.1\.1'
+tor1$ birdc -s /var/run/calico/bird.ctl show route | grep -E '^192\.168\.[0-9.]+/26 ' | grep -c . | grep -x 2
+# The self-peer never comes up.
+host1! calicoctl node status | grep -E '172\.20\.1\.11 .*Established'
+"""
+
+
+def test_global_peers_to_a_bird_router_and_to_the_node_itself(untouched, runs):
+    with Cluster(topologies.load("fabric", racks=1, hosts_per_rack=2, spines=1)) as cluster:
+        results = replay(cluster, GLOBAL_PEERS)
+    assert all(r.passed for r in results)
