@@ -3,24 +3,33 @@ fabric transcript (node-specific peers to the ToR, one per model) replays on a 2
 global peer to a ToR learns routes, and a global peer equal to a node's own address is a
 `global` row that never comes up (Calico 2.x)."""
 
-from importlib import resources
+import json
+import subprocess
 
 import pytest
 
 import topologies
 from calisim.emulation import Cluster
 
-from .conftest import replay
+from .conftest import PYTHON, replay
 
 pytestmark = pytest.mark.emulation
 
 
 @pytest.mark.parametrize("model", ["as-per-rack", "as-per-host", "downward-default"])
-def test_the_bundled_fabric_transcript(model, untouched, runs):
-    text = resources.files("calisim.scenarios").joinpath(f"transcripts/fabric_{model.replace('-', '_')}.txt").read_text()
-    with Cluster(topologies.load("fabric", model=model)) as cluster:
-        results = replay(cluster, text)
-    assert all(r.passed for r in results)
+def test_each_fabric_scenario_through_the_cli(model, untouched, runs):
+    """The bundled transcript by hand, then the scenario's measured outcome: one session per host,
+    pings across racks with TTL 59 (ToR, spine, ToR), inside the rack 62 (direct) or 61 (via the ToR)."""
+    done = subprocess.run([PYTHON, "-m", "calisim", f"fabric-{model}", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(done.stdout)
+    assert all(step["passed"] for step in document["steps"])
+    summary = document["summary"]
+    assert summary["mismatches"] == []
+    assert summary["sessions"] == {f"host{i}": 1 for i in range(1, 5)}
+    ttls = {(p["pair"]["source"], p["pair"]["destination"]): p["probe"]["ttl"] for p in summary["pairs"]}
+    assert ttls == {("w1", "w2"): 62 if model == "as-per-rack" else 61, ("w1", "w3"): 59, ("w3", "w1"): 59}
 
 
 GLOBAL_PEERS = r"""

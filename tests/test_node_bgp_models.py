@@ -105,3 +105,17 @@ def test_a_fabric_beyond_its_address_plan_is_refused(options, message):
 def test_topology_options_stay_with_their_topology():
     with pytest.raises(ValueError, match="does not take --racks"):
         topologies.load("flat", racks=2)
+
+
+def test_every_bundled_scenario_parses_and_names_hosts_its_topology_has():
+    from calisim.cli import build_parser
+    from calisim.scenarios import transcript
+    from calisim.scenarios.bundled import SCENARIOS
+
+    assert {"two-host", "route-reflectors", "fabric-as-per-rack", "fabric-as-per-host", "fabric-downward-default",
+            "cross-subnet"} <= set(SCENARIOS)
+    help_text = build_parser().format_help()
+    for name, scenario in SCENARIOS.items():
+        assert name in help_text
+        topo = scenario.load_topology()
+        transcript.check_hosts(transcript.parse(scenario.text()), topo.hosts(sort=True))

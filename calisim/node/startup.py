@@ -68,6 +68,8 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
             raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
                                "Please check your node name and IP address settings.")
     existing = next((n for n in nodes if n.node_name == options.name), None)
+    if existing is not None and existing.ipv4 is not None and existing.ipv4.ip != ip.ip:
+        said.append(f"WARNING: Calico node '{options.name}' IPv4 address has changed: {existing.ipv4.ip} -> {ip.ip}")
     as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
     node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
     txn = Txn()
