@@ -7,18 +7,9 @@ import subprocess
 
 import pytest
 
-import topologies
-
 from .conftest import PYTHON
 
 pytestmark = pytest.mark.emulation
-
-
-def test_hosts_per_subnet_puts_both_kinds_of_neighbour_side_by_side():
-    topo = topologies.load("routed", hosts_per_subnet=2)
-    assert [topo.host_ip(h) for h in topo.calico_hosts()] == ["192.168.1.10", "192.168.1.11",
-                                                              "192.168.2.10", "192.168.2.11"]
-    assert [topo.host_ip(h) for h in topologies.load("routed").calico_hosts()] == ["192.168.1.10", "192.168.2.10"]
 
 
 def test_cross_subnet_encapsulates_only_across_the_router(untouched, runs):

@@ -119,3 +119,22 @@ def test_every_bundled_scenario_parses_and_names_hosts_its_topology_has():
         assert name in help_text
         topo = scenario.load_topology()
         transcript.check_hosts(transcript.parse(scenario.text()), topo.hosts(sort=True))
+
+
+def test_hosts_per_subnet_puts_both_kinds_of_neighbour_side_by_side():
+    wide = topologies.load("routed", hosts_per_subnet=2)
+    assert [wide.host_ip(h) for h in wide.calico_hosts()] == ["192.168.1.10", "192.168.1.11", "192.168.2.10", "192.168.2.11"]
+    seed = topologies.load("routed")
+    assert [seed.host_ip(h) for h in seed.calico_hosts()] == ["192.168.1.10", "192.168.2.10"]
+    with pytest.raises(ValueError, match="1 to 245 hosts per subnet, not 0"):
+        topologies.load("routed", hosts_per_subnet=0)
+
+
+def test_flat_route_reflectors_sit_at_172_16_254_k():
+    topo = topologies.load("flat", 2, route_reflectors=2)
+    assert topo.reflector_hosts() == ["rr1", "rr2"] and topo.calico_hosts() == ["host1", "host2"]
+    assert [topo.host_ip(h) for h in topo.reflector_hosts()] == ["172.16.254.1", "172.16.254.2"]
+    assert [command for _, command in topo.after_node_run()][:2] == [
+        "routereflector run --ip 172.16.254.1", "routereflector run --ip 172.16.254.2"]
+    with pytest.raises(ValueError, match="0 to 10 route reflectors"):
+        topologies.load("flat", 2, route_reflectors=11)
