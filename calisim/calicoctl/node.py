@@ -59,12 +59,18 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         command += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:
         command.append("--no-default-ippools")
+    return start_daemon(command, paths, "calico-node")
+
+
+def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
+    """Start a daemon (calico-node, a route reflector) in its own session, its output in its log,
+    and relay what it says on a status pipe until it is up (as the containers' `docker run` did)."""
     read_end, write_end = os.pipe()
     with open(paths.node_log, "ab") as logfile:
         process = subprocess.Popen(command + ["--status-fd", str(write_end)], pass_fds=(write_end,),
                                    stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True)
     os.close(write_end)
-    print(f"Starting calico-node (pid {process.pid}); logs in {paths.log_dir}")
+    print(f"Starting {what} (pid {process.pid}); logs in {paths.log_dir}")
     with os.fdopen(read_end) as status:
         return relay_startup(status, process, paths)
 

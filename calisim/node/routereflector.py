@@ -21,14 +21,13 @@ import ipaddress
 import logging
 import os
 import signal
-import subprocess
 import sys
 
 from ..datastore import Datastore, DatastoreError, keys
 from . import bird
 from .confd import Confd
 from .paths import NodePaths
-from .startup import autodetect_ipv4
+from .startup import StartupStatus, autodetect_ipv4
 
 DEFAULT_CLUSTER_ID = "255.0.0.1"  # what Calico's system tests register reflectors with
 ETCD_WAIT = 60.0
@@ -96,7 +95,7 @@ async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> No
 def cmd_run(args: argparse.Namespace) -> str:
     """Start (or restart) the reflector in the background and relay what it says while starting."""
     from ..calicoctl import CommandError
-    from ..calicoctl.node import relay_startup, stop_running_node
+    from ..calicoctl.node import start_daemon, stop_running_node
 
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
@@ -113,33 +112,18 @@ def cmd_run(args: argparse.Namespace) -> str:
     command = [sys.executable, "-m", "calisim.node.routereflector", "serve", "--ip", ip]
     if cluster_id:
         command += ["--cluster-id", cluster_id]
-    read_end, write_end = os.pipe()
-    with open(paths.node_log, "ab") as logfile:
-        process = subprocess.Popen(command + ["--status-fd", str(write_end)], pass_fds=(write_end,),
-                                   stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True)
-    os.close(write_end)
-    print(f"Starting route reflector {ip} (pid {process.pid}); logs in {paths.log_dir}")
-    with os.fdopen(read_end) as status:
-        return relay_startup(status, process, paths)
+    return start_daemon(command, paths, f"route reflector {ip}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     paths = reflector_paths()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
-    status = os.fdopen(args.status_fd, "w", buffering=1) if args.status_fd is not None else sys.stdout
-
-    def report(line: str, final: bool = False) -> None:
-        log.info("%s", line)
-        status.write(f"{'READY' if final else 'SAY'} {line}\n")
-        if final and status is not sys.stdout:
-            status.close()
-
+    status = StartupStatus(args.status_fd, log)
     try:
-        asyncio.run(serve(args.ip, args.cluster_id, paths, report))
+        asyncio.run(serve(args.ip, args.cluster_id, paths, status.report))
     except Exception as error:
         log.exception("route reflector failed")
-        if not status.closed:
-            status.write(f"ERROR {error}\n")
+        status.fail(error)
         sys.exit(1)
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,26 @@ SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 
 class StartupError(RuntimeError):
     """The node cannot start (bad address, name clash, etcd unreachable)."""
+
+
+class StartupStatus:
+    """What a daemon (calico-node, a route reflector) says while it starts, written for the command
+    that waits for it (calicoctl node run, routereflector run): `SAY` lines, then `READY` or `ERROR`."""
+
+    def __init__(self, status_fd: int | None, logger: logging.Logger):
+        self.stream = os.fdopen(status_fd, "w", buffering=1) if status_fd is not None else sys.stdout
+        self.log = logger
+
+    def report(self, line: str, final: bool = False) -> None:
+        self.log.info("%s", line)
+        self.stream.write(f"{'READY' if final else 'SAY'} {line}\n")
+        if final and self.stream is not sys.stdout:
+            self.stream.close()
+
+    def fail(self, error: BaseException) -> None:
+        """Whatever stops startup must reach the waiting command, not just the log."""
+        if not self.stream.closed:
+            self.stream.write(f"ERROR {error}\n")
 
 
 @dataclass(frozen=True)
