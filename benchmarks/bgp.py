@@ -135,12 +135,13 @@ def plot(rows: list[dict], path: Path) -> None:
     panels = (("routes_everywhere_s", "seconds from the last node run\nuntil every host routes to every block"),
               ("sessions_total", "BGP sessions in total"), ("total_pss_mib", "memory at convergence, MiB (PSS)"))
     for axis, (key, title) in zip(axes, panels):
-        for design, marker in zip(DESIGNS, ("o", "s")):
+        for design, marker, color in zip(DESIGNS, ("o", "s"), ("tab:blue", "tab:orange")):
             mine = [row for row in rows if row["design"] == design]
-            axis.plot([row["hosts"] for row in mine], [row[key] for row in mine], marker=marker, label=design)
+            axis.plot([row["hosts"] for row in mine], [row[key] for row in mine], marker=marker, color=color,
+                      label=design)
             if key == "total_pss_mib":
                 axis.plot([row["hosts"] for row in mine], [row["bird_pss_mib"] for row in mine], marker=marker,
-                          linestyle="--", label=f"{design}: BIRDs only")
+                          color=color, linestyle="--", label=f"{design}: BIRDs only")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("Calico hosts")
         axis.grid(True, alpha=0.3)
