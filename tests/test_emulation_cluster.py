@@ -20,7 +20,7 @@ from .conftest import PYTHON, replay, running_daemons
 
 pytestmark = pytest.mark.emulation
 
-SEED_TRANSCRIPT = resources.files("calisim").joinpath("transcripts/two_host.txt")
+SEED_TRANSCRIPT = resources.files("calisim.scenarios").joinpath("transcripts/two_host.txt")
 
 
 def calisim(*args, **kwargs) -> subprocess.CompletedProcess:
