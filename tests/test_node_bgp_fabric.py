@@ -58,3 +58,17 @@ def test_global_peers_to_a_bird_router_and_to_the_node_itself(untouched, runs):
     with Cluster(topologies.load("fabric", racks=1, hosts_per_rack=2, spines=1)) as cluster:
         results = replay(cluster, GLOBAL_PEERS)
     assert all(r.passed for r in results)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--racks", "0"], "the fabric topology takes 1 to 99 racks, not 0"),
+    (["--racks", "100"], "the fabric topology takes 1 to 99 racks, not 100"),
+    (["--hosts-per-rack", "300"], "1 to 244 hosts per rack, not 300"),
+    (["--model", "as-per-planet"], "invalid choice: 'as-per-planet'"),
+    (["--route-reflectors", "2"], "the fabric topology does not take --route-reflectors"),
+])
+def test_a_bad_fabric_is_refused_before_anything_is_built(runs, untouched, args, message):
+    done = subprocess.run([PYTHON, "-m", "calisim", "run", "-", "--topology", "fabric", *args], input="host1$ true\n",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert not runs.exists() or not any(runs.iterdir())
