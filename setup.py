@@ -15,6 +15,7 @@ setup(
         "console_scripts": [
             "calisim=calisim.cli:main",
             "calicoctl=calisim.calicoctl:main",
+            "routereflector=calisim.node.routereflector:main",
         ],
     },
 )

@@ -5,6 +5,8 @@
   two-host [--json] [--cli]
       The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
       only if everything matches the seed.
+  route-reflectors | fabric-as-per-rack | fabric-as-per-host | fabric-downward-default | cross-subnet
+      The other bundled scenarios (calisim.scenarios.bundled), each checked the same way.
   up TOPOLOGY [options] [--start-nodes] [--name NAME] | exec [--lab NAME] HOST [-- CMD...] | ls
   inspect [NAME] [--json] | graph [NAME | --topology T] -o FILE.svg|.png | down [NAME | --all]
   run SCRIPT --lab NAME
@@ -26,7 +28,6 @@ import re
 import signal
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
@@ -38,7 +39,8 @@ from .datastore import DatastoreError
 from .emulation import lab, sandbox
 from .emulation.cluster import Cluster, ClusterError
 from .emulation.rundir import RunDir
-from .scenarios import seed, transcript
+from .scenarios import transcript
+from .scenarios.bundled import SCENARIOS
 
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0
@@ -65,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lab", metavar="NAME", help="replay on the running lab NAME instead (see `up`)")
     topologies.add_arguments(run.add_argument_group("topology options"))
     run.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host first")
-    two_host = commands.add_parser("two-host", help="the seed walk-through on the seed's two hosts")
-    for sub in (run, two_host):
+    bundled = [commands.add_parser(name, help=scenario.help) for name, scenario in SCENARIOS.items()]
+    for sub in (run, *bundled):
         sub.add_argument("--json", action="store_true", help="print the results as one JSON document")
         sub.add_argument("--cli", action="store_true", help="open Mininet's CLI on the cluster afterwards")
         sub.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
@@ -107,8 +109,8 @@ def add_lab_commands(commands) -> None:
 
 
 def load_steps(args: argparse.Namespace) -> list[transcript.Step]:
-    if args.command == "two-host":
-        text = resources.files("calisim.scenarios").joinpath("transcripts/two_host.txt").read_text()
+    if args.command in SCENARIOS:
+        text = SCENARIOS[args.command].text()
     elif args.script == "-":
         text = sys.stdin.read()
     else:
@@ -151,13 +153,12 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
         if not all(r.passed for r in results):
             progress.print(f"calisim: the hosts' state at the failure is in {cluster.diagnose()}")
         document: object = [r.as_dict() for r in results]
-        if args.command == "two-host" and all(r.passed for r in results) and len(results) == len(steps):
-            with progress.status("probing the seed's pairs with scapy"):
-                addresses, pairs = seed.measure(cluster)
-            console.print(seed.table(pairs))
-            summary = seed.as_data(addresses, pairs)
+        if args.command in SCENARIOS and all(r.passed for r in results) and len(results) == len(steps):
+            with progress.status("measuring the outcome (BGP sessions, pings with scapy)"):
+                view, summary = SCENARIOS[args.command].check(cluster)
+            console.print(view)
             for problem in summary["mismatches"]:
-                console.print(f"[red]✗ differs from the seed: {problem}[/]", markup=True)
+                console.print(f"[red]✗ differs from the expected outcome: {problem}[/]", markup=True)
             document = {"steps": document, "summary": summary}
             mismatched = bool(summary["mismatches"])
         (run_dir.path / "transcript.json").write_text(json.dumps(document, indent=2))
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("calisim: run needs --topology (a fresh cluster) or --lab NAME (a running lab)")
     try:
         steps = load_steps(args)
-        topo = (topologies.load("two_host") if args.command == "two-host"
+        topo = (SCENARIOS[args.command].load_topology() if args.command in SCENARIOS
                 else topologies.load(args.topology, **topologies.given_options(args)))
         transcript.check_hosts(steps, topo.hosts(sort=True))
         RunDir.check_base(args.run_dir, topo.name)

@@ -14,7 +14,7 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
-NAMES = ("two_host", "flat", "routed")
+NAMES = ("two_host", "flat", "routed", "fabric")
 
 
 @dataclass(frozen=True)

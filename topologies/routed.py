@@ -1,25 +1,37 @@
-"""Two Calico hosts on different subnets joined by a router that knows only the host subnets:
-host1 = 192.168.1.10/24 and host2 = 192.168.2.10/24, router r1 = .1 on both.  Workload blocks
-are unknown to r1, so only encapsulated traffic (an IPIP pool) crosses it; a plain pool's
-packets die there.  etcd runs in host1; BGP between the hosts is multihop through r1.  Behind r1
-too: ext1 = 198.51.100.10/24, a machine outside the cluster (nat-outgoing's Internet)."""
+"""Calico hosts on two subnets joined by a router that knows only the host subnets: with
+``--hosts-per-subnet N`` (default 1) host1..hostN = 192.168.1.10, .11, ... and the next N =
+192.168.2.10, .11, ...; router r1 = .1 on both.  Workload blocks are unknown to r1, so only
+encapsulated traffic (an IPIP pool) crosses it; a plain pool's packets die there, and a
+cross-subnet pool is encapsulated only toward the other subnet.  etcd runs in host1; BGP
+between the hosts is multihop through r1.  Behind r1 too: ext1 = 198.51.100.10/24, a machine
+outside the cluster (nat-outgoing's Internet)."""
 
 from calisim.emulation.topology import CalicoTopo
 
-OPTIONS: dict = {}
+from . import Option
+
+FIRST_HOST = 10
+MAX_HOSTS_PER_SUBNET = 254 - FIRST_HOST + 1
+OPTIONS = {"hosts_per_subnet": Option(int, f"Calico hosts on each of the two subnets, 1-{MAX_HOSTS_PER_SUBNET} (default 1)")}
 
 
 class RoutedTopo(CalicoTopo):
     name = "routed"
     etcd_host = "host1"
 
-    def build(self) -> None:
+    def build(self, hosts_per_subnet: int = 1) -> None:
         left, right, outside = self.add_segment("s1"), self.add_segment("s2"), self.add_segment("s3")
         self.add_router("r1", {left: "192.168.1.1/24", right: "192.168.2.1/24", outside: "198.51.100.1/24"})
         self.add_outside_host("ext1", "198.51.100.10/24", outside, default_route="198.51.100.1")
-        self.add_calico_host("host1", "192.168.1.10/24", left, default_route="192.168.1.1")
-        self.add_calico_host("host2", "192.168.2.10/24", right, default_route="192.168.2.1")
+        for side, segment in enumerate((left, right)):
+            for index in range(hosts_per_subnet):
+                number = side * hosts_per_subnet + index + 1
+                self.add_calico_host(f"host{number}", f"192.168.{side + 1}.{FIRST_HOST + index}/24", segment,
+                                     default_route=f"192.168.{side + 1}.1")
 
 
-def topology() -> RoutedTopo:
-    return RoutedTopo()
+def topology(hosts_per_subnet: int | None = None) -> RoutedTopo:
+    count = 1 if hosts_per_subnet is None else hosts_per_subnet
+    if not 1 <= count <= MAX_HOSTS_PER_SUBNET:
+        raise ValueError(f"the routed topology takes 1 to {MAX_HOSTS_PER_SUBNET} hosts per subnet, not {count}")
+    return RoutedTopo(hosts_per_subnet=count)

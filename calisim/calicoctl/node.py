@@ -59,17 +59,24 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         command += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:
         command.append("--no-default-ippools")
+    return start_daemon(command, paths, "calico-node")
+
+
+def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
+    """Start a daemon (calico-node, a route reflector) in its own session, its output in its log,
+    and relay what it says on a status pipe until it is up (as the containers' `docker run` did)."""
     read_end, write_end = os.pipe()
     with open(paths.node_log, "ab") as logfile:
         process = subprocess.Popen(command + ["--status-fd", str(write_end)], pass_fds=(write_end,),
                                    stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True)
     os.close(write_end)
-    print(f"Starting calico-node (pid {process.pid}); logs in {paths.log_dir}")
+    print(f"Starting {what} (pid {process.pid}); logs in {paths.log_dir}")
     with os.fdopen(read_end) as status:
         return relay_startup(status, process, paths)
 
 
 def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
+    """Print what the daemon says while it starts; return its final line, or raise CommandError."""
     deadline = time.monotonic() + NODE_START_TIMEOUT
     while time.monotonic() < deadline:
         ready, _, _ = select.select([status], [], [], 0.5)
@@ -83,14 +90,14 @@ def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
             return text
         if word == "ERROR":
             process.wait(timeout=10)
-            raise CommandError(f"Calico node failed to start: {text}")
+            raise CommandError(f"{'Calico node' if paths.daemon == 'calico-node' else paths.daemon} failed to start: {text}")
         print(text, flush=True)
     else:
         process.kill()
         process.wait()
-        raise CommandError(f"calico-node did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
+        raise CommandError(f"{paths.daemon} did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
     code = process.wait(timeout=10)
-    raise CommandError(f"calico-node exited with code {code} during startup; see {paths.node_log}")
+    raise CommandError(f"{paths.daemon} exited with code {code} during startup; see {paths.node_log}")
 
 
 def cmd_node_status() -> str:

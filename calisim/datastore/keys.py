@@ -20,6 +20,7 @@ NODE_MESH = BGP_GLOBAL + "node_mesh"
 GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
 GLOBAL_PEERS_V6 = BGP_GLOBAL + "peer_v6/"
 BGP_HOSTS = "/calico/bgp/v1/host/"
+ROUTE_REFLECTORS_V4 = "/calico/bgp/v1/rr_v4/"  # calico/routereflector's registrations: {"ip", "cluster_id"}
 
 DEFAULT_AS = 64512
 

@@ -47,6 +47,8 @@ CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "kill -USR1 $(cat /var/run/calico/calico-node.pid) && timeout 5 sh -c "
                       "'until grep -qs ^Thread /var/log/calico/threads.log; do sleep 0.05; done; "
                       "cat /var/log/calico/threads.log'")
+BIRD_DIAGNOSTICS = CALICO_DIAGNOSTICS[:2]  # routers and reflectors run BIRD on the same socket path
+BIRD_START_TIMEOUT = 20.0
 log = logging.getLogger("calisim")
 
 
@@ -92,12 +94,14 @@ class Cluster:
         self.etcd: EtcdServer | None = None
         self.etcd_process: subprocess.Popen | None = None
         self.dockerds: dict[str, subprocess.Popen] = {}
+        self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
         sandbox.require()
         try:
             self._build_network()
+            self._start_router_birds()
             self._start_etcd()
             if self.docker:
                 self._start_dockerds()
@@ -117,6 +121,32 @@ class Cluster:
             self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1")  # the router's own namespace
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
+
+    def _start_router_birds(self) -> None:
+        """BIRD in every router the topology rendered a config for: written to the router's run
+        directory (= its /var/run/calico), checked with `bird -p`, started, up once its socket answers."""
+        for name in self.topo.bgp_routers():
+            host = self.host(name)
+            paths = NodePaths(host.state_dir / "run", host.state_dir / "log")
+            paths.bird_config.write_text(self.topo.nodeInfo(name)["bird"])
+            try:
+                bird.check(paths.bird_config)
+            except bird.BirdError as error:
+                raise ClusterError(f"the BIRD config of router {name}: {error}") from None
+            with open(paths.bird_log, "ab") as logfile:
+                self.birds[name] = host.popen(bird.command_line(paths.bird_config, paths.bird_socket,
+                                                                paths.bird_pid_file),
+                                              stdout=logfile, stderr=subprocess.STDOUT)
+        for name, process in self.birds.items():
+            wait_until(lambda: process.poll() is not None or _answers(self.bird(name)), BIRD_START_TIMEOUT,
+                       what=f"BIRD in {name}")
+            if process.poll() is not None:
+                raise ClusterError(f"BIRD in {name} exited; see {self.host(name).state_dir / 'log' / 'bird.log'}")
+        for name in self.topo.underlay_routers():  # e.g. spines: the racks reach etcd through them
+            wait_until(lambda: _all_established(self.bird(name)), BIRD_START_TIMEOUT * 3,
+                       interval=0.2, what=f"every BGP session of {name}")
+        if self.birds:
+            log.info("BIRD running in %s", ", ".join(self.birds))
 
     def _start_etcd(self) -> None:
         host = self.host(self.topo.etcd_host)
@@ -158,7 +188,7 @@ class Cluster:
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
         if self.net is not None:
-            for name in self.hosts:
+            for name in self.topo.hosts(sort=True):  # routers and reflectors run processes too
                 self._stop_host_processes(self.host(name))
         self._stop_etcd()
         if self.net is not None:
@@ -173,6 +203,10 @@ class Cluster:
         if dockerd is not None:
             _terminate([dockerd.pid])  # first: it removes its containers through the node's plugins
             dockerd.wait()
+        router_bird = self.birds.pop(host.name, None)
+        if router_bird is not None:
+            _terminate([router_bird.pid])
+            router_bird.wait()
         pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
         if pid is not None:
             _terminate([pid])
@@ -232,12 +266,19 @@ class Cluster:
             return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
 
     def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
-        """`calicoctl node run` on every Calico host, in parallel; ClusterError if one fails."""
-        results = self.run_everywhere("calicoctl node run", timeout)
+        """`calicoctl node run` on every Calico host, in parallel, then the topology's own steps
+        (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``); ClusterError if one fails."""
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
+            results = list(pool.map(lambda name: self.run(name, self.topo.node_run_command(name), timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
             raise ClusterError("calicoctl node run failed on " + "; ".join(
                 f"{r.host}: {(r.stdout + r.stderr).strip()}" for r in failed))
+        for host, command in self.topo.after_node_run():
+            result = self.run(host, command, timeout)
+            results.append(result)
+            if result.rc != 0:
+                raise ClusterError(f"{host}$ {command} failed: {(result.stdout + result.stderr).strip()}")
         return results
 
     def datastore(self) -> Synchronous:
@@ -302,13 +343,30 @@ class Cluster:
         in the run directory (for reading after a failure) and return its path."""
         sections = []
         for name in self.topo.hosts(sort=True):
-            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else ())
+            has_bird = (self.host(name).state_dir / "run" / "bird.ctl").exists()
+            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else BIRD_DIAGNOSTICS if has_bird else ())
             for command in commands:
                 result = self.run(name, command, timeout=10)
                 sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")
         path = self.run_dir.path / "diagnostics.txt"
         path.write_text("\n".join(sections))
         return path
+
+
+def _answers(control: bird.BirdControl) -> bool:
+    try:
+        control.command("show status")
+        return True
+    except bird.BirdError:
+        return False
+
+
+def _all_established(control: bird.BirdControl) -> bool:
+    try:
+        sessions = [p for p in control.protocols() if p.proto == "BGP"]
+    except bird.BirdError:
+        return False
+    return all(p.info.startswith("Established") for p in sessions)
 
 
 def _per_host_state(run_dir: RunDir):

@@ -78,12 +78,30 @@ class CalicoTopo(Topo):
         self.addLink(name, segment)
         return name
 
-    def add_router(self, name: str, addresses: dict[str, str]) -> str:
-        """A plain IP router (not a Calico host) with one address on each segment given."""
-        self.addHost(name, ip=None, calico=False, router=True)
+    def add_router(self, name: str, addresses: dict[str, str], bird_config: str | None = None,
+                   underlay: bool = False) -> str:
+        """A plain IP router (not a Calico host) with one address on each segment given; with
+        bird_config (rendered from bird_configs/), the cluster runs BIRD in it (a ToR, a spine).
+        An underlay router peers only with routers: the cluster waits for all its sessions."""
+        self.addHost(name, ip=None, calico=False, router=True, bird=bird_config, underlay=underlay)
         for segment, address in addresses.items():
             ipaddress.ip_interface(address)
             self.addLink(name, segment, params1={"ip": address})
+        return name
+
+    def add_point_to_point(self, left: str, left_ip: str, right: str, right_ip: str) -> None:
+        """A direct link between two routers (no bridge), one address on each end."""
+        ipaddress.ip_interface(left_ip), ipaddress.ip_interface(right_ip)
+        self.addLink(left, right, params1={"ip": left_ip}, params2={"ip": right_ip})
+
+    def add_reflector_host(self, name: str, ip: str, segment: str, default_route: str | None = None) -> str:
+        """A machine that is not a Calico node, for `routereflector run` (its BIRD is the reflector's)."""
+        ipaddress.ip_interface(ip)
+        params = {"ip": ip, "calico": False, "reflector": True}
+        if default_route:
+            params["defaultRoute"] = f"via {default_route}"
+        self.addHost(name, **params)
+        self.addLink(name, segment)
         return name
 
     def add_outside_host(self, name: str, ip: str, segment: str, default_route: str) -> str:
@@ -96,6 +114,25 @@ class CalicoTopo(Topo):
 
     def routers(self) -> list[str]:
         return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("router")]
+
+    def bgp_routers(self) -> list[str]:
+        """Routers the cluster starts BIRD in, with the config the topology rendered."""
+        return [h for h in self.routers() if self.nodeInfo(h).get("bird")]
+
+    def underlay_routers(self) -> list[str]:
+        return [h for h in self.bgp_routers() if self.nodeInfo(h).get("underlay")]
+
+    def reflector_hosts(self) -> list[str]:
+        return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("reflector")]
+
+    def node_run_command(self, host: str) -> str:
+        """What `--start-nodes` runs on a Calico host (a fabric gives each host its AS)."""
+        return "calicoctl node run"
+
+    def after_node_run(self) -> list[tuple[str, str]]:
+        """(host, command) steps `--start-nodes` runs in order once every node runs, as Calico's
+        docs tell a user (mesh off, bgpPeers, route reflectors); none for a plain mesh."""
+        return []
 
     def calico_hosts(self) -> list[str]:
         return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("calico")]

@@ -23,7 +23,7 @@ from ..felix import Felix, ipip
 from ..libnetwork import IpamDriver, NetworkDriver, PluginServer
 from .confd import Confd
 from .paths import NodePaths
-from .startup import NodeOptions, enable_forwarding, register_when_etcd_answers
+from .startup import NodeOptions, StartupStatus, enable_forwarding, register_when_etcd_answers
 
 log = logging.getLogger("calico-node")
 
@@ -50,7 +50,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     ds = Datastore.from_env()
     backend = ipip.choose_backend(options.ipip_backend)
     felix = Felix(ds, options.name, paths, backend)
-    confd = Confd(ds, options.name, paths, before_render=felix.program_tunnel)
+    confd = Confd.for_node(ds, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -111,14 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     # `kill -USR1 <calico-node>` appends every thread's stack to threads.log: how a stuck agent is read.
     faulthandler.register(signal.SIGUSR1, file=open(paths.thread_dump, "a"), all_threads=True)
-    status = os.fdopen(args.status_fd, "w", buffering=1) if args.status_fd is not None else sys.stdout
-
-    def report(line: str, final: bool = False) -> None:
-        log.info("%s", line)
-        status.write(f"{'READY' if final else 'SAY'} {line}\n")
-        if final and status is not sys.stdout:
-            status.close()
-
+    status = StartupStatus(args.status_fd, log)
     libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
     ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
     if ipip_backend not in ("auto", *ipip.BACKENDS):
@@ -126,11 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend,
                           libnetwork, ipip_backend)
     try:
-        asyncio.run(run_node(options, paths, report))
-    except Exception as error:  # whatever stops startup must reach calicoctl, not just the log
+        asyncio.run(run_node(options, paths, status.report))
+    except Exception as error:
         log.exception("calico-node failed")
-        if not status.closed:
-            status.write(f"ERROR {error}\n")
+        status.fail(error)
         sys.exit(1)
 
 

@@ -51,6 +51,7 @@ class Pool:
     cidr: str
     ipip: bool
     vxlan: bool = False
+    cross_subnet: bool = False  # IPIP only toward next hops outside this node's own subnet (Calico 2.1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class BirdConfig:
     pools: tuple[Pool, ...]
     blocks: tuple[str, ...]
     timers: Timers = field(default_factory=Timers)
+    network: str | None = None  # this node's subnet (network_v4): what cross-subnet pools compare next hops with
 
     @property
     def peers(self) -> tuple[Peer, ...]:
@@ -99,29 +101,37 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers = Timers
             ip = entries[keys.bgp_host_ip_v4(host)]
             if ip and ip != my_ip:
                 mesh_peers.append(Peer(protocol_name("Mesh_", ip), ip, as_of(host)))
+    # Only the mesh skips the node itself: a global peer equal to its own address is rendered, as
+    # Calico 2.x does, and shows in `node status` as a global row that never comes up.
     global_peers = [Peer(protocol_name("Global_", v["ip"]), v["ip"], int(v["as_num"]))
-                    for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4) and v["ip"] != my_ip]
+                    for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4)]
     node_prefix = keys.bgp_host_peers_v4(node_name)
     node_peers = [Peer(protocol_name("Node_", v["ip"]), v["ip"], int(v["as_num"]))
                   for k, v in sorted(entries.items()) if k.startswith(node_prefix)]
-    pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")))
+    pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")), v.get("ipip_mode") == "cross-subnet")
              for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
     block_prefix = keys.host_affinity_blocks(node_name)
     blocks = sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(block_prefix)),
                     key=lambda cidr: ipaddress.ip_network(cidr))
     return BirdConfig(node_name, my_ip, as_of(node_name), mesh, tuple(mesh_peers), tuple(global_peers),
-                      tuple(node_peers), tuple(pools), tuple(blocks), timers)
+                      tuple(node_peers), tuple(pools), tuple(blocks), timers,
+                      entries.get(keys.bgp_host_network_v4(node_name)))
 
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("bird_configs", ""),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
+def render_template(template: str, **values: Any) -> str:
+    """One of bird_configs/'s templates (nodes, route reflectors, fabric routers) rendered."""
+    return _templates.get_template(template).render(**values)
+
+
 def render(config: BirdConfig) -> str:
-    return _templates.get_template("bird.cfg.j2").render(
-        node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,
+    return render_template(
+        "bird.cfg.j2", node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,
         pools=config.pools, blocks=config.blocks, timers=config.timers, ipip_interface=IPIP_INTERFACE,
-        felix_route_protocol=FELIX_ROUTE_PROTOCOL,
+        felix_route_protocol=FELIX_ROUTE_PROTOCOL, network=config.network,
         peer_groups=[("Node-to-node mesh" if config.mesh else "Node-to-node mesh (disabled)", config.mesh_peers),
                      ("Global peers", config.global_peers), ("Node-specific peers", config.node_peers)])
 
@@ -150,6 +160,67 @@ def write_checked(config_text: str, path: Path) -> bool:
 
 def command_line(config: Path, control_socket: Path, pid_file: Path) -> list[str]:
     return ["bird", "-f", "-c", str(config), "-s", str(control_socket), "-P", str(pid_file)]
+
+
+@dataclass(frozen=True)
+class ReflectorClient:
+    protocol: str  # Global_<node ip> or Node_<node ip>, as calico/routereflector names them
+    ip: str
+    as_number: int  # the node's AS
+    local_as: int  # the bgpPeer's asNumber: the AS the node expects the reflector to have
+
+
+@dataclass(frozen=True)
+class ReflectorConfig:
+    router_id: str
+    global_as: int
+    cluster_id: str | None  # None: standalone (not registered under rr_v4), no mesh with other reflectors
+    mesh_peers: tuple[Peer, ...]
+    clients: tuple[ReflectorClient, ...]
+    timers: Timers = field(default_factory=Timers)
+
+
+def reflector_prefixes() -> list[str]:
+    """The etcd prefixes a route reflector's BIRD config is computed from."""
+    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.ROUTE_REFLECTORS_V4]
+
+
+def reflector_config(entries: dict[str, Any], ip: str, timers: Timers = Timers()) -> ReflectorConfig:
+    """calico/routereflector's templates as a model: meshed with the other registered reflectors,
+    an `rr client` session to every node that has this reflector as a global or node-specific peer."""
+    global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
+    registration = entries.get(keys.ROUTE_REFLECTORS_V4 + ip)
+    mesh_peers = []
+    if registration is not None:
+        others = sorted({v["ip"] for k, v in entries.items() if k.startswith(keys.ROUTE_REFLECTORS_V4)} - {ip},
+                        key=ipaddress.ip_address)
+        mesh_peers = [Peer(protocol_name("Mesh_", other), other, global_as) for other in others]
+    hosts = sorted({keys.host_of(k, keys.BGP_HOSTS) for k in entries
+                    if k.startswith(keys.BGP_HOSTS) and k.endswith("/ip_addr_v4") and entries[k]})
+
+    def client(prefix: str, host: str, peer: dict) -> ReflectorClient:
+        node_ip = entries[keys.bgp_host_ip_v4(host)]
+        node_as = int(entries.get(keys.bgp_host_as(host)) or global_as)
+        return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as, int(peer["as_num"]))
+
+    clients: dict[str, ReflectorClient] = {}
+    for peer in (v for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4) and v["ip"] == ip):
+        for host in hosts:
+            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Global_", host, peer))
+    for host in hosts:
+        peer = entries.get(keys.bgp_host_peers_v4(host) + ip)
+        if peer is not None:
+            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Node_", host, peer))
+    clients.pop(ip, None)
+    ordered = tuple(clients[k] for k in sorted(clients, key=ipaddress.ip_address))
+    return ReflectorConfig(ip, global_as, registration["cluster_id"] if registration else None,
+                           tuple(mesh_peers), ordered, timers)
+
+
+def render_reflector(config: ReflectorConfig) -> str:
+    return render_template("routereflector.cfg.j2", router_id=config.router_id, global_as=config.global_as,
+                           cluster_id=config.cluster_id, mesh_peers=config.mesh_peers, clients=config.clients,
+                           timers=config.timers)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""confd's job in calico/node: keep BIRD's config equal to what etcd says.
+"""confd's job in calico/node (and calico/routereflector): keep BIRD's config equal to what etcd says.
 
 Watches nothing itself: the node agent hands it every changed key (``notice``).  After each burst
 of changes, and every RESYNC seconds, it renders the config from etcd (bird.py's model and
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from ..datastore import Datastore, DatastoreError, next_pass
 from ..ipam import ConflictError, IPAMError
@@ -24,16 +24,23 @@ log = logging.getLogger("calico-node")
 class Confd:
     """Runs BIRD as a child and keeps its config equal to what etcd says."""
 
-    def __init__(self, ds: Datastore, name: str, paths: NodePaths,
+    def __init__(self, ds: Datastore, paths: NodePaths, prefixes: list[str],
+                 render: Callable[[dict[str, Any]], str],
                  before_render: Callable[[], Awaitable[object]] | None = None):
         self.ds = ds
-        self.name = name
         self.paths = paths
+        self.prefixes = tuple(prefixes)  # the etcd keys the config is computed from
+        self.render = render  # those keys -> BIRD's config text (a node's, or a route reflector's)
         self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
         self.control = bird.BirdControl(paths.bird_socket)
         self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
-        self.prefixes = tuple(bird.datastore_prefixes(name))
+
+    @classmethod
+    def for_node(cls, ds: Datastore, name: str, paths: NodePaths,
+                 before_render: Callable[[], Awaitable[object]] | None = None) -> "Confd":
+        return cls(ds, paths, bird.datastore_prefixes(name), lambda entries: bird.render(bird.bird_config(entries, name)),
+                   before_render)
 
     def notice(self, key: str) -> None:
         if key.startswith(self.prefixes):
@@ -47,7 +54,7 @@ class Confd:
         entries = {}
         for prefix in self.prefixes:
             entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
-        return bird.write_checked(bird.render(bird.bird_config(entries, self.name)), self.paths.bird_config)
+        return bird.write_checked(self.render(entries), self.paths.bird_config)
 
     async def start_bird(self) -> None:
         self.paths.bird_socket.unlink(missing_ok=True)

@@ -18,10 +18,12 @@ class NodePaths:
 
     run_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico")))
     log_dir: Path = field(default_factory=lambda: Path(os.environ.get("CALICO_LOG_DIR", "/var/log/calico")))
+    daemon: str = "calico-node"  # or "routereflector": the process whose pid file and log these are
+    log_name: str = "node.log"
 
     @property
     def pid_file(self) -> Path:
-        return self.run_dir / "calico-node.pid"
+        return self.run_dir / f"{self.daemon}.pid"
 
     @property
     def bird_config(self) -> Path:
@@ -39,7 +41,7 @@ class NodePaths:
 
     @property
     def node_log(self) -> Path:
-        return self.log_dir / "node.log"
+        return self.log_dir / self.log_name
 
     @property
     def thread_dump(self) -> Path:
@@ -50,7 +52,7 @@ class NodePaths:
         return self.log_dir / "bird.log"
 
     def running_pid(self) -> int | None:
-        """The PID of this host's calico-node if it is alive."""
+        """The PID of this host's daemon (calico-node) if it is alive."""
         try:
             pid = int(self.pid_file.read_text())
             os.kill(pid, 0)

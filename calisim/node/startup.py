@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,26 @@ SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 
 class StartupError(RuntimeError):
     """The node cannot start (bad address, name clash, etcd unreachable)."""
+
+
+class StartupStatus:
+    """What a daemon (calico-node, a route reflector) says while it starts, written for the command
+    that waits for it (calicoctl node run, routereflector run): `SAY` lines, then `READY` or `ERROR`."""
+
+    def __init__(self, status_fd: int | None, logger: logging.Logger):
+        self.stream = os.fdopen(status_fd, "w", buffering=1) if status_fd is not None else sys.stdout
+        self.log = logger
+
+    def report(self, line: str, final: bool = False) -> None:
+        self.log.info("%s", line)
+        self.stream.write(f"{'READY' if final else 'SAY'} {line}\n")
+        if final and self.stream is not sys.stdout:
+            self.stream.close()
+
+    def fail(self, error: BaseException) -> None:
+        """Whatever stops startup must reach the waiting command, not just the log."""
+        if not self.stream.closed:
+            self.stream.write(f"ERROR {error}\n")
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,8 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
             raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
                                "Please check your node name and IP address settings.")
     existing = next((n for n in nodes if n.node_name == options.name), None)
+    if existing is not None and existing.ipv4 is not None and existing.ipv4.ip != ip.ip:
+        said.append(f"WARNING: Calico node '{options.name}' IPv4 address has changed: {existing.ipv4.ip} -> {ip.ip}")
     as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
     node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
     txn = Txn()

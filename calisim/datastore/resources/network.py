@@ -12,6 +12,9 @@ from .base import (MIN_POOL_PREFIX, IPNetwork, Resource, ValidationError, check_
                    parse_cidr, parse_interface, parse_ip, parse_name)
 
 
+IPIP_MODES = ("always", "cross-subnet")
+
+
 @dataclass(frozen=True)
 class IPPool(Resource):
     kind: ClassVar[str] = "ipPool"
@@ -25,6 +28,7 @@ class IPPool(Resource):
     nat_outgoing: bool = False
     disabled: bool = False
     vxlan: bool = False  # beyond Calico v1.0: Calico 3.7's VXLAN encapsulation, as `spec.vxlan.enabled`
+    ipip_mode: str = "always"  # or "cross-subnet" (calicoctl v1.1): tunnel only toward other subnets
 
     @classmethod
     def from_document(cls, doc: dict) -> "IPPool":
@@ -37,8 +41,12 @@ class IPPool(Resource):
                 f"IP pool is too small: {cidr} (an IPv{cidr.version} pool must be /{MIN_POOL_PREFIX[cidr.version]} or larger)")
         ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
-        if ipip_spec.get("mode", "always") != "always":
-            raise ValidationError(f"ipPool spec.ipip.mode: only 'always' is supported, not {ipip_spec['mode']!r}")
+        ipip_mode = ipip_spec.get("mode") or "always"
+        if ipip_mode not in IPIP_MODES:
+            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (must be one of: {', '.join(IPIP_MODES)})")
+        if ipip_mode != "always" and not ipip:
+            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (the mode needs IPIP enabled on the pool: "
+                                  "spec.ipip.enabled: true)")
         if ipip and cidr.version != 4:
             raise ValidationError(f"IPIP is only supported on IPv4 pools, not {cidr}")
         vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
@@ -49,12 +57,12 @@ class IPPool(Resource):
             raise ValidationError(f"ipPool {cidr}: IPIP and VXLAN cannot both be enabled")
         return cls(cidr, ipip,
                    parse_bool(spec.get("nat-outgoing", False), "ipPool spec.nat-outgoing"),
-                   parse_bool(spec.get("disabled", False), "ipPool spec.disabled"), vxlan)
+                   parse_bool(spec.get("disabled", False), "ipPool spec.disabled"), vxlan, ipip_mode)
 
     def document(self) -> dict:
         spec: dict[str, Any] = {}
         if self.ipip:
-            spec["ipip"] = {"enabled": True}
+            spec["ipip"] = {"enabled": True} if self.ipip_mode == "always" else {"enabled": True, "mode": self.ipip_mode}
         if self.vxlan:
             spec["vxlan"] = {"enabled": True}
         if self.nat_outgoing:
@@ -79,7 +87,7 @@ class IPPool(Resource):
         value: dict[str, Any] = {"cidr": str(self.cidr), "masquerade": self.nat_outgoing, "disabled": self.disabled}
         if self.ipip:
             value["ipip"] = "tunl0"
-            value["ipip_mode"] = "always"
+            value["ipip_mode"] = self.ipip_mode
         if self.vxlan:
             value["vxlan"] = "vxlan.calico"
         return value
@@ -87,7 +95,8 @@ class IPPool(Resource):
     @classmethod
     def from_value(cls, value: dict) -> "IPPool":
         return cls(ipaddress.ip_network(value["cidr"]), bool(value.get("ipip")),
-                   bool(value.get("masquerade")), bool(value.get("disabled")), bool(value.get("vxlan")))
+                   bool(value.get("masquerade")), bool(value.get("disabled")), bool(value.get("vxlan")),
+                   value.get("ipip_mode") or "always")
 
     def writes(self) -> dict[str, Any]:
         return {self.primary_key: self.value()}
@@ -269,3 +278,12 @@ def check_pool_overlaps(new: list[IPPool], stored: list[IPPool]) -> None:
         for other in new[index + 1:] + stored:
             if other.cidr != pool.cidr and other.cidr.version == pool.cidr.version and other.cidr.overlaps(pool.cidr):
                 raise ValidationError(f"IP pool {pool.cidr} overlaps with IP pool {other.cidr}")
+
+
+def check_peer_nodes(peers: list[BGPPeer], nodes: list[Node]) -> None:
+    """A node-specific bgpPeer must name a node that exists (stored, or written in the same batch)."""
+    names = {node.node_name for node in nodes}
+    for peer in peers:
+        if peer.scope == "node" and peer.node not in names:
+            raise ValidationError(f"node '{peer.node}' does not exist: a node-specific bgpPeer ({peer.peer_ip}) "
+                                  "needs a node (started with calicoctl node run, or a node resource)")

@@ -1,0 +1,183 @@
+"""BGP designs compared on the flat topology: the full node-to-node mesh against 2 route
+reflectors, at several host counts in one run.
+
+    python benchmarks/bgp.py [--hosts 25 50 100] [--json PATH] [--png PATH]
+
+For each design and host count: one pool, one block claimed per host through IPAM before any
+node starts (so every host has a block to advertise), for the reflectors the mesh off, a global
+bgpPeer per reflector and `routereflector run` on rr1/rr2 first; then `calicoctl node run` on
+every host (8 at a time).  Measured: BGP sessions Established (total, and per host), the time from
+the end of the last `node run` until every host's kernel has a route to every other host's block
+(read over netlink in each host), and, at that moment, the PSS of every BIRD and of every process
+of the run (etcd, calico-node agents, BIRDs, shells; no dockerd).  Writes a table, JSON and a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import time
+from pathlib import Path
+
+from calisim.emulation import sandbox
+
+sandbox.enter()
+
+from pyroute2 import IPRoute  # noqa: E402  (imports after the re-exec into the sandbox)
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import topologies  # noqa: E402
+from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
+from calisim.datastore import keys  # noqa: E402
+from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
+from calisim.emulation import Cluster, wait_until  # noqa: E402
+from calisim.ipam import IPAM  # noqa: E402
+from topologies.flat import reflector_ip  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+POOL = ipaddress.ip_network("10.64.0.0/12")  # room for 100 /26 blocks, outside the hosts' 172.16.0.0/16
+DESIGNS = ("mesh", "2 route reflectors")
+RTPROT_BIRD = 12
+
+
+def bird_pss_kib() -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() != "bird":
+                    continue
+                for line in (entry / "smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def claim_blocks(cluster: Cluster, hosts: list[str]) -> dict[str, str]:
+    """One address (hence one affine /26) per host, before its node starts; returns host -> block."""
+    with cluster.datastore() as ds:
+        pool = IPPool(POOL)
+        ds.put(pool.primary_key, pool.value())
+        ipam = ds.wrap(IPAM(ds.target))
+        addresses = {host: ipam.auto_assign(host, 1)[0] for host in hosts}
+    return {host: str(ipaddress.ip_network(f"{ip}/26", strict=False)) for host, ip in addresses.items()}
+
+
+def configure_reflectors(cluster: Cluster, count: int) -> None:
+    """Calico's route reflector set-up, before the nodes start: mesh off, global peers, reflectors running."""
+    with cluster.datastore() as ds:
+        ds.put(keys.NODE_MESH, {"enabled": False})
+        for index in range(1, count + 1):
+            peer = BGPPeer("global", ipaddress.ip_address(reflector_ip(index)), keys.DEFAULT_AS)
+            for key, value in peer.writes().items():
+                ds.put(key, value)
+    for index in range(1, count + 1):
+        result = cluster.run(f"rr{index}", f"routereflector run --ip {reflector_ip(index)}")
+        if result.rc != 0:
+            raise RuntimeError(f"routereflector run on rr{index}: {result.stdout}{result.stderr}")
+
+
+def kernel_blocks(cluster: Cluster, host: str) -> set[str]:
+    """The /26 routes BIRD put into host's kernel, read over netlink inside the host."""
+    with IPRoute(netns=f"/proc/{cluster.host(host).pid}/ns/net", flags=0) as ipr:
+        return {f"{r.get_attr('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2)
+                if r["proto"] == RTPROT_BIRD and r["dst_len"] == 26}
+
+
+def everyone_routes(cluster: Cluster, blocks: dict[str, str], pending: set[str]) -> bool:
+    """Drop from pending the hosts whose kernel routes to every other host's block; True when empty."""
+    wanted = set(blocks.values())
+    for host in list(pending):
+        if wanted - {blocks[host]} <= kernel_blocks(cluster, host):
+            pending.discard(host)
+    return not pending
+
+
+def measure(design: str, hosts: int) -> dict:
+    reflectors = 2 if design != "mesh" else 0
+    with Cluster(topologies.load("flat", hosts, route_reflectors=reflectors), docker=False) as cluster:
+        names = cluster.hosts
+        blocks = claim_blocks(cluster, names)
+        if reflectors:
+            configure_reflectors(cluster, reflectors)
+        started = time.monotonic()
+        results = cluster.run_everywhere("calicoctl node run", timeout=600)
+        failed = [r for r in results if r.rc != 0]
+        if failed:
+            raise RuntimeError(f"node run failed on {failed[0].host}: {failed[0].stdout}{failed[0].stderr}")
+        last_node_run = time.monotonic()
+        pending = set(names)
+        wait_until(lambda: everyone_routes(cluster, blocks, pending), 900, interval=0.5,
+                   what=f"every host routing to every block ({len(pending)} hosts left)")
+        converged = time.monotonic()
+        bird_kib, total_kib = bird_pss_kib(), total_pss_kib()
+        per_host = [cluster.bgp_established(host) for host in names]
+        on_reflectors = sum(cluster.bgp_established(f"rr{i}") for i in range(1, reflectors + 1))
+    return {"design": design, "hosts": hosts, "sessions_total": (sum(per_host) + on_reflectors) // 2,
+            "sessions_per_host_min": min(per_host), "sessions_per_host_max": max(per_host),
+            "node_run_s": round(last_node_run - started, 2), "routes_everywhere_s": round(converged - last_node_run, 2),
+            "bird_pss_mib": round(bird_kib / 1024, 1), "total_pss_mib": round(total_kib / 1024, 1)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    panels = (("routes_everywhere_s", "seconds from the last node run\nuntil every host routes to every block"),
+              ("sessions_total", "BGP sessions in total"), ("total_pss_mib", "memory at convergence, MiB (PSS)"))
+    for axis, (key, title) in zip(axes, panels):
+        for design, marker, color in zip(DESIGNS, ("o", "s"), ("tab:blue", "tab:orange")):
+            mine = [row for row in rows if row["design"] == design]
+            axis.plot([row["hosts"] for row in mine], [row[key] for row in mine], marker=marker, color=color,
+                      label=design)
+            if key == "total_pss_mib":
+                axis.plot([row["hosts"] for row in mine], [row["bird_pss_mib"] for row in mine], marker=marker,
+                          color=color, linestyle="--", label=f"{design}: BIRDs only")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("Calico hosts")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("calisim, flat topology: node-to-node mesh vs 2 route reflectors (one run, shared 2-core machine)",
+                    fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--json", type=Path, default=RESULTS / "bgp.json")
+    parser.add_argument("--png", type=Path, default=RESULTS / "bgp.png")
+    args = parser.parse_args()
+    console = Console(width=160)
+    rows = []
+    for count in args.hosts:
+        for design in DESIGNS:
+            with console.status(f"{design}, {count} hosts"):
+                rows.append(measure(design, count))
+            console.print(rows[-1])
+    table = Table(title="flat topology: node-to-node mesh vs 2 route reflectors")
+    columns = ("design", "hosts", "sessions_total", "sessions_per_host_min", "sessions_per_host_max", "node_run_s",
+               "routes_everywhere_s", "bird_pss_mib", "total_pss_mib")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(*(str(row[column]) for column in columns))
+    console.print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
+    plot(rows, args.png)
+    console.print(f"written to {args.json} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

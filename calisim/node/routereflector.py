@@ -1,0 +1,158 @@
+"""calico/routereflector: a BGP route reflector configured from etcd, on a host that is not a
+Calico node (bgp-and-ipv6.md section 2).
+
+    routereflector run [--ip IP] [--cluster-id ID]      (ETCD_ENDPOINTS from the environment)
+
+is our counterpart of `docker run ... calico/routereflector`: it registers the reflector under
+/calico/bgp/v1/rr_v4/<ip> (a key written there by hand works too), then runs BIRD with a config
+rendered from etcd as that image's confd does: meshed with the other registered reflectors, an
+`rr client` session to every node that has it as a global or node-specific bgpPeer, next hops
+passed through, and no kernel protocol, so no workload routes in this host's kernel.  Running it
+again restarts it.  Files: /var/run/calico/{bird.cfg,bird.ctl,routereflector.pid} and
+/var/log/calico/{routereflector.log,bird.log}, so `birdc -s /var/run/calico/bird.ctl` works here
+as on a node.  Talks to etcd and BIRD's control socket only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+
+from ..datastore import Datastore, DatastoreError, keys
+from . import bird
+from .confd import Confd
+from .paths import NodePaths
+from .startup import StartupStatus, autodetect_ipv4
+
+DEFAULT_CLUSTER_ID = "255.0.0.1"  # what Calico's system tests register reflectors with
+ETCD_WAIT = 60.0
+log = logging.getLogger("routereflector")
+
+
+def reflector_paths() -> NodePaths:
+    return NodePaths(daemon="routereflector", log_name="routereflector.log")
+
+
+async def register(ds: Datastore, ip: str, cluster_id: str | None) -> str:
+    """Write rr_v4/<ip> unless it is there already and no cluster ID was asked for; return the ID in use."""
+    key = keys.ROUTE_REFLECTORS_V4 + ip
+    existing = await ds.get(key)
+    if existing is not None and cluster_id is None:
+        return existing.value.get("cluster_id", "")
+    chosen = cluster_id or DEFAULT_CLUSTER_ID
+    await ds.put(key, {"ip": ip, "cluster_id": chosen})
+    return chosen
+
+
+async def register_when_etcd_answers(ds: Datastore, ip: str, cluster_id: str | None, report) -> str:
+    deadline = asyncio.get_running_loop().time() + ETCD_WAIT
+    while True:
+        try:
+            return await register(ds, ip, cluster_id)
+        except DatastoreError as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"etcd did not answer within {ETCD_WAIT:.0f}s: {error}") from error
+            report(f"Waiting for etcd connection... ({error})")
+            await asyncio.sleep(1)
+
+
+async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> None:
+    """Register, run BIRD from etcd's state until SIGTERM."""
+    from .agent import watch
+
+    ds = Datastore.from_env()
+    confd = Confd(ds, paths, bird.reflector_prefixes(),
+                  lambda entries: bird.render_reflector(bird.reflector_config(entries, ip)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks: list[asyncio.Task] = []
+    try:
+        chosen = await register_when_etcd_answers(ds, ip, cluster_id, report)
+        report(f"Route reflector {ip} registered at {keys.ROUTE_REFLECTORS_V4}{ip} (cluster ID {chosen})")
+        await confd.render_config()
+        await confd.start_bird()
+        tasks = [asyncio.create_task(watch(ds, [confd])), asyncio.create_task(confd.reconcile()),
+                 asyncio.create_task(confd.keep_bird_running())]
+        paths.pid_file.write_text(f"{os.getpid()}\n")
+        report("Route reflector started successfully", final=True)
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await confd.stop_bird()
+        paths.pid_file.unlink(missing_ok=True)
+        await ds.close()
+
+
+def cmd_run(args: argparse.Namespace) -> str:
+    """Start (or restart) the reflector in the background and relay what it says while starting."""
+    from ..calicoctl import CommandError
+    from ..calicoctl.node import start_daemon, stop_running_node
+
+    if not os.environ.get("ETCD_ENDPOINTS"):
+        raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
+    try:
+        ip = str(ipaddress.IPv4Address(args.ip)) if args.ip else str(autodetect_ipv4().ip)
+        cluster_id = str(ipaddress.IPv4Address(args.cluster_id)) if args.cluster_id else None
+    except ValueError as error:
+        raise CommandError(f"Error executing command: {error}") from None
+    paths = reflector_paths()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    if stop_running_node(paths):
+        print("Removing old route reflector (was running).")
+    command = [sys.executable, "-m", "calisim.node.routereflector", "serve", "--ip", ip]
+    if cluster_id:
+        command += ["--cluster-id", cluster_id]
+    return start_daemon(command, paths, f"route reflector {ip}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    paths = reflector_paths()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    status = StartupStatus(args.status_fd, log)
+    try:
+        asyncio.run(serve(args.ip, args.cluster_id, paths, status.report))
+    except Exception as error:
+        log.exception("route reflector failed")
+        status.fail(error)
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routereflector", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="register this host as a route reflector and run its BIRD")
+    run.add_argument("--ip", help="the reflector's IPv4 address (default: autodetected, as a node's)")
+    run.add_argument("--cluster-id", help=f"its rr cluster id (default: the registered one, else {DEFAULT_CLUSTER_ID})")
+    serve_parser = commands.add_parser("serve", help=argparse.SUPPRESS)
+    serve_parser.add_argument("--ip", required=True)
+    serve_parser.add_argument("--cluster-id")
+    serve_parser.add_argument("--status-fd", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..calicoctl import CommandError
+
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        cmd_serve(args)
+        return
+    try:
+        print(cmd_run(args))
+    except CommandError as error:
+        print(error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The bundled scenarios, each runnable as `python -m calisim NAME`: a topology, a transcript from
+transcripts/, and a check of the outcome measured after it ran (BGP sessions from every host's
+BIRD, workload pings by address with scapy and their TTLs), like the seed's two-host check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any, Callable
+
+from ..emulation.cluster import Cluster
+from ..probes import probe_from
+from . import seed
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A workload pair whose replies must arrive with this TTL (64 minus the routers on the way)."""
+
+    source: str
+    source_host: str
+    destination: str
+    destination_host: str
+    ttl: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a scenario must end with: Established sessions per Calico host, and pairs that reach."""
+
+    sessions: int
+    pairs: tuple[Reach, ...]
+
+    def measure(self, cluster: Cluster) -> tuple[Any, dict]:
+        established = {host: cluster.bgp_established(host) for host in cluster.hosts}
+        problems = [f"{host}: {count} BGP sessions Established, expected {self.sessions}"
+                    for host, count in established.items() if count != self.sessions]
+        measured = []
+        for pair in self.pairs:
+            source = seed.inspect(cluster, pair.source_host, pair.source)
+            destination = seed.inspect(cluster, pair.destination_host, pair.destination)
+            ip = next(iter(destination["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            probe = probe_from(source["State"]["Pid"], "icmp", ip)
+            measured.append({"pair": asdict(pair), "destination_ip": ip, "probe": asdict(probe)})
+            if not probe.reachable or probe.ttl != pair.ttl:
+                problems.append(f"{pair.source} -> {pair.destination}: expected replies with ttl {pair.ttl}, "
+                                f"got {probe.received}/{probe.sent} with ttl {probe.ttl}")
+        return self.table(established, measured), {"sessions": established, "pairs": measured, "mismatches": problems}
+
+    def table(self, established: dict[str, int], measured: list[dict]):
+        from rich.table import Table
+
+        view = Table(title=f"outcome: BGP sessions Established per host (expected {self.sessions}) and pings by address")
+        for column in ("what", "expected", "measured"):
+            view.add_column(column)
+        for host, count in established.items():
+            view.add_row(f"{host} sessions", str(self.sessions), str(count))
+        for item in measured:
+            pair, probe = item["pair"], item["probe"]
+            view.add_row(f"{pair['source']} ({pair['source_host']}) -> {pair['destination']} ({pair['destination_host']}, "
+                         f"{item['destination_ip']})", f"ttl {pair['ttl']}",
+                         f"{probe['received']}/{probe['sent']}, ttl {probe['ttl'] or '-'}")
+        return view
+
+
+def seed_outcome(cluster: Cluster) -> tuple[Any, dict]:
+    addresses, pairs = seed.measure(cluster)
+    return seed.table(pairs), seed.as_data(addresses, pairs)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # the command: python -m calisim NAME
+    help: str
+    topology: str
+    transcript: str  # a file in transcripts/
+    check: Callable[[Cluster], tuple[Any, dict]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return resources.files("calisim.scenarios").joinpath(f"transcripts/{self.transcript}").read_text()
+
+    def load_topology(self):
+        import topologies
+
+        return topologies.load(self.topology, **self.options)
+
+
+def fabric_outcome(in_rack_ttl: int) -> Callable[[Cluster], tuple[Any, dict]]:
+    """2x2 fabric: one session per host (to its ToR); across racks through ToR, spine, ToR (ttl 59)."""
+    return Outcome(1, (Reach("w1", "host1", "w2", "host2", in_rack_ttl), Reach("w1", "host1", "w3", "host3", 59),
+                       Reach("w3", "host3", "w1", "host1", 59))).measure
+
+
+SCENARIOS = {scenario.name: scenario for scenario in (
+    Scenario("two-host", "the seed walk-through on the seed's two hosts", "two_host", "two_host.txt", seed_outcome),
+    Scenario("route-reflectors", "4 hosts, the mesh off, 2 route reflectors (flat --route-reflectors 2)", "flat",
+             "route_reflectors.txt",
+             Outcome(2, (Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w4", "host4", 62),
+                         Reach("w3", "host3", "w4", "host4", 62))).measure,
+             {"hosts": 4, "route_reflectors": 2}),
+    Scenario("fabric-as-per-rack", "a 2x2 leaf-spine fabric, one AS per rack (BIRD ToRs and spines)", "fabric",
+             "fabric_as_per_rack.txt", fabric_outcome(62), {"model": "as-per-rack"}),
+    Scenario("fabric-as-per-host", "a 2x2 leaf-spine fabric, one AS per host", "fabric",
+             "fabric_as_per_host.txt", fabric_outcome(61), {"model": "as-per-host"}),
+    Scenario("fabric-downward-default", "a 2x2 leaf-spine fabric, only a default route down", "fabric",
+             "fabric_downward_default.txt", fabric_outcome(61), {"model": "downward-default"}),
+    Scenario("cross-subnet", "IPIP cross-subnet: encapsulated only across the router (routed --hosts-per-subnet 2)",
+             "routed", "cross_subnet.txt",
+             Outcome(3, (Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w3", "host3", 62))).measure,
+             {"hosts_per_subnet": 2}),
+)}
