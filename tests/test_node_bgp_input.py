@@ -1,5 +1,5 @@
-"""Bad BGP input through calicoctl against a real etcd: bgpPeers with a bad IP or AS, a peer of an
-unknown node, a cross-subnet mode on a non-IPIP pool: clear errors, nothing stored.  And asdot AS
+"""Bad BGP input through calicoctl against a real etcd: bgpPeers with a bad IP or AS,
+a cross-subnet mode on a non-IPIP pool: clear errors, nothing stored.  And asdot AS
 numbers accepted everywhere, printed back as plain decimal (bgp-and-ipv6.md section 5)."""
 
 import pytest
@@ -24,9 +24,6 @@ BAD = {
     "bad peer AS": (peer("scope: global, peerIP: 172.16.0.9", "abcde"), "is not a valid AS number"),
     "peer AS out of range": (peer("scope: global, peerIP: 172.16.0.9", "4294967296"), "out of range"),
     "bad asdot": (peer("scope: global, peerIP: 172.16.0.9", '"65536.1"'), "not a valid asdot AS number"),
-    "peer of an unknown node": (peer("scope: node, node: host9, peerIP: 172.16.0.9"), "node 'host9' does not exist"),
-    "unknown node in a batch": (peer("scope: global, peerIP: 172.16.0.8") + peer("scope: node, node: nobody, peerIP: 172.16.0.9"),
-                                "node 'nobody' does not exist"),
     "cross-subnet without IPIP": ("- apiVersion: v1\n  kind: ipPool\n  metadata: {cidr: 10.10.0.0/16}\n"
                                   "  spec: {ipip: {enabled: false, mode: cross-subnet}}\n",
                                   "error with field IPIP.Mode = 'cross-subnet' (the mode needs IPIP enabled"),

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from ..datastore import Synchronous, Txn, keys
-from ..datastore.resources import (BGPPeer, IPPool, Node, Resource, ValidationError, check_peer_nodes,
-                                   check_pool_overlaps, kind_named, parse_as_number, parse_documents, parse_name)
+from ..datastore.resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
+                                   parse_documents, parse_name)
 from ..ipam import IPAM, IPAMError, parse_ipv4
 from . import CommandError
 from .output import padded_columns
@@ -87,12 +87,6 @@ async def write_one(ds, action: str, resource: Resource) -> None:
 async def write(ds, action: str, resources: list[Resource], skip: bool) -> tuple[int, ValidationError | None]:
     """As calicoctl: the resources in order, each atomically, stopping at the first error;
     returns how many were handled (skipped ones count) and the error, if any."""
-    peers = [r for r in resources if isinstance(r, BGPPeer)]
-    if peers and action != "delete":
-        try:  # a node-specific peer's node may come in the same input
-            check_peer_nodes(peers, await Node.load_all(ds) + [r for r in resources if isinstance(r, Node)])
-        except ValidationError as error:
-            return 0, error
     for handled, resource in enumerate(resources):
         try:
             await write_one(ds, action, resource)

@@ -11,12 +11,11 @@ from typing import Any
 
 from .base import API_VERSION, Resource, ValidationError, parse_as_number, parse_cidr, parse_ip, parse_name
 from .endpoints import HostEndpoint, WorkloadEndpoint
-from .network import BGPPeer, IPPool, Node, check_peer_nodes, check_pool_overlaps
+from .network import BGPPeer, IPPool, Node, check_pool_overlaps
 from .policy import POLICIES, PORT_PROTOCOLS, PROFILES, Policy, Profile
 
 __all__ = ["API_VERSION", "BGPPeer", "HostEndpoint", "IPPool", "KINDS", "Node", "POLICIES", "PORT_PROTOCOLS",
-           "PROFILES", "Policy", "Profile", "Resource", "ValidationError", "WorkloadEndpoint", "check_peer_nodes",
-           "check_pool_overlaps", "kind_named",
+           "PROFILES", "Policy", "Profile", "Resource", "ValidationError", "WorkloadEndpoint", "check_pool_overlaps", "kind_named",
            "parse_as_number", "parse_cidr", "parse_documents", "parse_ip", "parse_name"]
 
 KINDS: tuple[type[Resource], ...] = (Node, IPPool, BGPPeer, Profile, Policy, WorkloadEndpoint, HostEndpoint)

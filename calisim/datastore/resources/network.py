@@ -278,12 +278,3 @@ def check_pool_overlaps(new: list[IPPool], stored: list[IPPool]) -> None:
         for other in new[index + 1:] + stored:
             if other.cidr != pool.cidr and other.cidr.version == pool.cidr.version and other.cidr.overlaps(pool.cidr):
                 raise ValidationError(f"IP pool {pool.cidr} overlaps with IP pool {other.cidr}")
-
-
-def check_peer_nodes(peers: list[BGPPeer], nodes: list[Node]) -> None:
-    """A node-specific bgpPeer must name a node that exists (stored, or written in the same batch)."""
-    names = {node.node_name for node in nodes}
-    for peer in peers:
-        if peer.scope == "node" and peer.node not in names:
-            raise ValidationError(f"node '{peer.node}' does not exist: a node-specific bgpPeer ({peer.peer_ip}) "
-                                  "needs a node (started with calicoctl node run, or a node resource)")
