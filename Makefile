@@ -11,11 +11,19 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
+IMAGES := build/images/.built
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
 .PHONY: setup demo test unit bench clean
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT)
+# The emulated dockerd's images (busybox, workload): root filesystems from Debian's busybox-static,
+# downloaded and unpacked, never installed (calisim/docker/images.py).
+$(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
+	rm -rf build/images
+	$(PY) -m calisim.docker.images build/images
+	touch $@
+
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(IMAGES)
 
 # The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
