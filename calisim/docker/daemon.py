@@ -599,7 +599,9 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["create"] and method == "POST":
             return self._send(201, d.create(query.get("name"), body))
         if parts == ["json"] and method == "GET":
-            everyone = [c for c in list(d.containers.values()) if c.running or truthy(query.get("all"))]
+            filters = parse_filters(query.get("filters"))
+            everyone = [c for c in list(d.containers.values())
+                        if (c.running or truthy(query.get("all")) or "status" in filters) and matches(c, filters)]
             return self._send(200, [d.container_summary(c) for c in sorted(everyone, key=lambda c: -c.created)])
         container = d.find(parts[0])
         action = parts[1] if len(parts) > 1 else ""
@@ -802,6 +804,29 @@ class Handler(BaseHTTPRequestHandler):
         if execution.master is not None:
             os.close(execution.master)
             execution.master = None
+
+
+def parse_filters(text: str | None) -> dict[str, list[str]]:
+    """`filters` as the CLI sends it ({"name": {"L": true}}) or older clients ({"name": ["L"]})."""
+    raw = json.loads(text) if text else {}
+    return {key: list(values) for key, values in raw.items()}
+
+
+def matches(container: Container, filters: dict[str, list[str]]) -> bool:
+    """Docker's `ps --filter`: name (a regular expression), id (a prefix), status, label, network;
+    each key must match one of its values."""
+    labels = container.config.get("Labels") or {}
+    tests = {"name": lambda v: re.search(v, container.name) is not None,
+             "id": lambda v: container.id.startswith(v),
+             "status": lambda v: container.status == v,
+             "network": lambda v: container.network == v,
+             "label": lambda v: (labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v else v in labels}
+    for key, values in filters.items():
+        if key not in tests:
+            raise APIError(400, f"invalid filter '{key}'")
+        if not any(tests[key](value) for value in values):
+            return False
+    return True
 
 
 def signal_number(name: str) -> int:
