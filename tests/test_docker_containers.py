@@ -32,7 +32,7 @@ ISOLATION = r"""
 host1$ docker exec A ls / | tr '\n' ' ' | grep -x 'bin dev etc home proc root sys tmp usr var '
 host1! docker exec A test -e /work
 host1$ docker exec A ps | awk 'NR > 1 {print $1, $3}' | tr '\n' ' ' | grep -xE '1 sh [0-9]+ ps '
-host1$ docker exec A sh -c 'command -v nc wget ping nslookup httpd' | tr '\n' ' ' | grep -x '/bin/nc /bin/wget /bin/ping /bin/nslookup /bin/httpd '
+host1$ docker exec A which nc wget ping nslookup httpd | tr '\n' ' ' | grep -x '/bin/nc /bin/wget /bin/ping /bin/nslookup /bin/httpd '
 host1$ docker exec A sh -c 'echo $PATH; id -un; cat /etc/hostname; hostname' | tr '\n' ' ' | grep -xE '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin root ([0-9a-f]{12}) \1 '
 host1$ docker inspect -f '{{.Id}}' A | cut -c1-12 | grep -x "$(docker exec A hostname)"
 host1$ docker exec A cat /etc/resolv.conf | grep -x 'nameserver 127.0.0.11'
@@ -40,7 +40,7 @@ host1$ docker exec A grep -E '^10\.|^192\.' /etc/hosts | grep -qw A
 host1$ docker run --rm --net net1 --hostname web busybox hostname | grep -x web
 # Busybox's nc reaches the echo service of a workload on the other host, by name.
 within 30s host1$ docker exec A sh -c 'echo hi | nc -w1 E 80' | grep -x hi
-host1$ docker exec A /bin/sh -c 'echo hello | nc -u -w1 E 69' | grep -x hello
+host2$ docker exec E /code/tcpping.sh E | grep -x hello
 """
 
 
@@ -63,8 +63,10 @@ host1$ docker ps -a --filter name=L --format '{{.Status}}' | grep -E '^Exited \(
 host1$ docker start -a L | tr '\n' ' ' | grep -x 'one two '
 host1$ docker rm L
 # exec: a TTY under a pseudo-terminal, stdin without one, exit codes.
-host1$ script -qc 'docker exec -it A tty' /dev/null | tr -d '\r\0' | grep -xE '/dev/pts/[0-9]+'
-host1$ script -qc 'stty rows 33 cols 77; docker run -it --rm --net net1 busybox stty size' /dev/null | tr -d '\r\0' | grep -x '33 77'
+# (script's stdin is /dev/null: the EOF it forwards echoes as ^@, hence -o)
+host1$ script -qc 'docker exec -it A tty' /dev/null | grep -oE '^(\^@)?/dev/pts/[0-9]+' | grep -qE '/dev/pts/[0-9]+$'
+host1$ docker exec A tty | grep -x 'not a tty'
+host1$ script -qc 'stty rows 33 cols 77; docker run -it --rm --net net1 busybox stty size' /dev/null | grep -q '^33 77'
 host1$ echo 'echo from-stdin' | docker exec -i A sh | grep -x from-stdin
 host1$ docker exec A sh -c 'exit 5'; test $? -eq 5
 # stop leaves the network (no interface, no endpoint, no address); start joins it again.

@@ -4,8 +4,9 @@ Debian's static busybox, as layers that containers stack under their own writabl
 `busybox` is docker-library's busybox:latest in all that the tutorials use: one static binary
 with a hard link per applet in /bin, passwd/group/shadow, /root, /tmp, /home, /var/www, empty
 /proc, /sys and /dev, PATH and `sh` as in its image config.  `workload` is Calico's test
-workload: busybox plus /code (tcpping.sh, udpping.sh) and a command that stays up; its echo
-services (TCP 80, UDP 69) run beside it, in its network namespace (calisim.probes serve).
+workload: busybox plus /code/tcpping.sh and a command that stays up; its echo services (TCP 80,
+UDP 69) run beside it, in its network namespace (calisim.probes serve).  Debian's busybox nc has
+no -u, so Calico's udpping.sh could not run in it: UDP is probed with calisim.probes.
 
     python -m calisim.docker.images DIR      build DIR/busybox and DIR/workload (idempotent)
 """
@@ -50,7 +51,6 @@ users:x:100:
 nogroup:x:65534:
 """
 TCPPING = "#!/bin/sh\necho hello | nc -w1 $1 80 | grep hello\n"
-UDPPING = "#!/bin/sh\necho hello | nc -u -w1 $1 69 | grep hello\n"
 # PID 1 of a workload: stays up, and leaves at once on `docker stop` (a trap, since PID 1 has no
 # default signal actions).  The echo services run beside it (Image.services).
 RESPONDER = "#!/bin/sh\ntrap 'exit 0' TERM INT\nsleep 2147483647 &\nwait\n"
@@ -111,7 +111,7 @@ def build_busybox(binary: Path, root: Path) -> None:
 
 def build_workload(root: Path) -> None:
     (root / "code").mkdir(parents=True)
-    for name, text in (("tcpping.sh", TCPPING), ("udpping.sh", UDPPING), ("responder.sh", RESPONDER)):
+    for name, text in (("tcpping.sh", TCPPING), ("responder.sh", RESPONDER)):
         (root / "code" / name).write_text(text)
         (root / "code" / name).chmod(0o755)
 
