@@ -253,10 +253,12 @@ class Daemon:
         if not all(d.is_dir() for d in container.image.lowerdirs(self.images)):
             raise APIError(500, f"image {container.image.name} is not built in {self.images}: run `make setup`")
         container.directory = self.state / "containers" / container.id
+        began = time.monotonic()
         try:
             process = runtime.start(self.spec(container), container.tty, bool(container.config.get("OpenStdin")))
         except runtime.RuntimeFailure as error:
             raise APIError(500, f"failed to create task for container: {error}") from None
+        rooted = time.monotonic()
         try:
             with self.lock:
                 network = dn.find_network(self.ds, container.network)
@@ -264,6 +266,7 @@ class Daemon:
         except (dn.DockerError, DatastoreError) as error:
             process.kill()
             raise APIError(500, f"failed to create endpoint {container.name} on network {container.network}: {error}")
+        joined = time.monotonic()
         try:
             process.go()
         except runtime.RuntimeFailure as error:
@@ -285,6 +288,8 @@ class Daemon:
         pumping.start()
         threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
         self.refresh_hosts()
+        log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
+                 process.pid, rooted - began, joined - rooted, time.monotonic() - began)
 
     def monitor(self, container: Container, process: runtime.Process, pumping: threading.Thread) -> None:
         """When PID 1 ends: its output is all logged, the network is left, waiters are told;
