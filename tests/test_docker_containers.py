@@ -63,10 +63,10 @@ host1$ docker ps -a --filter name=L --format '{{.Status}}' | grep -E '^Exited \(
 host1$ docker start -a L | tr '\n' ' ' | grep -x 'one two '
 host1$ docker rm L
 # exec: a TTY under a pseudo-terminal, stdin without one, exit codes.
-# (script's stdin is /dev/null: the EOF it forwards echoes as ^@, hence -o)
+# (script's stdin is /dev/null: what it forwards at EOF may echo as ^@ before the output)
 host1$ script -qc 'docker exec -it A tty' /dev/null | grep -oE '^(\^@)?/dev/pts/[0-9]+' | grep -qE '/dev/pts/[0-9]+$'
 host1$ docker exec A tty | grep -x 'not a tty'
-host1$ script -qc 'stty rows 33 cols 77; docker run -it --rm --net net1 busybox stty size' /dev/null | grep -q '^33 77'
+host1$ script -qc 'stty rows 33 cols 77; docker run -it --rm --net net1 busybox stty size' /dev/null | grep -qE '^(\^@)?33 77'
 host1$ echo 'echo from-stdin' | docker exec -i A sh | grep -x from-stdin
 host1$ docker exec A sh -c 'exit 5'; test $? -eq 5
 # stop leaves the network (no interface, no endpoint, no address); start joins it again.

@@ -357,6 +357,8 @@ class Daemon:
             if container.removed:
                 return
             self.containers.pop(container.id, None)
+            for exec_id in [e.id for e in list(self.execs.values()) if e.container is container]:
+                del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
             container.removed = True
@@ -649,14 +651,22 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         return self.connection
 
-    def _stream_until_done(self, output: runtime.Output, tty: bool, connection: socket.socket) -> None:
-        """Send output as it comes (framed unless tty) until its run ends or the client goes."""
+    @staticmethod
+    def _listen(output: runtime.Output) -> tuple[queue.Queue, Callable]:
+        """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None)."""
         chunks: queue.Queue = queue.Queue()
 
         def write(stream: int, chunk: bytes | None) -> None:
             chunks.put((stream, chunk))
 
         output.subscribe(write)
+        return chunks, write
+
+    @staticmethod
+    def _stream(output: runtime.Output, listening: tuple[queue.Queue, Callable], tty: bool,
+                connection: socket.socket) -> None:
+        """Send output as it comes (framed unless tty) until its run ends or the client goes."""
+        chunks, write = listening
         try:
             while (item := chunks.get())[1] is not None:
                 connection.sendall(item[1] if tty else frame(*item))
@@ -687,6 +697,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
 
     def _attach(self, container: Container, query: dict) -> None:
+        listening = self._listen(container.output) if truthy(query.get("stream")) else None
         connection = self._upgrade(container.tty)
         d = self.daemon
         if truthy(query.get("stdin")) and container.config.get("OpenStdin"):
@@ -695,8 +706,8 @@ class Handler(BaseHTTPRequestHandler):
                 process = container.process if container.running else None
                 return None if process is None else Stdin.of(process.popen, process.master)
             threading.Thread(target=self._copy_stdin, args=(connection, stdin), daemon=True).start()
-        if truthy(query.get("stream")):
-            self._stream_until_done(container.output, container.tty, connection)
+        if listening is not None:
+            self._stream(container.output, listening, container.tty, connection)
         connection.shutdown(socket.SHUT_RDWR)
 
     def _wait(self, container: Container, condition: str) -> None:
@@ -794,10 +805,9 @@ class Handler(BaseHTTPRequestHandler):
             stdin = Stdin.of(process, execution.master)
             threading.Thread(target=self._copy_stdin, args=(connection, lambda: stdin), daemon=True).start()
         output = runtime.Output()
-        streaming = threading.Thread(target=self._stream_until_done, args=(output, execution.tty, connection), daemon=True)
+        streaming = threading.Thread(target=self._stream, args=(output, self._listen(output), execution.tty, connection),
+                                     daemon=True)
         streaming.start()
-        while not output.subscribers and streaming.is_alive():
-            time.sleep(0.001)  # subscribed before the first byte is pumped
         runtime.pump(sources, output)
         streaming.join()
         self._finish_exec(execution, process)
