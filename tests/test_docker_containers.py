@@ -53,6 +53,7 @@ host1$ docker run --rm --net net1 busybox echo hi | grep -x hi
 host1! docker run --rm --net net1 busybox sh -c 'exit 3'
 host1$ docker run --rm --net net1 busybox sh -c 'exit 3'; test $? -eq 3
 host1$ echo piped | docker run -i --rm --net net1 busybox cat | grep -x piped
+host1$ python -c "import docker; print(docker.from_env().containers.run('busybox', ['echo', 'sdk'], network='net1', remove=True).decode(), end='')" | grep -x sdk
 host1$ docker ps -a --format '{{.Names}}' | sort | tr '\n' ' ' | grep -x 'A '
 # -d: the output is in the logs; wait gives the exit code; ps -a shows how it ended.
 host1$ docker run -d --name L --net net1 busybox sh -c 'echo one; echo two; exit 4'

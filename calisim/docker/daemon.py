@@ -275,6 +275,7 @@ class Daemon:
             raise APIError(400, "failed to create task for container: failed to create shim task: OCI runtime create "
                                 "failed: runc create failed: unable to start container process: error during container "
                                 f"init: {error}: unknown") from None
+        container.output.begin()
         with self.events:
             container.process, container.status, container.started_at = process, "running", time.time()
             container.exit_code, container.error = 0, ""
@@ -745,8 +746,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         live: queue.Queue = queue.Queue()
-        follow = truthy(query.get("follow")) and container.running
-        with output.lock:  # history and the live feed join without a gap
+        with output.lock:  # history and the live feed join without a gap, or the run has ended
+            follow = truthy(query.get("follow")) and output.live
             lines = [entry for entry in output.log if entry[1] in streams]
             if follow:
                 output.subscribers.append(lambda stream, chunk: live.put((stream, chunk)))

@@ -131,6 +131,11 @@ class Output:
     log: list[tuple[float, int, bytes]] = field(default_factory=list)
     subscribers: list[Callable[[int, bytes | None], None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    live: bool = False  # a run is producing output (between begin and finish)
+
+    def begin(self) -> None:
+        with self.lock:
+            self.live = True
 
     def subscribe(self, write: Callable[[int, bytes | None], None]) -> None:
         with self.lock:
@@ -154,7 +159,7 @@ class Output:
         """The run ended: keep unterminated lines, tell the subscribers (None) and drop them."""
         with self.lock:
             self.log += [(time.time(), stream, rest) for stream, rest in partial.items() if rest]
-            subscribers, self.subscribers = self.subscribers, []
+            subscribers, self.subscribers, self.live = self.subscribers, [], False
         for write in subscribers:
             write(0, None)
 
