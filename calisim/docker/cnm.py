@@ -227,13 +227,22 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
 
 
 def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DIR) -> None:
+    """Leave, DeleteEndpoint, ReleaseAddress: each step is tried even if one before it failed (a
+    failed Leave must not keep the endpoint and its address); the first error is raised after."""
     network = find_network(ds, endpoint.network_id)
     request = {"NetworkID": network.id, "EndpointID": endpoint.id}
-    call(network.driver, "NetworkDriver.Leave", request, plugin_dir)
-    call(network.driver, "NetworkDriver.DeleteEndpoint", request, plugin_dir)
-    call(network.ipam_driver, "IpamDriver.ReleaseAddress",
-         {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]}, plugin_dir)
+    first: DockerError | None = None
+    for plugin, method, body in ((network.driver, "NetworkDriver.Leave", request),
+                                 (network.driver, "NetworkDriver.DeleteEndpoint", request),
+                                 (network.ipam_driver, "IpamDriver.ReleaseAddress",
+                                  {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]})):
+        try:
+            call(plugin, method, body, plugin_dir)
+        except DockerError as error:
+            first = first or error
     ds.commit(Txn().delete(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint.id}"))
+    if first is not None:
+        raise first
 
 
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str) -> None:

@@ -270,7 +270,10 @@ class Daemon:
         try:
             process.go()
         except runtime.RuntimeFailure as error:
-            self.leave_networks(container)
+            try:
+                self.leave_networks(container)
+            except (dn.DockerError, DatastoreError) as leaving:  # the command's failure is the one to report
+                log.warning("%s could not leave its network: %s", container.name, leaving)
             container.exit_code, container.error = error.code, str(error)
             raise APIError(400, "failed to create task for container: failed to create shim task: OCI runtime create "
                                 "failed: runc create failed: unable to start container process: error during container "
@@ -318,10 +321,10 @@ class Daemon:
             self.remove(container, force=True)
 
     def leave_networks(self, container: Container) -> None:
+        endpoints, container.endpoints = container.endpoints, []
         with self.lock:
-            for endpoint in container.endpoints:
+            for endpoint in endpoints:
                 dn.disconnect(self.ds, endpoint)
-        container.endpoints = []
 
     def wait_for(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         with self.events:
