@@ -11,11 +11,31 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
+IMAGES := build/images/.built
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo test unit bench clean
+.PHONY: setup demo test unit bench clean docker-cli
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT)
+# A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
+# taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
+# and linked into the .venv's bin, which is on every emulated host's PATH.
+docker-cli: | $(VENV)/.installed
+	@if ! command -v docker >/dev/null; then \
+		echo "no docker CLI on PATH: unpacking the client from Debian's docker.io"; \
+		rm -rf build/docker-cli && mkdir -p build/docker-cli && \
+		(cd build/docker-cli && apt-get download -q docker.io >/dev/null && dpkg-deb -x docker.io_*.deb root && \
+		 mv root/usr/bin/docker docker && rm -rf root docker.io_*.deb) && \
+		ln -sf $(abspath build/docker-cli/docker) $(VENV)/bin/docker; \
+	fi
+
+# The emulated dockerd's images (busybox, workload): root filesystems from Debian's busybox-static,
+# downloaded and unpacked, never installed (calisim/docker/images.py).
+$(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
+	rm -rf build/images
+	$(PY) -m calisim.docker.images build/images
+	touch $@
+
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(IMAGES) docker-cli
 
 # The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt

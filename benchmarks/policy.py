@@ -56,7 +56,7 @@ def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
         cluster.wait_for_mesh(60)
         for network in ("net1", "net2"):
             must(cluster.run("host1", f"docker network create --driver calico --ipam-driver calico-ipam {network}"))
-        must(cluster.run("host1", "docker run --net net1 --name client -d busybox"))
+        must(cluster.run("host1", "docker run --net net1 --name client -tid busybox"))
         client, _ = inspect(cluster, "host1", "client")
         targets = []
         for index, host in enumerate(cluster.hosts):

@@ -1,7 +1,7 @@
 """Probes: what a workload sees of the network, measured from inside it with scapy.
 
 An ICMP probe sends echo requests and reports sent/received, the replies' TTL and the RTT
-(min/avg/max, ms); TCP and UDP probes report whether a port answers (the `workload` image runs a
+(min/avg/max, ms, from the kernel's transmit and receive timestamps); TCP and UDP probes report whether a port answers (the `workload` image runs a
 TCP echo on port 80 and a UDP echo on port 69).  Each probe runs in a helper process that joins the
 workload's network namespace (``nsenter -t PID -n``), so measurements come from the workload's
 own interface and routes.
@@ -20,6 +20,7 @@ import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -47,31 +48,69 @@ class ProbeResult:
         return self.received > 0
 
 
+SO_TIMESTAMPING = 37  # also the control message's type (SCM_TIMESTAMPING)
+TIMESTAMPING = (1 << 1) | (1 << 3) | (1 << 4) | (1 << 11)  # TX/RX software stamps, reported; TX ones without data
+
+
+def kernel_timestamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The software timestamp (ns, CLOCK_REALTIME) in a SCM_TIMESTAMPING control message."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds * 1_000_000_000 + nanoseconds
+    return None
+
+
+def sent_timestamp(sock: socket.socket, fallback: int) -> int:
+    """When the kernel handed the request to the interface (the TX stamp on the error queue,
+    there as soon as sendto returns on a veth); fallback if the stack gave none."""
+    for _ in range(100):
+        try:
+            _, ancillary, _, _ = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        stamp = kernel_timestamp(ancillary)
+        if stamp is not None:
+            return stamp
+    return fallback
+
+
 def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
     """Echo requests built and parsed by scapy, sent and received on a raw ICMP socket (so the
-    kernel routes them exactly as the workload's own traffic)."""
+    kernel routes them exactly as the workload's own traffic).  The RTT is the kernel's: from the
+    request's transmit timestamp to the reply's receive timestamp (SO_TIMESTAMPING), so neither
+    scapy's parsing nor this process's scheduling is in it."""
     from scapy.layers.inet import ICMP, IP
 
     identifier = os.getpid() & 0xFFFF
     ttls, rtts = [], []
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
         for sequence in range(count):
             request = ICMP(type=8, id=identifier, seq=sequence) / (b"calisim-probe" + bytes(43))
-            sent_at = time.monotonic()
+            started = time.monotonic()
+            before = time.clock_gettime_ns(time.CLOCK_REALTIME)
             sock.sendto(bytes(request), (destination, 0))
-            deadline = sent_at + timeout
+            sent_at = sent_timestamp(sock, before)
+            deadline = started + timeout
             while (left := deadline - time.monotonic()) > 0:
                 ready, _, _ = select.select([sock], [], [], left)
                 if not ready:
                     break
-                reply = IP(sock.recv(65535))
+                try:
+                    data, ancillary, _, _ = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
+                except BlockingIOError:  # only a late TX stamp was there
+                    sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                    continue
+                reply = IP(data)
                 if (reply.haslayer(ICMP) and reply[ICMP].type == 0 and reply[ICMP].id == identifier
                         and reply[ICMP].seq == sequence and reply.src == destination):
+                    received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
                     ttls.append(reply.ttl)
-                    rtts.append((time.monotonic() - sent_at) * 1000)
+                    rtts.append((received_at - sent_at) / 1e6)
                     break
             if sequence < count - 1:
-                time.sleep(max(0.0, 0.2 - (time.monotonic() - sent_at)))
+                time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
     return ProbeResult("icmp", destination, count, len(ttls), ttls[0] if ttls else None,
                        round(min(rtts), 3) if rtts else None, round(sum(rtts) / len(rtts), 3) if rtts else None,
                        round(max(rtts), 3) if rtts else None)

@@ -66,7 +66,7 @@ host2$ calicoctl node run
 host1$ docker network create --driver calico --ipam-driver calico-ipam net1
 host1$ docker run --net net1 --name echo1 -d workload
 host2$ docker run --net net1 --name echo2 -d workload
-host2$ docker run --net net1 --name plain -d busybox
+host2$ docker run --net net1 --name plain -tid busybox
 """
 
 

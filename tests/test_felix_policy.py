@@ -51,8 +51,9 @@ def address(cluster, host, name):
 
 
 def probe(cluster, host, source, destination, protocol):
-    """Exit code of the probe from inside source: 0 reachable, 1 not."""
-    return cluster.run(host, f"docker exec {source} python -m calisim.probes {protocol} {destination}"
+    """Exit code of the probe from inside source (its network namespace): 0 reachable, 1 not."""
+    return cluster.run(host, f"nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {source}) -n "
+                       f"python -m calisim.probes {protocol} {destination}"
                        + (" --count 1" if protocol == "icmp" else "")).rc
 
 

@@ -22,10 +22,10 @@ host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spe
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 tunnelled
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.20.0.0/16 plain
-host1$ docker run --net tunnelled --name t1 -d busybox
+host1$ docker run --net tunnelled --name t1 -tid busybox
 host2$ docker run --net tunnelled --name t2 -d workload
-host1$ docker run --net plain --name p1 -d busybox
-host2$ docker run --net plain --name p2 -d busybox
+host1$ docker run --net plain --name p1 -tid busybox
+host2$ docker run --net plain --name p2 -tid busybox
 host1$ docker exec t1 ip -4 -o addr show cali0 | grep -q ' 10\.10\.'
 host1$ docker exec p1 ip -4 -o addr show cali0 | grep -q ' 10\.20\.'
 
@@ -37,7 +37,7 @@ within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.
 # Host-originated traffic into the tunnel leaves with the tunnel address (tunl0's only address).
 host1$ ip route get $(etcdctl --endpoints "$ETCD_ENDPOINTS" get --print-value-only /calico/v1/host/host2/config/IpInIpTunnelAddr | tr -d '"') | grep -E "via 192\.168\.2\.10 dev tunl0 src $(ip -4 -o addr show tunl0 | awk '{print $4}' | cut -d/ -f1) "
 # Bulk TCP (full-size segments, GSO): 4 MB echoed back intact through the tunnel.
-host1$ docker exec t1 python -m calisim.probes tcp t2 --bytes 4000000
+host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' t1) -n python -m calisim.probes tcp $(docker exec t1 awk '$2 == "t2" {print $1}' /etc/hosts) --bytes 4000000
 # The plain pool does not: r1 has no route to the workloads' blocks.
 host1! docker exec p1 ping -c 3 -W 1 p2
 r1$ ip route | grep -c '^10\.' | grep -x 0
@@ -56,7 +56,7 @@ host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.30.0.0/16}, spec
 host1$ calicoctl get ipPool 10.30.0.0/16 -o yaml | grep -A1 'vxlan:' | grep -q 'enabled: true'
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.30.0.0/16 overlay
-host1$ docker run --net overlay --name v1 -d busybox
+host1$ docker run --net overlay --name v1 -tid busybox
 host2$ docker run --net overlay --name v2 -d workload
 within 10s host1$ ip -d -o link show vxlan.calico | grep -E 'vxlan id 4096 local 192\.168\.1\.10 .*dstport 4789 nolearning'
 within 10s host2$ ip -o -4 addr show vxlan.calico | grep -E 'inet 10\.30\.[0-9.]+/32'
@@ -64,7 +64,7 @@ r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'udp port 4789' > vxlan.txt 2> tcp
 within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
 within 30s host1$ docker exec v1 ping -c 1 -W 1 v2 | grep -q 'ttl=62'
 within 10s r1$ grep -E '192\.168\.1\.10\.[0-9]+ > 192\.168\.2\.10\.4789: VXLAN, flags \[I\] \(0x08\), vni 4096' vxlan.txt
-host1$ docker exec v1 python -m calisim.probes tcp v2 --bytes 4000000
+host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' v1) -n python -m calisim.probes tcp $(docker exec v1 awk '$2 == "v2" {print $1}' /etc/hosts) --bytes 4000000
 # Felix's routes, neighbours and forwarding entries, not BIRD's:
 host1$ ip route show proto 80 | grep -E '^10\.30\.[0-9.]+/26 via 10\.30\.[0-9.]+ dev vxlan\.calico onlink'
 host1$ ip route show proto bird | grep -c '^10\.30\.' | grep -x 0
@@ -90,9 +90,9 @@ host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spe
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 natted
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.20.0.0/16 plain
-host1$ docker run --net natted --name n1 -d busybox
-host2$ docker run --net natted --name n2 -d busybox
-host1$ docker run --net plain --name p1 -d busybox
+host1$ docker run --net natted --name n1 -tid busybox
+host2$ docker run --net natted --name n2 -tid busybox
+host1$ docker run --net plain --name p1 -tid busybox
 ext1$ (timeout 60 tcpdump -l -n -i ext1-eth0 icmp > ext.txt 2> tcpdump.err &)
 within 20s ext1$ grep -q 'listening on ext1-eth0' tcpdump.err
 # From a nat-outgoing pool to outside every pool: masqueraded to the host's address, answered.

@@ -1,7 +1,10 @@
 """libnetwork's side of Docker's CNM flow, as dockerd plays it against Calico's plugins.
 
-Networks: RequestPool -> CreateNetwork, then the network is stored in Docker's cluster store
-(the same etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.
+Networks: RequestPool (Pool from --subnet, SubPool from --ip-range, V6 with --ipv6), RequestAddress
+for a --gateway and each --aux-address, then CreateNetwork with the --opt options as generic
+options, as dockerd passes them; then the network is stored in Docker's cluster store (the same
+etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.  A plugin's
+refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
 Endpoints: RequestAddress -> CreateEndpoint -> Join, then the container side of the veth is
 moved into the container's network namespace, renamed `cali0`, given its /32, MAC and the
 returned routes; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A step that
@@ -18,7 +21,7 @@ import secrets
 import subprocess
 import time
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..datastore import Synchronous, Txn
@@ -44,6 +47,36 @@ class Network:
     pool: str
     gateway: str
     created: str = ""  # RFC 3339, as Docker reports it
+    ip_range: str = ""
+    options: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    aux_addresses: dict = field(default_factory=dict)  # name -> a.b.c.d/len, reserved in the pool
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """`docker network create` as the Engine API carries it."""
+    name: str
+    driver: str = "calico"
+    ipam_driver: str = "calico-ipam"
+    subnet: str | None = None
+    ip_range: str | None = None
+    gateway: str | None = None
+    aux_addresses: dict = field(default_factory=dict)
+    ipam_options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # --opt: the driver's generic options
+    labels: dict = field(default_factory=dict)
+    ipv6: bool = False
+
+    @classmethod
+    def from_api(cls, body: dict) -> "NetworkRequest":
+        ipam = body.get("IPAM") or {}
+        configs = ipam.get("Config") or []
+        v4 = next((c for c in configs if ":" not in (c.get("Subnet") or "")), {}) or {}
+        return cls(body["Name"], body.get("Driver") or "calico", ipam.get("Driver") or "calico-ipam",
+                   v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
+                   v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
+                   body.get("Labels") or {}, bool(body.get("EnableIPv6")))
 
 
 @dataclass(frozen=True)
@@ -62,7 +95,7 @@ def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR)
         raise DockerError(f"plugin \"{plugin}\" not found")
     status, answer = call_plugin(path, method, request)
     if status != 200:
-        raise DockerError(answer.get("Err") or f"{method} failed with HTTP {status}")
+        raise DockerError(f"{method}: {answer.get('Err') or f'failed with HTTP {status}'}")
     return answer
 
 
@@ -77,33 +110,65 @@ def find_network(ds: Synchronous, name_or_id: str) -> Network:
     raise DockerError(f"network {name_or_id} not found")
 
 
-def create_network(ds: Synchronous, name: str, driver: str = "calico", ipam_driver: str = "calico-ipam",
-                   subnet: str | None = None, plugin_dir: Path = PLUGIN_DIR) -> Network:
-    if any(n.name == name for n in networks(ds)):
-        raise DockerError(f"network with name {name} already exists")
-    if ipam_driver == "default":  # Docker's built-in IPAM: a subnet with a real gateway, no plugin
-        subnet = subnet or "172.18.0.0/16"
-        gateway = f"{ipaddress.ip_network(subnet)[1]}/{ipaddress.ip_network(subnet).prefixlen}"
-        pool = {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {"com.docker.network.gateway": gateway}}
-    else:
-        pool = call(ipam_driver, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": subnet or "",
-                                                             "SubPool": "", "Options": {}, "V6": False}, plugin_dir)
-    network = Network(secrets.token_hex(32), name, driver, ipam_driver, pool["PoolID"], pool["Pool"],
-                      pool["Data"].get("com.docker.network.gateway", ""),
-                      datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
+def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = PLUGIN_DIR) -> Network:
+    if any(n.name == request.name for n in networks(ds)):
+        raise DockerError(f"network with name {request.name} already exists")
+    undo: list = []
     try:
-        call(driver, "NetworkDriver.CreateNetwork", {
-            "NetworkID": network.id, "Options": {"com.docker.network.generic": {}},
+        pool, gateway, aux = allocate_pool(request, undo, plugin_dir)
+        network = Network(secrets.token_hex(32), request.name, request.driver, request.ipam_driver, pool["PoolID"],
+                          pool["Pool"], gateway,
+                          datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                          request.ip_range or "", request.options, request.labels, aux)
+        call(request.driver, "NetworkDriver.CreateNetwork", {
+            "NetworkID": network.id, "Options": {"com.docker.network.enable_ipv6": request.ipv6,
+                                                 "com.docker.network.generic": request.options},
             "IPv4Data": [{"AddressSpace": ADDRESS_SPACE, "Pool": network.pool, "Gateway": network.gateway,
-                          "AuxAddresses": {}}], "IPv6Data": []}, plugin_dir)
+                          "AuxAddresses": aux}], "IPv6Data": []}, plugin_dir)
         if not ds.commit(Txn().require_absent(DOCKER_NETWORKS + network.id).put(DOCKER_NETWORKS + network.id,
                                                                                  asdict(network))):
             raise DockerError(f"network {network.id} already exists")
     except DockerError:
-        if ipam_driver != "default":
-            call(ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
+        for step in reversed(undo):
+            try:
+                step()
+            except DockerError:
+                pass  # undo what can be undone; the first error is the one to report
         raise
     return network
+
+
+def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tuple[dict, str, dict]:
+    """libnetwork's ipamAllocate: the pools (v4, then v6 with --ipv6), the gateway (the
+    driver's, or a --gateway requested as an address), each --aux-address.  Returns (pool,
+    gateway, aux addresses); undo collects the releases."""
+    if request.ipam_driver == "default":  # Docker's built-in IPAM: a subnet with a real gateway, no plugin
+        subnet = request.subnet or "172.18.0.0/16"
+        network = ipaddress.ip_network(subnet)
+        gateway = f"{request.gateway or network[1]}/{network.prefixlen}"
+        return {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {}}, gateway, dict(request.aux_addresses)
+    ipam = request.ipam_driver
+    pool = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": request.subnet or "",
+                                                 "SubPool": request.ip_range or "", "Options": request.ipam_options,
+                                                 "V6": False}, plugin_dir)
+    undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}, plugin_dir))
+    if request.ipv6:
+        v6 = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": "", "SubPool": "",
+                                                   "Options": request.ipam_options, "V6": True}, plugin_dir)
+        undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": v6["PoolID"]}, plugin_dir))
+    prefix = pool["Pool"].split("/")[1]
+
+    def reserve(address: str, options: dict) -> str:
+        answer = call(ipam, "IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": address,
+                                                          "Options": options}, plugin_dir)["Address"]
+        undo.append(lambda: call(ipam, "IpamDriver.ReleaseAddress", {"PoolID": pool["PoolID"],
+                                                                     "Address": answer.split("/")[0]}, plugin_dir))
+        return f"{answer.split('/')[0]}/{prefix}"
+
+    gateway = (reserve(request.gateway, {"RequestAddressType": "com.docker.network.gateway"}) if request.gateway
+               else (pool.get("Data") or {}).get("com.docker.network.gateway", ""))
+    aux = {name: reserve(address, {}) for name, address in request.aux_addresses.items()}
+    return pool, gateway, aux
 
 
 def endpoints(ds: Synchronous, network: Network) -> list[Endpoint]:
@@ -115,6 +180,9 @@ def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_D
     if endpoints(ds, network):
         raise DockerError(f"error while removing network: network {network.name} id {network.id} has active endpoints")
     call(network.driver, "NetworkDriver.DeleteNetwork", {"NetworkID": network.id}, plugin_dir)
+    for address in network.aux_addresses.values():
+        call(network.ipam_driver, "IpamDriver.ReleaseAddress",
+             {"PoolID": network.pool_id, "Address": address.split("/")[0]}, plugin_dir)
     call(network.ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
     ds.commit(Txn().delete(DOCKER_NETWORKS + network.id))
 
@@ -159,13 +227,22 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
 
 
 def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DIR) -> None:
+    """Leave, DeleteEndpoint, ReleaseAddress: each step is tried even if one before it failed (a
+    failed Leave must not keep the endpoint and its address); the first error is raised after."""
     network = find_network(ds, endpoint.network_id)
     request = {"NetworkID": network.id, "EndpointID": endpoint.id}
-    call(network.driver, "NetworkDriver.Leave", request, plugin_dir)
-    call(network.driver, "NetworkDriver.DeleteEndpoint", request, plugin_dir)
-    call(network.ipam_driver, "IpamDriver.ReleaseAddress",
-         {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]}, plugin_dir)
+    first: DockerError | None = None
+    for plugin, method, body in ((network.driver, "NetworkDriver.Leave", request),
+                                 (network.driver, "NetworkDriver.DeleteEndpoint", request),
+                                 (network.ipam_driver, "IpamDriver.ReleaseAddress",
+                                  {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]})):
+        try:
+            call(plugin, method, body, plugin_dir)
+        except DockerError as error:
+            first = first or error
     ds.commit(Txn().delete(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint.id}"))
+    if first is not None:
+        raise first
 
 
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str) -> None:
@@ -246,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     with Synchronous(Datastore.from_env()) as ds:
         try:
             if args.command == "network-create":
-                print(create_network(ds, args.name, subnet=args.subnet).id)
+                print(create_network(ds, NetworkRequest(args.name, subnet=args.subnet)).id)
             elif args.command == "network-rm":
                 remove_network(ds, args.name)
             elif args.command == "run":

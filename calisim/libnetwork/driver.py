@@ -129,9 +129,19 @@ def create_veth(host_side: str, container_side: str) -> None:
 
 
 def delete_link(name: str) -> None:
+    """Delete the host side of an endpoint's veth.  Gone already is fine: when a container's
+    network namespace goes (its last process exited), the kernel deletes the pair itself, and
+    that may happen between the lookup and the delete."""
+    import errno
+
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     with IPRoute() as ipr:
         indexes = ipr.link_lookup(ifname=name)
-        if indexes:
-            ipr.link("del", index=indexes[0])
+        try:
+            if indexes:
+                ipr.link("del", index=indexes[0])
+        except NetlinkError as error:
+            if error.code != errno.ENODEV:
+                raise

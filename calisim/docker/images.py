@@ -1,0 +1,138 @@
+"""The images the emulated dockerd runs: root filesystems built once (by `make setup`) from
+Debian's static busybox, as layers that containers stack under their own writable overlay.
+
+`busybox` is docker-library's busybox:latest in all that the tutorials use: one static binary
+with a hard link per applet in /bin, passwd/group/shadow, /root, /tmp, /home, /var/www, empty
+/proc, /sys and /dev, PATH and `sh` as in its image config.  `workload` is Calico's test
+workload: busybox plus /code/tcpping.sh and a command that stays up; its echo services (TCP 80,
+UDP 69) run beside it, in its network namespace (calisim.probes serve).  Debian's busybox nc has
+no -u, so Calico's udpping.sh could not run in it: UDP is probed with calisim.probes.
+
+    python -m calisim.docker.images DIR      build DIR/busybox and DIR/workload (idempotent)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGES_DIR = Path(os.environ.get("CALISIM_IMAGES") or Path(__file__).resolve().parents[2] / "build" / "images")
+PACKAGE = "busybox-static"
+
+PASSWD = """root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+"""
+GROUP = """root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+wheel:x:10:root
+mail:x:8:
+www-data:x:33:
+operator:x:37:
+staff:x:50:
+users:x:100:
+nogroup:x:65534:
+"""
+TCPPING = "#!/bin/sh\necho hello | nc -w1 $1 80 | grep hello\n"
+# PID 1 of a workload: stays up, and leaves at once on `docker stop` (a trap, since PID 1 has no
+# default signal actions).  The echo services run beside it (Image.services).
+RESPONDER = "#!/bin/sh\ntrap 'exit 0' TERM INT\nsleep 2147483647 &\nwait\n"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    layers: tuple[str, ...]  # directories under IMAGES_DIR, top first (overlayfs lowerdir order)
+    cmd: tuple[str, ...]
+    services: tuple[str, ...] = ()  # run in the container's network namespace, from outside
+
+    def lowerdirs(self, root: Path = IMAGES_DIR) -> list[Path]:
+        return [root / layer for layer in self.layers]
+
+    def config(self) -> dict:
+        return {"Cmd": list(self.cmd), "Env": [f"PATH={PATH}"], "Entrypoint": None, "WorkingDir": "", "User": ""}
+
+
+IMAGES = {
+    "busybox": Image("busybox", ("busybox",), ("sh",)),
+    "workload": Image("workload", ("workload", "busybox"), ("/code/responder.sh",),
+                      (sys.executable, "-m", "calisim.probes", "serve")),
+}
+
+
+def lookup(reference: str) -> Image | None:
+    """The image a reference names (`busybox`, `busybox:latest`, `docker.io/library/busybox`)."""
+    name, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
+    return IMAGES.get(name.split("/")[-1]) if tag == "latest" else None
+
+
+def extract_busybox(into: Path) -> Path:
+    """Debian's static busybox, downloaded and unpacked (never installed: it conflicts with
+    the dynamic `busybox` package the hosts use)."""
+    subprocess.run(["apt-get", "download", "-q", PACKAGE], cwd=into, check=True, capture_output=True)
+    (deb,) = into.glob(f"{PACKAGE}_*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(into / "root")], check=True)
+    return into / "root" / "bin" / "busybox"
+
+
+def build_busybox(binary: Path, root: Path) -> None:
+    for directory, mode in (("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
+                            ("root", 0o700), ("sys", 0o555), ("tmp", 0o1777), ("usr/bin", 0o755),
+                            ("usr/sbin", 0o755), ("var/spool/mail", 0o755), ("var/www", 0o755)):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        (root / directory).chmod(mode)
+    shutil.copy2(binary, root / "bin" / "busybox")
+    applets = subprocess.run([str(binary), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.link(root / "bin" / "busybox", root / "bin" / applet)
+    for name, text in (("passwd", PASSWD), ("group", GROUP), ("shadow", "root:*:10933:0:99999:7:::\n"),
+                       ("nsswitch.conf", "hosts: files dns\n")):
+        (root / "etc" / name).write_text(text)
+    (root / "etc" / "shadow").chmod(0o640)
+
+
+def build_workload(root: Path) -> None:
+    (root / "code").mkdir(parents=True)
+    for name, text in (("tcpping.sh", TCPPING), ("responder.sh", RESPONDER)):
+        (root / "code" / name).write_text(text)
+        (root / "code" / name).chmod(0o755)
+
+
+def build(destination: Path = IMAGES_DIR) -> None:
+    """Every image's layers under destination; a layer already there is kept."""
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination) as scratch:
+        for layer, make in (("busybox", lambda root: build_busybox(extract_busybox(Path(scratch)), root)),
+                            ("workload", build_workload)):
+            if (destination / layer).is_dir():
+                continue
+            partial = Path(scratch) / f"layer-{layer}"
+            make(partial)
+            partial.rename(destination / layer)  # all or nothing: a half-built layer never has the name
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    build(Path(args[0]) if args else IMAGES_DIR)
+
+
+if __name__ == "__main__":
+    main()

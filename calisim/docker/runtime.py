@@ -1,0 +1,181 @@
+"""The daemon's side of a container's processes (containerd's part): start PID 1 through
+init.py, run `docker exec` processes in its namespaces, terminals from the container's own
+devpts, and the output pump that feeds logs and attached clients.
+
+Talks to init.py over a SOCK_SEQPACKET control socket, and to the container's processes through
+pipes or a pty master.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+INIT = Path(__file__).with_name("init.py")
+TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+START_TIMEOUT = 20.0
+
+
+class RuntimeFailure(RuntimeError):
+    """The command could not be started; code is Docker's exit code for it (126, 127, 128)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Process:
+    """One run of a container: the init process (our child) and PID 1's host PID."""
+    popen: subprocess.Popen
+    pid: int
+    control: socket.socket
+    master: int | None = None  # the pty's master when the container has a TTY
+
+    def go(self) -> None:
+        """Let PID 1 exec the command (its network is ready); raise if it could not."""
+        self.control.send(b"go")
+        answer = _receive(self.control, START_TIMEOUT)[0]
+        self.control.close()
+        if answer:
+            message = json.loads(answer)
+            self.popen.wait()
+            raise RuntimeFailure(message["error"], message["code"])
+
+    def kill(self) -> None:
+        for pid in (self.pid, self.popen.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait()
+
+
+def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, list[int]]:
+    ready, _, _ = select.select([sock], [], [], timeout)
+    if not ready:
+        raise RuntimeFailure("the container's init did not answer", 128)
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
+def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
+    """Start the container's init and wait until PID 1 stands in its root, before its command."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    piped = subprocess.DEVNULL if tty else subprocess.PIPE
+    popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
+                              json.dumps({**spec, "tty": tty, "control": theirs.fileno()})],
+                             pass_fds=(theirs.fileno(),), stdout=piped, stderr=piped, start_new_session=True,
+                             stdin=subprocess.PIPE if open_stdin and not tty else subprocess.DEVNULL)
+    theirs.close()
+    process = Process(popen, 0, ours)
+    ready = False
+    try:
+        while not (process.pid and ready):
+            data, fds = _receive(ours, START_TIMEOUT)
+            message = json.loads(data) if data else {"error": "the container's init exited", "code": 128}
+            if "error" in message:
+                raise RuntimeFailure(message["error"], message["code"])
+            process.pid = message.get("pid", process.pid)
+            if message.get("ready"):
+                ready, process.master = True, (fds[0] if fds else None)
+    except Exception:
+        process.kill()
+        ours.close()
+        raise
+    return process
+
+
+def terminal_in(pid: int) -> tuple[int, int]:
+    """A (master, slave) pty from the devpts of the container whose PID 1 is pid, so that `tty`
+    inside prints /dev/pts/N."""
+    master = os.open(f"/proc/{pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    return master, fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+
+
+def resize(master: int | None, height: int, width: int) -> None:
+    if master is not None:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def exec_argv(pid: int, cmd: list[str], tty: bool) -> list[str]:
+    """A command in every namespace and the root of the container whose PID 1 is pid; with a TTY
+    it leads its own session on it, as a shell under `docker exec -it` does."""
+    enter = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", *cmd]
+    return ["setsid", "-c", *enter] if tty else enter
+
+
+@dataclass
+class Output:
+    """A run's output: raw chunks to subscribers (attach, logs -f) as they come, and complete
+    lines to the log (Docker's json-file keeps lines, with their stream and time)."""
+    log: list[tuple[float, int, bytes]] = field(default_factory=list)
+    subscribers: list[Callable[[int, bytes | None], None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    live: bool = False  # a run is producing output (between begin and finish)
+
+    def begin(self) -> None:
+        with self.lock:
+            self.live = True
+
+    def subscribe(self, write: Callable[[int, bytes | None], None]) -> None:
+        with self.lock:
+            self.subscribers.append(write)
+
+    def unsubscribe(self, write: Callable[[int, bytes | None], None]) -> None:
+        with self.lock:
+            if write in self.subscribers:
+                self.subscribers.remove(write)
+
+    def publish(self, stream: int, chunk: bytes, partial: dict[int, bytes]) -> None:
+        lines = (partial.get(stream, b"") + chunk).split(b"\n")
+        partial[stream] = lines.pop()
+        with self.lock:
+            now = time.time()
+            self.log += [(now, stream, line + b"\n") for line in lines]
+            for write in list(self.subscribers):
+                write(stream, chunk)
+
+    def finish(self, partial: dict[int, bytes]) -> None:
+        """The run ended: keep unterminated lines, tell the subscribers (None) and drop them."""
+        with self.lock:
+            self.log += [(time.time(), stream, rest) for stream, rest in partial.items() if rest]
+            subscribers, self.subscribers, self.live = self.subscribers, [], False
+        for write in subscribers:
+            write(0, None)
+
+
+def pump(sources: dict[int, int], output: Output) -> None:
+    """Copy fds (fd -> stream number) to output until each ends (EOF, or EIO on a pty master)."""
+    partial: dict[int, bytes] = {}
+    while sources:
+        ready, _, _ = select.select(list(sources), [], [])
+        for fd in ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if chunk:
+                output.publish(sources[fd], chunk, partial)
+            else:
+                del sources[fd]
+    output.finish(partial)
