@@ -11,14 +11,19 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
+FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
 .PHONY: setup demo test unit bench clean
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT)
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)
 
 # The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+# Link loss, corruption, duplication and partitions without sch_netem (calisim/emulation/faults.py).
+$(FAULTS_BPF_OBJECT): calisim/emulation/bpf/impair.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
 apt:
@@ -48,4 +53,4 @@ bench: setup
 	$(PY) benchmarks/bringup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT)
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)
