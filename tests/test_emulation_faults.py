@@ -160,3 +160,160 @@ def test_rate_limits_a_tcp_transfer(healthy):
     assert slow.reachable and fast.reachable
     assert slow.rtt_avg_ms >= size * 8 / 1e6 * 1000 * 0.9, slow  # 200 kB at 1 Mbit/s: 1.6 s at least
     assert fast.rtt_avg_ms < slow.rtt_avg_ms / 2, (fast, slow)
+
+
+def proc_state(pid: int) -> str:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
+def test_bird_killed_or_terminated_comes_back_established_with_connectivity(healthy):
+    """Calico's test_node_status_resilience: BIRD dies, calico-node brings it back (a new PID),
+    every session is Established again and the workloads talk."""
+    faults, cluster = healthy.faults, healthy.cluster
+    for verb in ("kill", "term", "kill"):
+        old = faults._running_pid("host2", "bird")
+        faults.signal("host2", "bird", verb)
+        wait_until(lambda: faults._running_pid("host2", "bird") not in (None, old), 30, what="a new BIRD in host2")
+        cluster.wait_for_mesh(timeout=60)
+        healthy.reachable()
+    assert cluster.run("host2", "calicoctl node status").stdout.count("Established") == 1
+    assert [line.split(" ")[1:4] for line in fault_log(healthy)[-3:]] == [
+        ["kill", "host2", "bird"], ["term", "host2", "bird"], ["kill", "host2", "bird"]]
+
+
+def test_graceful_restart_keeps_a_stream_through_a_bird_kill(healthy):
+    """SIGKILL gives the peer no Cease: under graceful restart host1 keeps host2's block while
+    host2's BIRD restarts (and host2's kernel keeps its routes: `persist`), so hardly a probe is lost."""
+    faults, cluster = healthy.faults, healthy.cluster
+    probe = StreamProbe(healthy.w1, healthy.w2_ip, interval_ms=20, seconds=6)
+    time.sleep(1.5)  # the stream is under way: now the fault, mid-stream
+    old = faults._running_pid("host2", "bird")
+    faults.kill("host2", "bird")
+    wait_until(lambda: faults._running_pid("host2", "bird") not in (None, old), 30, what="a new BIRD in host2")
+    result = probe.result()
+    cluster.wait_for_mesh(timeout=60)
+    assert result.received >= result.sent - 10 and result.longest_outage_ms < 500, result
+
+
+def test_stop_and_cont_freeze_and_thaw_a_daemon(healthy):
+    faults = healthy.faults
+    pid = faults._running_pid("host2", "bird")
+    faults.stop("host2", "bird")
+    assert proc_state(pid) == "T"
+    assert faults.active() == [{"fault": "daemon-stopped", "host": "host2", "daemon": "bird"}]
+    assert json.loads(faults.state_path.read_text()) == faults.active()
+    faults.cont("host2", "bird")
+    assert proc_state(pid) != "T" and faults._running_pid("host2", "bird") == pid
+
+
+def test_dockerd_stays_down_until_started(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    faults.kill("host2", "dockerd")
+    assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]
+    down = cluster.run("host2", "docker ps")
+    assert down.rc != 0 and "Cannot connect to the Docker daemon" in down.stderr, down
+    faults.start("host2", "dockerd")
+    assert cluster.run("host2", "docker ps --format '{{.Names}}'").rc == 0
+
+
+def test_calico_node_killed_is_started_again_with_its_options(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    old = faults._running_pid("host2", "calico-node")
+    faults.kill("host2", "calico-node")
+    new = faults._running_pid("host2", "calico-node")
+    assert new not in (None, old)
+    assert "--name 192.168.3.228" in open(f"/proc/{new}/cmdline").read().replace("\0", " ")
+    cluster.wait_for_mesh(timeout=60)
+    faults.term("host2", "calico-node")
+    assert faults._running_pid("host2", "calico-node") not in (None, new)
+    cluster.wait_for_mesh(timeout=60)
+
+
+def test_partition_drops_underlay_traffic_until_healed(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    faults.partition("host2")
+    assert faults.active() == [{"fault": "partition", "host": "host2", "from": "everything"}]
+    assert healthy.stream(seconds=1).received == 0
+    assert "calico" in cluster.run("host2", "nft list tables").stdout  # Felix's table is untouched
+    faults.heal()
+    healthy.reachable()
+    faults.partition("host2", ["host1"])
+    assert healthy.stream(seconds=1).received == 0
+    faults.heal("host2")
+    healthy.reachable()
+    # From etcd only: the dataplane carries on, the datastore is out of reach.
+    faults.partition("host2", from_etcd=True)
+    carried = healthy.stream(seconds=1)
+    assert carried.received >= carried.sent - 2, carried
+    cut = cluster.run("host2", "calicoctl get profile", timeout=60)
+    assert cut.rc != 0 and "client: etcd cluster is unavailable or misconfigured" in cut.stdout + cut.stderr, cut
+    faults.heal()
+    assert cluster.run("host2", "calicoctl get profile").rc == 0
+
+
+def ipam_workload_addresses(cluster) -> list[str]:
+    """Every address IPAM has handed out to something other than a tunnel (a list: twice = twice)."""
+    import ipaddress
+
+    found = []
+    for entry in cluster.datastore().list("/calico/ipam/v2/assignment/ipv4/block/"):
+        block = entry.value
+        network = ipaddress.ip_network(block["cidr"])
+        for ordinal, index in enumerate(block["allocations"]):
+            if index is not None and not (block["attributes"][index]["handle_id"] or "").startswith("tunnel-"):
+                found.append(str(network.network_address + ordinal))
+    return sorted(found)
+
+
+def running_workload_addresses(cluster) -> list[str]:
+    found = []
+    for host in cluster.hosts:
+        names = cluster.run(host, "docker ps --format '{{.Names}}'").stdout.split()
+        found += [address(cluster, host, name) for name in names]
+    return sorted(found)
+
+
+def test_etcd_down_workloads_keep_talking_new_ones_fail_and_all_resyncs(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    faults.kill("host1", "etcd")
+    assert faults.active() == [{"fault": "daemon-down", "host": "host1", "daemon": "etcd"}]
+    carried = healthy.stream(seconds=2)
+    assert carried.received >= carried.sent - 2, carried
+    for host, command in (("host2", "docker run --net net1 --name w3 -tid busybox"),
+                          ("host1", "calicoctl get profile")):
+        failed = cluster.run(host, command, timeout=90)
+        assert failed.rc != 0 and "client: etcd cluster is unavailable or misconfigured" in failed.stdout + failed.stderr, failed
+    faults.start("host1", "etcd")
+    wait_until(lambda: cluster.run("host2", "docker rm -f w3; docker run --net net1 --name w3 -tid busybox").rc == 0,
+               60, interval=1, what="docker run after etcd came back")
+    addresses = running_workload_addresses(cluster)
+    assert len(set(addresses)) == len(addresses) == 4
+    assert ipam_workload_addresses(cluster) == addresses  # no leak of the failed run, nothing twice
+    assert cluster.run("host2", "docker rm -f w3").rc == 0
+    assert ipam_workload_addresses(cluster) == running_workload_addresses(cluster)
+
+
+def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    pids = {daemon: faults._running_pid("host2", daemon) for daemon in ("bird", "calico-node", "dockerd")}
+    w2 = inspect(cluster, "host2", "w2")["State"]["Pid"]
+    before = ipam_workload_addresses(cluster)
+    faults.crash("host2")
+    assert faults.active() == [{"fault": "crashed", "host": "host2"}]
+    for pid in [*pids.values(), w2]:
+        with pytest.raises(OSError):
+            proc_state(pid)
+    assert healthy.stream(seconds=1).received == 0
+    # Silence, not a Cease: host1 keeps the session until its hold timer runs out.
+    assert cluster.bgp_established("host1") == 1
+    faults.boot("host2")
+    run = cluster.host("host2").state_dir / "run"
+    assert list(run.iterdir()) == [] and "cali" not in cluster.run("host2", "ip -o link").stdout
+    assert cluster.run("host2", "docker ps -q").stdout == ""
+    assert cluster.run("host2", "calicoctl node run --name 192.168.3.228").rc == 0
+    cluster.wait_for_mesh(timeout=120)
+    for name, image in (("w2", "busybox -tid"), ("echo2", "workload -d")):
+        assert cluster.run("host2", f"docker run --net net1 --name {name} {image.split()[1]} {image.split()[0]}").rc == 0
+    healthy.w2_ip, healthy.echo2_ip = address(cluster, "host2", "w2"), address(cluster, "host2", "echo2")
+    assert {healthy.w2_ip, healthy.echo2_ip}.isdisjoint(before)  # the crashed ones' addresses are still held
+    assert len(set(ipam_workload_addresses(cluster))) == len(ipam_workload_addresses(cluster))

@@ -122,6 +122,7 @@ class Cluster:
         host = self.host(self.topo.etcd_host)
         self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
         self.etcd.directory.mkdir(parents=True, exist_ok=True)
+        (self.etcd.directory / self.etcd.socket_name).unlink(missing_ok=True)  # left by a killed etcd
         with open(self.etcd.directory / "etcd.log", "ab") as logfile:
             self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
                                            stdout=logfile, stderr=subprocess.STDOUT)
