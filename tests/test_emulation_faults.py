@@ -256,7 +256,9 @@ def ipam_workload_addresses(cluster) -> list[str]:
     import ipaddress
 
     found = []
-    for entry in cluster.datastore().list("/calico/ipam/v2/assignment/ipv4/block/"):
+    with cluster.datastore() as ds:
+        blocks = ds.list("/calico/ipam/v2/assignment/ipv4/block/")
+    for entry in blocks:
         block = entry.value
         network = ipaddress.ip_network(block["cidr"])
         for ordinal, index in enumerate(block["allocations"]):
