@@ -4,12 +4,14 @@ measures the outages."""
 
 import json
 import re
+import subprocess
 import time
 
 import pytest
 
 import topologies
 from calisim.emulation import Cluster, wait_until
+from calisim.emulation.cluster import _alive
 from calisim.emulation.faults import NETEM_MISSING, FaultError, netem_available, nsexec
 from calisim.probes import StreamProbe, probe_from, stream_from
 from calisim.scenarios.seed import inspect
@@ -150,16 +152,35 @@ def test_loss_corruption_and_duplication_measured_by_a_stream(healthy):
     assert clean.received >= clean.sent - 2 and clean.duplicates == 0 and clean.longest_outage_ms < 100, clean
 
 
+def iperf3_bits_per_second(world) -> float:
+    """One 2-second TCP iperf3 run from w1 to a server in echo2's network namespace."""
+    server_pid = inspect(world.cluster, "host2", "echo2")["State"]["Pid"]
+    server = subprocess.Popen(["nsenter", "-t", str(server_pid), "-n", "--", "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            done = subprocess.run(["nsenter", "-t", str(world.w1), "-n", "--", "iperf3", "-c", world.echo2_ip,
+                                   "-t", "2", "-J"], capture_output=True, text=True, timeout=60)
+            report = json.loads(done.stdout or "{}")
+            if done.returncode == 0 and "sum_received" in report.get("end", {}):
+                return report["end"]["sum_received"]["bits_per_second"]
+            time.sleep(0.1)  # the server is not listening yet
+        raise AssertionError(f"iperf3 failed: {done.stdout[-300:]}{done.stderr[-300:]}")
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_rate_limits_a_tcp_transfer(healthy):
-    faults, size = healthy.faults, 200_000
+    faults = healthy.faults
     faults.rate("host2", "s1", "1mbit")
     assert "tbf" in qdiscs(healthy, "host2") and "tbf" in qdiscs(healthy, "s1")
-    slow = probe_from(healthy.w1, "tcp", healthy.echo2_ip, size=size)
-    faults.clear("host2", "s1")
-    fast = probe_from(healthy.w1, "tcp", healthy.echo2_ip, size=size)
-    assert slow.reachable and fast.reachable
-    assert slow.rtt_avg_ms >= size * 8 / 1e6 * 1000 * 0.9, slow  # 200 kB at 1 Mbit/s: 1.6 s at least
-    assert fast.rtt_avg_ms < slow.rtt_avg_ms / 2, (fast, slow)
+    try:
+        limited = iperf3_bits_per_second(healthy)
+    finally:
+        faults.clear("host2", "s1")
+    unlimited = iperf3_bits_per_second(healthy)
+    assert 0.3e6 < limited < 1.3e6 and unlimited > 10 * limited, (limited, unlimited)
 
 
 def proc_state(pid: int) -> str:
@@ -204,16 +225,6 @@ def test_stop_and_cont_freeze_and_thaw_a_daemon(healthy):
     assert json.loads(faults.state_path.read_text()) == faults.active()
     faults.cont("host2", "bird")
     assert proc_state(pid) != "T" and faults._running_pid("host2", "bird") == pid
-
-
-def test_dockerd_stays_down_until_started(healthy):
-    faults, cluster = healthy.faults, healthy.cluster
-    faults.kill("host2", "dockerd")
-    assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]
-    down = cluster.run("host2", "docker ps")
-    assert down.rc != 0 and "Cannot connect to the Docker daemon" in down.stderr, down
-    faults.start("host2", "dockerd")
-    assert cluster.run("host2", "docker ps --format '{{.Names}}'").rc == 0
 
 
 def test_calico_node_killed_is_started_again_with_its_options(healthy):
@@ -302,9 +313,8 @@ def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy)
     before = ipam_workload_addresses(cluster)
     faults.crash("host2")
     assert faults.active() == [{"fault": "crashed", "host": "host2"}]
-    for pid in [*pids.values(), w2]:
-        with pytest.raises(OSError):
-            proc_state(pid)
+    still = {name: pid for name, pid in [*pids.items(), ("w2", w2)] if _alive(pid)}  # zombies count as gone
+    assert not still, still
     assert healthy.stream(seconds=1).received == 0
     # Silence, not a Cease: host1 keeps the session until its hold timer runs out.
     assert cluster.bgp_established("host1") == 1
@@ -319,3 +329,15 @@ def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy)
     healthy.w2_ip, healthy.echo2_ip = address(cluster, "host2", "w2"), address(cluster, "host2", "echo2")
     assert {healthy.w2_ip, healthy.echo2_ip}.isdisjoint(before)  # the crashed ones' addresses are still held
     assert len(set(ipam_workload_addresses(cluster))) == len(ipam_workload_addresses(cluster))
+
+
+def test_dockerd_stays_down_until_started(healthy):
+    """Last in the module: the emulated dockerd started again does not know the containers the
+    killed one left running (they keep running, unlisted)."""
+    faults, cluster = healthy.faults, healthy.cluster
+    faults.kill("host2", "dockerd")
+    assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]
+    down = cluster.run("host2", "docker ps")
+    assert down.rc != 0 and "Cannot connect to the Docker daemon" in down.stderr, down
+    faults.start("host2", "dockerd")
+    assert cluster.run("host2", "docker ps --format '{{.Names}}'").rc == 0
