@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 import topologies
-from calisim.emulation import Cluster
+from calisim.emulation import Cluster, wait_until
 from calisim.scenarios.seed import inspect
 
 from .conftest import replay
@@ -133,6 +133,8 @@ class FaultSchedule(RuleBasedStateMachine):
         if self.cluster.faults.partitions and daemon == "calico-node":
             return  # a node cut off from etcd could not start again
         self.note(f"{verb} {name} {daemon}")
+        # BIRD killed a step ago may still be in runit's 1 s pause: signalling it then is refused
+        wait_until(lambda: self.cluster.faults._running_pid(name, daemon), 30, what=f"{daemon} in {name}")
         self.cluster.faults.signal(name, daemon, verb)
 
     @rule(host=st.integers(0, 9))
