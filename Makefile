@@ -12,6 +12,7 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
+FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
 .PHONY: setup demo test unit bench clean docker-cli
@@ -35,10 +36,14 @@ $(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
 	$(PY) -m calisim.docker.images build/images
 	touch $@
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT) $(IMAGES) docker-cli
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docker-cli
 
 # The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+# Link loss, corruption, duplication and partitions without sch_netem (calisim/emulation/faults.py).
+$(FAULTS_BPF_OBJECT): calisim/emulation/bpf/impair.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
 apt:
@@ -68,4 +73,4 @@ bench: setup
 	$(PY) benchmarks/bringup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT)
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)

@@ -10,6 +10,8 @@ own interface and routes.
     python -m calisim.probes tcp DEST [--bytes N]     exits 1 if DEST did not answer)
     python -m calisim.probes udp DEST
     python -m calisim.probes matrix '[["tcp", DEST], ...]'   (all at once: a JSON list of answered?)
+    python -m calisim.probes stream DEST --interval MS --seconds S   (echoes at a fixed interval:
+                                                       sent, received, the longest outage)
     python -m calisim.probes serve                     (the workload image's echo servers)
 """
 
@@ -187,6 +189,118 @@ def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -
     return json.loads(done.stdout)
 
 
+@dataclass(frozen=True)
+class StreamResult:
+    """An echo stream across a fault: the longest run of unanswered probes, from the sending of
+    its first probe to the sending of the next answered one (``outage_ended`` None: the stream
+    ended inside it).  Times are Unix seconds, to be read beside the run's faults.log."""
+
+    destination: str
+    interval_ms: float
+    started: float
+    ended: float
+    sent: int
+    received: int
+    duplicates: int
+    longest_outage_ms: float
+    outage_began: float | None
+    outage_ended: float | None
+
+
+def longest_outage(sent_at: list[float], answered: set[int], end: float) -> tuple[float, float | None, float | None]:
+    """(milliseconds, began, ended) of the longest run of unanswered probes (0, None, None if none)."""
+    best: tuple[float, float | None, float | None] = (0.0, None, None)
+    first_lost = None
+    for sequence, at in enumerate(sent_at + [None]):
+        if sequence < len(sent_at) and sequence not in answered:
+            first_lost = sequence if first_lost is None else first_lost
+            continue
+        if first_lost is not None:
+            began = sent_at[first_lost]
+            length = ((at if at is not None else end) - began) * 1000
+            if length > best[0]:
+                best = (round(length, 3), began, at)
+            first_lost = None
+    return best
+
+
+def stream(destination: str, interval_ms: float = 10.0, seconds: float = 10.0, timeout: float = 1.0) -> StreamResult:
+    """ICMP echoes every interval_ms for seconds (on a fixed schedule, so a stall does not shift
+    later probes), replies collected by a second thread; probes still unanswered timeout seconds
+    after the last one was sent count as lost."""
+    identifier = os.getpid() & 0xFFFF
+    replies: dict[int, int] = {}
+    done = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        receiver = threading.Thread(target=_collect_echo_replies, args=(sock, destination, identifier, replies, done),
+                                    daemon=True)
+        receiver.start()
+        sent_at: list[float] = []
+        started = time.time()
+        count = max(1, int(seconds * 1000 / interval_ms))
+        for sequence in range(count):
+            pause = started + sequence * interval_ms / 1000 - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            sent_at.append(time.time())
+            try:
+                sock.sendto(_echo_request(identifier, sequence), (destination, 0))
+            except OSError:
+                pass  # no route now (a link is down): a lost probe like any other
+        ended = time.time()
+        time.sleep(timeout)
+        done.set()
+        receiver.join()
+    answered = {sequence for sequence in replies if sequence < count}
+    outage, began, back = longest_outage(sent_at, answered, ended)
+    return StreamResult(destination, interval_ms, round(started, 3), round(ended, 3), count, len(answered),
+                        sum(replies.values()) - len(replies), outage, began and round(began, 3), back and round(back, 3))
+
+
+def _echo_request(identifier: int, sequence: int) -> bytes:
+    from scapy.layers.inet import ICMP
+
+    return bytes(ICMP(type=8, id=identifier, seq=sequence & 0xFFFF) / (b"calisim-stream" + bytes(42)))
+
+
+def _collect_echo_replies(sock, destination: str, identifier: int, replies: dict[int, int], done: threading.Event) -> None:
+    """Count echo replies per sequence number (more than one: the network duplicated it)."""
+    import struct
+
+    while not done.is_set():
+        ready, _, _ = select.select([sock], [], [], 0.1)
+        if not ready:
+            continue
+        packet, (source, _) = sock.recvfrom(65535)
+        header = (packet[0] & 0x0F) * 4
+        if source != destination or len(packet) < header + 8:
+            continue
+        kind, _, _, reply_id, sequence = struct.unpack("!BBHHH", packet[header:header + 8])
+        if kind == 0 and reply_id == identifier:
+            replies[sequence] = replies.get(sequence, 0) + 1
+
+
+class StreamProbe:
+    """A stream running inside a workload's network namespace while the caller breaks things."""
+
+    def __init__(self, pid: int, destination: str, interval_ms: float = 10.0, seconds: float = 10.0) -> None:
+        argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "stream", destination,
+                "--interval", str(interval_ms), "--seconds", str(seconds)]
+        self.seconds = seconds
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result(self) -> StreamResult:
+        stdout, stderr = self.process.communicate(timeout=self.seconds + 60)
+        if self.process.returncode != 0 or not stdout.strip():
+            raise RuntimeError(f"probe stream failed: {stderr.strip()}")
+        return StreamResult(**json.loads(stdout))
+
+
+def stream_from(pid: int, destination: str, interval_ms: float = 10.0, seconds: float = 10.0) -> StreamResult:
+    """``stream`` run inside the network namespace of process pid (a workload's sandbox)."""
+    return StreamProbe(pid, destination, interval_ms, seconds).result()
+
+
 def serve() -> None:
     """The `workload` image: echo on TCP 80 and UDP 69 until killed."""
     udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -223,7 +337,16 @@ def main(argv: list[str] | None = None) -> None:
     matrix_parser = commands.add_parser("matrix")
     matrix_parser.add_argument("probes", help='JSON list of [protocol, destination]')
     matrix_parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+    stream_parser = commands.add_parser("stream", help="echoes at a fixed interval; prints sent, received, longest outage")
+    stream_parser.add_argument("destination")
+    stream_parser.add_argument("--interval", type=float, default=10.0, help="milliseconds between probes (default 10)")
+    stream_parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (default 10)")
     args = parser.parse_args(argv)
+    if args.command == "stream":
+        if args.interval <= 0 or args.seconds <= 0:
+            parser.error("--interval and --seconds must be positive")
+        print(json.dumps(asdict(stream(args.destination, args.interval, args.seconds))))
+        return
     if args.command == "serve":
         serve()
     if args.command == "matrix":

@@ -29,6 +29,7 @@ RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
 READY_PROBE_KEY = "/calico/v1/Ready"
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an agent
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
+UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
 
 
 class DatastoreError(RuntimeError):
@@ -131,6 +132,8 @@ class Datastore:
     async def _call(self, coroutine):
         try:
             return await coroutine
+        except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError) as error:
+            raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
         except aetcd.exceptions.ClientError as error:
             raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
 

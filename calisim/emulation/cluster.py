@@ -15,6 +15,7 @@ left by an exception or Ctrl-C), and every namespace it made is gone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -152,6 +153,7 @@ class Cluster:
         host = self.host(self.topo.etcd_host)
         self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
         self.etcd.directory.mkdir(parents=True, exist_ok=True)
+        (self.etcd.directory / self.etcd.socket_name).unlink(missing_ok=True)  # left by a killed etcd
         with open(self.etcd.directory / "etcd.log", "ab") as logfile:
             self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
                                            stdout=logfile, stderr=subprocess.STDOUT)
@@ -161,15 +163,28 @@ class Cluster:
     def _start_dockerds(self) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
         for name in self.hosts:
-            host = self.host(name)
-            with open(host.state_dir / "log" / "dockerd.log", "ab") as logfile:
-                self.dockerds[name] = host.popen([sys.executable, "-m", "calisim.docker"], env=self.environment(name),
-                                                 stdout=logfile, stderr=subprocess.STDOUT)
-        for name, process in self.dockerds.items():
-            socket_path = self.host(name).state_dir / "docker" / "docker.sock"
-            wait_until(lambda: socket_path.exists() or process.poll() is not None, 20, what=f"dockerd in {name}")
-            if process.poll() is not None:
-                raise ClusterError(f"dockerd in {name} exited; see {self.host(name).state_dir / 'log' / 'dockerd.log'}")
+            self._spawn_dockerd(name)
+        for name in self.hosts:
+            self._wait_for_dockerd(name)
+
+    def start_dockerd(self, name: str) -> None:
+        """Start host name's dockerd again (after a fault stopped it)."""
+        (self.host(name).state_dir / "docker" / "docker.sock").unlink(missing_ok=True)  # the dead one's
+        self._spawn_dockerd(name)
+        self._wait_for_dockerd(name)
+
+    def _spawn_dockerd(self, name: str) -> None:
+        host = self.host(name)
+        with open(host.state_dir / "log" / "dockerd.log", "ab") as logfile:
+            self.dockerds[name] = host.popen([sys.executable, "-m", "calisim.docker"], env=self.environment(name),
+                                             stdout=logfile, stderr=subprocess.STDOUT)
+
+    def _wait_for_dockerd(self, name: str) -> None:
+        process = self.dockerds[name]
+        socket_path = self.host(name).state_dir / "docker" / "docker.sock"
+        wait_until(lambda: socket_path.exists() or process.poll() is not None, 20, what=f"dockerd in {name}")
+        if process.poll() is not None:
+            raise ClusterError(f"dockerd in {name} exited; see {self.host(name).state_dir / 'log' / 'dockerd.log'}")
 
     def restart_etcd(self) -> None:
         """Stop etcd and start it again on the same data: what every watcher must live through."""
@@ -191,6 +206,8 @@ class Cluster:
             for name in self.topo.hosts(sort=True):  # routers and reflectors run processes too
                 self._stop_host_processes(self.host(name))
         self._stop_etcd()
+        if "faults" in self.__dict__:
+            self.faults.close()
         if self.net is not None:
             self.net.stop()
             self.net = None
@@ -221,6 +238,13 @@ class Cluster:
         self.stop()
 
     # -- access ----------------------------------------------------------------------------
+    @functools.cached_property
+    def faults(self):
+        """Links, daemons, partitions and hosts broken on purpose (calisim.emulation.faults)."""
+        from .faults import Faults
+
+        return Faults(self)
+
     @property
     def hosts(self) -> list[str]:
         return self.topo.calico_hosts()

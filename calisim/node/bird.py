@@ -158,8 +158,10 @@ def write_checked(config_text: str, path: Path) -> bool:
     return True
 
 
-def command_line(config: Path, control_socket: Path, pid_file: Path) -> list[str]:
-    return ["bird", "-f", "-c", str(config), "-s", str(control_socket), "-P", str(pid_file)]
+def command_line(config: Path, control_socket: Path, pid_file: Path, recovery: bool = False) -> list[str]:
+    """recovery: a restart after BIRD died (Calico's run script always passes -R): graceful
+    restart recovery keeps the kernel's routes until the sessions are back (End-of-RIB)."""
+    return ["bird", "-f", "-c", str(config), "-s", str(control_socket), "-P", str(pid_file)] + (["-R"] if recovery else [])
 
 
 @dataclass(frozen=True)

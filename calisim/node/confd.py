@@ -56,11 +56,11 @@ class Confd:
             entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
         return bird.write_checked(self.render(entries), self.paths.bird_config)
 
-    async def start_bird(self) -> None:
+    async def start_bird(self, recovery: bool = False) -> None:
         self.paths.bird_socket.unlink(missing_ok=True)
         with open(self.paths.bird_log, "ab") as logfile:
             self.bird = await asyncio.create_subprocess_exec(
-                *bird.command_line(self.paths.bird_config, self.paths.bird_socket, self.paths.bird_pid_file),
+                *bird.command_line(self.paths.bird_config, self.paths.bird_socket, self.paths.bird_pid_file, recovery),
                 stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile)
         await self.wait_for_bird_socket()
         log.info("BIRD started (pid %d)", self.bird.pid)
@@ -99,7 +99,7 @@ class Confd:
             code = await self.bird.wait()
             log.error("BIRD exited with code %s; restarting it", code)
             await asyncio.sleep(1)
-            await self.start_bird()
+            await self.start_bird(recovery=True)
 
     async def stop_bird(self) -> None:
         if self.bird is not None and self.bird.returncode is None:

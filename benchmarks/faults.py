@@ -1,0 +1,141 @@
+"""Outages across faults on the seed's cluster (IPIP pool): a probe stream from a workload on host1
+to one on host2 (ICMP every 20 ms) while a fault hits host2, and the time from the fault until
+every BGP session is Established again.  Median of --repeat runs per fault.
+
+* BIRD SIGKILL: no Cease, so host1 keeps host2's routes under graceful restart;
+* BIRD SIGTERM: an orderly Cease: host1 withdraws host2's block at once, until re-peering;
+* calico-node SIGKILL: the agent and its BIRD die (as a killed calico/node container), restarted;
+* etcd restart (kill + start): the dataplane should not notice;
+* link host2-s1 down for 2 s, then up.
+
+    python benchmarks/faults.py [--repeat 5] [--json PATH]   (also writes a PNG beside the JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from calisim.emulation import sandbox
+
+sandbox.enter()
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import topologies  # noqa: E402
+from calisim.emulation import Cluster, ClusterError  # noqa: E402
+from calisim.probes import StreamProbe  # noqa: E402
+from calisim.scenarios.seed import inspect  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "faults.json"
+SETUP = ("echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}' "
+         "| calicoctl create -f - && docker network create --driver calico --ipam-driver calico-ipam net1")
+INTERVAL_MS = 20
+LEAD_SECONDS = 1.5  # the stream runs this long before the fault
+
+
+def link_flap(cluster: Cluster) -> None:
+    cluster.faults.link("host2", "s1", "down")
+    time.sleep(2)
+    cluster.faults.link("host2", "s1", "up")
+
+
+def etcd_restart(cluster: Cluster) -> None:
+    cluster.faults.kill("host1", "etcd")
+    cluster.faults.start("host1", "etcd")
+
+
+FAULTS = {  # name -> (inject, seconds of stream)
+    "BIRD SIGKILL (graceful restart)": (lambda c: c.faults.kill("host2", "bird"), 6),
+    "BIRD SIGTERM (Cease)": (lambda c: c.faults.term("host2", "bird"), 8),
+    "calico-node SIGKILL": (lambda c: c.faults.kill("host2", "calico-node"), 12),
+    "etcd restart": (etcd_restart, 5),
+    "link host2-s1 down 2 s": (link_flap, 8),
+}
+
+
+def must(result) -> str:
+    if result.rc != 0:
+        raise ClusterError(f"{result.host}$ {result.command}: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def established_again(cluster: Cluster, since: float, timeout: float = 120) -> float:
+    """Seconds from since until both hosts have their session Established (after the fault)."""
+    time.sleep(0.2)  # let a dying session be seen as down first
+    while not all(cluster.bgp_established(h) == 1 for h in cluster.hosts):
+        if time.monotonic() - since > timeout:
+            raise ClusterError(f"BGP not Established {timeout:.0f}s after the fault")
+        time.sleep(0.05)
+    return time.monotonic() - since
+
+
+def one_run(cluster: Cluster, source_pid: int, address: str, inject, seconds: float) -> dict:
+    probe = StreamProbe(source_pid, address, INTERVAL_MS, seconds)
+    time.sleep(LEAD_SECONDS)
+    injected = time.monotonic()
+    inject(cluster)
+    bgp = established_again(cluster, injected)
+    result = probe.result()
+    return {"outage_ms": result.longest_outage_ms, "lost": result.sent - result.received, "sent": result.sent,
+            "established_s": round(bgp, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    console = Console(width=150)
+    results = {}
+    with Cluster(topologies.load("two_host")) as cluster:
+        cluster.start_nodes()
+        cluster.wait_for_mesh(60)
+        must(cluster.run("host1", SETUP))
+        must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
+        must(cluster.run("host2", "docker run --net net1 --name target -tid busybox"))
+        source = inspect(cluster, "host1", "source")["State"]["Pid"]
+        address = next(iter(inspect(cluster, "host2", "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        for name, (inject, seconds) in FAULTS.items():
+            with console.status(f"{name}: {args.repeat} runs"):
+                runs = [one_run(cluster, source, address, inject, seconds) for _ in range(args.repeat)]
+            results[name] = {"runs": runs, "median_outage_ms": statistics.median(r["outage_ms"] for r in runs),
+                             "median_lost": statistics.median(r["lost"] for r in runs),
+                             "median_established_s": statistics.median(r["established_s"] for r in runs)}
+    table = Table(title=f"probe stream host1 -> host2 (every {INTERVAL_MS} ms) across a fault on host2, "
+                        f"median of {args.repeat}")
+    for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)"):
+        table.add_column(column, justify="left" if column == "fault" else "right")
+    for name, result in results.items():
+        table.add_row(name, f"{result['median_outage_ms']:.0f}", f"{result['median_lost']:.0f}",
+                      f"{result['median_established_s']:.2f}")
+    console.print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results}, indent=2))
+    plot(results, args.json.with_suffix(".png"))
+    console.print(f"written to {args.json} and {args.json.with_suffix('.png')}")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].barh(names, [results[n]["median_outage_ms"] for n in names])
+    axes[0].set_xlabel("longest outage of the stream, ms (median)")
+    axes[1].barh(names, [results[n]["median_established_s"] for n in names])
+    axes[1].set_xlabel("fault -> BGP Established again, s (median)")
+    axes[1].set_yticks([])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

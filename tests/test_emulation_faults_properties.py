@@ -1,0 +1,235 @@
+"""Fault schedules as a property, on one live cluster: a hypothesis state machine mixes workload
+churn (docker run, docker rm -f) with faults (BIRD and calico-node kills, link flaps, etcd
+restarts, partitions and heals) and checks after every step that
+
+* no address is assigned twice (IPAM's assignments and the running containers' addresses);
+* isolation between networks is never broken, even mid-fault (no cross-network echo answers);
+* IPAM holds exactly the running workloads' addresses;
+* with no fault in force, every same-network pair answers within HEAL_SECONDS.
+
+The emulated dockerd has no `docker stop`/`start`, so churn is run and rm.  Sizes follow
+CALISIM_HYPOTHESIS_PROFILE: ci = 2 short schedules on two hosts, scale = longer ones on three.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+
+import topologies
+from calisim.emulation import Cluster, wait_until
+from calisim.scenarios.seed import inspect
+
+from .conftest import replay
+from .test_emulation_faults import ipam_workload_addresses
+
+pytestmark = pytest.mark.emulation
+
+# (hypothesis tries rules with fewer arguments first: the simplest schedule adds workloads, then flaps links)
+SIZES = {"ci": {"topology": ("two_host",), "examples": 4, "steps": 10},
+         "scale": {"topology": ("flat", 3), "examples": 10, "steps": 30}}
+SIZE = SIZES[os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci")]
+NETWORKS = ("net1", "net2")
+HEAL_SECONDS = 60
+MAX_WORKLOADS = 6
+
+SETUP = """
+within 30s host1$ calicoctl node status | grep -q Established
+host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}' | calicoctl create -f -
+host1$ docker network create --driver calico --ipam-driver calico-ipam net1
+host1$ docker network create --driver calico --ipam-driver calico-ipam net2
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+    with Cluster(topologies.load(*SIZE["topology"])) as cluster:
+        cluster.start_nodes()
+        replay(cluster, SETUP)
+        yield cluster
+
+
+def must(result):
+    assert result.rc == 0, f"{result.host}$ {result.command}: {result.stdout}{result.stderr}"
+    return result
+
+
+def timed(check):
+    """Add the check's seconds to the schedule's timings (written to schedules.log)."""
+    @functools.wraps(check)
+    def timed_check(self) -> None:
+        started = time.monotonic()
+        try:
+            check(self)
+        finally:
+            self.timings[check.__name__] = round(self.timings.get(check.__name__, 0) + time.monotonic() - started, 1)
+    return timed_check
+
+
+class FaultSchedule(RuleBasedStateMachine):
+    cluster: Cluster
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.workloads: dict[str, dict] = {}  # name -> host, network, ip, pid
+        self.counter = 0
+        self.steps: list[str] = []  # what this schedule did, appended to schedules.log in the run directory
+        self.began = time.monotonic()
+        self.timings: dict[str, float] = {}  # seconds spent in each check
+
+    @initialize()
+    def clean(self) -> None:
+        """Every example starts from a healthy cluster with no workloads."""
+        faults = self.cluster.faults
+        if faults.partitions:
+            faults.heal()
+        for host in self.cluster.hosts:
+            names = self.cluster.run(host, "docker ps -q").stdout.split()
+            if names:
+                must(self.cluster.run(host, "docker rm -f " + " ".join(names)))
+        self.cluster.wait_for_mesh(timeout=60)
+
+    # -- churn -------------------------------------------------------------------------------
+    @precondition(lambda self: not self.cluster.faults.active() and len(self.workloads) < MAX_WORKLOADS)
+    @rule(host=st.integers(0, 9), network=st.sampled_from(NETWORKS))
+    def run_workload(self, host: int, network: str) -> None:
+        self._run(self.cluster.hosts[host % len(self.cluster.hosts)], network)
+
+    @precondition(lambda self: not self.cluster.faults.active() and len(self.workloads) < MAX_WORKLOADS - 1)
+    @rule(host=st.integers(0, 9))
+    def add_one_in_each_network(self, host: int) -> None:
+        for network in NETWORKS:
+            self._run(self.cluster.hosts[host % len(self.cluster.hosts)], network)
+
+    def _run(self, host_name: str, network: str) -> None:
+        self.counter += 1
+        name = f"f{self.counter}"
+        self.note(f"run {name} on {host_name} in {network}")
+        must(self.cluster.run(host_name, f"docker run --net {network} --name {name} -tid busybox"))
+        details = inspect(self.cluster, host_name, name)
+        self.workloads[name] = {"host": host_name, "network": network, "pid": details["State"]["Pid"],
+                                "ip": details["NetworkSettings"]["Networks"][network]["IPAddress"]}
+
+    @precondition(lambda self: not self.cluster.faults.active() and self.workloads)
+    @rule(data=st.data())
+    def remove_workload(self, data) -> None:
+        name = data.draw(st.sampled_from(sorted(self.workloads)))
+        self.note(f"rm {name}")
+        must(self.cluster.run(self.workloads.pop(name)["host"], f"docker rm -f {name}"))
+
+    # -- faults ------------------------------------------------------------------------------
+    @rule(host=st.integers(0, 9), daemon=st.sampled_from(["bird", "calico-node"]), verb=st.sampled_from(["kill", "term"]))
+    def signal_daemon(self, host: int, daemon: str, verb: str) -> None:
+        name = self.cluster.hosts[host % len(self.cluster.hosts)]
+        if self.cluster.faults.partitions and daemon == "calico-node":
+            return  # a node cut off from etcd could not start again
+        self.note(f"{verb} {name} {daemon}")
+        # BIRD killed a step ago may still be in runit's 1 s pause: signalling it then is refused
+        wait_until(lambda: self.cluster.faults._running_pid(name, daemon), 30, what=f"{daemon} in {name}")
+        self.cluster.faults.signal(name, daemon, verb)
+
+    @rule(host=st.integers(0, 9))
+    def flap_link(self, host: int) -> None:
+        name = self.cluster.hosts[host % len(self.cluster.hosts)]
+        self.note(f"flap {name} s1")
+        self.cluster.faults.link(name, "s1", "down")
+        self.cluster.faults.link(name, "s1", "up")
+
+    @precondition(lambda self: not self.cluster.faults.partitions)
+    @rule(verb=st.sampled_from(["kill", "term"]))
+    def restart_etcd(self, verb: str) -> None:
+        etcd_host = self.cluster.topo.etcd_host
+        self.note(f"{verb} and start etcd")
+        self.cluster.faults.signal(etcd_host, "etcd", verb)
+        self.cluster.faults.start(etcd_host, "etcd")
+
+    @precondition(lambda self: not self.cluster.faults.partitions)
+    @rule(host=st.integers(0, 9), what=st.sampled_from(["everything", "etcd", "peer"]))
+    def partition(self, host: int, what: str) -> None:
+        hosts = self.cluster.hosts
+        name = hosts[host % len(hosts)]
+        if what == "etcd" and name != self.cluster.topo.etcd_host:
+            self.cluster.faults.partition(name, from_etcd=True)
+        elif what == "peer":
+            self.cluster.faults.partition(name, [h for h in hosts if h != name][:1])
+        else:
+            self.cluster.faults.partition(name)
+        self.note(f"partition {name} from {self.cluster.faults.active()[0]['from']}")
+
+    @precondition(lambda self: self.cluster.faults.partitions)
+    @rule()
+    def heal(self) -> None:
+        self.note("heal")
+        self.cluster.faults.heal()
+
+    # -- what must always hold ---------------------------------------------------------------
+    @invariant()
+    @timed
+    def no_address_twice(self) -> None:
+        assigned = ipam_workload_addresses(self.cluster)
+        assert len(assigned) == len(set(assigned)), assigned
+        running = [w["ip"] for w in self.workloads.values()]
+        assert len(running) == len(set(running)), self.workloads
+
+    @invariant()
+    @timed
+    def ipam_equals_the_running_workloads(self) -> None:
+        assert ipam_workload_addresses(self.cluster) == sorted(w["ip"] for w in self.workloads.values())
+
+    @invariant()
+    @timed
+    def networks_stay_isolated(self) -> None:
+        pairs = [(s, d) for s in self.workloads for d in self.workloads
+                 if self.workloads[s]["network"] != self.workloads[d]["network"]]
+        answered = self._probe(pairs)
+        assert not [pair for pair, ok in answered.items() if ok], f"isolation broken: {answered} {self.cluster.faults.active()}"
+
+    @invariant()
+    @timed
+    def healed_pairs_reach_each_other(self) -> None:
+        if self.cluster.faults.active():
+            return
+        pairs = [(s, d) for s in self.workloads for d in self.workloads
+                 if s != d and self.workloads[s]["network"] == self.workloads[d]["network"]]
+        deadline, missing = time.monotonic() + HEAL_SECONDS, pairs
+        while missing and time.monotonic() < deadline:
+            missing = [pair for pair, ok in self._probe(missing).items() if not ok]
+        assert not missing, f"not reachable {HEAL_SECONDS}s after healing: {missing}\n{self.cluster.diagnose().read_text()}"
+
+    def _probe(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        """One echo per pair (iputils ping in the source's network namespace: lighter than a
+        Python probe process, which matters with a dozen pairs after every step)."""
+        def answered(pair: tuple[str, str]) -> bool:
+            source, destination = (self.workloads[name] for name in pair)
+            done = subprocess.run(["nsenter", "-t", str(source["pid"]), "-n", "--", "ping", "-n", "-q", "-c", "1",
+                                   "-W", "1", destination["ip"]], capture_output=True)
+            return done.returncode == 0
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return dict(zip(pairs, pool.map(answered, pairs)))
+
+    def note(self, step: str) -> None:
+        self.steps.append(f"{step} (at {time.monotonic() - self.began:.0f}s)")
+
+    def teardown(self) -> None:
+        if self.steps:
+            with open(self.cluster.run_dir.path / "schedules.log", "a") as log:
+                log.write("; ".join(self.steps) + "\n" + repr(self.timings) + "\n")
+        if self.cluster.faults.partitions:
+            self.cluster.faults.heal()
+
+
+def test_fault_schedules_keep_addresses_isolation_and_reachability(cluster):
+    FaultSchedule.cluster = cluster
+    run_state_machine_as_test(FaultSchedule, settings=settings(settings(),
+        max_examples=SIZE["examples"], stateful_step_count=SIZE["steps"], deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate]))
