@@ -37,7 +37,7 @@ import topologies
 from .calicoctl.output import padded_columns
 from .datastore import DatastoreError
 from .emulation import lab, sandbox
-from .emulation.cluster import Cluster, ClusterError
+from .emulation.cluster import CONTROL_SOCKET_ENV, EMULATION, Cluster, ClusterError
 from .emulation.rundir import RunDir
 from .scenarios import transcript
 from .scenarios.bundled import SCENARIOS
@@ -103,6 +103,11 @@ def add_lab_commands(commands) -> None:
     graph.add_argument("--topology", help="draw this topology without building it")
     topologies.add_arguments(graph.add_argument_group("topology options"))
     graph.add_argument("-o", "--output", type=Path, required=True, help="FILE.svg or FILE.png")
+    fault = commands.add_parser("fault", help="break a lab on purpose: links, loss, daemons, partitions, crashes",
+                                add_help=False)
+    fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    fault.add_argument("argv", nargs=argparse.REMAINDER, metavar="VERB ...",
+                       help="`calisim fault --help` lists the verbs")
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
     down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
     down.add_argument("--all", action="store_true", help="stop every lab")
@@ -143,9 +148,11 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     cluster = Cluster(topo, run_dir, args.ipip_backend)
     results: list[transcript.StepResult] = []
     mismatched = False
+    control = None
     try:
         with progress.status(f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {topo.etcd_host}"):
             cluster.start()
+        control = lab.serve_in_background(cluster, lab.LabSpec(run_dir.path.name, topo.name))  # for `lab$` steps
         if getattr(args, "start_nodes", False):
             with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
                 cluster.start_nodes()
@@ -167,6 +174,8 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
         if args.cli:
             cluster.cli()
     finally:
+        if control is not None:
+            control.stopping.set()
         with progress.status("stopping the cluster"):
             cluster.stop()
     return report_totals(progress, results, steps, run_dir.path, mismatched)
@@ -266,6 +275,10 @@ def lab_inspect(args: argparse.Namespace) -> int:
     if routers:
         print(padded_columns(("ROUTER", "JOINS"), routers))
     print(padded_columns(("SEGMENT", "JOINS"), [[s["name"], ", ".join(s["joins"])] for s in state["segments"]]), end="")
+    if state.get("faults"):
+        print("\nfaults in force:")
+        for fault in state["faults"]:
+            print("  " + ", ".join(f"{key}={value}" for key, value in sorted(fault.items())))
     return 0
 
 
@@ -298,8 +311,26 @@ def lab_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_fault(args: argparse.Namespace) -> int:
+    """`fault [--lab NAME] VERB ...`: checked here, carried out by the lab (or, in a transcript's
+    `lab$` step, by the run that serves $CALISIM_LAB_SOCKET)."""
+    from .emulation import faults
+
+    if not args.argv or args.argv[0] in ("-h", "--help"):
+        faults.command_parser().print_help()
+        return 0
+    try:
+        faults.check_values(faults.command_parser().parse_args(args.argv))
+    except faults.FaultError as error:
+        raise lab.LabError(str(error)) from None
+    socket_path = os.environ.get(CONTROL_SOCKET_ENV)
+    client = lab.LabClient(Path(socket_path)) if socket_path and not args.lab else lab.Registry().find(args.lab).client()
+    print(client.call("fault", argv=args.argv))
+    return 0
+
+
 LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
-                "down": lab_down}
+                "fault": lab_fault, "down": lab_down}
 
 
 def run_on_lab(args: argparse.Namespace) -> int:
@@ -309,7 +340,7 @@ def run_on_lab(args: argparse.Namespace) -> int:
     record = lab.Registry().find(args.lab)
     try:
         steps = load_steps(args)
-        transcript.check_hosts(steps, [h["name"] for h in record.hosts])
+        transcript.check_hosts(steps, [*(h["name"] for h in record.hosts), EMULATION])
     except (OSError, ValueError) as error:
         raise lab.LabError(str(error)) from error
     console, progress = consoles(args)
@@ -331,7 +362,12 @@ def terminate_gracefully(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "fault":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "fault":
+        args.argv = unknown + args.argv  # `fault --help`, `fault partition h --from etcd`: the verb's own options
     if args.command in LAB_COMMANDS or getattr(args, "lab", None) and args.command == "run":
         try:
             sys.exit(LAB_COMMANDS[args.command](args) if args.command in LAB_COMMANDS else run_on_lab(args))
@@ -344,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         steps = load_steps(args)
         topo = (SCENARIOS[args.command].load_topology() if args.command in SCENARIOS
                 else topologies.load(args.topology, **topologies.given_options(args)))
-        transcript.check_hosts(steps, topo.hosts(sort=True))
+        transcript.check_hosts(steps, [*topo.hosts(sort=True), EMULATION])
         RunDir.check_base(args.run_dir, topo.name)
     except (OSError, ValueError) as error:
         sys.exit(f"calisim: {error}")

@@ -11,7 +11,7 @@ import pytest
 
 import topologies
 from calisim.emulation import Cluster, wait_until
-from calisim.emulation.cluster import _alive
+from calisim.emulation.cluster import process_alive
 from calisim.emulation.faults import NETEM_MISSING, FaultError, netem_available, nsexec
 from calisim.probes import StreamProbe, probe_from, stream_from
 from calisim.scenarios.seed import inspect
@@ -313,7 +313,7 @@ def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy)
     before = ipam_workload_addresses(cluster)
     faults.crash("host2")
     assert faults.active() == [{"fault": "crashed", "host": "host2"}]
-    still = {name: pid for name, pid in [*pids.items(), ("w2", w2)] if _alive(pid)}  # zombies count as gone
+    still = {name: pid for name, pid in [*pids.items(), ("w2", w2)] if process_alive(pid)}  # zombies count as gone
     assert not still, still
     assert healthy.stream(seconds=1).received == 0
     # Silence, not a Cease: host1 keeps the session until its hold timer runs out.

@@ -139,6 +139,31 @@ def test_graph_writes_svg_and_png_naming_every_host(duo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.png", "lab.svg", "routed.svg"]
 
 
+def test_faults_on_the_lab_from_the_command_line_and_from_lab_steps(duo, tmp_path):
+    """`calisim fault --lab` and a transcript's `lab$` steps break the lab's underlay and mend it;
+    bad input is one line and exit 2 with nothing changed; inspect lists the faults in force."""
+    for bad, says in ((["loss", "host2", "s1", "150"], "between 0 and 100"),
+                      (["rate", "host2", "s1", "fast"], "malformed rate"),
+                      (["link", "host9", "s1", "down"], "host9"),
+                      (["kill", "host2", "sshd"], "sshd")):
+        done = calisim("fault", "--lab", LAB, *bad)
+        assert done.returncode == 2 and says in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert json.loads(calisim("inspect", "--json").stdout)["faults"] == []
+    done = calisim("fault", "--lab", LAB, "link", "host2", "s1", "down")
+    assert done.returncode == 0, done.stderr
+    state = json.loads(calisim("inspect", "--json").stdout)
+    assert [f for f in state["faults"] if "host2" in json.dumps(f)], state["faults"]
+    assert calisim("exec", "--lab", LAB, "host1", "--", "ping", "-c1", "-W1", "192.168.3.228").returncode != 0
+    script = tmp_path / "heal.txt"
+    script.write_text("lab$ calisim fault link host2 s1 up\n"
+                      "within 20s host1$ ping -c1 -W1 192.168.3.228\n"
+                      "lab! calisim fault heal host2\n"
+                      'lab$ test -z "$(calisim fault list)"\n')
+    done = calisim("run", str(script), "--lab", LAB)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (Path(duo.run_dir) / "faults.log").read_text().count("link host2 s1") >= 2
+
+
 def test_two_labs_side_by_side(duo, labs):
     done = calisim("up", "flat", "--hosts", "2", "--name", "second")
     assert done.returncode == 0, done.stderr

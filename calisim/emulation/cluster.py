@@ -38,6 +38,9 @@ from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
+EMULATION = "lab"  # the transcript host `lab$`: the emulation's own side, never a host
+CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
+CONTROL_SOCKET_ENV = "CALISIM_LAB_SOCKET"
 ETCD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
@@ -272,17 +275,26 @@ class Cluster:
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
-        """Run command with `bash -c` in a fresh shell on host name (pipes and redirections work)."""
-        host = self.host(name)
+        """Run command with `bash -c` in a fresh shell on host name (pipes and redirections work);
+        on EMULATION (`lab`), in the emulation's own namespaces, where `calisim fault` reaches this
+        cluster through its control socket."""
+        argv, environment = ((["bash", "-c", command], self.emulation_environment()) if name == EMULATION
+                             else (self.host(name).enter_command(["bash", "-c", command]), self.environment(name)))
         started = time.monotonic()
         try:
-            done = subprocess.run(host.enter_command(["bash", "-c", command]), env=self.environment(name),
+            done = subprocess.run(argv, env=environment, cwd=self.run_dir.path,
                                   capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
             rc, stdout, stderr = done.returncode, done.stdout, done.stderr
         except subprocess.TimeoutExpired as expired:
             rc, stdout = 124, _text(expired.stdout)
             stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
         return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
+
+    def emulation_environment(self) -> dict[str, str]:
+        """The environment of `lab$` steps: calisim's own commands first on PATH, and the control
+        socket (the lab's, or the one a transcript run serves) that `calisim fault` talks to."""
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        return {**os.environ, "PATH": path, CONTROL_SOCKET_ENV: str(self.run_dir.path / CONTROL_SOCKET)}
 
     def run_everywhere(self, command: str, timeout: float = DEFAULT_TIMEOUT, parallel: int = 8) -> list[CommandResult]:
         """Run command on every Calico host, at most parallel at a time."""

@@ -47,13 +47,13 @@ from typing import Any
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import Cluster, ClusterError, CommandResult, process_alive
+from .cluster import CONTROL_SOCKET, EMULATION, Cluster, ClusterError, CommandResult, process_alive
+from .faults import FaultError, run_command as run_fault_command
 from .rundir import RunDir
 from .state import describe_hosts, inspect_cluster
 
 LABS_ENV = "CALISIM_LABS"
 DEFAULT_REGISTRY = Path("/run/calisim/labs")
-SOCKET_NAME = "lab.sock"
 READY_TIMEOUT = 600.0  # building 50 hosts on a busy machine takes minutes
 STOP_TIMEOUT = 60.0
 CALL_TIMEOUT = 600.0
@@ -78,7 +78,7 @@ class LabRecord:
 
     @property
     def socket(self) -> Path:
-        return Path(self.run_dir) / SOCKET_NAME
+        return Path(self.run_dir) / CONTROL_SOCKET
 
     def alive(self) -> bool:
         try:
@@ -338,8 +338,13 @@ class LabService:
                 "run_dir": str(self.cluster.run_dir.path), "hosts": describe_hosts(self.cluster.topo)}
 
     def op_run(self, host: str, command: str, timeout: float = 120.0) -> dict:
-        self.cluster.host(host)  # ClusterError for an unknown host
+        if host != EMULATION:
+            self.cluster.host(host)  # ClusterError for an unknown host
         return self.cluster.run(host, command, timeout).as_dict()
+
+    def op_fault(self, argv: list[str]) -> str:
+        """One `calisim fault` command line (calisim.emulation.faults.run_command)."""
+        return run_fault_command(self.cluster.faults, [str(word) for word in argv])
 
     def op_enter(self, host: str) -> dict:
         node = self.cluster.host(host)
@@ -350,7 +355,7 @@ class LabService:
         return {"pid": node.pid, "home": str(node.home), "environment": environment}
 
     def op_inspect(self) -> dict:
-        return {**self.op_describe(), **inspect_cluster(self.cluster)}
+        return {**self.op_describe(), **inspect_cluster(self.cluster), "faults": self.cluster.faults.active()}
 
     def op_diagnose(self) -> str:
         return str(self.cluster.diagnose())
@@ -365,7 +370,7 @@ class LabService:
             return {"ok": False, "error": f"unknown operation (known: {', '.join(self.operations())})"}
         try:
             return {"ok": True, "result": method(**request)}
-        except (ClusterError, DatastoreError, TypeError, OSError) as error:
+        except (ClusterError, DatastoreError, FaultError, TypeError, OSError) as error:
             return {"ok": False, "error": str(error)}
         except Exception as error:  # a bug must not take the lab down: report it, keep serving
             log.exception("operation %r failed", request)
@@ -378,6 +383,15 @@ class LabService:
 
 class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+
+
+def serve_in_background(cluster, spec: LabSpec) -> LabService:
+    """The control socket of a cluster that is not a lab (a transcript run), so that its `lab$`
+    steps can run `calisim fault`; ``service.stopping.set()`` closes it."""
+    service = LabService(cluster, spec)
+    threading.Thread(target=serve, args=(service, cluster.run_dir.path / CONTROL_SOCKET), name="control",
+                     daemon=True).start()
+    return service
 
 
 def serve(service: LabService, path: Path) -> None:
@@ -445,8 +459,8 @@ def run_lab(spec: LabSpec, run_dir: Path, status_fd: int) -> int:
         service = LabService(cluster, spec)
         if not _report(status_fd, {"ok": True, **service.op_describe()}):
             return 1
-        log.info("lab %s ready; control socket %s", spec.name, run_dir / SOCKET_NAME)
-        serve(service, run_dir / SOCKET_NAME)
+        log.info("lab %s ready; control socket %s", spec.name, run_dir / CONTROL_SOCKET)
+        serve(service, run_dir / CONTROL_SOCKET)
         return 0
     except (ClusterError, DatastoreError, ValueError, OSError) as error:
         log.exception("lab %s failed", spec.name)
