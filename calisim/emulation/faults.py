@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..node import NodePaths
+from .cluster import process_alive, processes_in_namespace
 
 BPF_OBJECT = Path(__file__).parent / "bpf" / "impair.bpf.o"  # built by `make setup`
 FILTER_PREF = 10  # before any other tc filter on the device (eBPF IPIP's decap)
@@ -136,8 +137,6 @@ def descendants(roots: set[int]) -> set[int]:
 
 
 def wait_gone(pid: int, timeout: float = EXIT_TIMEOUT) -> bool:
-    from .cluster import process_alive
-
     deadline = time.monotonic() + timeout
     while process_alive(pid):
         if time.monotonic() > deadline:
@@ -347,8 +346,6 @@ class Faults:
         return pid
 
     def _running_pid(self, host: str, daemon: str) -> int | None:
-        from .cluster import process_alive
-
         state = self.cluster.host(host).state_dir
         if daemon == "bird":
             pid = self._bird_pid(host)
@@ -482,9 +479,7 @@ class Faults:
         (node.state_dir / "docker" / "plugins").mkdir(exist_ok=True)
 
     def _processes_in(self, node) -> list[int]:
-        from .cluster import processes_in_netns
-
-        return processes_in_netns(node.netns_inode())
+        return processes_in_namespace(node.netns_inode())
 
     # -- queries ----------------------------------------------------------------------------
     def active(self) -> list[dict]:
