@@ -15,7 +15,6 @@ of the run (etcd, calico-node agents, BIRDs, shells; no dockerd).  Writes a tabl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import os

@@ -333,7 +333,7 @@ def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy)
 
 def test_dockerd_stays_down_until_started(healthy):
     """Last in the module: the emulated dockerd started again does not know the containers the
-    killed one left running (they keep running, unlisted)."""
+    killed one had, so the check after the test probes a container the new one runs."""
     faults, cluster = healthy.faults, healthy.cluster
     faults.kill("host2", "dockerd")
     assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]
@@ -341,3 +341,6 @@ def test_dockerd_stays_down_until_started(healthy):
     assert down.rc != 0 and "Cannot connect to the Docker daemon" in down.stderr, down
     faults.start("host2", "dockerd")
     assert cluster.run("host2", "docker ps --format '{{.Names}}'").rc == 0
+    started = cluster.run("host2", "docker run --net net1 --name w3 -tid busybox")
+    assert started.rc == 0, started
+    healthy.w2_ip = address(cluster, "host2", "w3")
