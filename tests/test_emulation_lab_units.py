@@ -90,3 +90,14 @@ def test_graph_refuses_other_file_types(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "must end in .svg or .png" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fabric_is_drawn_spines_above_tors_above_racks():
+    """Point-to-point router links (ToR to spine) are links, not segments: the fabric draws with
+    its spines on top, every ToR-spine pair joined once."""
+    topo = topologies.load("fabric")
+    assert [s["name"] for s in state.segments(topo)] == ["rack1", "rack2"]
+    source = graph.build(topo).source
+    for spine in ("spine1", "spine2"):
+        for tor in ("tor1", "tor2"):
+            assert source.count(f"{spine} -- {tor} ") == 1, (spine, tor)

@@ -49,13 +49,21 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     for host in hosts.values():
         dot.node(host["name"], label=host_label(host), shape="plain")
     links = state.links(topo)
+    bridges = {segment["name"] for segment in state.segments(topo)}
     for segment in state.segments(topo):
         subnets = sorted({str(ipaddress.ip_interface(link["address"]).network)
                           for link in links if link["segment"] == segment["name"] and link["address"]})
         dot.node(segment["name"], shape="box", style="rounded,filled", fillcolor=SEGMENT_FILL, color="#afb8c1",
                  height="0.3", margin="0.25,0.06",
                  label=f"<<b>{segment['name']}</b>  <font point-size='10'>{' '.join(subnets)}</font>>")
+    uplinks = sorted({link["segment"] for link in links if link["segment"] not in bridges})
+    for link in (link for link in links if link["segment"] not in bridges):
+        # A router's point-to-point link (a fabric's ToR to a spine): the far router above it.
+        dot.edge(link["segment"], link["host"], label=link["address"], fontcolor="#57606a")
+    _keep_in_order(dot, uplinks)
     for segment_name, members in sorted(_by_segment(links).items()):
+        if segment_name not in bridges:
+            continue
         routers = [link for link in members if hosts[link["host"]]["role"] == "router"]
         others = [link for link in members if link not in routers]
         half = len(others) // 2 if not has_routers and len(others) >= SPLIT_SEGMENT_AT else 0

@@ -50,7 +50,8 @@ def segments(topo) -> list[dict[str, Any]]:
     """Per segment (a bridge): the hosts and routers it joins."""
     members: dict[str, list[str]] = {name: [] for name in topo.switches(sort=True)}
     for link in links(topo):
-        members[link["segment"]].append(link["host"])
+        if link["segment"] in members:  # not a router's point-to-point link (fabric: ToR to spine)
+            members[link["segment"]].append(link["host"])
     return [{"name": name, "joins": sorted(hosts)} for name, hosts in members.items()]
 
 
