@@ -129,11 +129,7 @@ def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = 
                                                                                  asdict(network))):
             raise DockerError(f"network {network.id} already exists")
     except DockerError:
-        for step in reversed(undo):
-            try:
-                step()
-            except DockerError:
-                pass  # undo what can be undone; the first error is the one to report
+        undo_all(undo)
         raise
     return network
 
@@ -218,12 +214,18 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
         ds.put(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint_id}", asdict(endpoint))
         return endpoint
     except Exception:
-        for step in reversed(undo):
-            try:
-                step()
-            except DockerError:
-                pass  # undo what can be undone; the first error is the one to report
+        undo_all(undo)
         raise
+
+
+def undo_all(undo: list) -> None:
+    """Undo the steps done so far, last first: what can be undone is, and the error that
+    stopped the flow stays the one reported."""
+    for step in reversed(undo):
+        try:
+            step()
+        except DockerError:
+            pass
 
 
 def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DIR) -> None:
