@@ -3,6 +3,7 @@
     cluster.faults.link("host2", "s1", "down")        # both ends of every link between the two
     cluster.faults.loss("host2", "s1", 50)            # also corrupt(), duplicate(); rate("10mbit")
     cluster.faults.kill("host2", "bird")              # kill/term/stop/cont/start HOST DAEMON
+    cluster.faults.kill("rr1", "routereflector")      # a route reflector's BIRD
     cluster.faults.partition("host2", from_etcd=True) # or partition("host2", ["host3"]); heal()
     cluster.faults.crash("host2"); cluster.faults.boot("host2")
     cluster.faults.active()                           # what is broken now (also in faults.json)
@@ -41,7 +42,7 @@ from .cluster import process_alive, processes_in_namespace
 
 BPF_OBJECT = Path(__file__).parent / "bpf" / "impair.bpf.o"  # built by `make setup`
 FILTER_PREF = 10  # before any other tc filter on the device (eBPF IPIP's decap)
-DAEMONS = ("bird", "calico-node", "dockerd", "etcd")
+DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
 ETCD_CLIENT_PORT = 2379
 RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.IGNORECASE)
@@ -285,9 +286,10 @@ class Faults:
 
     def signal(self, host: str, daemon: str, verb: str) -> None:
         """Send kill/term/stop/cont to a daemon of host.  BIRD comes back by itself (calico-node
-        restarts it, as runit does); calico-node is started again at once (its BIRD dies with it
-        on kill, as everything in a killed calico/node container does); etcd and dockerd stay
-        down until ``start``."""
+        restarts it, as runit does), and so does a route reflector's BIRD (daemon
+        ``routereflector``: runit in calico/routereflector, our reflector process here);
+        calico-node is started again at once (its BIRD dies with it on kill, as everything in a
+        killed calico/node container does); etcd and dockerd stay down until ``start``."""
         if verb not in SIGNALS:
             raise FaultError(f"unknown signal verb {verb!r} (use {', '.join(SIGNALS)})")
         pid = self._daemon_pid(host, daemon)
@@ -322,19 +324,33 @@ class Faults:
             self.cluster.restart_etcd()
         elif daemon == "dockerd":
             self.cluster.start_dockerd(host)
+        elif daemon == "routereflector":
+            self._run_or_refuse(host, daemon, f"routereflector run --ip {self.cluster.topo.host_ip(host)}")
         else:
-            command = self.node_commands.get(host, "calicoctl node run")
-            done = self.cluster.run(host, command, timeout=90)
-            if done.rc != 0:
-                self._save()
-                raise FaultError(f"calico-node in {host} did not start: {(done.stdout + done.stderr).strip()[-300:]}")
+            self._run_or_refuse(host, daemon, self.node_commands.get(host, "calicoctl node run"))
         self.daemons.pop((host, daemon), None)
         self._record(f"start {host} {daemon}")
 
+    def _run_or_refuse(self, host: str, daemon: str, command: str) -> None:
+        done = self.cluster.run(host, command, timeout=90)
+        if done.rc != 0:
+            self._save()
+            raise FaultError(f"{daemon} in {host} did not start: {(done.stdout + done.stderr).strip()[-300:]}")
+
     def _check_daemon(self, host: str, daemon: str) -> None:
-        self._calico_host(host)
+        self._node(host)
         if daemon not in DAEMONS:
             raise FaultError(f"unknown daemon {daemon!r} (one of {', '.join(DAEMONS)})")
+        reflectors = self.cluster.topo.reflector_hosts()
+        if daemon == "routereflector":
+            if host not in reflectors:
+                raise FaultError(f"routereflector does not run in {host} ("
+                                 + (f"the route reflectors are {', '.join(reflectors)})" if reflectors
+                                    else "this topology has no route reflectors)"))
+            return
+        if host in reflectors:
+            raise FaultError(f"{host} is a route reflector, not a Calico host: its BIRD is the daemon routereflector")
+        self._calico_host(host)
         if daemon == "etcd" and host != self.cluster.topo.etcd_host:
             raise FaultError(f"etcd does not run in {host} (it runs in {self.cluster.topo.etcd_host})")
 
@@ -347,7 +363,7 @@ class Faults:
 
     def _running_pid(self, host: str, daemon: str) -> int | None:
         state = self.cluster.host(host).state_dir
-        if daemon == "bird":
+        if daemon in ("bird", "routereflector"):
             pid = self._bird_pid(host)
         elif daemon == "calico-node":
             pid = NodePaths(state / "run", state / "log").running_pid()
