@@ -11,7 +11,6 @@ import pytest
 
 import topologies
 from calisim.emulation import Cluster, wait_until
-from calisim.emulation.cluster import process_alive
 from calisim.emulation.faults import NETEM_MISSING, FaultError, netem_available, nsexec
 from calisim.probes import StreamProbe, probe_from, stream_from
 from calisim.scenarios.seed import inspect
@@ -304,31 +303,6 @@ def test_etcd_down_workloads_keep_talking_new_ones_fail_and_all_resyncs(healthy)
     assert ipam_workload_addresses(cluster) == addresses  # no leak of the failed run, nothing twice
     assert cluster.run("host2", "docker rm -f w3").rc == 0
     assert ipam_workload_addresses(cluster) == running_workload_addresses(cluster)
-
-
-def test_crash_takes_everything_of_a_host_and_boot_brings_it_back_empty(healthy):
-    faults, cluster = healthy.faults, healthy.cluster
-    pids = {daemon: faults._running_pid("host2", daemon) for daemon in ("bird", "calico-node", "dockerd")}
-    w2 = inspect(cluster, "host2", "w2")["State"]["Pid"]
-    before = ipam_workload_addresses(cluster)
-    faults.crash("host2")
-    assert faults.active() == [{"fault": "crashed", "host": "host2"}]
-    still = {name: pid for name, pid in [*pids.items(), ("w2", w2)] if process_alive(pid)}  # zombies count as gone
-    assert not still, still
-    assert healthy.stream(seconds=1).received == 0
-    # Silence, not a Cease: host1 keeps the session until its hold timer runs out.
-    assert cluster.bgp_established("host1") == 1
-    faults.boot("host2")
-    run = cluster.host("host2").state_dir / "run"
-    assert list(run.iterdir()) == [] and "cali" not in cluster.run("host2", "ip -o link").stdout
-    assert cluster.run("host2", "docker ps -q").stdout == ""
-    assert cluster.run("host2", "calicoctl node run --name 192.168.3.228").rc == 0
-    cluster.wait_for_mesh(timeout=120)
-    for name, image in (("w2", "busybox -tid"), ("echo2", "workload -d")):
-        assert cluster.run("host2", f"docker run --net net1 --name {name} {image.split()[1]} {image.split()[0]}").rc == 0
-    healthy.w2_ip, healthy.echo2_ip = address(cluster, "host2", "w2"), address(cluster, "host2", "echo2")
-    assert {healthy.w2_ip, healthy.echo2_ip}.isdisjoint(before)  # the crashed ones' addresses are still held
-    assert len(set(ipam_workload_addresses(cluster))) == len(ipam_workload_addresses(cluster))
 
 
 def test_dockerd_stays_down_until_started(healthy):

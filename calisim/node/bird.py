@@ -28,15 +28,33 @@ class BirdError(RuntimeError):
     """BIRD rejected a config or its control socket did not answer."""
 
 
+HOLD_TIME_ENV = "CALISIM_BGP_HOLD_TIME"  # set by Cluster(bgp_hold_time=...) in every host's environment
+
+
 @dataclass(frozen=True)
 class Timers:
     """BGP timers.  Calico keeps BIRD's defaults (a refused first connect is retried after 120 s);
-    an emulated cluster starts every node at once, so calisim retries within seconds."""
+    an emulated cluster starts every node at once, so calisim retries within seconds.
+    hold: None renders no hold time, as Calico's templates, so BIRD's default (240 s) holds;
+    an emulation may shorten it (keepalives then every third of it, BIRD's default ratio)
+    to see a silent peer's routes withdrawn within seconds."""
 
     connect_delay: int = 1
     connect_retry: int = 3
     error_wait_min: int = 1
     error_wait_max: int = 10
+    hold: int | None = None
+
+    @classmethod
+    def from_environment(cls) -> "Timers":
+        """The timers of this host: the hold time from $CALISIM_BGP_HOLD_TIME when it is set."""
+        value = os.environ.get(HOLD_TIME_ENV, "").strip()
+        if not value:
+            return cls()
+        if not value.isdigit() or int(value) < 3:
+            raise BirdError(f"{HOLD_TIME_ENV} must be a whole number of seconds, at least 3 (BGP's minimum), "
+                            f"not {value!r}")
+        return cls(hold=int(value))
 
 
 @dataclass(frozen=True)
@@ -82,8 +100,9 @@ def protocol_name(prefix: str, ip: str) -> str:
     return prefix + ip.replace(".", "_")
 
 
-def bird_config(entries: dict[str, Any], node_name: str, timers: Timers = Timers()) -> BirdConfig:
-    """Compute a node's BIRD config from the datastore's keys (see ``datastore_prefixes``)."""
+def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None = None) -> BirdConfig:
+    """Compute a node's BIRD config from the datastore's keys (see ``datastore_prefixes``);
+    timers default to this host's (``Timers.from_environment``)."""
     my_ip = entries.get(keys.bgp_host_ip_v4(node_name))
     if not my_ip:
         raise BirdError(f"node {node_name!r} has no IPv4 address in the datastore ({keys.bgp_host_ip_v4(node_name)})")
@@ -114,7 +133,7 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers = Timers
     blocks = sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(block_prefix)),
                     key=lambda cidr: ipaddress.ip_network(cidr))
     return BirdConfig(node_name, my_ip, as_of(node_name), mesh, tuple(mesh_peers), tuple(global_peers),
-                      tuple(node_peers), tuple(pools), tuple(blocks), timers,
+                      tuple(node_peers), tuple(pools), tuple(blocks), timers or Timers.from_environment(),
                       entries.get(keys.bgp_host_network_v4(node_name)))
 
 
@@ -187,7 +206,7 @@ def reflector_prefixes() -> list[str]:
     return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.ROUTE_REFLECTORS_V4]
 
 
-def reflector_config(entries: dict[str, Any], ip: str, timers: Timers = Timers()) -> ReflectorConfig:
+def reflector_config(entries: dict[str, Any], ip: str, timers: Timers | None = None) -> ReflectorConfig:
     """calico/routereflector's templates as a model: meshed with the other registered reflectors,
     an `rr client` session to every node that has this reflector as a global or node-specific peer."""
     global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
@@ -216,7 +235,7 @@ def reflector_config(entries: dict[str, Any], ip: str, timers: Timers = Timers()
     clients.pop(ip, None)
     ordered = tuple(clients[k] for k in sorted(clients, key=ipaddress.ip_address))
     return ReflectorConfig(ip, global_as, registration["cluster_id"] if registration else None,
-                           tuple(mesh_peers), ordered, timers)
+                           tuple(mesh_peers), ordered, timers or Timers.from_environment())
 
 
 def render_reflector(config: ReflectorConfig) -> str:
