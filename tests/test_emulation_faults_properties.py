@@ -1,14 +1,16 @@
 """Fault schedules as a property, on one live cluster: a hypothesis state machine mixes workload
-churn (docker run, docker rm -f) with faults (BIRD and calico-node kills, link flaps, etcd
+churn (docker run, stop, start, rm -f) with faults (BIRD and calico-node kills, link flaps, etcd
 restarts, partitions and heals) and checks after every step that
 
 * no address is assigned twice (IPAM's assignments and the running containers' addresses);
 * isolation between networks is never broken, even mid-fault (no cross-network echo answers);
-* IPAM holds exactly the running workloads' addresses;
+* IPAM holds exactly the running workloads' addresses (a stopped container has left its network);
+* the faults in force are the ones the schedule left (a partition), nothing else;
 * with no fault in force, every same-network pair answers within HEAL_SECONDS.
 
-The emulated dockerd has no `docker stop`/`start`, so churn is run and rm.  Sizes follow
-CALISIM_HYPOTHESIS_PROFILE: ci = 2 short schedules on two hosts, scale = longer ones on three.
+Rules choose only from the machine's own model (its workloads, its partition), never from the
+live cluster, so hypothesis replays a schedule exactly.  Sizes follow CALISIM_HYPOTHESIS_PROFILE:
+ci = 4 short schedules on two hosts, scale = longer ones on three.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class FaultSchedule(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.workloads: dict[str, dict] = {}  # name -> host, network, ip, pid
+        self.workloads: dict[str, dict] = {}  # name -> host, network, running, ip, pid
+        self.partitioned: str | None = None  # the partition this schedule put in force (what it cut off)
         self.counter = 0
         self.steps: list[str] = []  # what this schedule did, appended to schedules.log in the run directory
         self.began = time.monotonic()
@@ -88,23 +91,30 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @initialize()
     def clean(self) -> None:
-        """Every example starts from a healthy cluster with no workloads."""
+        """Every example starts from a healthy cluster with no workloads (whatever the last one left)."""
         faults = self.cluster.faults
         if faults.partitions:
             faults.heal()
+        for (host, daemon), state in list(faults.daemons.items()):
+            faults.cont(host, daemon) if state == "stopped" else faults.start(host, daemon)
+        for a, b in list(faults.down_links):
+            faults.link(a, b, "up")
         for host in self.cluster.hosts:
-            names = self.cluster.run(host, "docker ps -q").stdout.split()
+            names = self.cluster.run(host, "docker ps -aq").stdout.split()
             if names:
                 must(self.cluster.run(host, "docker rm -f " + " ".join(names)))
         self.cluster.wait_for_mesh(timeout=60)
 
+    def running(self) -> dict[str, dict]:
+        return {name: w for name, w in self.workloads.items() if w["running"]}
+
     # -- churn -------------------------------------------------------------------------------
-    @precondition(lambda self: not self.cluster.faults.active() and len(self.workloads) < MAX_WORKLOADS)
+    @precondition(lambda self: not self.partitioned and len(self.workloads) < MAX_WORKLOADS)
     @rule(host=st.integers(0, 9), network=st.sampled_from(NETWORKS))
     def run_workload(self, host: int, network: str) -> None:
         self._run(self.cluster.hosts[host % len(self.cluster.hosts)], network)
 
-    @precondition(lambda self: not self.cluster.faults.active() and len(self.workloads) < MAX_WORKLOADS - 1)
+    @precondition(lambda self: not self.partitioned and len(self.workloads) < MAX_WORKLOADS - 1)
     @rule(host=st.integers(0, 9))
     def add_one_in_each_network(self, host: int) -> None:
         for network in NETWORKS:
@@ -115,11 +125,33 @@ class FaultSchedule(RuleBasedStateMachine):
         name = f"f{self.counter}"
         self.note(f"run {name} on {host_name} in {network}")
         must(self.cluster.run(host_name, f"docker run --net {network} --name {name} -tid busybox"))
-        details = inspect(self.cluster, host_name, name)
-        self.workloads[name] = {"host": host_name, "network": network, "pid": details["State"]["Pid"],
-                                "ip": details["NetworkSettings"]["Networks"][network]["IPAddress"]}
+        self.workloads[name] = {"host": host_name, "network": network}
+        self._inspect(name)
 
-    @precondition(lambda self: not self.cluster.faults.active() and self.workloads)
+    def _inspect(self, name: str) -> None:
+        """The workload's PID and address as its dockerd reports them (started again: a new address)."""
+        workload = self.workloads[name]
+        details = inspect(self.cluster, workload["host"], name)
+        workload.update(running=True, pid=details["State"]["Pid"],
+                        ip=details["NetworkSettings"]["Networks"][workload["network"]]["IPAddress"])
+
+    @precondition(lambda self: not self.partitioned and self.running())
+    @rule(data=st.data())
+    def stop_workload(self, data) -> None:
+        name = data.draw(st.sampled_from(sorted(self.running())))
+        self.note(f"stop {name}")
+        must(self.cluster.run(self.workloads[name]["host"], f"docker stop -t 1 {name}"))
+        self.workloads[name].update(running=False, pid=None, ip=None)
+
+    @precondition(lambda self: not self.partitioned and len(self.running()) < len(self.workloads))
+    @rule(data=st.data())
+    def start_workload(self, data) -> None:
+        name = data.draw(st.sampled_from(sorted(set(self.workloads) - set(self.running()))))
+        self.note(f"start {name}")
+        must(self.cluster.run(self.workloads[name]["host"], f"docker start {name}"))
+        self._inspect(name)
+
+    @precondition(lambda self: not self.partitioned and self.workloads)
     @rule(data=st.data())
     def remove_workload(self, data) -> None:
         name = data.draw(st.sampled_from(sorted(self.workloads)))
@@ -130,7 +162,7 @@ class FaultSchedule(RuleBasedStateMachine):
     @rule(host=st.integers(0, 9), daemon=st.sampled_from(["bird", "calico-node"]), verb=st.sampled_from(["kill", "term"]))
     def signal_daemon(self, host: int, daemon: str, verb: str) -> None:
         name = self.cluster.hosts[host % len(self.cluster.hosts)]
-        if self.cluster.faults.partitions and daemon == "calico-node":
+        if self.partitioned and daemon == "calico-node":
             return  # a node cut off from etcd could not start again
         self.note(f"{verb} {name} {daemon}")
         # BIRD killed a step ago may still be in runit's 1 s pause: signalling it then is refused
@@ -144,7 +176,7 @@ class FaultSchedule(RuleBasedStateMachine):
         self.cluster.faults.link(name, "s1", "down")
         self.cluster.faults.link(name, "s1", "up")
 
-    @precondition(lambda self: not self.cluster.faults.partitions)
+    @precondition(lambda self: not self.partitioned)
     @rule(verb=st.sampled_from(["kill", "term"]))
     def restart_etcd(self, verb: str) -> None:
         etcd_host = self.cluster.topo.etcd_host
@@ -152,7 +184,7 @@ class FaultSchedule(RuleBasedStateMachine):
         self.cluster.faults.signal(etcd_host, "etcd", verb)
         self.cluster.faults.start(etcd_host, "etcd")
 
-    @precondition(lambda self: not self.cluster.faults.partitions)
+    @precondition(lambda self: not self.partitioned)
     @rule(host=st.integers(0, 9), what=st.sampled_from(["everything", "etcd", "peer"]))
     def partition(self, host: int, what: str) -> None:
         hosts = self.cluster.hosts
@@ -163,13 +195,15 @@ class FaultSchedule(RuleBasedStateMachine):
             self.cluster.faults.partition(name, [h for h in hosts if h != name][:1])
         else:
             self.cluster.faults.partition(name)
-        self.note(f"partition {name} from {self.cluster.faults.active()[0]['from']}")
+        self.partitioned = f"{name} from {self.cluster.faults.active()[0]['from']}"
+        self.note(f"partition {self.partitioned}")
 
-    @precondition(lambda self: self.cluster.faults.partitions)
+    @precondition(lambda self: self.partitioned)
     @rule()
     def heal(self) -> None:
         self.note("heal")
         self.cluster.faults.heal()
+        self.partitioned = None
 
     # -- what must always hold ---------------------------------------------------------------
     @invariant()
@@ -177,29 +211,34 @@ class FaultSchedule(RuleBasedStateMachine):
     def no_address_twice(self) -> None:
         assigned = ipam_workload_addresses(self.cluster)
         assert len(assigned) == len(set(assigned)), assigned
-        running = [w["ip"] for w in self.workloads.values()]
+        running = [w["ip"] for w in self.running().values()]
         assert len(running) == len(set(running)), self.workloads
 
     @invariant()
     @timed
     def ipam_equals_the_running_workloads(self) -> None:
-        assert ipam_workload_addresses(self.cluster) == sorted(w["ip"] for w in self.workloads.values())
+        assert ipam_workload_addresses(self.cluster) == sorted(w["ip"] for w in self.running().values())
+
+    @invariant()
+    def only_the_schedules_faults_are_in_force(self) -> None:
+        active = self.cluster.faults.active()
+        assert [f["fault"] for f in active] == (["partition"] if self.partitioned else []), active
 
     @invariant()
     @timed
     def networks_stay_isolated(self) -> None:
-        pairs = [(s, d) for s in self.workloads for d in self.workloads
-                 if self.workloads[s]["network"] != self.workloads[d]["network"]]
+        running = self.running()
+        pairs = [(s, d) for s in running for d in running if running[s]["network"] != running[d]["network"]]
         answered = self._probe(pairs)
         assert not [pair for pair, ok in answered.items() if ok], f"isolation broken: {answered} {self.cluster.faults.active()}"
 
     @invariant()
     @timed
     def healed_pairs_reach_each_other(self) -> None:
-        if self.cluster.faults.active():
+        if self.partitioned:
             return
-        pairs = [(s, d) for s in self.workloads for d in self.workloads
-                 if s != d and self.workloads[s]["network"] == self.workloads[d]["network"]]
+        running = self.running()
+        pairs = [(s, d) for s in running for d in running if s != d and running[s]["network"] == running[d]["network"]]
         deadline, missing = time.monotonic() + HEAL_SECONDS, pairs
         while missing and time.monotonic() < deadline:
             missing = [pair for pair, ok in self._probe(missing).items() if not ok]
