@@ -11,6 +11,7 @@ import pytest
 import topologies
 from calisim.emulation import Cluster, wait_until
 from calisim.emulation.cluster import process_alive
+from calisim.node.bird import Timers
 from calisim.scenarios.seed import inspect
 
 from .conftest import replay
@@ -25,7 +26,7 @@ def world(tmp_path_factory):
     import os
 
     os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
-    with Cluster(topologies.load("two_host"), bgp_hold_time=HOLD_TIME) as cluster:
+    with Cluster(topologies.load("two_host"), bgp_timers=Timers(hold=HOLD_TIME)) as cluster:
         replay(cluster, SETUP)
         world = World(cluster)
         world.reachable()

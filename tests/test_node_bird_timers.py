@@ -1,6 +1,7 @@
-"""The BGP hold time an emulation may set ($CALISIM_BGP_HOLD_TIME): unset, no hold time is
-rendered (Calico's templates, BIRD's 240 s); set, every node's and reflector's config carries
-it and `bird -p` accepts it; a value BGP does not allow is refused (no root needed)."""
+"""The BGP settings an emulation may change ($CALISIM_BGP_HOLD_TIME, $CALISIM_BGP_GRACEFUL_RESTART):
+unset, the configs are Calico's (no hold time: BIRD's 240 s; graceful restart on); set, every
+node's and reflector's config carries them and `bird -p` accepts it; a value BGP does not allow
+is refused (no root needed)."""
 
 import pytest
 
@@ -22,9 +23,27 @@ def rendered(tmp_path) -> tuple[str, str]:
     return node, reflector
 
 
-def test_no_hold_time_unless_the_emulation_sets_one(tmp_path, monkeypatch):
-    monkeypatch.delenv(bird.HOLD_TIME_ENV, raising=False)
-    assert all("hold time" not in text for text in rendered(tmp_path))
+def test_calicos_settings_unless_the_emulation_changes_them(tmp_path, monkeypatch):
+    for name in (bird.HOLD_TIME_ENV, bird.GRACEFUL_RESTART_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for text in rendered(tmp_path):
+        assert "hold time" not in text and "  graceful restart;\n" in text
+
+
+def test_settings_travel_through_the_environment(monkeypatch):
+    timers = bird.Timers(hold=9, graceful_restart=False)
+    assert timers.environment() == {bird.HOLD_TIME_ENV: "9", bird.GRACEFUL_RESTART_ENV: "off"}
+    assert bird.Timers().environment() == {}
+    for name, value in timers.environment().items():
+        monkeypatch.setenv(name, value)
+    assert bird.Timers.from_environment() == timers
+
+
+def test_graceful_restart_off_in_every_bgp_session(tmp_path, monkeypatch):
+    monkeypatch.setenv(bird.GRACEFUL_RESTART_ENV, "off")
+    node, reflector = rendered(tmp_path)
+    assert node.count("graceful restart off;") == 1 and reflector.count("graceful restart off;") == 1
+    assert "graceful restart;" in node  # the kernel protocol's (the node's own routes across its BIRD's restart)
 
 
 def test_the_hold_time_reaches_every_bgp_session(tmp_path, monkeypatch):
@@ -38,3 +57,11 @@ def test_a_hold_time_bgp_does_not_allow_is_refused(monkeypatch, value):
     monkeypatch.setenv(bird.HOLD_TIME_ENV, value)
     with pytest.raises(bird.BirdError, match="at least 3"):
         bird.bird_config(ENTRIES, "host1")
+    with pytest.raises(bird.BirdError, match="at least 3"):
+        bird.Timers(hold=int(value) if value.isdigit() else value)
+
+
+def test_graceful_restart_is_on_or_off(monkeypatch):
+    monkeypatch.setenv(bird.GRACEFUL_RESTART_ENV, "sometimes")
+    with pytest.raises(bird.BirdError, match="must be on or off, not 'sometimes'"):
+        bird.Timers.from_environment()

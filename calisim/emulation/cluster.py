@@ -89,11 +89,9 @@ class Cluster:
     """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
 
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
-                 docker: bool = True, bgp_hold_time: int | None = None):
-        if bgp_hold_time is not None and not (isinstance(bgp_hold_time, int) and bgp_hold_time >= 3):
-            raise ClusterError(f"the BGP hold time must be a whole number of seconds, at least 3, not {bgp_hold_time!r}")
+                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
         self.topo = topo
-        self.bgp_hold_time = bgp_hold_time  # None: BIRD's 240 s, as Calico; else in $CALISIM_BGP_HOLD_TIME
+        self.bgp_timers = bgp_timers  # hold time, graceful restart: Calico's unless changed, in every host's environment
         self.run_dir = run_dir or RunDir.create(topo.name)
         self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
         self.docker = docker  # run an emulated dockerd in every Calico host
@@ -275,7 +273,7 @@ class Cluster:
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
-            **({bird.HOLD_TIME_ENV: str(self.bgp_hold_time)} if self.bgp_hold_time else {}),
+            **self.bgp_timers.environment(),
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:

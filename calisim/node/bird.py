@@ -28,33 +28,47 @@ class BirdError(RuntimeError):
     """BIRD rejected a config or its control socket did not answer."""
 
 
-HOLD_TIME_ENV = "CALISIM_BGP_HOLD_TIME"  # set by Cluster(bgp_hold_time=...) in every host's environment
+HOLD_TIME_ENV = "CALISIM_BGP_HOLD_TIME"  # both set by Cluster(bgp_timers=...) in every host's environment
+GRACEFUL_RESTART_ENV = "CALISIM_BGP_GRACEFUL_RESTART"  # "off": BGP sessions without graceful restart
 
 
 @dataclass(frozen=True)
 class Timers:
-    """BGP timers.  Calico keeps BIRD's defaults (a refused first connect is retried after 120 s);
-    an emulated cluster starts every node at once, so calisim retries within seconds.
+    """BGP timers and session settings.  Calico keeps BIRD's defaults (a refused first connect is
+    retried after 120 s); an emulated cluster starts every node at once, so calisim retries within
+    seconds.  Two more an emulation may change, to see what Calico's choices do:
     hold: None renders no hold time, as Calico's templates, so BIRD's default (240 s) holds;
-    an emulation may shorten it (keepalives then every third of it, BIRD's default ratio)
-    to see a silent peer's routes withdrawn within seconds."""
+    shorter, a silent peer's routes are withdrawn within seconds (keepalives every third of it,
+    BIRD's default ratio).  graceful_restart: Calico's templates turn it on; off, a peer whose
+    BIRD dies loses its routes at once instead of keeping them until the session is back."""
 
     connect_delay: int = 1
     connect_retry: int = 3
     error_wait_min: int = 1
     error_wait_max: int = 10
     hold: int | None = None
+    graceful_restart: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hold is not None and not (isinstance(self.hold, int) and self.hold >= 3):
+            raise BirdError(f"the BGP hold time must be a whole number of seconds, at least 3 (BGP's minimum), "
+                            f"not {self.hold!r}")
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give a host's calico-node (and reflector) these settings."""
+        return {**({HOLD_TIME_ENV: str(self.hold)} if self.hold is not None else {}),
+                **({} if self.graceful_restart else {GRACEFUL_RESTART_ENV: "off"})}
 
     @classmethod
     def from_environment(cls) -> "Timers":
-        """The timers of this host: the hold time from $CALISIM_BGP_HOLD_TIME when it is set."""
-        value = os.environ.get(HOLD_TIME_ENV, "").strip()
-        if not value:
-            return cls()
-        if not value.isdigit() or int(value) < 3:
-            raise BirdError(f"{HOLD_TIME_ENV} must be a whole number of seconds, at least 3 (BGP's minimum), "
-                            f"not {value!r}")
-        return cls(hold=int(value))
+        """This host's settings: $CALISIM_BGP_HOLD_TIME and $CALISIM_BGP_GRACEFUL_RESTART where set."""
+        hold = os.environ.get(HOLD_TIME_ENV, "").strip()
+        restart = os.environ.get(GRACEFUL_RESTART_ENV, "on").strip().lower()
+        if hold and not hold.isdigit():
+            raise BirdError(f"{HOLD_TIME_ENV} must be a whole number of seconds, at least 3 (BGP's minimum), not {hold!r}")
+        if restart not in ("on", "off"):
+            raise BirdError(f"{GRACEFUL_RESTART_ENV} must be on or off, not {restart!r}")
+        return cls(hold=int(hold) if hold else None, graceful_restart=restart == "on")
 
 
 @dataclass(frozen=True)
