@@ -3,10 +3,15 @@ to one on host2 (ICMP every 20 ms) while a fault hits host2, and the time from t
 every BGP session is Established again.  Median of --repeat runs per fault.
 
 * BIRD SIGKILL: no Cease, so host1 keeps host2's routes under graceful restart;
+* BIRD SIGKILL on a cluster whose BGP sessions have no graceful restart (Timers(graceful_restart=False)):
+  host1 drops host2's routes when the TCP session closes, until re-peering;
 * BIRD SIGTERM: an orderly Cease: host1 withdraws host2's block at once, until re-peering;
 * calico-node SIGKILL: the agent and its BIRD die (as a killed calico/node container), restarted;
 * etcd restart (kill + start): the dataplane should not notice;
-* link host2-s1 down for 2 s, then up.
+* link host2-s1 down for 2 s, then up;
+* host2 crashed, on a cluster with a 9 s hold time (Calico's is BIRD's 240 s): host1 withdraws
+  host2's block when its hold timer runs out (measured), then host2 boots, `calicoctl node run`,
+  and the target is re-created at its old address (released first, as Calico's system tests do).
 
     python benchmarks/faults.py [--repeat 5] [--json PATH]   (also writes a PNG beside the JSON)
 """
@@ -28,6 +33,7 @@ from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
+from calisim.node.bird import Timers  # noqa: E402
 from calisim.probes import StreamProbe  # noqa: E402
 from calisim.scenarios.seed import inspect  # noqa: E402
 
@@ -49,12 +55,37 @@ def etcd_restart(cluster: Cluster) -> None:
     cluster.faults.start("host1", "etcd")
 
 
-FAULTS = {  # name -> (inject, seconds of stream)
-    "BIRD SIGKILL (graceful restart)": (lambda c: c.faults.kill("host2", "bird"), 6),
-    "BIRD SIGTERM (Cease)": (lambda c: c.faults.term("host2", "bird"), 8),
-    "calico-node SIGKILL": (lambda c: c.faults.kill("host2", "calico-node"), 12),
-    "etcd restart": (etcd_restart, 5),
-    "link host2-s1 down 2 s": (link_flap, 8),
+HOLD_TIME = 9
+
+
+def crash_and_recreate(cluster: Cluster) -> dict:
+    """Crash host2, time host1's withdrawal, then bring host2 and the target back at its address."""
+    target = inspect(cluster, "host2", "target")
+    address = next(iter(target["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    crashed = time.monotonic()
+    cluster.faults.crash("host2")
+    while cluster.bgp_established("host1"):
+        if time.monotonic() - crashed > HOLD_TIME * 4:
+            raise ClusterError(f"host1 still peered with the crashed host2 after {HOLD_TIME * 4} s")
+        time.sleep(0.05)
+    withdrawn = time.monotonic() - crashed
+    cluster.faults.boot("host2")
+    must(cluster.run("host2", "calicoctl node run"))
+    must(cluster.run("host1", f"calicoctl ipam release --ip={address}"))
+    must(cluster.run("host2", f"docker run --net net1 --name target --ip {address} -tid busybox"))
+    return {"withdrawn_s": round(withdrawn, 3)}
+
+
+SETTINGS = {"Calico's": Timers(), "no graceful restart": Timers(graceful_restart=False),
+            f"hold time {HOLD_TIME} s": Timers(hold=HOLD_TIME)}
+FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
+    "BIRD SIGKILL (graceful restart)": ("Calico's", lambda c: c.faults.kill("host2", "bird"), 6),
+    "BIRD SIGTERM (Cease)": ("Calico's", lambda c: c.faults.term("host2", "bird"), 8),
+    "calico-node SIGKILL": ("Calico's", lambda c: c.faults.kill("host2", "calico-node"), 12),
+    "etcd restart": ("Calico's", etcd_restart, 5),
+    "link host2-s1 down 2 s": ("Calico's", link_flap, 8),
+    "BIRD SIGKILL, no graceful restart": ("no graceful restart", lambda c: c.faults.kill("host2", "bird"), 8),
+    f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back": (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
 }
 
 
@@ -78,11 +109,34 @@ def one_run(cluster: Cluster, source_pid: int, address: str, inject, seconds: fl
     probe = StreamProbe(source_pid, address, INTERVAL_MS, seconds)
     time.sleep(LEAD_SECONDS)
     injected = time.monotonic()
-    inject(cluster)
+    measured = inject(cluster) or {}
     bgp = established_again(cluster, injected)
     result = probe.result()
     return {"outage_ms": result.longest_outage_ms, "lost": result.sent - result.received, "sent": result.sent,
-            "established_s": round(bgp, 3)}
+            "recovered": result.outage_ended is not None or result.received == result.sent,
+            "established_s": round(bgp, 3), **measured}
+
+
+def measure(settings: Timers, faults: dict, repeat: int, console: Console) -> dict:
+    """Every fault of faults on one fresh two-host cluster with these BGP settings."""
+    results = {}
+    with Cluster(topologies.load("two_host"), bgp_timers=settings) as cluster:
+        cluster.start_nodes()
+        cluster.wait_for_mesh(60)
+        must(cluster.run("host1", SETUP))
+        must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
+        must(cluster.run("host2", "docker run --net net1 --name target -tid busybox"))
+        source = inspect(cluster, "host1", "source")["State"]["Pid"]
+        address = next(iter(inspect(cluster, "host2", "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        for name, (inject, seconds) in faults.items():
+            with console.status(f"{name}: {repeat} runs"):
+                runs = [one_run(cluster, source, address, inject, seconds) for _ in range(repeat)]
+            results[name] = {"runs": runs, "median_outage_ms": statistics.median(r["outage_ms"] for r in runs),
+                             "median_lost": statistics.median(r["lost"] for r in runs),
+                             "median_established_s": statistics.median(r["established_s"] for r in runs)}
+            if all("withdrawn_s" in r for r in runs):
+                results[name]["median_withdrawn_s"] = statistics.median(r["withdrawn_s"] for r in runs)
+    return results
 
 
 def main() -> None:
@@ -92,27 +146,17 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=150)
     results = {}
-    with Cluster(topologies.load("two_host")) as cluster:
-        cluster.start_nodes()
-        cluster.wait_for_mesh(60)
-        must(cluster.run("host1", SETUP))
-        must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
-        must(cluster.run("host2", "docker run --net net1 --name target -tid busybox"))
-        source = inspect(cluster, "host1", "source")["State"]["Pid"]
-        address = next(iter(inspect(cluster, "host2", "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
-        for name, (inject, seconds) in FAULTS.items():
-            with console.status(f"{name}: {args.repeat} runs"):
-                runs = [one_run(cluster, source, address, inject, seconds) for _ in range(args.repeat)]
-            results[name] = {"runs": runs, "median_outage_ms": statistics.median(r["outage_ms"] for r in runs),
-                             "median_lost": statistics.median(r["lost"] for r in runs),
-                             "median_established_s": statistics.median(r["established_s"] for r in runs)}
+    for label, settings in SETTINGS.items():
+        chosen = {name: (inject, seconds) for name, (wanted, inject, seconds) in FAULTS.items() if wanted == label}
+        results.update(measure(settings, chosen, args.repeat, console))
     table = Table(title=f"probe stream host1 -> host2 (every {INTERVAL_MS} ms) across a fault on host2, "
                         f"median of {args.repeat}")
-    for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)"):
+    for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)", "host1 withdrew after (s)"):
         table.add_column(column, justify="left" if column == "fault" else "right")
     for name, result in results.items():
+        withdrawn = result.get("median_withdrawn_s")
         table.add_row(name, f"{result['median_outage_ms']:.0f}", f"{result['median_lost']:.0f}",
-                      f"{result['median_established_s']:.2f}")
+                      f"{result['median_established_s']:.2f}", "-" if withdrawn is None else f"{withdrawn:.2f}")
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results}, indent=2))
