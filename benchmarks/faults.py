@@ -80,11 +80,11 @@ SETTINGS = {"Calico's": Timers(), "no graceful restart": Timers(graceful_restart
             f"hold time {HOLD_TIME} s": Timers(hold=HOLD_TIME)}
 FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "BIRD SIGKILL (graceful restart)": ("Calico's", lambda c: c.faults.kill("host2", "bird"), 6),
+    "BIRD SIGKILL, no graceful restart": ("no graceful restart", lambda c: c.faults.kill("host2", "bird"), 8),
     "BIRD SIGTERM (Cease)": ("Calico's", lambda c: c.faults.term("host2", "bird"), 8),
     "calico-node SIGKILL": ("Calico's", lambda c: c.faults.kill("host2", "calico-node"), 12),
     "etcd restart": ("Calico's", etcd_restart, 5),
     "link host2-s1 down 2 s": ("Calico's", link_flap, 8),
-    "BIRD SIGKILL, no graceful restart": ("no graceful restart", lambda c: c.faults.kill("host2", "bird"), 8),
     f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back": (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
 }
 
@@ -149,6 +149,7 @@ def main() -> None:
     for label, settings in SETTINGS.items():
         chosen = {name: (inject, seconds) for name, (wanted, inject, seconds) in FAULTS.items() if wanted == label}
         results.update(measure(settings, chosen, args.repeat, console))
+    results = {name: results[name] for name in FAULTS}  # the table's order: each kill beside its variant
     table = Table(title=f"probe stream host1 -> host2 (every {INTERVAL_MS} ms) across a fault on host2, "
                         f"median of {args.repeat}")
     for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)", "host1 withdrew after (s)"):
@@ -172,10 +173,13 @@ def plot(results: dict, path: Path) -> None:
 
     names = list(results)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4))
-    axes[0].barh(names, [results[n]["median_outage_ms"] for n in names])
-    axes[0].set_xlabel("longest outage of the stream, ms (median)")
-    axes[1].barh(names, [results[n]["median_established_s"] for n in names])
-    axes[1].set_xlabel("fault -> BGP Established again, s (median)")
+    for axis, key, label, fmt in ((axes[0], "median_outage_ms", "longest outage of the stream, ms (median)", "%.0f"),
+                                  (axes[1], "median_established_s", "fault -> BGP Established again, s (median)", "%.1f")):
+        bars = axis.barh(names, [results[n][key] for n in names])
+        axis.bar_label(bars, fmt=fmt, padding=2)  # a zero outage is a label, not a missing bar
+        axis.set_xlabel(label)
+        axis.invert_yaxis()  # the table's order, top to bottom
+        axis.margins(x=0.15)
     axes[1].set_yticks([])
     figure.tight_layout()
     figure.savefig(path, dpi=100)
