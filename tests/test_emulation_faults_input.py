@@ -1,6 +1,7 @@
 """The fault model's pure parts, without root: percentages, rates, the eBPF program's thresholds
 and keys, and the outage arithmetic of the probe stream."""
 
+import os
 import struct
 
 import pytest
@@ -51,3 +52,21 @@ def test_the_longest_outage_runs_from_the_first_lost_probe_to_the_next_answered_
     assert longest_outage(sent, {0, 3, 4, 5, 6}, 0.7) == (200.0, 0.1, 0.3)
     assert longest_outage(sent, {0, 2, 6}, 0.7) == (300.0, 0.3, 0.6)  # the longer of two
     assert longest_outage(sent, {0, 1}, 0.7) == (500.0, 0.2, None)  # still out when the stream ended
+
+
+def test_a_frozen_daemon_is_stopped_by_its_sigterm_not_the_kill_after_the_timeout():
+    """`fault stop HOST etcd` then Cluster.stop: a daemon that handles SIGTERM (etcd does) acts on
+    it only once it runs again; SIGKILL after the timeout would be the only way out otherwise."""
+    import signal
+    import subprocess
+    import sys
+
+    from calisim.emulation.cluster import _terminate
+
+    daemon = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                               "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+                               "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert daemon.stdout.readline() == "ready\n"
+    os.kill(daemon.pid, signal.SIGSTOP)
+    _terminate([daemon.pid], timeout=30)
+    assert daemon.wait(5) == 3  # its own handler ran: not -SIGKILL

@@ -197,12 +197,8 @@ class Cluster:
 
     def _stop_etcd(self) -> None:
         if self.etcd_process is not None and self.etcd_process.poll() is None:
-            self.etcd_process.terminate()
-            try:
-                self.etcd_process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.etcd_process.kill()
-                self.etcd_process.wait()
+            _terminate([self.etcd_process.pid])
+            self.etcd_process.wait()
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
@@ -447,10 +443,12 @@ def processes_of_run(run_dir: Path) -> list[int]:
 
 
 def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait for the processes to go, SIGKILL what is left."""
+    """SIGTERM, wait for the processes to go, SIGKILL what is left.  SIGCONT after the TERM: a
+    process a fault froze (SIGSTOP) acts on it only once it runs again."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
