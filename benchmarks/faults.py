@@ -1,6 +1,6 @@
 """Outages across faults on the seed's cluster (IPIP pool): a probe stream from a workload on host1
 to one on host2 (ICMP every 20 ms) while a fault hits host2, and the time from the fault until
-every BGP session is Established again.  Median of --repeat runs per fault.
+every BGP session (of every host and router) is Established again.  Median of --repeat runs per fault.
 
 * BIRD SIGKILL: no Cease, so host1 keeps host2's routes under graceful restart;
 * BIRD SIGKILL on a cluster whose BGP sessions have no graceful restart (Timers(graceful_restart=False)):
@@ -11,9 +11,11 @@ every BGP session is Established again.  Median of --repeat runs per fault.
 * link host2-s1 down for 2 s, then up;
 * host2 crashed, on a cluster with a 9 s hold time (Calico's is BIRD's 240 s): host1 withdraws
   host2's block when its hold timer runs out (measured), then host2 boots, `calicoctl node run`,
-  and the target is re-created at its old address (released first, as Calico's system tests do).
+  and the target is re-created at its old address (released first, as Calico's system tests do);
+* on the fabric (two racks, two spines; the stream from host1 in rack 1 to host3 in rack 2): the
+  link tor1-spine1 down for 3 s, then up: the traffic reroutes through spine2.
 
-    python benchmarks/faults.py [--repeat 5] [--json PATH]   (also writes a PNG beside the JSON)
+    python benchmarks/faults.py [--repeat 5] [--only TEXT] [--json PATH]   (also writes a PNG beside the JSON)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from calisim.emulation import sandbox
@@ -32,14 +35,15 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim.emulation import Cluster, ClusterError  # noqa: E402
-from calisim.node.bird import Timers  # noqa: E402
+from calisim.emulation import Cluster, ClusterError, wait_until  # noqa: E402
+from calisim.node.bird import BirdError, Timers  # noqa: E402
 from calisim.probes import StreamProbe  # noqa: E402
 from calisim.scenarios.seed import inspect  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "faults.json"
+NETWORK = "docker network create --driver calico --ipam-driver calico-ipam net1"
 SETUP = ("echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}' "
-         "| calicoctl create -f - && docker network create --driver calico --ipam-driver calico-ipam net1")
+         "| calicoctl create -f - && " + NETWORK)
 INTERVAL_MS = 20
 LEAD_SECONDS = 1.5  # the stream runs this long before the fault
 
@@ -48,6 +52,12 @@ def link_flap(cluster: Cluster) -> None:
     cluster.faults.link("host2", "s1", "down")
     time.sleep(2)
     cluster.faults.link("host2", "s1", "up")
+
+
+def tor_spine_flap(cluster: Cluster) -> None:
+    cluster.faults.link("tor1", "spine1", "down")
+    time.sleep(3)
+    cluster.faults.link("tor1", "spine1", "up")
 
 
 def etcd_restart(cluster: Cluster) -> None:
@@ -76,8 +86,19 @@ def crash_and_recreate(cluster: Cluster) -> dict:
     return {"withdrawn_s": round(withdrawn, 3)}
 
 
-SETTINGS = {"Calico's": Timers(), "no graceful restart": Timers(graceful_restart=False),
-            f"hold time {HOLD_TIME} s": Timers(hold=HOLD_TIME)}
+@dataclass(frozen=True)
+class Bench:
+    """A cluster the faults are measured on: its topology, BGP settings, and the stream's ends."""
+
+    topology: tuple = ("two_host",)
+    timers: Timers = Timers()
+    target_host: str = "host2"  # the source runs on host1
+    setup: str = SETUP  # on host1, once every node runs
+
+
+BENCHES = {"Calico's": Bench(), "no graceful restart": Bench(timers=Timers(graceful_restart=False)),
+           f"hold time {HOLD_TIME} s": Bench(timers=Timers(hold=HOLD_TIME)),
+           "fabric": Bench(("fabric",), target_host="host3", setup=NETWORK)}
 FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "BIRD SIGKILL (graceful restart)": ("Calico's", lambda c: c.faults.kill("host2", "bird"), 6),
     "BIRD SIGKILL, no graceful restart": ("no graceful restart", lambda c: c.faults.kill("host2", "bird"), 8),
@@ -86,6 +107,7 @@ FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "etcd restart": ("Calico's", etcd_restart, 5),
     "link host2-s1 down 2 s": ("Calico's", link_flap, 8),
     f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back": (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
+    "fabric: link tor1-spine1 down 3 s": ("fabric", tor_spine_flap, 8),
 }
 
 
@@ -95,10 +117,22 @@ def must(result) -> str:
     return result.stdout
 
 
+def every_session_established(cluster: Cluster) -> bool:
+    """Every BGP session of every Calico host and BGP router Established (a BIRD not up: False)."""
+    for name in cluster.hosts + cluster.topo.bgp_routers():
+        try:
+            sessions = [p for p in cluster.bird(name).protocols() if p.proto == "BGP"]
+        except BirdError:
+            return False
+        if not sessions or not all(p.info.startswith("Established") for p in sessions):
+            return False
+    return True
+
+
 def established_again(cluster: Cluster, since: float, timeout: float = 120) -> float:
-    """Seconds from since until both hosts have their session Established (after the fault)."""
+    """Seconds from since until every BGP session is Established again (after the fault)."""
     time.sleep(0.2)  # let a dying session be seen as down first
-    while not all(cluster.bgp_established(h) == 1 for h in cluster.hosts):
+    while not every_session_established(cluster):
         if time.monotonic() - since > timeout:
             raise ClusterError(f"BGP not Established {timeout:.0f}s after the fault")
         time.sleep(0.05)
@@ -117,17 +151,17 @@ def one_run(cluster: Cluster, source_pid: int, address: str, inject, seconds: fl
             "established_s": round(bgp, 3), **measured}
 
 
-def measure(settings: Timers, faults: dict, repeat: int, console: Console) -> dict:
-    """Every fault of faults on one fresh two-host cluster with these BGP settings."""
+def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
+    """Every fault of faults on one fresh cluster of bench."""
     results = {}
-    with Cluster(topologies.load("two_host"), bgp_timers=settings) as cluster:
+    with Cluster(topologies.load(*bench.topology), bgp_timers=bench.timers) as cluster:
         cluster.start_nodes()
-        cluster.wait_for_mesh(60)
-        must(cluster.run("host1", SETUP))
+        wait_until(lambda: every_session_established(cluster), 120, what="every BGP session Established")
+        must(cluster.run("host1", bench.setup))
         must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
-        must(cluster.run("host2", "docker run --net net1 --name target -tid busybox"))
+        must(cluster.run(bench.target_host, "docker run --net net1 --name target -tid busybox"))
         source = inspect(cluster, "host1", "source")["State"]["Pid"]
-        address = next(iter(inspect(cluster, "host2", "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        address = next(iter(inspect(cluster, bench.target_host, "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
         for name, (inject, seconds) in faults.items():
             with console.status(f"{name}: {repeat} runs"):
                 runs = [one_run(cluster, source, address, inject, seconds) for _ in range(repeat)]
@@ -143,14 +177,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="", help="measure only the faults whose name contains this text")
     args = parser.parse_args()
     console = Console(width=150)
     results = {}
-    for label, settings in SETTINGS.items():
-        chosen = {name: (inject, seconds) for name, (wanted, inject, seconds) in FAULTS.items() if wanted == label}
-        results.update(measure(settings, chosen, args.repeat, console))
-    results = {name: results[name] for name in FAULTS}  # the table's order: each kill beside its variant
-    table = Table(title=f"probe stream host1 -> host2 (every {INTERVAL_MS} ms) across a fault on host2, "
+    for label, bench in BENCHES.items():
+        chosen = {name: (inject, seconds) for name, (wanted, inject, seconds) in FAULTS.items()
+                  if wanted == label and args.only in name}
+        if chosen:
+            results.update(measure(bench, chosen, args.repeat, console))
+    results = {name: results[name] for name in FAULTS if name in results}  # the table's order: each kill beside its variant
+    table = Table(title=f"probe stream host1 -> host2 (fabric: host3) every {INTERVAL_MS} ms across a fault, "
                         f"median of {args.repeat}")
     for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)", "host1 withdrew after (s)"):
         table.add_column(column, justify="left" if column == "fault" else "right")

@@ -20,6 +20,7 @@ import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from hypothesis import Phase, settings
@@ -65,16 +66,20 @@ def must(result):
     return result
 
 
-def timed(check):
-    """Add the check's seconds to the schedule's timings (written to schedules.log)."""
-    @functools.wraps(check)
-    def timed_check(self) -> None:
+def recorded(step):
+    """Add the step's seconds to the schedule's timings and note how it failed, if it did (both
+    go to schedules.log: a failure hypothesis cannot replay is still on record there)."""
+    @functools.wraps(step)
+    def recorded_step(self, *args, **kwargs) -> None:
         started = time.monotonic()
         try:
-            check(self)
+            step(self, *args, **kwargs)
+        except BaseException as error:
+            self.note(f"FAILED {step.__name__}: {type(error).__name__}: {str(error)[:2000]}")
+            raise
         finally:
-            self.timings[check.__name__] = round(self.timings.get(check.__name__, 0) + time.monotonic() - started, 1)
-    return timed_check
+            self.timings[step.__name__] = round(self.timings.get(step.__name__, 0) + time.monotonic() - started, 1)
+    return recorded_step
 
 
 class FaultSchedule(RuleBasedStateMachine):
@@ -87,9 +92,10 @@ class FaultSchedule(RuleBasedStateMachine):
         self.counter = 0
         self.steps: list[str] = []  # what this schedule did, appended to schedules.log in the run directory
         self.began = time.monotonic()
-        self.timings: dict[str, float] = {}  # seconds spent in each check
+        self.timings: dict[str, float] = {}  # seconds spent in each step and check
 
     @initialize()
+    @recorded
     def clean(self) -> None:
         """Every example starts from a healthy cluster with no workloads (whatever the last one left)."""
         faults = self.cluster.faults
@@ -111,11 +117,13 @@ class FaultSchedule(RuleBasedStateMachine):
     # -- churn -------------------------------------------------------------------------------
     @precondition(lambda self: not self.partitioned and len(self.workloads) < MAX_WORKLOADS)
     @rule(host=st.integers(0, 9), network=st.sampled_from(NETWORKS))
+    @recorded
     def run_workload(self, host: int, network: str) -> None:
         self._run(self.cluster.hosts[host % len(self.cluster.hosts)], network)
 
     @precondition(lambda self: not self.partitioned and len(self.workloads) < MAX_WORKLOADS - 1)
     @rule(host=st.integers(0, 9))
+    @recorded
     def add_one_in_each_network(self, host: int) -> None:
         for network in NETWORKS:
             self._run(self.cluster.hosts[host % len(self.cluster.hosts)], network)
@@ -137,6 +145,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.partitioned and self.running())
     @rule(data=st.data())
+    @recorded
     def stop_workload(self, data) -> None:
         name = data.draw(st.sampled_from(sorted(self.running())))
         self.note(f"stop {name}")
@@ -145,6 +154,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.partitioned and len(self.running()) < len(self.workloads))
     @rule(data=st.data())
+    @recorded
     def start_workload(self, data) -> None:
         name = data.draw(st.sampled_from(sorted(set(self.workloads) - set(self.running()))))
         self.note(f"start {name}")
@@ -153,6 +163,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.partitioned and self.workloads)
     @rule(data=st.data())
+    @recorded
     def remove_workload(self, data) -> None:
         name = data.draw(st.sampled_from(sorted(self.workloads)))
         self.note(f"rm {name}")
@@ -160,6 +171,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     # -- faults ------------------------------------------------------------------------------
     @rule(host=st.integers(0, 9), daemon=st.sampled_from(["bird", "calico-node"]), verb=st.sampled_from(["kill", "term"]))
+    @recorded
     def signal_daemon(self, host: int, daemon: str, verb: str) -> None:
         name = self.cluster.hosts[host % len(self.cluster.hosts)]
         if self.partitioned and daemon == "calico-node":
@@ -170,6 +182,7 @@ class FaultSchedule(RuleBasedStateMachine):
         self.cluster.faults.signal(name, daemon, verb)
 
     @rule(host=st.integers(0, 9))
+    @recorded
     def flap_link(self, host: int) -> None:
         name = self.cluster.hosts[host % len(self.cluster.hosts)]
         self.note(f"flap {name} s1")
@@ -178,6 +191,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.partitioned)
     @rule(verb=st.sampled_from(["kill", "term"]))
+    @recorded
     def restart_etcd(self, verb: str) -> None:
         etcd_host = self.cluster.topo.etcd_host
         self.note(f"{verb} and start etcd")
@@ -186,6 +200,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.partitioned)
     @rule(host=st.integers(0, 9), what=st.sampled_from(["everything", "etcd", "peer"]))
+    @recorded
     def partition(self, host: int, what: str) -> None:
         hosts = self.cluster.hosts
         name = hosts[host % len(hosts)]
@@ -200,6 +215,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @precondition(lambda self: self.partitioned)
     @rule()
+    @recorded
     def heal(self) -> None:
         self.note("heal")
         self.cluster.faults.heal()
@@ -207,7 +223,7 @@ class FaultSchedule(RuleBasedStateMachine):
 
     # -- what must always hold ---------------------------------------------------------------
     @invariant()
-    @timed
+    @recorded
     def no_address_twice(self) -> None:
         assigned = ipam_workload_addresses(self.cluster)
         assert len(assigned) == len(set(assigned)), assigned
@@ -215,17 +231,18 @@ class FaultSchedule(RuleBasedStateMachine):
         assert len(running) == len(set(running)), self.workloads
 
     @invariant()
-    @timed
+    @recorded
     def ipam_equals_the_running_workloads(self) -> None:
         assert ipam_workload_addresses(self.cluster) == sorted(w["ip"] for w in self.running().values())
 
     @invariant()
+    @recorded
     def only_the_schedules_faults_are_in_force(self) -> None:
         active = self.cluster.faults.active()
         assert [f["fault"] for f in active] == (["partition"] if self.partitioned else []), active
 
     @invariant()
-    @timed
+    @recorded
     def networks_stay_isolated(self) -> None:
         running = self.running()
         pairs = [(s, d) for s in running for d in running if running[s]["network"] != running[d]["network"]]
@@ -233,7 +250,7 @@ class FaultSchedule(RuleBasedStateMachine):
         assert not [pair for pair, ok in answered.items() if ok], f"isolation broken: {answered} {self.cluster.faults.active()}"
 
     @invariant()
-    @timed
+    @recorded
     def healed_pairs_reach_each_other(self) -> None:
         if self.partitioned:
             return
@@ -242,7 +259,17 @@ class FaultSchedule(RuleBasedStateMachine):
         deadline, missing = time.monotonic() + HEAL_SECONDS, pairs
         while missing and time.monotonic() < deadline:
             missing = [pair for pair, ok in self._probe(missing).items() if not ok]
-        assert not missing, f"not reachable {HEAL_SECONDS}s after healing: {missing}\n{self.cluster.diagnose().read_text()}"
+        assert not missing, f"not reachable {HEAL_SECONDS}s after healing: {missing}; see {self._keep_diagnostics()}"
+
+    def _keep_diagnostics(self) -> Path:
+        """diagnose() and BIRD's graceful-restart view of every session, kept under a name of their own."""
+        path = self.cluster.diagnose()
+        detail = [f"### {host}$ {command}\n{self.cluster.run(host, command, timeout=10).stdout}"
+                  for host in self.cluster.hosts for command in
+                  ("birdc -s /var/run/calico/bird.ctl show protocols all", "ip -4 route", "tail -n 30 /var/log/calico/bird.log")]
+        kept = path.with_name(f"diagnostics-{time.time():.0f}.txt")
+        kept.write_text(path.read_text() + "\n" + "\n".join(detail))
+        return kept
 
     def _probe(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """One echo per pair (iputils ping in the source's network namespace: lighter than a
