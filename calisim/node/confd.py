@@ -94,12 +94,17 @@ class Confd:
                 log.exception("kept the last good BIRD config")
 
     async def keep_bird_running(self) -> None:
+        """As runsv: whenever BIRD exits, a 1 s pause and BIRD again (with -R), also when the
+        new one dies before its socket answers (it is then started again, not given up on)."""
         while True:
             assert self.bird is not None
             code = await self.bird.wait()
             log.error("BIRD exited with code %s; restarting it", code)
             await asyncio.sleep(1)
-            await self.start_bird(recovery=True)
+            try:
+                await self.start_bird(recovery=True)
+            except StartupError as error:
+                log.error("BIRD did not start: %s", error)
 
     async def stop_bird(self) -> None:
         if self.bird is not None and self.bird.returncode is None:
