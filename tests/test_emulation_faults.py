@@ -52,16 +52,22 @@ def address(cluster, host, name):
     return next(iter(inspect(cluster, host, name)["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def live_world(tmp_path_factory, topo, prepare, world_class=World, **cluster_options):
+    """One cluster for a whole module (its run directory under the test's tmp), prepared and
+    healthy (``world.reachable()``), stopped after the module's last test."""
     import os
 
     os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
-    with Cluster(topologies.load("two_host")) as cluster:
-        replay(cluster, SETUP)
-        world = World(cluster)
+    with Cluster(topo, **cluster_options) as cluster:
+        prepare(cluster)
+        world = world_class(cluster)
         world.reachable()
         yield world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP))
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import time
 import pytest
 
 import topologies
-from calisim.emulation import Cluster, wait_until
+from calisim.emulation import wait_until
 from calisim.emulation.cluster import process_alive
 from calisim.node.bird import Timers
 from calisim.scenarios.seed import inspect
 
 from .conftest import replay
-from .test_emulation_faults import SETUP, World, address, ipam_workload_addresses, running_workload_addresses
+from .test_emulation_faults import SETUP, address, ipam_workload_addresses, live_world, running_workload_addresses
 
 pytestmark = pytest.mark.emulation
 HOLD_TIME = 9  # seconds; BIRD sends keepalives every third of it (3 s)
@@ -23,14 +23,8 @@ HOLD_TIME = 9  # seconds; BIRD sends keepalives every third of it (3 s)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    import os
-
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
-    with Cluster(topologies.load("two_host"), bgp_timers=Timers(hold=HOLD_TIME)) as cluster:
-        replay(cluster, SETUP)
-        world = World(cluster)
-        world.reachable()
-        yield world
+    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
+                          bgp_timers=Timers(hold=HOLD_TIME))
 
 
 def routes_via(cluster, host: str, peer: str) -> list[str]:

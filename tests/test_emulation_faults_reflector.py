@@ -10,12 +10,13 @@ import time
 import pytest
 
 import topologies
-from calisim.emulation import Cluster, wait_until
+from calisim.emulation import wait_until
 from calisim.emulation.faults import FaultError, run_command
 from calisim.probes import StreamProbe, probe_from
 from calisim.scenarios.seed import inspect
 
 from .conftest import replay
+from .test_emulation_faults import healthy, live_world  # noqa: F401 (healthy: the same fixture, on this module's world)
 
 pytestmark = pytest.mark.emulation
 
@@ -32,7 +33,7 @@ class World:
         self.w1 = inspect(cluster, "host1", "w1")["State"]["Pid"]
         self.w2_ip = next(iter(inspect(cluster, "host2", "w2")["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
-    def reflected(self, timeout: float = 60) -> None:
+    def reachable(self, timeout: float = 60) -> None:
         """Both nodes' session to rr1 Established, and w1 reaching w2 through the reflected routes."""
         for host in ("host1", "host2"):
             wait_until(lambda: self.cluster.bgp_established(host) == 1, timeout, interval=0.5,
@@ -44,25 +45,14 @@ class World:
         return self.faults._running_pid("rr1", "routereflector")
 
 
+def started(cluster) -> None:
+    cluster.start_nodes()  # and the reflector, the mesh off, rr1 every node's global peer
+    replay(cluster, SETUP)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    import os
-
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
-    with Cluster(topologies.load("flat", 2, route_reflectors=1)) as cluster:
-        cluster.start_nodes()
-        replay(cluster, SETUP)
-        world = World(cluster)
-        world.reflected()
-        yield world
-
-
-@pytest.fixture
-def healthy(world):
-    assert world.faults.active() == []
-    yield world
-    assert world.faults.active() == [], world.faults.active()
-    world.reflected()
+    yield from live_world(tmp_path_factory, topologies.load("flat", 2, route_reflectors=1), started, World)
 
 
 def test_reflector_daemon_names_are_checked(healthy):
@@ -84,7 +74,7 @@ def test_reflector_bird_killed_or_terminated_comes_back(healthy):
         old = healthy.reflector_bird()
         assert run_command(healthy.faults, argv) == f"fault {' '.join(argv)}: done"  # the command face
         wait_until(lambda: healthy.reflector_bird() not in (None, old), 30, what="a new BIRD in rr1")
-        healthy.reflected()
+        healthy.reachable()
     assert [line.split(" ")[1:4] for line in healthy.faults.log_path.read_text().splitlines()[-2:]] == [
         ["kill", "rr1", "routereflector"], ["term", "rr1", "routereflector"]]
 
