@@ -35,7 +35,7 @@ from ..datastore import Datastore, EtcdServer, Synchronous
 from ..node import NodePaths, bird
 from . import sandbox
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
+from .topology import CalicoHost, CalicoTopo, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 EMULATION = "lab"  # the transcript host `lab$`: the emulation's own side, never a host
@@ -122,7 +122,8 @@ class Cluster:
         self.net.build()
         self.net.start()
         for router in self.topo.routers():
-            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1")  # the router's own namespace
+            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")  # the router's own namespace
+        add_ipv6_addresses(self.net)
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..datastore import Datastore, DatastoreError, Txn, keys
 from ..datastore.resources import IPPool, Node
 
-DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
+DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")), IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
+KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
 SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 
@@ -104,9 +105,21 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     await ds.commit(txn)
     said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
     said.append(f"Calico node name:  {options.name}")
-    if options.default_pools and not await IPPool.load_all(ds):
-        if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
-            said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
+    if options.default_pools:
+        said += await create_default_pools(ds)
+    return said
+
+
+async def create_default_pools(ds: Datastore) -> list[str]:
+    """Calico's default pool of each IP version that has none yet (IPv6 only where the kernel has
+    IPv6, whatever the host's addresses: reference section 7)."""
+    versions = {pool.cidr.version for pool in await IPPool.load_all(ds)}
+    said = []
+    for pool in DEFAULT_POOLS:
+        if pool.cidr.version in versions or (pool.cidr.version == 6 and not KERNEL_IPV6.exists()):
+            continue
+        if await ds.create(pool.primary_key, pool.value()):
+            said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. IPIP mode: off")
     return said
 
 

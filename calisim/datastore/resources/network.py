@@ -37,8 +37,8 @@ class IPPool(Resource):
         check_fields(spec, ("ipip", "vxlan", "nat-outgoing", "disabled"), "ipPool spec")
         cidr = parse_cidr(metadata["cidr"], "ipPool metadata.cidr")
         if cidr.prefixlen > MIN_POOL_PREFIX[cidr.version]:
-            raise ValidationError(
-                f"IP pool is too small: {cidr} (an IPv{cidr.version} pool must be /{MIN_POOL_PREFIX[cidr.version]} or larger)")
+            raise ValidationError(f"error with field CIDR = '{cidr}' (IP pool size is too small "
+                                  f"(min /{MIN_POOL_PREFIX[cidr.version]}) for use with Calico IPAM)")
         ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
         ipip_mode = ipip_spec.get("mode") or "always"
@@ -48,11 +48,11 @@ class IPPool(Resource):
             raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (the mode needs IPIP enabled on the pool: "
                                   "spec.ipip.enabled: true)")
         if ipip and cidr.version != 4:
-            raise ValidationError(f"IPIP is only supported on IPv4 pools, not {cidr}")
+            raise ValidationError("error with field IPIP.Enabled = 'true' (IPIP is not supported on an IPv6 IP pool)")
         vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
         vxlan = parse_bool(vxlan_spec.get("enabled", False), "ipPool spec.vxlan.enabled")
         if vxlan and cidr.version != 4:
-            raise ValidationError(f"VXLAN is only supported on IPv4 pools, not {cidr}")
+            raise ValidationError("error with field VXLAN.Enabled = 'true' (VXLAN is not supported on an IPv6 IP pool)")
         if vxlan and ipip:
             raise ValidationError(f"ipPool {cidr}: IPIP and VXLAN cannot both be enabled")
         return cls(cidr, ipip,
