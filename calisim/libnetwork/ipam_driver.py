@@ -7,7 +7,7 @@ import ipaddress
 import logging
 
 from ..datastore import Datastore
-from ..ipam import IPAM, IPAMError, parse_ipv4
+from ..ipam import IPAM, IPAMError, parse_ip
 from .driver import ANY
 from .protocol import Handler, PluginError, require
 
@@ -64,7 +64,7 @@ class IpamDriver:
         pool_id = request.get("PoolID") or CALICO_POOL_ID
         try:
             if request.get("Address"):
-                assigned = [await self.ipam.assign_ip(parse_ipv4(request["Address"]), self.host)]
+                assigned = [await self.ipam.assign_ip(parse_ip(request["Address"]), self.host)]
             else:
                 pools = None
                 if pool_id != CALICO_POOL_ID:
