@@ -113,7 +113,10 @@ def test_request_pool(plugins):
     assert ipam("IpamDriver.RequestPool", {"Pool": "10.10.0.0/16", "SubPool": "10.10.1.0/24"}) == (500, {"Err": (
         "Calico IPAM does not support sub pool configuration on 'docker create network'. Calico IP Pools "
         "should be configured first and IP assignment is from those pre-configured pools.")})
-    assert ipam("IpamDriver.RequestPool", {"V6": True}) == (500, {"Err": "IPv6 isn't supported"})
+    assert ipam("IpamDriver.RequestPool", {"V6": True}) == (  # libnetwork-plugin v1.1.1
+        200, {"PoolID": "CalicoPoolIPv6", "Pool": "::/0", "Data": {"com.docker.network.gateway": "::/0"}})
+    assert ipam("IpamDriver.RequestPool", {"V6": True, "Pool": "fd00:99::/64"}) == (
+        500, {"Err": "The requested subnet must match the CIDR of a configured Calico IP Pool."})
 
 
 def test_request_and_release_address(plugins, ds):
