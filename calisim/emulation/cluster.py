@@ -302,11 +302,13 @@ class Cluster:
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(self.hosts)))) as pool:
             return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
 
-    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
-        """`calicoctl node run` on every Calico host, in parallel, then the topology's own steps
-        (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``); ClusterError if one fails."""
+    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT, options: str = "") -> list[CommandResult]:
+        """`calicoctl node run [options]` on every Calico host, in parallel (e.g. options "--ip6 autodetect"),
+        then the topology's own steps (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``);
+        ClusterError if one fails."""
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
-            results = list(pool.map(lambda name: self.run(name, self.topo.node_run_command(name), timeout), self.hosts))
+            results = list(pool.map(lambda name: self.run(name, f"{self.topo.node_run_command(name)} {options}".rstrip(),
+                                                          timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
             raise ClusterError("calicoctl node run failed on " + "; ".join(
