@@ -101,7 +101,7 @@ host2$ calicoctl node status | grep -qx 'Calico process is not running.'
 host1! calicoctl delete ipPool 10.99.0.0/16
 host1$ echo '{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.0.0.0/26"}, "spec": {}}' | calicoctl create -f -
 host1! echo '[{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.1.0.0/16"}}, {"kind": "node"}]' | calicoctl create -f -
-host1$ calicoctl get ipPool | grep -c / | grep -x 2
+host1$ calicoctl get ipPool | grep -c / | grep -x 3
 host1$ calicoctl node run
 host1$ test "$(hostname)" = host1 && test "$ETCD_ENDPOINTS" = http://192.168.3.229:2379
 host1$ test -S /run/docker/plugins/calico.sock && test -S /run/docker/plugins/calico-ipam.sock

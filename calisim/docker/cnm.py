@@ -70,16 +70,18 @@ class NetworkRequest:
     options: dict = field(default_factory=dict)  # --opt: the driver's generic options
     labels: dict = field(default_factory=dict)
     ipv6: bool = False
+    subnet6: str | None = None  # an IPv6 --subnet: must be a Calico pool
 
     @classmethod
     def from_api(cls, body: dict) -> "NetworkRequest":
         ipam = body.get("IPAM") or {}
         configs = ipam.get("Config") or []
         v4 = next((c for c in configs if ":" not in (c.get("Subnet") or "")), {}) or {}
+        v6 = next((c for c in configs if ":" in (c.get("Subnet") or "")), {}) or {}
         return cls(body["Name"], body.get("Driver") or "calico", ipam.get("Driver") or "calico-ipam",
                    v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
                    v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
-                   body.get("Labels") or {}, bool(body.get("EnableIPv6")))
+                   body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,9 @@ def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tupl
     undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}, plugin_dir))
     v6 = None
     if request.ipv6:
-        v6 = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": "", "SubPool": "",
-                                                   "Options": request.ipam_options, "V6": True}, plugin_dir)
+        v6 = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": request.subnet6 or "",
+                                                   "SubPool": "", "Options": request.ipam_options, "V6": True},
+                  plugin_dir)
         undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": v6["PoolID"]}, plugin_dir))
     prefix = pool["Pool"].split("/")[1]
 
