@@ -1,6 +1,7 @@
 """Calico IPAM (libcalico-go v1.0 semantics, calico-v1.md section 4) over etcd.
 
-Addresses come in blocks of 64: /26 for IPv4, /122 for IPv6 (keys under ``ipv4/`` and ``ipv6/``).  A host uses its own (affine) blocks first, then claims a free
+Addresses come in blocks of 64: /26 for IPv4, /122 for IPv6 (keys under ``ipv4/`` and ``ipv6/``).
+A host uses its own (affine) blocks first, then claims a free
 block (starting at a block derived from a hash of its name, then sequentially with wrap-around),
 and only then borrows free addresses from other hosts' blocks.  Inside a block free ordinals are a
 FIFO queue, so a released address is not reissued before the block has cycled.
@@ -43,8 +44,8 @@ class Tunnel:
 TUNNELS = {"ipip": Tunnel("IpInIpTunnelAddr", "tunnel-", "ipipTunnelAddress"),
            "vxlan": Tunnel("IPv4VXLANTunnelAddr", "vxlan-tunnel-", "vxlanTunnelAddress")}
 
-IPv4 = ipaddress.IPv4Address | ipaddress.IPv6Address  # the names predate IPv6: either version
-IPv4Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class IPAMError(ValueError):
@@ -59,11 +60,11 @@ def blocks_prefix(version: int) -> str:
     return BLOCKS if version == 4 else BLOCKS_V6
 
 
-def block_key(cidr: IPv4Net) -> str:
+def block_key(cidr: IPNet) -> str:
     return blocks_prefix(cidr.version) + keys.cidr_to_key(cidr)
 
 
-def affinity_key(host: str, cidr: IPv4Net) -> str:
+def affinity_key(host: str, cidr: IPNet) -> str:
     return keys.host_affinity_blocks(host, cidr.version) + keys.cidr_to_key(cidr)
 
 
@@ -71,25 +72,25 @@ def handle_key(handle: str) -> str:
     return HANDLES + handle
 
 
-def block_of(ip: IPv4) -> IPv4Net:
+def block_of(ip: IP) -> IPNet:
     return ipaddress.ip_network(f"{ip}/{BLOCK_PREFIXES[ip.version]}", strict=False)
 
 
-def blocks_in(pool: IPv4Net) -> int:
+def blocks_in(pool: IPNet) -> int:
     return 2 ** (BLOCK_PREFIXES[pool.version] - pool.prefixlen)
 
 
-def nth_block(pool: IPv4Net, index: int) -> IPv4Net:
+def nth_block(pool: IPNet, index: int) -> IPNet:
     return ipaddress.ip_network((pool.network_address + index * BLOCK_SIZE, BLOCK_PREFIXES[pool.version]))
 
 
-def first_block_index(host: str, pool: IPv4Net) -> int:
+def first_block_index(host: str, pool: IPNet) -> int:
     """Where host starts looking for a free block in pool: a stable hash of its name."""
     digest = hashlib.sha256(host.encode()).digest()
     return int.from_bytes(digest[:8], "big") % blocks_in(pool)
 
 
-def parse_ip(text: Any) -> IPv4:
+def parse_ip(text: Any) -> IP:
     try:
         return ipaddress.ip_address(str(text).strip())
     except ValueError:
@@ -100,14 +101,14 @@ def parse_ip(text: Any) -> IPv4:
 class Block:
     """One /26: who it is affine to, which ordinals are taken, the FIFO of free ones."""
 
-    cidr: IPv4Net
+    cidr: IPNet
     affinity: str | None
     allocations: list[int | None]
     unallocated: list[int]
     attributes: list[dict] = field(default_factory=list)
 
     @classmethod
-    def new(cls, cidr: IPv4Net, host: str | None) -> "Block":
+    def new(cls, cidr: IPNet, host: str | None) -> "Block":
         return cls(cidr, f"host:{host}" if host else None, [None] * BLOCK_SIZE, list(range(BLOCK_SIZE)))
 
     @classmethod
@@ -127,10 +128,10 @@ class Block:
     def empty(self) -> bool:
         return len(self.unallocated) == BLOCK_SIZE
 
-    def ip(self, ordinal: int) -> IPv4:
+    def ip(self, ordinal: int) -> IP:
         return self.cidr.network_address + ordinal
 
-    def ordinal(self, ip: IPv4) -> int:
+    def ordinal(self, ip: IP) -> int:
         return int(ip) - int(self.cidr.network_address)
 
     def _attribute_index(self, handle: str | None, attrs: dict | None) -> int:
@@ -139,7 +140,7 @@ class Block:
             self.attributes.append(entry)
         return self.attributes.index(entry)
 
-    def allocate(self, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+    def allocate(self, count: int, handle: str | None, attrs: dict | None) -> list[IP]:
         """Take up to count addresses from the front of the free queue."""
         taken = self.unallocated[:count]
         del self.unallocated[:len(taken)]
@@ -149,18 +150,18 @@ class Block:
                 self.allocations[ordinal] = index
         return [self.ip(ordinal) for ordinal in taken]
 
-    def assign(self, ip: IPv4, handle: str | None, attrs: dict | None) -> None:
+    def assign(self, ip: IP, handle: str | None, attrs: dict | None) -> None:
         ordinal = self.ordinal(ip)
         if self.allocations[ordinal] is not None:
             raise IPAMError("Address already assigned in block")
         self.unallocated.remove(ordinal)
         self.allocations[ordinal] = self._attribute_index(handle, attrs)
 
-    def attributes_of(self, ip: IPv4) -> dict | None:
+    def attributes_of(self, ip: IP) -> dict | None:
         index = self.allocations[self.ordinal(ip)]
         return None if index is None else self.attributes[index]
 
-    def release(self, ip: IPv4) -> str | None:
+    def release(self, ip: IP) -> str | None:
         """Free ip (it goes to the back of the queue); returns its handle.  KeyError if it was free."""
         ordinal = self.ordinal(ip)
         index = self.allocations[ordinal]
@@ -202,18 +203,18 @@ class IPAM:
     async def config(self) -> dict:
         return await self.ds.value(keys.IPAM_CONFIG) or {"strict_affinity": False, "auto_allocate_blocks": True}
 
-    async def block(self, cidr: IPv4Net) -> tuple[Block | None, int]:
+    async def block(self, cidr: IPNet) -> tuple[Block | None, int]:
         entry = await self.ds.get(block_key(cidr))
         return (None, 0) if entry is None else (Block.from_value(entry.value), entry.revision)
 
     async def blocks(self, version: int = 4) -> list[Block]:
         return [Block.from_value(e.value) for e in await self.ds.list(blocks_prefix(version))]
 
-    async def affine_blocks(self, host: str, version: int = 4) -> list[IPv4Net]:
+    async def affine_blocks(self, host: str, version: int = 4) -> list[IPNet]:
         return sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key)))
                       for e in await self.ds.list(keys.host_affinity_blocks(host, version)))
 
-    async def _pools_for(self, pool_cidrs: list[IPv4Net] | None, version: int = 4) -> list[IPv4Net]:
+    async def _pools_for(self, pool_cidrs: list[IPNet] | None, version: int = 4) -> list[IPNet]:
         enabled = [p.cidr for p in await self.pools(version=version)]
         if pool_cidrs is None:
             return enabled
@@ -257,7 +258,7 @@ class IPAM:
         return await self.ds.commit(txn)
 
     # -- assigning -----------------------------------------------------------------------------
-    async def _allocate_from(self, cidr: IPv4Net, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+    async def _allocate_from(self, cidr: IPNet, count: int, handle: str | None, attrs: dict | None) -> list[IP]:
         async def attempt():
             block, revision = await self.block(cidr)
             if block is None:
@@ -268,7 +269,7 @@ class IPAM:
             return taken if await self._write_block(block, revision, handle, len(taken)) else None
         return await self._retrying(attempt)
 
-    async def _claim_block(self, host: str, pool: IPv4Net) -> IPv4Net | None:
+    async def _claim_block(self, host: str, pool: IPNet) -> IPNet | None:
         """Claim the first unclaimed block of pool from host's hash start; None if all are taken."""
         existing = {keys.last_segment(e.key) for e in await self.ds.list(blocks_prefix(pool.version))}
         count = blocks_in(pool)
@@ -296,7 +297,7 @@ class IPAM:
         return HostView(affinities_read_at, pools_read_at, [IPPool.from_value(e.value) for e in pools],
                         config.revision if config else 0, blocks)
 
-    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IPv4]:
+    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IP]:
         """The common case in one round trip: take from the host's first affine block with room,
         as last read, guarded by compares proving that nothing the choice depends on has changed
         since (the host's affinities, the pools, the config, every block passed over).  When
@@ -320,11 +321,11 @@ class IPAM:
             return taken
         return []
 
-    async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPv4Net] | None = None,
-                          handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IPv4]:
+    async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
+                          handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
         """Up to count addresses of one IP version (that of pool_cidrs when given) for host: own
         blocks, then new blocks, then borrowed (if allowed)."""
-        found: list[IPv4] = []
+        found: list[IP] = []
         version = pool_cidrs[0].version if pool_cidrs else version
         if pool_cidrs is None and handle is None and count > 0 and version == 4:
             found = await self._from_known_blocks(host, count, attrs)
@@ -336,7 +337,7 @@ class IPAM:
             return found
         config = await self.config()
 
-        def in_pools(cidr: IPv4Net) -> bool:
+        def in_pools(cidr: IPNet) -> bool:
             return any(cidr.subnet_of(pool) for pool in pools)
 
         for cidr in await self.affine_blocks(host, version):
@@ -355,7 +356,7 @@ class IPAM:
                     found += await self._allocate_from(block.cidr, count - len(found), handle, attrs)
         return found
 
-    async def assign_ip(self, ip: IPv4 | str, host: str, handle: str | None = None, attrs: dict | None = None) -> IPv4:
+    async def assign_ip(self, ip: IP | str, host: str, handle: str | None = None, attrs: dict | None = None) -> IP:
         """Assign exactly ip (claiming its block for host if nobody has it)."""
         ip = parse_ip(ip)
         if not any(ip in pool for pool in await self._pools_for(None, ip.version)):
@@ -373,7 +374,7 @@ class IPAM:
         return await self._retrying(attempt)
 
     # -- releasing -----------------------------------------------------------------------------
-    async def release_ips(self, ips: list[IPv4 | str]) -> list[IPv4]:
+    async def release_ips(self, ips: list[IP | str]) -> list[IP]:
         """Release each address; returns those that were not assigned (releasing twice is harmless)."""
         not_assigned = []
         for ip in [parse_ip(ip) for ip in ips]:
@@ -390,7 +391,7 @@ class IPAM:
                 not_assigned.append(ip)
         return not_assigned
 
-    async def release_by_handle(self, handle: str) -> list[IPv4]:
+    async def release_by_handle(self, handle: str) -> list[IP]:
         """Release every address allocated with handle; returns them."""
         entry = await self.ds.get(handle_key(handle))
         released = []
@@ -404,13 +405,13 @@ class IPAM:
             released += mine
         return released
 
-    async def attributes(self, ip: IPv4 | str) -> dict | None:
+    async def attributes(self, ip: IP | str) -> dict | None:
         """The attributes of an assigned ip; None if it is not assigned."""
         ip = parse_ip(ip)
         block, _ = await self.block(block_of(ip))
         return None if block is None else block.attributes_of(ip)
 
-    async def release_host_affinities(self, host: str, pool: IPv4Net | None = None) -> None:
+    async def release_host_affinities(self, host: str, pool: IPNet | None = None) -> None:
         """Drop host's affinity to its blocks (in pool): empty blocks go, others keep their addresses."""
         versions = (4, 6) if pool is None else (pool.version,)
         for cidr in [cidr for version in versions for cidr in await self.affine_blocks(host, version)]:
@@ -426,7 +427,7 @@ class IPAM:
                 return True if await self._write_block(block, revision, None, 0, txn) else None
             await self._retrying(attempt)
 
-    async def delete_pool(self, cidr: IPv4Net) -> None:
+    async def delete_pool(self, cidr: IPNet) -> None:
         """Calico's order: disable the pool, release every host's affinity inside it, delete it."""
         entry = await self.ds.get(keys.pool(cidr))
         if entry is None:
@@ -438,7 +439,7 @@ class IPAM:
         await self.ds.commit(Txn().delete(keys.pool(cidr)))
 
     # -- tunnel addresses (IPIP's on tunl0, VXLAN's on vxlan.calico) ---------------------------
-    async def ensure_tunnel_address(self, host: str, kind: str = "ipip") -> IPv4 | None:
+    async def ensure_tunnel_address(self, host: str, kind: str = "ipip") -> IP | None:
         """Give host a tunnel address from a pool of that encapsulation, move it when its pool
         goes, drop it when none is left."""
         tunnel = TUNNELS[kind]
