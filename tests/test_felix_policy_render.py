@@ -75,13 +75,16 @@ DUAL = Model((A6, B6, E6), {"net1": NET1, "net2": NET2}, ("10.10.0.0/16", "fd80:
 def test_with_an_ipv6_pool_an_ip6_table_follows_with_the_same_chains_for_ipv6_addresses():
     text = policy.render(DUAL, "host1")
     v4, v6 = text.split("table ip6 calico {\n")
-    assert v4 == policy.render(Model(DUAL.endpoints, DUAL.profiles, ("10.10.0.0/16",), ("10.10.0.0/16",)), "host1")
+    v4_only = tuple(Endpoint(e.host, e.interface, e.addresses[:1], e.profiles) for e in DUAL.endpoints)
+    assert v4 == policy.render(Model(v4_only, DUAL.profiles, ("10.10.0.0/16",), ("10.10.0.0/16",)), "host1")
     assert "fd80" not in v4 and "10.10." not in v6
     assert "type ipv6_addr" in v6 and "elements = { fd80::1, fd80::41 }" in v6  # the net1 tag, both hosts
     assert f"ip6 saddr @{policy.set_name('tag', 'net1')} meta mark set meta mark | 0x1000000 return" in v6
     assert "ip6 saddr @nat_pools ip6 daddr != @all_pools masquerade" in v6
     assert policy.NDP_TO_HOST in v6 and policy.NDP_TO_HOST not in v4  # a workload must reach its fe80:: gateway
     assert v6.count("chain to_cali") == 2 and "udp dport 547 accept" in v6
+    pool_gone = Model(DUAL.endpoints, DUAL.profiles, (), ("10.10.0.0/16",))  # IPv6 workloads stay isolated
+    assert "table ip6 calico {" in policy.render(pool_gone, "host1")
 
 
 def test_each_rule_goes_to_the_tables_of_the_versions_it_can_match():

@@ -242,8 +242,10 @@ def all_rules(model: Model) -> list[dict]:
 
 
 def render(model: Model, host: str) -> str:
-    """This host's whole `ip calico` table and, when there are IPv6 pools, its `ip6 calico` table, as nft input."""
-    ipv6 = any(ipaddress.ip_network(pool).version == 6 for pool in model.all_pools)
+    """This host's whole `ip calico` table and, when there are IPv6 pools or endpoints with IPv6 addresses (a
+    pool deleted under them), its `ip6 calico` table, as nft input."""
+    addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
+    ipv6 = any(ipaddress.ip_network(address).version == 6 for address in addresses)
     return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
