@@ -1,6 +1,7 @@
 """Calico IPAM (libcalico-go v1.0 semantics, calico-v1.md section 4) over etcd.
 
-Addresses come in /26 blocks.  A host uses its own (affine) blocks first, then claims a free
+Addresses come in blocks of 64: /26 for IPv4, /122 for IPv6 (keys under ``ipv4/`` and ``ipv6/``).
+A host uses its own (affine) blocks first, then claims a free
 block (starting at a block derived from a hash of its name, then sequentially with wrap-around),
 and only then borrows free addresses from other hosts' blocks.  Inside a block free ordinals are a
 FIFO queue, so a released address is not reissued before the block has cycled.
@@ -24,8 +25,10 @@ from .datastore import Datastore, Txn, keys
 from .datastore.resources import IPPool
 
 BLOCK_PREFIX = 26
+BLOCK_PREFIXES = {4: BLOCK_PREFIX, 6: 122}  # Calico's block sizes: 64 addresses in either version
 BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)
 BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
+BLOCKS_V6 = "/calico/ipam/v2/assignment/ipv6/block/"
 HANDLES = "/calico/ipam/v2/handle/"
 MAX_ATTEMPTS = 200
 
@@ -41,8 +44,8 @@ class Tunnel:
 TUNNELS = {"ipip": Tunnel("IpInIpTunnelAddr", "tunnel-", "ipipTunnelAddress"),
            "vxlan": Tunnel("IPv4VXLANTunnelAddr", "vxlan-tunnel-", "vxlanTunnelAddress")}
 
-IPv4 = ipaddress.IPv4Address
-IPv4Net = ipaddress.IPv4Network
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class IPAMError(ValueError):
@@ -53,58 +56,59 @@ class ConflictError(RuntimeError):
     """Too many concurrent writers kept winning the race for the same keys."""
 
 
-def block_key(cidr: IPv4Net) -> str:
-    return BLOCKS + keys.cidr_to_key(cidr)
+def blocks_prefix(version: int) -> str:
+    return BLOCKS if version == 4 else BLOCKS_V6
 
 
-def affinity_key(host: str, cidr: IPv4Net) -> str:
-    return keys.host_affinity_blocks(host) + keys.cidr_to_key(cidr)
+def block_key(cidr: IPNet) -> str:
+    return blocks_prefix(cidr.version) + keys.cidr_to_key(cidr)
+
+
+def affinity_key(host: str, cidr: IPNet) -> str:
+    return keys.host_affinity_blocks(host, cidr.version) + keys.cidr_to_key(cidr)
 
 
 def handle_key(handle: str) -> str:
     return HANDLES + handle
 
 
-def block_of(ip: IPv4) -> IPv4Net:
-    return ipaddress.ip_network(f"{ip}/{BLOCK_PREFIX}", strict=False)
+def block_of(ip: IP) -> IPNet:
+    return ipaddress.ip_network(f"{ip}/{BLOCK_PREFIXES[ip.version]}", strict=False)
 
 
-def blocks_in(pool: IPv4Net) -> int:
-    return 2 ** (BLOCK_PREFIX - pool.prefixlen)
+def blocks_in(pool: IPNet) -> int:
+    return 2 ** (BLOCK_PREFIXES[pool.version] - pool.prefixlen)
 
 
-def nth_block(pool: IPv4Net, index: int) -> IPv4Net:
-    return ipaddress.ip_network((int(pool.network_address) + index * BLOCK_SIZE, BLOCK_PREFIX))
+def nth_block(pool: IPNet, index: int) -> IPNet:
+    return ipaddress.ip_network((pool.network_address + index * BLOCK_SIZE, BLOCK_PREFIXES[pool.version]))
 
 
-def first_block_index(host: str, pool: IPv4Net) -> int:
+def first_block_index(host: str, pool: IPNet) -> int:
     """Where host starts looking for a free block in pool: a stable hash of its name."""
     digest = hashlib.sha256(host.encode()).digest()
     return int.from_bytes(digest[:8], "big") % blocks_in(pool)
 
 
-def parse_ipv4(text: Any) -> IPv4:
+def parse_ip(text: Any) -> IP:
     try:
-        ip = ipaddress.ip_address(str(text).strip())
+        return ipaddress.ip_address(str(text).strip())
     except ValueError:
         raise IPAMError(f"Invalid IP address: {text!r}") from None
-    if ip.version != 4:
-        raise IPAMError(f"IPv6 isn't supported: {ip}")
-    return ip
 
 
 @dataclass
 class Block:
     """One /26: who it is affine to, which ordinals are taken, the FIFO of free ones."""
 
-    cidr: IPv4Net
+    cidr: IPNet
     affinity: str | None
     allocations: list[int | None]
     unallocated: list[int]
     attributes: list[dict] = field(default_factory=list)
 
     @classmethod
-    def new(cls, cidr: IPv4Net, host: str | None) -> "Block":
+    def new(cls, cidr: IPNet, host: str | None) -> "Block":
         return cls(cidr, f"host:{host}" if host else None, [None] * BLOCK_SIZE, list(range(BLOCK_SIZE)))
 
     @classmethod
@@ -124,10 +128,10 @@ class Block:
     def empty(self) -> bool:
         return len(self.unallocated) == BLOCK_SIZE
 
-    def ip(self, ordinal: int) -> IPv4:
+    def ip(self, ordinal: int) -> IP:
         return self.cidr.network_address + ordinal
 
-    def ordinal(self, ip: IPv4) -> int:
+    def ordinal(self, ip: IP) -> int:
         return int(ip) - int(self.cidr.network_address)
 
     def _attribute_index(self, handle: str | None, attrs: dict | None) -> int:
@@ -136,7 +140,7 @@ class Block:
             self.attributes.append(entry)
         return self.attributes.index(entry)
 
-    def allocate(self, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+    def allocate(self, count: int, handle: str | None, attrs: dict | None) -> list[IP]:
         """Take up to count addresses from the front of the free queue."""
         taken = self.unallocated[:count]
         del self.unallocated[:len(taken)]
@@ -146,18 +150,18 @@ class Block:
                 self.allocations[ordinal] = index
         return [self.ip(ordinal) for ordinal in taken]
 
-    def assign(self, ip: IPv4, handle: str | None, attrs: dict | None) -> None:
+    def assign(self, ip: IP, handle: str | None, attrs: dict | None) -> None:
         ordinal = self.ordinal(ip)
         if self.allocations[ordinal] is not None:
             raise IPAMError("Address already assigned in block")
         self.unallocated.remove(ordinal)
         self.allocations[ordinal] = self._attribute_index(handle, attrs)
 
-    def attributes_of(self, ip: IPv4) -> dict | None:
+    def attributes_of(self, ip: IP) -> dict | None:
         index = self.allocations[self.ordinal(ip)]
         return None if index is None else self.attributes[index]
 
-    def release(self, ip: IPv4) -> str | None:
+    def release(self, ip: IP) -> str | None:
         """Free ip (it goes to the back of the queue); returns its handle.  KeyError if it was free."""
         ordinal = self.ordinal(ip)
         index = self.allocations[ordinal]
@@ -192,26 +196,26 @@ class IPAM:
         self._views: dict[str, HostView] = {}
 
     # -- reading -----------------------------------------------------------------------------
-    async def pools(self, enabled_only: bool = True) -> list[IPPool]:
+    async def pools(self, enabled_only: bool = True, version: int = 4) -> list[IPPool]:
         return [p for p in await IPPool.load_all(self.ds)
-                if p.cidr.version == 4 and (not p.disabled or not enabled_only)]
+                if p.cidr.version == version and (not p.disabled or not enabled_only)]
 
     async def config(self) -> dict:
         return await self.ds.value(keys.IPAM_CONFIG) or {"strict_affinity": False, "auto_allocate_blocks": True}
 
-    async def block(self, cidr: IPv4Net) -> tuple[Block | None, int]:
+    async def block(self, cidr: IPNet) -> tuple[Block | None, int]:
         entry = await self.ds.get(block_key(cidr))
         return (None, 0) if entry is None else (Block.from_value(entry.value), entry.revision)
 
-    async def blocks(self) -> list[Block]:
-        return [Block.from_value(e.value) for e in await self.ds.list(BLOCKS)]
+    async def blocks(self, version: int = 4) -> list[Block]:
+        return [Block.from_value(e.value) for e in await self.ds.list(blocks_prefix(version))]
 
-    async def affine_blocks(self, host: str) -> list[IPv4Net]:
+    async def affine_blocks(self, host: str, version: int = 4) -> list[IPNet]:
         return sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key)))
-                      for e in await self.ds.list(keys.host_affinity_blocks(host)))
+                      for e in await self.ds.list(keys.host_affinity_blocks(host, version)))
 
-    async def _pools_for(self, pool_cidrs: list[IPv4Net] | None) -> list[IPv4Net]:
-        enabled = [p.cidr for p in await self.pools()]
+    async def _pools_for(self, pool_cidrs: list[IPNet] | None, version: int = 4) -> list[IPNet]:
+        enabled = [p.cidr for p in await self.pools(version=version)]
         if pool_cidrs is None:
             return enabled
         missing = [c for c in pool_cidrs if c not in enabled]
@@ -254,7 +258,7 @@ class IPAM:
         return await self.ds.commit(txn)
 
     # -- assigning -----------------------------------------------------------------------------
-    async def _allocate_from(self, cidr: IPv4Net, count: int, handle: str | None, attrs: dict | None) -> list[IPv4]:
+    async def _allocate_from(self, cidr: IPNet, count: int, handle: str | None, attrs: dict | None) -> list[IP]:
         async def attempt():
             block, revision = await self.block(cidr)
             if block is None:
@@ -265,9 +269,9 @@ class IPAM:
             return taken if await self._write_block(block, revision, handle, len(taken)) else None
         return await self._retrying(attempt)
 
-    async def _claim_block(self, host: str, pool: IPv4Net) -> IPv4Net | None:
+    async def _claim_block(self, host: str, pool: IPNet) -> IPNet | None:
         """Claim the first unclaimed block of pool from host's hash start; None if all are taken."""
-        existing = {keys.last_segment(e.key) for e in await self.ds.list(BLOCKS)}
+        existing = {keys.last_segment(e.key) for e in await self.ds.list(blocks_prefix(pool.version))}
         count = blocks_in(pool)
         start = first_block_index(host, pool)
         for step in range(count):
@@ -293,7 +297,7 @@ class IPAM:
         return HostView(affinities_read_at, pools_read_at, [IPPool.from_value(e.value) for e in pools],
                         config.revision if config else 0, blocks)
 
-    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IPv4]:
+    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IP]:
         """The common case in one round trip: take from the host's first affine block with room,
         as last read, guarded by compares proving that nothing the choice depends on has changed
         since (the host's affinities, the pools, the config, every block passed over).  When
@@ -317,24 +321,26 @@ class IPAM:
             return taken
         return []
 
-    async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPv4Net] | None = None,
-                          handle: str | None = None, attrs: dict | None = None) -> list[IPv4]:
-        """Up to count addresses for host: own blocks, then new blocks, then borrowed (if allowed)."""
-        found: list[IPv4] = []
-        if pool_cidrs is None and handle is None and count > 0:
+    async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
+                          handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
+        """Up to count addresses of one IP version (that of pool_cidrs when given) for host: own
+        blocks, then new blocks, then borrowed (if allowed)."""
+        found: list[IP] = []
+        version = pool_cidrs[0].version if pool_cidrs else version
+        if pool_cidrs is None and handle is None and count > 0 and version == 4:
             found = await self._from_known_blocks(host, count, attrs)
             if len(found) == count:
                 return found
         self._views.pop(host, None)  # what follows may claim blocks: read afresh next time
-        pools = await self._pools_for(pool_cidrs)
+        pools = await self._pools_for(pool_cidrs, version)
         if not pools or count <= 0:
             return found
         config = await self.config()
 
-        def in_pools(cidr: IPv4Net) -> bool:
+        def in_pools(cidr: IPNet) -> bool:
             return any(cidr.subnet_of(pool) for pool in pools)
 
-        for cidr in await self.affine_blocks(host):
+        for cidr in await self.affine_blocks(host, version):
             if len(found) < count and in_pools(cidr):
                 found += await self._allocate_from(cidr, count - len(found), handle, attrs)
         if config.get("auto_allocate_blocks", True):
@@ -345,15 +351,15 @@ class IPAM:
                         break
                     found += await self._allocate_from(cidr, count - len(found), handle, attrs)
         if len(found) < count and not config.get("strict_affinity", False):
-            for block in sorted(await self.blocks(), key=lambda b: b.cidr):
+            for block in sorted(await self.blocks(version), key=lambda b: b.cidr):
                 if len(found) < count and in_pools(block.cidr) and block.unallocated:
                     found += await self._allocate_from(block.cidr, count - len(found), handle, attrs)
         return found
 
-    async def assign_ip(self, ip: IPv4 | str, host: str, handle: str | None = None, attrs: dict | None = None) -> IPv4:
+    async def assign_ip(self, ip: IP | str, host: str, handle: str | None = None, attrs: dict | None = None) -> IP:
         """Assign exactly ip (claiming its block for host if nobody has it)."""
-        ip = parse_ipv4(ip)
-        if not any(ip in pool for pool in await self._pools_for(None)):
+        ip = parse_ip(ip)
+        if not any(ip in pool for pool in await self._pools_for(None, ip.version)):
             raise IPAMError("The provided IP address is not in a configured pool")
         cidr = block_of(ip)
 
@@ -368,10 +374,10 @@ class IPAM:
         return await self._retrying(attempt)
 
     # -- releasing -----------------------------------------------------------------------------
-    async def release_ips(self, ips: list[IPv4 | str]) -> list[IPv4]:
+    async def release_ips(self, ips: list[IP | str]) -> list[IP]:
         """Release each address; returns those that were not assigned (releasing twice is harmless)."""
         not_assigned = []
-        for ip in [parse_ipv4(ip) for ip in ips]:
+        for ip in [parse_ip(ip) for ip in ips]:
             async def attempt(ip=ip):
                 block, revision = await self.block(block_of(ip))
                 if block is None:
@@ -385,7 +391,7 @@ class IPAM:
                 not_assigned.append(ip)
         return not_assigned
 
-    async def release_by_handle(self, handle: str) -> list[IPv4]:
+    async def release_by_handle(self, handle: str) -> list[IP]:
         """Release every address allocated with handle; returns them."""
         entry = await self.ds.get(handle_key(handle))
         released = []
@@ -399,15 +405,16 @@ class IPAM:
             released += mine
         return released
 
-    async def attributes(self, ip: IPv4 | str) -> dict | None:
+    async def attributes(self, ip: IP | str) -> dict | None:
         """The attributes of an assigned ip; None if it is not assigned."""
-        ip = parse_ipv4(ip)
+        ip = parse_ip(ip)
         block, _ = await self.block(block_of(ip))
         return None if block is None else block.attributes_of(ip)
 
-    async def release_host_affinities(self, host: str, pool: IPv4Net | None = None) -> None:
+    async def release_host_affinities(self, host: str, pool: IPNet | None = None) -> None:
         """Drop host's affinity to its blocks (in pool): empty blocks go, others keep their addresses."""
-        for cidr in await self.affine_blocks(host):
+        versions = (4, 6) if pool is None else (pool.version,)
+        for cidr in [cidr for version in versions for cidr in await self.affine_blocks(host, version)]:
             if pool is not None and not cidr.subnet_of(pool):
                 continue
 
@@ -420,7 +427,7 @@ class IPAM:
                 return True if await self._write_block(block, revision, None, 0, txn) else None
             await self._retrying(attempt)
 
-    async def delete_pool(self, cidr: IPv4Net) -> None:
+    async def delete_pool(self, cidr: IPNet) -> None:
         """Calico's order: disable the pool, release every host's affinity inside it, delete it."""
         entry = await self.ds.get(keys.pool(cidr))
         if entry is None:
@@ -432,7 +439,7 @@ class IPAM:
         await self.ds.commit(Txn().delete(keys.pool(cidr)))
 
     # -- tunnel addresses (IPIP's on tunl0, VXLAN's on vxlan.calico) ---------------------------
-    async def ensure_tunnel_address(self, host: str, kind: str = "ipip") -> IPv4 | None:
+    async def ensure_tunnel_address(self, host: str, kind: str = "ipip") -> IP | None:
         """Give host a tunnel address from a pool of that encapsulation, move it when its pool
         goes, drop it when none is left."""
         tunnel = TUNNELS[kind]

@@ -2,7 +2,8 @@
 
 An ICMP probe sends echo requests and reports sent/received, the replies' TTL and the RTT
 (min/avg/max, ms, from the kernel's transmit and receive timestamps); TCP and UDP probes report whether a port answers (the `workload` image runs a
-TCP echo on port 80 and a UDP echo on port 69).  Each probe runs in a helper process that joins the
+TCP echo on port 80 and a UDP echo on port 69, on IPv4 and IPv6).  An IPv6 destination gets
+ICMPv6 echoes (the TTL reported is the replies' hop limit), TCP and UDP over IPv6.  Each probe runs in a helper process that joins the
 workload's network namespace (``nsenter -t PID -n``), so measurements come from the workload's
 own interface and routes.
 
@@ -77,22 +78,67 @@ def sent_timestamp(sock: socket.socket, fallback: int) -> int:
     return fallback
 
 
+def family_of(destination: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in destination else socket.AF_INET
+
+
+@dataclass(frozen=True)
+class EchoReply:
+    id: int
+    seq: int
+    source: str
+    ttl: int | None  # the TTL, or an IPv6 reply's hop limit
+
+
+def parse_echo_reply(data: bytes, ancillary: list, source: str, version: int) -> EchoReply | None:
+    """An echo reply as scapy reads it: IPv4's comes with its IP header, IPv6's without (its hop
+    limit is in the IPV6_HOPLIMIT control message); None for any other ICMP message."""
+    if version == 4:
+        from scapy.layers.inet import ICMP, IP
+
+        reply = IP(data)
+        if not reply.haslayer(ICMP) or reply[ICMP].type != 0:
+            return None
+        return EchoReply(reply[ICMP].id, reply[ICMP].seq, reply.src, reply.ttl)
+    from scapy.layers.inet6 import ICMPv6EchoReply
+
+    if not data or data[0] != 129:
+        return None
+    reply = ICMPv6EchoReply(data)
+    hop_limit = next((struct.unpack("i", payload[:4])[0] for level, kind, payload in ancillary
+                      if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT), None)
+    return EchoReply(reply.id, reply.seq, source, hop_limit)
+
+
+def echo_request(identifier: int, sequence: int, payload: bytes, version: int) -> bytes:
+    """An ICMP (type 8) or ICMPv6 (type 128) echo request; the kernel fills in ICMPv6's checksum."""
+    if version == 4:
+        from scapy.layers.inet import ICMP
+
+        return bytes(ICMP(type=8, id=identifier, seq=sequence) / payload)
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+
+    return bytes(ICMPv6EchoRequest(id=identifier, seq=sequence, cksum=0) / payload)
+
+
 def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
-    """Echo requests built and parsed by scapy, sent and received on a raw ICMP socket (so the
-    kernel routes them exactly as the workload's own traffic).  The RTT is the kernel's: from the
+    """Echo requests built and parsed by scapy, sent and received on a raw ICMP (or ICMPv6) socket
+    (so the kernel routes them exactly as the workload's own traffic).  The RTT is the kernel's: from the
     request's transmit timestamp to the reply's receive timestamp (SO_TIMESTAMPING), so neither
     scapy's parsing nor this process's scheduling is in it."""
-    from scapy.layers.inet import ICMP, IP
-
+    family = family_of(destination)
+    version = 6 if family == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
     ttls, rtts = [], []
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+    with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP) as sock:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
+        if version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         for sequence in range(count):
-            request = ICMP(type=8, id=identifier, seq=sequence) / (b"calisim-probe" + bytes(43))
+            request = echo_request(identifier, sequence, b"calisim-probe" + bytes(43), version)
             started = time.monotonic()
             before = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            sock.sendto(bytes(request), (destination, 0))
+            sock.sendto(request, (destination, 0))
             sent_at = sent_timestamp(sock, before)
             deadline = started + timeout
             while (left := deadline - time.monotonic()) > 0:
@@ -100,13 +146,13 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
                 if not ready:
                     break
                 try:
-                    data, ancillary, _, _ = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
+                    data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
                 except BlockingIOError:  # only a late TX stamp was there
                     sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
                     continue
-                reply = IP(data)
-                if (reply.haslayer(ICMP) and reply[ICMP].type == 0 and reply[ICMP].id == identifier
-                        and reply[ICMP].seq == sequence and reply.src == destination):
+                reply = parse_echo_reply(data, ancillary, peer[0], version)
+                if (reply is not None and reply.id == identifier and reply.seq == sequence
+                        and reply.source == destination):
                     received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
                     ttls.append(reply.ttl)
                     rtts.append((received_at - sent_at) / 1e6)
@@ -138,7 +184,7 @@ def tcp(destination: str, port: int = ECHO_TCP_PORT, timeout: float = 1.0, size:
 
 def udp(destination: str, port: int = ECHO_UDP_PORT, timeout: float = 1.0) -> ProbeResult:
     started = time.monotonic()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with socket.socket(family_of(destination), socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         try:
             sock.sendto(b"calisim", (destination, port))
@@ -302,10 +348,12 @@ def stream_from(pid: int, destination: str, interval_ms: float = 10.0, seconds: 
 
 
 def serve() -> None:
-    """The `workload` image: echo on TCP 80 and UDP 69 until killed."""
-    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp_sock.bind(("0.0.0.0", ECHO_UDP_PORT))
-    tcp_sock = socket.create_server(("0.0.0.0", ECHO_TCP_PORT), reuse_port=True)
+    """The `workload` image: echo on TCP 80 and UDP 69 until killed, over IPv4 and IPv6 (one
+    dual-stack socket each)."""
+    udp_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    udp_sock.bind(("::", ECHO_UDP_PORT))
+    tcp_sock = socket.create_server(("::", ECHO_TCP_PORT), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=True)
 
     def udp_echo() -> None:
         while True:

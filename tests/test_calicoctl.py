@@ -56,13 +56,20 @@ def test_seed_pool_create_get_and_duplicate(ctl):
 
 BAD_INPUTS = {
     "malformed yaml": ("- apiVersion: v1\n  kind: [ipPool\n", "error parsing"),
-    "pool too small": (SEED_POOL.replace("10.10.0.0/16", "10.10.0.0/27"), "IP pool is too small"),
+    "pool too small": (SEED_POOL.replace("10.10.0.0/16", "10.10.0.0/27"), "(IP pool size is too small (min /26) for use with Calico IPAM)"),
     "unknown field": (SEED_POOL.replace("nat-outgoing", "natOutgoing"), "unknown field in ipPool spec: natOutgoing"),
     "wrong kind": (SEED_POOL.replace("ipPool", "ipPoolz"), "Unknown resource type (ipPoolz) and/or version (v1)"),
     "bad second item": (SEED_POOL + SEED_POOL.replace("10.10.0.0/16", "10.20.0.0/33"), "item 2: "),
     "overlaps a stored pool": (SEED_POOL.replace("10.10.0.0/16", "10.0.0.0/8"), "overlaps with IP pool 10.10.0.0/16"),
     "node AS out of range": ("kind: node\napiVersion: v1\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 4294967296}}\n",
                              "out of range"),
+    "IPIP on an IPv6 pool": (SEED_POOL.replace("10.10.0.0/16", "fd00:10::/64"),
+                             "error with field IPIP.Enabled = 'true' (IPIP is not supported on an IPv6 IP pool)"),
+    "VXLAN on an IPv6 pool": (SEED_POOL.replace("10.10.0.0/16", "fd00:10::/64").replace("ipip:", "vxlan:"),
+                              "error with field VXLAN.Enabled = 'true' (VXLAN is not supported on an IPv6 IP pool)"),
+    "IPv6 pool smaller than a block": (SEED_POOL.replace("10.10.0.0/16", "fd00:10::/123").replace("true", "false"),
+                                       "error with field CIDR = 'fd00:10::/123' (IP pool size is too small (min /122) "
+                                       "for use with Calico IPAM)"),
     "empty input": ("", "contains no resources"),
     "not a resource": ("- 42\n", "must be a mapping"),
 }
@@ -166,8 +173,20 @@ def test_ipam_show_and_release(ctl, ds):
     assert ctl("ipam", "release", "--ip", "10.10.0.5") == (1, "IP address 10.10.0.5 is not assigned\n")
     before = dump(ds)
     assert ctl("ipam", "show", "--ip", "10.10.0") == (1, "Invalid IP address: '10.10.0'\n")
-    assert ctl("ipam", "release", "--ip", "fe80::1") == (1, "IPv6 isn't supported: fe80::1\n")
+    assert ctl("ipam", "release", "--ip", "fe80::1") == (1, "IP address fe80::1 is not assigned\n")
     assert dump(ds) == before
+
+
+def test_ipam_show_and_release_ipv6_addresses(ctl, ds):
+    from calisim.ipam import BLOCKS_V6, IPAM
+
+    ctl("create", "-f", "-", stdin="- apiVersion: v1\n  kind: ipPool\n  metadata: {cidr: 'fd80:24e2:f998:72d6::/64'}\n")
+    ipam = ds.wrap(IPAM(ds.target))
+    (address,) = ipam.auto_assign("host1", 1, handle="wl", attrs={"container": "workload-A"}, version=6)
+    assert [e.value["cidr"] for e in ds.list(BLOCKS_V6)] == [f"{address}/122"]  # the first of its /122
+    assert ctl("ipam", "show", "--ip", str(address)) == (0, "container: workload-A\n")
+    assert ctl("ipam", "release", "--ip", str(address)) == (0, f"Successfully released IP address {address}\n")
+    assert ctl("ipam", "show", "--ip", str(address)) == (0, f"IP {address} is not currently assigned in block\n")
 
 
 def test_deleting_a_pool_through_calicoctl_releases_affinities(ctl, ds):

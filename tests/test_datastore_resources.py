@@ -27,7 +27,8 @@ def test_seed_pool_is_parsed_and_stored_with_calico_v1_keys():
 
 
 @pytest.mark.parametrize("cidr, message", [
-    ("10.10.0.0/27", "IP pool is too small"),
+    ("10.10.0.0/27", "error with field CIDR = '10.10.0.0/27' (IP pool size is too small (min /26) for use with Calico IPAM)"),
+    ("fd00::/123", "error with field CIDR = 'fd00::/123' (IP pool size is too small (min /122) for use with Calico IPAM)"),
     ("10.10.0.1/16", "host bits set (did you mean 10.10.0.0/16?)"),
     ("10.10.0.0", "no prefix length"),
     ("10.300.0.0/16", "not a valid CIDR"),
@@ -57,14 +58,14 @@ def test_vxlan_pools_beyond_v1_round_trip_and_exclude_ipip():
     assert IPPool.from_document(pool.document()) == pool == IPPool.from_value(pool.value())
     with pytest.raises(ValidationError, match="IPIP and VXLAN cannot both be enabled"):
         parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True}, ipip={"enabled": True}))
-    with pytest.raises(ValidationError, match="VXLAN is only supported on IPv4 pools"):
+    with pytest.raises(ValidationError, match=r"error with field VXLAN.Enabled = 'true' \(VXLAN is not supported on an IPv6 IP pool\)"):
         parse_documents(pool_doc("fd00::/48", vxlan={"enabled": True}))
     with pytest.raises(ValidationError, match="unknown field in ipPool spec.vxlan: vni"):
         parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True, "vni": 7}))
 
 
 def test_one_bad_item_rejects_the_whole_list_and_names_it():
-    with pytest.raises(ValidationError, match="item 2: IP pool is too small"):
+    with pytest.raises(ValidationError, match="item 2: error with field CIDR = '10.2.0.0/28'"):
         parse_documents([pool_doc("10.1.0.0/16"), pool_doc("10.2.0.0/28")])
 
 

@@ -104,7 +104,7 @@ CALICO_REFUSALS = r"""
 host1$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /docker/network/v1.0/network/ | grep -c . > networks-before
 host1$ docker network create -d calico --ipam-driver calico-ipam --opt foo=bar x 2>&1 | grep -x 'Error response from daemon: NetworkDriver.CreateNetwork: Arbitrary options are not supported'
 host1$ docker network create -d calico --ipam-driver calico-ipam --subnet 192.168.0.0/16 --ip-range 192.168.1.0/24 y 2>&1 | grep -x "Error response from daemon: IpamDriver.RequestPool: Calico IPAM does not support sub pool configuration on 'docker create network'. Calico IP Pools should be configured first and IP assignment is from those pre-configured pools."
-host1$ docker network create -d calico --ipam-driver calico-ipam --ipv6 z 2>&1 | grep -x "Error response from daemon: IpamDriver.RequestPool: IPv6 isn't supported"
+host1$ docker network create -d calico --ipam-driver calico-ipam --ipv6 --subnet fd00:77::/64 z 2>&1 | grep -x 'Error response from daemon: IpamDriver.RequestPool: The requested subnet must match the CIDR of a configured Calico IP Pool.'
 host1$ docker network create -d calico --ipam-driver calico-ipam --subnet 10.77.0.0/16 w 2>&1 | grep -x 'Error response from daemon: IpamDriver.RequestPool: The requested subnet must match the CIDR of a configured Calico IP Pool.'
 host1$ docker network create -d calico v 2>&1 | grep -x 'Error response from daemon: NetworkDriver.CreateNetwork: Non-Calico IPAM driver is used'
 host1$ docker network create -d calico --ipam-driver calico-ipam --subnet 192.168.0.0/16 --gateway 192.168.0.1 g 2>&1 | grep -x 'Error response from daemon: NetworkDriver.CreateNetwork: Non-Calico IPAM driver is used'

@@ -40,7 +40,12 @@ def test_the_seed_end_to_end_through_the_cli(runs, untouched):
     assert status.startswith("Calico process is running.\n\nIPv4 BGP status\n+---------------+")
     assert "| 192.168.3.228 | node-to-node mesh | up    |" in status
     assert by_command["calicoctl get node"]["stdout"] == "NAME            \n192.168.3.228   \n192.168.3.229   \n"
-    assert by_command["calicoctl get ipPool -o wide"]["stdout"] == "CIDR           NAT    IPIP   \n10.10.0.0/16   true   true   \n"
+    assert by_command["calicoctl get ipPool"]["stdout"] == (  # as the seed shows it
+        "CIDR                       \n192.168.0.0/16             \nfd80:24e2:f998:72d6::/64   \n")
+    assert "\nIPv6 BGP status\nNo IPv6 peers found.\n" in status
+    assert by_command["calicoctl get ipPool -o wide"]["stdout"] == (
+        "CIDR                       NAT     IPIP    \n10.10.0.0/16               true    true    \n"
+        "fd80:24e2:f998:72d6::/64   false   false   \n")
     assert "ttl=63" in by_command["docker exec workload-A ping -c 4 workload-C"]["stdout"]
     assert "ttl=62" in by_command["docker exec workload-A ping -c 4 workload-E"]["stdout"]
     addresses = dict(re.findall(r"^(workload-[A-E]): cali0:([0-9.]+)/32$", "".join(r["stdout"] for r in results), re.M))
@@ -96,7 +101,7 @@ host2$ calicoctl node status | grep -qx 'Calico process is not running.'
 host1! calicoctl delete ipPool 10.99.0.0/16
 host1$ echo '{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.0.0.0/26"}, "spec": {}}' | calicoctl create -f -
 host1! echo '[{"kind": "ipPool", "apiVersion": "v1", "metadata": {"cidr": "10.1.0.0/16"}}, {"kind": "node"}]' | calicoctl create -f -
-host1$ calicoctl get ipPool | grep -c / | grep -x 2
+host1$ calicoctl get ipPool | grep -c / | grep -x 3
 host1$ calicoctl node run
 host1$ test "$(hostname)" = host1 && test "$ETCD_ENDPOINTS" = http://192.168.3.229:2379
 host1$ test -S /run/docker/plugins/calico.sock && test -S /run/docker/plugins/calico-ipam.sock

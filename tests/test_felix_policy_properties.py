@@ -1,6 +1,7 @@
 """Isolation as a property, on a live cluster: hypothesis draws networks, workloads placed on
-random hosts, and extra profile rules or selector policies; the probes measure every ordered
-pair over ICMP, TCP 80 and UDP 69; the result must equal calisim.testing.policy_model's.
+random hosts, and extra profile rules or selector policies; the workloads are dual-stack (`--ipv6`
+networks, nodes with `--ip6`), and the probes measure every ordered pair over ICMP, TCP 80 and
+UDP 69, over IPv4 and over IPv6 (ICMPv6); the result must equal calisim.testing.policy_model's.
 
 One cluster serves every example (workloads, networks and policy are replaced between them).
 Sizes follow CALISIM_HYPOTHESIS_PROFILE: ci = 3 hosts, 2 to 12 workloads; scale = 10 hosts,
@@ -32,6 +33,8 @@ SIZES = {"ci": {"hosts": 3, "least": 2, "workloads": 12, "examples": 4},
          "scale": {"hosts": 10, "least": 50, "workloads": 100, "examples": 10}}  # hypothesis favours short lists
 SIZE = SIZES[os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci")]
 PROTOCOLS = ("icmp", "tcp", "udp")
+VERSIONS = (4, 6)
+POOLS = ("10.10.0.0/16", "fd80:24e2:f998:72d6::/64")  # the IPIP pool made below, the default IPv6 pool
 CONVERGE_SECONDS = 30
 
 
@@ -98,14 +101,14 @@ def model_of(scenario: Scenario, placed: dict[str, dict]) -> policy.Model:
                 for r in resources if isinstance(r, Profile)}
     policies = tuple(policy.Policy(r.policy_name, r.selector, r.order, r.ingress, r.egress)
                      for r in resources if isinstance(r, Policy))
-    endpoints = tuple(policy.Endpoint(w["host"], name, (w["ip"],), (w["network"],)) for name, w in placed.items())
-    return policy.Model(endpoints, profiles, (), ("10.10.0.0/16",), policies)
+    endpoints = tuple(policy.Endpoint(w["host"], name, (w["ip"], w["ip6"]), (w["network"],)) for name, w in placed.items())
+    return policy.Model(endpoints, profiles, (), POOLS, policies)
 
 
 @pytest.fixture(scope="module")
 def cluster():
     with Cluster(topologies.load("flat", SIZE["hosts"])) as live:
-        live.start_nodes()
+        live.start_nodes(options="--ip6 autodetect")
         live.wait_for_mesh(60)
         must(live.run("host1", "echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, "
                                "spec: {ipip: {enabled: true}}}' | calicoctl create -f - && calicoctl delete ipPool 192.168.0.0/16"))
@@ -130,7 +133,7 @@ def reset(cluster: Cluster) -> None:
 def place(cluster: Cluster, scenario: Scenario) -> dict[str, dict]:
     """Networks and workloads of the scenario; name -> host, network, ip, pid."""
     for i in range(scenario.networks):
-        must(cluster.run("host1", f"docker network create --driver calico --ipam-driver calico-ipam n{i}"))
+        must(cluster.run("host1", f"docker network create --ipv6 --driver calico --ipam-driver calico-ipam n{i}"))
     by_host: dict[str, list[str]] = {}
     for index, (host, network) in enumerate(scenario.workloads):
         by_host.setdefault(cluster.hosts[host], []).append(f"docker run --net n{network} --name w{index} -d workload")
@@ -138,7 +141,8 @@ def place(cluster: Cluster, scenario: Scenario) -> dict[str, dict]:
     def start(host: str) -> str:
         must(cluster.run(host, " && ".join(by_host[host])))
         return must(cluster.run(host, "docker inspect -f '{{.Name}} {{.State.Pid}} "
-                                      "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}{{end}}' "
+                                      "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}} "
+                                      "{{$e.GlobalIPv6Address}}{{end}}' "
                                       "$(docker ps -q)"))
 
     placed = {}
@@ -146,20 +150,21 @@ def place(cluster: Cluster, scenario: Scenario) -> dict[str, dict]:
         for host, listing in zip(by_host, pool.map(start, by_host)):
             for line in listing.split("\n"):
                 if line.strip():
-                    name, pid, network, ip = line.split()
-                    placed[name.lstrip("/")] = {"host": host, "pid": int(pid), "network": network, "ip": ip}
+                    name, pid, network, ip, ip6 = line.split()
+                    placed[name.lstrip("/")] = {"host": host, "pid": int(pid), "network": network, "ip": ip, "ip6": ip6}
     return placed
 
 
-def measure(placed: dict[str, dict], pairs: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], bool]:
-    """These (source, destination, protocol) probes, each source probing all of its at once."""
-    by_source: dict[str, list[tuple[str, str, str]]] = {}
+def measure(placed: dict[str, dict], pairs: list[tuple[str, str, str, int]]) -> dict[tuple[str, str, str, int], bool]:
+    """These (source, destination, protocol, IP version) probes, each source probing all of its at once."""
+    by_source: dict[str, list[tuple[str, str, str, int]]] = {}
     for pair in pairs:
         by_source.setdefault(pair[0], []).append(pair)
 
     def from_source(source: str) -> dict:
         mine = by_source[source]
-        answered = matrix_from(placed[source]["pid"], [(protocol, placed[d]["ip"]) for _, d, protocol in mine])
+        answered = matrix_from(placed[source]["pid"], [(protocol, placed[d]["ip" if version == 4 else "ip6"])
+                                                       for _, d, protocol, version in mine])
         return dict(zip(mine, answered))
 
     measured: dict = {}
@@ -183,9 +188,9 @@ def test_measured_reachability_equals_the_model(cluster, scenario):
     must(cluster.run("host1", f"calicoctl apply -f {example}"))
     model = model_of(scenario, placed)
     endpoints = {e.interface: e for e in model.endpoints}
-    expected = {(s, d, p): allowed(model, Packet(endpoints[s], endpoints[d], p))
-                for s in placed for d in placed if s != d for p in PROTOCOLS}
-    event(f"{sum(expected.values())} of {len(expected)} (pair, protocol) allowed")  # --hypothesis-show-statistics
+    expected = {(s, d, p, v): allowed(model, Packet(endpoints[s], endpoints[d], p, v))
+                for s in placed for d in placed if s != d for p in PROTOCOLS for v in VERSIONS}
+    event(f"{sum(expected.values())} of {len(expected)} (pair, protocol, version) allowed")  # --hypothesis-show-statistics
     # Policy reaches every host within a bounded time, and on a busy machine a probe can time out:
     # probe the pairs that differ again until they agree or the time is up (counted from the end of
     # the full measurement, which alone takes longer than that with 100 workloads on 2 cores).
@@ -194,13 +199,13 @@ def test_measured_reachability_equals_the_model(cluster, scenario):
     while (wrong := sorted(p for p in expected if measured[p] != expected[p])) and time.monotonic() < deadline:
         measured.update(measure(placed, wrong))
     if wrong:
-        source, destination, protocol = wrong[0]
+        source, destination, protocol, version = wrong[0]
         hosts = {placed[source]["host"], placed[destination]["host"]}
         rules = "\n".join(f"--- {h}: /var/run/calico/policy.nft\n"
                           + (cluster.host(h).state_dir / "run" / "policy.nft").read_text() for h in sorted(hosts))
-        pytest.fail(f"{len(wrong)} of {len(expected)} differ from the model, e.g. {source} ({placed[source]['ip']}, "
-                    f"{placed[source]['network']}) -> {destination} ({placed[destination]['ip']}, "
-                    f"{placed[destination]['network']}) over {protocol}: measured {measured[wrong[0]]}, model "
-                    f"{expected[wrong[0]]}\nall: {wrong[:20]}\nmodel: "
-                    f"{explain(model, Packet(endpoints[source], endpoints[destination], protocol))}\n"
+        packet = Packet(endpoints[source], endpoints[destination], protocol, version)
+        pytest.fail(f"{len(wrong)} of {len(expected)} differ from the model, e.g. {source} ({packet.addresses[0]}, "
+                    f"{placed[source]['network']}) -> {destination} ({packet.addresses[1]}, "
+                    f"{placed[destination]['network']}) over {protocol}/IPv{version}: measured {measured[wrong[0]]}, "
+                    f"model {expected[wrong[0]]}\nall: {wrong[:20]}\nmodel: {explain(model, packet)}\n"
                     f"documents: {yaml.safe_dump(documents(scenario))}\n{rules}", pytrace=False)

@@ -158,3 +158,23 @@ def test_vxlan_and_ipip_tunnel_addresses_come_from_their_own_pools(ds, ipam):
     ipam.delete_pool(net("10.30.0.0/16"))
     assert ipam.ensure_tunnel_address("host1", "vxlan") is None
     assert ipam.ensure_tunnel_address("host1") == ipip_address
+
+
+@pytest.mark.emulation
+def test_ipv6_addresses_come_in_affine_122_blocks_beside_ipv4(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    add_pool(ds, "fd80:24e2:f998:72d6::/64")
+    (v4,) = ipam.auto_assign("host1", 1)
+    v6 = ipam.auto_assign("host1", 2, version=6)
+    assert v4.version == 4 and [a.version for a in v6] == [6, 6]
+    block = net(f"{v6[0]}/122", strict=False)
+    assert v6[1] in block and block.subnet_of(net("fd80:24e2:f998:72d6::/64"))
+    assert ds.get(block_key(block)).value["affinity"] == "host:host1"
+    assert block_key(block).startswith("/calico/ipam/v2/assignment/ipv6/block/")
+    assert ds.get(keys.host_affinity_blocks("host1", 6) + keys.cidr_to_key(block)) is not None
+    assert ipam.auto_assign("host2", 1, version=6)[0] not in block  # host2 claims a block of its own
+    assert ipam.assign_ip("fd80:24e2:f998:72d6::1:5", "host1") == ip("fd80:24e2:f998:72d6::1:5")
+    with pytest.raises(IPAMError, match="The provided IP address is not in a configured pool"):
+        ipam.assign_ip("fd00:99::1", "host1")
+    ipam.delete_pool(net("fd80:24e2:f998:72d6::/64"))
+    assert ds.list(keys.host_affinity_blocks("host1", 6)) == [] and ds.list(keys.host_affinity_blocks("host1"))

@@ -12,7 +12,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from calisim.datastore import keys
 from calisim.datastore import Datastore, Synchronous, local_etcd
-from calisim.ipam import BLOCKS, IPAM, Block, IPAMError
+from calisim.ipam import BLOCKS, IPAM, Block, IPAMError, blocks_prefix
 from calisim.datastore.resources import IPPool, ValidationError, check_pool_overlaps
 from calisim.testing import strategies
 from calisim.testing.ipam_model import IPAMModel
@@ -44,7 +44,7 @@ class IPAMAgainstModel(RuleBasedStateMachine):
     def teardown(self):
         self.ds.close()
 
-    @rule(cidr=strategies.pool_cidrs())
+    @rule(cidr=st.one_of(strategies.pool_cidrs(), strategies.pool_cidrs(strategies.POOL_SPACE_V6)))
     def create_pool(self, cidr):
         pool = IPPool(cidr)
         try:
@@ -59,21 +59,22 @@ class IPAMAgainstModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def delete_pool(self, data):
         if self.model.pools:
-            cidr = data.draw(st.sampled_from(sorted(self.model.pools)))
+            cidr = data.draw(st.sampled_from(sorted(self.model.pools, key=str)))
             self.ipam.delete_pool(cidr)
             self.model.delete_pool(cidr)
 
-    @rule(target=held, host=strategies.host_names(HOSTS), count=st.integers(1, 8))
-    def auto_assign(self, host, count):
-        enabled = self.model.enabled_pools()
-        got = self.ipam.auto_assign(host, count)
-        assert got == self.model.auto_assign(host, count)
+    @rule(target=held, host=strategies.host_names(HOSTS), count=st.integers(1, 8), version=st.sampled_from([4, 6]))
+    def auto_assign(self, host, count, version):
+        enabled = self.model.enabled_pools(version)
+        got = self.ipam.auto_assign(host, count, version=version)
+        assert got == self.model.auto_assign(host, count, version)
         assert not set(got) & self.holding, "an address was handed out twice"
         assert all(any(a in pool for pool in enabled) for a in got), "allocated outside the enabled pools"
         self.holding.update(got)
         return got[0] if got else ipaddress.ip_address("10.255.255.255")
 
-    @rule(target=held, host=strategies.host_names(HOSTS), address=strategies.addresses_in())
+    @rule(target=held, host=strategies.host_names(HOSTS),
+          address=st.one_of(strategies.addresses_in(), strategies.addresses_in(strategies.POOL_SPACE_V6)))
     def assign_ip(self, host, address):
         expected = self.model.assign(host, address)
         try:
@@ -99,7 +100,8 @@ class IPAMAgainstModel(RuleBasedStateMachine):
 
     @invariant()
     def datastore_equals_model(self):
-        stored = {Block.from_value(e.value).cidr: Block.from_value(e.value) for e in self.ds.list(BLOCKS)}
+        stored = {Block.from_value(e.value).cidr: Block.from_value(e.value)
+                  for version in (4, 6) for e in self.ds.list(blocks_prefix(version))}
         note(f"blocks: {sorted(map(str, stored))}")
         assert set(stored) == set(self.model.blocks)
         for cidr, block in stored.items():
@@ -117,7 +119,7 @@ class IPAMAgainstModel(RuleBasedStateMachine):
             owners.setdefault(keys.last_segment(entry.key), []).append(keys.host_of(entry.key, "/calico/ipam/v2/host/"))
         for block_name, hosts in owners.items():
             assert len(hosts) == 1, f"{block_name} is affine to {hosts}"
-            block = self.ds.get(BLOCKS + block_name)
+            block = self.ds.get(blocks_prefix(ipaddress.ip_network(keys.key_to_cidr(block_name)).version) + block_name)
             assert block is not None and block.value["affinity"] == f"host:{hosts[0]}"
 
 

@@ -113,7 +113,10 @@ def test_request_pool(plugins):
     assert ipam("IpamDriver.RequestPool", {"Pool": "10.10.0.0/16", "SubPool": "10.10.1.0/24"}) == (500, {"Err": (
         "Calico IPAM does not support sub pool configuration on 'docker create network'. Calico IP Pools "
         "should be configured first and IP assignment is from those pre-configured pools.")})
-    assert ipam("IpamDriver.RequestPool", {"V6": True}) == (500, {"Err": "IPv6 isn't supported"})
+    assert ipam("IpamDriver.RequestPool", {"V6": True}) == (  # libnetwork-plugin v1.1.1
+        200, {"PoolID": "CalicoPoolIPv6", "Pool": "::/0", "Data": {"com.docker.network.gateway": "::/0"}})
+    assert ipam("IpamDriver.RequestPool", {"V6": True, "Pool": "fd00:99::/64"}) == (
+        500, {"Err": "The requested subnet must match the CIDR of a configured Calico IP Pool."})
 
 
 def test_request_and_release_address(plugins, ds):
@@ -196,3 +199,38 @@ def test_endpoint_of_an_unknown_network_is_refused(plugins, ds):
                                                              "Interface": {"Address": "10.10.0.1/32"}})
     assert status == 500 and "not known" in answer["Err"]
     assert dump(ds) == before
+
+
+def test_ipv6_addresses_endpoints_and_join_as_libnetwork_plugin_v1_1_1(plugins, ds):
+    import ipaddress
+
+    pool6 = IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64"))
+    ds.put(pool6.primary_key, pool6.value())
+    driver, ipam = plugins.driver, plugins.ipam
+    status, answer = ipam("IpamDriver.RequestAddress", {"PoolID": "CalicoPoolIPv6", "Address": ""})
+    assert status == 200 and answer["Address"].endswith("/128")
+    address6 = answer["Address"]
+    assert ipaddress.ip_interface(address6).ip in pool6.cidr
+    assert ipam("IpamDriver.RequestPool", {"V6": True, "Pool": "fd80:24e2:f998:72d6::/64"})[1]["PoolID"] == \
+        "fd80:24e2:f998:72d6::/64"
+    v6_data = [{"AddressSpace": "CalicoGlobalAddressSpace", "Pool": "::/0", "Gateway": "::/0"}]
+    v4_data = [{"AddressSpace": "CalicoGlobalAddressSpace", "Pool": "0.0.0.0/0", "Gateway": "0.0.0.0/0"}]
+    assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "IPv4Data": v4_data, "IPv6Data": v6_data,
+                                                  "Options": {"com.docker.network.enable_ipv6": True}}) == (200, {})
+    assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "IPv4Data": v4_data, "IPv6Data": [
+        {"AddressSpace": "LocalDefault", "Pool": "fd00:1::/64", "Gateway": "fd00:1::1/64"}]}) == (
+        500, {"Err": "Non-Calico IPAM driver is used"})
+    assert driver("NetworkDriver.CreateEndpoint", {"NetworkID": NETWORK, "EndpointID": ENDPOINT, "Options": {},
+                                                   "Interface": {"Address": "10.10.86.192/32", "AddressIPv6": address6}})[0] == 200
+    assert ds.get(endpoint_key("host1", ENDPOINT)).value["ipv6_nets"] == [address6]
+    status, joined = driver("NetworkDriver.Join", {"NetworkID": NETWORK, "EndpointID": ENDPOINT, "SandboxKey": "/x",
+                                                   "Options": {}})
+    try:
+        assert status == 200 and ipaddress.ip_address(joined["GatewayIPv6"]).is_link_local, joined
+        with IPRoute() as ipr:
+            (index,) = ipr.link_lookup(ifname="calia1b2c3d4e5f")
+            host_addresses = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=10, index=index)]
+        assert joined["GatewayIPv6"] in host_addresses  # the host side's own fe80:: address
+        assert joined["StaticRoutes"][1] == {"Destination": f"{joined['GatewayIPv6']}/128", "RouteType": 1, "NextHop": ""}
+    finally:
+        assert driver("NetworkDriver.Leave", {"NetworkID": NETWORK, "EndpointID": ENDPOINT}) == (200, {})

@@ -79,3 +79,40 @@ def test_node_status_rows_come_from_calico_named_bgp_protocols():
     assert [(r.peer_ip, r.peer_type, r.state, r.info.split()[0]) for r in rows] == [
         ("192.168.3.228", "node-to-node mesh", "up", "Established"),
         ("10.0.0.1", "global", "start", "Active"), ("10.0.0.2", "node specific", "start", "Connect")]
+
+
+def test_without_an_ipv6_address_the_node_has_no_ipv6_protocols(tmp_path):
+    config = bird.bird_config(entries(**{keys.bgp_host_ip_v6("host2"): "fd00::2"}), "host1")
+    assert config.ipv6 is None
+    text = bird.render(config)
+    assert "# IPv6 disabled on this node." in text and "bgp_template6" not in text
+
+
+def test_ipv6_mesh_global_and_node_peers_use_calicos_names_and_an_ipv6_channel(tmp_path):
+    config = bird.bird_config(entries(**{
+        keys.bgp_host_ip_v6("host1"): "fd00:3::229", keys.bgp_host_ip_v6("host2"): "fd80:24e2:f998:72d7::2",
+        keys.bgp_host_ip_v6("host3"): "",  # a node without IPv6 is no IPv6 peer
+        keys.GLOBAL_PEERS_V6 + "fd00:3::1": {"ip": "fd00:3::1", "as_num": "64513"},
+        keys.bgp_host_peers_v6("host1") + "fd00:3::2": {"ip": "fd00:3::2", "as_num": "64514"},
+        keys.bgp_host_peers_v6("host2") + "fd00:3::3": {"ip": "fd00:3::3", "as_num": "64515"},
+        keys.POOLS_V6 + "fd80:24e2:f998:72d6::-64": {"cidr": "fd80:24e2:f998:72d6::/64"},
+        keys.host_affinity_blocks("host1", 6) + "fd80:24e2:f998:72d6::40-122": {}}), "host1")
+    assert config.ipv6 is not None
+    assert [(p.protocol, p.ip) for p in config.ipv6.peers] == [
+        ("Mesh_fd80_24e2_f998_72d7__2", "fd80:24e2:f998:72d7::2"), ("Global_fd00_3__1", "fd00:3::1"),
+        ("Node_fd00_3__2", "fd00:3::2")]
+    assert [p.protocol for p in config.mesh_peers] == ["Mesh_172_16_0_2", "Mesh_172_16_0_3"]  # IPv4 unchanged
+    text = bird.render(config)
+    v6 = text[text.index("template bgp bgp_template6"):]
+    assert "local fd00:3::229 as 64512;" in v6 and "ipv6 {" in v6 and "export filter calico_pools6;" in v6
+    assert "protocol bgp Mesh_fd80_24e2_f998_72d7__2 from bgp_template6 {\n  neighbor fd80:24e2:f998:72d7::2 as 64512;" in v6
+    assert "route fd80:24e2:f998:72d6::40/122 blackhole;" in text
+    assert "if ( net ~ fd80:24e2:f998:72d6::/64 ) then { accept; }" in text
+    path = tmp_path / "bird.cfg"
+    assert bird.write_checked(text, path) is True  # bird -p accepts it
+
+
+def test_node_status_reads_ipv6_addresses_back_from_protocol_names():
+    rows = bird.bgp_peer_statuses([bird.Protocol("Mesh_fd80_24e2_f998_72d7__2", "BGP", "---", "up", "07:21:09", "Established"),
+                                   bird.Protocol("Global_1_2__3", "BGP", "---", "start", "07:21:09", "Active")])
+    assert [r.peer_ip for r in rows] == ["fd80:24e2:f998:72d7::2", "1:2::3"]

@@ -4,7 +4,8 @@ routers that are not Calico nodes.
 Rack k is segment ``rack<k>`` = 172.20.k.0/24 with top-of-rack router ``tor<k>`` at .1 and hosts
 at .11, .12, ... named host1.. rack after rack (rack 1 holds host1..hostH); every ToR links to
 every spine ``spine1..spineS`` point to point (172.21.s.2(k-1)/31 on the ToR, the next address
-on the spine).  The routers' BIRD configs are rendered here from bird_configs/ and run by the
+on the spine).  Hosts also have fd00:172:20:k::<host>/64, usable inside their rack only (the
+routers route IPv4).  The routers' BIRD configs are rendered here from bird_configs/ and run by the
 cluster.  Models:
 
 * ``as-per-rack``: rack k is AS 65000+k; its ToR reflects its hosts' routes (iBGP, `rr client`,
@@ -77,7 +78,9 @@ class FabricTopo(CalicoTopo):
             segment = self.add_segment(f"rack{rack}")
             self.add_router(f"tor{rack}", {segment: f"{tor_ip(rack)}/24"}, bird_config=self.tor_config(rack))
             for name, ip in self.rack_hosts(rack):
-                self.add_calico_host(name, f"{ip}/24", segment, default_route=tor_ip(rack))
+                # IPv6 inside the rack only (fd00:<rack's /24 as a.b.c>::<host>/64): the ToRs route IPv4.
+                self.add_calico_host(name, f"{ip}/24", segment, default_route=tor_ip(rack),
+                                     ip6="fd00:{}:{}:{}::{}/64".format(*ip.split(".")))
         for spine in range(1, spines + 1):
             self.add_router(f"spine{spine}", {}, bird_config=self.spine_config(spine), underlay=True)
             for rack in range(1, racks + 1):

@@ -1,5 +1,6 @@
 """N Calico hosts, host1..hostN, on one segment of 172.16.0.0/16 (outside the 192.168.0.0/16
-default pool and 10.0.0.0/8, so host addresses never collide with workload pools).
+default pool and 10.0.0.0/8, so host addresses never collide with workload pools); for IPv6,
+hostN also has fd00:172:16::N/64 (N's decimal digits as the last group).
 
 With ``--route-reflectors K``, hosts rr1..rrK (not Calico nodes) sit on the same segment at
 172.16.254.1..K for `routereflector run`; ``--start-nodes`` then sets the cluster up as Calico's
@@ -14,6 +15,7 @@ from calisim.emulation.topology import CalicoTopo
 from . import Option
 
 SUBNET = ipaddress.ip_network("172.16.0.0/16")
+SUBNET6 = "fd00:172:16::/64"
 GATEWAY = str(SUBNET[-2])  # a default route, as every Calico host has (proxy ARP needs a route to 169.254.1.1)
 MAX_HOSTS = 1000
 REFLECTORS = ipaddress.ip_network("172.16.254.0/24")
@@ -35,7 +37,8 @@ class FlatTopo(CalicoTopo):
         self.reflector_count = route_reflectors
         lan = self.add_segment("s1")
         for index in range(1, hosts + 1):
-            self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan, default_route=GATEWAY)
+            self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan, default_route=GATEWAY,
+                                 ip6=f"fd00:172:16::{index}/64")
         for index in range(1, route_reflectors + 1):
             self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan, default_route=GATEWAY)
 

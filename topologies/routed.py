@@ -4,7 +4,8 @@
 encapsulated traffic (an IPIP pool) crosses it; a plain pool's packets die there, and a
 cross-subnet pool is encapsulated only toward the other subnet.  etcd runs in host1; BGP
 between the hosts is multihop through r1.  Behind r1 too: ext1 = 198.51.100.10/24, a machine
-outside the cluster (nat-outgoing's Internet)."""
+outside the cluster (nat-outgoing's Internet).  IPv6: the subnets are fd00:192:168:1::/64 and
+fd00:192:168:2::/64 (hosts ::10, ::11, ..., r1 ::1, the hosts' IPv6 default route)."""
 
 from calisim.emulation.topology import CalicoTopo
 
@@ -22,12 +23,16 @@ class RoutedTopo(CalicoTopo):
     def build(self, hosts_per_subnet: int = 1) -> None:
         left, right, outside = self.add_segment("s1"), self.add_segment("s2"), self.add_segment("s3")
         self.add_router("r1", {left: "192.168.1.1/24", right: "192.168.2.1/24", outside: "198.51.100.1/24"})
+        for side, segment in enumerate((left, right)):
+            self.add_ipv6("r1", segment, f"fd00:192:168:{side + 1}::1/64")
         self.add_outside_host("ext1", "198.51.100.10/24", outside, default_route="198.51.100.1")
         for side, segment in enumerate((left, right)):
             for index in range(hosts_per_subnet):
                 number = side * hosts_per_subnet + index + 1
                 self.add_calico_host(f"host{number}", f"192.168.{side + 1}.{FIRST_HOST + index}/24", segment,
                                      default_route=f"192.168.{side + 1}.1")
+                self.add_ipv6(f"host{number}", segment, f"fd00:192:168:{side + 1}::{FIRST_HOST + index}/64",
+                              default_route=f"fd00:192:168:{side + 1}::1")
 
 
 def topology(hosts_per_subnet: int | None = None) -> RoutedTopo:

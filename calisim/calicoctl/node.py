@@ -7,6 +7,7 @@ cluster starts, does not pay for importing the etcd client (calico-node itself t
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import select
 import signal
@@ -45,6 +46,7 @@ def cmd_node_run(args: argparse.Namespace) -> str:
             parse_as_number(args.as_number, "--as")
     except ValidationError as error:
         raise CommandError(str(error)) from None
+    check_ip6(args.ip6)
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd (e.g. http://192.168.3.229:2379)")
     paths = NodePaths()
@@ -55,11 +57,25 @@ def cmd_node_run(args: argparse.Namespace) -> str:
     command = [sys.executable, "-m", "calisim.node", "--name", name, "--backend", args.backend]
     if args.ip and args.ip != "autodetect":
         command += ["--ip", args.ip]
+    if args.ip6:
+        command += ["--ip6", args.ip6]
     if args.as_number is not None:
         command += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:
         command.append("--no-default-ippools")
     return start_daemon(command, paths, "calico-node")
+
+
+def check_ip6(value: str | None) -> None:
+    """calicoctl's own check of --ip6 (calico-node then checks that the host has it)."""
+    if value is None or value == "autodetect":
+        return
+    try:
+        address = ipaddress.ip_interface(value)
+    except ValueError:
+        raise CommandError(f"Error executing command: invalid IP address specified: {value}") from None
+    if address.version != 6:
+        raise CommandError("Error executing command: --ip6 is wrong IP version")
 
 
 def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
@@ -111,11 +127,13 @@ def cmd_node_status() -> str:
         peers = bird.bgp_peer_statuses(bird.BirdControl(paths.bird_socket).protocols())
     except bird.BirdError as error:
         raise CommandError(f"Calico process is running.\n\nError executing command: unable to connect to BIRDv4 socket: {error}")
-    lines = ["Calico process is running.", "", "IPv4 BGP status"]
-    if peers:
-        lines.append(boxed_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
-                                 [[p.peer_ip, p.peer_type, p.state, p.since, p.info] for p in peers]).rstrip("\n"))
-    else:
-        lines.append("No IPv4 peers found.")
-    lines += ["", "IPv6 BGP status", "No IPv6 peers found.", ""]
-    return "\n".join(lines)
+    lines = ["Calico process is running."]
+    for version in (4, 6):  # calicoctl asks BIRD and then bird6; here one BIRD has both
+        family = [p for p in peers if ipaddress.ip_address(p.peer_ip).version == version]
+        lines += ["", f"IPv{version} BGP status"]
+        if family:
+            lines.append(boxed_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                                     [[p.peer_ip, p.peer_type, p.state, p.since, p.info] for p in family]).rstrip("\n"))
+        else:
+            lines.append(f"No IPv{version} peers found.")
+    return "\n".join(lines + [""])

@@ -18,7 +18,7 @@ import yaml
 from ..datastore import Synchronous, Txn, keys
 from ..datastore.resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
                                    parse_documents, parse_name)
-from ..ipam import IPAM, IPAMError, parse_ipv4
+from ..ipam import IPAM, IPAMError, parse_ip
 from . import CommandError
 from .output import padded_columns
 
@@ -273,7 +273,7 @@ def cmd_config(ds: Synchronous, args: argparse.Namespace) -> str:
 def cmd_ipam(ds: Synchronous, args: argparse.Namespace) -> str:
     ipam = ds.wrap(IPAM(ds.target))
     try:
-        ip = parse_ipv4(args.ip)
+        ip = parse_ip(args.ip)
         if args.ipam_command == "show":
             attributes = ipam.attributes(ip)
             if attributes is None:

@@ -80,6 +80,10 @@ def bgp_host_ip_v6(name: str) -> str:
     return f"{BGP_HOSTS}{name}/ip_addr_v6"
 
 
+def bgp_host_network_v6(name: str) -> str:
+    return f"{BGP_HOSTS}{name}/network_v6"
+
+
 def bgp_host_as(name: str) -> str:
     return f"{BGP_HOSTS}{name}/as_num"
 
@@ -92,8 +96,8 @@ def bgp_host_peers_v6(name: str) -> str:
     return f"{BGP_HOSTS}{name}/peer_v6/"
 
 
-def host_affinity_blocks(name: str) -> str:
-    return f"/calico/ipam/v2/host/{name}/ipv4/block/"
+def host_affinity_blocks(name: str, version: int = 4) -> str:
+    return f"/calico/ipam/v2/host/{name}/ipv{version}/block/"
 
 
 def last_segment(key: str) -> str:

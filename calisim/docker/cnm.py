@@ -6,8 +6,8 @@ options, as dockerd passes them; then the network is stored in Docker's cluster 
 etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.  A plugin's
 refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
 Endpoints: RequestAddress -> CreateEndpoint -> Join, then the container side of the veth is
-moved into the container's network namespace, renamed `cali0`, given its /32, MAC and the
-returned routes; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A step that
+moved into the container's network namespace, renamed `cali0`, given its /32 (and on an `--ipv6`
+network its /128 from the IPv6 pool, and the Join's IPv6 gateway), MAC and the returned routes; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A step that
 fails undoes the ones before it, so a failed connect leaves no interface, endpoint or address.
 
 Runs inside an emulated host: plugins are reached through /run/docker/plugins.
@@ -31,6 +31,7 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 DOCKER_ENDPOINTS = "/docker/network/v1.0/endpoint/"
 ADDRESS_SPACE = "CalicoGlobalAddressSpace"
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
+IFA_F_NODAD = 0x02
 
 
 class DockerError(RuntimeError):
@@ -51,6 +52,8 @@ class Network:
     options: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
     aux_addresses: dict = field(default_factory=dict)  # name -> a.b.c.d/len, reserved in the pool
+    pool_id6: str = ""  # `--ipv6`: the IPv6 pool the IPAM driver gave (empty: an IPv4-only network)
+    pool6: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,18 @@ class NetworkRequest:
     options: dict = field(default_factory=dict)  # --opt: the driver's generic options
     labels: dict = field(default_factory=dict)
     ipv6: bool = False
+    subnet6: str | None = None  # an IPv6 --subnet: must be a Calico pool
 
     @classmethod
     def from_api(cls, body: dict) -> "NetworkRequest":
         ipam = body.get("IPAM") or {}
         configs = ipam.get("Config") or []
         v4 = next((c for c in configs if ":" not in (c.get("Subnet") or "")), {}) or {}
+        v6 = next((c for c in configs if ":" in (c.get("Subnet") or "")), {}) or {}
         return cls(body["Name"], body.get("Driver") or "calico", ipam.get("Driver") or "calico-ipam",
                    v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
                    v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
-                   body.get("Labels") or {}, bool(body.get("EnableIPv6")))
+                   body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Endpoint:
     address: str  # a.b.c.d/32
     mac: str
     sandbox_pid: int
+    address6: str = ""  # <ipv6>/128 on an --ipv6 network
 
 
 def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
@@ -115,16 +121,19 @@ def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = 
         raise DockerError(f"network with name {request.name} already exists")
     undo: list = []
     try:
-        pool, gateway, aux = allocate_pool(request, undo, plugin_dir)
+        pool, gateway, aux, v6 = allocate_pool(request, undo, plugin_dir)
         network = Network(secrets.token_hex(32), request.name, request.driver, request.ipam_driver, pool["PoolID"],
                           pool["Pool"], gateway,
                           datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                          request.ip_range or "", request.options, request.labels, aux)
+                          request.ip_range or "", request.options, request.labels, aux,
+                          v6["PoolID"] if v6 else "", v6["Pool"] if v6 else "")
+        ipv6_data = [{"AddressSpace": ADDRESS_SPACE, "Pool": v6["Pool"],
+                      "Gateway": (v6.get("Data") or {}).get("com.docker.network.gateway", "")}] if v6 else []
         call(request.driver, "NetworkDriver.CreateNetwork", {
             "NetworkID": network.id, "Options": {"com.docker.network.enable_ipv6": request.ipv6,
                                                  "com.docker.network.generic": request.options},
             "IPv4Data": [{"AddressSpace": ADDRESS_SPACE, "Pool": network.pool, "Gateway": network.gateway,
-                          "AuxAddresses": aux}], "IPv6Data": []}, plugin_dir)
+                          "AuxAddresses": aux}], "IPv6Data": ipv6_data}, plugin_dir)
         if not ds.commit(Txn().require_absent(DOCKER_NETWORKS + network.id).put(DOCKER_NETWORKS + network.id,
                                                                                  asdict(network))):
             raise DockerError(f"network {network.id} already exists")
@@ -134,23 +143,25 @@ def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = 
     return network
 
 
-def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tuple[dict, str, dict]:
+def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tuple[dict, str, dict, dict | None]:
     """libnetwork's ipamAllocate: the pools (v4, then v6 with --ipv6), the gateway (the
     driver's, or a --gateway requested as an address), each --aux-address.  Returns (pool,
-    gateway, aux addresses); undo collects the releases."""
+    gateway, aux addresses, the IPv6 pool or None); undo collects the releases."""
     if request.ipam_driver == "default":  # Docker's built-in IPAM: a subnet with a real gateway, no plugin
         subnet = request.subnet or "172.18.0.0/16"
         network = ipaddress.ip_network(subnet)
         gateway = f"{request.gateway or network[1]}/{network.prefixlen}"
-        return {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {}}, gateway, dict(request.aux_addresses)
+        return {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {}}, gateway, dict(request.aux_addresses), None
     ipam = request.ipam_driver
     pool = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": request.subnet or "",
                                                  "SubPool": request.ip_range or "", "Options": request.ipam_options,
                                                  "V6": False}, plugin_dir)
     undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}, plugin_dir))
+    v6 = None
     if request.ipv6:
-        v6 = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": "", "SubPool": "",
-                                                   "Options": request.ipam_options, "V6": True}, plugin_dir)
+        v6 = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": request.subnet6 or "",
+                                                   "SubPool": "", "Options": request.ipam_options, "V6": True},
+                  plugin_dir)
         undo.append(lambda: call(ipam, "IpamDriver.ReleasePool", {"PoolID": v6["PoolID"]}, plugin_dir))
     prefix = pool["Pool"].split("/")[1]
 
@@ -164,7 +175,7 @@ def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tupl
     gateway = (reserve(request.gateway, {"RequestAddressType": "com.docker.network.gateway"}) if request.gateway
                else (pool.get("Data") or {}).get("com.docker.network.gateway", ""))
     aux = {name: reserve(address, {}) for name, address in request.aux_addresses.items()}
-    return pool, gateway, aux
+    return pool, gateway, aux, v6
 
 
 def endpoints(ds: Synchronous, network: Network) -> list[Endpoint]:
@@ -179,7 +190,8 @@ def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_D
     for address in network.aux_addresses.values():
         call(network.ipam_driver, "IpamDriver.ReleaseAddress",
              {"PoolID": network.pool_id, "Address": address.split("/")[0]}, plugin_dir)
-    call(network.ipam_driver, "IpamDriver.ReleasePool", {"PoolID": network.pool_id}, plugin_dir)
+    for pool_id in filter(None, (network.pool_id, network.pool_id6)):
+        call(network.ipam_driver, "IpamDriver.ReleasePool", {"PoolID": pool_id}, plugin_dir)
     ds.commit(Txn().delete(DOCKER_NETWORKS + network.id))
 
 
@@ -194,13 +206,11 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
     endpoint_id = secrets.token_hex(32)
     undo: list = []
     try:
-        address = call(network.ipam_driver, "IpamDriver.RequestAddress",
-                       {"PoolID": network.pool_id, "Address": ip or "", "Options": {}}, plugin_dir)["Address"]
-        undo.append(lambda: call(network.ipam_driver, "IpamDriver.ReleaseAddress",
-                                 {"PoolID": network.pool_id, "Address": address.split("/")[0]}, plugin_dir))
+        address = request_address(network, network.pool_id, ip or "", undo, plugin_dir)
+        address6 = request_address(network, network.pool_id6, "", undo, plugin_dir) if network.pool_id6 else ""
         created = call(network.driver, "NetworkDriver.CreateEndpoint", {
             "NetworkID": network.id, "EndpointID": endpoint_id, "Options": {},
-            "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": ""}}, plugin_dir)
+            "Interface": {"Address": address, "AddressIPv6": address6, "MacAddress": ""}}, plugin_dir)
         undo.append(lambda: call(network.driver, "NetworkDriver.DeleteEndpoint",
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         mac = created["Interface"]["MacAddress"].lower()
@@ -209,13 +219,22 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
             "Options": {}}, plugin_dir)
         undo.append(lambda: call(network.driver, "NetworkDriver.Leave",
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
-        configure_container_interface(sandbox_pid, joined, address, mac)
-        endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid)
+        configure_container_interface(sandbox_pid, joined, address, mac, address6)
+        endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6)
         ds.put(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint_id}", asdict(endpoint))
         return endpoint
     except Exception:
         undo_all(undo)
         raise
+
+
+def request_address(network: Network, pool_id: str, ip: str, undo: list, plugin_dir: Path) -> str:
+    """An address from one of the network's pools (undo gets its release)."""
+    address = call(network.ipam_driver, "IpamDriver.RequestAddress",
+                   {"PoolID": pool_id, "Address": ip, "Options": {}}, plugin_dir)["Address"]
+    undo.append(lambda: call(network.ipam_driver, "IpamDriver.ReleaseAddress",
+                             {"PoolID": pool_id, "Address": address.split("/")[0]}, plugin_dir))
+    return address
 
 
 def undo_all(undo: list) -> None:
@@ -234,10 +253,11 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
     network = find_network(ds, endpoint.network_id)
     request = {"NetworkID": network.id, "EndpointID": endpoint.id}
     first: DockerError | None = None
+    releases = [(network.ipam_driver, "IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": address.split("/")[0]})
+                for pool_id, address in ((network.pool_id, endpoint.address), (network.pool_id6, endpoint.address6))
+                if address]
     for plugin, method, body in ((network.driver, "NetworkDriver.Leave", request),
-                                 (network.driver, "NetworkDriver.DeleteEndpoint", request),
-                                 (network.ipam_driver, "IpamDriver.ReleaseAddress",
-                                  {"PoolID": network.pool_id, "Address": endpoint.address.split("/")[0]})):
+                                 (network.driver, "NetworkDriver.DeleteEndpoint", request), *releases):
         try:
             call(plugin, method, body, plugin_dir)
         except DockerError as error:
@@ -247,7 +267,7 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
         raise first
 
 
-def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str) -> None:
+def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
     """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
     from pyroute2 import IPRoute
 
@@ -263,6 +283,8 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
         inside.link("set", index=index, ifname=name, address=mac)
         ip = ipaddress.ip_interface(address)
         inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
+        if address6:  # nodad: usable at once, as the /32 is
+            inside.addr("add", index=index, address=address6.split("/")[0], prefixlen=128, flags=IFA_F_NODAD)
         inside.link("set", index=index, state="up")
         for route in joined.get("StaticRoutes") or []:
             if route.get("RouteType") == 1:
@@ -271,6 +293,8 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
                 inside.route("add", dst=route["Destination"], gateway=route["NextHop"], oif=index, proto=ROUTE_PROTOCOL)
         if joined.get("Gateway"):
             inside.route("add", dst="0.0.0.0/0", gateway=joined["Gateway"], oif=index, proto=ROUTE_PROTOCOL)
+        if address6 and joined.get("GatewayIPv6"):
+            inside.route("add", dst="::/0", gateway=joined["GatewayIPv6"], oif=index, proto=ROUTE_PROTOCOL)
 
 
 def start_sandbox(name: str, files: Path | None = None, timeout: float = 10.0) -> subprocess.Popen:

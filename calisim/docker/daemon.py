@@ -7,7 +7,8 @@ it, runtime.py holds its processes).  Networking goes through Calico's plugins e
 libnetwork does (cnm.py): a container joins its network when it starts and leaves it (Leave,
 DeleteEndpoint, ReleaseAddress) when it stops.  Names resolve as with Docker's embedded DNS:
 each container's /etc/hosts lists the containers that share a network with it, on every host
-(endpoints are global, in the cluster store), kept current while the daemon runs.
+(endpoints are global, in the cluster store), as NAME and NAME.NETWORK, each of its addresses (IPv4,
+and IPv6 on an `--ipv6` network), kept current while the daemon runs.
 
 Implemented: /_ping, /version, networks (create with every option, ls, inspect, rm, connect,
 disconnect), containers (create, attach, wait, start, stop, kill, restart, logs, top, resize,
@@ -148,6 +149,11 @@ class Stdin:
 def truthy(value: str | None) -> bool:
     """A boolean query parameter as the CLI (1, true) and the SDK (True) send it."""
     return (value or "").lower() in ("1", "true")
+
+
+def endpoint_addresses(endpoint: dn.Endpoint) -> list[str]:
+    """An endpoint's addresses without their prefix: IPv4, then IPv6 if it has one."""
+    return [address.split("/")[0] for address in (endpoint.address, endpoint.address6) if address]
 
 
 def rfc3339(moment: float) -> str:
@@ -372,14 +378,17 @@ class Daemon:
         """Each local container's /etc/hosts: Docker's lines, itself, and every container
         sharing a network with it."""
         with self.lock:
-            everyone = {n.id: dn.endpoints(self.ds, n) for n in dn.networks(self.ds)}
+            known = dn.networks(self.ds)
+            everyone = {n.id: dn.endpoints(self.ds, n) for n in known}
+        names = {n.id: n.name for n in known}
         for container in list(self.containers.values()):
             if not container.running or container.directory is None:
                 continue
             lines = list(HOSTS_HEADER)
             for endpoint in container.endpoints:
-                lines.append(f"{endpoint.address.split('/')[0]}\t{container.hostname}")
-                lines += [f"{e.address.split('/')[0]}\t{e.container}" for e in everyone.get(endpoint.network_id, [])]
+                lines += [f"{address}\t{container.hostname}" for address in endpoint_addresses(endpoint)]
+                lines += [f"{address}\t{e.container} {e.container}.{names[endpoint.network_id]}"
+                          for e in everyone.get(endpoint.network_id, []) for address in endpoint_addresses(e)]
             text = "\n".join(dict.fromkeys(lines)) + "\n"
             hosts = container.directory / "hosts"
             if hosts.exists() and hosts.read_text() != text:
@@ -410,6 +419,8 @@ class Daemon:
                 network = dn.find_network(self.ds, endpoint.network_id)
             networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": "169.254.1.1",
                                       "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
+                                      "GlobalIPv6Address": endpoint.address6.split("/")[0],
+                                      "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
                                       "MacAddress": endpoint.mac, "Aliases": [container.name],
                                       "IPAMConfig": {"IPv4Address": container.ip} if container.ip else None}
         if not networks:  # a stopped container keeps its network's name, without an endpoint
@@ -460,13 +471,14 @@ class Daemon:
             local = next((c for c in self.containers.values() if endpoint in c.endpoints), None)
             if local is not None:
                 containers[local.id] = {"Name": local.name, "EndpointID": endpoint.id, "MacAddress": endpoint.mac,
-                                        "IPv4Address": endpoint.address, "IPv6Address": ""}
+                                        "IPv4Address": endpoint.address, "IPv6Address": endpoint.address6}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
                 **({"Gateway": network.gateway.split("/")[0]} if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
                 "Scope": "global", "Driver": network.driver,
-                "EnableIPv6": False, "Internal": False, "Attachable": False, "Ingress": False,
-                "IPAM": {"Driver": network.ipam_driver, "Options": {}, "Config": [ipam]},
+                "EnableIPv6": bool(network.pool_id6), "Internal": False, "Attachable": False, "Ingress": False,
+                "IPAM": {"Driver": network.ipam_driver, "Options": {},
+                         "Config": [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
                 "Containers": containers, "Options": network.options or {}, "Labels": network.labels or {}}
 
     # -- exec ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from ..datastore import Datastore, EtcdServer, Synchronous
 from ..node import NodePaths, bird
 from . import sandbox
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
+from .topology import CalicoHost, CalicoTopo, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 EMULATION = "lab"  # the transcript host `lab$`: the emulation's own side, never a host
@@ -123,7 +123,8 @@ class Cluster:
         self.net.build()
         self.net.start()
         for router in self.topo.routers():
-            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1")  # the router's own namespace
+            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")  # the router's own namespace
+        add_ipv6_addresses(self.net)
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
 
@@ -299,11 +300,13 @@ class Cluster:
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(self.hosts)))) as pool:
             return list(pool.map(lambda name: self.run(name, command, timeout), self.hosts))
 
-    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
-        """`calicoctl node run` on every Calico host, in parallel, then the topology's own steps
-        (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``); ClusterError if one fails."""
+    def start_nodes(self, timeout: float = DEFAULT_TIMEOUT, options: str = "") -> list[CommandResult]:
+        """`calicoctl node run [options]` on every Calico host, in parallel (e.g. options "--ip6 autodetect"),
+        then the topology's own steps (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``);
+        ClusterError if one fails."""
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
-            results = list(pool.map(lambda name: self.run(name, self.topo.node_run_command(name), timeout), self.hosts))
+            results = list(pool.map(lambda name: self.run(name, f"{self.topo.node_run_command(name)} {options}".rstrip(),
+                                                          timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
             raise ClusterError("calicoctl node run failed on " + "; ".join(

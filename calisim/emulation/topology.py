@@ -69,14 +69,27 @@ class CalicoTopo(Topo):
     def add_segment(self, name: str) -> str:
         return self.addSwitch(name, cls=NamespacedBridge)
 
-    def add_calico_host(self, name: str, ip: str, segment: str, default_route: str | None = None) -> str:
+    def add_calico_host(self, name: str, ip: str, segment: str, default_route: str | None = None,
+                        ip6: str | None = None) -> str:
         ipaddress.ip_interface(ip)  # fail early on a malformed address
         params = {"ip": ip, "calico": True}
         if default_route:
             params["defaultRoute"] = f"via {default_route}"
         self.addHost(name, **params)
         self.addLink(name, segment)
+        if ip6:
+            self.add_ipv6(name, segment, ip6)
         return name
+
+    def add_ipv6(self, node: str, segment: str, address: str, default_route: str | None = None) -> None:
+        """An IPv6 address on node's link to segment (Mininet configures IPv4 only; the cluster adds
+        these once the links exist), and optionally node's IPv6 default route."""
+        if ipaddress.ip_interface(address).version != 6:
+            raise ValueError(f"{address} is not an IPv6 address")
+        info = self.nodeInfo(node)
+        info.setdefault("ipv6", []).append((segment, address))
+        if default_route:
+            info["ipv6_default_route"] = default_route
 
     def add_router(self, name: str, addresses: dict[str, str], bird_config: str | None = None,
                    underlay: bool = False) -> str:
@@ -140,6 +153,31 @@ class CalicoTopo(Topo):
     def host_ip(self, name: str) -> str:
         return self.nodeInfo(name)["ip"].split("/")[0]
 
+    def host_ip6(self, name: str) -> str | None:
+        """The host's first IPv6 address (without its prefix length), None if it has none."""
+        addresses = self.nodeInfo(name).get("ipv6")
+        return addresses[0][1].split("/")[0] if addresses else None
+
+
+def add_ipv6_addresses(net) -> None:
+    run_ip_batches(ipv6_commands(net))
+
+
+def ipv6_commands(net) -> dict[object, list[str]]:
+    """Per node, the `ip -batch` lines giving it the IPv6 addresses (and default route) its
+    topology planned (``add_ipv6``).  nodad: BIRD and etcd may bind them at once."""
+    batches: dict[object, list[str]] = {}
+    for node in net.hosts:
+        planned = net.topo.nodeInfo(node.name).get("ipv6", [])
+        for segment, address in planned:
+            intf = next(i for i in node.intfList()
+                        if getattr(i, "link", None) and segment in (i.link.intf1.node.name, i.link.intf2.node.name))
+            batches.setdefault(node, []).append(f"addr add {address} dev {intf.name} nodad")
+        gateway = net.topo.nodeInfo(node.name).get("ipv6_default_route")
+        if gateway:
+            batches.setdefault(node, []).append(f"route add ::/0 via {gateway}")
+    return batches
+
 
 def pin_segment_neighbours(net) -> None:
     """Give every host a permanent ARP entry for each other host on its segments.
@@ -161,6 +199,10 @@ def pin_segment_neighbours(net) -> None:
             batches.setdefault(intf.node, []).extend(
                 f"neigh replace {other.IP()} lladdr {other.MAC()} dev {intf.name} nud permanent"
                 for other in members if other is not intf)
+    run_ip_batches(batches)
+
+
+def run_ip_batches(batches: dict[object, list[str]]) -> None:
     # iproute2 in each node's namespace, not pyroute2 sockets opened into it: those were seen
     # landing in the wrong namespace (the device then "does not exist") on a busy machine.
     for node, lines in batches.items():

@@ -4,7 +4,9 @@ state is computed from the datastore, then the kernel is made to match it.
 For each endpoint of this host (calico-v1.md section 6): the host side `cali…` gets proxy ARP
 (so the workload reaches 169.254.1.1, which the host never holds), `proxy_delay=0`,
 `rp_filter=1`, `route_localnet=1`; a permanent ARP entry for the workload's IP and MAC; and a
-`/32` route to it through the interface.  Routes to workloads that are gone are removed.
+`/32` route to it through the interface.  IPv6 (Felix 2.x): `proxy_ndp=1` and a `/128` route per
+address, no static neighbour (the kernel's NDP finds the workload; its gateway is the host side's
+own link-local address).  Routes to workloads that are gone are removed.
 Blocks' blackhole routes and the routes to other hosts' blocks come from BIRD.
 """
 
@@ -23,6 +25,7 @@ IFF_UP = 0x1
 ROUTE_PROTOCOL = 4  # "static": BIRD's kernel protocol learns these, so borrowed /32s are advertised
 INTERFACE_SYSCTLS = {"ipv4/conf/{}/proxy_arp": "1", "ipv4/conf/{}/rp_filter": "1",
                      "ipv4/conf/{}/route_localnet": "1", "ipv4/neigh/{}/proxy_delay": "0"}
+IPV6_INTERFACE_SYSCTLS = {"ipv6/conf/{}/proxy_ndp": "1"}
 log = logging.getLogger("calico-felix")
 
 
@@ -30,7 +33,7 @@ log = logging.getLogger("calico-felix")
 class WorkloadInterface:
     name: str
     mac: str
-    addresses: tuple[ipaddress.IPv4Address, ...]
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
 
 
 def workloads_prefix(host: str) -> str:
@@ -45,7 +48,8 @@ def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, Workload
             continue
         if endpoint.get("state", "active") != "active":
             continue
-        addresses = tuple(ipaddress.ip_interface(net).ip for net in endpoint.get("ipv4_nets", []))
+        addresses = tuple(ipaddress.ip_interface(net).ip
+                          for net in endpoint.get("ipv4_nets", []) + endpoint.get("ipv6_nets", []))
         wanted[endpoint["name"]] = WorkloadInterface(endpoint["name"], endpoint["mac"], addresses)
     return wanted
 
@@ -75,15 +79,20 @@ def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
         if index is None or index not in up:
             missing.add(interface.name)
             continue
-        for pattern, value in INTERFACE_SYSCTLS.items():
+        sysctls = dict(INTERFACE_SYSCTLS)
+        if Path("/proc/sys/net/ipv6/conf", interface.name).exists():
+            sysctls.update(IPV6_INTERFACE_SYSCTLS)
+        for pattern, value in sysctls.items():
             Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
         for address in interface.addresses:
-            ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
-            ipr.route("replace", dst=f"{address}/32", oif=index, scope="link", proto=ROUTE_PROTOCOL)
+            if address.version == 4:
+                ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
+            ipr.route("replace", dst=f"{address}/{address.max_prefixlen}", oif=index, scope="link", proto=ROUTE_PROTOCOL)
     expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
     workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
-    for route in ipr.get_routes(family=2):
-        if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == 32:
-            if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
-                ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/32", oif=route.get_attr("RTA_OIF"))
+    for family, length in ((2, 32), (10, 128)):
+        for route in ipr.get_routes(family=family, table=254):  # not the local table's own addresses
+            if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == length:
+                if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
+                    ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/{length}", oif=route.get_attr("RTA_OIF"))
     return missing

@@ -2,7 +2,9 @@
 
 Desired state first (as Calico's Python Felix): from etcd's endpoints (of every host: tags and
 selectors match addresses anywhere), profiles, policies and pools, ``render`` computes this
-host's whole nftables table ``ip calico``; ``apply`` replaces it with one `nft -f` transaction.
+host's whole nftables table ``ip calico`` and, when there are IPv6 pools, its twin ``ip6 calico``
+(the same chains and semantics for IPv6 addresses, as Felix's ip6tables); ``apply`` replaces both
+in one `nft -f` transaction.
 
 Why nftables rather than iptables-restore + ipset: the table, its sets (tag memberships, pools)
 and its chains change in one kernel transaction, so no packet ever meets rules that refer to a
@@ -47,6 +49,23 @@ TABLE = "calico"
 ALLOW_MARK = 0x1000000  # set by an allow, checked after each policy and profile (Felix used marks the same way)
 NEXT_TIER_MARK = 0x2000000  # set by a policy's next-tier: leave the tier for the profiles
 PROTOCOLS = {"tcp", "udp", "icmp", "sctp", "udplite"}  # in an IPv4 table (icmpv6 rules are skipped)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between the IPv4 and the IPv6 table."""
+    version: int
+    table: str  # nft family and address-match keyword: ip / ip6
+    address_type: str
+    icmp: str  # the ICMP protocol of the family, and its nft match keyword
+    protocols: frozenset[str]
+
+
+FAMILIES = {4: Family(4, "ip", "ipv4_addr", "icmp", frozenset(PROTOCOLS)),
+            6: Family(6, "ip6", "ipv6_addr", "icmpv6", frozenset(PROTOCOLS - {"icmp"} | {"icmpv6"}))}
+IPV4 = FAMILIES[4]
+# A workload must reach its IPv6 gateway (the host side's link-local address) by NDP.
+NDP_TO_HOST = "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
 
 
 class PolicyError(ValueError):
@@ -134,7 +153,7 @@ class Model:
 
 
 def datastore_prefixes() -> list[str]:
-    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.FELIX_CONFIG]
+    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.POOLS_V6, keys.FELIX_CONFIG]
 
 
 def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
@@ -156,14 +175,15 @@ def load(entries: dict[str, Any]) -> Model:
     for key, value in sorted(entries.items()):
         if key.startswith(keys.HOSTS) and "/workload/" in key and "/endpoint/" in key and value:
             if value.get("state", "active") == "active":
+                nets = value.get("ipv4_nets", []) + value.get("ipv6_nets", [])
                 endpoints.append(Endpoint(keys.host_of(key), value["name"],
-                                          tuple(str(ipaddress.ip_interface(n).ip) for n in value.get("ipv4_nets", [])),
+                                          tuple(str(ipaddress.ip_interface(n).ip) for n in nets),
                                           tuple(value.get("profile_ids", []))))
     for endpoint in resources.HostEndpoint.from_entries(entries):
         endpoints.append(Endpoint(endpoint.node, endpoint.interface,
                                   tuple(str(ip) for ip in endpoint.expected_ips if ip.version == 4),
                                   endpoint.profiles, endpoint.labels, on_host=True))
-    pools = [v for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    pools = [v for k, v in sorted(entries.items()) if k.startswith((keys.POOLS_V4, keys.POOLS_V6))]
     hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
     return Model(tuple(endpoints),
                  {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
@@ -222,19 +242,32 @@ def all_rules(model: Model) -> list[dict]:
 
 
 def render(model: Model, host: str) -> str:
-    """This host's whole `ip calico` table, as nft input."""
-    local, local_hosts = model.local(host, on_host=False), model.local(host, on_host=True)
+    """This host's whole `ip calico` table and, when there are IPv6 pools or endpoints with IPv6 addresses (a
+    pool deleted under them), its `ip6 calico` table, as nft input."""
+    addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
+    ipv6 = any(ipaddress.ip_network(address).version == 6 for address in addresses)
+    return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
+
+
+def of_family(addresses, family: Family) -> list[str]:
+    return [a for a in addresses if ipaddress.ip_network(a).version == family.version]
+
+
+def render_table(model: Model, host: str, family: Family) -> str:
+    """One family's table.  Host endpoints are IPv4's only (their expected IPs and failsafes)."""
+    local = model.local(host, on_host=False)
+    local_hosts = model.local(host, on_host=True) if family is IPV4 else []
     tags = tag_members(model)
     rules = all_rules(model)
-    lines = [f"table ip {TABLE} {{"]
+    lines = [f"table {family.table} {TABLE} {{"]
     for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):
-        lines += address_set(set_name("tag", tag), sorted(tags.get(tag, ())), interval=False)
+        lines += address_set(set_name("tag", tag), sorted(of_family(tags.get(tag, ()), family)), False, family)
     for text in sorted({text for rule in rules for text in rule_values(rule, "selector")}):
-        members = sorted({address for endpoint in model.selected(text) for address in endpoint.addresses})
-        lines += address_set(set_name("sel", text), members, interval=False)
-    lines += address_set("all_pools", list(model.all_pools), interval=True)
-    lines += address_set("nat_pools", list(model.nat_pools), interval=True)
-    lines += base_chains(local, local_hosts)
+        members = sorted({address for endpoint in model.selected(text) for address in of_family(endpoint.addresses, family)})
+        lines += address_set(set_name("sel", text), members, False, family)
+    lines += address_set("all_pools", of_family(model.all_pools, family), True, family)
+    lines += address_set("nat_pools", of_family(model.nat_pools, family), True, family)
+    lines += base_chains(local, local_hosts, family)
     if local_hosts:
         lines += address_set("calico_hosts", list(model.host_addresses), interval=False)
         lines += host_endpoint_base_chains(local_hosts, model.failsafes(host, "in"), model.failsafes(host, "out"))
@@ -243,18 +276,18 @@ def render(model: Model, host: str) -> str:
             lines += endpoint_chains(endpoint, direction, model.policies_for(endpoint))
     applying = {p.name: p for e in local + local_hosts for p in model.policies_for(e)}
     for policy in sorted(applying.values(), key=lambda p: p.sort_key):
-        lines += chain(policy_chain(policy.name, "to"), [render_rule(r, in_tier=True) for r in policy.inbound])
-        lines += chain(policy_chain(policy.name, "from"), [render_rule(r, in_tier=True) for r in policy.outbound])
+        lines += chain(policy_chain(policy.name, "to"), [render_rule(r, True, family) for r in policy.inbound])
+        lines += chain(policy_chain(policy.name, "from"), [render_rule(r, True, family) for r in policy.outbound])
     for name in sorted({name for endpoint in local + local_hosts for name in endpoint.profiles}):
         profile = model.profiles.get(name, Profile(name))
-        lines += chain(profile_chain(name, "to"), [render_rule(r) for r in profile.inbound])
-        lines += chain(profile_chain(name, "from"), [render_rule(r) for r in profile.outbound])
+        lines += chain(profile_chain(name, "to"), [render_rule(r, False, family) for r in profile.inbound])
+        lines += chain(profile_chain(name, "from"), [render_rule(r, False, family) for r in profile.outbound])
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def address_set(name: str, elements: list[str], interval: bool) -> list[str]:
-    lines = [f"  set {name} {{", "    type ipv4_addr"]
+def address_set(name: str, elements: list[str], interval: bool, family: Family = IPV4) -> list[str]:
+    lines = [f"  set {name} {{", f"    type {family.address_type}"]
     if interval:
         lines.append("    flags interval")
     if elements:
@@ -304,7 +337,7 @@ def failsafe_rules(ports: tuple[tuple[str, int], ...]) -> list[str]:
     return [f"{protocol} dport {{ {', '.join(listed)} }} accept" for protocol, listed in by_protocol.items()]
 
 
-def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = ()) -> list[str]:
+def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = (), family: Family = IPV4) -> list[str]:
     forward = ["ct state established,related accept", "ct state invalid drop"]
     known = ", ".join(f'"{e.interface}"' for e in local)
     for direction, match in (("from", "iifname"), ("to", "oifname")):
@@ -314,9 +347,10 @@ def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = ()) -> list
         else:
             forward.append(f'{match} "{WORKLOAD_PREFIX}*" drop')  # no endpoint known here (yet)
     workload_to_host = host_endpoint_dispatch(list(local_hosts), "to") if local_hosts else []
+    dhcp = ["udp dport 67 accept"] if family is IPV4 else [NDP_TO_HOST, "udp dport 547 accept"]
     workload_to_host += [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
-                        "udp dport 67 accept", "meta l4proto { tcp, udp } th dport 53 accept", "drop"]
-    nat = ["ip saddr @nat_pools ip daddr != @all_pools masquerade"]
+                         *dhcp, "meta l4proto { tcp, udp } th dport 53 accept", "drop"]
+    nat = [f"{family.table} saddr @nat_pools {family.table} daddr != @all_pools masquerade"]
     return (chain("forward", forward, "type filter hook forward priority filter; policy accept;")
             + chain("input", workload_to_host, "type filter hook input priority filter; policy accept;")
             + chain("postrouting", nat, "type nat hook postrouting priority srcnat; policy accept;"))
@@ -355,61 +389,63 @@ VERDICTS = {"allow": f"meta mark set meta mark | {ALLOW_MARK:#x} return", "deny"
 TIER_VERDICTS = {**VERDICTS, "next-tier": f"meta mark set meta mark | {NEXT_TIER_MARK:#x} return"}
 
 
-def render_rule(rule: dict, in_tier: bool = False) -> str | None:
-    """One Calico rule (datastore form: src_tag, !dst_net, ...) as one nft rule; None for a rule
-    that can only match IPv6."""
+def render_rule(rule: dict, in_tier: bool = False, family: Family = IPV4) -> str | None:
+    """One Calico rule (datastore form: src_tag, !dst_net, ...) as one nft rule of the family's
+    table; None for a rule that can only match the other IP version."""
     action = rule.get("action", "allow")
     if action not in VERDICTS:
         raise PolicyError(f"unknown action {action!r}")
-    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58) or not ipv4_can_match(rule):
+    if not can_match(rule, family.version):
         return None
-    matches = protocol_matches(rule)
+    matches = protocol_matches(rule, family)
     for side, field_name in (("src", "saddr"), ("dst", "daddr")):
         for negated in (False, True):
             bang, op = ("!", "!= ") if negated else ("", "")
             net = ipaddress.ip_network(rule[f"{bang}{side}_net"]) if rule.get(f"{bang}{side}_net") else None
-            if net is not None and net.version == 4:  # "not an IPv6 net" holds for every IPv4 packet
-                matches.append(f"ip {field_name} {op}{net}")
+            if net is not None and net.version == family.version:  # "not a net of the other version" always holds
+                matches.append(f"{family.table} {field_name} {op}{net}")
             if rule.get(f"{bang}{side}_tag"):
-                matches.append(f"ip {field_name} {op}@{set_name('tag', rule[f'{bang}{side}_tag'])}")
+                matches.append(f"{family.table} {field_name} {op}@{set_name('tag', rule[f'{bang}{side}_tag'])}")
             if rule.get(f"{bang}{side}_selector"):
-                matches.append(f"ip {field_name} {op}@{set_name('sel', rule[f'{bang}{side}_selector'])}")
+                matches.append(f"{family.table} {field_name} {op}@{set_name('sel', rule[f'{bang}{side}_selector'])}")
             if rule.get(f"{bang}{side}_ports"):
                 port_field = "sport" if side == "src" else "dport"
                 matches.append(f"th {port_field} {op}{{ {', '.join(port_ranges(rule[f'{bang}{side}_ports']))} }}")
     return " ".join(matches + [(TIER_VERDICTS if in_tier else VERDICTS)[action]])
 
 
-def ipv4_can_match(rule: dict) -> bool:
-    """False for a rule no IPv4 packet can match: from or to an IPv6 net, or ICMP fields with a
-    protocol other than ICMP (Calico accepts both)."""
-    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version == 6 for side in ("src", "dst")):
+def can_match(rule: dict, version: int) -> bool:
+    """False for a rule no packet of this IP version can match: ip_version or the ICMP protocol of
+    the other version, a net of the other version to match, or ICMP fields with a protocol other
+    than this version's ICMP (Calico accepts such rules)."""
+    other_icmp, own_icmp = (("icmpv6", 58), ("icmp", 1)) if version == 4 else (("icmp", 1), ("icmpv6", 58))
+    if rule.get("ip_version") not in (None, version) or rule.get("protocol") in other_icmp:
+        return False
+    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version != version for side in ("src", "dst")):
         return False
     uses_icmp = any(rule.get(f"{bang}icmp_{part}") is not None for bang in ("", "!") for part in ("type", "code"))
-    return not uses_icmp or rule.get("protocol") in (None, "icmp", 1)
+    return not uses_icmp or rule.get("protocol") in (None, *own_icmp)
 
 
-def protocol_matches(rule: dict) -> list[str]:
+def protocol_matches(rule: dict, family: Family = IPV4) -> list[str]:
     matches = []
     for key, op in (("protocol", ""), ("!protocol", "!= ")):
         if rule.get(key) is not None:
-            matches.append(f"meta l4proto {op}{protocol_name(rule[key])}")
+            matches.append(f"meta l4proto {op}{protocol_name(rule[key], family)}")
     uses_ports = any(rule.get(f"{bang}{side}_ports") for bang in ("", "!") for side in ("src", "dst"))
     if uses_ports and str(rule.get("protocol")) not in PORT_PROTOCOLS:
         raise PolicyError("ports need protocol tcp, udp, sctp or udplite")
-    for key, op in (("icmp_type", ""), ("!icmp_type", "!= ")):
-        if rule.get(key) is not None:
-            matches.append(f"icmp type {op}{int(rule[key])}")
-    for key, op in (("icmp_code", ""), ("!icmp_code", "!= ")):
-        if rule.get(key) is not None:
-            matches.append(f"icmp code {op}{int(rule[key])}")
+    for part in ("type", "code"):
+        for key, op in ((f"icmp_{part}", ""), (f"!icmp_{part}", "!= ")):
+            if rule.get(key) is not None:
+                matches.append(f"{family.icmp} {part} {op}{int(rule[key])}")
     return matches
 
 
-def protocol_name(protocol: str | int) -> str:
+def protocol_name(protocol: str | int, family: Family = IPV4) -> str:
     if isinstance(protocol, int) or str(protocol).isdigit():
         return str(int(protocol))
-    if protocol not in PROTOCOLS:
+    if protocol not in family.protocols:
         raise PolicyError(f"unknown protocol {protocol!r}")
     return protocol
 
@@ -420,7 +456,7 @@ def port_ranges(ports: list) -> list[str]:
 
 def apply(text: str) -> None:
     """Replace the table in one transaction (create-if-missing, delete, define, all in one `nft -f`)."""
-    transaction = f"table ip {TABLE}\ndelete table ip {TABLE}\n{text}"
+    transaction = "".join(f"table {f.table} {TABLE}\ndelete table {f.table} {TABLE}\n" for f in FAMILIES.values()) + text
     done = subprocess.run(["nft", "-f", "-"], input=transaction, capture_output=True, text=True)
     if done.returncode != 0:
         raise PolicyError(f"nft refused the ruleset: {done.stderr.strip()[-800:]}")

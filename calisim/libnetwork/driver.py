@@ -1,6 +1,8 @@
 """Calico's remote network driver `calico` (libnetwork-plugin v1.0's answers and error strings,
 calico-v1.md section 2): networks become profiles, endpoints become workloadEndpoints in etcd
-and a veth pair whose host side Felix programs."""
+and a veth pair whose host side Felix programs.  IPv6 as libnetwork-plugin v1.1.1 (PR 142):
+`--ipv6` networks, AddressIPv6 on endpoints, and in Join the host side's link-local address as
+the container's IPv6 gateway."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ ORCHESTRATOR = WORKLOAD = "libnetwork"
 WORKLOAD_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = "169.254.1.1"
 ANY = "0.0.0.0/0"
+ANY6 = "::/0"
+ADDRESS_SPACE = "CalicoGlobalAddressSpace"
+LINK_LOCAL_WAIT = 5.0  # seconds Join waits for the kernel to give the host side its fe80:: address
 DOCKER_NETWORKS = "/docker/network/v1.0/network/"  # where Docker's cluster-store keeps networks
 log = logging.getLogger("calico-libnetwork")
 
@@ -77,6 +82,9 @@ class NetworkDriver:
         for data in request.get("IPv4Data") or []:
             if data.get("Gateway") != ANY:
                 raise PluginError("Non-Calico IPAM driver is used")
+        for data in request.get("IPv6Data") or []:
+            if data.get("AddressSpace") != ADDRESS_SPACE:
+                raise PluginError("Non-Calico IPAM driver is used")
         return {}
 
     async def network_name(self, network_id: str) -> str:
@@ -87,14 +95,15 @@ class NetworkDriver:
 
     async def create_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
-        address = (request.get("Interface") or {}).get("Address")
-        if not address:
+        interface = request.get("Interface") or {}
+        addresses = [ipaddress.ip_interface(a).ip for a in (interface.get("Address"), interface.get("AddressIPv6")) if a]
+        if not addresses:
             raise PluginError("No address assigned for endpoint")
-        ip = ipaddress.ip_interface(address).ip
         name = await self.network_name(require(request, "NetworkID"))
         txn = Txn().put(endpoint_key(self.host, endpoint_id), {
-            "state": "active", "name": interface_names(endpoint_id)[0], "mac": WORKLOAD_MAC,
-            "profile_ids": [name], "ipv4_nets": [f"{ip}/32"], "ipv6_nets": []})
+            "state": "active", "name": interface_names(endpoint_id)[0], "mac": WORKLOAD_MAC, "profile_ids": [name],
+            **{f"ipv{version}_nets": [f"{ip}/{ip.max_prefixlen}" for ip in addresses if ip.version == version]
+               for version in (4, 6)}})
         await self.ds.commit(txn)
         profile = network_profile(name)
         if await self.ds.get(profile.primary_key) is None:
@@ -109,10 +118,17 @@ class NetworkDriver:
         return {}
 
     async def join(self, request: dict) -> dict:
-        host_side, container_side = interface_names(require(request, "EndpointID"))
+        endpoint_id = require(request, "EndpointID")
+        host_side, container_side = interface_names(endpoint_id)
+        endpoint = await self.ds.value(endpoint_key(self.host, endpoint_id)) or {}
         await asyncio.to_thread(create_veth, host_side, container_side)
-        return {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
-                "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
+        answer = {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
+                  "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
+        if endpoint.get("ipv6_nets"):
+            gateway6 = await asyncio.to_thread(link_local_address, host_side, container_side)
+            answer["GatewayIPv6"] = gateway6
+            answer["StaticRoutes"].append({"Destination": f"{gateway6}/128", "RouteType": 1, "NextHop": ""})
+        return answer
 
     async def leave(self, request: dict) -> dict:
         await asyncio.to_thread(delete_link, interface_names(require(request, "EndpointID"))[0])
@@ -126,6 +142,26 @@ def create_veth(host_side: str, container_side: str) -> None:
     with IPRoute() as ipr:
         ipr.link("add", ifname=host_side, kind="veth", peer={"ifname": container_side, "address": WORKLOAD_MAC})
         ipr.link("set", index=ipr.link_lookup(ifname=host_side)[0], state="up")
+
+
+def link_local_address(name: str, peer_name: str) -> str:
+    """The fe80:: address the kernel gives the host side once the veth has carrier (the other end
+    is set up for that here, as libnetwork-plugin does; moving it into the container sets it down)."""
+    import time
+
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        (index,) = ipr.link_lookup(ifname=name)
+        (peer,) = ipr.link_lookup(ifname=peer_name)
+        ipr.link("set", index=peer, state="up")
+        deadline = time.monotonic() + LINK_LOCAL_WAIT
+        while time.monotonic() < deadline:
+            for address in ipr.get_addr(family=10, index=index):
+                if ipaddress.ip_address(address.get_attr("IFA_ADDRESS")).is_link_local:
+                    return address.get_attr("IFA_ADDRESS")
+            time.sleep(0.02)
+    raise PluginError(f"{name} got no IPv6 link-local address within {LINK_LOCAL_WAIT:.0f}s")
 
 
 def delete_link(name: str) -> None:

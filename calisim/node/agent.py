@@ -57,8 +57,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
         loop.add_signal_handler(signum, stop.set)
     plugins: list[PluginServer] = []
     try:
-        enable_forwarding()
-        report("Enabling IPv4 forwarding")
+        for line in enable_forwarding():
+            report(line)
         for line in await register_when_etcd_answers(ds, options, report):
             report(line)
         report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend != "kernel"
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="calico-node", description="calisim's calico/node (started by calicoctl node run)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--ip", type=ipaddress.IPv4Interface)
+    parser.add_argument("--ip6", help="an IPv6 address on this host, or autodetect")
     parser.add_argument("--as", dest="as_number", type=int)
     parser.add_argument("--no-default-ippools", action="store_true")
     parser.add_argument("--backend", choices=("bird", "none"), default="bird")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
     if ipip_backend not in ("auto", *ipip.BACKENDS):
         sys.exit(f"CALICO_IPIP_BACKEND must be auto, {', '.join(ipip.BACKENDS)}, not {ipip_backend!r}")
-    options = NodeOptions(args.name, args.ip, args.as_number, not args.no_default_ippools, args.backend,
+    options = NodeOptions(args.name, args.ip, args.ip6, args.as_number, not args.no_default_ippools, args.backend,
                           libnetwork, ipip_backend)
     try:
         asyncio.run(run_node(options, paths, status.report))

@@ -87,6 +87,22 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class IPv6Config:
+    """The IPv6 half of a node's config (Calico's bird6.cfg, here the ipv6 channels of the same BIRD)."""
+
+    source_address: str  # the node's ip_addr_v6
+    mesh_peers: tuple[Peer, ...]
+    global_peers: tuple[Peer, ...]
+    node_peers: tuple[Peer, ...]
+    pools: tuple[str, ...]
+    blocks: tuple[str, ...]
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        return self.mesh_peers + self.global_peers + self.node_peers
+
+
+@dataclass(frozen=True)
 class BirdConfig:
     node_name: str
     router_id: str
@@ -99,19 +115,58 @@ class BirdConfig:
     blocks: tuple[str, ...]
     timers: Timers = field(default_factory=Timers)
     network: str | None = None  # this node's subnet (network_v4): what cross-subnet pools compare next hops with
+    ipv6: IPv6Config | None = None  # None: the node has no IPv6 address (`# IPv6 disabled on this node.`)
 
     @property
     def peers(self) -> tuple[Peer, ...]:
-        return self.mesh_peers + self.global_peers + self.node_peers
+        return self.mesh_peers + self.global_peers + self.node_peers + (self.ipv6.peers if self.ipv6 else ())
 
 
 def datastore_prefixes(node_name: str) -> list[str]:
     """The etcd prefixes a node's BIRD config is computed from."""
-    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.POOLS_V4, keys.host_affinity_blocks(node_name)]
+    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.POOLS_V4, keys.host_affinity_blocks(node_name),
+            keys.POOLS_V6, keys.host_affinity_blocks(node_name, 6)]
 
 
 def protocol_name(prefix: str, ip: str) -> str:
-    return prefix + ip.replace(".", "_")
+    """Calico's names: Mesh_192_168_3_228, Mesh_fd80_24e2_f998_72d7__2 (`.` and `:` become `_`)."""
+    return prefix + ip.replace(".", "_").replace(":", "_")
+
+
+def protocol_address(suffix: str) -> str:
+    """The peer address a protocol name carries, back with its dots or colons."""
+    try:
+        return str(ipaddress.IPv4Address(suffix.replace("_", ".")))
+    except ValueError:
+        return suffix.replace("_", ":")
+
+
+def family_peers(entries: dict[str, Any], node_name: str, version: int, my_ip: str, mesh: bool,
+                 as_of) -> tuple[tuple[Peer, ...], tuple[Peer, ...], tuple[Peer, ...]]:
+    """A node's mesh, global and node-specific peers of one IP version (ip_addr_v4/peer_v4 or _v6)."""
+    ip_key = keys.bgp_host_ip_v4 if version == 4 else keys.bgp_host_ip_v6
+    mesh_peers = []
+    if mesh:
+        hosts = sorted({keys.host_of(key, keys.BGP_HOSTS) for key in entries
+                        if key.startswith(keys.BGP_HOSTS) and key.endswith(f"/ip_addr_v{version}")})
+        for host in hosts:
+            ip = entries[ip_key(host)]
+            if ip and ip != my_ip:
+                mesh_peers.append(Peer(protocol_name("Mesh_", ip), ip, as_of(host)))
+    # Only the mesh skips the node itself: a global peer equal to its own address is rendered, as
+    # Calico 2.x does, and shows in `node status` as a global row that never comes up.
+    global_prefix = keys.GLOBAL_PEERS_V4 if version == 4 else keys.GLOBAL_PEERS_V6
+    node_prefix = keys.bgp_host_peers_v4(node_name) if version == 4 else keys.bgp_host_peers_v6(node_name)
+    global_peers, node_peers = ([Peer(protocol_name(name, v["ip"]), v["ip"], int(v["as_num"]))
+                                 for k, v in sorted(entries.items()) if k.startswith(prefix)]
+                                for name, prefix in (("Global_", global_prefix), ("Node_", node_prefix)))
+    return tuple(mesh_peers), tuple(global_peers), tuple(node_peers)
+
+
+def affine_blocks(entries: dict[str, Any], node_name: str, version: int) -> tuple[str, ...]:
+    prefix = keys.host_affinity_blocks(node_name, version)
+    return tuple(sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(prefix)),
+                        key=lambda cidr: ipaddress.ip_network(cidr)))
 
 
 def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None = None) -> BirdConfig:
@@ -126,29 +181,19 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None =
     def as_of(host: str) -> int:
         return int(entries.get(keys.bgp_host_as(host)) or global_as)
 
-    mesh_peers = []
-    if mesh:
-        hosts = sorted({keys.host_of(key, keys.BGP_HOSTS) for key in entries
-                        if key.startswith(keys.BGP_HOSTS) and key.endswith("/ip_addr_v4")})
-        for host in hosts:
-            ip = entries[keys.bgp_host_ip_v4(host)]
-            if ip and ip != my_ip:
-                mesh_peers.append(Peer(protocol_name("Mesh_", ip), ip, as_of(host)))
-    # Only the mesh skips the node itself: a global peer equal to its own address is rendered, as
-    # Calico 2.x does, and shows in `node status` as a global row that never comes up.
-    global_peers = [Peer(protocol_name("Global_", v["ip"]), v["ip"], int(v["as_num"]))
-                    for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4)]
-    node_prefix = keys.bgp_host_peers_v4(node_name)
-    node_peers = [Peer(protocol_name("Node_", v["ip"]), v["ip"], int(v["as_num"]))
-                  for k, v in sorted(entries.items()) if k.startswith(node_prefix)]
+    mesh_peers, global_peers, node_peers = family_peers(entries, node_name, 4, my_ip, mesh, as_of)
     pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")), v.get("ipip_mode") == "cross-subnet")
              for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
-    block_prefix = keys.host_affinity_blocks(node_name)
-    blocks = sorted((keys.key_to_cidr(keys.last_segment(k)) for k in entries if k.startswith(block_prefix)),
-                    key=lambda cidr: ipaddress.ip_network(cidr))
-    return BirdConfig(node_name, my_ip, as_of(node_name), mesh, tuple(mesh_peers), tuple(global_peers),
-                      tuple(node_peers), tuple(pools), tuple(blocks), timers or Timers.from_environment(),
-                      entries.get(keys.bgp_host_network_v4(node_name)))
+    my_ip6 = entries.get(keys.bgp_host_ip_v6(node_name))
+    ipv6 = None
+    if my_ip6:
+        ipv6 = IPv6Config(my_ip6, *family_peers(entries, node_name, 6, my_ip6, mesh, as_of),
+                          tuple(v["cidr"] for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V6)),
+                          affine_blocks(entries, node_name, 6))
+    return BirdConfig(node_name, my_ip, as_of(node_name), mesh, mesh_peers, global_peers,
+                      node_peers, tuple(pools), affine_blocks(entries, node_name, 4),
+                      timers or Timers.from_environment(),
+                      entries.get(keys.bgp_host_network_v4(node_name)), ipv6)
 
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("bird_configs", ""),
@@ -165,8 +210,13 @@ def render(config: BirdConfig) -> str:
         "bird.cfg.j2", node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,
         pools=config.pools, blocks=config.blocks, timers=config.timers, ipip_interface=IPIP_INTERFACE,
         felix_route_protocol=FELIX_ROUTE_PROTOCOL, network=config.network,
-        peer_groups=[("Node-to-node mesh" if config.mesh else "Node-to-node mesh (disabled)", config.mesh_peers),
-                     ("Global peers", config.global_peers), ("Node-specific peers", config.node_peers)])
+        peer_groups=peer_groups(config.mesh, config), ipv6=config.ipv6,
+        peer_groups6=peer_groups(config.mesh, config.ipv6) if config.ipv6 else [])
+
+
+def peer_groups(mesh: bool, family: "BirdConfig | IPv6Config") -> list[tuple[str, tuple[Peer, ...]]]:
+    return [("Node-to-node mesh" if mesh else "Node-to-node mesh (disabled)", family.mesh_peers),
+            ("Global peers", family.global_peers), ("Node-specific peers", family.node_peers)]
 
 
 def check(path: Path) -> None:
@@ -349,6 +399,6 @@ def bgp_peer_statuses(protocols: list[Protocol]) -> list[BgpPeerStatus]:
     for proto in protocols:
         for prefix, peer_type in PEER_TYPES.items():
             if proto.proto == "BGP" and proto.name.startswith(prefix):
-                ip = proto.name[len(prefix):].replace("_", ".")
+                ip = protocol_address(proto.name[len(prefix):])
                 peers.append(BgpPeerStatus(ip, peer_type, proto.state, proto.since, proto.info))
     return peers

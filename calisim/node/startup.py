@@ -15,7 +15,8 @@ from pathlib import Path
 from ..datastore import Datastore, DatastoreError, Txn, keys
 from ..datastore.resources import IPPool, Node
 
-DEFAULT_POOL = IPPool(ipaddress.ip_network("192.168.0.0/16"))
+DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")), IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
+KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
 SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
 
@@ -48,6 +49,7 @@ class StartupStatus:
 class NodeOptions:
     name: str
     ip: ipaddress.IPv4Interface | None = None  # None: autodetect
+    ip6: str | None = None  # an IPv6 address (with optional /prefix), "autodetect", or None: keep the stored one
     as_number: int | None = None
     default_pools: bool = True
     backend: str = "bird"
@@ -55,26 +57,70 @@ class NodeOptions:
     ipip_backend: str = "auto"  # kernel, ebpf, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
 
 
-def autodetect_ipv4() -> ipaddress.IPv4Interface:
-    """The first global IPv4 address on an interface that is not Calico's own (Calico's 'first-found')."""
+def host_addresses(version: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """The host's global addresses of one IP version, on interfaces that are not Calico's own, in the kernel's order."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        for address in ipr.get_addr(family=2):
-            name = names.get(address["index"], "")
-            if address["scope"] == 0 and not name.startswith(SKIPPED_INTERFACES):
-                return ipaddress.ip_interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+        return [ipaddress.ip_interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
+                for address in ipr.get_addr(family=2 if version == 4 else 10)
+                if address["scope"] == 0 and not names.get(address["index"], "").startswith(SKIPPED_INTERFACES)]
+
+
+def autodetect_ipv4() -> ipaddress.IPv4Interface:
+    """The first global IPv4 address on an interface that is not Calico's own (Calico's 'first-found')."""
+    for address in host_addresses(4):
+        return address
     raise StartupError("Couldn't autodetect a management IPv4 address; please provide one with --ip")
 
 
-def enable_forwarding() -> None:
+def chosen_ipv6(spec: str | None) -> ipaddress.IPv6Interface | None:
+    """The node's IPv6 address from --ip6: autodetected (first-found), or one that must be on this host."""
+    if spec is None:
+        return None
+    found = host_addresses(6)
+    if spec == "autodetect":
+        if not found:
+            raise StartupError("Couldn't autodetect a management IPv6 address; please provide one with --ip6")
+        return found[0]
+    ip6 = ipaddress.IPv6Interface(spec)
+    if ip6.ip not in {address.ip for address in found}:
+        raise StartupError(f"Unable to confirm IPv6 address {ip6.ip} is assigned to this host")
+    return ip6  # a bare address is a /128, as a bare --ip is a /32
+
+
+def check_addresses(nodes: list[Node], name: str, ips: dict[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface | None]) -> list[str]:
+    """Calico's checks of the chosen addresses: one used by another node is fatal, a changed one a warning."""
+    warnings = []
+    for version, ip in ips.items():
+        if ip is None:
+            continue
+        for node in nodes:
+            stored = node.ipv4 if version == 4 else node.ipv6
+            if stored is None:
+                continue
+            if node.node_name != name and stored.ip == ip.ip:
+                raise StartupError(f"Calico node '{node.node_name}' is already using the IPv{version} address {ip.ip}. "
+                                   "Please check your node name and IP address settings.")
+            if node.node_name == name and stored.ip != ip.ip:
+                warnings.append(f"WARNING: Calico node '{name}' IPv{version} address has changed: {stored.ip} -> {ip.ip}")
+    return warnings
+
+
+def enable_forwarding() -> list[str]:
+    """IPv4 forwarding, and IPv6 forwarding where the kernel has IPv6; returns what it says."""
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    if not KERNEL_IPV6.exists():
+        return ["Enabling IPv4 forwarding"]
+    Path("/proc/sys/net/ipv6/conf/all/forwarding").write_text("1\n")
+    return ["Enabling IPv4 forwarding", "Enabling IPv6 forwarding"]
 
 
 async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     """Calico's startup: global defaults, the node's keys, the default pool.  Returns what it says."""
     said = []
+    ip6 = await asyncio.to_thread(chosen_ipv6, options.ip6)  # before anything is stored: a wrong --ip6 stores nothing
     for key, value in ((keys.READY, True), (keys.GLOBAL_AS, str(keys.DEFAULT_AS)),
                        (keys.NODE_MESH, {"enabled": True}),
                        (keys.IPAM_CONFIG, {"strict_affinity": False, "auto_allocate_blocks": True})):
@@ -85,16 +131,13 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     else:
         ip = options.ip
         said.append(f"Using IPv4 address {ip}")
+    if ip6 is not None:
+        said.append(f"{'Autodetected' if options.ip6 == 'autodetect' else 'Using'} IPv6 address {ip6}")
     nodes = await Node.load_all(ds)
-    for node in nodes:
-        if node.node_name != options.name and node.ipv4 is not None and node.ipv4.ip == ip.ip:
-            raise StartupError(f"Calico node '{node.node_name}' is already using the IPv4 address {ip.ip}. "
-                               "Please check your node name and IP address settings.")
+    said += check_addresses(nodes, options.name, {4: ip, 6: ip6})
     existing = next((n for n in nodes if n.node_name == options.name), None)
-    if existing is not None and existing.ipv4 is not None and existing.ipv4.ip != ip.ip:
-        said.append(f"WARNING: Calico node '{options.name}' IPv4 address has changed: {existing.ipv4.ip} -> {ip.ip}")
     as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
-    node = Node(options.name, ip, existing.ipv6 if existing else None, as_number)
+    node = Node(options.name, ip, ip6 if ip6 is not None else (existing.ipv6 if existing else None), as_number)
     txn = Txn()
     for key in node.owned_keys():
         if key not in node.writes():
@@ -104,9 +147,21 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     await ds.commit(txn)
     said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
     said.append(f"Calico node name:  {options.name}")
-    if options.default_pools and not await IPPool.load_all(ds):
-        if await ds.create(DEFAULT_POOL.primary_key, DEFAULT_POOL.value()):
-            said.append(f"Created default IPv4 pool ({DEFAULT_POOL.cidr}) with NAT outgoing false. IPIP mode: off")
+    if options.default_pools:
+        said += await create_default_pools(ds)
+    return said
+
+
+async def create_default_pools(ds: Datastore) -> list[str]:
+    """Calico's default pool of each IP version that has none yet (IPv6 only where the kernel has
+    IPv6, whatever the host's addresses: reference section 7)."""
+    versions = {pool.cidr.version for pool in await IPPool.load_all(ds)}
+    said = []
+    for pool in DEFAULT_POOLS:
+        if pool.cidr.version in versions or (pool.cidr.version == 6 and not KERNEL_IPV6.exists()):
+            continue
+        if await ds.create(pool.primary_key, pool.value()):
+            said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. IPIP mode: off")
     return said
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from calisim.ipam import BLOCK_PREFIX, BLOCK_SIZE, block_of, blocks_in, first_block_index, nth_block
+from calisim.ipam import BLOCK_PREFIXES, BLOCK_SIZE, block_of, blocks_in, first_block_index, nth_block
 from calisim.datastore.keys import cidr_to_key
 
 
@@ -27,19 +27,21 @@ class IPAMModel:
         self.blocks: dict[ipaddress.IPv4Network, ModelBlock] = {}
         self.strict_affinity = strict_affinity
 
-    def enabled_pools(self) -> list[ipaddress.IPv4Network]:
-        return sorted((c for c, enabled in self.pools.items() if enabled), key=cidr_to_key)
+    def enabled_pools(self, version: int | None = None) -> list[ipaddress.IPv4Network]:
+        """Enabled pools (of one IP version, or all), in the order etcd lists them."""
+        return sorted((c for c, enabled in self.pools.items() if enabled and version in (None, c.version)),
+                      key=cidr_to_key)
 
     def create_pool(self, cidr: ipaddress.IPv4Network) -> bool:
         """False (nothing changes) if it overlaps an existing pool or is smaller than a block."""
-        if cidr.prefixlen > BLOCK_PREFIX or any(cidr.overlaps(other) for other in self.pools):
+        if cidr.prefixlen > BLOCK_PREFIXES[cidr.version] or any(cidr.overlaps(other) for other in self.pools):
             return False
         self.pools[cidr] = True
         return True
 
     def delete_pool(self, cidr: ipaddress.IPv4Network) -> None:
         for block_cidr, block in list(self.blocks.items()):
-            if block_cidr.subnet_of(cidr) and block.host is not None:
+            if block_cidr.version == cidr.version and block_cidr.subnet_of(cidr) and block.host is not None:
                 self._drop_affinity(block_cidr)
         del self.pools[cidr]
 
@@ -54,11 +56,14 @@ class IPAMModel:
         block.used.update(taken)
         return [cidr.network_address + ordinal for ordinal in taken]
 
-    def auto_assign(self, host: str, count: int) -> list[ipaddress.IPv4Address]:
-        pools = self.enabled_pools()
+    def _blocks(self, version: int) -> list[ipaddress.IPv4Network]:
+        return sorted(c for c in self.blocks if c.version == version)
+
+    def auto_assign(self, host: str, count: int, version: int = 4) -> list[ipaddress.IPv4Address]:
+        pools = self.enabled_pools(version)
         inside = [lambda cidr, p=p: cidr.subnet_of(p) for p in pools]
         found: list[ipaddress.IPv4Address] = []
-        for cidr in sorted(c for c, b in self.blocks.items() if b.host == host and any(f(c) for f in inside)):
+        for cidr in (c for c in self._blocks(version) if self.blocks[c].host == host and any(f(c) for f in inside)):
             found += self._take(cidr, count - len(found))
         for pool in pools:
             while len(found) < count:
@@ -70,14 +75,14 @@ class IPAMModel:
                 self.blocks[unclaimed[0]] = ModelBlock(host)
                 found += self._take(unclaimed[0], count - len(found))
         if not self.strict_affinity:
-            for cidr in sorted(self.blocks):
+            for cidr in self._blocks(version):
                 if len(found) < count and any(f(cidr) for f in inside):
                     found += self._take(cidr, count - len(found))
         return found
 
     def assign(self, host: str, ip: ipaddress.IPv4Address) -> str | None:
         """None on success, else Calico's error message."""
-        if not any(ip in pool for pool in self.enabled_pools()):
+        if not any(ip in pool for pool in self.enabled_pools(ip.version)):
             return "The provided IP address is not in a configured pool"
         cidr = block_of(ip)
         block = self.blocks.setdefault(cidr, ModelBlock(host))

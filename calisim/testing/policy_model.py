@@ -3,8 +3,10 @@ from Calico's rules with no kernel involved.  It shares calisim.felix.policy's M
 profiles, policies, label inheritance) and the selector trees, not the nft renderer, so a
 live cluster's measured reachability can be compared with it.
 
-Probes are ICMP echo (type 8, code 0), TCP to port 80 and UDP to port 69 (the `workload`
-image's echo servers); source ports are ephemeral, so rules on source ports are out of scope.
+Probes are ICMP echo (type 8, code 0; over IPv6 ICMPv6 echo, type 128), TCP to port 80 and UDP
+to port 69 (the `workload` image's echo servers), over IPv4 or IPv6 (a packet's version picks the
+endpoints' addresses of that version); source ports are ephemeral, so rules on source ports are
+out of scope.
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ from dataclasses import dataclass
 from ..felix.policy import Endpoint, Model, tag_members
 
 PORTS = {"icmp": None, "tcp": 80, "udp": 69}
-ICMP_ECHO = (8, 0)
+ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
+ICMP_PROTOCOLS = {4: ("icmp", 1), 6: ("icmpv6", 58)}
 
 
 @dataclass(frozen=True)
 class Packet:
     source: Endpoint
     destination: Endpoint
-    protocol: str  # icmp, tcp, udp
+    protocol: str  # icmp (ICMPv6 in an IPv6 packet), tcp, udp
+    version: int = 4
 
     @property
     def addresses(self) -> tuple[str, str]:
-        return self.source.addresses[0], self.destination.addresses[0]
+        return tuple(next(a for a in end.addresses if ipaddress.ip_address(a).version == self.version)
+                     for end in (self.source, self.destination))
+
+    @property
+    def protocol_names(self) -> tuple[str, int]:
+        return ICMP_PROTOCOLS[self.version] if self.protocol == "icmp" else (self.protocol, {"tcp": 6, "udp": 17}[self.protocol])
 
 
 def allowed(model: Model, packet: Packet) -> bool:
@@ -67,14 +76,14 @@ def first_verdict(model: Model, packet: Packet, rules: tuple[dict, ...]) -> str 
 
 
 def matches(model: Model, rule: dict, packet: Packet) -> bool:
-    if rule.get("ip_version") == 6 or rule.get("protocol") in ("icmpv6", 58):
+    if rule.get("ip_version") not in (None, packet.version):
         return False
-    numbers = {"icmp": 1, "tcp": 6, "udp": 17}
     for key, negated in (("protocol", False), ("!protocol", True)):
-        if key in rule and (rule[key] in (packet.protocol, numbers[packet.protocol])) == negated:
+        if key in rule and (rule[key] in packet.protocol_names) == negated:
             return False
-    for key, value, negated in (("icmp_type", ICMP_ECHO[0], False), ("icmp_code", ICMP_ECHO[1], False),
-                                ("!icmp_type", ICMP_ECHO[0], True), ("!icmp_code", ICMP_ECHO[1], True)):
+    echo_type, echo_code = ICMP_ECHO[packet.version]
+    for key, value, negated in (("icmp_type", echo_type, False), ("icmp_code", echo_code, False),
+                                ("!icmp_type", echo_type, True), ("!icmp_code", echo_code, True)):
         if key in rule and (packet.protocol != "icmp" or (rule[key] == value) == negated):
             return False
     members = tag_members(model)
@@ -82,7 +91,8 @@ def matches(model: Model, rule: dict, packet: Packet) -> bool:
         for bang in ("", "!"):
             wanted = not bang
             if f"{bang}{side}_net" in rule:
-                inside = ipaddress.ip_address(address) in ipaddress.ip_network(rule[f"{bang}{side}_net"])
+                ip, net = ipaddress.ip_address(address), ipaddress.ip_network(rule[f"{bang}{side}_net"])
+                inside = ip.version == net.version and ip in net
                 if inside != wanted:
                     return False
             if f"{bang}{side}_tag" in rule and (address in members.get(rule[f"{bang}{side}_tag"], set())) != wanted:

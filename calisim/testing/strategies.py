@@ -6,10 +6,11 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from calisim.ipam import BLOCK_PREFIX
+from calisim.ipam import BLOCK_PREFIXES
 
 #: Pools are drawn inside this range so that they overlap often enough to exercise rejection.
 POOL_SPACE = ipaddress.ip_network("10.0.0.0/20")
+POOL_SPACE_V6 = ipaddress.ip_network("fd00:10::/116")  # the same 64 blocks' worth, of /122s
 
 
 def host_names(count: int = 5) -> st.SearchStrategy[str]:
@@ -17,18 +18,19 @@ def host_names(count: int = 5) -> st.SearchStrategy[str]:
 
 
 @st.composite
-def pool_cidrs(draw, space: ipaddress.IPv4Network = POOL_SPACE, smallest: int = BLOCK_PREFIX,
-               largest: int = BLOCK_PREFIX - 3) -> ipaddress.IPv4Network:
-    """A pool of /largest to /smallest (at least one /26 block), aligned inside space."""
+def pool_cidrs(draw, space: ipaddress.IPv4Network | ipaddress.IPv6Network = POOL_SPACE, smallest: int | None = None,
+               largest: int | None = None) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A pool of /largest to /smallest (default: one to eight blocks of its IP version), aligned inside space."""
+    smallest = BLOCK_PREFIXES[space.version] if smallest is None else smallest
+    largest = smallest - 3 if largest is None else largest
     prefix = draw(st.integers(min_value=largest, max_value=smallest))
     slots = 2 ** (prefix - space.prefixlen)
     index = draw(st.integers(min_value=0, max_value=slots - 1))
-    return ipaddress.ip_network((int(space.network_address) + index * 2 ** (32 - prefix), prefix))
+    return ipaddress.ip_network((space.network_address + index * 2 ** (space.max_prefixlen - prefix), prefix))
 
 
-def addresses_in(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[ipaddress.IPv4Address]:
-    return st.integers(min_value=int(space.network_address), max_value=int(space.broadcast_address)).map(
-        ipaddress.IPv4Address)
+def addresses_in(space: ipaddress.IPv4Network | ipaddress.IPv6Network = POOL_SPACE):
+    return st.integers(min_value=0, max_value=space.num_addresses - 1).map(lambda offset: space.network_address + offset)
 
 
 def pool_documents(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[dict]:

@@ -37,8 +37,8 @@ class IPPool(Resource):
         check_fields(spec, ("ipip", "vxlan", "nat-outgoing", "disabled"), "ipPool spec")
         cidr = parse_cidr(metadata["cidr"], "ipPool metadata.cidr")
         if cidr.prefixlen > MIN_POOL_PREFIX[cidr.version]:
-            raise ValidationError(
-                f"IP pool is too small: {cidr} (an IPv{cidr.version} pool must be /{MIN_POOL_PREFIX[cidr.version]} or larger)")
+            raise ValidationError(f"error with field CIDR = '{cidr}' (IP pool size is too small "
+                                  f"(min /{MIN_POOL_PREFIX[cidr.version]}) for use with Calico IPAM)")
         ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
         ipip_mode = ipip_spec.get("mode") or "always"
@@ -48,11 +48,11 @@ class IPPool(Resource):
             raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (the mode needs IPIP enabled on the pool: "
                                   "spec.ipip.enabled: true)")
         if ipip and cidr.version != 4:
-            raise ValidationError(f"IPIP is only supported on IPv4 pools, not {cidr}")
+            raise ValidationError("error with field IPIP.Enabled = 'true' (IPIP is not supported on an IPv6 IP pool)")
         vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
         vxlan = parse_bool(vxlan_spec.get("enabled", False), "ipPool spec.vxlan.enabled")
         if vxlan and cidr.version != 4:
-            raise ValidationError(f"VXLAN is only supported on IPv4 pools, not {cidr}")
+            raise ValidationError("error with field VXLAN.Enabled = 'true' (VXLAN is not supported on an IPv6 IP pool)")
         if vxlan and ipip:
             raise ValidationError(f"ipPool {cidr}: IPIP and VXLAN cannot both be enabled")
         return cls(cidr, ipip,
@@ -168,7 +168,8 @@ class Node(Resource):
             values[keys.bgp_host_ip_v4(name)] = str(self.ipv4.ip)
             values[keys.bgp_host_network_v4(name)] = str(self.ipv4.network)
         if self.ipv6 is not None:
-            values[keys.bgp_host_ip_v6(name)] = str(self.ipv6)
+            values[keys.bgp_host_ip_v6(name)] = str(self.ipv6.ip)
+            values[keys.bgp_host_network_v6(name)] = str(self.ipv6.network)
         if self.as_number is not None:
             values[keys.bgp_host_as(name)] = str(self.as_number)
         return values
@@ -176,7 +177,8 @@ class Node(Resource):
     def owned_keys(self) -> list[str]:
         name = self.node_name
         return [keys.host_metadata(name), keys.host_bird_ip(name), keys.bgp_host_ip_v4(name),
-                keys.bgp_host_network_v4(name), keys.bgp_host_ip_v6(name), keys.bgp_host_as(name)]
+                keys.bgp_host_network_v4(name), keys.bgp_host_ip_v6(name), keys.bgp_host_network_v6(name),
+                keys.bgp_host_as(name)]
 
     def removal_prefixes(self) -> list[str]:
         return [keys.host(self.node_name), keys.bgp_host(self.node_name)]
@@ -194,12 +196,18 @@ class Node(Resource):
         bgp = {e.key: e.value for e in await ds.list(keys.BGP_HOSTS)}
         nodes = []
         for name in names:
-            ip, network = bgp.get(keys.bgp_host_ip_v4(name)), bgp.get(keys.bgp_host_network_v4(name))
-            ipv4 = ipaddress.ip_interface(f"{ip}/{ipaddress.ip_network(network).prefixlen}" if network else ip) if ip else None
-            ipv6 = ipaddress.ip_interface(bgp[keys.bgp_host_ip_v6(name)]) if bgp.get(keys.bgp_host_ip_v6(name)) else None
+            ipv4 = stored_interface(bgp.get(keys.bgp_host_ip_v4(name)), bgp.get(keys.bgp_host_network_v4(name)))
+            ipv6 = stored_interface(bgp.get(keys.bgp_host_ip_v6(name)), bgp.get(keys.bgp_host_network_v6(name)))
             as_number = bgp.get(keys.bgp_host_as(name))
             nodes.append(cls(name, ipv4, ipv6, int(as_number) if as_number else None))
         return nodes
+
+
+def stored_interface(ip: str | None, network: str | None):
+    """A node's address as stored (ip_addr_v4/v6 and network_v4/v6), back as one interface (a bare IP: /32, /128)."""
+    if not ip:
+        return None
+    return ipaddress.ip_interface(f"{ip}/{ipaddress.ip_network(network).prefixlen}" if network else ip)
 
 
 @dataclass(frozen=True)
