@@ -32,7 +32,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from ..datastore import Datastore, EtcdServer, Synchronous
-from ..node import NodePaths, bird
+from ..node import NodePaths, bird, zygote
 from . import sandbox
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, pin_segment_neighbours
@@ -53,6 +53,7 @@ CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "cat /var/log/calico/threads.log'")
 BIRD_DIAGNOSTICS = CALICO_DIAGNOSTICS[:2]  # routers and reflectors run BIRD on the same socket path
 BIRD_START_TIMEOUT = 20.0
+NODE_RUN_PARALLEL = 32  # `calicoctl node run`s at once: each mostly waits (etcd, BIRD), so more overlap
 log = logging.getLogger("calisim")
 
 
@@ -99,14 +100,17 @@ class Cluster:
         self.etcd_process: subprocess.Popen | None = None
         self.dockerds: dict[str, subprocess.Popen] = {}
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
+        self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
         sandbox.require()
         try:
+            self._spawn_zygote()  # imports while the network is built
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
+            self._wait_for_zygote()
             if self.docker:
                 self._start_dockerds()
         except BaseException:
@@ -163,6 +167,25 @@ class Cluster:
         self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
 
+    @property
+    def zygote_socket(self) -> Path:
+        return self.run_dir.path / "zygote.sock"
+
+    def _spawn_zygote(self) -> None:
+        """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
+        that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
+        every host, so it stops last."""
+        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
+        with open(self.run_dir.path / "zygote.log", "ab") as logfile:
+            self.zygote = subprocess.Popen(zygote.command_line(self.zygote_socket), env=environment,
+                                           stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT)
+
+    def _wait_for_zygote(self) -> None:
+        assert self.zygote is not None
+        wait_until(lambda: self.zygote_socket.exists() or self.zygote.poll() is not None, 30, what="the node zygote")
+        if self.zygote.poll() is not None:
+            raise ClusterError(f"the node zygote exited; see {self.run_dir.path / 'zygote.log'}")
+
     def _start_dockerds(self) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
         for name in self.hosts:
@@ -209,6 +232,10 @@ class Cluster:
             for name in self.topo.hosts(sort=True):  # routers and reflectors run processes too
                 self._stop_host_processes(self.host(name))
         self._stop_etcd()
+        if self.zygote is not None:
+            _terminate([self.zygote.pid])
+            self.zygote.wait()
+            self.zygote = None
         if "faults" in self.__dict__:
             self.faults.close()
         if self.net is not None:
@@ -272,6 +299,7 @@ class Cluster:
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
+            **({zygote.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
@@ -304,7 +332,7 @@ class Cluster:
     def start_nodes(self, timeout: float = DEFAULT_TIMEOUT) -> list[CommandResult]:
         """`calicoctl node run` on every Calico host, in parallel, then the topology's own steps
         (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``); ClusterError if one fails."""
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(NODE_RUN_PARALLEL, len(self.hosts)))) as pool:
             results = list(pool.map(lambda name: self.run(name, self.topo.node_run_command(name), timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
