@@ -228,9 +228,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
-        if self.net is not None:
-            for name in self.topo.hosts(sort=True):  # routers and reflectors run processes too
-                self._stop_host_processes(self.host(name))
+        if self.net is not None:  # routers and reflectors run processes too
+            self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
         self._stop_etcd()
         if self.zygote is not None:
             _terminate([self.zygote.pid])
@@ -243,22 +242,23 @@ class Cluster:
             self.net = None
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
-    def _stop_host_processes(self, host: CalicoHost) -> None:
-        """calico-node first (it stops its BIRD), then whatever else still runs in the host or
-        was started from it (containers live in namespaces of their own but carry the run's mark)."""
-        dockerd = self.dockerds.pop(host.name, None)
-        if dockerd is not None:
-            _terminate([dockerd.pid])  # first: it removes its containers through the node's plugins
-            dockerd.wait()
-        router_bird = self.birds.pop(host.name, None)
-        if router_bird is not None:
-            _terminate([router_bird.pid])
-            router_bird.wait()
-        pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
-        if pid is not None:
-            _terminate([pid])
-        keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
-        started_here = set(processes_in_namespace(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+    def _stop_host_processes(self, hosts: list[CalicoHost]) -> None:
+        """The dockerds first (they remove their containers through the nodes' plugins), then the
+        calico-nodes (each stops its BIRD) and the routers' BIRDs, then whatever else still runs in
+        a host or was started from one (containers live in namespaces of their own but carry the
+        run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
+        in the time of the slowest, not of all of them one after another."""
+        dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
+        routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
+        for processes in (dockerds, routers):
+            _terminate([process.pid for process in processes])
+            for process in processes:
+                process.wait()
+        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
+        _terminate([pid for pid in nodes if pid is not None])
+        keep = {host.pid for host in hosts} | {self.etcd_process.pid if self.etcd_process else -1}
+        started_here = (set(processes_in_namespaces({host.netns_inode() for host in hosts}))
+                        | set(processes_of_run(self.run_dir.path)))
         _terminate([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
@@ -447,11 +447,16 @@ def _text(data: bytes | str | None) -> str:
 
 def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
     """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
+    return processes_in_namespaces({inode}, kind)
+
+
+def processes_in_namespaces(inodes: set[int], kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind is one of these (one pass over /proc)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.stat(entry / "ns" / kind).st_ino == inode:
+                if os.stat(entry / "ns" / kind).st_ino in inodes:
                     pids.append(int(entry.name))
             except OSError:
                 continue
