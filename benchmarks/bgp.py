@@ -1,12 +1,12 @@
 """BGP designs compared on the flat topology: the full node-to-node mesh against 2 route
 reflectors, at several host counts in one run.
 
-    python benchmarks/bgp.py [--hosts 25 50 100] [--json PATH] [--png PATH]
+    python benchmarks/bgp.py [--hosts 25 50 100] [--designs mesh rr] [--json PATH] [--png PATH]
 
 For each design and host count: one pool, one block claimed per host through IPAM before any
 node starts (so every host has a block to advertise), for the reflectors the mesh off, a global
 bgpPeer per reflector and `routereflector run` on rr1/rr2 first; then `calicoctl node run` on
-every host (8 at a time).  Measured: BGP sessions Established (total, and per host), the time from
+every host (as many at a time as `Cluster.start_nodes`).  Measured: BGP sessions Established (total, and per host), the time from
 the end of the last `node run` until every host's kernel has a route to every other host's block
 (read over netlink in each host), and, at that moment, the PSS of every BIRD and of every process
 of the run (etcd, calico-node agents, BIRDs, shells; no dockerd).  Writes a table, JSON and a PNG.
@@ -34,12 +34,14 @@ from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's d
 from calisim.datastore import keys  # noqa: E402
 from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
+from calisim.emulation.cluster import NODE_RUN_PARALLEL  # noqa: E402
 from calisim.ipam import IPAM  # noqa: E402
 from topologies.flat import reflector_ip  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-POOL = ipaddress.ip_network("10.64.0.0/12")  # room for 100 /26 blocks, outside the hosts' 172.16.0.0/16
+POOL = ipaddress.ip_network("10.64.0.0/12")  # room for 16384 /26 blocks, outside the hosts' 172.16.0.0/16
 DESIGNS = ("mesh", "2 route reflectors")
+DESIGN_NAMES = {"mesh": DESIGNS[0], "rr": DESIGNS[1]}  # --designs
 RTPROT_BIRD = 12
 
 
@@ -105,8 +107,9 @@ def measure(design: str, hosts: int) -> dict:
         blocks = claim_blocks(cluster, names)
         if reflectors:
             configure_reflectors(cluster, reflectors)
+        load = os.getloadavg()[0]
         started = time.monotonic()
-        results = cluster.run_everywhere("calicoctl node run", timeout=600)
+        results = cluster.run_everywhere("calicoctl node run", timeout=600, parallel=NODE_RUN_PARALLEL)
         failed = [r for r in results if r.rc != 0]
         if failed:
             raise RuntimeError(f"node run failed on {failed[0].host}: {failed[0].stdout}{failed[0].stderr}")
@@ -121,6 +124,7 @@ def measure(design: str, hosts: int) -> dict:
     return {"design": design, "hosts": hosts, "sessions_total": (sum(per_host) + on_reflectors) // 2,
             "sessions_per_host_min": min(per_host), "sessions_per_host_max": max(per_host),
             "node_run_s": round(last_node_run - started, 2), "routes_everywhere_s": round(converged - last_node_run, 2),
+            "start_to_routes_s": round(converged - started, 2), "load_average_1min_at_start": round(load, 2),
             "bird_pss_mib": round(bird_kib / 1024, 1), "total_pss_mib": round(total_kib / 1024, 1)}
 
 
@@ -131,7 +135,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    panels = (("routes_everywhere_s", "seconds from the last node run\nuntil every host routes to every block"),
+    panels = (("start_to_routes_s", "seconds from the first node run\nuntil every host routes to every block"),
               ("sessions_total", "BGP sessions in total"), ("total_pss_mib", "memory at convergence, MiB (PSS)"))
     for axis, (key, title) in zip(axes, panels):
         for design, marker, color in zip(DESIGNS, ("o", "s"), ("tab:blue", "tab:orange")):
@@ -154,19 +158,20 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--designs", nargs="+", choices=list(DESIGN_NAMES), default=list(DESIGN_NAMES))
     parser.add_argument("--json", type=Path, default=RESULTS / "bgp.json")
     parser.add_argument("--png", type=Path, default=RESULTS / "bgp.png")
     args = parser.parse_args()
     console = Console(width=160)
     rows = []
     for count in args.hosts:
-        for design in DESIGNS:
+        for design in (DESIGN_NAMES[name] for name in args.designs):
             with console.status(f"{design}, {count} hosts"):
                 rows.append(measure(design, count))
             console.print(rows[-1])
     table = Table(title="flat topology: node-to-node mesh vs 2 route reflectors")
     columns = ("design", "hosts", "sessions_total", "sessions_per_host_min", "sessions_per_host_max", "node_run_s",
-               "routes_everywhere_s", "bird_pss_mib", "total_pss_mib")
+               "routes_everywhere_s", "start_to_routes_s", "bird_pss_mib", "total_pss_mib", "load_average_1min_at_start")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")
     for row in rows:

@@ -1,18 +1,23 @@
 """Bring-up of a full BGP mesh on the flat topology: time from nothing to every session
 Established, and the run's peak memory, for several host counts in one run.
 
-    python benchmarks/bringup.py [--hosts 2 10 25 50] [--json PATH]
+    python benchmarks/bringup.py [--hosts 2 10 25 50] [--json PATH] [--png PATH]
 
 Memory is the peak, sampled every 0.2 s, of the summed PSS of every process in the run's
 PID namespace (the benchmark's own interpreter included): etcd, the BIRDs, the calico-node
-agents, the Mininet shells.  The hosts run no emulated dockerd: a mesh needs none.  Target on the project's 2-core machine: 50 hosts (1225 sessions)
-in under 30 s.
+agents, the Mininet shells.  The hosts run no emulated dockerd: a mesh needs none.  Also
+measured: the teardown (leaving the ``with Cluster`` block until every process and namespace is
+gone), the CPU seconds the whole run used (the machine is shared: CPU time says what wall time
+cannot), and the load average at the start.  Targets (issue 14, the project's 2-core machine):
+100 hosts (4950 sessions) in 45 s, 50 in 15 s, at most 20 MiB of PSS a host, teardown of 100
+hosts in 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -29,6 +34,8 @@ import topologies  # noqa: E402
 from calisim.emulation import Cluster  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
+TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygote), for the plot
+TODAY_PSS_PER_HOST_MIB = 37.6
 
 
 def total_pss_kib() -> int:
@@ -70,26 +77,75 @@ class PeakMemory:
         self.peak = max(self.peak, total_pss_kib())
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it (or they) reaped: the run's own work."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def measure(hosts: int) -> dict:
+    load = os.getloadavg()[0]
+    cpu_before = cpu_seconds()
     started = time.monotonic()
-    with PeakMemory() as memory, Cluster(topologies.load("flat", hosts), docker=False) as cluster:
-        built = time.monotonic()
-        cluster.start_nodes()
-        nodes_started = time.monotonic()
-        cluster.wait_for_mesh(timeout=300)
-        converged = time.monotonic()
-        sessions = sum(cluster.bgp_established(host) for host in cluster.hosts) // 2
-        memory.peak = max(memory.peak, total_pss_kib())
+    with PeakMemory() as memory:
+        with Cluster(topologies.load("flat", hosts), docker=False) as cluster:
+            built = time.monotonic()
+            cluster.start_nodes()
+            nodes_started = time.monotonic()
+            cluster.wait_for_mesh(timeout=600)
+            converged = time.monotonic()
+            sessions = sum(cluster.bgp_established(host) for host in cluster.hosts) // 2
+            memory.peak = max(memory.peak, total_pss_kib())
+            tearing_down = time.monotonic()
+        torn_down = time.monotonic()
     return {"hosts": hosts, "sessions": sessions, "expected_sessions": hosts * (hosts - 1) // 2,
             "build_s": round(built - started, 2), "node_run_s": round(nodes_started - built, 2),
             "converge_s": round(converged - nodes_started, 2), "total_s": round(converged - started, 2),
-            "peak_pss_mib": round(memory.peak / 1024, 1)}
+            "teardown_s": round(torn_down - tearing_down, 2), "peak_pss_mib": round(memory.peak / 1024, 1),
+            "pss_per_host_mib": round(memory.peak / 1024 / hosts, 1), "cpu_s": round(cpu_seconds() - cpu_before, 1),
+            "load_average_1min_at_start": round(load, 2)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Time (with its parts) and memory a host against host count, today's figures and the targets beside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hosts = [row["hosts"] for row in rows]
+    figure, (times, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, label in (("total_s", "start to every session Established"), ("node_run_s", "`calicoctl node run` x N"),
+                       ("teardown_s", "teardown"), ("cpu_s", "CPU seconds used (2 cores)")):
+        times.plot(hosts, [row[key] for row in rows], marker="o", label=label,
+                   linestyle=":" if key == "cpu_s" else "-")
+    times.plot(list(TODAY), list(TODAY.values()), "kx", markersize=9, label="before (issue 14's today)")
+    times.plot([50, 100], [15, 45], "g^", markersize=8, label="targets (50: 15 s, 100: 45 s)")
+    times.set_xlabel("Calico hosts (flat, full mesh)")
+    times.set_ylabel("seconds")
+    times.set_title("bring-up and teardown", fontsize=10)
+    times.grid(True, alpha=0.3)
+    times.legend(fontsize=8)
+    memory.plot(hosts, [row["pss_per_host_mib"] for row in rows], marker="o", label="peak PSS of the run / hosts")
+    memory.axhline(TODAY_PSS_PER_HOST_MIB, color="k", linestyle="--", label="before: 37.6 MiB")
+    memory.axhline(20, color="g", linestyle=":", label="target: 20 MiB")
+    memory.set_ylim(bottom=0)
+    memory.set_xlabel("Calico hosts")
+    memory.set_ylabel("MiB a host")
+    memory.set_title("memory a host (every process of the run)", fontsize=10)
+    memory.grid(True, alpha=0.3)
+    memory.legend(fontsize=8)
+    loads = ", ".join(f"{row['hosts']}: {row['load_average_1min_at_start']}" for row in rows)
+    figure.suptitle(f"calisim bring-up, one run on a shared 2-core machine (1-min load at start: {loads})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 10, 25, 50])
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--png", type=Path, default=RESULTS.with_suffix(".png"))
     args = parser.parse_args()
     console = Console()
     rows = []
@@ -98,16 +154,17 @@ def main() -> None:
             rows.append(measure(count))
         console.print(rows[-1])
     table = Table(title="flat topology, full node-to-node mesh")
-    for column in ("hosts", "sessions", "build s", "node run s", "converge s", "total s", "peak PSS MiB"):
-        table.add_column(column, justify="right")
+    columns = ("hosts", "sessions", "build_s", "node_run_s", "converge_s", "total_s", "teardown_s", "peak_pss_mib",
+               "pss_per_host_mib", "cpu_s", "load_average_1min_at_start")
+    for column in columns:
+        table.add_column(column.replace("_", " ").replace("load average 1min at start", "load"), justify="right")
     for row in rows:
-        table.add_row(*(str(row[key]) for key in ("hosts", "sessions", "build_s", "node_run_s", "converge_s",
-                                                   "total_s", "peak_pss_mib")))
+        table.add_row(*(str(row[key]) for key in columns))
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine_cores": len(__import__("os").sched_getaffinity(0)), "runs": rows},
-                                    indent=2))
-    console.print(f"written to {args.json}")
+    args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
+    plot(rows, args.png)
+    console.print(f"written to {args.json} and {args.png}")
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 

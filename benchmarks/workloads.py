@@ -7,7 +7,8 @@
 * `docker run -d` until the container is running (p50/p95, the CLI's wall time, checked
   against `docker inspect`);
 * workloads created per second on one host, up to 200, in steps of 50, and the memory each idle
-  container costs (PSS of its init and PID 1, summed over host1's containers).
+  container costs (PSS of its init and PID 1, summed over host1's containers); with --total 200
+  or more, the time of the last 100 over the time of the first 100 (issue 14's target: 1.3x at 500).
 
     python benchmarks/workloads.py [--remote 20] [--total 200] [--json PATH]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -101,13 +103,45 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def plot(steps: list[dict], path: Path) -> None:
+    """Seconds each 50 workloads took against how many the host already had."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [step["workloads"] for step in steps]
+    seconds = [step["seconds"] for step in steps]
+    per_step = [b - a for a, b in zip([0.0, *seconds], seconds)]
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    axis.bar(counts, per_step, width=-40, align="edge", color="tab:blue", label="seconds for these 50 (or fewer)")
+    axis.set_xlabel("workloads on host1 after the step")
+    axis.set_ylabel("seconds")
+    axis.set_title("docker run -tid busybox, one host: creation time as workloads accumulate", fontsize=10)
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def last_over_first(steps: list[dict]) -> float | None:
+    """How much slower the last 100 workloads were made than the first 100 (steps every 50)."""
+    at = {step["workloads"]: step["seconds"] for step in steps}
+    total = steps[-1]["workloads"]
+    if total < 200 or 100 not in at or total - 100 not in at:
+        return None
+    return round((at[total] - at[total - 100]) / at[100], 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--remote", type=int, default=20, help="workloads timed to remote reachability")
     parser.add_argument("--total", type=int, default=200, help="workloads created on host1")
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--png", type=Path, default=RESULTS.with_suffix(".png"))
     args = parser.parse_args()
     console = Console(width=150)
+    load = round(os.getloadavg()[0], 2)
     with Cluster(topologies.load("two_host")) as cluster:
         for host in cluster.hosts:
             must(cluster.run(host, "calicoctl node run"))
@@ -139,6 +173,8 @@ def main() -> None:
               "remote_reachability_s": {"count": len(reach), "p50": round(statistics.median(reach), 3),
                                         "p95": round(percentile(reach, 0.95), 3), "max": round(max(reach), 3)},
               "creation": steps, "per_second": round(steps[-1]["workloads"] / steps[-1]["seconds"], 2),
+              "last_100_over_first_100": last_over_first(steps),
+              "load_average_1min_at_start": load,
               "host1_workload_interfaces": interfaces}
     table = Table(title="docker run through the real CLI, seed cluster (IPIP pool)")
     table.add_column("measure")
@@ -156,10 +192,13 @@ def main() -> None:
     for step in steps:
         table.add_row(f"{step['workloads']} workloads created on host1", f"{step['seconds']} s")
     table.add_row("workloads created per second (one host)", str(result["per_second"]))
+    table.add_row("time of the last 100 / time of the first 100", str(result["last_100_over_first_100"]))
+    table.add_row("1-min load average at the start (a shared machine)", str(load))
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    console.print(f"written to {args.json}")
+    plot(steps, args.png)
+    console.print(f"written to {args.json} and {args.png}")
     if interfaces != args.total + args.remote + 1:
         raise SystemExit(f"host1 has {interfaces} workload interfaces, expected {args.total + args.remote + 1}")
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from ..node import NodePaths
+from ..node import NodePaths, zygote
 from . import CommandError
 
 NODE_START_TIMEOUT = 60.0
@@ -83,12 +83,25 @@ def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
     and relay what it says on a status pipe until it is up (as the containers' `docker run` did)."""
     read_end, write_end = os.pipe()
     with open(paths.node_log, "ab") as logfile:
-        process = subprocess.Popen(command + ["--status-fd", str(write_end)], pass_fds=(write_end,),
-                                   stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True)
+        process = launch(command + ["--status-fd", str(write_end)], write_end, logfile)
     os.close(write_end)
     print(f"Starting {what} (pid {process.pid}); logs in {paths.log_dir}")
     with os.fdopen(read_end) as status:
         return relay_startup(status, process, paths)
+
+
+def launch(command: list[str], status_fd: int, logfile) -> "subprocess.Popen | zygote.ForkedProcess":
+    """`python -m MODULE ...` forked by the run's node zygote when there is one (imports already
+    done, pages shared), else executed."""
+    if os.environ.get(zygote.ZYGOTE_ENV) and command[1:2] == ["-m"] and command[2] in zygote.MODULES:
+        with open(os.devnull, "rb") as devnull:
+            try:
+                return zygote.spawn(command[2], command[3:], {0: devnull.fileno(), 1: logfile.fileno(),
+                                                              2: logfile.fileno(), status_fd: status_fd})
+            except zygote.ZygoteError as error:
+                print(f"{error}; starting it without the zygote", file=logfile, flush=True)
+    return subprocess.Popen(command, pass_fds=(status_fd,), stdin=subprocess.DEVNULL, stdout=logfile,
+                            stderr=logfile, start_new_session=True)
 
 
 def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:

@@ -5,8 +5,17 @@
 * keys.py: Calico v1's key layout, the contract between every component;
 * resources/: calicoctl v1's resources (validation, v1 YAML/JSON form, their keys);
 * selector.py: Calico's label-selector language, shared by validation and Felix's policy.
+
+The etcd client (aetcd, grpc: 0.3 s of CPU) is imported when first used, so that what needs only
+keys or validation (`calicoctl node run`, once per host as a cluster starts) does not pay for it.
 """
 
-from .etcd import Datastore, DatastoreError, EtcdServer, Synchronous, Txn, local_etcd, next_pass
+from importlib import import_module
 
 __all__ = ["Datastore", "DatastoreError", "EtcdServer", "Synchronous", "Txn", "local_etcd", "next_pass"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(import_module(".etcd", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

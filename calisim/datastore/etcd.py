@@ -28,6 +28,7 @@ CLIENT_PORT = 2379
 RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
 READY_PROBE_KEY = "/calico/v1/Ready"
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an agent
+SETTLE_MAX = 1.0  # while changes keep coming (hosts joining), a pass waits for quiet at most this long
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
 
@@ -236,12 +237,18 @@ class Synchronous:
 
 async def next_pass(changed: asyncio.Event) -> None:
     """An agent's rhythm: wait for a change (or RESYNC seconds: Calico's agents resync), let a
-    burst settle, go."""
+    burst settle (DEBOUNCE without a change, at most SETTLE_MAX: a hundred hosts joining one after
+    another are one or two passes, not a hundred), go."""
     try:
         await asyncio.wait_for(changed.wait(), timeout=RESYNC)
     except asyncio.TimeoutError:
         pass
-    await asyncio.sleep(DEBOUNCE)
+    give_up = asyncio.get_running_loop().time() + SETTLE_MAX
+    while True:
+        changed.clear()
+        await asyncio.sleep(DEBOUNCE)
+        if not changed.is_set() or asyncio.get_running_loop().time() >= give_up:
+            break
     changed.clear()
 
 

@@ -198,6 +198,7 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
+        self.hosts_written: dict[str, tuple[int, str]] = {}  # container -> (its PID, the /etc/hosts it has)
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -367,6 +368,7 @@ class Daemon:
             if container.removed:
                 return
             self.containers.pop(container.id, None)
+            self.hosts_written.pop(container.id, None)
             for exec_id in [e.id for e in list(self.execs.values()) if e.container is container]:
                 del self.execs[exec_id]
             if container.directory is not None:
@@ -378,21 +380,23 @@ class Daemon:
         """Each local container's /etc/hosts: Docker's lines, itself, and every container
         sharing a network with it."""
         with self.lock:
-            known = dn.networks(self.ds)
-            everyone = {n.id: dn.endpoints(self.ds, n) for n in known}
-        names = {n.id: n.name for n in known}
+            everyone = {n.id: [f"{address}\t{e.container} {e.container}.{n.name}"
+                               for e in dn.endpoints(self.ds, n) for address in endpoint_addresses(e)]
+                        for n in dn.networks(self.ds)}  # each network's lines, made once for all its containers
         for container in list(self.containers.values()):
             if not container.running or container.directory is None:
                 continue
             lines = list(HOSTS_HEADER)
             for endpoint in container.endpoints:
                 lines += [f"{address}\t{container.hostname}" for address in endpoint_addresses(endpoint)]
-                lines += [f"{address}\t{e.container} {e.container}.{names[endpoint.network_id]}"
-                          for e in everyone.get(endpoint.network_id, []) for address in endpoint_addresses(e)]
+                lines += everyone.get(endpoint.network_id, [])
             text = "\n".join(dict.fromkeys(lines)) + "\n"
+            if self.hosts_written.get(container.id) == (container.pid, text):
+                continue  # written already in this run of the container: no read, no write
             hosts = container.directory / "hosts"
             if hosts.exists() and hosts.read_text() != text:
                 hosts.write_text(text)  # the bind mount follows the inode: write in place
+            self.hosts_written[container.id] = (container.pid, text)
 
     def top(self, container: Container) -> dict:
         """`ps -ef` of the container's processes (host PIDs, as Docker shows them)."""

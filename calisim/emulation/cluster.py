@@ -32,7 +32,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from ..datastore import Datastore, EtcdServer, Synchronous
-from ..node import NodePaths, bird
+from ..node import NodePaths, bird, zygote
 from . import sandbox
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, add_ipv6_addresses, pin_segment_neighbours
@@ -53,6 +53,7 @@ CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "cat /var/log/calico/threads.log'")
 BIRD_DIAGNOSTICS = CALICO_DIAGNOSTICS[:2]  # routers and reflectors run BIRD on the same socket path
 BIRD_START_TIMEOUT = 20.0
+NODE_RUN_PARALLEL = 32  # `calicoctl node run`s at once: each mostly waits (etcd, BIRD), so more overlap
 log = logging.getLogger("calisim")
 
 
@@ -100,14 +101,17 @@ class Cluster:
         self.etcd_process: subprocess.Popen | None = None
         self.dockerds: dict[str, subprocess.Popen] = {}
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
+        self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
         sandbox.require()
         try:
+            self._spawn_zygote()  # imports while the network is built
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
+            self._wait_for_zygote()
             if self.docker:
                 self._start_dockerds()
         except BaseException:
@@ -165,6 +169,25 @@ class Cluster:
         self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
 
+    @property
+    def zygote_socket(self) -> Path:
+        return self.run_dir.path / "zygote.sock"
+
+    def _spawn_zygote(self) -> None:
+        """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
+        that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
+        every host, so it stops last."""
+        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
+        with open(self.run_dir.path / "zygote.log", "ab") as logfile:
+            self.zygote = subprocess.Popen(zygote.command_line(self.zygote_socket), env=environment,
+                                           stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT)
+
+    def _wait_for_zygote(self) -> None:
+        assert self.zygote is not None
+        wait_until(lambda: self.zygote_socket.exists() or self.zygote.poll() is not None, 30, what="the node zygote")
+        if self.zygote.poll() is not None:
+            raise ClusterError(f"the node zygote exited; see {self.run_dir.path / 'zygote.log'}")
+
     def _start_dockerds(self) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
         for name in self.hosts:
@@ -203,10 +226,13 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
-        if self.net is not None:
-            for name in self.topo.hosts(sort=True):  # routers and reflectors run processes too
-                self._stop_host_processes(self.host(name))
+        if self.net is not None:  # routers and reflectors run processes too
+            self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
         self._stop_etcd()
+        if self.zygote is not None:
+            _terminate([self.zygote.pid])
+            self.zygote.wait()
+            self.zygote = None
         if "faults" in self.__dict__:
             self.faults.close()
         if self.net is not None:
@@ -214,22 +240,23 @@ class Cluster:
             self.net = None
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
-    def _stop_host_processes(self, host: CalicoHost) -> None:
-        """calico-node first (it stops its BIRD), then whatever else still runs in the host or
-        was started from it (containers live in namespaces of their own but carry the run's mark)."""
-        dockerd = self.dockerds.pop(host.name, None)
-        if dockerd is not None:
-            _terminate([dockerd.pid])  # first: it removes its containers through the node's plugins
-            dockerd.wait()
-        router_bird = self.birds.pop(host.name, None)
-        if router_bird is not None:
-            _terminate([router_bird.pid])
-            router_bird.wait()
-        pid = NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid()
-        if pid is not None:
-            _terminate([pid])
-        keep = {host.pid, self.etcd_process.pid if self.etcd_process else -1}
-        started_here = set(processes_in_namespace(host.netns_inode())) | set(processes_of_run(self.run_dir.path))
+    def _stop_host_processes(self, hosts: list[CalicoHost]) -> None:
+        """The dockerds first (they remove their containers through the nodes' plugins), then the
+        calico-nodes (each stops its BIRD) and the routers' BIRDs, then whatever else still runs in
+        a host or was started from one (containers live in namespaces of their own but carry the
+        run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
+        in the time of the slowest, not of all of them one after another."""
+        dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
+        routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
+        for processes in (dockerds, routers):
+            _terminate([process.pid for process in processes])
+            for process in processes:
+                process.wait()
+        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
+        _terminate([pid for pid in nodes if pid is not None])
+        keep = {host.pid for host in hosts} | {self.etcd_process.pid if self.etcd_process else -1}
+        started_here = (set(processes_in_namespaces({host.netns_inode() for host in hosts}))
+                        | set(processes_of_run(self.run_dir.path)))
         _terminate([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
@@ -271,6 +298,7 @@ class Cluster:
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
             **self.bgp_timers.environment(),
+            **({zygote.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
@@ -304,7 +332,7 @@ class Cluster:
         """`calicoctl node run [options]` on every Calico host, in parallel (e.g. options "--ip6 autodetect"),
         then the topology's own steps (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``);
         ClusterError if one fails."""
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(NODE_RUN_PARALLEL, len(self.hosts)))) as pool:
             results = list(pool.map(lambda name: self.run(name, f"{self.topo.node_run_command(name)} {options}".rstrip(),
                                                           timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
@@ -420,11 +448,16 @@ def _text(data: bytes | str | None) -> str:
 
 def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
     """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
+    return processes_in_namespaces({inode}, kind)
+
+
+def processes_in_namespaces(inodes: set[int], kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind is one of these (one pass over /proc)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.stat(entry / "ns" / kind).st_ino == inode:
+                if os.stat(entry / "ns" / kind).st_ino in inodes:
                     pids.append(int(entry.name))
             except OSError:
                 continue

@@ -298,7 +298,10 @@ class Faults:
         bird_pid = self._bird_pid(host) if daemon == "calico-node" and verb == "kill" else None
         os.kill(pid, SIGNALS[verb])
         if bird_pid is not None:
-            os.kill(bird_pid, signal.SIGKILL)
+            try:
+                os.kill(bird_pid, signal.SIGKILL)
+            except ProcessLookupError:  # BIRD killed a moment ago, in calico-node's 1 s pause before restarting it
+                pass
         self._record(f"{verb} {host} {daemon} (pid {pid})")
         if verb == "stop":
             self.daemons[(host, daemon)] = "stopped"

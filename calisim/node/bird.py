@@ -205,6 +205,12 @@ def render_template(template: str, **values: Any) -> str:
     return _templates.get_template(template).render(**values)
 
 
+def compile_templates() -> None:
+    """Compile every template now: the node zygote does, so the nodes it forks share them."""
+    for name in _templates.list_templates(extensions=["j2"]):
+        _templates.get_template(name)
+
+
 def render(config: BirdConfig) -> str:
     return render_template(
         "bird.cfg.j2", node_name=config.node_name, router_id=config.router_id, local_as=config.local_as,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from ..emulation.cluster import Cluster
@@ -35,15 +36,17 @@ def inspect(cluster: Cluster, host: str, name: str) -> dict:
 
 
 def measure(cluster: Cluster) -> tuple[dict[str, str], list[PairResult]]:
-    """The workloads' addresses and an ICMP probe (by address) for each of the seed's pairs."""
-    details = {name: inspect(cluster, host, name) for name, (host, _) in WORKLOADS.items()}
-    addresses = {name: next(iter(d["NetworkSettings"]["Networks"].values()))["IPAddress"] for name, d in details.items()}
-    results = []
-    for source, destination in PAIRS:
-        probe = probe_from(details[source]["State"]["Pid"], "icmp", addresses[destination])
-        results.append(PairResult(source, destination, addresses[destination],
-                                  WORKLOADS[source][0] == WORKLOADS[destination][0],
-                                  WORKLOADS[source][1] == WORKLOADS[destination][1], probe))
+    """The workloads' addresses and an ICMP probe (by address) for each of the seed's pairs: the
+    inspections at once, then the probes at once (each waits mostly for echoes, or their timeouts)."""
+    with ThreadPoolExecutor(max_workers=len(WORKLOADS)) as pool:
+        details = dict(zip(WORKLOADS, pool.map(lambda name: inspect(cluster, WORKLOADS[name][0], name), WORKLOADS)))
+        addresses = {name: next(iter(d["NetworkSettings"]["Networks"].values()))["IPAddress"]
+                     for name, d in details.items()}
+        probes = pool.map(lambda pair: probe_from(details[pair[0]]["State"]["Pid"], "icmp", addresses[pair[1]]), PAIRS)
+        results = [PairResult(source, destination, addresses[destination],
+                              WORKLOADS[source][0] == WORKLOADS[destination][0],
+                              WORKLOADS[source][1] == WORKLOADS[destination][1], probe)
+                   for (source, destination), probe in zip(PAIRS, probes)]
     return addresses, results
 
 

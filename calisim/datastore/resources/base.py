@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
-from ..etcd import Datastore
+if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
+    from ..etcd import Datastore
+
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_POOL_PREFIX = {4: 26, 6: 122}  # a pool must hold at least one IPAM block

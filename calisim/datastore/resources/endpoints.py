@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import keys
-from ..etcd import Datastore
 from .base import (Resource, ValidationError, check_fields, parse_interface_name, parse_ip, parse_labels, parse_name,
                    parse_string_list)
+
+if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
+    from ..etcd import Datastore
 
 
 @dataclass(frozen=True)

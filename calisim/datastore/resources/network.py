@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import keys
-from ..etcd import Datastore
 from .base import (MIN_POOL_PREFIX, IPNetwork, Resource, ValidationError, check_fields, parse_as_number, parse_bool,
                    parse_cidr, parse_interface, parse_ip, parse_name)
+
+if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
+    from ..etcd import Datastore
 
 
 IPIP_MODES = ("always", "cross-subnet")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..etcd import Datastore
 from ..selector import SelectorError, parse as parse_selector
 from .base import Resource, ValidationError, check_fields, parse_cidr, parse_labels, parse_name
+
+if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
+    from ..etcd import Datastore
 
 
 ACTIONS = {"allow": "allow", "deny": "deny", "log": "log", "next-tier": "next-tier", "nextTier": "next-tier"}
