@@ -230,7 +230,10 @@ def lab_up(args: argparse.Namespace) -> int:
 
 def lab_exec(args: argparse.Namespace) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    record = lab.Registry().find(args.lab)
+    registry = lab.Registry()
+    if args.lab is None and any(r.name == args.host for r in registry.running()):
+        raise lab.LabError(f"{args.host!r} is a lab, not a host: python -m calisim exec --lab {args.host} HOST [-- COMMAND]")
+    record = registry.find(args.lab)
     argv, environment = lab.enter_argv(record, args.host, command)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, environment)

@@ -79,7 +79,8 @@ def test_exec_runs_a_command_on_the_host_with_its_status(duo):
 
 def test_exec_into_a_missing_lab_or_host_is_one_line_and_exit_2(duo):
     for args, message in ((["--lab", "nope", "host1"], "no lab named 'nope' is running"),
-                          (["--lab", LAB, "host9", "--", "true"], "unknown host 'host9'")):
+                          (["--lab", LAB, "host9", "--", "true"], "unknown host 'host9'"),
+                          ([LAB, "host1"], f"{LAB!r} is a lab, not a host: python -m calisim exec --lab {LAB} HOST")):
         done = calisim("exec", *args)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
 
