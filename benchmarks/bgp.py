@@ -140,6 +140,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for axis, (key, title) in zip(axes, panels):
         for design, marker, color in zip(DESIGNS, ("o", "s"), ("tab:blue", "tab:orange")):
             mine = [row for row in rows if row["design"] == design]
+            if not mine:
+                continue  # a design not measured (--designs) has no line and no legend entry
             axis.plot([row["hosts"] for row in mine], [row[key] for row in mine], marker=marker, color=color,
                       label=design)
             if key == "total_pss_mib":
