@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mininet.link import Link
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 
@@ -35,7 +34,7 @@ from ..datastore import Datastore, EtcdServer, Synchronous
 from ..node import NodePaths, bird, zygote
 from . import sandbox
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, add_ipv6_addresses, pin_segment_neighbours
+from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 EMULATION = "lab"  # the transcript host `lab$`: the emulation's own side, never a host
@@ -123,7 +122,7 @@ class Cluster:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
         self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
-                           link=Link, autoSetMacs=False, build=False, waitConnected=False)
+                           link=VethLink, autoSetMacs=False, build=False, waitConnected=False)
         self.net.build()
         self.net.start()
         for router in self.topo.routers():
