@@ -121,44 +121,55 @@ def echo_request(identifier: int, sequence: int, payload: bytes, version: int) -
     return bytes(ICMPv6EchoRequest(id=identifier, seq=sequence, cksum=0) / payload)
 
 
+ECHO_INTERVAL = 0.2  # seconds between echo requests
+
+
 def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
     """Echo requests built and parsed by scapy, sent and received on a raw ICMP (or ICMPv6) socket
     (so the kernel routes them exactly as the workload's own traffic).  The RTT is the kernel's: from the
     request's transmit timestamp to the reply's receive timestamp (SO_TIMESTAMPING), so neither
-    scapy's parsing nor this process's scheduling is in it."""
+    scapy's parsing nor this process's scheduling is in it.  A request goes out every ECHO_INTERVAL
+    whether or not the one before was answered (as ping's do), and each has timeout seconds for its
+    reply: an unreachable destination costs (count - 1) * ECHO_INTERVAL + timeout, not count * timeout."""
     family = family_of(destination)
     version = 6 if family == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
-    ttls, rtts = [], []
+    deadlines: dict[int, float] = {}  # sequence -> when its reply stops counting
+    sent_at: dict[int, int] = {}  # sequence -> transmit timestamp, ns
+    answered: dict[int, tuple[int, float]] = {}  # sequence -> (ttl, rtt ms)
     with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP) as sock:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
         if version == 6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        for sequence in range(count):
-            request = echo_request(identifier, sequence, b"calisim-probe" + bytes(43), version)
-            started = time.monotonic()
-            before = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            sock.sendto(request, (destination, 0))
-            sent_at = sent_timestamp(sock, before)
-            deadline = started + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                ready, _, _ = select.select([sock], [], [], left)
-                if not ready:
-                    break
-                try:
-                    data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
-                except BlockingIOError:  # only a late TX stamp was there
-                    sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-                    continue
-                reply = parse_echo_reply(data, ancillary, peer[0], version)
-                if (reply is not None and reply.id == identifier and reply.seq == sequence
-                        and reply.source == destination):
-                    received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
-                    ttls.append(reply.ttl)
-                    rtts.append((received_at - sent_at) / 1e6)
-                    break
-            if sequence < count - 1:
-                time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            sequence = len(deadlines)
+            if sequence < count and now >= started + sequence * ECHO_INTERVAL:
+                request = echo_request(identifier, sequence, b"calisim-probe" + bytes(43), version)
+                before = time.clock_gettime_ns(time.CLOCK_REALTIME)
+                sock.sendto(request, (destination, 0))
+                deadlines[sequence] = time.monotonic() + timeout
+                sent_at[sequence] = sent_timestamp(sock, before)
+                continue
+            waiting = [deadline for number, deadline in deadlines.items() if number not in answered and deadline > now]
+            if sequence == count and not waiting:
+                break
+            wake = min(waiting + ([started + sequence * ECHO_INTERVAL] if sequence < count else []))
+            if not select.select([sock], [], [], max(0.0, wake - now))[0]:
+                continue
+            try:
+                data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
+            except BlockingIOError:  # only a late TX stamp was there
+                sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                continue
+            reply = parse_echo_reply(data, ancillary, peer[0], version)
+            if (reply is not None and reply.id == identifier and reply.seq in deadlines and reply.seq not in answered
+                    and reply.source == destination and time.monotonic() <= deadlines[reply.seq]):
+                received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
+                answered[reply.seq] = (reply.ttl, (received_at - sent_at[reply.seq]) / 1e6)
+    ttls = [answered[number][0] for number in sorted(answered)]
+    rtts = [answered[number][1] for number in sorted(answered)]
     return ProbeResult("icmp", destination, count, len(ttls), ttls[0] if ttls else None,
                        round(min(rtts), 3) if rtts else None, round(sum(rtts) / len(rtts), 3) if rtts else None,
                        round(max(rtts), 3) if rtts else None)
