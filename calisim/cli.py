@@ -42,6 +42,8 @@ from .emulation.rundir import RunDir
 from .scenarios import transcript
 from .scenarios.bundled import SCENARIOS
 
+log = logging.getLogger("calisim")
+
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0
   host1! COMMAND              expect a non-zero exit
@@ -145,6 +147,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     logging.basicConfig(filename=run_dir.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     progress.print(f"calisim: run directory {run_dir.path}")
+    log.info("%s: %d steps on %s", args.command, len(steps), topo.name)
     cluster = Cluster(topo, run_dir, args.ipip_backend)
     results: list[transcript.StepResult] = []
     mismatched = False
@@ -157,12 +160,14 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
             with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
                 cluster.start_nodes()
         results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
+        log.info("transcript: %d of %d steps passed", sum(r.passed for r in results), len(steps))
         if not all(r.passed for r in results):
             progress.print(f"calisim: the hosts' state at the failure is in {cluster.diagnose()}")
         document: object = [r.as_dict() for r in results]
         if args.command in SCENARIOS and all(r.passed for r in results) and len(results) == len(steps):
             with progress.status("measuring the outcome (BGP sessions, pings with scapy)"):
                 view, summary = SCENARIOS[args.command].check(cluster)
+            log.info("outcome measured: %d mismatches", len(summary["mismatches"]))
             console.print(view)
             for problem in summary["mismatches"]:
                 console.print(f"[red]✗ differs from the expected outcome: {problem}[/]", markup=True)

@@ -112,8 +112,10 @@ class Cluster:
             self._start_router_birds()
             self._start_etcd()
             self._wait_for_zygote()
+            log.info("node zygote ready")
             if self.docker:
                 self._start_dockerds()
+                log.info("dockerd up in %s", ", ".join(self.dockerds))
         except BaseException:
             self.stop()
             raise
