@@ -7,9 +7,12 @@ import ipaddress
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from ..emulation.cluster import Cluster
 from ..probes import ProbeResult, probe_from
+
+if TYPE_CHECKING:
+    from ..emulation.cluster import Cluster
 
 POOL = ipaddress.ip_network("10.10.0.0/16")
 WORKLOADS = {"workload-A": ("host1", "net1"), "workload-B": ("host1", "net2"), "workload-C": ("host1", "net1"),
