@@ -11,6 +11,7 @@ own interface and routes.
     python -m calisim.probes tcp DEST [--bytes N]     exits 1 if DEST did not answer)
     python -m calisim.probes udp DEST
     python -m calisim.probes matrix '[["tcp", DEST], ...]'   (all at once: a JSON list of answered?)
+    python -m calisim.probes batch '[["icmp", DEST], ...]'   (all at once: a JSON list of results)
     python -m calisim.probes stream DEST --interval MS --seconds S   (echoes at a fixed interval:
                                                        sent, received, the longest outage)
     python -m calisim.probes serve                     (the workload image's echo servers)
@@ -222,28 +223,43 @@ def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: 
     return ProbeResult(**json.loads(done.stdout))
 
 
-def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
-    """Many probes at once (one thread each, a single ICMP echo each): whether each answered."""
+def batch(probes: list[tuple[str, str]], timeout: float = 1.0, count: int = 4) -> list[ProbeResult]:
+    """Many probes at once (one thread each; ICMP ones send count echoes), in one process."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(probe: tuple[str, str]) -> bool:
+    def one(probe: tuple[str, str]) -> ProbeResult:
         protocol, destination = probe
         if protocol == "icmp":
-            return icmp(destination, count=1, timeout=timeout).reachable
-        return PROBES[protocol](destination, timeout=timeout).reachable
+            return icmp(destination, count=count, timeout=timeout)
+        return PROBES[protocol](destination, timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=max(1, min(64, len(probes)))) as pool:
         return list(pool.map(one, probes))
 
 
-def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
-    """``matrix`` run inside the network namespace of process pid."""
-    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "matrix", json.dumps(probes),
+def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
+    """Many probes at once, a single ICMP echo each: whether each answered."""
+    return [result.reachable for result in batch(probes, timeout, count=1)]
+
+
+def _many_from(pid: int, command: str, probes: list[tuple[str, str]], timeout: float) -> list:
+    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", command, json.dumps(probes),
             "--timeout", str(timeout)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"probe matrix from {pid} failed: {done.stderr.strip()}")
+        raise RuntimeError(f"probe {command} from {pid} failed: {done.stderr.strip()}")
     return json.loads(done.stdout)
+
+
+def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
+    """``matrix`` run inside the network namespace of process pid."""
+    return _many_from(pid, "matrix", probes, timeout)
+
+
+def batch_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[ProbeResult]:
+    """``batch`` (4 echoes an ICMP probe) run inside the network namespace of process pid: one
+    interpreter (and one scapy import) for all of them."""
+    return [ProbeResult(**result) for result in _many_from(pid, "batch", probes, timeout)]
 
 
 @dataclass(frozen=True)
@@ -393,9 +409,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "tcp":
             sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
     commands.add_parser("serve")
-    matrix_parser = commands.add_parser("matrix")
-    matrix_parser.add_argument("probes", help='JSON list of [protocol, destination]')
-    matrix_parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+    for name in ("matrix", "batch"):  # matrix: answered? (one echo each); batch: each probe's result
+        many = commands.add_parser(name)
+        many.add_argument("probes", help='JSON list of [protocol, destination]')
+        many.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
     stream_parser = commands.add_parser("stream", help="echoes at a fixed interval; prints sent, received, longest outage")
     stream_parser.add_argument("destination")
     stream_parser.add_argument("--interval", type=float, default=10.0, help="milliseconds between probes (default 10)")
@@ -410,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
         serve()
     if args.command == "matrix":
         print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)], args.timeout)))
+        return
+    if args.command == "batch":
+        print(json.dumps([asdict(result) for result in batch([tuple(probe) for probe in json.loads(args.probes)], args.timeout)]))
         return
     if args.command == "icmp":
         result = icmp(args.destination, args.count)
