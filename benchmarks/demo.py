@@ -44,6 +44,7 @@ def sections(text: str) -> dict[int, str]:
         if line.startswith("#"):
             if not in_comment:
                 title = line.lstrip("# ").rstrip(".:")
+                title = title if len(title) <= 56 else title[:55] + "…"
             in_comment = True
         elif line.strip():
             owner[number] = title
@@ -105,7 +106,7 @@ def plot(runs: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(runs[0]["parts"])
-    figure, axes = plt.subplots(figsize=(11, 5))
+    figure, axes = plt.subplots(figsize=(13, 5.5))
     colours = plt.get_cmap("tab20").colors
     for index, run in enumerate(runs):
         bottom = 0.0
@@ -119,8 +120,8 @@ def plot(runs: list[dict], path: Path) -> None:
     axes.axhline(TARGET_S, color="g", linestyle=":", label=f"target: {TARGET_S:g} s")
     axes.set_xticks(range(len(runs)), [f"run {i + 1}\nload {r['load_average_1min_at_start']}" for i, r in enumerate(runs)])
     axes.set_ylabel("seconds (wall)")
-    axes.set_xlim(-0.6, len(runs) + 2.2)
-    axes.legend(fontsize=7, loc="upper right")
+    axes.set_xlim(-0.6, len(runs) - 0.4)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.set_title("python -m calisim two-host: wall time and its parts (shared 2-core machine)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
