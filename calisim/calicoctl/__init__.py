@@ -92,10 +92,10 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 
 
 def forked_by_zygote(argv: list[str]) -> int | None:
-    """This command run by a calicoctl the run's zygote forks here (this process's namespaces,
-    environment, working directory and standard streams), its imports (the etcd client, grpc,
-    asyncio, YAML: 0.3 s of CPU a command) done once; its exit code, or None without a zygote.
-    Signals sent to this process go on to it; if it died of one, this process dies of the same."""
+    """Run the command in a calicoctl that the run's zygote forks into this process's namespaces,
+    with its environment, working directory and standard streams: the zygote did the imports (the
+    etcd client, grpc, asyncio, YAML: 0.3 s of CPU a command) once.  Returns its exit code, or
+    None without a zygote.  Signals sent here go on to it; if it died of one, so does this process."""
     from ..node import zygote
 
     if not os.environ.get(zygote.ZYGOTE_ENV):
@@ -104,6 +104,7 @@ def forked_by_zygote(argv: list[str]) -> int | None:
         process = zygote.spawn(__name__, argv, {0: 0, 1: 1, 2: 2})
     except (zygote.ZygoteError, OSError):  # no zygote here, or a standard stream closed: run it here
         return None
+
     def forward(signum: int, _frame: object) -> None:
         try:
             os.kill(process.pid, signum)
