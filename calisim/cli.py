@@ -35,12 +35,16 @@ from rich.console import Console
 import topologies
 
 from .calicoctl.output import padded_columns
-from .datastore import DatastoreError
-from .emulation import lab, sandbox
-from .emulation.cluster import CONTROL_SOCKET_ENV, EMULATION, Cluster, ClusterError
+from .emulation import sandbox
 from .emulation.rundir import RunDir
 from .scenarios import transcript
 from .scenarios.bundled import SCENARIOS
+from .scenarios.transcript import EMULATION
+
+# Labs, Cluster (Mininet) and the etcd client are imported by the functions that use them: the
+# first process of a run only checks its input before re-executing itself in its sandbox.
+
+log = logging.getLogger("calisim")
 
 EPILOG = """transcript format (one step a line):
   host1$ COMMAND              run COMMAND with bash -c on host1, expect exit 0
@@ -140,11 +144,15 @@ def print_result(console: Console, result: transcript.StepResult, as_json: bool)
 
 
 def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int:
+    from .emulation import lab
+    from .emulation.cluster import Cluster
+
     console, progress = consoles(args)
     run_dir = RunDir.create(topo.name, args.run_dir)
     logging.basicConfig(filename=run_dir.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     progress.print(f"calisim: run directory {run_dir.path}")
+    log.info("%s: %d steps on %s", args.command, len(steps), topo.name)
     cluster = Cluster(topo, run_dir, args.ipip_backend)
     results: list[transcript.StepResult] = []
     mismatched = False
@@ -157,12 +165,14 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
             with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
                 cluster.start_nodes()
         results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
+        log.info("transcript: %d of %d steps passed", sum(r.passed for r in results), len(steps))
         if not all(r.passed for r in results):
             progress.print(f"calisim: the hosts' state at the failure is in {cluster.diagnose()}")
         document: object = [r.as_dict() for r in results]
         if args.command in SCENARIOS and all(r.passed for r in results) and len(results) == len(steps):
             with progress.status("measuring the outcome (BGP sessions, pings with scapy)"):
                 view, summary = SCENARIOS[args.command].check(cluster)
+            log.info("outcome measured: %d mismatches", len(summary["mismatches"]))
             console.print(view)
             for problem in summary["mismatches"]:
                 console.print(f"[red]✗ differs from the expected outcome: {problem}[/]", markup=True)
@@ -203,6 +213,8 @@ LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 
 def lab_up(args: argparse.Namespace) -> int:
+    from .emulation import lab
+
     options = topologies.given_options(args)
     topology = args.topology.replace("-", "_")
     try:
@@ -229,6 +241,8 @@ def lab_up(args: argparse.Namespace) -> int:
 
 
 def lab_exec(args: argparse.Namespace) -> int:
+    from .emulation import lab
+
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     registry = lab.Registry()
     if args.lab is None and any(r.name == args.host for r in registry.running()):
@@ -248,6 +262,8 @@ def age(seconds: float) -> str:
 
 
 def lab_ls(_args: argparse.Namespace) -> int:
+    from .emulation import lab
+
     rows = []
     for record in lab.Registry().running():
         names = [h["name"] for h in record.hosts]
@@ -258,6 +274,8 @@ def lab_ls(_args: argparse.Namespace) -> int:
 
 
 def lab_inspect(args: argparse.Namespace) -> int:
+    from .emulation import lab
+
     record = lab.Registry().find(args.name)
     state = record.client().call("inspect")
     if args.json:
@@ -286,7 +304,7 @@ def lab_inspect(args: argparse.Namespace) -> int:
 
 
 def lab_graph(args: argparse.Namespace) -> int:
-    from .emulation import graph
+    from .emulation import graph, lab
 
     if args.output.suffix not in (".svg", ".png"):
         raise lab.LabError(f"the picture's file name must end in .svg or .png, not {args.output.name!r}")
@@ -305,6 +323,8 @@ def lab_graph(args: argparse.Namespace) -> int:
 
 
 def lab_down(args: argparse.Namespace) -> int:
+    from .emulation import lab
+
     registry = lab.Registry()
     records = registry.running() if args.all else [registry.find(args.name)]
     for record in records:
@@ -317,7 +337,8 @@ def lab_down(args: argparse.Namespace) -> int:
 def lab_fault(args: argparse.Namespace) -> int:
     """`fault [--lab NAME] VERB ...`: checked here, carried out by the lab (or, in a transcript's
     `lab$` step, by the run that serves $CALISIM_LAB_SOCKET)."""
-    from .emulation import faults
+    from .emulation import faults, lab
+    from .emulation.cluster import CONTROL_SOCKET_ENV
 
     if not args.argv or args.argv[0] in ("-h", "--help"):
         faults.command_parser().print_help()
@@ -338,6 +359,8 @@ LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_ins
 
 def run_on_lab(args: argparse.Namespace) -> int:
     """`run SCRIPT --lab NAME`: the transcript against a running lab, printed as on a fresh cluster."""
+    from .emulation import lab
+
     if args.topology or args.start_nodes or args.cli:
         raise lab.LabError("--topology, --start-nodes and --cli belong to a fresh cluster; a lab was built by `up`")
     record = lab.Registry().find(args.lab)
@@ -372,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "fault":
         args.argv = unknown + args.argv  # `fault --help`, `fault partition h --from etcd`: the verb's own options
     if args.command in LAB_COMMANDS or getattr(args, "lab", None) and args.command == "run":
+        from .emulation import lab
+
         try:
             sys.exit(LAB_COMMANDS[args.command](args) if args.command in LAB_COMMANDS else run_on_lab(args))
         except lab.LabError as error:
@@ -397,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     except sandbox.SandboxError as error:
         sys.exit(f"calisim: {error}")
     signal.signal(signal.SIGTERM, terminate_gracefully)
+    from .datastore import DatastoreError
+    from .emulation.cluster import ClusterError
+
     try:
         sys.exit(execute(topo, steps, args))
     except (ClusterError, DatastoreError) as error:

@@ -11,6 +11,7 @@ own interface and routes.
     python -m calisim.probes tcp DEST [--bytes N]     exits 1 if DEST did not answer)
     python -m calisim.probes udp DEST
     python -m calisim.probes matrix '[["tcp", DEST], ...]'   (all at once: a JSON list of answered?)
+    python -m calisim.probes batch '[["icmp", DEST], ...]'   (all at once: a JSON list of results)
     python -m calisim.probes stream DEST --interval MS --seconds S   (echoes at a fixed interval:
                                                        sent, received, the longest outage)
     python -m calisim.probes serve                     (the workload image's echo servers)
@@ -121,44 +122,55 @@ def echo_request(identifier: int, sequence: int, payload: bytes, version: int) -
     return bytes(ICMPv6EchoRequest(id=identifier, seq=sequence, cksum=0) / payload)
 
 
+ECHO_INTERVAL = 0.2  # seconds between echo requests
+
+
 def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
     """Echo requests built and parsed by scapy, sent and received on a raw ICMP (or ICMPv6) socket
     (so the kernel routes them exactly as the workload's own traffic).  The RTT is the kernel's: from the
     request's transmit timestamp to the reply's receive timestamp (SO_TIMESTAMPING), so neither
-    scapy's parsing nor this process's scheduling is in it."""
+    scapy's parsing nor this process's scheduling is in it.  A request goes out every ECHO_INTERVAL
+    whether or not the one before was answered (as ping's do), and each has timeout seconds for its
+    reply: an unreachable destination costs (count - 1) * ECHO_INTERVAL + timeout, not count * timeout."""
     family = family_of(destination)
     version = 6 if family == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
-    ttls, rtts = [], []
+    deadlines: dict[int, float] = {}  # sequence -> when its reply stops counting
+    sent_at: dict[int, int] = {}  # sequence -> transmit timestamp, ns
+    answered: dict[int, tuple[int, float]] = {}  # sequence -> (ttl, rtt ms)
     with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP) as sock:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
         if version == 6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        for sequence in range(count):
-            request = echo_request(identifier, sequence, b"calisim-probe" + bytes(43), version)
-            started = time.monotonic()
-            before = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            sock.sendto(request, (destination, 0))
-            sent_at = sent_timestamp(sock, before)
-            deadline = started + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                ready, _, _ = select.select([sock], [], [], left)
-                if not ready:
-                    break
-                try:
-                    data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
-                except BlockingIOError:  # only a late TX stamp was there
-                    sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-                    continue
-                reply = parse_echo_reply(data, ancillary, peer[0], version)
-                if (reply is not None and reply.id == identifier and reply.seq == sequence
-                        and reply.source == destination):
-                    received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
-                    ttls.append(reply.ttl)
-                    rtts.append((received_at - sent_at) / 1e6)
-                    break
-            if sequence < count - 1:
-                time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            sequence = len(deadlines)
+            if sequence < count and now >= started + sequence * ECHO_INTERVAL:
+                request = echo_request(identifier, sequence, b"calisim-probe" + bytes(43), version)
+                before = time.clock_gettime_ns(time.CLOCK_REALTIME)
+                sock.sendto(request, (destination, 0))
+                deadlines[sequence] = time.monotonic() + timeout
+                sent_at[sequence] = sent_timestamp(sock, before)
+                continue
+            waiting = [deadline for number, deadline in deadlines.items() if number not in answered and deadline > now]
+            if sequence == count and not waiting:
+                break
+            wake = min(waiting + ([started + sequence * ECHO_INTERVAL] if sequence < count else []))
+            if not select.select([sock], [], [], max(0.0, wake - now))[0]:
+                continue
+            try:
+                data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
+            except BlockingIOError:  # only a late TX stamp was there
+                sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                continue
+            reply = parse_echo_reply(data, ancillary, peer[0], version)
+            if (reply is not None and reply.id == identifier and reply.seq in deadlines and reply.seq not in answered
+                    and reply.source == destination and time.monotonic() <= deadlines[reply.seq]):
+                received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
+                answered[reply.seq] = (reply.ttl, (received_at - sent_at[reply.seq]) / 1e6)
+    ttls = [answered[number][0] for number in sorted(answered)]
+    rtts = [answered[number][1] for number in sorted(answered)]
     return ProbeResult("icmp", destination, count, len(ttls), ttls[0] if ttls else None,
                        round(min(rtts), 3) if rtts else None, round(sum(rtts) / len(rtts), 3) if rtts else None,
                        round(max(rtts), 3) if rtts else None)
@@ -211,28 +223,43 @@ def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: 
     return ProbeResult(**json.loads(done.stdout))
 
 
-def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
-    """Many probes at once (one thread each, a single ICMP echo each): whether each answered."""
+def batch(probes: list[tuple[str, str]], timeout: float = 1.0, count: int = 4) -> list[ProbeResult]:
+    """Many probes at once (one thread each; ICMP ones send count echoes), in one process."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(probe: tuple[str, str]) -> bool:
+    def one(probe: tuple[str, str]) -> ProbeResult:
         protocol, destination = probe
         if protocol == "icmp":
-            return icmp(destination, count=1, timeout=timeout).reachable
-        return PROBES[protocol](destination, timeout=timeout).reachable
+            return icmp(destination, count=count, timeout=timeout)
+        return PROBES[protocol](destination, timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=max(1, min(64, len(probes)))) as pool:
         return list(pool.map(one, probes))
 
 
-def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
-    """``matrix`` run inside the network namespace of process pid."""
-    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", "matrix", json.dumps(probes),
+def matrix(probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
+    """Many probes at once, a single ICMP echo each: whether each answered."""
+    return [result.reachable for result in batch(probes, timeout, count=1)]
+
+
+def _many_from(pid: int, command: str, probes: list[tuple[str, str]], timeout: float) -> list:
+    argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", command, json.dumps(probes),
             "--timeout", str(timeout)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"probe matrix from {pid} failed: {done.stderr.strip()}")
+        raise RuntimeError(f"probe {command} from {pid} failed: {done.stderr.strip()}")
     return json.loads(done.stdout)
+
+
+def matrix_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[bool]:
+    """``matrix`` run inside the network namespace of process pid."""
+    return _many_from(pid, "matrix", probes, timeout)
+
+
+def batch_from(pid: int, probes: list[tuple[str, str]], timeout: float = 1.0) -> list[ProbeResult]:
+    """``batch`` (4 echoes an ICMP probe) run inside the network namespace of process pid: one
+    interpreter (and one scapy import) for all of them."""
+    return [ProbeResult(**result) for result in _many_from(pid, "batch", probes, timeout)]
 
 
 @dataclass(frozen=True)
@@ -382,9 +409,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "tcp":
             sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
     commands.add_parser("serve")
-    matrix_parser = commands.add_parser("matrix")
-    matrix_parser.add_argument("probes", help='JSON list of [protocol, destination]')
-    matrix_parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+    for name in ("matrix", "batch"):  # matrix: answered? (one echo each); batch: each probe's result
+        many = commands.add_parser(name)
+        many.add_argument("probes", help='JSON list of [protocol, destination]')
+        many.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
     stream_parser = commands.add_parser("stream", help="echoes at a fixed interval; prints sent, received, longest outage")
     stream_parser.add_argument("destination")
     stream_parser.add_argument("--interval", type=float, default=10.0, help="milliseconds between probes (default 10)")
@@ -399,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
         serve()
     if args.command == "matrix":
         print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)], args.timeout)))
+        return
+    if args.command == "batch":
+        print(json.dumps([asdict(result) for result in batch([tuple(probe) for probe in json.loads(args.probes)], args.timeout)]))
         return
     if args.command == "icmp":
         result = icmp(args.destination, args.count)

@@ -12,6 +12,8 @@
 until they are used, so `python -m calisim --help` and the sandbox's PID 1 stay light.
 """
 
+import importlib.util
+import sys
 from importlib import import_module
 
 _EXPORTS = {"Cluster": "cluster", "ClusterError": "cluster", "CommandResult": "cluster", "wait_until": "cluster",
@@ -23,3 +25,20 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _prefer_stdlib_distutils() -> None:
+    """Mininet's node module imports distutils.version (for Open vSwitch's version, unused here).
+    In a venv, setuptools' distutils shim answers that import by importing all of setuptools and
+    pkg_resources: 0.5-0.9 s of CPU in every process that loads a topology (the CLI pays it twice,
+    before and inside its sandbox).  The standard library's distutils, where there is one (Python
+    3.11 and older), has the same StrictVersion and imports in milliseconds."""
+    shim = sys.modules.get("_distutils_hack")
+    if shim is None or "distutils" in sys.modules:
+        return
+    shim.remove_shim()
+    if importlib.util.find_spec("distutils") is None:
+        shim.add_shim()
+
+
+_prefer_stdlib_distutils()

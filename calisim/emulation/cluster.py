@@ -32,12 +32,12 @@ from mininet.net import Mininet
 
 from ..datastore import Datastore, EtcdServer, Synchronous
 from ..node import NodePaths, bird, zygote
+from ..scenarios.transcript import EMULATION
 from . import sandbox
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
-EMULATION = "lab"  # the transcript host `lab$`: the emulation's own side, never a host
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
 CONTROL_SOCKET_ENV = "CALISIM_LAB_SOCKET"
 ETCD_START_TIMEOUT = 20.0
@@ -111,8 +111,10 @@ class Cluster:
             self._start_router_birds()
             self._start_etcd()
             self._wait_for_zygote()
+            log.info("node zygote ready")
             if self.docker:
                 self._start_dockerds()
+                log.info("dockerd up in %s", ", ".join(self.dockerds))
         except BaseException:
             self.stop()
             raise

@@ -1,6 +1,7 @@
 """The node zygote: one interpreter that has imported calico-node (asyncio, aetcd and grpc,
 pyroute2, Jinja2 and BIRD's templates, Felix) once, and forks a calico-node into a host's
-namespaces for each `calicoctl node run` that asks it.
+namespaces for each `calicoctl node run` that asks it; and calicoctl's own commands, each
+forked the same way by the `calicoctl` it stands for.
 
 Each calico-node as its own `python -m calisim.node` spent about 0.4 s of CPU importing and
 held ~37 MiB of its own; forked from here it starts in milliseconds and shares the imported
@@ -36,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ZYGOTE_ENV = "CALISIM_NODE_ZYGOTE"  # the socket of this run's zygote
-MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector"}
-# what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front
+MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
+           "calisim.calicoctl": "calisim.calicoctl"}
+# what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front, with
+PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.node")  # what calicoctl's commands import when run
 NAMESPACES = (("uts", 0x04000000), ("net", 0x40000000), ("mnt", 0x00020000))  # setns order; CLONE_NEW*
 TITLE_ROOM = 1024  # bytes of command line kept for the forked daemons' own (see set_cmdline)
 MAX_REQUEST = 1 << 20
@@ -213,11 +216,13 @@ class Zygote:
         os.chmod(socket_path, 0o600)
         self.listener.listen(128)
         self.children: dict[int, socket.socket] = {}
+        self.exits: dict[int, int] = {}  # child pid -> its pidfd, readable once it exits: reaped at once
+        self.poller = select.poll()
+        self.poller.register(self.listener, select.POLLIN)
 
     def serve(self) -> None:
         while True:
-            ready, _, _ = select.select([self.listener], [], [], 0.2)
-            if ready:
+            if any(fd == self.listener.fileno() for fd, _ in self.poller.poll()):
                 self.accept()
             self.reap()
 
@@ -240,6 +245,8 @@ class Zygote:
         for fd in received:
             os.close(fd)
         self.children[pid] = connection
+        self.exits[pid] = os.pidfd_open(pid)
+        self.poller.register(self.exits[pid], select.POLLIN)
         try:
             connection.sendall(f"pid {pid}\n".encode())
         except OSError:
@@ -253,6 +260,9 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if pid in self.exits:
+                self.poller.unregister(self.exits[pid])
+                os.close(self.exits.pop(pid))
             connection = self.children.pop(pid, None)
             if connection is not None:
                 try:
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
 def warm_up() -> None:
     """What every node would otherwise do for itself on its first pass: import its modules,
     pyroute2's lazily loaded netlink ones (0.16 s of CPU) and compile BIRD's templates."""
-    for module in MODULES.values():
+    for module in (*MODULES.values(), *PRELOAD):
         importlib.import_module(module)
     from pyroute2 import IPRoute
 

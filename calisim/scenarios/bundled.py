@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..emulation.cluster import Cluster
 from ..probes import probe_from
 from . import seed
+
+if TYPE_CHECKING:  # the command line imports the scenarios before its sandbox, Mininet only inside
+    from ..emulation.cluster import Cluster
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ import ipaddress
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from ..emulation.cluster import Cluster
-from ..probes import ProbeResult, probe_from
+from ..probes import ProbeResult, batch_from
+
+if TYPE_CHECKING:
+    from ..emulation.cluster import Cluster
 
 POOL = ipaddress.ip_network("10.10.0.0/16")
 WORKLOADS = {"workload-A": ("host1", "net1"), "workload-B": ("host1", "net2"), "workload-C": ("host1", "net1"),
@@ -37,16 +40,20 @@ def inspect(cluster: Cluster, host: str, name: str) -> dict:
 
 def measure(cluster: Cluster) -> tuple[dict[str, str], list[PairResult]]:
     """The workloads' addresses and an ICMP probe (by address) for each of the seed's pairs: the
-    inspections at once, then the probes at once (each waits mostly for echoes, or their timeouts)."""
+    inspections at once, then the probes at once, one process in each source workload for all
+    of its pairs (each probe waits mostly for echoes, or their timeouts)."""
     with ThreadPoolExecutor(max_workers=len(WORKLOADS)) as pool:
         details = dict(zip(WORKLOADS, pool.map(lambda name: inspect(cluster, WORKLOADS[name][0], name), WORKLOADS)))
         addresses = {name: next(iter(d["NetworkSettings"]["Networks"].values()))["IPAddress"]
                      for name, d in details.items()}
-        probes = pool.map(lambda pair: probe_from(details[pair[0]]["State"]["Pid"], "icmp", addresses[pair[1]]), PAIRS)
+        sources = sorted({source for source, _ in PAIRS})
+        measured = pool.map(lambda source: batch_from(details[source]["State"]["Pid"],
+                                                      [("icmp", addresses[d]) for s, d in PAIRS if s == source]), sources)
+        probes = {source: iter(results) for source, results in zip(sources, measured)}
         results = [PairResult(source, destination, addresses[destination],
                               WORKLOADS[source][0] == WORKLOADS[destination][0],
-                              WORKLOADS[source][1] == WORKLOADS[destination][1], probe)
-                   for (source, destination), probe in zip(PAIRS, probes)]
+                              WORKLOADS[source][1] == WORKLOADS[destination][1], next(probes[source]))
+                   for source, destination in PAIRS]
     return addresses, results
 
 
