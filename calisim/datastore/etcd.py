@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import os
 import subprocess
 import time
@@ -31,6 +32,7 @@ DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an 
 SETTLE_MAX = 1.0  # while changes keep coming (hosts joining), a pass waits for quiet at most this long
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
+log = logging.getLogger("calico-node")
 
 
 class DatastoreError(RuntimeError):
@@ -181,9 +183,10 @@ class Datastore:
                     return getattr(response, kind).header.revision
         return 0
 
-    async def watch(self, prefix: str) -> AsyncIterator[Event]:
-        """Events under prefix; raises DatastoreError when the watch dies (etcd restarted)."""
-        watch = await self._call(self._client.watch_prefix(prefix.encode()))
+    async def watch(self, prefix: str, start_revision: int | None = None) -> AsyncIterator[Event]:
+        """Events under prefix (from start_revision on, if given: none lost after a list_at);
+        raises DatastoreError when the watch dies (etcd restarted, that revision compacted)."""
+        watch = await self._call(self._client.watch_prefix(prefix.encode(), start_revision=start_revision))
         try:
             async for event in watch:
                 value = decode(event.kv.value) if event.kind == "PUT" else None
@@ -235,14 +238,14 @@ class Synchronous:
         self.close()
 
 
-async def next_pass(changed: asyncio.Event) -> None:
+async def next_pass(changed: asyncio.Event) -> bool:
     """An agent's rhythm: wait for a change (or RESYNC seconds: Calico's agents resync), let a
     burst settle (DEBOUNCE without a change, at most SETTLE_MAX: a hundred hosts joining one after
-    another are one or two passes, not a hundred), go."""
+    another are one or two passes, not a hundred), go.  True for a resync (no change came)."""
     try:
         await asyncio.wait_for(changed.wait(), timeout=RESYNC)
     except asyncio.TimeoutError:
-        pass
+        return True
     give_up = asyncio.get_running_loop().time() + SETTLE_MAX
     while True:
         changed.clear()
@@ -250,6 +253,102 @@ async def next_pass(changed: asyncio.Event) -> None:
         if not changed.is_set() or asyncio.get_running_loop().time() >= give_up:
             break
     changed.clear()
+    return False
+
+
+class View:
+    """The entries of a Mirror under some prefixes (what one agent computes from), a version that
+    grows whenever one of them changes, and ``changed``, set then (what the agent waits on)."""
+
+    def __init__(self, prefixes: list[str] | tuple[str, ...]):
+        self.prefixes = tuple(prefixes)
+        self.entries: dict[str, Any] = {}
+        self.version = 0
+        self.changed = asyncio.Event()
+
+    def read(self) -> dict[str, Any]:
+        """A copy of the entries, the agent's to keep while it awaits."""
+        return dict(self.entries)
+
+    def _update(self, key: str, value: Any) -> None:
+        if value is None:
+            del self.entries[key]
+        else:
+            self.entries[key] = value
+        self.version += 1
+        self.changed.set()
+
+    def _reload(self, entries: dict[str, Any]) -> None:
+        mine = {key: value for key, value in entries.items() if key.startswith(self.prefixes)}
+        if mine != self.entries:
+            self.entries = mine
+            self.version += 1
+        self.changed.set()  # a pass after every reload, whatever it found
+
+
+class Mirror:
+    """One process's copy of every key under a prefix (calico-node: /calico/), so that its agents
+    read etcd's state from memory instead of each listing its prefixes over gRPC on every pass.
+
+    ``load`` lists the prefix at one revision; ``follow`` watches from the next revision, so that
+    no change between the list and the watch is lost, applies every event in order and, when
+    the watch is lost (etcd restarted, its history compacted), loads the copy again and follows
+    on from there.  Each event is decoded once, here, for every agent.  An agent asks for a
+    ``view`` of the prefixes it computes from; a put that does not change a value changes no view."""
+
+    def __init__(self, ds: Datastore, prefix: str = "/calico/"):
+        self.ds = ds
+        self.prefix = prefix
+        self.entries: dict[str, Any] = {}
+        self.revision = 0  # the etcd revision the copy is current to
+        self.views: list[View] = []
+
+    def view(self, prefixes: list[str] | tuple[str, ...]) -> View:
+        view = View(prefixes)
+        view._reload(self.entries)
+        self.views.append(view)
+        return view
+
+    async def load(self) -> None:
+        listed, self.revision = await self.ds.list_at(self.prefix)
+        self.entries = {entry.key: entry.value for entry in listed}
+        for view in self.views:
+            view._reload(self.entries)
+
+    def apply(self, event: Event) -> None:
+        self.revision = max(self.revision, event.revision)
+        if event.value is None:
+            if self.entries.pop(event.key, _ABSENT) is _ABSENT:
+                return
+        elif self.entries.get(event.key, _ABSENT) == event.value:
+            return
+        else:
+            self.entries[event.key] = event.value
+        for view in self.views:
+            if event.key.startswith(view.prefixes):
+                view._update(event.key, event.value)
+
+    async def follow(self) -> None:
+        """Keep the copy current until cancelled (``load`` it first)."""
+        backoff = 0.5
+        while True:
+            try:
+                async for event in self.ds.watch(self.prefix, start_revision=self.revision + 1):
+                    backoff = 0.5
+                    self.apply(event)
+            except DatastoreError as error:
+                log.warning("etcd watch lost (%s); reloading in %.1fs", error, backoff)
+            while True:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                try:
+                    await self.load()
+                    break
+                except DatastoreError as error:
+                    log.warning("etcd not listed (%s); retrying in %.1fs", error, backoff)
+
+
+_ABSENT = object()
 
 
 @dataclass(frozen=True)

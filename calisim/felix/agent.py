@@ -6,8 +6,10 @@ the kernel, for each of its parts (the model is Calico's original Python Felix).
 * VXLAN (vxlan.py): vxlan.calico, its MAC in etcd, the other hosts' neighbours, FDB and routes;
 * policy (policy.py): this host's nftables table.
 
-The node agent hands it every changed etcd key (``notice``); each part recomputes after a burst
-of changes to its keys and every RESYNC seconds, and a failed pass is retried, never fatal.
+Each part reads etcd's keys from its view of the node's mirror of etcd (datastore.Mirror) and
+recomputes after a burst of changes to them and every RESYNC seconds, a failed pass retried,
+never fatal.  A resync re-applies what the kernel holds (tunnel, VXLAN); policy, computed from
+etcd's keys alone, is recomputed on a resync only when its last pass failed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from typing import Callable
 
-from ..datastore import Datastore, DatastoreError, Txn, keys, next_pass
-from ..ipam import IPAM, ConflictError, IPAMError
+from ..datastore import Datastore, DatastoreError, Txn, View, keys, next_pass
+from ..datastore.resources import IPPool
+from ..ipam import IPAM, TUNNELS, ConflictError, IPAMError
 from ..node.paths import NodePaths
 from . import endpoints, ipip, policy, vxlan
 
@@ -27,31 +31,20 @@ log = logging.getLogger("calico-node")
 class Felix:
     """This host's dataplane, kept equal to etcd."""
 
-    def __init__(self, ds: Datastore, name: str, paths: NodePaths, ipip_backend: str = "userspace"):
-        self.ds = ds
+    def __init__(self, ds: Datastore, view_of: Callable[[list[str]], View], name: str, paths: NodePaths,
+                 ipip_backend: str = "userspace"):
+        self.ds = ds  # for what Felix writes (the VXLAN MAC) and IPAM's tunnel addresses
         self.name = name
         self.paths = paths
         self.ipip_backend = ipip_backend
         self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.ipam = IPAM(ds)
-        self.workloads_changed = asyncio.Event()
-        self.vxlan_changed = asyncio.Event()
-        self.policy_changed = asyncio.Event()
+        self.tunnels = view_of([keys.POOLS_V4, keys.host_config(name, "")])  # pools, this host's addresses
+        self.workloads = view_of([endpoints.workloads_prefix(name)])
+        self.vxlan = view_of(vxlan.datastore_prefixes())
+        self.policy = view_of(policy.datastore_prefixes())
         self.policy_applied: str | None = None
-        self.resync()  # program what etcd already holds
-
-    def notice(self, key: str) -> None:
-        if key.startswith(endpoints.workloads_prefix(self.name)):
-            self.workloads_changed.set()
-        if key.startswith(tuple(vxlan.datastore_prefixes())):
-            self.vxlan_changed.set()
-        if key.startswith(tuple(policy.datastore_prefixes())):
-            self.policy_changed.set()
-
-    def resync(self) -> None:
-        self.workloads_changed.set()
-        self.vxlan_changed.set()
-        self.policy_changed.set()
+        self.policy_computed: int | None = None  # the policy view's version of the last good pass
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
@@ -64,7 +57,7 @@ class Felix:
     async def program_tunnel(self) -> ipaddress.IPv4Address | None:
         """tunl0 with the host's tunnel address while an IPIP pool exists (Felix's IpInIp part);
         returns the address."""
-        address = await self.ipam.ensure_tunnel_address(self.name)
+        address = await self.tunnel_address("ipip")
         if address is None and self.tunnel is None:
             return None
         if self.tunnel is None:
@@ -75,16 +68,28 @@ class Felix:
         await asyncio.to_thread(ipip.set_tunnel_address, address)
         return address
 
+    async def tunnel_address(self, kind: str) -> ipaddress.IPv4Address | None:
+        """The host's tunnel address of that encapsulation: the one etcd holds while it is in an
+        enabled pool of that kind (and none while there is no such pool and none is held), else
+        what IPAM gives, moves or takes away (reading and writing etcd itself)."""
+        entries = self.tunnels.read()
+        current = entries.get(keys.host_config(self.name, TUNNELS[kind].param))
+        pools = [pool.cidr for pool in map(IPPool.from_value, (v for k, v in entries.items() if k.startswith(keys.POOLS_V4)))
+                 if getattr(pool, kind) and not pool.disabled]
+        if current and any(ipaddress.ip_address(current) in pool for pool in pools):
+            return ipaddress.ip_address(current)
+        if not current and not pools:
+            return None
+        return await self.ipam.ensure_tunnel_address(self.name, kind)
+
     async def program_vxlan(self) -> None:
         """Felix's VXLAN part: vxlan.calico with a tunnel address while a VXLAN pool exists, its
         MAC published in etcd, and every other host's neighbour, FDB entry and block routes."""
         while True:
-            await next_pass(self.vxlan_changed)
+            await next_pass(self.vxlan.changed)
             try:
-                await self.ipam.ensure_tunnel_address(self.name, "vxlan")
-                entries = {}
-                for prefix in vxlan.datastore_prefixes():
-                    entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
+                await self.tunnel_address("vxlan")
+                entries = self.vxlan.read()
                 host_ip = entries[keys.host_bird_ip(self.name)]
                 mac = await asyncio.to_thread(vxlan.apply, vxlan.desired(entries, self.name), host_ip)
                 mac_key = keys.host_config(self.name, vxlan.MAC_PARAM)
@@ -92,7 +97,7 @@ class Felix:
                     await self.ds.commit(Txn().put(mac_key, mac) if mac else Txn().delete(mac_key))
             except (DatastoreError, IPAMError, ConflictError, OSError, KeyError) as error:
                 log.error("VXLAN dataplane not programmed, retrying: %s", error)
-                self.vxlan_changed.set()
+                self.vxlan.changed.set()
             except Exception:  # a bug must not end VXLAN programming
                 log.exception("VXLAN dataplane not programmed")
 
@@ -100,13 +105,14 @@ class Felix:
         """Felix's policy part: this host's nftables table, recomputed from etcd after every
         change; a ruleset that fails to render or load leaves the last good one in place."""
         while True:
-            await next_pass(self.policy_changed)
+            await next_pass(self.policy.changed)
+            version = self.policy.version
+            if version == self.policy_computed:
+                continue  # the table in place is the one these keys give
             try:
-                entries = {}
-                for prefix in policy.datastore_prefixes():
-                    entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
-                model = policy.load(entries)
-                if any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints):
+                model = policy.load(self.policy.read())
+                from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
+                if from_kernel:  # host endpoints named by address: the kernel's addresses may change
                     model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))
                 text = policy.render(model, self.name)
                 if text != self.policy_applied:
@@ -114,9 +120,7 @@ class Felix:
                     self.policy_applied = text
                     (self.paths.run_dir / "policy.nft").write_text(text)
                     log.info("policy programmed: %s", policy.summary(model, self.name))
-            except DatastoreError as error:
-                log.error("policy not recomputed, retrying: %s", error)
-                self.policy_changed.set()
+                self.policy_computed = None if from_kernel else version
             except (policy.PolicyError, OSError) as error:
                 log.error("kept the last good policy: %s", error)
             except Exception:  # a bug must not end enforcement of later changes
@@ -128,14 +132,14 @@ class Felix:
         missing: set[str] = set()
         while True:
             try:
-                await asyncio.wait_for(self.workloads_changed.wait(), timeout=0.2 if missing else None)
+                await asyncio.wait_for(self.workloads.changed.wait(), timeout=0.2 if missing else None)
             except asyncio.TimeoutError:
                 pass
-            self.workloads_changed.clear()
+            self.workloads.changed.clear()
             try:
-                entries = {e.key: e.value for e in await self.ds.list(endpoints.workloads_prefix(self.name))}
-                missing = await asyncio.to_thread(endpoints.apply, endpoints.desired_interfaces(entries, self.name))
-            except (DatastoreError, OSError) as error:
+                wanted = endpoints.desired_interfaces(self.workloads.read(), self.name)
+                missing = await asyncio.to_thread(endpoints.apply, wanted)
+            except OSError as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)
                 missing = {"(retry)"}
             except Exception:  # a bug must not end the programming of later workloads

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
@@ -45,13 +46,16 @@ BPF_OBJ_GET = 7
 log = logging.getLogger("calico-ipip")
 
 
+@functools.cache
 def kernel_ipip_available() -> bool:
-    """Probe once, in a throwaway namespace, whether `type ipip` links can be made here."""
+    """Probe once, in a throwaway namespace, whether `type ipip` links can be made here (the
+    node zygote does, so the nodes it forks need not: the answer is the machine's)."""
     probe = subprocess.run(["unshare", "--net", "ip", "link", "add", "name", "probe0", "type", "ipip"],
                            capture_output=True)
     return probe.returncode == 0
 
 
+@functools.cache
 def ebpf_available() -> bool:
     """Whether the built object loads here: tried once in a throwaway mount namespace, so the
     verifier and the kernel's helpers (bpf_fib_lookup with BPF_FIB_LOOKUP_SRC) are what decide."""

@@ -2,7 +2,8 @@
 
 As in Calico's container it runs these jobs: *startup* (startup.py: forwarding, registration,
 the default pool), *confd* with *BIRD* (confd.py, bird.py), *Felix* (calisim.felix) and the
-*libnetwork plugins* (calisim.libnetwork).  One etcd watch feeds confd and Felix.  It talks to
+*libnetwork plugins* (calisim.libnetwork).  One mirror of etcd's /calico/ keys, kept current by
+one watch (datastore.Mirror), feeds confd and Felix.  It talks to
 the world only through etcd, BIRD's socket and its files in /var/run/calico and
 /var/log/calico, so it can be started, stopped and tested on its own.
 """
@@ -18,7 +19,7 @@ import os
 import signal
 import sys
 
-from ..datastore import Datastore, DatastoreError
+from ..datastore import Datastore, Mirror
 from ..felix import Felix, ipip
 from ..libnetwork import IpamDriver, NetworkDriver, PluginServer
 from .confd import Confd
@@ -28,29 +29,13 @@ from .startup import NodeOptions, StartupStatus, enable_forwarding, register_whe
 log = logging.getLogger("calico-node")
 
 
-async def watch(ds: Datastore, agents: list[Confd | Felix]) -> None:
-    """Hand every etcd event under /calico/ to the agents; after a lost watch, resync and watch again."""
-    backoff = 0.5
-    while True:
-        try:
-            async for event in ds.watch("/calico/"):
-                backoff = 0.5
-                for agent in agents:
-                    agent.notice(event.key)
-        except DatastoreError as error:
-            log.warning("etcd watch lost (%s); retrying in %.1fs", error, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10)
-            for agent in agents:
-                agent.resync()
-
-
 async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     """Start up, tell the caller (report), then supervise until SIGTERM."""
     ds = Datastore.from_env()
+    mirror = Mirror(ds)
     backend = ipip.choose_backend(options.ipip_backend)
-    felix = Felix(ds, options.name, paths, backend)
-    confd = Confd.for_node(ds, options.name, paths, before_render=felix.program_tunnel)
+    felix = Felix(ds, mirror.view, options.name, paths, backend)
+    confd = Confd.for_node(mirror.view, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +52,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
         if tunnel is not None:
             report(f"Assigned IPIP tunnel address {tunnel}")
         if options.backend == "bird":
-            watcher = asyncio.create_task(watch(ds, [confd, felix]))
+            await mirror.load()
+            watcher = asyncio.create_task(mirror.follow())
             await confd.render_config()
             await confd.start_bird()
             tasks = [watcher, asyncio.create_task(confd.reconcile()),

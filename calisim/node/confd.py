@@ -1,9 +1,11 @@
 """confd's job in calico/node (and calico/routereflector): keep BIRD's config equal to what etcd says.
 
-Watches nothing itself: the node agent hands it every changed key (``notice``).  After each burst
-of changes, and every RESYNC seconds, it renders the config from etcd (bird.py's model and
-template), writes it only if ``bird -p`` accepts it, and reloads BIRD through its control socket.
-It also runs BIRD as a child and restarts it when it dies, as runit does in Calico's container.
+Watches nothing itself: it reads etcd's keys from its view of the process's mirror of etcd
+(datastore.Mirror), which is kept current by one watch.  After each burst of changes to those
+keys, and every RESYNC seconds, it renders the config (bird.py's model and template), writes it
+only if ``bird -p`` accepts it, and reloads BIRD through its control socket; a resync whose keys
+are unchanged since the last good pass has nothing to render.  It also runs BIRD as a child and
+restarts it when it dies, as runit does in Calico's container.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
-from ..datastore import Datastore, DatastoreError, next_pass
+from ..datastore import DatastoreError, View, next_pass
 from ..ipam import ConflictError, IPAMError
 from . import bird
 from .paths import NodePaths
@@ -24,37 +26,25 @@ log = logging.getLogger("calico-node")
 class Confd:
     """Runs BIRD as a child and keeps its config equal to what etcd says."""
 
-    def __init__(self, ds: Datastore, paths: NodePaths, prefixes: list[str],
-                 render: Callable[[dict[str, Any]], str],
+    def __init__(self, view: View, paths: NodePaths, render: Callable[[dict[str, Any]], str],
                  before_render: Callable[[], Awaitable[object]] | None = None):
-        self.ds = ds
+        self.view = view  # the etcd keys the config is computed from
         self.paths = paths
-        self.prefixes = tuple(prefixes)  # the etcd keys the config is computed from
         self.render = render  # those keys -> BIRD's config text (a node's, or a route reflector's)
         self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
         self.control = bird.BirdControl(paths.bird_socket)
-        self.changed = asyncio.Event()
         self.bird: asyncio.subprocess.Process | None = None
+        self.rendered: int | None = None  # the view's version of the last good pass
 
     @classmethod
-    def for_node(cls, ds: Datastore, name: str, paths: NodePaths,
+    def for_node(cls, view_of: Callable[[list[str]], View], name: str, paths: NodePaths,
                  before_render: Callable[[], Awaitable[object]] | None = None) -> "Confd":
-        return cls(ds, paths, bird.datastore_prefixes(name), lambda entries: bird.render(bird.bird_config(entries, name)),
-                   before_render)
-
-    def notice(self, key: str) -> None:
-        if key.startswith(self.prefixes):
-            self.changed.set()
-
-    def resync(self) -> None:
-        self.changed.set()
+        return cls(view_of(bird.datastore_prefixes(name)), paths,
+                   lambda entries: bird.render(bird.bird_config(entries, name)), before_render)
 
     async def render_config(self) -> bool:
-        """Render from etcd and write the file if `bird -p` accepts it; True if it changed."""
-        entries = {}
-        for prefix in self.prefixes:
-            entries.update({entry.key: entry.value for entry in await self.ds.list(prefix)})
-        return bird.write_checked(self.render(entries), self.paths.bird_config)
+        """Render from etcd's keys and write the file if `bird -p` accepts it; True if it changed."""
+        return bird.write_checked(self.render(self.view.read()), self.paths.bird_config)
 
     async def start_bird(self, recovery: bool = False) -> None:
         self.paths.bird_socket.unlink(missing_ok=True)
@@ -82,12 +72,16 @@ class Confd:
         """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
         a failed pass keeps BIRD on its last good config and is tried again."""
         while True:
-            await next_pass(self.changed)
+            await next_pass(self.view.changed)
             try:
                 if self.before_render is not None:
                     await self.before_render()  # pools may have come, gone or changed IPIP
+                version = self.view.version
+                if version == self.rendered:
+                    continue  # BIRD runs the config these keys give
                 if await self.render_config():
                     log.info("BIRD config changed; reloading: %s", self.control.configure())
+                self.rendered = version
             except (bird.BirdError, DatastoreError, IPAMError, ConflictError, OSError) as error:
                 log.error("kept the last good BIRD config: %s", error)
             except Exception:  # e.g. netlink refusing tunl0's address: log it, try again next pass

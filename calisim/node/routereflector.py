@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 
-from ..datastore import Datastore, DatastoreError, keys
+from ..datastore import Datastore, DatastoreError, Mirror, keys
 from . import bird
 from .confd import Confd
 from .paths import NodePaths
@@ -63,10 +63,9 @@ async def register_when_etcd_answers(ds: Datastore, ip: str, cluster_id: str | N
 
 async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> None:
     """Register, run BIRD from etcd's state until SIGTERM."""
-    from .agent import watch
-
     ds = Datastore.from_env()
-    confd = Confd(ds, paths, bird.reflector_prefixes(),
+    mirror = Mirror(ds)
+    confd = Confd(mirror.view(bird.reflector_prefixes()), paths,
                   lambda entries: bird.render_reflector(bird.reflector_config(entries, ip)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,9 +75,10 @@ async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> No
     try:
         chosen = await register_when_etcd_answers(ds, ip, cluster_id, report)
         report(f"Route reflector {ip} registered at {keys.ROUTE_REFLECTORS_V4}{ip} (cluster ID {chosen})")
+        await mirror.load()
         await confd.render_config()
         await confd.start_bird()
-        tasks = [asyncio.create_task(watch(ds, [confd])), asyncio.create_task(confd.reconcile()),
+        tasks = [asyncio.create_task(mirror.follow()), asyncio.create_task(confd.reconcile()),
                  asyncio.create_task(confd.keep_bird_running())]
         paths.pid_file.write_text(f"{os.getpid()}\n")
         report("Route reflector started successfully", final=True)

@@ -288,12 +288,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def warm_up() -> None:
     """What every node would otherwise do for itself on its first pass: import its modules,
-    pyroute2's lazily loaded netlink ones (0.16 s of CPU) and compile BIRD's templates."""
+    pyroute2's lazily loaded netlink ones (0.16 s of CPU), compile BIRD's templates, and probe
+    which IPIP backends this machine has (three processes a node)."""
     for module in (*MODULES.values(), *PRELOAD):
         importlib.import_module(module)
     from pyroute2 import IPRoute
 
+    from ..felix import ipip
     from . import bird
+
+    ipip.choose_backend("auto")
 
     with IPRoute() as ipr:  # the sandbox's own namespace, read only
         ipr.get_links()

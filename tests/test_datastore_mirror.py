@@ -1,0 +1,296 @@
+"""calico-node's mirror of etcd (datastore.Mirror): one list at a revision, one watch from the
+next, every event applied in order, views of prefixes for the agents, a full reload after a lost
+watch; and the agents' skip of a pass whose keys are unchanged since their last good one.  No
+root: a stand-in datastore serves the list and the watch; one emulation test uses a real etcd."""
+
+import asyncio
+
+import pytest
+
+from calisim.datastore import Datastore, DatastoreError, Mirror, Txn
+from calisim.datastore.etcd import Entry, Event
+from calisim.felix import agent as felix_agent
+from calisim.node import confd as confd_module
+from calisim.node.confd import Confd
+from calisim.node.paths import NodePaths
+
+
+class FakeEtcd:
+    """list_at and watch as etcd answers them: revisions, events after a start revision, a
+    watch that can be broken (as when etcd restarts)."""
+
+    def __init__(self):
+        self.data: dict[str, tuple[object, int]] = {}
+        self.revision = 1
+        self.history: list[Event] = []
+        self.watchers: list[asyncio.Queue] = []
+        self.lists = 0
+
+    def put(self, key, value):
+        self.revision += 1
+        self.data[key] = (value, self.revision)
+        self._emit(Event(key, value, self.revision))
+
+    def delete(self, key):
+        self.revision += 1
+        del self.data[key]
+        self._emit(Event(key, None, self.revision))
+
+    def _emit(self, event):
+        self.history.append(event)
+        for queue in self.watchers:
+            queue.put_nowait(event)
+
+    def break_watches(self):
+        for queue in self.watchers:
+            queue.put_nowait(DatastoreError("watch on etcd failed: etcd restarted"))
+        self.watchers = []
+
+    async def list_at(self, prefix):
+        self.lists += 1
+        entries = [Entry(k, v, r) for k, (v, r) in sorted(self.data.items()) if k.startswith(prefix)]
+        return entries, self.revision
+
+    async def watch(self, prefix, start_revision=None):
+        queue: asyncio.Queue = asyncio.Queue()
+        for event in self.history:
+            if event.revision >= (start_revision or self.revision + 1) and event.key.startswith(prefix):
+                queue.put_nowait(event)
+        self.watchers.append(queue)
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+async def until(predicate, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def loaded(entries):
+    """A stand-in etcd holding entries, and a loaded mirror of it with one view of /calico/."""
+    store = FakeEtcd()
+    for key, value in entries.items():
+        store.put(key, value)
+    mirror = Mirror(store)
+    view = mirror.view(["/calico/"])
+    await mirror.load()
+    return store, mirror, view
+
+
+def test_events_are_applied_in_order_and_views_see_only_their_prefixes():
+    async def scenario():
+        store = FakeEtcd()
+        store.put("/calico/a/1", {"n": 1})
+        store.put("/calico/b/1", "x")
+        mirror = Mirror(store)
+        a, b = mirror.view(["/calico/a/"]), mirror.view(["/calico/b/"])
+        await mirror.load()
+        assert a.read() == {"/calico/a/1": {"n": 1}} and b.read() == {"/calico/b/1": "x"}
+        a.changed.clear(), b.changed.clear()
+        follower = asyncio.create_task(mirror.follow())
+        try:
+            store.put("/calico/a/2", {"n": 2})
+            store.put("/calico/a/1", {"n": 3})
+            store.delete("/calico/a/2")
+            await until(lambda: mirror.revision == store.revision)
+            assert a.read() == {"/calico/a/1": {"n": 3}}
+            assert a.changed.is_set() and not b.changed.is_set()
+            assert mirror.entries == {"/calico/a/1": {"n": 3}, "/calico/b/1": "x"}
+        finally:
+            follower.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_between_the_list_and_the_watch_is_not_lost():
+    async def scenario():
+        store, mirror, view = await loaded({})
+        store.put("/calico/late", 1)  # after the list, before the watch starts
+        follower = asyncio.create_task(mirror.follow())
+        try:
+            await until(lambda: view.read() == {"/calico/late": 1})
+        finally:
+            follower.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_put_that_changes_nothing_changes_no_view():
+    async def scenario():
+        store, mirror, view = await loaded({"/calico/a": {"same": True}})
+        version = view.version
+        view.changed.clear()
+        mirror.apply(Event("/calico/a", {"same": True}, store.revision + 1))
+        mirror.apply(Event("/calico/gone", None, store.revision + 2))  # a delete of nothing
+        assert view.version == version and not view.changed.is_set()
+        mirror.apply(Event("/calico/a", {"same": False}, store.revision + 3))
+        assert view.version == version + 1 and view.changed.is_set()
+        assert mirror.revision == store.revision + 3
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_watch_reloads_the_copy_and_catches_what_it_missed():
+    async def scenario():
+        store, mirror, view = await loaded({"/calico/kept": 1, "/calico/dropped": 2})
+        follower = asyncio.create_task(mirror.follow())
+        try:
+            await until(lambda: store.watchers)
+            store.break_watches()
+            # while no watch runs: changes a new watch from the old revision would not replay
+            store.history.clear()
+            store.put("/calico/new", 3)
+            store.delete("/calico/dropped")
+            view.changed.clear()
+            await until(lambda: view.read() == {"/calico/kept": 1, "/calico/new": 3})
+            assert store.lists == 2 and view.changed.is_set()
+            store.put("/calico/after", 4)  # and it follows on from the reload
+            await until(lambda: "/calico/after" in view.read())
+        finally:
+            follower.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_reload_that_finds_the_same_keys_keeps_the_version_but_still_wakes_the_agents():
+    async def scenario():
+        store, mirror, view = await loaded({"/calico/a": 1})
+        version = view.version
+        view.changed.clear()
+        await mirror.load()
+        assert view.version == version and view.changed.is_set()
+
+    asyncio.run(scenario())
+
+
+def test_confd_renders_only_when_its_keys_changed_or_its_last_pass_failed(tmp_path, monkeypatch):
+    """A resync (no change for RESYNC seconds) with the same keys renders nothing; a failed pass
+    (bird -p refusing) is rendered again on the next one, changed keys or not."""
+    monkeypatch.setattr(confd_module, "next_pass", fake_next_pass)
+    rendered = []
+    refuse = [True]
+
+    def render(entries):
+        rendered.append(dict(entries))
+        if refuse[0]:
+            raise confd_module.bird.BirdError("bird -p rejected it")
+        return f"# {sorted(entries)}\n"
+
+    monkeypatch.setattr(confd_module.bird, "check", lambda path: None)
+
+    async def scenario():
+        store = FakeEtcd()
+        store.put("/calico/bgp/x", 1)
+        mirror = Mirror(store)
+        confd = Confd(mirror.view(["/calico/bgp/"]), NodePaths(tmp_path / "run", tmp_path / "log"), render)
+        confd.paths.run_dir.mkdir()
+        confd.control.configure = lambda: "Reconfigured"
+        await mirror.load()
+        task = asyncio.create_task(confd.reconcile())
+        try:
+            await passes(2)  # refused, then tried again though nothing changed
+            assert len(rendered) == 2 and confd.rendered is None
+            refuse[0] = False
+            await passes(1)
+            assert len(rendered) == 3 and confd.rendered == confd.view.version
+            await passes(3)  # resyncs with the same keys
+            assert len(rendered) == 3
+            mirror.apply(Event("/calico/bgp/y", 2, store.revision + 1))
+            await passes(1)
+            assert len(rendered) == 4 and rendered[-1] == {"/calico/bgp/x": 1, "/calico/bgp/y": 2}
+            assert confd.paths.bird_config.read_text() == "# ['/calico/bgp/x', '/calico/bgp/y']\n"
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(felix_agent, "next_pass", fake_next_pass)
+    loads = []
+    fail = [True]
+    real_load = felix_agent.policy.load
+
+    def load(entries):
+        loads.append(entries)
+        if fail[0]:
+            raise felix_agent.policy.PolicyError("bad profile")
+        return real_load(entries)
+
+    monkeypatch.setattr(felix_agent.policy, "apply", lambda text: None)
+
+    async def scenario():
+        store = FakeEtcd()
+        mirror = Mirror(store)
+        await mirror.load()
+        paths = NodePaths(tmp_path / "run", tmp_path / "log")
+        paths.run_dir.mkdir()
+        felix = felix_agent.Felix(None, mirror.view, "host1", paths)
+        monkeypatch.setattr(felix_agent.policy, "load", load)
+        task = asyncio.create_task(felix.program_policy())
+        try:
+            await passes(2)
+            assert len(loads) == 2  # the failed pass is tried again
+            fail[0] = False
+            await passes(3)
+            assert len(loads) == 3 and felix.policy_applied is not None
+            mirror.apply(Event("/calico/v1/host/host2/bird_ip", "172.16.0.2", store.revision + 1))
+            await passes(1)
+            assert len(loads) == 4 and "/calico/v1/host/host2/bird_ip" in loads[-1]
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+PASSES: list[asyncio.Future] = []
+
+
+async def fake_next_pass(changed):
+    """The agents' rhythm with the clock taken out: each pass waits for the test to allow it."""
+    gate = asyncio.get_running_loop().create_future()
+    PASSES.append(gate)
+    await gate
+    changed.clear()
+    return True
+
+
+async def passes(count):
+    """Let the agent make count passes; return once it waits for the next."""
+    for _ in range(count):
+        await until(lambda: PASSES and not PASSES[-1].done())
+        PASSES[-1].set_result(None)
+    await until(lambda: not PASSES[-1].done())
+
+
+@pytest.fixture(autouse=True)
+def no_gates_left():
+    PASSES.clear()
+
+
+@pytest.mark.emulation
+def test_a_real_etcd_watch_from_the_listed_revision_misses_nothing(etcd):
+    async def scenario():
+        ds = Datastore(etcd)
+        try:
+            await ds.put("/calico/one", 1)
+            mirror = Mirror(ds)
+            view = mirror.view(["/calico/"])
+            await mirror.load()
+            await ds.commit(Txn().put("/calico/two", 2).put("/calico/three", 3).delete("/calico/one"))
+            follower = asyncio.create_task(mirror.follow())
+            try:
+                await until(lambda: view.read() == {"/calico/two": 2, "/calico/three": 3})
+                await ds.put("/calico/one", 4)
+                await until(lambda: view.read().get("/calico/one") == 4)
+            finally:
+                follower.cancel()
+        finally:
+            await ds.close()
+
+    asyncio.run(scenario())
