@@ -34,6 +34,7 @@ class Felix:
         self.ipip_backend = ipip_backend
         self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.ipam = IPAM(ds)
+        self.workloads = endpoints.Dataplane()
         self.workloads_changed = asyncio.Event()
         self.vxlan_changed = asyncio.Event()
         self.policy_changed = asyncio.Event()
@@ -134,7 +135,7 @@ class Felix:
             self.workloads_changed.clear()
             try:
                 entries = {e.key: e.value for e in await self.ds.list(endpoints.workloads_prefix(self.name))}
-                missing = await asyncio.to_thread(endpoints.apply, endpoints.desired_interfaces(entries, self.name))
+                missing = await asyncio.to_thread(self.workloads.apply, endpoints.desired_interfaces(entries, self.name))
             except (DatastoreError, OSError) as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)
                 missing = {"(retry)"}
