@@ -61,3 +61,44 @@ def test_an_interface_that_is_not_up_yet_is_retried_not_fatal():
     first, before, second, after = json.loads(done.stdout)
     assert first == ["calitest00001"] and before == ""
     assert second == [] and after.startswith("10.10.0.7 dev calitest00001 proto static scope link")
+
+
+CHANGES = """
+import ipaddress, json, subprocess
+from calisim.felix import endpoints
+def sh(command):
+    return subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout
+def interface(name, *addresses):
+    return endpoints.WorkloadInterface(name, "ee:ee:ee:ee:ee:ee", tuple(map(ipaddress.ip_address, addresses)))
+for n in (1, 2):
+    sh(f"ip link add cali0000{n} type veth peer name temp0000{n} && ip link set cali0000{n} up && ip link set temp0000{n} up")
+dataplane = endpoints.Dataplane()
+seen = {}
+seen["first"] = sorted(dataplane.apply({"cali00001": interface("cali00001", "10.10.0.1")}))
+seen["one"] = sh("ip -4 route show proto static")
+sh("ip route del 10.10.0.1/32")  # by hand: an incremental pass leaves unchanged endpoints alone
+both = {"cali00001": interface("cali00001", "10.10.0.1"), "cali00002": interface("cali00002", "10.10.0.2")}
+seen["second"] = sorted(dataplane.apply(both))
+seen["two"] = sh("ip -4 route show proto static")
+seen["third"] = sorted(dataplane.apply({"cali00002": interface("cali00002", "10.10.0.3")}))
+seen["moved"] = sh("ip -4 route show proto static")
+dataplane.full_at -= dataplane.FULL_RESYNC  # the timer's full pass puts back what was deleted by hand
+seen["fourth"] = sorted(dataplane.apply(both))
+seen["resynced"] = sh("ip -4 route show proto static")
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.emulation
+def test_passes_apply_only_changes_and_the_timer_pass_resyncs_everything():
+    """Felix's workload passes touch only new, changed and gone endpoints (their cost does not grow
+    with the endpoints already there); the periodic full pass repairs what changed behind its back."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CHANGES], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["first"] == seen["second"] == seen["third"] == seen["fourth"] == []
+    assert seen["one"].split() == "10.10.0.1 dev cali00001 scope link".split()
+    assert seen["two"].split() == "10.10.0.2 dev cali00002 scope link".split()
+    assert seen["moved"].split() == "10.10.0.3 dev cali00002 scope link".split()
+    assert sorted(seen["resynced"].splitlines()) == ["10.10.0.1 dev cali00001 scope link ",
+                                                     "10.10.0.2 dev cali00002 scope link "]

@@ -41,6 +41,7 @@ class Felix:
         self.ipam = IPAM(ds)
         self.tunnels = view_of([keys.POOLS_V4, keys.host_config(name, "")])  # pools, this host's addresses
         self.workloads = view_of([endpoints.workloads_prefix(name)])
+        self.workload_dataplane = endpoints.Dataplane()  # what the workload passes programmed
         self.vxlan = view_of(vxlan.datastore_prefixes())
         self.policy = view_of(policy.datastore_prefixes())
         self.policy_applied: str | None = None
@@ -138,7 +139,7 @@ class Felix:
             self.workloads.changed.clear()
             try:
                 wanted = endpoints.desired_interfaces(self.workloads.read(), self.name)
-                missing = await asyncio.to_thread(endpoints.apply, wanted)
+                missing = await asyncio.to_thread(self.workload_dataplane.apply, wanted)
             except OSError as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)
                 missing = {"(retry)"}

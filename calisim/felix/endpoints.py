@@ -12,8 +12,10 @@ Blocks' blackhole routes and the routes to other hosts' blocks come from BIRD.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,22 +56,106 @@ def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, Workload
     return wanted
 
 
-def apply(wanted: dict[str, WorkloadInterface]) -> set[str]:
+class Dataplane:
+    """What this Felix has programmed, so that a pass touches only what changed: a new or changed
+    endpoint is programmed, a gone one's routes are removed, and the others are left alone (as
+    Calico's Felix, which reacts to each update and refreshes everything on a timer).  The first
+    pass, and the first after FULL_RESYNC seconds, is a full one: every interface, and every stale
+    route found in the kernel (a route deleted by hand comes back, one left by an earlier run goes)."""
+
+    FULL_RESYNC = 60.0
+
+    def __init__(self) -> None:
+        self.programmed: dict[str, WorkloadInterface] = {}
+        self.full_at: float | None = None
+
+    def apply(self, wanted: dict[str, WorkloadInterface]) -> set[str]:
+        """Make the kernel match wanted; returns the interfaces that are not there (or not up) yet."""
+        full = self.full_at is None or time.monotonic() - self.full_at >= self.FULL_RESYNC
+        if full:
+            self.programmed = {}
+        missing = apply(wanted, self.programmed)
+        if full:
+            self.full_at = time.monotonic()
+        return missing
+
+
+def apply(wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadInterface] | None = None) -> set[str]:
     """Make this namespace's kernel match wanted; returns the interfaces that are not there yet,
     to be tried again: libnetwork creates them at Join, after the endpoint is stored, and sets
-    them up a moment later (a route through a down interface is refused with ENETDOWN)."""
+    them up a moment later (a route through a down interface is refused with ENETDOWN).
+    programmed (updated in place) is what earlier calls made: when it is empty this is a full pass."""
     from pyroute2 import IPRoute, NetlinkError
 
     try:
         with IPRoute() as ipr:
-            return _apply(ipr, wanted)
+            if programmed:
+                return _apply_changes(ipr, wanted, programmed)
+            missing = _apply(ipr, wanted)
+            if programmed is not None:
+                programmed.update({name: i for name, i in wanted.items() if name not in missing})
+            return missing
     except NetlinkError as error:
         raise OSError(error.code, f"programming workload interfaces: {error}") from error
 
 
-def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
+def _program(ipr, interface: WorkloadInterface, index: int) -> None:
+    """Proxy ARP and friends, the ARP entry and the routes of one interface."""
     from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
+    sysctls = dict(INTERFACE_SYSCTLS)
+    if Path("/proc/sys/net/ipv6/conf", interface.name).exists():
+        sysctls.update(IPV6_INTERFACE_SYSCTLS)
+    for pattern, value in sysctls.items():
+        Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
+    for address in interface.addresses:
+        if address.version == 4:
+            ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
+        ipr.route("replace", dst=f"{address}/{address.max_prefixlen}", oif=index, scope="link", proto=ROUTE_PROTOCOL)
+
+
+def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadInterface]) -> set[str]:
+    """Only the differences from programmed: new or changed interfaces (looked up by name), and
+    the routes of addresses no longer wanted on an interface programmed before."""
+    from pyroute2 import NetlinkError
+
+    missing = set()
+    for name in sorted(set(programmed) | set(wanted)):
+        before, after = programmed.get(name), wanted.get(name)
+        if before == after:
+            continue
+        try:
+            (link,) = ipr.link("get", ifname=name)
+        except NetlinkError as error:
+            if error.code != errno.ENODEV:
+                raise
+            link = None  # gone: the kernel took its routes with it
+        if link is not None and before is not None:
+            kept = set(after.addresses) if after is not None else set()
+            for address in set(before.addresses) - kept:
+                _delete_route(ipr, f"{address}/{address.max_prefixlen}", link["index"])
+        programmed.pop(name, None)
+        if after is None:
+            continue
+        if link is None or not link["flags"] & IFF_UP:
+            missing.add(name)
+            continue
+        _program(ipr, after, link["index"])
+        programmed[name] = after
+    return missing
+
+
+def _delete_route(ipr, dst: str, index: int) -> None:
+    from pyroute2 import NetlinkError
+
+    try:
+        ipr.route("del", dst=dst, oif=index, scope="link")  # pyroute2 would match scope universe
+    except NetlinkError as error:
+        if error.code != errno.ESRCH:  # not there (any more)
+            raise
+
+
+def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
     missing = set()
     links = ipr.get_links()
     present = {link.get_attr("IFLA_IFNAME"): link["index"] for link in links}
@@ -79,20 +165,12 @@ def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
         if index is None or index not in up:
             missing.add(interface.name)
             continue
-        sysctls = dict(INTERFACE_SYSCTLS)
-        if Path("/proc/sys/net/ipv6/conf", interface.name).exists():
-            sysctls.update(IPV6_INTERFACE_SYSCTLS)
-        for pattern, value in sysctls.items():
-            Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
-        for address in interface.addresses:
-            if address.version == 4:
-                ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
-            ipr.route("replace", dst=f"{address}/{address.max_prefixlen}", oif=index, scope="link", proto=ROUTE_PROTOCOL)
+        _program(ipr, interface, index)
     expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
     workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
     for family, length in ((2, 32), (10, 128)):
         for route in ipr.get_routes(family=family, table=254):  # not the local table's own addresses
             if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == length:
                 if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
-                    ipr.route("del", dst=f"{route.get_attr('RTA_DST')}/{length}", oif=route.get_attr("RTA_OIF"))
+                    _delete_route(ipr, f"{route.get_attr('RTA_DST')}/{length}", route.get_attr("RTA_OIF"))
     return missing
