@@ -32,6 +32,7 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,7 @@ def become_daemon(request: dict, received: list[int], peer: int) -> int:
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # the zygote's cached choice: chosen again from this environment's TMPDIR
     sys.argv = [sys.executable, "-m", request["module"], *request["args"]]
     set_cmdline(sys.argv)
     sys.stdin = os.fdopen(0, "r")
