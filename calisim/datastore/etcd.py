@@ -31,6 +31,7 @@ READY_PROBE_KEY = "/calico/v1/Ready"
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an agent
 SETTLE_MAX = 1.0  # while changes keep coming (hosts joining), a pass waits for quiet at most this long
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
+RECONNECT_GRACE = 3.0  # seconds a refused request is tried again (see Datastore._call)
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
 log = logging.getLogger("calico-node")
 
@@ -132,16 +133,28 @@ class Datastore:
             raise DatastoreError("ETCD_ENDPOINTS is not set (e.g. ETCD_ENDPOINTS=http://192.168.3.229:2379)")
         return cls(endpoints)
 
-    async def _call(self, coroutine):
-        try:
-            return await coroutine
-        except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError) as error:
-            raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
-        except aetcd.exceptions.ClientError as error:
-            raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
+    async def _call(self, method: Callable, *args: Any, retry: bool = True, **kwargs: Any):
+        """One etcd request.  A refused connection is tried again for RECONNECT_GRACE seconds, as
+        etcd's own client waits for its connection (gRPC's wait-for-ready) instead of failing fast:
+        an etcd that has just restarted is answered, while gRPC's channel is still backing off from
+        the refusals it met while etcd was down.  Not for transactions (retry=False): one refused
+        mid-flight may have been applied, and its compares would then fail the second time."""
+        give_up = time.monotonic() + (RECONNECT_GRACE if retry else 0)
+        while True:
+            try:
+                return await method(*args, **kwargs)
+            except aetcd.exceptions.ConnectionFailedError as error:
+                if time.monotonic() < give_up:
+                    await asyncio.sleep(0.25)
+                    continue
+                raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
+            except aetcd.exceptions.ConnectionTimeoutError as error:
+                raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
+            except aetcd.exceptions.ClientError as error:
+                raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
 
     async def get(self, key: str) -> Entry | None:
-        kv = await self._call(self._client.get(key.encode()))
+        kv = await self._call(self._client.get, key.encode())
         return None if kv is None else Entry(key, decode(kv.value), kv.mod_revision)
 
     async def value(self, key: str, default: Any = None) -> Any:
@@ -149,23 +162,23 @@ class Datastore:
         return default if entry is None else entry.value
 
     async def list(self, prefix: str) -> list[Entry]:
-        result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        result = await self._call(self._client.get_prefix, prefix.encode(), sort_order="ascend")
         return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result]
 
     async def list_at(self, prefix: str) -> tuple[list[Entry], int]:
         """The entries under prefix and the etcd revision they were read at."""
-        result = await self._call(self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        result = await self._call(self._client.get_prefix, prefix.encode(), sort_order="ascend")
         return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result], result.header.revision
 
     async def put(self, key: str, value: Any) -> None:
-        await self._call(self._client.put(key.encode(), encode(value)))
+        await self._call(self._client.put, key.encode(), encode(value))
 
     async def create(self, key: str, value: Any) -> bool:
         """Store value only if the key does not exist yet; True if it was stored."""
         return await self.commit(Txn().require_absent(key).put(key, value))
 
     async def delete_prefix(self, prefix: str) -> None:
-        await self._call(self._client.delete_prefix(prefix.encode()))
+        await self._call(self._client.delete_prefix, prefix.encode())
 
     async def commit(self, txn: Txn) -> bool:
         """Apply every write if every compare holds; False (nothing written) otherwise."""
@@ -174,7 +187,7 @@ class Datastore:
     async def commit_revision(self, txn: Txn) -> int | None:
         """commit, returning the revision the writes were stored at (None if a compare failed)."""
         succeeded, responses = await self._call(
-            self._client.transaction(compare=txn.compares, success=txn.writes, failure=[]))
+            self._client.transaction, compare=txn.compares, success=txn.writes, failure=[], retry=False)
         if not succeeded:
             return None
         for response in responses:
@@ -186,7 +199,7 @@ class Datastore:
     async def watch(self, prefix: str, start_revision: int | None = None) -> AsyncIterator[Event]:
         """Events under prefix (from start_revision on, if given: none lost after a list_at);
         raises DatastoreError when the watch dies (etcd restarted, that revision compacted)."""
-        watch = await self._call(self._client.watch_prefix(prefix.encode(), start_revision=start_revision))
+        watch = await self._call(self._client.watch_prefix, prefix.encode(), start_revision=start_revision)
         try:
             async for event in watch:
                 value = decode(event.kv.value) if event.kind == "PUT" else None
