@@ -99,7 +99,8 @@ def launch(command: list[str], status_fd: int, logfile) -> "subprocess.Popen | z
                 return zygote.spawn(command[2], command[3:], {0: devnull.fileno(), 1: logfile.fileno(),
                                                               2: logfile.fileno(), status_fd: status_fd})
             except zygote.ZygoteError as error:
-                print(f"{error}; starting it without the zygote", file=logfile, flush=True)
+                logfile.write(f"{error}; starting it without the zygote\n".encode())  # the log is binary
+                logfile.flush()
     return subprocess.Popen(command, pass_fds=(status_fd,), stdin=subprocess.DEVNULL, stdout=logfile,
                             stderr=logfile, start_new_session=True)
 
