@@ -32,6 +32,11 @@ DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an 
 SETTLE_MAX = 1.0  # while changes keep coming (hosts joining), a pass waits for quiet at most this long
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
 RECONNECT_GRACE = 3.0  # seconds a refused request is tried again (see Datastore._call)
+# gRPC backs a channel's reconnects off up to 120 s after refusals; an etcd back after an outage
+# would then go unanswered for seconds to minutes.  Calico v1's etcd client opened a connection a
+# request, so the next request after a restart was answered: reconnect at least every 250 ms.
+RECONNECT_BACKOFF = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
+                     "grpc.max_reconnect_backoff_ms": 250}
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
 log = logging.getLogger("calico-node")
 
@@ -124,7 +129,7 @@ class Datastore:
     def __init__(self, endpoints: str):
         self.endpoints = endpoints
         host, port = parse_endpoint(endpoints)
-        self._client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT)
+        self._client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT, options=RECONNECT_BACKOFF)
 
     @classmethod
     def from_env(cls) -> "Datastore":
