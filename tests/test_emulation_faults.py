@@ -283,12 +283,18 @@ def ipam_workload_addresses(cluster) -> list[str]:
     return sorted(found)
 
 
-def running_workload_addresses(cluster) -> list[str]:
-    found = []
+def running_workloads(cluster) -> dict[str, str]:
+    """Every running workload's name (as host/name) and address."""
+    found = {}
     for host in cluster.hosts:
-        names = cluster.run(host, "docker ps --format '{{.Names}}'").stdout.split()
-        found += [address(cluster, host, name) for name in names]
-    return sorted(found)
+        listed = cluster.run(host, "docker ps --format '{{.Names}}'")
+        assert listed.rc == 0, listed
+        found |= {f"{host}/{name}": address(cluster, host, name) for name in listed.stdout.split()}
+    return found
+
+
+def running_workload_addresses(cluster) -> list[str]:
+    return sorted(running_workloads(cluster).values())
 
 
 def test_etcd_down_workloads_keep_talking_new_ones_fail_and_all_resyncs(healthy):
@@ -304,8 +310,15 @@ def test_etcd_down_workloads_keep_talking_new_ones_fail_and_all_resyncs(healthy)
     faults.start("host1", "etcd")
     wait_until(lambda: cluster.run("host2", "docker rm -f w3; docker run --net net1 --name w3 -tid busybox").rc == 0,
                60, interval=1, what="docker run after etcd came back")
-    addresses = running_workload_addresses(cluster)
-    assert len(set(addresses)) == len(addresses) == 4
+    # host1's dockerd met refusals all through the outage: it is answered at once all the same
+    # (gRPC's reconnect backoff would otherwise keep it away from etcd for seconds).
+    listed = cluster.run("host1", "docker ps")
+    assert listed.rc == 0, listed
+    running = running_workloads(cluster)
+    everything = {host: cluster.run(host, "docker ps -a").stdout for host in cluster.hosts}
+    assert sorted(running) == ["host1/w1", "host2/echo2", "host2/w2", "host2/w3"], everything
+    addresses = sorted(running.values())
+    assert len(set(addresses)) == 4, running
     assert ipam_workload_addresses(cluster) == addresses  # no leak of the failed run, nothing twice
     assert cluster.run("host2", "docker rm -f w3").rc == 0
     assert ipam_workload_addresses(cluster) == running_workload_addresses(cluster)
