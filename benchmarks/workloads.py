@@ -344,7 +344,7 @@ def wide(args: argparse.Namespace, console: Console) -> None:
               "median_docker_run_last_tenth_over_first": last_tenth_over_first(finished),
               "cluster_steps": cluster_steps(finished, max(1, args.total // 10)),
               "per_host": [{"host": host, "workloads": len(times), "created_s": times[-1],
-                            "median_docker_run_s": statistics.median(durations(times)),
+                            "median_docker_run_s": round(statistics.median(durations(times)), 3),
                             "interfaces": interfaces[host], "finished_s": times} for host, times in finished.items()],
               "reachability": {"reachable": reachable, "expected": args.total,
                                "all_reachable_s": (max(summary["all_reachable_s"] for summary in per_host)
