@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from calisim.emulation import sandbox
@@ -207,10 +207,10 @@ class Reach:
     prober: Placed
     waiting: list[str]
     reached_at: dict[str, float]  # address -> seconds since the check began when it first answered
-    rounds: int = 0
+    round_ends: list[float] = field(default_factory=list)  # seconds since the check began when each round ended
 
     def summary(self) -> dict:
-        return {"host": self.host, "prober": f"{self.prober.host}/{self.prober.name}", "rounds": self.rounds,
+        return {"host": self.host, "prober": f"{self.prober.host}/{self.prober.name}", "round_ends_s": self.round_ends,
                 "reachable": len(self.reached_at), "expected": len(self.reached_at) + len(self.waiting),
                 "all_reachable_s": max(self.reached_at.values()) if not self.waiting and self.reached_at else None,
                 "unreachable": self.waiting}
@@ -220,8 +220,8 @@ def reach_from(cluster: Cluster, reach: Reach, started: float, deadline: float) 
     """Ping reach's waiting addresses, those that did not answer again, until none or the deadline."""
     while reach.waiting and time.monotonic() < deadline:
         answered = answering(cluster, reach.prober, reach.waiting)
-        reach.rounds += 1
         now = round(time.monotonic() - started, 3)
+        reach.round_ends.append(now)
         reach.reached_at.update((address, now) for address in answered)
         reach.waiting = [address for address in reach.waiting if address not in answered]
     return reach
@@ -381,7 +381,10 @@ def print_wide(result: dict, console: Console) -> None:
     table.add_row("reachable from a workload of the next host", f"{reach['reachable']} of {reach['expected']}")
     table.add_row("last docker run -> every workload answering", f"{reach['all_reachable_s']} s")
     table.add_row("ping rounds a host (each: one exec, every waiting workload at once)",
-                  ", ".join(str(summary["rounds"]) for summary in reach["per_host"]))
+                  ", ".join(str(len(summary["round_ends_s"])) for summary in reach["per_host"]))
+    first_rounds = [summary["round_ends_s"][0] for summary in reach["per_host"] if summary["round_ends_s"]]
+    if first_rounds:
+        table.add_row("  the first round (its exec and pings) ended", f"{min(first_rounds)}-{max(first_rounds)} s")
     memory = result["memory"]
     table.add_row("memory: every process of the run (PSS), after the checks",
                   f"{memory['run_pss_mib']} MiB ({memory['run_pss_per_host_mib']} MiB a host), "

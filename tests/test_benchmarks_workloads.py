@@ -44,9 +44,10 @@ def test_the_slowdown_compares_the_median_run_of_the_last_tenth_with_the_first()
 
 def test_a_host_counts_as_all_reachable_only_when_none_is_waiting():
     prober = workloads.Placed("host2", "h2w0", "10.0.2.1", 1)
-    waiting = workloads.Reach("host1", prober, ["10.0.1.2"], {"10.0.1.1": 1.5}, rounds=3)
+    waiting = workloads.Reach("host1", prober, ["10.0.1.2"], {"10.0.1.1": 1.5}, [1.5, 2.5, 3.5])
     assert waiting.summary()["all_reachable_s"] is None
     assert waiting.summary()["expected"] == 2 and waiting.summary()["unreachable"] == ["10.0.1.2"]
-    done = workloads.Reach("host1", prober, [], {"10.0.1.1": 1.5, "10.0.1.2": 2.25}, rounds=4)
-    assert done.summary() == {"host": "host1", "prober": "host2/h2w0", "rounds": 4, "reachable": 2, "expected": 2,
+    done = workloads.Reach("host1", prober, [], {"10.0.1.1": 1.5, "10.0.1.2": 2.25}, [1.5, 2.25])
+    assert done.summary() == {"host": "host1", "prober": "host2/h2w0", "round_ends_s": [1.5, 2.25], "reachable": 2,
+                              "expected": 2,
                               "all_reachable_s": 2.25, "unreachable": []}
