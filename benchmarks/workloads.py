@@ -253,11 +253,11 @@ def cluster_steps(finished: dict[str, list[float]], every: int) -> list[dict]:
 def last_tenth_over_first(finished: dict[str, list[float]]) -> float | None:
     """Median `docker run` of the cluster's last tenth over its first tenth (in the order they
     returned): how much the runs slowed down as the cluster's workloads accumulated."""
-    durations = [seconds for _, seconds in merged_runs(finished)]
-    tenth = len(durations) // 10
+    runs = [seconds for _, seconds in merged_runs(finished)]
+    tenth = len(runs) // 10
     if tenth == 0:
         return None
-    return round(statistics.median(durations[-tenth:]) / statistics.median(durations[:tenth]), 2)
+    return round(statistics.median(runs[-tenth:]) / statistics.median(runs[:tenth]), 2)
 
 
 def plot_wide(result: dict, path: Path) -> None:
@@ -470,8 +470,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--png", type=Path, default=None)
     args = parser.parse_args()
-    if args.hosts is not None and (args.hosts < 2 or args.remote is not None):
-        parser.error("--hosts takes 2 or more hosts (each reached from another) and no --remote")
+    if args.hosts is not None and (args.hosts < 2 or args.total < args.hosts or args.remote is not None):
+        parser.error("--hosts takes 2 or more hosts (each reached from another), at least one workload a host "
+                     "and no --remote")
     results = WIDE_RESULTS if args.hosts is not None else RESULTS
     args.json = args.json or results
     args.png = args.png or results.with_suffix(".png")
