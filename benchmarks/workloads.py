@@ -10,7 +10,18 @@
   container costs (PSS of its init and PID 1, summed over host1's containers); with --total 200
   or more, the time of the last 100 over the time of the first 100 (issue 14's target: 1.3x at 500).
 
+With --hosts N, a different run (issue 14's "1000 workloads over 10 hosts, each reachable from
+another host"): a flat cluster of N hosts (full mesh, the same IPIP pool), --total workloads
+spread evenly over them, created by one thread per host through that host's own dockerd; then,
+per host, one `docker exec` in a workload of the next host (hostI+1, the last host's in host1's)
+pings every workload of the host at once (busybox ping, one echo each), those that did not
+answer again until --reach-timeout; every workload is counted.  Reported: the creation's wall
+time and each host's curve, the time from the last `docker run` to every workload answering,
+the run's memory (PSS of every process) and each idle container's; JSON and PNG default to
+results/workloads-wide.*.
+
     python benchmarks/workloads.py [--remote 20] [--total 200] [--json PATH]
+    python benchmarks/workloads.py --hosts 10 --total 1000 [--reach-timeout 120]
 """
 
 from __future__ import annotations
@@ -22,11 +33,14 @@ import re
 import statistics
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from calisim.emulation import sandbox
 
-sandbox.enter()
+if __name__ == "__main__":  # imported (by the unit tests of its pure helpers), it only defines them
+    sandbox.enter()
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -37,6 +51,7 @@ from calisim.probes import probe_from  # noqa: E402
 from calisim.scenarios.seed import inspect  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "workloads.json"
+WIDE_RESULTS = RESULTS.with_name("workloads-wide.json")
 SEED_POOL = ('{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, '
              'spec: {ipip: {enabled: true}, nat-outgoing: true}}')
 
@@ -88,14 +103,15 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def container_pss_kib(pid: int) -> int:
+    """PSS of a container's PID 1 and of its init (PID 1's parent, our runtime)."""
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return pss_kib(pid) + pss_kib(parent)
+
+
 def memory_per_container_kib(cluster: Cluster, names: list[str]) -> float:
-    """PSS of each container's PID 1 and of its init (PID 1's parent, our runtime), averaged."""
-    total = 0
-    for name in names:
-        pid = inspect(cluster, "host1", name)["State"]["Pid"]
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        total += pss_kib(pid) + pss_kib(parent)
-    return total / len(names)
+    """container_pss_kib of each of host1's containers names, averaged."""
+    return sum(container_pss_kib(inspect(cluster, "host1", name)["State"]["Pid"]) for name in names) / len(names)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -133,14 +149,254 @@ def last_over_first(steps: list[dict]) -> float | None:
     return round((at[total] - at[total - 100]) / at[100], 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--remote", type=int, default=20, help="workloads timed to remote reachability")
-    parser.add_argument("--total", type=int, default=200, help="workloads created on host1")
-    parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--png", type=Path, default=RESULTS.with_suffix(".png"))
-    args = parser.parse_args()
-    console = Console(width=150)
+# -- --hosts N: workloads over many hosts, each reachable from another host ---------------------
+
+@dataclass(frozen=True)
+class Placed:
+    """A workload of the wide run, as its host's `docker inspect` gives it."""
+
+    host: str
+    name: str
+    address: str
+    pid: int
+
+
+def spread(total: int, hosts: int) -> list[int]:
+    """How many workloads each host gets: as even as can be, the first hosts one more."""
+    return [total // hosts + (index < total % hosts) for index in range(hosts)]
+
+
+def create_on(cluster: Cluster, host: str, names: list[str], started: float) -> list[float]:
+    """`docker run` each of names on host, one after another (as one user per host would); the
+    seconds since started at which each returned."""
+    finished = []
+    for name in names:
+        must(cluster.run(host, f"docker run --net net1 --name {name} -tid busybox"))
+        finished.append(round(time.monotonic() - started, 3))
+    return finished
+
+
+def placed_on(cluster: Cluster, host: str, names: list[str]) -> list[Placed]:
+    """Every one of names on host, address and PID from one `docker inspect` of them all."""
+    listed = must(cluster.run(host, "docker inspect --format "
+                                    "'{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Pid}}' "
+                                    + " ".join(names)))
+    found = {}
+    for line in listed.splitlines():
+        name, address, pid = line.split()
+        found[name.lstrip("/")] = Placed(host, name.lstrip("/"), address, int(pid))
+    if sorted(found) != sorted(names):
+        raise ClusterError(f"{host}: docker inspect listed {len(found)} of {len(names)} workloads")
+    return [found[name] for name in names]
+
+
+ANSWERED = 'for a; do (ping -c 1 -W 1 "$a" >/dev/null 2>&1 && echo "$a") & done; wait'
+
+
+def answering(cluster: Cluster, prober: Placed, addresses: list[str]) -> set[str]:
+    """Which of addresses answer one busybox echo from inside prober (`docker exec`, all at once)."""
+    output = must(cluster.run(prober.host, f"docker exec {prober.name} sh -c '{ANSWERED}' sh {' '.join(addresses)}"))
+    return set(output.split()) & set(addresses)
+
+
+@dataclass
+class Reach:
+    """One host's workloads, pinged from a workload of another host until all answer."""
+
+    host: str
+    prober: Placed
+    waiting: list[str]
+    reached_at: dict[str, float]  # address -> seconds since the check began when it first answered
+    round_ends: list[float] = field(default_factory=list)  # seconds since the check began when each round ended
+
+    def summary(self) -> dict:
+        return {"host": self.host, "prober": f"{self.prober.host}/{self.prober.name}", "round_ends_s": self.round_ends,
+                "reachable": len(self.reached_at), "expected": len(self.reached_at) + len(self.waiting),
+                "all_reachable_s": max(self.reached_at.values()) if not self.waiting and self.reached_at else None,
+                "unreachable": self.waiting}
+
+
+def reach_from(cluster: Cluster, reach: Reach, started: float, deadline: float) -> Reach:
+    """Ping reach's waiting addresses, those that did not answer again, until none or the deadline."""
+    while reach.waiting and time.monotonic() < deadline:
+        answered = answering(cluster, reach.prober, reach.waiting)
+        now = round(time.monotonic() - started, 3)
+        reach.round_ends.append(now)
+        reach.reached_at.update((address, now) for address in answered)
+        reach.waiting = [address for address in reach.waiting if address not in answered]
+    return reach
+
+
+def probers_for(placed: dict[str, list[Placed]]) -> dict[str, Placed]:
+    """host -> the workload that pings its workloads: the first of the next host (the last host's: host1's)."""
+    hosts = list(placed)
+    return {host: placed[hosts[(index + 1) % len(hosts)]][0] for index, host in enumerate(hosts)}
+
+
+def durations(finished: list[float]) -> list[float]:
+    """How long each of one host's `docker run`s took, from when each returned (one after another, from 0)."""
+    return [round(end - begin, 3) for begin, end in zip([0.0, *finished], finished)]
+
+
+def merged_runs(finished: dict[str, list[float]]) -> list[tuple[float, float]]:
+    """Every `docker run` of every host as (when it returned, how long it took), in the order they returned."""
+    return sorted(run for times in finished.values() for run in zip(times, durations(times)))
+
+
+def cluster_steps(finished: dict[str, list[float]], every: int) -> list[dict]:
+    """When the cluster as a whole had every, 2 x every, ... workloads (and the last)."""
+    ends = [end for end, _ in merged_runs(finished)]
+    counts = [*range(every, len(ends) + 1, every), *([len(ends)] if len(ends) % every else [])]
+    return [{"workloads": count, "seconds": ends[count - 1]} for count in counts]
+
+
+def last_tenth_over_first(finished: dict[str, list[float]]) -> float | None:
+    """Median `docker run` of the cluster's last tenth over its first tenth (in the order they
+    returned): how much the runs slowed down as the cluster's workloads accumulated."""
+    runs = [seconds for _, seconds in merged_runs(finished)]
+    tenth = len(runs) // 10
+    if tenth == 0:
+        return None
+    return round(statistics.median(runs[-tenth:]) / statistics.median(runs[:tenth]), 2)
+
+
+def plot_wide(result: dict, path: Path) -> None:
+    """Each host's creation curve, and each `docker run`'s time against the cluster's workload count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finished = {row["host"]: row["finished_s"] for row in result["per_host"]}
+    figure, (curves, runs) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colours = plt.get_cmap("tab10" if len(finished) <= 10 else "viridis")
+    for index, (host, times) in enumerate(finished.items()):
+        curves.plot(range(1, len(times) + 1), times, label=host,
+                    color=colours(index if len(finished) <= 10 else index / len(finished)))
+    curves.set_xlabel("workloads on the host")
+    curves.set_ylabel("seconds since creation began")
+    curves.set_title("one creating thread a host: when each host's n-th `docker run` returned", fontsize=10)
+    curves.grid(True, alpha=0.3)
+    curves.legend(fontsize=7, ncol=2)
+    merged = merged_runs(finished)
+    counts = range(1, len(merged) + 1)
+    durations = [seconds for _, seconds in merged]
+    runs.scatter(counts, durations, s=4, alpha=0.35, color="tab:blue", label="one `docker run` (returned n-th)")
+    window = max(1, len(durations) // 20)
+    medians = [statistics.median(durations[start:start + window]) for start in range(0, len(durations), window)]
+    runs.plot([min(start + window, len(durations)) for start in range(0, len(durations), window)], medians,
+              color="tab:red", marker="o", markersize=3, label=f"median of each {window}")
+    runs.set_ylim(bottom=0)
+    runs.set_xlabel("workloads in the cluster when the run returned")
+    runs.set_ylabel("seconds for that `docker run`")
+    runs.set_title("does a `docker run` slow down as the cluster's workloads accumulate?", fontsize=10)
+    runs.grid(True, alpha=0.3)
+    runs.legend(fontsize=8)
+    reach = result["reachability"]
+    figure.suptitle(f"{result['total']} workloads over {result['hosts']} flat hosts: created in {result['creation_s']} s; "
+                    f"{reach['reachable']}/{reach['expected']} reachable from the next host, all "
+                    f"{reach['all_reachable_s']} s after the last `docker run` (1-min load at start: "
+                    f"{result['load_average_1min_at_start']})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def wide(args: argparse.Namespace, console: Console) -> None:
+    """--hosts N: the run the module's docstring describes."""
+    from bringup import total_pss_kib  # the bring-up benchmark's measure of the run's memory (imported in the sandbox)
+
+    load = round(os.getloadavg()[0], 2)
+    hosts = [f"host{index}" for index in range(1, args.hosts + 1)]
+    plan = {host: [f"h{index}w{number}" for number in range(count)]
+            for index, (host, count) in enumerate(zip(hosts, spread(args.total, args.hosts)), start=1)}
+    started = time.monotonic()
+    with Cluster(topologies.load("flat", args.hosts)) as cluster:
+        built = time.monotonic()
+        with console.status(f"{args.hosts} hosts: calicoctl node run, full mesh"):
+            cluster.start_nodes()
+            cluster.wait_for_mesh(120)
+        meshed = time.monotonic()
+        must(cluster.run("host1", f"echo '{SEED_POOL}' | calicoctl create -f - && calicoctl delete ipPool 192.168.0.0/16"))
+        must(cluster.run("host1", "docker network create --driver calico --ipam-driver calico-ipam net1"))
+        with console.status(f"creating {args.total} workloads, one thread on each of {args.hosts} hosts"):
+            creating = time.monotonic()
+            with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+                finished = dict(zip(plan, pool.map(lambda host: create_on(cluster, host, plan[host], creating), plan)))
+            created = time.monotonic()
+        with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+            placed = dict(zip(plan, pool.map(lambda host: placed_on(cluster, host, plan[host]), plan)))
+            interfaces = dict(zip(plan, pool.map(lambda host: int(must(cluster.run(host, "ip -o link | grep -c cali"))), plan)))
+        with console.status(f"pinging every workload from a workload of the next host (up to {args.reach_timeout:.0f} s)"):
+            checks = [Reach(host, prober, [workload.address for workload in placed[host]], {})
+                      for host, prober in probers_for(placed).items()]
+            with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+                reached = list(pool.map(lambda reach: reach_from(cluster, reach, created, created + args.reach_timeout),
+                                        checks))
+        run_pss = total_pss_kib()
+        containers_pss = [container_pss_kib(workload.pid) for workloads in placed.values() for workload in workloads]
+        tearing_down = time.monotonic()
+    torn_down = time.monotonic()
+    per_host = [reach.summary() for reach in reached]
+    reachable = sum(summary["reachable"] for summary in per_host)
+    result = {"hosts": args.hosts, "total": args.total, "build_s": round(built - started, 2),
+              "node_run_and_mesh_s": round(meshed - built, 2), "creation_s": round(created - creating, 2),
+              "per_second": round(args.total / (created - creating), 2),
+              "median_docker_run_last_tenth_over_first": last_tenth_over_first(finished),
+              "cluster_steps": cluster_steps(finished, max(1, args.total // 10)),
+              "per_host": [{"host": host, "workloads": len(times), "created_s": times[-1],
+                            "median_docker_run_s": round(statistics.median(durations(times)), 3),
+                            "interfaces": interfaces[host], "finished_s": times} for host, times in finished.items()],
+              "reachability": {"reachable": reachable, "expected": args.total,
+                               "all_reachable_s": (max(summary["all_reachable_s"] for summary in per_host)
+                                                   if reachable == args.total else None),
+                               "per_host": per_host},
+              "memory": {"run_pss_mib": round(run_pss / 1024, 1), "run_pss_per_host_mib": round(run_pss / 1024 / args.hosts, 1),
+                         "containers_pss_mib": round(sum(containers_pss) / 1024, 1),
+                         "idle_container_pss_kib": round(statistics.mean(containers_pss))},
+              "teardown_s": round(torn_down - tearing_down, 2), "load_average_1min_at_start": load}
+    print_wide(result, console)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    plot_wide(result, args.png)
+    console.print(f"written to {args.json} and {args.png}")
+    wrong = [row["host"] for row in result["per_host"] if row["interfaces"] != row["workloads"]]
+    if wrong or reachable != args.total:
+        raise SystemExit(f"{reachable} of {args.total} workloads reachable; hosts whose workload interfaces "
+                         f"do not match their workloads: {', '.join(wrong) or 'none'}")
+
+
+def print_wide(result: dict, console: Console) -> None:
+    table = Table(title=f"{result['total']} workloads over {result['hosts']} hosts (flat, full mesh, IPIP pool), "
+                        "docker run through each host's dockerd")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("network build / node runs and full mesh", f"{result['build_s']} s / {result['node_run_and_mesh_s']} s")
+    table.add_row(f"{result['total']} workloads created (one thread a host)", f"{result['creation_s']} s")
+    table.add_row("workloads created per second (cluster)", str(result["per_second"]))
+    table.add_row("median docker run: cluster's last tenth / first tenth", str(result["median_docker_run_last_tenth_over_first"]))
+    for row in result["per_host"]:
+        table.add_row(f"  {row['host']}: {row['workloads']} workloads",
+                      f"last at {row['created_s']} s, median docker run {row['median_docker_run_s']} s")
+    reach = result["reachability"]
+    table.add_row("reachable from a workload of the next host", f"{reach['reachable']} of {reach['expected']}")
+    table.add_row("last docker run -> every workload answering", f"{reach['all_reachable_s']} s")
+    table.add_row("ping rounds a host (each: one exec, every waiting workload at once)",
+                  ", ".join(str(len(summary["round_ends_s"])) for summary in reach["per_host"]))
+    first_rounds = [summary["round_ends_s"][0] for summary in reach["per_host"] if summary["round_ends_s"]]
+    if first_rounds:
+        table.add_row("  the first round (its exec and pings) ended", f"{min(first_rounds)}-{max(first_rounds)} s")
+    memory = result["memory"]
+    table.add_row("memory: every process of the run (PSS), after the checks",
+                  f"{memory['run_pss_mib']} MiB ({memory['run_pss_per_host_mib']} MiB a host), "
+                  f"containers {memory['containers_pss_mib']} MiB")
+    table.add_row("memory per idle busybox container (PSS: init + PID 1)", f"{memory['idle_container_pss_kib']} KiB")
+    table.add_row("teardown", f"{result['teardown_s']} s")
+    table.add_row("1-min load average at the start (a shared machine)", str(result["load_average_1min_at_start"]))
+    console.print(table)
+
+
+def single_host(args: argparse.Namespace, console: Console) -> None:
+    """Without --hosts: the seed cluster's runs the module's docstring lists first."""
     load = round(os.getloadavg()[0], 2)
     with Cluster(topologies.load("two_host")) as cluster:
         for host in cluster.hosts:
@@ -201,6 +457,31 @@ def main() -> None:
     console.print(f"written to {args.json} and {args.png}")
     if interfaces != args.total + args.remote + 1:
         raise SystemExit(f"host1 has {interfaces} workload interfaces, expected {args.total + args.remote + 1}")
+
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--remote", type=int, default=None, help="workloads timed to remote reachability (default 20)")
+    parser.add_argument("--total", type=int, default=200, help="workloads created on host1 (with --hosts: over all hosts)")
+    parser.add_argument("--hosts", type=int, default=None, help="flat hosts to spread --total over (2 or more)")
+    parser.add_argument("--reach-timeout", type=float, default=120.0,
+                        help="with --hosts: seconds after the last docker run for every workload to answer")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--png", type=Path, default=None)
+    args = parser.parse_args()
+    if args.hosts is not None and (args.hosts < 2 or args.total < args.hosts or args.remote is not None):
+        parser.error("--hosts takes 2 or more hosts (each reached from another), at least one workload a host "
+                     "and no --remote")
+    results = WIDE_RESULTS if args.hosts is not None else RESULTS
+    args.json = args.json or results
+    args.png = args.png or results.with_suffix(".png")
+    args.remote = 20 if args.remote is None else args.remote
+    console = Console(width=150)
+    if args.hosts is None:
+        single_host(args, console)
+    else:
+        wide(args, console)
 
 
 if __name__ == "__main__":
