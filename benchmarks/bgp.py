@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 from calisim.emulation import sandbox
@@ -91,12 +92,15 @@ def kernel_blocks(cluster: Cluster, host: str) -> set[str]:
                 if r["proto"] == RTPROT_BIRD and r["dst_len"] == 26}
 
 
-def everyone_routes(cluster: Cluster, blocks: dict[str, str], pending: set[str]) -> bool:
-    """Drop from pending the hosts whose kernel routes to every other host's block; True when empty."""
+def everyone_routes(cluster: Cluster, blocks: dict[str, str], pending: deque[str]) -> bool:
+    """Drop from the front of pending the hosts whose kernel routes to every other host's block,
+    up to the first that does not yet; True when none is left.  While BGP converges routes only
+    come, so a host that routes everywhere stays so: a poll reads one host's routes while the
+    others catch up, where reading every pending host's (300 netlink dumps of 300 routes every
+    0.5 s) took a core from the convergence it measured."""
     wanted = set(blocks.values())
-    for host in list(pending):
-        if wanted - {blocks[host]} <= kernel_blocks(cluster, host):
-            pending.discard(host)
+    while pending and wanted - {blocks[pending[0]]} <= kernel_blocks(cluster, pending[0]):
+        pending.popleft()
     return not pending
 
 
@@ -114,7 +118,7 @@ def measure(design: str, hosts: int) -> dict:
         if failed:
             raise RuntimeError(f"node run failed on {failed[0].host}: {failed[0].stdout}{failed[0].stderr}")
         last_node_run = time.monotonic()
-        pending = set(names)
+        pending = deque(names)
         wait_until(lambda: everyone_routes(cluster, blocks, pending), 900, interval=0.5,
                    what=f"every host routing to every block ({len(pending)} hosts left)")
         converged = time.monotonic()
