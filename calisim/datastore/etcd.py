@@ -96,8 +96,13 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+_DECODER = json.JSONDecoder()
+
+
 def decode(raw: bytes) -> Any:
-    return json.loads(raw) if raw else None
+    """A stored value back (etcd's values are UTF-8 JSON: json.loads would first sniff the
+    encoding of each; at a few hundred hosts every node decodes every host's keys)."""
+    return _DECODER.decode(raw.decode()) if raw else None
 
 
 def _prefix_end(prefix: str) -> bytes:
