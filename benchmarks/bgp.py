@@ -18,6 +18,7 @@ import argparse
 import ipaddress
 import json
 import os
+import statistics
 import time
 from collections import deque
 from pathlib import Path
@@ -127,7 +128,9 @@ def measure(design: str, hosts: int) -> dict:
         on_reflectors = sum(cluster.bgp_established(f"rr{i}") for i in range(1, reflectors + 1))
     return {"design": design, "hosts": hosts, "sessions_total": (sum(per_host) + on_reflectors) // 2,
             "sessions_per_host_min": min(per_host), "sessions_per_host_max": max(per_host),
-            "node_run_s": round(last_node_run - started, 2), "routes_everywhere_s": round(converged - last_node_run, 2),
+            "node_run_s": round(last_node_run - started, 2),
+            "one_node_run_s_median": round(statistics.median(r.seconds for r in results), 2),
+            "one_node_run_s_max": round(max(r.seconds for r in results), 2), "routes_everywhere_s": round(converged - last_node_run, 2),
             "start_to_routes_s": round(converged - started, 2), "load_average_1min_at_start": round(load, 2),
             "bird_pss_mib": round(bird_kib / 1024, 1), "total_pss_mib": round(total_kib / 1024, 1)}
 
