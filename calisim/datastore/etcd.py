@@ -274,7 +274,7 @@ async def next_pass(changed: asyncio.Event) -> bool:
     return False
 
 
-Wakes = Callable[[str, dict[str, Any]], bool]  # (changed key, the view's entries) -> does the agent's output depend on it
+Wakes = Callable[[str, dict[str, Any]], bool]  # (changed key, the view's entries) -> does its agent's output read it
 
 
 def every_key(key: str, entries: dict[str, Any]) -> bool:
