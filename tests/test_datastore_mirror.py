@@ -239,11 +239,93 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
             fail[0] = False
             await passes(3)
             assert len(loads) == 3 and felix.policy_applied is not None
-            mirror.apply(Event("/calico/v1/host/host2/bird_ip", "172.16.0.2", store.revision + 1))
+            mirror.apply(Event(ENDPOINT, {"name": "cali1", "ipv4_nets": ["192.168.0.1/32"]}, store.revision + 1))
             await passes(1)
-            assert len(loads) == 4 and "/calico/v1/host/host2/bird_ip" in loads[-1]
+            assert len(loads) == 4 and ENDPOINT in loads[-1]
         finally:
             task.cancel()
+
+    asyncio.run(scenario())
+
+
+ENDPOINT = "/calico/v1/host/host2/workload/docker/w1/endpoint/e1"
+
+
+def test_policy_wakes_for_what_its_table_reads_and_other_hosts_addresses_only_with_host_endpoints(tmp_path):
+    """Another host's tunnel address or bird_ip changes no table of a host without host
+    endpoints (hosts joining wake no policy pass); an endpoint anywhere, a profile, a Failsafe
+    setting do; with a host endpoint of its own, the host's table names every host's address."""
+    async def scenario():
+        mirror = Mirror(FakeEtcd())
+        paths = NodePaths(tmp_path / "run", tmp_path / "log")
+        felix = felix_agent.Felix(None, mirror.view, "host1", paths)
+        view = felix.policy
+
+        def wakes(key, value="x"):
+            view.changed.clear()
+            version = view.version
+            mirror.apply(Event(key, value, mirror.revision + 1))
+            return view.changed.is_set() and view.version == version + 1
+
+        assert not wakes("/calico/v1/host/host2/bird_ip", "172.16.0.2")
+        assert not wakes("/calico/v1/host/host2/config/IpInIpTunnelAddr", "192.168.1.0")
+        assert view.entries["/calico/v1/host/host2/bird_ip"] == "172.16.0.2"  # kept for the next pass
+        assert wakes(ENDPOINT, {"name": "cali1"})
+        assert wakes("/calico/v1/host/host2/endpoint/eth0", {"name": "eth0"})
+        assert wakes("/calico/v1/host/host2/config/FailsafeInboundHostPorts", "22")
+        assert wakes("/calico/v1/policy/profile/p/rules", {})
+        felix.policy_names_host_addresses = True  # what a pass sets when host1 has a host endpoint
+        assert wakes("/calico/v1/host/host3/bird_ip", "172.16.0.3")
+
+    asyncio.run(scenario())
+
+
+def test_policy_names_host_addresses_only_for_a_host_with_host_endpoints():
+    model = felix_agent.policy.Model((felix_agent.policy.Endpoint("host2", "eth0", (), (), on_host=True),
+                                      felix_agent.policy.Endpoint("host1", "cali1", (), ())))
+    assert not felix_agent.policy.names_host_addresses(model, "host1")
+    assert felix_agent.policy.names_host_addresses(model, "host2")
+
+
+def test_without_the_mesh_another_node_joining_wakes_no_confd_and_with_it_every_node_does(tmp_path):
+    async def scenario():
+        mirror = Mirror(FakeEtcd())
+        view = Confd.for_node(mirror.view, "host1", NodePaths(tmp_path / "run", tmp_path / "log")).view
+
+        def wakes(key, value="x"):
+            view.changed.clear()
+            version = view.version
+            mirror.apply(Event(key, value, mirror.revision + 1))
+            return view.changed.is_set() and view.version == version + 1
+
+        assert wakes("/calico/bgp/v1/host/host2/ip_addr_v4", "172.16.0.2")  # no node_mesh key: the mesh is on
+        assert wakes("/calico/bgp/v1/global/node_mesh", {"enabled": False})
+        assert not wakes("/calico/bgp/v1/host/host3/ip_addr_v4", "172.16.0.3")
+        assert wakes("/calico/bgp/v1/host/host1/ip_addr_v4", "172.16.0.1")
+        assert wakes("/calico/bgp/v1/global/peer_v4/172.16.1.1", {"ip": "172.16.1.1", "as_num": 64512})
+        assert wakes("/calico/bgp/v1/global/node_mesh", {"enabled": True})
+        assert wakes("/calico/bgp/v1/host/host3/ip_addr_v4", "172.16.0.33")
+
+    asyncio.run(scenario())
+
+
+def test_without_a_vxlan_pool_other_hosts_wake_no_vxlan_pass(tmp_path):
+    async def scenario():
+        mirror = Mirror(FakeEtcd())
+        felix = felix_agent.Felix(None, mirror.view, "host1", NodePaths(tmp_path / "run", tmp_path / "log"))
+        view = felix.vxlan
+
+        def wakes(key, value="x"):
+            view.changed.clear()
+            version = view.version
+            mirror.apply(Event(key, value, mirror.revision + 1))
+            return view.changed.is_set() and view.version == version + 1
+
+        assert not wakes("/calico/v1/host/host2/bird_ip", "172.16.0.2")
+        assert wakes("/calico/v1/host/host1/bird_ip", "172.16.0.1")
+        assert wakes("/calico/v1/ipam/v4/pool/10.0.0.0-16", {"cidr": "10.0.0.0/16", "vxlan": True})
+        felix.vxlan_active = True  # what the pass a VXLAN pool woke sets
+        assert wakes("/calico/v1/host/host2/config/VXLANTunnelMACAddr", "02:00:00:00:00:02")
 
     asyncio.run(scenario())
 

@@ -101,8 +101,13 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+_DECODER = json.JSONDecoder()
+
+
 def decode(raw: bytes) -> Any:
-    return json.loads(raw) if raw else None
+    """A stored value back (etcd's values are UTF-8 JSON: json.loads would first sniff the
+    encoding of each; at a few hundred hosts every node decodes every host's keys)."""
+    return _DECODER.decode(raw.decode()) if raw else None
 
 
 def _prefix_end(prefix: str) -> bytes:
@@ -274,12 +279,24 @@ async def next_pass(changed: asyncio.Event) -> bool:
     return False
 
 
+Wakes = Callable[[str, dict[str, Any]], bool]  # (changed key, the view's entries) -> does its agent's output read it
+
+
+def every_key(key: str, entries: dict[str, Any]) -> bool:
+    return True
+
+
 class View:
     """The entries of a Mirror under some prefixes (what one agent computes from), a version that
-    grows whenever one of them changes, and ``changed``, set then (what the agent waits on)."""
+    grows whenever one of them that the agent's output depends on changes, and ``changed``, set
+    then (what the agent waits on).  ``wakes`` says which changes those are (Calico's confd
+    watches only the keys its templates use; Felix recomputes only what a change touches): a
+    node's BIRD config without the mesh, say, names no other node, so other nodes joining are
+    kept in the entries but wake nobody."""
 
-    def __init__(self, prefixes: list[str] | tuple[str, ...]):
+    def __init__(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key):
         self.prefixes = tuple(prefixes)
+        self.wakes = wakes
         self.entries: dict[str, Any] = {}
         self.version = 0
         self.changed = asyncio.Event()
@@ -293,8 +310,9 @@ class View:
             del self.entries[key]
         else:
             self.entries[key] = value
-        self.version += 1
-        self.changed.set()
+        if self.wakes(key, self.entries):
+            self.version += 1
+            self.changed.set()
 
     def _reload(self, entries: dict[str, Any]) -> None:
         mine = {key: value for key, value in entries.items() if key.startswith(self.prefixes)}
@@ -321,8 +339,8 @@ class Mirror:
         self.revision = 0  # the etcd revision the copy is current to
         self.views: list[View] = []
 
-    def view(self, prefixes: list[str] | tuple[str, ...]) -> View:
-        view = View(prefixes)
+    def view(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key) -> View:
+        view = View(prefixes, wakes)
         view._reload(self.entries)
         self.views.append(view)
         return view

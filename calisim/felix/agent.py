@@ -31,7 +31,7 @@ log = logging.getLogger("calico-node")
 class Felix:
     """This host's dataplane, kept equal to etcd."""
 
-    def __init__(self, ds: Datastore, view_of: Callable[[list[str]], View], name: str, paths: NodePaths,
+    def __init__(self, ds: Datastore, view_of: Callable[..., View], name: str, paths: NodePaths,
                  ipip_backend: str = "userspace"):
         self.ds = ds  # for what Felix writes (the VXLAN MAC) and IPAM's tunnel addresses
         self.name = name
@@ -42,8 +42,11 @@ class Felix:
         self.tunnels = view_of([keys.POOLS_V4, keys.host_config(name, "")])  # pools, this host's addresses
         self.workloads = view_of([endpoints.workloads_prefix(name)])
         self.workload_dataplane = endpoints.Dataplane()  # what the workload passes programmed
-        self.vxlan = view_of(vxlan.datastore_prefixes())
-        self.policy = view_of(policy.datastore_prefixes())
+        self.vxlan_active = False  # a VXLAN pool existed at the last pass: every host's keys then matter
+        self.vxlan = view_of(vxlan.datastore_prefixes(), self.vxlan_depends_on)
+        self.policy_names_host_addresses = False  # as of the last pass (policy.depends_on)
+        self.policy = view_of(policy.datastore_prefixes(),
+                              lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses))
         self.policy_applied: str | None = None
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
 
@@ -83,6 +86,11 @@ class Felix:
             return None
         return await self.ipam.ensure_tunnel_address(self.name, kind)
 
+    def vxlan_depends_on(self, key: str, entries: dict) -> bool:
+        """Without a VXLAN pool (at the last pass) VXLAN's state is no device, whatever the other
+        hosts hold: only pools and this host's own keys can change that."""
+        return self.vxlan_active or key.startswith((keys.POOLS_V4, keys.host(self.name)))
+
     async def program_vxlan(self) -> None:
         """Felix's VXLAN part: vxlan.calico with a tunnel address while a VXLAN pool exists, its
         MAC published in etcd, and every other host's neighbour, FDB entry and block routes."""
@@ -92,7 +100,9 @@ class Felix:
                 await self.tunnel_address("vxlan")
                 entries = self.vxlan.read()
                 host_ip = entries[keys.host_bird_ip(self.name)]
-                mac = await asyncio.to_thread(vxlan.apply, vxlan.desired(entries, self.name), host_ip)
+                state = vxlan.desired(entries, self.name)
+                self.vxlan_active = state is not None
+                mac = await asyncio.to_thread(vxlan.apply, state, host_ip)
                 mac_key = keys.host_config(self.name, vxlan.MAC_PARAM)
                 if mac != entries.get(mac_key):
                     await self.ds.commit(Txn().put(mac_key, mac) if mac else Txn().delete(mac_key))
@@ -112,6 +122,7 @@ class Felix:
                 continue  # the table in place is the one these keys give
             try:
                 model = policy.load(self.policy.read())
+                self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
                 from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
                 if from_kernel:  # host endpoints named by address: the kernel's addresses may change
                     model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))

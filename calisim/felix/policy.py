@@ -156,6 +156,23 @@ def datastore_prefixes() -> list[str]:
     return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.POOLS_V6, keys.FELIX_CONFIG]
 
 
+def depends_on(key: str, host_addresses: bool) -> bool:
+    """Whether the model (``load``) reads this key of the prefixes: under a host, only endpoints
+    (workload and host), Failsafe config and, when the table names every host's address (this
+    host has host endpoints: host_addresses), the hosts' bird_ip; a host's metadata or tunnel
+    addresses change no table."""
+    if not key.startswith(keys.HOSTS):
+        return True
+    if key == keys.host_bird_ip(keys.host_of(key)):
+        return host_addresses
+    return "/endpoint/" in key or "/config/Failsafe" in key
+
+
+def names_host_addresses(model: Model, host: str) -> bool:
+    """The host's table holds every host's address (the calico_hosts set) when it has host endpoints."""
+    return any(endpoint.on_host and endpoint.host == host for endpoint in model.endpoints)
+
+
 def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
     """Felix's port-list: "22,2379" (TCP, Felix 2.0's form) or "tcp:22,udp:68"; "none" or "" for none."""
     ports = []

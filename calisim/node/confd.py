@@ -14,13 +14,28 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
-from ..datastore import DatastoreError, View, next_pass
+from ..datastore import DatastoreError, View, keys, next_pass
 from ..ipam import ConflictError, IPAMError
 from . import bird
 from .paths import NodePaths
 from .startup import StartupError
 
 log = logging.getLogger("calico-node")
+
+
+def node_config_depends_on(name: str) -> Callable[[str, dict[str, Any]], bool]:
+    """Which changes a node's BIRD config depends on (bird.bird_config): every key of its view but
+    another node's while the node-to-node mesh is off (it then names only this node, its global
+    and node-specific peers, pools and blocks), so behind route reflectors a node joining
+    re-renders no other node's config; with the mesh on, every node is a peer."""
+    own = keys.bgp_host(name)
+
+    def depends_on(key: str, entries: dict[str, Any]) -> bool:
+        if not key.startswith(keys.BGP_HOSTS) or key.startswith(own):
+            return True
+        return bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+
+    return depends_on
 
 
 class Confd:
@@ -37,9 +52,9 @@ class Confd:
         self.rendered: int | None = None  # the view's version of the last good pass
 
     @classmethod
-    def for_node(cls, view_of: Callable[[list[str]], View], name: str, paths: NodePaths,
+    def for_node(cls, view_of: Callable[..., View], name: str, paths: NodePaths,
                  before_render: Callable[[], Awaitable[object]] | None = None) -> "Confd":
-        return cls(view_of(bird.datastore_prefixes(name)), paths,
+        return cls(view_of(bird.datastore_prefixes(name), node_config_depends_on(name)), paths,
                    lambda entries: bird.render(bird.bird_config(entries, name)), before_render)
 
     async def render_config(self) -> bool:
