@@ -14,9 +14,7 @@ and with the same command line in /proc/PID/cmdline: nothing a host sees changes
 The cluster starts one per run in the sandbox's own namespaces and names its socket in
 CALISIM_NODE_ZYGOTE; without it (a node started by hand, tests) calicoctl execs as before.
 
-Protocol, one connection per daemon: the client sends one JSON line (module, args, env, cwd,
-the target numbers of the descriptors it passes with SCM_RIGHTS); the zygote answers
-``pid N`` and, when that process exits, ``exit CODE``.
+The client and the protocol: calisim.calicoctl.client.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import array
 import ctypes
 import gc
 import importlib
-import json
+import marshal
 import os
 import select
 import signal
@@ -34,10 +32,8 @@ import socket
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
-ZYGOTE_ENV = "CALISIM_NODE_ZYGOTE"  # the socket of this run's zygote
 MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
            "calisim.calicoctl": "calisim.calicoctl"}
 # what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front, with
@@ -45,68 +41,8 @@ PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.node")  # what cali
 NAMESPACES = (("uts", 0x04000000), ("net", 0x40000000), ("mnt", 0x00020000))  # setns order; CLONE_NEW*
 TITLE_ROOM = 1024  # bytes of command line kept for the forked daemons' own (see set_cmdline)
 MAX_REQUEST = 1 << 20
+REQUEST_TIMEOUT = 5.0  # a client that connects and sends nothing does not hold up the others
 MAX_FDS = 8
-
-
-class ZygoteError(RuntimeError):
-    """The zygote could not start the daemon (the caller then starts it itself)."""
-
-
-# -- the client (calicoctl's side) --------------------------------------------------------------
-@dataclass
-class ForkedProcess:
-    """A daemon the zygote forked: what calicoctl needs of subprocess.Popen (pid, wait, poll, kill)."""
-
-    pid: int
-    connection: socket.socket
-    returncode: int | None = None
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.connection.settimeout(timeout)
-            try:
-                line = self.connection.makefile().readline()
-            except socket.timeout:
-                import subprocess
-
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout) from None
-            self.returncode = int(line.split()[1]) if line.startswith("exit ") else -signal.SIGKILL
-        return self.returncode
-
-    def poll(self) -> int | None:
-        try:
-            return self.wait(0)
-        except Exception:
-            return None
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def spawn(module: str, args: list[str], fds: dict[int, int], socket_path: str | None = None) -> ForkedProcess:
-    """Ask the zygote for `python -m module args...` here (this process's namespaces, environment
-    and working directory), with fds = {number in the daemon: descriptor here}."""
-    path = socket_path or os.environ.get(ZYGOTE_ENV)
-    if not path:
-        raise ZygoteError(f"{ZYGOTE_ENV} is not set")
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.settimeout(30)
-        connection.connect(path)
-        request = json.dumps({"module": module, "args": args, "env": dict(os.environ), "cwd": os.getcwd(),
-                              "fds": list(fds)}).encode() + b"\n"
-        connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds.values()))])
-        answer = connection.makefile().readline()
-    except OSError as error:
-        connection.close()
-        raise ZygoteError(f"the node zygote at {path} did not answer: {error}") from None
-    if not answer.startswith("pid "):
-        connection.close()
-        raise ZygoteError(f"the node zygote refused: {answer.strip() or 'no answer'}")
-    return ForkedProcess(int(answer.split()[1]), connection)
 
 
 # -- the zygote ---------------------------------------------------------------------------------
@@ -186,6 +122,7 @@ def become_daemon(request: dict, received: list[int], peer: int) -> int:
 
 
 def receive(connection: socket.socket) -> tuple[dict, list[int]]:
+    """The request (up to the client's end of writing) and the descriptors sent with it."""
     descriptors = array.array("i")
     data, ancillary, _, _ = connection.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * descriptors.itemsize))
     for level, kind, payload in ancillary:
@@ -193,10 +130,15 @@ def receive(connection: socket.socket) -> tuple[dict, list[int]]:
             descriptors.frombytes(payload[:len(payload) - len(payload) % descriptors.itemsize])
     received = list(descriptors)
     try:
-        request = json.loads(data)
+        while data and len(data) < MAX_REQUEST:
+            more = connection.recv(MAX_REQUEST)
+            if not more:
+                break
+            data += more
+        request = marshal.loads(data)
         if request["module"] not in MODULES or len(request["fds"]) != len(received):
             raise ValueError(f"cannot start {request['module']!r} with {len(received)} descriptors")
-    except (ValueError, KeyError, TypeError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         for fd in received:
             os.close(fd)
         raise
@@ -230,10 +172,14 @@ class Zygote:
 
     def accept(self) -> None:
         connection, _ = self.listener.accept()
+        connection.settimeout(REQUEST_TIMEOUT)
         try:
             request, received = receive(connection)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            connection.sendall(f"error {error}\n".encode())
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
+            try:
+                connection.sendall(f"error {error}\n".encode())
+            except OSError:
+                pass
             connection.close()
             return
         pid = os.fork()
