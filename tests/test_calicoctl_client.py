@@ -100,3 +100,15 @@ def test_without_a_zygote_the_installed_calicoctl_runs(calicoctl, tmp_path):
     for socket_path in (None, tmp_path / "no-zygote.sock"):  # none named, or none answering
         done = calicoctl("get", "ipPool", "-o", "yaml", zygote_socket=socket_path)
         assert done.returncode == 0 and done.stdout.strip() == "[]", done
+
+
+def test_a_client_that_connects_and_sends_nothing_holds_up_no_other(calicoctl, zygote_socket):
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(str(zygote_socket))
+        started = time.monotonic()
+        done = calicoctl("version", zygote_socket=zygote_socket)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 0 and "Client Version" in done.stdout, done
+    assert elapsed < zygote.REQUEST_TIMEOUT, f"{elapsed:.1f} s: the zygote waited for the silent client's request"

@@ -96,11 +96,11 @@ def spawn(module: str, args: list, fds: dict, socket_path: "str | None" = None) 
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     lines = Lines(connection)
     try:
+        request = marshal.dumps({"module": module, "args": list(args), "env": dict(os.environ), "cwd": os.getcwd(),
+                                 "fds": list(fds)})  # made before connecting: sent as soon as connected
+        descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds.values())
         connection.settimeout(ANSWER_TIMEOUT)
         connection.connect(path)
-        request = marshal.dumps({"module": module, "args": list(args), "env": dict(os.environ), "cwd": os.getcwd(),
-                                 "fds": list(fds)})
-        descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds.values())
         connection.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, descriptors)])
         connection.shutdown(_socket.SHUT_WR)  # the request ends here
         answer = lines.readline()
