@@ -4,7 +4,7 @@ host runs.
 A cluster copies this file into its run directory's bin/ (first on every host's PATH) as
 `calicoctl`, run by `python -I -S`: without site (the editable install's finder and .pth files)
 and importing only modules the interpreter has compiled in or loads as one C extension, it
-starts in about a quarter of the CPU of the installed entry point (~20 ms against ~80 ms), and a
+starts in about a quarter of the CPU of the installed entry point (~16 ms against 45-80 ms), and a
 cluster bring-up runs one per host.  It asks the run's zygote, which has calicoctl's modules
 imported, to fork the command into this process's namespaces with its arguments, environment,
 working directory and standard streams; passes signals on; and exits with the command's code.
