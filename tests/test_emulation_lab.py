@@ -93,7 +93,7 @@ def test_exec_under_a_pseudo_terminal_gets_a_tty_and_a_login_shell(duo):
     assert "root@host1:~#" in done.stdout  # the prompt names the host
     assert "/dev/pts/" in done.stdout and "not a tty" not in done.stdout
     assert "33 101" in done.stdout  # the terminal's size is the caller's
-    assert str(Path(PYTHON).parent / "calicoctl") in done.stdout  # the login shell keeps calisim's PATH
+    assert str(Path(duo.run_dir) / "bin" / "calicoctl") in done.stdout  # the login shell keeps calisim's PATH
 
 
 def test_run_on_the_lab_replays_a_transcript(duo, tmp_path):

@@ -7,8 +7,6 @@ and inspect this host's calico-node, the others (`resources`) work on etcd.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 
 from .. import __version__
@@ -88,40 +86,10 @@ def dispatch(args: argparse.Namespace) -> str:
         raise CommandError(str(error)) from None
 
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-def forked_by_zygote(argv: list[str]) -> int | None:
-    """Run the command in a calicoctl that the run's zygote forks into this process's namespaces,
-    with its environment, working directory and standard streams: the zygote did the imports (the
-    etcd client, grpc, asyncio, YAML: 0.3 s of CPU a command) once.  Returns its exit code, or
-    None without a zygote.  Signals sent here go on to it; if it died of one, so does this process."""
-    from ..node import zygote
-
-    if not os.environ.get(zygote.ZYGOTE_ENV):
-        return None
-    try:
-        process = zygote.spawn(__name__, argv, {0: 0, 1: 1, 2: 2})
-    except (zygote.ZygoteError, OSError):  # no zygote here, or a standard stream closed: run it here
-        return None
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(process.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    code = process.wait()
-    if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    return code
-
-
 def main(argv: list[str] | None = None) -> None:
     if argv is None:
+        from .client import forked_by_zygote
+
         code = forked_by_zygote(sys.argv[1:])
         if code is not None:
             sys.exit(code)

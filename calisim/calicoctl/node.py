@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 
-from ..node import NodePaths, zygote
-from . import CommandError
+from ..node import NodePaths
+from ..node.zygote import MODULES
+from . import CommandError, client
 
 NODE_START_TIMEOUT = 60.0
 
@@ -90,15 +91,15 @@ def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
         return relay_startup(status, process, paths)
 
 
-def launch(command: list[str], status_fd: int, logfile) -> "subprocess.Popen | zygote.ForkedProcess":
+def launch(command: list[str], status_fd: int, logfile) -> "subprocess.Popen | client.ForkedProcess":
     """`python -m MODULE ...` forked by the run's node zygote when there is one (imports already
     done, pages shared), else executed."""
-    if os.environ.get(zygote.ZYGOTE_ENV) and command[1:2] == ["-m"] and command[2] in zygote.MODULES:
+    if os.environ.get(client.ZYGOTE_ENV) and command[1:2] == ["-m"] and command[2] in MODULES:
         with open(os.devnull, "rb") as devnull:
             try:
-                return zygote.spawn(command[2], command[3:], {0: devnull.fileno(), 1: logfile.fileno(),
+                return client.spawn(command[2], command[3:], {0: devnull.fileno(), 1: logfile.fileno(),
                                                               2: logfile.fileno(), status_fd: status_fd})
-            except zygote.ZygoteError as error:
+            except client.ZygoteError as error:
                 logfile.write(f"{error}; starting it without the zygote\n".encode())  # the log is binary
                 logfile.flush()
     return subprocess.Popen(command, pass_fds=(status_fd,), stdin=subprocess.DEVNULL, stdout=logfile,

@@ -31,6 +31,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from ..datastore import Datastore, EtcdServer, Synchronous
+from ..calicoctl import client
 from ..node import NodePaths, bird, zygote
 from ..scenarios.transcript import EMULATION
 from . import sandbox
@@ -106,6 +107,7 @@ class Cluster:
     def start(self) -> "Cluster":
         sandbox.require()
         try:
+            self._install_calicoctl()
             self._spawn_zygote()  # imports while the network is built
             self._build_network()
             self._start_router_birds()
@@ -169,6 +171,16 @@ class Cluster:
                                            stdout=logfile, stderr=subprocess.STDOUT)
         self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
+
+    @property
+    def bin_dir(self) -> Path:
+        """The run's own commands, first on every host's PATH."""
+        return self.run_dir.path / "bin"
+
+    def _install_calicoctl(self) -> None:
+        """The hosts' `calicoctl`: calisim.calicoctl.client run by `python -I -S` (why: see there)."""
+        self.bin_dir.mkdir(exist_ok=True)
+        client.install(str(self.bin_dir))
 
     @property
     def zygote_socket(self) -> Path:
@@ -291,15 +303,14 @@ class Cluster:
 
     def environment(self, name: str) -> dict[str, str]:
         """What a shell on the host sees, as on the seed's machines after `export ETCD_ENDPOINTS=...`."""
-        bin_dir = str(Path(sys.executable).parent)
         return {
-            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": f"{self.bin_dir}:{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
             **self.bgp_timers.environment(),
-            **({zygote.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
+            **({client.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
