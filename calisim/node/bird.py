@@ -169,6 +169,11 @@ def affine_blocks(entries: dict[str, Any], node_name: str, version: int) -> tupl
                         key=lambda cidr: ipaddress.ip_network(cidr)))
 
 
+def mesh_enabled(entries: dict[str, Any]) -> bool:
+    """Whether the node-to-node mesh is on (calicoctl config set nodeToNodeMesh; on unless set off)."""
+    return bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+
+
 def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None = None) -> BirdConfig:
     """Compute a node's BIRD config from the datastore's keys (see ``datastore_prefixes``);
     timers default to this host's (``Timers.from_environment``)."""
@@ -176,7 +181,7 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None =
     if not my_ip:
         raise BirdError(f"node {node_name!r} has no IPv4 address in the datastore ({keys.bgp_host_ip_v4(node_name)})")
     global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
-    mesh = bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+    mesh = mesh_enabled(entries)
 
     def as_of(host: str) -> int:
         return int(entries.get(keys.bgp_host_as(host)) or global_as)

@@ -33,7 +33,7 @@ def node_config_depends_on(name: str) -> Callable[[str, dict[str, Any]], bool]:
     def depends_on(key: str, entries: dict[str, Any]) -> bool:
         if not key.startswith(keys.BGP_HOSTS) or key.startswith(own):
             return True
-        return bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+        return bird.mesh_enabled(entries)
 
     return depends_on
 
