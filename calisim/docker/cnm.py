@@ -94,6 +94,16 @@ class Endpoint:
     sandbox_pid: int
     address6: str = ""  # <ipv6>/128 on an --ipv6 network
 
+    @property
+    def key(self) -> str:
+        """Where Docker's cluster store keeps the endpoint."""
+        return f"{DOCKER_ENDPOINTS}{self.network_id}/{self.id}"
+
+    @property
+    def addresses(self) -> list[str]:
+        """Its addresses without their prefix: IPv4, then IPv6 if it has one."""
+        return [address.split("/")[0] for address in (self.address, self.address6) if address]
+
 
 def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
     path = plugin_dir / f"{plugin}.sock"
@@ -221,7 +231,7 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         configure_container_interface(sandbox_pid, joined, address, mac, address6)
         endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6)
-        ds.put(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint_id}", asdict(endpoint))
+        ds.put(endpoint.key, asdict(endpoint))
         return endpoint
     except Exception:
         undo_all(undo)
@@ -262,7 +272,7 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
             call(plugin, method, body, plugin_dir)
         except DockerError as error:
             first = first or error
-    ds.commit(Txn().delete(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint.id}"))
+    ds.commit(Txn().delete(endpoint.key))
     if first is not None:
         raise first
 
