@@ -178,20 +178,25 @@ class EmbeddedDNS:
         self._records = (-1, Records())  # (the view's version it was built from, the records)
 
     def start(self) -> None:
-        threading.Thread(target=self.loop.run_until_complete, args=(self._follow(),), name="dns", daemon=True).start()
+        self.loop.create_task(self._follow())
+        threading.Thread(target=self.loop.run_forever, name="dns", daemon=True).start()
 
     async def _follow(self) -> None:
-        """Load the copy (again and again while etcd does not answer), then keep it current."""
+        """Load the copy (again and again while etcd does not answer), then keep it current.  Were
+        that ever to fail, the loop would still answer, from the copy as it was."""
         backoff = 0.5
-        while True:
-            try:
-                await self.mirror.load()
-                break
-            except DatastoreError as error:
-                log.warning("names not loaded from etcd (%s); retrying in %.1fs", error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-        await self.mirror.follow()
+        try:
+            while True:
+                try:
+                    await self.mirror.load()
+                    break
+                except DatastoreError as error:
+                    log.warning("names not loaded from etcd (%s); retrying in %.1fs", error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10)
+            await self.mirror.follow()
+        except Exception:
+            log.exception("the embedded DNS server no longer follows the cluster store")
 
     def records(self) -> Records:
         """The records of the view as it is now, built again only after it changed."""
