@@ -27,7 +27,6 @@ import os
 import queue
 import re
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -752,7 +751,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         while not d.wait_for(conditions[condition], 0.5):
-            if select.select([self.connection], [], [], 0)[0] and not self.connection.recv(1, socket.MSG_PEEK):
+            if runtime.readable([self.connection], 0) and not self.connection.recv(1, socket.MSG_PEEK):
                 self.close_connection = True  # the client went (docker run -d drops its wait)
                 return
         body = json.dumps({"StatusCode": container.exit_code, "Error": None}).encode() + b"\n"
