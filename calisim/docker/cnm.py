@@ -15,14 +15,18 @@ Runs inside an emulated host: plugins are reached through /run/docker/plugins.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
 import ipaddress
 import os
 import secrets
+import socket
 import subprocess
 import time
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..datastore import Synchronous, Txn
 from ..libnetwork import DOCKER_NETWORKS, call_plugin
@@ -32,6 +36,10 @@ DOCKER_ENDPOINTS = "/docker/network/v1.0/endpoint/"
 ADDRESS_SPACE = "CalicoGlobalAddressSpace"
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
 IFA_F_NODAD = 0x02
+CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
+libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class DockerError(RuntimeError):
@@ -277,6 +285,26 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
         raise first
 
 
+def in_namespace(pid: int, make: Callable[[], T]) -> T:
+    """make() run inside the network namespace of process pid, on a thread of its own: setns(2)
+    moves only the calling thread, and a socket stays in the namespace it was made in.  (pyroute2's
+    netns= forks the daemon instead, and a fork costs more with every container's threads: 9 ms
+    with one thread, 25 ms with 800.)"""
+    def entered() -> T:
+        with open(f"/proc/{pid}/ns/net") as namespace:
+            if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
+                error = ctypes.get_errno()
+                raise OSError(error, f"setns into the network namespace of {pid}: {os.strerror(error)}")
+        return make()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as once:
+        return once.submit(entered).result()
+
+
+def route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
     """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
     from pyroute2 import IPRoute
@@ -288,7 +316,7 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
         if index is None:
             raise DockerError(f"the driver did not create interface {source}")
         ipr.link("set", index=index, net_ns_pid=sandbox_pid)
-    with IPRoute(netns=f"/proc/{sandbox_pid}/ns/net", flags=0) as inside:
+    with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
         (index,) = inside.link_lookup(ifname=source)
         inside.link("set", index=index, ifname=name, address=mac)
         ip = ipaddress.ip_interface(address)

@@ -18,8 +18,6 @@ called dns.py: that would shadow dnspython for a script run from this directory.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import ctypes
 import ipaddress
 import logging
 import os
@@ -41,15 +39,13 @@ import dns.rrset
 from ..datastore import Datastore, DatastoreError, Mirror
 from ..datastore.etcd import Event
 from ..libnetwork import DOCKER_NETWORKS
-from .cnm import DOCKER_ENDPOINTS, Endpoint
+from .cnm import DOCKER_ENDPOINTS, Endpoint, in_namespace
 
 ADDRESS = "127.0.0.11"
 PORT = 53
 TTL = 600  # seconds, libnetwork's respTTL
 STORE = os.path.commonprefix([DOCKER_NETWORKS, DOCKER_ENDPOINTS])  # /docker/network/v1.0/
-CLONE_NEWNET = 0x40000000
 log = logging.getLogger("dockerd")
-libc = ctypes.CDLL(None, use_errno=True)
 
 Networks = Callable[[], list[str]]  # the IDs of the networks a container is on, in the order it joined them
 
@@ -145,14 +141,8 @@ def answers(name: dns.name.Name, rdclass: int, rdtype: int, records: Records, ne
 
 
 def socket_in(pid: int) -> socket.socket:
-    """A UDP socket on 127.0.0.11:53 in the network namespace of process pid.  A socket stays in
-    the namespace it was made in, and setns(2) moves only the calling thread: a thread of its own
-    enters the namespace, makes the socket and ends, and no other thread changes namespace."""
-    def make() -> socket.socket:
-        with open(f"/proc/{pid}/ns/net") as namespace:
-            if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
-                error = ctypes.get_errno()
-                raise OSError(error, f"setns into the network namespace of {pid}: {os.strerror(error)}")
+    """A UDP socket on 127.0.0.11:53 in the network namespace of process pid (its lo up)."""
+    def bound() -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((ADDRESS, PORT))
@@ -162,8 +152,7 @@ def socket_in(pid: int) -> socket.socket:
         sock.setblocking(False)
         return sock
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as once:
-        return once.submit(make).result()
+    return in_namespace(pid, bound)
 
 
 class EmbeddedDNS:
