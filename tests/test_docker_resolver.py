@@ -134,3 +134,4 @@ def test_one_server_answers_every_container_from_the_cluster_store(etcd):
         assert query("on-net1", "remote").rcode() == dns.rcode.NXDOMAIN
         resolver.close("on-net1")
         resolver.close("on-net2")
+        resolver.loop.call_soon_threadsafe(resolver.loop.stop)  # no watch left retrying a removed etcd
