@@ -422,8 +422,10 @@ class Daemon:
     def container_json(self, container: Container) -> dict:
         networks = {}
         for endpoint in container.endpoints:
-            with self.lock:
-                network = dn.find_network(self.ds, endpoint.network_id)
+            network = self.resolver.network(endpoint.network_id)
+            if network is None:
+                with self.lock:
+                    network = dn.find_network(self.ds, endpoint.network_id)
             networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": "169.254.1.1",
                                       "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],

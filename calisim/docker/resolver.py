@@ -39,7 +39,7 @@ import dns.rrset
 from ..datastore import Datastore, DatastoreError, Mirror
 from ..datastore.etcd import Event
 from ..libnetwork import DOCKER_NETWORKS
-from .cnm import DOCKER_ENDPOINTS, Endpoint, in_namespace
+from .cnm import DOCKER_ENDPOINTS, Endpoint, Network, in_namespace
 
 ADDRESS = "127.0.0.11"
 PORT = 53
@@ -47,7 +47,7 @@ TTL = 600  # seconds, libnetwork's respTTL
 STORE = os.path.commonprefix([DOCKER_NETWORKS, DOCKER_ENDPOINTS])  # /docker/network/v1.0/
 log = logging.getLogger("dockerd")
 
-Networks = Callable[[], list[str]]  # the IDs of the networks a container is on, in the order it joined them
+NetworkIDs = Callable[[], list[str]]  # the IDs of the networks a container is on, in the order it joined them
 
 
 def canonical(address: str) -> str:
@@ -195,7 +195,13 @@ class EmbeddedDNS:
         return records
 
     # -- called from the daemon's threads ------------------------------------------------------
-    def serve(self, container: str, sock: socket.socket, networks: Networks) -> None:
+    def network(self, network_id: str) -> Network | None:
+        """A network from the copy (None if it has not seen it yet): what `docker ps` and `inspect`
+        show needs no etcd, as dockerd keeps its networks in memory (one dict read, safe across threads)."""
+        value = self.view.entries.get(DOCKER_NETWORKS + network_id)
+        return None if value is None else Network(**value)
+
+    def serve(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
         """Answer the container's queries on sock (``socket_in`` its network namespace)."""
         self.loop.call_soon_threadsafe(self._add, container, sock, networks)
 
@@ -213,7 +219,7 @@ class EmbeddedDNS:
         self.loop.call_soon_threadsafe(self.mirror.apply, event)
 
     # -- on the loop ---------------------------------------------------------------------------
-    def _add(self, container: str, sock: socket.socket, networks: Networks) -> None:
+    def _add(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
         self._remove(container)
         self.sockets[container] = sock
         self.loop.add_reader(sock.fileno(), self._reply, sock, networks)
@@ -224,7 +230,7 @@ class EmbeddedDNS:
             self.loop.remove_reader(sock.fileno())
             sock.close()
 
-    def _reply(self, sock: socket.socket, networks: Networks) -> None:
+    def _reply(self, sock: socket.socket, networks: NetworkIDs) -> None:
         try:
             query, asker = sock.recvfrom(65535)
         except (BlockingIOError, InterruptedError):
