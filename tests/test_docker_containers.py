@@ -35,8 +35,10 @@ host1$ docker exec A ps | awk 'NR > 1 {print $1, $3}' | tr '\n' ' ' | grep -xE '
 host1$ docker exec A which nc wget ping nslookup httpd | tr '\n' ' ' | grep -x '/bin/nc /bin/wget /bin/ping /bin/nslookup /bin/httpd '
 host1$ docker exec A sh -c 'echo $PATH; id -un; cat /etc/hostname; hostname' | tr '\n' ' ' | grep -xE '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin root ([0-9a-f]{12}) \1 '
 host1$ docker inspect -f '{{.Id}}' A | cut -c1-12 | grep -x "$(docker exec A hostname)"
-host1$ docker exec A cat /etc/resolv.conf | grep -x 'nameserver 127.0.0.11'
-host1$ docker exec A grep -E '^10\.|^192\.' /etc/hosts | grep -qw A
+host1$ docker exec A cat /etc/resolv.conf | tr '\n' ' ' | grep -x 'nameserver 127.0.0.11 options ndots:0 '
+# /etc/hosts: Docker's six lines and the container's own address and hostname, nothing else.
+host1$ docker exec A sh -c 'sed -n 7,\$p /etc/hosts | grep -xE "(10|192)\.[0-9.]+[[:space:]]$(hostname)"'
+host1$ docker exec A grep -c . /etc/hosts | grep -x 7
 host1$ docker run --rm --net net1 --hostname web busybox hostname | grep -x web
 # Busybox's nc reaches the echo service of a workload on the other host, by name.
 within 30s host1$ docker exec A sh -c 'echo hi | nc -w1 E 80' | grep -x hi
@@ -46,6 +48,37 @@ host2$ docker exec E /code/tcpping.sh E | grep -x hello
 
 def test_a_container_sees_its_image_its_processes_and_docker_files(cluster):
     replay(cluster, ISOLATION)
+
+
+NAMES = r"""
+# Docker's embedded DNS server at 127.0.0.11 answers NAME and NAME.NETWORK for the containers on the
+# asker's networks, on every host; the other networks' names are bad addresses.
+host2$ docker exec E ip -4 -o addr show cali0 | awk '{print $4}' | cut -d/ -f1 > "$CALISIM_RUN_DIR/e-ip"
+host1$ docker exec A nslookup E | grep -A1 -xE 'Name:[[:space:]]+E' | grep -x "Address: $(cat "$CALISIM_RUN_DIR/e-ip")"
+host1$ docker exec A nslookup E.net1 | grep -x "Address: $(cat "$CALISIM_RUN_DIR/e-ip")"
+host1$ docker exec A ping -c 1 -W 1 E.net1 | grep -F "PING E.net1 ($(cat "$CALISIM_RUN_DIR/e-ip"))"
+host1$ docker exec A nslookup $(cat "$CALISIM_RUN_DIR/e-ip") | grep -xE "$(cat "$CALISIM_RUN_DIR/e-ip" | awk -F. '{print $4"."$3"."$2"."$1}').in-addr.arpa[[:space:]]+name = E.net1"
+host1$ docker network create --driver calico --ipam-driver calico-ipam net2
+host2$ docker run --net net2 --name F -tid busybox
+host1$ docker exec A ping -c 1 F 2>&1 | grep -x "ping: bad address 'F'"
+host1$ docker exec A ping -c 1 F.net2 2>&1 | grep -x "ping: bad address 'F.net2'"
+host2$ docker exec F ping -c 1 E 2>&1 | grep -x "ping: bad address 'E'"
+host2$ docker exec F nslookup A 2>&1 | grep -x "\*\* server can't find A: NXDOMAIN"
+host2$ docker exec F nslookup F.net2 | grep -qxE 'Name:[[:space:]]+F\.net2'
+# A new container resolves on its own host once `docker run` has returned, elsewhere soon after;
+# a removed one stops resolving on its host at once, elsewhere soon after.
+host2$ docker run --net net1 --name G -tid busybox && docker exec E nslookup G | grep -qxE 'Name:[[:space:]]+G'
+within 10s host1$ docker exec A nslookup G | grep -qxE 'Name:[[:space:]]+G'
+within 30s host1$ docker exec A ping -c 1 -W 1 G | grep -q '1 packets received'
+host2$ docker rm -f G && docker exec E ping -c 1 G 2>&1 | grep -x "ping: bad address 'G'"
+within 10s host1$ docker exec A ping -c 1 G 2>&1 | grep -x "ping: bad address 'G'"
+host2$ docker rm -f F
+host1$ docker network rm net2
+"""
+
+
+def test_names_resolve_through_the_embedded_dns_server(cluster):
+    replay(cluster, NAMES)
 
 
 LIFE_CYCLE = r"""

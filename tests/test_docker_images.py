@@ -1,10 +1,13 @@
 """The images as `make setup` builds them, and the daemon's pure helpers (no root needed)."""
 
 import os
+import resource
+import socket
 
 import pytest
 
 from calisim.docker.daemon import Container, frame, human_duration, matches, parse_filters
+from calisim.docker.runtime import readable
 from calisim.docker.images import IMAGES, IMAGES_DIR, PATH, lookup
 
 built = pytest.mark.skipif(not (IMAGES_DIR / "busybox" / "bin" / "busybox").exists(),
@@ -42,3 +45,22 @@ def test_docker_ps_details():
     assert matches(container, parse_filters('{"label": ["tier=front"], "id": ["abab"]}'))
     assert not matches(container, parse_filters('{"label": {"tier=back": true}}'))
     assert not matches(container, parse_filters('{"status": {"running": true}}'))
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1200, reason="needs 1200 open files")
+def test_the_daemon_watches_descriptors_above_1023():
+    """select(2) cannot (a dockerd with 500 containers has more than a thousand descriptors)."""
+    ours, theirs = socket.socketpair()
+    copies = [os.dup(ours.fileno()) for _ in range(1100)]
+    try:
+        high = copies[-1]
+        assert high > 1023 and readable([high], 0) == []
+        theirs.send(b"x")
+        assert sorted(readable([copies[0], high], 1)) == [copies[0], high]
+        ours.recv(1)
+        theirs.close()
+        assert readable([high], 1) == [high]  # ended: readable, as select says
+    finally:
+        for fd in copies:
+            os.close(fd)
+        ours.close()

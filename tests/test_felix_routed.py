@@ -37,7 +37,7 @@ within 10s r1$ grep -E 'IP 192\.168\.1\.10 > 192\.168\.2\.10: IP 10\.10\.' ipip.
 # Host-originated traffic into the tunnel leaves with the tunnel address (tunl0's only address).
 host1$ ip route get $(etcdctl --endpoints "$ETCD_ENDPOINTS" get --print-value-only /calico/v1/host/host2/config/IpInIpTunnelAddr | tr -d '"') | grep -E "via 192\.168\.2\.10 dev tunl0 src $(ip -4 -o addr show tunl0 | awk '{print $4}' | cut -d/ -f1) "
 # Bulk TCP (full-size segments, GSO): 4 MB echoed back intact through the tunnel.
-host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' t1) -n python -m calisim.probes tcp $(docker exec t1 awk '$2 == "t2" {print $1}' /etc/hosts) --bytes 4000000
+host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' t1) -n python -m calisim.probes tcp $(docker exec t1 nslookup t2 | awk '/^Address: / {print $2}') --bytes 4000000
 # The plain pool does not: r1 has no route to the workloads' blocks.
 host1! docker exec p1 ping -c 3 -W 1 p2
 r1$ ip route | grep -c '^10\.' | grep -x 0
@@ -64,7 +64,7 @@ r1$ (timeout 60 tcpdump -l -n -c 1 -i r1-eth0 'udp port 4789' > vxlan.txt 2> tcp
 within 20s r1$ grep -q 'listening on r1-eth0' tcpdump.err
 within 30s host1$ docker exec v1 ping -c 1 -W 1 v2 | grep -q 'ttl=62'
 within 10s r1$ grep -E '192\.168\.1\.10\.[0-9]+ > 192\.168\.2\.10\.4789: VXLAN, flags \[I\] \(0x08\), vni 4096' vxlan.txt
-host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' v1) -n python -m calisim.probes tcp $(docker exec v1 awk '$2 == "v2" {print $1}' /etc/hosts) --bytes 4000000
+host1$ nsenter -t $(docker inspect -f '{{.State.Pid}}' v1) -n python -m calisim.probes tcp $(docker exec v1 nslookup v2 | awk '/^Address: / {print $2}') --bytes 4000000
 # Felix's routes, neighbours and forwarding entries, not BIRD's:
 host1$ ip route show proto 80 | grep -E '^10\.30\.[0-9.]+/26 via 10\.30\.[0-9.]+ dev vxlan\.calico onlink'
 host1$ ip route show proto bird | grep -c '^10\.30\.' | grep -x 0

@@ -15,14 +15,18 @@ Runs inside an emulated host: plugins are reached through /run/docker/plugins.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
 import ipaddress
 import os
 import secrets
+import socket
 import subprocess
 import time
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..datastore import Synchronous, Txn
 from ..libnetwork import DOCKER_NETWORKS, call_plugin
@@ -32,6 +36,10 @@ DOCKER_ENDPOINTS = "/docker/network/v1.0/endpoint/"
 ADDRESS_SPACE = "CalicoGlobalAddressSpace"
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
 IFA_F_NODAD = 0x02
+CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
+libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class DockerError(RuntimeError):
@@ -93,6 +101,16 @@ class Endpoint:
     mac: str
     sandbox_pid: int
     address6: str = ""  # <ipv6>/128 on an --ipv6 network
+
+    @property
+    def key(self) -> str:
+        """Where Docker's cluster store keeps the endpoint."""
+        return f"{DOCKER_ENDPOINTS}{self.network_id}/{self.id}"
+
+    @property
+    def addresses(self) -> list[str]:
+        """Its addresses without their prefix: IPv4, then IPv6 if it has one."""
+        return [address.split("/")[0] for address in (self.address, self.address6) if address]
 
 
 def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
@@ -221,7 +239,7 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         configure_container_interface(sandbox_pid, joined, address, mac, address6)
         endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6)
-        ds.put(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint_id}", asdict(endpoint))
+        ds.put(endpoint.key, asdict(endpoint))
         return endpoint
     except Exception:
         undo_all(undo)
@@ -262,9 +280,29 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
             call(plugin, method, body, plugin_dir)
         except DockerError as error:
             first = first or error
-    ds.commit(Txn().delete(f"{DOCKER_ENDPOINTS}{network.id}/{endpoint.id}"))
+    ds.commit(Txn().delete(endpoint.key))
     if first is not None:
         raise first
+
+
+def in_namespace(pid: int, make: Callable[[], T]) -> T:
+    """make() run inside the network namespace of process pid, on a thread of its own: setns(2)
+    moves only the calling thread, and a socket stays in the namespace it was made in.  (pyroute2's
+    netns= forks the daemon instead, and a fork costs more with every container's threads: 9 ms
+    with one thread, 25 ms with 800.)"""
+    def entered() -> T:
+        with open(f"/proc/{pid}/ns/net") as namespace:
+            if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
+                error = ctypes.get_errno()
+                raise OSError(error, f"setns into the network namespace of {pid}: {os.strerror(error)}")
+        return make()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as once:
+        return once.submit(entered).result()
+
+
+def route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
 
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
@@ -278,7 +316,7 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
         if index is None:
             raise DockerError(f"the driver did not create interface {source}")
         ipr.link("set", index=index, net_ns_pid=sandbox_pid)
-    with IPRoute(netns=f"/proc/{sandbox_pid}/ns/net", flags=0) as inside:
+    with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
         (index,) = inside.link_lookup(ifname=source)
         inside.link("set", index=index, ifname=name, address=mac)
         ip = ipaddress.ip_interface(address)

@@ -5,10 +5,12 @@ Containers are real: each run is a PID 1 in its own mount, PID, UTS, IPC and net
 namespaces, pivoted into an overlayfs writable layer over its image (images.py; init.py starts
 it, runtime.py holds its processes).  Networking goes through Calico's plugins exactly as
 libnetwork does (cnm.py): a container joins its network when it starts and leaves it (Leave,
-DeleteEndpoint, ReleaseAddress) when it stops.  Names resolve as with Docker's embedded DNS:
-each container's /etc/hosts lists the containers that share a network with it, on every host
-(endpoints are global, in the cluster store), as NAME and NAME.NETWORK, each of its addresses (IPv4,
-and IPv6 on an `--ipv6` network), kept current while the daemon runs.
+DeleteEndpoint, ReleaseAddress) when it stops.  Names resolve through Docker's embedded DNS server
+(resolver.py): each container's /etc/resolv.conf names 127.0.0.11, where the daemon answers the
+names of the containers that share a network with it, on every host (endpoints are global, in the
+cluster store), as NAME and NAME.NETWORK, with each of their addresses (IPv4, and IPv6 on an
+`--ipv6` network).  Its /etc/hosts holds Docker's lines and its own name, as Docker writes it on
+a user-defined network.
 
 Implemented: /_ping, /version, networks (create with every option, ls, inspect, rm, connect,
 disconnect), containers (create, attach, wait, start, stop, kill, restart, logs, top, resize,
@@ -25,7 +27,6 @@ import os
 import queue
 import re
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -44,9 +45,9 @@ from ..datastore import Datastore, DatastoreError, Synchronous
 from . import cnm as dn
 from . import runtime
 from .images import IMAGES, IMAGES_DIR, Image, lookup
+from .resolver import EmbeddedDNS, socket_in
 
 API_VERSION = "1.50"
-HOSTS_REFRESH = 0.5  # seconds between /etc/hosts refreshes
 STOP_TIMEOUT = 10  # seconds `docker stop` waits before SIGKILL, as Docker
 RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"  # Docker's embedded DNS on user-defined networks
 HOSTS_HEADER = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::\tip6-localnet",
@@ -151,11 +152,6 @@ def truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true")
 
 
-def endpoint_addresses(endpoint: dn.Endpoint) -> list[str]:
-    """An endpoint's addresses without their prefix: IPv4, then IPv6 if it has one."""
-    return [address.split("/")[0] for address in (endpoint.address, endpoint.address6) if address]
-
-
 def rfc3339(moment: float) -> str:
     if not moment:
         return "0001-01-01T00:00:00Z"
@@ -189,16 +185,23 @@ def find_executable(pid: int, command: str, path: str) -> bool:
     return any(os.access(root + c if c.startswith("/") else f"{root}/{c}", os.X_OK) for c in candidates)
 
 
+def hosts_text(container: Container) -> str:
+    """Docker's /etc/hosts on a user-defined network: its lines and the container's own addresses
+    and hostname (the other containers' names are the embedded DNS server's)."""
+    lines = [*HOSTS_HEADER, *(f"{address}\t{container.hostname}" for e in container.endpoints for address in e.addresses)]
+    return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
 class Daemon:
-    def __init__(self, ds: Synchronous, state: Path, images: Path = IMAGES_DIR):
+    def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, images: Path = IMAGES_DIR):
         self.ds = ds
         self.state = state
+        self.resolver = resolver
         self.images = images
         self.containers: dict[str, Container] = {}
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.hosts_written: dict[str, tuple[int, str]] = {}  # container -> (its PID, the /etc/hosts it has)
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -237,10 +240,14 @@ class Daemon:
 
     def files(self, container: Container) -> dict[str, str]:
         """Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf for the container (bind-mounted)."""
-        for name, text in (("hosts", "\n".join(HOSTS_HEADER) + "\n"), ("hostname", container.hostname + "\n"),
+        for name, text in (("hosts", hosts_text(container)), ("hostname", container.hostname + "\n"),
                            ("resolv.conf", RESOLV_CONF)):
             (container.directory / name).write_text(text)
         return {name: str(container.directory / name) for name in ("hosts", "hostname", "resolv.conf")}
+
+    def write_hosts(self, container: Container) -> None:
+        """The container's /etc/hosts once its endpoints changed (in place: the bind mount follows the inode)."""
+        (container.directory / "hosts").write_text(hosts_text(container))
 
     def spec(self, container: Container) -> dict:
         """What init.py needs: the layers, the writable layer, Docker's files, the command."""
@@ -267,16 +274,24 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
+            self.resolver.serve(container.id, socket_in(process.pid), lambda: [e.network_id for e in container.endpoints])
+        except OSError as error:
+            process.kill()
+            raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
+        try:
             with self.lock:
                 network = dn.find_network(self.ds, container.network)
                 container.endpoints = [dn.connect(self.ds, network, container.name, process.pid, container.ip)]
         except (dn.DockerError, DatastoreError) as error:
+            self.resolver.close(container.id)
             process.kill()
             raise APIError(500, f"failed to create endpoint {container.name} on network {container.network}: {error}")
+        self.joined(container, container.endpoints[0])
         joined = time.monotonic()
         try:
             process.go()
         except runtime.RuntimeFailure as error:
+            self.resolver.close(container.id)
             try:
                 self.leave_networks(container)
             except (dn.DockerError, DatastoreError) as leaving:  # the command's failure is the one to report
@@ -298,7 +313,6 @@ class Daemon:
         pumping = threading.Thread(target=runtime.pump, args=(sources, container.output), daemon=True)
         pumping.start()
         threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
-        self.refresh_hosts()
         log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
                  process.pid, rooted - began, joined - rooted, time.monotonic() - began)
 
@@ -306,6 +320,7 @@ class Daemon:
         """When PID 1 ends: its output is all logged, the network is left, waiters are told;
         --rm removes the container."""
         code = process.popen.wait()
+        self.resolver.close(container.id)
         pumping.join()
         if container.service is not None:
             container.service.kill()
@@ -327,11 +342,22 @@ class Daemon:
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True)
 
+    def joined(self, container: Container, endpoint: dn.Endpoint) -> None:
+        """A new endpoint: in the container's /etc/hosts, and in the name table before the API answers."""
+        self.write_hosts(container)
+        self.resolver.record(endpoint, present=True)
+
+    def left(self, container: Container, endpoint: dn.Endpoint) -> None:
+        """An endpoint gone (no longer in container.endpoints): out of /etc/hosts and of the name table."""
+        self.write_hosts(container)
+        self.resolver.record(endpoint, present=False)
+
     def leave_networks(self, container: Container) -> None:
         endpoints, container.endpoints = container.endpoints, []
-        with self.lock:
-            for endpoint in endpoints:
+        for endpoint in endpoints:
+            with self.lock:
                 dn.disconnect(self.ds, endpoint)
+            self.left(container, endpoint)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         with self.events:
@@ -368,35 +394,12 @@ class Daemon:
             if container.removed:
                 return
             self.containers.pop(container.id, None)
-            self.hosts_written.pop(container.id, None)
             for exec_id in [e.id for e in list(self.execs.values()) if e.container is container]:
                 del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
             container.removed = True
             self.events.notify_all()
-
-    def refresh_hosts(self) -> None:
-        """Each local container's /etc/hosts: Docker's lines, itself, and every container
-        sharing a network with it."""
-        with self.lock:
-            everyone = {n.id: [f"{address}\t{e.container} {e.container}.{n.name}"
-                               for e in dn.endpoints(self.ds, n) for address in endpoint_addresses(e)]
-                        for n in dn.networks(self.ds)}  # each network's lines, made once for all its containers
-        for container in list(self.containers.values()):
-            if not container.running or container.directory is None:
-                continue
-            lines = list(HOSTS_HEADER)
-            for endpoint in container.endpoints:
-                lines += [f"{address}\t{container.hostname}" for address in endpoint_addresses(endpoint)]
-                lines += everyone.get(endpoint.network_id, [])
-            text = "\n".join(dict.fromkeys(lines)) + "\n"
-            if self.hosts_written.get(container.id) == (container.pid, text):
-                continue  # written already in this run of the container: no read, no write
-            hosts = container.directory / "hosts"
-            if hosts.exists() and hosts.read_text() != text:
-                hosts.write_text(text)  # the bind mount follows the inode: write in place
-            self.hosts_written[container.id] = (container.pid, text)
 
     def top(self, container: Container) -> dict:
         """`ps -ef` of the container's processes (host PIDs, as Docker shows them)."""
@@ -419,8 +422,10 @@ class Daemon:
     def container_json(self, container: Container) -> dict:
         networks = {}
         for endpoint in container.endpoints:
-            with self.lock:
-                network = dn.find_network(self.ds, endpoint.network_id)
+            network = self.resolver.network(endpoint.network_id)
+            if network is None:
+                with self.lock:
+                    network = dn.find_network(self.ds, endpoint.network_id)
             networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": "169.254.1.1",
                                       "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
@@ -609,15 +614,18 @@ class Handler(BaseHTTPRequestHandler):
             container = d.find(body.get("Container", ""))
             if not container.running:
                 raise APIError(409, f"container {container.id} is not running")
-            with d.lock:
-                if parts[1] == "connect":
-                    ip = ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address")
-                    container.endpoints.append(dn.connect(d.ds, network, container.name, container.pid, ip))
-                else:
-                    for endpoint in [e for e in container.endpoints if e.network_id == network.id]:
+            if parts[1] == "connect":
+                ip = ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address")
+                with d.lock:
+                    endpoint = dn.connect(d.ds, network, container.name, container.pid, ip)
+                container.endpoints.append(endpoint)
+                d.joined(container, endpoint)
+            else:
+                for endpoint in [e for e in container.endpoints if e.network_id == network.id]:
+                    with d.lock:
                         dn.disconnect(d.ds, endpoint)
-                        container.endpoints.remove(endpoint)
-            d.refresh_hosts()
+                    container.endpoints.remove(endpoint)
+                    d.left(container, endpoint)
             return self._send(200, b"")
         raise APIError(404, f"page not found: {method} /networks/{'/'.join(parts)}")
 
@@ -745,7 +753,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         while not d.wait_for(conditions[condition], 0.5):
-            if select.select([self.connection], [], [], 0)[0] and not self.connection.recv(1, socket.MSG_PEEK):
+            if runtime.readable([self.connection], 0) and not self.connection.recv(1, socket.MSG_PEEK):
                 self.close_connection = True  # the client went (docker run -d drops its wait)
                 return
         body = json.dumps({"StatusCode": container.exit_code, "Error": None}).encode() + b"\n"
@@ -880,26 +888,17 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
-    daemon = Daemon(ds, state)
+    resolver = EmbeddedDNS(ds.endpoints)
+    resolver.start()
+    daemon = Daemon(ds, state, resolver)
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)
-    stop = threading.Event()
-
-    def refresh_hosts_forever() -> None:
-        while not stop.wait(HOSTS_REFRESH):
-            try:
-                daemon.refresh_hosts()
-            except Exception as error:  # etcd away for a moment: try again next round
-                log.warning("could not refresh /etc/hosts: %s", error)
-
-    threading.Thread(target=refresh_hosts_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("serving the Docker API on %s", socket_path)
     try:
         server.serve_forever()
     finally:
-        stop.set()
         for container in list(daemon.containers.values()):
             try:
                 daemon.remove(container, force=True)

@@ -65,9 +65,18 @@ class Process:
         self.popen.wait()
 
 
+def readable(descriptors: list, timeout: float | None = None) -> list[int]:
+    """Those of descriptors (fds or sockets) that can be read, or have ended, within timeout
+    seconds (None: until one can).  poll(2), not select(2), which cannot watch a descriptor above
+    1023: a daemon with 500 containers holds more than a thousand."""
+    poller = select.poll()
+    for descriptor in descriptors:
+        poller.register(descriptor, select.POLLIN)
+    return [fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)]
+
+
 def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, list[int]]:
-    ready, _, _ = select.select([sock], [], [], timeout)
-    if not ready:
+    if not readable([sock], timeout):
         raise RuntimeFailure("the container's init did not answer", 128)
     fds = array.array("i")
     data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
@@ -168,8 +177,7 @@ def pump(sources: dict[int, int], output: Output) -> None:
     """Copy fds (fd -> stream number) to output until each ends (EOF, or EIO on a pty master)."""
     partial: dict[int, bytes] = {}
     while sources:
-        ready, _, _ = select.select(list(sources), [], [])
-        for fd in ready:
+        for fd in readable(list(sources)):
             try:
                 chunk = os.read(fd, 65536)
             except OSError:
