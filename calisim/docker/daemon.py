@@ -548,7 +548,7 @@ class Handler(BaseHTTPRequestHandler):
         if status != 304:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD" and status != 304:
+        if payload and self.command != "HEAD" and status != 304:
             self.wfile.write(payload)
 
     def _route(self) -> None:
@@ -567,6 +567,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, {"message": str(error)})
         except (json.JSONDecodeError, ValueError) as error:
             self._send(400, {"message": f"invalid request: {error}"})
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("%s %s: the client hung up before the answer", self.command, self.path)
         except Exception as error:  # answer, log, and keep serving
             log.exception("%s %s failed", self.command, self.path)
             self._send(500, {"message": f"{type(error).__name__}: {error}"})
