@@ -82,6 +82,14 @@ async def loaded(entries):
     return store, mirror, view
 
 
+
+def wakes_view(mirror, view, key, value) -> bool:
+    """Whether one event on key wakes view's agent (and bumps its version by exactly one)."""
+    view.changed.clear()
+    version = view.version
+    mirror.apply(Event(key, value, mirror.revision + 1))
+    return view.changed.is_set() and view.version == version + 1
+
 def test_events_are_applied_in_order_and_views_see_only_their_prefixes():
     async def scenario():
         store = FakeEtcd()
@@ -262,10 +270,7 @@ def test_policy_wakes_for_what_its_table_reads_and_other_hosts_addresses_only_wi
         view = felix.policy
 
         def wakes(key, value="x"):
-            view.changed.clear()
-            version = view.version
-            mirror.apply(Event(key, value, mirror.revision + 1))
-            return view.changed.is_set() and view.version == version + 1
+            return wakes_view(mirror, view, key, value)
 
         assert not wakes("/calico/v1/host/host2/bird_ip", "172.16.0.2")
         assert not wakes("/calico/v1/host/host2/config/IpInIpTunnelAddr", "192.168.1.0")
@@ -293,10 +298,7 @@ def test_without_the_mesh_another_node_joining_wakes_no_confd_and_with_it_every_
         view = Confd.for_node(mirror.view, "host1", NodePaths(tmp_path / "run", tmp_path / "log")).view
 
         def wakes(key, value="x"):
-            view.changed.clear()
-            version = view.version
-            mirror.apply(Event(key, value, mirror.revision + 1))
-            return view.changed.is_set() and view.version == version + 1
+            return wakes_view(mirror, view, key, value)
 
         assert wakes("/calico/bgp/v1/host/host2/ip_addr_v4", "172.16.0.2")  # no node_mesh key: the mesh is on
         assert wakes("/calico/bgp/v1/global/node_mesh", {"enabled": False})
@@ -316,10 +318,7 @@ def test_without_a_vxlan_pool_other_hosts_wake_no_vxlan_pass(tmp_path):
         view = felix.vxlan
 
         def wakes(key, value="x"):
-            view.changed.clear()
-            version = view.version
-            mirror.apply(Event(key, value, mirror.revision + 1))
-            return view.changed.is_set() and view.version == version + 1
+            return wakes_view(mirror, view, key, value)
 
         assert not wakes("/calico/v1/host/host2/bird_ip", "172.16.0.2")
         assert wakes("/calico/v1/host/host1/bird_ip", "172.16.0.1")
