@@ -65,7 +65,7 @@ def claim_blocks(cluster: Cluster, hosts: list[str]) -> dict[str, str]:
     """One address (hence one affine /26) per host, before its node starts; returns host -> block."""
     with cluster.datastore() as ds:
         pool = IPPool(POOL)
-        ds.put(pool.primary_key, pool.value())
+        ds.put(pool.primary_key, pool.to_value())
         ipam = ds.wrap(IPAM(ds.target))
         addresses = {host: ipam.auto_assign(host, 1)[0] for host in hosts}
     return {host: str(ipaddress.ip_network(f"{ip}/26", strict=False)) for host, ip in addresses.items()}

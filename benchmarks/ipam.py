@@ -30,7 +30,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from calisim.datastore import Datastore, Synchronous, local_etcd  # noqa: E402
-from calisim.ipam import BLOCKS, IPAM, Block  # noqa: E402
+from calisim.datastore.keys import BLOCKS  # noqa: E402
+from calisim.ipam import IPAM, Block  # noqa: E402
 from calisim.datastore.resources import IPPool  # noqa: E402
 
 POOL = IPPool(ipaddress.ip_network("10.0.0.0/12"))
@@ -57,7 +58,7 @@ def host_process(endpoint: str, host: str, count: int, start, out) -> None:
 def run_hosts(endpoint: str, hosts: int, per_host: int, pool: IPPool = POOL) -> dict:
     with Synchronous(Datastore(endpoint)) as ds:
         ds.delete_prefix("/calico/")
-        ds.put(pool.primary_key, pool.value())
+        ds.put(pool.primary_key, pool.to_value())
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(hosts + 1), context.Queue()  # everyone connected, then the clock starts
     workers = [context.Process(target=host_process, args=(endpoint, f"host{i}", per_host, start, out))

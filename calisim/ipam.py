@@ -27,9 +27,6 @@ from .datastore.resources import IPPool
 BLOCK_PREFIX = 26
 BLOCK_PREFIXES = {4: BLOCK_PREFIX, 6: 122}  # Calico's block sizes: 64 addresses in either version
 BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)
-BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
-BLOCKS_V6 = "/calico/ipam/v2/assignment/ipv6/block/"
-HANDLES = "/calico/ipam/v2/handle/"
 MAX_ATTEMPTS = 200
 
 
@@ -54,22 +51,6 @@ class IPAMError(ValueError):
 
 class ConflictError(RuntimeError):
     """Too many concurrent writers kept winning the race for the same keys."""
-
-
-def blocks_prefix(version: int) -> str:
-    return BLOCKS if version == 4 else BLOCKS_V6
-
-
-def block_key(cidr: IPNet) -> str:
-    return blocks_prefix(cidr.version) + keys.cidr_to_key(cidr)
-
-
-def affinity_key(host: str, cidr: IPNet) -> str:
-    return keys.host_affinity_blocks(host, cidr.version) + keys.cidr_to_key(cidr)
-
-
-def handle_key(handle: str) -> str:
-    return HANDLES + handle
 
 
 def block_of(ip: IP) -> IPNet:
@@ -204,11 +185,11 @@ class IPAM:
         return await self.ds.value(keys.IPAM_CONFIG) or {"strict_affinity": False, "auto_allocate_blocks": True}
 
     async def block(self, cidr: IPNet) -> tuple[Block | None, int]:
-        entry = await self.ds.get(block_key(cidr))
+        entry = await self.ds.get(keys.block(cidr))
         return (None, 0) if entry is None else (Block.from_value(entry.value), entry.revision)
 
     async def blocks(self, version: int = 4) -> list[Block]:
-        return [Block.from_value(e.value) for e in await self.ds.list(blocks_prefix(version))]
+        return [Block.from_value(e.value) for e in await self.ds.list(keys.blocks_prefix(version))]
 
     async def affine_blocks(self, host: str, version: int = 4) -> list[IPNet]:
         return sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key)))
@@ -238,23 +219,23 @@ class IPAM:
                            extra: Txn | None = None) -> bool:
         """Store block (or delete it if it must go) and adjust handle's count, all or nothing."""
         txn = extra or Txn()
-        txn.require_revision(block_key(block.cidr), revision)
+        txn.require_revision(keys.block(block.cidr), revision)
         if block.empty and block.affinity is None:
-            txn.delete(block_key(block.cidr))
+            txn.delete(keys.block(block.cidr))
         else:
-            txn.put(block_key(block.cidr), block.value())
+            txn.put(keys.block(block.cidr), block.value())
         if handle and delta:
-            entry = await self.ds.get(handle_key(handle))
+            entry = await self.ds.get(keys.handle(handle))
             counts = dict((entry.value or {}).get("block", {})) if entry else {}
             cidr = str(block.cidr)
             counts[cidr] = counts.get(cidr, 0) + delta
             if counts[cidr] <= 0:
                 del counts[cidr]
-            txn.require_revision(handle_key(handle), entry.revision if entry else 0)
+            txn.require_revision(keys.handle(handle), entry.revision if entry else 0)
             if counts:
-                txn.put(handle_key(handle), {"block": counts})
+                txn.put(keys.handle(handle), {"block": counts})
             else:
-                txn.delete(handle_key(handle))
+                txn.delete(keys.handle(handle))
         return await self.ds.commit(txn)
 
     # -- assigning -----------------------------------------------------------------------------
@@ -271,15 +252,15 @@ class IPAM:
 
     async def _claim_block(self, host: str, pool: IPNet) -> IPNet | None:
         """Claim the first unclaimed block of pool from host's hash start; None if all are taken."""
-        existing = {keys.last_segment(e.key) for e in await self.ds.list(blocks_prefix(pool.version))}
+        existing = {keys.last_segment(e.key) for e in await self.ds.list(keys.blocks_prefix(pool.version))}
         count = blocks_in(pool)
         start = first_block_index(host, pool)
         for step in range(count):
             cidr = nth_block(pool, (start + step) % count)
             if keys.cidr_to_key(cidr) in existing:
                 continue
-            txn = (Txn().require_absent(block_key(cidr)).put(block_key(cidr), Block.new(cidr, host).value())
-                   .put(affinity_key(host, cidr), {}))
+            txn = (Txn().require_absent(keys.block(cidr)).put(keys.block(cidr), Block.new(cidr, host).value())
+                   .put(keys.affinity(host, cidr), {}))
             if await self.ds.commit(txn):
                 return cidr
             self.conflicts += 1  # another host claimed it first: keep walking
@@ -308,12 +289,12 @@ class IPAM:
                .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
                .require_revision(keys.IPAM_CONFIG, view.config_revision))
         for index, (block, revision) in enumerate(view.blocks):
-            txn.require_revision(block_key(block.cidr), revision)
+            txn.require_revision(keys.block(block.cidr), revision)
             if not block.unallocated or not any(block.cidr.subnet_of(p.cidr) and not p.disabled for p in view.pools):
                 continue
             updated = Block.from_value(block.value())
             taken = updated.allocate(count, None, attrs)
-            stored_at = await self.ds.commit_revision(txn.put(block_key(block.cidr), updated.value()))
+            stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.value()))
             if stored_at is None:
                 del self._views[host]
                 return []
@@ -368,7 +349,7 @@ class IPAM:
             extra = Txn()
             if block is None:
                 block = Block.new(cidr, host)
-                extra.put(affinity_key(host, cidr), {})
+                extra.put(keys.affinity(host, cidr), {})
             block.assign(ip, handle, attrs)
             return ip if await self._write_block(block, revision, handle, 1, extra) else None
         return await self._retrying(attempt)
@@ -393,7 +374,7 @@ class IPAM:
 
     async def release_by_handle(self, handle: str) -> list[IP]:
         """Release every address allocated with handle; returns them."""
-        entry = await self.ds.get(handle_key(handle))
+        entry = await self.ds.get(keys.handle(handle))
         released = []
         for cidr in (entry.value or {}).get("block", {}) if entry else {}:
             block, _ = await self.block(ipaddress.ip_network(cidr))
@@ -420,7 +401,7 @@ class IPAM:
 
             async def attempt(cidr=cidr):
                 block, revision = await self.block(cidr)
-                txn = Txn().delete(affinity_key(host, cidr))
+                txn = Txn().delete(keys.affinity(host, cidr))
                 if block is None or block.host != host:
                     return await self.ds.commit(txn) or None
                 block.affinity = None
@@ -433,7 +414,7 @@ class IPAM:
         if entry is None:
             raise IPAMError(f"resource does not exist: IPPool(cidr={cidr})")
         await self.ds.put(keys.pool(cidr), {**entry.value, "disabled": True})
-        hosts = {keys.host_of(e.key, "/calico/ipam/v2/host/") for e in await self.ds.list("/calico/ipam/v2/host/")}
+        hosts = {keys.host_of(e.key, keys.IPAM_HOSTS) for e in await self.ds.list(keys.IPAM_HOSTS)}
         for host in sorted(hosts):
             await self.release_host_affinities(host, cidr)
         await self.ds.commit(Txn().delete(keys.pool(cidr)))

@@ -178,7 +178,8 @@ def test_ipam_show_and_release(ctl, ds):
 
 
 def test_ipam_show_and_release_ipv6_addresses(ctl, ds):
-    from calisim.ipam import BLOCKS_V6, IPAM
+    from calisim.datastore.keys import BLOCKS_V6
+    from calisim.ipam import IPAM
 
     ctl("create", "-f", "-", stdin="- apiVersion: v1\n  kind: ipPool\n  metadata: {cidr: 'fd80:24e2:f998:72d6::/64'}\n")
     ipam = ds.wrap(IPAM(ds.target))
@@ -190,7 +191,8 @@ def test_ipam_show_and_release_ipv6_addresses(ctl, ds):
 
 
 def test_deleting_a_pool_through_calicoctl_releases_affinities(ctl, ds):
-    from calisim.ipam import BLOCKS, IPAM
+    from calisim.datastore.keys import BLOCKS
+    from calisim.ipam import IPAM
 
     ctl("create", "-f", "-", stdin=SEED_POOL)
     ipam = ds.wrap(IPAM(ds.target))

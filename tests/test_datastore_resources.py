@@ -54,8 +54,8 @@ def test_unknown_fields_and_wrong_kinds_are_rejected():
 
 def test_vxlan_pools_beyond_v1_round_trip_and_exclude_ipip():
     (pool,) = parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True}))
-    assert pool.vxlan and not pool.ipip and pool.value()["vxlan"] == "vxlan.calico"
-    assert IPPool.from_document(pool.document()) == pool == IPPool.from_value(pool.value())
+    assert pool.vxlan and not pool.ipip and pool.to_value()["vxlan"] == "vxlan.calico"
+    assert IPPool.from_document(pool.document()) == pool == IPPool.from_value(pool.to_value())
     with pytest.raises(ValidationError, match="IPIP and VXLAN cannot both be enabled"):
         parse_documents(pool_doc("10.30.0.0/16", vxlan={"enabled": True}, ipip={"enabled": True}))
     with pytest.raises(ValidationError, match=r"error with field VXLAN.Enabled = 'true' \(VXLAN is not supported on an IPv6 IP pool\)"):

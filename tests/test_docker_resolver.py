@@ -18,7 +18,7 @@ from calisim.datastore import Datastore, Synchronous
 from calisim.datastore.etcd import Event
 from calisim.docker.cnm import Endpoint
 from calisim.docker.resolver import TTL, EmbeddedDNS, Records, answer
-from calisim.libnetwork import DOCKER_NETWORKS
+from calisim.datastore.keys import DOCKER_NETWORKS
 
 NET1, NET2 = "1" * 64, "2" * 64
 A = Endpoint("a" * 64, NET1, "workload-A", "10.0.0.1/32", "ee:ee:ee:ee:ee:ee", 100, "fd00::1/128")

@@ -3,7 +3,7 @@ entries and routes."""
 
 from calisim.datastore import keys
 from calisim.felix import vxlan
-from calisim.ipam import BLOCKS
+from calisim.datastore.keys import BLOCKS
 
 
 def host(name, ip, tunnel=None, mac=None):

@@ -5,7 +5,8 @@ import ipaddress
 import pytest
 
 from calisim.datastore import keys
-from calisim.ipam import BLOCKS, IPAM, Block, IPAMError, block_key, first_block_index, handle_key
+from calisim.datastore.keys import BLOCKS
+from calisim.ipam import IPAM, Block, IPAMError, first_block_index
 from calisim.datastore.resources import IPPool
 
 from .conftest import dump
@@ -50,7 +51,7 @@ def ipam(ds):
 
 def add_pool(ds, cidr, **options):
     pool = IPPool(net(cidr), **options)
-    ds.put(pool.primary_key, pool.value())
+    ds.put(pool.primary_key, pool.to_value())
 
 
 @pytest.mark.emulation
@@ -64,7 +65,7 @@ def test_hosts_get_their_own_blocks_then_borrow(ds, ipam):
     assert second[0] not in block1  # host2 claims the other block
     borrowed = ipam.auto_assign("host3", 2)  # no free block left: borrowed from the others
     assert len(borrowed) == 2 and not set(borrowed) & set(first + second)
-    assert ds.get(block_key(block1)).value["affinity"] == "host:host1"
+    assert ds.get(keys.block(block1)).value["affinity"] == "host:host1"
 
 
 @pytest.mark.emulation
@@ -92,10 +93,10 @@ def test_assign_specific_ip_and_errors_change_nothing(ds, ipam):
 def test_release_is_idempotent_and_empty_unowned_blocks_are_collected(ds, ipam):
     add_pool(ds, "10.10.0.0/16")
     (address,) = ipam.auto_assign("host1", 1, handle="wl1")
-    assert ds.get(handle_key("wl1")).value == {"block": {str(net(f"{address}/26", strict=False)): 1}}
+    assert ds.get(keys.handle("wl1")).value == {"block": {str(net(f"{address}/26", strict=False)): 1}}
     assert ipam.release_ips([address]) == []
     assert ipam.release_ips([address]) == [address]
-    assert ds.get(handle_key("wl1")) is None
+    assert ds.get(keys.handle("wl1")) is None
     assert len(ds.list(BLOCKS)) == 1  # still affine to host1: kept
     ipam.release_host_affinities("host1")
     assert ds.list(BLOCKS) == [] and ds.list("/calico/ipam/v2/host/") == []
@@ -169,8 +170,8 @@ def test_ipv6_addresses_come_in_affine_122_blocks_beside_ipv4(ds, ipam):
     assert v4.version == 4 and [a.version for a in v6] == [6, 6]
     block = net(f"{v6[0]}/122", strict=False)
     assert v6[1] in block and block.subnet_of(net("fd80:24e2:f998:72d6::/64"))
-    assert ds.get(block_key(block)).value["affinity"] == "host:host1"
-    assert block_key(block).startswith("/calico/ipam/v2/assignment/ipv6/block/")
+    assert ds.get(keys.block(block)).value["affinity"] == "host:host1"
+    assert keys.block(block).startswith("/calico/ipam/v2/assignment/ipv6/block/")
     assert ds.get(keys.host_affinity_blocks("host1", 6) + keys.cidr_to_key(block)) is not None
     assert ipam.auto_assign("host2", 1, version=6)[0] not in block  # host2 claims a block of its own
     assert ipam.assign_ip("fd80:24e2:f998:72d6::1:5", "host1") == ip("fd80:24e2:f998:72d6::1:5")

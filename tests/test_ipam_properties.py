@@ -12,7 +12,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from calisim.datastore import keys
 from calisim.datastore import Datastore, Synchronous, local_etcd
-from calisim.ipam import BLOCKS, IPAM, Block, IPAMError, blocks_prefix
+from calisim.datastore.keys import BLOCKS, blocks_prefix
+from calisim.ipam import IPAM, Block, IPAMError
 from calisim.datastore.resources import IPPool, ValidationError, check_pool_overlaps
 from calisim.testing import strategies
 from calisim.testing.ipam_model import IPAMModel
@@ -54,7 +55,7 @@ class IPAMAgainstModel(RuleBasedStateMachine):
             accepted = False
         assert accepted == self.model.create_pool(cidr)
         if accepted:
-            self.ds.put(pool.primary_key, pool.value())
+            self.ds.put(pool.primary_key, pool.to_value())
 
     @rule(data=st.data())
     def delete_pool(self, data):
@@ -156,7 +157,7 @@ def test_concurrent_hosts_never_share_an_address(etcd_endpoint, hosts, operation
     with Synchronous(Datastore(etcd_endpoint)) as ds:
         ds.delete_prefix("/calico/")
         cidr = IPPool(ipaddress.ip_network(pool))
-        ds.put(cidr.primary_key, cidr.value())
+        ds.put(cidr.primary_key, cidr.to_value())
 
         async def everyone():
             return await asyncio.gather(*(host_worker(etcd_endpoint, f"host{i}", operations, i) for i in range(hosts)))

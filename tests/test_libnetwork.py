@@ -13,8 +13,9 @@ import pytest
 from pyroute2 import IPRoute
 
 from calisim.datastore import Datastore
-from calisim.libnetwork import (CONTENT_TYPE, DOCKER_NETWORKS, IpamDriver, NetworkDriver, PluginServer,
-                                call_plugin, endpoint_key)
+from calisim.datastore import keys
+from calisim.datastore.resources.docker import Network
+from calisim.libnetwork import CONTENT_TYPE, IpamDriver, NetworkDriver, PluginServer, call_plugin, endpoint_key
 from calisim.libnetwork.protocol import _UnixConnection
 from calisim.datastore.resources import IPPool
 
@@ -50,8 +51,9 @@ def plugins(etcd, ds):
                PluginServer(directory / "calico-ipam.sock", IpamDriver(client, "host1"), loop)]
     for server in servers:
         server.start()
-    ds.put(POOL.primary_key, POOL.value())
-    ds.put(DOCKER_NETWORKS + NETWORK, {"name": "net1"})
+    ds.put(POOL.primary_key, POOL.to_value())
+    ds.put(keys.docker_network(NETWORK), Network(NETWORK, "net1", "calico", "calico-ipam", "CalicoPoolIPv4", "0.0.0.0/0",
+                                                 "0.0.0.0/0").to_value())
     try:
         yield Plugins(servers[0].path, servers[1].path)
     finally:
@@ -140,7 +142,7 @@ def test_request_and_release_address(plugins, ds):
 def test_an_exhausted_pool_gets_calicos_message(plugins, ds):
     ipam = plugins.ipam
     small = IPPool(__import__("ipaddress").ip_network("10.30.0.0/26"))
-    ds.put(small.primary_key, small.value())
+    ds.put(small.primary_key, small.to_value())
     for _ in range(64):
         assert ipam("IpamDriver.RequestAddress", {"PoolID": "10.30.0.0/26"})[0] == 200
     assert ipam("IpamDriver.RequestAddress", {"PoolID": "10.30.0.0/26"}) == (500, {"Err": (
@@ -205,7 +207,7 @@ def test_ipv6_addresses_endpoints_and_join_as_libnetwork_plugin_v1_1_1(plugins, 
     import ipaddress
 
     pool6 = IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64"))
-    ds.put(pool6.primary_key, pool6.value())
+    ds.put(pool6.primary_key, pool6.to_value())
     driver, ipam = plugins.driver, plugins.ipam
     status, answer = ipam("IpamDriver.RequestAddress", {"PoolID": "CalicoPoolIPv6", "Address": ""})
     assert status == 200 and answer["Address"].endswith("/128")

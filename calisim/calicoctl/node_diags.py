@@ -88,7 +88,7 @@ def dump_etcd_keys(name: str, directory: Path) -> None:
     print("Dumping etcd keys of this node", flush=True)
     from ..datastore import Datastore, DatastoreError, Synchronous, keys
 
-    prefixes = [keys.host(name), keys.bgp_host(name), f"/calico/ipam/v2/host/{name}/"]
+    prefixes = [keys.host(name), keys.bgp_host(name), keys.ipam_host(name)]
     lines = []
     try:
         with Synchronous(Datastore.from_env()) as ds:

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from ..datastore import Synchronous, Txn, keys
-from ..datastore.resources import (IPPool, Resource, ValidationError, check_pool_overlaps, kind_named, parse_as_number,
-                                   parse_documents, parse_name)
+from ..datastore.resources import (IPPool, Resource, ValidationError, as_from_value, as_value, check_pool_overlaps,
+                                   kind_named, mesh_from_value, mesh_value, parse_as_number, parse_documents,
+                                   parse_name)
 from ..ipam import IPAM, IPAMError, parse_ip
 from . import CommandError
 from .output import padded_columns
@@ -187,7 +188,7 @@ def cmd_get(ds: Synchronous, args: argparse.Namespace) -> str:
         headings = {kind: kind.headings(args.output) for kind in dict.fromkeys(kinds)}
     except ValidationError as error:
         raise CommandError(str(error)) from None
-    context = {"global_as": ds.value(keys.GLOBAL_AS, str(keys.DEFAULT_AS))}
+    context = {"global_as": as_from_value(ds.value(keys.GLOBAL_AS)) or keys.DEFAULT_AS}
     tables = [padded_columns(columns, [r.row(columns, context) for r in found if isinstance(r, kind)])
               for kind, columns in headings.items()]
     return "\n".join(tables).rstrip("\n")  # one table per kind, as calicoctl prints them
@@ -221,11 +222,11 @@ def config_key(name: str, node: str | None) -> str:
 def config_value_for(name: str, value: str) -> Any:
     try:
         if name == "asNumber":
-            return str(parse_as_number(value))
+            return as_value(parse_as_number(value))
         if name in ("nodeToNodeMesh", "ipip"):
             if value not in ("on", "off"):
                 raise ValidationError(f"{name} must be 'on' or 'off', not {value!r}")
-            return {"enabled": value == "on"} if name == "nodeToNodeMesh" else str(value == "on").lower()
+            return mesh_value(value == "on") if name == "nodeToNodeMesh" else str(value == "on").lower()
         if value not in LOG_LEVELS:
             raise ValidationError(f"logLevel must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
         return value
@@ -235,11 +236,11 @@ def config_value_for(name: str, value: str) -> Any:
 
 def config_shown(name: str, stored: Any) -> str:
     if name == "nodeToNodeMesh":
-        return "on" if (stored or {"enabled": True}).get("enabled", True) else "off"
+        return "on" if mesh_from_value(stored) else "off"
     if name == "ipip":
         return "on" if stored == "true" else "off"
     if name == "asNumber":
-        return str(stored or keys.DEFAULT_AS)
+        return str(as_from_value(stored) or keys.DEFAULT_AS)
     return str(stored or "info")
 
 

@@ -1,7 +1,8 @@
-"""Calico v1's etcd key layout (calico-v1.md section 3), in one place.
+"""Calico v1's etcd key layout (calico-v1.md section 3) and Docker's cluster-store keys, in one place.
 
 Every component finds the others' state through these paths, so they are the contract
-between calicoctl, the node agent, IPAM and the plugins.
+between calicoctl, the node agent, IPAM, the plugins and dockerd.  What the values hold is
+decoded in resources/, never by the readers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
 GLOBAL_PEERS_V6 = BGP_GLOBAL + "peer_v6/"
 BGP_HOSTS = "/calico/bgp/v1/host/"
 ROUTE_REFLECTORS_V4 = "/calico/bgp/v1/rr_v4/"  # calico/routereflector's registrations: {"ip", "cluster_id"}
+PROFILES = "/calico/v1/policy/profile/"
+POLICIES = "/calico/v1/policy/tier/default/policy/"
+BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
+BLOCKS_V6 = "/calico/ipam/v2/assignment/ipv6/block/"
+HANDLES = "/calico/ipam/v2/handle/"
+IPAM_HOSTS = "/calico/ipam/v2/host/"
+DOCKER_STORE = "/docker/network/v1.0/"  # Docker's cluster store (dockerd --cluster-store: the same etcd)
+DOCKER_NETWORKS = DOCKER_STORE + "network/"
+DOCKER_ENDPOINTS = DOCKER_STORE + "endpoint/"
 
 DEFAULT_AS = 64512
 
@@ -96,8 +106,49 @@ def bgp_host_peers_v6(name: str) -> str:
     return f"{BGP_HOSTS}{name}/peer_v6/"
 
 
+def workloads(host: str) -> str:
+    """Every workload endpoint of a host is under this prefix."""
+    return f"{HOSTS}{host}/workload/"
+
+
+def workload_endpoint(host: str, orchestrator: str, workload: str, endpoint: str) -> str:
+    return f"{HOSTS}{host}/workload/{orchestrator}/{workload}/endpoint/{endpoint}"
+
+
+def route_reflector(ip: str) -> str:
+    return ROUTE_REFLECTORS_V4 + ip
+
+
+def ipam_host(name: str) -> str:
+    return f"{IPAM_HOSTS}{name}/"
+
+
 def host_affinity_blocks(name: str, version: int = 4) -> str:
-    return f"/calico/ipam/v2/host/{name}/ipv{version}/block/"
+    return f"{IPAM_HOSTS}{name}/ipv{version}/block/"
+
+
+def blocks_prefix(version: int) -> str:
+    return BLOCKS if version == 4 else BLOCKS_V6
+
+
+def block(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    return blocks_prefix(cidr.version) + cidr_to_key(cidr)
+
+
+def affinity(host: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    return host_affinity_blocks(host, cidr.version) + cidr_to_key(cidr)
+
+
+def handle(name: str) -> str:
+    return HANDLES + name
+
+
+def docker_network(network_id: str) -> str:
+    return DOCKER_NETWORKS + network_id
+
+
+def docker_endpoints(network_id: str) -> str:
+    return f"{DOCKER_ENDPOINTS}{network_id}/"
 
 
 def last_segment(key: str) -> str:

@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ..datastore import Synchronous, Txn
-from ..libnetwork import DOCKER_NETWORKS, call_plugin
+from ..datastore import Synchronous, Txn, keys
+from ..datastore.resources.docker import Endpoint, Network
+from ..libnetwork import ADDRESS_SPACE, call_plugin
 
 PLUGIN_DIR = Path("/run/docker/plugins")
-DOCKER_ENDPOINTS = "/docker/network/v1.0/endpoint/"
-ADDRESS_SPACE = "CalicoGlobalAddressSpace"
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
 IFA_F_NODAD = 0x02
 CLONE_NEWNET = 0x40000000
@@ -44,24 +43,6 @@ T = TypeVar("T")
 
 class DockerError(RuntimeError):
     """What dockerd answers ("Error response from daemon: ...")."""
-
-
-@dataclass(frozen=True)
-class Network:
-    id: str
-    name: str
-    driver: str
-    ipam_driver: str
-    pool_id: str
-    pool: str
-    gateway: str
-    created: str = ""  # RFC 3339, as Docker reports it
-    ip_range: str = ""
-    options: dict = field(default_factory=dict)
-    labels: dict = field(default_factory=dict)
-    aux_addresses: dict = field(default_factory=dict)  # name -> a.b.c.d/len, reserved in the pool
-    pool_id6: str = ""  # `--ipv6`: the IPv6 pool the IPAM driver gave (empty: an IPv4-only network)
-    pool6: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,27 +73,6 @@ class NetworkRequest:
                    body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    network_id: str
-    container: str
-    address: str  # a.b.c.d/32
-    mac: str
-    sandbox_pid: int
-    address6: str = ""  # <ipv6>/128 on an --ipv6 network
-
-    @property
-    def key(self) -> str:
-        """Where Docker's cluster store keeps the endpoint."""
-        return f"{DOCKER_ENDPOINTS}{self.network_id}/{self.id}"
-
-    @property
-    def addresses(self) -> list[str]:
-        """Its addresses without their prefix: IPv4, then IPv6 if it has one."""
-        return [address.split("/")[0] for address in (self.address, self.address6) if address]
-
-
 def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
     path = plugin_dir / f"{plugin}.sock"
     if not path.exists():
@@ -124,7 +84,7 @@ def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR)
 
 
 def networks(ds: Synchronous) -> list[Network]:
-    return [Network(**e.value) for e in ds.list(DOCKER_NETWORKS)]
+    return [Network.from_value(e.value) for e in ds.list(keys.DOCKER_NETWORKS)]
 
 
 def find_network(ds: Synchronous, name_or_id: str) -> Network:
@@ -152,8 +112,7 @@ def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = 
                                                  "com.docker.network.generic": request.options},
             "IPv4Data": [{"AddressSpace": ADDRESS_SPACE, "Pool": network.pool, "Gateway": network.gateway,
                           "AuxAddresses": aux}], "IPv6Data": ipv6_data}, plugin_dir)
-        if not ds.commit(Txn().require_absent(DOCKER_NETWORKS + network.id).put(DOCKER_NETWORKS + network.id,
-                                                                                 asdict(network))):
+        if not ds.commit(Txn().require_absent(network.key).put(network.key, network.to_value())):
             raise DockerError(f"network {network.id} already exists")
     except DockerError:
         undo_all(undo)
@@ -197,7 +156,7 @@ def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tupl
 
 
 def endpoints(ds: Synchronous, network: Network) -> list[Endpoint]:
-    return [Endpoint(**e.value) for e in ds.list(f"{DOCKER_ENDPOINTS}{network.id}/")]
+    return [Endpoint.from_value(e.value) for e in ds.list(keys.docker_endpoints(network.id))]
 
 
 def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_DIR) -> None:
@@ -210,7 +169,7 @@ def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_D
              {"PoolID": network.pool_id, "Address": address.split("/")[0]}, plugin_dir)
     for pool_id in filter(None, (network.pool_id, network.pool_id6)):
         call(network.ipam_driver, "IpamDriver.ReleasePool", {"PoolID": pool_id}, plugin_dir)
-    ds.commit(Txn().delete(DOCKER_NETWORKS + network.id))
+    ds.commit(Txn().delete(network.key))
 
 
 def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int, ip: str | None = None,
@@ -239,7 +198,7 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         configure_container_interface(sandbox_pid, joined, address, mac, address6)
         endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6)
-        ds.put(endpoint.key, asdict(endpoint))
+        ds.put(endpoint.key, endpoint.to_value())
         return endpoint
     except Exception:
         undo_all(undo)

@@ -42,6 +42,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from ..datastore import Datastore, DatastoreError, Synchronous
+from ..libnetwork import GATEWAY
 from . import cnm as dn
 from . import runtime
 from .images import IMAGES, IMAGES_DIR, Image, lookup
@@ -426,7 +427,7 @@ class Daemon:
             if network is None:
                 with self.lock:
                     network = dn.find_network(self.ds, endpoint.network_id)
-            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": "169.254.1.1",
+            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": GATEWAY,
                                       "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,

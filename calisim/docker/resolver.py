@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import socket
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import dns.exception
@@ -38,13 +37,12 @@ import dns.rrset
 
 from ..datastore import Datastore, DatastoreError, Mirror
 from ..datastore.etcd import Event
-from ..libnetwork import DOCKER_NETWORKS
-from .cnm import DOCKER_ENDPOINTS, Endpoint, Network, in_namespace
+from ..datastore import keys
+from .cnm import Endpoint, Network, in_namespace
 
 ADDRESS = "127.0.0.11"
 PORT = 53
 TTL = 600  # seconds, libnetwork's respTTL
-STORE = os.path.commonprefix([DOCKER_NETWORKS, DOCKER_ENDPOINTS])  # /docker/network/v1.0/
 log = logging.getLogger("dockerd")
 
 NetworkIDs = Callable[[], list[str]]  # the IDs of the networks a container is on, in the order it joined them
@@ -65,14 +63,12 @@ class Records:
 
     @classmethod
     def from_entries(cls, entries: dict[str, Any]) -> "Records":
-        records = cls({value["id"]: value["name"] for key, value in entries.items() if key.startswith(DOCKER_NETWORKS)})
-        for key, value in entries.items():
-            if key.startswith(DOCKER_ENDPOINTS):
-                endpoint = Endpoint(**value)
-                records.addresses.setdefault((endpoint.network_id, endpoint.container.lower()), []).extend(
-                    endpoint.addresses)
-                for address in endpoint.addresses:
-                    records.names[(endpoint.network_id, canonical(address))] = endpoint.container
+        records = cls({network.id: network.name for network in Network.from_entries(entries)})
+        for endpoint in Endpoint.from_entries(entries):
+            records.addresses.setdefault((endpoint.network_id, endpoint.container.lower()), []).extend(
+                endpoint.addresses)
+            for address in endpoint.addresses:
+                records.names[(endpoint.network_id, canonical(address))] = endpoint.container
         return records
 
     def resolve(self, name: str, networks: Iterable[str]) -> list[str] | None:
@@ -161,8 +157,8 @@ class EmbeddedDNS:
 
     def __init__(self, endpoints: str):
         self.loop = asyncio.new_event_loop()
-        self.mirror = Mirror(Datastore(endpoints), STORE)
-        self.view = self.mirror.view((DOCKER_NETWORKS, DOCKER_ENDPOINTS))
+        self.mirror = Mirror(Datastore(endpoints), keys.DOCKER_STORE)
+        self.view = self.mirror.view((keys.DOCKER_NETWORKS, keys.DOCKER_ENDPOINTS))
         self.sockets: dict[str, socket.socket] = {}  # container ID -> its socket (the loop's alone)
         self._records = (-1, Records())  # (the view's version it was built from, the records)
 
@@ -198,8 +194,8 @@ class EmbeddedDNS:
     def network(self, network_id: str) -> Network | None:
         """A network from the copy (None if it has not seen it yet): what `docker ps` and `inspect`
         show needs no etcd, as dockerd keeps its networks in memory (one dict read, safe across threads)."""
-        value = self.view.entries.get(DOCKER_NETWORKS + network_id)
-        return None if value is None else Network(**value)
+        value = self.view.entries.get(keys.docker_network(network_id))
+        return None if value is None else Network.from_value(value)
 
     def serve(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
         """Answer the container's queries on sock (``socket_in`` its network namespace)."""
@@ -215,7 +211,7 @@ class EmbeddedDNS:
         as `docker run` has answered and not after `docker rm` has, without waiting for the watch
         (whose event for it then changes nothing).  Queued before the daemon answers, so it is on
         the loop before any query that answer can lead to."""
-        event = Event(endpoint.key, asdict(endpoint) if present else None, 0)
+        event = Event(endpoint.key, endpoint.to_value() if present else None, 0)
         self.loop.call_soon_threadsafe(self.mirror.apply, event)
 
     # -- on the loop ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from ..datastore import keys
+from ..datastore.resources import Node
 
 
 def role(topo, name: str) -> str:
@@ -58,8 +59,7 @@ def segments(topo) -> list[dict[str, Any]]:
 def inspect_cluster(cluster) -> dict[str, Any]:
     """The live state of every host and segment of a running cluster."""
     with cluster.datastore() as ds:
-        node_names = {entry.value: keys.host_of(entry.key, keys.BGP_HOSTS)
-                      for entry in ds.list(keys.BGP_HOSTS) if entry.key.endswith("/ip_addr_v4")}
+        node_names = {str(node.ipv4.ip): node.node_name for node in ds.run(Node.load_all) if node.ipv4}
         blocks = {}
         for node in node_names.values():
             blocks[node] = [keys.key_to_cidr(keys.last_segment(e.key)) for e in ds.list(keys.host_affinity_blocks(node))]

@@ -40,7 +40,7 @@ class Felix:
         self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.ipam = IPAM(ds)
         self.tunnels = view_of([keys.POOLS_V4, keys.host_config(name, "")])  # pools, this host's addresses
-        self.workloads = view_of([endpoints.workloads_prefix(name)])
+        self.workloads = view_of([keys.workloads(name)])
         self.workload_dataplane = endpoints.Dataplane()  # what the workload passes programmed
         self.vxlan_active = False  # a VXLAN pool existed at the last pass: every host's keys then matter
         self.vxlan = view_of(vxlan.datastore_prefixes(), self.vxlan_depends_on)
@@ -78,8 +78,7 @@ class Felix:
         what IPAM gives, moves or takes away (reading and writing etcd itself)."""
         entries = self.tunnels.read()
         current = entries.get(keys.host_config(self.name, TUNNELS[kind].param))
-        pools = [pool.cidr for pool in map(IPPool.from_value, (v for k, v in entries.items() if k.startswith(keys.POOLS_V4)))
-                 if getattr(pool, kind) and not pool.disabled]
+        pools = [pool.cidr for pool in IPPool.from_entries(entries, 4) if getattr(pool, kind) and not pool.disabled]
         if current and any(ipaddress.ip_address(current) in pool for pool in pools):
             return ipaddress.ip_address(current)
         if not current and not pools:

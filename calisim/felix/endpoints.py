@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..datastore import keys
+from ..datastore.resources import WorkloadEndpoint
 
 WORKLOAD_INTERFACE_PREFIX = "cali"
 IFF_UP = 0x1
@@ -38,22 +38,10 @@ class WorkloadInterface:
     addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
 
 
-def workloads_prefix(host: str) -> str:
-    return f"{keys.host(host)}workload/"
-
-
 def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, WorkloadInterface]:
     """The workload interfaces this host must program, from its endpoint keys."""
-    wanted = {}
-    for key, endpoint in entries.items():
-        if not key.startswith(workloads_prefix(host)) or "/endpoint/" not in key or not endpoint:
-            continue
-        if endpoint.get("state", "active") != "active":
-            continue
-        addresses = tuple(ipaddress.ip_interface(net).ip
-                          for net in endpoint.get("ipv4_nets", []) + endpoint.get("ipv6_nets", []))
-        wanted[endpoint["name"]] = WorkloadInterface(endpoint["name"], endpoint["mac"], addresses)
-    return wanted
+    return {endpoint.interface: WorkloadInterface(endpoint.interface, endpoint.mac, endpoint.addresses)
+            for endpoint in WorkloadEndpoint.from_entries(entries) if endpoint.node == host and endpoint.active}
 
 
 class Dataplane:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..datastore import keys, resources, selector
-from ..datastore.resources import POLICIES, PORT_PROTOCOLS, PROFILES
+from ..datastore.resources import PORT_PROTOCOLS
 from .endpoints import WORKLOAD_INTERFACE_PREFIX as WORKLOAD_PREFIX
 
 TABLE = "calico"
@@ -153,7 +153,7 @@ class Model:
 
 
 def datastore_prefixes() -> list[str]:
-    return [keys.HOSTS, PROFILES, POLICIES, keys.POOLS_V4, keys.POOLS_V6, keys.FELIX_CONFIG]
+    return [keys.HOSTS, keys.PROFILES, keys.POLICIES, keys.POOLS_V4, keys.POOLS_V6, keys.FELIX_CONFIG]
 
 
 def depends_on(key: str, host_addresses: bool) -> bool:
@@ -188,24 +188,19 @@ def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
 
 def load(entries: dict[str, Any]) -> Model:
     """The model from etcd's keys (see ``datastore_prefixes``)."""
-    endpoints = []
-    for key, value in sorted(entries.items()):
-        if key.startswith(keys.HOSTS) and "/workload/" in key and "/endpoint/" in key and value:
-            if value.get("state", "active") == "active":
-                nets = value.get("ipv4_nets", []) + value.get("ipv6_nets", [])
-                endpoints.append(Endpoint(keys.host_of(key), value["name"],
-                                          tuple(str(ipaddress.ip_interface(n).ip) for n in nets),
-                                          tuple(value.get("profile_ids", []))))
+    endpoints = [Endpoint(workload.node, workload.interface, tuple(str(address) for address in workload.addresses),
+                          workload.profiles)
+                 for workload in resources.WorkloadEndpoint.from_entries(entries) if workload.active]
     for endpoint in resources.HostEndpoint.from_entries(entries):
         endpoints.append(Endpoint(endpoint.node, endpoint.interface,
                                   tuple(str(ip) for ip in endpoint.expected_ips if ip.version == 4),
                                   endpoint.profiles, endpoint.labels, on_host=True))
-    pools = [v for k, v in sorted(entries.items()) if k.startswith((keys.POOLS_V4, keys.POOLS_V6))]
+    pools = resources.IPPool.from_entries(entries)
     hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
     return Model(tuple(endpoints),
                  {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
                   for p in resources.Profile.from_entries(entries)},
-                 tuple(p["cidr"] for p in pools if p.get("masquerade")), tuple(p["cidr"] for p in pools),
+                 tuple(str(p.cidr) for p in pools if p.nat_outgoing), tuple(str(p.cidr) for p in pools),
                  tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
                        for p in resources.Policy.from_entries(entries)), hosts,
                  {k: v for k, v in entries.items() if k.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in k})

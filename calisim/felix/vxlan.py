@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..datastore import keys
-from ..ipam import BLOCKS, TUNNELS
+from ..datastore.resources import IPPool
+from ..ipam import TUNNELS
 from ..node.bird import FELIX_ROUTE_PROTOCOL
 
 DEVICE = "vxlan.calico"
@@ -36,7 +37,7 @@ NTF_SELF = 0x02
 
 def datastore_prefixes() -> list[str]:
     """The etcd prefixes the VXLAN dataplane is computed from."""
-    return [keys.POOLS_V4, keys.HOSTS, BLOCKS]
+    return [keys.POOLS_V4, keys.HOSTS, keys.BLOCKS]
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class VxlanState:
 
 def desired(entries: dict[str, Any], me: str) -> VxlanState | None:
     """From etcd's keys (see ``datastore_prefixes``): the device, neighbours and routes of host me."""
-    pools = [ipaddress.ip_network(v["cidr"]) for k, v in entries.items() if k.startswith(keys.POOLS_V4) and v.get("vxlan")]
+    pools = [pool.cidr for pool in IPPool.from_entries(entries, 4) if pool.vxlan]
     if not pools:
         return None
     hosts = {keys.host_of(k) for k in entries if k.startswith(keys.HOSTS)}
@@ -71,7 +72,7 @@ def desired(entries: dict[str, Any], me: str) -> VxlanState | None:
             peers[host] = Peer(host, host_ip, tunnel_ip, mac)
     routes = []
     for key, block in entries.items():
-        if not key.startswith(BLOCKS):
+        if not key.startswith(keys.BLOCKS):
             continue
         owner = (block.get("affinity") or "").removeprefix("host:")
         cidr = ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(key)))

@@ -3,9 +3,9 @@ the network driver `calico` (driver.py) and the IPAM driver `calico-ipam` (ipam_
 Docker's plugin protocol (protocol.py).  dockerd's side of the same protocol is calisim.docker.
 """
 
-from .driver import DOCKER_NETWORKS, NetworkDriver, endpoint_key
+from .driver import ADDRESS_SPACE, GATEWAY, NetworkDriver, endpoint_key
 from .ipam_driver import IpamDriver
 from .protocol import CONTENT_TYPE, PluginError, PluginServer, call_plugin
 
-__all__ = ["CONTENT_TYPE", "DOCKER_NETWORKS", "IpamDriver", "NetworkDriver", "PluginError", "PluginServer",
+__all__ = ["ADDRESS_SPACE", "CONTENT_TYPE", "GATEWAY", "IpamDriver", "NetworkDriver", "PluginError", "PluginServer",
            "call_plugin", "endpoint_key"]

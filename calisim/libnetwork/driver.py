@@ -11,7 +11,8 @@ import ipaddress
 import logging
 
 from ..datastore import Datastore, Txn, keys
-from ..datastore.resources import Profile
+from ..datastore.resources import Profile, WorkloadEndpoint
+from ..datastore.resources.docker import Network
 from .protocol import Handler, PluginError, require
 
 ORCHESTRATOR = WORKLOAD = "libnetwork"
@@ -19,9 +20,8 @@ WORKLOAD_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = "169.254.1.1"
 ANY = "0.0.0.0/0"
 ANY6 = "::/0"
-ADDRESS_SPACE = "CalicoGlobalAddressSpace"
+ADDRESS_SPACE = "CalicoGlobalAddressSpace"  # the IPAM driver's only (global) address space
 LINK_LOCAL_WAIT = 5.0  # seconds Join waits for the kernel to give the host side its fe80:: address
-DOCKER_NETWORKS = "/docker/network/v1.0/network/"  # where Docker's cluster-store keeps networks
 log = logging.getLogger("calico-libnetwork")
 
 
@@ -31,7 +31,7 @@ def interface_names(endpoint_id: str) -> tuple[str, str]:
 
 
 def endpoint_key(host: str, endpoint_id: str) -> str:
-    return f"{keys.host(host)}workload/{ORCHESTRATOR}/{WORKLOAD}/endpoint/{endpoint_id}"
+    return keys.workload_endpoint(host, ORCHESTRATOR, WORKLOAD, endpoint_id)
 
 
 def network_profile(name: str) -> Profile:
@@ -88,10 +88,11 @@ class NetworkDriver:
         return {}
 
     async def network_name(self, network_id: str) -> str:
-        network = await self.ds.value(DOCKER_NETWORKS + network_id)
-        if not network or not network.get("name"):
+        value = await self.ds.value(keys.docker_network(network_id))
+        name = Network.from_value(value).name if value else ""
+        if not name:
             raise PluginError(f"Network {network_id} is not known to Docker's cluster store")
-        return network["name"]
+        return name
 
     async def create_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
@@ -100,11 +101,10 @@ class NetworkDriver:
         if not addresses:
             raise PluginError("No address assigned for endpoint")
         name = await self.network_name(require(request, "NetworkID"))
-        txn = Txn().put(endpoint_key(self.host, endpoint_id), {
-            "state": "active", "name": interface_names(endpoint_id)[0], "mac": WORKLOAD_MAC, "profile_ids": [name],
-            **{f"ipv{version}_nets": [f"{ip}/{ip.max_prefixlen}" for ip in addresses if ip.version == version]
-               for version in (4, 6)}})
-        await self.ds.commit(txn)
+        endpoint = WorkloadEndpoint(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id,
+                                    tuple(f"{ip}/{ip.max_prefixlen}" for ip in addresses),
+                                    interface_names(endpoint_id)[0], WORKLOAD_MAC, (name,))
+        await self.ds.commit(Txn().put(endpoint.primary_key, endpoint.to_value()))
         profile = network_profile(name)
         if await self.ds.get(profile.primary_key) is None:
             create = Txn().require_absent(profile.primary_key)
@@ -120,11 +120,12 @@ class NetworkDriver:
     async def join(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
         host_side, container_side = interface_names(endpoint_id)
-        endpoint = await self.ds.value(endpoint_key(self.host, endpoint_id)) or {}
+        stored = await self.ds.value(endpoint_key(self.host, endpoint_id))
+        endpoint = WorkloadEndpoint.from_value(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id, stored or {})
         await asyncio.to_thread(create_veth, host_side, container_side)
         answer = {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
                   "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
-        if endpoint.get("ipv6_nets"):
+        if endpoint.ipv6_nets:
             gateway6 = await asyncio.to_thread(link_local_address, host_side, container_side)
             answer["GatewayIPv6"] = gateway6
             answer["StaticRoutes"].append({"Destination": f"{gateway6}/128", "RouteType": 1, "NextHop": ""})

@@ -9,7 +9,7 @@ import logging
 
 from ..datastore import Datastore
 from ..ipam import IPAM, IPAMError, parse_ip
-from .driver import ANY, ANY6
+from .driver import ADDRESS_SPACE, ANY, ANY6
 from .protocol import Handler, PluginError, require
 
 CALICO_POOL_ID = "CalicoPoolIPv4"
@@ -45,7 +45,7 @@ class IpamDriver:
 
     async def _address_spaces(self, request: dict) -> dict:
         return {"LocalDefaultAddressSpace": "CalicoLocalAddressSpace",
-                "GlobalDefaultAddressSpace": "CalicoGlobalAddressSpace"}
+                "GlobalDefaultAddressSpace": ADDRESS_SPACE}
 
     async def request_pool(self, request: dict) -> dict:
         if request.get("SubPool"):

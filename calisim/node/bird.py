@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from ..datastore import keys
+from ..datastore.resources import BGPPeer, IPPool, ReflectorRegistration, global_as, mesh_from_value, node_as
 
 IPIP_INTERFACE = "tunl0"
 FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
@@ -157,8 +158,8 @@ def family_peers(entries: dict[str, Any], node_name: str, version: int, my_ip: s
     # Calico 2.x does, and shows in `node status` as a global row that never comes up.
     global_prefix = keys.GLOBAL_PEERS_V4 if version == 4 else keys.GLOBAL_PEERS_V6
     node_prefix = keys.bgp_host_peers_v4(node_name) if version == 4 else keys.bgp_host_peers_v6(node_name)
-    global_peers, node_peers = ([Peer(protocol_name(name, v["ip"]), v["ip"], int(v["as_num"]))
-                                 for k, v in sorted(entries.items()) if k.startswith(prefix)]
+    global_peers, node_peers = ([Peer(protocol_name(name, str(p.peer_ip)), str(p.peer_ip), p.as_number)
+                                 for p in BGPPeer.from_entries(entries, prefix)]
                                 for name, prefix in (("Global_", global_prefix), ("Node_", node_prefix)))
     return tuple(mesh_peers), tuple(global_peers), tuple(node_peers)
 
@@ -171,7 +172,7 @@ def affine_blocks(entries: dict[str, Any], node_name: str, version: int) -> tupl
 
 def mesh_enabled(entries: dict[str, Any]) -> bool:
     """Whether the node-to-node mesh is on (calicoctl config set nodeToNodeMesh; on unless set off)."""
-    return bool((entries.get(keys.NODE_MESH) or {"enabled": True}).get("enabled", True))
+    return mesh_from_value(entries.get(keys.NODE_MESH))
 
 
 def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None = None) -> BirdConfig:
@@ -180,20 +181,19 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None =
     my_ip = entries.get(keys.bgp_host_ip_v4(node_name))
     if not my_ip:
         raise BirdError(f"node {node_name!r} has no IPv4 address in the datastore ({keys.bgp_host_ip_v4(node_name)})")
-    global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
+    default_as = global_as(entries)
     mesh = mesh_enabled(entries)
 
     def as_of(host: str) -> int:
-        return int(entries.get(keys.bgp_host_as(host)) or global_as)
+        return node_as(entries, host, default_as)
 
     mesh_peers, global_peers, node_peers = family_peers(entries, node_name, 4, my_ip, mesh, as_of)
-    pools = [Pool(v["cidr"], bool(v.get("ipip")), bool(v.get("vxlan")), v.get("ipip_mode") == "cross-subnet")
-             for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V4)]
+    pools = [Pool(str(p.cidr), p.ipip, p.vxlan, p.cross_subnet) for p in IPPool.from_entries(entries, 4)]
     my_ip6 = entries.get(keys.bgp_host_ip_v6(node_name))
     ipv6 = None
     if my_ip6:
         ipv6 = IPv6Config(my_ip6, *family_peers(entries, node_name, 6, my_ip6, mesh, as_of),
-                          tuple(v["cidr"] for k, v in sorted(entries.items()) if k.startswith(keys.POOLS_V6)),
+                          tuple(str(p.cidr) for p in IPPool.from_entries(entries, 6)),
                           affine_blocks(entries, node_name, 6))
     return BirdConfig(node_name, my_ip, as_of(node_name), mesh, mesh_peers, global_peers,
                       node_peers, tuple(pools), affine_blocks(entries, node_name, 4),
@@ -284,32 +284,31 @@ def reflector_prefixes() -> list[str]:
 def reflector_config(entries: dict[str, Any], ip: str, timers: Timers | None = None) -> ReflectorConfig:
     """calico/routereflector's templates as a model: meshed with the other registered reflectors,
     an `rr client` session to every node that has this reflector as a global or node-specific peer."""
-    global_as = int(entries.get(keys.GLOBAL_AS) or keys.DEFAULT_AS)
-    registration = entries.get(keys.ROUTE_REFLECTORS_V4 + ip)
+    default_as = global_as(entries)
+    registrations = {r.ip: r for r in ReflectorRegistration.from_entries(entries)}
+    registration = registrations.get(ip)
     mesh_peers = []
     if registration is not None:
-        others = sorted({v["ip"] for k, v in entries.items() if k.startswith(keys.ROUTE_REFLECTORS_V4)} - {ip},
-                        key=ipaddress.ip_address)
-        mesh_peers = [Peer(protocol_name("Mesh_", other), other, global_as) for other in others]
+        others = sorted(set(registrations) - {ip}, key=ipaddress.ip_address)
+        mesh_peers = [Peer(protocol_name("Mesh_", other), other, default_as) for other in others]
     hosts = sorted({keys.host_of(k, keys.BGP_HOSTS) for k in entries
                     if k.startswith(keys.BGP_HOSTS) and k.endswith("/ip_addr_v4") and entries[k]})
 
-    def client(prefix: str, host: str, peer: dict) -> ReflectorClient:
+    def client(prefix: str, host: str, peer: BGPPeer) -> ReflectorClient:
         node_ip = entries[keys.bgp_host_ip_v4(host)]
-        node_as = int(entries.get(keys.bgp_host_as(host)) or global_as)
-        return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as, int(peer["as_num"]))
+        return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as(entries, host, default_as), peer.as_number)
 
     clients: dict[str, ReflectorClient] = {}
-    for peer in (v for k, v in sorted(entries.items()) if k.startswith(keys.GLOBAL_PEERS_V4) and v["ip"] == ip):
+    for peer in (p for p in BGPPeer.from_entries(entries, keys.GLOBAL_PEERS_V4) if str(p.peer_ip) == ip):
         for host in hosts:
             clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Global_", host, peer))
     for host in hosts:
         peer = entries.get(keys.bgp_host_peers_v4(host) + ip)
         if peer is not None:
-            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Node_", host, peer))
+            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Node_", host, BGPPeer.from_value(peer, host)))
     clients.pop(ip, None)
     ordered = tuple(clients[k] for k in sorted(clients, key=ipaddress.ip_address))
-    return ReflectorConfig(ip, global_as, registration["cluster_id"] if registration else None,
+    return ReflectorConfig(ip, default_as, registration.cluster_id if registration else None,
                            tuple(mesh_peers), ordered, timers or Timers.from_environment())
 
 

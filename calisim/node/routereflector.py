@@ -24,6 +24,7 @@ import signal
 import sys
 
 from ..datastore import Datastore, DatastoreError, Mirror, keys
+from ..datastore.resources import ReflectorRegistration
 from . import bird
 from .confd import Confd
 from .paths import NodePaths
@@ -40,13 +41,12 @@ def reflector_paths() -> NodePaths:
 
 async def register(ds: Datastore, ip: str, cluster_id: str | None) -> str:
     """Write rr_v4/<ip> unless it is there already and no cluster ID was asked for; return the ID in use."""
-    key = keys.ROUTE_REFLECTORS_V4 + ip
-    existing = await ds.get(key)
+    existing = await ds.get(keys.route_reflector(ip))
     if existing is not None and cluster_id is None:
-        return existing.value.get("cluster_id", "")
-    chosen = cluster_id or DEFAULT_CLUSTER_ID
-    await ds.put(key, {"ip": ip, "cluster_id": chosen})
-    return chosen
+        return ReflectorRegistration.from_value(existing.value).cluster_id
+    registration = ReflectorRegistration(ip, cluster_id or DEFAULT_CLUSTER_ID)
+    await ds.put(registration.key, registration.to_value())
+    return registration.cluster_id
 
 
 async def register_when_etcd_answers(ds: Datastore, ip: str, cluster_id: str | None, report) -> str:

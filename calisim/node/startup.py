@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..datastore import Datastore, DatastoreError, Txn, keys
-from ..datastore.resources import IPPool, Node
+from ..datastore.resources import IPPool, Node, as_value, mesh_value
 
 DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")), IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
 KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
@@ -121,8 +121,8 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     """Calico's startup: global defaults, the node's keys, the default pool.  Returns what it says."""
     said = []
     ip6 = await asyncio.to_thread(chosen_ipv6, options.ip6)  # before anything is stored: a wrong --ip6 stores nothing
-    for key, value in ((keys.READY, True), (keys.GLOBAL_AS, str(keys.DEFAULT_AS)),
-                       (keys.NODE_MESH, {"enabled": True}),
+    for key, value in ((keys.READY, True), (keys.GLOBAL_AS, as_value(keys.DEFAULT_AS)),
+                       (keys.NODE_MESH, mesh_value(True)),
                        (keys.IPAM_CONFIG, {"strict_affinity": False, "auto_allocate_blocks": True})):
         await ds.create(key, value)  # a no-op where another node set it first
     if options.ip is None:
@@ -160,7 +160,7 @@ async def create_default_pools(ds: Datastore) -> list[str]:
     for pool in DEFAULT_POOLS:
         if pool.cidr.version in versions or (pool.cidr.version == 6 and not KERNEL_IPV6.exists()):
             continue
-        if await ds.create(pool.primary_key, pool.value()):
+        if await ds.create(pool.primary_key, pool.to_value()):
             said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. IPIP mode: off")
     return said
 

@@ -1,8 +1,11 @@
-"""calicoctl v1 resources: validation, the v1 YAML/JSON form, and their etcd keys.
+"""calicoctl v1 resources: validation, the v1 YAML/JSON form, their etcd keys and stored values.
 
-One module per family (``network``: node, ipPool, bgpPeer; ``policy``: profile, policy;
-``endpoints``: workloadEndpoint, hostEndpoint) on a shared ``base``.  ``parse_documents`` validates a whole
-input (one resource or a list) before anything is returned, so calicoctl stores all or nothing.
+One module per family (``network``: node, ipPool, bgpPeer and the BGP settings; ``policy``: profile,
+policy; ``endpoints``: workloadEndpoint, hostEndpoint) on a shared ``base``.  ``parse_documents``
+validates a whole input (one resource or a list) before anything is returned, so calicoctl stores all
+or nothing.  Each stored value has one decoder here, which every reader uses: ``from_value`` and
+``to_value`` for a resource stored in one key, ``from_entries`` and ``writes`` for one spread over
+several (a node, a profile); ``from_entries`` also finds every resource of its kind in a mirror's keys.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from typing import Any
 
 from .base import API_VERSION, Resource, ValidationError, parse_as_number, parse_cidr, parse_ip, parse_name
 from .endpoints import HostEndpoint, WorkloadEndpoint
-from .network import BGPPeer, IPPool, Node, check_pool_overlaps
-from .policy import POLICIES, PORT_PROTOCOLS, PROFILES, Policy, Profile
+from .network import (BGPPeer, IPPool, Node, ReflectorRegistration, as_from_value, as_value, check_pool_overlaps,
+                      global_as, mesh_from_value, mesh_value, node_as)
+from .policy import PORT_PROTOCOLS, Policy, Profile
 
-__all__ = ["API_VERSION", "BGPPeer", "HostEndpoint", "IPPool", "KINDS", "Node", "POLICIES", "PORT_PROTOCOLS",
-           "PROFILES", "Policy", "Profile", "Resource", "ValidationError", "WorkloadEndpoint", "check_pool_overlaps", "kind_named",
+__all__ = ["API_VERSION", "BGPPeer", "HostEndpoint", "IPPool", "KINDS", "Node", "PORT_PROTOCOLS", "Policy", "Profile",
+           "ReflectorRegistration", "Resource", "ValidationError", "WorkloadEndpoint", "as_from_value", "as_value",
+           "check_pool_overlaps", "global_as", "kind_named", "mesh_from_value", "mesh_value", "node_as",
            "parse_as_number", "parse_cidr", "parse_documents", "parse_ip", "parse_name"]
 
 KINDS: tuple[type[Resource], ...] = (Node, IPPool, BGPPeer, Profile, Policy, WorkloadEndpoint, HostEndpoint)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # annotations only: validation must not import the etcd clien
 
 @dataclass(frozen=True)
 class WorkloadEndpoint(Resource):
-    """A workload's endpoint, as the libnetwork plugin stored it: shown, never written by calicoctl."""
+    """A workload's endpoint, as the libnetwork plugin stored it: shown, never written by calicoctl.
+    Felix programs the interface from it and matches its addresses in policy."""
 
     kind: ClassVar[str] = "workloadEndpoint"
     aliases: ClassVar[tuple[str, ...]] = ("workloadendpoint", "workloadendpoints", "wep", "weps")
@@ -30,10 +31,11 @@ class WorkloadEndpoint(Resource):
     orchestrator: str
     workload: str
     endpoint: str
-    networks: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()  # a.b.c.d/32 and x::y/128: ipv4_nets, then ipv6_nets
     interface: str = ""
     mac: str = ""
     profiles: tuple[str, ...] = ()
+    state: str = "active"
 
     @classmethod
     def from_document(cls, doc: dict) -> "WorkloadEndpoint":
@@ -55,7 +57,36 @@ class WorkloadEndpoint(Resource):
 
     @property
     def primary_key(self) -> str:
-        return f"{keys.host(self.node)}workload/{self.orchestrator}/{self.workload}/endpoint/{self.endpoint}"
+        return keys.workload_endpoint(self.node, self.orchestrator, self.workload, self.endpoint)
+
+    @property
+    def active(self) -> bool:
+        """Felix programs and matches only active endpoints (Calico v1's state field)."""
+        return self.state == "active"
+
+    @property
+    def addresses(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        return tuple(ipaddress.ip_interface(net).ip for net in self.networks)
+
+    @property
+    def ipv4_nets(self) -> list[str]:
+        return [net for net in self.networks if ":" not in net]
+
+    @property
+    def ipv6_nets(self) -> list[str]:
+        return [net for net in self.networks if ":" in net]
+
+    def to_value(self) -> dict:
+        """The stored value, as libnetwork-plugin writes it (calico-v1.md section 3)."""
+        return {"state": self.state, "name": self.interface, "mac": self.mac, "profile_ids": list(self.profiles),
+                "ipv4_nets": self.ipv4_nets, "ipv6_nets": self.ipv6_nets}
+
+    @classmethod
+    def from_value(cls, node: str, orchestrator: str, workload: str, endpoint: str, value: dict) -> "WorkloadEndpoint":
+        return cls(node, orchestrator, workload, endpoint,
+                   tuple(value.get("ipv4_nets") or ()) + tuple(value.get("ipv6_nets") or ()),
+                   value.get("name", ""), value.get("mac", ""), tuple(value.get("profile_ids") or ()),
+                   value.get("state", "active"))
 
     def writes(self) -> dict[str, Any]:
         raise ValidationError("workloadEndpoint resources are read-only")
@@ -66,15 +97,19 @@ class WorkloadEndpoint(Resource):
                 "PROFILES": ",".join(self.profiles), "INTERFACE": self.interface, "MAC": self.mac}
 
     @classmethod
-    async def load_all(cls, ds: Datastore) -> list["WorkloadEndpoint"]:
+    def from_entries(cls, entries: dict[str, Any]) -> list["WorkloadEndpoint"]:
+        """Every workload endpoint stored in these keys, in key order (others are ignored): what
+        calicoctl and Felix read."""
         endpoints = []
-        for entry in await ds.list(keys.HOSTS):
-            parts = entry.key[len(keys.HOSTS):].split("/")
-            if len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint" and entry.value:
-                endpoints.append(cls(parts[0], parts[2], parts[3], parts[5], tuple(entry.value.get("ipv4_nets", [])),
-                                     entry.value.get("name", ""), entry.value.get("mac", ""),
-                                     tuple(entry.value.get("profile_ids", []))))
+        for key, value in sorted((k, v) for k, v in entries.items() if "/workload/" in k and k.startswith(keys.HOSTS)):
+            parts = keys.split_host_key(key)
+            if value and len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint":
+                endpoints.append(cls.from_value(parts[0], parts[2], parts[3], parts[5], value))
         return endpoints
+
+    @classmethod
+    async def load_all(cls, ds: Datastore) -> list["WorkloadEndpoint"]:
+        return cls.from_entries({entry.key: entry.value for entry in await ds.list(keys.HOSTS)})
 
 
 @dataclass(frozen=True)
@@ -137,7 +172,7 @@ class HostEndpoint(Resource):
     def primary_key(self) -> str:
         return keys.host_endpoint(self.node, self.endpoint)
 
-    def value(self) -> dict:
+    def to_value(self) -> dict:
         """Felix's form of the endpoint (the v1 datastore's field names)."""
         return {"name": self.interface,
                 "expected_ipv4_addrs": [str(ip) for ip in self.expected_ips if ip.version == 4],
@@ -151,7 +186,7 @@ class HostEndpoint(Resource):
                    tuple(value.get("profile_ids", [])), tuple(sorted((value.get("labels") or {}).items())))
 
     def writes(self) -> dict[str, Any]:
-        return {self.primary_key: self.value()}
+        return {self.primary_key: self.to_value()}
 
     def cells(self, context: dict) -> dict[str, str]:
         return {"NODE": self.node, "NAME": self.endpoint, "INTERFACE": self.interface,
@@ -161,8 +196,8 @@ class HostEndpoint(Resource):
     def from_entries(cls, entries: dict[str, Any]) -> list["HostEndpoint"]:
         """Every host endpoint stored in these keys (others are ignored): what calicoctl and Felix read."""
         endpoints = []
-        for key, value in sorted(entries.items()):
-            parts = keys.split_host_key(key) if key.startswith(keys.HOSTS) else []
+        for key, value in sorted((k, v) for k, v in entries.items() if "/endpoint/" in k and k.startswith(keys.HOSTS)):
+            parts = keys.split_host_key(key)
             if len(parts) == 3 and parts[1] == "endpoint" and isinstance(value, dict):
                 endpoints.append(cls.from_value(parts[0], parts[2], value))
         return endpoints

@@ -1,4 +1,6 @@
-"""The resources of the network itself: ipPool, node and bgpPeer (their v1 form and etcd keys)."""
+"""The resources of the network itself: ipPool, node and bgpPeer (their v1 form, etcd keys and stored
+values), and the BGP settings stored beside them (AS numbers, the node-to-node mesh, route
+reflectors' registrations).  Decoding trusts what calicoctl validated: no checks on the read path."""
 
 from __future__ import annotations
 
@@ -85,7 +87,8 @@ class IPPool(Resource):
     def primary_key(self) -> str:
         return keys.pool(self.cidr)
 
-    def value(self) -> dict:
+    def to_value(self) -> dict:
+        """The stored value (Calico v1's, plus calicoctl v1.1's ipip_mode and Calico 3.7's vxlan)."""
         value: dict[str, Any] = {"cidr": str(self.cidr), "masquerade": self.nat_outgoing, "disabled": self.disabled}
         if self.ipip:
             value["ipip"] = "tunl0"
@@ -100,8 +103,19 @@ class IPPool(Resource):
                    bool(value.get("masquerade")), bool(value.get("disabled")), bool(value.get("vxlan")),
                    value.get("ipip_mode") or "always")
 
+    @classmethod
+    def from_entries(cls, entries: dict[str, Any], version: int | None = None) -> list["IPPool"]:
+        """Every pool stored in these keys (of one IP version if given), in key order; others are ignored."""
+        prefixes = {4: keys.POOLS_V4, 6: keys.POOLS_V6}.get(version, (keys.POOLS_V4, keys.POOLS_V6))
+        return [cls.from_value(value) for _, value in sorted((k, v) for k, v in entries.items() if k.startswith(prefixes))]
+
+    @property
+    def cross_subnet(self) -> bool:
+        """IPIP only toward next hops outside the node's own subnet (calicoctl v1.1's ipip mode)."""
+        return self.ipip and self.ipip_mode == "cross-subnet"
+
     def writes(self) -> dict[str, Any]:
-        return {self.primary_key: self.value()}
+        return {self.primary_key: self.to_value()}
 
     def cells(self, context: dict) -> dict[str, str]:
         return {"CIDR": str(self.cidr), "NAT": str(self.nat_outgoing).lower(), "IPIP": str(self.ipip).lower()}
@@ -173,7 +187,7 @@ class Node(Resource):
             values[keys.bgp_host_ip_v6(name)] = str(self.ipv6.ip)
             values[keys.bgp_host_network_v6(name)] = str(self.ipv6.network)
         if self.as_number is not None:
-            values[keys.bgp_host_as(name)] = str(self.as_number)
+            values[keys.bgp_host_as(name)] = as_value(self.as_number)
         return values
 
     def owned_keys(self) -> list[str]:
@@ -196,13 +210,14 @@ class Node(Resource):
         names = sorted({keys.host_of(e.key) for e in await ds.list(keys.HOSTS)
                         if e.key == keys.host_metadata(keys.host_of(e.key))})
         bgp = {e.key: e.value for e in await ds.list(keys.BGP_HOSTS)}
-        nodes = []
-        for name in names:
-            ipv4 = stored_interface(bgp.get(keys.bgp_host_ip_v4(name)), bgp.get(keys.bgp_host_network_v4(name)))
-            ipv6 = stored_interface(bgp.get(keys.bgp_host_ip_v6(name)), bgp.get(keys.bgp_host_network_v6(name)))
-            as_number = bgp.get(keys.bgp_host_as(name))
-            nodes.append(cls(name, ipv4, ipv6, int(as_number) if as_number else None))
-        return nodes
+        return [cls.from_entries(name, bgp) for name in names]
+
+    @classmethod
+    def from_entries(cls, name: str, entries: dict[str, Any]) -> "Node":
+        """The node's BGP part as stored under /calico/bgp/v1/host/<name>/ (ip_addr_v4/v6, network_v4/v6, as_num)."""
+        ipv4 = stored_interface(entries.get(keys.bgp_host_ip_v4(name)), entries.get(keys.bgp_host_network_v4(name)))
+        ipv6 = stored_interface(entries.get(keys.bgp_host_ip_v6(name)), entries.get(keys.bgp_host_network_v6(name)))
+        return cls(name, ipv4, ipv6, as_from_value(entries.get(keys.bgp_host_as(name))))
 
 
 def stored_interface(ip: str | None, network: str | None):
@@ -210,6 +225,61 @@ def stored_interface(ip: str | None, network: str | None):
     if not ip:
         return None
     return ipaddress.ip_interface(f"{ip}/{ipaddress.ip_network(network).prefixlen}" if network else ip)
+
+
+def as_value(as_number: int) -> str:
+    """An AS number as Calico v1 stores it (global as_num, a node's as_num, a peer's): a string."""
+    return str(as_number)
+
+
+def as_from_value(value: Any) -> int | None:
+    """A stored AS number back (None when absent or empty: the node inherits the global AS)."""
+    return int(value) if value else None
+
+
+def global_as(entries: dict[str, Any]) -> int:
+    """The global AS in these keys (/calico/bgp/v1/global/as_num), Calico's default when unset."""
+    return as_from_value(entries.get(keys.GLOBAL_AS)) or keys.DEFAULT_AS
+
+
+def node_as(entries: dict[str, Any], name: str, default: int) -> int:
+    """A node's own AS in these keys, else default (the global AS)."""
+    return as_from_value(entries.get(keys.bgp_host_as(name))) or default
+
+
+def mesh_value(enabled: bool) -> dict:
+    """/calico/bgp/v1/global/node_mesh as stored."""
+    return {"enabled": enabled}
+
+
+def mesh_from_value(value: Any) -> bool:
+    """Whether the node-to-node mesh is on: on unless stored off (calicoctl config set nodeToNodeMesh)."""
+    return bool((value or {"enabled": True}).get("enabled", True))
+
+
+@dataclass(frozen=True)
+class ReflectorRegistration:
+    """calico/routereflector's registration under /calico/bgp/v1/rr_v4/<ip>: reflectors mesh with each other."""
+
+    ip: str
+    cluster_id: str
+
+    @property
+    def key(self) -> str:
+        return keys.route_reflector(self.ip)
+
+    def to_value(self) -> dict:
+        return {"ip": self.ip, "cluster_id": self.cluster_id}
+
+    @classmethod
+    def from_value(cls, value: dict) -> "ReflectorRegistration":
+        return cls(value.get("ip", ""), value.get("cluster_id", ""))
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, Any]) -> list["ReflectorRegistration"]:
+        """Every registration stored in these keys, in key order (others are ignored)."""
+        return [cls.from_value(value) for _, value in sorted((k, v) for k, v in entries.items()
+                                                             if k.startswith(keys.ROUTE_REFLECTORS_V4))]
 
 
 @dataclass(frozen=True)
@@ -265,21 +335,33 @@ class BGPPeer(Resource):
             base = keys.GLOBAL_PEERS_V4 if self.scope == "global" else keys.bgp_host_peers_v4(self.node)
         return base + str(self.peer_ip)
 
+    def to_value(self) -> dict:
+        return {"ip": str(self.peer_ip), "as_num": as_value(self.as_number)}
+
+    @classmethod
+    def from_value(cls, value: dict, node: str = "") -> "BGPPeer":
+        """A stored peer; node is the host whose peer_v4/peer_v6 holds it (none: a global peer)."""
+        return cls("node" if node else "global", ipaddress.ip_address(value["ip"]), int(value["as_num"]), node)
+
     def writes(self) -> dict[str, Any]:
-        return {self.primary_key: {"ip": str(self.peer_ip), "as_num": str(self.as_number)}}
+        return {self.primary_key: self.to_value()}
 
     def cells(self, context: dict) -> dict[str, str]:
         return {"SCOPE": self.scope, "PEERIP": str(self.peer_ip), "NODE": self.node, "ASN": str(self.as_number)}
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["BGPPeer"]:
-        peers = [cls("global", ipaddress.ip_address(e.value["ip"]), int(e.value["as_num"]))
-                 for e in await ds.list(keys.GLOBAL_PEERS_V4) + await ds.list(keys.GLOBAL_PEERS_V6)]
-        for entry in await ds.list(keys.BGP_HOSTS):
-            if "/peer_v4/" in entry.key or "/peer_v6/" in entry.key:
-                peers.append(cls("node", ipaddress.ip_address(entry.value["ip"]), int(entry.value["as_num"]),
-                                 keys.host_of(entry.key, keys.BGP_HOSTS)))
-        return peers
+        entries = await ds.list(keys.GLOBAL_PEERS_V4) + await ds.list(keys.GLOBAL_PEERS_V6) + await ds.list(keys.BGP_HOSTS)
+        return cls.from_entries({entry.key: entry.value for entry in entries})
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, Any], prefix: str = "") -> list["BGPPeer"]:
+        """Every peer stored in these keys under prefix (e.g. keys.GLOBAL_PEERS_V4), global ones
+        first, then the nodes', each in key order; other keys are ignored."""
+        found = sorted((key, value) for key, value in entries.items() if key.startswith(prefix) and "/peer_v" in key)
+        peers = [cls.from_value(value) for key, value in found if key.startswith(keys.BGP_GLOBAL)]
+        return peers + [cls.from_value(value, keys.host_of(key, keys.BGP_HOSTS)) for key, value in found
+                        if key.startswith(keys.BGP_HOSTS)]
 
 
 def check_pool_overlaps(new: list[IPPool], stored: list[IPPool]) -> None:

@@ -1,4 +1,6 @@
-"""The policy resources: profile and policy, and their rules (the v1 API form <-> Felix's datastore form)."""
+"""The policy resources: profile and policy, and their rules (the v1 API form <-> Felix's datastore form).
+
+Rules are stored and read in Felix's form as they are (dicts): calicoctl validated them on the way in."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..keys import POLICIES, PROFILES
 from ..selector import SelectorError, parse as parse_selector
 from .base import Resource, ValidationError, check_fields, parse_cidr, parse_labels, parse_name
 
@@ -19,7 +22,6 @@ RULE_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite")
 PORT_PROTOCOLS = ("tcp", "udp", "sctp", "udplite")
 ENTITY_FIELDS = {"tag": "tag", "notTag": "!tag", "net": "net", "notNet": "!net", "selector": "selector",
                  "notSelector": "!selector", "ports": "ports", "notPorts": "!ports"}
-PROFILES = "/calico/v1/policy/profile/"
 ALL = "all()"
 
 
@@ -219,9 +221,6 @@ class Profile(Resource):
         return profiles
 
 
-POLICIES = "/calico/v1/policy/tier/default/policy/"
-
-
 @dataclass(frozen=True)
 class Policy(Resource):
     """A selector policy of the default tier: applies to the endpoints its selector matches,
@@ -280,12 +279,17 @@ class Policy(Resource):
     def primary_key(self) -> str:
         return POLICIES + self.policy_name
 
-    def value(self) -> dict:
+    def to_value(self) -> dict:
         return {"order": self.order, "selector": self.selector, "inbound_rules": list(self.ingress),
                 "outbound_rules": list(self.egress)}
 
+    @classmethod
+    def from_value(cls, name: str, value: dict) -> "Policy":
+        return cls(name, value["selector"], value.get("order"), tuple(value.get("inbound_rules") or ()),
+                   tuple(value.get("outbound_rules") or ()))
+
     def writes(self) -> dict[str, Any]:
-        return {self.primary_key: self.value()}
+        return {self.primary_key: self.to_value()}
 
     def cells(self, context: dict) -> dict[str, str]:
         order = "<nil>" if self.order is None else go_float(self.order)
@@ -298,6 +302,5 @@ class Policy(Resource):
     @classmethod
     def from_entries(cls, entries: dict[str, Any]) -> list["Policy"]:
         """Every policy stored in these keys (others are ignored)."""
-        return [cls(key[len(POLICIES):], value["selector"], value.get("order"),
-                    tuple(value.get("inbound_rules") or ()), tuple(value.get("outbound_rules") or ()))
-                for key, value in sorted(entries.items()) if key.startswith(POLICIES)]
+        return [cls.from_value(key[len(POLICIES):], value)
+                for key, value in sorted((k, v) for k, v in entries.items() if k.startswith(POLICIES))]
