@@ -18,15 +18,14 @@ import asyncio
 import hashlib
 import ipaddress
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .datastore import Datastore, Txn, keys
 from .datastore.resources import IPPool
+from .datastore.resources.ipam import (BLOCK_PREFIXES, BLOCK_SIZE, AllocationBlock, IPAMConfig, handle_from_value,
+                                       handle_to_value)
 
-BLOCK_PREFIX = 26
-BLOCK_PREFIXES = {4: BLOCK_PREFIX, 6: 122}  # Calico's block sizes: 64 addresses in either version
-BLOCK_SIZE = 2 ** (32 - BLOCK_PREFIX)
 MAX_ATTEMPTS = 200
 
 
@@ -78,42 +77,8 @@ def parse_ip(text: Any) -> IP:
         raise IPAMError(f"Invalid IP address: {text!r}") from None
 
 
-@dataclass
-class Block:
-    """One /26: who it is affine to, which ordinals are taken, the FIFO of free ones."""
-
-    cidr: IPNet
-    affinity: str | None
-    allocations: list[int | None]
-    unallocated: list[int]
-    attributes: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def new(cls, cidr: IPNet, host: str | None) -> "Block":
-        return cls(cidr, f"host:{host}" if host else None, [None] * BLOCK_SIZE, list(range(BLOCK_SIZE)))
-
-    @classmethod
-    def from_value(cls, value: dict) -> "Block":
-        return cls(ipaddress.ip_network(value["cidr"]), value.get("affinity"), list(value["allocations"]),
-                   list(value["unallocated"]), list(value.get("attributes") or []))
-
-    def value(self) -> dict:
-        return {"cidr": str(self.cidr), "affinity": self.affinity, "allocations": self.allocations,
-                "unallocated": self.unallocated, "attributes": self.attributes}
-
-    @property
-    def host(self) -> str | None:
-        return self.affinity[len("host:"):] if self.affinity and self.affinity.startswith("host:") else None
-
-    @property
-    def empty(self) -> bool:
-        return len(self.unallocated) == BLOCK_SIZE
-
-    def ip(self, ordinal: int) -> IP:
-        return self.cidr.network_address + ordinal
-
-    def ordinal(self, ip: IP) -> int:
-        return int(ip) - int(self.cidr.network_address)
+class Block(AllocationBlock):
+    """One block and how IPAM changes it: the FIFO of free ordinals, its handles' attributes."""
 
     def _attribute_index(self, handle: str | None, attrs: dict | None) -> int:
         entry = {"handle_id": handle, "secondary": attrs or None}
@@ -137,10 +102,6 @@ class Block:
             raise IPAMError("Address already assigned in block")
         self.unallocated.remove(ordinal)
         self.allocations[ordinal] = self._attribute_index(handle, attrs)
-
-    def attributes_of(self, ip: IP) -> dict | None:
-        index = self.allocations[self.ordinal(ip)]
-        return None if index is None else self.attributes[index]
 
     def release(self, ip: IP) -> str | None:
         """Free ip (it goes to the back of the queue); returns its handle.  KeyError if it was free."""
@@ -181,8 +142,8 @@ class IPAM:
         return [p for p in await IPPool.load_all(self.ds)
                 if p.cidr.version == version and (not p.disabled or not enabled_only)]
 
-    async def config(self) -> dict:
-        return await self.ds.value(keys.IPAM_CONFIG) or {"strict_affinity": False, "auto_allocate_blocks": True}
+    async def config(self) -> IPAMConfig:
+        return IPAMConfig.from_value(await self.ds.value(keys.IPAM_CONFIG))
 
     async def block(self, cidr: IPNet) -> tuple[Block | None, int]:
         entry = await self.ds.get(keys.block(cidr))
@@ -223,17 +184,17 @@ class IPAM:
         if block.empty and block.affinity is None:
             txn.delete(keys.block(block.cidr))
         else:
-            txn.put(keys.block(block.cidr), block.value())
+            txn.put(keys.block(block.cidr), block.to_value())
         if handle and delta:
             entry = await self.ds.get(keys.handle(handle))
-            counts = dict((entry.value or {}).get("block", {})) if entry else {}
+            counts = handle_from_value(entry.value) if entry else {}
             cidr = str(block.cidr)
             counts[cidr] = counts.get(cidr, 0) + delta
             if counts[cidr] <= 0:
                 del counts[cidr]
             txn.require_revision(keys.handle(handle), entry.revision if entry else 0)
             if counts:
-                txn.put(keys.handle(handle), {"block": counts})
+                txn.put(keys.handle(handle), handle_to_value(counts))
             else:
                 txn.delete(keys.handle(handle))
         return await self.ds.commit(txn)
@@ -259,7 +220,7 @@ class IPAM:
             cidr = nth_block(pool, (start + step) % count)
             if keys.cidr_to_key(cidr) in existing:
                 continue
-            txn = (Txn().require_absent(keys.block(cidr)).put(keys.block(cidr), Block.new(cidr, host).value())
+            txn = (Txn().require_absent(keys.block(cidr)).put(keys.block(cidr), Block.new(cidr, host).to_value())
                    .put(keys.affinity(host, cidr), {}))
             if await self.ds.commit(txn):
                 return cidr
@@ -292,9 +253,9 @@ class IPAM:
             txn.require_revision(keys.block(block.cidr), revision)
             if not block.unallocated or not any(block.cidr.subnet_of(p.cidr) and not p.disabled for p in view.pools):
                 continue
-            updated = Block.from_value(block.value())
+            updated = Block.from_value(block.to_value())
             taken = updated.allocate(count, None, attrs)
-            stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.value()))
+            stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.to_value()))
             if stored_at is None:
                 del self._views[host]
                 return []
@@ -324,14 +285,14 @@ class IPAM:
         for cidr in await self.affine_blocks(host, version):
             if len(found) < count and in_pools(cidr):
                 found += await self._allocate_from(cidr, count - len(found), handle, attrs)
-        if config.get("auto_allocate_blocks", True):
+        if config.auto_allocate_blocks:
             for pool in pools:
                 while len(found) < count:
                     cidr = await self._claim_block(host, pool)
                     if cidr is None:
                         break
                     found += await self._allocate_from(cidr, count - len(found), handle, attrs)
-        if len(found) < count and not config.get("strict_affinity", False):
+        if len(found) < count and not config.strict_affinity:
             for block in sorted(await self.blocks(version), key=lambda b: b.cidr):
                 if len(found) < count and in_pools(block.cidr) and block.unallocated:
                     found += await self._allocate_from(block.cidr, count - len(found), handle, attrs)
@@ -376,7 +337,7 @@ class IPAM:
         """Release every address allocated with handle; returns them."""
         entry = await self.ds.get(keys.handle(handle))
         released = []
-        for cidr in (entry.value or {}).get("block", {}) if entry else {}:
+        for cidr in handle_from_value(entry.value) if entry else {}:
             block, _ = await self.block(ipaddress.ip_network(cidr))
             if block is None:
                 continue
@@ -413,7 +374,7 @@ class IPAM:
         entry = await self.ds.get(keys.pool(cidr))
         if entry is None:
             raise IPAMError(f"resource does not exist: IPPool(cidr={cidr})")
-        await self.ds.put(keys.pool(cidr), {**entry.value, "disabled": True})
+        await self.ds.put(keys.pool(cidr), replace(IPPool.from_value(entry.value), disabled=True).to_value())
         hosts = {keys.host_of(e.key, keys.IPAM_HOSTS) for e in await self.ds.list(keys.IPAM_HOSTS)}
         for host in sorted(hosts):
             await self.release_host_affinities(host, cidr)

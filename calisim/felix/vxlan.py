@@ -21,6 +21,7 @@ from typing import Any
 
 from ..datastore import keys
 from ..datastore.resources import IPPool
+from ..datastore.resources.ipam import AllocationBlock
 from ..ipam import TUNNELS
 from ..node.bird import FELIX_ROUTE_PROTOCOL
 
@@ -74,7 +75,7 @@ def desired(entries: dict[str, Any], me: str) -> VxlanState | None:
     for key, block in entries.items():
         if not key.startswith(keys.BLOCKS):
             continue
-        owner = (block.get("affinity") or "").removeprefix("host:")
+        owner = AllocationBlock.host_of(block)
         cidr = ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(key)))
         if owner in peers and any(cidr.subnet_of(pool) for pool in pools):
             routes.append((str(cidr), peers[owner].tunnel_ip))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..datastore import Datastore, DatastoreError, Txn, keys
 from ..datastore.resources import IPPool, Node, as_value, mesh_value
+from ..datastore.resources.ipam import IPAMConfig
 
 DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")), IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
 KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
@@ -123,7 +124,7 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     ip6 = await asyncio.to_thread(chosen_ipv6, options.ip6)  # before anything is stored: a wrong --ip6 stores nothing
     for key, value in ((keys.READY, True), (keys.GLOBAL_AS, as_value(keys.DEFAULT_AS)),
                        (keys.NODE_MESH, mesh_value(True)),
-                       (keys.IPAM_CONFIG, {"strict_affinity": False, "auto_allocate_blocks": True})):
+                       (keys.IPAM_CONFIG, IPAMConfig().to_value())):
         await ds.create(key, value)  # a no-op where another node set it first
     if options.ip is None:
         ip = await asyncio.to_thread(autodetect_ipv4)  # pyroute2's blocking IPRoute runs its own loop

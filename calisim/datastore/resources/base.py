@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # annotations only: validation must not import the etcd clien
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-MIN_POOL_PREFIX = {4: 26, 6: 122}  # a pool must hold at least one IPAM block
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9._]{0,251}[a-zA-Z0-9])?$")
 INTERFACE_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")  # Linux's IFNAMSIZ: at most 15 characters
 API_VERSION = "v1"

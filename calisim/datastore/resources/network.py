@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import keys
-from .base import (MIN_POOL_PREFIX, IPNetwork, Resource, ValidationError, check_fields, parse_as_number, parse_bool,
+from .base import (IPNetwork, Resource, ValidationError, check_fields, parse_as_number, parse_bool,
                    parse_cidr, parse_interface, parse_ip, parse_name)
+from .ipam import BLOCK_PREFIXES
 
 if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
     from ..etcd import Datastore
@@ -40,9 +41,9 @@ class IPPool(Resource):
         check_fields(metadata, ("cidr",), "ipPool metadata", required=("cidr",))
         check_fields(spec, ("ipip", "vxlan", "nat-outgoing", "disabled"), "ipPool spec")
         cidr = parse_cidr(metadata["cidr"], "ipPool metadata.cidr")
-        if cidr.prefixlen > MIN_POOL_PREFIX[cidr.version]:
+        if cidr.prefixlen > BLOCK_PREFIXES[cidr.version]:  # a pool must hold at least one IPAM block
             raise ValidationError(f"error with field CIDR = '{cidr}' (IP pool size is too small "
-                                  f"(min /{MIN_POOL_PREFIX[cidr.version]}) for use with Calico IPAM)")
+                                  f"(min /{BLOCK_PREFIXES[cidr.version]}) for use with Calico IPAM)")
         ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
         ipip_mode = ipip_spec.get("mode") or "always"
