@@ -6,13 +6,35 @@ Stored as dockerd writes them here (the dataclass's fields, JSON), decoded here 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from .. import keys
 
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """A dataclass stored as its fields, under its kind's prefix."""
+
+    prefix: ClassVar[str]
+
+    def to_value(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_value(cls: type[R], value: dict) -> R:
+        return cls(**value)
+
+    @classmethod
+    def from_entries(cls: type[R], entries: dict[str, Any]) -> list[R]:
+        """Every record of the kind stored in these keys (others are ignored)."""
+        return [cls.from_value(value) for key, value in entries.items() if key.startswith(cls.prefix)]
+
 
 @dataclass(frozen=True)
-class Network:
+class Network(Record):
+    prefix: ClassVar[str] = keys.DOCKER_NETWORKS
+
     id: str
     name: str
     driver: str
@@ -32,21 +54,11 @@ class Network:
     def key(self) -> str:
         return keys.docker_network(self.id)
 
-    def to_value(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_value(cls, value: dict) -> "Network":
-        return cls(**value)
-
-    @classmethod
-    def from_entries(cls, entries: dict[str, Any]) -> list["Network"]:
-        """Every network stored in these keys (others are ignored)."""
-        return [cls.from_value(value) for key, value in entries.items() if key.startswith(keys.DOCKER_NETWORKS)]
-
 
 @dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Record):
+    prefix: ClassVar[str] = keys.DOCKER_ENDPOINTS
+
     id: str
     network_id: str
     container: str
@@ -64,15 +76,3 @@ class Endpoint:
     def addresses(self) -> list[str]:
         """Its addresses without their prefix: IPv4, then IPv6 if it has one."""
         return [address.split("/")[0] for address in (self.address, self.address6) if address]
-
-    def to_value(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_value(cls, value: dict) -> "Endpoint":
-        return cls(**value)
-
-    @classmethod
-    def from_entries(cls, entries: dict[str, Any]) -> list["Endpoint"]:
-        """Every endpoint stored in these keys (others are ignored)."""
-        return [cls.from_value(value) for key, value in entries.items() if key.startswith(keys.DOCKER_ENDPOINTS)]
