@@ -2,8 +2,9 @@
 
 * etcd.py: the etcd client (``Datastore``, asyncio over aetcd; ``Synchronous``, its blocking
   face), transactions, and how etcd is started (``EtcdServer``, ``local_etcd``);
-* keys.py: Calico v1's key layout, the contract between every component;
-* resources/: calicoctl v1's resources (validation, v1 YAML/JSON form, their keys);
+* keys.py: Calico v1's key layout and Docker's cluster-store keys, the contract between every component;
+* resources/: every stored value's one decoder (``from_value``/``to_value``): calicoctl v1's resources
+  (also their validation and v1 YAML/JSON form), the BGP settings, IPAM's blocks and Docker's records;
 * selector.py: Calico's label-selector language, shared by validation and Felix's policy.
 
 The etcd client (aetcd, grpc: 0.3 s of CPU) is imported when first used, so that what needs only

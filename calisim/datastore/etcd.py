@@ -25,9 +25,10 @@ import aetcd
 import aetcd.exceptions
 from aetcd import transactions as ops
 
+from . import keys
+
 CLIENT_PORT = 2379
 RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
-READY_PROBE_KEY = "/calico/v1/Ready"
 DEBOUNCE = 0.2  # seconds to gather a burst of etcd changes into one pass of an agent
 SETTLE_MAX = 1.0  # while changes keep coming (hosts joining), a pass waits for quiet at most this long
 RESYNC = 5.0  # seconds between an agent's passes without any change, so a failed pass heals itself
@@ -431,7 +432,7 @@ class EtcdServer:
             if (self.directory / self.socket_name).exists():
                 try:
                     with Synchronous(Datastore(self.unix_endpoint)) as ds:
-                        ds.get(READY_PROBE_KEY)
+                        ds.get(keys.READY)
                     return
                 except DatastoreError:
                     pass
