@@ -84,7 +84,7 @@ class WorkloadEndpoint(Resource):
     @classmethod
     def from_value(cls, node: str, orchestrator: str, workload: str, endpoint: str, value: dict) -> "WorkloadEndpoint":
         return cls(node, orchestrator, workload, endpoint,
-                   tuple(value.get("ipv4_nets") or ()) + tuple(value.get("ipv6_nets") or ()),
+                   (*(value.get("ipv4_nets") or ()), *(value.get("ipv6_nets") or ())),
                    value.get("name", ""), value.get("mac", ""), tuple(value.get("profile_ids") or ()),
                    value.get("state", "active"))
 
@@ -101,10 +101,10 @@ class WorkloadEndpoint(Resource):
         """Every workload endpoint stored in these keys, in key order (others are ignored): what
         calicoctl and Felix read."""
         endpoints = []
-        for key, value in sorted((k, v) for k, v in entries.items() if "/workload/" in k and k.startswith(keys.HOSTS)):
+        for key in sorted(k for k in entries if "/workload/" in k and k.startswith(keys.HOSTS)):
             parts = keys.split_host_key(key)
-            if value and len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint":
-                endpoints.append(cls.from_value(parts[0], parts[2], parts[3], parts[5], value))
+            if len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint" and entries[key]:
+                endpoints.append(cls.from_value(parts[0], parts[2], parts[3], parts[5], entries[key]))
         return endpoints
 
     @classmethod
