@@ -196,10 +196,10 @@ class HostEndpoint(Resource):
     def from_entries(cls, entries: dict[str, Any]) -> list["HostEndpoint"]:
         """Every host endpoint stored in these keys (others are ignored): what calicoctl and Felix read."""
         endpoints = []
-        for key, value in sorted((k, v) for k, v in entries.items() if "/endpoint/" in k and k.startswith(keys.HOSTS)):
+        for key in sorted(k for k in entries if "/endpoint/" in k and k.startswith(keys.HOSTS)):
             parts = keys.split_host_key(key)
-            if len(parts) == 3 and parts[1] == "endpoint" and isinstance(value, dict):
-                endpoints.append(cls.from_value(parts[0], parts[2], value))
+            if len(parts) == 3 and parts[1] == "endpoint" and isinstance(entries[key], dict):
+                endpoints.append(cls.from_value(parts[0], parts[2], entries[key]))
         return endpoints
 
     @classmethod

@@ -108,7 +108,7 @@ class IPPool(Resource):
     def from_entries(cls, entries: dict[str, Any], version: int | None = None) -> list["IPPool"]:
         """Every pool stored in these keys (of one IP version if given), in key order; others are ignored."""
         prefixes = {4: keys.POOLS_V4, 6: keys.POOLS_V6}.get(version, (keys.POOLS_V4, keys.POOLS_V6))
-        return [cls.from_value(value) for _, value in sorted((k, v) for k, v in entries.items() if k.startswith(prefixes))]
+        return [cls.from_value(entries[key]) for key in sorted(k for k in entries if k.startswith(prefixes))]
 
     @property
     def cross_subnet(self) -> bool:
@@ -208,17 +208,18 @@ class Node(Resource):
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["Node"]:
-        names = sorted({keys.host_of(e.key) for e in await ds.list(keys.HOSTS)
-                        if e.key == keys.host_metadata(keys.host_of(e.key))})
-        bgp = {e.key: e.value for e in await ds.list(keys.BGP_HOSTS)}
-        return [cls.from_entries(name, bgp) for name in names]
+        return cls.from_entries({e.key: e.value for e in await ds.list(keys.HOSTS) + await ds.list(keys.BGP_HOSTS)})
 
     @classmethod
-    def from_entries(cls, name: str, entries: dict[str, Any]) -> "Node":
-        """The node's BGP part as stored under /calico/bgp/v1/host/<name>/ (ip_addr_v4/v6, network_v4/v6, as_num)."""
-        ipv4 = stored_interface(entries.get(keys.bgp_host_ip_v4(name)), entries.get(keys.bgp_host_network_v4(name)))
-        ipv6 = stored_interface(entries.get(keys.bgp_host_ip_v6(name)), entries.get(keys.bgp_host_network_v6(name)))
-        return cls(name, ipv4, ipv6, as_from_value(entries.get(keys.bgp_host_as(name))))
+    def from_entries(cls, entries: dict[str, Any]) -> list["Node"]:
+        """Every node stored in these keys (its metadata key says it exists), by name: its BGP part
+        as stored under /calico/bgp/v1/host/<name>/ (ip_addr_v4/v6, network_v4/v6, as_num)."""
+        names = sorted(keys.host_of(key) for key in entries
+                       if key.endswith("/metadata") and key == keys.host_metadata(keys.host_of(key)))
+        get = entries.get
+        return [cls(name, stored_interface(get(keys.bgp_host_ip_v4(name)), get(keys.bgp_host_network_v4(name))),
+                    stored_interface(get(keys.bgp_host_ip_v6(name)), get(keys.bgp_host_network_v6(name))),
+                    as_from_value(get(keys.bgp_host_as(name)))) for name in names]
 
 
 def stored_interface(ip: str | None, network: str | None):
@@ -279,8 +280,8 @@ class ReflectorRegistration:
     @classmethod
     def from_entries(cls, entries: dict[str, Any]) -> list["ReflectorRegistration"]:
         """Every registration stored in these keys, in key order (others are ignored)."""
-        return [cls.from_value(value) for _, value in sorted((k, v) for k, v in entries.items()
-                                                             if k.startswith(keys.ROUTE_REFLECTORS_V4))]
+        found = sorted(key for key in entries if key.startswith(keys.ROUTE_REFLECTORS_V4))
+        return [cls.from_value(entries[key]) for key in found]
 
 
 @dataclass(frozen=True)
@@ -352,16 +353,17 @@ class BGPPeer(Resource):
 
     @classmethod
     async def load_all(cls, ds: Datastore) -> list["BGPPeer"]:
-        entries = await ds.list(keys.GLOBAL_PEERS_V4) + await ds.list(keys.GLOBAL_PEERS_V6) + await ds.list(keys.BGP_HOSTS)
-        return cls.from_entries({entry.key: entry.value for entry in entries})
+        listed = [entry for prefix in (keys.GLOBAL_PEERS_V4, keys.GLOBAL_PEERS_V6, keys.BGP_HOSTS)
+                  for entry in await ds.list(prefix)]
+        return cls.from_entries({entry.key: entry.value for entry in listed})
 
     @classmethod
     def from_entries(cls, entries: dict[str, Any], prefix: str = "") -> list["BGPPeer"]:
         """Every peer stored in these keys under prefix (e.g. keys.GLOBAL_PEERS_V4), global ones
         first, then the nodes', each in key order; other keys are ignored."""
-        found = sorted((key, value) for key, value in entries.items() if key.startswith(prefix) and "/peer_v" in key)
-        peers = [cls.from_value(value) for key, value in found if key.startswith(keys.BGP_GLOBAL)]
-        return peers + [cls.from_value(value, keys.host_of(key, keys.BGP_HOSTS)) for key, value in found
+        found = sorted(key for key in entries if key.startswith(prefix) and "/peer_v" in key)
+        peers = [cls.from_value(entries[key]) for key in found if key.startswith(keys.BGP_GLOBAL)]
+        return peers + [cls.from_value(entries[key], keys.host_of(key, keys.BGP_HOSTS)) for key in found
                         if key.startswith(keys.BGP_HOSTS)]
 
 

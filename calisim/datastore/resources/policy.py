@@ -302,5 +302,5 @@ class Policy(Resource):
     @classmethod
     def from_entries(cls, entries: dict[str, Any]) -> list["Policy"]:
         """Every policy stored in these keys (others are ignored)."""
-        return [cls.from_value(key[len(POLICIES):], value)
-                for key, value in sorted((k, v) for k, v in entries.items() if k.startswith(POLICIES))]
+        found = sorted(key for key in entries if key.startswith(POLICIES))
+        return [cls.from_value(key[len(POLICIES):], entries[key]) for key in found]

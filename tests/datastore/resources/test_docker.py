@@ -8,7 +8,8 @@ from calisim.datastore.resources.docker import Endpoint, Network
 
 ids = st.text("0123456789abcdef", min_size=64, max_size=64)
 networks = st.builds(Network, ids, st.sampled_from(["net1", "my_net"]), st.just("calico"), st.just("calico-ipam"),
-                     st.sampled_from(["CalicoPoolIPv4", "10.10.0.0/16"]), st.sampled_from(["0.0.0.0/0", "10.10.0.0/16"]),
+                     st.sampled_from(["CalicoPoolIPv4", "10.10.0.0/16"]),
+                     st.sampled_from(["0.0.0.0/0", "10.10.0.0/16"]),
                      st.just("0.0.0.0/0"), st.just("2026-12-07T08:00:00Z"), st.just(""),
                      st.dictionaries(st.just("opt"), st.just("v")), st.dictionaries(st.just("label"), st.just("v")),
                      st.dictionaries(st.just("aux"), st.just("10.10.0.9/16")),
@@ -19,7 +20,8 @@ endpoints = st.builds(Endpoint, ids, ids, st.sampled_from(["workload-A", "web.v2
 
 @given(networks, endpoints)
 def test_records_round_trip_under_their_keys(network, endpoint):
-    assert network.key == keys.docker_network(network.id) and endpoint.key.startswith(keys.docker_endpoints(endpoint.network_id))
+    assert network.key == keys.docker_network(network.id)
+    assert endpoint.key.startswith(keys.docker_endpoints(endpoint.network_id))
     entries = {network.key: decode(encode(network.to_value())), endpoint.key: decode(encode(endpoint.to_value())),
                keys.GLOBAL_AS: "64512"}
     assert Network.from_entries(entries) == [network] and Endpoint.from_entries(entries) == [endpoint]

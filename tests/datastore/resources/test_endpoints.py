@@ -50,7 +50,8 @@ def test_workload_endpoints_round_trip_in_key_order(endpoints):
 
 host_endpoints = st.builds(
     lambda node, name, interface, ips, profiles, labels: HostEndpoint(
-        node, name, interface, tuple(sorted(ips, key=lambda ip: ip.version)), tuple(profiles), tuple(sorted(labels.items()))),
+        node, name, interface, tuple(sorted(ips, key=lambda ip: ip.version)), tuple(profiles),
+        tuple(sorted(labels.items()))),
     st.sampled_from(["host1", "host2"]), st.sampled_from(["eth0", "uplink"]), st.sampled_from(["", "eth0"]),
     st.lists(st.ip_addresses(), max_size=3, unique=True), st.lists(st.sampled_from(["p1", "p2"]), max_size=2),
     st.dictionaries(st.sampled_from(["role", "env"]), st.sampled_from(["web", "db"]), max_size=2))
@@ -63,6 +64,7 @@ def test_host_endpoints_round_trip(endpoint):
 
 
 def test_host_endpoint_values_are_felixs():
-    endpoint = HostEndpoint("host2", "uplink", "eth0", (ipaddress.ip_address("10.0.0.1"),), ("prof1",), (("role", "gw"),))
+    endpoint = HostEndpoint("host2", "uplink", "eth0", (ipaddress.ip_address("10.0.0.1"),), ("prof1",),
+                            (("role", "gw"),))
     assert encode(endpoint.to_value()) == (b'{"expected_ipv4_addrs":["10.0.0.1"],"expected_ipv6_addrs":[],'
                                            b'"labels":{"role":"gw"},"name":"eth0","profile_ids":["prof1"]}')

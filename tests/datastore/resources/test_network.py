@@ -73,7 +73,9 @@ nodes = st.builds(Node, st.sampled_from(["host1", "host2", "node-a.example"]), s
 @given(nodes)
 def test_nodes_round_trip_through_their_stored_keys(node):
     entries = {key: decode(encode(value)) for key, value in node.writes().items()}
-    assert Node.from_entries(node.node_name, entries) == node
+    other = Node("other", ipaddress.ip_interface("10.0.0.1/8"))
+    assert Node.from_entries({**entries, **other.writes(), keys.GLOBAL_AS: "64512"}) == sorted(
+        [node, other], key=lambda n: n.node_name)
 
 
 def test_node_keys_are_calico_v1s():

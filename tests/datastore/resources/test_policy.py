@@ -7,8 +7,10 @@ from calisim.datastore.etcd import decode, encode
 from calisim.datastore.resources import Policy, Profile
 
 RULES = st.lists(st.sampled_from([{"action": "allow"}, {"action": "deny", "protocol": "tcp", "dst_ports": [80]},
-                                  {"action": "allow", "src_tag": "net1"}, {"action": "allow", "!src_net": "10.0.0.0/8"}]),
-                 max_size=3).map(tuple)
+                                  {"action": "allow", "src_tag": "net1"},
+                                  {"action": "allow", "!src_net": "10.0.0.0/8"}]), max_size=3).map(tuple)
+TAGS = st.lists(st.sampled_from(["t1", "t2"])).map(tuple)
+LABELS = st.dictionaries(st.sampled_from(["role", "env"]), st.just("x")).map(lambda d: tuple(sorted(d.items())))
 
 
 def test_the_network_profile_is_stored_as_calico_v1s():
@@ -20,16 +22,16 @@ def test_the_network_profile_is_stored_as_calico_v1s():
             b'{"inbound_rules":[{"action":"allow","src_tag":"net1"}],"outbound_rules":[{"action":"allow"}]}'}
 
 
-@given(st.lists(st.builds(Profile, st.sampled_from(["net1", "net2", "a.b"]), st.lists(st.sampled_from(["t1", "t2"])).map(tuple),
-                          st.dictionaries(st.sampled_from(["role", "env"]), st.just("x")).map(lambda d: tuple(sorted(d.items()))),
-                          RULES, RULES), max_size=3, unique_by=lambda p: p.profile_name))
+@given(st.lists(st.builds(Profile, st.sampled_from(["net1", "net2", "a.b"]), TAGS, LABELS, RULES, RULES),
+                max_size=3, unique_by=lambda p: p.profile_name))
 def test_profiles_round_trip(profiles):
     entries = {k: decode(encode(v)) for p in profiles for k, v in p.writes().items()}
     entries[keys.GLOBAL_AS] = "64512"
     assert Profile.from_entries(entries) == sorted(profiles, key=lambda p: p.profile_name)
 
 
-policies = st.builds(Policy, st.sampled_from(["allow-db", "deny-all", "p3"]), st.sampled_from(["", "role == 'db'", "all()"]),
+policies = st.builds(Policy, st.sampled_from(["allow-db", "deny-all", "p3"]),
+                     st.sampled_from(["", "role == 'db'", "all()"]),
                      st.none() | st.integers(-1000, 1000) | st.floats(0, 1e7, allow_nan=False), RULES, RULES)
 
 
