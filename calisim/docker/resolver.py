@@ -39,7 +39,8 @@ import dns.rrset
 from ..datastore import Datastore, DatastoreError, Mirror
 from ..datastore.etcd import Event
 from ..libnetwork import DOCKER_NETWORKS
-from .cnm import DOCKER_ENDPOINTS, Endpoint, Network, in_namespace
+from .netns import in_namespace
+from .networks import DOCKER_ENDPOINTS, Endpoint, Network
 
 ADDRESS = "127.0.0.11"
 PORT = 53
