@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..datastore import DatastoreError, Synchronous
+from ..libnetwork.driver import GATEWAY
 from . import cnm as dn
 from . import runtime
 from .containers import Container, Exec
@@ -344,7 +345,7 @@ class Daemon:
             network = self.resolver.network(endpoint.network_id)
             if network is None:
                 network = self.find_network(endpoint.network_id)
-            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": "169.254.1.1",
+            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": GATEWAY,
                                       "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
