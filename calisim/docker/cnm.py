@@ -8,9 +8,8 @@ as generic options, as dockerd passes them; then the network is stored in Docker
 Endpoints: RequestAddress (and one from the IPv6 pool on an --ipv6 network) -> CreateEndpoint ->
 Join, then the Join's interface goes into the container's network namespace (netns.py) and the
 endpoint into the cluster store; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A
-step that fails undoes the ones before it, so a failed create or connect leaves no network,
-interface, endpoint or address.  A plugin's refusal reaches the user as dockerd words it:
-"<Method>: <the plugin's Err>".
+step that fails undoes the ones before it, so a failed connect leaves no interface, endpoint or
+address.  A plugin's refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
 
 `python -m calisim.docker.cnm` drives the same flow from a host's shell without dockerd, with a
 bare sandbox (netns.start_sandbox) for a container: the dataplane tests' workloads.
