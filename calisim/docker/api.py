@@ -350,6 +350,8 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
+    """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
+    endpoints and addresses leave the cluster store with the daemon."""
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)

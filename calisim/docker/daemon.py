@@ -82,6 +82,9 @@ def hosts_text(container: Container) -> str:
 
 
 class Daemon:
+    """One host's containers and execs, by ID, and what happens to them; the API's request threads
+    share it (lock guards the datastore face and the maps, events tells waiters of state changes)."""
+
     def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, images: Path = IMAGES_DIR):
         self.ds = ds
         self.state = state
