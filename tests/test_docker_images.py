@@ -6,7 +6,10 @@ import socket
 
 import pytest
 
-from calisim.docker.daemon import Container, frame, human_duration, matches, parse_filters
+from calisim.docker.api import matches, parse_filters
+from calisim.docker.containers import Container
+from calisim.docker.daemon import human_duration
+from calisim.docker.streams import frame
 from calisim.docker.runtime import readable
 from calisim.docker.images import IMAGES, IMAGES_DIR, PATH, lookup
 

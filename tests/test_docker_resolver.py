@@ -16,7 +16,7 @@ import pytest
 
 from calisim.datastore import Datastore, Synchronous
 from calisim.datastore.etcd import Event
-from calisim.docker.cnm import Endpoint
+from calisim.datastore.resources.docker import Endpoint
 from calisim.docker.resolver import TTL, EmbeddedDNS, Records, answer
 from calisim.datastore.keys import DOCKER_NETWORKS
 

@@ -8,6 +8,6 @@ import os
 # Read by gRPC when it is first imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from .daemon import main  # noqa: E402
+from .api import main  # noqa: E402
 
 main()

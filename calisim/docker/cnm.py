@@ -1,76 +1,40 @@
-"""libnetwork's side of Docker's CNM flow, as dockerd plays it against Calico's plugins.
+"""libnetwork's side of Docker's CNM flow, as dockerd plays it against Calico's plugins (reached
+only over their sockets in /run/docker/plugins), inside an emulated host.
 
-Networks: RequestPool (Pool from --subnet, SubPool from --ip-range, V6 with --ipv6), RequestAddress
-for a --gateway and each --aux-address, then CreateNetwork with the --opt options as generic
-options, as dockerd passes them; then the network is stored in Docker's cluster store (the same
-etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.  A plugin's
-refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
-Endpoints: RequestAddress -> CreateEndpoint -> Join, then the container side of the veth is
-moved into the container's network namespace, renamed `cali0`, given its /32 (and on an `--ipv6`
-network its /128 from the IPv6 pool, and the Join's IPv6 gateway), MAC and the returned routes; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A step that
-fails undoes the ones before it, so a failed connect leaves no interface, endpoint or address.
+Networks: RequestPool (Pool from --subnet, SubPool from --ip-range, then V6 with --ipv6),
+RequestAddress for a --gateway and each --aux-address, then CreateNetwork with the --opt options
+as generic options, as dockerd passes them; then the network is stored in Docker's cluster store
+(the same etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.
+Endpoints: RequestAddress (and one from the IPv6 pool on an --ipv6 network) -> CreateEndpoint ->
+Join, then the Join's interface goes into the container's network namespace (netns.py) and the
+endpoint into the cluster store; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A
+step that fails undoes the ones before it, so a failed connect leaves no interface, endpoint or
+address.  A plugin's refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
 
-Runs inside an emulated host: plugins are reached through /run/docker/plugins.
+`python -m calisim.docker.cnm` drives the same flow from a host's shell without dockerd, with a
+bare sandbox (netns.start_sandbox) for a container: the dataplane tests' workloads.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import ctypes
+import argparse
 import ipaddress
+import json
 import os
 import secrets
-import socket
-import subprocess
-import time
+import signal
+import sys
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
 
-from ..datastore import Synchronous, Txn, keys
+from ..datastore import Datastore, Synchronous, Txn, keys
 from ..datastore.resources.docker import Endpoint, Network
 from ..libnetwork import ADDRESS_SPACE, call_plugin
+from .errors import DockerError
+from .netns import configure_container_interface, start_sandbox
+from .networks import NetworkRequest
 
 PLUGIN_DIR = Path("/run/docker/plugins")
-ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
-IFA_F_NODAD = 0x02
-CLONE_NEWNET = 0x40000000
-NETLINK_ROUTE = 0
-libc = ctypes.CDLL(None, use_errno=True)
-T = TypeVar("T")
-
-
-class DockerError(RuntimeError):
-    """What dockerd answers ("Error response from daemon: ...")."""
-
-
-@dataclass(frozen=True)
-class NetworkRequest:
-    """`docker network create` as the Engine API carries it."""
-    name: str
-    driver: str = "calico"
-    ipam_driver: str = "calico-ipam"
-    subnet: str | None = None
-    ip_range: str | None = None
-    gateway: str | None = None
-    aux_addresses: dict = field(default_factory=dict)
-    ipam_options: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)  # --opt: the driver's generic options
-    labels: dict = field(default_factory=dict)
-    ipv6: bool = False
-    subnet6: str | None = None  # an IPv6 --subnet: must be a Calico pool
-
-    @classmethod
-    def from_api(cls, body: dict) -> "NetworkRequest":
-        ipam = body.get("IPAM") or {}
-        configs = ipam.get("Config") or []
-        v4 = next((c for c in configs if ":" not in (c.get("Subnet") or "")), {}) or {}
-        v6 = next((c for c in configs if ":" in (c.get("Subnet") or "")), {}) or {}
-        return cls(body["Name"], body.get("Driver") or "calico", ipam.get("Driver") or "calico-ipam",
-                   v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
-                   v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
-                   body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)
 
 
 def call(plugin: str, method: str, request: dict, plugin_dir: Path = PLUGIN_DIR) -> dict:
@@ -244,93 +208,9 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
         raise first
 
 
-def in_namespace(pid: int, make: Callable[[], T]) -> T:
-    """make() run inside the network namespace of process pid, on a thread of its own: setns(2)
-    moves only the calling thread, and a socket stays in the namespace it was made in.  (pyroute2's
-    netns= forks the daemon instead, and a fork costs more with every container's threads: 9 ms
-    with one thread, 25 ms with 800.)"""
-    def entered() -> T:
-        with open(f"/proc/{pid}/ns/net") as namespace:
-            if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
-                error = ctypes.get_errno()
-                raise OSError(error, f"setns into the network namespace of {pid}: {os.strerror(error)}")
-        return make()
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as once:
-        return once.submit(entered).result()
-
-
-def route_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-
-
-def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
-    """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
-    from pyroute2 import IPRoute
-
-    source = joined["InterfaceName"]["SrcName"]
-    name = joined["InterfaceName"]["DstPrefix"] + "0"
-    with IPRoute() as ipr:
-        (index,) = ipr.link_lookup(ifname=source) or [None]
-        if index is None:
-            raise DockerError(f"the driver did not create interface {source}")
-        ipr.link("set", index=index, net_ns_pid=sandbox_pid)
-    with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
-        (index,) = inside.link_lookup(ifname=source)
-        inside.link("set", index=index, ifname=name, address=mac)
-        ip = ipaddress.ip_interface(address)
-        inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
-        if address6:  # nodad: usable at once, as the /32 is
-            inside.addr("add", index=index, address=address6.split("/")[0], prefixlen=128, flags=IFA_F_NODAD)
-        inside.link("set", index=index, state="up")
-        for route in joined.get("StaticRoutes") or []:
-            if route.get("RouteType") == 1:
-                inside.route("add", dst=route["Destination"], oif=index, scope="link", proto=ROUTE_PROTOCOL)
-            else:
-                inside.route("add", dst=route["Destination"], gateway=route["NextHop"], oif=index, proto=ROUTE_PROTOCOL)
-        if joined.get("Gateway"):
-            inside.route("add", dst="0.0.0.0/0", gateway=joined["Gateway"], oif=index, proto=ROUTE_PROTOCOL)
-        if address6 and joined.get("GatewayIPv6"):
-            inside.route("add", dst="::/0", gateway=joined["GatewayIPv6"], oif=index, proto=ROUTE_PROTOCOL)
-
-
-def start_sandbox(name: str, files: Path | None = None, timeout: float = 10.0) -> subprocess.Popen:
-    """A container's sandbox: a process holding new network, UTS and mount namespaces
-    (hostname = name; with files, its hosts and resolv.conf are the container's /etc/hosts and
-    /etc/resolv.conf).  Returns once the process is in its own namespaces."""
-    mounts = ('mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && '
-              if files else "")
-    process = subprocess.Popen(["unshare", "--net", "--uts", "--mount", "--", "sh", "-c",
-                                f'hostname "$0" && {mounts}ip link set lo up && exec sleep infinity', name,
-                                str(files or "")],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    own = os.stat("/proc/self/ns/net").st_ino
-    deadline = time.monotonic() + timeout
-    while os.stat(f"/proc/{process.pid}/ns/net").st_ino == own or _comm(process.pid) != "sleep":
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise DockerError(f"the sandbox of {name} did not start")
-        time.sleep(0.005)
-    return process
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Drive the flow by hand inside a host (until the emulated dockerd serves Docker's API)."""
-    import argparse
-    import json
-    import signal
-    import sys
-
-    from ..datastore import Datastore
-
+    """Drive the CNM flow by hand inside a host, without dockerd: networks, and bare sandboxes
+    connected to them (run prints the endpoint as JSON)."""
     parser = argparse.ArgumentParser(prog="python -m calisim.docker.cnm", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("network-create")
@@ -353,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                 network = find_network(ds, args.network)
                 sandbox = start_sandbox(args.name)
                 try:
-                    print(json.dumps(asdict(connect(ds, network, args.name, sandbox.pid, args.ip))))
+                    print(json.dumps(connect(ds, network, args.name, sandbox.pid, args.ip).to_value()))
                 except Exception:
                     sandbox.kill()
                     raise

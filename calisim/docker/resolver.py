@@ -38,7 +38,8 @@ import dns.rrset
 from ..datastore import Datastore, DatastoreError, Mirror
 from ..datastore.etcd import Event
 from ..datastore import keys
-from .cnm import Endpoint, Network, in_namespace
+from ..datastore.resources.docker import Endpoint, Network
+from .netns import in_namespace
 
 ADDRESS = "127.0.0.11"
 PORT = 53

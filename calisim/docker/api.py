@@ -1,0 +1,382 @@
+"""The Docker Engine API of the emulated dockerd, on a unix socket, for the real `docker` CLI and
+the Python SDK: routing, requests and answers (Docker's status codes and error texts), and the
+hijacked streams of attach, exec, wait and logs (streams.py frames them).  The store and life
+cycle behind it are daemon.py's.
+
+Implemented: /_ping, /version, networks (create with every option, ls, inspect, rm, connect,
+disconnect), containers (create, attach, wait, start, stop, kill, restart, logs, top, resize,
+ls, inspect, rm [-f]) and exec (create, start, resize, inspect), with Docker's hijacked streams
+(8-byte frames without a TTY, raw pty bytes with one) and Docker's error texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..datastore import Datastore, Synchronous
+from . import runtime
+from .containers import Container, Exec, Stdin
+from .daemon import STOP_TIMEOUT, Daemon, rfc3339
+from .errors import APIError, DockerError
+from .images import IMAGES
+from .networks import NetworkRequest
+from .resolver import EmbeddedDNS
+from .streams import copy_stdin, frame, send_output, subscribe
+
+API_VERSION = "1.50"
+log = logging.getLogger("dockerd")
+
+
+def truthy(value: str | None) -> bool:
+    """A boolean query parameter as the CLI (1, true) and the SDK (True) send it."""
+    return (value or "").lower() in ("1", "true")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    daemon: Daemon
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s " + format, self.client_address, *args)
+
+    def _send(self, status: int, body: Any = None, headers: dict | None = None) -> None:
+        payload = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        self.send_response(status)
+        self.send_header("Api-Version", API_VERSION)
+        self.send_header("Docker-Experimental", "false")
+        self.send_header("Ostype", "linux")
+        if body is not None and not isinstance(body, bytes):
+            self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if status != 304:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload and self.command != "HEAD" and status != 304:
+            self.wfile.write(payload)
+
+    def _route(self) -> None:
+        url = urlsplit(self.path)
+        path = re.sub(r"^/v\d+\.\d+", "", url.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+            self._dispatch(self.command, path, query, body)
+        except APIError as error:
+            self._send(error.status, {"message": str(error)} if error.status != 304 else None)
+        except DockerError as error:
+            status = 404 if "not found" in str(error) else 500
+            self._send(status, {"message": str(error)})
+        except (json.JSONDecodeError, ValueError) as error:
+            self._send(400, {"message": f"invalid request: {error}"})
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("%s %s: the client hung up before the answer", self.command, self.path)
+        except Exception as error:  # answer, log, and keep serving
+            log.exception("%s %s failed", self.command, self.path)
+            self._send(500, {"message": f"{type(error).__name__}: {error}"})
+
+    do_GET = do_POST = do_DELETE = do_HEAD = _route
+
+    def _dispatch(self, method: str, path: str, query: dict, body: dict) -> None:
+        parts = [p for p in path.split("/") if p]
+        if parts == ["_ping"]:
+            return self._send(200, b"OK", {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"})
+        if parts == ["version"]:
+            return self._send(200, {"Version": "calisim", "ApiVersion": API_VERSION, "MinAPIVersion": "1.24",
+                                    "Os": "linux", "Arch": "amd64", "Components": []})
+        if parts[:1] == ["networks"]:
+            return self._networks(method, parts[1:], query, body)
+        if parts[:1] == ["containers"]:
+            return self._containers(method, parts[1:], query, body)
+        if parts[:1] == ["exec"] and len(parts) == 3:
+            return self._exec(method, parts[1], parts[2], query, body)
+        if parts[:1] == ["images"]:
+            raise APIError(404, f"pull access denied for {query.get('fromImage', '?')}, repository does not exist "
+                                f"or may require 'docker login' (calisim has only the images {', '.join(IMAGES)})")
+        raise APIError(404, f"page not found: {method} {path}")
+
+    def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
+        d = self.daemon
+        if parts == ["create"] and method == "POST":
+            network = d.create_network(NetworkRequest.from_api(body))
+            return self._send(201, {"Id": network.id, "Warning": ""})
+        if not parts and method == "GET":
+            return self._send(200, [d.network_json(n) for n in d.networks()])
+        network = d.find_network(parts[0])
+        if len(parts) == 1 and method == "GET":
+            return self._send(200, d.network_json(network))
+        if len(parts) == 1 and method == "DELETE":
+            d.remove_network(network)
+            return self._send(204)
+        if len(parts) == 2 and parts[1] in ("connect", "disconnect") and method == "POST":
+            container = d.find(body.get("Container", ""))
+            if not container.running:
+                raise APIError(409, f"container {container.id} is not running")
+            if parts[1] == "connect":
+                d.connect(container, network, ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address"))
+            else:
+                d.disconnect(container, network)
+            return self._send(200, b"")
+        raise APIError(404, f"page not found: {method} /networks/{'/'.join(parts)}")
+
+    def _containers(self, method: str, parts: list[str], query: dict, body: dict) -> None:
+        d = self.daemon
+        if parts == ["create"] and method == "POST":
+            return self._send(201, d.create(query.get("name"), body))
+        if parts == ["json"] and method == "GET":
+            filters = parse_filters(query.get("filters"))
+            everyone = [c for c in list(d.containers.values())
+                        if (c.running or truthy(query.get("all")) or "status" in filters) and matches(c, filters)]
+            return self._send(200, [d.container_summary(c) for c in sorted(everyone, key=lambda c: -c.created)])
+        container = d.find(parts[0])
+        action = parts[1] if len(parts) > 1 else ""
+        if not action and method == "DELETE":
+            d.remove(container, truthy(query.get("force")))
+            return self._send(204)
+        if method == "GET" and action in ("json", "top", "logs"):
+            if action == "logs":
+                return self._logs(container, query)
+            return self._send(200, d.container_json(container) if action == "json" else d.top(container))
+        if method != "POST":
+            raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
+        if action == "attach":
+            return self._attach(container, query)
+        if action == "wait":
+            return self._wait(container, query.get("condition") or "not-running")
+        if action == "resize":
+            runtime.resize(container.process.master if container.running and container.process else None,
+                           int(query.get("h") or 0), int(query.get("w") or 0))
+            return self._send(200, b"")
+        if action == "exec":
+            return self._send(201, d.exec_create(container, body))
+        timeout = float(query["t"]) if query.get("t") not in (None, "") else STOP_TIMEOUT
+        actions = {"start": lambda: d.start(container),
+                   "stop": lambda: d.stop(container, timeout),
+                   "kill": lambda: d.kill(container, signal_number(query.get("signal") or "KILL")),
+                   "restart": lambda: (d.stop(container, timeout) if container.running else None, d.start(container))}
+        if action not in actions:
+            raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
+        actions[action]()
+        return self._send(204)
+
+    # -- streams -----------------------------------------------------------------------------
+    def _upgrade(self, tty: bool) -> socket.socket:
+        """Docker's byte-exact 101, then the connection is a raw two-way pipe."""
+        kind = "raw-stream" if tty else "multiplexed-stream"
+        self.wfile.write(f"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.{kind}\r\n"
+                         "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
+        return self.connection
+
+    def _attach(self, container: Container, query: dict) -> None:
+        listening = subscribe(container.output) if truthy(query.get("stream")) else None
+        connection = self._upgrade(container.tty)
+        d = self.daemon
+        if truthy(query.get("stdin")) and container.config.get("OpenStdin"):
+            def stdin() -> Stdin | None:  # attach comes before start: wait for the run
+                d.wait_for(lambda: container.running or container.removed, 30)
+                process = container.process if container.running else None
+                return None if process is None else Stdin.of(process.popen, process.master)
+            threading.Thread(target=copy_stdin, args=(connection, stdin), daemon=True).start()
+        if listening is not None:
+            send_output(container.output, listening, container.tty, connection)
+        connection.shutdown(socket.SHUT_RDWR)
+
+    def _wait(self, container: Container, condition: str) -> None:
+        """Headers at once (the CLI starts the container only then), the status at the event."""
+        d = self.daemon
+        exits = container.exits
+        conditions = {"next-exit": lambda: container.exits > exits, "removed": lambda: container.removed,
+                      "not-running": lambda: not container.running}
+        if condition not in conditions:
+            raise APIError(400, f"invalid condition: \"{condition}\"")
+        self.send_response(200)
+        for name, value in (("Api-Version", API_VERSION), ("Content-Type", "application/json"),
+                            ("Transfer-Encoding", "chunked")):
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.flush()
+        while not d.wait_for(conditions[condition], 0.5):
+            if runtime.readable([self.connection], 0) and not self.connection.recv(1, socket.MSG_PEEK):
+                self.close_connection = True  # the client went (docker run -d drops its wait)
+                return
+        body = json.dumps({"StatusCode": container.exit_code, "Error": None}).encode() + b"\n"
+        self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        self.wfile.flush()
+
+    def _logs(self, container: Container, query: dict) -> None:
+        streams = {1} if truthy(query.get("stdout")) else set()
+        streams |= {2} if truthy(query.get("stderr")) else set()
+        tail = query.get("tail") or "all"
+        stamp = truthy(query.get("timestamps"))
+        output = container.output
+        self.send_response(200)
+        self.send_header("Api-Version", API_VERSION)
+        self.send_header("Content-Type", f"application/vnd.docker.{'raw' if container.tty else 'multiplexed'}-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        live: queue.Queue = queue.Queue()
+        with output.lock:  # history and the live feed join without a gap, or the run has ended
+            follow = truthy(query.get("follow")) and output.live
+            lines = [entry for entry in output.log if entry[1] in streams]
+            if follow:
+                output.subscribers.append(lambda stream, chunk: live.put((stream, chunk)))
+        if tail != "all":
+            lines = lines[len(lines) - int(tail):] if int(tail) > 0 else []
+
+        def send(moment: float, stream: int, data: bytes) -> None:
+            data = (rfc3339(moment) + " ").encode() + data if stamp else data
+            self.wfile.write(data if container.tty else frame(stream, data))
+
+        try:
+            for moment, stream, data in lines:
+                send(moment, stream, data)
+            self.wfile.flush()
+            while follow and (item := live.get())[1] is not None:
+                if item[0] in streams:
+                    send(time.time(), *item)
+                    self.wfile.flush()
+        except OSError:
+            pass
+
+    def _exec(self, method: str, exec_id: str, action: str, query: dict, body: dict) -> None:
+        execution = self.daemon.execs.get(exec_id)
+        if execution is None:
+            raise APIError(404, f"No such exec instance: {exec_id}")
+        if action == "json":
+            return self._send(200, {"ID": execution.id, "Running": execution.exit_code is None and execution.pid > 0,
+                                    "ExitCode": execution.exit_code, "Pid": execution.pid,
+                                    "ProcessConfig": {"tty": execution.tty, "entrypoint": execution.cmd[0],
+                                                      "arguments": execution.cmd[1:], "privileged": False, "user": ""},
+                                    "OpenStdin": execution.stdin, "OpenStdout": True, "OpenStderr": True,
+                                    "CanRemove": False, "ContainerID": execution.container.id, "DetachKeys": ""})
+        if action == "resize" and method == "POST":
+            runtime.resize(execution.master, int(query.get("h") or 0), int(query.get("w") or 0))
+            return self._send(200, b"")
+        if action == "start" and method == "POST":
+            execution.console = body.get("ConsoleSize") or execution.console
+            process = self.daemon.exec_spawn(execution)
+            if body.get("Detach"):
+                if process is not None:
+                    threading.Thread(target=self._finish_exec, args=(execution, process), daemon=True).start()
+                return self._send(200, b"")
+            return self._exec_attached(execution, process)
+        raise APIError(404, f"page not found: {method} /exec/{exec_id}/{action}")
+
+    def _exec_attached(self, execution: Exec, process: subprocess.Popen | None) -> None:
+        connection = self._upgrade(execution.tty)
+        if process is None:
+            message = (f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                       f'"{execution.cmd[0]}": executable file not found in $PATH: unknown\r\n').encode()
+            connection.sendall(message if execution.tty else frame(1, message))
+            connection.shutdown(socket.SHUT_RDWR)
+            return
+        sources = {execution.master: 1} if execution.tty else {process.stdout.fileno(): 1, process.stderr.fileno(): 2}
+        if execution.stdin:
+            stdin = Stdin.of(process, execution.master)
+            threading.Thread(target=copy_stdin, args=(connection, lambda: stdin), daemon=True).start()
+        output = runtime.Output()
+        streaming = threading.Thread(target=send_output, args=(output, subscribe(output), execution.tty, connection),
+                                     daemon=True)
+        streaming.start()
+        runtime.pump(sources, output)
+        streaming.join()
+        self._finish_exec(execution, process)
+        connection.shutdown(socket.SHUT_RDWR)
+
+    def _finish_exec(self, execution: Exec, process: subprocess.Popen) -> None:
+        code = process.wait()
+        execution.exit_code = code if code >= 0 else 128 - code
+        if execution.master is not None:
+            os.close(execution.master)
+            execution.master = None
+
+
+def parse_filters(text: str | None) -> dict[str, list[str]]:
+    """`filters` as the CLI sends it ({"name": {"L": true}}) or older clients ({"name": ["L"]})."""
+    raw = json.loads(text) if text else {}
+    return {key: list(values) for key, values in raw.items()}
+
+
+def matches(container: Container, filters: dict[str, list[str]]) -> bool:
+    """Docker's `ps --filter`: name (a regular expression), id (a prefix), status, label, network;
+    each key must match one of its values."""
+    labels = container.config.get("Labels") or {}
+    tests = {"name": lambda v: re.search(v, container.name) is not None,
+             "id": lambda v: container.id.startswith(v),
+             "status": lambda v: container.status == v,
+             "network": lambda v: container.network == v,
+             "label": lambda v: (labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v else v in labels}
+    for key, values in filters.items():
+        if key not in tests:
+            raise APIError(400, f"invalid filter '{key}'")
+        if not any(tests[key](value) for value in values):
+            return False
+    return True
+
+
+def signal_number(name: str) -> int:
+    """A signal as the CLI sends it: 9, KILL, SIGKILL."""
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signal.Signals["SIG" + name.upper().removeprefix("SIG")])
+    except KeyError:
+        raise APIError(400, f"Invalid signal: {name}") from None
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
+
+
+def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
+    """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
+    endpoints and addresses leave the cluster store with the daemon."""
+    resolver = EmbeddedDNS(ds.endpoints)
+    resolver.start()
+    daemon = Daemon(ds, state, resolver)
+    handler = type("BoundHandler", (Handler,), {"daemon": daemon})
+    socket_path.unlink(missing_ok=True)
+    server = _Server(str(socket_path), handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    log.info("serving the Docker API on %s", socket_path)
+    try:
+        server.serve_forever()
+    finally:
+        for container in list(daemon.containers.values()):
+            try:
+                daemon.remove(container, force=True)
+            except Exception as error:
+                log.warning("could not remove %s: %s", container.name, error)
+        server.server_close()
+        socket_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m calisim.docker", description="calisim's emulated dockerd")
+    parser.add_argument("--socket", type=Path, default=Path("/run/docker/docker.sock"))
+    parser.add_argument("--state", type=Path, default=Path("/run/docker/state"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with Synchronous(Datastore.from_env()) as ds:
+        serve(args.socket, ds, args.state)

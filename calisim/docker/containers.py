@@ -1,0 +1,98 @@
+"""What dockerd knows of a container (Container), of a `docker exec` in it (Exec), and where a
+client's input goes (Stdin): the models the store (daemon.py) keeps and the Engine API (api.py)
+answers from."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import runtime
+from .images import Image
+from ..datastore.resources.docker import Endpoint
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    image: Image
+    reference: str  # the image as the user named it
+    cmd: list[str]
+    network: str
+    ip: str | None
+    config: dict  # what create received: Tty, OpenStdin, StdinOnce, Env, WorkingDir, Labels, ...
+    host_config: dict
+    created: float = field(default_factory=time.time)
+    status: str = "created"  # created, running, exited
+    exit_code: int = 0
+    error: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exits: int = 0  # how many runs have ended (the `next-exit` wait condition)
+    removed: bool = False
+    process: runtime.Process | None = None
+    service: subprocess.Popen | None = None
+    endpoints: list[Endpoint] = field(default_factory=list)
+    directory: Path | None = None
+    output: runtime.Output = field(default_factory=runtime.Output)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.running and self.process else 0
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    @property
+    def hostname(self) -> str:
+        return self.config.get("Hostname") or self.id[:12]
+
+    def environment(self, extra: list[str] | None = None) -> dict[str, str]:
+        """PATH from the image, HOSTNAME, TERM with a TTY, HOME, then the user's -e."""
+        env = dict(item.split("=", 1) for item in self.image.config()["Env"])
+        env.update(HOSTNAME=self.hostname, HOME="/root", **({"TERM": "xterm"} if self.tty else {}))
+        for item in [*(self.config.get("Env") or []), *(extra or [])]:
+            name, _, value = item.partition("=")
+            env[name] = value
+        return env
+
+
+@dataclass
+class Exec:
+    id: str
+    container: Container
+    cmd: list[str]
+    tty: bool
+    stdin: bool
+    env: list[str]
+    console: list[int]  # [height, width] of the client's terminal
+    exit_code: int | None = None
+    pid: int = 0
+    started: bool = False
+    master: int | None = None
+
+
+@dataclass
+class Stdin:
+    """Where a client's input goes: a pty master (never closed by the client's EOF) or a pipe."""
+    write: Callable[[bytes], Any]
+    close: Callable[[], None]
+
+    @classmethod
+    def of(cls, process: subprocess.Popen, master: int | None) -> "Stdin | None":
+        if master is not None:
+            return cls(lambda data: os.write(master, data), lambda: None)
+        if process.stdin is None:
+            return None
+        pipe = process.stdin
+        return cls(lambda data: (pipe.write(data), pipe.flush()), pipe.close)

@@ -1,0 +1,63 @@
+"""Docker's hijacked streams once the Engine API has answered 101 (api.py): a run's output to the
+client, framed as Docker multiplexes it (8-byte headers) unless there is a TTY (raw bytes), and
+the client's bytes to the process's stdin."""
+
+from __future__ import annotations
+
+import queue
+import socket
+from typing import Callable
+
+from . import runtime
+from .containers import Stdin
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """Docker's multiplexed stream: [stream, 0, 0, 0, length (big endian)] + data."""
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+def subscribe(output: runtime.Output) -> tuple[queue.Queue, Callable]:
+    """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None)."""
+    chunks: queue.Queue = queue.Queue()
+
+    def write(stream: int, chunk: bytes | None) -> None:
+        chunks.put((stream, chunk))
+
+    output.subscribe(write)
+    return chunks, write
+
+
+def send_output(output: runtime.Output, listening: tuple[queue.Queue, Callable], tty: bool,
+                connection: socket.socket) -> None:
+    """Send output as it comes (framed unless tty) until its run ends or the client goes."""
+    chunks, write = listening
+    try:
+        while (item := chunks.get())[1] is not None:
+            connection.sendall(item[1] if tty else frame(*item))
+    except OSError:
+        pass
+    finally:
+        output.unsubscribe(write)
+
+
+def copy_stdin(connection: socket.socket, target: Callable[[], Stdin | None]) -> None:
+    """The client's bytes to the container's stdin; the client's half-close closes it (StdinOnce)."""
+    stdin: Stdin | None = None
+    first = True
+    while True:
+        try:
+            chunk = connection.recv(65536)
+        except OSError:
+            chunk = b""
+        if first:
+            stdin, first = target(), False
+        try:
+            if not chunk:
+                if stdin is not None:
+                    stdin.close()
+                return
+            if stdin is not None:
+                stdin.write(chunk)
+        except (OSError, ValueError):  # the process has gone
+            return

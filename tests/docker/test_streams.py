@@ -1,0 +1,70 @@
+"""Docker's hijacked streams (calisim.docker.streams) over a socket pair: what an attached client
+reads of a run's output, and what it writes to the container's stdin (no root, no container)."""
+
+import socket
+import threading
+
+from calisim.docker.containers import Stdin
+from calisim.docker.runtime import Output
+from calisim.docker.streams import copy_stdin, send_output, subscribe
+
+
+def received(client: socket.socket) -> bytes:
+    data = b""
+    while chunk := client.recv(65536):
+        data += chunk
+    return data
+
+
+def test_output_is_framed_without_a_tty_and_raw_with_one():
+    for tty, expected in ((False, b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n\x02\x00\x00\x00\x00\x00\x00\x04err\n"),
+                          (True, b"hi\nerr\n")):
+        output, partial = Output(), {}
+        listening = subscribe(output)  # before the run: nothing it writes can slip past
+        output.begin()
+        output.publish(1, b"hi\n", partial)
+        output.publish(2, b"err\n", partial)
+        output.finish(partial)
+        server, client = socket.socketpair()
+        with server, client:
+            send_output(output, listening, tty, server)
+            server.shutdown(socket.SHUT_WR)
+            assert received(client) == expected
+        assert output.subscribers == []
+
+
+def test_a_client_that_has_gone_ends_the_stream_and_its_subscription():
+    output, partial = Output(), {}
+    listening = subscribe(output)
+    server, client = socket.socketpair()
+    client.close()
+    output.publish(1, b"lost\n", partial)
+    with server:
+        send_output(output, listening, False, server)  # returns (EPIPE), does not raise
+    assert output.subscribers == []
+
+
+def test_stdin_gets_the_clients_bytes_and_is_closed_by_its_half_close():
+    written, closed, asked = [], threading.Event(), []
+
+    def target() -> Stdin:
+        asked.append(True)  # only once the first bytes (or the EOF) came: attach may precede start
+        return Stdin(written.append, closed.set)
+
+    server, client = socket.socketpair()
+    with server, client:
+        copying = threading.Thread(target=copy_stdin, args=(server, target))
+        copying.start()
+        client.sendall(b"echo hi\n")
+        client.shutdown(socket.SHUT_WR)
+        copying.join(5)
+    assert not copying.is_alive() and closed.is_set() and asked == [True]
+    assert b"".join(written) == b"echo hi\n"
+
+
+def test_no_stdin_to_write_to_drops_the_clients_bytes():
+    server, client = socket.socketpair()
+    with server, client:
+        client.sendall(b"ignored")
+        client.shutdown(socket.SHUT_WR)
+        copy_stdin(server, lambda: None)  # returns at the client's EOF
