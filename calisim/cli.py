@@ -39,7 +39,7 @@ from .emulation import sandbox
 from .emulation.rundir import RunDir
 from .scenarios import transcript
 from .scenarios.bundled import SCENARIOS
-from .scenarios.transcript import EMULATION
+from .emulation.topology import EMULATION
 
 # Labs, Cluster (Mininet) and the etcd client are imported by the functions that use them: the
 # first process of a run only checks its input before re-executing itself in its sandbox.

@@ -33,10 +33,9 @@ from mininet.net import Mininet
 from ..datastore import Datastore, EtcdServer, Synchronous
 from ..calicoctl import client
 from ..node import NodePaths, bird, zygote
-from ..scenarios.transcript import EMULATION
 from . import sandbox
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
+from .topology import EMULATION, CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)

@@ -47,7 +47,7 @@ from typing import Any
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import CONTROL_SOCKET, EMULATION, Cluster, ClusterError, CommandResult, process_alive
+from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, process_alive
 from .faults import FaultError, run_command as run_fault_command
 from .rundir import RunDir
 from .state import describe_hosts, inspect_cluster
