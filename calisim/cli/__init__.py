@@ -34,12 +34,12 @@ from rich.console import Console
 
 import topologies
 
-from .calicoctl.output import padded_columns
-from .emulation import sandbox
-from .emulation.rundir import RunDir
-from .scenarios import transcript
-from .scenarios.bundled import SCENARIOS
-from .emulation.topology import EMULATION
+from ..calicoctl.output import padded_columns
+from ..emulation import sandbox
+from ..emulation.rundir import RunDir
+from ..scenarios import transcript
+from ..scenarios.bundled import SCENARIOS
+from ..emulation.topology import EMULATION
 
 # Labs, Cluster (Mininet) and the etcd client are imported by the functions that use them: the
 # first process of a run only checks its input before re-executing itself in its sandbox.
@@ -144,8 +144,8 @@ def print_result(console: Console, result: transcript.StepResult, as_json: bool)
 
 
 def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int:
-    from .emulation import lab
-    from .emulation.cluster import Cluster
+    from ..emulation import lab
+    from ..emulation.cluster import Cluster
 
     console, progress = consoles(args)
     run_dir = RunDir.create(topo.name, args.run_dir)
@@ -213,7 +213,7 @@ LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 
 def lab_up(args: argparse.Namespace) -> int:
-    from .emulation import lab
+    from ..emulation import lab
 
     options = topologies.given_options(args)
     topology = args.topology.replace("-", "_")
@@ -241,7 +241,7 @@ def lab_up(args: argparse.Namespace) -> int:
 
 
 def lab_exec(args: argparse.Namespace) -> int:
-    from .emulation import lab
+    from ..emulation import lab
 
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     registry = lab.Registry()
@@ -262,7 +262,7 @@ def age(seconds: float) -> str:
 
 
 def lab_ls(_args: argparse.Namespace) -> int:
-    from .emulation import lab
+    from ..emulation import lab
 
     rows = []
     for record in lab.Registry().running():
@@ -274,7 +274,7 @@ def lab_ls(_args: argparse.Namespace) -> int:
 
 
 def lab_inspect(args: argparse.Namespace) -> int:
-    from .emulation import lab
+    from ..emulation import lab
 
     record = lab.Registry().find(args.name)
     state = record.client().call("inspect")
@@ -304,7 +304,7 @@ def lab_inspect(args: argparse.Namespace) -> int:
 
 
 def lab_graph(args: argparse.Namespace) -> int:
-    from .emulation import graph, lab
+    from ..emulation import graph, lab
 
     if args.output.suffix not in (".svg", ".png"):
         raise lab.LabError(f"the picture's file name must end in .svg or .png, not {args.output.name!r}")
@@ -323,7 +323,7 @@ def lab_graph(args: argparse.Namespace) -> int:
 
 
 def lab_down(args: argparse.Namespace) -> int:
-    from .emulation import lab
+    from ..emulation import lab
 
     registry = lab.Registry()
     records = registry.running() if args.all else [registry.find(args.name)]
@@ -337,8 +337,8 @@ def lab_down(args: argparse.Namespace) -> int:
 def lab_fault(args: argparse.Namespace) -> int:
     """`fault [--lab NAME] VERB ...`: checked here, carried out by the lab (or, in a transcript's
     `lab$` step, by the run that serves $CALISIM_LAB_SOCKET)."""
-    from .emulation import faults, lab
-    from .emulation.cluster import CONTROL_SOCKET_ENV
+    from ..emulation import faults, lab
+    from ..emulation.cluster import CONTROL_SOCKET_ENV
 
     if not args.argv or args.argv[0] in ("-h", "--help"):
         faults.command_parser().print_help()
@@ -359,7 +359,7 @@ LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_ins
 
 def run_on_lab(args: argparse.Namespace) -> int:
     """`run SCRIPT --lab NAME`: the transcript against a running lab, printed as on a fresh cluster."""
-    from .emulation import lab
+    from ..emulation import lab
 
     if args.topology or args.start_nodes or args.cli:
         raise lab.LabError("--topology, --start-nodes and --cli belong to a fresh cluster; a lab was built by `up`")
@@ -422,8 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     except sandbox.SandboxError as error:
         sys.exit(f"calisim: {error}")
     signal.signal(signal.SIGTERM, terminate_gracefully)
-    from .datastore import DatastoreError
-    from .emulation.cluster import ClusterError
+    from ..datastore import DatastoreError
+    from ..emulation.cluster import ClusterError
 
     try:
         sys.exit(execute(topo, steps, args))
