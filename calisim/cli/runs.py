@@ -18,7 +18,7 @@ import topologies
 
 from ..emulation import sandbox
 from ..emulation.rundir import RunDir
-from ..emulation.topology import EMULATION
+from ..emulation.sandbox import EMULATION
 from ..scenarios import transcript
 from ..scenarios.bundled import SCENARIOS
 

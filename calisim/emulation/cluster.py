@@ -34,8 +34,9 @@ from ..datastore import Datastore, EtcdServer, Synchronous
 from ..calicoctl import client
 from ..node import NodePaths, bird, zygote
 from . import sandbox
+from .sandbox import EMULATION
 from .rundir import RunDir
-from .topology import EMULATION, CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
+from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
 
 DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)

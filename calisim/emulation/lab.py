@@ -52,7 +52,8 @@ from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, proce
 from .faults import FaultError, Faults
 from .rundir import RunDir
 from .state import describe_hosts, inspect_cluster
-from .topology import EMULATION, CalicoTopo
+from .sandbox import EMULATION
+from .topology import CalicoTopo
 
 LABS_ENV = "CALISIM_LABS"
 DEFAULT_REGISTRY = Path("/run/calisim/labs")

@@ -21,8 +21,6 @@ from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
-EMULATION = "lab"  # the host name of the emulation's own side (Cluster.run, transcripts' `lab$`): never a host's
-
 
 class NamespacedBridge(LinuxBridge):
     """A Linux bridge inside its own network namespace (Mininet would put it in the root one)."""
