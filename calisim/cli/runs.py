@@ -152,7 +152,6 @@ def report_totals(progress: Console, results: list[transcript.StepResult], steps
     return 0 if passed == len(steps) and not mismatched else 1
 
 
-
 def run_on_lab(args: argparse.Namespace) -> int:
     """`run SCRIPT --lab NAME`: the transcript against a running lab, printed as on a fresh cluster."""
     from ..emulation import lab
@@ -178,10 +177,8 @@ def run_on_lab(args: argparse.Namespace) -> int:
     return report_totals(progress, results, steps, record.run_dir)
 
 
-
 def terminate_gracefully(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through Cluster.stop()
-
 
 
 def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
