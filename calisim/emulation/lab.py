@@ -13,7 +13,7 @@ tmpfs, so a reboot empties it), directory mode 0700, files 0600.  A record names
 in the PID namespace of whoever ran `up` together with the inode of the lab's own PID namespace,
 so a dead lab (SIGKILL, reboot, a reused PID) is recognised and cleaned by the next ls/up/down.
 
-The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `down`, and later faults):
+The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault` and `down`):
 a unix stream socket ``lab.sock`` in the lab's run directory (mode 0600 in a 0700 directory:
 root only).  One JSON object a line each way, one request per connection::
 
@@ -24,7 +24,8 @@ root only).  One JSON object a line each way, one request per connection::
 Operations (``LabService.op_*``): ``describe`` (what ``up`` prints), ``run`` (as Cluster.run),
 ``enter`` (a host's PID in the lab and its environment, for nsenter), ``inspect`` (per host
 role, addresses, calico-node, BGP sessions, blocks, workloads; per segment its members),
-``diagnose`` (writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
+``fault`` (one `calisim fault` command line, by the runner the lab was handed), ``diagnose``
+(writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
 more ``op_NAME`` method taking keyword arguments and returning JSON-able data.
 """
 
