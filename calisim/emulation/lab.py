@@ -52,8 +52,8 @@ from ..datastore import DatastoreError
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, process_alive
 from .faults import FaultError, Faults
 from .rundir import RunDir
-from .state import describe_hosts, inspect_cluster
 from .sandbox import EMULATION
+from .state import describe_hosts, inspect_cluster
 from .topology import CalicoTopo
 
 LABS_ENV = "CALISIM_LABS"
@@ -475,4 +475,3 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
         return 1
     finally:
         cluster.stop()
-
