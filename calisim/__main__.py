@@ -1,4 +1,4 @@
-"""`python -m calisim`: the command line (cli.py)."""
+"""`python -m calisim`: the command line (calisim/cli/)."""
 
 from .cli import main
 

@@ -11,7 +11,8 @@ import pytest
 
 import topologies
 from calisim.emulation import wait_until
-from calisim.emulation.faults import FaultError, run_command
+from calisim.cli.fault import run_command
+from calisim.emulation.faults import FaultError
 from calisim.probes import StreamProbe, probe_from
 from calisim.scenarios.seed import inspect
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import topologies
+from calisim.cli.fault import run_command
 from calisim.emulation import graph, lab, state
 
 
@@ -37,7 +38,7 @@ def test_the_registry_keeps_live_labs_and_forgets_dead_ones(tmp_path):
 
 
 def test_the_control_protocol_names_its_operations():
-    service = lab.LabService(cluster=None, spec=lab.LabSpec("x", "two_host"))
+    service = lab.LabService(cluster=None, spec=lab.LabSpec("x", "two_host"), run_fault=run_command)
     answer = service.handle({"op": "reboot"})
     assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, run, stop)"}
     assert service.handle({"op": "stop"}) == {"ok": True, "result": "stopping"} and service.stopping.is_set()

@@ -1,7 +1,7 @@
 """calicoctl v1.0's command surface (calico-v1.md section 7) over calisim's datastore.
 
 Each command family lives in its own module, imported only when used: `node` commands start
-and inspect this host's calico-node, the others (`resources`) work on etcd.
+and inspect this host's calico-node, the others (`resources`, `config`, `ipam`) work on etcd.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import argparse
 import sys
 
 from .. import __version__
-
-
-class CommandError(RuntimeError):
-    """A calicoctl failure: printed as is, exit code 1."""
+from .errors import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,13 +69,13 @@ def dispatch(args: argparse.Namespace) -> str:
         from . import node
         return node.cmd_node_run(args) if args.node_command == "run" else node.cmd_node_status()
     from ..datastore import Datastore, DatastoreError, Synchronous
-    from . import resources
+    from . import config, ipam, resources
     try:
         with Synchronous(Datastore.from_env()) as ds:
             if args.command == "config":
-                return resources.cmd_config(ds, args)
+                return config.cmd_config(ds, args)
             if args.command == "ipam":
-                return resources.cmd_ipam(ds, args)
+                return ipam.cmd_ipam(ds, args)
             if args.command == "get":
                 return resources.cmd_get(ds, args)
             return resources.cmd_write(ds, args)

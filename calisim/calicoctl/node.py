@@ -18,7 +18,8 @@ import time
 
 from ..node import NodePaths
 from ..node.zygote import MODULES
-from . import CommandError, client
+from . import client
+from .errors import CommandError
 
 NODE_START_TIMEOUT = 60.0
 

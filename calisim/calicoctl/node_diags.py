@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..node import NodePaths
-from . import CommandError
+from .errors import CommandError
 
 MIN_KERNEL_VERSION = (2, 6, 24)  # network namespaces and veth pairs, as calicoctl requires
 

@@ -33,8 +33,8 @@ from mininet.net import Mininet
 from ..datastore import Datastore, EtcdServer, Synchronous
 from ..calicoctl import client
 from ..node import NodePaths, bird, zygote
-from ..scenarios.transcript import EMULATION
 from . import sandbox
+from .sandbox import EMULATION
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
 

@@ -1,8 +1,10 @@
 """Labs: clusters that keep running, detached, until `calisim down`.
 
 A lab is a sandbox of its own (``unshare --net --mount --pid`` with calisim's PID 1, see
-sandbox.py) in which ``python -m calisim.emulation.lab`` builds a Cluster and then serves it on
-a control socket until it is told to stop.  Nothing of a lab lives in the caller's namespaces
+sandbox.py) in which the caller's lab process (the CLI's ``python -m calisim.cli.lab_process``)
+builds a Cluster with run_lab and then serves it on a control socket until it is told to stop.
+The caller hands the lab its topology and the runner of `calisim fault` command lines: both sit
+above the emulation, which never imports them.  Nothing of a lab lives in the caller's namespaces
 except the ``unshare`` process waiting for it: when the lab's PID 1 dies, however it dies, the
 kernel kills every process of the lab and frees its network and mount namespaces.
 
@@ -11,7 +13,7 @@ tmpfs, so a reboot empties it), directory mode 0700, files 0600.  A record names
 in the PID namespace of whoever ran `up` together with the inode of the lab's own PID namespace,
 so a dead lab (SIGKILL, reboot, a reused PID) is recognised and cleaned by the next ls/up/down.
 
-The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `down`, and later faults):
+The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault` and `down`):
 a unix stream socket ``lab.sock`` in the lab's run directory (mode 0600 in a 0700 directory:
 root only).  One JSON object a line each way, one request per connection::
 
@@ -22,13 +24,13 @@ root only).  One JSON object a line each way, one request per connection::
 Operations (``LabService.op_*``): ``describe`` (what ``up`` prints), ``run`` (as Cluster.run),
 ``enter`` (a host's PID in the lab and its environment, for nsenter), ``inspect`` (per host
 role, addresses, calico-node, BGP sessions, blocks, workloads; per segment its members),
-``diagnose`` (writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
+``fault`` (one `calisim fault` command line, by the runner the lab was handed), ``diagnose``
+(writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
 more ``op_NAME`` method taking keyword arguments and returning JSON-able data.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -43,14 +45,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import CONTROL_SOCKET, EMULATION, Cluster, ClusterError, CommandResult, process_alive
-from .faults import FaultError, run_command as run_fault_command
+from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, process_alive
+from .faults import FaultError, Faults
 from .rundir import RunDir
+from .sandbox import EMULATION
 from .state import describe_hosts, inspect_cluster
+from .topology import CalicoTopo
 
 LABS_ENV = "CALISIM_LABS"
 DEFAULT_REGISTRY = Path("/run/calisim/labs")
@@ -58,6 +62,7 @@ READY_TIMEOUT = 600.0  # building 50 hosts on a busy machine takes minutes
 STOP_TIMEOUT = 60.0
 CALL_TIMEOUT = 600.0
 log = logging.getLogger("calisim.lab")
+FaultRunner = Callable[[Faults, list[str]], str]  # one `calisim fault` command line -> what to print
 
 
 class LabError(RuntimeError):
@@ -195,8 +200,10 @@ class LabSpec:
     ipip_backend: str = "auto"
 
 
-def up(spec: LabSpec, run_base: Path | None = None, registry: Registry | None = None) -> LabRecord:
-    """Start a lab and return its record once it is ready (LabError if it cannot be)."""
+def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None) -> LabRecord:
+    """Start a lab and return its record once it is ready (LabError if it cannot be).  process is
+    the command that runs the lab in its sandbox, given the spec as JSON, the run directory and
+    the status descriptor as arguments (see run_lab)."""
     if os.geteuid() != 0:
         raise LabError("calisim needs root to create a lab's private namespaces (run it with sudo)")
     registry = registry or Registry()
@@ -207,8 +214,7 @@ def up(spec: LabSpec, run_base: Path | None = None, registry: Registry | None = 
     os.chmod(run_dir.path, 0o700)
     status_read, status_write = os.pipe()
     command = [*sandbox.UNSHARE, "--", sys.executable, "-m", "calisim.emulation.sandbox", "--",
-               sys.executable, "-m", "calisim.emulation.lab", json.dumps(asdict(spec)), str(run_dir.path),
-               str(status_write)]
+               *process, json.dumps(asdict(spec)), str(run_dir.path), str(status_write)]
     environment = {k: v for k, v in os.environ.items() if k not in (sandbox.SANDBOX_ENV, sandbox.FRESH_ENV)}
     with open(run_dir.path / "lab.log", "ab") as lab_log:
         unshare = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=lab_log, stderr=subprocess.STDOUT,
@@ -328,9 +334,10 @@ export PATH={path}
 class LabService:
     """The operations of the control socket, on one running cluster."""
 
-    def __init__(self, cluster, spec: LabSpec):
+    def __init__(self, cluster, spec: LabSpec, run_fault: FaultRunner):
         self.cluster = cluster
         self.spec = spec
+        self.run_fault = run_fault
         self.stopping = threading.Event()
 
     def op_describe(self) -> dict:
@@ -343,8 +350,8 @@ class LabService:
         return self.cluster.run(host, command, timeout).as_dict()
 
     def op_fault(self, argv: list[str]) -> str:
-        """One `calisim fault` command line (calisim.emulation.faults.run_command)."""
-        return run_fault_command(self.cluster.faults, [str(word) for word in argv])
+        """One `calisim fault` command line (the runner the lab was handed: calisim.cli.fault's)."""
+        return self.run_fault(self.cluster.faults, [str(word) for word in argv])
 
     def op_enter(self, host: str) -> dict:
         node = self.cluster.host(host)
@@ -385,10 +392,10 @@ class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     daemon_threads = True
 
 
-def serve_in_background(cluster, spec: LabSpec) -> LabService:
+def serve_in_background(cluster, spec: LabSpec, run_fault: FaultRunner) -> LabService:
     """The control socket of a cluster that is not a lab (a transcript run), so that its `lab$`
     steps can run `calisim fault`; ``service.stopping.set()`` closes it."""
-    service = LabService(cluster, spec)
+    service = LabService(cluster, spec, run_fault)
     threading.Thread(target=serve, args=(service, cluster.run_dir.path / CONTROL_SOCKET), name="control",
                      daemon=True).start()
     return service
@@ -438,9 +445,9 @@ def _report(descriptor: int, status: dict) -> bool:
         return False
 
 
-def run_lab(spec: LabSpec, run_dir: Path, status_fd: int) -> int:
-    import topologies
-
+def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Path, status_fd: int) -> int:
+    """The lab process, in its sandbox: build topo's cluster, tell `up` on status_fd, serve the
+    control socket until told to stop; the exit code."""
     os.set_inheritable(status_fd, False)
     logging.basicConfig(filename=run_dir / "calisim.log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -450,13 +457,13 @@ def run_lab(spec: LabSpec, run_dir: Path, status_fd: int) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
-    cluster = Cluster(topologies.load(spec.topology, **spec.options), RunDir(run_dir), spec.ipip_backend)
+    cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend)
     try:
         cluster.start()
         if spec.start_nodes:
             cluster.start_nodes()
             cluster.wait_for_mesh(timeout=120)
-        service = LabService(cluster, spec)
+        service = LabService(cluster, spec, run_fault)
         if not _report(status_fd, {"ok": True, **service.op_describe()}):
             return 1
         log.info("lab %s ready; control socket %s", spec.name, run_dir / CONTROL_SOCKET)
@@ -468,18 +475,3 @@ def run_lab(spec: LabSpec, run_dir: Path, status_fd: int) -> int:
         return 1
     finally:
         cluster.stop()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m calisim.emulation.lab",
-                                     description="a lab's own process (started by `calisim up` in its sandbox)")
-    parser.add_argument("spec", type=json.loads)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("status_fd", type=int)
-    args = parser.parse_args()
-    sandbox.require()
-    sys.exit(run_lab(LabSpec(**args.spec), args.run_dir, args.status_fd))
-
-
-if __name__ == "__main__":
-    main()

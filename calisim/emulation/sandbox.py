@@ -22,6 +22,7 @@ from typing import NoReturn
 SANDBOX_ENV = "CALISIM_SANDBOX"  # = inode of the sandbox's network namespace
 FRESH_ENV = "CALISIM_SANDBOX_FRESH"  # set for the sandbox init's direct child only
 
+EMULATION = "lab"  # the sandbox's own side as a host name (Cluster.run, transcripts' `lab$`): never a host's
 UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
 

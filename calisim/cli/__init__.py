@@ -1,0 +1,62 @@
+"""`python -m calisim`: build an emulated Calico world in a private namespace and drive it.
+
+  run SCRIPT --topology NAME [--hosts N] [--start-nodes] [--json] [--cli] [--keep-going]
+      Replay a transcript (see calisim.scenarios.transcript) on a fresh cluster.
+  two-host [--json] [--cli]
+      The seed walk-through on the seed's two hosts, then its pings measured with scapy; exits 0
+      only if everything matches the seed.
+  route-reflectors | fabric-as-per-rack | fabric-as-per-host | fabric-downward-default | cross-subnet
+      The other bundled scenarios (calisim.scenarios.bundled), each checked the same way.
+  up TOPOLOGY [options] [--start-nodes] [--name NAME] | exec [--lab NAME] HOST [-- CMD...] | ls
+  inspect [NAME] [--json] | graph [NAME | --topology T] -o FILE.svg|.png | down [NAME | --all]
+  run SCRIPT --lab NAME
+      Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
+
+Input (script, topology, host count) is checked before anything is built; every run then
+re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
+logs under a per-run directory (printed at the start), and stops everything it started on exit,
+Ctrl-C or error.
+
+The commands live beside this module: runs.py (run and the bundled scenarios, on a fresh cluster
+or a lab), labs.py (up, exec, ls, inspect, graph, fault, down), fault.py (`calisim fault`'s
+verbs) and lab_process.py (the process `up` starts in a lab's sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .labs import LAB_COMMANDS, add_lab_commands
+from .runs import EPILOG, add_run_commands, run_fresh, run_on_lab
+
+# Labs, Cluster (Mininet) and the etcd client are imported by the functions that use them: the
+# first process of a run only checks its input before re-executing itself in its sandbox.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m calisim", description=__doc__.split("\n\n")[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_commands(commands)
+    add_lab_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "fault":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "fault":
+        args.argv = unknown + args.argv  # `fault --help`, `fault partition h --from etcd`: the verb's own options
+    if args.command in LAB_COMMANDS or getattr(args, "lab", None) and args.command == "run":
+        from ..emulation import lab
+
+        try:
+            sys.exit(LAB_COMMANDS[args.command](args) if args.command in LAB_COMMANDS else run_on_lab(args))
+        except lab.LabError as error:
+            print(f"calisim: {error}", file=sys.stderr)
+            sys.exit(2)
+    run_fresh(args, argv)

@@ -1,0 +1,205 @@
+"""The lab commands: up, exec, ls, inspect, graph, fault and down (calisim.emulation.lab).  Each
+checks its input here and then talks to the lab's control socket; LabError is the one-line
+refusal the CLI prints (exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+import topologies
+
+from ..calicoctl.output import padded_columns
+from ..emulation.rundir import RunDir
+
+LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
+
+
+def add_lab_commands(commands) -> None:
+    """Labs: worlds that keep running, detached, between commands (calisim.emulation.lab)."""
+    up = commands.add_parser("up", help="start a lab that keeps running until `down`")
+    up.add_argument("topology", help=f"one of: {', '.join(topologies.NAMES)}")
+    topologies.add_arguments(up.add_argument_group("topology options"))
+    up.add_argument("--name", help="the lab's name (default: the topology's)")
+    up.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host, wait for the mesh")
+    up.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
+    up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
+    enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
+    enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    enter.add_argument("host")
+    enter.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="[ARGS...] to run (default: a login shell)")
+    commands.add_parser("ls", help="list the running labs")
+    inspect = commands.add_parser("inspect", help="a lab's hosts, BGP sessions, blocks, workloads and segments")
+    inspect.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON document")
+    graph = commands.add_parser("graph", help="draw a lab, or a topology, as SVG or PNG")
+    graph.add_argument("name", nargs="?", help="a running lab (may be left out while one lab runs)")
+    graph.add_argument("--topology", help="draw this topology without building it")
+    topologies.add_arguments(graph.add_argument_group("topology options"))
+    graph.add_argument("-o", "--output", type=Path, required=True, help="FILE.svg or FILE.png")
+    fault = commands.add_parser("fault", help="break a lab on purpose: links, loss, daemons, partitions, crashes",
+                                add_help=False)
+    fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    fault.add_argument("argv", nargs=argparse.REMAINDER, metavar="VERB ...",
+                       help="`calisim fault --help` lists the verbs")
+    down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
+    down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
+    down.add_argument("--all", action="store_true", help="stop every lab")
+
+
+LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+def lab_up(args: argparse.Namespace) -> int:
+    from ..emulation import lab
+
+    options = topologies.given_options(args)
+    topology = args.topology.replace("-", "_")
+    try:
+        topo = topologies.load(topology, **options)
+        name = args.name or topo.name
+        if not LAB_NAME.match(name):
+            raise ValueError(f"a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), not {name!r}")
+        RunDir.check_base(args.run_dir, name)
+    except ValueError as error:
+        raise lab.LabError(str(error)) from error
+    progress = Console(stderr=True, highlight=False, soft_wrap=True)
+    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend)
+    with progress.status(f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
+                         + (", calicoctl node run on every host" if args.start_nodes else "")):
+        record = lab.up(spec, LAB_PROCESS, args.run_dir)
+    print(f"lab {record.name} is up ({record.topology}); run directory {record.run_dir}\n")
+    print(padded_columns(("HOST", "ROLE", "ADDRESSES"),
+                         [[h["name"], h["role"], ", ".join(h["addresses"])] for h in record.hosts]))
+    first = next((h["name"] for h in record.hosts if h["role"].startswith("calico")), record.hosts[0]["name"])
+    print(f"  python -m calisim exec --lab {name} {first}                            a login shell on {first}\n"
+          f"  python -m calisim exec --lab {name} {first} -- calicoctl node status   one command\n"
+          f"  python -m calisim inspect {name}    python -m calisim down {name}")
+    return 0
+
+
+def lab_exec(args: argparse.Namespace) -> int:
+    from ..emulation import lab
+
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    registry = lab.Registry()
+    if args.lab is None and any(r.name == args.host for r in registry.running()):
+        raise lab.LabError(f"{args.host!r} is a lab, not a host: python -m calisim exec --lab {args.host} HOST [-- COMMAND]")
+    record = registry.find(args.lab)
+    argv, environment = lab.enter_argv(record, args.host, command)
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, environment)
+
+
+def age(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def lab_ls(_args: argparse.Namespace) -> int:
+    from ..emulation import lab
+
+    rows = []
+    for record in lab.Registry().running():
+        names = [h["name"] for h in record.hosts]
+        rows.append([record.name, record.topology, ", ".join(names) if len(names) <= 4 else f"{len(names)} hosts",
+                     age(time.time() - record.started), record.run_dir])
+    print(padded_columns(("NAME", "TOPOLOGY", "HOSTS", "AGE", "RUN DIRECTORY"), rows), end="")
+    return 0
+
+
+def lab_inspect(args: argparse.Namespace) -> int:
+    from ..emulation import lab
+
+    record = lab.Registry().find(args.name)
+    state = record.client().call("inspect")
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    print(f"lab {record.name} ({record.topology}), up {age(time.time() - record.started)}; run directory {record.run_dir}\n")
+    rows = []
+    for host in state["hosts"]:
+        addresses = ", ".join(f"{name} {' '.join(ips)}" for name, ips in host["interfaces"].items())
+        if "bgp" not in host:
+            rows.append([host["name"], host["role"], addresses, "", "", "", ""])
+            continue
+        rows.append([host["name"], host["role"], addresses, "running" if host["calico_node"] else "stopped",
+                     f"{host['established']}/{len(host['bgp'])} Established", ", ".join(host["blocks"]) or "-",
+                     ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
+    print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
+    routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]
+    if routers:
+        print(padded_columns(("ROUTER", "JOINS"), routers))
+    print(padded_columns(("SEGMENT", "JOINS"), [[s["name"], ", ".join(s["joins"])] for s in state["segments"]]), end="")
+    if state.get("faults"):
+        print("\nfaults in force:")
+        for fault in state["faults"]:
+            print("  " + ", ".join(f"{key}={value}" for key, value in sorted(fault.items())))
+    return 0
+
+
+def lab_graph(args: argparse.Namespace) -> int:
+    from ..emulation import graph, lab
+
+    if args.output.suffix not in (".svg", ".png"):
+        raise lab.LabError(f"the picture's file name must end in .svg or .png, not {args.output.name!r}")
+    if args.topology:
+        try:
+            topo = topologies.load(args.topology, **topologies.given_options(args))
+        except ValueError as error:
+            raise lab.LabError(str(error)) from error
+        written = graph.write(topo, args.output)
+    else:
+        record = lab.Registry().find(args.name)
+        topo = topologies.load(record.topology, **record.options)
+        written = graph.write(topo, args.output, record.client().call("inspect"), title=f"lab {record.name}")
+    print(f"calisim: wrote {written}")
+    return 0
+
+
+def lab_down(args: argparse.Namespace) -> int:
+    from ..emulation import lab
+
+    registry = lab.Registry()
+    records = registry.running() if args.all else [registry.find(args.name)]
+    for record in records:
+        with Console(stderr=True).status(f"stopping lab {record.name}"):
+            lab.down(record, registry)
+        print(f"lab {record.name} is down; logs kept in {record.run_dir}")
+    return 0
+
+
+def lab_fault(args: argparse.Namespace) -> int:
+    """`fault [--lab NAME] VERB ...`: checked here, carried out by the lab (or, in a transcript's
+    `lab$` step, by the run that serves $CALISIM_LAB_SOCKET)."""
+    from ..emulation import lab
+    from ..emulation.cluster import CONTROL_SOCKET_ENV
+    from ..emulation.faults import FaultError
+    from .fault import check_values, command_parser
+
+    if not args.argv or args.argv[0] in ("-h", "--help"):
+        command_parser().print_help()
+        return 0
+    try:
+        check_values(command_parser().parse_args(args.argv))
+    except FaultError as error:
+        raise lab.LabError(str(error)) from None
+    socket_path = os.environ.get(CONTROL_SOCKET_ENV)
+    client = lab.LabClient(Path(socket_path)) if socket_path and not args.lab else lab.Registry().find(args.lab).client()
+    print(client.call("fault", argv=args.argv))
+    return 0
+
+
+LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
+                "fault": lab_fault, "down": lab_down}
+
