@@ -40,7 +40,8 @@ class FlatTopo(CalicoTopo):
             self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan, default_route=GATEWAY,
                                  ip6=f"fd00:172:16::{index}/64")
         for index in range(1, route_reflectors + 1):
-            self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan, default_route=GATEWAY)
+            self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan,
+                                    default_route=GATEWAY)
 
     def after_node_run(self) -> list[tuple[str, str]]:
         if not self.reflector_count:

@@ -35,7 +35,9 @@ class Packet:
 
     @property
     def protocol_names(self) -> tuple[str, int]:
-        return ICMP_PROTOCOLS[self.version] if self.protocol == "icmp" else (self.protocol, {"tcp": 6, "udp": 17}[self.protocol])
+        if self.protocol == "icmp":
+            return ICMP_PROTOCOLS[self.version]
+        return self.protocol, {"tcp": 6, "udp": 17}[self.protocol]
 
 
 def allowed(model: Model, packet: Packet) -> bool:
