@@ -1,4 +1,4 @@
-"""A leaf-spine IP fabric (Calico's "IP fabrics" designs, bgp-and-ipv6.md section 3) with real BIRD
+"""A leaf-spine IP fabric (Calico's "IP fabrics" designs; README "Beyond the mesh") with real BIRD
 routers that are not Calico nodes.
 
 Rack k is segment ``rack<k>`` = 172.20.k.0/24 with top-of-rack router ``tor<k>`` at .1 and hosts

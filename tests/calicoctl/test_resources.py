@@ -1,7 +1,7 @@
 """calicoctl's resource commands against a real etcd: messages, output formats, and bad input that
 stores nothing; bad BGP input (bgpPeers with a bad IP or AS, a cross-subnet mode on a non-IPIP
 pool): clear errors, nothing stored; asdot AS numbers accepted everywhere, printed back as plain
-decimal (bgp-and-ipv6.md section 5)."""
+decimal."""
 
 import json
 

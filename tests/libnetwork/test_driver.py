@@ -1,5 +1,5 @@
 """The `calico` Docker network plugin (and its fixed answers beside `calico-ipam`'s), over their
-unix sockets, against a real etcd: every answer and error string of calico-v1.md section 2."""
+unix sockets, against a real etcd: every answer and error string of libnetwork-plugin v1.0."""
 
 import pytest
 from pyroute2 import IPRoute

@@ -1,5 +1,5 @@
 """The `calico-ipam` Docker plugin over its unix socket, against a real etcd: pools, addresses
-requested and released, an exhausted pool (calico-v1.md section 2)."""
+requested and released, an exhausted pool (libnetwork-plugin v1.0's answers)."""
 
 import pytest
 

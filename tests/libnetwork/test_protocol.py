@@ -1,5 +1,5 @@
 """The plugins' HTTP protocol over a unix socket: the content type, unknown URLs and broken
-requests (calico-v1.md section 2)."""
+requests (libnetwork-plugin v1.0's answers)."""
 
 import json
 from pathlib import Path

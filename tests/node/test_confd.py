@@ -1,4 +1,4 @@
-"""confd: node changes re-render BIRD everywhere (bgp-and-ipv6.md section 6, Calico's test_as_num,
+"""confd: node changes re-render BIRD everywhere (Calico's test_as_num,
 test_update_ip_address): `calicoctl apply` of a node with a new AS or IPv4 address and `calicoctl
 node run` again with a new --ip bring every session back at the new values, and workloads with them.
 
