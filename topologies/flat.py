@@ -15,7 +15,6 @@ from calisim.emulation.topology import CalicoTopo
 from . import Option
 
 SUBNET = ipaddress.ip_network("172.16.0.0/16")
-SUBNET6 = "fd00:172:16::/64"
 GATEWAY = str(SUBNET[-2])  # a default route, as every Calico host has (proxy ARP needs a route to 169.254.1.1)
 MAX_HOSTS = 1000
 REFLECTORS = ipaddress.ip_network("172.16.254.0/24")

@@ -34,14 +34,6 @@ def addresses_in(space: ipaddress.IPv4Network | ipaddress.IPv6Network = POOL_SPA
     return offsets.map(lambda offset: space.network_address + offset)
 
 
-def pool_documents(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[dict]:
-    """calicoctl v1 ipPool documents (valid ones)."""
-    return st.builds(
-        lambda cidr, ipip, nat: {"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": str(cidr)},
-                                 "spec": {"ipip": {"enabled": ipip}, "nat-outgoing": nat}},
-        pool_cidrs(space), st.booleans(), st.booleans())
-
-
 @st.composite
 def operation_sequences(draw, hosts: int = 5, length: int = 40) -> list[tuple]:
     """A list of ("assign", host, count) / ("release", index) operations for concurrency tests."""
