@@ -15,8 +15,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..felix.policy import Endpoint, Model, tag_members
+from ..probes import ECHO_TCP_PORT, ECHO_UDP_PORT
 
-PORTS = {"icmp": None, "tcp": 80, "udp": 69}
+PORTS = {"icmp": None, "tcp": ECHO_TCP_PORT, "udp": ECHO_UDP_PORT}
 ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 ICMP_PROTOCOLS = {4: ("icmp", 1), 6: ("icmpv6", 58)}
 
