@@ -1,4 +1,4 @@
-"""BIRD config computed from etcd keys, rendered, and accepted by `bird -p` (no root needed).
+"""BIRD's config computed from etcd keys, rendered, and accepted by `bird -p` (no root needed).
 
 BGP beyond the mesh: the route reflector's model, global self-peers, cross-subnet IPIP in the
 kernel filter.  The BGP settings an emulation may change ($CALISIM_BGP_HOLD_TIME,
@@ -76,17 +76,6 @@ def test_a_config_bird_rejects_is_never_written(tmp_path):
     assert not path.with_suffix(".new").exists()
 
 
-def test_node_status_rows_come_from_calico_named_bgp_protocols():
-    protocols = [bird.Protocol("device1", "Device", "---", "up", "21:00:00", ""),
-                 bird.Protocol("Mesh_192_168_3_228", "BGP", "---", "up", "07:21:09", "Established"),
-                 bird.Protocol("Global_10_0_0_1", "BGP", "---", "start", "07:21:09", "Active        Socket: Connection refused"),
-                 bird.Protocol("Node_10_0_0_2", "BGP", "---", "start", "07:21:09", "Connect")]
-    rows = bird.bgp_peer_statuses(protocols)
-    assert [(r.peer_ip, r.peer_type, r.state, r.info.split()[0]) for r in rows] == [
-        ("192.168.3.228", "node-to-node mesh", "up", "Established"),
-        ("10.0.0.1", "global", "start", "Active"), ("10.0.0.2", "node specific", "start", "Connect")]
-
-
 def test_without_an_ipv6_address_the_node_has_no_ipv6_protocols(tmp_path):
     config = bird.bird_config(entries(**{keys.bgp_host_ip_v6("host2"): "fd00::2"}), "host1")
     assert config.ipv6 is None
@@ -116,12 +105,6 @@ def test_ipv6_mesh_global_and_node_peers_use_calicos_names_and_an_ipv6_channel(t
     assert "if ( net ~ fd80:24e2:f998:72d6::/64 ) then { accept; }" in text
     path = tmp_path / "bird.cfg"
     assert bird.write_checked(text, path) is True  # bird -p accepts it
-
-
-def test_node_status_reads_ipv6_addresses_back_from_protocol_names():
-    rows = bird.bgp_peer_statuses([bird.Protocol("Mesh_fd80_24e2_f998_72d7__2", "BGP", "---", "up", "07:21:09", "Established"),
-                                   bird.Protocol("Global_1_2__3", "BGP", "---", "start", "07:21:09", "Active")])
-    assert [r.peer_ip for r in rows] == ["fd80:24e2:f998:72d7::2", "1:2::3"]
 
 
 def test_a_global_peer_equal_to_the_nodes_own_address_is_rendered():
