@@ -15,7 +15,7 @@ IMAGES := build/images/.built
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo test unit bench clean docker-cli
+.PHONY: setup demo lint test unit bench clean docker-cli
 
 # A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
 # taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
@@ -38,7 +38,7 @@ $(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
 
 setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docker-cli
 
-# The eBPF IPIP backend's tc programs (calisim/ipip.py loads them with bpftool).
+# The eBPF IPIP backend's tc programs (calisim/felix/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
@@ -63,10 +63,14 @@ $(VENV)/.installed: requirements.txt setup.py
 demo: setup
 	$(PY) -m calisim two-host
 
-test: setup
+# pyflakes and pycodestyle over the whole tree (ruff.toml), before either test run.
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
-unit: setup
+unit: lint
 	$(PY) -m pytest tests -m "not emulation"
 
 # The set that fits in 15 minutes (issue 14): bring-up and teardown to 100 hosts, mesh against

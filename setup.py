@@ -6,7 +6,8 @@ setup(
     description="Project Calico's Docker-era container networking, emulated on one Linux machine",
     python_requires=">=3.11",
     packages=find_packages(include=["calisim", "calisim.*", "topologies", "bird_configs"]),
-    package_data={"bird_configs": ["*.j2"], "calisim.scenarios": ["transcripts/*.txt"], "calisim.felix": ["bpf/*.c", "bpf/*.bpf.o"]},
+    package_data={"bird_configs": ["*.j2"], "calisim.scenarios": ["transcripts/*.txt"],
+                  "calisim.felix": ["bpf/*.c", "bpf/*.bpf.o"]},
     install_requires=[
         "aetcd", "grpcio", "protobuf", "mininet", "pyroute2", "scapy", "jinja2", "PyYAML", "rich", "graphviz",
     ],

@@ -6,17 +6,17 @@ reflectors, at several host counts in one run.
 For each design and host count: one pool, one block claimed per host through IPAM before any
 node starts (so every host has a block to advertise), for the reflectors the mesh off, a global
 bgpPeer per reflector and `routereflector run` on rr1/rr2 first; then `calicoctl node run` on
-every host (as many at a time as `Cluster.start_nodes`).  Measured: BGP sessions Established (total, and per host), the time from
-the end of the last `node run` until every host's kernel has a route to every other host's block
-(read over netlink in each host), and, at that moment, the PSS of every BIRD and of every process
-of the run (etcd, calico-node agents, BIRDs, shells; no dockerd).  Writes a table, JSON and a PNG.
+every host (as many at a time as `Cluster.start_nodes`).  Measured: BGP sessions Established
+(total, and per host), the time from the end of the last `node run` until every host's kernel has
+a route to every other host's block (read over netlink in each host), and, at that moment, the PSS
+of every BIRD and of every process of the run (etcd, calico-node agents, BIRDs, shells; no
+dockerd).  Writes a table, JSON and a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import statistics
 import time
@@ -28,10 +28,10 @@ from calisim.emulation import sandbox
 sandbox.enter()
 
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
 from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
+from report import write_runs  # noqa: E402
 from calisim.datastore import keys  # noqa: E402
 from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
@@ -135,7 +135,8 @@ def measure(design: str, hosts: int) -> dict:
             "sessions_per_host_min": min(per_host), "sessions_per_host_max": max(per_host),
             "node_run_s": round(last_node_run - started, 2),
             "one_node_run_s_median": round(statistics.median(r.seconds for r in results), 2),
-            "one_node_run_s_max": round(max(r.seconds for r in results), 2), "routes_everywhere_s": round(converged - last_node_run, 2),
+            "one_node_run_s_max": round(max(r.seconds for r in results), 2),
+            "routes_everywhere_s": round(converged - last_node_run, 2),
             "start_to_routes_s": round(converged - started, 2), "load_average_1min_at_start": round(load, 2),
             "bird_pss_mib": round(bird_kib / 1024, 1), "total_pss_mib": round(total_kib / 1024, 1)}
 
@@ -145,6 +146,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from report import label_axes
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     panels = (("start_to_routes_s", "seconds from the first node run\nuntil every host routes to every block"),
@@ -159,10 +161,7 @@ def plot(rows: list[dict], path: Path) -> None:
             if key == "total_pss_mib":
                 axis.plot([row["hosts"] for row in mine], [row["bird_pss_mib"] for row in mine], marker=marker,
                           color=color, linestyle="--", label=f"{design}: BIRDs only")
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("Calico hosts")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
+        label_axes(axis, "Calico hosts", None, title)
     figure.suptitle("calisim, flat topology: node-to-node mesh vs 2 route reflectors (one run, shared 2-core machine)",
                     fontsize=11)
     figure.tight_layout()
@@ -183,18 +182,11 @@ def main() -> None:
             with console.status(f"{design}, {count} hosts"):
                 rows.append(measure(design, count))
             console.print(rows[-1])
-    table = Table(title="flat topology: node-to-node mesh vs 2 route reflectors")
-    columns = ("design", "hosts", "sessions_total", "sessions_per_host_min", "sessions_per_host_max", "node_run_s",
-               "routes_everywhere_s", "start_to_routes_s", "bird_pss_mib", "total_pss_mib", "load_average_1min_at_start")
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    for row in rows:
-        table.add_row(*(str(row[column]) for column in columns))
-    console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
-    plot(rows, args.png)
-    console.print(f"written to {args.json} and {args.png}")
+    columns = ("design", "hosts", "sessions_total", "sessions_per_host_min", "sessions_per_host_max",
+               "node_run_s", "routes_everywhere_s", "start_to_routes_s", "bird_pss_mib", "total_pss_mib",
+               "load_average_1min_at_start")
+    write_runs(console, "flat topology: node-to-node mesh vs 2 route reflectors", columns, rows, args.json, args.png,
+               plot)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ hosts in 10 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -28,10 +27,10 @@ from calisim.emulation import sandbox
 sandbox.enter()
 
 from rich.console import Console  # noqa: E402  (imports after the re-exec into the sandbox)
-from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
 from calisim.emulation import Cluster  # noqa: E402
+from report import label_axes, write_runs  # noqa: E402  (benchmarks/ is this script's directory)
 
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
 TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygote), for the plot
@@ -123,20 +122,12 @@ def plot(rows: list[dict], path: Path) -> None:
                    linestyle=":" if key == "cpu_s" else "-")
     times.plot(list(TODAY), list(TODAY.values()), "kx", markersize=9, label="before (issue 14's today)")
     times.plot([50, 100], [15, 45], "g^", markersize=8, label="targets (50: 15 s, 100: 45 s)")
-    times.set_xlabel("Calico hosts (flat, full mesh)")
-    times.set_ylabel("seconds")
-    times.set_title("bring-up and teardown", fontsize=10)
-    times.grid(True, alpha=0.3)
-    times.legend(fontsize=8)
+    label_axes(times, "Calico hosts (flat, full mesh)", "seconds", "bring-up and teardown")
     memory.plot(hosts, [row["pss_per_host_mib"] for row in rows], marker="o", label="peak PSS of the run / hosts")
     memory.axhline(TODAY_PSS_PER_HOST_MIB, color="k", linestyle="--", label="before: 37.6 MiB")
     memory.axhline(20, color="g", linestyle=":", label="target: 20 MiB")
     memory.set_ylim(bottom=0)
-    memory.set_xlabel("Calico hosts")
-    memory.set_ylabel("MiB a host")
-    memory.set_title("memory a host (every process of the run)", fontsize=10)
-    memory.grid(True, alpha=0.3)
-    memory.legend(fontsize=8)
+    label_axes(memory, "Calico hosts", "MiB a host", "memory a host (every process of the run)")
     loads = ", ".join(f"{row['hosts']}: {row['load_average_1min_at_start']}" for row in rows)
     figure.suptitle(f"calisim bring-up, one run on a shared 2-core machine (1-min load at start: {loads})", fontsize=10)
     figure.tight_layout()
@@ -155,18 +146,10 @@ def main() -> None:
         with console.status(f"{count} hosts: building, starting nodes, waiting for the mesh"):
             rows.append(measure(count))
         console.print(rows[-1])
-    table = Table(title="flat topology, full node-to-node mesh")
     columns = ("hosts", "sessions", "build_s", "node_run_s", "converge_s", "total_s", "teardown_s", "peak_pss_mib",
                "pss_per_host_mib", "cpu_s", "load_average_1min_at_start")
-    for column in columns:
-        table.add_column(column.replace("_", " ").replace("load average 1min at start", "load"), justify="right")
-    for row in rows:
-        table.add_row(*(str(row[key]) for key in columns))
-    console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
-    plot(rows, args.png)
-    console.print(f"written to {args.json} and {args.png}")
+    write_runs(console, "flat topology, full node-to-node mesh", columns, rows, args.json, args.png, plot,
+               heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 

@@ -45,7 +45,8 @@ def must(result) -> str:
 
 def measure_mode(cluster: Cluster, label: str, cidr: str, seconds: int) -> dict:
     network = label.replace(" ", "-").lower()
-    must(cluster.run("host1", f"docker network create --driver calico --ipam-driver calico-ipam --subnet {cidr} {network}"))
+    must(cluster.run("host1", "docker network create --driver calico --ipam-driver calico-ipam "
+                              f"--subnet {cidr} {network}"))
     must(cluster.run("host1", f"docker run --net {network} --name {network}-1 -tid busybox"))
     must(cluster.run("host2", f"docker run --net {network} --name {network}-2 -tid busybox"))
     client = inspect(cluster, "host1", f"{network}-1")["State"]["Pid"]

@@ -118,7 +118,8 @@ def plot(runs: list[dict], path: Path) -> None:
         axes.text(index, run["wall_s"] + 0.3, f"{run['wall_s']} s\n{run['cpu_s']} cpu-s", ha="center", fontsize=8)
     axes.axhline(TODAY_S, color="k", linestyle="--", label=f"before (issue 14's today): {TODAY_S:g} s")
     axes.axhline(TARGET_S, color="g", linestyle=":", label=f"target: {TARGET_S:g} s")
-    axes.set_xticks(range(len(runs)), [f"run {i + 1}\nload {r['load_average_1min_at_start']}" for i, r in enumerate(runs)])
+    axes.set_xticks(range(len(runs)),
+                    [f"run {i + 1}\nload {r['load_average_1min_at_start']}" for i, r in enumerate(runs)])
     axes.set_ylabel("seconds (wall)")
     axes.set_xlim(-0.6, len(runs) - 0.4)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -148,7 +149,8 @@ def main() -> None:
     for name in runs[0]["parts"]:
         table.add_row(name, *(f"{run['parts'].get(name, 0):.2f}" for run in runs))
     for key in ("wall_s", "cpu_s", "load_average_1min_at_start"):
-        table.add_row(key.replace("_", " "), *(str(run[key]) for run in runs), style="bold" if key == "wall_s" else None)
+        table.add_row(key.replace("_", " "), *(str(run[key]) for run in runs),
+                      style="bold" if key == "wall_s" else None)
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "before_s": TODAY_S,

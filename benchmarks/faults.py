@@ -106,7 +106,8 @@ FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "calico-node SIGKILL": ("Calico's", lambda c: c.faults.kill("host2", "calico-node"), 12),
     "etcd restart": ("Calico's", etcd_restart, 5),
     "link host2-s1 down 2 s": ("Calico's", link_flap, 8),
-    f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back": (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
+    f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back":
+        (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
     "fabric: link tor1-spine1 down 3 s": ("fabric", tor_spine_flap, 8),
 }
 
@@ -161,7 +162,8 @@ def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
         must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
         must(cluster.run(bench.target_host, "docker run --net net1 --name target -tid busybox"))
         source = inspect(cluster, "host1", "source")["State"]["Pid"]
-        address = next(iter(inspect(cluster, bench.target_host, "target")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        networks = inspect(cluster, bench.target_host, "target")["NetworkSettings"]["Networks"]
+        address = next(iter(networks.values()))["IPAddress"]
         for name, (inject, seconds) in faults.items():
             with console.status(f"{name}: {repeat} runs"):
                 runs = [one_run(cluster, source, address, inject, seconds) for _ in range(repeat)]
@@ -186,10 +188,12 @@ def main() -> None:
                   if wanted == label and args.only in name}
         if chosen:
             results.update(measure(bench, chosen, args.repeat, console))
-    results = {name: results[name] for name in FAULTS if name in results}  # the table's order: each kill beside its variant
+    # the table's order: each kill beside its variant
+    results = {name: results[name] for name in FAULTS if name in results}
     table = Table(title=f"probe stream host1 -> host2 (fabric: host3) every {INTERVAL_MS} ms across a fault, "
                         f"median of {args.repeat}")
-    for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)", "host1 withdrew after (s)"):
+    for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)",
+                   "host1 withdrew after (s)"):
         table.add_column(column, justify="left" if column == "fault" else "right")
     for name, result in results.items():
         withdrawn = result.get("median_withdrawn_s")
@@ -211,7 +215,8 @@ def plot(results: dict, path: Path) -> None:
     names = list(results)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4))
     for axis, key, label, fmt in ((axes[0], "median_outage_ms", "longest outage of the stream, ms (median)", "%.0f"),
-                                  (axes[1], "median_established_s", "fault -> BGP Established again, s (median)", "%.1f")):
+                                  (axes[1], "median_established_s", "fault -> BGP Established again, s (median)",
+                                   "%.1f")):
         bars = axis.barh(names, [results[n][key] for n in names])
         axis.bar_label(bars, fmt=fmt, padding=2)  # a zero outage is a label, not a missing bar
         axis.set_xlabel(label)

@@ -5,8 +5,9 @@ host a separate process with its own etcd client (as calico-node agents are).
 
 Each allocation is one `auto_assign(host, 1)`: the per-container request of the libnetwork
 plugin.  A last run has 20 hosts share a /24 (4 blocks), so most must borrow from blocks that
-other hosts are writing: that is where compare-and-swap conflicts happen and are retried.  Reported: allocations per second, compare-and-swap conflicts that were retried, and
-duplicates found across every host's addresses afterwards (must be 0).  Targets: >= 500/s
+other hosts are writing: that is where compare-and-swap conflicts happen and are retried.
+Reported: allocations per second, compare-and-swap conflicts that were retried, and duplicates
+found across every host's addresses afterwards (must be 0).  Targets: >= 500/s
 for one client, and more in aggregate with 20 hosts than with one.
 """
 
@@ -99,7 +100,8 @@ def main() -> None:
     for column in ("run", "allocations", "seconds", "per second", "ratio to 1 host", "conflicts retried",
                    "duplicates", "datastore = clients"):
         table.add_column(column, justify="right")
-    one_host = next(r["per_second"] for r in rows if r["label"] == "1 hosts") if 1 in args.hosts else rows[0]["per_second"]
+    one_host = (next(r["per_second"] for r in rows if r["label"] == "1 hosts") if 1 in args.hosts
+                else rows[0]["per_second"])
     for row in rows:
         table.add_row(row["label"], str(row["allocations"]), str(row["seconds"]), str(row["per_second"]),
                       f"{row['per_second'] / one_host:.2f}", str(row["conflicts_retried"]), str(row["duplicates"]),

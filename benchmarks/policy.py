@@ -7,8 +7,9 @@ Enforcement: a flat cluster, one `workload` on net2 per host and a client on net
 Each round applies net2's profile with (then without) `allow from tag net1` and polls the
 client's TCP probes to every net2 workload until all agree with the profile; the time from the
 apply to that moment is the round's figure (it includes the watch, the debounce, rendering,
-`nft -f` and the polling: a probe round with 0.1 s timeouts plus the probe process's start).  Programming: the renderer and `nft -f` on a table for N
-endpoints (as many again on other hosts in the tag sets), timed in a throwaway namespace.
+`nft -f` and the polling: a probe round with 0.1 s timeouts plus the probe process's start).
+Programming: the renderer and `nft -f` on a table for N endpoints (as many again on other hosts in
+the tag sets), timed in a throwaway namespace.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def programming(endpoints: int) -> dict:
     """Render and load a table for this many local endpoints in a throwaway namespace."""
     local = [policy.Endpoint("me", f"cali{index:011x}", (f"10.{index // 250}.{index % 250}.1",), (f"net{index % 10}",))
              for index in range(endpoints)]
-    remote = [policy.Endpoint("other", f"cali{index:011x}", (f"10.200.{index // 250}.{index % 250}",), (f"net{index % 10}",))
+    remote = [policy.Endpoint("other", f"cali{index:011x}", (f"10.200.{index // 250}.{index % 250}",),
+                              (f"net{index % 10}",))
               for index in range(endpoints)]
     profiles = {f"net{n}": policy.Profile(f"net{n}", (f"net{n}",), ({"action": "allow", "src_tag": f"net{n}"},),
                                           ({"action": "allow"},)) for n in range(10)}
@@ -120,7 +122,8 @@ def main() -> None:
     console.print(f"calicoctl apply -> enforced on all {args.hosts} hosts, {len(seconds)} rounds: "
                   f"p50 {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s, min {min(seconds):.2f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"programming": rows, "enforcement_seconds": [round(s, 3) for s in seconds]}, indent=2))
+    args.json.write_text(json.dumps({"programming": rows, "enforcement_seconds": [round(s, 3) for s in seconds]},
+                                    indent=2))
     console.print(f"written to {args.json}")
 
 

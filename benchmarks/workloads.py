@@ -62,6 +62,12 @@ def must(result) -> str:
     return result.stdout
 
 
+def seed_pool_and_network(cluster: Cluster) -> None:
+    """The seed's IPIP pool in place of the default one, and net1 on it."""
+    must(cluster.run("host1", f"echo '{SEED_POOL}' | calicoctl create -f - && calicoctl delete ipPool 192.168.0.0/16"))
+    must(cluster.run("host1", "docker network create --driver calico --ipam-driver calico-ipam net1"))
+
+
 def pings(source_pid: int, address: str) -> bool:
     return subprocess.run(["nsenter", "-t", str(source_pid), "-n", "--", "ping", "-c", "1", "-W", "0.2", address],
                           capture_output=True).returncode == 0
@@ -82,7 +88,8 @@ def rtt_beside_ping(cluster: Cluster, source_pid: int, address: str, count: int 
     probe = probe_from(source_pid, "icmp", address, count=count)
     output = must(cluster.run("host1", f"docker exec source ping -c {count} {address}"))
     low, avg, high = map(float, re.search(r"min/avg/max = ([\d.]+)/([\d.]+)/([\d.]+) ms", output).groups())
-    return {"probe": {"received": probe.received, "min": probe.rtt_min_ms, "avg": probe.rtt_avg_ms, "max": probe.rtt_max_ms},
+    return {"probe": {"received": probe.received, "min": probe.rtt_min_ms, "avg": probe.rtt_avg_ms,
+                      "max": probe.rtt_max_ms},
             "ping": {"min": low, "avg": avg, "max": high},
             "within_target": avg / 1.5 - 0.05 <= probe.rtt_avg_ms <= 1.5 * avg + 0.05}
 
@@ -178,8 +185,8 @@ def create_on(cluster: Cluster, host: str, names: list[str], started: float) -> 
 
 def placed_on(cluster: Cluster, host: str, names: list[str]) -> list[Placed]:
     """Every one of names on host, address and PID from one `docker inspect` of them all."""
-    listed = must(cluster.run(host, "docker inspect --format "
-                                    "'{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Pid}}' "
+    listed = must(cluster.run(host, "docker inspect --format '{{.Name}} "
+                                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Pid}}' "
                                     + " ".join(names)))
     found = {}
     for line in listed.splitlines():
@@ -266,6 +273,7 @@ def plot_wide(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from report import label_axes
 
     finished = {row["host"]: row["finished_s"] for row in result["per_host"]}
     figure, (curves, runs) = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -273,11 +281,8 @@ def plot_wide(result: dict, path: Path) -> None:
     for index, (host, times) in enumerate(finished.items()):
         curves.plot(range(1, len(times) + 1), times, label=host,
                     color=colours(index if len(finished) <= 10 else index / len(finished)))
-    curves.set_xlabel("workloads on the host")
-    curves.set_ylabel("seconds since creation began")
-    curves.set_title("one creating thread a host: when each host's n-th `docker run` returned", fontsize=10)
-    curves.grid(True, alpha=0.3)
-    curves.legend(fontsize=7, ncol=2)
+    label_axes(curves, "workloads on the host", "seconds since creation began",
+               "one creating thread a host: when each host's n-th `docker run` returned", fontsize=7, ncol=2)
     merged = merged_runs(finished)
     counts = range(1, len(merged) + 1)
     durations = [seconds for _, seconds in merged]
@@ -287,13 +292,11 @@ def plot_wide(result: dict, path: Path) -> None:
     runs.plot([min(start + window, len(durations)) for start in range(0, len(durations), window)], medians,
               color="tab:red", marker="o", markersize=3, label=f"median of each {window}")
     runs.set_ylim(bottom=0)
-    runs.set_xlabel("workloads in the cluster when the run returned")
-    runs.set_ylabel("seconds for that `docker run`")
-    runs.set_title("does a `docker run` slow down as the cluster's workloads accumulate?", fontsize=10)
-    runs.grid(True, alpha=0.3)
-    runs.legend(fontsize=8)
+    label_axes(runs, "workloads in the cluster when the run returned", "seconds for that `docker run`",
+               "does a `docker run` slow down as the cluster's workloads accumulate?")
     reach = result["reachability"]
-    figure.suptitle(f"{result['total']} workloads over {result['hosts']} flat hosts: created in {result['creation_s']} s; "
+    figure.suptitle(f"{result['total']} workloads over {result['hosts']} flat hosts: "
+                    f"created in {result['creation_s']} s; "
                     f"{reach['reachable']}/{reach['expected']} reachable from the next host, all "
                     f"{reach['all_reachable_s']} s after the last `docker run` (1-min load at start: "
                     f"{result['load_average_1min_at_start']})", fontsize=10)
@@ -316,8 +319,7 @@ def wide(args: argparse.Namespace, console: Console) -> None:
             cluster.start_nodes()
             cluster.wait_for_mesh(120)
         meshed = time.monotonic()
-        must(cluster.run("host1", f"echo '{SEED_POOL}' | calicoctl create -f - && calicoctl delete ipPool 192.168.0.0/16"))
-        must(cluster.run("host1", "docker network create --driver calico --ipam-driver calico-ipam net1"))
+        seed_pool_and_network(cluster)
         with console.status(f"creating {args.total} workloads, one thread on each of {args.hosts} hosts"):
             creating = time.monotonic()
             with ThreadPoolExecutor(max_workers=args.hosts) as pool:
@@ -325,8 +327,10 @@ def wide(args: argparse.Namespace, console: Console) -> None:
             created = time.monotonic()
         with ThreadPoolExecutor(max_workers=args.hosts) as pool:
             placed = dict(zip(plan, pool.map(lambda host: placed_on(cluster, host, plan[host]), plan)))
-            interfaces = dict(zip(plan, pool.map(lambda host: int(must(cluster.run(host, "ip -o link | grep -c cali"))), plan)))
-        with console.status(f"pinging every workload from a workload of the next host (up to {args.reach_timeout:.0f} s)"):
+            interfaces = dict(zip(plan, pool.map(
+                lambda host: int(must(cluster.run(host, "ip -o link | grep -c cali"))), plan)))
+        with console.status("pinging every workload from a workload of the next host "
+                            f"(up to {args.reach_timeout:.0f} s)"):
             checks = [Reach(host, prober, [workload.address for workload in placed[host]], {})
                       for host, prober in probers_for(placed).items()]
             with ThreadPoolExecutor(max_workers=args.hosts) as pool:
@@ -350,7 +354,8 @@ def wide(args: argparse.Namespace, console: Console) -> None:
                                "all_reachable_s": (max(summary["all_reachable_s"] for summary in per_host)
                                                    if reachable == args.total else None),
                                "per_host": per_host},
-              "memory": {"run_pss_mib": round(run_pss / 1024, 1), "run_pss_per_host_mib": round(run_pss / 1024 / args.hosts, 1),
+              "memory": {"run_pss_mib": round(run_pss / 1024, 1),
+                         "run_pss_per_host_mib": round(run_pss / 1024 / args.hosts, 1),
                          "containers_pss_mib": round(sum(containers_pss) / 1024, 1),
                          "idle_container_pss_kib": round(statistics.mean(containers_pss))},
               "teardown_s": round(torn_down - tearing_down, 2), "load_average_1min_at_start": load}
@@ -370,10 +375,12 @@ def print_wide(result: dict, console: Console) -> None:
                         "docker run through each host's dockerd")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("network build / node runs and full mesh", f"{result['build_s']} s / {result['node_run_and_mesh_s']} s")
+    table.add_row("network build / node runs and full mesh",
+                  f"{result['build_s']} s / {result['node_run_and_mesh_s']} s")
     table.add_row(f"{result['total']} workloads created (one thread a host)", f"{result['creation_s']} s")
     table.add_row("workloads created per second (cluster)", str(result["per_second"]))
-    table.add_row("median docker run: cluster's last tenth / first tenth", str(result["median_docker_run_last_tenth_over_first"]))
+    table.add_row("median docker run: cluster's last tenth / first tenth",
+                  str(result["median_docker_run_last_tenth_over_first"]))
     for row in result["per_host"]:
         table.add_row(f"  {row['host']}: {row['workloads']} workloads",
                       f"last at {row['created_s']} s, median docker run {row['median_docker_run_s']} s")
@@ -402,8 +409,7 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
         for host in cluster.hosts:
             must(cluster.run(host, "calicoctl node run"))
         cluster.wait_for_mesh(30)
-        must(cluster.run("host1", f"echo '{SEED_POOL}' | calicoctl create -f - && calicoctl delete ipPool 192.168.0.0/16"))
-        must(cluster.run("host1", "docker network create --driver calico --ipam-driver calico-ipam net1"))
+        seed_pool_and_network(cluster)
         must(cluster.run("host1", "docker run --net net1 --name source -tid busybox"))
         source = inspect(cluster, "host1", "source")["State"]["Pid"]
         with console.status(f"{args.remote} workloads on host2, each timed until host1 reaches it"):
@@ -440,7 +446,8 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
                   f"p50 {reach_stats['p50']} s, p95 {reach_stats['p95']} s, max {reach_stats['max']} s")
     table.add_row("ICMP RTT host1 -> host2, probe (kernel timestamps), ms",
                   "min {min} avg {avg} max {max}".format(**rtt["probe"]))
-    table.add_row("ICMP RTT host1 -> host2, busybox ping -c 20, ms", "min {min} avg {avg} max {max}".format(**rtt["ping"]))
+    table.add_row("ICMP RTT host1 -> host2, busybox ping -c 20, ms",
+                  "min {min} avg {avg} max {max}".format(**rtt["ping"]))
     table.add_row("probe avg within 1.5x + 0.05 ms of ping's", "yes" if rtt["within_target"] else "NO")
     table.add_row(f"docker run -d -> running ({len(running)} runs)",
                   "p50 {p50} s, p95 {p95} s".format(**result["run_d_to_running_s"]))
@@ -463,7 +470,8 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--remote", type=int, default=None, help="workloads timed to remote reachability (default 20)")
-    parser.add_argument("--total", type=int, default=200, help="workloads created on host1 (with --hosts: over all hosts)")
+    parser.add_argument("--total", type=int, default=200,
+                        help="workloads created on host1 (with --hosts: over all hosts)")
     parser.add_argument("--hosts", type=int, default=None, help="flat hosts to spread --total over (2 or more)")
     parser.add_argument("--reach-timeout", type=float, default=120.0,
                         help="with --hosts: seconds after the last docker run for every workload to answer")

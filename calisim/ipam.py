@@ -1,4 +1,4 @@
-"""Calico IPAM (libcalico-go v1.0 semantics, calico-v1.md section 4) over etcd.
+"""Calico IPAM (libcalico-go v1.0 semantics) over etcd.
 
 Addresses come in blocks of 64: /26 for IPv4, /122 for IPv6 (keys under ``ipv4/`` and ``ipv6/``).
 A host uses its own (affine) blocks first, then claims a free

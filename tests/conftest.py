@@ -16,7 +16,7 @@ from calisim.datastore import Datastore, Synchronous, local_etcd
 ROOT = os.geteuid() == 0
 
 # Hypothesis profiles: `ci` keeps `make test` fast; `scale` is for a long run:
-#   CALISIM_HYPOTHESIS_PROFILE=scale .venv/bin/python -m pytest tests/test_ipam_properties.py
+#   CALISIM_HYPOTHESIS_PROFILE=scale .venv/bin/python -m pytest tests/test_ipam.py
 settings.register_profile("ci", max_examples=40, stateful_step_count=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("scale", max_examples=200, stateful_step_count=200, deadline=None,

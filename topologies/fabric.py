@@ -1,4 +1,4 @@
-"""A leaf-spine IP fabric (Calico's "IP fabrics" designs, bgp-and-ipv6.md section 3) with real BIRD
+"""A leaf-spine IP fabric (Calico's "IP fabrics" designs; README "Beyond the mesh") with real BIRD
 routers that are not Calico nodes.
 
 Rack k is segment ``rack<k>`` = 172.20.k.0/24 with top-of-rack router ``tor<k>`` at .1 and hosts
@@ -30,8 +30,6 @@ from calisim.node import bird
 from . import Option
 
 MODELS = ("as-per-rack", "as-per-host", "downward-default")
-RACK_NETWORKS = ipaddress.ip_network("172.20.0.0/16")
-LINK_NETWORKS = ipaddress.ip_network("172.21.0.0/16")
 FIRST_HOST = 11
 SPINE_AS = 65100
 MAX_RACKS = 99  # rack k's AS is 65000+k, below the spines' 65100 (and one /24 per rack)

@@ -15,7 +15,6 @@ from calisim.emulation.topology import CalicoTopo
 from . import Option
 
 SUBNET = ipaddress.ip_network("172.16.0.0/16")
-SUBNET6 = "fd00:172:16::/64"
 GATEWAY = str(SUBNET[-2])  # a default route, as every Calico host has (proxy ARP needs a route to 169.254.1.1)
 MAX_HOSTS = 1000
 REFLECTORS = ipaddress.ip_network("172.16.254.0/24")
@@ -40,7 +39,8 @@ class FlatTopo(CalicoTopo):
             self.add_calico_host(f"host{index}", f"{SUBNET[index]}/{SUBNET.prefixlen}", lan, default_route=GATEWAY,
                                  ip6=f"fd00:172:16::{index}/64")
         for index in range(1, route_reflectors + 1):
-            self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan, default_route=GATEWAY)
+            self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan,
+                                    default_route=GATEWAY)
 
     def after_node_run(self) -> list[tuple[str, str]]:
         if not self.reflector_count:

@@ -13,7 +13,8 @@ from . import Option
 
 FIRST_HOST = 10
 MAX_HOSTS_PER_SUBNET = 254 - FIRST_HOST + 1
-OPTIONS = {"hosts_per_subnet": Option(int, f"Calico hosts on each of the two subnets, 1-{MAX_HOSTS_PER_SUBNET} (default 1)")}
+OPTIONS = {"hosts_per_subnet": Option(int, "Calico hosts on each of the two subnets, "
+                                           f"1-{MAX_HOSTS_PER_SUBNET} (default 1)")}
 
 
 class RoutedTopo(CalicoTopo):

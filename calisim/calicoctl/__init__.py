@@ -1,4 +1,4 @@
-"""calicoctl v1.0's command surface (calico-v1.md section 7) over calisim's datastore.
+"""calicoctl v1.0's command surface (README "calicoctl as v1.0") over calisim's datastore.
 
 Each command family lives in its own module, imported only when used: `node` commands start
 and inspect this host's calico-node, the others (`resources`, `config`, `ipam`) work on etcd.

@@ -178,11 +178,6 @@ class CalicoTopo(Topo):
     def host_ip(self, name: str) -> str:
         return self.nodeInfo(name)["ip"].split("/")[0]
 
-    def host_ip6(self, name: str) -> str | None:
-        """The host's first IPv6 address (without its prefix length), None if it has none."""
-        addresses = self.nodeInfo(name).get("ipv6")
-        return addresses[0][1].split("/")[0] if addresses else None
-
 
 def add_ipv6_addresses(net) -> None:
     run_ip_batches(ipv6_commands(net))

@@ -1,7 +1,7 @@
 """Felix's dataplane for workload endpoints, the way Calico's Python Felix did it: the desired
 state is computed from the datastore, then the kernel is made to match it.
 
-For each endpoint of this host (calico-v1.md section 6): the host side `cali…` gets proxy ARP
+For each endpoint of this host: the host side `cali…` gets proxy ARP
 (so the workload reaches 169.254.1.1, which the host never holds), `proxy_delay=0`,
 `rp_filter=1`, `route_localnet=1`; a permanent ARP entry for the workload's IP and MAC; and a
 `/32` route to it through the interface.  IPv6 (Felix 2.x): `proxy_ndp=1` and a `/128` route per

@@ -2,7 +2,7 @@
 `<remote block> via <remote host> dev tunl0 onlink` (installed by BIRD), the host's tunnel
 address on tunl0.
 
-Backends, best first (platform.md):
+Backends, best first (README "IPIP backends"):
 * ``kernel``: the kernel's ipip module, where the machine has it (a user's ordinary machine).
 * ``ebpf``: tunl0 is a persistent TUN device that nothing reads; tc programs built from
   calisim/felix/bpf/ipip.bpf.c (by `make setup`) add the outer header on tunl0's egress and strip it

@@ -1,4 +1,4 @@
-"""Felix's policy part: which workload may talk to which, and nat-outgoing (calico-v1.md section 6).
+"""Felix's policy part: which workload may talk to which, and nat-outgoing (README "Policy").
 
 Desired state first (as Calico's Python Felix): from etcd's endpoints (of every host: tags and
 selectors match addresses anywhere), profiles, policies and pools, ``render`` computes this

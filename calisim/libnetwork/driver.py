@@ -1,5 +1,5 @@
 """Calico's remote network driver `calico` (libnetwork-plugin v1.0's answers and error strings,
-calico-v1.md section 2): networks become profiles, endpoints become workloadEndpoints in etcd
+README "Docker in the hosts"): networks become profiles, endpoints become workloadEndpoints in etcd
 and a veth pair whose host side Felix programs.  IPv6 as libnetwork-plugin v1.1.1 (PR 142):
 `--ipv6` networks, AddressIPv6 on endpoints, and in Join the host side's link-local address as
 the container's IPv6 gateway."""

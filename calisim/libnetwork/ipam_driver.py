@@ -1,4 +1,4 @@
-"""Calico's IPAM driver `calico-ipam` (libnetwork-plugin v1.0's answers, calico-v1.md section 2):
+"""Calico's IPAM driver `calico-ipam` (libnetwork-plugin v1.0's answers):
 one address space, Calico's pools behind one PoolID per IP version (IPv6 as libnetwork-plugin
 v1.1.1 added it: CalicoPoolIPv6, "::/0", /128 addresses), addresses from calisim.ipam."""
 

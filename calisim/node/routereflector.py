@@ -1,5 +1,5 @@
 """calico/routereflector: a BGP route reflector configured from etcd, on a host that is not a
-Calico node (bgp-and-ipv6.md section 2).
+Calico node (README "Beyond the mesh").
 
     routereflector run [--ip IP] [--cluster-id ID]      (ETCD_ENDPOINTS from the environment)
 

@@ -1,5 +1,5 @@
 """calico/node's startup: enable forwarding, pick the node's address, register the node in etcd,
-create the default pool when there is none (calico-v1.md section 5).  Talks only to etcd and the
+create the default pool when there is none (as calico/node v1.0 does).  Talks only to etcd and the
 host's netlink."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A pure, in-memory statement of Calico's IPAM semantics (calico-v1.md section 4).
+"""A pure, in-memory statement of Calico's IPAM semantics (libcalico-go v1.0's).
 
 It is written independently of ``calisim.ipam`` (only the spec-given choices are shared: the
 block size and where a host starts looking for a free block), so a property test can run both

@@ -15,8 +15,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..felix.policy import Endpoint, Model, tag_members
+from ..probes import ECHO_TCP_PORT, ECHO_UDP_PORT
 
-PORTS = {"icmp": None, "tcp": 80, "udp": 69}
+PORTS = {"icmp": None, "tcp": ECHO_TCP_PORT, "udp": ECHO_UDP_PORT}
 ICMP_ECHO = {4: (8, 0), 6: (128, 0)}
 ICMP_PROTOCOLS = {4: ("icmp", 1), 6: ("icmpv6", 58)}
 
@@ -35,7 +36,9 @@ class Packet:
 
     @property
     def protocol_names(self) -> tuple[str, int]:
-        return ICMP_PROTOCOLS[self.version] if self.protocol == "icmp" else (self.protocol, {"tcp": 6, "udp": 17}[self.protocol])
+        if self.protocol == "icmp":
+            return ICMP_PROTOCOLS[self.version]
+        return self.protocol, {"tcp": 6, "udp": 17}[self.protocol]
 
 
 def allowed(model: Model, packet: Packet) -> bool:

@@ -30,15 +30,8 @@ def pool_cidrs(draw, space: ipaddress.IPv4Network | ipaddress.IPv6Network = POOL
 
 
 def addresses_in(space: ipaddress.IPv4Network | ipaddress.IPv6Network = POOL_SPACE):
-    return st.integers(min_value=0, max_value=space.num_addresses - 1).map(lambda offset: space.network_address + offset)
-
-
-def pool_documents(space: ipaddress.IPv4Network = POOL_SPACE) -> st.SearchStrategy[dict]:
-    """calicoctl v1 ipPool documents (valid ones)."""
-    return st.builds(
-        lambda cidr, ipip, nat: {"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": str(cidr)},
-                                 "spec": {"ipip": {"enabled": ipip}, "nat-outgoing": nat}},
-        pool_cidrs(space), st.booleans(), st.booleans())
+    offsets = st.integers(min_value=0, max_value=space.num_addresses - 1)
+    return offsets.map(lambda offset: space.network_address + offset)
 
 
 @st.composite

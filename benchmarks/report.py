@@ -1,0 +1,36 @@
+"""What the benchmarks' reports share: one look for a plot's axes, and the table, JSON and PNG
+written for a list of runs."""
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+
+def label_axes(axis, xlabel: str, ylabel: str | None, title: str, **legend) -> None:
+    """Labels, a title, a light grid and the legend (font size 8 unless given) of one plot."""
+    axis.set_xlabel(xlabel)
+    if ylabel is not None:
+        axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.grid(True, alpha=0.3)
+    axis.legend(**{"fontsize": 8, **legend})
+
+
+def write_runs(console: Console, title: str, columns: tuple[str, ...], rows: list[dict], json_path: Path,
+               png_path: Path, plot: Callable[[list[dict], Path], None],
+               heading: Callable[[str], str] = lambda column: column.replace("_", " ")) -> None:
+    """The runs as a table on the console, as JSON (with the machine's core count) and as a PNG."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(heading(column), justify="right")
+    for row in rows:
+        table.add_row(*(str(row[column]) for column in columns))
+    console.print(table)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
+    plot(rows, png_path)
+    console.print(f"written to {json_path} and {png_path}")

@@ -1,0 +1,57 @@
+"""Pictures of a topology or a lab without building anything (no root needed): sessions are
+paired, hosts named and sessions coloured, a fabric drawn spines above ToRs above racks."""
+
+import subprocess
+import sys
+
+import topologies
+from calisim.emulation import graph, state
+
+
+def live_document(states: dict[tuple[str, str], str]) -> dict:
+    """An inspect document of flat with 3 hosts whose sessions have the states given."""
+    topo = topologies.load("flat", hosts=3)
+    hosts = []
+    for host in state.describe_hosts(topo):
+        bgp = [{"peer": topo.host_ip(peer), "state": session_state, "type": "node-to-node mesh", "since": ""}
+               for (name, peer), session_state in states.items() if name == host["name"]]
+        hosts.append({**host, "interfaces": {}, "calico_node": True, "bgp": bgp,
+                      "established": sum(s["state"] == "Established" for s in bgp), "blocks": [], "workloads": []})
+    return {"hosts": hosts, "segments": state.segments(topo)}
+
+
+def test_a_session_is_established_only_when_both_ends_say_so():
+    topo = topologies.load("flat", hosts=3)
+    live = live_document({("host1", "host2"): "Established", ("host2", "host1"): "Established",
+                          ("host1", "host3"): "Established", ("host3", "host1"): "Active"})
+    assert graph.sessions(topo, live) == {("host1", "host2"): True, ("host1", "host3"): False}
+
+
+def test_pictures_name_every_host_and_colour_sessions(tmp_path):
+    topo = topologies.load("flat", hosts=3)
+    live = live_document({("host1", "host2"): "Established", ("host2", "host1"): "Established",
+                          ("host1", "host3"): "Connect", ("host3", "host1"): "Connect"})
+    source = graph.build(topo, live, title="lab x").source
+    assert all(name in source for name in ("host1", "host2", "host3", "s1"))
+    assert graph.ESTABLISHED in source and graph.NOT_ESTABLISHED in source
+    written = graph.write(topologies.load("routed"), tmp_path / "routed.svg")
+    assert written == tmp_path / "routed.svg" and ">ext1<" in written.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["routed.svg"]
+
+
+def test_graph_refuses_other_file_types(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "calisim", "graph", "--topology", "routed", "-o", str(tmp_path / "x.jpg")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "must end in .svg or .png" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fabric_is_drawn_spines_above_tors_above_racks():
+    """Point-to-point router links (ToR to spine) are links, not segments: the fabric draws with
+    its spines on top, every ToR-spine pair joined once."""
+    topo = topologies.load("fabric")
+    assert [s["name"] for s in state.segments(topo)] == ["rack1", "rack2"]
+    source = graph.build(topo).source
+    for spine in ("spine1", "spine2"):
+        for tor in ("tor1", "tor2"):
+            assert source.count(f"{spine} -- {tor} ") == 1, (spine, tor)

@@ -1,0 +1,36 @@
+"""The bundled scenarios: every one parses and names only hosts its topology has (no root); and
+IPIP cross-subnet (`spec.ipip.mode: cross-subnet`): the bundled `cross-subnet` scenario on
+`routed --hosts-per-subnet 2` shows that only the traffic crossing the router is encapsulated
+(protocol 4 seen there and nowhere else), then measures both kinds of pair."""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import PYTHON
+
+
+def test_every_bundled_scenario_parses_and_names_hosts_its_topology_has():
+    from calisim.cli import build_parser
+    from calisim.scenarios import transcript
+    from calisim.scenarios.bundled import SCENARIOS
+
+    assert {"two-host", "route-reflectors", "fabric-as-per-rack", "fabric-as-per-host", "fabric-downward-default",
+            "cross-subnet"} <= set(SCENARIOS)
+    help_text = build_parser().format_help()
+    for name, scenario in SCENARIOS.items():
+        assert name in help_text
+        topo = scenario.load_topology()
+        transcript.check_hosts(transcript.parse(scenario.text()), topo.hosts(sort=True))
+
+
+@pytest.mark.emulation
+def test_cross_subnet_encapsulates_only_across_the_router(untouched, runs):
+    done = subprocess.run([PYTHON, "-m", "calisim", "cross-subnet", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(done.stdout)
+    assert all(step["passed"] for step in document["steps"])
+    assert document["summary"]["mismatches"] == []
+    assert document["summary"]["sessions"] == {f"host{i}": 3 for i in range(1, 5)}
