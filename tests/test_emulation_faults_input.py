@@ -61,7 +61,7 @@ def test_a_frozen_daemon_is_stopped_by_its_sigterm_not_the_kill_after_the_timeou
     import subprocess
     import sys
 
-    from calisim.emulation.cluster import _terminate
+    from calisim.process.pids import stop as _terminate
 
     daemon = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
                                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"

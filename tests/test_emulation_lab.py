@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calisim.emulation import lab
-from calisim.emulation.cluster import process_alive, processes_in_namespace
+from calisim.process.pids import alive as process_alive, in_namespace as processes_in_namespace
 
 from .conftest import PYTHON
 

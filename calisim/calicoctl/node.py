@@ -10,7 +10,6 @@ import argparse
 import ipaddress
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 
 from ..node import NodePaths
 from ..node.zygote import MODULES
+from ..process import pids
 from . import CommandError, client
 
 NODE_START_TIMEOUT = 60.0
@@ -27,12 +27,7 @@ def stop_running_node(paths: NodePaths, timeout: float = 10.0) -> bool:
     pid = paths.running_pid()
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while paths.running_pid() == pid and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if paths.running_pid() == pid:
-        os.kill(pid, signal.SIGKILL)
+    pids.stop([pid], timeout)
     return True
 
 

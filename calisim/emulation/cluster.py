@@ -19,7 +19,6 @@ import functools
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from mininet.net import Mininet
 from ..datastore import Datastore, EtcdServer, Synchronous
 from ..calicoctl import client
 from ..node import NodePaths, bird, zygote
+from ..process import pids
 from ..scenarios.transcript import EMULATION
 from . import sandbox
 from .rundir import RunDir
@@ -42,7 +42,6 @@ DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
 CONTROL_SOCKET_ENV = "CALISIM_LAB_SOCKET"
 ETCD_START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
 CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "birdc -s /var/run/calico/bird.ctl show route",
@@ -234,7 +233,7 @@ class Cluster:
 
     def _stop_etcd(self) -> None:
         if self.etcd_process is not None and self.etcd_process.poll() is None:
-            _terminate([self.etcd_process.pid])
+            pids.stop([self.etcd_process.pid])
             self.etcd_process.wait()
 
     def stop(self) -> None:
@@ -243,7 +242,7 @@ class Cluster:
             self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
         self._stop_etcd()
         if self.zygote is not None:
-            _terminate([self.zygote.pid])
+            pids.stop([self.zygote.pid])
             self.zygote.wait()
             self.zygote = None
         if "faults" in self.__dict__:
@@ -262,15 +261,15 @@ class Cluster:
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):
-            _terminate([process.pid for process in processes])
+            pids.stop([process.pid for process in processes])
             for process in processes:
                 process.wait()
         nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
-        _terminate([pid for pid in nodes if pid is not None])
+        pids.stop([pid for pid in nodes if pid is not None])
         keep = {host.pid for host in hosts} | {self.etcd_process.pid if self.etcd_process else -1}
-        started_here = (set(processes_in_namespaces({host.netns_inode() for host in hosts}))
-                        | set(processes_of_run(self.run_dir.path)))
-        _terminate([p for p in started_here if p not in keep])
+        started_here = (set(pids.in_namespaces({host.netns_inode() for host in hosts}))
+                        | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
+        pids.stop([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
         return self.start()
@@ -456,66 +455,3 @@ def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
-def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
-    """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
-    return processes_in_namespaces({inode}, kind)
-
-
-def processes_in_namespaces(inodes: set[int], kind: str = "net") -> list[int]:
-    """The processes whose namespace of this kind is one of these (one pass over /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / kind).st_ino in inodes:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def processes_of_run(run_dir: Path) -> list[int]:
-    """Processes started through Cluster.run (and their children): they carry CALISIM_RUN_DIR."""
-    mark = f"CALISIM_RUN_DIR={run_dir}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait for the processes to go, SIGKILL what is left.  SIGCONT after the TERM: a
-    process a fault froze (SIGSTOP) acts on it only once it runs again."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if process_alive(pid)]
-        if alive:
-            time.sleep(0.05)
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def process_alive(pid: int) -> bool:
-    """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

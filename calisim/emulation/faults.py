@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..node import NodePaths
-from .cluster import process_alive, processes_in_namespace
+from ..process import pids
 
 BPF_OBJECT = Path(__file__).parent / "bpf" / "impair.bpf.o"  # built by `make setup`
 FILTER_PREF = 10  # before any other tc filter on the device (eBPF IPIP's decap)
@@ -46,7 +46,6 @@ DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
 ETCD_CLIENT_PORT = 2379
 RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.IGNORECASE)
-EXIT_TIMEOUT = 10.0
 NETEM_MISSING = "delay needs the kernel's sch_netem qdisc, which this kernel does not have"
 log = logging.getLogger("calisim.faults")
 
@@ -116,34 +115,6 @@ def nsexec(pid: int, *argv: str, check: bool = True) -> subprocess.CompletedProc
     if check and done.returncode != 0:
         raise FaultError(f"{' '.join(argv)}: {(done.stderr or done.stdout).strip()}")
     return done
-
-
-def descendants(roots: set[int]) -> set[int]:
-    """roots and every process below them (containers are children of their host's dockerd)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
-def wait_gone(pid: int, timeout: float = EXIT_TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class Faults:
@@ -308,10 +279,10 @@ class Faults:
         elif verb == "cont":
             self.daemons.pop((host, daemon), None)
         elif daemon in ("etcd", "dockerd"):
-            wait_gone(pid)
+            pids.wait_gone(pid)
             self.daemons[(host, daemon)] = "down"
         elif daemon == "calico-node":
-            wait_gone(pid)
+            pids.wait_gone(pid)
             self.daemons[(host, daemon)] = "down"
             self.start(host, daemon)
         self._save()
@@ -376,7 +347,7 @@ class Faults:
         else:
             process = self.cluster.etcd_process
             pid = process.pid if process is not None else None
-        return pid if pid is not None and process_alive(pid) else None
+        return pid if pid is not None and pids.alive(pid) else None
 
     def _bird_pid(self, host: str) -> int | None:
         try:
@@ -438,14 +409,14 @@ class Faults:
         self.crashed.add(host)
         self._apply_partition(host)
         in_host = {pid for pid in self._processes_in(node)}
-        victims = descendants(in_host) - {node.pid, os.getpid()}
+        victims = pids.descendants(in_host) - {node.pid, os.getpid()}
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for pid in victims:
-            wait_gone(pid)
+            pids.wait_gone(pid)
         if self.cluster.dockerds.get(host) is not None:
             self.cluster.dockerds.pop(host).wait()
         if host == self.cluster.topo.etcd_host and self.cluster.etcd_process is not None:
@@ -498,7 +469,7 @@ class Faults:
         (node.state_dir / "docker" / "plugins").mkdir(exist_ok=True)
 
     def _processes_in(self, node) -> list[int]:
-        return processes_in_namespace(node.netns_inode())
+        return pids.in_namespace(node.netns_inode())
 
     # -- queries ----------------------------------------------------------------------------
     def active(self) -> list[dict]:
