@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from calisim.calicoctl import client
+from calisim.node import zygote_client as client
 from calisim.node import zygote
 
 pytestmark = pytest.mark.emulation

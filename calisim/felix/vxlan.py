@@ -21,7 +21,6 @@ from typing import Any
 
 from ..datastore import keys
 from ..ipam import BLOCKS, TUNNELS
-from ..node.bird import FELIX_ROUTE_PROTOCOL
 
 DEVICE = "vxlan.calico"
 VNI = 4096
@@ -32,6 +31,7 @@ ADDRESS_PARAM = TUNNELS["vxlan"].param
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
+FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
 
 
 def datastore_prefixes() -> list[str]:

@@ -34,7 +34,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     ds = Datastore.from_env()
     mirror = Mirror(ds)
     backend = ipip.choose_backend(options.ipip_backend)
-    felix = Felix(ds, mirror.view, options.name, paths, backend)
+    felix = Felix(ds, mirror.view, options.name, paths.run_dir, backend)
     confd = Confd.for_node(mirror.view, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
