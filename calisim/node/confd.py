@@ -12,6 +12,7 @@ container.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -50,7 +51,8 @@ class Confd:
         self.paths = paths
         self.render = render  # those keys -> BIRD's config text (a node's, or a route reflector's)
         self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
-        self.control = bird.BirdControl(paths.bird_socket)
+        self.daemon = bird.Bird(paths)
+        self.control = self.daemon.control
         self.bird: asyncio.subprocess.Process | None = None
         self.rendered: int | None = None  # the view's version of the last good pass
 
@@ -62,10 +64,10 @@ class Confd:
 
     async def render_config(self) -> bool:
         """Render from etcd's keys and write the file if `bird -p` accepts it; True if it changed."""
-        return bird.write_checked(self.render(self.view.read()), self.paths.bird_config)
+        return self.daemon.configure(self.render(self.view.read()))
 
     async def start_bird(self, recovery: bool = False) -> None:
-        daemon = bird.Bird(self.paths, recovery=recovery)
+        daemon = dataclasses.replace(self.daemon, recovery=recovery)
         self.bird = await daemon.start_async(stdin=asyncio.subprocess.DEVNULL)
         await daemon.await_ready(self.bird)
         log.info("BIRD started (pid %d)", self.bird.pid)

@@ -24,7 +24,8 @@ class DaemonError(RuntimeError):
 
 class Daemon:
     """What every daemon has; subclasses give ``command``, ``log`` and, where they have them,
-    ``ready``, ``prepare``, ``pid_file`` and the dry run of their config (``check``)."""
+    ``ready``, ``prepare`` and ``pid_file``.  One with a config file writes it before its start
+    (BIRD's ``configure``: its model rendered, `bird -p` as the dry run)."""
 
     name = "daemon"  # in messages: "etcd", "BIRD in tor1", ...
     start_timeout = 20.0  # seconds from the start line to the ready check's first yes
@@ -43,9 +44,6 @@ class Daemon:
 
     def prepare(self) -> None:
         """What must be in place before the start line runs (e.g. no socket of a killed one)."""
-
-    def check(self, config: Path) -> None:
-        """The dry run of a config file: raise (one line, the daemon's own words) if it is refused."""
 
     def start(self, popen: Callable[..., subprocess.Popen] = subprocess.Popen, **options) -> subprocess.Popen:
         """prepare, then the start line through popen (e.g. a Mininet host's), its output appended to the log."""

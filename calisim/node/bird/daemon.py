@@ -12,7 +12,7 @@ from pathlib import Path
 from ...process.daemon import Daemon
 from ..paths import NodePaths
 from .birdc import BirdControl, BirdError
-from .config import check, write_checked
+from .config import write_checked
 
 
 @dataclass
@@ -51,9 +51,6 @@ class Bird(Daemon):
             return True
         except BirdError:
             return False
-
-    def check(self, config: Path) -> None:
-        check(config)
 
     def configure(self, text: str) -> bool:
         """Write text as BIRD's config once `bird -p` accepts it (BirdError if not); False if unchanged."""
