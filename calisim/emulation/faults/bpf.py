@@ -86,7 +86,7 @@ class BpfImpairments(FaultState):
                    "bpf", "direct-action", "pinned", str(pins / "progs" / f"impair_{direction}"))
 
     def _mount_pin_root(self) -> None:
-        from ..felix.ipip import is_bpffs
+        from ...felix.ipip import is_bpffs
 
         self.pin_root.mkdir(exist_ok=True)
         if not is_bpffs(self.pin_root):
