@@ -53,29 +53,29 @@ class Daemon:
 
     async def start_async(self, **options):
         """start, as an asyncio child of the running event loop."""
-        import asyncio
+        import asyncio  # here and in await_ready only: `calicoctl node run` does not import it
 
         self.prepare()
         with open(self.log, "ab") as logfile:
             return await asyncio.create_subprocess_exec(*self.command(), stdout=logfile, stderr=subprocess.STDOUT,
                                                         **options)
 
-    def wait_ready(self, process: subprocess.Popen, timeout: float | None = None) -> None:
-        """Poll the ready check until it says yes; DaemonError if the process exits or time runs out."""
-        for pause in self._until_ready(process.poll, timeout):
+    def wait_ready(self, process: subprocess.Popen) -> None:
+        """Poll the ready check until it says yes; DaemonError if the process exits or
+        start_timeout passes."""
+        for pause in self._until_ready(process.poll):
             time.sleep(pause)
 
-    async def await_ready(self, process, timeout: float | None = None) -> None:
+    async def await_ready(self, process) -> None:
         """wait_ready for an asyncio child, without blocking its event loop between checks."""
         import asyncio
 
-        for pause in self._until_ready(lambda: process.returncode, timeout):
+        for pause in self._until_ready(lambda: process.returncode):
             await asyncio.sleep(pause)
 
-    def _until_ready(self, exit_code: Callable[[], int | None], timeout: float | None) -> Iterator[float]:
+    def _until_ready(self, exit_code: Callable[[], int | None]) -> Iterator[float]:
         """The pauses between ready checks (one polling loop for both kinds of waiting)."""
-        timeout = self.start_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.start_timeout
         while True:
             code = exit_code()
             if code is not None:
@@ -83,7 +83,7 @@ class Daemon:
             if self.ready():
                 return
             if time.monotonic() > deadline:
-                raise DaemonError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log}")
+                raise DaemonError(f"{self.name} did not answer within {self.start_timeout:.0f}s; see {self.log}")
             yield self.ready_interval
 
     def running_pid(self) -> int | None:
