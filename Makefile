@@ -42,7 +42,7 @@ setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docke
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
-# Link loss, corruption, duplication and partitions without sch_netem (calisim/emulation/faults.py).
+# Link loss, corruption, duplication and partitions without sch_netem (calisim/emulation/faults/).
 $(FAULTS_BPF_OBJECT): calisim/emulation/bpf/impair.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 

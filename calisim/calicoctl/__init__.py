@@ -85,7 +85,7 @@ def dispatch(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     if argv is None:
-        from .client import forked_by_zygote
+        from ..node.zygote_client import forked_by_zygote
 
         code = forked_by_zygote(sys.argv[1:])
         if code is not None:

@@ -9,32 +9,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import select
-import signal
 import socket
-import subprocess
-import sys
-import time
 
 from ..node import NodePaths
-from ..node.zygote import MODULES
-from . import client
+from ..node.daemon import NodeDaemon
+from ..process.daemon import DaemonError
 from .errors import CommandError
-
-NODE_START_TIMEOUT = 60.0
-
-
-def stop_running_node(paths: NodePaths, timeout: float = 10.0) -> bool:
-    pid = paths.running_pid()
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while paths.running_pid() == pid and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if paths.running_pid() == pid:
-        os.kill(pid, signal.SIGKILL)
-    return True
 
 
 def cmd_node_run(args: argparse.Namespace) -> str:
@@ -54,18 +34,22 @@ def cmd_node_run(args: argparse.Namespace) -> str:
     paths = NodePaths()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    if stop_running_node(paths):
-        print("Removing old calico-node (was running).")
-    command = [sys.executable, "-m", "calisim.node", "--name", name, "--backend", args.backend]
+    options = ["--name", name, "--backend", args.backend]
     if args.ip and args.ip != "autodetect":
-        command += ["--ip", args.ip]
+        options += ["--ip", args.ip]
     if args.ip6:
-        command += ["--ip6", args.ip6]
+        options += ["--ip6", args.ip6]
     if args.as_number is not None:
-        command += ["--as", str(parse_as_number(args.as_number))]
+        options += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:
-        command.append("--no-default-ippools")
-    return start_daemon(command, paths, "calico-node")
+        options.append("--no-default-ippools")
+    daemon = NodeDaemon(paths, options)
+    if daemon.stop_running():
+        print("Removing old calico-node (was running).")
+    try:
+        return daemon.run()
+    except DaemonError as error:
+        raise CommandError(str(error)) from None
 
 
 def check_ip6(value: str | None) -> None:
@@ -78,58 +62,6 @@ def check_ip6(value: str | None) -> None:
         raise CommandError(f"Error executing command: invalid IP address specified: {value}") from None
     if address.version != 6:
         raise CommandError("Error executing command: --ip6 is wrong IP version")
-
-
-def start_daemon(command: list[str], paths: NodePaths, what: str) -> str:
-    """Start a daemon (calico-node, a route reflector) in its own session, its output in its log,
-    and relay what it says on a status pipe until it is up (as the containers' `docker run` did)."""
-    read_end, write_end = os.pipe()
-    with open(paths.node_log, "ab") as logfile:
-        process = launch(command + ["--status-fd", str(write_end)], write_end, logfile)
-    os.close(write_end)
-    print(f"Starting {what} (pid {process.pid}); logs in {paths.log_dir}")
-    with os.fdopen(read_end) as status:
-        return relay_startup(status, process, paths)
-
-
-def launch(command: list[str], status_fd: int, logfile) -> "subprocess.Popen | client.ForkedProcess":
-    """`python -m MODULE ...` forked by the run's node zygote when there is one (imports already
-    done, pages shared), else executed."""
-    if os.environ.get(client.ZYGOTE_ENV) and command[1:2] == ["-m"] and command[2] in MODULES:
-        with open(os.devnull, "rb") as devnull:
-            try:
-                return client.spawn(command[2], command[3:], {0: devnull.fileno(), 1: logfile.fileno(),
-                                                              2: logfile.fileno(), status_fd: status_fd})
-            except client.ZygoteError as error:
-                logfile.write(f"{error}; starting it without the zygote\n".encode())  # the log is binary
-                logfile.flush()
-    return subprocess.Popen(command, pass_fds=(status_fd,), stdin=subprocess.DEVNULL, stdout=logfile,
-                            stderr=logfile, start_new_session=True)
-
-
-def relay_startup(status, process: subprocess.Popen, paths: NodePaths) -> str:
-    """Print what the daemon says while it starts; return its final line, or raise CommandError."""
-    deadline = time.monotonic() + NODE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([status], [], [], 0.5)
-        if not ready:
-            continue
-        line = status.readline()
-        if not line:
-            break
-        word, _, text = line.rstrip("\n").partition(" ")
-        if word == "READY":
-            return text
-        if word == "ERROR":
-            process.wait(timeout=10)
-            raise CommandError(f"{'Calico node' if paths.daemon == 'calico-node' else paths.daemon} failed to start: {text}")
-        print(text, flush=True)
-    else:
-        process.kill()
-        process.wait()
-        raise CommandError(f"{paths.daemon} did not finish starting within {NODE_START_TIMEOUT:.0f}s; see {paths.node_log}")
-    code = process.wait(timeout=10)
-    raise CommandError(f"{paths.daemon} exited with code {code} during startup; see {paths.node_log}")
 
 
 def cmd_node_status() -> str:

@@ -25,6 +25,7 @@ import aetcd
 import aetcd.exceptions
 from aetcd import transactions as ops
 
+from ..process.daemon import Daemon
 from . import keys
 
 CLIENT_PORT = 2379
@@ -389,11 +390,13 @@ _ABSENT = object()
 
 
 @dataclass(frozen=True)
-class EtcdServer:
+class EtcdServer(Daemon):
     """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the controller."""
 
     listen_ip: str
     directory: Path  # holds the data dir, the unix socket and the log
+    name = "etcd"
+    start_timeout = 20.0
 
     @property
     def socket_name(self) -> str:
@@ -406,6 +409,10 @@ class EtcdServer:
     @property
     def endpoint(self) -> str:
         return f"http://{self.listen_ip}:{CLIENT_PORT}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "etcd.log"
 
     def command(self) -> list[str]:
         peer = "http://127.0.0.1:2380"
@@ -422,23 +429,24 @@ class EtcdServer:
             "--log-outputs", "stderr",
         ]
 
-    def wait_ready(self, process: subprocess.Popen, timeout: float = 20.0) -> None:
-        """Poll etcd's unix socket until it answers; DatastoreError if etcd exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        log = self.directory / "etcd.log"
-        while True:
-            if process.poll() is not None:
-                raise DatastoreError(f"etcd exited with code {process.returncode}; see {log}")
-            if (self.directory / self.socket_name).exists():
-                try:
-                    with Synchronous(Datastore(self.unix_endpoint)) as ds:
-                        ds.get(keys.READY)
-                    return
-                except DatastoreError:
-                    pass
-            if time.monotonic() > deadline:
-                raise DatastoreError(f"etcd did not answer within {timeout:.0f}s; see {log}")
-            time.sleep(0.05)
+    def prepare(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / self.socket_name).unlink(missing_ok=True)  # left by a killed etcd
+
+    def start(self, popen=subprocess.Popen, **options) -> subprocess.Popen:
+        """In its directory: the unix socket's path is relative to it."""
+        return super().start(popen, cwd=str(self.directory), **options)
+
+    def ready(self) -> bool:
+        """Its unix socket answers a read."""
+        if not (self.directory / self.socket_name).exists():
+            return False
+        try:
+            with Synchronous(Datastore(self.unix_endpoint)) as ds:
+                ds.get(keys.READY)
+            return True
+        except DatastoreError:
+            return False
 
 
 @contextmanager
@@ -446,12 +454,9 @@ def local_etcd(directory: Path) -> Iterator[str]:
     """A real etcd for tests and benchmarks (run it inside calisim's sandbox: it also listens on
     127.0.0.1 there); yields the unix endpoint and stops etcd on the way out."""
     server = EtcdServer("127.0.0.1", directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "etcd.log", "wb") as log:
-        process = subprocess.Popen(server.command(), cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+    process = server.start()
     try:
         server.wait_ready(process)
         yield server.unix_endpoint
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop(process)

@@ -19,7 +19,6 @@ import functools
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -31,8 +30,10 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from ..datastore import Datastore, EtcdServer, Synchronous
-from ..calicoctl import client
-from ..node import NodePaths, bird, zygote
+from ..docker.service import Dockerd
+from ..node import NodePaths, bird, zygote, zygote_client
+from ..process import pids
+from ..process.daemon import Daemon, DaemonError, stop_all
 from . import sandbox
 from .sandbox import EMULATION
 from .rundir import RunDir
@@ -41,8 +42,6 @@ from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_
 DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
 CONTROL_SOCKET_ENV = "CALISIM_LAB_SOCKET"
-ETCD_START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 DIAGNOSTICS = ("ip -4 -br addr", "ip -4 route", "ip -4 neigh", "ip -d link show tunl0")
 CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "birdc -s /var/run/calico/bird.ctl show route",
@@ -112,10 +111,10 @@ class Cluster:
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
-            self._wait_for_zygote()
+            self._await(self._zygote, self.zygote)
             log.info("node zygote ready")
             if self.docker:
-                self._start_dockerds()
+                self._start_dockerds(self.hosts)
                 log.info("dockerd up in %s", ", ".join(self.dockerds))
         except BaseException:
             self.stop()
@@ -137,40 +136,41 @@ class Cluster:
 
     def _start_router_birds(self) -> None:
         """BIRD in every router the topology rendered a config for: written to the router's run
-        directory (= its /var/run/calico), checked with `bird -p`, started, up once its socket answers."""
+        directory (= its /var/run/calico) once `bird -p` accepts it, started, up once its socket answers."""
         for name in self.topo.bgp_routers():
-            host = self.host(name)
-            paths = NodePaths(host.state_dir / "run", host.state_dir / "log")
-            paths.bird_config.write_text(self.topo.nodeInfo(name)["bird"])
+            daemon = self._router_bird(name)
             try:
-                bird.check(paths.bird_config)
+                daemon.configure(self.topo.nodeInfo(name)["bird"])
             except bird.BirdError as error:
                 raise ClusterError(f"the BIRD config of router {name}: {error}") from None
-            with open(paths.bird_log, "ab") as logfile:
-                self.birds[name] = host.popen(bird.command_line(paths.bird_config, paths.bird_socket,
-                                                                paths.bird_pid_file),
-                                              stdout=logfile, stderr=subprocess.STDOUT)
+            self.birds[name] = daemon.start(self.host(name).popen)
         for name, process in self.birds.items():
-            wait_until(lambda: process.poll() is not None or _answers(self.bird(name)), BIRD_START_TIMEOUT,
-                       what=f"BIRD in {name}")
-            if process.poll() is not None:
-                raise ClusterError(f"BIRD in {name} exited; see {self.host(name).state_dir / 'log' / 'bird.log'}")
+            self._await(self._router_bird(name), process)
         for name in self.topo.underlay_routers():  # e.g. spines: the racks reach etcd through them
             wait_until(lambda: _all_established(self.bird(name)), BIRD_START_TIMEOUT * 3,
                        interval=0.2, what=f"every BGP session of {name}")
         if self.birds:
             log.info("BIRD running in %s", ", ".join(self.birds))
 
+    def _router_bird(self, name: str) -> bird.Bird:
+        state = self.host(name).state_dir
+        return bird.Bird(NodePaths(state / "run", state / "log"), name=f"BIRD in {name}",
+                         start_timeout=BIRD_START_TIMEOUT, ready_interval=0.1)
+
     def _start_etcd(self) -> None:
         host = self.host(self.topo.etcd_host)
         self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
-        self.etcd.directory.mkdir(parents=True, exist_ok=True)
-        (self.etcd.directory / self.etcd.socket_name).unlink(missing_ok=True)  # left by a killed etcd
-        with open(self.etcd.directory / "etcd.log", "ab") as logfile:
-            self.etcd_process = host.popen(self.etcd.command(), cwd=str(self.etcd.directory),
-                                           stdout=logfile, stderr=subprocess.STDOUT)
-        self.etcd.wait_ready(self.etcd_process, ETCD_START_TIMEOUT)
+        self.etcd_process = self.etcd.start(host.popen)
+        self._await(self.etcd, self.etcd_process)
         log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
+
+    @staticmethod
+    def _await(daemon: Daemon, process) -> None:
+        """Until the daemon's ready check says yes: ClusterError if it exits or does not answer in time."""
+        try:
+            daemon.wait_ready(process)
+        except DaemonError as error:
+            raise ClusterError(str(error)) from None
 
     @property
     def bin_dir(self) -> Path:
@@ -178,54 +178,38 @@ class Cluster:
         return self.run_dir.path / "bin"
 
     def _install_calicoctl(self) -> None:
-        """The hosts' `calicoctl`: calisim.calicoctl.client run by `python -I -S` (why: see there)."""
+        """The hosts' `calicoctl`: calisim.node.zygote_client run by `python -I -S` (why: see there)."""
         self.bin_dir.mkdir(exist_ok=True)
-        client.install(str(self.bin_dir))
+        zygote_client.install(str(self.bin_dir))
 
     @property
     def zygote_socket(self) -> Path:
         return self.run_dir.path / "zygote.sock"
+
+    @property
+    def _zygote(self) -> zygote.ZygoteDaemon:
+        return zygote.ZygoteDaemon(self.zygote_socket, self.run_dir.path / "zygote.log")
 
     def _spawn_zygote(self) -> None:
         """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
         that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
         every host, so it stops last."""
         environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
-        with open(self.run_dir.path / "zygote.log", "ab") as logfile:
-            self.zygote = subprocess.Popen(zygote.command_line(self.zygote_socket), env=environment,
-                                           stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT)
-
-    def _wait_for_zygote(self) -> None:
-        assert self.zygote is not None
-        wait_until(lambda: self.zygote_socket.exists() or self.zygote.poll() is not None, 30, what="the node zygote")
-        if self.zygote.poll() is not None:
-            raise ClusterError(f"the node zygote exited; see {self.run_dir.path / 'zygote.log'}")
-
-    def _start_dockerds(self) -> None:
-        """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
-        for name in self.hosts:
-            self._spawn_dockerd(name)
-        for name in self.hosts:
-            self._wait_for_dockerd(name)
+        self.zygote = self._zygote.start(env=environment, stdin=subprocess.DEVNULL)
 
     def start_dockerd(self, name: str) -> None:
         """Start host name's dockerd again (after a fault stopped it)."""
-        (self.host(name).state_dir / "docker" / "docker.sock").unlink(missing_ok=True)  # the dead one's
-        self._spawn_dockerd(name)
-        self._wait_for_dockerd(name)
+        self._start_dockerds([name])
 
-    def _spawn_dockerd(self, name: str) -> None:
-        host = self.host(name)
-        with open(host.state_dir / "log" / "dockerd.log", "ab") as logfile:
-            self.dockerds[name] = host.popen([sys.executable, "-m", "calisim.docker"], env=self.environment(name),
-                                             stdout=logfile, stderr=subprocess.STDOUT)
+    def _start_dockerds(self, names: list[str]) -> None:
+        """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
+        for name in names:
+            self.dockerds[name] = self._dockerd(name).start(self.host(name).popen, env=self.environment(name))
+        for name in names:
+            self._await(self._dockerd(name), self.dockerds[name])
 
-    def _wait_for_dockerd(self, name: str) -> None:
-        process = self.dockerds[name]
-        socket_path = self.host(name).state_dir / "docker" / "docker.sock"
-        wait_until(lambda: socket_path.exists() or process.poll() is not None, 20, what=f"dockerd in {name}")
-        if process.poll() is not None:
-            raise ClusterError(f"dockerd in {name} exited; see {self.host(name).state_dir / 'log' / 'dockerd.log'}")
+    def _dockerd(self, name: str) -> Dockerd:
+        return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}")
 
     def restart_etcd(self) -> None:
         """Stop etcd and start it again on the same data: what every watcher must live through."""
@@ -233,9 +217,8 @@ class Cluster:
         self._start_etcd()
 
     def _stop_etcd(self) -> None:
-        if self.etcd_process is not None and self.etcd_process.poll() is None:
-            _terminate([self.etcd_process.pid])
-            self.etcd_process.wait()
+        if self.etcd is not None and self.etcd_process is not None and self.etcd_process.poll() is None:
+            self.etcd.stop(self.etcd_process)
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
@@ -243,8 +226,7 @@ class Cluster:
             self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
         self._stop_etcd()
         if self.zygote is not None:
-            _terminate([self.zygote.pid])
-            self.zygote.wait()
+            self._zygote.stop(self.zygote)
             self.zygote = None
         if "faults" in self.__dict__:
             self.faults.close()
@@ -262,15 +244,13 @@ class Cluster:
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):
-            _terminate([process.pid for process in processes])
-            for process in processes:
-                process.wait()
+            stop_all(processes)
         nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
-        _terminate([pid for pid in nodes if pid is not None])
+        pids.stop([pid for pid in nodes if pid is not None])
         keep = {host.pid for host in hosts} | {self.etcd_process.pid if self.etcd_process else -1}
-        started_here = (set(processes_in_namespaces({host.netns_inode() for host in hosts}))
-                        | set(processes_of_run(self.run_dir.path)))
-        _terminate([p for p in started_here if p not in keep])
+        started_here = (set(pids.in_namespaces({host.netns_inode() for host in hosts}))
+                        | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
+        pids.stop([p for p in started_here if p not in keep])
 
     def __enter__(self) -> "Cluster":
         return self.start()
@@ -310,7 +290,7 @@ class Cluster:
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
             **self.bgp_timers.environment(),
-            **({client.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
+            **({zygote_client.ZYGOTE_ENV: str(self.zygote_socket)} if self.zygote is not None else {}),
         }
 
     def run(self, name: str, command: str, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
@@ -430,14 +410,6 @@ class Cluster:
         return path
 
 
-def _answers(control: bird.BirdControl) -> bool:
-    try:
-        control.command("show status")
-        return True
-    except bird.BirdError:
-        return False
-
-
 def _all_established(control: bird.BirdControl) -> bool:
     try:
         sessions = [p for p in control.protocols() if p.proto == "BGP"]
@@ -456,66 +428,3 @@ def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
-def processes_in_namespace(inode: int, kind: str = "net") -> list[int]:
-    """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
-    return processes_in_namespaces({inode}, kind)
-
-
-def processes_in_namespaces(inodes: set[int], kind: str = "net") -> list[int]:
-    """The processes whose namespace of this kind is one of these (one pass over /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / kind).st_ino in inodes:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def processes_of_run(run_dir: Path) -> list[int]:
-    """Processes started through Cluster.run (and their children): they carry CALISIM_RUN_DIR."""
-    mark = f"CALISIM_RUN_DIR={run_dir}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if mark in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait for the processes to go, SIGKILL what is left.  SIGCONT after the TERM: a
-    process a fault froze (SIGSTOP) acts on it only once it runs again."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if process_alive(pid)]
-        if alive:
-            time.sleep(0.05)
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def process_alive(pid: int) -> bool:
-    """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

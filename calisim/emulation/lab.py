@@ -49,7 +49,8 @@ from typing import Any, Callable
 
 from . import sandbox
 from ..datastore import DatastoreError
-from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, process_alive
+from ..process import pids
+from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult
 from .faults import FaultError, Faults
 from .rundir import RunDir
 from .sandbox import EMULATION
@@ -87,7 +88,7 @@ class LabRecord:
 
     def alive(self) -> bool:
         try:
-            return os.stat(f"/proc/{self.pid}/ns/pid").st_ino == self.pidns and process_alive(self.pid)
+            return os.stat(f"/proc/{self.pid}/ns/pid").st_ino == self.pidns and pids.alive(self.pid)
         except OSError:
             return False
 
@@ -230,7 +231,7 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
         return record
     except BaseException:
         if pid is not None:
-            _stop_pid1(pid, STOP_TIMEOUT)
+            pids.stop([pid], STOP_TIMEOUT, interval=0.1, wait_killed=True)
         unshare.kill()
         unshare.wait()
         raise
@@ -277,21 +278,6 @@ def _read_status(descriptor: int, run_dir: Path) -> dict:
     return status
 
 
-def _stop_pid1(pid: int, timeout: float) -> None:
-    """SIGTERM the lab's PID 1 (it passes it to the lab, which stops its cluster), SIGKILL after
-    timeout: the kernel then kills the rest of the lab."""
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not process_alive(pid):
-            return
-
-
 def down(record: LabRecord, registry: Registry | None = None) -> None:
     """Stop a lab: its cluster stops every process by PID; then its PID 1 exits, which frees
     the namespaces and mounts.  A lab that does not answer is terminated through its PID 1."""
@@ -304,7 +290,7 @@ def down(record: LabRecord, registry: Registry | None = None) -> None:
     while record.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if record.alive():
-        _stop_pid1(record.pid, 10)  # SIGKILL last: the kernel then kills the rest of the lab
+        pids.stop([record.pid], 10, interval=0.1, wait_killed=True)  # SIGKILL last: the kernel then kills the rest of the lab
     record.socket.unlink(missing_ok=True)
     registry.remove(record.name)
 

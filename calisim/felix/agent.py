@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Callable
 
 from ..datastore import Datastore, DatastoreError, Txn, View, keys, next_pass
 from ..datastore.resources import IPPool
 from ..ipam import IPAM, TUNNELS, ConflictError, IPAMError
-from ..node.paths import NodePaths
 from . import endpoints, ipip, policy, vxlan
 
 log = logging.getLogger("calico-node")
@@ -31,11 +31,11 @@ log = logging.getLogger("calico-node")
 class Felix:
     """This host's dataplane, kept equal to etcd."""
 
-    def __init__(self, ds: Datastore, view_of: Callable[..., View], name: str, paths: NodePaths,
+    def __init__(self, ds: Datastore, view_of: Callable[..., View], name: str, run_dir: Path,
                  ipip_backend: str = "userspace"):
         self.ds = ds  # for what Felix writes (the VXLAN MAC) and IPAM's tunnel addresses
         self.name = name
-        self.paths = paths
+        self.run_dir = run_dir  # the node's /var/run/calico: the eBPF backend's pins, policy.nft
         self.ipip_backend = ipip_backend
         self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.ipam = IPAM(ds)
@@ -66,7 +66,7 @@ class Felix:
             return None
         if self.tunnel is None:
             host_ip = await self.ds.value(keys.bgp_host_ip_v4(self.name))
-            self.tunnel = ipip.make_tunnel(self.ipip_backend, self.paths.run_dir)
+            self.tunnel = ipip.make_tunnel(self.ipip_backend, self.run_dir)
             await asyncio.to_thread(self.tunnel.start, host_ip)
             log.info("IPIP tunnel %s up with the %s backend", ipip.TUNNEL, self.tunnel.name)
         await asyncio.to_thread(ipip.set_tunnel_address, address)
@@ -129,7 +129,7 @@ class Felix:
                 if text != self.policy_applied:
                     await asyncio.to_thread(policy.apply, text)
                     self.policy_applied = text
-                    (self.paths.run_dir / "policy.nft").write_text(text)
+                    (self.run_dir / "policy.nft").write_text(text)
                     log.info("policy programmed: %s", policy.summary(model, self.name))
                 self.policy_computed = None if from_kernel else version
             except (policy.PolicyError, OSError) as error:

@@ -23,7 +23,6 @@ from ..datastore import keys
 from ..datastore.resources import IPPool
 from ..datastore.resources.ipam import AllocationBlock
 from ..ipam import TUNNELS
-from ..node.bird import FELIX_ROUTE_PROTOCOL
 
 DEVICE = "vxlan.calico"
 VNI = 4096
@@ -34,6 +33,7 @@ ADDRESS_PARAM = TUNNELS["vxlan"].param
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
+FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
 
 
 def datastore_prefixes() -> list[str]:

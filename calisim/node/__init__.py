@@ -1,7 +1,8 @@
 """calico/node: startup and registration (startup.py), confd (confd.py: watch, render, check,
-reload), the BIRD model, template and control socket (bird.py), the process that runs them with
-Felix and the libnetwork plugins (agent.py, `python -m calisim.node`), and where it keeps its
-files (paths.py).
+reload), BIRD's config, control socket and daemon (bird/), the process that runs them with
+Felix and the libnetwork plugins (agent.py, `python -m calisim.node`), how `calicoctl node run`
+starts and stops it (daemon.py), the route reflector (routereflector.py), the zygote that forks
+them (zygote.py, its client zygote_client.py), and where a node keeps its files (paths.py).
 
 Light on purpose: `calicoctl node` imports ``NodePaths`` on every start.
 """

@@ -1,7 +1,7 @@
 """calico/node: the per-host process that `calicoctl node run` starts (`python -m calisim.node`).
 
 As in Calico's container it runs these jobs: *startup* (startup.py: forwarding, registration,
-the default pool), *confd* with *BIRD* (confd.py, bird.py), *Felix* (calisim.felix) and the
+the default pool), *confd* with *BIRD* (confd.py, bird/), *Felix* (calisim.felix) and the
 *libnetwork plugins* (calisim.libnetwork).  One mirror of etcd's /calico/ keys, kept current by
 one watch (datastore.Mirror), feeds confd and Felix.  It talks to
 the world only through etcd, BIRD's socket and its files in /var/run/calico and
@@ -34,7 +34,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     ds = Datastore.from_env()
     mirror = Mirror(ds)
     backend = ipip.choose_backend(options.ipip_backend)
-    felix = Felix(ds, mirror.view, options.name, paths, backend)
+    felix = Felix(ds, mirror.view, options.name, paths.run_dir, backend)
     confd = Confd.for_node(mirror.view, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

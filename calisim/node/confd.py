@@ -2,25 +2,29 @@
 
 Watches nothing itself: it reads etcd's keys from its view of the process's mirror of etcd
 (datastore.Mirror), which is kept current by one watch.  After each burst of changes to those
-keys, and every RESYNC seconds, it renders the config (bird.py's model and template), writes it
-only if ``bird -p`` accepts it, and reloads BIRD through its control socket; a resync whose keys
-are unchanged since the last good pass has nothing to render.  It also runs BIRD as a child and
-restarts it when it dies, as runit does in Calico's container.
+keys, and every RESYNC seconds, it renders the config (calisim.node.bird's model and template),
+writes it only if ``bird -p`` accepts it, and reloads BIRD through its control socket; a resync
+whose keys are unchanged since the last good pass has nothing to render.  It also runs BIRD (the
+daemon of calisim.node.bird) as a child and restarts it when it dies, as runit does in Calico's
+container.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
 from ..datastore import DatastoreError, View, keys, next_pass
 from ..ipam import ConflictError, IPAMError
+from ..process import pids
+from ..process.daemon import DaemonError
 from . import bird
 from .paths import NodePaths
-from .startup import StartupError
 
 log = logging.getLogger("calico-node")
+BIRD_STOP_TIMEOUT = 5.0
 
 
 def node_config_depends_on(name: str) -> Callable[[str, dict[str, Any]], bool]:
@@ -47,7 +51,8 @@ class Confd:
         self.paths = paths
         self.render = render  # those keys -> BIRD's config text (a node's, or a route reflector's)
         self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
-        self.control = bird.BirdControl(paths.bird_socket)
+        self.daemon = bird.Bird(paths)
+        self.control = self.daemon.control
         self.bird: asyncio.subprocess.Process | None = None
         self.rendered: int | None = None  # the view's version of the last good pass
 
@@ -59,29 +64,13 @@ class Confd:
 
     async def render_config(self) -> bool:
         """Render from etcd's keys and write the file if `bird -p` accepts it; True if it changed."""
-        return bird.write_checked(self.render(self.view.read()), self.paths.bird_config)
+        return self.daemon.configure(self.render(self.view.read()))
 
     async def start_bird(self, recovery: bool = False) -> None:
-        self.paths.bird_socket.unlink(missing_ok=True)
-        with open(self.paths.bird_log, "ab") as logfile:
-            self.bird = await asyncio.create_subprocess_exec(
-                *bird.command_line(self.paths.bird_config, self.paths.bird_socket, self.paths.bird_pid_file, recovery),
-                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile)
-        await self.wait_for_bird_socket()
+        daemon = dataclasses.replace(self.daemon, recovery=recovery)
+        self.bird = await daemon.start_async(stdin=asyncio.subprocess.DEVNULL)
+        await daemon.await_ready(self.bird)
         log.info("BIRD started (pid %d)", self.bird.pid)
-
-    async def wait_for_bird_socket(self, timeout: float = 10.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            if self.bird is not None and self.bird.returncode is not None:
-                raise StartupError(f"BIRD exited with code {self.bird.returncode}; see {self.paths.bird_log}")
-            try:
-                self.control.command("show status")
-                return
-            except bird.BirdError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise StartupError(f"BIRD did not open {self.paths.bird_socket} within {timeout:.0f}s")
-                await asyncio.sleep(0.05)
 
     async def reconcile(self) -> None:
         """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
@@ -112,15 +101,11 @@ class Confd:
             await asyncio.sleep(1)
             try:
                 await self.start_bird(recovery=True)
-            except StartupError as error:
+            except DaemonError as error:
                 log.error("BIRD did not start: %s", error)
 
     async def stop_bird(self) -> None:
         if self.bird is not None and self.bird.returncode is None:
-            self.bird.terminate()
-            try:
-                await asyncio.wait_for(self.bird.wait(), 5)
-            except asyncio.TimeoutError:
-                self.bird.kill()
-                await self.bird.wait()
+            pids.stop([self.bird.pid], BIRD_STOP_TIMEOUT)
+            await self.bird.wait()
         self.paths.bird_pid_file.unlink(missing_ok=True)

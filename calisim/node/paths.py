@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..process import pids
+
 
 @dataclass(frozen=True)
 class NodePaths:
@@ -53,9 +55,4 @@ class NodePaths:
 
     def running_pid(self) -> int | None:
         """The PID of this host's daemon (calico-node) if it is alive."""
-        try:
-            pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return pids.from_file(self.pid_file)

@@ -25,8 +25,10 @@ import sys
 
 from ..datastore import Datastore, DatastoreError, Mirror, keys
 from ..datastore.resources import ReflectorRegistration
+from ..process.daemon import DaemonError
 from . import bird
 from .confd import Confd
+from .daemon import NodeDaemon
 from .paths import NodePaths
 from .startup import StartupStatus, autodetect_ipv4
 
@@ -94,25 +96,21 @@ async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> No
 
 def cmd_run(args: argparse.Namespace) -> str:
     """Start (or restart) the reflector in the background and relay what it says while starting."""
-    from ..calicoctl import CommandError
-    from ..calicoctl.node import start_daemon, stop_running_node
-
     if not os.environ.get("ETCD_ENDPOINTS"):
-        raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
+        raise DaemonError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
     try:
         ip = str(ipaddress.IPv4Address(args.ip)) if args.ip else str(autodetect_ipv4().ip)
         cluster_id = str(ipaddress.IPv4Address(args.cluster_id)) if args.cluster_id else None
     except ValueError as error:
-        raise CommandError(f"Error executing command: {error}") from None
+        raise DaemonError(f"Error executing command: {error}") from None
     paths = reflector_paths()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    if stop_running_node(paths):
+    daemon = NodeDaemon(paths, ["serve", "--ip", ip] + (["--cluster-id", cluster_id] if cluster_id else []),
+                        module="calisim.node.routereflector", name=f"route reflector {ip}")
+    if daemon.stop_running():
         print("Removing old route reflector (was running).")
-    command = [sys.executable, "-m", "calisim.node.routereflector", "serve", "--ip", ip]
-    if cluster_id:
-        command += ["--cluster-id", cluster_id]
-    return start_daemon(command, paths, f"route reflector {ip}")
+    return daemon.run()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -141,15 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..calicoctl import CommandError
-
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         cmd_serve(args)
         return
     try:
         print(cmd_run(args))
-    except CommandError as error:
+    except DaemonError as error:
         print(error)
         sys.exit(1)
 

@@ -14,7 +14,7 @@ and with the same command line in /proc/PID/cmdline: nothing a host sees changes
 The cluster starts one per run in the sandbox's own namespaces and names its socket in
 CALISIM_NODE_ZYGOTE; without it (a node started by hand, tests) calicoctl execs as before.
 
-The client and the protocol: calisim.calicoctl.client.
+The client and the protocol: calisim.node.zygote_client.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ import socket
 import sys
 import tempfile
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..process.daemon import Daemon
 
 MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
            "calisim.calicoctl": "calisim.calicoctl"}
@@ -279,8 +282,25 @@ def warm_up() -> None:
 
 
 def command_line(socket_path: Path) -> list[str]:
-    """How the cluster starts the zygote: with TITLE_ROOM bytes of padding for set_cmdline."""
+    """How the zygote is started: with TITLE_ROOM bytes of padding for set_cmdline."""
     return [sys.executable, "-m", "calisim.node.zygote", str(socket_path), "." * TITLE_ROOM]
+
+
+@dataclass
+class ZygoteDaemon(Daemon):
+    """The zygote as the cluster runs it: in the sandbox's own namespaces, up once its socket exists."""
+
+    socket: Path
+    log: Path
+    name: str = "the node zygote"
+    start_timeout: float = 30.0
+    ready_interval: float = 0.1
+
+    def command(self) -> list[str]:
+        return command_line(self.socket)
+
+    def ready(self) -> bool:
+        return self.socket.exists()
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def test_confd_renders_only_when_its_keys_changed_or_its_last_pass_failed(tmp_pa
             raise confd_module.bird.BirdError("bird -p rejected it")
         return f"# {sorted(entries)}\n"
 
-    monkeypatch.setattr(confd_module.bird, "check", lambda path: None)
+    monkeypatch.setattr(confd_module.bird.config, "check", lambda path: None)
 
     async def scenario():
         store = FakeEtcd()
@@ -243,7 +243,7 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
         await mirror.load()
         paths = NodePaths(tmp_path / "run", tmp_path / "log")
         paths.run_dir.mkdir()
-        felix = felix_agent.Felix(None, mirror.view, "host1", paths)
+        felix = felix_agent.Felix(None, mirror.view, "host1", paths.run_dir)
         monkeypatch.setattr(felix_agent.policy, "load", load)
         task = asyncio.create_task(felix.program_policy())
         try:
@@ -319,7 +319,7 @@ def test_without_the_mesh_another_node_joining_wakes_no_confd_and_with_it_every_
 def test_without_a_vxlan_pool_other_hosts_wake_no_vxlan_pass(tmp_path):
     async def scenario():
         mirror = Mirror(FakeEtcd())
-        felix = felix_agent.Felix(None, mirror.view, "host1", NodePaths(tmp_path / "run", tmp_path / "log"))
+        felix = felix_agent.Felix(None, mirror.view, "host1", tmp_path / "run")
         view = felix.vxlan
 
         def wakes(key, value="x"):

@@ -15,7 +15,7 @@ import pytest
 
 from calisim.cli.fault import run_command
 from calisim.emulation import lab
-from calisim.emulation.cluster import process_alive, processes_in_namespace
+from calisim.process.pids import alive as process_alive, in_namespace as processes_in_namespace
 
 from tests.conftest import PYTHON
 

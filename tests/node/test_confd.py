@@ -15,7 +15,7 @@ import topologies
 from calisim.emulation import Cluster
 from calisim.node.confd import Confd
 from calisim.node.paths import NodePaths
-from calisim.node.startup import StartupError
+from calisim.process.daemon import DaemonError
 
 from tests.conftest import replay
 
@@ -87,7 +87,7 @@ def test_a_bird_dying_while_it_starts_is_started_again(tmp_path):
         if len(starts) == 1:  # killed before its control socket answered
             confd.bird = await asyncio.create_subprocess_exec("true")
             await confd.bird.wait()
-            raise StartupError("BIRD exited with code -9; see bird.log")
+            raise DaemonError("BIRD exited with code -9; see bird.log")
         confd.bird = await asyncio.create_subprocess_exec("sleep", "30")
 
     async def scenario() -> None:

@@ -1,4 +1,4 @@
-"""The `calicoctl` a cluster's hosts run (calisim.calicoctl.client under `python -I -S`): commands
+"""The `calicoctl` a cluster's hosts run (calisim.node.zygote_client under `python -I -S`): commands
 forked by a real node zygote with the caller's arguments, environment, working directory, standard
 streams, exit code and signals; the installed calicoctl when there is no zygote."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from calisim.calicoctl import client
+from calisim.node import zygote_client as client
 from calisim.node import zygote
 
 pytestmark = pytest.mark.emulation

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* calisim's link impairments where the kernel has no sch_netem (see calisim/emulation/faults.py).
+/* calisim's link impairments where the kernel has no sch_netem (see calisim/emulation/faults/bpf.py).
  *
  * One copy of this object is loaded per impaired interface (bpftool prog loadall ... pinmaps),
  * so each interface has its own maps; impair_ingress and impair_egress are attached to its

@@ -10,7 +10,7 @@ import pytest
 
 import topologies
 from calisim.emulation import wait_until
-from calisim.emulation.cluster import process_alive
+from calisim.process.pids import alive as process_alive
 from calisim.node.bird import Timers
 from calisim.scenarios.seed import inspect
 

@@ -1,7 +1,6 @@
-"""BIRD, the BGP speaker: the config model computed from etcd, its Jinja2 rendering, the
-``bird -p`` check, and a client for BIRD's control socket.
+"""BIRD's config: the model computed from etcd (a node's, a route reflector's), its Jinja2
+rendering (bird_configs/), and the ``bird -p`` dry-run check before a config is written.
 
-Modelled on IPMininet's daemons: a config model + a template + a start line + a dry-run check.
 The model is a pure function of the datastore's keys, so it is unit-tested without BIRD.
 """
 
@@ -9,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +15,12 @@ from typing import Any
 
 import jinja2
 
-from ..datastore import keys
-from ..datastore.resources import BGPPeer, IPPool, ReflectorRegistration, global_as, mesh_from_value, node_as
+from ...datastore import keys
+from ...datastore.resources import BGPPeer, IPPool, ReflectorRegistration, global_as, mesh_from_value, node_as
+from ...felix.vxlan import FELIX_ROUTE_PROTOCOL
+from .birdc import BirdError
 
 IPIP_INTERFACE = "tunl0"
-FELIX_ROUTE_PROTOCOL = 80  # rtnetlink protocol of the routes Felix programs for VXLAN pools (as Calico's Felix)
-PEER_TYPES = {"Mesh_": "node-to-node mesh", "Global_": "global", "Node_": "node specific"}
-
-
-class BirdError(RuntimeError):
-    """BIRD rejected a config or its control socket did not answer."""
 
 
 HOLD_TIME_ENV = "CALISIM_BGP_HOLD_TIME"  # both set by Cluster(bgp_timers=...) in every host's environment
@@ -134,14 +128,6 @@ def protocol_name(prefix: str, ip: str) -> str:
     return prefix + ip.replace(".", "_").replace(":", "_")
 
 
-def protocol_address(suffix: str) -> str:
-    """The peer address a protocol name carries, back with its dots or colons."""
-    try:
-        return str(ipaddress.IPv4Address(suffix.replace("_", ".")))
-    except ValueError:
-        return suffix.replace("_", ":")
-
-
 def family_peers(entries: dict[str, Any], node_name: str, version: int, my_ip: str, mesh: bool,
                  as_of) -> tuple[tuple[Peer, ...], tuple[Peer, ...], tuple[Peer, ...]]:
     """A node's mesh, global and node-specific peers of one IP version (ip_addr_v4/peer_v4 or _v6)."""
@@ -231,7 +217,8 @@ def peer_groups(mesh: bool, family: "BirdConfig | IPv6Config") -> list[tuple[str
 
 
 def check(path: Path) -> None:
-    """``bird -p``: parse the config without running it; raise BirdError with BIRD's message."""
+    """``bird -p``: parse the config without running it; raise BirdError with BIRD's message (the
+    BIRD daemon's dry run)."""
     result = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
         raise BirdError(f"bird -p rejected {path}: {(result.stderr or result.stdout).strip()}")
@@ -250,12 +237,6 @@ def write_checked(config_text: str, path: Path) -> bool:
         raise
     os.replace(candidate, path)
     return True
-
-
-def command_line(config: Path, control_socket: Path, pid_file: Path, recovery: bool = False) -> list[str]:
-    """recovery: a restart after BIRD died (Calico's run script always passes -R): graceful
-    restart recovery keeps the kernel's routes until the sessions are back (End-of-RIB)."""
-    return ["bird", "-f", "-c", str(config), "-s", str(control_socket), "-P", str(pid_file)] + (["-R"] if recovery else [])
 
 
 @dataclass(frozen=True)
@@ -318,97 +299,3 @@ def render_reflector(config: ReflectorConfig) -> str:
                            timers=config.timers)
 
 
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    proto: str
-    table: str
-    state: str
-    since: str
-    info: str
-
-
-class BirdControl:
-    """A client of BIRD's control socket (what birdc speaks): numbered reply lines, 0000 ends."""
-
-    def __init__(self, path: Path, timeout: float = 5.0):
-        self.path = Path(path)
-        self.timeout = timeout
-
-    def command(self, text: str) -> list[tuple[str, str]]:
-        """Send one command; return its reply as (code, text) lines (continuations keep the code)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(self.timeout)
-                conn.connect(str(self.path))
-                reader = conn.makefile("r", encoding="utf-8", errors="replace")
-                self._read_reply(reader)  # the 0001 greeting
-                conn.sendall(text.encode() + b"\n")
-                return self._read_reply(reader)
-        except OSError as error:
-            raise BirdError(f"BIRD control socket {self.path}: {error}") from error
-
-    @staticmethod
-    def _read_reply(reader) -> list[tuple[str, str]]:
-        lines: list[tuple[str, str]] = []
-        code = ""
-        while True:
-            line = reader.readline()
-            if not line:
-                raise BirdError("BIRD closed its control socket mid-reply")
-            line = line.rstrip("\n")
-            if line.startswith(" "):
-                lines.append((code, line[1:]))
-                continue
-            code, separator, rest = line[:4], line[4:5], line[5:]
-            if code == "0000":
-                return lines
-            lines.append((code, rest))
-            if separator == " ":
-                if code[0] in "89":
-                    raise BirdError(f"BIRD: {rest}")
-                return lines
-
-    def protocols(self) -> list[Protocol]:
-        rows = []
-        for code, text in self.command("show protocols"):
-            if code != "1002":
-                continue
-            columns = text.split(None, 5)
-            columns += [""] * (6 - len(columns))
-            rows.append(Protocol(*columns[:5], columns[5].strip()))
-        return rows
-
-    def configure(self) -> str:
-        """Reload the config file BIRD was started with; sessions whose config is unchanged stay up."""
-        reply = self.command("configure")
-        return " ".join(text for _, text in reply)
-
-    def status(self) -> dict[str, str]:
-        lines = [text for code, text in self.command("show status")]
-        status = {}
-        for line in lines:
-            for label in ("Last reconfiguration on ", "Last reboot on ", "Router ID is "):
-                if line.startswith(label):
-                    status[label.strip().rsplit(" ", 1)[0]] = line[len(label):]
-        return status
-
-
-@dataclass(frozen=True)
-class BgpPeerStatus:
-    peer_ip: str
-    peer_type: str
-    state: str
-    since: str
-    info: str
-
-
-def bgp_peer_statuses(protocols: list[Protocol]) -> list[BgpPeerStatus]:
-    """The rows of `calicoctl node status`: Calico-named BGP protocols, typed by name prefix."""
-    peers = []
-    for proto in protocols:
-        for prefix, peer_type in PEER_TYPES.items():
-            if proto.proto == "BGP" and proto.name.startswith(prefix):
-                ip = protocol_address(proto.name[len(prefix):])
-                peers.append(BgpPeerStatus(ip, peer_type, proto.state, proto.since, proto.info))
-    return peers

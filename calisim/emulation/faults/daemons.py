@@ -1,0 +1,141 @@
+"""Faults of daemons: kill, term, stop and cont sent to a host's calico-node, BIRD, dockerd, etcd
+or route reflector (their PIDs from their pid files or the cluster), and start for one a fault
+took down, as the cluster started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from ...node import NodePaths
+from ...node.bird import Bird
+from ...node.daemon import NodeDaemon
+from ...process import pids
+from .base import FaultError, FaultState
+
+DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
+SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
+
+
+class DaemonFaults(FaultState):
+    """Signals to daemons, and daemons started again."""
+
+    def kill(self, host: str, daemon: str) -> None:
+        self.signal(host, daemon, "kill")
+
+    def term(self, host: str, daemon: str) -> None:
+        self.signal(host, daemon, "term")
+
+    def stop(self, host: str, daemon: str) -> None:
+        self.signal(host, daemon, "stop")
+
+    def cont(self, host: str, daemon: str) -> None:
+        self.signal(host, daemon, "cont")
+
+    def signal(self, host: str, daemon: str, verb: str) -> None:
+        """Send kill/term/stop/cont to a daemon of host.  BIRD comes back by itself (calico-node
+        restarts it, as runit does), and so does a route reflector's BIRD (daemon
+        ``routereflector``: runit in calico/routereflector, our reflector process here);
+        calico-node is started again at once (its BIRD dies with it on kill, as everything in a
+        killed calico/node container does); etcd and dockerd stay down until ``start``."""
+        if verb not in SIGNALS:
+            raise FaultError(f"unknown signal verb {verb!r} (use {', '.join(SIGNALS)})")
+        pid = self._daemon_pid(host, daemon)
+        if daemon == "calico-node" and verb in ("kill", "term"):
+            self.node_commands[host] = self._node_run_command(pid)
+        bird_pid = self._bird_pid(host) if daemon == "calico-node" and verb == "kill" else None
+        os.kill(pid, SIGNALS[verb])
+        if bird_pid is not None:
+            try:
+                os.kill(bird_pid, signal.SIGKILL)
+            except ProcessLookupError:  # BIRD killed a moment ago, in calico-node's 1 s pause before restarting it
+                pass
+        self._record(f"{verb} {host} {daemon} (pid {pid})")
+        if verb == "stop":
+            self.daemons[(host, daemon)] = "stopped"
+        elif verb == "cont":
+            self.daemons.pop((host, daemon), None)
+        elif daemon in ("etcd", "dockerd"):
+            pids.wait_gone(pid)
+            self.daemons[(host, daemon)] = "down"
+        elif daemon == "calico-node":
+            pids.wait_gone(pid)
+            self.daemons[(host, daemon)] = "down"
+            self.start(host, daemon)
+        self._save()
+
+    def start(self, host: str, daemon: str) -> None:
+        """Start a daemon of host that a fault took down, as the cluster started it."""
+        self._check_daemon(host, daemon)
+        if daemon == "bird":
+            raise FaultError("bird is started by calico-node (start calico-node instead)")
+        if self._running_pid(host, daemon) is not None:
+            raise FaultError(f"{daemon} is already running in {host}")
+        if daemon == "etcd":
+            self.cluster.restart_etcd()
+        elif daemon == "dockerd":
+            self.cluster.start_dockerd(host)
+        elif daemon == "routereflector":
+            self._run_or_refuse(host, daemon, f"routereflector run --ip {self.cluster.topo.host_ip(host)}")
+        else:
+            self._run_or_refuse(host, daemon, self.node_commands.get(host, "calicoctl node run"))
+        self.daemons.pop((host, daemon), None)
+        self._record(f"start {host} {daemon}")
+
+    def _run_or_refuse(self, host: str, daemon: str, command: str) -> None:
+        done = self.cluster.run(host, command, timeout=90)
+        if done.rc != 0:
+            self._save()
+            raise FaultError(f"{daemon} in {host} did not start: {(done.stdout + done.stderr).strip()[-300:]}")
+
+    def _check_daemon(self, host: str, daemon: str) -> None:
+        self._node(host)
+        if daemon not in DAEMONS:
+            raise FaultError(f"unknown daemon {daemon!r} (one of {', '.join(DAEMONS)})")
+        reflectors = self.cluster.topo.reflector_hosts()
+        if daemon == "routereflector":
+            if host not in reflectors:
+                raise FaultError(f"routereflector does not run in {host} ("
+                                 + (f"the route reflectors are {', '.join(reflectors)})" if reflectors
+                                    else "this topology has no route reflectors)"))
+            return
+        if host in reflectors:
+            raise FaultError(f"{host} is a route reflector, not a Calico host: its BIRD is the daemon routereflector")
+        self._calico_host(host)
+        if daemon == "etcd" and host != self.cluster.topo.etcd_host:
+            raise FaultError(f"etcd does not run in {host} (it runs in {self.cluster.topo.etcd_host})")
+
+    def _daemon_pid(self, host: str, daemon: str) -> int:
+        self._check_daemon(host, daemon)
+        pid = self._running_pid(host, daemon)
+        if pid is None:
+            raise FaultError(f"{daemon} is not running in {host}")
+        return pid
+
+    def _running_pid(self, host: str, daemon: str) -> int | None:
+        if daemon in ("bird", "routereflector"):
+            return self._bird_pid(host)
+        if daemon == "calico-node":
+            return NodeDaemon(self._paths(host)).running_pid()
+        process = self.cluster.dockerds.get(host) if daemon == "dockerd" else self.cluster.etcd_process
+        return process.pid if process is not None and pids.alive(process.pid) else None
+
+    def _bird_pid(self, host: str) -> int | None:
+        return Bird(self._paths(host)).running_pid()
+
+    def _paths(self, host: str) -> NodePaths:
+        state = self.cluster.host(host).state_dir
+        return NodePaths(state / "run", state / "log")
+
+    @staticmethod
+    def _node_run_command(pid: int) -> str:
+        """`calicoctl node run` with the options calico-node was started with (from its argv)."""
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        options, words = [], argv[argv.index("calisim.node") + 1:]
+        for index, word in enumerate(words):
+            if word in ("--name", "--ip", "--as", "--backend"):
+                options += [word, words[index + 1]]
+            elif word == "--no-default-ippools":
+                options.append(word)
+        return "calicoctl node run " + " ".join(options)

@@ -1,0 +1,89 @@
+"""Faults of hosts: a crash (silent on the wire first, then every process of the host and its
+containers killed at once) and the boot after it (the kernel's state and the tmpfs directories
+as after a reboot)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+
+from ...process import pids
+from .base import FaultError, nsexec
+from .partitions import PartitionFaults
+
+
+class HostFaults(PartitionFaults):
+    """Hosts crashed, and booted again."""
+
+    def crash(self, host: str) -> None:
+        """A power cut: the host falls silent on the wire first (so no FIN or Cease leaves it),
+        then every process of the host and of its containers is gone at once (SIGKILL)."""
+        node = self._calico_host(host)
+        if host in self.crashed:
+            raise FaultError(f"{host} has crashed already (boot it)")
+        self.crashed.add(host)
+        self._apply_partition(host)
+        in_host = {pid for pid in self._processes_in(node)}
+        victims = pids.descendants(in_host) - {node.pid, os.getpid()}
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in victims:
+            pids.wait_gone(pid)
+        if self.cluster.dockerds.get(host) is not None:
+            self.cluster.dockerds.pop(host).wait()
+        if host == self.cluster.topo.etcd_host and self.cluster.etcd_process is not None:
+            self.cluster.etcd_process.wait()
+        self._record(f"crash {host} ({len(victims)} processes)")
+
+    def boot(self, host: str) -> None:
+        """Back from a crash: the kernel's state as after a reboot (no workload links, tunnels,
+        Calico routes or rules), an empty /var/run/calico and /run/docker, dockerd (and etcd, if
+        it lives here) running again, the wire live; ready for `calicoctl node run`."""
+        node = self._calico_host(host)
+        if host not in self.crashed:
+            raise FaultError(f"{host} has not crashed")
+        self._reset_kernel_state(node)
+        self._empty_run_directories(node)
+        if host == self.cluster.topo.etcd_host:
+            self.cluster.restart_etcd()
+        if self.cluster.docker:
+            self.cluster.start_dockerd(host)
+        self.crashed.discard(host)
+        self.daemons = {k: v for k, v in self.daemons.items() if k[0] != host}
+        self._apply_partition(host)
+        self._record(f"boot {host}")
+
+    @staticmethod
+    def _reset_kernel_state(node) -> None:
+        keep = set(node.intfNames()) | {"lo"}
+        shown = nsexec(node.pid, "ip", "-o", "link", "show")
+        for line in shown.stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name not in keep:
+                nsexec(node.pid, "ip", "link", "del", "dev", name, check=False)
+        for proto in ("bird", "static", "80"):
+            nsexec(node.pid, "ip", "route", "flush", "proto", proto, check=False)
+        nsexec(node.pid, "nft", "flush", "ruleset", check=False)
+        for intf in node.intfNames():
+            nsexec(node.pid, "tc", "qdisc", "del", "dev", intf, "clsact", check=False)
+
+    @staticmethod
+    def _empty_run_directories(node) -> None:
+        """/var/run/calico and /run/docker are tmpfs on a real host: nothing survives a reboot
+        (the eBPF IPIP backend's bpffs, mounted in the host's mount namespace, goes too)."""
+        subprocess.run(["nsenter", "-t", str(node.pid), "-m", "--", "umount", "/var/run/calico/bpf"], capture_output=True)
+        for directory in (node.state_dir / "run", node.state_dir / "docker"):
+            for entry in directory.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        (node.state_dir / "docker" / "plugins").mkdir(exist_ok=True)
+
+    def _processes_in(self, node) -> list[int]:
+        return pids.in_namespace(node.netns_inode())

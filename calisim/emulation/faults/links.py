@@ -1,0 +1,145 @@
+"""Faults of links: down and up, loss, corruption, duplication, delay and rate.  Impairments are
+tc programs on the links' ends: the kernel's netem where it exists (probed once); otherwise the
+eBPF impair program (bpf.py) drops, corrupts and duplicates packets, and delay is refused, since
+only netem can hold packets back.  Rates are TBF qdiscs."""
+
+from __future__ import annotations
+
+import re
+
+from .base import NETEM_MISSING, FaultError, Impairment, netem_available, nsexec
+from .bpf import BpfImpairments
+
+RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.IGNORECASE)
+
+
+def parse_percent(value: float | str, what: str) -> float:
+    try:
+        percent = float(value)
+    except (TypeError, ValueError):
+        raise FaultError(f"{what} must be a percentage between 0 and 100, not {value!r}") from None
+    if not 0 <= percent <= 100:
+        raise FaultError(f"{what} must be a percentage between 0 and 100, not {value!r}")
+    return percent
+
+
+def parse_rate(value: str) -> str:
+    """A rate in tc's units (bit, kbit, mbit, gbit; bps, kbps, ... are bytes per second)."""
+    match = RATE.match(str(value).strip())
+    if not match or float(match.group(1)) <= 0:
+        raise FaultError(f"malformed rate {value!r}: use a positive number with bit, kbit, mbit, gbit, bps, kbps, "
+                         f"mbps or gbps (e.g. 10mbit)")
+    return f"{match.group(1)}{match.group(2).lower()}"
+
+
+class LinkFaults(BpfImpairments):
+    """Links taken down or impaired, by the names of the nodes at their ends."""
+
+    def link(self, a: str, b: str, state: str) -> None:
+        """Take every link between a and b down or up on both ends (Mininet's `link a b down`).
+        Routes the kernel drops with the link (the default route) are put back when it comes up."""
+        if state not in ("down", "up"):
+            raise FaultError(f"link state must be down or up, not {state!r}")
+        links = self._links_between(a, b)
+        key = self._link_key(a, b)
+        if state == "down":
+            saved = self.down_links.get(key) or {}
+            for link in links:
+                for intf in (link.intf1, link.intf2):
+                    saved.setdefault(intf.name, self._static_routes(intf))
+                    nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
+            self.down_links[key] = saved
+        else:
+            saved = self.down_links.pop(key, {})
+            for link in links:
+                for intf in (link.intf1, link.intf2):
+                    nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
+                for intf in (link.intf1, link.intf2):
+                    for route in saved.get(intf.name, []):
+                        nsexec(intf.node.pid, "ip", "route", "replace", *route.split(), "dev", intf.name, check=False)
+        self._record(f"link {a} {b} {state}")
+
+    @staticmethod
+    def _static_routes(intf) -> list[str]:
+        """The routes through intf that nothing would put back: boot (Mininet's) and static ones."""
+        routes = []
+        for proto in ("boot", "static"):
+            shown = nsexec(intf.node.pid, "ip", "-4", "route", "show", "dev", intf.name, "proto", proto, check=False)
+            routes += [f"{line.strip()} proto {proto}" for line in shown.stdout.splitlines() if line.strip()]
+        return routes
+
+    def loss(self, a: str, b: str, percent: float | str) -> None:
+        self._impair(a, b, loss=parse_percent(percent, "loss"))
+
+    def corrupt(self, a: str, b: str, percent: float | str) -> None:
+        self._impair(a, b, corrupt=parse_percent(percent, "corruption"))
+
+    def duplicate(self, a: str, b: str, percent: float | str) -> None:
+        self._impair(a, b, duplicate=parse_percent(percent, "duplication"))
+
+    def delay(self, a: str, b: str, ms: float | str, jitter_ms: float | str = 0) -> None:
+        """Only netem holds packets back: refused, with one line, on a kernel without it."""
+        try:
+            ms, jitter_ms = float(ms), float(jitter_ms)
+        except (TypeError, ValueError):
+            raise FaultError(f"delay must be milliseconds, not {ms!r} {jitter_ms!r}") from None
+        if ms < 0 or jitter_ms < 0:
+            raise FaultError(f"delay and jitter must not be negative ({ms} ms, {jitter_ms} ms)")
+        self._links_between(a, b)
+        if not netem_available():
+            raise FaultError(NETEM_MISSING)
+        self._impair(a, b, delay_ms=ms, jitter_ms=jitter_ms)
+
+    def rate(self, a: str, b: str, rate: str) -> None:
+        self._impair(a, b, rate=parse_rate(rate))
+
+    def clear(self, a: str, b: str) -> None:
+        """Every impairment of the link a-b gone (links taken down stay down: `link a b up`)."""
+        links = self._links_between(a, b)
+        self.links.pop(self._link_key(a, b), None)
+        for link in links:
+            self._apply_link(link)
+        self._record(f"clear {a} {b}")
+
+    def _impair(self, a: str, b: str, **changes) -> None:
+        links = self._links_between(a, b)
+        key = self._link_key(a, b)
+        impairment = self.links.setdefault(key, Impairment())
+        for name, value in changes.items():
+            setattr(impairment, name, value)
+        for link in links:
+            self._apply_link(link)
+        described = " ".join(f"{k}={v}" for k, v in changes.items())
+        self._record(f"impair {a} {b} {described}")
+
+    def _apply_link(self, link) -> None:
+        impairment = self.links.get(self._link_key(link.intf1.node.name, link.intf2.node.name), Impairment())
+        if netem_available():
+            for intf in (link.intf1, link.intf2):
+                self._apply_netem(intf, impairment)
+        else:
+            for intf in (link.intf1, link.intf2):
+                self._apply_tbf(intf, impairment.rate)
+        self._apply_bpf(self._impaired_end(link))
+
+    @staticmethod
+    def _apply_netem(intf, how: Impairment) -> None:
+        nsexec(intf.node.pid, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
+        if not how.any():
+            return
+        argv = ["tc", "qdisc", "add", "dev", intf.name, "root", "netem", "limit", "10000"]
+        if how.delay_ms:
+            argv += ["delay", f"{how.delay_ms}ms"] + ([f"{how.jitter_ms}ms"] if how.jitter_ms else [])
+        for option, percent in (("loss", how.loss), ("corrupt", how.corrupt), ("duplicate", how.duplicate)):
+            if percent:
+                argv += [option, f"{percent}%"]
+        if how.rate:
+            argv += ["rate", how.rate]
+        nsexec(intf.node.pid, *argv)
+
+    @staticmethod
+    def _apply_tbf(intf, rate: str | None) -> None:
+        nsexec(intf.node.pid, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
+        if rate:
+            nsexec(intf.node.pid, "tc", "qdisc", "add", "dev", intf.name, "root", "tbf", "rate", rate,
+                   "burst", "64kb", "latency", "100ms")

@@ -1,0 +1,2 @@
+"""Processes, the lowest layer: finding and stopping them by PID (pids.py) and the one shape every
+daemon of the emulation has (daemon.py).  Imports nothing of calisim."""

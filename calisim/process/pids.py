@@ -1,0 +1,118 @@
+"""Processes by PID: alive or not, which run in a namespace or below a process, and stopping
+them with a deadline.  Read from /proc, so they work for any process, a child or not."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+STOP_TIMEOUT = 10.0
+
+
+def alive(pid: int) -> bool:
+    """True while pid runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = STOP_TIMEOUT, interval: float = 0.02) -> bool:
+    """Wait until pid is gone; False if it still runs after timeout."""
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05, wait_killed: bool = False) -> list[int]:
+    """SIGTERM, wait up to timeout for the processes to go, SIGKILL what is left (returned; with
+    wait_killed, waited for up to timeout again).  SIGCONT after the TERM: a process a fault froze
+    (SIGSTOP) acts on it only once it runs again.  Every process is signalled before any is
+    waited for: many stop in the time of the slowest."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in left if alive(pid)]
+        if left:
+            time.sleep(interval)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if wait_killed:
+        for pid in left:
+            wait_gone(pid, timeout, interval)
+    return left
+
+
+def in_namespace(inode: int, kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind (net, pid, mnt...) has this inode."""
+    return in_namespaces({inode}, kind)
+
+
+def in_namespaces(inodes: set[int], kind: str = "net") -> list[int]:
+    """The processes whose namespace of this kind is one of these (one pass over /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / kind).st_ino in inodes:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def with_environment(variable: str) -> list[int]:
+    """The processes (but this one) whose environment holds variable exactly ("NAME=value")."""
+    mark = variable.encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def descendants(roots: set[int]) -> set[int]:
+    """roots and every process below them (containers are children of their host's dockerd)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def from_file(path: Path) -> int | None:
+    """The PID a pid file names, if that process is alive."""
+    try:
+        pid = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
