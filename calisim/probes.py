@@ -1,9 +1,11 @@
 """Probes: what a workload sees of the network, measured from inside it with scapy.
 
 An ICMP probe sends echo requests and reports sent/received, the replies' TTL and the RTT
-(min/avg/max, ms, from the kernel's transmit and receive timestamps); TCP and UDP probes report whether a port answers (the `workload` image runs a
+(min/avg/max, ms, from the kernel's transmit and receive timestamps); TCP and UDP probes report
+whether a port answers (the `workload` image runs a
 TCP echo on port 80 and a UDP echo on port 69, on IPv4 and IPv6).  An IPv6 destination gets
-ICMPv6 echoes (the TTL reported is the replies' hop limit), TCP and UDP over IPv6.  Each probe runs in a helper process that joins the
+ICMPv6 echoes (the TTL reported is the replies' hop limit), TCP and UDP over IPv6.  Each probe runs
+in a helper process that joins the
 workload's network namespace (``nsenter -t PID -n``), so measurements come from the workload's
 own interface and routes.
 
@@ -327,7 +329,8 @@ def stream(destination: str, interval_ms: float = 10.0, seconds: float = 10.0, t
     answered = {sequence for sequence in replies if sequence < count}
     outage, began, back = longest_outage(sent_at, answered, ended)
     return StreamResult(destination, interval_ms, round(started, 3), round(ended, 3), count, len(answered),
-                        sum(replies.values()) - len(replies), outage, began and round(began, 3), back and round(back, 3))
+                        sum(replies.values()) - len(replies), outage, began and round(began, 3),
+                        back and round(back, 3))
 
 
 def _echo_request(identifier: int, sequence: int) -> bytes:
@@ -336,7 +339,8 @@ def _echo_request(identifier: int, sequence: int) -> bytes:
     return bytes(ICMP(type=8, id=identifier, seq=sequence & 0xFFFF) / (b"calisim-stream" + bytes(42)))
 
 
-def _collect_echo_replies(sock, destination: str, identifier: int, replies: dict[int, int], done: threading.Event) -> None:
+def _collect_echo_replies(sock, destination: str, identifier: int, replies: dict[int, int],
+                          done: threading.Event) -> None:
     """Count echo replies per sequence number (more than one: the network duplicated it)."""
     import struct
 
@@ -413,7 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         many = commands.add_parser(name)
         many.add_argument("probes", help='JSON list of [protocol, destination]')
         many.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
-    stream_parser = commands.add_parser("stream", help="echoes at a fixed interval; prints sent, received, longest outage")
+    stream_parser = commands.add_parser("stream",
+                                        help="echoes at a fixed interval; prints sent, received, longest outage")
     stream_parser.add_argument("destination")
     stream_parser.add_argument("--interval", type=float, default=10.0, help="milliseconds between probes (default 10)")
     stream_parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (default 10)")
@@ -429,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)], args.timeout)))
         return
     if args.command == "batch":
-        print(json.dumps([asdict(result) for result in batch([tuple(probe) for probe in json.loads(args.probes)], args.timeout)]))
+        print(json.dumps([asdict(result)
+                          for result in batch([tuple(probe) for probe in json.loads(args.probes)], args.timeout)]))
         return
     if args.command == "icmp":
         result = icmp(args.destination, args.count)

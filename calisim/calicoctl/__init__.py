@@ -64,7 +64,8 @@ def dispatch(args: argparse.Namespace) -> str:
         return f"Client Version:    v1.0.0 (calisim {__version__})"
     if args.command == "node" and args.node_command in ("diags", "checksystem"):
         from . import node_diags
-        return node_diags.cmd_node_diags(args) if args.node_command == "diags" else node_diags.cmd_node_checksystem(args)
+        return (node_diags.cmd_node_diags(args) if args.node_command == "diags"
+                else node_diags.cmd_node_checksystem(args))
     if args.command == "node":
         from . import node
         return node.cmd_node_run(args) if args.node_command == "run" else node.cmd_node_status()

@@ -7,8 +7,8 @@ import argparse
 from typing import Any
 
 from ..datastore import Synchronous, keys
-from ..datastore.resources import (ValidationError, as_from_value, as_value, mesh_from_value, mesh_value, parse_as_number,
-                                   parse_name)
+from ..datastore.resources import (ValidationError, as_from_value, as_value, mesh_from_value, mesh_value,
+                                   parse_as_number, parse_name)
 from .errors import CommandError
 
 CONFIG_KEYS = {

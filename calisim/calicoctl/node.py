@@ -74,7 +74,8 @@ def cmd_node_status() -> str:
     try:
         peers = bird.bgp_peer_statuses(bird.BirdControl(paths.bird_socket).protocols())
     except bird.BirdError as error:
-        raise CommandError(f"Calico process is running.\n\nError executing command: unable to connect to BIRDv4 socket: {error}")
+        raise CommandError("Calico process is running.\n\n"
+                           f"Error executing command: unable to connect to BIRDv4 socket: {error}")
     lines = ["Calico process is running."]
     for version in (4, 6):  # calicoctl asks BIRD and then bird6; here one BIRD has both
         family = [p for p in peers if ipaddress.ip_address(p.peer_ip).version == version]

@@ -171,7 +171,8 @@ def module_present(module: str, release: str) -> bool:
 
 def nf_tables_works() -> bool:
     """The kernel answers nftables' netlink (a kernel may build it in and list no modules)."""
-    return shutil.which("nft") is not None and subprocess.run(["nft", "list", "tables"], capture_output=True).returncode == 0
+    return (shutil.which("nft") is not None
+            and subprocess.run(["nft", "list", "tables"], capture_output=True).returncode == 0)
 
 
 def check_kernel_modules() -> bool:

@@ -42,7 +42,8 @@ def command_parser(prog: str = "calisim fault") -> argparse.ArgumentParser:
         verb = verbs.add_parser(name, help=f"{name} DAEMON on HOST" if name != "start" else "start a daemon left down")
         verb.add_argument("host", metavar="HOST")
         verb.add_argument("daemon", metavar="DAEMON")
-    partition = verbs.add_parser("partition", help="drop HOST's traffic in the underlay (all, from etcd, or from HOSTs)")
+    partition = verbs.add_parser("partition",
+                                 help="drop HOST's traffic in the underlay (all, from etcd, or from HOSTs)")
     partition.add_argument("host", metavar="HOST")
     partition.add_argument("peers", metavar="PEER", nargs="*")
     partition.add_argument("--from", dest="from_", metavar="etcd", choices=("etcd",))

@@ -28,13 +28,15 @@ def add_lab_commands(commands) -> None:
     up.add_argument("topology", help=f"one of: {', '.join(topologies.NAMES)}")
     topologies.add_arguments(up.add_argument_group("topology options"))
     up.add_argument("--name", help="the lab's name (default: the topology's)")
-    up.add_argument("--start-nodes", action="store_true", help="run `calicoctl node run` on every host, wait for the mesh")
+    up.add_argument("--start-nodes", action="store_true",
+                    help="run `calicoctl node run` on every host, wait for the mesh")
     up.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
     up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
     enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
     enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     enter.add_argument("host")
-    enter.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="[ARGS...] to run (default: a login shell)")
+    enter.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                       help="[ARGS...] to run (default: a login shell)")
     commands.add_parser("ls", help="list the running labs")
     inspect = commands.add_parser("inspect", help="a lab's hosts, BGP sessions, blocks, workloads and segments")
     inspect.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
@@ -66,7 +68,8 @@ def lab_up(args: argparse.Namespace) -> int:
         topo = topologies.load(topology, **options)
         name = args.name or topo.name
         if not LAB_NAME.match(name):
-            raise ValueError(f"a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), not {name!r}")
+            raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
+                             f"not {name!r}")
         RunDir.check_base(args.run_dir, name)
     except ValueError as error:
         raise lab.LabError(str(error)) from error
@@ -91,7 +94,8 @@ def lab_exec(args: argparse.Namespace) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     registry = lab.Registry()
     if args.lab is None and any(r.name == args.host for r in registry.running()):
-        raise lab.LabError(f"{args.host!r} is a lab, not a host: python -m calisim exec --lab {args.host} HOST [-- COMMAND]")
+        raise lab.LabError(f"{args.host!r} is a lab, not a host: "
+                           f"python -m calisim exec --lab {args.host} HOST [-- COMMAND]")
     record = registry.find(args.lab)
     argv, environment = lab.enter_argv(record, args.host, command)
     sys.stdout.flush()
@@ -126,7 +130,8 @@ def lab_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(state, indent=2))
         return 0
-    print(f"lab {record.name} ({record.topology}), up {age(time.time() - record.started)}; run directory {record.run_dir}\n")
+    print(f"lab {record.name} ({record.topology}), up {age(time.time() - record.started)}; "
+          f"run directory {record.run_dir}\n")
     rows = []
     for host in state["hosts"]:
         addresses = ", ".join(f"{name} {' '.join(ips)}" for name, ips in host["interfaces"].items())
@@ -195,7 +200,8 @@ def lab_fault(args: argparse.Namespace) -> int:
     except FaultError as error:
         raise lab.LabError(str(error)) from None
     socket_path = os.environ.get(CONTROL_SOCKET_ENV)
-    client = lab.LabClient(Path(socket_path)) if socket_path and not args.lab else lab.Registry().find(args.lab).client()
+    client = (lab.LabClient(Path(socket_path)) if socket_path and not args.lab
+              else lab.Registry().find(args.lab).client())
     print(client.call("fault", argv=args.argv))
     return 0
 

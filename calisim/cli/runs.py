@@ -171,7 +171,8 @@ def run_on_lab(args: argparse.Namespace) -> int:
     if not all(r.passed for r in results):
         progress.print(f"calisim: the hosts' state at the failure is in {client.call('diagnose')}")
     document = [r.as_dict() for r in results]
-    (Path(record.run_dir) / f"transcript-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(document, indent=2))
+    (Path(record.run_dir) / f"transcript-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps(document, indent=2))
     if args.json:
         print(json.dumps(document, indent=2))
     return report_totals(progress, results, steps, record.run_dir)

@@ -130,7 +130,8 @@ class Handler(BaseHTTPRequestHandler):
             if not container.running:
                 raise APIError(409, f"container {container.id} is not running")
             if parts[1] == "connect":
-                d.connect(container, network, ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address"))
+                d.connect(container, network,
+                          ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address"))
             else:
                 d.disconnect(container, network)
             return self._send(200, b"")

@@ -92,7 +92,8 @@ def allocate_pool(request: NetworkRequest, undo: list, plugin_dir: Path) -> tupl
         subnet = request.subnet or "172.18.0.0/16"
         network = ipaddress.ip_network(subnet)
         gateway = f"{request.gateway or network[1]}/{network.prefixlen}"
-        return {"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {}}, gateway, dict(request.aux_addresses), None
+        return ({"PoolID": f"LocalDefault/{subnet}", "Pool": subnet, "Data": {}}, gateway, dict(request.aux_addresses),
+                None)
     ipam = request.ipam_driver
     pool = call(ipam, "IpamDriver.RequestPool", {"AddressSpace": ADDRESS_SPACE, "Pool": request.subnet or "",
                                                  "SubPool": request.ip_range or "", "Options": request.ipam_options,
@@ -194,7 +195,8 @@ def disconnect(ds: Synchronous, endpoint: Endpoint, plugin_dir: Path = PLUGIN_DI
     network = find_network(ds, endpoint.network_id)
     request = {"NetworkID": network.id, "EndpointID": endpoint.id}
     first: DockerError | None = None
-    releases = [(network.ipam_driver, "IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": address.split("/")[0]})
+    releases = [(network.ipam_driver, "IpamDriver.ReleaseAddress",
+                 {"PoolID": pool_id, "Address": address.split("/")[0]})
                 for pool_id, address in ((network.pool_id, endpoint.address), (network.pool_id6, endpoint.address6))
                 if address]
     for plugin, method, body in ((network.driver, "NetworkDriver.Leave", request),

@@ -78,7 +78,8 @@ def find_executable(pid: int, command: str, path: str) -> bool:
 def hosts_text(container: Container) -> str:
     """Docker's /etc/hosts on a user-defined network: its lines and the container's own addresses
     and hostname (the other containers' names are the embedded DNS server's)."""
-    lines = [*HOSTS_HEADER, *(f"{address}\t{container.hostname}" for e in container.endpoints for address in e.addresses)]
+    lines = [*HOSTS_HEADER,
+             *(f"{address}\t{container.hostname}" for e in container.endpoints for address in e.addresses)]
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
@@ -99,7 +100,8 @@ class Daemon:
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
         for container in list(self.containers.values()):
-            if ref in (container.id, container.name, "/" + container.name) or (len(ref) >= 3 and container.id.startswith(ref)):
+            if (ref in (container.id, container.name, "/" + container.name)
+                    or (len(ref) >= 3 and container.id.startswith(ref))):
                 return container
         raise APIError(404, f"No such container: {ref}")
 
@@ -114,7 +116,8 @@ class Daemon:
         for other in self.containers.values():
             if other.name == name:
                 raise APIError(409, f'Conflict. The container name "/{name}" is already in use by container '
-                                    f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+                                    f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                    'reuse that name.')
         host_config = body.get("HostConfig") or {}
         network = host_config.get("NetworkMode") or "default"
         if network in ("default", "bridge", "host", "none"):
@@ -166,7 +169,8 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            self.resolver.serve(container.id, socket_in(process.pid), lambda: [e.network_id for e in container.endpoints])
+            self.resolver.serve(container.id, socket_in(process.pid),
+                                lambda: [e.network_id for e in container.endpoints])
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
@@ -198,8 +202,10 @@ class Daemon:
             container.exit_code, container.error = 0, ""
             self.events.notify_all()
         if container.image.services:
-            container.service = subprocess.Popen(["nsenter", "-t", str(process.pid), "-n", "--", *container.image.services],
-                                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            container.service = subprocess.Popen(["nsenter", "-t", str(process.pid), "-n", "--",
+                                                  *container.image.services],
+                                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL)
         sources = {process.master: 1} if process.master is not None else \
             {process.popen.stdout.fileno(): 1, process.popen.stderr.fileno(): 2}
         pumping = threading.Thread(target=runtime.pump, args=(sources, container.output), daemon=True)
@@ -368,17 +374,20 @@ class Daemon:
                           "ExitCode": container.exit_code, "Error": container.error,
                           "StartedAt": rfc3339(container.started_at), "FinishedAt": rfc3339(container.finished_at)},
                 "Config": {"Hostname": container.hostname, "Domainname": "", "User": config.get("User") or "",
-                           "AttachStdin": bool(config.get("AttachStdin")), "AttachStdout": bool(config.get("AttachStdout")),
+                           "AttachStdin": bool(config.get("AttachStdin")),
+                           "AttachStdout": bool(config.get("AttachStdout")),
                            "AttachStderr": bool(config.get("AttachStderr")), "Tty": container.tty,
                            "OpenStdin": bool(config.get("OpenStdin")), "StdinOnce": bool(config.get("StdinOnce")),
                            "Env": [f"{k}={v}" for k, v in container.environment().items() if k != "HOME"],
                            "Cmd": config.get("Cmd") or list(container.image.cmd), "Image": container.reference,
                            "WorkingDir": config.get("WorkingDir") or "", "Entrypoint": config.get("Entrypoint"),
                            "Labels": config.get("Labels") or {}},
-                "HostConfig": {"NetworkMode": container.network, "AutoRemove": bool(container.host_config.get("AutoRemove")),
+                "HostConfig": {"NetworkMode": container.network,
+                               "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": {"Type": "json-file", "Config": {}},
                                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
-                "NetworkSettings": {"Networks": networks, "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
+                "NetworkSettings": {"Networks": networks,
+                                    "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": []}
 
     def container_summary(self, container: Container) -> dict:
@@ -405,7 +414,8 @@ class Daemon:
                 containers[local.id] = {"Name": local.name, "EndpointID": endpoint.id, "MacAddress": endpoint.mac,
                                         "IPv4Address": endpoint.address, "IPv6Address": endpoint.address6}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
-                **({"Gateway": network.gateway.split("/")[0]} if network.gateway and network.gateway != "0.0.0.0/0" else {})}
+                **({"Gateway": network.gateway.split("/")[0]}
+                   if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
                 "Scope": "global", "Driver": network.driver,
                 "EnableIPv6": bool(network.pool_id6), "Internal": False, "Attachable": False, "Ingress": False,

@@ -28,7 +28,8 @@ import sys
 import termios
 import warnings  # noqa: F401  os.execvpe imports it lazily, when the host's root is gone
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x40000000, 0x20000000
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = (0x20000, 0x4000000, 0x8000000, 0x40000000,
+                                                                       0x20000000)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
@@ -94,7 +95,8 @@ def take_terminal(spec: dict, control: socket.socket) -> None:
     stdin, stdout, stderr and the controlling terminal."""
     master, slave = os.openpty()
     height, width = spec["console"]
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))  # the client's size, before the command runs
+    # the client's size, before the command runs
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
     control.sendmsg([json.dumps({"ready": True}).encode()],
                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
     os.close(master)
@@ -125,7 +127,8 @@ def container_main(spec: dict, control: socket.socket) -> None:
         reason = "executable file not found in $PATH" if error.errno == 2 and "/" not in cmd[0] else (
             "no such file or directory" if error.errno == 2 else
             "permission denied" if error.errno == 13 else os.strerror(error.errno))
-        control.send(json.dumps({"error": f'exec: "{cmd[0]}": {reason}', "code": 126 if error.errno == 13 else 127}).encode())
+        control.send(json.dumps({"error": f'exec: "{cmd[0]}": {reason}',
+                                 "code": 126 if error.errno == 13 else 127}).encode())
         os._exit(126 if error.errno == 13 else 127)
 
 

@@ -91,7 +91,8 @@ class Cluster:
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
                  docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
         self.topo = topo
-        self.bgp_timers = bgp_timers  # hold time, graceful restart: Calico's unless changed, in every host's environment
+        # hold time, graceful restart: Calico's unless changed, in every host's environment
+        self.bgp_timers = bgp_timers
         self.run_dir = run_dir or RunDir.create(topo.name)
         self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
         self.docker = docker  # run an emulated dockerd in every Calico host
@@ -129,7 +130,8 @@ class Cluster:
         self.net.build()
         self.net.start()
         for router in self.topo.routers():
-            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")  # the router's own namespace
+            # the router's own namespace
+            self.host(router).cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
         add_ipv6_addresses(self.net)
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
@@ -284,8 +286,10 @@ class Cluster:
     def environment(self, name: str) -> dict[str, str]:
         """What a shell on the host sees, as on the seed's machines after `export ETCD_ENDPOINTS=...`."""
         return {
-            "PATH": f"{self.bin_dir}:{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8", "TERM": os.environ.get("TERM", "dumb"),
+            "PATH": f"{self.bin_dir}:{Path(sys.executable).parent}:"
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.host(name).home), "USER": "root", "LANG": "C.UTF-8",
+            "TERM": os.environ.get("TERM", "dumb"),
             "ETCD_ENDPOINTS": self.etcd_endpoint, "CALISIM_RUN_DIR": str(self.run_dir.path),
             "DOCKER_HOST": "unix:///run/docker/docker.sock", "CALICO_IPIP_BACKEND": self.ipip_backend,
             sandbox.SANDBOX_ENV: os.environ.get(sandbox.SANDBOX_ENV, ""),
@@ -325,7 +329,8 @@ class Cluster:
         then the topology's own steps (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``);
         ClusterError if one fails."""
         with ThreadPoolExecutor(max_workers=max(1, min(NODE_RUN_PARALLEL, len(self.hosts)))) as pool:
-            results = list(pool.map(lambda name: self.run(name, f"{self.topo.node_run_command(name)} {options}".rstrip(),
+            results = list(pool.map(lambda name: self.run(name,
+                                                          f"{self.topo.node_run_command(name)} {options}".rstrip(),
                                                           timeout), self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
@@ -401,7 +406,8 @@ class Cluster:
         sections = []
         for name in self.topo.hosts(sort=True):
             has_bird = (self.host(name).state_dir / "run" / "bird.ctl").exists()
-            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else BIRD_DIAGNOSTICS if has_bird else ())
+            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts
+                                      else BIRD_DIAGNOSTICS if has_bird else ())
             for command in commands:
                 result = self.run(name, command, timeout=10)
                 sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")

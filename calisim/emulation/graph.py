@@ -43,7 +43,8 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     dot = graphviz.Graph(name=topo.name, engine="dot")
     dot.attr(rankdir="TB", fontname=FONT, fontsize="20", labelloc="t", pad="0.4", nodesep="0.35",
              ranksep="0.6", newrank="true", ordering="out",
-             label=f"<<b>{html.escape(title or topo.name)}</b><br/><font point-size='12'>{subtitle(topo, live)}</font>>")
+             label=f"<<b>{html.escape(title or topo.name)}</b><br/>"
+                   f"<font point-size='12'>{subtitle(topo, live)}</font>>")
     dot.attr("node", fontname=FONT, fontsize="11")
     dot.attr("edge", fontname=FONT, fontsize="10", color="#6e7781", penwidth="1.6")
     for host in hosts.values():
@@ -135,7 +136,8 @@ def host_label(host: dict[str, Any]) -> str:
         rows.append(f"<tr><td>{node}</td></tr>")
         if host["bgp"]:
             colour = "#2da44e" if host["established"] == len(host["bgp"]) else "#cf222e"
-            rows.append(f"<tr><td><font color='{colour}'>BGP {host['established']}/{len(host['bgp'])} Established</font></td></tr>")
+            rows.append(f"<tr><td><font color='{colour}'>"
+                        f"BGP {host['established']}/{len(host['bgp'])} Established</font></td></tr>")
         for block in host["blocks"]:
             rows.append(f"<tr><td bgcolor='#ddf4ff'>block {html.escape(block)}</td></tr>")
         for workload in host["workloads"]:

@@ -290,7 +290,8 @@ def down(record: LabRecord, registry: Registry | None = None) -> None:
     while record.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if record.alive():
-        pids.stop([record.pid], 10, interval=0.1, wait_killed=True)  # SIGKILL last: the kernel then kills the rest of the lab
+        # SIGKILL last: the kernel then kills the rest of the lab
+        pids.stop([record.pid], 10, interval=0.1, wait_killed=True)
     record.socket.unlink(missing_ok=True)
     registry.remove(record.name)
 
@@ -398,7 +399,8 @@ def serve(service: LabService, path: Path) -> None:
             except ValueError:
                 answer = {"ok": False, "error": "a request is one JSON object on one line"}
             else:
-                answer = service.handle(request) if isinstance(request, dict) else {"ok": False, "error": "not an object"}
+                answer = (service.handle(request) if isinstance(request, dict)
+                          else {"ok": False, "error": "not an object"})
             try:
                 self.wfile.write(json.dumps(answer).encode() + b"\n")
             except OSError as error:

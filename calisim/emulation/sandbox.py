@@ -177,7 +177,8 @@ def snapshot() -> dict[str, object]:
 
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] != "--":
-        sys.exit("usage: python -m calisim.emulation.sandbox -- COMMAND [ARGS...] (run by calisim itself under unshare)")
+        sys.exit("usage: python -m calisim.emulation.sandbox -- COMMAND [ARGS...] "
+                 "(run by calisim itself under unshare)")
     if os.getpid() != 1:
         sys.exit("calisim.emulation.sandbox must run as PID 1 of a fresh PID namespace")
     sys.exit(_run_as_init(sys.argv[2:]))

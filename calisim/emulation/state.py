@@ -62,7 +62,8 @@ def inspect_cluster(cluster) -> dict[str, Any]:
         node_names = {str(node.ipv4.ip): node.node_name for node in ds.run(Node.load_all) if node.ipv4}
         blocks = {}
         for node in node_names.values():
-            blocks[node] = [keys.key_to_cidr(keys.last_segment(e.key)) for e in ds.list(keys.host_affinity_blocks(node))]
+            blocks[node] = [keys.key_to_cidr(keys.last_segment(e.key))
+                            for e in ds.list(keys.host_affinity_blocks(node))]
     hosts = []
     for host in describe_hosts(cluster.topo):
         name = host["name"]
@@ -138,6 +139,7 @@ def workloads(cluster, name: str) -> list[dict[str, Any]]:
     finally:
         connection.close()
     return [{"name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12], "state": c.get("State", ""),
-             "addresses": sorted(n.get("IPAddress", "") for n in (c.get("NetworkSettings") or {}).get("Networks", {}).values()
+             "addresses": sorted(n.get("IPAddress", "")
+                                 for n in (c.get("NetworkSettings") or {}).get("Networks", {}).values()
                                  if n.get("IPAddress"))}
             for c in containers]

@@ -61,7 +61,8 @@ class CalicoHost(Host):
         for mount_point, private_dir in self.privateDirs:
             os.makedirs(mount_point, exist_ok=True)  # the host's mount namespace shares the filesystem
             os.makedirs(private_dir, exist_ok=True)
-        self.cmd(" && ".join(f"mount --bind {private_dir} {mount_point}" for mount_point, private_dir in self.privateDirs))
+        self.cmd(" && ".join(f"mount --bind {private_dir} {mount_point}"
+                             for mount_point, private_dir in self.privateDirs))
 
     def unmountPrivateDirs(self) -> None:
         self.cmd("umount " + " ".join(mount_point for mount_point, _ in self.privateDirs))

@@ -124,7 +124,8 @@ class Felix:
                 self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
                 from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
                 if from_kernel:  # host endpoints named by address: the kernel's addresses may change
-                    model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))
+                    model = policy.with_interfaces(model, self.name,
+                                                   await asyncio.to_thread(policy.host_interface_addresses))
                 text = policy.render(model, self.name)
                 if text != self.policy_applied:
                     await asyncio.to_thread(policy.apply, text)

@@ -62,7 +62,8 @@ def ebpf_available() -> bool:
     if not BPF_OBJECT.exists() or not shutil.which("bpftool"):
         return False
     with tempfile.TemporaryDirectory(prefix="calisim-bpf-probe-") as directory:
-        probe = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -t bpf bpf "$1" && bpftool prog loadall "$2" "$1/p"',
+        probe = subprocess.run(["unshare", "--mount", "sh", "-c",
+                                'mount -t bpf bpf "$1" && bpftool prog loadall "$2" "$1/p"',
                                 "probe", directory, str(BPF_OBJECT)], capture_output=True)
     return probe.returncode == 0
 
@@ -177,7 +178,8 @@ class EbpfTunnel:
         pins = self.pin_dir / "ipip"
         if pins.exists():
             shutil.rmtree(pins)
-        loaded = subprocess.run(["bpftool", "prog", "loadall", str(BPF_OBJECT), str(pins)], capture_output=True, text=True)
+        loaded = subprocess.run(["bpftool", "prog", "loadall", str(BPF_OBJECT), str(pins)],
+                                capture_output=True, text=True)
         if loaded.returncode != 0:
             raise OSError(f"bpftool could not load {BPF_OBJECT}: {loaded.stderr.strip()[-500:]}")
         return {program: bpf_obj_get(pins / program) for program in BPF_PROGRAMS}

@@ -149,7 +149,8 @@ class Model:
 
     def policies_for(self, endpoint: Endpoint) -> list[Policy]:
         labels = self.labels(endpoint)
-        return sorted((p for p in self.policies if selector.parse(p.selector).matches(labels)), key=lambda p: p.sort_key)
+        return sorted((p for p in self.policies if selector.parse(p.selector).matches(labels)),
+                      key=lambda p: p.sort_key)
 
 
 def datastore_prefixes() -> list[str]:
@@ -275,7 +276,8 @@ def render_table(model: Model, host: str, family: Family) -> str:
     for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):
         lines += address_set(set_name("tag", tag), sorted(of_family(tags.get(tag, ()), family)), False, family)
     for text in sorted({text for rule in rules for text in rule_values(rule, "selector")}):
-        members = sorted({address for endpoint in model.selected(text) for address in of_family(endpoint.addresses, family)})
+        members = sorted({address for endpoint in model.selected(text)
+                          for address in of_family(endpoint.addresses, family)})
         lines += address_set(set_name("sel", text), members, False, family)
     lines += address_set("all_pools", of_family(model.all_pools, family), True, family)
     lines += address_set("nat_pools", of_family(model.nat_pools, family), True, family)
@@ -393,7 +395,8 @@ def endpoint_chains(endpoint: Endpoint, direction: str, policies: list[Policy]) 
 
 def rule_values(rule: dict, kind: str) -> list[str]:
     """The tags (kind "tag") or selectors ("selector") a rule matches on."""
-    return [rule[f"{bang}{side}_{kind}"] for bang in ("", "!") for side in ("src", "dst") if rule.get(f"{bang}{side}_{kind}")]
+    return [rule[f"{bang}{side}_{kind}"] for bang in ("", "!") for side in ("src", "dst")
+            if rule.get(f"{bang}{side}_{kind}")]
 
 
 VERDICTS = {"allow": f"meta mark set meta mark | {ALLOW_MARK:#x} return", "deny": "drop",
@@ -433,7 +436,8 @@ def can_match(rule: dict, version: int) -> bool:
     other_icmp, own_icmp = (("icmpv6", 58), ("icmp", 1)) if version == 4 else (("icmp", 1), ("icmpv6", 58))
     if rule.get("ip_version") not in (None, version) or rule.get("protocol") in other_icmp:
         return False
-    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version != version for side in ("src", "dst")):
+    if any(rule.get(f"{side}_net") and ipaddress.ip_network(rule[f"{side}_net"]).version != version
+           for side in ("src", "dst")):
         return False
     uses_icmp = any(rule.get(f"{bang}icmp_{part}") is not None for bang in ("", "!") for part in ("type", "code"))
     return not uses_icmp or rule.get("protocol") in (None, *own_icmp)
@@ -468,7 +472,8 @@ def port_ranges(ports: list) -> list[str]:
 
 def apply(text: str) -> None:
     """Replace the table in one transaction (create-if-missing, delete, define, all in one `nft -f`)."""
-    transaction = "".join(f"table {f.table} {TABLE}\ndelete table {f.table} {TABLE}\n" for f in FAMILIES.values()) + text
+    transaction = "".join(f"table {f.table} {TABLE}\ndelete table {f.table} {TABLE}\n"
+                          for f in FAMILIES.values()) + text
     done = subprocess.run(["nft", "-f", "-"], input=transaction, capture_output=True, text=True)
     if done.returncode != 0:
         raise PolicyError(f"nft refused the ruleset: {done.stderr.strip()[-800:]}")

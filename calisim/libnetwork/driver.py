@@ -97,7 +97,8 @@ class NetworkDriver:
     async def create_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
         interface = request.get("Interface") or {}
-        addresses = [ipaddress.ip_interface(a).ip for a in (interface.get("Address"), interface.get("AddressIPv6")) if a]
+        addresses = [ipaddress.ip_interface(a).ip
+                     for a in (interface.get("Address"), interface.get("AddressIPv6")) if a]
         if not addresses:
             raise PluginError("No address assigned for endpoint")
         name = await self.network_name(require(request, "NetworkID"))

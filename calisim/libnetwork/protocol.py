@@ -125,7 +125,8 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-def call_plugin(path: Path, method: str, request: dict | None = None, timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict]:
+def call_plugin(path: Path, method: str, request: dict | None = None,
+                timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict]:
     """POST a plugin request as libnetwork does; returns (HTTP status, decoded answer)."""
     connection = _UnixConnection(path, timeout)
     try:

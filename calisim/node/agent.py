@@ -65,7 +65,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
                        PluginServer(paths.plugin_dir / "calico-ipam.sock", IpamDriver(ds, options.name), loop)]
             for plugin in plugins:
                 plugin.start()
-            report(f"CALICO_LIBNETWORK_ENABLED is true - serving the calico and calico-ipam plugins in {paths.plugin_dir}")
+            report("CALICO_LIBNETWORK_ENABLED is true - serving the calico and calico-ipam plugins in "
+                   f"{paths.plugin_dir}")
         paths.pid_file.write_text(f"{os.getpid()}\n")
         report("Calico node started successfully", final=True)
         await stop.wait()
@@ -83,7 +84,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="calico-node", description="calisim's calico/node (started by calicoctl node run)")
+    parser = argparse.ArgumentParser(prog="calico-node",
+                                     description="calisim's calico/node (started by calicoctl node run)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--ip", type=ipaddress.IPv4Interface)
     parser.add_argument("--ip6", help="an IPv6 address on this host, or autodetect")

@@ -16,7 +16,8 @@ from ..datastore import Datastore, DatastoreError, Txn, keys
 from ..datastore.resources import IPPool, Node, as_value, mesh_value
 from ..datastore.resources.ipam import IPAMConfig
 
-DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")), IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
+DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")),
+                 IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
 KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
 SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
@@ -91,7 +92,8 @@ def chosen_ipv6(spec: str | None) -> ipaddress.IPv6Interface | None:
     return ip6  # a bare address is a /128, as a bare --ip is a /32
 
 
-def check_addresses(nodes: list[Node], name: str, ips: dict[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface | None]) -> list[str]:
+def check_addresses(nodes: list[Node], name: str,
+                    ips: dict[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface | None]) -> list[str]:
     """Calico's checks of the chosen addresses: one used by another node is fatal, a changed one a warning."""
     warnings = []
     for version, ip in ips.items():
@@ -105,7 +107,8 @@ def check_addresses(nodes: list[Node], name: str, ips: dict[int, ipaddress.IPv4I
                 raise StartupError(f"Calico node '{node.node_name}' is already using the IPv{version} address {ip.ip}. "
                                    "Please check your node name and IP address settings.")
             if node.node_name == name and stored.ip != ip.ip:
-                warnings.append(f"WARNING: Calico node '{name}' IPv{version} address has changed: {stored.ip} -> {ip.ip}")
+                warnings.append(f"WARNING: Calico node '{name}' IPv{version} address has changed: "
+                                f"{stored.ip} -> {ip.ip}")
     return warnings
 
 
@@ -162,7 +165,8 @@ async def create_default_pools(ds: Datastore) -> list[str]:
         if pool.cidr.version in versions or (pool.cidr.version == 6 and not KERNEL_IPV6.exists()):
             continue
         if await ds.create(pool.primary_key, pool.to_value()):
-            said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. IPIP mode: off")
+            said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. "
+                        "IPIP mode: off")
     return said
 
 

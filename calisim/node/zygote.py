@@ -40,7 +40,8 @@ from ..process.daemon import Daemon
 MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
            "calisim.calicoctl": "calisim.calicoctl"}
 # what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front, with
-PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.config", "calisim.calicoctl.ipam", "calisim.calicoctl.node")  # what calicoctl's commands import when run
+PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.config", "calisim.calicoctl.ipam",
+           "calisim.calicoctl.node")  # what calicoctl's commands import when run
 NAMESPACES = (("uts", 0x04000000), ("net", 0x40000000), ("mnt", 0x00020000))  # setns order; CLONE_NEW*
 TITLE_ROOM = 1024  # bytes of command line kept for the forked daemons' own (see set_cmdline)
 MAX_REQUEST = 1 << 20

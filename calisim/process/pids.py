@@ -30,7 +30,8 @@ def wait_gone(pid: int, timeout: float = STOP_TIMEOUT, interval: float = 0.02) -
     return True
 
 
-def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05, wait_killed: bool = False) -> list[int]:
+def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05,
+         wait_killed: bool = False) -> list[int]:
     """SIGTERM, wait up to timeout for the processes to go, SIGKILL what is left (returned; with
     wait_killed, waited for up to timeout again).  SIGCONT after the TERM: a process a fault froze
     (SIGSTOP) acts on it only once it runs again.  Every process is signalled before any is

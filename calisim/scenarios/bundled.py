@@ -53,15 +53,17 @@ class Outcome:
     def table(self, established: dict[str, int], measured: list[dict]):
         from rich.table import Table
 
-        view = Table(title=f"outcome: BGP sessions Established per host (expected {self.sessions}) and pings by address")
+        view = Table(title=f"outcome: BGP sessions Established per host (expected {self.sessions}) "
+                           "and pings by address")
         for column in ("what", "expected", "measured"):
             view.add_column(column)
         for host, count in established.items():
             view.add_row(f"{host} sessions", str(self.sessions), str(count))
         for item in measured:
             pair, probe = item["pair"], item["probe"]
-            view.add_row(f"{pair['source']} ({pair['source_host']}) -> {pair['destination']} ({pair['destination_host']}, "
-                         f"{item['destination_ip']})", f"ttl {pair['ttl']}",
+            view.add_row(f"{pair['source']} ({pair['source_host']}) -> "
+                         f"{pair['destination']} ({pair['destination_host']}, {item['destination_ip']})",
+                         f"ttl {pair['ttl']}",
                          f"{probe['received']}/{probe['sent']}, ttl {probe['ttl'] or '-'}")
         return view
 

@@ -48,7 +48,8 @@ def measure(cluster: Cluster) -> tuple[dict[str, str], list[PairResult]]:
                      for name, d in details.items()}
         sources = sorted({source for source, _ in PAIRS})
         measured = pool.map(lambda source: batch_from(details[source]["State"]["Pid"],
-                                                      [("icmp", addresses[d]) for s, d in PAIRS if s == source]), sources)
+                                                      [("icmp", addresses[d]) for s, d in PAIRS if s == source]),
+                            sources)
         probes = {source: iter(results) for source, results in zip(sources, measured)}
         results = [PairResult(source, destination, addresses[destination],
                               WORKLOADS[source][0] == WORKLOADS[destination][0],

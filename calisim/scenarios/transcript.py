@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-STEP = re.compile(r"^(?:within\s+(?P<within>\d+(?:\.\d+)?)s\s+)?(?P<host>[A-Za-z0-9][A-Za-z0-9_.-]*)(?P<mark>[$!])(?:\s+(?P<command>.*))?$", re.DOTALL)
+STEP = re.compile(r"^(?:within\s+(?P<within>\d+(?:\.\d+)?)s\s+)?(?P<host>[A-Za-z0-9][A-Za-z0-9_.-]*)"
+                  r"(?P<mark>[$!])(?:\s+(?P<command>.*))?$", re.DOTALL)
 HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 RETRY_INTERVAL = 0.1  # seconds between the attempts of a `within` step (each a fresh shell and command)
 

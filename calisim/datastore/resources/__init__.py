@@ -2,7 +2,8 @@
 
 One module per family (``network``: node, ipPool, bgpPeer and the BGP settings; ``policy``: profile,
 policy; ``endpoints``: workloadEndpoint, hostEndpoint) on a shared ``base``; beside them the values
-that are no calicoctl kind (``ipam``: IPAM's blocks, handles and config; ``docker``: Docker's records).  ``parse_documents``
+that are no calicoctl kind (``ipam``: IPAM's blocks, handles and config; ``docker``: Docker's records).
+``parse_documents``
 validates a whole input (one resource or a list) before anything is returned, so calicoctl stores all
 or nothing.  Each stored value has one decoder here, which every reader uses: ``from_value`` and
 ``to_value`` for a resource stored in one key, ``from_entries`` and ``writes`` for one spread over

@@ -93,7 +93,8 @@ def parse_as_number(value: Any, where: str = "asNumber") -> int:
 def parse_interface_name(value: Any, where: str) -> str:
     text = str(value) if value is not None else ""
     if not INTERFACE_RE.match(text):
-        raise ValidationError(f"{where}: {value!r} is not a valid interface name (1-15 of letters, digits, '_', '.', '-')")
+        raise ValidationError(f"{where}: {value!r} is not a valid interface name "
+                              "(1-15 of letters, digits, '_', '.', '-')")
     return text
 
 

@@ -39,7 +39,8 @@ class WorkloadEndpoint(Resource):
 
     @classmethod
     def from_document(cls, doc: dict) -> "WorkloadEndpoint":
-        raise ValidationError("workloadEndpoint resources are managed by the libnetwork plugin; calicoctl only reads them")
+        raise ValidationError("workloadEndpoint resources are managed by the libnetwork plugin; "
+                              "calicoctl only reads them")
 
     def document(self) -> dict:
         return self._wrap({"node": self.node, "orchestrator": self.orchestrator, "workload": self.workload,

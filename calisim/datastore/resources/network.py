@@ -48,10 +48,11 @@ class IPPool(Resource):
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
         ipip_mode = ipip_spec.get("mode") or "always"
         if ipip_mode not in IPIP_MODES:
-            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (must be one of: {', '.join(IPIP_MODES)})")
+            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' "
+                                  f"(must be one of: {', '.join(IPIP_MODES)})")
         if ipip_mode != "always" and not ipip:
-            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' (the mode needs IPIP enabled on the pool: "
-                                  "spec.ipip.enabled: true)")
+            raise ValidationError(f"error with field IPIP.Mode = '{ipip_mode}' "
+                                  "(the mode needs IPIP enabled on the pool: spec.ipip.enabled: true)")
         if ipip and cidr.version != 4:
             raise ValidationError("error with field IPIP.Enabled = 'true' (IPIP is not supported on an IPv6 IP pool)")
         vxlan_spec = check_fields(spec.get("vxlan"), ("enabled",), "ipPool spec.vxlan")
@@ -67,7 +68,8 @@ class IPPool(Resource):
     def document(self) -> dict:
         spec: dict[str, Any] = {}
         if self.ipip:
-            spec["ipip"] = {"enabled": True} if self.ipip_mode == "always" else {"enabled": True, "mode": self.ipip_mode}
+            spec["ipip"] = ({"enabled": True} if self.ipip_mode == "always"
+                            else {"enabled": True, "mode": self.ipip_mode})
         if self.vxlan:
             spec["vxlan"] = {"enabled": True}
         if self.nat_outgoing:
@@ -152,7 +154,8 @@ class Node(Resource):
             raise ValidationError(f"node spec.bgp.ipv4Address: {ipv4} is not an IPv4 address")
         if ipv6 is not None and ipv6.version != 6:
             raise ValidationError(f"node spec.bgp.ipv6Address: {ipv6} is not an IPv6 address")
-        as_number = parse_as_number(bgp["asNumber"], "node spec.bgp.asNumber") if bgp.get("asNumber") is not None else None
+        as_number = (parse_as_number(bgp["asNumber"], "node spec.bgp.asNumber") if bgp.get("asNumber") is not None
+                     else None)
         return cls(parse_name(metadata["name"], "node metadata.name"), ipv4, ipv6, as_number)
 
     def document(self) -> dict:

@@ -216,7 +216,8 @@ class Profile(Resource):
         profiles = []
         for name, values in sorted(parts.items()):
             rules = values.get("rules") or {}
-            profiles.append(cls(name, tuple(values.get("tags") or ()), tuple(sorted((values.get("labels") or {}).items())),
+            profiles.append(cls(name, tuple(values.get("tags") or ()),
+                                tuple(sorted((values.get("labels") or {}).items())),
                                 tuple(rules.get("inbound_rules") or ()), tuple(rules.get("outbound_rules") or ())))
         return profiles
 

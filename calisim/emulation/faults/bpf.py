@@ -77,7 +77,8 @@ class BpfImpairments(FaultState):
         _bpftool("prog", "loadall", str(BPF_OBJECT), str(pins / "progs"), "pinmaps", str(pins / "maps"))
         value = struct.pack("=4I", threshold(impairment.loss), threshold(impairment.corrupt),
                             threshold(impairment.duplicate), int(drop_all))
-        _bpftool("map", "update", "pinned", str(pins / "maps" / "config"), "key", *_hex(bytes(4)), "value", *_hex(value))
+        _bpftool("map", "update", "pinned", str(pins / "maps" / "config"), "key", *_hex(bytes(4)),
+                 "value", *_hex(value))
         for key in blocked:
             _bpftool("map", "update", "pinned", str(pins / "maps" / "blocked"), "key", *_hex(key), "value", "1")
         nsexec(pid, "tc", "qdisc", "add", "dev", name, "clsact", check=False)  # EEXIST when attached before

@@ -76,7 +76,8 @@ class HostFaults(PartitionFaults):
     def _empty_run_directories(node) -> None:
         """/var/run/calico and /run/docker are tmpfs on a real host: nothing survives a reboot
         (the eBPF IPIP backend's bpffs, mounted in the host's mount namespace, goes too)."""
-        subprocess.run(["nsenter", "-t", str(node.pid), "-m", "--", "umount", "/var/run/calico/bpf"], capture_output=True)
+        subprocess.run(["nsenter", "-t", str(node.pid), "-m", "--", "umount", "/var/run/calico/bpf"],
+                       capture_output=True)
         for directory in (node.state_dir / "run", node.state_dir / "docker"):
             for entry in directory.iterdir():
                 if entry.is_dir() and not entry.is_symlink():

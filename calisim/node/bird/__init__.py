@@ -4,13 +4,14 @@ client of its control socket (birdc.py) and the daemon in its three roles (daemo
 Modelled on IPMininet's daemons: a config model + a template + a start line + a dry-run check."""
 
 from .birdc import BgpPeerStatus, BirdControl, BirdError, Protocol, bgp_peer_statuses, protocol_address
-from .config import (GRACEFUL_RESTART_ENV, HOLD_TIME_ENV, BirdConfig, IPv6Config, Peer, Pool, ReflectorClient, ReflectorConfig, Timers, bird_config,
-                     check, compile_templates, datastore_prefixes, mesh_enabled, protocol_name, reflector_config,
-                     reflector_prefixes, render, render_reflector, render_template, write_checked)
+from .config import (GRACEFUL_RESTART_ENV, HOLD_TIME_ENV, BirdConfig, IPv6Config, Peer, Pool, ReflectorClient,
+                     ReflectorConfig, Timers, bird_config, check, compile_templates, datastore_prefixes, mesh_enabled,
+                     protocol_name, reflector_config, reflector_prefixes, render, render_reflector, render_template,
+                     write_checked)
 from .daemon import Bird
 
-__all__ = ["GRACEFUL_RESTART_ENV", "HOLD_TIME_ENV", "BgpPeerStatus", "Bird", "BirdConfig", "BirdControl", "BirdError", "IPv6Config", "Peer", "Pool", "Protocol",
-           "ReflectorClient", "ReflectorConfig", "Timers", "bgp_peer_statuses", "bird_config", "check",
-           "compile_templates", "datastore_prefixes", "mesh_enabled", "protocol_address", "protocol_name",
-           "reflector_config", "reflector_prefixes", "render", "render_reflector", "render_template",
-           "write_checked"]
+__all__ = ["GRACEFUL_RESTART_ENV", "HOLD_TIME_ENV", "BgpPeerStatus", "Bird", "BirdConfig", "BirdControl",
+           "BirdError", "IPv6Config", "Peer", "Pool", "Protocol", "ReflectorClient", "ReflectorConfig", "Timers",
+           "bgp_peer_statuses", "bird_config", "check", "compile_templates", "datastore_prefixes", "mesh_enabled",
+           "protocol_address", "protocol_name", "reflector_config", "reflector_prefixes", "render",
+           "render_reflector", "render_template", "write_checked"]

@@ -60,7 +60,8 @@ class Timers:
         hold = os.environ.get(HOLD_TIME_ENV, "").strip()
         restart = os.environ.get(GRACEFUL_RESTART_ENV, "on").strip().lower()
         if hold and not hold.isdigit():
-            raise BirdError(f"{HOLD_TIME_ENV} must be a whole number of seconds, at least 3 (BGP's minimum), not {hold!r}")
+            raise BirdError(f"{HOLD_TIME_ENV} must be a whole number of seconds, at least 3 (BGP's minimum), "
+                            f"not {hold!r}")
         if restart not in ("on", "off"):
             raise BirdError(f"{GRACEFUL_RESTART_ENV} must be on or off, not {restart!r}")
         return cls(hold=int(hold) if hold else None, graceful_restart=restart == "on")
@@ -277,7 +278,8 @@ def reflector_config(entries: dict[str, Any], ip: str, timers: Timers | None = N
 
     def client(prefix: str, host: str, peer: BGPPeer) -> ReflectorClient:
         node_ip = entries[keys.bgp_host_ip_v4(host)]
-        return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as(entries, host, default_as), peer.as_number)
+        return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as(entries, host, default_as),
+                               peer.as_number)
 
     clients: dict[str, ReflectorClient] = {}
     for peer in (p for p in BGPPeer.from_entries(entries, keys.GLOBAL_PEERS_V4) if str(p.peer_ip) == ip):
@@ -286,7 +288,8 @@ def reflector_config(entries: dict[str, Any], ip: str, timers: Timers | None = N
     for host in hosts:
         peer = entries.get(keys.bgp_host_peers_v4(host) + ip)
         if peer is not None:
-            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Node_", host, BGPPeer.from_value(peer, host)))
+            clients.setdefault(entries[keys.bgp_host_ip_v4(host)],
+                               client("Node_", host, BGPPeer.from_value(peer, host)))
     clients.pop(ip, None)
     ordered = tuple(clients[k] for k in sorted(clients, key=ipaddress.ip_address))
     return ReflectorConfig(ip, default_as, registration.cluster_id if registration else None,
