@@ -29,7 +29,7 @@ from pathlib import Path
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 
-from ..datastore import Datastore, EtcdServer, Synchronous
+from ..datastore import Datastore, EtcdServer, Synchronous, keys
 from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
@@ -359,11 +359,30 @@ class Cluster:
         except bird.BirdError:
             return 0
 
+    def expected_sessions(self) -> dict[str, int]:
+        """Each Calico host -> the BGP sessions its config says should come up (every other host
+        with the mesh on; its ToR in a fabric; the reflectors behind route reflectors); a host not
+        registered in etcd yet is missing."""
+        with self.datastore() as ds:
+            entries = {entry.key: entry.value for prefix in (keys.BGP_GLOBAL, keys.BGP_HOSTS)
+                       for entry in ds.list(prefix)}
+        by_ip = bird.expected_sessions(entries)
+        return {name: by_ip[self.topo.host_ip(name)] for name in self.hosts if self.topo.host_ip(name) in by_ip}
+
     def wait_for_mesh(self, timeout: float = 60.0) -> None:
-        """Poll until every host has an Established session to every other host."""
-        expected = len(self.hosts) - 1
-        wait_until(lambda: all(self.bgp_established(h) >= expected for h in self.hosts), timeout,
-                   interval=0.2, what=f"a full BGP mesh of {len(self.hosts)} hosts")
+        """Poll until every host's BGP sessions (as expected_sessions counts them) are Established."""
+        lagging: list[str] = []
+
+        def settled() -> bool:
+            expected = self.expected_sessions()
+            lagging[:] = [f"{h} {self.bgp_established(h)}/{expected[h]}" if h in expected else f"{h} unregistered"
+                          for h in self.hosts if h not in expected or self.bgp_established(h) < expected[h]]
+            return not lagging
+
+        try:
+            wait_until(settled, timeout, interval=0.2, what=f"the BGP sessions of {len(self.hosts)} hosts")
+        except ClusterError as error:
+            raise ClusterError(f"{error} (Established/expected: {', '.join(lagging)})") from None
 
 
     def cli(self, commands=None) -> None:

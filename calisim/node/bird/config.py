@@ -117,6 +117,12 @@ class BirdConfig:
     def peers(self) -> tuple[Peer, ...]:
         return self.mesh_peers + self.global_peers + self.node_peers + (self.ipv6.peers if self.ipv6 else ())
 
+    @property
+    def sessions_expected(self) -> int:
+        """How many of its BGP sessions can come up: a peer at the node's own address never does."""
+        own = {self.router_id, self.ipv6.source_address if self.ipv6 else None}
+        return sum(peer.ip not in own for peer in self.peers)
+
 
 def datastore_prefixes(node_name: str) -> list[str]:
     """The etcd prefixes a node's BIRD config is computed from."""
@@ -186,6 +192,14 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None =
                       node_peers, tuple(pools), affine_blocks(entries, node_name, 4),
                       timers or Timers.from_environment(),
                       entries.get(keys.bgp_host_network_v4(node_name)), ipv6)
+
+
+def expected_sessions(entries: dict[str, Any]) -> dict[str, int]:
+    """Each registered node's IPv4 address -> the BGP sessions its config should bring up (the
+    mesh, or its ToR, or the route reflectors: whatever the datastore's BGP settings say)."""
+    nodes = [keys.host_of(key, keys.BGP_HOSTS) for key in entries
+             if key.startswith(keys.BGP_HOSTS) and key.endswith("/ip_addr_v4") and entries[key]]
+    return {entries[keys.bgp_host_ip_v4(node)]: bird_config(entries, node).sessions_expected for node in nodes}
 
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("bird_configs", ""),

@@ -48,6 +48,8 @@ class World:
 
 def started(cluster) -> None:
     cluster.start_nodes()  # and the reflector, the mesh off, rr1 every node's global peer
+    assert cluster.expected_sessions() == dict.fromkeys(cluster.hosts, 1)
+    cluster.wait_for_mesh(timeout=60)  # what `up flat --route-reflectors 1 --start-nodes` waits for
     replay(cluster, SETUP)
 
 

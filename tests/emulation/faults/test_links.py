@@ -63,6 +63,8 @@ def spine_sessions(cluster, tor: str) -> dict[str, str]:
 def test_a_tor_spine_link_down_reroutes_through_the_other_spine(untouched, runs):
     with Cluster(topologies.load("fabric")) as cluster:
         cluster.start_nodes()
+        assert cluster.expected_sessions() == dict.fromkeys(cluster.hosts, 1)  # its ToR, not a mesh
+        cluster.wait_for_mesh(timeout=60)  # what `up fabric --start-nodes` waits for
         replay(cluster, SETUP)
         w1, _ = workload(cluster, "host1", "w1")
         _, w3_ip = workload(cluster, "host3", "w3")

@@ -217,3 +217,19 @@ def test_graceful_restart_is_on_or_off(monkeypatch):
     monkeypatch.setenv(bird.GRACEFUL_RESTART_ENV, "sometimes")
     with pytest.raises(bird.BirdError, match="must be on or off, not 'sometimes'"):
         bird.Timers.from_environment()
+
+
+def test_expected_sessions_follow_the_bgp_settings_not_a_full_mesh():
+    """What a cluster waits for after `calicoctl node run`: the mesh's N-1 sessions per node, or
+    with the mesh off only the global and node-specific peers (a fabric's ToR, the reflectors);
+    a global peer at a node's own address never comes up, so it is not waited for."""
+    assert bird.expected_sessions(entries()) == {"172.16.0.1": 2, "172.16.0.2": 2, "172.16.0.3": 2}
+    reflectors = {keys.GLOBAL_PEERS_V4 + ip: {"ip": ip, "as_num": "64512"} for ip in ("10.0.0.1", "10.0.0.2")}
+    assert bird.expected_sessions(entries(mesh=False, **reflectors)) == dict.fromkeys(
+        ("172.16.0.1", "172.16.0.2", "172.16.0.3"), 2)
+    tors = {keys.bgp_host_peers_v4("host1") + "10.0.1.1": {"ip": "10.0.1.1", "as_num": "65001"},
+            keys.bgp_host_peers_v4("host2") + "10.0.1.1": {"ip": "10.0.1.1", "as_num": "65001"}}
+    assert bird.expected_sessions(entries(mesh=False, hosts=("host1", "host2"), **tors)) == {
+        "172.16.0.1": 1, "172.16.0.2": 1}
+    self_peer = {keys.GLOBAL_PEERS_V4 + "172.16.0.1": {"ip": "172.16.0.1", "as_num": "64512"}}
+    assert bird.expected_sessions(entries(**self_peer)) == {"172.16.0.1": 2, "172.16.0.2": 3, "172.16.0.3": 3}
