@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..emulation.faults import SIGNALS, FaultError, Faults, parse_percent, parse_rate
+from ..emulation.faults import SIGNALS, FaultError, Faults, parse_milliseconds, parse_percent, parse_rate
 
 
 class _FaultParser(argparse.ArgumentParser):
@@ -33,9 +33,10 @@ def command_parser(prog: str = "calisim fault") -> argparse.ArgumentParser:
 
     link_verb("link", "take the link between nodes A and B (e.g. host2 s1) down or up", "STATE")
     for name in ("loss", "corrupt", "duplicate"):
-        link_verb(name, f"{name} PERCENT of the packets on the link A-B, both ways", "PERCENT")
-    delay = link_verb("delay", "delay the link A-B (needs the kernel's netem)", "MS")
-    delay.add_argument("jitter_ms", metavar="JITTER_MS", nargs="?", default="0")
+        link_verb(name, f"{name} PERCENT of the packets on the link A-B, both ways (5 or 5%%)", "PERCENT")
+    delay = link_verb("delay", "delay the link A-B by MS (50, 50ms, 1s) and JITTER (needs the kernel's netem)",
+                      "MS")
+    delay.add_argument("jitter_ms", metavar="JITTER", nargs="?", default="0")
     link_verb("rate", "limit the link A-B, e.g. 10mbit", "RATE")
     link_verb("clear", "lift every impairment of the link A-B")
     for name in (*SIGNALS, "start"):
@@ -66,12 +67,8 @@ def check_values(args: argparse.Namespace) -> None:
     if args.verb == "rate":
         parse_rate(args.rate)
     if args.verb == "delay":
-        for value in (args.ms, args.jitter_ms):
-            try:
-                if float(value) < 0:
-                    raise ValueError
-            except ValueError:
-                raise FaultError(f"fault delay: {value!r} is not a number of milliseconds") from None
+        parse_milliseconds(args.ms, "delay")
+        parse_milliseconds(args.jitter_ms, "jitter")
     if args.verb == "partition" and args.from_ and args.peers:
         raise FaultError("fault partition: --from etcd or a list of hosts, not both")
 

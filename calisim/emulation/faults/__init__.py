@@ -24,7 +24,7 @@ from .base import NETEM_MISSING, FaultError, Impairment, Partition, netem_availa
 from .bpf import threshold
 from .daemons import DAEMONS, SIGNALS
 from .facade import Faults
-from .links import parse_percent, parse_rate
+from .links import parse_milliseconds, parse_percent, parse_rate
 
 __all__ = ["DAEMONS", "NETEM_MISSING", "SIGNALS", "FaultError", "Faults", "Impairment", "Partition", "netem_available",
-           "nsexec", "parse_percent", "parse_rate", "threshold"]
+           "nsexec", "parse_milliseconds", "parse_percent", "parse_rate", "threshold"]

@@ -10,12 +10,16 @@ import re
 from .base import NETEM_MISSING, FaultError, Impairment, netem_available, nsexec
 from .bpf import BpfImpairments
 
-RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.IGNORECASE)
+RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]i?)?(bit|bps)$", re.IGNORECASE)
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|sec|secs|ms|msec|msecs|us|usec|usecs)?$", re.IGNORECASE)
+MILLISECONDS = {"s": 1000.0, "sec": 1000.0, "secs": 1000.0, "ms": 1.0, "msec": 1.0, "msecs": 1.0,
+                "us": 0.001, "usec": 0.001, "usecs": 0.001}
 
 
 def parse_percent(value: float | str, what: str) -> float:
+    """A percentage, bare (5) or as tc writes it (5%)."""
     try:
-        percent = float(value)
+        percent = float(str(value).strip().removesuffix("%"))
     except (TypeError, ValueError):
         raise FaultError(f"{what} must be a percentage between 0 and 100, not {value!r}") from None
     if not 0 <= percent <= 100:
@@ -23,13 +27,22 @@ def parse_percent(value: float | str, what: str) -> float:
     return percent
 
 
+def parse_milliseconds(value: float | str, what: str) -> float:
+    """A duration in milliseconds: bare (50) or in tc's units (50ms, 1s, 500us)."""
+    match = DURATION.match(str(value).strip())
+    if not match:
+        raise FaultError(f"{what} must be milliseconds (50) or a duration in tc's units (50ms, 1s, 500us), "
+                         f"not {value!r}")
+    return float(match.group(1)) * MILLISECONDS[(match.group(2) or "ms").lower()]
+
+
 def parse_rate(value: str) -> str:
-    """A rate in tc's units (bit, kbit, mbit, gbit; bps, kbps, ... are bytes per second)."""
+    """A rate in tc's units (bit, kbit, mbit, gbit, tbit, kibit...; bps, kbps, ... are bytes per second)."""
     match = RATE.match(str(value).strip())
     if not match or float(match.group(1)) <= 0:
         raise FaultError(f"malformed rate {value!r}: use a positive number with bit, kbit, mbit, gbit, bps, kbps, "
                          f"mbps or gbps (e.g. 10mbit)")
-    return f"{match.group(1)}{match.group(2).lower()}"
+    return f"{match.group(1)}{(match.group(2) or '').lower()}{match.group(3).lower()}"
 
 
 class LinkFaults(BpfImpairments):
@@ -79,12 +92,7 @@ class LinkFaults(BpfImpairments):
 
     def delay(self, a: str, b: str, ms: float | str, jitter_ms: float | str = 0) -> None:
         """Only netem holds packets back: refused, with one line, on a kernel without it."""
-        try:
-            ms, jitter_ms = float(ms), float(jitter_ms)
-        except (TypeError, ValueError):
-            raise FaultError(f"delay must be milliseconds, not {ms!r} {jitter_ms!r}") from None
-        if ms < 0 or jitter_ms < 0:
-            raise FaultError(f"delay and jitter must not be negative ({ms} ms, {jitter_ms} ms)")
+        ms, jitter_ms = parse_milliseconds(ms, "delay"), parse_milliseconds(jitter_ms, "jitter")
         self._links_between(a, b)
         if not netem_available():
             raise FaultError(NETEM_MISSING)

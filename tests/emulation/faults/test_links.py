@@ -1,4 +1,4 @@
-"""Faults on links: their input (percentages, rates), without root; and a ToR-spine link down in
+"""Faults on links: their input (percentages, rates, durations, in tc's units too), without root; and a ToR-spine link down in
 the fabric (issue 12, item 3), which reroutes through the other spine, a probe stream across it
 measuring the outage, both spines carrying again once the link is back up."""
 
@@ -9,18 +9,18 @@ import pytest
 
 import topologies
 from calisim.emulation import Cluster
-from calisim.emulation.faults import FaultError, parse_percent, parse_rate
+from calisim.emulation.faults import FaultError, parse_milliseconds, parse_percent, parse_rate
 from calisim.probes import StreamProbe, probe_from
 
 from tests.conftest import replay
 
 
-@pytest.mark.parametrize("value, expected", [(0, 0.0), ("50", 50.0), (100, 100.0), ("12.5", 12.5)])
+@pytest.mark.parametrize("value, expected", [(0, 0.0), ("50", 50.0), (100, 100.0), ("12.5", 12.5), ("5%", 5.0)])
 def test_percentages_between_0_and_100_are_accepted(value, expected):
     assert parse_percent(value, "loss") == expected
 
 
-@pytest.mark.parametrize("value", [-1, 100.1, "101", "half", None, "5%"])
+@pytest.mark.parametrize("value", [-1, 100.1, "101", "half", None, "5%%", "%"])
 def test_other_percentages_are_refused_with_one_line(value):
     with pytest.raises(FaultError, match=r"^loss must be a percentage between 0 and 100, not ") as refused:
         parse_percent(value, "loss")
@@ -28,7 +28,7 @@ def test_other_percentages_are_refused_with_one_line(value):
 
 
 @pytest.mark.parametrize("value, expected", [("10mbit", "10mbit"), ("1.5Gbit", "1.5gbit"), (" 500kbit ", "500kbit"),
-                                             ("64kbps", "64kbps")])
+                                             ("64kbps", "64kbps"), ("2Mibit", "2mibit"), ("1tbit", "1tbit")])
 def test_rates_in_tc_units(value, expected):
     assert parse_rate(value) == expected
 
@@ -37,6 +37,18 @@ def test_rates_in_tc_units(value, expected):
 def test_malformed_rates_are_refused(value):
     with pytest.raises(FaultError, match=r"^malformed rate "):
         parse_rate(value)
+
+
+@pytest.mark.parametrize("value, expected", [("50", 50.0), (20, 20.0), ("50ms", 50.0), ("1s", 1000.0),
+                                             ("1.5sec", 1500.0), ("500us", 0.5), (" 10msecs ", 10.0), ("0", 0.0)])
+def test_durations_are_milliseconds_or_in_tc_units(value, expected):
+    assert parse_milliseconds(value, "delay") == expected
+
+
+@pytest.mark.parametrize("value", ["-5", "-5ms", "fast", "50 ms", "5m", "1h", "", None])
+def test_other_durations_are_refused_with_one_line(value):
+    with pytest.raises(FaultError, match=r"^delay must be milliseconds \(50\) or a duration in tc's units"):
+        parse_milliseconds(value, "delay")
 
 
 SETUP = r"""
