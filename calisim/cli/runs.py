@@ -66,7 +66,7 @@ def load_steps(args: argparse.Namespace) -> list[transcript.Step]:
         text = sys.stdin.read()
     else:
         text = Path(args.script).read_text()
-    return transcript.parse(text)
+    return transcript.parse(text, allow_empty=args.cli)
 
 
 def print_result(console: Console, result: transcript.StepResult, as_json: bool) -> None:

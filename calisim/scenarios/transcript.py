@@ -60,7 +60,9 @@ class StepResult:
                 "stdout": self.stdout, "stderr": self.stderr, "passed": self.passed, "seconds": self.seconds}
 
 
-def parse(text: str) -> list[Step]:
+def parse(text: str, allow_empty: bool = False) -> list[Step]:
+    """The steps of a transcript; one with none is refused unless allow_empty (a cluster opened
+    in Mininet's CLI to explore needs no steps first)."""
     steps: list[Step] = []
     lines = text.splitlines()
     index = 0
@@ -89,8 +91,8 @@ def parse(text: str) -> list[Step]:
             command += "\n" + "\n".join(body + [terminator])
         within = float(match["within"]) if match["within"] else None
         steps.append(Step(number, match["host"], command, match["mark"] == "$", within))
-    if not steps:
-        raise TranscriptError("the transcript has no steps")
+    if not steps and not allow_empty:
+        raise TranscriptError("the transcript has no steps (with --cli, an empty one opens a fresh cluster)")
     return steps
 
 

@@ -81,6 +81,7 @@ def test_run_prints_the_steps_as_json(runs, untouched, tmp_path):
     (["run", "-", "--topology", "ring"], "unknown topology 'ring'"),
     (["run", "-", "--topology", "flat", "--hosts", "0"], "takes 1 to 1000 hosts"),
     (["run", "/nonexistent/steps.txt", "--topology", "two_host"], "No such file"),
+    (["run", "/dev/null", "--topology", "two_host"], "the transcript has no steps (with --cli, an empty one"),
 ])
 def test_cli_rejects_bad_input_before_building_anything(runs, untouched, args, message):
     done = calisim(*args, input="host9$ true\n")

@@ -41,6 +41,10 @@ def test_malformed_transcripts_are_rejected(text, message):
         transcript.parse(text)
 
 
+def test_an_empty_transcript_is_allowed_when_asked_for():
+    assert transcript.parse("\n# explore by hand\n", allow_empty=True) == []
+
+
 def test_unknown_hosts_are_rejected_before_anything_runs():
     with pytest.raises(TranscriptError, match="line 2: unknown host 'host9' \\(the topology has host1, host2\\)"):
         transcript.check_hosts(transcript.parse("host1$ ls\nhost9$ ls"), ["host1", "host2"])
