@@ -31,7 +31,7 @@ from rich.console import Console  # noqa: E402
 
 import topologies  # noqa: E402
 from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
-from report import write_runs  # noqa: E402
+from report import output_path, write_runs  # noqa: E402
 from calisim.datastore import keys  # noqa: E402
 from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
@@ -172,8 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
     parser.add_argument("--designs", nargs="+", choices=list(DESIGN_NAMES), default=list(DESIGN_NAMES))
-    parser.add_argument("--json", type=Path, default=RESULTS / "bgp.json")
-    parser.add_argument("--png", type=Path, default=RESULTS / "bgp.png")
+    parser.add_argument("--json", type=output_path, default=str(RESULTS / "bgp.json"))
+    parser.add_argument("--png", type=output_path, default=str(RESULTS / "bgp.png"))
     args = parser.parse_args()
     console = Console(width=160)
     rows = []

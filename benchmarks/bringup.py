@@ -30,7 +30,7 @@ from rich.console import Console  # noqa: E402  (imports after the re-exec into 
 
 import topologies  # noqa: E402
 from calisim.emulation import Cluster  # noqa: E402
-from report import label_axes, write_runs  # noqa: E402  (benchmarks/ is this script's directory)
+from report import label_axes, output_path, write_runs  # noqa: E402  (benchmarks/ is this script's directory)
 
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
 TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygote), for the plot
@@ -137,8 +137,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 10, 25, 50])
-    parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--png", type=Path, default=RESULTS.with_suffix(".png"))
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
+    parser.add_argument("--png", type=output_path, default=str(RESULTS.with_suffix(".png")))
     args = parser.parse_args()
     console = Console()
     rows = []

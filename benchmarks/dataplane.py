@@ -30,6 +30,7 @@ from calisim.felix import ipip  # noqa: E402
 from calisim.emulation import Cluster, ClusterError, wait_until  # noqa: E402
 from calisim.probes import probe_from  # noqa: E402
 from calisim.scenarios.seed import inspect  # noqa: E402
+from report import output_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "dataplane.json"
 POOLS = {"plain routing": ("10.20.0.0/16", {}), "VXLAN": ("10.30.0.0/16", {"vxlan": {"enabled": True}}),
@@ -101,7 +102,7 @@ def measure_cluster(backend: str, modes: list[str], seconds: int, console: Conso
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
     args = parser.parse_args()
     console = Console(width=150)
     first, *others = ipip_backends()
@@ -117,7 +118,6 @@ def main() -> None:
         table.add_row(row["mode"], str(row["gbit_s"]), f"{row['ratio']:.2f}", str(row["rtt_avg_ms"]),
                       f"{row['rtt_avg_ms'] / plain['rtt_avg_ms']:.2f}", str(row["ttl"]), row["received"])
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
     console.print(f"written to {args.json}")
     ebpf = [row for row in rows if row["mode"] == "IPIP (ebpf backend)"]

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from calisim.scenarios.bundled import SCENARIOS
 from calisim.scenarios.transcript import parse
+from report import output_path
 
 RESULTS = Path(__file__).parent / "results" / "demo.json"
 TODAY_S = 34.0  # issue 14's "today"
@@ -131,8 +132,8 @@ def plot(runs: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--png", type=Path, default=RESULTS.with_suffix(".png"))
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
+    parser.add_argument("--png", type=output_path, default=str(RESULTS.with_suffix(".png")))
     args = parser.parse_args()
     console = Console()
     runs = []
@@ -152,7 +153,6 @@ def main() -> None:
         table.add_row(key.replace("_", " "), *(str(run[key]) for run in runs),
                       style="bold" if key == "wall_s" else None)
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "before_s": TODAY_S,
                                      "target_s": TARGET_S, "runs": runs}, indent=2))
     plot(runs, args.png)

@@ -39,6 +39,7 @@ from calisim.emulation import Cluster, ClusterError, wait_until  # noqa: E402
 from calisim.node.bird import BirdError, Timers  # noqa: E402
 from calisim.probes import StreamProbe  # noqa: E402
 from calisim.scenarios.seed import inspect  # noqa: E402
+from report import output_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "faults.json"
 NETWORK = "docker network create --driver calico --ipam-driver calico-ipam net1"
@@ -178,7 +179,7 @@ def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
     parser.add_argument("--only", default="", help="measure only the faults whose name contains this text")
     args = parser.parse_args()
     console = Console(width=150)
@@ -200,7 +201,6 @@ def main() -> None:
         table.add_row(name, f"{result['median_outage_ms']:.0f}", f"{result['median_lost']:.0f}",
                       f"{result['median_established_s']:.2f}", "-" if withdrawn is None else f"{withdrawn:.2f}")
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results}, indent=2))
     plot(results, args.json.with_suffix(".png"))
     console.print(f"written to {args.json} and {args.json.with_suffix('.png')}")

@@ -34,6 +34,7 @@ from calisim.datastore import Datastore, Synchronous, local_etcd  # noqa: E402
 from calisim.datastore.keys import BLOCKS  # noqa: E402
 from calisim.ipam import IPAM, Block  # noqa: E402
 from calisim.datastore.resources import IPPool  # noqa: E402
+from report import output_path  # noqa: E402
 
 POOL = IPPool(ipaddress.ip_network("10.0.0.0/12"))
 SMALL_POOL = IPPool(ipaddress.ip_network("10.0.0.0/24"))  # 4 blocks for 20 hosts: most must borrow
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--per-host", type=int, default=200)
     parser.add_argument("--single", type=int, default=1000, help="allocations of the single-client run")
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 5, 20])
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
     args = parser.parse_args()
     console = Console(width=150)
     with tempfile.TemporaryDirectory(prefix="cs-ipam-") as directory, local_etcd(Path(directory)) as endpoint:
@@ -107,7 +108,6 @@ def main() -> None:
                       f"{row['per_second'] / one_host:.2f}", str(row["conflicts_retried"]), str(row["duplicates"]),
                       str(row["datastore_matches"]))
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
     console.print(f"written to {args.json}")
     if any(row["duplicates"] or not row["datastore_matches"] for row in rows):

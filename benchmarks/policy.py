@@ -32,6 +32,7 @@ import topologies  # noqa: E402
 from calisim.felix import policy  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.probes import matrix_from  # noqa: E402
+from report import output_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "policy.json"
 PROBE_TIMEOUT = 0.1  # a refused connection is silent (dropped): this bounds the polling granularity
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--endpoints", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=output_path, default=str(RESULTS))
     args = parser.parse_args()
     console = Console(width=150)
     rows = [programming(n) for n in args.endpoints]
@@ -121,7 +122,6 @@ def main() -> None:
     console.print(table)
     console.print(f"calicoctl apply -> enforced on all {args.hosts} hosts, {len(seconds)} rounds: "
                   f"p50 {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s, min {min(seconds):.2f} s")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"programming": rows, "enforcement_seconds": [round(s, 3) for s in seconds]},
                                     indent=2))
     console.print(f"written to {args.json}")

@@ -1,5 +1,5 @@
-"""What the benchmarks' reports share: one look for a plot's axes, and the table, JSON and PNG
-written for a list of runs."""
+"""What the benchmarks' reports share: where they are written (output_path), one look for a
+plot's axes, and the table, JSON and PNG written for a list of runs."""
 
 import json
 import os
@@ -8,6 +8,16 @@ from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
+
+
+def output_path(value: str) -> Path:
+    """argparse's type for --json and --png (give the default as a string so that it goes through
+    here too): the file's folder is created as the command line is read, so a fresh clone's
+    missing benchmarks/results/, or a folder that cannot be created, fails at once and not after
+    the whole run."""
+    path = Path(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def label_axes(axis, xlabel: str, ylabel: str | None, title: str, **legend) -> None:
@@ -30,7 +40,6 @@ def write_runs(console: Console, title: str, columns: tuple[str, ...], rows: lis
     for row in rows:
         table.add_row(*(str(row[column]) for column in columns))
     console.print(table)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"machine_cores": len(os.sched_getaffinity(0)), "runs": rows}, indent=2))
     plot(rows, png_path)
     console.print(f"written to {json_path} and {png_path}")

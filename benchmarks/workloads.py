@@ -360,7 +360,6 @@ def wide(args: argparse.Namespace, console: Console) -> None:
                          "idle_container_pss_kib": round(statistics.mean(containers_pss))},
               "teardown_s": round(torn_down - tearing_down, 2), "load_average_1min_at_start": load}
     print_wide(result, console)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     plot_wide(result, args.png)
     console.print(f"written to {args.json} and {args.png}")
@@ -458,7 +457,6 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
     table.add_row("time of the last 100 / time of the first 100", str(result["last_100_over_first_100"]))
     table.add_row("1-min load average at the start (a shared machine)", str(load))
     console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     plot(steps, args.png)
     console.print(f"written to {args.json} and {args.png}")
@@ -468,6 +466,8 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
 
 
 def main() -> None:
+    from report import output_path
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--remote", type=int, default=None, help="workloads timed to remote reachability (default 20)")
     parser.add_argument("--total", type=int, default=200,
@@ -475,15 +475,15 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=None, help="flat hosts to spread --total over (2 or more)")
     parser.add_argument("--reach-timeout", type=float, default=120.0,
                         help="with --hosts: seconds after the last docker run for every workload to answer")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--json", type=output_path, default=None)
+    parser.add_argument("--png", type=output_path, default=None)
     args = parser.parse_args()
     if args.hosts is not None and (args.hosts < 2 or args.total < args.hosts or args.remote is not None):
         parser.error("--hosts takes 2 or more hosts (each reached from another), at least one workload a host "
                      "and no --remote")
     results = WIDE_RESULTS if args.hosts is not None else RESULTS
-    args.json = args.json or results
-    args.png = args.png or results.with_suffix(".png")
+    args.json = args.json or output_path(str(results))
+    args.png = args.png or output_path(str(results.with_suffix(".png")))
     args.remote = 20 if args.remote is None else args.remote
     console = Console(width=150)
     if args.hosts is None:

@@ -1,0 +1,41 @@
+"""Where the benchmarks write: every --json and --png goes through report.output_path, which
+creates the file's folder as the command line is read (a fresh clone has no benchmarks/results/:
+a benchmark must not run for minutes and then fail to write its PNG)."""
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+spec = importlib.util.spec_from_file_location("benchmark_report", BENCHMARKS / "report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def test_output_path_creates_the_folders_it_writes_into(tmp_path):
+    path = report.output_path(str(tmp_path / "fresh-clone" / "results" / "bringup.png"))
+    assert path == tmp_path / "fresh-clone" / "results" / "bringup.png"
+    assert path.parent.is_dir() and not path.exists()
+
+
+def output_arguments(script: Path) -> list[ast.Call]:
+    calls = [node for node in ast.walk(ast.parse(script.read_text())) if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", "") == "add_argument" and node.args
+             and getattr(node.args[0], "value", None) in ("--json", "--png")]
+    return calls
+
+
+@pytest.mark.parametrize("script", sorted(p for p in BENCHMARKS.glob("*.py") if p.name != "report.py"),
+                         ids=lambda p: p.name)
+def test_every_output_of_every_benchmark_goes_through_output_path(script):
+    arguments = output_arguments(script)
+    assert arguments, f"{script.name} has no --json"
+    for call in arguments:
+        given = {keyword.arg: keyword.value for keyword in call.keywords}
+        assert getattr(given.get("type"), "id", None) == "output_path", ast.unparse(call)
+        default = given.get("default")
+        # a string default goes through type= too; None is resolved by the script through output_path
+        assert (isinstance(default, ast.Call) and getattr(default.func, "id", None) == "str"
+                or getattr(default, "value", "") is None), ast.unparse(call)
