@@ -15,7 +15,7 @@ IMAGES := build/images/.built
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo lint test unit bench clean docker-cli
+.PHONY: setup demo lint test unit bench clean docker-cli path
 
 # A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
 # taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
@@ -36,7 +36,18 @@ $(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
 	$(PY) -m calisim.docker.images build/images
 	touch $@
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docker-cli
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docker-cli path
+
+# `calisim` on PATH, also under sudo (whose secure_path has /usr/local/bin): a link to this clone's
+# .venv/bin/calisim, made where none is (or the one there points nowhere); another clone's is kept.
+CALISIM_LINK := /usr/local/bin/calisim
+path: | $(VENV)/.installed
+	@target=$(abspath $(VENV)/bin/calisim); \
+	if [ ! -e $(CALISIM_LINK) ]; then \
+		ln -sfn $$target $(CALISIM_LINK) && echo "calisim: $(CALISIM_LINK) -> $$target"; \
+	elif [ "$$(readlink -f $(CALISIM_LINK))" != "$$target" ]; then \
+		echo "calisim: $(CALISIM_LINK) is $$(readlink -f $(CALISIM_LINK)), not this clone's $$target (kept)"; \
+	fi
 
 # The eBPF IPIP backend's tc programs (calisim/felix/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt

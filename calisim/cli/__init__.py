@@ -1,4 +1,4 @@
-"""`python -m calisim`: build an emulated Calico world in a private namespace and drive it.
+"""`calisim` (or `python -m calisim`): build an emulated Calico world in a private namespace and drive it.
 
   run SCRIPT --topology NAME [--hosts N] [--start-nodes] [--json] [--cli] [--keep-going]
       Replay a transcript (see calisim.scenarios.transcript) on a fresh cluster.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from .labs import LAB_COMMANDS, add_lab_commands
 from .runs import EPILOG, add_run_commands, run_fresh, run_on_lab
@@ -34,9 +35,18 @@ from .runs import EPILOG, add_run_commands, run_fresh, run_on_lab
 # first process of a run only checks its input before re-executing itself in its sandbox.
 
 
+def version() -> str:
+    """The installed distribution's version (setup.py's), as pip knows it."""
+    try:
+        return metadata.version("calisim")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: run `make setup`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m calisim", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="calisim", description=__doc__.split("\n\n")[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"calisim {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_commands(commands)
     add_lab_commands(commands)

@@ -18,6 +18,7 @@ import topologies
 
 from ..calicoctl.output import padded_columns
 from ..emulation.rundir import RunDir
+from .progress import StageBars
 
 LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
 
@@ -73,18 +74,18 @@ def lab_up(args: argparse.Namespace) -> int:
         RunDir.check_base(args.run_dir, name)
     except ValueError as error:
         raise lab.LabError(str(error)) from error
-    progress = Console(stderr=True, highlight=False, soft_wrap=True)
     spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend)
-    with progress.status(f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
-                         + (", calicoctl node run on every host" if args.start_nodes else "")):
-        record = lab.up(spec, LAB_PROCESS, args.run_dir)
+    with StageBars(Console(stderr=True, highlight=False, soft_wrap=True),
+                   f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
+                   + (", calicoctl node run on every host" if args.start_nodes else "")) as bars:
+        record = lab.up(spec, LAB_PROCESS, args.run_dir, progress=bars)
     print(f"lab {record.name} is up ({record.topology}); run directory {record.run_dir}\n")
     print(padded_columns(("HOST", "ROLE", "ADDRESSES"),
                          [[h["name"], h["role"], ", ".join(h["addresses"])] for h in record.hosts]))
     first = next((h["name"] for h in record.hosts if h["role"].startswith("calico")), record.hosts[0]["name"])
-    print(f"  python -m calisim exec --lab {name} {first}                            a login shell on {first}\n"
-          f"  python -m calisim exec --lab {name} {first} -- calicoctl node status   one command\n"
-          f"  python -m calisim inspect {name}    python -m calisim down {name}")
+    print(f"  calisim exec --lab {name} {first}                            a login shell on {first}\n"
+          f"  calisim exec --lab {name} {first} -- calicoctl node status   one command\n"
+          f"  calisim inspect {name}    calisim down {name}")
     return 0
 
 
@@ -95,7 +96,7 @@ def lab_exec(args: argparse.Namespace) -> int:
     registry = lab.Registry()
     if args.lab is None and any(r.name == args.host for r in registry.running()):
         raise lab.LabError(f"{args.host!r} is a lab, not a host: "
-                           f"python -m calisim exec --lab {args.host} HOST [-- COMMAND]")
+                           f"calisim exec --lab {args.host} HOST [-- COMMAND]")
     record = registry.find(args.lab)
     argv, environment = lab.enter_argv(record, args.host, command)
     sys.stdout.flush()

@@ -21,6 +21,7 @@ from ..emulation.rundir import RunDir
 from ..emulation.sandbox import EMULATION
 from ..scenarios import transcript
 from ..scenarios.bundled import SCENARIOS
+from .progress import StageBars
 
 log = logging.getLogger("calisim")
 
@@ -31,9 +32,9 @@ EPILOG = """transcript format (one step a line):
   # comment                   (a trailing \\ continues a step; here-documents work)
 
 examples:
-  python -m calisim two-host
-  python -m calisim run steps.txt --topology flat --hosts 10 --start-nodes --json
-  python -m calisim run - --topology two_host --cli < steps.txt
+  calisim two-host
+  calisim run steps.txt --topology flat --hosts 10 --start-nodes --json
+  calisim run - --topology two_host --cli < steps.txt
 
 Runs keep their logs under $CALISIM_RUNS (default /var/tmp/calisim); the newest is 'latest'."""
 
@@ -101,12 +102,12 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     mismatched = False
     control = None
     try:
-        with progress.status(f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {topo.etcd_host}"):
+        with StageBars(progress, f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {topo.etcd_host}") as bars:
+            cluster.progress = bars
             cluster.start()
-        control = lab.serve_in_background(cluster, lab.LabSpec(run_dir.path.name, topo.name),  # for `lab$` steps
-                                          run_fault_command)
-        if getattr(args, "start_nodes", False):
-            with progress.status(f"calicoctl node run on {len(cluster.hosts)} hosts"):
+            control = lab.serve_in_background(cluster, lab.LabSpec(run_dir.path.name, topo.name),  # for `lab$` steps
+                                              run_fault_command)
+            if getattr(args, "start_nodes", False):
                 cluster.start_nodes()
         results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
         log.info("transcript: %d of %d steps passed", sum(r.passed for r in results), len(steps))

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
@@ -85,6 +86,13 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
         time.sleep(interval)
 
 
+Progress = Callable[[str, int, int], None]  # (stage, done, total): "hosts built", "nodes started"...
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """Where a cluster's progress goes unless someone shows it (`up` and `run` on a terminal)."""
+
+
 class Cluster:
     """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
 
@@ -102,6 +110,7 @@ class Cluster:
         self.dockerds: dict[str, subprocess.Popen] = {}
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
         self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
+        self.progress: Progress = no_progress  # long work reported stage by stage
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
@@ -135,6 +144,7 @@ class Cluster:
         add_ipv6_addresses(self.net)
         pin_segment_neighbours(self.net)
         log.info("built %s: %s", self.topo.name, ", ".join(self.hosts))
+        self.progress("hosts built", len(self.net.hosts), len(self.net.hosts))
 
     def _start_router_birds(self) -> None:
         """BIRD in every router the topology rendered a config for: written to the router's run
@@ -207,8 +217,9 @@ class Cluster:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
         for name in names:
             self.dockerds[name] = self._dockerd(name).start(self.host(name).popen, env=self.environment(name))
-        for name in names:
+        for done, name in enumerate(names, start=1):
             self._await(self._dockerd(name), self.dockerds[name])
+            self.progress("dockerds up", done, len(names))
 
     def _dockerd(self, name: str) -> Dockerd:
         return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}")
@@ -328,10 +339,16 @@ class Cluster:
         """`calicoctl node run [options]` on every Calico host, in parallel (e.g. options "--ip6 autodetect"),
         then the topology's own steps (mesh off, bgpPeers, route reflectors: ``CalicoTopo.after_node_run``);
         ClusterError if one fails."""
+        finished: list[str] = []
+
+        def node_run(name: str) -> CommandResult:
+            result = self.run(name, f"{self.topo.node_run_command(name)} {options}".rstrip(), timeout)
+            finished.append(name)
+            self.progress("nodes started", len(finished), len(self.hosts))
+            return result
+
         with ThreadPoolExecutor(max_workers=max(1, min(NODE_RUN_PARALLEL, len(self.hosts)))) as pool:
-            results = list(pool.map(lambda name: self.run(name,
-                                                          f"{self.topo.node_run_command(name)} {options}".rstrip(),
-                                                          timeout), self.hosts))
+            results = list(pool.map(node_run, self.hosts))
         failed = [r for r in results if r.rc != 0]
         if failed:
             raise ClusterError("calicoctl node run failed on " + "; ".join(
@@ -377,6 +394,7 @@ class Cluster:
             expected = self.expected_sessions()
             lagging[:] = [f"{h} {self.bgp_established(h)}/{expected[h]}" if h in expected else f"{h} unregistered"
                           for h in self.hosts if h not in expected or self.bgp_established(h) < expected[h]]
+            self.progress("hosts with every BGP session up", len(self.hosts) - len(lagging), len(self.hosts))
             return not lagging
 
         try:

@@ -50,7 +50,7 @@ from typing import Any, Callable
 from . import sandbox
 from ..datastore import DatastoreError
 from ..process import pids
-from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult
+from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
 from .rundir import RunDir
 from .sandbox import EMULATION
@@ -153,7 +153,7 @@ class Registry:
             if len(labs) == 1:
                 return labs[0]
             if not labs:
-                raise LabError("no lab is running (start one with `python -m calisim up TOPOLOGY`)")
+                raise LabError("no lab is running (start one with `calisim up TOPOLOGY`)")
             raise LabError(f"{len(labs)} labs are running ({', '.join(r.name for r in labs)}): choose one with --lab")
         for record in labs:
             if record.name == name:
@@ -201,15 +201,17 @@ class LabSpec:
     ipip_backend: str = "auto"
 
 
-def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None) -> LabRecord:
+def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None,
+       progress: Progress = no_progress) -> LabRecord:
     """Start a lab and return its record once it is ready (LabError if it cannot be).  process is
     the command that runs the lab in its sandbox, given the spec as JSON, the run directory and
-    the status descriptor as arguments (see run_lab)."""
+    the status descriptor as arguments (see run_lab); progress is told the lab's stages as it
+    reaches them."""
     if os.geteuid() != 0:
         raise LabError("calisim needs root to create a lab's private namespaces (run it with sudo)")
     registry = registry or Registry()
     if any(record.name == spec.name for record in registry.running()):
-        raise LabError(f"a lab named {spec.name!r} is already running (`python -m calisim down {spec.name}` "
+        raise LabError(f"a lab named {spec.name!r} is already running (`calisim down {spec.name}` "
                        f"or choose another --name)")
     run_dir = RunDir.create(spec.name, run_base)
     os.chmod(run_dir.path, 0o700)
@@ -224,7 +226,7 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
     pid = None
     try:
         pid = _wait_for_child(unshare)
-        status = _read_status(status_read, run_dir.path)
+        status = _read_status(status_read, run_dir.path, progress)
         record = LabRecord(spec.name, spec.topology, spec.options, status["hosts"], time.time(),
                            str(run_dir.path), pid, os.stat(f"/proc/{pid}/ns/pid").st_ino)
         registry.add(record)
@@ -252,30 +254,37 @@ def _wait_for_child(unshare: subprocess.Popen, timeout: float = 30.0) -> int:
     raise LabError("the lab's sandbox did not start")
 
 
-def _read_status(descriptor: int, run_dir: Path) -> dict:
-    """The lab's one status line: {"ok": true, "hosts": [...]} or {"ok": false, "error": ...}."""
-    chunks = []
-    deadline = time.monotonic() + READY_TIMEOUT
-    os.set_blocking(descriptor, False)
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([descriptor], [], [], 1.0)
-        if not ready:
+def _read_status(descriptor: int, run_dir: Path, progress: Progress) -> dict:
+    """The lab's status lines: {"progress": STAGE, "done": N, "total": M} as it starts, then one
+    {"ok": true, "hosts": [...]} or {"ok": false, "error": ...}."""
+    with os.fdopen(os.dup(descriptor), "rb", buffering=0) as lines:
+        for line in _lines_until(lines, time.monotonic() + READY_TIMEOUT, run_dir):
+            try:
+                status = json.loads(line)
+            except ValueError:
+                break
+            if "progress" in status:
+                progress(status["progress"], status["done"], status["total"])
+                continue
+            if not status.get("ok"):
+                raise LabError(f"{status.get('error')} (logs in {run_dir})")
+            return status
+    raise LabError(f"the lab died while starting; see {run_dir / 'lab.log'}")
+
+
+def _lines_until(stream, deadline: float, run_dir: Path):
+    """The lines of the lab's status pipe until it closes; LabError once deadline passes."""
+    pending = b""
+    while True:
+        if not select.select([stream], [], [], max(0.0, min(1.0, deadline - time.monotonic())))[0]:
+            if time.monotonic() >= deadline:
+                raise LabError(f"the lab was not ready after {READY_TIMEOUT:.0f}s; see {run_dir / 'lab.log'}")
             continue
-        chunk = os.read(descriptor, 65536)
+        chunk = stream.read(65536)
         if not chunk:
-            break
-        chunks.append(chunk)
-        if chunk.endswith(b"\n"):
-            break
-    else:
-        raise LabError(f"the lab was not ready after {READY_TIMEOUT:.0f}s; see {run_dir / 'lab.log'}")
-    try:
-        status = json.loads(b"".join(chunks))
-    except ValueError:
-        raise LabError(f"the lab died while starting; see {run_dir / 'lab.log'}") from None
-    if not status.get("ok"):
-        raise LabError(f"{status.get('error')} (logs in {run_dir})")
-    return status
+            return
+        *complete, pending = (pending + chunk).split(b"\n")
+        yield from complete
 
 
 def down(record: LabRecord, registry: Registry | None = None) -> None:
@@ -424,10 +433,10 @@ def serve(service: LabService, path: Path) -> None:
 
 
 def _report(descriptor: int, status: dict) -> bool:
-    """Tell `up` how the start went; False if `up` is gone (then the lab must not stay)."""
+    """Tell `up` one line of how the start goes (a progress line is one write, under PIPE_BUF:
+    the node-run threads' lines never interleave); False if `up` is gone (then the lab must not stay)."""
     try:
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(json.dumps(status).encode() + b"\n")
+        os.write(descriptor, json.dumps(status).encode() + b"\n")
         return True
     except BrokenPipeError:
         return False
@@ -446,20 +455,26 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
     cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend)
+    cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,
+                                                                     "total": total})
     try:
         cluster.start()
         if spec.start_nodes:
             cluster.start_nodes()
             cluster.wait_for_mesh(timeout=120)
+        cluster.progress = no_progress  # the status descriptor is closed next
         service = LabService(cluster, spec, run_fault)
-        if not _report(status_fd, {"ok": True, **service.op_describe()}):
+        ready = _report(status_fd, {"ok": True, **service.op_describe()})
+        os.close(status_fd)
+        if not ready:
             return 1
         log.info("lab %s ready; control socket %s", spec.name, run_dir / CONTROL_SOCKET)
         serve(service, run_dir / CONTROL_SOCKET)
         return 0
     except (ClusterError, DatastoreError, ValueError, OSError) as error:
         log.exception("lab %s failed", spec.name)
-        _report(status_fd, {"ok": False, "error": str(error)})
+        if cluster.progress is not no_progress:  # the descriptor is still open
+            _report(status_fd, {"ok": False, "error": str(error)})
         return 1
     finally:
         cluster.stop()

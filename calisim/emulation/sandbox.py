@@ -97,7 +97,7 @@ def require() -> None:
     if not in_private_namespace():
         raise SandboxError(
             "refusing to build an emulated network outside calisim's private namespace: "
-            "run through `python -m calisim ...` or call calisim.emulation.sandbox.enter() first")
+            "run through `calisim ...` or call calisim.emulation.sandbox.enter() first")
 
 
 def _bring_up_loopback() -> None:

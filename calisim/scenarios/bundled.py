@@ -1,4 +1,4 @@
-"""The bundled scenarios, each runnable as `python -m calisim NAME`: a topology, a transcript from
+"""The bundled scenarios, each runnable as `calisim NAME`: a topology, a transcript from
 transcripts/, and a check of the outcome measured after it ran (BGP sessions from every host's
 BIRD, workload pings by address with scapy and their TTLs), like the seed's two-host check.
 """
@@ -75,7 +75,7 @@ def seed_outcome(cluster: Cluster) -> tuple[Any, dict]:
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str  # the command: python -m calisim NAME
+    name: str  # the command: calisim NAME
     help: str
     topology: str
     transcript: str  # a file in transcripts/

@@ -55,7 +55,7 @@ def duo(labs):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"lab {LAB} is up" in done.stdout
     assert "host1   calico host, etcd   192.168.3.229/24" in done.stdout
-    assert f"python -m calisim exec --lab {LAB} host1" in done.stdout
+    assert f"calisim exec --lab {LAB} host1" in done.stdout
     return labs.find(LAB)
 
 
@@ -84,7 +84,7 @@ def test_exec_runs_a_command_on_the_host_with_its_status(duo):
 def test_exec_into_a_missing_lab_or_host_is_one_line_and_exit_2(duo):
     for args, message in ((["--lab", "nope", "host1"], "no lab named 'nope' is running"),
                           (["--lab", LAB, "host9", "--", "true"], "unknown host 'host9'"),
-                          ([LAB, "host1"], f"{LAB!r} is a lab, not a host: python -m calisim exec --lab {LAB} HOST")):
+                          ([LAB, "host1"], f"{LAB!r} is a lab, not a host: calisim exec --lab {LAB} HOST")):
         done = calisim("exec", *args)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
 
@@ -222,7 +222,7 @@ def test_down_all_leaves_ls_empty(duo, labs):
     assert ls_names() == []
     assert in_pid_namespace(duo.pidns) == []
     gone = calisim("exec", "host1", "--", "true")
-    assert gone.returncode == 2 and gone.stderr.strip() == "calisim: no lab is running (start one with `python -m calisim up TOPOLOGY`)"
+    assert gone.returncode == 2 and gone.stderr.strip() == "calisim: no lab is running (start one with `calisim up TOPOLOGY`)"
 
 
 @pytest.mark.emulation
@@ -268,3 +268,20 @@ def test_the_control_protocol_names_its_operations():
     assert service.handle({"op": "stop"}) == {"ok": True, "result": "stopping"} and service.stopping.is_set()
     assert service.handle({"op": "stop", "bogus": 1})["ok"] is False  # a bad argument is an error, not a crash
 
+
+
+def test_up_hears_the_labs_progress_then_its_status(tmp_path):
+    """The lab's status pipe: progress lines as it starts (shown by `up` on a terminal), then one
+    status; a lab that dies before its status is reported as dead, not as ready."""
+    heard = []
+    read, write = os.pipe()
+    for status in ({"progress": "hosts built", "done": 3, "total": 3}, {"progress": "nodes started", "done": 1,
+                                                                        "total": 3}, {"ok": True, "hosts": []}):
+        assert lab._report(write, status)
+    assert lab._read_status(read, tmp_path, lambda *stage: heard.append(stage)) == {"ok": True, "hosts": []}
+    assert heard == [("hosts built", 3, 3), ("nodes started", 1, 3)]
+    lab._report(write, {"progress": "hosts built", "done": 1, "total": 3})
+    os.close(write)
+    with pytest.raises(lab.LabError, match="the lab died while starting"):
+        lab._read_status(read, tmp_path, lambda *stage: None)
+    os.close(read)
