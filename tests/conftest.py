@@ -3,6 +3,7 @@ namespace (so no test can touch the machine's network); without root, emulation 
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -107,6 +108,24 @@ def runs(monkeypatch, request):
         print(f"\nrun directories kept for reading: {base}")
     else:
         shutil.rmtree(base.parent)
+
+
+def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m calisim ARGS`, its output captured."""
+    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def labs():
+    """A private registry and a short run-directory base for a module's labs, all stopped after it."""
+    from calisim.emulation import lab
+
+    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        patch.setenv(lab.LABS_ENV, str(base / "labs"))
+        yield lab.Registry(base / "labs")
+        calisim("down", "--all")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The lab commands: up, exec, ls, inspect, graph, fault and down (calisim.emulation.lab).  Each
+"""The lab commands: up, exec, ls, inspect, graph, fault, down and capture (calisim.emulation.lab).  Each
 checks its input here and then talks to the lab's control socket; LabError is the one-line
 refusal the CLI prints (exit code 2)."""
 
@@ -18,6 +18,7 @@ import topologies
 
 from ..calicoctl.output import padded_columns
 from ..emulation.rundir import RunDir
+from .capture import add_capture_command, lab_capture
 from .progress import StageBars
 
 LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
@@ -55,6 +56,7 @@ def add_lab_commands(commands) -> None:
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
     down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
     down.add_argument("--all", action="store_true", help="stop every lab")
+    add_capture_command(commands)
 
 
 LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -208,5 +210,5 @@ def lab_fault(args: argparse.Namespace) -> int:
 
 
 LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
-                "fault": lab_fault, "down": lab_down}
+                "fault": lab_fault, "down": lab_down, "capture": lab_capture}
 

@@ -22,7 +22,8 @@ root only).  One JSON object a line each way, one request per connection::
     <- {"ok": false, "error": "unknown host 'host9' (...)"}
 
 Operations (``LabService.op_*``): ``describe`` (what ``up`` prints), ``run`` (as Cluster.run),
-``enter`` (a host's PID in the lab and its environment, for nsenter), ``inspect`` (per host
+``enter`` (a host's PID in the lab and its environment, for nsenter), ``locate`` (a PID in a
+node's or a container's network namespace and its interfaces, for `calisim capture`), ``inspect`` (per host
 role, addresses, calico-node, BGP sessions, blocks, workloads; per segment its members),
 ``fault`` (one `calisim fault` command line, by the runner the lab was handed), ``diagnose``
 (writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
@@ -47,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import sandbox
+from . import capture, sandbox
 from ..datastore import DatastoreError
 from ..process import pids
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
@@ -356,6 +357,11 @@ class LabService:
         if not profile.exists():
             profile.write_text(BASH_PROFILE.format(path=shlex.quote(environment["PATH"])))
         return {"pid": node.pid, "home": str(node.home), "environment": environment}
+
+    def op_locate(self, node: str, container: str | None = None) -> dict:
+        """Where `calisim capture` captures: a PID in the node's (or its container's) network
+        namespace and the interfaces there (calisim.emulation.capture)."""
+        return capture.locate(self.cluster, node, container)
 
     def op_inspect(self) -> dict:
         return {**self.op_describe(), **inspect_cluster(self.cluster), "faults": self.cluster.faults.active()}

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from calisim.cli.fault import run_command
 from calisim.emulation import lab
 from calisim.process.pids import alive as process_alive, in_namespace as processes_in_namespace
 
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, calisim
 
 LAB = "duo"
-
-
-def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def in_pid_namespace(pidns: int) -> list[int]:
@@ -36,17 +31,6 @@ def ls_names() -> list[str]:
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "TOPOLOGY", "HOSTS", "AGE"]
     return [row.split()[0] for row in rows]
-
-
-@pytest.fixture(scope="module")
-def labs():
-    """A private registry and a short run-directory base for this module's labs."""
-    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CALISIM_RUNS", str(base / "runs"))
-        patch.setenv(lab.LABS_ENV, str(base / "labs"))
-        yield lab.Registry(base / "labs")
-        calisim("down", "--all")
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +248,7 @@ def test_the_registry_keeps_live_labs_and_forgets_dead_ones(tmp_path):
 def test_the_control_protocol_names_its_operations():
     service = lab.LabService(cluster=None, spec=lab.LabSpec("x", "two_host"), run_fault=run_command)
     answer = service.handle({"op": "reboot"})
-    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, run, stop)"}
+    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, locate, run, stop)"}
     assert service.handle({"op": "stop"}) == {"ok": True, "result": "stopping"} and service.stopping.is_set()
     assert service.handle({"op": "stop", "bogus": 1})["ok"] is False  # a bad argument is an error, not a crash
 

@@ -1,0 +1,105 @@
+"""`calisim capture` on one two-host lab (nodes started, two workloads on host1) shared by the
+module: ICMP captured on a host's interface while it pings, read back with scapy; a container's
+cali0 captured to standard output; Ctrl-C ending each with a complete pcap; and the refusals
+(unknown node, container or interface, a bad filter or target), one line, exit 2, no tcpdump left."""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from scapy.all import ICMP, IP, rdpcap
+
+from tests.conftest import PYTHON, calisim
+
+pytestmark = pytest.mark.emulation
+LAB = "cap"
+
+
+@pytest.fixture(scope="module")
+def workloads(labs):
+    """The lab and the addresses of its two workloads on host1 (wa, wb)."""
+    done = calisim("up", "two_host", "--start-nodes", "--name", LAB)
+    assert done.returncode == 0, done.stdout + done.stderr
+    made = calisim("exec", "--lab", LAB, "host1", "--", "bash", "-c",
+                   "docker network create --driver calico --ipam-driver calico-ipam net1 >/dev/null && "
+                   "docker run --net net1 --name wa -tid busybox >/dev/null && "
+                   "docker run --net net1 --name wb -tid busybox >/dev/null && docker inspect wa wb")
+    assert made.returncode == 0, made.stderr
+    return {c["Name"].lstrip("/"): next(iter(c["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            for c in json.loads(made.stdout)}
+
+
+def tcpdumps() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+            and (p / "comm").exists() and (p / "comm").read_text().strip() == "tcpdump"]
+
+
+class Capture:
+    """`calisim capture ...` running until it listens; stop() is Ctrl-C."""
+
+    def __init__(self, *args: str, stdout):
+        self.process = subprocess.Popen([PYTHON, "-m", "calisim", "capture", "--lab", LAB, *args], stdout=stdout,
+                                        stderr=subprocess.PIPE, text=True)
+        self.said = self._until_listening(deadline=time.monotonic() + 30)
+
+    def _until_listening(self, deadline: float) -> str:
+        said = ""
+        while "listening on" not in said:
+            assert time.monotonic() < deadline and self.process.poll() is None, said
+            if select.select([self.process.stderr], [], [], 0.5)[0]:
+                said += self.process.stderr.readline()
+        return said
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends it: it is tcpdump by now
+        _, rest = self.process.communicate(timeout=30)
+        assert self.process.returncode == 0, self.said + rest
+        return self.said + rest
+
+
+def pings(pcap: Path) -> list[tuple[str, str, int]]:
+    return [(p[IP].src, p[IP].dst, p[ICMP].type) for p in rdpcap(str(pcap)) if ICMP in p]
+
+
+def test_icmp_on_a_hosts_interface_while_it_pings(workloads, tmp_path, untouched):
+    pcap = tmp_path / "host1.pcap"
+    capture = Capture("host1:host1-eth0", "-f", "icmp", "-w", str(pcap), stdout=subprocess.DEVNULL)
+    ping = calisim("exec", "--lab", LAB, "host1", "--", "ping", "-c", "3", "-i", "0.2", "192.168.3.228")
+    assert ping.returncode == 0, ping.stderr
+    said = capture.stop()
+    assert "listening on host1-eth0, link-type EN10MB" in said
+    assert pings(pcap) == [("192.168.3.229", "192.168.3.228", 8), ("192.168.3.228", "192.168.3.229", 0)] * 3
+    assert tcpdumps() == []
+
+
+def test_inside_a_container_to_standard_output(workloads, tmp_path, untouched):
+    pcap = tmp_path / "wa.pcap"
+    with open(pcap, "wb") as out:
+        capture = Capture("host1/wa:cali0", "-w", "-", stdout=out)
+        ping = calisim("exec", "--lab", LAB, "host1", "--", "docker", "exec", "wa", "ping", "-c", "2", workloads["wb"])
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        capture.stop()
+    echoes = [p for p in pings(pcap) if workloads["wb"] in p[:2]]
+    assert echoes == [(workloads["wa"], workloads["wb"], 8), (workloads["wb"], workloads["wa"], 0)] * 2
+    assert tcpdumps() == []
+
+
+@pytest.mark.parametrize("target, args, says", [
+    ("host9", [], "calisim: unknown host 'host9' (this topology has host1, host2)"),
+    ("host1:eth9", [], "calisim: host1 has no interface 'eth9' (it has: lo, host1-eth0, "),
+    ("host1/nobody:cali0", [], "calisim: host1 has no container 'nobody' ("),
+    ("host1/wa:eth9", [], "calisim: host1/wa has no interface 'eth9' (it has: lo, cali0, or any)"),
+    ("host1:", [], "calisim: capture: 'host1:' is not NODE[:IFACE] or HOST/CONTAINER[:IFACE]"),
+    ("host1", ["-f", "icmp or"], "calisim: capture: bad filter 'icmp or': can't parse filter expression"),
+    ("host1", ["-w", "/nonexistent/x.pcap"], "calisim: capture: cannot write /nonexistent/x.pcap: No such file"),
+])
+def test_refusals_are_one_line_exit_2_and_nothing_runs(workloads, target, args, says, untouched):
+    done = calisim("capture", "--lab", LAB, target, *args)
+    assert done.returncode == 2 and done.stderr.startswith(says) and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == "" and tcpdumps() == []
+    assert not os.path.exists("/nonexistent/x.pcap")
