@@ -4,8 +4,10 @@ pipes, tests and `--json` readers get none of it."""
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
 
 class StageBars:
@@ -16,17 +18,23 @@ class StageBars:
         self.heading = heading
         self.shown = console.is_terminal
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=console, transient=False)
+                             TextColumn("{task.fields[seconds]:6.1f} s"), console=console, transient=False)
         self.stages: dict[str, TaskID] = {}
+        self.began = time.monotonic()  # a stage's time runs from the end of the one before it
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.shown:
             return
         if stage not in self.stages:
-            self.stages[stage] = self.bars.add_task(stage, total=total)
-        self.bars.update(self.stages[stage], completed=done, total=total)
+            self.stages[stage] = self.bars.add_task(stage, total=total, began=self.began, seconds=0.0)
+        task = self.stages[stage]
+        now = time.monotonic()
+        self.bars.update(task, completed=done, total=total, seconds=now - self.bars.tasks[task].fields["began"])
+        if done >= total:
+            self.began = now
 
     def __enter__(self) -> "StageBars":
+        self.began = time.monotonic()
         if self.shown:
             self.console.print(self.heading, highlight=False)
             self.bars.start()

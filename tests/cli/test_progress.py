@@ -1,7 +1,8 @@
-"""Progress bars of `up` and `run`: one bar a stage on a terminal, nothing at all elsewhere (logs,
-pipes, tests and --json readers stay clean)."""
+"""Progress bars of `up` and `run`: one bar a stage, with its count and the seconds it took, on a
+terminal; nothing at all elsewhere (logs, pipes, tests and --json readers stay clean)."""
 
 import io
+import re
 
 from rich.console import Console
 
@@ -23,6 +24,7 @@ def test_on_a_terminal_each_stage_is_a_bar_with_its_count():
     last = shown.split("starting lab big: flat, 3 hosts\n", 1)[1].rsplit("hosts built", 1)[1]
     assert "3/3" in last and "nodes started" in last and "hosts with every BGP session up" in last
     assert "2/3" in last and "dockerds up" not in shown
+    assert re.search(r"nodes started\s+━+\s+3/3\s+\d+\.\d s", last), last  # with the seconds the stage took
 
 
 def test_elsewhere_nothing_is_written():
