@@ -1,6 +1,8 @@
 """The `calisim` command itself (no root): the console script setup.py installs beside the
-interpreter answers --version as `python -m calisim` does, and names itself `calisim`."""
+interpreter answers --version as `python -m calisim` does, names itself `calisim`, and ends
+quietly when the program it is piped into has gone."""
 
+import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -22,3 +24,13 @@ def test_version_is_the_installed_distributions(command):
 def test_help_names_the_command_calisim():
     done = subprocess.run([str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("usage: calisim [-h] [--version] COMMAND ...")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`calisim ls | head`: the pipe closes before calisim writes; no traceback, SIGPIPE's status."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "CALISIM_LABS": str(tmp_path)}  # unbuffered: print fails
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=environment)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert stderr == b"" and process.returncode == 141

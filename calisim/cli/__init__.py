@@ -26,6 +26,7 @@ lab_process.py (the process `up` starts in a lab's sandbox).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import metadata
 
@@ -55,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        dispatch(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # `calisim inspect | head`: the reader has gone; end quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE
+
+
+def dispatch(argv: list[str]) -> None:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "fault":
