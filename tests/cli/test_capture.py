@@ -103,3 +103,16 @@ def test_refusals_are_one_line_exit_2_and_nothing_runs(workloads, target, args, 
     assert done.returncode == 2 and done.stderr.startswith(says) and done.stderr.count("\n") == 1, done.stderr
     assert done.stdout == "" and tcpdumps() == []
     assert not os.path.exists("/nonexistent/x.pcap")
+
+
+def test_pcap_is_not_written_to_a_terminal(workloads, untouched):
+    """`-w -` on a terminal would print binary: refused, the way to pipe it named."""
+    terminal, other_end = os.openpty()
+    try:
+        done = subprocess.run([PYTHON, "-m", "calisim", "capture", "--lab", LAB, "host1", "-w", "-"],
+                              stdout=other_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(other_end)
+        os.close(terminal)
+    assert done.returncode == 2 and "pipe `-w -` into a program (wireshark -k -i -) or use -w FILE" in done.stderr
+    assert tcpdumps() == []
