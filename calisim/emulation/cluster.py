@@ -30,7 +30,7 @@ from typing import Callable
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 
-from ..datastore import Datastore, EtcdServer, Synchronous, keys
+from ..datastore import Datastore, DatastoreError, EtcdServer, Synchronous, keys
 from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
@@ -387,13 +387,22 @@ class Cluster:
         return {name: by_ip[self.topo.host_ip(name)] for name in self.hosts if self.topo.host_ip(name) in by_ip}
 
     def wait_for_mesh(self, timeout: float = 60.0) -> None:
-        """Poll until every host's BGP sessions (as expected_sessions counts them) are Established."""
+        """Poll until every host's BGP sessions (as expected_sessions counts them) are Established.
+        etcd is read again only while a host is missing from it: the sessions' count is then fixed,
+        and a wait outlives etcd being down."""
         lagging: list[str] = []
+        expected: dict[str, int] = {}
 
         def settled() -> bool:
-            expected = self.expected_sessions()
-            lagging[:] = [f"{h} {self.bgp_established(h)}/{expected[h]}" if h in expected else f"{h} unregistered"
-                          for h in self.hosts if h not in expected or self.bgp_established(h) < expected[h]]
+            if len(expected) < len(self.hosts):
+                try:
+                    expected.update(self.expected_sessions())
+                except DatastoreError as error:
+                    lagging[:] = [f"etcd unreadable: {error}"]
+                    return False
+            up = {h: self.bgp_established(h) for h in self.hosts}
+            lagging[:] = [f"{h} {up[h]}/{expected[h]}" if h in expected else f"{h} unregistered"
+                          for h in self.hosts if h not in expected or up[h] < expected[h]]
             self.progress("hosts with every BGP session up", len(self.hosts) - len(lagging), len(self.hosts))
             return not lagging
 
