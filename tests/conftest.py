@@ -110,6 +110,15 @@ def runs(monkeypatch, request):
         shutil.rmtree(base.parent)
 
 
+@pytest.fixture
+def untouched():
+    """Asserts, after the test, that this namespace and its processes are as they were before."""
+    before, daemons = sandbox.snapshot(), running_daemons()
+    yield
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
 def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
     """`python -m calisim ARGS`, its output captured."""
     return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
@@ -126,12 +135,3 @@ def labs():
         patch.setenv(lab.LABS_ENV, str(base / "labs"))
         yield lab.Registry(base / "labs")
         calisim("down", "--all")
-
-
-@pytest.fixture
-def untouched():
-    """Asserts, after the test, that this namespace and its processes are as they were before."""
-    before, daemons = sandbox.snapshot(), running_daemons()
-    yield
-    assert running_daemons() == daemons, "processes left running"
-    assert sandbox.snapshot() == before, "the caller's namespace changed"
