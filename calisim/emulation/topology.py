@@ -1,7 +1,8 @@
 """Mininet glue: what an emulated Calico host and network segment are.
 
 A host is a Mininet host (its shell process holds the network and mount namespaces) that also
-has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, and
+has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, its own
+copy-on-write /etc and /var/lib (overlay.py; its /etc/hostname and /etc/hosts name it), and
 Calico's and Docker's directories (/var/run/calico, /var/log/calico, /run/docker with the
 plugin sockets and docker.sock) bind-mounted from the run directory.
 A segment is a Linux bridge living in a namespace of its own: no Open vSwitch, and nothing in
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,8 @@ from mininet.link import Link
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
+
+from . import overlay
 
 
 class NamespacedBridge(LinuxBridge):
@@ -52,20 +56,43 @@ class CalicoHost(Host):
         params.setdefault("privateDirs", [("/var/run/calico", str(self.state_dir / "run")),
                                           ("/var/log/calico", str(self.state_dir / "log")),
                                           ("/run/docker", str(self.state_dir / "docker"))])
+        self.views = overlay.views(self.state_dir)
         super().__init__(name, **params)
-        self.cmd("hostname", name)
 
     def mountPrivateDirs(self) -> None:
-        """Mininet's bind mounts in one shell command, with the directories made here: Mininet
-        runs three commands a directory, each a few milliseconds, for one host after another."""
-        for mount_point, private_dir in self.privateDirs:
-            os.makedirs(mount_point, exist_ok=True)  # the host's mount namespace shares the filesystem
+        """The host's own views and directories, in one shell command (Mininet runs three a
+        directory, each a few milliseconds, for one host after another): the overlays first, so
+        bind mounts below /etc or /var/lib land on top of them and their mount points are made
+        in the host's view; then its name.  OverlayError, with mount's reason, if any fails."""
+        for view in self.views:
+            view.prepare()
+        for _, private_dir in self.privateDirs:
             os.makedirs(private_dir, exist_ok=True)
-        self.cmd(" && ".join(f"mount --bind {private_dir} {mount_point}"
-                             for mount_point, private_dir in self.privateDirs))
+        mount_points = " ".join(shlex.quote(mount_point) for mount_point, _ in self.privateDirs)
+        steps = [view.mount_command() for view in self.views] + [f"mkdir -p {mount_points}"] + [
+            f"mount --bind {shlex.quote(private_dir)} {shlex.quote(mount_point)}"
+            for mount_point, private_dir in self.privateDirs] + [f"hostname {shlex.quote(self.name)}"]
+        output = self.cmd("{ " + " && ".join(steps) + "; } 2>&1; echo \"status $?\"").strip().splitlines()
+        if not output or output[-1] != "status 0":
+            why = output[0] if len(output) > 1 else "no answer from its shell"
+            self.terminate()  # not yet one of the network's nodes: nothing else would stop its shell
+            raise overlay.OverlayError(f"{self.name} cannot get its own /etc, /var/lib and private directories: {why}")
+        self.write_file("/etc/hostname", f"{self.name}\n")
+        self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
 
     def unmountPrivateDirs(self) -> None:
-        self.cmd("umount " + " ".join(mount_point for mount_point, _ in self.privateDirs))
+        """The bind mounts, then the views (a host's files vanish from its view at exit; they stay
+        in its run directory)."""
+        self.cmd("umount " + " ".join([mount_point for mount_point, _ in self.privateDirs]
+                                      + [view.directory for view in reversed(self.views)]))
+
+    def view_path(self, path: str) -> Path:
+        """path as this host sees it (through its own mount namespace), for reading or writing
+        from outside the host: a write lands in the host's view, never in the machine's file."""
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+
+    def write_file(self, path: str, text: str) -> None:
+        self.view_path(path).write_text(text)
 
     def _popen(self, cmd, **params):
         if self.shell is None and cmd and cmd[0] == "mnexec":
