@@ -12,6 +12,7 @@ There is no fall-back: a run whose hosts cannot get their views stops before any
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import tempfile
@@ -88,11 +89,12 @@ def probe(directory: Path) -> None:
 
 def refusal(directory: Path, stderr: str) -> str:
     """The one line saying why hosts cannot get their views with upper directories in directory."""
-    why = next((line.strip() for line in stderr.splitlines() if line.strip()), "mount failed")
+    line = next((line.strip() for line in stderr.splitlines() if line.strip()), "mount failed")
+    why = re.sub(r"^mount: [^:]*: ", "", line).rstrip(".")  # the probe's own path says nothing
     if not overlayfs_known():
         return f"this kernel has no overlayfs, which gives each host its own /etc and /var/lib ({why})"
     return (f"overlayfs refuses {directory} ({filesystem_type(directory)}) as the upper directory of the hosts' "
-            f"copy-on-write /etc and /var/lib: {why}; choose a run directory on another filesystem")
+            f"copy-on-write /etc and /var/lib ({why}): choose a run directory on another filesystem")
 
 
 def overlayfs_known() -> bool:
