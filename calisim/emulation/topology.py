@@ -33,6 +33,22 @@ class NamespacedBridge(LinuxBridge):
         params["inNamespace"] = True  # Mininet passes inNamespace=False explicitly for switches
         super().__init__(name, **params)
 
+    def mountPrivateDirs(self) -> None:
+        """The machine's /etc and /var/lib read-only in the bridge's mount namespace: nothing runs
+        there, but Mininet's CLI can (`s1 touch /etc/x`), and it must not write the machine's files."""
+        mount_in(self, [f"mount --bind -o ro {directory} {directory}" for directory in overlay.COPY_ON_WRITE],
+                 "a read-only /etc and /var/lib")
+
+
+def mount_in(node, steps: list[str], what: str) -> None:
+    """steps, shell commands, one after another in node's shell (one round trip): OverlayError
+    saying what node cannot get, with the failing command's first line, if one fails."""
+    output = node.cmd("{ " + " && ".join(steps) + "; } 2>&1; echo \"status $?\"").strip().splitlines()
+    if not output or output[-1] != "status 0":
+        node.terminate()  # not yet one of the network's nodes: nothing else would stop its shell
+        why = output[0] if len(output) > 1 else "no answer from its shell"
+        raise overlay.OverlayError(f"{node.name} cannot get {what}: {why}")
+
 
 class VethLink(Link):
     """Mininet's veth link, left to go with its namespaces at teardown.  Every node of a calisim
@@ -72,11 +88,7 @@ class CalicoHost(Host):
         steps = [view.mount_command() for view in self.views] + [f"mkdir -p {mount_points}"] + [
             f"mount --bind {shlex.quote(private_dir)} {shlex.quote(mount_point)}"
             for mount_point, private_dir in self.privateDirs] + [f"hostname {shlex.quote(self.name)}"]
-        output = self.cmd("{ " + " && ".join(steps) + "; } 2>&1; echo \"status $?\"").strip().splitlines()
-        if not output or output[-1] != "status 0":
-            why = output[0] if len(output) > 1 else "no answer from its shell"
-            self.terminate()  # not yet one of the network's nodes: nothing else would stop its shell
-            raise overlay.OverlayError(f"{self.name} cannot get its own /etc, /var/lib and private directories: {why}")
+        mount_in(self, steps, "its own /etc, /var/lib and private directories")
         self.write_file("/etc/hostname", f"{self.name}\n")
         self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
 

@@ -98,3 +98,12 @@ def test_an_upper_directory_overlayfs_refuses_stops_the_run_before_any_daemon(ru
     *announced, why = done.stderr.splitlines()  # the run directory's line, then why it stopped
     assert len(announced) == 1 and why.startswith("calisim: overlayfs refuses ") and " (overlay) " in why, done.stderr
     assert len(made) == 1 and not {"bin", "etcd", "zygote.log"} & set(made[0]), made  # nothing was started
+
+
+@pytest.mark.emulation
+def test_a_segments_bridge_cannot_write_the_machines_etc_or_var_lib(cluster):
+    """Nothing runs in a bridge's namespace, but Mininet's CLI can run commands there."""
+    for directory in ("/etc", "/var/lib"):
+        output = cluster.net["s1"].cmd(f"touch {directory}/calisim-test-by-s1 2>&1; echo status $?")
+        assert "Read-only file system" in output and output.strip().endswith("status 1"), output
+        assert not Path(directory, "calisim-test-by-s1").exists()
