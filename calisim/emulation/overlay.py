@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COPY_ON_WRITE = ("/etc", "/var/lib")
-FORBIDDEN_IN_OPTIONS = ",:"  # overlayfs's option separators: a directory holding one cannot be named
+FORBIDDEN_IN_OPTIONS = ",: \t\n"  # separators of overlayfs's options and of fstab: no way to name such a path
 
 
 class OverlayError(RuntimeError):
@@ -46,11 +46,20 @@ class View:
         for path in (self.upper, self.work):
             path.mkdir(parents=True, exist_ok=True)
 
-    def mount_command(self, mount_point: str | None = None) -> str:
-        """The shell command, run in the host's mount namespace, that puts the view over directory
-        (or, for a probe, over mount_point)."""
-        options = f"lowerdir={self.directory},upperdir={self.upper},workdir={self.work}"
-        return f"mount -t overlay overlay -o {shlex.quote(options)} {shlex.quote(mount_point or self.directory)}"
+    def fstab_line(self, mount_point: str | None = None) -> str:
+        """The view over directory (or, for a probe, over mount_point) as a line of fstab(5)."""
+        options = f"lowerdir={self.directory},upperdir={self.upper},workdir={self.work},X-mount.mkdir"
+        return fstab_line("overlay", mount_point or self.directory, "overlay", options)
+
+
+def fstab_line(source: str, target: str, fstype: str, options: str) -> str:
+    return f"{source} {target} {fstype} {options} 0 0\n"
+
+
+def mount_all_command(fstab: Path) -> str:
+    """One `mount` for every line of fstab, in order (one process instead of one a mount: a
+    host's mounts are most of the time it takes to build)."""
+    return f"mount --all --fstab {shlex.quote(str(fstab))}"
 
 
 def views(state_dir: Path) -> list[View]:
@@ -68,7 +77,7 @@ def check_outside_views(path: Path) -> None:
             raise OverlayError(f"the run directory {path} is inside {directory}, which every host sees through a "
                                f"copy-on-write view of its own: choose one outside {' and '.join(COPY_ON_WRITE)}")
     if any(character in str(resolved) for character in FORBIDDEN_IN_OPTIONS):
-        raise OverlayError(f"the run directory {path} holds one of {FORBIDDEN_IN_OPTIONS!r}, which overlayfs's "
+        raise OverlayError(f"the run directory {path!r} holds a comma, colon or white space, which overlayfs's "
                            "options cannot name: choose another")
 
 
@@ -78,11 +87,11 @@ def probe(directory: Path) -> None:
     check_outside_views(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".overlay-probe-", dir=directory) as scratch:
-        view, merged = View("/etc", Path(scratch)), Path(scratch) / "merged"
+        view, fstab = View("/etc", Path(scratch)), Path(scratch) / "fstab"
         view.prepare()
-        merged.mkdir()
+        fstab.write_text(view.fstab_line(mount_point=f"{scratch}/merged"))
         done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                               view.mount_command(mount_point=str(merged))], capture_output=True, text=True)
+                               mount_all_command(fstab)], capture_output=True, text=True)
     if done.returncode != 0:
         raise OverlayError(refusal(directory, done.stderr))
 

@@ -76,19 +76,21 @@ class CalicoHost(Host):
         super().__init__(name, **params)
 
     def mountPrivateDirs(self) -> None:
-        """The host's own views and directories, in one shell command (Mininet runs three a
-        directory, each a few milliseconds, for one host after another): the overlays first, so
-        bind mounts below /etc or /var/lib land on top of them and their mount points are made
-        in the host's view; then its name.  OverlayError, with mount's reason, if any fails."""
+        """The host's own views and directories, listed in its fstab (in its run directory) and
+        mounted by one `mount` (Mininet runs three commands a directory, each a few milliseconds,
+        for one host after another): the overlays first, so bind mounts below /etc or /var/lib
+        land on top of them and their mount points are made in the host's view; then its name
+        (the shell's builtin echo: no process).  OverlayError, with mount's reason, if any fails."""
         for view in self.views:
             view.prepare()
         for _, private_dir in self.privateDirs:
             os.makedirs(private_dir, exist_ok=True)
-        mount_points = " ".join(shlex.quote(mount_point) for mount_point, _ in self.privateDirs)
-        steps = [view.mount_command() for view in self.views] + [f"mkdir -p {mount_points}"] + [
-            f"mount --bind {shlex.quote(private_dir)} {shlex.quote(mount_point)}"
-            for mount_point, private_dir in self.privateDirs] + [f"hostname {shlex.quote(self.name)}"]
-        mount_in(self, steps, "its own /etc, /var/lib and private directories")
+        fstab = self.state_dir / "fstab"
+        fstab.write_text("".join([view.fstab_line() for view in self.views] + [
+            overlay.fstab_line(private_dir, mount_point, "none", "bind,X-mount.mkdir")
+            for mount_point, private_dir in self.privateDirs]))
+        mount_in(self, [overlay.mount_all_command(fstab), f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"],
+                 "its own /etc, /var/lib and private directories")
         self.write_file("/etc/hostname", f"{self.name}\n")
         self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
 
