@@ -108,6 +108,12 @@ class CalicoHost(Host):
     def write_file(self, path: str, text: str) -> None:
         self.view_path(path).write_text(text)
 
+    def popen(self, *args, **kwargs):
+        """Mininet's popen (the host's network and mount namespaces), in its UTS namespace too:
+        a daemon started here (etcd, dockerd, a router's BIRD) asking its host's name gets it."""
+        kwargs.setdefault("mncmd", ["mnexec", "-da", str(self.pid), "nsenter", "-t", str(self.pid), "-u", "--"])
+        return super().popen(*args, **kwargs)
+
     def _popen(self, cmd, **params):
         if self.shell is None and cmd and cmd[0] == "mnexec":
             # The host's own shell: unshare execs in place, so the shell's PID (which Mininet

@@ -56,6 +56,8 @@ def test_every_host_names_itself_in_hostname_etc_hostname_and_etc_hosts(cluster)
         done = cluster.run(name, "hostname; cat /etc/hostname; cat /etc/hosts")
         assert done.stdout == f"{name}\n{name}\n{etc_hosts(name)}", done
         assert "127.0.1.1\t" + name + "\n" in done.stdout
+        daemon = cluster.host(name).popen(["sh", "-c", "hostname; cat /etc/hostname"], text=True)
+        assert daemon.communicate(timeout=10)[0] == f"{name}\n{name}\n"  # as etcd, BIRD and dockerd start
 
 
 @pytest.mark.emulation
