@@ -109,6 +109,15 @@ def runs(monkeypatch, request):
         shutil.rmtree(base.parent)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_etc_untouched():
+    """The machine's /etc is the same after the whole session as before it: every host of every
+    run wrote only into its own copy-on-write view."""
+    before = sandbox.etc_checksum()
+    yield
+    assert sandbox.etc_checksum() == before, "the machine's /etc changed during the session"
+
+
 @pytest.fixture
 def untouched():
     """Asserts, after the test, that this namespace and its processes are as they were before."""
