@@ -18,6 +18,7 @@ import topologies
 
 from ..calicoctl.output import padded_columns
 from ..emulation.rundir import RunDir
+from ..node.bird import BirdError, Timers
 
 LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
 
@@ -32,6 +33,8 @@ def add_lab_commands(commands) -> None:
                     help="run `calicoctl node run` on every host, wait for the mesh")
     up.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
     up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
+    up.add_argument("--bgp-hold-time", type=int, metavar="SECONDS",
+                    help="BGP hold time (default BIRD's 240 s, as Calico): a cut link drops its sessions after it")
     enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
     enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     enter.add_argument("host")
@@ -71,10 +74,11 @@ def lab_up(args: argparse.Namespace) -> int:
             raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
                              f"not {name!r}")
         RunDir.check_base(args.run_dir, name)
-    except ValueError as error:
+        Timers(hold=args.bgp_hold_time)  # BirdError for less than BGP's 3 s
+    except (ValueError, BirdError) as error:
         raise lab.LabError(str(error)) from error
     progress = Console(stderr=True, highlight=False, soft_wrap=True)
-    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend)
+    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend, args.bgp_hold_time)
     with progress.status(f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
                          + (", calicoctl node run on every host" if args.start_nodes else "")):
         record = lab.up(spec, LAB_PROCESS, args.run_dir)
