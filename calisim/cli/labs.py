@@ -54,6 +54,9 @@ def add_lab_commands(commands) -> None:
     fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     fault.add_argument("argv", nargs=argparse.REMAINDER, metavar="VERB ...",
                        help="`calisim fault --help` lists the verbs")
+    page = commands.add_parser("web", help="a lab's live page on 127.0.0.1 (topology, BGP, faults, probes)")
+    page.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    page.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080; 0: any free one)")
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
     down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
     down.add_argument("--all", action="store_true", help="stop every lab")
@@ -210,6 +213,25 @@ def lab_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_web(args: argparse.Namespace) -> int:
+    """`web [--lab NAME] [--port 8080]`: serves until Ctrl-C; the lab is reached only through its control socket."""
+    from ..emulation import lab
+    from ..web import server
+    from .fault import command_parser
+
+    if not 0 <= args.port <= 65535:
+        raise lab.LabError(f"--port must be between 0 and 65535, not {args.port}")
+    record = lab.Registry().find(args.lab)
+    topo = topologies.load(record.topology, **record.options)
+
+    def announce(url: str) -> None:
+        print(f"calisim: lab {record.name} live on {url} (Ctrl-C to stop)", flush=True)
+
+    server.serve(record, topo, command_parser(), args.port, announce)
+    return 0
+
+
 LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
-                "fault": lab_fault, "down": lab_down}
+                "fault": lab_fault, "web": lab_web,
+                "down": lab_down}
 

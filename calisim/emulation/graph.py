@@ -53,8 +53,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     links = state.links(topo)
     bridges = {segment["name"] for segment in state.segments(topo)}
     for segment in state.segments(topo):
-        subnets = sorted({str(ipaddress.ip_interface(link["address"]).network)
-                          for link in links if link["segment"] == segment["name"] and link["address"]})
+        subnets = segment_subnets(links, segment["name"])
         dot.node(segment["name"], shape="box", style="rounded,filled", fillcolor=SEGMENT_FILL, color="#afb8c1",
                  height="0.3", margin="0.25,0.06",
                  label=f"<<b>{segment['name']}</b>  <font point-size='10'>{' '.join(subnets)}</font>>")
@@ -88,6 +87,12 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
             dot.edge(a, b, style="dashed", constraint="false", penwidth="1.5", color=colour, fontcolor=colour,
                      label=("BGP Established" if established else "BGP not established") if labelled else "")
     return dot
+
+
+def segment_subnets(links: list[dict[str, Any]], segment: str) -> list[str]:
+    """The subnets of the addresses on a segment (what its box says beside its name)."""
+    return sorted({str(ipaddress.ip_interface(link["address"]).network)
+                   for link in links if link["segment"] == segment and link["address"]})
 
 
 def subtitle(topo, live: dict[str, Any] | None) -> str:
