@@ -114,8 +114,10 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
 
 def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
     """Each BGP session once, as the pair of host names: True when both ends are Established
-    (a peer address outside the topology is left out)."""
-    by_address = {topo.host_ip(name): name for name in topo.calico_hosts()}
+    (a route reflector or a fabric's router is the peer of a Calico host's session too, judged by
+    the host's end; a peer address outside the topology is left out)."""
+    by_address = {str(ipaddress.ip_interface(address).ip): host["name"]
+                  for host in state.describe_hosts(topo) for address in host["addresses"]}
     pairs: dict[tuple[str, str], bool] = {}
     for host in live["hosts"]:
         for session in host.get("bgp", []):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from ..emulation.lab import LabError, LabRecord
 
 POLL_INTERVAL = 0.5  # seconds between two `inspect` calls while a page is open
-DOWN_POLL_INTERVAL = 2.0  # a lab that does not answer is asked again less often
+DOWN_POLL_INTERVAL = 1.0  # a lab that does not answer is asked again less often
 log = logging.getLogger("calisim.web")
 
 Event = tuple[str, Any]  # (event name, JSON-able data)
@@ -94,8 +94,8 @@ class LabFeed:
         return POLL_INTERVAL
 
     def lab_down(self, error: str) -> None:
-        message = (f"lab {self.record.name} is down" if not self.record.alive()
-                   else f"lab {self.record.name} does not answer: {error}")
+        stopped = not self.record.alive() or not self.record.socket.exists()  # a stopping lab removes its socket first
+        message = f"lab {self.record.name} is down" if stopped else f"lab {self.record.name} does not answer: {error}"
         if self.latest.get("down", ("", None))[1] != message:
             log.info("%s", message)
             self.latest["down"] = ("down", message)

@@ -88,10 +88,12 @@ HEALS = {"link-down": lambda f: ["link", *f["link"], "up"], "impair": lambda f: 
 
 def describe_fault(fault: dict[str, Any]) -> dict[str, Any]:
     """A fault in force as the page lists it: one line, and the `calisim fault` words that undo it."""
-    words = ", ".join(f"{key}={'-'.join(value) if isinstance(value, list) else value}"
-                      for key, value in sorted(fault.items()) if key != "fault")
+    details = ", ".join(f"{key} {' '.join(value) if isinstance(value, list) else value}"
+                        for key, value in sorted(fault.items()) if key not in ("fault", "link", "host", "daemon"))
+    where = " ".join([*fault.get("link", []), fault.get("daemon", ""), fault.get("host", "")]).strip()
     heal = HEALS.get(fault["fault"])
-    return {"text": f"{fault['fault']}: {words}", "heal": heal(fault) if heal else None}
+    return {"text": f"{fault['fault']} {where}" + (f": {details}" if details else ""),
+            "heal": heal(fault) if heal else None}
 
 
 def workloads(live: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 // draws them.  window.calisim holds the page's state (the browser tests read it).
 "use strict";
 
-const page = { cy: null, snapshot: null, verbs: [], probe: null, down: null };
+const page = { cy: null, snapshot: null, verbs: [], probe: null, down: null, imagesPending: 0 };
 window.calisim = page;
 
 const COLOURS = { established: "#2da44e", down: "#cf222e", link: "#6e7781", impaired: "#bf8700" };
@@ -29,6 +29,18 @@ function hostImage(data) {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" ` +
     `font-family="Helvetica, Arial, sans-serif"><rect width="${w}" height="${h}" fill="white"/>${body}</svg>`;
   return "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
+}
+
+// A host's new picture replaces the old one once the browser has decoded it: no blank box between.
+function swapImage(id, uri) {
+  if (page.cy.getElementById(id).data("image") === uri) return;
+  page.imagesPending += 1;
+  const image = new Image();
+  image.onload = image.onerror = () => {
+    page.imagesPending -= 1;
+    page.cy.getElementById(id).data("image", uri);
+  };
+  image.src = uri;
 }
 
 const STYLE = [
@@ -61,11 +73,12 @@ function drawGraph(elements) {
     cy.elements().forEach((el) => { if (!incoming.has(el.id())) cy.remove(el); });
     for (const element of elements) {
       const data = { ...element.data };
-      if (data.kind === "host") {
-        data.image = hostImage(data);
-        data.troubled = data.faults.length > 0;
-      }
       const existing = cy.getElementById(data.id);
+      if (data.kind === "host") {
+        data.troubled = data.faults.length > 0;
+        data.image = existing.nonempty() ? existing.data("image") : "none";
+        swapImage(data.id, hostImage(data));
+      }
       const position = element.group === "nodes" ? { x: data.x || 0, y: data.y || 0 } : undefined;
       if (existing.nonempty()) {
         existing.data(data);
@@ -88,7 +101,8 @@ function showState(snapshot) {
   document.title = `calisim web: ${snapshot.lab}`;
   const s = snapshot.summary;
   $("summary").textContent = `${s.hosts} hosts · calico-node running on ${s.calico_nodes}/${s.calico_hosts}` +
-    ` · BGP sessions ${s.established}/${s.sessions} Established · ${snapshot.faults.length} faults in force`;
+    ` · BGP sessions ${s.established}/${s.sessions} Established · ` +
+    `${snapshot.faults.length} fault${snapshot.faults.length === 1 ? "" : "s"} in force`;
   drawGraph(snapshot.elements);
   showFaults(snapshot.faults);
   fillNames(snapshot);
@@ -214,7 +228,7 @@ function showProbe(event) {
   if (event.state === "failed") summary.textContent = event.error;
   else if (event.state === "stopped") summary.textContent = "stopped";
   else summary.textContent = `${probe.source} → ${probe.destination} (${probe.address}): ${probe.state}, ` +
-    `${received}/${sent} echoes answered, longest outage ${outage} ms`;
+    `${received}/${sent} echoes answered, longest outage ${Math.round(outage)} ms`;
   drawTimeline(probe);
 }
 
