@@ -13,7 +13,7 @@ tmpfs, so a reboot empties it), directory mode 0700, files 0600.  A record names
 in the PID namespace of whoever ran `up` together with the inode of the lab's own PID namespace,
 so a dead lab (SIGKILL, reboot, a reused PID) is recognised and cleaned by the next ls/up/down.
 
-The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault` and `down`):
+The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault`, `web` and `down`):
 a unix stream socket ``lab.sock`` in the lab's run directory (mode 0600 in a 0700 directory:
 root only).  One JSON object a line each way, one request per connection::
 

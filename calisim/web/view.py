@@ -73,12 +73,18 @@ def elements(topo, live: dict[str, Any]) -> list[dict[str, Any]]:
         found.append({"group": "edges", "data": {
             "id": f"link:{link['host']}:{link['segment']}", "source": link["segment"], "target": link["host"],
             "kind": "link", "state": condition, "label": "" if condition == "up" else f"link {condition}"}})
-    for (a, b), established in graph.sessions(topo, live).items():
-        found.append({"group": "edges", "data": {
-            "id": f"bgp:{a}:{b}", "source": a, "target": b, "kind": "bgp",
-            "state": "established" if established else "down",
-            "label": "BGP Established" if established else "BGP not established"}})
+    pairs = graph.sessions(topo, live)
+    for (a, b), established in pairs.items():
+        if established and not draws_every_session(pairs):
+            continue  # as in `calisim graph`: in a big mesh, only what is wrong stands out
+        label = ("BGP Established" if established else "BGP not established") if len(pairs) <= 3 else ""
+        found.append({"group": "edges", "data": {"id": f"bgp:{a}:{b}", "source": a, "target": b, "kind": "bgp",
+                                                 "state": "established" if established else "down", "label": label}})
     return found
+
+
+def draws_every_session(pairs: dict) -> bool:
+    return len(pairs) <= graph.DRAW_EVERY_SESSION_UP_TO
 
 
 HEALS = {"link-down": lambda f: ["link", *f["link"], "up"], "impair": lambda f: ["clear", *f["link"]],
@@ -111,7 +117,7 @@ def snapshot(topo, live: dict[str, Any]) -> dict[str, Any]:
             "workloads": workloads(live), "hosts": [host["name"] for host in live["hosts"]],
             "summary": {"hosts": len(live["hosts"]), "calico_nodes": sum(h["calico_node"] for h in calico),
                         "calico_hosts": len(calico), "sessions": len(pairs),
-                        "established": sum(pairs.values())}}
+                        "established": sum(pairs.values()), "every_session_drawn": draws_every_session(pairs)}}
 
 
 def fault_verbs(parser: argparse.ArgumentParser) -> list[dict[str, Any]]:

@@ -63,5 +63,6 @@ def test_elements_are_placed_as_graph_lays_them_out_and_sessions_coloured_by_sta
 
 def test_a_snapshot_counts_sessions_and_offers_the_workloads_with_an_address():
     snapshot = view.snapshot(topologies.load("two_host"), live_two_host(established=False))
-    assert snapshot["summary"] == {"hosts": 2, "calico_nodes": 2, "calico_hosts": 2, "sessions": 1, "established": 0}
+    assert snapshot["summary"] == {"hosts": 2, "calico_nodes": 2, "calico_hosts": 2, "sessions": 1, "established": 0,
+                                   "every_session_drawn": True}
     assert snapshot["workloads"] == [{"host": "host2", "name": "w2", "address": "10.10.0.2"}]

@@ -15,7 +15,7 @@ function escapeXml(text) {
 
 // A host's box as an SVG image: graph.host_rows, the rows `calisim graph` draws as a table.
 function hostImage(data) {
-  const w = Math.max(data.w || 120, 60), h = Math.max(data.h || 80, 30), rows = data.rows;
+  const w = data.w, h = data.h, rows = data.rows;
   const header = Math.min(26, h / rows.length * 1.3), step = (h - header) / Math.max(rows.length - 1, 1);
   let y = 0, body = "";
   rows.forEach((row, index) => {
@@ -75,6 +75,8 @@ function drawGraph(elements) {
       const data = { ...element.data };
       const existing = cy.getElementById(data.id);
       if (data.kind === "host") {
+        data.w = Math.max(data.w || 120, 60);
+        data.h = Math.max(data.h || 80, 30);
         data.troubled = data.faults.length > 0;
         data.image = existing.nonempty() ? existing.data("image") : "none";
         swapImage(data.id, hostImage(data));
@@ -101,7 +103,8 @@ function showState(snapshot) {
   document.title = `calisim web: ${snapshot.lab}`;
   const s = snapshot.summary;
   $("summary").textContent = `${s.hosts} hosts · calico-node running on ${s.calico_nodes}/${s.calico_hosts}` +
-    ` · BGP sessions ${s.established}/${s.sessions} Established · ` +
+    ` · BGP sessions ${s.established}/${s.sessions} Established` +
+    (s.every_session_drawn ? "" : " (only those not Established are drawn)") + " · " +
     `${snapshot.faults.length} fault${snapshot.faults.length === 1 ? "" : "s"} in force`;
   drawGraph(snapshot.elements);
   showFaults(snapshot.faults);
