@@ -7,20 +7,19 @@ runs; a lab going down is said; `web` refuses an unknown lab and a port in use."
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from calisim.emulation import lab
-
 from tests.conftest import PYTHON
+from tests.emulation import test_lab
+from tests.emulation.test_lab import calisim
 
 LAB = "webduo"
+labs = test_lab.labs  # the module's labs: a private registry and run-directory base, every lab downed after
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -34,25 +33,10 @@ host2$ docker run --net net1 --name w2 -tid busybox
 """
 
 
-def calisim(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout)
-
-
 def inspect(name: str = LAB) -> dict:
     done = calisim("inspect", name, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def labs():
-    base = Path(tempfile.mkdtemp(prefix="cw-", dir="/tmp"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CALISIM_RUNS", str(base / "runs"))
-        patch.setenv(lab.LABS_ENV, str(base / "labs"))
-        yield lab.Registry(base / "labs")
-        calisim("down", "--all")
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +251,10 @@ def test_the_page_says_when_the_lab_goes_down(browser, labs):
 
 
 @pytest.mark.emulation
-def test_web_refuses_an_unknown_lab_and_a_port_in_use(duo):
+def test_web_refuses_an_unknown_lab_and_a_port_in_use_and_up_a_hold_time_under_3s(duo):
+    done = calisim("up", "two_host", "--bgp-hold-time", "2", "--name", "tooshort")
+    assert done.returncode == 2 and done.stderr == ("calisim: the BGP hold time must be a whole number of seconds, "
+                                                    "at least 3 (BGP's minimum), not 2\n")
     done = calisim("web", "--lab", "nosuchlab", "--port", "0")
     assert done.returncode == 2 and done.stderr.startswith("calisim: no lab named 'nosuchlab' is running")
     assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
