@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON
-from tests.emulation import test_lab
-from tests.emulation.test_lab import calisim
+from tests.conftest import PYTHON, calisim
 
 LAB = "webduo"
-labs = test_lab.labs  # the module's labs: a private registry and run-directory base, every lab downed after
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
