@@ -226,6 +226,9 @@ def test_a_probe_stream_is_drawn_window_by_window_as_it_runs(page):
     shares = page.evaluate("[...document.querySelectorAll('#probe-timeline rect.window')].map(r => r.dataset.share)")
     assert len(shares) == 3 and set(shares) == {"1.00"}, shares
     assert "host1/w1 → host2/w2" in page.inner_text("#probe-summary")
+    arrow = page.evaluate("(({source, target, label}) => [source, target, label])(calisim.cy.getElementById('probe').data())")
+    assert arrow == ["host1", "host2", "probe w1 → w2: 50/50"]
+    assert page.evaluate("calisim.cy.getElementById('probe').style('line-color')").replace(" ", "") == GREEN
 
 
 @pytest.mark.emulation

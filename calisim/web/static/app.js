@@ -63,6 +63,9 @@ const STYLE = [
   { selector: "edge[kind='bgp']", style: { "line-style": "dashed", width: 2, label: "data(label)" } },
   { selector: "edge[kind='bgp'][state='established']", style: { "line-color": COLOURS.established, color: COLOURS.established } },
   { selector: "edge[kind='bgp'][state='down']", style: { "line-color": COLOURS.down, color: COLOURS.down } },
+  { selector: "edge[kind='probe']", style: { "curve-style": "unbundled-bezier", "control-point-distances": "data(bend)",
+    "z-index-compare": "manual", "z-index": 10, width: 4, opacity: 0.9, "target-arrow-shape": "triangle", label: "data(label)", "font-weight": "bold",
+    "line-color": "data(colour)", "target-arrow-color": "data(colour)", color: "data(colour)" } },
 ];
 
 function drawGraph(elements) {
@@ -70,7 +73,7 @@ function drawGraph(elements) {
   const incoming = new Set(elements.map((e) => e.data.id));
   const before = cy.nodes().map((n) => n.id()).sort().join(" ");
   cy.batch(() => {
-    cy.elements().forEach((el) => { if (!incoming.has(el.id())) cy.remove(el); });
+    cy.elements().forEach((el) => { if (!incoming.has(el.id()) && el.id() !== "probe") cy.remove(el); });
     for (const element of elements) {
       const data = { ...element.data };
       const existing = cy.getElementById(data.id);
@@ -233,6 +236,29 @@ function showProbe(event) {
   else summary.textContent = `${probe.source} → ${probe.destination} (${probe.address}): ${probe.state}, ` +
     `${received}/${sent} echoes answered, longest outage ${Math.round(outage)} ms`;
   drawTimeline(probe);
+  if (probe.windows.length) drawProbeEdge(probe, probe.windows[probe.windows.length - 1]);
+}
+
+// The probed pair in the picture: an arrow from host to host, coloured as the last window.
+function drawProbeEdge(probe, last) {
+  const source = probe.source.split("/")[0], target = probe.destination.split("/")[0], cy = page.cy;
+  const share = last.sent ? last.received / last.sent : 0;
+  const looks = { colour: share >= 0.99 ? COLOURS.established : share === 0 ? COLOURS.down : COLOURS.impaired,
+    label: `probe ${probe.source.split("/")[1]} → ${probe.destination.split("/")[1]}: ${last.received}/${last.sent}` };
+  let arrow = cy.getElementById("probe");
+  if (arrow.nonempty() && (arrow.data("source") !== source || arrow.data("target") !== target)) {
+    cy.remove(arrow);
+    arrow = cy.collection();
+  }
+  if (arrow.nonempty()) {
+    arrow.data(looks);
+    return;
+  }
+  // a swoop below the two boxes (the control point twice as far as the curve's lowest point)
+  const a = cy.getElementById(source), b = cy.getElementById(target);
+  const bend = (Math.max(a.height(), b.height()) / 2 + 30) * 2 * (a.position("x") <= b.position("x") ? 1 : -1);
+  cy.add({ group: "edges", data: { id: "probe", kind: "probe", source, target, bend, ...looks } });
+  cy.fit(undefined, 30);  // the swoop in view too
 }
 
 function drawTimeline(probe) {
