@@ -28,7 +28,7 @@ from .feed import LabFeed
 from .probe import ProbeError, ProbeStream, choose
 
 STATIC = Path(__file__).parent / "static"
-HEARTBEAT = 15.0  # seconds: an idle stream gets a comment, so a closed tab is noticed
+HEARTBEAT = 5.0  # seconds: an idle stream gets a comment, so a closed tab is noticed (and uncounted) soon
 MAX_WORDS = 16  # a fault command line is a verb and a few values
 HOST_VIEWS = {  # what a click on a host shows, each one command on the host
     "routes": "ip route show; ip -6 route show | grep -v '^fe80\\|^multicast'",

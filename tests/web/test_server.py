@@ -190,6 +190,8 @@ def test_a_link_taken_down_from_the_form_turns_the_session_red_in_every_tab_and_
         assert wait_for_session(page, GREEN, 20) < 20
         assert inspect()["faults"] == []
         page.wait_for_function("document.getElementById('faults').innerText === 'none'")
+        other.close()  # noticed at the next heartbeat at the latest
+        page.wait_for_function("document.getElementById('viewers').textContent === '1 page watching'", timeout=10000)
     finally:
         other.close()
         calisim("fault", "--lab", LAB, "link", "host2", "s1", "up")
