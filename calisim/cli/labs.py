@@ -54,7 +54,12 @@ def add_lab_commands(commands) -> None:
     fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     fault.add_argument("argv", nargs=argparse.REMAINDER, metavar="VERB ...",
                        help="`calisim fault --help` lists the verbs")
-    page = commands.add_parser("web", help="a lab's live page on 127.0.0.1 (topology, BGP, faults, probes)")
+    page = commands.add_parser("web", help="a lab's live page on 127.0.0.1 (topology, BGP, faults, probes)",
+                               description="Serve a running lab's live page on 127.0.0.1 until Ctrl-C: the topology "
+                                           "with its BGP sessions, daemons, blocks, workloads and faults, updated "
+                                           "as the lab changes; a host's routes, BIRD and nftables on a click; "
+                                           "faults injected and healed; probe streams between workloads. The "
+                                           "lab is reached only through its control socket.")
     page.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     page.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080; 0: any free one)")
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
