@@ -72,7 +72,8 @@ def elements(topo, live: dict[str, Any]) -> list[dict[str, Any]]:
         condition = broken_links.get(frozenset((link["host"], link["segment"])), "up")
         found.append({"group": "edges", "data": {
             "id": f"link:{link['host']}:{link['segment']}", "source": link["segment"], "target": link["host"],
-            "kind": "link", "state": condition, "label": "" if condition == "up" else f"link {condition}"}})
+            "kind": "link", "state": condition, "label": "" if condition == "up" else f"link {condition}",
+            **facing_sides(where.get(link["segment"]), where.get(link["host"]))}})
     pairs = graph.sessions(topo, live)
     for (a, b), established in pairs.items():
         if established and not draws_every_session(pairs):
@@ -85,6 +86,15 @@ def elements(topo, live: dict[str, Any]) -> list[dict[str, Any]]:
 
 def draws_every_session(pairs: dict) -> bool:
     return len(pairs) <= graph.DRAW_EVERY_SESSION_UP_TO
+
+
+def facing_sides(source: dict[str, float] | None, target: dict[str, float] | None) -> dict[str, str]:
+    """Where a link leaves and meets its boxes: the middle of the sides that face each other (a
+    line to a box's centre would run behind the boxes beside it, which dot routes around)."""
+    if not source or not target or source["y"] == target["y"]:
+        return {"source_endpoint": "outside-to-node", "target_endpoint": "outside-to-node"}
+    below = target["y"] > source["y"]
+    return {"source_endpoint": "0% 50%" if below else "0% -50%", "target_endpoint": "0% -50%" if below else "0% 50%"}
 
 
 HEALS = {"link-down": lambda f: ["link", *f["link"], "up"], "impair": lambda f: ["clear", *f["link"]],

@@ -52,6 +52,9 @@ def test_elements_are_placed_as_graph_lays_them_out_and_sessions_coloured_by_sta
     assert elements["s1"]["y"] < elements["host1"]["y"] == elements["host2"]["y"]  # the segment above its hosts
     assert elements["host1"]["x"] < elements["host2"]["x"] and elements["host1"]["h"] > elements["s1"]["h"]
     assert elements["s1"]["label"] == "s1 192.168.3.0/24"
+    # a link leaves the segment's bottom and meets the top of the host below it
+    assert (elements["link:host1:s1"]["source_endpoint"], elements["link:host1:s1"]["target_endpoint"]) == \
+        ("0% 50%", "0% -50%")
     assert elements["bgp:host1:host2"]["state"] == "established"
     assert [row["text"] for row in elements["host2"]["rows"]][-1] == "w2 10.10.0.2"
     down = view.elements(topo, live_two_host(established=False, faults=[{"fault": "link-down",

@@ -56,6 +56,8 @@ const STYLE = [
     "text-valign": "center", "text-halign": "center", color: "#24292f" } },
   { selector: "edge", style: { "curve-style": "straight", width: 1.6, "line-color": COLOURS.link, "font-size": 10,
     "text-background-color": "white", "text-background-opacity": 1, "text-background-padding": 2 } },
+  { selector: "edge[kind='link']", style: { "source-endpoint": "data(source_endpoint)",
+    "target-endpoint": "data(target_endpoint)" } },
   { selector: "edge[kind='link'][state='down']", style: {
     "line-color": COLOURS.down, "line-style": "dashed", label: "data(label)", color: COLOURS.down } },
   { selector: "edge[kind='link'][state='impaired']", style: {
