@@ -3,6 +3,7 @@ namespace (so no test can touch the machine's network); without root, emulation 
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -125,3 +126,21 @@ def untouched():
     yield
     assert running_daemons() == daemons, "processes left running"
     assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
+# -- labs: the command line on labs of a module's own ------------------------------------------
+def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def labs():
+    """A private registry and a short run-directory base for this module's labs, all downed after it."""
+    from calisim.emulation import lab
+
+    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        patch.setenv(lab.LABS_ENV, str(base / "labs"))
+        yield lab.Registry(base / "labs")
+        calisim("down", "--all")

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from calisim.cli.fault import run_command
 from calisim.emulation import lab
 from calisim.process.pids import alive as process_alive, in_namespace as processes_in_namespace
 
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, calisim
 
 LAB = "duo"
-
-
-def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def in_pid_namespace(pidns: int) -> list[int]:
@@ -36,17 +31,6 @@ def ls_names() -> list[str]:
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "TOPOLOGY", "HOSTS", "AGE"]
     return [row.split()[0] for row in rows]
-
-
-@pytest.fixture(scope="module")
-def labs():
-    """A private registry and a short run-directory base for this module's labs."""
-    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CALISIM_RUNS", str(base / "runs"))
-        patch.setenv(lab.LABS_ENV, str(base / "labs"))
-        yield lab.Registry(base / "labs")
-        calisim("down", "--all")
 
 
 @pytest.fixture(scope="module")
