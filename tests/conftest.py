@@ -110,6 +110,15 @@ def runs(monkeypatch, request):
         shutil.rmtree(base.parent)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_etc_untouched():
+    """The machine's /etc is the same after the whole session as before it: every host of every
+    run wrote only into its own copy-on-write view."""
+    before = sandbox.etc_checksum()
+    yield
+    assert sandbox.etc_checksum() == before, "the machine's /etc changed during the session"
+
+
 @pytest.fixture
 def untouched():
     """Asserts, after the test, that this namespace and its processes are as they were before."""
@@ -119,14 +128,14 @@ def untouched():
     assert sandbox.snapshot() == before, "the caller's namespace changed"
 
 
+# -- labs: the command line on labs of a module's own ------------------------------------------
 def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m calisim ARGS`, its output captured."""
     return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def labs():
-    """A private registry and a short run-directory base for a module's labs, all stopped after it."""
+    """A private registry and a short run-directory base for this module's labs, all downed after it."""
     from calisim.emulation import lab
 
     base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))

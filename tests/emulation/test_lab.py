@@ -65,6 +65,20 @@ def test_exec_runs_a_command_on_the_host_with_its_status(duo):
 
 
 @pytest.mark.emulation
+def test_writes_from_an_exec_shell_stay_in_the_hosts_view(duo):
+    written = ("etc/calisim-lab/nested/file", "etc/calisim-lab-file", "var/lib/calisim-lab-file")
+    done = calisim("exec", "--lab", LAB, "host1", "--", "sh", "-c",
+                   "mkdir -p /etc/calisim-lab/nested && " + " && ".join(f"echo lab > /{path}" for path in written))
+    assert done.returncode == 0, done.stderr
+    for path in written:
+        assert calisim("exec", "--lab", LAB, "host1", "--", "cat", f"/{path}").stdout == "lab\n"
+        assert calisim("exec", "--lab", LAB, "host2", "--", "test", "-e", f"/{path}").returncode == 1
+        assert not Path("/", path).exists(), f"/{path} reached the machine"
+        top, rest = path.split("/", 1) if path.startswith("etc/") else ("var-lib", path[len("var/lib/"):])
+        assert (Path(duo.run_dir) / "hosts" / "host1" / "overlay" / top / "upper" / rest).read_text() == "lab\n"
+
+
+@pytest.mark.emulation
 def test_exec_into_a_missing_lab_or_host_is_one_line_and_exit_2(duo):
     for args, message in ((["--lab", "nope", "host1"], "no lab named 'nope' is running"),
                           (["--lab", LAB, "host9", "--", "true"], "unknown host 'host9'"),
