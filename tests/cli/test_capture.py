@@ -1,10 +1,13 @@
-"""`calisim capture` on one two-host lab (nodes started, two workloads on host1) shared by the
-module: ICMP captured on a host's interface while it pings, read back with scapy; a container's
-cali0 captured to standard output; Ctrl-C ending each with a complete pcap; and the refusals
-(unknown node, container or interface, a bad filter or target), one line, exit 2, no tcpdump left."""
+"""`calisim capture` on one small fabric lab (host1 in rack 1, host2 in rack 2, their ToRs, one
+spine; nodes started, two workloads on host1) shared by the module: ICMP from host1 to host2
+captured on host1's and on its ToR's interface, read back with scapy, and as tcpdump's lines; a
+container's cali0 captured to standard output; Ctrl-C ending each with a complete pcap; and the
+refusals (unknown node, container or interface, a bad filter or target, pcap onto a terminal),
+one line, exit 2, no tcpdump left."""
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -23,7 +26,8 @@ LAB = "cap"
 @pytest.fixture(scope="module")
 def workloads(labs):
     """The lab and the addresses of its two workloads on host1 (wa, wb)."""
-    done = calisim("up", "two_host", "--start-nodes", "--name", LAB)
+    done = calisim("up", "fabric", "--racks", "2", "--hosts-per-rack", "1", "--spines", "1", "--start-nodes",
+                   "--name", LAB)
     assert done.returncode == 0, done.stdout + done.stderr
     made = calisim("exec", "--lab", LAB, "host1", "--", "bash", "-c",
                    "docker network create --driver calico --ipam-driver calico-ipam net1 >/dev/null && "
@@ -51,8 +55,8 @@ class Capture:
         said = ""
         while "listening on" not in said:
             assert time.monotonic() < deadline and self.process.poll() is None, said
-            if select.select([self.process.stderr], [], [], 0.5)[0]:
-                said += self.process.stderr.readline()
+            if select.select([self.process.stderr], [], [], 0.5)[0]:  # read unbuffered: select sees only the pipe
+                said += os.read(self.process.stderr.fileno(), 4096).decode()
         return said
 
     def stop(self) -> str:
@@ -66,14 +70,36 @@ def pings(pcap: Path) -> list[tuple[str, str, int]]:
     return [(p[IP].src, p[IP].dst, p[ICMP].type) for p in rdpcap(str(pcap)) if ICMP in p]
 
 
-def test_icmp_on_a_hosts_interface_while_it_pings(workloads, tmp_path, untouched):
-    pcap = tmp_path / "host1.pcap"
-    capture = Capture("host1:host1-eth0", "-f", "icmp", "-w", str(pcap), stdout=subprocess.DEVNULL)
-    ping = calisim("exec", "--lab", LAB, "host1", "--", "ping", "-c", "3", "-i", "0.2", "192.168.3.228")
-    assert ping.returncode == 0, ping.stderr
+HOST1, HOST2 = "172.20.1.11", "172.20.2.11"
+
+
+def ping_host2(count: int = 3) -> None:
+    ping = calisim("exec", "--lab", LAB, "host1", "--", "ping", "-c", str(count), "-i", "0.2", HOST2)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+@pytest.mark.parametrize("target", ["host1:host1-eth0", "tor1:tor1-eth0"], ids=["host", "router"])
+def test_icmp_on_a_nodes_interface_while_host1_pings(workloads, target, tmp_path, untouched):
+    pcap = tmp_path / "capture.pcap"
+    capture = Capture(target, "-f", "icmp", "-w", str(pcap), stdout=subprocess.DEVNULL)
+    ping_host2()
     said = capture.stop()
-    assert "listening on host1-eth0, link-type EN10MB" in said
-    assert pings(pcap) == [("192.168.3.229", "192.168.3.228", 8), ("192.168.3.228", "192.168.3.229", 0)] * 3
+    assert f"listening on {target.split(':')[1]}, link-type EN10MB" in said
+    assert pings(pcap) == [(HOST1, HOST2, 8), (HOST2, HOST1, 0)] * 3
+    assert tcpdumps() == []
+
+
+def test_without_a_file_tcpdumps_lines(workloads, tmp_path, untouched):
+    lines = tmp_path / "lines.txt"
+    with open(lines, "w") as out:
+        capture = Capture("tor1", "-f", f"icmp and src {HOST1}", stdout=out)  # every interface of the ToR
+        ping_host2(count=1)
+        capture.stop()
+    shown = [line for line in lines.read_text().splitlines() if line]  # tcpdump ends its lines with a blank one
+    request = re.escape(f"IP {HOST1} > {HOST2}: ICMP echo request, id ") + r"\d+, seq 1, length 64$"
+    assert len(shown) == 2, shown  # in from the rack, out to the spine
+    assert re.match(r"^[\d:.]+ tor1-eth0 In  " + request, shown[0]) and re.match(r"^[\d:.]+ tor1-eth1 Out " + request,
+                                                                               shown[1]), shown
     assert tcpdumps() == []
 
 
@@ -90,7 +116,7 @@ def test_inside_a_container_to_standard_output(workloads, tmp_path, untouched):
 
 
 @pytest.mark.parametrize("target, args, says", [
-    ("host9", [], "calisim: unknown host 'host9' (this topology has host1, host2)"),
+    ("host9", [], "calisim: unknown host 'host9' (this topology has host1, host2, spine1, tor1, tor2)"),
     ("host1:eth9", [], "calisim: host1 has no interface 'eth9' (it has: lo, host1-eth0, "),
     ("host1/nobody:cali0", [], "calisim: host1 has no container 'nobody' ("),
     ("host1/wa:eth9", [], "calisim: host1/wa has no interface 'eth9' (it has: lo, cali0, or any)"),
