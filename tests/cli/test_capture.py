@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from scapy.all import ICMP, IP, rdpcap
+from scapy.error import Scapy_Exception
+
+from calisim.emulation import wait_until
 
 from tests.conftest import PYTHON, calisim
 
@@ -59,7 +62,10 @@ class Capture:
                 said += os.read(self.process.stderr.fileno(), 4096).decode()
         return said
 
-    def stop(self) -> str:
+    def stop(self, once_seen) -> str:
+        """Ctrl-C once once_seen() says tcpdump has written what the test sent (it reads the kernel's
+        buffer on its own time: a packet still there at Ctrl-C is never written)."""
+        wait_until(once_seen, 20, interval=0.1, what="tcpdump to write the packets sent")
         self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends it: it is tcpdump by now
         _, rest = self.process.communicate(timeout=30)
         assert self.process.returncode == 0, self.said + rest
@@ -68,6 +74,16 @@ class Capture:
 
 def pings(pcap: Path) -> list[tuple[str, str, int]]:
     return [(p[IP].src, p[IP].dst, p[ICMP].type) for p in rdpcap(str(pcap)) if ICMP in p]
+
+
+def holds(pcap: Path, count: int):
+    """Whether pcap holds count ICMP packets yet (it is written packet by packet)."""
+    def enough() -> bool:
+        try:
+            return len(pings(pcap)) >= count
+        except Scapy_Exception:  # not even the pcap header written yet
+            return False
+    return enough
 
 
 HOST1, HOST2 = "172.20.1.11", "172.20.2.11"
@@ -83,7 +99,7 @@ def test_icmp_on_a_nodes_interface_while_host1_pings(workloads, target, tmp_path
     pcap = tmp_path / "capture.pcap"
     capture = Capture(target, "-f", "icmp", "-w", str(pcap), stdout=subprocess.DEVNULL)
     ping_host2()
-    said = capture.stop()
+    said = capture.stop(once_seen=holds(pcap, 6))
     assert f"listening on {target.split(':')[1]}, link-type EN10MB" in said
     assert pings(pcap) == [(HOST1, HOST2, 8), (HOST2, HOST1, 0)] * 3
     assert tcpdumps() == []
@@ -94,7 +110,7 @@ def test_without_a_file_tcpdumps_lines(workloads, tmp_path, untouched):
     with open(lines, "w") as out:
         capture = Capture("tor1", "-f", f"icmp and src {HOST1}", stdout=out)  # every interface of the ToR
         ping_host2(count=1)
-        capture.stop()
+        capture.stop(once_seen=lambda: lines.read_text().count("ICMP echo request") >= 2)
     shown = [line for line in lines.read_text().splitlines() if line]  # tcpdump ends its lines with a blank one
     request = re.escape(f"IP {HOST1} > {HOST2}: ICMP echo request, id ") + r"\d+, seq 1, length 64$"
     assert len(shown) == 2, shown  # in from the rack, out to the spine
@@ -109,7 +125,7 @@ def test_inside_a_container_to_standard_output(workloads, tmp_path, untouched):
         capture = Capture("host1/wa:cali0", "-w", "-", stdout=out)
         ping = calisim("exec", "--lab", LAB, "host1", "--", "docker", "exec", "wa", "ping", "-c", "2", workloads["wb"])
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        capture.stop()
+        capture.stop(once_seen=holds(pcap, 4))
     echoes = [p for p in pings(pcap) if workloads["wb"] in p[:2]]
     assert echoes == [(workloads["wa"], workloads["wb"], 8), (workloads["wb"], workloads["wa"], 0)] * 2
     assert tcpdumps() == []
