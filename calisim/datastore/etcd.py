@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -117,16 +118,42 @@ def _prefix_end(prefix: str) -> bytes:
 
 
 def parse_endpoint(endpoints: str) -> tuple[str, int]:
-    """ETCD_ENDPOINTS (``http://ip:port[,...]`` or ``unix:///path/name:port``) -> aetcd host, port."""
-    first = endpoints.split(",")[0].strip()
-    if first.startswith("unix://"):
-        path, _, port = first[len("unix://"):].rpartition(":")
+    """ETCD_ENDPOINTS (``http://ip:port[,...]`` or ``unix:///path/name:port[,...]``) -> aetcd host, port.
+
+    Several endpoints become one gRPC target listing every address (``ipv4:a:p,b:p`` or
+    ``unix:/a:p,/b:p``; aetcd appends the last port): gRPC's pick_first connects to the first
+    member that answers and, when that connection fails (a member killed), to the next, as
+    Calico's etcd client tries each endpoint of ETCD_ENDPOINTS in turn."""
+    addresses = [_address(endpoint.strip()) for endpoint in endpoints.split(",") if endpoint.strip()]
+    if not addresses:
+        raise DatastoreError(f"bad etcd endpoints {endpoints!r}: expected http://host:port[,...]")
+    if len(addresses) == 1:
+        return addresses[0]
+    kinds = {host.startswith("unix:") for host, _ in addresses}
+    if len(kinds) > 1:
+        raise DatastoreError(f"bad etcd endpoints {endpoints!r}: all unix sockets or all http, not both")
+    if kinds == {True}:
+        listed = ",".join(f"{host[len('unix:'):]}:{port}" for host, port in addresses)
+        return f"unix:{listed.rpartition(':')[0]}", addresses[-1][1]
+    for host, _ in addresses:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise DatastoreError(f"bad etcd endpoint {host!r}: several endpoints must be IPv4 addresses") from None
+    listed = ",".join(f"{host}:{port}" for host, port in addresses)
+    return f"ipv4:{listed.rpartition(':')[0]}", addresses[-1][1]
+
+
+def _address(endpoint: str) -> tuple[str, int]:
+    """One endpoint -> aetcd host, port."""
+    if endpoint.startswith("unix://"):
+        path, _, port = endpoint[len("unix://"):].rpartition(":")
         if not path or not port.isdigit():
-            raise DatastoreError(f"bad unix etcd endpoint {first!r}: expected unix:///path/name:port")
+            raise DatastoreError(f"bad unix etcd endpoint {endpoint!r}: expected unix:///path/name:port")
         return f"unix:{path}", int(port)
-    parts = urlsplit(first if "://" in first else f"http://{first}")
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     if parts.scheme != "http" or not parts.hostname:
-        raise DatastoreError(f"bad etcd endpoint {first!r}: expected http://host:port")
+        raise DatastoreError(f"bad etcd endpoint {endpoint!r}: expected http://host:port")
     return parts.hostname, parts.port or CLIENT_PORT
 
 
@@ -220,6 +247,11 @@ class Datastore:
             raise DatastoreError(f"watch on etcd at {self.endpoints} failed: {error}") from error
         finally:
             await watch.cancel()
+
+    async def leader(self) -> str | None:
+        """The name of the member leading the cluster, as the member answering sees it (None: no leader)."""
+        status = await self._call(self._client.status)
+        return status.leader.name if status.leader is not None else None
 
     async def close(self) -> None:
         await self._client.close()
@@ -389,12 +421,28 @@ class Mirror:
 _ABSENT = object()
 
 
+PEER_PORT = 2380
+# A member of a cluster runs etcd's default timers: a follower calls an election after 1-2 s
+# without its leader's heartbeat (the pause a leader's loss costs), and a member slowed by a
+# busy machine does not trigger elections for nothing.
+CLUSTER_TIMERS = ("--heartbeat-interval", "100", "--election-timeout", "1000")
+# The lone member elects itself after a random 1-10 heartbeats (raft's randomised election
+# timeout, less the 9 ticks etcd fast-forwards); at etcd's 100 ms that was up to 0.9 s of every
+# start.  With no peers, the timers decide nothing else.
+SINGLE_TIMERS = ("--heartbeat-interval", "25", "--election-timeout", "250")
+
+
 @dataclass(frozen=True)
 class EtcdServer(Daemon):
-    """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the controller."""
+    """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the
+    controller.  Alone (``initial_cluster`` empty) it is the member "calisim" with its peer URL
+    on loopback; in a cluster, member ``member`` with its peer URL on its node's address and
+    ``initial_cluster`` naming every member (``name=http://ip:2380,...``, etcd's flag)."""
 
     listen_ip: str
     directory: Path  # holds the data dir, the unix socket and the log
+    member: str = "calisim"
+    initial_cluster: str = ""
     name = "etcd"
     start_timeout = 20.0
 
@@ -411,21 +459,22 @@ class EtcdServer(Daemon):
         return f"http://{self.listen_ip}:{CLIENT_PORT}"
 
     @property
+    def peer_url(self) -> str:
+        return f"http://{self.listen_ip if self.initial_cluster else '127.0.0.1'}:{PEER_PORT}"
+
+    @property
     def log(self) -> Path:
         return self.directory / "etcd.log"
 
     def command(self) -> list[str]:
-        peer = "http://127.0.0.1:2380"
+        peer = self.peer_url
         return [
-            "etcd", "--name", "calisim", "--data-dir", str(self.directory / "data"),
+            "etcd", "--name", self.member, "--data-dir", str(self.directory / "data"),
             "--listen-client-urls", f"{self.endpoint},unix://{self.socket_name}",
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"calisim={peer}", "--initial-cluster-state", "new",
-            # The lone member elects itself after a random 1-10 heartbeats (raft's randomised
-            # election timeout, less the 9 ticks etcd fast-forwards); at etcd's 100 ms that was up to
-            # 0.9 s of every start.  With no peers, the timers decide nothing else.
-            "--heartbeat-interval", "25", "--election-timeout", "250",
+            "--initial-cluster", self.initial_cluster or f"{self.member}={peer}", "--initial-cluster-state", "new",
+            *(CLUSTER_TIMERS if self.initial_cluster else SINGLE_TIMERS),
             "--log-outputs", "stderr",
         ]
 
