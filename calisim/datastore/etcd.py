@@ -286,7 +286,8 @@ class Synchronous:
     def close(self) -> None:
         if self._owns_loop and not self._loop.is_closed():
             self._loop.run_until_complete(self.target.close())
-            self._loop.close()
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())  # as asyncio.run: aetcd's status
+            self._loop.close()                                                 # leaves its members() open
 
     def __enter__(self) -> "Synchronous":
         return self
