@@ -17,8 +17,11 @@ every BGP session (of every host and router) is Established again.  Median of --
 * on a 3-member etcd cluster (`--etcd-members 3`), the pause a datastore client sees (a client given
   every member, writing a key every 20 ms: the longest wait for an answer) and how long a
   `calicoctl get nodes` started at the fault takes: a member (not the leader) killed; the leader
-  killed (a new one elected after 1-2 s of missed heartbeats); quorum back (the two followers
-  killed, then one started again: from its start to the client's next answer).
+  killed (a new one elected after 1-2 s of missed heartbeats; a write in flight then waits for
+  etcd's request timeout, 5 s + two election timeouts, before it fails); etcd1 frozen (SIGSTOP:
+  the connection stays open, the request in flight times out after 10 s and the client connects
+  anew); quorum back (the two followers killed, then one started again: from its start to the
+  client's next answer).
 
     python benchmarks/faults.py [--repeat 5] [--only TEXT] [--json PATH]   (also writes a PNG beside the JSON)
 """
@@ -129,6 +132,21 @@ def etcd_member_kill(cluster: Cluster, leader: bool) -> dict:
             "bgp_untouched": True}
 
 
+def etcd_member_frozen(cluster: Cluster) -> dict:
+    """SIGSTOP to etcd1, the member a client given every member connects to first: its TCP
+    connection stays open, so the client's request times out (10 s) before it connects anew."""
+    probe = WriteProbe(cluster)
+    stopped = time.monotonic()
+    cluster.faults.stop("etcd1", "etcd")
+    must(cluster.run("host1", "calicoctl get nodes"))
+    calicoctl = time.monotonic() - stopped
+    probe.answered_after(time.monotonic() + 1)
+    probe.stop()
+    cluster.faults.cont("etcd1", "etcd")
+    return {"client_pause_s": round(probe.longest_wait(stopped), 3), "calicoctl_s": round(calicoctl, 3),
+            "bgp_untouched": True}
+
+
 def etcd_quorum_back(cluster: Cluster) -> dict:
     """The two followers killed (the leader alone has no quorum), one started: from its start to
     the client's next answer, and to a `calicoctl get nodes` answered."""
@@ -195,6 +213,7 @@ FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "fabric: link tor1-spine1 down 3 s": ("fabric", tor_spine_flap, 8),
     "etcd (3 members): a member killed": ("etcd cluster", lambda c: etcd_member_kill(c, leader=False), 5),
     "etcd (3 members): the leader killed": ("etcd cluster", lambda c: etcd_member_kill(c, leader=True), 6),
+    "etcd (3 members): etcd1 frozen (SIGSTOP)": ("etcd cluster", etcd_member_frozen, 16),
     "etcd (3 members): quorum back": ("etcd cluster", etcd_quorum_back, 20),
 }
 

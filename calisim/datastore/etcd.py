@@ -38,8 +38,11 @@ RECONNECT_GRACE = 3.0  # seconds a refused request is tried again (see Datastore
 # gRPC backs a channel's reconnects off up to 120 s after refusals; an etcd back after an outage
 # would then go unanswered for seconds to minutes.  Calico v1's etcd client opened a connection a
 # request, so the next request after a restart was answered: reconnect at least every 250 ms.
+# A channel of its own per client (not gRPC's process-wide pool of connections by target): a
+# client that closes its channel after a request timed out (see Datastore._call) then really
+# connects anew, instead of being handed the same connection to a frozen member again.
 RECONNECT_BACKOFF = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
-                     "grpc.max_reconnect_backoff_ms": 250}
+                     "grpc.max_reconnect_backoff_ms": 250, "grpc.use_local_subchannel_pool": 1}
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
 log = logging.getLogger("calico-node")
 
@@ -177,7 +180,10 @@ class Datastore:
         etcd's own client waits for its connection (gRPC's wait-for-ready) instead of failing fast:
         an etcd that has just restarted is answered, while gRPC's channel is still backing off from
         the refusals it met while etcd was down.  Not for transactions (retry=False): one refused
-        mid-flight may have been applied, and its compares would then fail the second time."""
+        mid-flight may have been applied, and its compares would then fail the second time.
+        A request that times out closes the channel: a member frozen or cut off keeps its TCP
+        connection open and would be sent every later request too; the next one connects anew,
+        to the first member that completes gRPC's handshake (a cluster's other members)."""
         give_up = time.monotonic() + (RECONNECT_GRACE if retry else 0)
         while True:
             try:
@@ -188,6 +194,7 @@ class Datastore:
                     continue
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
             except aetcd.exceptions.ConnectionTimeoutError as error:
+                await self._client.close()
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
             except aetcd.exceptions.ClientError as error:
                 raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
