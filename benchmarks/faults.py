@@ -337,6 +337,7 @@ def plot(results: dict, path: Path) -> None:
         axis.set_xlabel(label)
         axis.invert_yaxis()  # the table's order, top to bottom
         axis.margins(x=0.15)
+        axis.set_xlim(left=0)  # all zeros (etcd's faults alone) would otherwise centre the axis on 0
     for axis in axes[1:]:
         axis.set_yticks([])
     figure.tight_layout()
