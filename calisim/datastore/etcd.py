@@ -44,6 +44,9 @@ RECONNECT_GRACE = 3.0  # seconds a refused request is tried again (see Datastore
 RECONNECT_BACKOFF = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
                      "grpc.max_reconnect_backoff_ms": 250, "grpc.use_local_subchannel_pool": 1}
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
+# What a member answers a request that was waiting on a leader that is gone (lost, cut off) once
+# another is elected: etcd's own client retries such a request, and so does Datastore._call, once.
+LEADER_CHANGED = "etcdserver: leader changed"
 log = logging.getLogger("calico-node")
 
 
@@ -179,16 +182,20 @@ class Datastore:
         """One etcd request.  A refused connection is tried again for RECONNECT_GRACE seconds, as
         etcd's own client waits for its connection (gRPC's wait-for-ready) instead of failing fast:
         an etcd that has just restarted is answered, while gRPC's channel is still backing off from
-        the refusals it met while etcd was down.  Not for transactions (retry=False): one refused
+        the refusals it met while etcd was down (and once more after a cluster elected a new
+        leader while the request waited on the old one).  Not for transactions (retry=False): one refused
         mid-flight may have been applied, and its compares would then fail the second time.
         A request that times out closes the channel: a member frozen or cut off keeps its TCP
         connection open and would be sent every later request too; the next one connects anew,
         to the first member that completes gRPC's handshake (a cluster's other members)."""
         give_up = time.monotonic() + (RECONNECT_GRACE if retry else 0)
+        elected = False
         while True:
             try:
                 return await method(*args, **kwargs)
             except aetcd.exceptions.ConnectionFailedError as error:
+                if retry and not elected and LEADER_CHANGED in str(error):
+                    elected, give_up = True, time.monotonic() + RECONNECT_GRACE  # a new leader answers now
                 if time.monotonic() < give_up:
                     await asyncio.sleep(0.25)
                     continue
