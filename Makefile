@@ -6,9 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Everything the issues need, installed once: Mininet's mnexec (no Open vSwitch), BIRD 2, etcd,
-# the dataplane tools, and clang/libbpf/bpftool for the eBPF IPIP backend.
+# the dataplane tools, clang/libbpf/bpftool for the eBPF IPIP backend, and Chromium for the tests of
+# `calisim web` (driven by Playwright, which never downloads a browser of its own).
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
-	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz
+	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz \
+	chromium
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built

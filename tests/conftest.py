@@ -3,6 +3,7 @@ namespace (so no test can touch the machine's network); without root, emulation 
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -109,6 +110,15 @@ def runs(monkeypatch, request):
         shutil.rmtree(base.parent)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_etc_untouched():
+    """The machine's /etc is the same after the whole session as before it: every host of every
+    run wrote only into its own copy-on-write view."""
+    before = sandbox.etc_checksum()
+    yield
+    assert sandbox.etc_checksum() == before, "the machine's /etc changed during the session"
+
+
 @pytest.fixture
 def untouched():
     """Asserts, after the test, that this namespace and its processes are as they were before."""
@@ -116,3 +126,21 @@ def untouched():
     yield
     assert running_daemons() == daemons, "processes left running"
     assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
+# -- labs: the command line on labs of a module's own ------------------------------------------
+def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def labs():
+    """A private registry and a short run-directory base for this module's labs, all downed after it."""
+    from calisim.emulation import lab
+
+    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        patch.setenv(lab.LABS_ENV, str(base / "labs"))
+        yield lab.Registry(base / "labs")
+        calisim("down", "--all")

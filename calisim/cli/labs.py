@@ -18,6 +18,7 @@ import topologies
 
 from ..calicoctl.output import padded_columns
 from ..emulation.rundir import RunDir
+from ..node.bird import BirdError, Timers
 
 LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
 
@@ -32,6 +33,8 @@ def add_lab_commands(commands) -> None:
                     help="run `calicoctl node run` on every host, wait for the mesh")
     up.add_argument("--run-dir", type=Path, help="where per-run directories go (default $CALISIM_RUNS)")
     up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
+    up.add_argument("--bgp-hold-time", type=int, metavar="SECONDS",
+                    help="BGP hold time (default BIRD's 240 s, as Calico): a cut link drops its sessions after it")
     enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
     enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     enter.add_argument("host")
@@ -51,6 +54,14 @@ def add_lab_commands(commands) -> None:
     fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     fault.add_argument("argv", nargs=argparse.REMAINDER, metavar="VERB ...",
                        help="`calisim fault --help` lists the verbs")
+    page = commands.add_parser("web", help="a lab's live page on 127.0.0.1 (topology, BGP, faults, probes)",
+                               description="Serve a running lab's live page on 127.0.0.1 until Ctrl-C: the topology "
+                                           "with its BGP sessions, daemons, blocks, workloads and faults, updated "
+                                           "as the lab changes; a host's routes, BIRD and nftables on a click; "
+                                           "faults injected and healed; probe streams between workloads. The "
+                                           "lab is reached only through its control socket.")
+    page.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
+    page.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080; 0: any free one)")
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
     down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
     down.add_argument("--all", action="store_true", help="stop every lab")
@@ -71,10 +82,11 @@ def lab_up(args: argparse.Namespace) -> int:
             raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
                              f"not {name!r}")
         RunDir.check_base(args.run_dir, name)
-    except ValueError as error:
+        Timers(hold=args.bgp_hold_time)  # BirdError for less than BGP's 3 s
+    except (ValueError, BirdError) as error:
         raise lab.LabError(str(error)) from error
     progress = Console(stderr=True, highlight=False, soft_wrap=True)
-    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend)
+    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend, args.bgp_hold_time)
     with progress.status(f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
                          + (", calicoctl node run on every host" if args.start_nodes else "")):
         record = lab.up(spec, LAB_PROCESS, args.run_dir)
@@ -206,6 +218,25 @@ def lab_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_web(args: argparse.Namespace) -> int:
+    """`web [--lab NAME] [--port 8080]`: serves until Ctrl-C; the lab is reached only through its control socket."""
+    from ..emulation import lab
+    from ..web import server
+    from .fault import command_parser
+
+    if not 0 <= args.port <= 65535:
+        raise lab.LabError(f"--port must be between 0 and 65535, not {args.port}")
+    record = lab.Registry().find(args.lab)
+    topo = topologies.load(record.topology, **record.options)
+
+    def announce(url: str) -> None:
+        print(f"calisim: lab {record.name} live on {url} (Ctrl-C to stop)", flush=True)
+
+    server.serve(record, topo, command_parser(), args.port, announce)
+    return 0
+
+
 LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
-                "fault": lab_fault, "down": lab_down}
+                "fault": lab_fault, "web": lab_web,
+                "down": lab_down}
 

@@ -1,4 +1,4 @@
-"""Calico v1's etcd key layout (calico-v1.md section 3) and Docker's cluster-store keys, in one place.
+"""Calico v1's etcd key layout (as libcalico v1.0 writes it) and Docker's cluster-store keys, in one place.
 
 Every component finds the others' state through these paths, so they are the contract
 between calicoctl, the node agent, IPAM, the plugins and dockerd.  What the values hold is

@@ -2,6 +2,7 @@
 
 * sandbox.py: the private network/mount/PID namespaces every run lives in;
 * topology.py: Mininet's hosts, segments and routers, as Calico hosts need them;
+* overlay.py: each host's copy-on-write /etc and /var/lib, and the check that a run can have them;
 * cluster.py: ``Cluster``, the Python API (build, run commands in hosts, stop);
 * rundir.py: the per-run directory of configs, sockets and logs.
 * lab.py: labs, clusters kept running in sandboxes of their own, their registry and control socket;

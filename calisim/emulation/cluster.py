@@ -34,7 +34,7 @@ from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
 from ..process.daemon import Daemon, DaemonError, stop_all
-from . import sandbox
+from . import overlay, sandbox
 from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
@@ -108,6 +108,7 @@ class Cluster(EtcdCluster):
     def start(self) -> "Cluster":
         sandbox.require()
         try:
+            self._check_host_views()
             self._install_calicoctl()
             self._spawn_zygote()  # imports while the network is built
             self._build_network()
@@ -123,12 +124,23 @@ class Cluster(EtcdCluster):
             raise
         return self
 
+    def _check_host_views(self) -> None:
+        """Before any daemon starts: the hosts' copy-on-write /etc and /var/lib can have their
+        upper directories in the run directory (calisim.emulation.overlay), or the run stops."""
+        try:
+            overlay.probe(self.run_dir.path / "hosts")
+        except overlay.OverlayError as error:
+            raise ClusterError(str(error)) from None
+
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
         self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
                            link=VethLink, autoSetMacs=False, build=False, waitConnected=False)
-        self.net.build()
+        try:
+            self.net.build()
+        except overlay.OverlayError as error:
+            raise ClusterError(str(error)) from None
         self.net.start()
         for router in self.topo.routers():
             # the router's own namespace

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     links = state.links(topo)
     bridges = {segment["name"] for segment in state.segments(topo)}
     for segment in state.segments(topo):
-        subnets = sorted({str(ipaddress.ip_interface(link["address"]).network)
-                          for link in links if link["segment"] == segment["name"] and link["address"]})
+        subnets = segment_subnets(links, segment["name"])
         dot.node(segment["name"], shape="box", style="rounded,filled", fillcolor=SEGMENT_FILL, color="#afb8c1",
                  height="0.3", margin="0.25,0.06",
                  label=f"<<b>{segment['name']}</b>  <font point-size='10'>{' '.join(subnets)}</font>>")
@@ -90,6 +90,12 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     return dot
 
 
+def segment_subnets(links: list[dict[str, Any]], segment: str) -> list[str]:
+    """The subnets of the addresses on a segment (what its box says beside its name)."""
+    return sorted({str(ipaddress.ip_interface(link["address"]).network)
+                   for link in links if link["segment"] == segment and link["address"]})
+
+
 def subtitle(topo, live: dict[str, Any] | None) -> str:
     """One or two lines under the title (HTML-like: lines joined by <br/>, already escaped)."""
     others = [h for h in topo.hosts() if h not in topo.calico_hosts() and h not in topo.etcd_members()]
@@ -109,8 +115,10 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
 
 def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
     """Each BGP session once, as the pair of host names: True when both ends are Established
-    (a peer address outside the topology is left out)."""
-    by_address = {topo.host_ip(name): name for name in topo.calico_hosts()}
+    (a route reflector or a fabric's router is the peer of a Calico host's session too, judged by
+    the host's end; a peer address outside the topology is left out)."""
+    by_address = {str(ipaddress.ip_interface(address).ip): host["name"]
+                  for host in state.describe_hosts(topo) for address in host["addresses"]}
     pairs: dict[tuple[str, str], bool] = {}
     for host in live["hosts"]:
         for session in host.get("bgp", []):
@@ -122,30 +130,50 @@ def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
     return pairs
 
 
-def host_label(host: dict[str, Any]) -> str:
-    """An HTML-like table: the name on the role's colour, then addresses, node state, blocks, workloads."""
-    colour = COLOURS.get(host["role"], "#57606a")
-    rows = [f"<tr><td bgcolor='{colour}' cellpadding='5'><font color='white' point-size='13'><b>"
-            f"{html.escape(host['name'])}</b></font></td></tr>"]
+@dataclass(frozen=True)
+class Row:
+    """One line of a host's box (the picture's table row, the web page's line)."""
+
+    text: str
+    colour: str = "#24292f"
+    fill: str | None = None
+    header: bool = False
+
+
+def host_rows(host: dict[str, Any]) -> list[Row]:
+    """A host's box: the name on the role's colour, then role, addresses, daemons, blocks, workloads."""
     role = host["role"].replace("calico host, etcd", "Calico host · etcd").replace("calico host", "Calico host")
-    rows.append(f"<tr><td><font color='#57606a'>{html.escape(role)}</font></td></tr>")
+    rows = [Row(host["name"], "white", COLOURS.get(host["role"], "#57606a"), header=True), Row(role, "#57606a")]
     if host["role"] != "router":
-        rows += [f"<tr><td>{html.escape(address)}</td></tr>" for address in host["addresses"]]
-    if "calico_node" in host:
-        node = ("<font color='#2da44e'>calico-node running</font>" if host["calico_node"]
-                else "<font color='#cf222e'>calico-node stopped</font>")
-        rows.append(f"<tr><td>{node}</td></tr>")
-        if host["bgp"]:
-            colour = "#2da44e" if host["established"] == len(host["bgp"]) else "#cf222e"
-            rows.append(f"<tr><td><font color='{colour}'>"
-                        f"BGP {host['established']}/{len(host['bgp'])} Established</font></td></tr>")
-        for block in host["blocks"]:
-            rows.append(f"<tr><td bgcolor='#ddf4ff'>block {html.escape(block)}</td></tr>")
-        for workload in host["workloads"]:
-            rows.append(f"<tr><td bgcolor='#fff8c5'>{html.escape(workload['name'])} "
-                        f"{html.escape(' '.join(workload['addresses']))}</td></tr>")
+        rows += [Row(address) for address in host["addresses"]]
+    if "calico_node" not in host:
+        return rows
+    rows.append(Row("calico-node running", ESTABLISHED) if host["calico_node"]
+                else Row("calico-node stopped", NOT_ESTABLISHED))
+    if "bird" in host:
+        daemons = f"BIRD {'up' if host['bird'] else 'down'} · dockerd {'up' if host['dockerd'] else 'down'}"
+        rows.append(Row(daemons, ESTABLISHED if host["bird"] and host["dockerd"] else NOT_ESTABLISHED))
+    if host["bgp"]:
+        rows.append(Row(f"BGP {host['established']}/{len(host['bgp'])} Established",
+                        ESTABLISHED if host["established"] == len(host["bgp"]) else NOT_ESTABLISHED))
+    rows += [Row(f"block {block}", fill="#ddf4ff") for block in host["blocks"]]
+    for workload in host["workloads"]:
+        state = "" if workload.get("state", "running") == "running" else f" ({workload['state']})"
+        rows.append(Row(f"{workload['name']} {' '.join(workload['addresses'])}{state}".strip(), fill="#fff8c5"))
+    return rows
+
+
+def host_label(host: dict[str, Any]) -> str:
+    """An HTML-like table of host_rows."""
+    cells = []
+    for row in host_rows(host):
+        text = html.escape(row.text)
+        font = f"<font color='white' point-size='13'><b>{text}</b></font>" if row.header else \
+            f"<font color='{row.colour}'>{text}</font>"
+        fill = (f" bgcolor='{row.fill}'" if row.fill else "") + (" cellpadding='5'" if row.header else "")
+        cells.append(f"<tr><td{fill}>{font}</td></tr>")
     return ("<<table border='1' cellborder='0' cellspacing='0' cellpadding='3' color='#8c959f'>"
-            + "".join(rows) + "</table>>")
+            + "".join(cells) + "</table>>")
 
 
 def _keep_in_order(dot: graphviz.Graph, names: list[str]) -> None:

@@ -13,7 +13,7 @@ tmpfs, so a reboot empties it), directory mode 0700, files 0600.  A record names
 in the PID namespace of whoever ran `up` together with the inode of the lab's own PID namespace,
 so a dead lab (SIGKILL, reboot, a reused PID) is recognised and cleaned by the next ls/up/down.
 
-The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault` and `down`):
+The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault`, `web` and `down`):
 a unix stream socket ``lab.sock`` in the lab's run directory (mode 0600 in a 0700 directory:
 root only).  One JSON object a line each way, one request per connection::
 
@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 from . import sandbox
 from ..datastore import DatastoreError
+from ..node.bird import Timers
 from ..process import pids
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult
 from .faults import FaultError, Faults
@@ -199,6 +200,7 @@ class LabSpec:
     options: dict[str, Any] = field(default_factory=dict)
     start_nodes: bool = False
     ipip_backend: str = "auto"
+    bgp_hold_time: int | None = None  # None: BIRD's 240 s, as Calico; shorter, a cut link drops its sessions soon
 
 
 def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None) -> LabRecord:
@@ -445,7 +447,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
-    cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend)
+    cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend, bgp_timers=Timers(hold=spec.bgp_hold_time))
     try:
         cluster.start()
         if spec.start_nodes:

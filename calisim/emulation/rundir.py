@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import overlay
+
 DEFAULT_BASE = Path("/var/tmp/calisim")
 SOCKET_PATH_MAX = 107  # sun_path; the longest socket below a run is hosts/<host>/run/bird.ctl
 LONGEST_SOCKET_SUFFIX = len("/hosts/host1000/run/bird.ctl")
@@ -27,6 +29,10 @@ class RunDir:
     def check_base(base: Path | None, label: str) -> Path:
         """The base directory runs labelled label go under; RunDirError if its sockets would not fit."""
         base = Path(base or os.environ.get("CALISIM_RUNS") or DEFAULT_BASE).absolute()
+        try:
+            overlay.check_outside_views(base)
+        except overlay.OverlayError as error:
+            raise RunDirError(str(error)) from None
         name_length = len("/20261128-213921-") + len(label) + len("-12345678")
         if len(str(base)) + name_length + LONGEST_SOCKET_SUFFIX > SOCKET_PATH_MAX:
             raise RunDirError(f"run directory base {base} is too long: unix socket paths below it would exceed "
@@ -48,7 +54,8 @@ class RunDir:
 
     def host(self, name: str) -> Path:
         """A host's state: run/ (its /var/run/calico), log/ (/var/log/calico), docker/
-        (/run/docker: plugin sockets, docker.sock, containers) and home/ (where its commands run)."""
+        (/run/docker: plugin sockets, docker.sock, containers), home/ (where its commands run) and
+        overlay/etc/upper, overlay/var-lib/upper (what it wrote into its /etc and /var/lib)."""
         return self.path / "hosts" / name
 
     @property

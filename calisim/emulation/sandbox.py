@@ -6,14 +6,16 @@ address (10.x, 192.168.x) would leave the machine.  So every run runs itself aga
 table, and a PID namespace whose init (this module's ``main``) reaps orphans and, by exiting,
 makes the kernel kill anything a crashed run left behind.
 
-``snapshot`` records what a namespace looks like so a test can prove a run left its caller's
-namespace untouched.
+``snapshot`` records what a namespace looks like, and a checksum of the machine's /etc, so a
+test can prove a run left its caller's namespace and the machine's files untouched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +141,8 @@ def _run_as_init(argv: list[str]) -> int:
 
 
 def snapshot() -> dict[str, object]:
-    """What a network namespace looks like: links, addresses, routes, rules, qdiscs, netns, sysctls."""
+    """What a network namespace looks like (links, addresses, routes, rules, qdiscs, netns,
+    sysctls) and the machine's /etc."""
     from pyroute2 import IPRoute
 
     def strip(messages, drop=("IFLA_STATS", "IFLA_STATS64", "IFLA_AF_SPEC", "IFLA_XDP",
@@ -172,7 +175,26 @@ def snapshot() -> dict[str, object]:
             except OSError:
                 continue
     state["sysctls"] = sysctls
+    state["etc"] = etc_checksum()
     return state
+
+
+def etc_checksum(root: Path = Path("/etc")) -> str:
+    """A SHA-256 of the machine's /etc (every entry's path, type, mode, and its contents or link
+    target): a run's hosts see /etc through views of their own, so it must never change."""
+    digest = hashlib.sha256()
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        for name in sorted(subdirectories + files):
+            path = Path(directory) / name
+            try:
+                mode = path.lstat().st_mode
+                content = (os.readlink(path).encode() if stat.S_ISLNK(mode)
+                           else path.read_bytes() if stat.S_ISREG(mode) else b"")
+            except OSError:  # unreadable without root, or gone meanwhile: its name still counts
+                mode, content = 0, b""
+            digest.update(f"{path.relative_to(root)}\0{mode:o}\0".encode() + hashlib.sha256(content).digest())
+    return digest.hexdigest()
 
 
 def main() -> None:

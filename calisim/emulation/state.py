@@ -72,10 +72,12 @@ def inspect_cluster(cluster) -> dict[str, Any]:
         state: dict[str, Any] = {**host, "interfaces": interface_addresses(cluster, name)}
         if name in cluster.hosts:
             node = node_names.get(cluster.topo.host_ip(name))
-            sessions = bgp_sessions(cluster, name)
+            sessions, containers = bgp_sessions(cluster, name), workloads(cluster, name)
             state.update({"node": node, "calico_node": calico_node_pid(cluster, name) is not None,
-                          "bgp": sessions, "established": sum(s["state"] == "Established" for s in sessions),
-                          "blocks": blocks.get(node, []) if node else [], "workloads": workloads(cluster, name)})
+                          "bird": sessions is not None, "dockerd": containers is not None})
+            sessions, containers = sessions or [], containers or []
+            state.update({"bgp": sessions, "established": sum(s["state"] == "Established" for s in sessions),
+                          "blocks": blocks.get(node, []) if node else [], "workloads": containers})
         hosts.append(state)
     return {"hosts": hosts, "segments": segments(cluster.topo)}
 
@@ -101,14 +103,14 @@ def calico_node_pid(cluster, name: str) -> int | None:
     return NodePaths(state_dir / "run", state_dir / "log").running_pid()
 
 
-def bgp_sessions(cluster, name: str) -> list[dict[str, str]]:
-    """The host's Calico BGP sessions as `calicoctl node status` shows them (none if BIRD is down)."""
+def bgp_sessions(cluster, name: str) -> list[dict[str, str]] | None:
+    """The host's Calico BGP sessions as `calicoctl node status` shows them (None if BIRD does not answer)."""
     from ..node import bird
 
     try:
         peers = bird.bgp_peer_statuses(cluster.bird(name).protocols())
     except bird.BirdError:
-        return []
+        return None
     return [{"peer": p.peer_ip, "type": p.peer_type, "state": p.info.split()[0] if p.info else p.state,
              "since": p.since} for p in peers]
 
@@ -126,18 +128,21 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def workloads(cluster, name: str) -> list[dict[str, Any]]:
-    """The host's containers as its dockerd lists them (`GET /containers/json?all=1`)."""
+def workloads(cluster, name: str) -> list[dict[str, Any]] | None:
+    """The host's containers as its dockerd lists them (`GET /containers/json?all=1`); None if
+    dockerd does not answer."""
     socket_path = cluster.host(name).state_dir / "docker" / "docker.sock"
     if not socket_path.exists():
-        return []
+        return None
     connection = _UnixHTTPConnection(str(socket_path))
     try:
         connection.request("GET", "/containers/json?all=1")
         response = connection.getresponse()
-        containers = json.loads(response.read()) if response.status == 200 else []
+        if response.status != 200:
+            return None
+        containers = json.loads(response.read())
     except (OSError, ValueError, http.client.HTTPException):
-        return []
+        return None
     finally:
         connection.close()
     return [{"name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12], "state": c.get("State", ""),

@@ -1,7 +1,8 @@
 """Mininet glue: what an emulated Calico host and network segment are.
 
 A host is a Mininet host (its shell process holds the network and mount namespaces) that also
-has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, and
+has a UTS namespace of its own, so `hostname` prints its name as on the seed's machines, its own
+copy-on-write /etc and /var/lib (overlay.py; its /etc/hostname and /etc/hosts name it), and
 Calico's and Docker's directories (/var/run/calico, /var/log/calico, /run/docker with the
 plugin sockets and docker.sock) bind-mounted from the run directory.
 A segment is a Linux bridge living in a namespace of its own: no Open vSwitch, and nothing in
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,8 @@ from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
+from . import overlay
+
 
 class NamespacedBridge(LinuxBridge):
     """A Linux bridge inside its own network namespace (Mininet would put it in the root one)."""
@@ -28,6 +32,22 @@ class NamespacedBridge(LinuxBridge):
     def __init__(self, name: str, **params):
         params["inNamespace"] = True  # Mininet passes inNamespace=False explicitly for switches
         super().__init__(name, **params)
+
+    def mountPrivateDirs(self) -> None:
+        """The machine's /etc and /var/lib read-only in the bridge's mount namespace: nothing runs
+        there, but Mininet's CLI can (`s1 touch /etc/x`), and it must not write the machine's files."""
+        mount_in(self, [f"mount --bind -o ro {directory} {directory}" for directory in overlay.COPY_ON_WRITE],
+                 "a read-only /etc and /var/lib")
+
+
+def mount_in(node, steps: list[str], what: str) -> None:
+    """steps, shell commands, one after another in node's shell (one round trip): OverlayError
+    saying what node cannot get, with the failing command's first line, if one fails."""
+    output = node.cmd("{ " + " && ".join(steps) + "; } 2>&1; echo \"status $?\"").strip().splitlines()
+    if not output or output[-1] != "status 0":
+        node.terminate()  # not yet one of the network's nodes: nothing else would stop its shell
+        why = output[0] if len(output) > 1 else "no answer from its shell"
+        raise overlay.OverlayError(f"{node.name} cannot get {what}: {why}")
 
 
 class VethLink(Link):
@@ -52,20 +72,47 @@ class CalicoHost(Host):
         params.setdefault("privateDirs", [("/var/run/calico", str(self.state_dir / "run")),
                                           ("/var/log/calico", str(self.state_dir / "log")),
                                           ("/run/docker", str(self.state_dir / "docker"))])
+        self.views = overlay.views(self.state_dir)
         super().__init__(name, **params)
-        self.cmd("hostname", name)
 
     def mountPrivateDirs(self) -> None:
-        """Mininet's bind mounts in one shell command, with the directories made here: Mininet
-        runs three commands a directory, each a few milliseconds, for one host after another."""
-        for mount_point, private_dir in self.privateDirs:
-            os.makedirs(mount_point, exist_ok=True)  # the host's mount namespace shares the filesystem
+        """The host's own views and directories, listed in its fstab (in its run directory) and
+        mounted by one `mount` (Mininet runs three commands a directory, each a few milliseconds,
+        for one host after another): the overlays first, so bind mounts below /etc or /var/lib
+        land on top of them and their mount points are made in the host's view; then its name
+        (the shell's builtin echo: no process).  OverlayError, with mount's reason, if any fails."""
+        for view in self.views:
+            view.prepare()
+        for _, private_dir in self.privateDirs:
             os.makedirs(private_dir, exist_ok=True)
-        self.cmd(" && ".join(f"mount --bind {private_dir} {mount_point}"
-                             for mount_point, private_dir in self.privateDirs))
+        fstab = self.state_dir / "fstab"
+        fstab.write_text("".join([view.fstab_line() for view in self.views] + [
+            overlay.fstab_line(private_dir, mount_point, "none", "bind,X-mount.mkdir")
+            for mount_point, private_dir in self.privateDirs]))
+        mount_in(self, [overlay.mount_all_command(fstab), f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"],
+                 "its own /etc, /var/lib and private directories")
+        self.write_file("/etc/hostname", f"{self.name}\n")
+        self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
 
     def unmountPrivateDirs(self) -> None:
-        self.cmd("umount " + " ".join(mount_point for mount_point, _ in self.privateDirs))
+        """The bind mounts, then the views (a host's files vanish from its view at exit; they stay
+        in its run directory)."""
+        self.cmd("umount " + " ".join([mount_point for mount_point, _ in self.privateDirs]
+                                      + [view.directory for view in reversed(self.views)]))
+
+    def view_path(self, path: str) -> Path:
+        """path as this host sees it (through its own mount namespace), for reading or writing
+        from outside the host: a write lands in the host's view, never in the machine's file."""
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+
+    def write_file(self, path: str, text: str) -> None:
+        self.view_path(path).write_text(text)
+
+    def popen(self, *args, **kwargs):
+        """Mininet's popen (the host's network and mount namespaces), in its UTS namespace too:
+        a daemon started here (etcd, dockerd, a router's BIRD) asking its host's name gets it."""
+        kwargs.setdefault("mncmd", ["mnexec", "-da", str(self.pid), "nsenter", "-t", str(self.pid), "-u", "--"])
+        return super().popen(*args, **kwargs)
 
     def _popen(self, cmd, **params):
         if self.shell is None and cmd and cmd[0] == "mnexec":

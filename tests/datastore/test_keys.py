@@ -1,4 +1,4 @@
-"""Calico v1's key layout and Docker's cluster-store keys (calico-v1.md section 3)."""
+"""Calico v1's key layout and Docker's cluster-store keys."""
 
 import ipaddress
 

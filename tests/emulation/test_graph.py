@@ -55,3 +55,15 @@ def test_a_fabric_is_drawn_spines_above_tors_above_racks():
     for spine in ("spine1", "spine2"):
         for tor in ("tor1", "tor2"):
             assert source.count(f"{spine} -- {tor} ") == 1, (spine, tor)
+
+
+def test_a_session_to_a_tor_or_a_reflector_is_paired_with_it_by_the_calico_end():
+    topo = topologies.load("fabric")
+    hosts = [{**host, "bgp": [{"peer": "172.20.1.1", "state": "Established" if host["name"] == "host1" else "Active",
+                               "type": "node specific", "since": ""}] if host["name"] in ("host1", "host2") else []}
+             for host in state.describe_hosts(topo)]
+    assert graph.sessions(topo, {"hosts": hosts}) == {("host1", "tor1"): True, ("host2", "tor1"): False}
+    reflected = topologies.load("flat", hosts=2, route_reflectors=1)
+    rr = next(h for h in state.describe_hosts(reflected) if h["name"] == "rr1")["addresses"][0].split("/")[0]
+    hosts = [{"name": "host1", "bgp": [{"peer": rr, "state": "Established", "type": "global", "since": ""}]}]
+    assert graph.sessions(reflected, {"hosts": hosts}) == {("host1", "rr1"): True}

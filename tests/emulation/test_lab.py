@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from calisim.cli.fault import run_command
 from calisim.emulation import lab
 from calisim.process.pids import alive as process_alive, in_namespace as processes_in_namespace
 
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, calisim
 
 LAB = "duo"
-
-
-def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "calisim", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def in_pid_namespace(pidns: int) -> list[int]:
@@ -36,17 +31,6 @@ def ls_names() -> list[str]:
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "TOPOLOGY", "HOSTS", "AGE"]
     return [row.split()[0] for row in rows]
-
-
-@pytest.fixture(scope="module")
-def labs():
-    """A private registry and a short run-directory base for this module's labs."""
-    base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CALISIM_RUNS", str(base / "runs"))
-        patch.setenv(lab.LABS_ENV, str(base / "labs"))
-        yield lab.Registry(base / "labs")
-        calisim("down", "--all")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +62,20 @@ def test_exec_runs_a_command_on_the_host_with_its_status(duo):
     done = calisim("exec", "host2", "--", "sh", "-c", "hostname; echo $ETCD_ENDPOINTS $DOCKER_HOST; "
                    "test -S /var/run/calico/bird.ctl && exit 3")
     assert (done.returncode, done.stdout) == (3, "host2\nhttp://192.168.3.229:2379 unix:///run/docker/docker.sock\n")
+
+
+@pytest.mark.emulation
+def test_writes_from_an_exec_shell_stay_in_the_hosts_view(duo):
+    written = ("etc/calisim-lab/nested/file", "etc/calisim-lab-file", "var/lib/calisim-lab-file")
+    done = calisim("exec", "--lab", LAB, "host1", "--", "sh", "-c",
+                   "mkdir -p /etc/calisim-lab/nested && " + " && ".join(f"echo lab > /{path}" for path in written))
+    assert done.returncode == 0, done.stderr
+    for path in written:
+        assert calisim("exec", "--lab", LAB, "host1", "--", "cat", f"/{path}").stdout == "lab\n"
+        assert calisim("exec", "--lab", LAB, "host2", "--", "test", "-e", f"/{path}").returncode == 1
+        assert not Path("/", path).exists(), f"/{path} reached the machine"
+        top, rest = path.split("/", 1) if path.startswith("etc/") else ("var-lib", path[len("var/lib/"):])
+        assert (Path(duo.run_dir) / "hosts" / "host1" / "overlay" / top / "upper" / rest).read_text() == "lab\n"
 
 
 @pytest.mark.emulation

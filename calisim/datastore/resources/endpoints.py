@@ -78,7 +78,7 @@ class WorkloadEndpoint(Resource):
         return [net for net in self.networks if ":" in net]
 
     def to_value(self) -> dict:
-        """The stored value, as libnetwork-plugin writes it (calico-v1.md section 3)."""
+        """The stored value, as libnetwork-plugin v1.0 writes it."""
         return {"state": self.state, "name": self.interface, "mac": self.mac, "profile_ids": list(self.profiles),
                 "ipv4_nets": self.ipv4_nets, "ipv6_nets": self.ipv6_nets}
 

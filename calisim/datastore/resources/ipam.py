@@ -1,4 +1,4 @@
-"""IPAM's stored values (libcalico-go v1.0's, calico-v1.md section 3): allocation blocks, handles
+"""IPAM's stored values (as libcalico-go v1.0 stores them): allocation blocks, handles
 and the IPAM config.  calisim.ipam changes them; Felix's VXLAN part reads blocks' affinities."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* calisim's eBPF IPIP backend (see calisim/felix/ipip.py and platform.md).
+/* calisim's eBPF IPIP backend (see calisim/felix/ipip.py and the README's "IPIP backends").
  *
  * tunl0 is a persistent TUN device nobody reads: it anchors Calico's routes
  * `<remote block> via <remote host> dev tunl0 onlink` and the tunnel address.
