@@ -66,7 +66,7 @@ class EtcdCluster:
 
     def etcd_leader(self) -> str | None:
         """The node whose member leads the etcd cluster now (etcd alone: etcd_host), as the first
-        running member that answers sees it; None while there is no leader."""
+        running member that answers sees it; None while there is no leader (or it is down)."""
         for node, process in self.etcd_processes.items():
             if process.poll() is None:
                 try:
@@ -74,6 +74,7 @@ class EtcdCluster:
                         leader = ds.leader()
                 except DatastoreError:
                     continue
-                if leader is not None:
-                    return node if leader == "calisim" else leader
+                leader = node if leader == "calisim" else leader
+                if leader is not None and self.etcd_processes[leader].poll() is None:
+                    return leader  # not one just lost, that the others have not yet replaced
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from ...node import NodePaths
@@ -15,6 +16,7 @@ from ...process import pids
 from .base import FaultError, FaultState
 
 DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
+LEADER_WAIT = 10.0  # seconds for an election (1-2 s at etcd's timers) before a leader fault is refused
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
 
 
@@ -34,10 +36,13 @@ class DaemonFaults(FaultState):
         self.signal(host, daemon, "cont")
 
     def signal_leader(self, verb: str) -> str:
-        """Send kill/term/stop/cont to etcd in whichever node leads the cluster now; returns that node."""
-        leader = self.cluster.etcd_leader()
-        if leader is None:
-            raise FaultError("the etcd cluster has no leader now (no quorum?)")
+        """Send kill/term/stop/cont to etcd in whichever node leads the cluster now (after a
+        leader's loss, the one the others elect); returns that node."""
+        deadline = time.monotonic() + LEADER_WAIT
+        while (leader := self.cluster.etcd_leader()) is None:
+            if time.monotonic() > deadline:
+                raise FaultError(f"the etcd cluster has had no leader for {LEADER_WAIT:.0f} s (no quorum?)")
+            time.sleep(0.1)
         self.signal(leader, "etcd", verb)
         return leader
 
