@@ -13,7 +13,15 @@ every BGP session (of every host and router) is Established again.  Median of --
   host2's block when its hold timer runs out (measured), then host2 boots, `calicoctl node run`,
   and the target is re-created at its old address (released first, as Calico's system tests do);
 * on the fabric (two racks, two spines; the stream from host1 in rack 1 to host3 in rack 2): the
-  link tor1-spine1 down for 3 s, then up: the traffic reroutes through spine2.
+  link tor1-spine1 down for 3 s, then up: the traffic reroutes through spine2;
+* on a 3-member etcd cluster (`--etcd-members 3`), the pause a datastore client sees (a client given
+  every member, writing a key every 20 ms: the longest wait for an answer) and how long a
+  `calicoctl get nodes` started at the fault takes: a member (not the leader) killed; the leader
+  killed (a new one elected after 1-2 s of missed heartbeats; a write in flight then waits for
+  etcd's request timeout, 5 s + two election timeouts, before it fails); etcd1 frozen (SIGSTOP:
+  the connection stays open, the request in flight times out after 10 s and the client connects
+  anew); quorum back (the two followers killed, then one started again: from its start to the
+  client's next answer).
 
     python benchmarks/faults.py [--repeat 5] [--only TEXT] [--json PATH]   (also writes a PNG beside the JSON)
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +44,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
+from calisim.datastore import Datastore, DatastoreError, Synchronous  # noqa: E402
 from calisim.emulation import Cluster, ClusterError, wait_until  # noqa: E402
 from calisim.node.bird import BirdError, Timers  # noqa: E402
 from calisim.probes import StreamProbe  # noqa: E402
@@ -66,6 +76,96 @@ def etcd_restart(cluster: Cluster) -> None:
     cluster.faults.start("host1", "etcd")
 
 
+class WriteProbe:
+    """A datastore client given every etcd member (their unix sockets), writing one key every
+    INTERVAL_MS in a thread of its own: when each write was answered."""
+
+    KEY = "/calisim/benchmark/probe"  # outside /calico/: no agent wakes for it
+
+    def __init__(self, cluster: Cluster):
+        self.endpoints = cluster.etcd_unix_endpoints
+        self.answered: list[float] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.answered, 10, what="the write probe's first answer")
+
+    def _write(self) -> None:
+        with Synchronous(Datastore(self.endpoints)) as ds:
+            while not self.stopping.is_set():
+                try:
+                    ds.put(self.KEY, time.time())
+                    self.answered.append(time.monotonic())
+                except DatastoreError:
+                    pass
+                time.sleep(INTERVAL_MS / 1000)
+
+    def answered_after(self, moment: float, timeout: float = 60) -> float:
+        """Seconds from moment to the first write answered after it."""
+        wait_until(lambda: self.answered[-1] > moment, timeout, interval=0.01, what="a write answered")
+        return next(t for t in self.answered if t > moment) - moment
+
+    def longest_wait(self, since: float) -> float:
+        """The longest time without an answer from since until the last answer (seconds)."""
+        times = [since] + [t for t in self.answered if t > since]
+        return max(later - earlier for earlier, later in zip(times, times[1:]))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+
+def etcd_member_kill(cluster: Cluster, leader: bool) -> dict:
+    """Kill the leading member, or another; the pause a client sees; the member started again."""
+    probe = WriteProbe(cluster)
+    killed = time.monotonic()
+    if leader:
+        member = cluster.faults.signal_leader("kill")
+    else:
+        member = next(m for m in cluster.topo.etcd_members() if m != cluster.etcd_leader())
+        cluster.faults.kill(member, "etcd")
+    must(cluster.run("host1", "calicoctl get nodes"))
+    calicoctl = time.monotonic() - killed
+    probe.answered_after(time.monotonic() + 1)  # a second of answers after calicoctl's
+    probe.stop()
+    cluster.faults.start(member, "etcd")
+    return {"client_pause_s": round(probe.longest_wait(killed), 3), "calicoctl_s": round(calicoctl, 3),
+            "bgp_untouched": True}
+
+
+def etcd_member_frozen(cluster: Cluster) -> dict:
+    """SIGSTOP to etcd1, the member a client given every member connects to first: its TCP
+    connection stays open, so the client's request times out (10 s) before it connects anew."""
+    probe = WriteProbe(cluster)
+    stopped = time.monotonic()
+    cluster.faults.stop("etcd1", "etcd")
+    must(cluster.run("host1", "calicoctl get nodes"))
+    calicoctl = time.monotonic() - stopped
+    probe.answered_after(time.monotonic() + 1)
+    probe.stop()
+    cluster.faults.cont("etcd1", "etcd")
+    return {"client_pause_s": round(probe.longest_wait(stopped), 3), "calicoctl_s": round(calicoctl, 3),
+            "bgp_untouched": True}
+
+
+def etcd_quorum_back(cluster: Cluster) -> dict:
+    """The two followers killed (the leader alone has no quorum), one started: from its start to
+    the client's next answer, and to a `calicoctl get nodes` answered."""
+    probe = WriteProbe(cluster)
+    followers = [m for m in cluster.topo.etcd_members() if m != cluster.etcd_leader()]
+    for member in followers:
+        cluster.faults.kill(member, "etcd")
+    time.sleep(2)
+    started = time.monotonic()
+    cluster.faults.start(followers[0], "etcd")
+    must(cluster.run("host1", "calicoctl get nodes"))
+    calicoctl = time.monotonic() - started
+    pause = probe.answered_after(started)
+    probe.stop()
+    cluster.faults.start(followers[1], "etcd")
+    return {"client_pause_s": round(pause, 3), "calicoctl_s": round(calicoctl, 3), "bgp_untouched": True}
+
+
 HOLD_TIME = 9
 
 
@@ -92,6 +192,7 @@ class Bench:
     """A cluster the faults are measured on: its topology, BGP settings, and the stream's ends."""
 
     topology: tuple = ("two_host",)
+    etcd_members: int = 1
     timers: Timers = Timers()
     target_host: str = "host2"  # the source runs on host1
     setup: str = SETUP  # on host1, once every node runs
@@ -99,7 +200,8 @@ class Bench:
 
 BENCHES = {"Calico's": Bench(), "no graceful restart": Bench(timers=Timers(graceful_restart=False)),
            f"hold time {HOLD_TIME} s": Bench(timers=Timers(hold=HOLD_TIME)),
-           "fabric": Bench(("fabric",), target_host="host3", setup=NETWORK)}
+           "fabric": Bench(("fabric",), target_host="host3", setup=NETWORK),
+           "etcd cluster": Bench(etcd_members=3)}
 FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     "BIRD SIGKILL (graceful restart)": ("Calico's", lambda c: c.faults.kill("host2", "bird"), 6),
     "BIRD SIGKILL, no graceful restart": ("no graceful restart", lambda c: c.faults.kill("host2", "bird"), 8),
@@ -110,7 +212,14 @@ FAULTS = {  # name -> (cluster settings, inject, seconds of stream)
     f"host2 crash (hold {HOLD_TIME} s), boot, node run, target back":
         (f"hold time {HOLD_TIME} s", crash_and_recreate, 45),
     "fabric: link tor1-spine1 down 3 s": ("fabric", tor_spine_flap, 8),
+    "etcd (3 members): a member killed": ("etcd cluster", lambda c: etcd_member_kill(c, leader=False), 5),
+    "etcd (3 members): the leader killed": ("etcd cluster", lambda c: etcd_member_kill(c, leader=True), 6),
+    "etcd (3 members): etcd1 frozen (SIGSTOP)": ("etcd cluster", etcd_member_frozen, 16),
+    "etcd (3 members): quorum back": ("etcd cluster", etcd_quorum_back, 20),
 }
+
+
+OPTIONAL = ("established_s", "withdrawn_s", "client_pause_s", "calicoctl_s")  # figures not every fault has
 
 
 def must(result) -> str:
@@ -146,17 +255,19 @@ def one_run(cluster: Cluster, source_pid: int, address: str, inject, seconds: fl
     time.sleep(LEAD_SECONDS)
     injected = time.monotonic()
     measured = inject(cluster) or {}
-    bgp = established_again(cluster, injected)
+    # a fault that leaves BGP alone (etcd's): its sessions checked, not timed (they never went down)
+    untouched = measured.pop("bgp_untouched", False) and every_session_established(cluster)
+    bgp = None if untouched else round(established_again(cluster, injected), 3)
     result = probe.result()
     return {"outage_ms": result.longest_outage_ms, "lost": result.sent - result.received, "sent": result.sent,
             "recovered": result.outage_ended is not None or result.received == result.sent,
-            "established_s": round(bgp, 3), **measured}
+            "established_s": bgp, **measured}
 
 
 def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
     """Every fault of faults on one fresh cluster of bench."""
     results = {}
-    with Cluster(topologies.load(*bench.topology), bgp_timers=bench.timers) as cluster:
+    with Cluster(topologies.load(*bench.topology, etcd_members=bench.etcd_members), bgp_timers=bench.timers) as cluster:
         cluster.start_nodes()
         wait_until(lambda: every_session_established(cluster), 120, what="every BGP session Established")
         must(cluster.run("host1", bench.setup))
@@ -169,10 +280,10 @@ def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
             with console.status(f"{name}: {repeat} runs"):
                 runs = [one_run(cluster, source, address, inject, seconds) for _ in range(repeat)]
             results[name] = {"runs": runs, "median_outage_ms": statistics.median(r["outage_ms"] for r in runs),
-                             "median_lost": statistics.median(r["lost"] for r in runs),
-                             "median_established_s": statistics.median(r["established_s"] for r in runs)}
-            if all("withdrawn_s" in r for r in runs):
-                results[name]["median_withdrawn_s"] = statistics.median(r["withdrawn_s"] for r in runs)
+                             "median_lost": statistics.median(r["lost"] for r in runs)}
+            for key in OPTIONAL:
+                if all(r.get(key) is not None for r in runs):
+                    results[name][f"median_{key}"] = statistics.median(r[key] for r in runs)
     return results
 
 
@@ -194,12 +305,12 @@ def main() -> None:
     table = Table(title=f"probe stream host1 -> host2 (fabric: host3) every {INTERVAL_MS} ms across a fault, "
                         f"median of {args.repeat}")
     for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)",
-                   "host1 withdrew after (s)"):
+                   "host1 withdrew after (s)", "etcd client pause (s)", "calicoctl answered after (s)"):
         table.add_column(column, justify="left" if column == "fault" else "right")
     for name, result in results.items():
-        withdrawn = result.get("median_withdrawn_s")
+        optional = [result.get(f"median_{key}") for key in OPTIONAL]
         table.add_row(name, f"{result['median_outage_ms']:.0f}", f"{result['median_lost']:.0f}",
-                      f"{result['median_established_s']:.2f}", "-" if withdrawn is None else f"{withdrawn:.2f}")
+                      *("-" if v is None else f"{v:.2f}" for v in optional))
     console.print(table)
     args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results}, indent=2))
     plot(results, args.json.with_suffix(".png"))
@@ -213,19 +324,24 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(results)
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for axis, key, label, fmt in ((axes[0], "median_outage_ms", "longest outage of the stream, ms (median)", "%.0f"),
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for axis, key, label, fmt in ((axes[0], "median_outage_ms", "longest outage of the stream, ms (median)", "{:.0f}"),
                                   (axes[1], "median_established_s", "fault -> BGP Established again, s (median)",
-                                   "%.1f")):
-        bars = axis.barh(names, [results[n][key] for n in names])
-        axis.bar_label(bars, fmt=fmt, padding=2)  # a zero outage is a label, not a missing bar
+                                   "{:.1f}"),
+                                  (axes[2], "median_client_pause_s", "etcd client's longest wait, s (median)",
+                                   "{:.2f}")):
+        values = [results[n].get(key) for n in names]
+        bars = axis.barh(names, [0 if v is None else v for v in values])
+        # a zero is a label, not a missing bar; a row without the figure says so
+        axis.bar_label(bars, labels=["-" if v is None else fmt.format(v) for v in values], padding=2)
         axis.set_xlabel(label)
         axis.invert_yaxis()  # the table's order, top to bottom
         axis.margins(x=0.15)
-    axes[1].set_yticks([])
+        axis.set_xlim(left=0)  # all zeros (etcd's faults alone) would otherwise centre the axis on 0
+    for axis in axes[1:]:
+        axis.set_yticks([])
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-
 
 if __name__ == "__main__":
     main()

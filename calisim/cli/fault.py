@@ -39,10 +39,14 @@ def command_parser(prog: str = "calisim fault") -> argparse.ArgumentParser:
     delay.add_argument("jitter_ms", metavar="JITTER", nargs="?", default="0")
     link_verb("rate", "limit the link A-B, e.g. 10mbit", "RATE")
     link_verb("clear", "lift every impairment of the link A-B")
-    for name in (*SIGNALS, "start"):
-        verb = verbs.add_parser(name, help=f"{name} DAEMON on HOST" if name != "start" else "start a daemon left down")
-        verb.add_argument("host", metavar="HOST")
+    for name in SIGNALS:
+        verb = verbs.add_parser(name, help=f"{name} DAEMON on HOST (--leader etcd: the etcd member leading now)")
+        verb.add_argument("--leader", action="store_true", help="the etcd member that leads the cluster now")
+        verb.add_argument("host", metavar="HOST", nargs="?")
         verb.add_argument("daemon", metavar="DAEMON")
+    start = verbs.add_parser("start", help="start a daemon left down")
+    start.add_argument("host", metavar="HOST")
+    start.add_argument("daemon", metavar="DAEMON")
     partition = verbs.add_parser("partition",
                                  help="drop HOST's traffic in the underlay (all, from etcd, or from HOSTs)")
     partition.add_argument("host", metavar="HOST")
@@ -69,6 +73,10 @@ def check_values(args: argparse.Namespace) -> None:
     if args.verb == "delay":
         parse_milliseconds(args.ms, "delay")
         parse_milliseconds(args.jitter_ms, "jitter")
+    if args.verb in SIGNALS and args.leader and (args.host or args.daemon != "etcd"):
+        raise FaultError(f"fault {args.verb} --leader: the leader is etcd's: `{args.verb} --leader etcd`")
+    if args.verb in SIGNALS and not args.leader and not args.host:
+        raise FaultError(f"fault {args.verb}: HOST DAEMON, or --leader etcd")
     if args.verb == "partition" and args.from_ and args.peers:
         raise FaultError("fault partition: --from etcd or a list of hosts, not both")
 
@@ -88,6 +96,8 @@ def run_command(faults: Faults, argv: list[str]) -> str:
         faults.rate(args.a, args.b, args.rate)
     elif verb == "clear":
         faults.clear(args.a, args.b)
+    elif verb in SIGNALS and args.leader:
+        return f"fault {' '.join(argv)}: done ({faults.signal_leader(verb)} led the etcd cluster)"
     elif verb in (*SIGNALS, "start"):
         getattr(faults, verb)(args.host, args.daemon)
     elif verb == "partition":

@@ -102,7 +102,8 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     mismatched = False
     control = None
     try:
-        with StageBars(progress, f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {topo.etcd_host}") as bars:
+        etcd = ", ".join(topo.etcd_nodes())
+        with StageBars(progress, f"building {topo.name}: {len(topo.hosts())} hosts, etcd in {etcd}") as bars:
             cluster.progress = bars
             cluster.start()
             control = lab.serve_in_background(cluster, lab.LabSpec(run_dir.path.name, topo.name),  # for `lab$` steps
@@ -194,8 +195,9 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
                 else topologies.load(args.topology, **topologies.given_options(args)))
         transcript.check_hosts(steps, [*topo.hosts(sort=True), EMULATION])
         RunDir.check_base(args.run_dir, topo.name)
-    except (OSError, ValueError) as error:
-        sys.exit(f"calisim: {error}")
+    except (OSError, ValueError) as error:  # bad input: one line, exit 2, nothing started
+        print(f"calisim: {error}", file=sys.stderr)
+        sys.exit(2)
     if args.command == "run" and args.script == "-":
         # Standard input was consumed; the re-executed run reads the same steps from a file.
         script = RunDir.create("stdin", args.run_dir).path / "script.txt"

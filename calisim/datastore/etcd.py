@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -37,9 +38,15 @@ RECONNECT_GRACE = 3.0  # seconds a refused request is tried again (see Datastore
 # gRPC backs a channel's reconnects off up to 120 s after refusals; an etcd back after an outage
 # would then go unanswered for seconds to minutes.  Calico v1's etcd client opened a connection a
 # request, so the next request after a restart was answered: reconnect at least every 250 ms.
+# A channel of its own per client (not gRPC's process-wide pool of connections by target): a
+# client that closes its channel after a request timed out (see Datastore._call) then really
+# connects anew, instead of being handed the same connection to a frozen member again.
 RECONNECT_BACKOFF = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
-                     "grpc.max_reconnect_backoff_ms": 250}
+                     "grpc.max_reconnect_backoff_ms": 250, "grpc.use_local_subchannel_pool": 1}
 UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's (etcd client's) words
+# What a member answers a request that was waiting on a leader that is gone (lost, cut off) once
+# another is elected: etcd's own client retries such a request, and so does Datastore._call, once.
+LEADER_CHANGED = "etcdserver: leader changed"
 log = logging.getLogger("calico-node")
 
 
@@ -117,16 +124,42 @@ def _prefix_end(prefix: str) -> bytes:
 
 
 def parse_endpoint(endpoints: str) -> tuple[str, int]:
-    """ETCD_ENDPOINTS (``http://ip:port[,...]`` or ``unix:///path/name:port``) -> aetcd host, port."""
-    first = endpoints.split(",")[0].strip()
-    if first.startswith("unix://"):
-        path, _, port = first[len("unix://"):].rpartition(":")
+    """ETCD_ENDPOINTS (``http://ip:port[,...]`` or ``unix:///path/name:port[,...]``) -> aetcd host, port.
+
+    Several endpoints become one gRPC target listing every address (``ipv4:a:p,b:p`` or
+    ``unix:/a:p,/b:p``; aetcd appends the last port): gRPC's pick_first connects to the first
+    member that answers and, when that connection fails (a member killed), to the next, as
+    Calico's etcd client tries each endpoint of ETCD_ENDPOINTS in turn."""
+    addresses = [_address(endpoint.strip()) for endpoint in endpoints.split(",") if endpoint.strip()]
+    if not addresses:
+        raise DatastoreError(f"bad etcd endpoints {endpoints!r}: expected http://host:port[,...]")
+    if len(addresses) == 1:
+        return addresses[0]
+    kinds = {host.startswith("unix:") for host, _ in addresses}
+    if len(kinds) > 1:
+        raise DatastoreError(f"bad etcd endpoints {endpoints!r}: all unix sockets or all http, not both")
+    if kinds == {True}:
+        listed = ",".join(f"{host[len('unix:'):]}:{port}" for host, port in addresses)
+        return f"unix:{listed.rpartition(':')[0]}", addresses[-1][1]
+    for host, _ in addresses:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise DatastoreError(f"bad etcd endpoint {host!r}: several endpoints must be IPv4 addresses") from None
+    listed = ",".join(f"{host}:{port}" for host, port in addresses)
+    return f"ipv4:{listed.rpartition(':')[0]}", addresses[-1][1]
+
+
+def _address(endpoint: str) -> tuple[str, int]:
+    """One endpoint -> aetcd host, port."""
+    if endpoint.startswith("unix://"):
+        path, _, port = endpoint[len("unix://"):].rpartition(":")
         if not path or not port.isdigit():
-            raise DatastoreError(f"bad unix etcd endpoint {first!r}: expected unix:///path/name:port")
+            raise DatastoreError(f"bad unix etcd endpoint {endpoint!r}: expected unix:///path/name:port")
         return f"unix:{path}", int(port)
-    parts = urlsplit(first if "://" in first else f"http://{first}")
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     if parts.scheme != "http" or not parts.hostname:
-        raise DatastoreError(f"bad etcd endpoint {first!r}: expected http://host:port")
+        raise DatastoreError(f"bad etcd endpoint {endpoint!r}: expected http://host:port")
     return parts.hostname, parts.port or CLIENT_PORT
 
 
@@ -149,18 +182,26 @@ class Datastore:
         """One etcd request.  A refused connection is tried again for RECONNECT_GRACE seconds, as
         etcd's own client waits for its connection (gRPC's wait-for-ready) instead of failing fast:
         an etcd that has just restarted is answered, while gRPC's channel is still backing off from
-        the refusals it met while etcd was down.  Not for transactions (retry=False): one refused
-        mid-flight may have been applied, and its compares would then fail the second time."""
+        the refusals it met while etcd was down (and once more after a cluster elected a new
+        leader while the request waited on the old one).  Not for transactions (retry=False): one refused
+        mid-flight may have been applied, and its compares would then fail the second time.
+        A request that times out closes the channel: a member frozen or cut off keeps its TCP
+        connection open and would be sent every later request too; the next one connects anew,
+        to the first member that completes gRPC's handshake (a cluster's other members)."""
         give_up = time.monotonic() + (RECONNECT_GRACE if retry else 0)
+        elected = False
         while True:
             try:
                 return await method(*args, **kwargs)
             except aetcd.exceptions.ConnectionFailedError as error:
+                if retry and not elected and LEADER_CHANGED in str(error):
+                    elected, give_up = True, time.monotonic() + RECONNECT_GRACE  # a new leader answers now
                 if time.monotonic() < give_up:
                     await asyncio.sleep(0.25)
                     continue
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
             except aetcd.exceptions.ConnectionTimeoutError as error:
+                await self._client.close()
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
             except aetcd.exceptions.ClientError as error:
                 raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
@@ -221,6 +262,11 @@ class Datastore:
         finally:
             await watch.cancel()
 
+    async def leader(self) -> str | None:
+        """The name of the member leading the cluster, as the member answering sees it (None: no leader)."""
+        status = await self._call(self._client.status)
+        return status.leader.name if status.leader is not None else None
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -254,7 +300,8 @@ class Synchronous:
     def close(self) -> None:
         if self._owns_loop and not self._loop.is_closed():
             self._loop.run_until_complete(self.target.close())
-            self._loop.close()
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())  # as asyncio.run: aetcd's status
+            self._loop.close()                                                 # leaves its members() open
 
     def __enter__(self) -> "Synchronous":
         return self
@@ -389,12 +436,28 @@ class Mirror:
 _ABSENT = object()
 
 
+PEER_PORT = 2380
+# A member of a cluster runs etcd's default timers: a follower calls an election after 1-2 s
+# without its leader's heartbeat (the pause a leader's loss costs), and a member slowed by a
+# busy machine does not trigger elections for nothing.
+CLUSTER_TIMERS = ("--heartbeat-interval", "100", "--election-timeout", "1000")
+# The lone member elects itself after a random 1-10 heartbeats (raft's randomised election
+# timeout, less the 9 ticks etcd fast-forwards); at etcd's 100 ms that was up to 0.9 s of every
+# start.  With no peers, the timers decide nothing else.
+SINGLE_TIMERS = ("--heartbeat-interval", "25", "--election-timeout", "250")
+
+
 @dataclass(frozen=True)
 class EtcdServer(Daemon):
-    """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the controller."""
+    """How calisim runs etcd: one member inside an emulated host, plus a unix socket for the
+    controller.  Alone (``initial_cluster`` empty) it is the member "calisim" with its peer URL
+    on loopback; in a cluster, member ``member`` with its peer URL on its node's address and
+    ``initial_cluster`` naming every member (``name=http://ip:2380,...``, etcd's flag)."""
 
     listen_ip: str
     directory: Path  # holds the data dir, the unix socket and the log
+    member: str = "calisim"
+    initial_cluster: str = ""
     name = "etcd"
     start_timeout = 20.0
 
@@ -411,21 +474,22 @@ class EtcdServer(Daemon):
         return f"http://{self.listen_ip}:{CLIENT_PORT}"
 
     @property
+    def peer_url(self) -> str:
+        return f"http://{self.listen_ip if self.initial_cluster else '127.0.0.1'}:{PEER_PORT}"
+
+    @property
     def log(self) -> Path:
         return self.directory / "etcd.log"
 
     def command(self) -> list[str]:
-        peer = "http://127.0.0.1:2380"
+        peer = self.peer_url
         return [
-            "etcd", "--name", "calisim", "--data-dir", str(self.directory / "data"),
+            "etcd", "--name", self.member, "--data-dir", str(self.directory / "data"),
             "--listen-client-urls", f"{self.endpoint},unix://{self.socket_name}",
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"calisim={peer}", "--initial-cluster-state", "new",
-            # The lone member elects itself after a random 1-10 heartbeats (raft's randomised
-            # election timeout, less the 9 ticks etcd fast-forwards); at etcd's 100 ms that was up to
-            # 0.9 s of every start.  With no peers, the timers decide nothing else.
-            "--heartbeat-interval", "25", "--election-timeout", "250",
+            "--initial-cluster", self.initial_cluster or f"{self.member}={peer}", "--initial-cluster-state", "new",
+            *(CLUSTER_TIMERS if self.initial_cluster else SINGLE_TIMERS),
             "--log-outputs", "stderr",
         ]
 

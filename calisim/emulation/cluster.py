@@ -30,12 +30,13 @@ from typing import Callable
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 
-from ..datastore import Datastore, DatastoreError, EtcdServer, Synchronous, keys
+from ..datastore import Datastore, DatastoreError, Synchronous, keys
 from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
 from ..process.daemon import Daemon, DaemonError, stop_all
 from . import overlay, sandbox
+from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
 from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
@@ -93,8 +94,9 @@ def no_progress(stage: str, done: int, total: int) -> None:
     """Where a cluster's progress goes unless someone shows it (`up` and `run` on a terminal)."""
 
 
-class Cluster:
-    """A running emulated Calico cluster: Mininet hosts, etcd in one of them, and the way in."""
+class Cluster(EtcdCluster):
+    """A running emulated Calico cluster: Mininet hosts, etcd in one of them (or an etcd cluster
+    beside them: etcd_cluster.py), and the way in."""
 
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
                  docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
@@ -105,8 +107,7 @@ class Cluster:
         self.ipip_backend = ipip_backend  # passed to calico-node as CALICO_IPIP_BACKEND
         self.docker = docker  # run an emulated dockerd in every Calico host
         self.net: Mininet | None = None
-        self.etcd: EtcdServer | None = None
-        self.etcd_process: subprocess.Popen | None = None
+        self.etcd_processes: dict[str, subprocess.Popen] = {}  # by node: etcd_host, or the members' etcd1..N
         self.dockerds: dict[str, subprocess.Popen] = {}
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
         self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
@@ -181,13 +182,6 @@ class Cluster:
         return bird.Bird(NodePaths(state / "run", state / "log"), name=f"BIRD in {name}",
                          start_timeout=BIRD_START_TIMEOUT, ready_interval=0.1)
 
-    def _start_etcd(self) -> None:
-        host = self.host(self.topo.etcd_host)
-        self.etcd = EtcdServer(self.topo.host_ip(self.topo.etcd_host), self.run_dir.etcd)
-        self.etcd_process = self.etcd.start(host.popen)
-        self._await(self.etcd, self.etcd_process)
-        log.info("etcd up in %s at %s", host.name, self.etcd.endpoint)
-
     @staticmethod
     def _await(daemon: Daemon, process) -> None:
         """Until the daemon's ready check says yes: ClusterError if it exits or does not answer in time."""
@@ -236,15 +230,6 @@ class Cluster:
     def _dockerd(self, name: str) -> Dockerd:
         return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}")
 
-    def restart_etcd(self) -> None:
-        """Stop etcd and start it again on the same data: what every watcher must live through."""
-        self._stop_etcd()
-        self._start_etcd()
-
-    def _stop_etcd(self) -> None:
-        if self.etcd is not None and self.etcd_process is not None and self.etcd_process.poll() is None:
-            self.etcd.stop(self.etcd_process)
-
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
         if self.net is not None:  # routers and reflectors run processes too
@@ -272,7 +257,7 @@ class Cluster:
             stop_all(processes)
         nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
         pids.stop([pid for pid in nodes if pid is not None])
-        keep = {host.pid for host in hosts} | {self.etcd_process.pid if self.etcd_process else -1}
+        keep = {host.pid for host in hosts} | {process.pid for process in self.etcd_processes.values()}
         started_here = (set(pids.in_namespaces({host.netns_inode() for host in hosts}))
                         | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
         pids.stop([p for p in started_here if p not in keep])
@@ -301,10 +286,6 @@ class Cluster:
         if name not in self.net.nameToNode or name not in self.topo.hosts():
             raise ClusterError(f"unknown host {name!r} (this topology has {', '.join(self.topo.hosts(sort=True))})")
         return self.net.nameToNode[name]
-
-    @property
-    def etcd_endpoint(self) -> str:
-        return f"http://{self.topo.host_ip(self.topo.etcd_host)}:2379"
 
     def environment(self, name: str) -> dict[str, str]:
         """What a shell on the host sees, as on the seed's machines after `export ETCD_ENDPOINTS=...`."""
@@ -373,10 +354,10 @@ class Cluster:
         return results
 
     def datastore(self) -> Synchronous:
-        """A blocking client of the cluster's etcd over its unix socket (never over the network)."""
-        if self.etcd is None:
+        """A blocking client of the cluster's etcd over its members' unix sockets (never over the network)."""
+        if not self.etcd_processes:
             raise ClusterError("etcd is not running")
-        return Synchronous(Datastore(self.etcd.unix_endpoint))
+        return Synchronous(Datastore(self.etcd_unix_endpoints))
 
     def bird(self, name: str) -> bird.BirdControl:
         return bird.BirdControl(self.host(name).state_dir / "run" / "bird.ctl")

@@ -19,7 +19,8 @@ import graphviz
 from . import state
 
 FONT = "Helvetica"
-COLOURS = {"calico host": "#1f6feb", "calico host, etcd": "#1f6feb", "router": "#57606a", "outside host": "#8c959f"}
+COLOURS = {"calico host": "#1f6feb", "calico host, etcd": "#1f6feb", "router": "#57606a", "outside host": "#8c959f",
+           "etcd member": "#1a7f37"}
 SEGMENT_FILL = "#eef1f4"
 ESTABLISHED = "#2da44e"
 NOT_ESTABLISHED = "#cf222e"
@@ -97,11 +98,11 @@ def segment_subnets(links: list[dict[str, Any]], segment: str) -> list[str]:
 
 def subtitle(topo, live: dict[str, Any] | None) -> str:
     """One or two lines under the title (HTML-like: lines joined by <br/>, already escaped)."""
-    others = [h for h in topo.hosts() if h not in topo.calico_hosts()]
+    others = [h for h in topo.hosts() if h not in topo.calico_hosts() and h not in topo.etcd_members()]
     routers = len(topo.routers())
     counts = [f"{len(topo.calico_hosts())} Calico hosts"] + [f"{n} {what}{'s' if n > 1 else ''}" for n, what in (
         (routers, "router"), (len(others) - routers, "outside host")) if n]
-    lines = [", ".join(counts) + f" · etcd in {topo.etcd_host}"]
+    lines = [", ".join(counts) + f" · etcd in {', '.join(topo.etcd_nodes())}"]
     if live:
         calico = [h for h in live["hosts"] if "bgp" in h]
         pairs = sessions(topo, live)

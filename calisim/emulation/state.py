@@ -21,7 +21,9 @@ from ..datastore.resources import Node
 def role(topo, name: str) -> str:
     info = topo.nodeInfo(name)
     if info.get("calico"):
-        return "calico host, etcd" if name == topo.etcd_host else "calico host"
+        return "calico host, etcd" if name in topo.etcd_nodes() else "calico host"
+    if info.get("etcd_member"):
+        return "etcd member"
     return "router" if info.get("router") else "outside host"
 
 

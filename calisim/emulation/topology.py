@@ -137,7 +137,7 @@ class CalicoTopo(Topo):
     """A Mininet topology whose Calico hosts are host1, host2, ...; etcd runs in ``etcd_host``."""
 
     name = "custom"
-    etcd_host = "host1"
+    etcd_host = "host1"  # where etcd runs alone; a cluster's members get nodes of their own (add_etcd_members)
 
     def add_segment(self, name: str) -> str:
         return self.addSwitch(name, cls=NamespacedBridge)
@@ -219,6 +219,40 @@ class CalicoTopo(Topo):
         """(host, command) steps `--start-nodes` runs in order once every node runs, as Calico's
         docs tell a user (mesh off, bgpPeers, route reflectors); none for a plain mesh."""
         return []
+
+    def add_etcd_members(self, count: int) -> list[str]:
+        """Nodes etcd1..etcdN for an etcd cluster, on etcd_host's segment with its subnet and default
+        route (so every host reaches them as it reached etcd_host), at the subnet's last addresses
+        below the broadcast and the one before it (etcd1 = .253 of a /24)."""
+        interface = ipaddress.ip_interface(self.nodeInfo(self.etcd_host)["ip"])
+        segment = next(node for node in self.g.edge[self.etcd_host] if self.isSwitch(node))
+        taken = {address.split("/")[0] for address in self._addresses()}
+        names = []
+        for index in range(1, count + 1):
+            ip = str(interface.network[-2 - index])
+            if ip in taken:
+                raise ValueError(f"etcd{index}'s address {ip} is taken in the {self.name} topology")
+            params = {"ip": f"{ip}/{interface.network.prefixlen}", "calico": False, "etcd_member": True}
+            if self.nodeInfo(self.etcd_host).get("defaultRoute"):
+                params["defaultRoute"] = self.nodeInfo(self.etcd_host)["defaultRoute"]
+            names.append(self.addHost(f"etcd{index}", **params))
+            self.addLink(names[-1], segment)
+        return names
+
+    def _addresses(self) -> list[str]:
+        """Every IPv4 address the topology plans: its hosts' and its routers' (on their links)."""
+        planned = [self.nodeInfo(name).get("ip") for name in self.hosts(sort=True)]
+        for _, _, info in self.links(sort=True, withInfo=True):
+            planned += [info.get(side, {}).get("ip") for side in ("params1", "params2")]
+        return [address for address in planned if address]
+
+    def etcd_members(self) -> list[str]:
+        """The nodes of an etcd cluster's members (none when etcd runs alone in etcd_host)."""
+        return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("etcd_member")]
+
+    def etcd_nodes(self) -> list[str]:
+        """Where etcd runs: its members' nodes, or etcd_host alone."""
+        return self.etcd_members() or [self.etcd_host]
 
     def calico_hosts(self) -> list[str]:
         return [h for h in self.hosts(sort=True) if self.nodeInfo(h).get("calico")]

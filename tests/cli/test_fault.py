@@ -16,7 +16,10 @@ from calisim.emulation.faults import FaultError
     (["loss", "host2", "s1", "5%%"], "loss must be a percentage between 0 and 100, not '5%%'"),
     (["rate", "host2", "s1", "fast"], "malformed rate"),
     (["partition", "host2", "host3", "--from", "etcd"], "fault partition: --from etcd or a list of hosts, not both"),
-    (["kill", "host2"], "fault: the following arguments are required: DAEMON"),
+    (["kill", "host2"], "fault kill: HOST DAEMON, or --leader etcd"),
+    (["kill", "--leader", "bird"], "fault kill --leader: the leader is etcd's: `kill --leader etcd`"),
+    (["stop", "--leader", "etcd1", "etcd"], "fault stop --leader: the leader is etcd's"),
+    (["start", "etcd2"], "fault: the following arguments are required: DAEMON"),
 ])
 def test_bad_command_lines_are_one_line_refusals(argv, says):
     with pytest.raises(FaultError) as refused:
@@ -57,3 +60,14 @@ def test_each_verb_reaches_its_faults_method(argv, call):
 
 def test_list_prints_the_faults_in_force_one_json_object_a_line():
     assert run_command(Recorder(), ["list"]) == '{"fault": "partition", "host": "host2"}'
+
+
+def test_a_signal_to_the_leader_names_the_member_that_led():
+    class Leading(Recorder):
+        def signal_leader(self, verb):
+            self.calls.append(("signal_leader", (verb,), {}))
+            return "etcd2"
+
+    faults = Leading()
+    assert run_command(faults, ["kill", "--leader", "etcd"]) == "fault kill --leader etcd: done (etcd2 led the etcd cluster)"
+    assert faults.calls == [("signal_leader", ("kill",), {})]

@@ -106,3 +106,15 @@ def test_a_signal_stops_the_run_and_everything_it_started(runs, untouched, tmp_p
     assert process.returncode == 128 + signum
     assert "stopped" in (Path(os.environ["CALISIM_RUNS"]) / "latest" / "calisim.log").read_text()
 
+
+
+@pytest.mark.parametrize("args", [["run", "-", "--topology", "two_host", "--etcd-members", "2"],
+                                  ["run", "-", "--topology", "fabric", "--etcd-members", "4"],
+                                  ["up", "flat", "--etcd-members", "4"]])
+def test_an_even_etcd_cluster_is_refused_with_etcds_reason(runs, untouched, args):
+    done = calisim(*args, input="host1$ true\n")
+    count = args[-1]
+    assert done.returncode == 2, done
+    assert done.stderr.startswith(f"calisim: --etcd-members {count}: etcd wants an odd number of members")
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert not runs.exists() or not any(runs.iterdir())

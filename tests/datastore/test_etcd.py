@@ -8,12 +8,13 @@ client in the same process shares that backoff (gRPC pools connections by target
 the client's backoff options even etcd's own readiness probe waits it out."""
 
 import asyncio
+import re
 import time
 
 import pytest
 
 from calisim.datastore import Datastore, DatastoreError, Mirror, Synchronous, Txn, local_etcd
-from calisim.datastore.etcd import Entry, Event
+from calisim.datastore.etcd import Entry, Event, parse_endpoint
 from calisim.felix import agent as felix_agent
 from calisim.node import confd as confd_module
 from calisim.node.confd import Confd
@@ -404,3 +405,25 @@ def test_a_restarted_etcd_answers_the_first_request_after_an_outage(tmp_path):
         assert answered < ANSWERED_WITHIN, f"answered {answered:.1f} s after etcd was started"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("endpoints, target", [
+    ("http://192.168.3.229:2379", ("192.168.3.229", 2379)),  # one endpoint: as ever
+    ("unix:///run/etcd/etcd.sock:2379", ("unix:/run/etcd/etcd.sock", 2379)),
+    ("http://10.0.0.1:2379,http://10.0.0.2:2379, http://10.0.0.3:2379",
+     ("ipv4:10.0.0.1:2379,10.0.0.2:2379,10.0.0.3", 2379)),
+    ("unix:///a/etcd.sock:2379,unix:///b/etcd.sock:2379", ("unix:/a/etcd.sock:2379,/b/etcd.sock", 2379)),
+])
+def test_every_endpoint_is_one_grpc_target_that_fails_over(endpoints, target):
+    assert parse_endpoint(endpoints) == target
+
+
+@pytest.mark.parametrize("endpoints, says", [
+    ("http://10.0.0.1:2379,unix:///a/etcd.sock:2379", "all unix sockets or all http, not both"),
+    ("http://etcd1:2379,http://etcd2:2379", "several endpoints must be IPv4 addresses"),
+    ("https://10.0.0.1:2379", "expected http://host:port"),
+    (",", "expected http://host:port[,...]"),
+])
+def test_bad_endpoint_lists_are_refused_in_one_line(endpoints, says):
+    with pytest.raises(DatastoreError, match=re.escape(says)):
+        parse_endpoint(endpoints)

@@ -37,7 +37,8 @@ class BpfImpairments(FaultState):
         partition = self.partitions.get(host)
         if partition is not None and not drop_all:
             if partition.etcd:
-                blocked.append(self._peer_key(self.cluster.topo.host_ip(self.cluster.topo.etcd_host), ETCD_CLIENT_PORT))
+                blocked += [self._peer_key(self.cluster.topo.host_ip(node), ETCD_CLIENT_PORT)
+                            for node in self.cluster.topo.etcd_nodes()]
             elif not partition.peers:
                 drop_all = True
             for peer in partition.peers:

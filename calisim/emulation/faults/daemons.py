@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from ...node import NodePaths
@@ -15,6 +16,7 @@ from ...process import pids
 from .base import FaultError, FaultState
 
 DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
+LEADER_WAIT = 10.0  # seconds for an election (1-2 s at etcd's timers) before a leader fault is refused
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
 
 
@@ -32,6 +34,17 @@ class DaemonFaults(FaultState):
 
     def cont(self, host: str, daemon: str) -> None:
         self.signal(host, daemon, "cont")
+
+    def signal_leader(self, verb: str) -> str:
+        """Send kill/term/stop/cont to etcd in whichever node leads the cluster now (after a
+        leader's loss, the one the others elect); returns that node."""
+        deadline = time.monotonic() + LEADER_WAIT
+        while (leader := self.cluster.etcd_leader()) is None:
+            if time.monotonic() > deadline:
+                raise FaultError(f"the etcd cluster has had no leader for {LEADER_WAIT:.0f} s (no quorum?)")
+            time.sleep(0.1)
+        self.signal(leader, "etcd", verb)
+        return leader
 
     def signal(self, host: str, daemon: str, verb: str) -> None:
         """Send kill/term/stop/cont to a daemon of host.  BIRD comes back by itself (calico-node
@@ -73,7 +86,7 @@ class DaemonFaults(FaultState):
         if self._running_pid(host, daemon) is not None:
             raise FaultError(f"{daemon} is already running in {host}")
         if daemon == "etcd":
-            self.cluster.restart_etcd()
+            self.cluster.start_etcd(host)
         elif daemon == "dockerd":
             self.cluster.start_dockerd(host)
         elif daemon == "routereflector":
@@ -93,6 +106,13 @@ class DaemonFaults(FaultState):
         self._node(host)
         if daemon not in DAEMONS:
             raise FaultError(f"unknown daemon {daemon!r} (one of {', '.join(DAEMONS)})")
+        etcd_nodes = self.cluster.topo.etcd_nodes()
+        if daemon == "etcd" and host not in etcd_nodes:
+            raise FaultError(f"etcd does not run in {host} (it runs in {', '.join(etcd_nodes)})")
+        if host in self.cluster.topo.etcd_members():
+            if daemon != "etcd":
+                raise FaultError(f"{host} is an etcd member, not a Calico host: its only daemon is etcd")
+            return
         reflectors = self.cluster.topo.reflector_hosts()
         if daemon == "routereflector":
             if host not in reflectors:
@@ -103,8 +123,6 @@ class DaemonFaults(FaultState):
         if host in reflectors:
             raise FaultError(f"{host} is a route reflector, not a Calico host: its BIRD is the daemon routereflector")
         self._calico_host(host)
-        if daemon == "etcd" and host != self.cluster.topo.etcd_host:
-            raise FaultError(f"etcd does not run in {host} (it runs in {self.cluster.topo.etcd_host})")
 
     def _daemon_pid(self, host: str, daemon: str) -> int:
         self._check_daemon(host, daemon)
@@ -118,7 +136,7 @@ class DaemonFaults(FaultState):
             return self._bird_pid(host)
         if daemon == "calico-node":
             return NodeDaemon(self._paths(host)).running_pid()
-        process = self.cluster.dockerds.get(host) if daemon == "dockerd" else self.cluster.etcd_process
+        process = (self.cluster.dockerds if daemon == "dockerd" else self.cluster.etcd_processes).get(host)
         return process.pid if process is not None and pids.alive(process.pid) else None
 
     def _bird_pid(self, host: str) -> int | None:

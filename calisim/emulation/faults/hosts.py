@@ -36,8 +36,8 @@ class HostFaults(PartitionFaults):
             pids.wait_gone(pid)
         if self.cluster.dockerds.get(host) is not None:
             self.cluster.dockerds.pop(host).wait()
-        if host == self.cluster.topo.etcd_host and self.cluster.etcd_process is not None:
-            self.cluster.etcd_process.wait()
+        if host in self.cluster.etcd_processes:
+            self.cluster.etcd_processes[host].wait()
         self._record(f"crash {host} ({len(victims)} processes)")
 
     def boot(self, host: str) -> None:
@@ -49,8 +49,8 @@ class HostFaults(PartitionFaults):
             raise FaultError(f"{host} has not crashed")
         self._reset_kernel_state(node)
         self._empty_run_directories(node)
-        if host == self.cluster.topo.etcd_host:
-            self.cluster.restart_etcd()
+        if host in self.cluster.topo.etcd_nodes():
+            self.cluster.start_etcd(host)
         if self.cluster.docker:
             self.cluster.start_dockerd(host)
         self.crashed.discard(host)

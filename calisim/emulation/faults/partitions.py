@@ -12,12 +12,13 @@ class PartitionFaults(BpfImpairments):
     """Hosts partitioned, and healed."""
 
     def partition(self, host: str, peers: list[str] | None = None, from_etcd: bool = False) -> None:
-        """Cut host off in the underlay: from everything, from etcd's client port, or from peers."""
-        self._calico_host(host)
+        """Cut host (a Calico host or an etcd member) off in the underlay: from everything, from
+        etcd's client port, or from peers."""
+        self._partitionable(host)
         peers = list(peers or [])
         if from_etcd and peers:
             raise FaultError("partition from etcd or from hosts, not both")
-        if from_etcd and host == self.cluster.topo.etcd_host:
+        if from_etcd and host in self.cluster.topo.etcd_nodes():
             raise FaultError(f"{host} runs etcd itself: partition it from the other hosts instead")
         for peer in peers:
             self._node(peer)
@@ -30,13 +31,17 @@ class PartitionFaults(BpfImpairments):
     def heal(self, host: str | None = None) -> None:
         """Lift the partition of host, or of every host."""
         if host is not None:
-            self._calico_host(host)
+            self._partitionable(host)
             if host not in self.partitions:
                 raise FaultError(f"{host} is not partitioned")
         for name in [host] if host else list(self.partitions):
             del self.partitions[name]
             self._apply_partition(name)
         self._record(f"heal {host or 'all'}")
+
+    def _partitionable(self, host: str) -> None:
+        if host not in self.cluster.topo.etcd_members():
+            self._calico_host(host)
 
     def _apply_partition(self, host: str) -> None:
         for link in self._node_links(host):

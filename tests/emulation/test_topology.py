@@ -1,0 +1,47 @@
+"""The topology's etcd members (``--etcd-members``): etcd1..etcdN beside etcd_host, on its segment
+with its subnet and default route, at addresses nothing else takes; without them, etcd stays in
+etcd_host alone.  No root: topologies are only planned here."""
+
+import ipaddress
+
+import pytest
+
+import topologies
+
+
+def test_one_member_is_etcd_in_host1_as_ever():
+    topo = topologies.load("two_host")
+    assert topo.etcd_members() == [] and topo.etcd_nodes() == ["host1"]
+    assert topologies.load("two_host", etcd_members=1).hosts(sort=True) == topo.hosts(sort=True)
+
+
+@pytest.mark.parametrize("name", topologies.NAMES)
+@pytest.mark.parametrize("count", [3, 5])
+def test_members_sit_on_the_etcd_hosts_segment_at_free_addresses(name, count):
+    topo = topologies.load(name, etcd_members=count)
+    members = [f"etcd{index}" for index in range(1, count + 1)]
+    assert topo.etcd_members() == topo.etcd_nodes() == members
+    host = topo.nodeInfo(topo.etcd_host)
+    subnet = ipaddress.ip_interface(host["ip"]).network
+    addresses = [ipaddress.ip_interface(topo.nodeInfo(member)["ip"]) for member in members]
+    assert all(address.network == subnet for address in addresses)
+    assert len(set(topo._addresses())) == len(topo._addresses())  # nothing taken twice
+    segment = next(node for node in topo.g.edge[topo.etcd_host] if topo.isSwitch(node))
+    assert all(segment in topo.g.edge[member] for member in members)
+    assert all(topo.nodeInfo(member).get("defaultRoute") == host.get("defaultRoute") for member in members)
+    assert not any(topo.nodeInfo(member).get("calico") for member in members)
+    assert topo.calico_hosts() == topologies.load(name).calico_hosts()
+
+
+@pytest.mark.parametrize("count, says", [
+    (2, "--etcd-members 2: etcd wants an odd number of members: a cluster of 2 needs 2 for quorum, "
+        "so it survives 0 failure(s), as a cluster of 1 does (use 1, 3 or 5)"),
+    (4, "--etcd-members 4: etcd wants an odd number of members: a cluster of 4 needs 3 for quorum, "
+        "so it survives 1 failure(s), as a cluster of 3 does (use 1, 3 or 5)"),
+    (0, "--etcd-members takes 1, 3 or 5, not 0"),
+    (7, "--etcd-members takes 1, 3 or 5, not 7"),
+])
+def test_other_member_counts_are_refused_with_etcds_reason(count, says):
+    with pytest.raises(ValueError) as refused:
+        topologies.load("two_host", etcd_members=count)
+    assert str(refused.value) == says
