@@ -26,14 +26,14 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..datastore import Datastore, Synchronous
 from . import runtime
 from .containers import Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from .images import IMAGES
+from . import system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, frame, send_output, subscribe
@@ -95,12 +95,17 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_HEAD = _route
 
     def _dispatch(self, method: str, path: str, query: dict, body: dict) -> None:
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]  # each part decoded alone: a name may hold %2F
         if parts == ["_ping"]:
             return self._send(200, b"OK", {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"})
         if parts == ["version"]:
-            return self._send(200, {"Version": "calisim", "ApiVersion": API_VERSION, "MinAPIVersion": "1.24",
-                                    "Os": "linux", "Arch": "amd64", "Components": []})
+            return self._send(200, system.version(API_VERSION))
+        if parts == ["info"]:
+            d = self.daemon
+            return self._send(200, system.info(list(d.containers.values()), {n.driver for n in d.networks()},
+                                               d.state, d.ds.endpoints))
+        if parts[:1] in (["swarm"], ["nodes"], ["services"], ["tasks"], ["secrets"]):
+            raise system.swarm(method, parts)
         if parts[:1] == ["networks"]:
             return self._networks(method, parts[1:], query, body)
         if parts[:1] == ["containers"]:
@@ -108,9 +113,19 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["exec"] and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], query, body)
         if parts[:1] == ["images"]:
-            raise APIError(404, f"pull access denied for {query.get('fromImage', '?')}, repository does not exist "
-                                f"or may require 'docker login' (calisim has only the images {', '.join(IMAGES)})")
+            return self._images(method, parts[1:], query)
         raise APIError(404, f"page not found: {method} {path}")
+
+    def _images(self, method: str, parts: list[str], query: dict) -> None:
+        if parts == ["json"] and method == "GET":
+            return self._send(200, system.image_list(parse_filters(query.get("filters"))))
+        if parts == ["create"] and method == "POST":
+            progress = system.pull(query.get("fromImage") or "", query.get("tag") or "")
+            return self._send(200, b"".join(json.dumps(line).encode() + b"\r\n" for line in progress),
+                              {"Content-Type": "application/json"})
+        if len(parts) >= 2 and parts[-1] == "json" and method == "GET":  # a name may hold slashes
+            return self._send(200, system.find_image("/".join(parts[:-1])).inspect())
+        raise APIError(404, f"page not found: {method} /images/{'/'.join(parts)}")
 
     def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
         d = self.daemon

@@ -368,7 +368,7 @@ class Daemon:
         config = container.config
         return {"Id": container.id, "Name": "/" + container.name, "Created": rfc3339(container.created),
                 "Path": container.cmd[0] if container.cmd else "", "Args": container.cmd[1:],
-                "Image": f"sha256:{container.image.name}", "RestartCount": 0, "Driver": "overlay2",
+                "Image": container.image.id, "RestartCount": 0, "Driver": "overlay2",
                 "State": {"Status": container.status, "Running": container.running, "Paused": False,
                           "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": container.pid,
                           "ExitCode": container.exit_code, "Error": container.error,

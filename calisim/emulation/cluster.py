@@ -211,7 +211,7 @@ class Cluster:
             self._await(self._dockerd(name), self.dockerds[name])
 
     def _dockerd(self, name: str) -> Dockerd:
-        return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}")
+        return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}", host_pid=self.host(name).pid)
 
     def restart_etcd(self) -> None:
         """Stop etcd and start it again on the same data: what every watcher must live through."""

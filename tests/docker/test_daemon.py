@@ -26,7 +26,7 @@ host1$ docker network create --driver calico netd 2>&1 | grep -q 'Non-Calico IPA
 host1$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'net1 net16 '
 
 # Containers: unknown images and networks, name clashes, an address outside every pool.
-host1$ docker run --net net1 --name w1 -tid nosuchimage 2>&1 | grep -q 'pull access denied for docker.io/library/nosuchimage'
+host1$ docker run --net net1 --name w1 -tid nosuchimage 2>&1 | grep -q 'pull access denied for nosuchimage, repository does not exist'
 host1$ docker run --net nosuchnet --name w1 -tid busybox 2>&1 | grep -q 'network nosuchnet not found'
 host1$ docker run --net net1 --name w1 -tid busybox
 host1$ docker run --net net1 --name w1 -tid busybox 2>&1 | grep -q 'Conflict. The container name "/w1" is already in use'
