@@ -119,6 +119,10 @@ def container_main(spec: dict, control: socket.socket) -> None:
     if control.recv(16) != b"go":
         os._exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; the command must not inherit that
+    uid, gid, groups = spec.get("user", [0, 0, []])  # --user, as the daemon found it in the image's /etc
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
     control.set_inheritable(False)  # closed by the exec: EOF tells the daemon the command runs
     cmd = spec["cmd"]
     try:

@@ -17,14 +17,22 @@ def frame(stream: int, data: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
-def subscribe(output: runtime.Output) -> tuple[queue.Queue, Callable]:
-    """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None)."""
+def subscribe(output: runtime.Output, replay: bool = False, follow: bool = True) -> tuple[queue.Queue, Callable]:
+    """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None).
+    replay: the log so far first (attach's logs=1), joined to what follows without a gap or a repeat;
+    without follow, only that (attach's stream=0)."""
     chunks: queue.Queue = queue.Queue()
 
     def write(stream: int, chunk: bytes | None) -> None:
         chunks.put((stream, chunk))
 
-    output.subscribe(write)
+    with output.lock:
+        for _, stream, line in output.log if replay else []:
+            chunks.put((stream, line))
+        if follow:
+            output.subscribers.append(write)
+        else:
+            chunks.put((0, None))
     return chunks, write
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from calisim.docker.containers import Container
+from calisim.docker.containers import Attachment, Container
 from calisim.docker.errors import APIError
 from calisim.docker.images import IMAGES
 from calisim.docker.system import (NOT_A_MANAGER, cluster_store, engine_id, image_list, info, pull, swarm,
@@ -21,7 +21,7 @@ SecurityOptions""".split()
 
 
 def container(name: str, status: str) -> Container:
-    made = Container(name * 32, name, IMAGES["busybox"], "busybox", ["sh"], "net1", None, {}, {})
+    made = Container(name * 32, name, IMAGES["busybox"], "busybox", ["sh"], [Attachment("net1")], {}, {})
     made.status = status
     return made
 
