@@ -40,7 +40,7 @@ from .errors import APIError, DockerError
 from . import system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
-from .streams import copy_stdin, frame, send_output, subscribe
+from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
 
 API_VERSION = "1.50"
 log = logging.getLogger("dockerd")
@@ -208,6 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.connection
 
     def _attach(self, container: Container, query: dict) -> None:
+        keys = detach_keys(query.get("detachKeys") or "") if container.tty else b""
         replay, follow = truthy(query.get("logs")), truthy(query.get("stream"))
         listening = subscribe(container.output, replay, follow) if replay or follow else None
         connection = self._upgrade(container.tty)
@@ -217,10 +218,11 @@ class Handler(BaseHTTPRequestHandler):
                 d.wait_for(lambda: container.running or container.removed, 30)
                 process = container.process if container.running else None
                 return None if process is None else Stdin.of(process.popen, process.master)
-            threading.Thread(target=copy_stdin, args=(connection, stdin), daemon=True).start()
+            threading.Thread(target=copy_stdin, args=(connection, stdin, keys, lambda: detach(listening, connection)),
+                             daemon=True).start()
         if listening is not None:
             send_output(container.output, listening, container.tty, connection)
-        connection.shutdown(socket.SHUT_RDWR)
+        hang_up(connection)
 
     def _wait(self, container: Container, condition: str) -> None:
         """Headers at once (the CLI starts the container only then), the status at the event."""
@@ -312,20 +314,22 @@ class Handler(BaseHTTPRequestHandler):
         if process is None:
             message = f"{execution.failure}\r\n".encode()
             connection.sendall(message if raw else frame(1, message))
-            connection.shutdown(socket.SHUT_RDWR)
+            hang_up(connection)
             return
         sources = {execution.master: 1} if execution.tty else {process.stdout.fileno(): 1, process.stderr.fileno(): 2}
+        output = runtime.Output()
+        listening = subscribe(output)
         if execution.stdin:
             stdin = Stdin.of(process, execution.master)
-            threading.Thread(target=copy_stdin, args=(connection, lambda: stdin), daemon=True).start()
-        output = runtime.Output()
-        streaming = threading.Thread(target=send_output, args=(output, subscribe(output), raw, connection),
-                                     daemon=True)
+            keys = execution.detach_keys if execution.tty else b""
+            threading.Thread(target=copy_stdin, args=(connection, lambda: stdin, keys,
+                                                      lambda: detach(listening, connection)), daemon=True).start()
+        streaming = threading.Thread(target=send_output, args=(output, listening, raw, connection), daemon=True)
         streaming.start()
-        runtime.pump(sources, output)
+        runtime.pump(sources, output)  # to the end of the process, even once the client has detached
         streaming.join()
         self._finish_exec(execution, process)
-        connection.shutdown(socket.SHUT_RDWR)
+        hang_up(connection)
 
     def _finish_exec(self, execution: Exec, process: subprocess.Popen) -> None:
         code = process.wait()
@@ -333,6 +337,21 @@ class Handler(BaseHTTPRequestHandler):
         if execution.master is not None:
             os.close(execution.master)
             execution.master = None
+
+
+def hang_up(connection: socket.socket) -> None:
+    """The end of a hijacked stream (the client may have detached, and the stream ended, already)."""
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def detach(listening: tuple[queue.Queue, Callable] | None, connection: socket.socket) -> None:
+    """The client sent its detach keys: its output stream ends and it is hung up on; the process runs on."""
+    if listening is not None:
+        listening[0].put((0, None))
+    hang_up(connection)
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:

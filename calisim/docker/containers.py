@@ -110,6 +110,7 @@ class Exec:
     console: list[int]  # [height, width] of the client's terminal
     user: str = ""  # -u: name or UID[:group or GID]; empty: the container's user
     workdir: str = ""  # -w; empty: the container's working directory
+    detach_keys: bytes = b""  # what ends a client's attachment (with a TTY)
     exit_code: int | None = None
     pid: int = 0
     started: bool = False

@@ -40,6 +40,7 @@ from .images import IMAGES_DIR, lookup
 from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
+from .streams import detach_keys
 
 STOP_TIMEOUT = 10  # seconds `docker stop` waits before SIGKILL, as Docker
 RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"  # Docker's embedded DNS on user-defined networks
@@ -503,7 +504,8 @@ class Daemon:
             raise APIError(400, "No exec command specified")
         execution = Exec(secrets.token_hex(32), container, list(body["Cmd"]), bool(body.get("Tty")),
                          bool(body.get("AttachStdin")), list(body.get("Env") or []), body.get("ConsoleSize") or [0, 0],
-                         body.get("User") or container.config.get("User") or "", body.get("WorkingDir") or "")
+                         body.get("User") or container.config.get("User") or "", body.get("WorkingDir") or "",
+                         detach_keys(body.get("DetachKeys") or body.get("detachKeys") or ""))  # Go: any case
         self.execs[execution.id] = execution
         return {"Id": execution.id}
 

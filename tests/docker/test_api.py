@@ -140,7 +140,8 @@ host1$ docker exec A sh -c 'id -u; pwd' | tr '\n' ' ' | grep -x '0 / '
 host1$ docker exec -u nosuch A true; test $? -eq 126
 host1$ docker exec -w /nosuch A pwd 2>&1 | grep -F 'chdir to cwd ("/nosuch") set in config.json failed: no such file or directory'
 host1$ docker ps -aq | wc -l | grep -x 1
-# Exec output framed as the exec's start asks (Tty), whatever its create said; attach logs=1 replays the log.
+# Exec output framed as the exec's start asks (Tty), whatever its create said; attach logs=1 replays the log;
+# detach keys end an attach or an exec -it.
 host1$ python - <<'EOF'
 import socket
 import docker
@@ -187,10 +188,25 @@ with socket.socket(socket.AF_UNIX) as sock:  # the whole answer, 101 included: n
 assert answer.startswith(b"HTTP/1.1 101 UPGRADED\r\n"), answer
 assert answer.endswith(b"\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x04one\n\x02\x00\x00\x00\x00\x00\x00\x04two\n"), answer
 api.remove_container("L")
+# Detach keys (here one key, one read): the client is hung up on, the process runs on.
+made = api.exec_create("A", ["sh"], stdin=True, tty=True, detach_keys="ctrl-x")
+raw = getattr(api.exec_start(made["Id"], tty=True, socket=True), "_sock", None)
+raw.sendall(b"echo hi$((1+1))\n")
+seen = b""
+while b"hi2" not in seen:
+    seen += raw.recv(4096)
+raw.sendall(b"\x18")
+read_all(raw)  # returns: the daemon hung up
+assert api.exec_inspect(made["Id"])["Running"]
+raw = getattr(api.attach_socket("A", params={"stdin": 1, "stream": 1, "stdout": 1, "detachKeys": "ctrl-x"}),
+              "_sock", None)
+raw.sendall(b"\x18")
+read_all(raw)
+assert api.inspect_container("A")["State"]["Running"]
 EOF
 """
 
 
 @pytest.mark.emulation
-def test_users_workdirs_exec_framing_and_attach_logs(cluster):
+def test_users_workdirs_exec_framing_attach_logs_and_detach_keys(cluster):
     replay(cluster, PROCESS_GAPS)
