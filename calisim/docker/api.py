@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import system
+from . import predefined, system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
@@ -391,7 +391,7 @@ def matches(container: Container, filters: dict[str, list[str]]) -> bool:
 
 def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
     """Docker 1.13's `network ls --filter`: name and id (regular expressions, searched), driver (exact),
-    label (a key, or key=value), type (custom or builtin: every network calisim stores is custom)."""
+    label (a key, or key=value), type (builtin: host and none; custom: the users')."""
     for value in filters.get("type", []):
         if value not in ("custom", "builtin"):
             raise APIError(500, f"Invalid filter: 'type'='{value}'")
@@ -400,7 +400,7 @@ def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
              "id": lambda v: re.search(v, network.id) is not None,
              "driver": lambda v: network.driver == v,
              "label": lambda v: label_matches(labels, v),
-             "type": lambda v: v == "custom"}
+             "type": lambda v: (v == "builtin") == predefined.is_local(network)}
     return passes(tests, filters, APIError(500, "Invalid filter '{}'"))  # Docker 1.13's words and status
 
 

@@ -5,6 +5,7 @@ answers from."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class Container:
 
     @property
     def hostname(self) -> str:
-        return self.config.get("Hostname") or self.id[:12]
+        """--hostname, else the host's own on `--net host`, else the short ID, as Docker names it."""
+        return self.config.get("Hostname") or (socket.gethostname() if self.network == "host" else self.id[:12])
 
     def environment(self, extra: list[str] | None = None, home: str = "/root") -> dict[str, str]:
         """PATH from the image, HOSTNAME, TERM with a TTY, HOME (the user's), then the user's -e."""

@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -33,7 +34,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import runtime, users
+from . import predefined, runtime, users
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -98,6 +99,7 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # host, none
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -141,8 +143,9 @@ class Daemon:
         self.check_name(name)
         host_config = body.get("HostConfig") or {}
         network = host_config.get("NetworkMode") or "default"
-        if network in ("default", "bridge", "host", "none"):
-            raise APIError(400, f"network {network} is not available in calisim: use --net with a calico network")
+        if network in ("default", "bridge"):
+            raise APIError(400, f"network {network} is not available in calisim: use --net with a calico network, "
+                                "host or none")
         try:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
@@ -155,9 +158,12 @@ class Daemon:
         return {"Id": container.id, "Warnings": []}
 
     def files(self, container: Container) -> dict[str, str]:
-        """Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf for the container (bind-mounted)."""
-        for name, text in (("hosts", hosts_text(container)), ("hostname", container.hostname + "\n"),
-                           ("resolv.conf", RESOLV_CONF)):
+        """Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf for the container (bind-mounted):
+        the host's own on `--net host`, the host's resolv.conf on `--net none` (no embedded DNS)."""
+        mode = container.network
+        hosts = predefined.host_file("hosts") if mode == "host" else hosts_text(container)
+        resolv = predefined.host_file("resolv.conf") if mode in predefined.DRIVERS else RESOLV_CONF
+        for name, text in (("hosts", hosts), ("hostname", container.hostname + "\n"), ("resolv.conf", resolv)):
             (container.directory / name).write_text(text)
         return {name: str(container.directory / name) for name in ("hosts", "hostname", "resolv.conf")}
 
@@ -175,7 +181,7 @@ class Daemon:
                 "upper": str(container.directory / "upper"), "work": str(container.directory / "work"),
                 "merged": str(container.directory / "merged"), "hostname": container.hostname,
                 "files": self.files(container), "env": container.environment(home=user.home),
-                "user": [user.uid, user.gid, list(user.groups)],
+                "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
                 "console": container.host_config.get("ConsoleSize") or [0, 0]}
 
@@ -203,8 +209,9 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            self.resolver.serve(container.id, socket_in(process.pid),
-                                lambda: [e.network_id for e in container.endpoints])
+            if container.network not in predefined.DRIVERS:  # no embedded DNS on host and none
+                self.resolver.serve(container.id, socket_in(process.pid),
+                                    lambda: [e.network_id for e in container.endpoints])
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
@@ -286,8 +293,10 @@ class Daemon:
     def join(self, container: Container, attachment: Attachment, pid: int) -> None:
         """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
         try:
+            network = self.find_network(attachment.network)
+            if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
+                return
             with self.lock:
-                network = dn.find_network(self.ds, attachment.network)
                 endpoint = dn.connect(self.ds, network, container.name, pid, attachment.ipv4, attachment.ipv6,
                                       attachment.aliases + container.aliases)
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
@@ -375,17 +384,23 @@ class Daemon:
     # -- networks ------------------------------------------------------------------------------
     def networks(self) -> list[Network]:
         with self.lock:
-            return dn.networks(self.ds)
+            return [*self.local, *dn.networks(self.ds)]
 
     def find_network(self, name_or_id: str) -> Network:
+        for network in self.local:
+            if name_or_id in (network.name, network.id) or (len(name_or_id) >= 12
+                                                            and network.id.startswith(name_or_id)):
+                return network
         with self.lock:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
+        predefined.refuse(request.name, "created")
         with self.lock:
             return dn.create_network(self.ds, request)
 
     def remove_network(self, network: Network) -> None:
+        predefined.refuse(network.name, "removed")
         with self.lock:
             dn.remove_network(self.ds, network.id)
 
@@ -393,6 +408,7 @@ class Daemon:
         """`docker network connect`: an endpoint now if the container runs, and at each start."""
         if self.attachment(container, network) is not None:
             raise APIError(403, f"endpoint with name {container.name} already exists in network {network.name}")
+        predefined.check_connect([a.network for a in container.attachments], network)
         if container.running:
             self.join(container, attachment, container.pid)
         container.attachments.append(attachment)
@@ -456,8 +472,9 @@ class Daemon:
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
                                       "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases),
                                       "IPAMConfig": attachment.ipam_config() if attachment else None}
-        for attachment in [] if container.endpoints else container.attachments:  # not running: what is asked
-            networks[attachment.network] = {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+        for attachment in [] if container.endpoints else container.attachments:  # stopped, or on host or none
+            local = next((n.id for n in self.local if n.name == attachment.network), "")  # host, none: no endpoint
+            networks[attachment.network] = {"NetworkID": local, "EndpointID": "", "Gateway": "", "IPAddress": "",
                                             "IPPrefixLen": 0, "MacAddress": "",
                                             "Aliases": list(attachment.aliases) or None,
                                             "IPAMConfig": attachment.ipam_config()}
@@ -486,14 +503,19 @@ class Daemon:
             if local is not None:
                 containers[local.id] = {"Name": local.name, "EndpointID": endpoint.id, "MacAddress": endpoint.mac,
                                         "IPv4Address": endpoint.address, "IPv6Address": endpoint.address6}
+        if predefined.is_local(network):  # no endpoints: the running containers in that mode
+            containers = {c.id: {"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "",
+                                 "IPv6Address": ""} for c in list(self.containers.values())
+                          if c.running and c.network == network.name}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
-                "Scope": "global", "Driver": network.driver,
+                "Scope": "local" if predefined.is_local(network) else "global", "Driver": network.driver,
                 "EnableIPv6": bool(network.pool_id6), "Internal": False, "Attachable": False, "Ingress": False,
                 "IPAM": {"Driver": network.ipam_driver, "Options": {},
-                         "Config": [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
+                         "Config": [] if predefined.is_local(network) else
+                         [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
                 "Containers": containers, "Options": network.options or {}, "Labels": network.labels or {}}
 
     # -- exec ------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def container_main(spec: dict, control: socket.socket) -> None:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     control = socket.socket(fileno=spec["control"])
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+    network = 0 if spec.get("network") == "host" else CLONE_NEWNET  # --net host: the host's own namespace
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | network | CLONE_NEWPID), "unshare")
     pid = os.fork()
     if pid == 0:
         try:

@@ -47,7 +47,7 @@ INFO_AND_IMAGES = r"""
 # docker info: the host's name, the engine version, the containers by state, the network plugins.
 host1$ docker create --net net1 --name created busybox
 host1$ docker info --format '{{.Name}} {{.ServerVersion}} {{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}' | grep -x 'host1 1.13.1 2 1 1 2'
-host1$ docker info --format '{{.Plugins.Network}} {{.Plugins.Volume}} {{.OSType}}' | grep -x '\[calico\] \[local\] linux'
+host1$ docker info --format '{{.Plugins.Network}} {{.Plugins.Volume}} {{.OSType}}' | grep -x '\[calico host null\] \[local\] linux'
 host1$ docker info --format '{{.KernelVersion}} {{.NCPU}}' | grep -x "$(uname -r) $(nproc)"
 host2$ docker info --format '{{.Name}} {{.Containers}}' | grep -x 'host2 0'
 # Today's CLI no longer prints the cluster store: the SDK (or curl) reads it, as the seed's daemon.json sets it.
@@ -105,7 +105,7 @@ host1$ docker network create --driver calico --ipam-driver calico-ipam --label t
 host1$ docker network inspect -f '{{.Name}} {{.Labels.tier}}' 'test 01' | grep -x 'test 01 back'
 host1$ docker network ls --filter name=net --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'net1 net2 '
 host1$ docker network ls --filter label=tier=back --filter driver=calico --format '{{.Name}}' | grep -x 'test 01'
-host1$ docker network ls -q --filter type=builtin | grep -c . | grep -x 0
+host1$ docker network ls --filter type=builtin --format '{{.Name}} {{.Driver}} {{.Scope}}' | tr '\n' ' ' | grep -x 'host host local none null local '
 host1$ docker network ls --filter type=bogus 2>&1 | grep -x "Error response from daemon: Invalid filter: 'type'='bogus'"
 host1$ docker network ls --filter colour=red 2>&1 | grep -x "Error response from daemon: Invalid filter 'colour'"
 host1$ docker network rm 'test 01' net2
@@ -210,3 +210,30 @@ EOF
 @pytest.mark.emulation
 def test_users_workdirs_exec_framing_attach_logs_and_detach_keys(cluster):
     replay(cluster, PROCESS_GAPS)
+
+
+PREDEFINED_NETWORKS = r"""
+# host and none on every host, local in scope; bridge (docker0) is not emulated: no --net is refused.
+host2$ docker network ls --filter type=builtin --format '{{.Name}} {{.Driver}} {{.Scope}}' | tr '\n' ' ' | grep -x 'host host local none null local '
+host2$ docker network inspect -f '{{.Scope}} {{.Driver}} {{len .IPAM.Config}}' none | grep -x 'local null 0'
+# none: a loopback only; host: the host's namespace, its name and its /etc/hosts.
+host1$ docker run --rm --net none busybox ip -o link | awk -F': ' '{print $2}' | tr '\n' ' ' | grep -x 'lo '
+host1$ docker run --rm --net host busybox hostname | grep -x host1
+host1$ docker run --rm --net host busybox ip -o -4 addr show host1-eth0 | grep -q ' 192.168.3.229/24 '
+host1$ docker run --rm --net host busybox cat /etc/hosts | cmp - /etc/hosts
+host1$ docker run --net host --name H -tid busybox
+host1$ docker network inspect -f '{{range .Containers}}{{.Name}}{{end}}' host | grep -x H
+host1$ docker network connect net1 H 2>&1 | grep -x 'Error response from daemon: container cannot be disconnected from host network or connected to host network'
+host1$ docker rm -f H
+# Docker's refusals; nothing made, nothing removed.
+host1$ docker network create -d calico --ipam-driver calico-ipam host 2>&1 | grep -x 'Error response from daemon: host is a pre-defined network and cannot be created'
+host1$ docker network rm none 2>&1 | grep -x 'Error response from daemon: none is a pre-defined network and cannot be removed'
+host1$ docker run --rm busybox true 2>&1 | grep -x 'docker: Error response from daemon: network default is not available in calisim: use --net with a calico network, host or none'
+host1$ docker network ls -q | wc -l | grep -x 3
+host1$ docker ps -aq | wc -l | grep -x 1
+"""
+
+
+@pytest.mark.emulation
+def test_the_predefined_host_and_none_networks(cluster):
+    replay(cluster, PREDEFINED_NETWORKS)
