@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import predefined, system
+from . import bridge, predefined, system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
@@ -422,6 +422,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
     """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
     endpoints and addresses leave the cluster store with the daemon."""
+    try:
+        bridge.set_up()  # docker0, as dockerd makes it at start
+    except DockerError as error:
+        raise SystemExit(f"dockerd: {error}") from None
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)

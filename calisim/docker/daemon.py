@@ -34,7 +34,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import predefined, runtime, users
+from . import bridge, predefined, runtime, users
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -99,7 +99,7 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # host, none
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -143,9 +143,7 @@ class Daemon:
         self.check_name(name)
         host_config = body.get("HostConfig") or {}
         network = host_config.get("NetworkMode") or "default"
-        if network in ("default", "bridge"):
-            raise APIError(400, f"network {network} is not available in calisim: use --net with a calico network, "
-                                "host or none")
+        network = "bridge" if network == "default" else network  # Docker's default mode
         try:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
@@ -209,7 +207,7 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            if container.network not in predefined.DRIVERS:  # no embedded DNS on host and none
+            if container.network not in predefined.DRIVERS:  # no embedded DNS on bridge, host and none
                 self.resolver.serve(container.id, socket_in(process.pid),
                                     lambda: [e.network_id for e in container.endpoints])
         except OSError as error:
@@ -294,6 +292,10 @@ class Daemon:
         """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
         try:
             network = self.find_network(attachment.network)
+            if network.driver == "bridge":  # docker0: not in the cluster store, no name to resolve
+                taken = {e.address.split("/")[0] for c in list(self.containers.values()) for e in c.endpoints}
+                container.endpoints.append(bridge.connect(network.id, container.name, pid, taken))
+                return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return
             with self.lock:
@@ -318,9 +320,15 @@ class Daemon:
     def leave_networks(self, container: Container) -> None:
         endpoints, container.endpoints = container.endpoints, []
         for endpoint in endpoints:
-            with self.lock:
-                dn.disconnect(self.ds, endpoint)
-            self.left(container, endpoint)
+            self.release(container, endpoint)
+
+    def release(self, container: Container, endpoint: Endpoint) -> None:
+        """An endpoint (already out of container.endpoints) gone: its veth on docker0, or libnetwork's flow."""
+        if any(n.id == endpoint.network_id and n.driver == "bridge" for n in self.local):
+            return bridge.disconnect(endpoint)
+        with self.lock:
+            dn.disconnect(self.ds, endpoint)
+        self.left(container, endpoint)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         with self.events:
@@ -419,10 +427,8 @@ class Daemon:
         if attachment is None:
             raise APIError(500, f"container {container.id} is not connected to the network {network.name}")
         for endpoint in [e for e in container.endpoints if e.network_id == network.id]:
-            with self.lock:
-                dn.disconnect(self.ds, endpoint)
             container.endpoints.remove(endpoint)
-            self.left(container, endpoint)
+            self.release(container, endpoint)
         container.attachments.remove(attachment)
 
     @staticmethod
@@ -466,11 +472,13 @@ class Daemon:
         for endpoint in container.endpoints:
             network = self.resolver.network(endpoint.network_id) or self.find_network(endpoint.network_id)
             attachment = self.attachment(container, network)
-            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": GATEWAY,
-                                      "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
+            address, _, length = endpoint.address.partition("/")
+            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id,
+                                      "Gateway": network.gateway.split("/")[0] if network.pool else GATEWAY,
+                                      "IPAddress": address, "IPPrefixLen": int(length or 32),
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
-                                      "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases),
+                                      "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases) or None,
                                       "IPAMConfig": attachment.ipam_config() if attachment else None}
         for attachment in [] if container.endpoints else container.attachments:  # stopped, or on host or none
             local = next((n.id for n in self.local if n.name == attachment.network), "")  # host, none: no endpoint
@@ -503,10 +511,12 @@ class Daemon:
             if local is not None:
                 containers[local.id] = {"Name": local.name, "EndpointID": endpoint.id, "MacAddress": endpoint.mac,
                                         "IPv4Address": endpoint.address, "IPv6Address": endpoint.address6}
-        if predefined.is_local(network):  # no endpoints: the running containers in that mode
+        if predefined.is_local(network):  # not in the cluster store: this daemon's running containers there
             containers = {c.id: {"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "",
-                                 "IPv6Address": ""} for c in list(self.containers.values())
-                          if c.running and c.network == network.name}
+                                 "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
+                                                             "IPv4Address": e.address} for e in c.endpoints
+                                                            if e.network_id == network.id), {})}
+                          for c in list(self.containers.values()) if c.running and c.network == network.name}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
@@ -514,7 +524,7 @@ class Daemon:
                 "Scope": "local" if predefined.is_local(network) else "global", "Driver": network.driver,
                 "EnableIPv6": bool(network.pool_id6), "Internal": False, "Attachable": False, "Ingress": False,
                 "IPAM": {"Driver": network.ipam_driver, "Options": {},
-                         "Config": [] if predefined.is_local(network) else
+                         "Config": [] if predefined.is_local(network) and not network.pool else
                          [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
                 "Containers": containers, "Options": network.options or {}, "Labels": network.labels or {}}
 

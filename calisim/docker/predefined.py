@@ -1,7 +1,7 @@
-"""Docker's predefined networks that calisim's dockerd has on every host: `host` (the container
-shares the host's network namespace, its name, /etc/hosts and /etc/resolv.conf) and `none` (a
-loopback only), local in scope (not in the cluster store), made when dockerd starts, as dockerd
-makes them.  `bridge` (docker0) is not emulated yet: a container without `--net` is refused."""
+"""Docker's predefined networks, made by dockerd on every host when it starts, local in scope (not
+in the cluster store): `bridge` (docker0, bridge.py: where a container without `--net` goes),
+`host` (the container shares the host's network namespace, its name, /etc/hosts and
+/etc/resolv.conf) and `none` (a loopback only)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ import hashlib
 from pathlib import Path
 
 from ..datastore.resources.docker import Network
+from . import bridge
 from .errors import APIError
 
 NAMES = ("bridge", "host", "none", "default")  # Docker's predefined names: no user network may take them
-DRIVERS = {"host": "host", "none": "null"}  # the ones calisim provides, and their drivers
+DRIVERS = {"bridge": "bridge", "host": "host", "none": "null"}  # and their drivers
 HOST_CONFLICT = "container cannot be disconnected from host network or connected to host network"
 NONE_CONFLICT = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
 
 
 def networks(host: str, created: str) -> list[Network]:
     """This host's predefined networks; their IDs are stable for the host (dockerd keeps them on disk)."""
-    return [Network(hashlib.sha256(f"{host}/{name}".encode()).hexdigest(), name, driver, "default", "", "", "",
-                    created) for name, driver in DRIVERS.items()]
+    pools = {"bridge": (str(bridge.SUBNET), f"{bridge.GATEWAY}/{bridge.SUBNET.prefixlen}")}
+    return [Network(hashlib.sha256(f"{host}/{name}".encode()).hexdigest(), name, driver, "default", "",
+                    *pools.get(name, ("", "")), created) for name, driver in DRIVERS.items()]
 
 
 def is_local(network: Network) -> bool:
