@@ -391,7 +391,7 @@ def matches(container: Container, filters: dict[str, list[str]]) -> bool:
 
 def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
     """Docker 1.13's `network ls --filter`: name and id (regular expressions, searched), driver (exact),
-    label (a key, or key=value), type (builtin: host and none; custom: the users')."""
+    label (a key, or key=value), type (builtin: bridge, host and none; custom: the users')."""
     for value in filters.get("type", []):
         if value not in ("custom", "builtin"):
             raise APIError(500, f"Invalid filter: 'type'='{value}'")
