@@ -3,10 +3,13 @@ the Python SDK: routing, requests and answers (Docker's status codes and error t
 hijacked streams of attach, exec, wait and logs (streams.py frames them).  The store and life
 cycle behind it are daemon.py's.
 
-Implemented: /_ping, /version, networks (create with every option, ls, inspect, rm, connect,
-disconnect), containers (create, attach, wait, start, stop, kill, restart, logs, top, resize,
-ls, inspect, rm [-f]) and exec (create, start, resize, inspect), with Docker's hijacked streams
-(8-byte frames without a TTY, raw pty bytes with one) and Docker's error texts.
+Implemented: /_ping, /version, /info, images (ls with filters, inspect, pull of a local image),
+networks (create with every option, ls with filters, inspect, rm, connect and disconnect, before
+a start too), containers (create, attach with logs=1, wait, start, stop, kill, restart, rename,
+logs, top, resize, ls, inspect, rm [-f]) and exec (create with -u and -w, start, resize,
+inspect), with Docker's hijacked streams (8-byte frames without a TTY, raw pty bytes with one;
+an exec's framing as its start asks) and Docker's error texts; the swarm routes answer as a
+daemon outside a swarm.  Paths are percent-decoded (a network named `test 01`).
 """
 
 from __future__ import annotations
@@ -25,18 +28,19 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..datastore import Datastore, Synchronous
+from ..datastore.resources.docker import Network
 from . import runtime
-from .containers import Container, Exec, Stdin
+from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from .images import IMAGES
+from . import bridge, predefined, system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
-from .streams import copy_stdin, frame, send_output, subscribe
+from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
 
 API_VERSION = "1.50"
 log = logging.getLogger("dockerd")
@@ -95,12 +99,17 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_HEAD = _route
 
     def _dispatch(self, method: str, path: str, query: dict, body: dict) -> None:
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]  # each part decoded alone: a name may hold %2F
         if parts == ["_ping"]:
             return self._send(200, b"OK", {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"})
         if parts == ["version"]:
-            return self._send(200, {"Version": "calisim", "ApiVersion": API_VERSION, "MinAPIVersion": "1.24",
-                                    "Os": "linux", "Arch": "amd64", "Components": []})
+            return self._send(200, system.version(API_VERSION))
+        if parts == ["info"]:
+            d = self.daemon
+            return self._send(200, system.info(list(d.containers.values()), {n.driver for n in d.networks()},
+                                               d.state, d.ds.endpoints))
+        if parts[:1] in (["swarm"], ["nodes"], ["services"], ["tasks"], ["secrets"]):
+            raise system.swarm(method, parts)
         if parts[:1] == ["networks"]:
             return self._networks(method, parts[1:], query, body)
         if parts[:1] == ["containers"]:
@@ -108,9 +117,19 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["exec"] and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], query, body)
         if parts[:1] == ["images"]:
-            raise APIError(404, f"pull access denied for {query.get('fromImage', '?')}, repository does not exist "
-                                f"or may require 'docker login' (calisim has only the images {', '.join(IMAGES)})")
+            return self._images(method, parts[1:], query)
         raise APIError(404, f"page not found: {method} {path}")
+
+    def _images(self, method: str, parts: list[str], query: dict) -> None:
+        if parts == ["json"] and method == "GET":
+            return self._send(200, system.image_list(parse_filters(query.get("filters"))))
+        if parts == ["create"] and method == "POST":
+            progress = system.pull(query.get("fromImage") or "", query.get("tag") or "")
+            return self._send(200, b"".join(json.dumps(line).encode() + b"\r\n" for line in progress),
+                              {"Content-Type": "application/json"})
+        if len(parts) >= 2 and parts[-1] == "json" and method == "GET":  # a name may hold slashes
+            return self._send(200, system.find_image("/".join(parts[:-1])).inspect())
+        raise APIError(404, f"page not found: {method} /images/{'/'.join(parts)}")
 
     def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
         d = self.daemon
@@ -118,7 +137,8 @@ class Handler(BaseHTTPRequestHandler):
             network = d.create_network(NetworkRequest.from_api(body))
             return self._send(201, {"Id": network.id, "Warning": ""})
         if not parts and method == "GET":
-            return self._send(200, [d.network_json(n) for n in d.networks()])
+            filters = parse_filters(query.get("filters"))
+            return self._send(200, [d.network_json(n) for n in d.networks() if network_matches(n, filters)])
         network = d.find_network(parts[0])
         if len(parts) == 1 and method == "GET":
             return self._send(200, d.network_json(network))
@@ -127,11 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(204)
         if len(parts) == 2 and parts[1] in ("connect", "disconnect") and method == "POST":
             container = d.find(body.get("Container", ""))
-            if not container.running:
-                raise APIError(409, f"container {container.id} is not running")
             if parts[1] == "connect":
-                d.connect(container, network,
-                          ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {}).get("IPv4Address"))
+                d.connect(container, network, Attachment.from_api(network.name, body.get("EndpointConfig")))
             else:
                 d.disconnect(container, network)
             return self._send(200, b"")
@@ -167,6 +184,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"")
         if action == "exec":
             return self._send(201, d.exec_create(container, body))
+        if action == "rename":
+            d.rename(container, query.get("name") or "")
+            return self._send(204)
         timeout = float(query["t"]) if query.get("t") not in (None, "") else STOP_TIMEOUT
         actions = {"start": lambda: d.start(container),
                    "stop": lambda: d.stop(container, timeout),
@@ -188,7 +208,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.connection
 
     def _attach(self, container: Container, query: dict) -> None:
-        listening = subscribe(container.output) if truthy(query.get("stream")) else None
+        keys = detach_keys(query.get("detachKeys") or "") if container.tty else b""
+        replay, follow = truthy(query.get("logs")), truthy(query.get("stream"))
+        listening = subscribe(container.output, replay, follow) if replay or follow else None
         connection = self._upgrade(container.tty)
         d = self.daemon
         if truthy(query.get("stdin")) and container.config.get("OpenStdin"):
@@ -196,10 +218,11 @@ class Handler(BaseHTTPRequestHandler):
                 d.wait_for(lambda: container.running or container.removed, 30)
                 process = container.process if container.running else None
                 return None if process is None else Stdin.of(process.popen, process.master)
-            threading.Thread(target=copy_stdin, args=(connection, stdin), daemon=True).start()
+            threading.Thread(target=copy_stdin, args=(connection, stdin, keys, lambda: detach(listening, connection)),
+                             daemon=True).start()
         if listening is not None:
             send_output(container.output, listening, container.tty, connection)
-        connection.shutdown(socket.SHUT_RDWR)
+        hang_up(connection)
 
     def _wait(self, container: Container, condition: str) -> None:
         """Headers at once (the CLI starts the container only then), the status at the event."""
@@ -267,7 +290,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"ID": execution.id, "Running": execution.exit_code is None and execution.pid > 0,
                                     "ExitCode": execution.exit_code, "Pid": execution.pid,
                                     "ProcessConfig": {"tty": execution.tty, "entrypoint": execution.cmd[0],
-                                                      "arguments": execution.cmd[1:], "privileged": False, "user": ""},
+                                                      "arguments": execution.cmd[1:], "privileged": False,
+                                                      "user": execution.user},
                                     "OpenStdin": execution.stdin, "OpenStdout": True, "OpenStderr": True,
                                     "CanRemove": False, "ContainerID": execution.container.id, "DetachKeys": ""})
         if action == "resize" and method == "POST":
@@ -280,29 +304,32 @@ class Handler(BaseHTTPRequestHandler):
                 if process is not None:
                     threading.Thread(target=self._finish_exec, args=(execution, process), daemon=True).start()
                 return self._send(200, b"")
-            return self._exec_attached(execution, process)
+            return self._exec_attached(execution, process, bool(body.get("Tty", execution.tty)))
         raise APIError(404, f"page not found: {method} /exec/{exec_id}/{action}")
 
-    def _exec_attached(self, execution: Exec, process: subprocess.Popen | None) -> None:
-        connection = self._upgrade(execution.tty)
+    def _exec_attached(self, execution: Exec, process: subprocess.Popen | None, raw: bool) -> None:
+        """The exec's output on the hijacked connection, framed unless raw: the Tty of the exec's
+        start, as dockerd decides it (the pty, if any, comes from the exec's create)."""
+        connection = self._upgrade(raw)
         if process is None:
-            message = (f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
-                       f'"{execution.cmd[0]}": executable file not found in $PATH: unknown\r\n').encode()
-            connection.sendall(message if execution.tty else frame(1, message))
-            connection.shutdown(socket.SHUT_RDWR)
+            message = f"{execution.failure}\r\n".encode()
+            connection.sendall(message if raw else frame(1, message))
+            hang_up(connection)
             return
         sources = {execution.master: 1} if execution.tty else {process.stdout.fileno(): 1, process.stderr.fileno(): 2}
+        output = runtime.Output()
+        listening = subscribe(output)
         if execution.stdin:
             stdin = Stdin.of(process, execution.master)
-            threading.Thread(target=copy_stdin, args=(connection, lambda: stdin), daemon=True).start()
-        output = runtime.Output()
-        streaming = threading.Thread(target=send_output, args=(output, subscribe(output), execution.tty, connection),
-                                     daemon=True)
+            keys = execution.detach_keys if execution.tty else b""
+            threading.Thread(target=copy_stdin, args=(connection, lambda: stdin, keys,
+                                                      lambda: detach(listening, connection)), daemon=True).start()
+        streaming = threading.Thread(target=send_output, args=(output, listening, raw, connection), daemon=True)
         streaming.start()
-        runtime.pump(sources, output)
+        runtime.pump(sources, output)  # to the end of the process, even once the client has detached
         streaming.join()
         self._finish_exec(execution, process)
-        connection.shutdown(socket.SHUT_RDWR)
+        hang_up(connection)
 
     def _finish_exec(self, execution: Exec, process: subprocess.Popen) -> None:
         code = process.wait()
@@ -312,10 +339,42 @@ class Handler(BaseHTTPRequestHandler):
             execution.master = None
 
 
+def hang_up(connection: socket.socket) -> None:
+    """The end of a hijacked stream (the client may have detached, and the stream ended, already)."""
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def detach(listening: tuple[queue.Queue, Callable] | None, connection: socket.socket) -> None:
+    """The client sent its detach keys: its output stream ends and it is hung up on; the process runs on."""
+    if listening is not None:
+        listening[0].put((0, None))
+    hang_up(connection)
+
+
 def parse_filters(text: str | None) -> dict[str, list[str]]:
     """`filters` as the CLI sends it ({"name": {"L": true}}) or older clients ({"name": ["L"]})."""
     raw = json.loads(text) if text else {}
     return {key: list(values) for key, values in raw.items()}
+
+
+def passes(tests: dict[str, Callable[[str], bool]], filters: dict[str, list[str]], unknown: APIError) -> bool:
+    """Whether each filter key has a value its test accepts; a key without a test is refused
+    (unknown's message names it in place of {})."""
+    for key, values in filters.items():
+        if key not in tests:
+            raise APIError(unknown.status, str(unknown).format(key))
+        if not any(tests[key](value) for value in values):
+            return False
+    return True
+
+
+def label_matches(labels: dict, wanted: str) -> bool:
+    """Docker's `label` filter: a key present, or key=value."""
+    key, equals, value = wanted.partition("=")
+    return labels.get(key) == value if equals else key in labels
 
 
 def matches(container: Container, filters: dict[str, list[str]]) -> bool:
@@ -325,14 +384,24 @@ def matches(container: Container, filters: dict[str, list[str]]) -> bool:
     tests = {"name": lambda v: re.search(v, container.name) is not None,
              "id": lambda v: container.id.startswith(v),
              "status": lambda v: container.status == v,
-             "network": lambda v: container.network == v,
-             "label": lambda v: (labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v else v in labels}
-    for key, values in filters.items():
-        if key not in tests:
-            raise APIError(400, f"invalid filter '{key}'")
-        if not any(tests[key](value) for value in values):
-            return False
-    return True
+             "network": lambda v: any(a.network == v for a in container.attachments),
+             "label": lambda v: label_matches(labels, v)}
+    return passes(tests, filters, APIError(400, "invalid filter '{}'"))
+
+
+def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
+    """Docker 1.13's `network ls --filter`: name and id (regular expressions, searched), driver (exact),
+    label (a key, or key=value), type (builtin: bridge, host and none; custom: the users')."""
+    for value in filters.get("type", []):
+        if value not in ("custom", "builtin"):
+            raise APIError(500, f"Invalid filter: 'type'='{value}'")
+    labels = network.labels or {}
+    tests = {"name": lambda v: re.search(v, network.name) is not None,
+             "id": lambda v: re.search(v, network.id) is not None,
+             "driver": lambda v: network.driver == v,
+             "label": lambda v: label_matches(labels, v),
+             "type": lambda v: (v == "builtin") == predefined.is_local(network)}
+    return passes(tests, filters, APIError(500, "Invalid filter '{}'"))  # Docker 1.13's words and status
 
 
 def signal_number(name: str) -> int:
@@ -353,6 +422,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
     """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
     endpoints and addresses leave the cluster store with the daemon."""
+    try:
+        bridge.set_up()  # docker0, as dockerd makes it at start
+    except DockerError as error:
+        raise SystemExit(f"dockerd: {error}") from None
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)

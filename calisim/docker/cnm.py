@@ -18,6 +18,7 @@ bare sandbox (netns.start_sandbox) for a container: the dataplane tests' workloa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import os
@@ -138,18 +139,22 @@ def remove_network(ds: Synchronous, name_or_id: str, plugin_dir: Path = PLUGIN_D
 
 
 def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int, ip: str | None = None,
-            plugin_dir: Path = PLUGIN_DIR) -> Endpoint:
-    """Give the container (a process's network namespace) an interface on network."""
-    if ip is not None:
-        try:
-            ipaddress.IPv4Address(ip)
-        except ValueError:
-            raise DockerError(f"invalid IPv4 address: {ip}") from None
+            ip6: str | None = None, aliases: tuple[str, ...] = (), plugin_dir: Path = PLUGIN_DIR) -> Endpoint:
+    """Give the container (a process's network namespace) an interface on network, with the
+    addresses asked for (--ip, --ip6) and the names it also answers to (aliases)."""
+    for address, kind in ((ip, ipaddress.IPv4Address), (ip6, ipaddress.IPv6Address)):
+        if address is not None:
+            try:
+                kind(address)
+            except ValueError:
+                raise DockerError(f"invalid IPv{kind.version} address: {address}") from None
+    if ip6 is not None and not network.pool_id6:  # libnetwork finds no IPv6 pool that holds it
+        raise DockerError(f"Invalid address {ip6}: It does not belong to any of this network's subnets")
     endpoint_id = secrets.token_hex(32)
     undo: list = []
     try:
         address = request_address(network, network.pool_id, ip or "", undo, plugin_dir)
-        address6 = request_address(network, network.pool_id6, "", undo, plugin_dir) if network.pool_id6 else ""
+        address6 = request_address(network, network.pool_id6, ip6 or "", undo, plugin_dir) if network.pool_id6 else ""
         created = call(network.driver, "NetworkDriver.CreateEndpoint", {
             "NetworkID": network.id, "EndpointID": endpoint_id, "Options": {},
             "Interface": {"Address": address, "AddressIPv6": address6, "MacAddress": ""}}, plugin_dir)
@@ -162,12 +167,20 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
         undo.append(lambda: call(network.driver, "NetworkDriver.Leave",
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         configure_container_interface(sandbox_pid, joined, address, mac, address6)
-        endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6)
+        endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6, tuple(aliases))
         ds.put(endpoint.key, endpoint.to_value())
         return endpoint
     except Exception:
         undo_all(undo)
         raise
+
+
+def rename(ds: Synchronous, endpoint: Endpoint, container: str) -> Endpoint:
+    """The endpoint under the container's new name (`docker rename`): stored again, so every
+    host's embedded DNS server answers the new name and no longer the old one."""
+    renamed = dataclasses.replace(endpoint, container=container)
+    ds.put(renamed.key, renamed.to_value())
+    return renamed
 
 
 def request_address(network: Network, pool_id: str, ip: str, undo: list, plugin_dir: Path) -> str:

@@ -5,6 +5,7 @@ answers from."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,14 +18,36 @@ from ..datastore.resources.docker import Endpoint
 
 
 @dataclass
+class Attachment:
+    """A network the container is to be on, as create (NetworkMode and its EndpointsConfig) or a
+    connect before start asked: joined at each start, in this order."""
+    network: str  # as the user named it
+    ipv4: str | None = None  # --ip
+    ipv6: str | None = None  # --ip6
+    aliases: tuple[str, ...] = ()  # --network-alias
+
+    @classmethod
+    def from_api(cls, network: str, settings: dict | None) -> "Attachment":
+        """From an EndpointSettings of the API (create's NetworkingConfig, or connect's EndpointConfig)."""
+        settings = settings or {}
+        ipam = settings.get("IPAMConfig") or {}
+        return cls(network, ipam.get("IPv4Address") or None, ipam.get("IPv6Address") or None,
+                   tuple(settings.get("Aliases") or ()))
+
+    def ipam_config(self) -> dict | None:
+        """Inspect's IPAMConfig: the addresses asked for, null if none was."""
+        asked = {key: value for key, value in (("IPv4Address", self.ipv4), ("IPv6Address", self.ipv6)) if value}
+        return asked or None
+
+
+@dataclass
 class Container:
     id: str
     name: str
     image: Image
     reference: str  # the image as the user named it
     cmd: list[str]
-    network: str
-    ip: str | None
+    attachments: list[Attachment]  # NetworkMode's first, then those connected before a start
     config: dict  # what create received: Tty, OpenStdin, StdinOnce, Env, WorkingDir, Labels, ...
     host_config: dict
     created: float = field(default_factory=time.time)
@@ -42,6 +65,16 @@ class Container:
     output: runtime.Output = field(default_factory=runtime.Output)
 
     @property
+    def network(self) -> str:
+        """NetworkMode: the network create named."""
+        return self.attachments[0].network
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Docker adds the short ID to every endpoint's aliases on a user-defined network."""
+        return (self.id[:12],)
+
+    @property
     def running(self) -> bool:
         return self.status == "running"
 
@@ -55,12 +88,13 @@ class Container:
 
     @property
     def hostname(self) -> str:
-        return self.config.get("Hostname") or self.id[:12]
+        """--hostname, else the host's own on `--net host`, else the short ID, as Docker names it."""
+        return self.config.get("Hostname") or (socket.gethostname() if self.network == "host" else self.id[:12])
 
-    def environment(self, extra: list[str] | None = None) -> dict[str, str]:
-        """PATH from the image, HOSTNAME, TERM with a TTY, HOME, then the user's -e."""
+    def environment(self, extra: list[str] | None = None, home: str = "/root") -> dict[str, str]:
+        """PATH from the image, HOSTNAME, TERM with a TTY, HOME (the user's), then the user's -e."""
         env = dict(item.split("=", 1) for item in self.image.config()["Env"])
-        env.update(HOSTNAME=self.hostname, HOME="/root", **({"TERM": "xterm"} if self.tty else {}))
+        env.update(HOSTNAME=self.hostname, HOME=home, **({"TERM": "xterm"} if self.tty else {}))
         for item in [*(self.config.get("Env") or []), *(extra or [])]:
             name, _, value = item.partition("=")
             env[name] = value
@@ -76,10 +110,14 @@ class Exec:
     stdin: bool
     env: list[str]
     console: list[int]  # [height, width] of the client's terminal
+    user: str = ""  # -u: name or UID[:group or GID]; empty: the container's user
+    workdir: str = ""  # -w; empty: the container's working directory
+    detach_keys: bytes = b""  # what ends a client's attachment (with a TTY)
     exit_code: int | None = None
     pid: int = 0
     started: bool = False
     master: int | None = None
+    failure: str = ""  # why the process could not start (written to the client in-band)
 
 
 @dataclass

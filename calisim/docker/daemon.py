@@ -4,7 +4,8 @@ Engine API (api.py) drives it.
 Containers are real: each run is a PID 1 in its own mount, PID, UTS, IPC and network
 namespaces, pivoted into an overlayfs writable layer over its image (images.py; init.py starts
 it, runtime.py holds its processes).  Networking goes through Calico's plugins exactly as
-libnetwork does (cnm.py): a container joins its network when it starts and leaves it (Leave,
+libnetwork does (cnm.py): a container joins its networks (the one it was created on, then those
+connected to it, before its start or since) when it starts and leaves them (Leave,
 DeleteEndpoint, ReleaseAddress) when it stops.  Names resolve through Docker's embedded DNS server
 (resolver.py): each container's /etc/resolv.conf names 127.0.0.11, where the daemon answers the
 names of the containers that share a network with it, on every host (endpoints are global, in the
@@ -22,6 +23,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -32,13 +34,14 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import runtime
-from .containers import Container, Exec
+from . import bridge, predefined, runtime, users
+from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
 from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
+from .streams import detach_keys
 
 STOP_TIMEOUT = 10  # seconds `docker stop` waits before SIGKILL, as Docker
 RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"  # Docker's embedded DNS on user-defined networks
@@ -96,6 +99,7 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -105,38 +109,59 @@ class Daemon:
                 return container
         raise APIError(404, f"No such container: {ref}")
 
+    def check_name(self, name: str) -> None:
+        """A name a new or renamed container may take: Docker's characters, and not another's."""
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+            raise APIError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        for other in list(self.containers.values()):
+            if other.name == name:
+                raise APIError(409, f'Conflict. The container name "/{name}" is already in use by container '
+                                    f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                    'reuse that name.')
+
+    def rename(self, container: Container, name: str) -> None:
+        """`docker rename`: the name, and the name its endpoints answer to on every host."""
+        if not name:
+            raise APIError(400, "Neither old nor new names may be empty")
+        if name.lstrip("/") == container.name:
+            raise APIError(400, "Renaming a container with the same name as its current name")
+        name = name.lstrip("/")
+        self.check_name(name)
+        container.name = name
+        for index, endpoint in enumerate(list(container.endpoints)):
+            with self.lock:
+                container.endpoints[index] = dn.rename(self.ds, endpoint, name)
+            self.resolver.record(endpoint, present=False)
+            self.resolver.record(container.endpoints[index], present=True)
+
     def create(self, name: str | None, body: dict) -> dict:
         reference = body.get("Image") or ""
         image = lookup(reference)
         if image is None:
             raise APIError(404, f"No such image: {reference if ':' in reference else reference + ':latest'}")
         name = name or secrets.token_hex(4)
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-            raise APIError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        for other in self.containers.values():
-            if other.name == name:
-                raise APIError(409, f'Conflict. The container name "/{name}" is already in use by container '
-                                    f'"{other.id}". You have to remove (or rename) that container to be able to '
-                                    'reuse that name.')
+        self.check_name(name)
         host_config = body.get("HostConfig") or {}
         network = host_config.get("NetworkMode") or "default"
-        if network in ("default", "bridge", "host", "none"):
-            raise APIError(400, f"network {network} is not available in calisim: use --net with a calico network")
+        network = "bridge" if network == "default" else network  # Docker's default mode
         try:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
             raise APIError(400, str(error)) from None
-        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network) or {}
-        ip = (settings.get("IPAMConfig") or {}).get("IPv4Address") or None
+        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network)
         cmd = [*(body.get("Entrypoint") or []), *(body.get("Cmd") or ([] if body.get("Entrypoint") else image.cmd))]
-        container = Container(secrets.token_hex(32), name, image, reference, cmd, network, ip, body, host_config)
+        container = Container(secrets.token_hex(32), name, image, reference, cmd,
+                              [Attachment.from_api(network, settings)], body, host_config)
         self.containers[container.id] = container
         return {"Id": container.id, "Warnings": []}
 
     def files(self, container: Container) -> dict[str, str]:
-        """Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf for the container (bind-mounted)."""
-        for name, text in (("hosts", hosts_text(container)), ("hostname", container.hostname + "\n"),
-                           ("resolv.conf", RESOLV_CONF)):
+        """Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf for the container (bind-mounted):
+        the host's own on `--net host`, the host's resolv.conf on `--net none` (no embedded DNS)."""
+        mode = container.network
+        hosts = predefined.host_file("hosts") if mode == "host" else hosts_text(container)
+        resolv = predefined.host_file("resolv.conf") if mode in predefined.DRIVERS else RESOLV_CONF
+        for name, text in (("hosts", hosts), ("hostname", container.hostname + "\n"), ("resolv.conf", resolv)):
             (container.directory / name).write_text(text)
         return {name: str(container.directory / name) for name in ("hosts", "hostname", "resolv.conf")}
 
@@ -148,17 +173,30 @@ class Daemon:
         """What init.py needs: the layers, the writable layer, Docker's files, the command."""
         for sub in ("upper", "work", "merged"):
             (container.directory / sub).mkdir(parents=True, exist_ok=True)
-        return {"lowerdirs": [str(d) for d in container.image.lowerdirs(self.images)],
+        layers = container.image.lowerdirs(self.images)
+        user = users.lookup(container.config.get("User") or "", users.etc_of([container.directory / "upper", *layers]))
+        return {"lowerdirs": [str(d) for d in layers],
                 "upper": str(container.directory / "upper"), "work": str(container.directory / "work"),
                 "merged": str(container.directory / "merged"), "hostname": container.hostname,
-                "files": self.files(container), "env": container.environment(),
+                "files": self.files(container), "env": container.environment(home=user.home),
+                "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
                 "console": container.host_config.get("ConsoleSize") or [0, 0]}
 
     def start(self, container: Container) -> None:
-        """Start PID 1, join the network, then let the command run (Docker's order)."""
+        """Start the container; one that fails to start with --rm is removed, as dockerd does (the
+        CLI waits for its removal)."""
         if container.running:
             raise not_modified()
+        try:
+            self.run(container)
+        except APIError:
+            if container.host_config.get("AutoRemove"):
+                self.remove(container, force=True)
+            raise
+
+    def run(self, container: Container) -> None:
+        """Start PID 1, join the networks, then let the command run (Docker's order)."""
         if not all(d.is_dir() for d in container.image.lowerdirs(self.images)):
             raise APIError(500, f"image {container.image.name} is not built in {self.images}: run `make setup`")
         container.directory = self.state / "containers" / container.id
@@ -169,20 +207,18 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            self.resolver.serve(container.id, socket_in(process.pid),
-                                lambda: [e.network_id for e in container.endpoints])
+            if container.network not in predefined.DRIVERS:  # no embedded DNS on bridge, host and none
+                self.resolver.serve(container.id, socket_in(process.pid),
+                                    lambda: [e.network_id for e in container.endpoints])
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
         try:
-            with self.lock:
-                network = dn.find_network(self.ds, container.network)
-                container.endpoints = [dn.connect(self.ds, network, container.name, process.pid, container.ip)]
-        except (DockerError, DatastoreError) as error:
+            self.join_networks(container, process.pid)
+        except APIError:
             self.resolver.close(container.id)
             process.kill()
-            raise APIError(500, f"failed to create endpoint {container.name} on network {container.network}: {error}")
-        self.joined(container, container.endpoints[0])
+            raise
         joined = time.monotonic()
         try:
             process.go()
@@ -240,6 +276,37 @@ class Daemon:
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True)
 
+    def join_networks(self, container: Container, pid: int) -> None:
+        """An endpoint on each of the container's networks, in order; one that fails undoes the others."""
+        for attachment in container.attachments:
+            try:
+                self.join(container, attachment, pid)
+            except APIError:
+                try:
+                    self.leave_networks(container)
+                except (DockerError, DatastoreError) as leaving:  # the join's failure is the one to report
+                    log.warning("%s could not leave its networks: %s", container.name, leaving)
+                raise
+
+    def join(self, container: Container, attachment: Attachment, pid: int) -> None:
+        """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
+        try:
+            network = self.find_network(attachment.network)
+            if network.driver == "bridge":  # docker0: not in the cluster store, no name to resolve
+                taken = {e.address.split("/")[0] for c in list(self.containers.values()) for e in c.endpoints}
+                container.endpoints.append(bridge.connect(network.id, container.name, pid, taken))
+                return self.write_hosts(container)
+            if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
+                return
+            with self.lock:
+                endpoint = dn.connect(self.ds, network, container.name, pid, attachment.ipv4, attachment.ipv6,
+                                      attachment.aliases + container.aliases)
+        except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
+            raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
+                                f"{error}") from None
+        container.endpoints.append(endpoint)
+        self.joined(container, endpoint)
+
     def joined(self, container: Container, endpoint: Endpoint) -> None:
         """A new endpoint: in the container's /etc/hosts, and in the name table before the API answers."""
         self.write_hosts(container)
@@ -253,9 +320,15 @@ class Daemon:
     def leave_networks(self, container: Container) -> None:
         endpoints, container.endpoints = container.endpoints, []
         for endpoint in endpoints:
-            with self.lock:
-                dn.disconnect(self.ds, endpoint)
-            self.left(container, endpoint)
+            self.release(container, endpoint)
+
+    def release(self, container: Container, endpoint: Endpoint) -> None:
+        """An endpoint (already out of container.endpoints) gone: its veth on docker0, or libnetwork's flow."""
+        if any(n.id == endpoint.network_id and n.driver == "bridge" for n in self.local):
+            return bridge.disconnect(endpoint)
+        with self.lock:
+            dn.disconnect(self.ds, endpoint)
+        self.left(container, endpoint)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         with self.events:
@@ -319,56 +392,58 @@ class Daemon:
     # -- networks ------------------------------------------------------------------------------
     def networks(self) -> list[Network]:
         with self.lock:
-            return dn.networks(self.ds)
+            return [*self.local, *dn.networks(self.ds)]
 
     def find_network(self, name_or_id: str) -> Network:
+        for network in self.local:
+            if name_or_id in (network.name, network.id) or (len(name_or_id) >= 12
+                                                            and network.id.startswith(name_or_id)):
+                return network
         with self.lock:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
+        predefined.refuse(request.name, "created")
         with self.lock:
             return dn.create_network(self.ds, request)
 
     def remove_network(self, network: Network) -> None:
+        predefined.refuse(network.name, "removed")
         with self.lock:
             dn.remove_network(self.ds, network.id)
 
-    def connect(self, container: Container, network: Network, ip: str | None) -> None:
-        """`docker network connect`: one more endpoint for a running container."""
-        with self.lock:
-            endpoint = dn.connect(self.ds, network, container.name, container.pid, ip)
-        container.endpoints.append(endpoint)
-        self.joined(container, endpoint)
+    def connect(self, container: Container, network: Network, attachment: Attachment) -> None:
+        """`docker network connect`: an endpoint now if the container runs, and at each start."""
+        if self.attachment(container, network) is not None:
+            raise APIError(403, f"endpoint with name {container.name} already exists in network {network.name}")
+        predefined.check_connect([a.network for a in container.attachments], network)
+        if container.running:
+            self.join(container, attachment, container.pid)
+        container.attachments.append(attachment)
 
     def disconnect(self, container: Container, network: Network) -> None:
-        """`docker network disconnect`: the container's endpoints on network go."""
+        """`docker network disconnect`: the container's endpoints on network go, and it no longer joins it."""
+        attachment = self.attachment(container, network)
+        if attachment is None:
+            raise APIError(500, f"container {container.id} is not connected to the network {network.name}")
         for endpoint in [e for e in container.endpoints if e.network_id == network.id]:
-            with self.lock:
-                dn.disconnect(self.ds, endpoint)
             container.endpoints.remove(endpoint)
-            self.left(container, endpoint)
+            self.release(container, endpoint)
+        container.attachments.remove(attachment)
+
+    @staticmethod
+    def attachment(container: Container, network: Network) -> Attachment | None:
+        """The container's attachment to network, named by its name or (a prefix of) its ID."""
+        return next((a for a in container.attachments
+                     if a.network == network.name or (len(a.network) >= 12 and network.id.startswith(a.network))),
+                    None)
 
     # -- JSON views ----------------------------------------------------------------------------
     def container_json(self, container: Container) -> dict:
-        networks = {}
-        for endpoint in container.endpoints:
-            network = self.resolver.network(endpoint.network_id)
-            if network is None:
-                network = self.find_network(endpoint.network_id)
-            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id, "Gateway": GATEWAY,
-                                      "IPAddress": endpoint.address.split("/")[0], "IPPrefixLen": 32,
-                                      "GlobalIPv6Address": endpoint.address6.split("/")[0],
-                                      "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
-                                      "MacAddress": endpoint.mac, "Aliases": [container.name],
-                                      "IPAMConfig": {"IPv4Address": container.ip} if container.ip else None}
-        if not networks:  # a stopped container keeps its network's name, without an endpoint
-            networks[container.network] = {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
-                                           "IPPrefixLen": 0, "MacAddress": "", "Aliases": [container.name],
-                                           "IPAMConfig": {"IPv4Address": container.ip} if container.ip else None}
         config = container.config
         return {"Id": container.id, "Name": "/" + container.name, "Created": rfc3339(container.created),
                 "Path": container.cmd[0] if container.cmd else "", "Args": container.cmd[1:],
-                "Image": f"sha256:{container.image.name}", "RestartCount": 0, "Driver": "overlay2",
+                "Image": container.image.id, "RestartCount": 0, "Driver": "overlay2",
                 "State": {"Status": container.status, "Running": container.running, "Paused": False,
                           "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": container.pid,
                           "ExitCode": container.exit_code, "Error": container.error,
@@ -386,9 +461,32 @@ class Daemon:
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": {"Type": "json-file", "Config": {}},
                                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
-                "NetworkSettings": {"Networks": networks,
+                "NetworkSettings": {"Networks": self.networks_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": []}
+
+    def networks_json(self, container: Container) -> dict:
+        """NetworkSettings.Networks: an endpoint's settings for each network the container is on, and
+        what was asked (addresses, aliases) for each it joins at start but is not on now."""
+        networks = {}
+        for endpoint in container.endpoints:
+            network = self.resolver.network(endpoint.network_id) or self.find_network(endpoint.network_id)
+            attachment = self.attachment(container, network)
+            address, _, length = endpoint.address.partition("/")
+            networks[network.name] = {"NetworkID": network.id, "EndpointID": endpoint.id,
+                                      "Gateway": network.gateway.split("/")[0] if network.pool else GATEWAY,
+                                      "IPAddress": address, "IPPrefixLen": int(length or 32),
+                                      "GlobalIPv6Address": endpoint.address6.split("/")[0],
+                                      "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
+                                      "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases) or None,
+                                      "IPAMConfig": attachment.ipam_config() if attachment else None}
+        for attachment in [] if container.endpoints else container.attachments:  # stopped, or on host or none
+            local = next((n.id for n in self.local if n.name == attachment.network), "")  # host, none: no endpoint
+            networks[attachment.network] = {"NetworkID": local, "EndpointID": "", "Gateway": "", "IPAddress": "",
+                                            "IPPrefixLen": 0, "MacAddress": "",
+                                            "Aliases": list(attachment.aliases) or None,
+                                            "IPAMConfig": attachment.ipam_config()}
+        return networks
 
     def container_summary(self, container: Container) -> dict:
         full = self.container_json(container)
@@ -413,14 +511,21 @@ class Daemon:
             if local is not None:
                 containers[local.id] = {"Name": local.name, "EndpointID": endpoint.id, "MacAddress": endpoint.mac,
                                         "IPv4Address": endpoint.address, "IPv6Address": endpoint.address6}
+        if predefined.is_local(network):  # not in the cluster store: this daemon's running containers there
+            containers = {c.id: {"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "",
+                                 "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
+                                                             "IPv4Address": e.address} for e in c.endpoints
+                                                            if e.network_id == network.id), {})}
+                          for c in list(self.containers.values()) if c.running and c.network == network.name}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
-                "Scope": "global", "Driver": network.driver,
+                "Scope": "local" if predefined.is_local(network) else "global", "Driver": network.driver,
                 "EnableIPv6": bool(network.pool_id6), "Internal": False, "Attachable": False, "Ingress": False,
                 "IPAM": {"Driver": network.ipam_driver, "Options": {},
-                         "Config": [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
+                         "Config": [] if predefined.is_local(network) and not network.pool else
+                         [ipam, *([{"Subnet": network.pool6}] if network.pool6 else [])]},
                 "Containers": containers, "Options": network.options or {}, "Labels": network.labels or {}}
 
     # -- exec ------------------------------------------------------------------------------------
@@ -430,25 +535,36 @@ class Daemon:
         if not body.get("Cmd"):
             raise APIError(400, "No exec command specified")
         execution = Exec(secrets.token_hex(32), container, list(body["Cmd"]), bool(body.get("Tty")),
-                         bool(body.get("AttachStdin")), list(body.get("Env") or []), body.get("ConsoleSize") or [0, 0])
+                         bool(body.get("AttachStdin")), list(body.get("Env") or []), body.get("ConsoleSize") or [0, 0],
+                         body.get("User") or container.config.get("User") or "", body.get("WorkingDir") or "",
+                         detach_keys(body.get("DetachKeys") or body.get("detachKeys") or ""))  # Go: any case
         self.execs[execution.id] = execution
         return {"Id": execution.id}
 
     def exec_spawn(self, execution: Exec) -> subprocess.Popen | None:
-        """The exec's process in the container (None, with ExitCode 127, if its command is not there)."""
+        """The exec's process in the container, as its user and in its directory (None, with the
+        exit code and the reason set, if it cannot start: 127 for a command that is not there)."""
         container = execution.container
         if not container.running:
             raise APIError(409, f"container {container.id} is not running")
         if execution.started:
             raise APIError(409, f"exec command {execution.id} has already run")
         execution.started = True
-        env = container.environment(execution.env)
+        root = f"/proc/{container.pid}/root"
+        try:
+            user = users.lookup(execution.user, Path(root, "etc"))
+        except APIError as error:
+            return exec_failed(execution, 126, str(error).removeprefix("linux spec user: "))
+        env = container.environment(execution.env, home=user.home)
         if execution.tty:
             env["TERM"] = "xterm"
+        if execution.workdir and not os.path.isdir(root + execution.workdir):
+            return exec_failed(execution, 126, f'chdir to cwd ("{execution.workdir}") set in config.json failed: '
+                                               'no such file or directory')
         if not find_executable(container.pid, execution.cmd[0], env.get("PATH", "")):
-            execution.exit_code = 127
-            return None
-        argv = runtime.exec_argv(container.pid, execution.cmd, execution.tty)
+            return exec_failed(execution, 127, f'exec: "{execution.cmd[0]}": executable file not found in $PATH')
+        argv = runtime.exec_argv(container.pid, execution.cmd, execution.tty, user.argv() if execution.user else [],
+                                 root + execution.workdir if execution.workdir else None)
         if execution.tty:
             execution.master, slave = runtime.terminal_in(container.pid)
             runtime.resize(execution.master, *execution.console)
@@ -459,3 +575,9 @@ class Daemon:
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         execution.pid = process.pid
         return process
+
+
+def exec_failed(execution: Exec, code: int, reason: str) -> None:
+    """An exec whose process could not start: its exit code, and the runtime's words for why."""
+    execution.exit_code = code
+    execution.failure = f"OCI runtime exec failed: exec failed: unable to start container process: {reason}: unknown"

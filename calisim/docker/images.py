@@ -13,12 +13,16 @@ no -u, so Calico's udpping.sh could not run in it: UDP is probed with calisim.pr
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -69,6 +73,57 @@ class Image:
     def config(self) -> dict:
         return {"Cmd": list(self.cmd), "Env": [f"PATH={PATH}"], "Entrypoint": None, "WorkingDir": "", "User": ""}
 
+    @property
+    def id(self) -> str:
+        """A content address as Docker's (sha256 of what defines the image: its config and layers),
+        stable across builds, so `docker images` and `inspect` agree on every host."""
+        digest = hashlib.sha256(json.dumps([self.config(), self.layers], sort_keys=True).encode()).hexdigest()
+        return f"sha256:{digest}"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:latest"
+
+    def matches(self, pattern: str) -> bool:
+        """Docker's `reference` filter: a glob on the image's name, or on name:tag."""
+        return fnmatch.fnmatchcase(self.name, pattern) or fnmatch.fnmatchcase(self.tag, pattern)
+
+    def created(self, root: Path = IMAGES_DIR) -> float:
+        """When `make setup` built the image's top layer (0 if it is not built)."""
+        try:
+            return (root / self.layers[0]).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def size(self, root: Path = IMAGES_DIR) -> int:
+        """Bytes of the image's files, each inode once (busybox's applets are hard links)."""
+        seen: dict[tuple[int, int], int] = {}
+        for directory in self.lowerdirs(root):
+            for path in directory.rglob("*"):
+                info = path.lstat()
+                seen[(info.st_dev, info.st_ino)] = info.st_size
+        return sum(seen.values())
+
+    def summary(self, root: Path = IMAGES_DIR) -> dict:
+        """The image in `GET /images/json`, as Docker 1.13 lists it."""
+        size = self.size(root)
+        return {"Id": self.id, "ParentId": "", "RepoTags": [self.tag], "RepoDigests": [],
+                "Created": int(self.created(root)), "Size": size, "VirtualSize": size, "SharedSize": -1,
+                "Labels": {}, "Containers": -1}
+
+    def inspect(self, root: Path = IMAGES_DIR) -> dict:
+        """The image in `GET /images/{name}/json` (Docker 1.13's ImageInspect)."""
+        size, created = self.size(root), self.created(root)
+        stamp = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        layers = [f"sha256:{hashlib.sha256(layer.encode()).hexdigest()}" for layer in reversed(self.layers)]
+        return {"Id": self.id, "RepoTags": [self.tag], "RepoDigests": [], "Parent": "", "Comment": "",
+                "Created": stamp, "Container": "", "ContainerConfig": self.config(), "DockerVersion": "",
+                "Author": "", "Config": {**self.config(), "Labels": {}}, "Architecture": "amd64", "Os": "linux",
+                "Size": size, "VirtualSize": size,
+                "GraphDriver": {"Name": "overlay2",
+                                "Data": {"LowerDir": ":".join(str(d) for d in self.lowerdirs(root))}},
+                "RootFS": {"Type": "layers", "Layers": layers}}
+
 
 IMAGES = {
     "busybox": Image("busybox", ("busybox",), ("sh",)),
@@ -78,9 +133,15 @@ IMAGES = {
 
 
 def lookup(reference: str) -> Image | None:
-    """The image a reference names (`busybox`, `busybox:latest`, `docker.io/library/busybox`)."""
+    """The image a reference names (`busybox`, `busybox:latest`, `docker.io/library/busybox`), or
+    else its ID (`sha256:...`, or at least 3 of its first hex digits), as Docker looks them up."""
     name, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
-    return IMAGES.get(name.split("/")[-1]) if tag == "latest" else None
+    named = IMAGES.get(name.split("/")[-1]) if tag == "latest" else None
+    digits = reference.removeprefix("sha256:")
+    if named is not None or len(digits) < 3:
+        return named
+    found = [image for image in IMAGES.values() if image.id.removeprefix("sha256:").startswith(digits)]
+    return found[0] if len(found) == 1 else None
 
 
 def extract_busybox(into: Path) -> Path:

@@ -119,6 +119,10 @@ def container_main(spec: dict, control: socket.socket) -> None:
     if control.recv(16) != b"go":
         os._exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; the command must not inherit that
+    uid, gid, groups = spec.get("user", [0, 0, []])  # --user, as the daemon found it in the image's /etc
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
     control.set_inheritable(False)  # closed by the exec: EOF tells the daemon the command runs
     cmd = spec["cmd"]
     try:
@@ -135,7 +139,8 @@ def container_main(spec: dict, control: socket.socket) -> None:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     control = socket.socket(fileno=spec["control"])
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+    network = 0 if spec.get("network") == "host" else CLONE_NEWNET  # --net host: the host's own namespace
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | network | CLONE_NEWPID), "unshare")
     pid = os.fork()
     if pid == 0:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import errno
 import ipaddress
 import os
 import socket
@@ -49,8 +50,10 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
     """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
     from pyroute2 import IPRoute
 
+    from pyroute2 import NetlinkError
+
     source = joined["InterfaceName"]["SrcName"]
-    name = joined["InterfaceName"]["DstPrefix"] + "0"
+    prefix = joined["InterfaceName"]["DstPrefix"]
     with IPRoute() as ipr:
         (index,) = ipr.link_lookup(ifname=source) or [None]
         if index is None:
@@ -58,21 +61,28 @@ def configure_container_interface(sandbox_pid: int, joined: dict, address: str, 
         ipr.link("set", index=index, net_ns_pid=sandbox_pid)
     with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
         (index,) = inside.link_lookup(ifname=source)
+        taken = {link.get_attr("IFLA_IFNAME") for link in inside.get_links()}
+        name = next(f"{prefix}{n}" for n in range(len(taken) + 1) if f"{prefix}{n}" not in taken)  # as libnetwork
         inside.link("set", index=index, ifname=name, address=mac)
         ip = ipaddress.ip_interface(address)
         inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
         if address6:  # nodad: usable at once, as the /32 is
             inside.addr("add", index=index, address=address6.split("/")[0], prefixlen=128, flags=IFA_F_NODAD)
         inside.link("set", index=index, state="up")
-        for route in joined.get("StaticRoutes") or []:
-            if route.get("RouteType") == 1:
-                inside.route("add", dst=route["Destination"], oif=index, scope="link", proto=ROUTE_PROTOCOL)
-            else:
-                inside.route("add", dst=route["Destination"], gateway=route["NextHop"], oif=index, proto=ROUTE_PROTOCOL)
-        if joined.get("Gateway"):
-            inside.route("add", dst="0.0.0.0/0", gateway=joined["Gateway"], oif=index, proto=ROUTE_PROTOCOL)
-        if address6 and joined.get("GatewayIPv6"):
-            inside.route("add", dst="::/0", gateway=joined["GatewayIPv6"], oif=index, proto=ROUTE_PROTOCOL)
+        routes = [{"dst": route["Destination"], "scope": "link"} if route.get("RouteType") == 1
+                  else {"dst": route["Destination"], "gateway": route["NextHop"]}
+                  for route in joined.get("StaticRoutes") or []]
+        # The sandbox's gateway is its first endpoint's, as libnetwork keeps one gateway a sandbox.
+        for family, gateway, wanted in ((socket.AF_INET, joined.get("Gateway"), True),
+                                        (socket.AF_INET6, joined.get("GatewayIPv6"), bool(address6))):
+            if gateway and wanted and not inside.get_default_routes(family=family):
+                routes.append({"dst": "0.0.0.0/0" if family == socket.AF_INET else "::/0", "gateway": gateway})
+        for route in routes:
+            try:
+                inside.route("add", oif=index, proto=ROUTE_PROTOCOL, **route)
+            except NetlinkError as error:  # a second network's link route: the first endpoint's stays
+                if error.code != errno.EEXIST:
+                    raise
 
 
 def start_sandbox(name: str, timeout: float = 10.0) -> subprocess.Popen:

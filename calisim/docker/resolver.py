@@ -7,8 +7,9 @@ container costs one event, not a rewrite of every container's /etc/hosts.  Each 
 has a UDP socket bound to 127.0.0.11:53 inside its own network namespace (127.0.0.0/8 is local on
 its lo); one thread serves them all and follows the store, on one asyncio loop.
 
-Answers as libnetwork's resolver does: A and AAAA for NAME and NAME.NETWORK on the networks the
-asking container is on (a.b.c is tried whole, then as a.b in network c, then a in network b.c),
+Answers as libnetwork's resolver does: A and AAAA for NAME and NAME.NETWORK (NAME: the
+container's name, or one of its endpoint's aliases: `--network-alias`, the short ID) on the
+networks the asking container is on (a.b.c is tried whole, then as a.b in network c, then a in network b.c),
 NOERROR without an answer for a name that has no address of the asked family, PTR for their
 addresses (NAME.NETWORK).  Anything else is NXDOMAIN: what the host's own DNS would say of it
 (Docker forwards other names there; calisim's hosts have no upstream server).  The module is not
@@ -66,8 +67,8 @@ class Records:
     def from_entries(cls, entries: dict[str, Any]) -> "Records":
         records = cls({network.id: network.name for network in Network.from_entries(entries)})
         for endpoint in Endpoint.from_entries(entries):
-            records.addresses.setdefault((endpoint.network_id, endpoint.container.lower()), []).extend(
-                endpoint.addresses)
+            for name in endpoint.names:
+                records.addresses.setdefault((endpoint.network_id, name.lower()), []).extend(endpoint.addresses)
             for address in endpoint.addresses:
                 records.names[(endpoint.network_id, canonical(address))] = endpoint.container
         return records

@@ -126,10 +126,14 @@ def resize(master: int | None, height: int, width: int) -> None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
-def exec_argv(pid: int, cmd: list[str], tty: bool) -> list[str]:
-    """A command in every namespace and the root of the container whose PID 1 is pid; with a TTY
-    it leads its own session on it, as a shell under `docker exec -it` does."""
-    enter = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", *cmd]
+def exec_argv(pid: int, cmd: list[str], tty: bool, user: list[str] | None = None,
+              workdir: str | None = None) -> list[str]:
+    """A command in every namespace and the root of the container whose PID 1 is pid, as user
+    (nsenter's -S/-G) and in workdir (a path through /proc/PID/root: nsenter opens it before it
+    enters the root), else in PID 1's; with a TTY it leads its own session on it, as a shell under
+    `docker exec -it` does."""
+    where = f"--wd={workdir}" if workdir else "-w"
+    enter = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", where, *(user or []), "--", *cmd]
     return ["setsid", "-c", *enter] if tty else enter
 
 

@@ -17,6 +17,7 @@ class Dockerd(Daemon):
 
     state_dir: Path
     name: str = "dockerd"  # "dockerd in host1"
+    host_pid: int = 0  # a process of the host: dockerd takes its host name from its UTS namespace (docker info)
     start_timeout: float = 20.0
     ready_interval: float = 0.1
 
@@ -29,7 +30,8 @@ class Dockerd(Daemon):
         return self.state_dir / "log" / "dockerd.log"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "calisim.docker"]
+        uts = ["nsenter", "-t", str(self.host_pid), "-u", "--"] if self.host_pid else []
+        return [*uts, sys.executable, "-m", "calisim.docker"]
 
     def prepare(self) -> None:
         self.socket.unlink(missing_ok=True)  # a stopped or killed one's

@@ -10,6 +10,7 @@ from typing import Callable
 
 from . import runtime
 from .containers import Stdin
+from .errors import APIError
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -17,14 +18,22 @@ def frame(stream: int, data: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
-def subscribe(output: runtime.Output) -> tuple[queue.Queue, Callable]:
-    """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None)."""
+def subscribe(output: runtime.Output, replay: bool = False, follow: bool = True) -> tuple[queue.Queue, Callable]:
+    """Subscribe to output before anything can be missed; chunks come as (stream, bytes), then (0, None).
+    replay: the log so far first (attach's logs=1), joined to what follows without a gap or a repeat;
+    without follow, only that (attach's stream=0)."""
     chunks: queue.Queue = queue.Queue()
 
     def write(stream: int, chunk: bytes | None) -> None:
         chunks.put((stream, chunk))
 
-    output.subscribe(write)
+    with output.lock:
+        for _, stream, line in output.log if replay else []:
+            chunks.put((stream, line))
+        if follow:
+            output.subscribers.append(write)
+        else:
+            chunks.put((0, None))
     return chunks, write
 
 
@@ -41,10 +50,33 @@ def send_output(output: runtime.Output, listening: tuple[queue.Queue, Callable],
         output.unsubscribe(write)
 
 
-def copy_stdin(connection: socket.socket, target: Callable[[], Stdin | None]) -> None:
-    """The client's bytes to the container's stdin; the client's half-close closes it (StdinOnce)."""
+DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q: Docker's default
+CONTROL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def detach_keys(spec: str) -> bytes:
+    """Docker's --detach-keys: a comma list of single characters and ctrl-<a-z@[\\]^_>."""
+    keys = []
+    for key in spec.split(",") if spec else []:
+        name = key.lower().removeprefix("ctrl-")
+        if len(key) == 1:
+            keys.append(ord(key))
+        elif key.lower().startswith("ctrl-") and len(name) == 1 and ("a" <= name <= "z" or name in CONTROL):
+            keys.append(ord(name) - ord("a") + 1 if "a" <= name <= "z" else CONTROL[name])
+        else:
+            raise APIError(400, f"Invalid escape keys ({spec}) provided")
+    return bytes(keys) or DETACH_KEYS
+
+
+def copy_stdin(connection: socket.socket, target: Callable[[], Stdin | None], detach: bytes = b"",
+               on_detach: Callable[[], None] = lambda: None) -> None:
+    """The client's bytes to the container's stdin; the client's half-close closes it (StdinOnce).
+    With detach keys (a TTY's), the client detaches by sending them, each key a read of its own, as
+    dockerd matches them: on_detach is called and the process keeps its stdin; keys read any other
+    way reach the process."""
     stdin: Stdin | None = None
     first = True
+    held = b""  # the detach keys read so far
     while True:
         try:
             chunk = connection.recv(65536)
@@ -52,6 +84,12 @@ def copy_stdin(connection: socket.socket, target: Callable[[], Stdin | None]) ->
             chunk = b""
         if first:
             stdin, first = target(), False
+        if detach and len(chunk) == 1 and chunk[0] == detach[len(held)]:
+            held += chunk
+            if held == detach:
+                return on_detach()
+            continue
+        chunk, held = held + chunk, b""
         try:
             if not chunk:
                 if stdin is not None:

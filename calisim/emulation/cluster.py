@@ -228,7 +228,7 @@ class Cluster(EtcdCluster):
             self.progress("dockerds up", done, len(names))
 
     def _dockerd(self, name: str) -> Dockerd:
-        return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}")
+        return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}", host_pid=self.host(name).pid)
 
     def stop(self) -> None:
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""

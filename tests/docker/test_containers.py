@@ -143,7 +143,7 @@ host1$ docker network create -d calico v 2>&1 | grep -x 'Error response from dae
 host1$ docker network create -d calico --ipam-driver calico-ipam --subnet 192.168.0.0/16 --gateway 192.168.0.1 g 2>&1 | grep -x 'Error response from daemon: NetworkDriver.CreateNetwork: Non-Calico IPAM driver is used'
 host1$ calicoctl ipam show --ip 192.168.0.1 | grep -x 'IP 192.168.0.1 is not currently assigned in block'
 host1! docker network create -d calico --ipam-driver calico-ipam --opt foo=bar x
-host1$ docker network ls --format '{{.Name}}' | tr '\n' ' ' | grep -x 'net1 '
+host1$ docker network ls --filter type=custom --format '{{.Name}}' | tr '\n' ' ' | grep -x 'net1 '
 host1$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /docker/network/v1.0/network/ | grep -c . | cmp - networks-before
 # A network on a pool that is then deleted.
 host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.66.0.0/16}}' | calicoctl create -f -

@@ -23,10 +23,10 @@ host1$ docker network create --driver calico --ipam-driver calico-ipam net1 2>&1
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.50.0.0/16 netx 2>&1 | grep -q 'The requested subnet must match the CIDR of a configured Calico IP Pool.'
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 net16
 host1$ docker network create --driver calico netd 2>&1 | grep -q 'Non-Calico IPAM driver is used'
-host1$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'net1 net16 '
+host1$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'bridge host net1 net16 none '
 
 # Containers: unknown images and networks, name clashes, an address outside every pool.
-host1$ docker run --net net1 --name w1 -tid nosuchimage 2>&1 | grep -q 'pull access denied for docker.io/library/nosuchimage'
+host1$ docker run --net net1 --name w1 -tid nosuchimage 2>&1 | grep -q 'pull access denied for nosuchimage, repository does not exist'
 host1$ docker run --net nosuchnet --name w1 -tid busybox 2>&1 | grep -q 'network nosuchnet not found'
 host1$ docker run --net net1 --name w1 -tid busybox
 host1$ docker run --net net1 --name w1 -tid busybox 2>&1 | grep -q 'Conflict. The container name "/w1" is already in use'
@@ -50,7 +50,7 @@ host1$ docker rm -f w1 w3
 host1$ ip -o link | grep -c cali | grep -x 0
 host1$ calicoctl ipam show --ip 10.10.250.9 | grep -x 'IP 10.10.250.9 is not currently assigned in block'
 host1$ docker network rm net1 net16
-host2$ docker network ls --format '{{.Name}}' | grep -c . | grep -x 0
+host2$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'bridge host none '
 """
 
 
@@ -90,7 +90,7 @@ client = docker.from_env()
 for name in ("sdk-A", "sdk-C"):
     client.containers.get(name).remove(force=True)
 client.networks.get("net1").remove()
-assert client.containers.list(all=True) == [] and client.networks.list() == []
+assert client.containers.list(all=True) == [] and sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none"]
 EOF
 host1$ ip -o link | grep -c cali | grep -x 0
 """

@@ -14,6 +14,8 @@ def test_image_references_resolve_as_docker_names_them():
     assert lookup("busybox") is lookup("busybox:latest") is lookup("docker.io/library/busybox") is IMAGES["busybox"]
     assert lookup("workload").layers == ("workload", "busybox")
     assert lookup("busybox:1.36") is None and lookup("nosuchimage") is None
+    busybox = IMAGES["busybox"]
+    assert lookup(busybox.id) is lookup(busybox.id[7:19]) is busybox and lookup(busybox.id[7:9]) is None
     assert IMAGES["busybox"].config() == {"Cmd": ["sh"], "Env": [f"PATH={PATH}"], "Entrypoint": None,
                                           "WorkingDir": "", "User": ""}
 

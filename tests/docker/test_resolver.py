@@ -135,3 +135,13 @@ def test_one_server_answers_every_container_from_the_cluster_store(etcd):
         resolver.close("on-net1")
         resolver.close("on-net2")
         resolver.loop.call_soon_threadsafe(resolver.loop.stop)  # no watch left retrying a removed etcd
+
+
+def test_aliases_resolve_on_their_network_and_an_alias_shared_answers_every_holder():
+    one = Endpoint("e" * 64, NET1, "db-1", "10.0.0.5/32", "ee:ee:ee:ee:ee:ee", 500, "", ("db", "0123456789ab"))
+    two = Endpoint("f" * 64, NET1, "db-2", "10.0.0.6/32", "ee:ee:ee:ee:ee:ee", 600, "", ("db",))
+    records = Records.from_entries({**ENTRIES, one.key: asdict(one), two.key: asdict(two)})
+    assert records.resolve("db", [NET1]) == ["10.0.0.5", "10.0.0.6"]
+    assert records.resolve("0123456789ab.my_net", [NET1]) == records.resolve("db-1", [NET1]) == ["10.0.0.5"]
+    assert records.resolve("db", [NET2]) is None
+    assert records.name_of("10.0.0.6", [NET1]) == "db-2.my_net"  # PTR: the container's own name

@@ -4,9 +4,12 @@ reads of a run's output, and what it writes to the container's stdin (no root, n
 import socket
 import threading
 
+import pytest
+
 from calisim.docker.containers import Stdin
+from calisim.docker.errors import APIError
 from calisim.docker.runtime import Output
-from calisim.docker.streams import copy_stdin, send_output, subscribe
+from calisim.docker.streams import copy_stdin, detach_keys, send_output, subscribe
 
 
 def received(client: socket.socket) -> bytes:
@@ -68,3 +71,26 @@ def test_no_stdin_to_write_to_drops_the_clients_bytes():
         client.sendall(b"ignored")
         client.shutdown(socket.SHUT_WR)
         copy_stdin(server, lambda: None)  # returns at the client's EOF
+
+
+class Reads:
+    """A connection whose reads return these chunks, then EOF: one read a chunk, as a terminal sends keys."""
+
+    def __init__(self, *chunks: bytes):
+        self.chunks = list(chunks)
+
+    def recv(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_detach_keys_each_read_alone_detach_and_any_other_way_reach_the_process():
+    assert detach_keys("") == b"\x10\x11" and detach_keys("ctrl-x,a,ctrl-[") == b"\x18a\x1b"
+    with pytest.raises(APIError, match=r"^Invalid escape keys \(ctrl-1\) provided$"):
+        detach_keys("ctrl-1")
+    for reads, detached, expected in (((b"ls\n", b"\x10", b"\x11", b"more"), True, b"ls\n"),
+                                      ((b"\x10\x11", b"x"), False, b"\x10\x11x"),  # one read: passed through
+                                      ((b"\x10", b"y", b"\x11"), False, b"\x10y\x11")):
+        written, detaches = [], []
+        copy_stdin(Reads(*reads), lambda: Stdin(written.append, lambda: None), b"\x10\x11",
+                   lambda: detaches.append(True))
+        assert (bool(detaches), b"".join(written)) == (detached, expected), reads

@@ -66,6 +66,16 @@ class Endpoint(Record):
     mac: str
     sandbox_pid: int
     address6: str = ""  # <ipv6>/128 on an --ipv6 network
+    aliases: tuple[str, ...] = ()  # --network-alias, and the container's short ID: names it also answers to
+
+    @classmethod
+    def from_value(cls, value: dict) -> "Endpoint":
+        return cls(**{**value, "aliases": tuple(value.get("aliases") or ())})
+
+    @property
+    def names(self) -> list[str]:
+        """Every name the embedded DNS server answers for it: the container's, then its aliases."""
+        return [self.container, *self.aliases]
 
     @property
     def key(self) -> str:

@@ -15,7 +15,8 @@ networks = st.builds(Network, ids, st.sampled_from(["net1", "my_net"]), st.just(
                      st.dictionaries(st.just("aux"), st.just("10.10.0.9/16")),
                      st.sampled_from(["", "CalicoPoolIPv6"]), st.sampled_from(["", "::/0"]))
 endpoints = st.builds(Endpoint, ids, ids, st.sampled_from(["workload-A", "web.v2"]), st.just("10.10.0.1/32"),
-                      st.just("ee:ee:ee:ee:ee:ee"), st.integers(1, 4194304), st.sampled_from(["", "fd00::1/128"]))
+                      st.just("ee:ee:ee:ee:ee:ee"), st.integers(1, 4194304), st.sampled_from(["", "fd00::1/128"]),
+                      st.sampled_from([(), ("web", "0123456789ab")]))
 
 
 @given(networks, endpoints)
@@ -30,6 +31,8 @@ def test_records_round_trip_under_their_keys(network, endpoint):
 def test_an_endpoint_is_stored_as_its_fields():
     endpoint = Endpoint("e" * 64, "n" * 64, "workload-A", "10.0.0.1/32", "ee:ee:ee:ee:ee:ee", 100)
     assert encode(endpoint.to_value()) == (
-        b'{"address":"10.0.0.1/32","address6":"","container":"workload-A","id":"' + b"e" * 64 +
+        b'{"address":"10.0.0.1/32","address6":"","aliases":[],"container":"workload-A","id":"' + b"e" * 64 +
         b'","mac":"ee:ee:ee:ee:ee:ee","network_id":"' + b"n" * 64 + b'","sandbox_pid":100}')
-    assert endpoint.addresses == ["10.0.0.1"]
+    assert endpoint.addresses == ["10.0.0.1"] and endpoint.names == ["workload-A"]
+    stored_before_aliases = {key: value for key, value in endpoint.to_value().items() if key != "aliases"}
+    assert Endpoint.from_value(stored_before_aliases) == endpoint
