@@ -137,9 +137,11 @@ def fault_verbs(parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
     helps = {choice.dest: choice.help for choice in verbs._choices_actions}
     found = []
     for name, sub in verbs.choices.items():
+        actions = [action for action in sub._actions if not isinstance(action, argparse._HelpAction)]
         arguments = [{"name": action.metavar or action.dest, "option": action.option_strings[0] if action.option_strings
                       else None, "optional": bool(action.option_strings) or action.nargs in ("?", "*"),
+                      "flag": action.nargs == 0,  # e.g. `kill --leader etcd`: a checkbox, no value
                       "choices": list(action.choices) if action.choices else None}
-                     for action in sub._actions if not isinstance(action, argparse._HelpAction)]
+                     for action in sorted(actions, key=lambda action: bool(action.option_strings))]  # positionals first
         found.append({"verb": name, "help": helps.get(name, ""), "arguments": arguments})
     return found

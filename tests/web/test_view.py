@@ -26,8 +26,13 @@ def test_the_form_offers_the_verbs_of_calisim_fault_with_their_arguments():
     verbs = {verb["verb"]: verb for verb in view.fault_verbs(command_parser())}
     assert {"link", "loss", "rate", "kill", "start", "partition", "heal", "crash", "boot"} <= set(verbs)
     assert [a["name"] for a in verbs["link"]["arguments"]] == ["A", "B", "STATE"]
-    assert verbs["heal"]["arguments"] == [{"name": "HOST", "option": None, "optional": True, "choices": None}]
-    assert {"name": "etcd", "option": "--from", "optional": True, "choices": ["etcd"]} in verbs["partition"]["arguments"]
+    assert verbs["heal"]["arguments"] == [{"name": "HOST", "option": None, "optional": True, "flag": False,
+                                                  "choices": None}]
+    assert {"name": "etcd", "option": "--from", "optional": True, "flag": False,
+            "choices": ["etcd"]} in verbs["partition"]["arguments"]
+    # positionals first, in the form's order; `--leader` (no value) last, as a checkbox
+    assert [(a["name"], a["flag"]) for a in verbs["kill"]["arguments"]] == [("HOST", False), ("DAEMON", False),
+                                                                          ("leader", True)]
 
 
 def test_each_fault_in_force_is_listed_with_the_command_that_undoes_it():

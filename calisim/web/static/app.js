@@ -171,7 +171,11 @@ function showVerb() {
   fields.replaceChildren();
   for (const argument of verb.arguments) {
     let field;
-    if (argument.choices) {
+    if (argument.flag) {
+      field = document.createElement("input");
+      field.type = "checkbox";
+      field.title = argument.option;
+    } else if (argument.choices) {
       field = document.createElement("select");
       field.innerHTML = (argument.optional ? "<option value=''></option>" : "") +
         argument.choices.map((c) => `<option>${escapeXml(c)}</option>`).join("");
@@ -186,13 +190,17 @@ function showVerb() {
     fields.append(field);
   }
   $("verb-help").textContent = `calisim fault ${verb.verb} ` +
-    verb.arguments.map((a) => (a.option ? `${a.option} ` : "") + (a.optional ? `[${a.name}]` : a.name)).join(" ") +
+    verb.arguments.map((a) => a.flag ? `[${a.option}]` : (a.option ? `${a.option} ` : "") + (a.optional ? `[${a.name}]` : a.name)).join(" ") +
     `: ${verb.help}`;
 }
 
 function faultWords() {
   const words = [$("verb").value];
   for (const field of $("fault-args").children) {
+    if (field.type === "checkbox") {
+      if (field.checked) words.push(field.dataset.option);
+      continue;
+    }
     const value = field.value.trim();
     if (!value) continue;
     if (field.dataset.option) words.push(field.dataset.option, value);
