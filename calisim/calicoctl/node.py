@@ -11,7 +11,7 @@ import ipaddress
 import os
 import socket
 
-from ..node import NodePaths
+from ..node import NodePaths, autodetection
 from ..node.daemon import NodeDaemon
 from ..process.daemon import DaemonError
 from .errors import CommandError
@@ -30,6 +30,10 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         raise CommandError(str(error)) from None
     check_ip(args.ip, 4, "--ip")
     check_ip(args.ip6, 6, "--ip6")
+    try:
+        autodetection.check_method(args.ip6_autodetection_method, 6)
+    except autodetection.AutodetectionError as error:
+        raise CommandError(str(error)) from None
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd (e.g. http://192.168.3.229:2379)")
     paths = NodePaths()
@@ -40,6 +44,8 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         options += ["--ip", args.ip]
     if args.ip6:
         options += ["--ip6", args.ip6]
+    if args.ip6_autodetection_method != autodetection.FIRST_FOUND:
+        options += ["--ip6-autodetection-method", args.ip6_autodetection_method]
     if args.as_number is not None:
         options += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:

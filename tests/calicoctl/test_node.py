@@ -1,4 +1,4 @@
-"""calicoctl node run's own checks of its options (before anything starts), and node status
+"""calicoctl node run's own checks of its addresses and IPv6 autodetection method (before anything starts), and node status
 without a running node."""
 
 import pytest
@@ -10,8 +10,12 @@ from calisim import calicoctl
     (["--ip", "fd00:3::229"], "Error executing command: --ip is wrong IP version"),
     (["--ip6", "192.168.3.229"], "Error executing command: --ip6 is wrong IP version"),
     (["--ip", "192.168.3.300"], "Error executing command: invalid IP address specified: 192.168.3.300"),
+    (["--ip6", "autodetect", "--ip6-autodetection-method", "best-found"],
+     "Error executing command: invalid IP autodetection method: best-found"),
+    (["--ip6-autodetection-method", "can-reach=192.168.3.1"],
+     "Error executing command: address for IP autodetection does not resolve to an IPv6 address: 192.168.3.1"),
 ])
-def test_an_address_of_the_wrong_version_is_refused_before_anything_starts(argv, message, capsys, monkeypatch):
+def test_a_bad_address_or_autodetection_method_is_refused_before_anything_starts(argv, message, capsys, monkeypatch):
     monkeypatch.delenv("ETCD_ENDPOINTS", raising=False)  # refused before calicoctl even looks for etcd
     with pytest.raises(SystemExit) as exit:
         calicoctl.main(["node", "run", "--name", "host1", *argv])
