@@ -78,6 +78,7 @@ host1$ calicoctl get ipPool | grep -x 'fd80:24e2:f998:72d6::/64 *'
 host1$ calicoctl get node -o wide | grep -E '^192\\.168\\.3\\.228 +\\(64512\\) +192\\.168\\.3\\.228/24 +fd00:3::228/64 +$'
 within 40s host1$ calicoctl node status | grep -E '^\\| fd00:3::228 +\\| node-to-node mesh \\| up +\\| [0-9:]+ +\\| Established +\\|$'
 within 40s host2$ calicoctl node status | grep -E '^\\| fd00:3::229 +\\| node-to-node mesh \\| up +\\| [0-9:]+ +\\| Established +\\|$'
+within 40s host1$ calicoctl node status | grep -E '^\\| 192\\.168\\.3\\.228 +\\| node-to-node mesh \\| up +\\|'
 host1$ calicoctl node status
 host1$ birdc -s /var/run/calico/bird.ctl show protocols Mesh_fd00_3__228 | grep -E 'Mesh_fd00_3__228 +BGP +--- +up'
 host1$ sysctl -n net.ipv6.conf.all.forwarding | grep -x 1
