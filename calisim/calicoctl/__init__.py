@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name")
     run.add_argument("--ip")
     run.add_argument("--ip6", help="this node's IPv6 address for BGP, or autodetect (default: the stored one, or none)")
+    run.add_argument("--ip6-autodetection-method", default="first-found",
+                     help="how --ip6=autodetect picks: first-found, can-reach=DESTINATION or interface=REGEX[,REGEX]")
     run.add_argument("--as", dest="as_number")
     run.add_argument("--backend", choices=("bird", "none"), default="bird")
     run.add_argument("--no-default-ippools", action="store_true")

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import socket
 
-from ..node import NodePaths
+from ..node import NodePaths, autodetection
 from ..node.daemon import NodeDaemon
 from ..process.daemon import DaemonError
 from .errors import CommandError
@@ -28,7 +28,12 @@ def cmd_node_run(args: argparse.Namespace) -> str:
             parse_as_number(args.as_number, "--as")
     except ValidationError as error:
         raise CommandError(str(error)) from None
-    check_ip6(args.ip6)
+    check_ip(args.ip, 4, "--ip")
+    check_ip(args.ip6, 6, "--ip6")
+    try:
+        autodetection.check_method(args.ip6_autodetection_method, 6)
+    except autodetection.AutodetectionError as error:
+        raise CommandError(str(error)) from None
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise CommandError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd (e.g. http://192.168.3.229:2379)")
     paths = NodePaths()
@@ -39,6 +44,8 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         options += ["--ip", args.ip]
     if args.ip6:
         options += ["--ip6", args.ip6]
+    if args.ip6_autodetection_method != autodetection.FIRST_FOUND:
+        options += ["--ip6-autodetection-method", args.ip6_autodetection_method]
     if args.as_number is not None:
         options += ["--as", str(parse_as_number(args.as_number))]
     if args.no_default_ippools:
@@ -52,16 +59,17 @@ def cmd_node_run(args: argparse.Namespace) -> str:
         raise CommandError(str(error)) from None
 
 
-def check_ip6(value: str | None) -> None:
-    """calicoctl's own check of --ip6 (calico-node then checks that the host has it)."""
+def check_ip(value: str | None, version: int, flag: str) -> None:
+    """calicoctl's own check of --ip and --ip6: an address of that version, or autodetect
+    (calico-node then checks that the host has it)."""
     if value is None or value == "autodetect":
         return
     try:
         address = ipaddress.ip_interface(value)
     except ValueError:
         raise CommandError(f"Error executing command: invalid IP address specified: {value}") from None
-    if address.version != 6:
-        raise CommandError("Error executing command: --ip6 is wrong IP version")
+    if address.version != version:
+        raise CommandError(f"Error executing command: {flag} is wrong IP version")
 
 
 def cmd_node_status() -> str:

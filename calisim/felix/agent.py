@@ -32,11 +32,12 @@ class Felix:
     """This host's dataplane, kept equal to etcd."""
 
     def __init__(self, ds: Datastore, view_of: Callable[..., View], name: str, run_dir: Path,
-                 ipip_backend: str = "userspace"):
+                 ipip_backend: str = "userspace", ipv6_support: bool = True):
         self.ds = ds  # for what Felix writes (the VXLAN MAC) and IPAM's tunnel addresses
         self.name = name
         self.run_dir = run_dir  # the node's /var/run/calico: the eBPF backend's pins, policy.nft
         self.ipip_backend = ipip_backend
+        self.ipv6_support = ipv6_support  # FELIX_IPV6SUPPORT: false programs no IPv6 route, sysctl or rule
         self.tunnel: ipip.KernelTunnel | ipip.EbpfTunnel | ipip.UserspaceTunnel | None = None
         self.ipam = IPAM(ds)
         self.tunnels = view_of([keys.POOLS_V4, keys.host_config(name, "")])  # pools, this host's addresses
@@ -126,7 +127,7 @@ class Felix:
                 if from_kernel:  # host endpoints named by address: the kernel's addresses may change
                     model = policy.with_interfaces(model, self.name,
                                                    await asyncio.to_thread(policy.host_interface_addresses))
-                text = policy.render(model, self.name)
+                text = policy.render(model, self.name, self.ipv6_support)
                 if text != self.policy_applied:
                     await asyncio.to_thread(policy.apply, text)
                     self.policy_applied = text
@@ -149,7 +150,7 @@ class Felix:
                 pass
             self.workloads.changed.clear()
             try:
-                wanted = endpoints.desired_interfaces(self.workloads.read(), self.name)
+                wanted = endpoints.desired_interfaces(self.workloads.read(), self.name, self.ipv6_support)
                 missing = await asyncio.to_thread(self.workload_dataplane.apply, wanted)
             except OSError as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)

@@ -38,9 +38,11 @@ class WorkloadInterface:
     addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
 
 
-def desired_interfaces(entries: dict[str, Any], host: str) -> dict[str, WorkloadInterface]:
-    """The workload interfaces this host must program, from its endpoint keys."""
-    return {endpoint.interface: WorkloadInterface(endpoint.interface, endpoint.mac, endpoint.addresses)
+def desired_interfaces(entries: dict[str, Any], host: str, ipv6: bool = True) -> dict[str, WorkloadInterface]:
+    """The workload interfaces this host must program, from its endpoint keys; without ipv6
+    (FELIX_IPV6SUPPORT=false) their IPv4 addresses only."""
+    return {endpoint.interface: WorkloadInterface(endpoint.interface, endpoint.mac,
+                                                  tuple(a for a in endpoint.addresses if ipv6 or a.version == 4))
             for endpoint in WorkloadEndpoint.from_entries(entries) if endpoint.node == host and endpoint.active}
 
 
@@ -92,7 +94,8 @@ def _program(ipr, interface: WorkloadInterface, index: int) -> None:
     from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
     sysctls = dict(INTERFACE_SYSCTLS)
-    if Path("/proc/sys/net/ipv6/conf", interface.name).exists():
+    ipv6 = any(address.version == 6 for address in interface.addresses)
+    if ipv6 and Path("/proc/sys/net/ipv6/conf", interface.name).exists():
         sysctls.update(IPV6_INTERFACE_SYSCTLS)
     for pattern, value in sysctls.items():
         Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)

@@ -254,11 +254,11 @@ def all_rules(model: Model) -> list[dict]:
     return [rule for owner in (*model.profiles.values(), *model.policies) for rule in owner.inbound + owner.outbound]
 
 
-def render(model: Model, host: str) -> str:
+def render(model: Model, host: str, ipv6_support: bool = True) -> str:
     """This host's whole `ip calico` table and, when there are IPv6 pools or endpoints with IPv6 addresses (a
-    pool deleted under them), its `ip6 calico` table, as nft input."""
+    pool deleted under them) and IPv6 support is on (FELIX_IPV6SUPPORT), its `ip6 calico` table, as nft input."""
     addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
-    ipv6 = any(ipaddress.ip_network(address).version == 6 for address in addresses)
+    ipv6 = ipv6_support and any(ipaddress.ip_network(address).version == 6 for address in addresses)
     return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 

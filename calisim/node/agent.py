@@ -24,7 +24,9 @@ from ..felix import Felix, ipip
 from ..libnetwork import IpamDriver, NetworkDriver, PluginServer
 from .confd import Confd
 from .paths import NodePaths
-from .startup import NodeOptions, StartupStatus, enable_forwarding, register_when_etcd_answers
+from . import autodetection
+from .startup import (NodeOptions, StartupStatus, enable_forwarding, env_bool, ipv6_pool_from_env, no_default_pools,
+                      register_when_etcd_answers)
 
 log = logging.getLogger("calico-node")
 
@@ -34,7 +36,7 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     ds = Datastore.from_env()
     mirror = Mirror(ds)
     backend = ipip.choose_backend(options.ipip_backend)
-    felix = Felix(ds, mirror.view, options.name, paths.run_dir, backend)
+    felix = Felix(ds, mirror.view, options.name, paths.run_dir, backend, options.ipv6_support)
     confd = Confd.for_node(mirror.view, options.name, paths, before_render=felix.program_tunnel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -44,6 +46,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
     try:
         for line in enable_forwarding():
             report(line)
+        if not options.ipv6_support:
+            report("IPv6 support disabled through environment")
         for line in await register_when_etcd_answers(ds, options, report):
             report(line)
         report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend != "kernel"
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip", type=ipaddress.IPv4Interface)
     parser.add_argument("--ip6", help="an IPv6 address on this host, or autodetect")
     parser.add_argument("--as", dest="as_number", type=int)
+    parser.add_argument("--ip6-autodetection-method",
+                        default=os.environ.get("IP6_AUTODETECTION_METHOD") or autodetection.FIRST_FOUND)
     parser.add_argument("--no-default-ippools", action="store_true")
     parser.add_argument("--backend", choices=("bird", "none"), default="bird")
     parser.add_argument("--status-fd", type=int, help="write startup lines here, then close it")
@@ -105,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")
     if ipip_backend not in ("auto", *ipip.BACKENDS):
         sys.exit(f"CALICO_IPIP_BACKEND must be auto, {', '.join(ipip.BACKENDS)}, not {ipip_backend!r}")
-    options = NodeOptions(args.name, args.ip, args.ip6, args.as_number, not args.no_default_ippools, args.backend,
-                          libnetwork, ipip_backend)
     try:
+        options = NodeOptions(args.name, args.ip, args.ip6, args.as_number,
+                              not (args.no_default_ippools or no_default_pools(os.environ)), args.backend,
+                              libnetwork, ipip_backend, ipv6_pool_from_env(os.environ),
+                              env_bool(os.environ, "FELIX_IPV6SUPPORT", True), args.ip6_autodetection_method)
         asyncio.run(run_node(options, paths, status.report))
     except Exception as error:
         log.exception("calico-node failed")

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..datastore import Datastore, DatastoreError, Txn, keys
-from ..datastore.resources import IPPool, Node, as_value, mesh_value
+from ..datastore.resources import IPPool, Node, ValidationError, as_value, mesh_value
 from ..datastore.resources.ipam import IPAMConfig
+from . import autodetection
+from .autodetection import SKIPPED_INTERFACES
 
-DEFAULT_POOLS = (IPPool(ipaddress.ip_network("192.168.0.0/16")),
-                 IPPool(ipaddress.ip_network("fd80:24e2:f998:72d6::/64")))
+DEFAULT_IPV4_POOL = ipaddress.ip_network("192.168.0.0/16")
+DEFAULT_IPV6_POOL = ipaddress.ip_network("fd80:24e2:f998:72d6::/64")
 KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
-SKIPPED_INTERFACES = ("lo", "cali", "tunl", "vxlan.calico", "docker")
+FALSE_WORDS = ("false", "0", "no", "n", "f")  # what calico/node's environment booleans take for false
 
 
 class StartupError(RuntimeError):
@@ -57,17 +59,48 @@ class NodeOptions:
     backend: str = "bird"
     libnetwork: bool = True  # serve the `calico` and `calico-ipam` Docker plugins (CALICO_LIBNETWORK_ENABLED)
     ipip_backend: str = "auto"  # kernel, ebpf, userspace, or auto: the best this machine has (CALICO_IPIP_BACKEND)
+    ipv6_pool: ipaddress.IPv6Network = DEFAULT_IPV6_POOL  # the default IPv6 pool (CALICO_IPV6POOL_CIDR)
+    ipv6_support: bool = True  # FELIX_IPV6SUPPORT: false means no IPv6 pool made and no IPv6 programmed
+    ip6_autodetection_method: str = autodetection.FIRST_FOUND  # how --ip6=autodetect picks (IP6_AUTODETECTION_METHOD)
+
+
+def env_bool(environ: dict, name: str, default: bool) -> bool:
+    """An environment boolean as calico/node reads one: unset is the default, false/0/no/n/f false."""
+    return environ[name].lower() not in FALSE_WORDS if name in environ else default
+
+
+def no_default_pools(environ: dict) -> bool:
+    """NO_DEFAULT_POOLS=true (that word only, any case, as calico/node reads it): no default pool at all."""
+    return environ.get("NO_DEFAULT_POOLS", "").lower() == "true"
+
+
+def ipv6_pool_from_env(environ: dict) -> ipaddress.IPv6Network:
+    """CALICO_IPV6POOL_CIDR (default Calico's fd80:24e2:f998:72d6::/64), refused with calico/node's fatal
+    errors before anything is stored: not an IPv6 CIDR, a pool calicoctl would refuse, or set beside
+    NO_DEFAULT_POOLS=true."""
+    text = environ.get("CALICO_IPV6POOL_CIDR", "")
+    if no_default_pools(environ) and (text or environ.get("CALICO_IPV4POOL_CIDR")):
+        raise StartupError("Invalid configuration with NO_DEFAULT_POOLS defined and CALICO_IPV4POOL_CIDR or "
+                           "CALICO_IPV6POOL_CIDR defined.")
+    if not text:
+        return DEFAULT_IPV6_POOL
+    try:
+        cidr = ipaddress.ip_network(text, strict=False) if "/" in text else None  # Go's ParseCIDR masks host bits
+    except ValueError:
+        cidr = None
+    if not isinstance(cidr, ipaddress.IPv6Network):
+        raise StartupError(f"Invalid CIDR specified in CALICO_IPV6POOL_CIDR '{text}'")
+    try:
+        IPPool.from_document({"apiVersion": "v1", "kind": "ipPool", "metadata": {"cidr": str(cidr)}})
+    except ValidationError as error:
+        raise StartupError(f"Failed to create default IPv6 IP pool: {error}") from None
+    return cidr
 
 
 def host_addresses(version: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
     """The host's global addresses of one IP version, on interfaces that are not Calico's own, in the kernel's order."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        return [ipaddress.ip_interface(f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}")
-                for address in ipr.get_addr(family=2 if version == 4 else 10)
-                if address["scope"] == 0 and not names.get(address["index"], "").startswith(SKIPPED_INTERFACES)]
+    return [address for name, address in autodetection.host_interfaces(version)
+            if not name.startswith(SKIPPED_INTERFACES)]
 
 
 def autodetect_ipv4() -> ipaddress.IPv4Interface:
@@ -77,19 +110,26 @@ def autodetect_ipv4() -> ipaddress.IPv4Interface:
     raise StartupError("Couldn't autodetect a management IPv4 address; please provide one with --ip")
 
 
-def chosen_ipv6(spec: str | None) -> ipaddress.IPv6Interface | None:
-    """The node's IPv6 address from --ip6: autodetected (first-found), or one that must be on this host."""
+def chosen_ipv6(spec: str | None,
+                method: str = autodetection.FIRST_FOUND) -> tuple[ipaddress.IPv6Interface | None, str]:
+    """The node's IPv6 address from --ip6 (autodetected by the method, or one that must be on this host),
+    and what startup says of it."""
     if spec is None:
-        return None
+        return None, ""
+    if spec == "autodetect" and method != autodetection.FIRST_FOUND:
+        try:
+            return autodetection.detect(method, 6)
+        except autodetection.AutodetectionError as error:
+            raise StartupError(f"Couldn't autodetect a management IPv6 address: {error}") from None
     found = host_addresses(6)
     if spec == "autodetect":
         if not found:
             raise StartupError("Couldn't autodetect a management IPv6 address; please provide one with --ip6")
-        return found[0]
+        return found[0], f"Autodetected IPv6 address {found[0]}"
     ip6 = ipaddress.IPv6Interface(spec)
     if ip6.ip not in {address.ip for address in found}:
         raise StartupError(f"Unable to confirm IPv6 address {ip6.ip} is assigned to this host")
-    return ip6  # a bare address is a /128, as a bare --ip is a /32
+    return ip6, f"Using IPv6 address {ip6}"  # a bare address is a /128, as a bare --ip is a /32
 
 
 def check_addresses(nodes: list[Node], name: str,
@@ -124,7 +164,8 @@ def enable_forwarding() -> list[str]:
 async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     """Calico's startup: global defaults, the node's keys, the default pool.  Returns what it says."""
     said = []
-    ip6 = await asyncio.to_thread(chosen_ipv6, options.ip6)  # before anything is stored: a wrong --ip6 stores nothing
+    # before anything is stored: a wrong --ip6 stores nothing
+    ip6, ip6_said = await asyncio.to_thread(chosen_ipv6, options.ip6, options.ip6_autodetection_method)
     for key, value in ((keys.READY, True), (keys.GLOBAL_AS, as_value(keys.DEFAULT_AS)),
                        (keys.NODE_MESH, mesh_value(True)),
                        (keys.IPAM_CONFIG, IPAMConfig().to_value())):
@@ -136,7 +177,7 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
         ip = options.ip
         said.append(f"Using IPv4 address {ip}")
     if ip6 is not None:
-        said.append(f"{'Autodetected' if options.ip6 == 'autodetect' else 'Using'} IPv6 address {ip6}")
+        said.append(ip6_said)
     nodes = await Node.load_all(ds)
     said += check_addresses(nodes, options.name, {4: ip, 6: ip6})
     existing = next((n for n in nodes if n.node_name == options.name), None)
@@ -152,17 +193,18 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
     said.append(f"Calico node name:  {options.name}")
     if options.default_pools:
-        said += await create_default_pools(ds)
+        said += await create_default_pools(ds, options)
     return said
 
 
-async def create_default_pools(ds: Datastore) -> list[str]:
+async def create_default_pools(ds: Datastore, options: NodeOptions) -> list[str]:
     """Calico's default pool of each IP version that has none yet (IPv6 only where the kernel has
-    IPv6, whatever the host's addresses: reference section 7)."""
+    IPv6, whatever the host's addresses: reference section 7, and only if FELIX_IPV6SUPPORT is not false)."""
     versions = {pool.cidr.version for pool in await IPPool.load_all(ds)}
+    ipv6 = options.ipv6_support and KERNEL_IPV6.exists()
     said = []
-    for pool in DEFAULT_POOLS:
-        if pool.cidr.version in versions or (pool.cidr.version == 6 and not KERNEL_IPV6.exists()):
+    for pool in (IPPool(DEFAULT_IPV4_POOL), IPPool(options.ipv6_pool)):
+        if pool.cidr.version in versions or (pool.cidr.version == 6 and not ipv6):
             continue
         if await ds.create(pool.primary_key, pool.to_value()):
             said.append(f"Created default IPv{pool.cidr.version} pool ({pool.cidr}) with NAT outgoing false. "

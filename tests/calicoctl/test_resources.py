@@ -1,6 +1,7 @@
 """calicoctl's resource commands against a real etcd: messages, output formats, and bad input that
-stores nothing; bad BGP input (bgpPeers with a bad IP or AS, a cross-subnet mode on a non-IPIP
-pool): clear errors, nothing stored; asdot AS numbers accepted everywhere, printed back as plain
+stores nothing; bad BGP and IPv6 input (bgpPeers with a bad IP or AS, a cross-subnet mode on a non-IPIP
+pool, IPv6 pools too small, link-local or overlapping, node addresses of the wrong version): Calico's
+errors, nothing stored; IPv6 peers of either scope stored apart from the IPv4 ones; asdot AS numbers accepted everywhere, printed back as plain
 decimal."""
 
 import json
@@ -275,6 +276,24 @@ def peer(metadata: str, asn: str = "64512") -> str:
     return f"- apiVersion: v1\n  kind: bgpPeer\n  metadata: {{{metadata}}}\n  spec: {{asNumber: {asn}}}\n"
 
 
+V6_POOL = "- apiVersion: v1\n  kind: ipPool\n  metadata: {cidr: fd00:10::/48}\n"
+BAD_IPV6 = {
+    "overlaps a stored IPv6 pool": (V6_POOL.replace("fd00:10::/48", "fd00:10:0:20::/64"),
+                                    "error with field CIDR = 'fd00:10:0:20::/64' (IP pool range overlaps with IP pool "
+                                    "fd00:10::/48)"),
+    "IPv6 pool smaller than a /122 block": (V6_POOL.replace("/48", "/123"), "error with field CIDR = 'fd00:10::/123' "
+                                            "(IP pool size is too small (min /122) for use with Calico IPAM)"),
+    "link-local IPv6 pool": (V6_POOL.replace("fd00:10::/48", "fe80::/64"), "error with field CIDR = 'fe80::/64' "
+                             "(IP pool range overlaps with IPv6 Link Local range fe80::/10)"),
+    "IPv6 address as a node's IPv4 address": (NODE.replace("172.16.0.1/16", "fd00:3::1/64"),
+                                              "error with field BGP.IPv4Address = 'fd00:3::1/64' "
+                                              "(invalid IPv4 address and subnet specified)"),
+    "IPv4 address as a node's IPv6 address": (NODE.replace("{ipv4Address: 172.16.0.1/16}", "{ipv6Address: 172.16.0.1}"),
+                                              "error with field BGP.IPv6Address = '172.16.0.1/32' "
+                                              "(invalid IPv6 address and subnet specified)"),
+}
+
+
 BAD = {
     "bad peer IP": (peer("scope: global, peerIP: 172.16.0.300"), "bgpPeer metadata.peerIP"),
     "bad peer AS": (peer("scope: global, peerIP: 172.16.0.9", "abcde"), "is not a valid AS number"),
@@ -286,12 +305,13 @@ BAD = {
     "unknown IPIP mode": ("- apiVersion: v1\n  kind: ipPool\n  metadata: {cidr: 10.10.0.0/16}\n"
                           "  spec: {ipip: {enabled: true, mode: sometimes}}\n",
                           "error with field IPIP.Mode = 'sometimes' (must be one of: always, cross-subnet)"),
+    **BAD_IPV6,
 }
 
 
 @pytest.mark.parametrize("name", BAD)
-def test_bad_bgp_input_stores_nothing(ctl, ds, name):
-    assert ctl("create", "-f", "-", stdin=NODE)[0] == 0
+def test_bad_bgp_and_ipv6_input_is_refused_in_calicos_words_and_stores_nothing(ctl, ds, name):
+    assert ctl("create", "-f", "-", stdin=V6_POOL + NODE)[0] == 0
     before = dump(ds)
     text, message = BAD[name]
     for action in ("create", "apply"):
@@ -328,3 +348,14 @@ def test_cross_subnet_round_trips(ctl, ds):
     assert ds.get(keys.POOLS_V4 + "10.10.0.0-16").value["ipip_mode"] == "cross-subnet"
     spec = yaml.safe_load(ctl("get", "ipPool", "10.10.0.0/16", "-o", "yaml")[1])[0]["spec"]
     assert spec["ipip"] == {"enabled": True, "mode": "cross-subnet"}
+
+
+def test_ipv6_peers_of_either_scope_live_beside_but_apart_from_the_ipv4_ones(ctl, ds):
+    text = NODE + peer("scope: global, peerIP: fd00:3::1") + peer("scope: node, node: host1, peerIP: fd00:3::2")
+    assert ctl("create", "-f", "-", stdin=text + peer("scope: global, peerIP: 172.16.0.9"))[0] == 0
+    assert [e.key for e in ds.list("/calico/bgp/v1/") if "/peer_v" in e.key] == [
+        keys.GLOBAL_PEERS_V4 + "172.16.0.9", keys.GLOBAL_PEERS_V6 + "fd00:3::1", keys.bgp_host_peers_v6("host1") + "fd00:3::2"]
+    assert ctl("get", "bgpPeer", "--scope", "node")[1].splitlines()[1].split() == ["node", "fd00:3::2", "host1", "64512"]
+    assert ctl("delete", "bgpPeer", "fd00:3::2", "--scope", "node", "--node", "host1")[0] == 0
+    assert ctl("delete", "bgpPeer", "fd00:3::1", "--scope", "global")[0] == 0
+    assert [e.key for e in ds.list("/calico/bgp/v1/") if "/peer_v" in e.key] == [keys.GLOBAL_PEERS_V4 + "172.16.0.9"]

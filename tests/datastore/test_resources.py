@@ -76,6 +76,22 @@ def test_overlapping_and_duplicate_pools_in_one_input_are_rejected():
         parse_documents([pool_doc("10.0.0.0/8"), pool_doc("10.0.0.0/8")])
 
 
+@pytest.mark.parametrize("cidrs, message", [
+    (["fd00::/48", "fd00:0:0:10::/64"], "error with field CIDR = 'fd00::/48' (IP pool range overlaps with IP pool fd00:0:0:10::/64)"),
+    (["fe80::/64"], "error with field CIDR = 'fe80::/64' (IP pool range overlaps with IPv6 Link Local range fe80::/10)"),
+    (["169.254.0.0/20"], "error with field CIDR = '169.254.0.0/20' (IP pool range overlaps with IPv4 Link Local range "
+                         "169.254.0.0/16)"),
+])
+def test_ipv6_pools_may_overlap_neither_each_other_nor_link_local_addresses(cidrs, message):
+    with pytest.raises(ValidationError) as refused:
+        parse_documents([pool_doc(cidr) for cidr in cidrs])
+    assert str(refused.value).endswith(message)
+
+
+def test_pools_of_different_versions_never_overlap():
+    assert len(parse_documents([pool_doc("10.0.0.0/8"), pool_doc("fd00::/48"), pool_doc("fd01::/122")])) == 3
+
+
 @pytest.mark.parametrize("text, number", [("64512", 64512), (64513, 64513), ("4294.566", 4294 * 65536 + 566),
                                           ("4294967295", 4294967295)])
 def test_as_numbers_plain_and_asdot(text, number):
@@ -113,6 +129,28 @@ def test_bgp_peer_scopes():
         parse_documents({**node_peer, "metadata": {"scope": "node", "peerIP": "192.168.3.1"}})
     with pytest.raises(ValidationError, match="not a valid IP address"):
         parse_documents({**node_peer, "metadata": {"scope": "global", "peerIP": "192.168.3"}})
+
+
+@pytest.mark.parametrize("field, address, version", [("ipv4Address", "fd00:3::229/64", 4),
+                                                      ("ipv6Address", "192.168.3.229/24", 6),
+                                                      ("ipv4Address", "fd00:3::229", 4)])
+def test_a_node_address_of_the_wrong_version_is_refused_in_calicos_words(field, address, version):
+    shown = str(ipaddress.ip_interface(address))  # a bare address is a /32 or /128, as Calico parses it
+    doc = {"apiVersion": "v1", "kind": "node", "metadata": {"name": "host1"}, "spec": {"bgp": {field: address}}}
+    with pytest.raises(ValidationError) as refused:
+        parse_documents(doc)
+    assert str(refused.value) == (f"error with field BGP.IPv{version}Address = '{shown}' "
+                                  f"(invalid IPv{version} address and subnet specified)")
+
+
+@pytest.mark.parametrize("metadata", [{"scope": "global"}, {"scope": "node", "node": "host1"}])
+def test_a_peer_is_stored_under_its_own_ip_version_whatever_its_scope(metadata):
+    where = "/calico/bgp/v1/global/" if metadata["scope"] == "global" else "/calico/bgp/v1/host/host1/"
+    for address, family in (("fd00:3::1", "peer_v6"), ("192.168.3.1", "peer_v4")):
+        doc = {"apiVersion": "v1", "kind": "bgpPeer", "metadata": {**metadata, "peerIP": address},
+               "spec": {"asNumber": 64512}}
+        (peer,) = parse_documents(doc)
+        assert peer.writes() == {f"{where}{family}/{address}": {"ip": address, "as_num": "64512"}}
 
 
 def test_kind_aliases_are_case_insensitive():

@@ -41,6 +41,13 @@ def test_only_this_hosts_active_endpoints_are_programmed():
         "calib", "ee:ee:ee:ee:ee:ee", (ipaddress.ip_address("10.10.0.2"), ipaddress.ip_address("10.10.0.3")))
 
 
+def test_without_ipv6_support_only_the_ipv4_addresses_are_programmed():
+    dual = {**endpoint("calia", "10.10.0.1/32"), "ipv6_nets": ["fd80::1/128"]}
+    v4, v6 = ipaddress.ip_address("10.10.0.1"), ipaddress.ip_address("fd80::1")
+    assert endpoints.desired_interfaces({PREFIX + "a": dual}, "host1")["calia"].addresses == (v4, v6)
+    assert endpoints.desired_interfaces({PREFIX + "a": dual}, "host1", ipv6=False)["calia"].addresses == (v4,)
+
+
 def test_proxy_arp_and_friends_are_set_per_interface():
     assert {pattern.format("calia"): value for pattern, value in endpoints.INTERFACE_SYSCTLS.items()} == {
         "ipv4/conf/calia/proxy_arp": "1", "ipv4/conf/calia/rp_filter": "1",

@@ -231,6 +231,11 @@ def test_with_an_ipv6_pool_an_ip6_table_follows_with_the_same_chains_for_ipv6_ad
     assert "table ip6 calico {" in policy.render(pool_gone, "host1")
 
 
+def test_without_ipv6_support_no_ip6_table_is_programmed_at_all():
+    assert "table ip6 calico" not in policy.render(DUAL, "host1", ipv6_support=False)
+    assert policy.render(DUAL, "host1", ipv6_support=False) == policy.render(DUAL, "host1").split("table ip6")[0]
+
+
 def test_each_rule_goes_to_the_tables_of_the_versions_it_can_match():
     v6 = policy.FAMILIES[6]
     assert policy.render_rule({"action": "allow", "protocol": "icmpv6", "icmp_type": 128}, family=v6) == \

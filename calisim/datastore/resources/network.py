@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: validation must not import the etcd clien
 
 
 IPIP_MODES = ("always", "cross-subnet")
+LINK_LOCAL = {4: ipaddress.ip_network("169.254.0.0/16"), 6: ipaddress.ip_network("fe80::/10")}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class IPPool(Resource):
         if cidr.prefixlen > BLOCK_PREFIXES[cidr.version]:  # a pool must hold at least one IPAM block
             raise ValidationError(f"error with field CIDR = '{cidr}' (IP pool size is too small "
                                   f"(min /{BLOCK_PREFIXES[cidr.version]}) for use with Calico IPAM)")
+        if cidr.overlaps(LINK_LOCAL[cidr.version]):  # the hosts' own link-local addresses (workloads' gateways)
+            raise ValidationError(f"error with field CIDR = '{cidr}' (IP pool range overlaps with "
+                                  f"IPv{cidr.version} Link Local range {LINK_LOCAL[cidr.version]})")
         ipip_spec = check_fields(spec.get("ipip"), ("enabled", "mode"), "ipPool spec.ipip")
         ipip = parse_bool(ipip_spec.get("enabled", False), "ipPool spec.ipip.enabled")
         ipip_mode = ipip_spec.get("mode") or "always"
@@ -150,10 +154,10 @@ class Node(Resource):
         bgp = check_fields(spec.get("bgp"), ("asNumber", "ipv4Address", "ipv6Address"), "node spec.bgp")
         ipv4 = parse_interface(bgp["ipv4Address"], "node spec.bgp.ipv4Address") if bgp.get("ipv4Address") else None
         ipv6 = parse_interface(bgp["ipv6Address"], "node spec.bgp.ipv6Address") if bgp.get("ipv6Address") else None
-        if ipv4 is not None and ipv4.version != 4:
-            raise ValidationError(f"node spec.bgp.ipv4Address: {ipv4} is not an IPv4 address")
-        if ipv6 is not None and ipv6.version != 6:
-            raise ValidationError(f"node spec.bgp.ipv6Address: {ipv6} is not an IPv6 address")
+        for version, address in ((4, ipv4), (6, ipv6)):
+            if address is not None and address.version != version:
+                raise ValidationError(f"error with field BGP.IPv{version}Address = '{address}' "
+                                      f"(invalid IPv{version} address and subnet specified)")
         as_number = (parse_as_number(bgp["asNumber"], "node spec.bgp.asNumber") if bgp.get("asNumber") is not None
                      else None)
         return cls(parse_name(metadata["name"], "node metadata.name"), ipv4, ipv6, as_number)
@@ -371,8 +375,10 @@ class BGPPeer(Resource):
 
 
 def check_pool_overlaps(new: list[IPPool], stored: list[IPPool]) -> None:
-    """Pools may not overlap, except a pool with itself (an update of the same CIDR)."""
+    """Pools may not overlap, except a pool with itself (an update of the same CIDR): said in the words
+    of libcalico-go's link-local check, as Calico v1 did not check this itself."""
     for index, pool in enumerate(new):
         for other in new[index + 1:] + stored:
             if other.cidr != pool.cidr and other.cidr.version == pool.cidr.version and other.cidr.overlaps(pool.cidr):
-                raise ValidationError(f"IP pool {pool.cidr} overlaps with IP pool {other.cidr}")
+                raise ValidationError(f"error with field CIDR = '{pool.cidr}' "
+                                      f"(IP pool range overlaps with IP pool {other.cidr})")
