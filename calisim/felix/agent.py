@@ -57,6 +57,7 @@ class Felix:
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
         self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
+        self.hurry = asyncio.Event()  # a Join waits for policy chains not in the kernel yet
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
@@ -75,8 +76,11 @@ class Felix:
     async def programmed(self, interface: str, timeout: float) -> bool:
         """Wait until a workload interface's dataplane is complete (False: not within timeout).
         The caller has just made the interface, which Felix learns from the kernel's link
-        notifications: the workload pass is woken now rather than at its next poll."""
+        notifications: the workload pass is woken now rather than at its next poll, and a
+        policy pass that lacks the interface's chains goes without waiting for its burst to settle."""
         self.workloads.changed.set()
+        if interface not in self.policed:
+            self.hurry.set()
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.ready(interface):
             progress = self.progress
@@ -143,11 +147,21 @@ class Felix:
             except Exception:  # a bug must not end VXLAN programming
                 log.exception("VXLAN dataplane not programmed")
 
+    async def next_policy_pass(self) -> None:
+        """next_pass, cut short when a Join is waiting: its container would otherwise wait for the
+        burst to settle (DEBOUNCE at least) on top of the pass itself."""
+        settled = asyncio.ensure_future(next_pass(self.policy.changed))
+        hurried = asyncio.ensure_future(self.hurry.wait())
+        _, pending = await asyncio.wait({settled, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        self.hurry.clear()
+
     async def program_policy(self) -> None:
         """Felix's policy part: this host's nftables table, recomputed from etcd after every
         change; a ruleset that fails to render or load leaves the last good one in place."""
         while True:
-            await next_pass(self.policy.changed)
+            await self.next_policy_pass()
             version = self.policy.version
             if version == self.policy_computed:
                 continue  # the table in place is the one these keys give

@@ -56,6 +56,25 @@ def test_programmed_waits_for_the_workload_pass_and_the_policy_pass_with_nat_out
     asyncio.run(scenario())
 
 
+def test_a_waiting_join_does_not_wait_for_the_policy_burst_to_settle(tmp_path, monkeypatch):
+    """A burst that never settles (changes keep coming) still gives the waiting Join its pass."""
+    loaded: list[str] = []
+    monkeypatch.setattr(felix_agent.policy, "apply", loaded.append)
+    monkeypatch.setattr(felix_agent, "next_pass", lambda changed: asyncio.Event().wait())
+    felix = felix_with(tmp_path, {ENDPOINT: WORKLOAD, POOL.primary_key: POOL.to_value()})
+    felix.workload_dataplane.programmed["cali1"] = WorkloadInterface("cali1", "ee:ee:ee:ee:ee:ee", ())
+
+    async def scenario():
+        task = asyncio.create_task(felix.program_policy())
+        try:
+            assert await felix.programmed("cali1", 10)
+        finally:
+            task.cancel()
+        assert len(loaded) == 1 and "from_cali1" in loaded[0]
+
+    asyncio.run(scenario())
+
+
 def test_programmed_is_false_when_a_part_is_missing_at_the_deadline(tmp_path):
     felix = felix_with(tmp_path, {})
 
