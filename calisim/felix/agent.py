@@ -10,6 +10,12 @@ Each part reads etcd's keys from its view of the node's mirror of etcd (datastor
 recomputes after a burst of changes to them and every RESYNC seconds, a failed pass retried,
 never fatal.  A resync re-applies what the kernel holds (tunnel, VXLAN); policy, computed from
 etcd's keys alone, is recomputed on a resync only when its last pass failed.
+
+A new workload's first packet must meet its whole dataplane: its route and proxy ARP (else its ARP
+for 169.254.1.1 goes unanswered and the kernel asks again only a second later) and its policy
+chains with the nat-outgoing rule (else the packet is dropped).  So the plugin's Join waits for
+``programmed`` before the container starts, as Calico's CNI plugin waits for Felix's endpoint
+status (policy_setup_timeout_seconds).
 """
 
 from __future__ import annotations
@@ -50,10 +56,40 @@ class Felix:
                               lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses))
         self.policy_applied: str | None = None
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
+        self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
+        self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
+        self.hurry = asyncio.Event()  # a Join waits for policy chains not in the kernel yet
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
                 asyncio.create_task(self.program_policy())]
+
+    def passed(self) -> None:
+        """Wake whoever waits in ``programmed``."""
+        self.progress.set()
+        self.progress = asyncio.Event()
+
+    def ready(self, interface: str) -> bool:
+        """The interface's routes, ARP entry and proxy ARP are in the kernel, and so are its policy
+        chains (the table in place has them, with the pools' nat-outgoing)."""
+        return interface in self.workload_dataplane.programmed and interface in self.policed
+
+    async def programmed(self, interface: str, timeout: float) -> bool:
+        """Wait until a workload interface's dataplane is complete (False: not within timeout).
+        The caller has just made the interface, which Felix learns from the kernel's link
+        notifications: the workload pass is woken now rather than at its next poll, and a
+        policy pass that lacks the interface's chains goes without waiting for its burst to settle."""
+        self.workloads.changed.set()
+        if interface not in self.policed:
+            self.hurry.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.ready(interface):
+            progress = self.progress
+            try:
+                await asyncio.wait_for(progress.wait(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                return self.ready(interface)
+        return True
 
     def stop(self) -> None:
         if self.tunnel is not None:
@@ -112,11 +148,21 @@ class Felix:
             except Exception:  # a bug must not end VXLAN programming
                 log.exception("VXLAN dataplane not programmed")
 
+    async def next_policy_pass(self) -> None:
+        """next_pass, cut short when a Join is waiting: its container would otherwise wait for the
+        burst to settle (DEBOUNCE at least) on top of the pass itself."""
+        settled = asyncio.ensure_future(next_pass(self.policy.changed))
+        hurried = asyncio.ensure_future(self.hurry.wait())
+        _, pending = await asyncio.wait({settled, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        self.hurry.clear()
+
     async def program_policy(self) -> None:
         """Felix's policy part: this host's nftables table, recomputed from etcd after every
         change; a ruleset that fails to render or load leaves the last good one in place."""
         while True:
-            await next_pass(self.policy.changed)
+            await self.next_policy_pass()
             version = self.policy.version
             if version == self.policy_computed:
                 continue  # the table in place is the one these keys give
@@ -133,7 +179,9 @@ class Felix:
                     self.policy_applied = text
                     (self.run_dir / "policy.nft").write_text(text)
                     log.info("policy programmed: %s", policy.summary(model, self.name))
+                self.policed = frozenset(e.interface for e in model.local(self.name, on_host=False))
                 self.policy_computed = None if from_kernel else version
+                self.passed()
             except (policy.PolicyError, OSError) as error:
                 log.error("kept the last good policy: %s", error)
             except Exception:  # a bug must not end enforcement of later changes
@@ -152,6 +200,7 @@ class Felix:
             try:
                 wanted = endpoints.desired_interfaces(self.workloads.read(), self.name, self.ipv6_support)
                 missing = await asyncio.to_thread(self.workload_dataplane.apply, wanted)
+                self.passed()
             except OSError as error:
                 log.error("workload dataplane not programmed, retrying: %s", error)
                 missing = {"(retry)"}

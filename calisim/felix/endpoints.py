@@ -6,7 +6,10 @@ For each endpoint of this host: the host side `cali…` gets proxy ARP
 `rp_filter=1`, `route_localnet=1`; a permanent ARP entry for the workload's IP and MAC; and a
 `/32` route to it through the interface.  IPv6 (Felix 2.x): `proxy_ndp=1` and a `/128` route per
 address, no static neighbour (the kernel's NDP finds the workload; its gateway is the host side's
-own link-local address).  Routes to workloads that are gone are removed.
+own link-local address).  Routes to workloads that are gone are removed, and so are the kernel's
+connections (conntrack) of an address that goes or comes, as Felix does: the next holder of an address
+would otherwise take up its predecessor's flows (a fresh busybox's ping always has the same ICMP
+id), NAT decision included, so a workload in a pool re-created with nat-outgoing left un-NATed.
 Blocks' blackhole routes and the routes to other hosts' blocks come from BIRD.
 """
 
@@ -107,14 +110,16 @@ def _program(ipr, interface: WorkloadInterface, index: int) -> None:
 
 def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadInterface]) -> set[str]:
     """Only the differences from programmed: new or changed interfaces (looked up by name), and
-    the routes of addresses no longer wanted on an interface programmed before."""
+    the routes of addresses no longer wanted on an interface programmed before; the connections
+    of every address that went or came are forgotten first."""
     from pyroute2 import NetlinkError
 
     missing = set()
-    for name in sorted(set(programmed) | set(wanted)):
+    changed = sorted(name for name in set(programmed) | set(wanted) if programmed.get(name) != wanted.get(name))
+    remove_connections({address for name in changed
+                        for address in addresses_of(programmed.get(name)) ^ addresses_of(wanted.get(name))})
+    for name in changed:
         before, after = programmed.get(name), wanted.get(name)
-        if before == after:
-            continue
         try:
             (link,) = ipr.link("get", ifname=name)
         except NetlinkError as error:
@@ -134,6 +139,35 @@ def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[s
         _program(ipr, after, link["index"])
         programmed[name] = after
     return missing
+
+
+def addresses_of(interface: WorkloadInterface | None) -> set:
+    return set(interface.addresses) if interface is not None else set()
+
+
+def remove_connections(addresses: set) -> None:
+    """Delete this namespace's conntrack entries from or to any of these addresses (Felix runs
+    `conntrack -D` with --orig-src, --orig-dst, --reply-src and --reply-dst for each)."""
+    from pyroute2 import Conntrack, NetlinkError
+
+    if not addresses:
+        return
+    wanted = {ipaddress.ip_address(address) for address in addresses}
+    conntrack = Conntrack()
+    try:
+        stale = [entry for entry in conntrack.dump_entries()
+                 if wanted & {ipaddress.ip_address(a) for t in (entry.tuple_orig, entry.tuple_reply)
+                              for a in (t.saddr, t.daddr) if a}]
+        for entry in stale:
+            try:
+                conntrack.delete(entry)
+            except NetlinkError as error:
+                if error.code != errno.ENOENT:  # ended on its own since the dump
+                    raise
+    finally:
+        conntrack.close()
+    if stale:
+        log.info("removed %d conntrack entries of %s", len(stale), ", ".join(sorted(map(str, wanted))))
 
 
 def _delete_route(ipr, dst: str, index: int) -> None:
@@ -159,9 +193,12 @@ def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
         _program(ipr, interface, index)
     expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
     workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
+    gone: set[str] = set()
     for family, length in ((2, 32), (10, 128)):
         for route in ipr.get_routes(family=family, table=254):  # not the local table's own addresses
             if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == length:
                 if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
                     _delete_route(ipr, f"{route.get_attr('RTA_DST')}/{length}", route.get_attr("RTA_OIF"))
+                    gone.add(route.get_attr("RTA_DST"))
+    remove_connections(gone)
     return missing

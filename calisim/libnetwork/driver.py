@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from typing import Awaitable, Callable
 
 from ..datastore import Datastore, Txn, keys
 from ..datastore.resources import Profile, WorkloadEndpoint
 from ..datastore.resources.docker import Network
 from .protocol import Handler, PluginError, require
+
+Programmed = Callable[[str, float], Awaitable[bool]]  # (host side interface, timeout) -> its dataplane is complete
 
 ORCHESTRATOR = WORKLOAD = "libnetwork"
 WORKLOAD_MAC = "ee:ee:ee:ee:ee:ee"
@@ -22,6 +25,7 @@ ANY = "0.0.0.0/0"
 ANY6 = "::/0"
 ADDRESS_SPACE = "CalicoGlobalAddressSpace"  # the IPAM driver's only (global) address space
 LINK_LOCAL_WAIT = 5.0  # seconds Join waits for the kernel to give the host side its fe80:: address
+DATAPLANE_WAIT = 10.0  # seconds Join waits for Felix to program the endpoint (then the container starts anyway)
 log = logging.getLogger("calico-libnetwork")
 
 
@@ -45,9 +49,10 @@ class NetworkDriver:
 
     implements = "NetworkDriver"
 
-    def __init__(self, ds: Datastore, host: str):
+    def __init__(self, ds: Datastore, host: str, programmed: Programmed | None = None):
         self.ds = ds
         self.host = host
+        self.programmed = programmed  # this host's Felix, when it runs beside the plugin
 
     def handlers(self) -> dict[str, Handler]:
         nothing = self._nothing
@@ -124,6 +129,7 @@ class NetworkDriver:
         stored = await self.ds.value(endpoint_key(self.host, endpoint_id))
         endpoint = WorkloadEndpoint.from_value(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id, stored or {})
         await asyncio.to_thread(create_veth, host_side, container_side)
+        await self.wait_for_dataplane(host_side)
         answer = {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
                   "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
         if endpoint.ipv6_nets:
@@ -131,6 +137,14 @@ class NetworkDriver:
             answer["GatewayIPv6"] = gateway6
             answer["StaticRoutes"].append({"Destination": f"{gateway6}/128", "RouteType": 1, "NextHop": ""})
         return answer
+
+    async def wait_for_dataplane(self, host_side: str) -> None:
+        """Answer Join only once Felix has programmed the endpoint (route, proxy ARP, policy and
+        nat-outgoing), so that the container's first packet is neither delayed nor dropped nor
+        sent un-NATed; a Felix that is late delays the container by DATAPLANE_WAIT at most."""
+        if self.programmed is not None and not await self.programmed(host_side, DATAPLANE_WAIT):
+            log.warning("Felix had not programmed %s within %.0fs; the container starts anyway",
+                        host_side, DATAPLANE_WAIT)
 
     async def leave(self, request: dict) -> dict:
         await asyncio.to_thread(delete_link, interface_names(require(request, "EndpointID"))[0])

@@ -65,7 +65,8 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
         else:
             tasks = []
         if options.libnetwork:
-            plugins = [PluginServer(paths.plugin_dir / "calico.sock", NetworkDriver(ds, options.name), loop),
+            driver = NetworkDriver(ds, options.name, felix.programmed if tasks else None)  # without Felix: no wait
+            plugins = [PluginServer(paths.plugin_dir / "calico.sock", driver, loop),
                        PluginServer(paths.plugin_dir / "calico-ipam.sock", IpamDriver(ds, options.name), loop)]
             for plugin in plugins:
                 plugin.start()

@@ -120,6 +120,51 @@ def test_passes_apply_only_changes_and_the_timer_pass_resyncs_everything():
                                                      "10.10.0.2 dev cali00002 scope link "]
 
 
+CONNECTIONS = """
+import ipaddress, json, subprocess
+from pyroute2 import Conntrack
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+from calisim.felix import endpoints
+def flow(source, destination, port):
+    with Conntrack() as conntrack:
+        conntrack.entry("add", timeout=60, tuple_orig=NFCTAttrTuple(saddr=source, daddr=destination, proto=17, sport=port, dport=53),
+                        tuple_reply=NFCTAttrTuple(saddr=destination, daddr=source, proto=17, sport=53, dport=port))
+def flows():
+    conntrack = Conntrack()
+    found = sorted(f"{e.tuple_orig.saddr}>{e.tuple_orig.daddr}" for e in conntrack.dump_entries())
+    conntrack.close()
+    return found
+def interface(*addresses):
+    return {"cali00001": endpoints.WorkloadInterface("cali00001", "ee:ee:ee:ee:ee:ee", tuple(map(ipaddress.ip_address, addresses)))}
+subprocess.run("ip link add cali00001 type veth peer name temp00001 && ip link set cali00001 up", shell=True, check=True)
+dataplane = endpoints.Dataplane()
+seen = {}
+dataplane.apply(interface("10.10.0.1"))  # the first, full pass
+flow("10.10.0.2", "198.51.100.10", 1000)  # an earlier holder of 10.10.0.2, un-NATed
+flow("10.10.0.1", "198.51.100.10", 1001)  # the live workload's own
+flow("198.51.100.10", "10.10.0.3", 1002)
+seen["before"] = flows()
+dataplane.apply(interface("10.10.0.1", "10.10.0.2"))  # 10.10.0.2 comes
+seen["came"] = flows()
+flow("10.10.0.2", "198.51.100.10", 1003)
+dataplane.apply(interface("10.10.0.2"))  # 10.10.0.1 goes
+seen["went"] = flows()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.emulation
+def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
+    """An address's next holder must not take up its predecessor's flows and their NAT decision
+    (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CONNECTIONS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["before"] == ["10.10.0.1>198.51.100.10", "10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
+    assert seen["came"] == ["10.10.0.1>198.51.100.10", "198.51.100.10>10.10.0.3"]
+    assert seen["went"] == ["10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
+
+
 NODES = """
 host1$ calicoctl node run --name 192.168.3.229
 host2$ calicoctl node run --name 192.168.3.228

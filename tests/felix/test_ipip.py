@@ -1,12 +1,21 @@
 """Across a router that knows only the host subnets: an IPIP pool carries workloads (protocol 4
-on the wire), a plain pool does not."""
+on the wire), a plain pool does not.  nat-outgoing against the outside machine ext1, and as a
+property: a workload started right after its pool, whatever its host and encapsulation, has its
+very first packet to ext1 masqueraded (one routed cluster shared by the nat-outgoing tests)."""
+
+import contextlib
+import itertools
+import os
+import re
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import topologies
-from calisim.emulation import Cluster
+from calisim.emulation import Cluster, ClusterError, sandbox, wait_until
 
-from tests.conftest import replay
+from tests.conftest import replay, running_daemons
 
 
 pytestmark = pytest.mark.emulation
@@ -85,7 +94,7 @@ def test_a_vxlan_pool_crosses_the_router_in_udp_4789(untouched, runs):
     assert all(r.passed for r in results)
 
 
-NAT_OUTGOING = MESH + r"""
+NAT_OUTGOING = r"""
 host1$ echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}, nat-outgoing: true}}, {apiVersion: v1, kind: ipPool, metadata: {cidr: 10.20.0.0/16}, spec: {ipip: {enabled: true}}}]' | calicoctl create -f -
 host1$ calicoctl delete ipPool 192.168.0.0/16
 host1$ docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 natted
@@ -111,7 +120,72 @@ host2$ grep -E 'IP 192\.168\.1\.10 > 10\.10\.' pod.txt | grep -c . | grep -x 0
 """
 
 
-def test_nat_outgoing_masquerades_only_to_outside_every_pool(untouched, runs):
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    """A routed cluster with its nodes meshed; the caller's namespace and processes as they were after it."""
+    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+    before, daemons = sandbox.snapshot(), running_daemons()
     with Cluster(topologies.load("routed")) as cluster:
-        results = replay(cluster, NAT_OUTGOING)
+        cluster.start_nodes()
+        cluster.wait_for_mesh(60)
+        yield cluster
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
+def test_nat_outgoing_masquerades_only_to_outside_every_pool(routed):
+    results = replay(routed, NAT_OUTGOING)
     assert all(r.passed for r in results)
+
+
+EXT1 = "198.51.100.10"
+HOST_ADDRESSES = {"host1": "192.168.1.10", "host2": "192.168.2.10"}
+FIRST_PACKET_EXAMPLES = {"ci": 4, "scale": 20}[os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci")]
+POOL_NUMBERS = itertools.count(70)  # a fresh pool per example: 10.70.0.0/16, 10.71.0.0/16, ...
+ARP_RETRY_MS = 1000  # the kernel asks again for an unanswered neighbour after retrans_time_ms
+
+
+def must(result) -> str:
+    if result.rc != 0:
+        raise ClusterError(f"{result.host}$ {result.command}: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def first_ping(cluster, host: str, cidr: str, spec: str):
+    """A pool, its network and a fresh workload in it, one right after the other, the workload's
+    one echo request to ext1; the network and pool are gone after it."""
+    network = f"first{cidr.split('.')[1]}"
+    pinged = cluster.run(host, f"echo '{{apiVersion: v1, kind: ipPool, metadata: {{cidr: {cidr}}}, spec: {{{spec}}}}}' "
+                               f"| calicoctl create -f - && docker network create --driver calico "
+                               f"--ipam-driver calico-ipam --subnet {cidr} {network} "
+                               f"&& docker run --rm --net {network} busybox ping -c 1 -W 3 {EXT1}")
+    must(cluster.run(host, f"docker network rm {network} && calicoctl delete ipPool {cidr}"))
+    return pinged
+
+
+@pytest.mark.emulation
+@settings(max_examples=FIRST_PACKET_EXAMPLES, deadline=None)
+@given(host=st.sampled_from(sorted(HOST_ADDRESSES)), ipip=st.booleans(), earlier=st.booleans())
+@example(host="host1", ipip=False, earlier=True)  # the issue's case: 10.70.14.0 seen outside
+def test_a_new_workloads_first_packet_out_of_a_new_nat_outgoing_pool_is_masqueraded(routed, host, ipip, earlier):
+    """The workload's one echo request to ext1 is answered (ext1 has no route back to any pool:
+    only a masqueraded request can be) in less than the ARP retry (its gateway's proxy ARP was in
+    place), and ext1 never saw the pool's own addresses; also when (earlier) the same pool existed
+    a moment before without nat-outgoing and a workload given the same address pinged ext1 from it."""
+    cidr = f"10.{next(POOL_NUMBERS)}.0.0/16"
+    encapsulation = "ipip: {enabled: true}, " if ipip else ""
+    if earlier:
+        first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: false")  # unanswered: not masqueraded
+    capture = f"ext-{cidr.split('/')[0]}.txt"
+    must(routed.run("ext1", f"(timeout 120 tcpdump -l -n -i ext1-eth0 'icmp[icmptype] = icmp-echo' > {capture} "
+                            f"2> {capture}.err &)"))
+    wait_until(lambda: routed.run("ext1", f"grep -q listening {capture}.err").rc == 0, 20, what="tcpdump on ext1")
+    pinged = first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: true")
+    masqueraded = f"IP {HOST_ADDRESSES[host]} > {EXT1}: ICMP echo request"
+    with contextlib.suppress(ClusterError):  # told below, with what ext1 saw
+        wait_until(lambda: masqueraded in routed.run("ext1", f"cat {capture}").stdout, 5, what="the request on ext1")
+    seen = must(routed.run("ext1", f"cat {capture}"))
+    assert pinged.rc == 0 and "1 packets received" in pinged.stdout, (pinged, seen)
+    assert masqueraded in seen and f"IP {cidr.split('0.0/')[0]}" not in seen, seen
+    (milliseconds,) = re.findall(r"time=([0-9.]+) ms", pinged.stdout)
+    assert float(milliseconds) < ARP_RETRY_MS * 0.9, pinged.stdout

@@ -1,0 +1,105 @@
+"""Felix's word to the plugin that a new workload's dataplane is complete (no root: the kernel
+passes are stood in for; the emulation test is tests/felix/test_ipip.py's nat-outgoing property)."""
+
+import asyncio
+import ipaddress
+
+import pytest
+
+from calisim.datastore import Mirror, keys
+from calisim.datastore.resources import IPPool
+from calisim.felix import agent as felix_agent
+from calisim.felix.endpoints import WorkloadInterface
+from calisim.libnetwork.driver import NetworkDriver
+
+POOL = IPPool(ipaddress.ip_network("10.70.0.0/16"), nat_outgoing=True)
+ENDPOINT = keys.workload_endpoint("host1", "libnetwork", "libnetwork", "e1")
+WORKLOAD = {"state": "active", "name": "cali1", "mac": "ee:ee:ee:ee:ee:ee", "profile_ids": ["net1"],
+            "ipv4_nets": ["10.70.14.0/32"], "ipv6_nets": []}
+
+
+def felix_with(tmp_path, entries: dict) -> felix_agent.Felix:
+    mirror = Mirror(None)
+    mirror.entries = dict(entries)
+    return felix_agent.Felix(None, mirror.view, "host1", tmp_path)
+
+
+def test_programmed_waits_for_the_workload_pass_and_the_policy_pass_with_nat_outgoing(tmp_path, monkeypatch):
+    """Both passes run as in calico-node (their kernel calls recorded instead): the endpoint is
+    ready only once its routes are programmed and a table with its chains and its pool's
+    masquerade is loaded; the wait wakes the workload pass at once rather than at its next poll."""
+    loaded: list[str] = []
+    monkeypatch.setattr(felix_agent.policy, "apply", loaded.append)
+    felix = felix_with(tmp_path, {ENDPOINT: WORKLOAD, POOL.primary_key: POOL.to_value()})
+    routed: list[set] = []
+
+    def program(wanted):
+        routed.append(set(wanted))
+        felix.workload_dataplane.programmed.update(wanted)
+        return set()
+
+    monkeypatch.setattr(felix.workload_dataplane, "apply", program)
+
+    async def scenario():
+        assert not felix.ready("cali1")
+        tasks = [asyncio.create_task(felix.program_policy()), asyncio.create_task(felix.program_workloads())]
+        try:
+            assert await felix.programmed("cali1", 10)
+        finally:
+            for task in tasks:
+                task.cancel()
+        assert routed and "cali1" in routed[-1]
+        assert 'iifname vmap { "cali1" : jump from_cali1 }' in loaded[-1]
+        assert "elements = { 10.70.0.0/16 }" in loaded[-1].split("set nat_pools {")[1].split("}")[0] + "}"
+        assert "ip saddr @nat_pools ip daddr != @all_pools masquerade" in loaded[-1]
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_join_does_not_wait_for_the_policy_burst_to_settle(tmp_path, monkeypatch):
+    """A burst that never settles (changes keep coming) still gives the waiting Join its pass."""
+    loaded: list[str] = []
+    monkeypatch.setattr(felix_agent.policy, "apply", loaded.append)
+    monkeypatch.setattr(felix_agent, "next_pass", lambda changed: asyncio.Event().wait())
+    felix = felix_with(tmp_path, {ENDPOINT: WORKLOAD, POOL.primary_key: POOL.to_value()})
+    felix.workload_dataplane.programmed["cali1"] = WorkloadInterface("cali1", "ee:ee:ee:ee:ee:ee", ())
+
+    async def scenario():
+        task = asyncio.create_task(felix.program_policy())
+        try:
+            assert await felix.programmed("cali1", 10)
+        finally:
+            task.cancel()
+        assert len(loaded) == 1 and "from_cali1" in loaded[0]
+
+    asyncio.run(scenario())
+
+
+def test_programmed_is_false_when_a_part_is_missing_at_the_deadline(tmp_path):
+    felix = felix_with(tmp_path, {})
+
+    async def scenario():
+        felix.workload_dataplane.programmed["cali1"] = WorkloadInterface("cali1", "ee:ee:ee:ee:ee:ee", ())
+        waiting = asyncio.create_task(felix.programmed("cali1", 0.3))
+        await asyncio.sleep(0)
+        assert felix.workloads.changed.is_set()  # the workload pass is woken for the new interface
+        felix.passed()  # a pass that did not load its policy chains
+        assert not await waiting
+        felix.policed = frozenset({"cali1"})
+        assert await felix.programmed("cali1", 0)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_join_waits_for_felix_and_says_so_when_felix_is_late(ready, caplog):
+    asked: list[tuple[str, float]] = []
+
+    async def programmed(interface: str, timeout: float) -> bool:
+        asked.append((interface, timeout))
+        return ready
+
+    asyncio.run(NetworkDriver(None, "host1", programmed).wait_for_dataplane("cali1"))
+    assert asked == [("cali1", 10.0)]
+    late = [r.getMessage() for r in caplog.records if "had not programmed" in r.getMessage()]
+    assert late == ([] if ready else ["Felix had not programmed cali1 within 10s; the container starts anyway"])
