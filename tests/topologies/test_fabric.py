@@ -47,9 +47,10 @@ host1$ docker network create --driver calico --ipam-driver calico-ipam net1
 host1$ docker run --net net1 --name w1 -tid busybox
 host2$ docker run --net net1 --name w2 -tid busybox
 within 60s host1$ docker exec w1 ping -c 1 -W 1 w2 | grep 'ttl=62'
-# Learnt from the ToR (it reflects host2's block, next hop host2).
-host1$ birdc -s /var/run/calico/bird.ctl show route protocol Global_172_20_1_1 | grep -E '^192\.168\.[0-9.]+/26 .*from 172\.20\.1\.1'
-tor1$ birdc -s /var/run/calico/bird.ctl show route | grep -E '^192\.168\.[0-9.]+/26 ' | grep -c . | grep -x 2
+# Learnt from the ToR (it reflects host2's block, next hop host2). w2's own /32 can come first (the ping
+# above may pass on it) while confd is still adding host2's block to its BIRD: wait for the block.
+within 20s host1$ birdc -s /var/run/calico/bird.ctl show route protocol Global_172_20_1_1 | grep -E '^192\.168\.[0-9.]+/26 .*from 172\.20\.1\.1'
+within 20s tor1$ birdc -s /var/run/calico/bird.ctl show route | grep -E '^192\.168\.[0-9.]+/26 ' | grep -c . | grep -x 2
 # The self-peer never comes up.
 host1! calicoctl node status | grep -E '172\.20\.1\.11 .*Established'
 """
