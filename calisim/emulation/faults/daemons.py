@@ -90,7 +90,7 @@ class DaemonFaults(FaultState):
         elif daemon == "dockerd":
             self.cluster.start_dockerd(host)
         elif daemon == "routereflector":
-            self._run_or_refuse(host, daemon, f"routereflector run --ip {self.cluster.topo.host_ip(host)}")
+            self._run_or_refuse(host, daemon, self.cluster.topo.reflector_run_command(host))
         else:
             self._run_or_refuse(host, daemon, self.node_commands.get(host, "calicoctl node run"))
         self.daemons.pop((host, daemon), None)
