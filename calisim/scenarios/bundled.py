@@ -103,9 +103,11 @@ def dual_stack(pairs: tuple[Reach, ...]) -> tuple[Reach, ...]:
 
 
 def fabric_outcome(in_rack_ttl: int) -> Callable[[Cluster], tuple[Any, dict]]:
-    """2x2 fabric: one session per host (to its ToR); across racks through ToR, spine, ToR (ttl 59)."""
-    return Outcome(1, (Reach("w1", "host1", "w2", "host2", in_rack_ttl), Reach("w1", "host1", "w3", "host3", 59),
-                       Reach("w3", "host3", "w1", "host1", 59))).measure
+    """2x2 fabric, dual stack: two sessions per host (to its ToR, over IPv4 and over IPv6); across racks
+    through ToR, spine, ToR (ttl 59), over IPv4 and over IPv6 alike."""
+    pairs = (Reach("w1", "host1", "w2", "host2", in_rack_ttl), Reach("w1", "host1", "w3", "host3", 59),
+             Reach("w3", "host3", "w1", "host1", 59))
+    return Outcome(2, dual_stack(pairs)).measure
 
 
 SCENARIOS = {scenario.name: scenario for scenario in (
