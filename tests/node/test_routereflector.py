@@ -2,16 +2,17 @@
 dual stack (the nodes run with --ip6, the reflectors with --ip6 as `--start-nodes` starts them):
 nodes peer only with the reflectors, over IPv4 and over IPv6, every pair of hosts' workloads reach
 each other over both, the reflectors' kernels hold no workload routes, and one reflector down
-changes nothing."""
+changes nothing.  Without root: a bad --ip6 is refused with calicoctl's words before anything runs."""
+
+import ipaddress
 
 import pytest
 
 import topologies
 from calisim.emulation import Cluster
+from calisim.node import routereflector, startup
 
 from tests.conftest import replay
-
-pytestmark = pytest.mark.emulation
 
 HOSTS = [f"host{i}" for i in range(1, 7)]
 
@@ -57,9 +58,32 @@ REFLECTED = "\n".join(
        r"within 60s host3$ calicoctl node status | grep -E '^\| fd00:172:16::254:1 +\| global +\| up +\| .*Established'"])
 
 
+@pytest.mark.emulation
 def test_two_route_reflectors_serve_six_hosts(untouched, runs):
     with Cluster(topologies.load("flat", 6, route_reflectors=2)) as cluster:
         setup = cluster.start_nodes(options="--ip6 autodetect")
         assert [r.host for r in setup[-4:]] == ["rr1", "rr2", "host1", "host1"]
         results = replay(cluster, REFLECTED)
     assert all(r.passed for r in results)
+
+
+@pytest.mark.parametrize("ip6, message", [
+    ("172.16.254.9", "Error executing command: --ip6 is wrong IP version"),
+    ("fd00:172:16::254:9", "Error executing command: Unable to confirm IPv6 address fd00:172:16::254:9 is assigned "
+                           "to this host"),
+    ("not-an-address", "Error executing command: 'not-an-address' does not appear to be an IPv4 or IPv6 interface"),
+])
+def test_a_bad_ip6_is_refused_before_the_reflector_starts(monkeypatch, capsys, ip6, message):
+    monkeypatch.setenv("ETCD_ENDPOINTS", "http://172.16.0.1:2379")
+    monkeypatch.setattr(startup, "host_addresses", lambda version: [ipaddress.ip_interface("fd00:172:16::254:1/64")])
+    monkeypatch.setattr(routereflector, "NodeDaemon", None)  # reaching the daemon would fail loudly
+    with pytest.raises(SystemExit) as exited:
+        routereflector.main(["run", "--ip", "172.16.254.1", "--ip6", ip6])
+    assert exited.value.code == 1 and capsys.readouterr().out.strip() == message
+
+
+def test_ip6_autodetect_takes_the_hosts_first_ipv6_address(monkeypatch):
+    monkeypatch.setattr(startup, "host_addresses", lambda version: [ipaddress.ip_interface("fd00:172:16::254:2/64")])
+    assert routereflector.reflector_ipv6("autodetect") == "fd00:172:16::254:2"
+    assert routereflector.reflector_ipv6("fd00:172:16::254:2") == "fd00:172:16::254:2"
+    assert routereflector.reflector_ipv6(None) is None
