@@ -97,6 +97,16 @@ async def serve(ip: str, ip6: str | None, cluster_id: str | None, paths: NodePat
         await ds.close()
 
 
+def reflector_ipv4(spec: str | None) -> str:
+    """--ip: an IPv4 address (an IPv6 one refused as calicoctl refuses it), or the host's first."""
+    if spec is None:
+        return str(autodetect_ipv4().ip)
+    address = ipaddress.ip_address(spec)
+    if address.version != 4:
+        raise ValueError("--ip is wrong IP version")
+    return str(address)
+
+
 def reflector_ipv6(spec: str | None) -> str | None:
     """--ip6 as calico/node takes it: an IPv6 address this host has, or autodetect; None without it."""
     if spec is None:
@@ -112,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> str:
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise DaemonError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
     try:
-        ip = str(ipaddress.IPv4Address(args.ip)) if args.ip else str(autodetect_ipv4().ip)
+        ip = reflector_ipv4(args.ip)
         ip6 = reflector_ipv6(args.ip6)
         cluster_id = str(ipaddress.IPv4Address(args.cluster_id)) if args.cluster_id else None
     except (ValueError, StartupError) as error:

@@ -2,7 +2,7 @@
 dual stack (the nodes run with --ip6, the reflectors with --ip6 as `--start-nodes` starts them):
 nodes peer only with the reflectors, over IPv4 and over IPv6, every pair of hosts' workloads reach
 each other over both, the reflectors' kernels hold no workload routes, and one reflector down
-changes nothing.  Without root: a bad --ip6 is refused with calicoctl's words before anything runs."""
+changes nothing.  Without root: a bad --ip or --ip6 is refused with calicoctl's words before anything runs."""
 
 import ipaddress
 
@@ -67,18 +67,20 @@ def test_two_route_reflectors_serve_six_hosts(untouched, runs):
     assert all(r.passed for r in results)
 
 
-@pytest.mark.parametrize("ip6, message", [
-    ("172.16.254.9", "Error executing command: --ip6 is wrong IP version"),
-    ("fd00:172:16::254:9", "Error executing command: Unable to confirm IPv6 address fd00:172:16::254:9 is assigned "
-                           "to this host"),
-    ("not-an-address", "Error executing command: 'not-an-address' does not appear to be an IPv4 or IPv6 interface"),
+@pytest.mark.parametrize("ip, ip6, message", [
+    ("172.16.254.1", "172.16.254.9", "Error executing command: --ip6 is wrong IP version"),
+    ("172.16.254.1", "fd00:172:16::254:9", "Error executing command: Unable to confirm IPv6 address "
+                                           "fd00:172:16::254:9 is assigned to this host"),
+    ("172.16.254.1", "not-an-address",
+     "Error executing command: 'not-an-address' does not appear to be an IPv4 or IPv6 interface"),
+    ("fd00:172:16::254:1", "fd00:172:16::254:1", "Error executing command: --ip is wrong IP version"),
 ])
-def test_a_bad_ip6_is_refused_before_the_reflector_starts(monkeypatch, capsys, ip6, message):
+def test_a_bad_address_is_refused_before_the_reflector_starts(monkeypatch, capsys, ip, ip6, message):
     monkeypatch.setenv("ETCD_ENDPOINTS", "http://172.16.0.1:2379")
     monkeypatch.setattr(startup, "host_addresses", lambda version: [ipaddress.ip_interface("fd00:172:16::254:1/64")])
     monkeypatch.setattr(routereflector, "NodeDaemon", None)  # reaching the daemon would fail loudly
     with pytest.raises(SystemExit) as exited:
-        routereflector.main(["run", "--ip", "172.16.254.1", "--ip6", ip6])
+        routereflector.main(["run", "--ip", ip, "--ip6", ip6])
     assert exited.value.code == 1 and capsys.readouterr().out.strip() == message
 
 
