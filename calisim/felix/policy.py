@@ -32,7 +32,7 @@ and from workloads) is not host-endpoint policy's business, nor is IPIP or VXLAN
 hosts (the tunnelled workload traffic).  Host endpoints hold for IPv6 too, as Felix 2.x's
 ip6tables rules hold them: the same chains in `ip6 calico` (expected IPv6 addresses, the same
 failsafe ports, so a BGP session over IPv6 survives a default-deny interface); neighbour
-discovery passes, or a default-deny interface could not even resolve its IPv6 neighbours.
+discovery (and MLD) passes, or a default-deny interface could not even resolve its IPv6 neighbours.
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ FAMILIES = {4: Family(4, "ip", "ipv4_addr", "icmp", frozenset(PROTOCOLS)),
 IPV4 = FAMILIES[4]
 # A workload must reach its IPv6 gateway (the host side's link-local address) by NDP.
 NDP_TO_HOST = "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
-# Through a host endpoint: neighbour discovery both ways (untracked by conntrack, so no reply rule lets it by).
+# Through a host endpoint: neighbour discovery and multicast listener reports both ways (the ICMPv6
+# types conntrack leaves untracked, so no reply rule lets them by; Felix lets the same by for workloads).
 NDP_HOST_ENDPOINT = ("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, "
-                     "nd-redirect } accept")
+                     "nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, "
+                     "mld2-listener-report } accept")
 
 
 class PolicyError(ValueError):
