@@ -115,9 +115,7 @@ host1$ calicoctl create -f - <<EOF
 - apiVersion: v1
   kind: profile
   metadata: {name: web-host}
-  spec:
-    ingress: [{action: allow, protocol: tcp, destination: {ports: [80]}}]
-    egress: [{action: allow}]
+  spec: {ingress: [{action: allow, protocol: tcp, destination: {ports: [80]}}], egress: [{action: allow}]}
 - apiVersion: v1
   kind: hostEndpoint
   metadata: {name: uplink, node: host2}
