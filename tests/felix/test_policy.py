@@ -461,6 +461,9 @@ def test_failsafe_ports_follow_felix_config_global_then_per_host():
     assert model.failsafes("host1", "out") == policy.FAILSAFE_OUTBOUND
     text = policy.render(model, "host2")
     assert "tcp dport { 22, 2222 } accept" in text.split("chain failsafe_in {")[1].split("chain failsafe_out")[0]
+    dual = policy.render(replace(model, endpoints=(UPLINK6, WORKLOAD)), "host2")
+    for table in ("ip", "ip6"):  # one setting for both versions, as Felix's
+        assert chain_rules(dual, table, "failsafe_out") == ["udp dport { 53 } accept", "tcp dport { 2379 } accept"]
     assert replace(MODEL, felix_config={keys.FELIX_CONFIG + "FailsafeInboundHostPorts": "none"}).failsafes(
         "host2", "in") == ()
     with pytest.raises(policy.PolicyError, match="'ssh' is not a port"):

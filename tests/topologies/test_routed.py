@@ -99,6 +99,8 @@ host2$ docker exec w2 ping -6 -c 1 -W 1 2001:db8:100::10
 within 5s ext1$ grep -E 'IP6 fd00:192:168:1::10 > 2001:db8:100::10: ICMP6, echo request' natted.txt
 within 5s ext1$ grep -E 'IP6 fd00:192:168:2::10 > 2001:db8:100::10: ICMP6, echo request' natted.txt
 ext1$ grep -c 'fd80:' natted.txt | grep -x 0
+# A fresh workload's very first IPv6 packet out is masqueraded and answered (its gateway found by NDP at once).
+host2$ docker run --rm --net v6net busybox ping -6 -c 1 -W 3 2001:db8:100::10 | grep -q '1 packets received'
 """
 
 
