@@ -347,9 +347,9 @@ def host_endpoint_base_chains(local_hosts: list[Endpoint], inbound: tuple, outbo
 
 
 def host_endpoint_dispatch(local_hosts: list[Endpoint], direction: str, family: Family = IPV4) -> list[str]:
-    """Replies pass; tunnels between Calico hosts (IPv4's) carry workload traffic and pass, as does
-    IPv6's neighbour discovery; the rest goes through the host endpoint chain of its interface
-    (which drops what it does not allow)."""
+    """Replies pass; tunnels between Calico hosts (IPv4's) carry workload traffic and pass, as do
+    IPv6's neighbour discovery and MLD; the rest goes through the host endpoint chain of its
+    interface (which drops what it does not allow)."""
     match, peer = ("iifname", "saddr") if direction == "to" else ("oifname", "daddr")
     verdicts = ", ".join(f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local_hosts)
     tunnels = [f"meta l4proto 4 ip {peer} @calico_hosts accept",
