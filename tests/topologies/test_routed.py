@@ -8,9 +8,10 @@
   masquerades a nat-outgoing IPv6 pool's traffic to outside every IPv6 pool, as for IPv4; calico/node
   v1.0's default IPv6 pool has nat-outgoing off, v1.1's on): off, ext1 sees the workload's own
   address and its answer never comes back; on, ext1 sees each host's own address and answers;
-* a host endpoint on host2's uplink with IPv4 and IPv6 expected IPs: IPv6 as IPv4, only what its
-  profile allows gets in, the failsafe BGP port keeps the IPv6 session (restarted across it),
-  neighbour discovery still resolves, workloads' forwarded traffic is not its business.
+* a host endpoint given only host2's IPv6 address (no interfaceName) applies to the uplink holding
+  it, for both versions: only what its profile allows gets in, the failsafe BGP port keeps the IPv6
+  session (restarted across it), neighbour discovery still resolves, workloads' forwarded traffic
+  is not its business.
 """
 
 import os
@@ -121,8 +122,9 @@ host1$ calicoctl create -f - <<EOF
 - apiVersion: v1
   kind: hostEndpoint
   metadata: {name: uplink, node: host2}
-  spec: {interfaceName: host2-eth0, expectedIPs: [192.168.2.10, 'fd00:192:168:2::10'], profiles: [web-host]}
+  spec: {expectedIPs: ['fd00:192:168:2::10'], profiles: [web-host]}
 EOF
+host1$ calicoctl get hostEndpoint -o wide | grep -E '^host2 +uplink +fd00:192:168:2::10 +web-host *$'
 within 20s host1! timeout 2 bash -c 'echo > /dev/tcp/fd00:192:168:2::10/8080'
 host1$ timeout 2 bash -c 'echo > /dev/tcp/fd00:192:168:2::10/80'
 host1! ping -6 -c 1 -W 1 fd00:192:168:2::10
