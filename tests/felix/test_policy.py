@@ -1,7 +1,7 @@
 """Felix's policy: the renderer and the reference model without a cluster (what nft receives for
 the seed's profiles, and that the model and nft's own parser agree with the rendering); host
-endpoints as Felix 2.x enforces them, rendered for IPv4 and IPv6 (no root) and live on two hosts (a host endpoint on
-host2's uplink whose profile lets in only TCP 80 closes 8080 and ping, keeps the failsafes (BGP,
+endpoints as Felix 2.x enforces them, rendered for IPv4 and IPv6 (no root) and live on two hosts
+(a host endpoint on host2's uplink whose profile lets in only TCP 80 closes 8080 and ping, keeps the failsafes (BGP,
 etcd) open, leaves workloads alone, and goes away without a trace); policy in the dataplane, live
 (the seed's two networks are isolated by address too (ICMP, TCP, UDP), a profile edited with
 calicoctl changes reachability on every host and back, and a selector policy comes before the
