@@ -180,12 +180,19 @@ def test_stop_and_cont_freeze_and_thaw_a_daemon(healthy):
 
 
 def test_calico_node_killed_is_started_again_with_its_options(healthy):
+    """Its IPv6 options too: an address autodetected by a method is autodetected by it again."""
     faults, cluster = healthy.faults, healthy.cluster
+    dual = cluster.run("host2", "calicoctl node run --name 192.168.3.228 --ip6 autodetect "
+                                "--ip6-autodetection-method 'interface=host2-eth.*'")
+    assert dual.rc == 0 and "IPv6 address fd00:3::228" in dual.stdout, dual
+    cluster.wait_for_mesh(timeout=60)
     old = faults._running_pid("host2", "calico-node")
     faults.kill("host2", "calico-node")
     new = faults._running_pid("host2", "calico-node")
     assert new not in (None, old)
-    assert "--name 192.168.3.228" in open(f"/proc/{new}/cmdline").read().replace("\0", " ")
+    assert ("--name 192.168.3.228 --backend bird --ip6 autodetect --ip6-autodetection-method interface=host2-eth.*"
+            in open(f"/proc/{new}/cmdline").read().replace("\0", " "))
+    assert "ipv6Address: fd00:3::228" in cluster.run("host1", "calicoctl get node 192.168.3.228 -o yaml").stdout
     cluster.wait_for_mesh(timeout=60)
     faults.term("host2", "calico-node")
     assert faults._running_pid("host2", "calico-node") not in (None, new)

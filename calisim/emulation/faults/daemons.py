@@ -5,6 +5,7 @@ took down, as the cluster started it."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -149,11 +150,19 @@ class DaemonFaults(FaultState):
     @staticmethod
     def _node_run_command(pid: int) -> str:
         """`calicoctl node run` with the options calico-node was started with (from its argv)."""
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        options, words = [], argv[argv.index("calisim.node") + 1:]
-        for index, word in enumerate(words):
-            if word in ("--name", "--ip", "--as", "--backend"):
-                options += [word, words[index + 1]]
-            elif word == "--no-default-ippools":
-                options.append(word)
-        return "calicoctl node run " + " ".join(options)
+        return node_run_command(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"))
+
+
+NODE_RUN_OPTIONS = ("--name", "--ip", "--ip6", "--ip6-autodetection-method", "--as", "--backend")  # with a value
+
+
+def node_run_command(argv: list[str]) -> str:
+    """The `calicoctl node run` that starts a calico-node with argv again: its name, addresses of
+    both versions (an IPv6 one autodetected by the same method), AS, backend and default pools."""
+    options, words = [], argv[argv.index("calisim.node") + 1:]
+    for index, word in enumerate(words):
+        if word in NODE_RUN_OPTIONS:
+            options += [word, shlex.quote(words[index + 1])]
+        elif word == "--no-default-ippools":
+            options.append(word)
+    return " ".join(["calicoctl node run", *options])
