@@ -61,7 +61,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     uplinks = sorted({link["segment"] for link in links if link["segment"] not in bridges})
     for link in (link for link in links if link["segment"] not in bridges):
         # A router's point-to-point link (a fabric's ToR to a spine): the far router above it.
-        dot.edge(link["segment"], link["host"], label=link["address"], fontcolor="#57606a")
+        dot.edge(link["segment"], link["host"], label=link_label(link), fontcolor="#57606a")
     _keep_in_order(dot, uplinks)
     for segment_name, members in sorted(_by_segment(links).items()):
         if segment_name not in bridges:
@@ -70,7 +70,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
         others = [link for link in members if link not in routers]
         half = len(others) // 2 if not has_routers and len(others) >= SPLIT_SEGMENT_AT else 0
         for link in routers:
-            dot.edge(link["host"], segment_name, label=link["address"], fontcolor="#57606a")
+            dot.edge(link["host"], segment_name, label=link_label(link), fontcolor="#57606a")
         for index, link in enumerate(others):
             dot.edge(*((link["host"], segment_name) if index < half else (segment_name, link["host"])))
         for row in (others[:half], others[half:]):
@@ -91,9 +91,15 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
 
 
 def segment_subnets(links: list[dict[str, Any]], segment: str) -> list[str]:
-    """The subnets of the addresses on a segment (what its box says beside its name)."""
-    return sorted({str(ipaddress.ip_interface(link["address"]).network)
-                   for link in links if link["segment"] == segment and link["address"]})
+    """The subnets of the addresses on a segment, IPv4 then IPv6 (what its box says beside its name)."""
+    networks = {ipaddress.ip_interface(address).network for link in links if link["segment"] == segment
+                for address in [link["address"], *link["addresses6"]] if address}
+    return [str(network) for network in sorted(networks, key=lambda network: (network.version, network))]
+
+
+def link_label(link: dict[str, Any]) -> str:
+    """A router's addresses on a link, one a line (IPv4, then IPv6)."""
+    return "\n".join(address for address in [link["address"], *link["addresses6"]] if address)
 
 
 def subtitle(topo, live: dict[str, Any] | None) -> str:
@@ -114,9 +120,10 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
 
 
 def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
-    """Each BGP session once, as the pair of host names: True when both ends are Established
-    (a route reflector or a fabric's router is the peer of a Calico host's session too, judged by
-    the host's end; a peer address outside the topology is left out)."""
+    """Each pair of hosts with BGP sessions between them once: True when every session between them
+    (IPv4 and IPv6, each end's) is Established (a route reflector or a fabric's router is the peer
+    of a Calico host's session too, judged by the host's end; a peer address outside the topology
+    is left out)."""
     by_address = {str(ipaddress.ip_interface(address).ip): host["name"]
                   for host in state.describe_hosts(topo) for address in host["addresses"]}
     pairs: dict[tuple[str, str], bool] = {}
@@ -154,12 +161,12 @@ def host_rows(host: dict[str, Any]) -> list[Row]:
         daemons = f"BIRD {'up' if host['bird'] else 'down'} · dockerd {'up' if host['dockerd'] else 'down'}"
         rows.append(Row(daemons, ESTABLISHED if host["bird"] and host["dockerd"] else NOT_ESTABLISHED))
     if host["bgp"]:
-        rows.append(Row(f"BGP {host['established']}/{len(host['bgp'])} Established",
+        rows.append(Row(state.bgp_summary(host["bgp"]),
                         ESTABLISHED if host["established"] == len(host["bgp"]) else NOT_ESTABLISHED))
     rows += [Row(f"block {block}", fill="#ddf4ff") for block in host["blocks"]]
     for workload in host["workloads"]:
-        state = "" if workload.get("state", "running") == "running" else f" ({workload['state']})"
-        rows.append(Row(f"{workload['name']} {' '.join(workload['addresses'])}{state}".strip(), fill="#fff8c5"))
+        condition = "" if workload.get("state", "running") == "running" else f" ({workload['state']})"
+        rows.append(Row(f"{workload['name']} {' '.join(workload['addresses'])}{condition}".strip(), fill="#fff8c5"))
     return rows
 
 

@@ -113,8 +113,9 @@ def describe_fault(fault: dict[str, Any]) -> dict[str, Any]:
 
 
 def workloads(live: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every workload of the lab with an address: what the probe form offers."""
-    return [{"host": host["name"], "name": w["name"], "address": w["addresses"][0]}
+    """Every workload of the lab with an address: what the probe form offers (from each workload;
+    to each of its addresses, IPv4 first, then its IPv6 one on an --ipv6 network)."""
+    return [{"host": host["name"], "name": w["name"], "address": w["addresses"][0], "addresses": w["addresses"]}
             for host in live["hosts"] for w in host.get("workloads", []) if w["addresses"]]
 
 
