@@ -183,11 +183,15 @@ def test_stop_and_cont_freeze_and_thaw_a_daemon(healthy):
 
 
 def test_calico_node_killed_is_started_again_with_its_options(healthy):
-    """Its IPv6 options too: an address autodetected by a method is autodetected by it again."""
+    """Its IPv6 options too: an address autodetected by a method is autodetected by it again, and
+    the settings of its environment (FELIX_IPV6SUPPORT=false) are kept, as a container's -e are."""
     faults, cluster = healthy.faults, healthy.cluster
-    dual = cluster.run("host2", "calicoctl node run --name 192.168.3.228 --ip6 autodetect "
+    dual = cluster.run("host2", "FELIX_IPV6SUPPORT=false calicoctl node run --name 192.168.3.228 --ip6 autodetect "
                                 "--ip6-autodetection-method 'interface=host2-eth.*'")
     assert dual.rc == 0 and "IPv6 address fd00:3::228" in dual.stdout, dual
+    assert "IPv6 support disabled through environment" in dual.stdout
+    node_log = cluster.host("host2").state_dir / "log" / "node.log"
+    said = node_log.read_text().count("IPv6 support disabled through environment")
     cluster.wait_for_mesh(timeout=60)
     old = faults._running_pid("host2", "calico-node")
     faults.kill("host2", "calico-node")
@@ -196,6 +200,7 @@ def test_calico_node_killed_is_started_again_with_its_options(healthy):
     assert ("--name 192.168.3.228 --backend bird --ip6 autodetect --ip6-autodetection-method interface=host2-eth.*"
             in open(f"/proc/{new}/cmdline").read().replace("\0", " "))
     assert "ipv6Address: fd00:3::228" in cluster.run("host1", "calicoctl get node 192.168.3.228 -o yaml").stdout
+    assert node_log.read_text().count("IPv6 support disabled through environment") == said + 1
     cluster.wait_for_mesh(timeout=60)
     faults.term("host2", "calico-node")
     assert faults._running_pid("host2", "calico-node") not in (None, new)

@@ -55,7 +55,8 @@ def started(cluster) -> None:
 
 def test_calico_node_is_run_again_with_the_options_it_was_started_with():
     """Both versions' addresses (an IPv6 one with its autodetection method, quoted for the shell),
-    AS, backend and default pools; the status pipe is the new run's own."""
+    AS, backend and default pools, and the calico/node settings of its environment; the status
+    pipe is the new run's own."""
     argv = ["/x/python", "-m", "calisim.node", "--name", "host2", "--backend", "bird", "--ip", "192.168.3.228/24",
             "--ip6", "autodetect", "--ip6-autodetection-method", "interface=eth.*", "--as", "64513",
             "--no-default-ippools", "--status-fd", "5", ""]
@@ -64,6 +65,9 @@ def test_calico_node_is_run_again_with_the_options_it_was_started_with():
                                       "--no-default-ippools")
     assert node_run_command(["python", "-m", "calisim.node", "--name", "h", "--ip6", "fd00:3::228"]) == \
         "calicoctl node run --name h --ip6 fd00:3::228"
+    settings = {"IP6_AUTODETECTION_METHOD": "can-reach=fd00:3::1", "FELIX_IPV6SUPPORT": "false"}
+    assert node_run_command(["python", "-m", "calisim.node", "--name", "h"], settings) == \
+        "FELIX_IPV6SUPPORT=false IP6_AUTODETECTION_METHOD=can-reach=fd00:3::1 calicoctl node run --name h"
 
 
 @pytest.fixture(scope="module")
