@@ -50,8 +50,8 @@ class LinkFaults(BpfImpairments):
 
     def link(self, a: str, b: str, state: str) -> None:
         """Take every link between a and b down or up on both ends (Mininet's `link a b down`).
-        What the kernel drops with the link and nothing else would put back (its IPv6 addresses,
-        the default routes) is put back when it comes up."""
+        What the kernel drops with the link is put back when it comes up: the default routes, and the
+        IPv6 addresses (Linux removes them on a link's down; a cable pulled on a real router does not)."""
         if state not in ("down", "up"):
             raise FaultError(f"link state must be down or up, not {state!r}")
         links = self._links_between(a, b)
@@ -60,7 +60,7 @@ class LinkFaults(BpfImpairments):
             saved = self.down_links.get(key) or {}
             for link in links:
                 for intf in (link.intf1, link.intf2):
-                    saved.setdefault(intf.name, self._lost_with_link(intf))
+                    saved.setdefault(intf.name, self._ipv6_addresses(intf) + self._static_routes(intf))
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
             self.down_links[key] = saved
         else:
@@ -69,25 +69,31 @@ class LinkFaults(BpfImpairments):
                 for intf in (link.intf1, link.intf2):
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
                 for intf in (link.intf1, link.intf2):
-                    for command in saved.get(intf.name, []):
-                        nsexec(intf.node.pid, "ip", *command.split(), "dev", intf.name, check=False)
+                    for command in saved.get(intf.name, []):  # `ip` arguments: addresses first, then routes
+                        nsexec(intf.node.pid, "ip", *command.split(), check=False)
         self._record(f"link {a} {b} {state}")
 
     @staticmethod
-    def _lost_with_link(intf) -> list[str]:
-        """`ip` commands (without their `dev`) putting back what the kernel drops with intf going
-        down and nothing would put back: its global IPv6 addresses (IPv4 ones stay; IPv6's
-        keep_addr_on_down is off, as by default), then its boot (Mininet's) and static routes of
-        either version (a host's default routes)."""
-        pid, name = intf.node.pid, intf.name
-        shown = nsexec(pid, "ip", "-6", "-o", "addr", "show", "dev", name, "scope", "global", check=False)
-        commands = [f"-6 addr replace {line.split()[3]} nodad" for line in shown.stdout.splitlines() if line.strip()]
-        for version in ("-4", "-6"):
+    def _static_routes(intf) -> list[str]:
+        """The routes through intf that nothing would put back, as `ip` arguments: boot (Mininet's
+        and the topology's IPv6 default routes) and static ones, of both IP versions."""
+        routes = []
+        for family in ("-4", "-6"):
             for proto in ("boot", "static"):
-                shown = nsexec(pid, "ip", version, "route", "show", "dev", name, "proto", proto, check=False)
-                commands += [f"{version} route replace {line.strip()} proto {proto}"
-                             for line in shown.stdout.splitlines() if line.strip()]
-        return commands
+                shown = nsexec(intf.node.pid, "ip", family, "route", "show", "dev", intf.name, "proto", proto,
+                               check=False)
+                routes += [f"{family} route replace {line.strip()} proto {proto} dev {intf.name}"
+                           for line in shown.stdout.splitlines() if line.strip()]
+        return routes
+
+    @staticmethod
+    def _ipv6_addresses(intf) -> list[str]:
+        """intf's configured global IPv6 addresses, as `ip` arguments that add them again."""
+        shown = nsexec(intf.node.pid, "ip", "-6", "-o", "addr", "show", "dev", intf.name, "scope", "global",
+                       "permanent", check=False)
+        addresses = [line.split()[line.split().index("inet6") + 1] for line in shown.stdout.splitlines()
+                     if "inet6" in line.split()]
+        return [f"-6 addr replace {address} dev {intf.name} nodad" for address in addresses]
 
     def loss(self, a: str, b: str, percent: float | str) -> None:
         self._impair(a, b, loss=parse_percent(percent, "loss"))
