@@ -76,6 +76,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
         for row in (others[:half], others[half:]):
             _keep_in_order(dot, [link["host"] for link in row])
     if live:
+        paired = paired_sessions(topo, live)
         pairs = sessions(topo, live)
         # Every session of a small mesh is drawn; in a big one (10 hosts: 45 sessions) only the
         # ones that are not Established are, so that what is wrong stands out.
@@ -86,7 +87,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
                 continue
             colour = ESTABLISHED if established else NOT_ESTABLISHED
             dot.edge(a, b, style="dashed", constraint="false", penwidth="1.5", color=colour, fontcolor=colour,
-                     label=("BGP Established" if established else "BGP not established") if labelled else "")
+                     label=session_label(paired[(a, b)]) if labelled else "")
     return dot
 
 
@@ -119,22 +120,36 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
     return "<br/>".join(html.escape(line) for line in lines) + "<br/> "
 
 
-def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
-    """Each pair of hosts with BGP sessions between them once: True when every session between them
-    (IPv4 and IPv6, each end's) is Established (a route reflector or a fabric's router is the peer
-    of a Calico host's session too, judged by the host's end; a peer address outside the topology
-    is left out)."""
+def paired_sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each pair of hosts with BGP sessions between them once, with those sessions (IPv4 and IPv6,
+    each end's; a route reflector or a fabric's router is the peer of a Calico host's session too,
+    judged by the host's end; a peer address outside the topology is left out)."""
     by_address = {str(ipaddress.ip_interface(address).ip): host["name"]
                   for host in state.describe_hosts(topo) for address in host["addresses"]}
-    pairs: dict[tuple[str, str], bool] = {}
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for host in live["hosts"]:
         for session in host.get("bgp", []):
             peer = by_address.get(session["peer"])
-            if peer is None:
-                continue
-            pair = tuple(sorted((host["name"], peer)))
-            pairs[pair] = pairs.get(pair, True) and session["state"] == "Established"
+            if peer is not None:
+                pairs.setdefault(tuple(sorted((host["name"], peer))), []).append(session)
     return pairs
+
+
+def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
+    """Each pair of paired_sessions: True when every session between them is Established."""
+    return {pair: all(session["state"] == "Established" for session in found)
+            for pair, found in paired_sessions(topo, live).items()}
+
+
+def session_label(found: list[dict[str, Any]]) -> str:
+    """What a pair's line says: "BGP Established" ("BGP Established (IPv4, IPv6)" once the pair has
+    bird6's sessions too), or which version's are not: "IPv6 BGP not established"."""
+    versions = sorted({session.get("version", 4) for session in found})
+    down = sorted({session.get("version", 4) for session in found if session["state"] != "Established"})
+    if not down:
+        return "BGP Established" + (" (IPv4, IPv6)" if versions == [4, 6] else "")
+    return ("BGP" if down == versions else " and ".join(f"IPv{version}" for version in down) + " BGP") + \
+        " not established"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ def test_ipv6_sessions_pair_hosts_by_their_ipv6_addresses_and_are_counted_apart(
                       "established": sum(s["state"] == "Established" for s in bgp), "workloads": []})
     live = {"hosts": hosts, "segments": state.segments(topo)}
     assert graph.sessions(topo, live) == {("host1", "host2"): False}  # host2's IPv6 end is not up
+    assert graph.session_label(graph.paired_sessions(topo, live)[("host1", "host2")]) == "IPv6 BGP not established"
+    assert "IPv6 BGP not established" in graph.build(topo, live).source
+    up = [{"version": version, "state": "Established"} for version in (4, 6)]
+    assert graph.session_label(up) == "BGP Established (IPv4, IPv6)" and graph.session_label(up[:1]) == "BGP Established"
+    assert graph.session_label([{**session, "state": "Active"} for session in up]) == "BGP not established"
     texts = {host["name"]: [row.text for row in graph.host_rows(host)] for host in hosts}
     assert "BGP IPv4 1/1 · IPv6 1/1 Established" in texts["host1"] and "fd00:3::229/64" in texts["host1"]
     assert "BGP IPv4 1/1 · IPv6 0/1 Established" in texts["host2"] and "block fd80::/122" in texts["host2"]
