@@ -139,6 +139,7 @@ def lab_ls(_args: argparse.Namespace) -> int:
 
 def lab_inspect(args: argparse.Namespace) -> int:
     from ..emulation import lab
+    from ..emulation.state import bgp_summary
 
     record = lab.Registry().find(args.name)
     state = record.client().call("inspect")
@@ -154,7 +155,7 @@ def lab_inspect(args: argparse.Namespace) -> int:
             rows.append([host["name"], host["role"], addresses, "", "", "", ""])
             continue
         rows.append([host["name"], host["role"], addresses, "running" if host["calico_node"] else "stopped",
-                     f"{host['established']}/{len(host['bgp'])} Established", ", ".join(host["blocks"]) or "-",
+                     bgp_summary(host["bgp"]).removeprefix("BGP "), ", ".join(host["blocks"]) or "-",
                      ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
     print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
     routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]

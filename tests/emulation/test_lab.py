@@ -125,7 +125,9 @@ def test_inspect_json_names_every_host_with_its_sessions(duo):
     assert hosts["host1"]["role"] == "calico host, etcd" and hosts["host1"]["calico_node"] is True
     assert [(s["peer"], s["state"]) for s in hosts["host1"]["bgp"]] == [("192.168.3.228", "Established")]
     assert [(s["peer"], s["state"]) for s in hosts["host2"]["bgp"]] == [("192.168.3.229", "Established")]
-    assert hosts["host2"]["interfaces"] == {"host2-eth0": ["192.168.3.228/24"], "docker0": ["172.17.0.1/16"]}
+    # IPv4 then IPv6 (link-local fe80:: ones left out)
+    assert hosts["host2"]["interfaces"] == {"host2-eth0": ["192.168.3.228/24", "fd00:3::228/64"],
+                                            "docker0": ["172.17.0.1/16"]}
     assert state["segments"] == [{"name": "s1", "joins": ["host1", "host2"]}]
     text = calisim("inspect").stdout
     assert "1/1 Established" in text and "s1        host1, host2" in text
