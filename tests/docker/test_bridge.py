@@ -1,14 +1,22 @@
-"""The default bridge's address choice and its guard (no root needed)."""
+"""Docker's bridge networks: the built-in IPAM's choices and the guard (no root needed), then the
+default and user-defined bridges and published ports through the real docker CLI (emulation)."""
 
 import os
 
-from calisim.docker.bridge import GATEWAY, in_a_host, lowest_free
+import pytest
+
+import topologies
+from calisim.emulation import Cluster
+
+from tests.conftest import replay
+
+from calisim.docker.bridge import DEFAULT, GATEWAY, in_a_host
 
 
 def test_the_lowest_free_address_is_taken_and_a_freed_one_reused():
-    assert str(GATEWAY) == "172.17.0.1" and lowest_free(set()) == "172.17.0.2"
-    assert lowest_free({"172.17.0.2", "172.17.0.3"}) == "172.17.0.4"
-    assert lowest_free({"172.17.0.3"}) == "172.17.0.2"
+    assert str(GATEWAY) == "172.17.0.1" and DEFAULT.lowest_free(set()) == "172.17.0.2"
+    assert DEFAULT.lowest_free({"172.17.0.2", "172.17.0.3"}) == "172.17.0.4"
+    assert DEFAULT.lowest_free({"172.17.0.3"}) == "172.17.0.2"
 
 
 def test_docker0_is_made_only_in_an_emulated_hosts_namespace(monkeypatch):
@@ -19,3 +27,107 @@ def test_docker0_is_made_only_in_an_emulated_hosts_namespace(monkeypatch):
     assert not in_a_host()  # the sandbox's own namespace is no host
     monkeypatch.setenv("CALISIM_SANDBOX", "1")
     assert in_a_host()
+
+
+# -- through the real docker CLI, on one cluster for the module (emulation) ---------------------
+SETUP = """
+host1$ calicoctl node run
+host2$ calicoctl node run
+host1$ docker network create --driver calico --ipam-driver calico-ipam cal
+host1$ docker run --net cal --name W -tid busybox
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():  # emulation tests only (marked one by one: the tests above need no root)
+    with Cluster(topologies.load("two_host")) as live:
+        replay(live, SETUP)
+        yield live
+
+
+USER_BRIDGES = r"""
+# Without -d, Docker's bridge driver and its built-in IPAM: the next free /16 after docker0's.
+host1$ docker network create br1
+host1$ docker network inspect br1 --format '{{.Driver}} {{.Scope}} {{.IPAM.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}' | grep -x 'bridge local default 172.18.0.0/16 172.18.0.1'
+host1$ ip -4 -o addr show dev "br-$(docker network inspect -f '{{.Id}}' br1 | cut -c1-12)" | grep -q ' 172.18.0.1/16 '
+host2$ docker network ls --format '{{.Name}}' | grep -c br1 | grep -x 0
+host1$ docker network create --subnet 10.99.0.0/24 --ip-range 10.99.0.128/25 --gateway 10.99.0.254 --aux-address keep=10.99.0.128 br2
+host1$ docker network inspect br2 --format '{{range .IPAM.Config}}{{.Subnet}} {{.IPRange}} {{.Gateway}}{{end}}' | grep -x '10.99.0.0/24 10.99.0.128/25 10.99.0.254'
+host1$ iptables -S DOCKER-ISOLATION | grep -c DROP | grep -x 6
+host1$ docker run --net br1 --name a -tid busybox
+host1$ docker run --net br1 --name b --network-alias web -tid busybox
+host1$ docker run --net br2 --name c -tid busybox
+host1$ docker run --net br2 --ip 10.99.0.200 --name d -tid busybox
+host1$ docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.Gateway}} {{.MacAddress}}{{end}}' b | grep -x '172.18.0.3 172.18.0.1 02:42:ac:12:00:03'
+host1$ docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.Gateway}}{{end}}' c | grep -x '10.99.0.129 10.99.0.254'
+host1$ docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' d | grep -x '10.99.0.200'
+# Docker's embedded DNS on a user-defined bridge: names and aliases of the network, nothing else.
+host1$ docker exec a cat /etc/resolv.conf | grep -x 'nameserver 127.0.0.11'
+host1$ docker exec a ping -c1 -W2 b | grep -q '172.18.0.3'
+host1$ docker exec a nslookup web | grep -q '172.18.0.3'
+host1! docker exec a nslookup c
+host1! docker exec a nslookup W
+# Isolated: from another bridge, and from Calico's workloads (no endpoint: Calico's policy drops it); out through NAT.
+host1! docker exec a ping -c1 -W1 10.99.0.129
+host1! docker exec a ping -c1 -W1 "$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' W)"
+host1$ docker exec a ping -c1 -W2 192.168.3.228
+# Docker's refusals, in its words; nothing made.
+host1$ docker network create br1 2>&1 | grep -x 'Error response from daemon: network with name br1 already exists'
+host1$ docker network create --subnet 10.99.0.0/16 br3 2>&1 | grep -x 'Error response from daemon: Pool overlaps with other one on this address space'
+host1$ docker run --net br2 --ip 10.99.0.200 --name e -tid busybox 2>&1 | grep -q 'Address already in use'
+host1$ docker run --net br1 --ip 172.18.0.9 --name f -tid busybox 2>&1 | grep -q 'User specified IP address is supported only when connecting to networks with user configured subnets'
+host1$ docker rm e f
+host1$ docker network rm br1 2>&1 | grep -q 'has active endpoints'
+host1$ docker rm -f a b c d
+host1$ docker network rm br1 br2
+host1$ ip -o link | grep -c ' br-' | grep -x 0
+host1$ iptables -S DOCKER-ISOLATION | grep -c DROP | grep -x 0
+"""
+
+
+@pytest.mark.emulation
+def test_user_defined_bridge_networks(cluster):
+    replay(cluster, USER_BRIDGES)
+
+
+FETCH = "python -c \"import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())\""
+PORTS = r"""
+host1$ docker network create br1
+host1$ docker run --net br1 -p 8080:80 --name web1 -d busybox httpd -f -p 80 -h /etc
+host1$ docker run -p 127.0.0.1::80 -P --expose 90 --name web2 -d busybox httpd -f -p 80 -h /etc
+# From another host, to host1's address: DNAT in host1's namespace, to the container's port.
+within 10s host2$ FETCH http://192.168.3.229:8080/hostname | grep -Ex '[0-9a-f]{12}'
+# From host1 itself (its own address: DNAT in OUTPUT; loopback: the proxy), and from a container on host2.
+host1$ FETCH http://192.168.3.229:8080/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web1)"
+host1$ FETCH http://127.0.0.1:8080/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web1)"
+host2$ docker run --rm busybox wget -qO- http://192.168.3.229:8080/hostname | grep -Ex '[0-9a-f]{12}'
+# docker port, docker ps and inspect, as Docker shows them.
+host1$ docker port web1 | grep -x '80/tcp -> 0.0.0.0:8080'
+host1$ docker port web1 80 | grep -x '0.0.0.0:8080'
+host1$ docker ps -f name=web1 --format '{{.Ports}}' | grep -x '0.0.0.0:8080->80/tcp'
+host1$ docker port web2 80 | grep -Ex '127\.0\.0\.1:[0-9]+'
+host1$ docker port web2 90 | grep -Ex '0\.0\.0\.0:[0-9]+'
+host1$ test "$(docker port web2 90 | cut -d: -f2)" -ge "$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)"
+host1$ FETCH "http://$(docker port web2 80)/hostname" | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web2)"
+host1$ docker port web1 81 2>&1 | grep -x 'Error: No public port .81. published for web1'
+# A port taken: Docker's refusal at start, the container stays created, nothing held.
+host1$ docker run --net br1 -p 8080:80 --name web3 -d busybox httpd -f -p 80 2>&1 | grep -q 'failed programming external connectivity on endpoint web3 (.*): Bind for 0.0.0.0:8080 failed: port is already allocated'
+host1$ docker inspect -f '{{.State.Status}}' web3 | grep -x created
+host1$ docker rm web3
+host1$ docker network inspect br1 -f '{{len .Containers}}' | grep -x 1
+# On a Calico network -p is accepted and does nothing, as libnetwork-plugin v1.0.
+host1$ docker run --net cal -p 8082:80 --name webc -d busybox httpd -f -p 80
+host1$ docker port webc | grep -c . | grep -x 0
+host1$ iptables -t nat -S DOCKER | grep -c 8082 | grep -x 0
+# Gone with the containers: rules and sockets.
+host1$ docker rm -f web1 web2 webc
+host1$ iptables -t nat -S DOCKER | grep -c DNAT | grep -x 0
+host1$ docker run --net br1 -p 8080:80 --name web4 -d busybox httpd -f -p 80
+host1$ docker rm -f web4
+host1$ docker network rm br1
+"""
+
+
+@pytest.mark.emulation
+def test_published_ports(cluster):
+    replay(cluster, PORTS.replace("FETCH", FETCH))

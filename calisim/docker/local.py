@@ -1,0 +1,82 @@
+"""The networks one dockerd keeps itself, local in scope and in no cluster store: the predefined
+`bridge`, `host` and `none` (predefined.py) and the user-defined bridge networks (bridge.py), with
+their endpoints, their names in Docker's embedded DNS (user-defined ones only, as Docker: the
+default bridge has none) and the ports published through them (ports.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..datastore.resources.docker import Endpoint, Network
+from . import bridge, ports
+from .containers import Attachment, Container
+from .errors import APIError
+from .networks import NetworkRequest
+from .resolver import EmbeddedDNS
+
+
+@dataclass
+class Bridges:
+    """A dockerd's bridge networks (in networks, beside host and none) and their published ports."""
+    networks: list[Network]  # the daemon's local networks: this list is the daemon's own
+    resolver: EmbeddedDNS
+    publisher: ports.Publisher = field(default_factory=ports.Publisher)
+
+    def create(self, request: NetworkRequest, everyone: list[Network]) -> Network:
+        """`docker network create [-d bridge]`: a user-defined bridge network on this host."""
+        if any(n.name == request.name for n in everyone):
+            raise APIError(409, f"network with name {request.name} already exists")
+        network = bridge.create(request, everyone)
+        self.networks.append(network)
+        self.resolver.record_local(network.key, network.to_value())
+        return network
+
+    def remove(self, network: Network, containers: list[Container]) -> None:
+        """`docker network rm` of a user-defined bridge: refused while an endpoint is on it."""
+        if any(e.network_id == network.id for c in containers for e in c.endpoints):
+            raise APIError(403, f"error while removing network: network {network.name} id {network.id} has active "
+                                "endpoints")
+        bridge.remove(network, self.networks)
+        self.networks.remove(network)
+        self.resolver.record_local(network.key, None)
+
+    def is_bridge(self, network_id: str) -> bool:
+        return any(n.id == network_id and n.driver == "bridge" for n in self.networks)
+
+    def join(self, container: Container, network: Network, attachment: Attachment, pid: int,
+             containers: list[Container]) -> Endpoint:
+        """An endpoint on a bridge network: its veth and address, its names (a user-defined network's),
+        and the container's published ports if this is its first network (the gateway's)."""
+        if attachment.aliases and network.name == "bridge":
+            raise APIError(400, "Network-scoped alias is supported only for containers in user defined networks")
+        taken = {e.address.split("/")[0] for c in containers for e in c.endpoints if e.network_id == network.id}
+        user_defined = network.name != "bridge"
+        aliases = attachment.aliases + container.aliases if user_defined else ()
+        endpoint = bridge.connect(network, container.name, pid, taken, attachment.ipv4, aliases)
+        if attachment is container.attachments[0]:
+            try:
+                self.publisher.publish(container.id, f"{container.name} ({endpoint.id})", bridge.device_of(network),
+                                       endpoint.address.split("/")[0],
+                                       ports.requests(container.config, container.host_config))
+            except APIError:
+                bridge.disconnect(endpoint)
+                raise
+        if user_defined:
+            self.resolver.record_local(endpoint.key, endpoint.to_value())
+        return endpoint
+
+    def leave(self, container: Container, endpoint: Endpoint) -> None:
+        """The endpoint's ports, names and veth go."""
+        network = next(n for n in self.networks if n.id == endpoint.network_id)
+        self.publisher.unpublish(container.id, bridge.device_of(network), endpoint.address.split("/")[0])
+        self.resolver.record_local(endpoint.key, None)
+        bridge.disconnect(endpoint)
+
+    def ports_json(self, container: Container) -> dict:
+        """Inspect's NetworkSettings.Ports."""
+        return ports.inspect_ports(container.config, self.publisher.published.get(container.id, []),
+                                   container.running)
+
+    def ports_summary(self, container: Container) -> list[dict]:
+        """/containers/json's Ports (`docker ps` PORTS)."""
+        return ports.summary_ports(container.config, self.publisher.published.get(container.id, []))
