@@ -10,13 +10,57 @@ from calisim.emulation import Cluster
 
 from tests.conftest import replay
 
-from calisim.docker.bridge import DEFAULT, GATEWAY, in_a_host
+import ipaddress
+
+from calisim.docker import bridge
+from calisim.docker.bridge import DEFAULT, GATEWAY, Bridge, in_a_host
+from calisim.docker.errors import APIError
+from calisim.docker.networks import NetworkRequest
 
 
 def test_the_lowest_free_address_is_taken_and_a_freed_one_reused():
     assert str(GATEWAY) == "172.17.0.1" and DEFAULT.lowest_free(set()) == "172.17.0.2"
     assert DEFAULT.lowest_free({"172.17.0.2", "172.17.0.3"}) == "172.17.0.4"
     assert DEFAULT.lowest_free({"172.17.0.3"}) == "172.17.0.2"
+
+
+def test_a_user_networks_range_gateway_and_aux_addresses_are_kept_out_of_the_choice():
+    subnet = ipaddress.ip_network("10.99.0.0/24")
+    user = Bridge("br-x", subnet, ipaddress.ip_address("10.99.0.254"), ipaddress.ip_network("10.99.0.128/25"),
+                  frozenset({"10.99.0.128"}))
+    assert user.lowest_free(set()) == "10.99.0.129" and user.lowest_free({"10.99.0.129"}) == "10.99.0.130"
+    assert user.address_for("10.99.0.5", set(), user_subnet=True) == "10.99.0.5"  # --ip: anywhere in the subnet
+    for asked, message in (("10.99.0.254", "Address already in use"), ("10.98.0.1", "does not belong to any")):
+        with pytest.raises(APIError, match=message):
+            user.address_for(asked, set(), user_subnet=True)
+    with pytest.raises(APIError, match="only when connecting to networks with user configured subnets"):
+        user.address_for("10.99.0.5", set(), user_subnet=False)
+    with pytest.raises(APIError, match="supported on user defined networks only"):
+        DEFAULT.address_for("172.17.0.9", set(), user_subnet=False)
+    full = Bridge("br-y", ipaddress.ip_network("10.0.0.0/30"), ipaddress.ip_address("10.0.0.1"),
+                  ipaddress.ip_network("10.0.0.0/30"))
+    with pytest.raises(APIError, match="no available IPv4 addresses"):
+        full.lowest_free({"10.0.0.2"})
+
+
+def test_a_subnet_is_the_one_asked_or_the_first_free_of_dockers_pools(monkeypatch):
+    monkeypatch.setattr(bridge, "routed_subnets", lambda: [ipaddress.ip_network("172.19.5.0/24")])
+    docker0 = [ipaddress.ip_network("172.17.0.0/16")]
+    assert str(bridge.choose_subnet(NetworkRequest("n", "bridge", "default"), docker0)) == "172.18.0.0/16"
+    assert str(bridge.choose_subnet(NetworkRequest("n", "bridge", "default"),
+                                    [*docker0, ipaddress.ip_network("172.18.0.0/16")])) == "172.20.0.0/16"
+    with pytest.raises(APIError, match="Pool overlaps with other one on this address space"):
+        bridge.choose_subnet(NetworkRequest("n", "bridge", "default", subnet="172.17.3.0/24"), docker0)
+    for request, message in ((NetworkRequest("n", "bridge", "default", gateway="10.0.0.1"), "corresponding subnet"),
+                             (NetworkRequest("n", "bridge", "default", "10.0.0.0/24", "10.1.0.0/25"),
+                              "no matching subnet for range 10.1.0.0/25"),
+                             (NetworkRequest("n", "bridge", "default", "10.0.0.0/24", gateway="10.1.0.1"),
+                              "no matching subnet for gateway 10.1.0.1"),
+                             (NetworkRequest("n", "bridge", "default", "10.0.0.0/24", aux_addresses={"a": "10.2.0.1"}),
+                              "no matching subnet for aux-address 10.2.0.1"),
+                             (NetworkRequest("n", "bridge", "calico-ipam"), "built-in IPAM")):
+        with pytest.raises(APIError, match=message):
+            bridge.check_request(request)
 
 
 def test_docker0_is_made_only_in_an_emulated_hosts_namespace(monkeypatch):
@@ -111,9 +155,11 @@ host1$ test "$(docker port web2 90 | cut -d: -f2)" -ge "$(cut -f1 /proc/sys/net/
 host1$ FETCH "http://$(docker port web2 80)/hostname" | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web2)"
 host1$ docker port web1 81 2>&1 | grep -x 'Error: No public port .81. published for web1'
 # A port taken: Docker's refusal at start, the container stays created, nothing held.
+host1$ ip -o link | grep -c veth > veths-before
 host1$ docker run --net br1 -p 8080:80 --name web3 -d busybox httpd -f -p 80 2>&1 | grep -q 'failed programming external connectivity on endpoint web3 (.*): Bind for 0.0.0.0:8080 failed: port is already allocated'
 host1$ docker inspect -f '{{.State.Status}}' web3 | grep -x created
 host1$ docker rm web3
+host1$ ip -o link | grep -c veth | cmp - veths-before
 host1$ docker network inspect br1 -f '{{len .Containers}}' | grep -x 1
 # On a Calico network -p is accepted and does nothing, as libnetwork-plugin v1.0.
 host1$ docker run --net cal -p 8082:80 --name webc -d busybox httpd -f -p 80

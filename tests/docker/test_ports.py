@@ -1,0 +1,45 @@
+"""Port publishing's pure parts: what create asked, the host port each binding gets, Docker's
+refusals and the views `docker port`, `docker ps` and inspect are made from (no root needed)."""
+
+import pytest
+
+from calisim.docker.errors import APIError
+from calisim.docker.ports import Binding, Publisher, Request, inspect_ports, requests, summary_ports
+
+EXPOSED = {"ExposedPorts": {"90/tcp": {}, "80/tcp": {}}}
+
+
+def test_requests_are_the_bindings_asked_and_with_publish_all_every_exposed_port():
+    host_config = {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                                    "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}
+    assert requests(EXPOSED, host_config) == [Request(53, "udp", "127.0.0.1", ""), Request(80, "tcp", "0.0.0.0", "8080")]
+    assert requests(EXPOSED, {**host_config, "PublishAllPorts": True})[-1] == Request(90, "tcp", "0.0.0.0", "")
+    assert requests(EXPOSED, {}) == []  # exposed only: nothing published
+    with pytest.raises(APIError, match="Invalid ip address: 1.2.3"):
+        requests({}, {"PortBindings": {"80/tcp": [{"HostIp": "1.2.3", "HostPort": "1"}]}})
+    with pytest.raises(APIError, match="Invalid proto: sctp"):
+        requests({}, {"PortBindings": {"80/sctp": [{}]}})
+
+
+def test_a_port_taken_on_the_same_address_or_on_every_address_is_refused_in_dockers_words():
+    publisher = Publisher()
+    publisher.held[Binding(80, "tcp", "0.0.0.0", 8080)] = None
+    publisher.held[Binding(80, "tcp", "127.0.0.1", 9000)] = None
+    with pytest.raises(APIError, match="on endpoint w .id.: Bind for 0.0.0.0:8080 failed: port is already allocated"):
+        publisher.allocate(Request(81, "tcp", "0.0.0.0", "8080"), "w (id)")
+    with pytest.raises(APIError, match="Bind for 127.0.0.1:8080 failed: port is already allocated"):
+        publisher.allocate(Request(81, "tcp", "127.0.0.1", "8080"), "w (id)")
+    assert publisher.allocate(Request(81, "udp", "0.0.0.0", "8080"), "w").host_port == 8080  # another protocol
+    assert publisher.allocate(Request(81, "tcp", "127.0.0.2", "9000"), "w").host_port == 9000  # another address
+    assert publisher.allocate(Request(81, "tcp", "0.0.0.0", "8080-8082"), "w").host_port == 8081  # a range: the next
+    with pytest.raises(APIError, match="Invalid hostPort: x"):
+        publisher.allocate(Request(81, "tcp", "0.0.0.0", "x"), "w")
+
+
+def test_ports_as_inspect_and_docker_ps_show_them():
+    bindings = [Binding(80, "tcp", "0.0.0.0", 8080)]
+    assert inspect_ports(EXPOSED, bindings, running=True) == {
+        "90/tcp": None, "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+    assert inspect_ports(EXPOSED, bindings, running=False) == {}
+    assert summary_ports(EXPOSED, bindings) == [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                                                {"PrivatePort": 90, "Type": "tcp"}]
