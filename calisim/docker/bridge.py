@@ -215,6 +215,12 @@ def host_end(endpoint: Endpoint) -> str:
     return "veth" + endpoint.id[:7]
 
 
+def next_eth(ipr) -> str:
+    """The container's next interface name, as libnetwork numbers them: eth0, then eth1, ..."""
+    names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    return next(f"eth{n}" for n in range(len(names) + 1) if f"eth{n}" not in names)
+
+
 def connect(network: Network, container: str, pid: int, taken: set[str], ip: str | None = None,
             aliases: tuple[str, ...] = ()) -> Endpoint:
     """A veth pair from the network's bridge into the namespace of process pid, addressed and
@@ -236,7 +242,7 @@ def connect(network: Network, container: str, pid: int, taken: set[str], ip: str
             ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_pid=pid)
             with IPRoute(fileno=in_namespace(pid, route_socket).detach()) as inside:
                 (index,) = inside.link_lookup(ifname=peer)
-                inside.link("set", index=index, ifname="eth0", address=mac)
+                inside.link("set", index=index, ifname=next_eth(inside), address=mac)
                 inside.addr("add", index=index, address=address, prefixlen=bridge.subnet.prefixlen)
                 inside.link("set", index=index, state="up")
                 if not inside.get_default_routes(family=socket.AF_INET):  # one gateway: the first network's

@@ -528,8 +528,11 @@ class Daemon:
                                  "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
                                                              "IPv4Address": e.address} for e in c.endpoints
                                                             if e.network_id == network.id), {})}
-                          for c in list(self.containers.values()) if c.running and c.network == network.name}
+                          for c in list(self.containers.values()) if c.running
+                          and (c.network == network.name or any(e.network_id == network.id for e in c.endpoints))}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
+                **({"AuxiliaryAddresses": {k: v.split("/")[0] for k, v in network.aux_addresses.items()}}
+                   if network.aux_addresses else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",

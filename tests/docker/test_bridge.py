@@ -111,6 +111,11 @@ host1$ docker exec a ping -c1 -W2 b | grep -q '172.18.0.3'
 host1$ docker exec a nslookup web | grep -q '172.18.0.3'
 host1! docker exec a nslookup c
 host1! docker exec a nslookup W
+# A second bridge network: the next interface, eth1, and the name on that network too.
+host1$ docker network connect br1 d
+host1$ docker exec d ip -4 -o addr show eth1 | grep -q ' 172.18.0.4/16 '
+host1$ docker exec a nslookup d | grep -q '172.18.0.4'
+host1$ docker network inspect br1 -f '{{len .Containers}}' | grep -x 3
 # Isolated: from another bridge, and from Calico's workloads (no endpoint: Calico's policy drops it); out through NAT.
 host1! docker exec a ping -c1 -W1 10.99.0.129
 host1! docker exec a ping -c1 -W1 "$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' W)"
