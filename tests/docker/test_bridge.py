@@ -167,9 +167,14 @@ host1$ docker rm web3
 host1$ ip -o link | grep -c veth | cmp - veths-before
 host1$ docker network inspect br1 -f '{{len .Containers}}' | grep -x 1
 # On a Calico network -p is accepted and does nothing, as libnetwork-plugin v1.0.
-host1$ docker run --net cal -p 8082:80 --name webc -d busybox httpd -f -p 80
+host1$ docker run --net cal -p 8082:80 --name webc -d busybox httpd -f -p 80 -h /etc
 host1$ docker port webc | grep -c . | grep -x 0
 host1$ iptables -t nat -S DOCKER | grep -c 8082 | grep -x 0
+# Calico's FAQ's way instead: DNAT by hand, and a profile rule that lets the port in.
+host1$ iptables -t nat -N expose-ports && iptables -t nat -A OUTPUT -j expose-ports && iptables -t nat -A PREROUTING -j expose-ports
+host1$ iptables -t nat -A expose-ports -p tcp --destination 192.168.3.229 --dport 8082 -j DNAT --to "$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' webc):80"
+host1$ printf '%s\n' '- {apiVersion: v1, kind: profile, metadata: {name: cal, tags: [cal]}, spec: {ingress: [{action: allow, source: {tag: cal}}, {action: allow, protocol: tcp, destination: {ports: [80]}}], egress: [{action: allow}]}}' | calicoctl apply -f -
+within 10s host2$ FETCH http://192.168.3.229:8082/hostname | grep -Ex '[0-9a-f]{12}'
 # Gone with the containers: rules and sockets.
 host1$ docker rm -f web1 web2 webc
 host1$ iptables -t nat -S DOCKER | grep -c DNAT | grep -x 0
