@@ -5,10 +5,7 @@ import os
 
 import pytest
 
-import topologies
-from calisim.emulation import Cluster
-
-from tests.conftest import replay
+from tests.conftest import live_two_host, replay
 
 import ipaddress
 
@@ -78,18 +75,16 @@ SETUP = """
 host1$ calicoctl node run
 host2$ calicoctl node run
 host1$ docker network create --driver calico --ipam-driver calico-ipam cal
-host1$ docker run --net cal --name W -tid busybox
 """
 
 
 @pytest.fixture(scope="module")
 def cluster():  # emulation tests only (marked one by one: the tests above need no root)
-    with Cluster(topologies.load("two_host")) as live:
-        replay(live, SETUP)
-        yield live
+    yield from live_two_host(SETUP)
 
 
 USER_BRIDGES = r"""
+host1$ docker run --net cal --name W -tid busybox
 # Without -d, Docker's bridge driver and its built-in IPAM: the next free /16 after docker0's.
 host1$ docker network create br1
 host1$ docker network inspect br1 --format '{{.Driver}} {{.Scope}} {{.IPAM.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}' | grep -x 'bridge local default 172.18.0.0/16 172.18.0.1'
@@ -142,7 +137,7 @@ def test_user_defined_bridge_networks(cluster):
 FETCH = "python -c \"import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())\""
 PORTS = r"""
 host1$ docker network create br1
-host1$ docker run --net br1 -p 8080:80 --name web1 -d busybox httpd -f -p 80 -h /etc
+host1$ docker run --net br1 -p 8080:80 -p 8001:81/udp --name web1 -d busybox httpd -f -p 80 -h /etc
 host1$ docker run -p 127.0.0.1::80 -P --expose 90 --name web2 -d busybox httpd -f -p 80 -h /etc
 # From another host, to host1's address: DNAT in host1's namespace, to the container's port.
 within 10s host2$ FETCH http://192.168.3.229:8080/hostname | grep -Ex '[0-9a-f]{12}'
@@ -151,9 +146,9 @@ host1$ FETCH http://192.168.3.229:8080/hostname | grep -x "$(docker inspect -f '
 host1$ FETCH http://127.0.0.1:8080/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web1)"
 host2$ docker run --rm busybox wget -qO- http://192.168.3.229:8080/hostname | grep -Ex '[0-9a-f]{12}'
 # docker port, docker ps and inspect, as Docker shows them.
-host1$ docker port web1 | grep -x '80/tcp -> 0.0.0.0:8080'
+host1$ docker port web1 | tr '\n' ' ' | grep -x '80/tcp -> 0.0.0.0:8080 81/udp -> 0.0.0.0:8001 '
 host1$ docker port web1 80 | grep -x '0.0.0.0:8080'
-host1$ docker ps -f name=web1 --format '{{.Ports}}' | grep -x '0.0.0.0:8080->80/tcp'
+host1$ docker ps -f name=web1 --format '{{.Ports}}' | grep -x '0.0.0.0:8080->80/tcp, 0.0.0.0:8001->81/udp'
 host1$ docker port web2 80 | grep -Ex '127\.0\.0\.1:[0-9]+'
 host1$ docker port web2 90 | grep -Ex '0\.0\.0\.0:[0-9]+'
 host1$ test "$(docker port web2 90 | cut -d: -f2)" -ge "$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)"
@@ -165,6 +160,9 @@ host1$ docker run --net br1 -p 8080:80 --name web3 -d busybox httpd -f -p 80 2>&
 host1$ docker inspect -f '{{.State.Status}}' web3 | grep -x created
 host1$ docker rm web3
 host1$ ip -o link | grep -c veth | cmp - veths-before
+# A port another process holds (BIRD's 179): the proxy's bind fails, as Docker reports it.
+host1$ docker run --net br1 -p 179:80 --name web5 -d busybox httpd -f -p 80 2>&1 | grep -q 'Error starting userland proxy: listen tcp 0.0.0.0:179: bind: address already in use'
+host1$ docker rm web5
 host1$ docker network inspect br1 -f '{{len .Containers}}' | grep -x 1
 # On a Calico network -p is accepted and does nothing, as libnetwork-plugin v1.0.
 host1$ docker run --net cal -p 8082:80 --name webc -d busybox httpd -f -p 80 -h /etc
