@@ -429,6 +429,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)
+    daemon.bridges.restore()  # the user-defined bridge networks an earlier dockerd here made
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)

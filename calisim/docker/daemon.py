@@ -101,7 +101,7 @@ class Daemon:
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
         self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
-        self.bridges = Bridges(self.local, resolver)  # the bridge networks, with their published ports
+        self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:

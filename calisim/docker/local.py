@@ -1,11 +1,16 @@
 """The networks one dockerd keeps itself, local in scope and in no cluster store: the predefined
 `bridge`, `host` and `none` (predefined.py) and the user-defined bridge networks (bridge.py), with
 their endpoints, their names in Docker's embedded DNS (user-defined ones only, as Docker: the
-default bridge has none) and the ports published through them (ports.py)."""
+default bridge has none) and the ports published through them (ports.py).  The user-defined ones
+are kept on disk in dockerd's state (`network/<ID>.json`, where Docker has its local-kv.db), so a
+dockerd started again has them back, with their bridges and rules."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..datastore.resources.docker import Endpoint, Network
 from . import bridge, ports
@@ -20,13 +25,34 @@ class Bridges:
     """A dockerd's bridge networks (in networks, beside host and none) and their published ports."""
     networks: list[Network]  # the daemon's local networks: this list is the daemon's own
     resolver: EmbeddedDNS
+    directory: Path  # where the user-defined ones are kept for the next dockerd of the host
     publisher: ports.Publisher = field(default_factory=ports.Publisher)
+
+    def restore(self) -> None:
+        """The user-defined bridge networks an earlier dockerd of this host made: back, with their
+        bridges, rules and names (at start, before the API answers); no port of theirs is published yet."""
+        ports.flush()
+        for path in sorted(self.directory.glob("*.json")):
+            network = Network.from_value(json.loads(path.read_text()))
+            bridge.set_up(bridge.Bridge.of(network))
+            bridge.isolate(bridge.device_of(network), [bridge.device_of(n) for n in self.networks
+                                                       if n.driver == "bridge"])
+            self.networks.append(network)
+            self.resolver.record_local(network.key, network.to_value())
+
+    def keep(self, network: Network) -> None:
+        """On disk, whole or not at all (a new file renamed over)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.directory / f".{network.id}.json"
+        partial.write_text(json.dumps(network.to_value()))
+        os.replace(partial, self.directory / f"{network.id}.json")
 
     def create(self, request: NetworkRequest, everyone: list[Network]) -> Network:
         """`docker network create [-d bridge]`: a user-defined bridge network on this host."""
         if any(n.name == request.name for n in everyone):
             raise APIError(409, f"network with name {request.name} already exists")
         network = bridge.create(request, everyone)
+        self.keep(network)
         self.networks.append(network)
         self.resolver.record_local(network.key, network.to_value())
         return network
@@ -37,6 +63,7 @@ class Bridges:
             raise APIError(403, f"error while removing network: network {network.name} id {network.id} has active "
                                 "endpoints")
         bridge.remove(network, self.networks)
+        (self.directory / f"{network.id}.json").unlink(missing_ok=True)
         self.networks.remove(network)
         self.resolver.record_local(network.key, None)
 

@@ -238,6 +238,13 @@ def iptables_chain(table: str, chain: str) -> None:
     subprocess.run(["iptables", "-w", "-t", table, "-N", chain], capture_output=True)
 
 
+def flush() -> None:
+    """An earlier dockerd's port rules go (it may have been killed), as dockerd empties its DOCKER
+    chains at start; its sockets went with it."""
+    for table in ("nat", "filter"):
+        subprocess.run(["iptables", "-w", "-t", table, "-F", "DOCKER"], capture_output=True)  # absent: fine
+
+
 def inspect_ports(config: dict, bindings: list[Binding], running: bool) -> dict:
     """NetworkSettings.Ports: each exposed or published port, null where nothing is bound."""
     if not running:

@@ -185,3 +185,30 @@ host1$ docker network rm br1
 @pytest.mark.emulation
 def test_published_ports(cluster):
     replay(cluster, PORTS.replace("FETCH", FETCH))
+
+
+BEFORE_RESTART = r"""
+host1$ docker network create --subnet 10.98.0.0/24 kept
+host1$ docker run --net kept -p 8085:80 --name k1 -d busybox httpd -f -p 80 -h /etc
+host1$ iptables -t nat -S DOCKER | grep -c 8085 | grep -x 1
+"""
+AFTER_RESTART = r"""
+# The network is back (its subnet, bridge and names); the killed dockerd's port rules are flushed,
+# as dockerd empties its DOCKER chains at start (its container k1 runs on, unmanaged: its address is avoided).
+host1$ docker network inspect kept -f '{{.Driver}} {{range .IPAM.Config}}{{.Subnet}}{{end}}' | grep -x 'bridge 10.98.0.0/24'
+host1$ iptables -t nat -S DOCKER | grep -c DNAT | grep -x 0
+host1$ docker run --net kept --ip 10.98.0.50 -p 8085:80 --name k2 -d busybox httpd -f -p 80 -h /etc
+host1$ docker run --net kept --ip 10.98.0.51 --name k3 -tid busybox
+host1$ docker exec k3 wget -qO- http://k2/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' k2)"
+host1$ FETCH http://192.168.3.229:8085/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' k2)"
+host1$ docker rm -f k2 k3
+"""
+
+
+@pytest.mark.emulation
+def test_user_defined_networks_outlive_their_dockerd(cluster):
+    """Last in the module: host1's dockerd is killed and started again."""
+    replay(cluster, BEFORE_RESTART)
+    cluster.faults.kill("host1", "dockerd")
+    cluster.faults.start("host1", "dockerd")
+    replay(cluster, AFTER_RESTART.replace("FETCH", FETCH))
