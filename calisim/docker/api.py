@@ -400,7 +400,7 @@ def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
              "id": lambda v: re.search(v, network.id) is not None,
              "driver": lambda v: network.driver == v,
              "label": lambda v: label_matches(labels, v),
-             "type": lambda v: (v == "builtin") == predefined.is_local(network)}
+             "type": lambda v: (v == "builtin") == predefined.is_builtin(network)}
     return passes(tests, filters, APIError(500, "Invalid filter '{}'"))  # Docker 1.13's words and status
 
 

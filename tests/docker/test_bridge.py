@@ -90,6 +90,7 @@ host1$ docker network create br1
 host1$ docker network inspect br1 --format '{{.Driver}} {{.Scope}} {{.IPAM.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}' | grep -x 'bridge local default 172.18.0.0/16 172.18.0.1'
 host1$ ip -4 -o addr show dev "br-$(docker network inspect -f '{{.Id}}' br1 | cut -c1-12)" | grep -q ' 172.18.0.1/16 '
 host2$ docker network ls --format '{{.Name}}' | grep -c br1 | grep -x 0
+host1$ docker network ls --filter type=custom --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'br1 cal '
 host1$ docker network create --subnet 10.99.0.0/24 --ip-range 10.99.0.128/25 --gateway 10.99.0.254 --aux-address keep=10.99.0.128 br2
 host1$ docker network inspect br2 --format '{{range .IPAM.Config}}{{.Subnet}} {{.IPRange}} {{.Gateway}}{{end}}' | grep -x '10.99.0.0/24 10.99.0.128/25 10.99.0.254'
 host1$ iptables -S DOCKER-ISOLATION | grep -c DROP | grep -x 6
