@@ -131,6 +131,9 @@ class Daemon:
         self.check_name(name)
         container.name = name
         for index, endpoint in enumerate(list(container.endpoints)):
+            if self.bridges.is_bridge(endpoint.network_id):  # dockerd's own: in no cluster store
+                container.endpoints[index] = self.bridges.rename(endpoint, name)
+                continue
             with self.lock:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
@@ -295,8 +298,7 @@ class Daemon:
         try:
             network = self.find_network(attachment.network)
             if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
-                everyone = list(self.containers.values())
-                container.endpoints.append(self.bridges.join(container, network, attachment, pid, everyone))
+                container.endpoints.append(self.bridges.join(container, network, attachment, pid, self.containers))
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return

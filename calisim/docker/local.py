@@ -7,6 +7,7 @@ dockerd started again has them back, with their bridges and rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -70,13 +71,17 @@ class Bridges:
     def is_bridge(self, network_id: str) -> bool:
         return any(n.id == network_id and n.driver == "bridge" for n in self.networks)
 
+    def network(self, network_id: str) -> Network:
+        return next(n for n in self.networks if n.id == network_id)
+
     def join(self, container: Container, network: Network, attachment: Attachment, pid: int,
-             containers: list[Container]) -> Endpoint:
+             containers: dict[str, Container]) -> Endpoint:
         """An endpoint on a bridge network: its veth and address, its names (a user-defined network's),
         and the container's published ports if this is its first network (the gateway's)."""
         if attachment.aliases and network.name == "bridge":
             raise APIError(400, "Network-scoped alias is supported only for containers in user defined networks")
-        taken = {e.address.split("/")[0] for c in containers for e in c.endpoints if e.network_id == network.id}
+        taken = {e.address.split("/")[0] for c in list(containers.values()) for e in c.endpoints
+                 if e.network_id == network.id}
         user_defined = network.name != "bridge"
         aliases = attachment.aliases + container.aliases if user_defined else ()
         endpoint = bridge.connect(network, container.name, pid, taken, attachment.ipv4, aliases)
@@ -92,9 +97,16 @@ class Bridges:
             self.resolver.record_local(endpoint.key, endpoint.to_value())
         return endpoint
 
+    def rename(self, endpoint: Endpoint, name: str) -> Endpoint:
+        """The endpoint under the container's new name (`docker rename`), answered at once on a user-defined network."""
+        renamed = dataclasses.replace(endpoint, container=name)
+        if self.network(endpoint.network_id).name != "bridge":  # a user-defined network's (docker0 has no names)
+            self.resolver.record_local(endpoint.key, renamed.to_value())
+        return renamed
+
     def leave(self, container: Container, endpoint: Endpoint) -> None:
         """The endpoint's ports, names and veth go."""
-        network = next(n for n in self.networks if n.id == endpoint.network_id)
+        network = self.network(endpoint.network_id)
         self.publisher.unpublish(container.id, bridge.device_of(network), endpoint.address.split("/")[0])
         self.resolver.record_local(endpoint.key, None)
         bridge.disconnect(endpoint)

@@ -105,6 +105,11 @@ host1$ docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end
 host1$ docker exec a cat /etc/resolv.conf | grep -x 'nameserver 127.0.0.11'
 host1$ docker exec a ping -c1 -W2 b | grep -q '172.18.0.3'
 host1$ docker exec a nslookup web | grep -q '172.18.0.3'
+host1$ docker rename b bee
+host1$ docker exec a nslookup bee | grep -q '172.18.0.3'
+host1! docker exec a nslookup b
+host1$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /docker/ | grep -c endpoint | grep -x 1
+host1$ docker rename bee b
 host1! docker exec a nslookup c
 host1! docker exec a nslookup W
 # A second bridge network: the next interface, eth1, and the name on that network too.
