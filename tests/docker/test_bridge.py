@@ -155,6 +155,9 @@ host2$ docker run --rm busybox wget -qO- http://192.168.3.229:8080/hostname | gr
 host1$ docker port web1 | tr '\n' ' ' | grep -x '80/tcp -> 0.0.0.0:8080 81/udp -> 0.0.0.0:8001 '
 host1$ docker port web1 80 | grep -x '0.0.0.0:8080'
 host1$ docker ps -f name=web1 --format '{{.Ports}}' | grep -x '0.0.0.0:8080->80/tcp, 0.0.0.0:8001->81/udp'
+# UDP too: a listener in web1's namespace gets what is sent to host1's address, port 8001 (DNAT in OUTPUT).
+host1$ nsenter -t "$(docker inspect -f '{{.State.Pid}}' web1)" -n timeout 20 python -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 81)); print(s.recvfrom(99)[0].decode(), flush=True)" > udp-got 2>&1 < /dev/null &
+within 10s host1$ python -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'over-udp', ('192.168.3.229', 8001))" && grep -x over-udp udp-got
 host1$ docker port web2 80 | grep -Ex '127\.0\.0\.1:[0-9]+'
 host1$ docker port web2 90 | grep -Ex '0\.0\.0\.0:[0-9]+'
 host1$ test "$(docker port web2 90 | cut -d: -f2)" -ge "$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)"
