@@ -117,5 +117,7 @@ class Bridges:
                                    container.running)
 
     def ports_summary(self, container: Container) -> list[dict]:
-        """/containers/json's Ports (`docker ps` PORTS)."""
+        """/containers/json's Ports (`docker ps` PORTS): none for a container that is not running."""
+        if not container.running:
+            return []
         return ports.summary_ports(container.config, self.publisher.published.get(container.id, []))

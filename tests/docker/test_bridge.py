@@ -167,6 +167,7 @@ host1$ docker port web1 81 2>&1 | grep -x 'Error: No public port .81. published 
 host1$ ip -o link | grep -c veth > veths-before
 host1$ docker run --net br1 -p 8080:80 --name web3 -d busybox httpd -f -p 80 2>&1 | grep -q 'failed programming external connectivity on endpoint web3 (.*): Bind for 0.0.0.0:8080 failed: port is already allocated'
 host1$ docker inspect -f '{{.State.Status}}' web3 | grep -x created
+host1$ docker ps -a -f name=web3 --format '[{{.Ports}}]' | grep -x '\[\]'
 host1$ docker rm web3
 host1$ ip -o link | grep -c veth | cmp - veths-before
 # A port another process holds (BIRD's 179): the proxy's bind fails, as Docker reports it.
