@@ -34,7 +34,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import predefined, runtime, users
+from . import ports, predefined, runtime, users
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -153,7 +153,8 @@ class Daemon:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
             raise APIError(400, str(error)) from None
-        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network)
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        settings = endpoints.get(network) or endpoints.get("default")  # the CLI names the default mode so
         cmd = [*(body.get("Entrypoint") or []), *(body.get("Cmd") or ([] if body.get("Entrypoint") else image.cmd))]
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
@@ -471,8 +472,7 @@ class Daemon:
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": {"Type": "json-file", "Config": {}},
                                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-                               "PortBindings": container.host_config.get("PortBindings") or {},
-                               "PublishAllPorts": bool(container.host_config.get("PublishAllPorts"))},
+                               **ports.host_config(container.host_config)},
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "Ports": self.bridges.ports_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},

@@ -245,6 +245,11 @@ def flush() -> None:
         subprocess.run(["iptables", "-w", "-t", table, "-F", "DOCKER"], capture_output=True)  # absent: fine
 
 
+def host_config(asked: dict) -> dict:
+    """Inspect's HostConfig.PortBindings and PublishAllPorts, as create asked."""
+    return {"PortBindings": asked.get("PortBindings") or {}, "PublishAllPorts": bool(asked.get("PublishAllPorts"))}
+
+
 def inspect_ports(config: dict, bindings: list[Binding], running: bool) -> dict:
     """NetworkSettings.Ports: each exposed or published port, null where nothing is bound."""
     if not running:

@@ -126,7 +126,8 @@ host1$ docker network create br1 2>&1 | grep -x 'Error response from daemon: net
 host1$ docker network create --subnet 10.99.0.0/16 br3 2>&1 | grep -x 'Error response from daemon: Pool overlaps with other one on this address space'
 host1$ docker run --net br2 --ip 10.99.0.200 --name e -tid busybox 2>&1 | grep -q 'Address already in use'
 host1$ docker run --net br1 --ip 172.18.0.9 --name f -tid busybox 2>&1 | grep -q 'User specified IP address is supported only when connecting to networks with user configured subnets'
-host1$ docker rm e f
+host1$ docker run --ip 172.17.0.9 --name g -tid busybox 2>&1 | grep -q 'User specified IP address is supported on user defined networks only'
+host1$ docker rm e f g
 host1$ docker network rm br1 2>&1 | grep -q 'has active endpoints'
 host1$ docker rm -f a b c d
 host1$ docker network rm br1 br2
