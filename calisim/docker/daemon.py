@@ -410,7 +410,7 @@ class Daemon:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
-        predefined.refuse(request.name, "created")
+        self.bridges.refuse(request.name)  # a predefined name, or a local network's
         if request.driver == "bridge":  # Docker's default driver: a user-defined bridge network, local
             return self.bridges.create(request, self.networks())
         with self.lock:

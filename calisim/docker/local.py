@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datastore.resources.docker import Endpoint, Network
-from . import bridge, ports
+from . import bridge, ports, predefined
 from .containers import Attachment, Container
 from .errors import APIError
 from .networks import NetworkRequest
@@ -47,6 +47,12 @@ class Bridges:
         partial = self.directory / f".{network.id}.json"
         partial.write_text(json.dumps(network.to_value()))
         os.replace(partial, self.directory / f"{network.id}.json")
+
+    def refuse(self, name: str) -> None:
+        """A new network (of any driver) may take neither a predefined name nor a local network's."""
+        predefined.refuse(name, "created")
+        if any(n.name == name for n in self.networks):
+            raise APIError(409, f"network with name {name} already exists")
 
     def create(self, request: NetworkRequest, everyone: list[Network]) -> Network:
         """`docker network create [-d bridge]`: a user-defined bridge network on this host."""

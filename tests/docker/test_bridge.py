@@ -123,6 +123,7 @@ host1! docker exec a ping -c1 -W1 "$(docker inspect -f '{{range .NetworkSettings
 host1$ docker exec a ping -c1 -W2 192.168.3.228
 # Docker's refusals, in its words; nothing made.
 host1$ docker network create br1 2>&1 | grep -x 'Error response from daemon: network with name br1 already exists'
+host1$ docker network create -d calico --ipam-driver calico-ipam br1 2>&1 | grep -x 'Error response from daemon: network with name br1 already exists'
 host1$ docker network create --subnet 10.99.0.0/16 br3 2>&1 | grep -x 'Error response from daemon: Pool overlaps with other one on this address space'
 host1$ docker run --net br2 --ip 10.99.0.200 --name e -tid busybox 2>&1 | grep -q 'Address already in use'
 host1$ docker run --net br1 --ip 172.18.0.9 --name f -tid busybox 2>&1 | grep -q 'User specified IP address is supported only when connecting to networks with user configured subnets'
