@@ -299,7 +299,7 @@ class Daemon:
         try:
             network = self.find_network(attachment.network)
             if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
-                container.endpoints.append(self.bridges.join(container, network, attachment, pid, self.containers))
+                self.bridges.join(container, network, attachment, pid, self.containers)
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return

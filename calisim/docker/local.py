@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Bridges:
     resolver: EmbeddedDNS
     directory: Path  # where the user-defined ones are kept for the next dockerd of the host
     publisher: ports.Publisher = field(default_factory=ports.Publisher)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restore(self) -> None:
         """The user-defined bridge networks an earlier dockerd of this host made: back, with their
@@ -81,11 +83,17 @@ class Bridges:
         return next(n for n in self.networks if n.id == network_id)
 
     def join(self, container: Container, network: Network, attachment: Attachment, pid: int,
-             containers: dict[str, Container]) -> Endpoint:
-        """An endpoint on a bridge network: its veth and address, its names (a user-defined network's),
-        and the container's published ports if this is its first network (the gateway's)."""
+             containers: dict[str, Container]) -> None:
+        """An endpoint on a bridge network, in container.endpoints: its veth and address, its names (a
+        user-defined network's), and the container's published ports if this is its first network (the
+        gateway's).  One join at a time, so that two containers starting together never get one address."""
         if attachment.aliases and network.name == "bridge":
             raise APIError(400, "Network-scoped alias is supported only for containers in user defined networks")
+        with self.lock:
+            container.endpoints.append(self.connect(container, network, attachment, pid, containers))
+
+    def connect(self, container: Container, network: Network, attachment: Attachment, pid: int,
+                containers: dict[str, Container]) -> Endpoint:
         taken = {e.address.split("/")[0] for c in list(containers.values()) for e in c.endpoints
                  if e.network_id == network.id}
         user_defined = network.name != "bridge"

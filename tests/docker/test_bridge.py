@@ -130,6 +130,10 @@ host1$ docker run --net br1 --ip 172.18.0.9 --name f -tid busybox 2>&1 | grep -q
 host1$ docker run --ip 172.17.0.9 --name g -tid busybox 2>&1 | grep -q 'User specified IP address is supported on user defined networks only'
 host1$ docker rm e f g
 host1$ docker network rm br1 2>&1 | grep -q 'has active endpoints'
+# Ten started at once: ten addresses.
+host1$ for i in 1 2 3 4 5 6 7 8 9 10; do docker run --net br1 --name "p$i" -tid busybox > /dev/null & done; wait
+host1$ docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' p1 p2 p3 p4 p5 p6 p7 p8 p9 p10 | sort -u | grep -c '^172\.18\.' | grep -x 10
+host1$ docker rm -f p1 p2 p3 p4 p5 p6 p7 p8 p9 p10
 host1$ docker rm -f a b c d
 host1$ docker network rm br1 br2
 host1$ ip -o link | grep -c ' br-' | grep -x 0
