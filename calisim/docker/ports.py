@@ -23,6 +23,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .bridge import iptables
 from .errors import APIError
@@ -159,8 +160,9 @@ class Publisher:
         return any(b.proto == proto and b.host_port == port
                    and (b.host_ip == host_ip or "0.0.0.0" in (b.host_ip, host_ip)) for b in self.held)
 
-    def allocate(self, request: Request, endpoint: str) -> Binding:
-        """The host port for a request: Docker's refusal if the one asked is taken."""
+    def allocate(self, request: Request, endpoint: str) -> Iterator[Binding]:
+        """The bindings a request may have, in order (the port asked, a range's free ones, any free
+        one): Docker's refusal if none is free."""
         if request.host_port:
             low, _, high = request.host_port.partition("-")
             if not low.isdigit() or not (high or low).isdigit():
@@ -168,9 +170,12 @@ class Publisher:
             candidates = range(int(low), int(high or low) + 1)
         else:
             candidates = local_port_range()
-        for port in candidates:
-            if not self.taken(request.proto, request.host_ip, port):
-                return Binding(request.container_port, request.proto, request.host_ip, port)
+        free = (port for port in candidates if not self.taken(request.proto, request.host_ip, port))
+        first = next(free, None)
+        if first is not None:
+            for port in (first, *free):
+                yield Binding(request.container_port, request.proto, request.host_ip, port)
+            return
         raise APIError(500, f"driver failed programming external connectivity on endpoint {endpoint}: Bind for "
                             f"{request.host_ip}:{request.host_port or candidates.start} failed: "
                             "port is already allocated")
@@ -180,13 +185,25 @@ class Publisher:
         with self.lock:
             try:
                 for request in asked:
-                    binding = self.allocate(request, endpoint)
-                    self.hold(binding, container_ip, endpoint)
+                    binding = self.bind(request, container_ip, endpoint)
                     self.published.setdefault(container, []).append(binding)
                     self.program(binding, device, container_ip, "-A")
             except Exception:
                 self.unpublish_locked(container, device, container_ip)
                 raise
+
+    def bind(self, request: Request, container_ip: str, endpoint: str) -> Binding:
+        """The first binding whose socket the host lets us have: for a port asked, the first one's
+        (or Docker's error); for any port, the next free one while another process has one."""
+        for binding in self.allocate(request, endpoint):
+            try:
+                self.hold(binding, container_ip, endpoint)
+                return binding
+            except APIError as error:
+                if request.host_port:
+                    raise
+                refusal = error
+        raise refusal
 
     def hold(self, binding: Binding, container_ip: str, endpoint: str) -> None:
         """The host's socket on the port, as docker-proxy binds it (a port another process has fails)."""
