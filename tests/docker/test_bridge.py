@@ -168,6 +168,10 @@ host1$ docker port web2 80 | grep -Ex '127\.0\.0\.1:[0-9]+'
 host1$ docker port web2 90 | grep -Ex '0\.0\.0\.0:[0-9]+'
 host1$ test "$(docker port web2 90 | cut -d: -f2)" -ge "$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)"
 host1$ FETCH "http://$(docker port web2 80)/hostname" | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web2)"
+# A restart publishes the same ports again.
+host1$ docker restart web1
+host1$ docker port web1 80 | grep -x '0.0.0.0:8080'
+within 10s host1$ FETCH http://192.168.3.229:8080/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' web1)"
 host1$ docker port web1 81 2>&1 | grep -x 'Error: No public port .81. published for web1'
 # A port taken: Docker's refusal at start, the container stays created, nothing held.
 host1$ ip -o link | grep -c veth > veths-before
