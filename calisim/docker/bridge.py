@@ -148,6 +148,8 @@ def check_request(request: NetworkRequest) -> None:
     """The docker CLI's own checks of the IPAM options (the SDK sends them unchecked)."""
     if request.ipam_driver != "default":
         raise APIError(400, f"the bridge driver takes Docker's built-in IPAM (default) here, not {request.ipam_driver}")
+    if request.ipv6 or request.subnet6:
+        raise APIError(400, "calisim's bridge networks are IPv4 only: use a Calico network (-d calico) for IPv6")
     if request.subnet is None and (request.ip_range or request.gateway or request.aux_addresses):
         raise APIError(400, "every ip-range or gateway must have a corresponding subnet")
     if request.subnet is None:

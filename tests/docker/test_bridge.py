@@ -55,7 +55,8 @@ def test_a_subnet_is_the_one_asked_or_the_first_free_of_dockers_pools(monkeypatc
                               "no matching subnet for gateway 10.1.0.1"),
                              (NetworkRequest("n", "bridge", "default", "10.0.0.0/24", aux_addresses={"a": "10.2.0.1"}),
                               "no matching subnet for aux-address 10.2.0.1"),
-                             (NetworkRequest("n", "bridge", "calico-ipam"), "built-in IPAM")):
+                             (NetworkRequest("n", "bridge", "calico-ipam"), "built-in IPAM"),
+                             (NetworkRequest("n", "bridge", "default", ipv6=True), "IPv4 only")):
         with pytest.raises(APIError, match=message):
             bridge.check_request(request)
 
