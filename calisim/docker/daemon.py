@@ -34,10 +34,11 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, predefined, runtime, users
+from . import ports, predefined, runtime, users
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
+from .local import Bridges
 from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
@@ -99,7 +100,8 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
+        self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -129,6 +131,9 @@ class Daemon:
         self.check_name(name)
         container.name = name
         for index, endpoint in enumerate(list(container.endpoints)):
+            if self.bridges.is_bridge(endpoint.network_id):  # dockerd's own: in no cluster store
+                container.endpoints[index] = self.bridges.rename(endpoint, name)
+                continue
             with self.lock:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
@@ -148,7 +153,8 @@ class Daemon:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
             raise APIError(400, str(error)) from None
-        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network)
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        settings = endpoints.get(network) or endpoints.get("default")  # the CLI names the default mode so
         cmd = [*(body.get("Entrypoint") or []), *(body.get("Cmd") or ([] if body.get("Entrypoint") else image.cmd))]
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
@@ -292,15 +298,16 @@ class Daemon:
         """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
         try:
             network = self.find_network(attachment.network)
-            if network.driver == "bridge":  # docker0: not in the cluster store, no name to resolve
-                taken = {e.address.split("/")[0] for c in list(self.containers.values()) for e in c.endpoints}
-                container.endpoints.append(bridge.connect(network.id, container.name, pid, taken))
+            if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
+                self.bridges.join(container, network, attachment, pid, self.containers)
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return
             with self.lock:
                 endpoint = dn.connect(self.ds, network, container.name, pid, attachment.ipv4, attachment.ipv6,
                                       attachment.aliases + container.aliases)
+        except APIError:  # already dockerd's words (a port already allocated, an address in use)
+            raise
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
             raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
                                 f"{error}") from None
@@ -324,8 +331,8 @@ class Daemon:
 
     def release(self, container: Container, endpoint: Endpoint) -> None:
         """An endpoint (already out of container.endpoints) gone: its veth on docker0, or libnetwork's flow."""
-        if any(n.id == endpoint.network_id and n.driver == "bridge" for n in self.local):
-            return bridge.disconnect(endpoint)
+        if self.bridges.is_bridge(endpoint.network_id):
+            return self.bridges.leave(container, endpoint)
         with self.lock:
             dn.disconnect(self.ds, endpoint)
         self.left(container, endpoint)
@@ -403,12 +410,16 @@ class Daemon:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
-        predefined.refuse(request.name, "created")
+        self.bridges.refuse(request.name)  # a predefined name, or a local network's
+        if request.driver == "bridge":  # Docker's default driver: a user-defined bridge network, local
+            return self.bridges.create(request, self.networks())
         with self.lock:
             return dn.create_network(self.ds, request)
 
     def remove_network(self, network: Network) -> None:
         predefined.refuse(network.name, "removed")
+        if network in self.local:
+            return self.bridges.remove(network, list(self.containers.values()))
         with self.lock:
             dn.remove_network(self.ds, network.id)
 
@@ -460,8 +471,10 @@ class Daemon:
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": {"Type": "json-file", "Config": {}},
-                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
+                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                               **ports.host_config(container.host_config)},
                 "NetworkSettings": {"Networks": self.networks_json(container),
+                                    "Ports": self.bridges.ports_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": []}
 
@@ -498,7 +511,8 @@ class Daemon:
             status = "Created"
         return {"Id": container.id, "Names": ["/" + container.name], "Image": container.reference,
                 "ImageID": full["Image"], "Command": " ".join(container.cmd), "Created": int(container.created),
-                "State": container.status, "Status": status, "Ports": [], "Labels": full["Config"]["Labels"],
+                "State": container.status, "Status": status, "Ports": self.bridges.ports_summary(container),
+                "Labels": full["Config"]["Labels"],
                 "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]}, "HostConfig": full["HostConfig"],
                 "Mounts": []}
 
@@ -516,8 +530,11 @@ class Daemon:
                                  "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
                                                              "IPv4Address": e.address} for e in c.endpoints
                                                             if e.network_id == network.id), {})}
-                          for c in list(self.containers.values()) if c.running and c.network == network.name}
+                          for c in list(self.containers.values()) if c.running
+                          and (c.network == network.name or any(e.network_id == network.id for e in c.endpoints))}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
+                **({"AuxiliaryAddresses": {k: v.split("/")[0] for k, v in network.aux_addresses.items()}}
+                   if network.aux_addresses else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
