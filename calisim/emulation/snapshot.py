@@ -1,0 +1,285 @@
+"""Saving a lab and bringing it back: `calisim save LAB -o FILE`, `calisim up --from FILE`.
+
+A saved lab is one gzip'd tar file of two members:
+
+* ``calisim-save.json``: the format and the calisim version that wrote it, the lab's topology with
+  its options and settings, and per Calico host the `calicoctl node run` its calico-node was
+  started with and its containers (name, image, command, networks with their addresses);
+* ``etcd.db``: a snapshot of etcd (`etcdctl snapshot save` from the member leading then), that is
+  Calico's whole state and Docker's cluster store, its SHA-256 in the manifest.
+
+Bringing it back builds the topology anew and restores every etcd member from the snapshot before
+it starts (calisim.datastore.etcd.EtcdServer.restore).  The containers did not survive, as after
+their hosts restarted, so their endpoints and addresses are forgotten first; then each host's
+calico-node runs as it ran and each container is made again with `docker run` on its networks
+with its addresses (--ip, --ip6), which hands it the same address out of the same host's block.
+The file is read and checked in full before anything starts: another format or calisim version,
+a truncated or corrupt file is one line (SaveError).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shlex
+import tarfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..datastore import keys
+from ..datastore.resources.docker import Endpoint
+from ..datastore.resources.endpoints import WorkloadEndpoint
+from ..ipam import IPAM
+from ..node import NodePaths
+from ..node.daemon import NodeDaemon
+from .faults.daemons import DaemonFaults
+
+FORMAT = 1  # bumped whenever what a saved file holds changes meaning
+MANIFEST = "calisim-save.json"
+ETCD_DB = "etcd.db"
+LOCAL_NETWORKS = ("bridge", "host", "none")  # Docker's own: no address asked on them
+
+
+class SaveError(ValueError):
+    """A lab cannot be saved, or a saved file cannot be used; the message is one line for the user."""
+
+
+def calisim_version() -> str:
+    try:
+        return metadata.version("calisim")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class SavedContainer:
+    """What `docker run` needs to make a container again, read from `docker inspect`."""
+
+    name: str
+    image: str
+    command: list[str]
+    entrypoint: list[str]
+    tty: bool
+    open_stdin: bool
+    running: bool
+    networks: list[dict[str, str]]  # {"name", "ip", "ip6"}, the one it was run on first
+
+    @classmethod
+    def from_inspect(cls, doc: dict) -> "SavedContainer":
+        config, settings = doc["Config"], doc["NetworkSettings"]["Networks"] or {}
+        first = doc["HostConfig"].get("NetworkMode")
+        names = sorted(settings, key=lambda name: name != first)
+        entrypoint = config.get("Entrypoint") or []
+        return cls(doc["Name"].lstrip("/"), config["Image"], list(config.get("Cmd") or []),
+                   [entrypoint] if isinstance(entrypoint, str) else list(entrypoint),
+                   bool(config.get("Tty")), bool(config.get("OpenStdin")), bool(doc["State"]["Running"]),
+                   [_saved_network(name, settings[name]) for name in names])
+
+    def commands(self) -> list[str]:
+        """The docker command lines that make it again: run (or create), then a connect a further network."""
+        words = ["docker", "run", "-d"] if self.running else ["docker", "create"]
+        words += [flag for flag, wanted in (("-t", self.tty), ("-i", self.open_stdin)) if wanted]
+        words += ["--name", self.name]
+        if self.networks:
+            words += ["--net", self.networks[0]["name"], *_address_flags(self.networks[0])]
+        command = self.command
+        if self.entrypoint:
+            words += ["--entrypoint", self.entrypoint[0]]
+            command = self.entrypoint[1:] + command
+        lines = [shlex.join([*words, self.image, *command])]
+        for network in self.networks[1:]:
+            lines.append(shlex.join(["docker", "network", "connect", *_address_flags(network),
+                                     network["name"], self.name]))
+        return lines
+
+
+def _saved_network(name: str, settings: dict) -> dict[str, str]:
+    """Its addresses now, or (stopped) those it asked for."""
+    asked = settings.get("IPAMConfig") or {}
+    if name in LOCAL_NETWORKS:
+        return {"name": name, "ip": "", "ip6": ""}
+    return {"name": name, "ip": settings.get("IPAddress") or asked.get("IPv4Address") or "",
+            "ip6": settings.get("GlobalIPv6Address") or asked.get("IPv6Address") or ""}
+
+
+def _address_flags(network: dict[str, str]) -> list[str]:
+    return [word for flag, key in (("--ip", "ip"), ("--ip6", "ip6")) if network[key] for word in (flag, network[key])]
+
+
+@dataclass(frozen=True)
+class SavedHost:
+    name: str
+    node_run: str | None  # `calicoctl node run ...` as its calico-node was started; None: it was not running
+    containers: list[SavedContainer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SavedLab:
+    """A saved file's manifest."""
+
+    name: str
+    topology: str
+    options: dict[str, Any]
+    ipip_backend: str
+    bgp_hold_time: int | None
+    hosts: list[SavedHost]
+    etcd_sha256: str
+    format: int = FORMAT
+    calisim: str = field(default_factory=calisim_version)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SavedLab":
+        document = json.loads(text)
+        hosts = [SavedHost(host["name"], host["node_run"], [SavedContainer(**c) for c in host["containers"]])
+                 for host in document.pop("hosts")]
+        return cls(**document, hosts=hosts)
+
+    @property
+    def containers(self) -> int:
+        return sum(len(host.containers) for host in self.hosts)
+
+
+# -- the file ------------------------------------------------------------------------------------
+def write(path: Path, saved: SavedLab, etcd_db: bytes) -> None:
+    """Write the saved file whole or not at all (a temporary file beside it, renamed)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with tarfile.open(temporary, "w:gz") as archive:
+            for name, data in ((MANIFEST, saved.to_json().encode()), (ETCD_DB, etcd_db)):
+                member = tarfile.TarInfo(name)
+                member.size, member.mode = len(data), 0o600
+                archive.addfile(member, io.BytesIO(data))
+        temporary.rename(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise SaveError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def read(path: Path) -> tuple[SavedLab, bytes]:
+    """The manifest and the etcd snapshot of a saved file, checked: SaveError (one line) for a
+    missing, truncated or corrupt file, or one from another format or calisim version."""
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            members = {name: _member(archive, name) for name in (MANIFEST, ETCD_DB)}
+    except FileNotFoundError:
+        raise SaveError(f"{path}: no such file") from None
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as error:
+        raise SaveError(f"{path} is not a saved lab, or it is truncated or corrupt ({error})") from None
+    try:
+        saved = SavedLab.from_json(members[MANIFEST].decode())
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise SaveError(f"{path}: its {MANIFEST} is not one calisim writes ({error!r})") from None
+    if saved.format != FORMAT or saved.calisim != calisim_version():
+        raise SaveError(f"{path} was saved by calisim {saved.calisim} (format {saved.format}); this is calisim "
+                        f"{calisim_version()} (format {FORMAT}): save the lab again with this version")
+    if hashlib.sha256(members[ETCD_DB]).hexdigest() != saved.etcd_sha256:
+        raise SaveError(f"{path}: its etcd snapshot does not match the checksum saved with it (corrupt)")
+    return saved, members[ETCD_DB]
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes:
+    try:
+        extracted = archive.extractfile(name)
+    except KeyError:
+        raise tarfile.TarError(f"no {name} in it") from None
+    if extracted is None:
+        raise tarfile.TarError(f"{name} is not a file")
+    return extracted.read()
+
+
+# -- saving, in the lab --------------------------------------------------------------------------
+def capture(cluster, spec, directory: Path) -> tuple[SavedLab, Path]:
+    """The running lab's manifest, and its etcd snapshot written to directory (the lab's run
+    directory, which the caller reads).  SaveError if etcd has no leader or a host's dockerd
+    does not answer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    snapshot = directory / ETCD_DB
+    snapshot.unlink(missing_ok=True)
+    leader = cluster.etcd_leader()
+    if leader is None:
+        raise SaveError("etcd has no leader now (quorum lost?): no snapshot can be taken")
+    result = cluster.run(leader, f"etcdctl --endpoints {cluster.etcd_server(leader).endpoint} "
+                                 f"snapshot save {shlex.quote(str(snapshot))}")
+    if result.rc != 0:
+        raise SaveError(f"etcdctl snapshot save in {leader}: {(result.stderr or result.stdout).strip()}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        hosts = list(pool.map(lambda name: _saved_host(cluster, name), cluster.hosts))
+    saved = SavedLab(spec.name, spec.topology, spec.options, spec.ipip_backend, spec.bgp_hold_time, hosts,
+                     hashlib.sha256(snapshot.read_bytes()).hexdigest())
+    return saved, snapshot
+
+
+def _saved_host(cluster, name: str) -> SavedHost:
+    state = cluster.host(name).state_dir
+    pid = NodeDaemon(NodePaths(state / "run", state / "log")).running_pid()
+    listed = cluster.run(name, 'ids=$(docker ps -aq) && { [ -z "$ids" ] && echo [] || docker inspect $ids; }')
+    if listed.rc != 0:
+        raise SaveError(f"cannot list {name}'s containers: {(listed.stderr or listed.stdout).strip()}")
+    documents = sorted(json.loads(listed.stdout), key=lambda doc: doc["Created"])  # made again in this order
+    containers = [SavedContainer.from_inspect(doc) for doc in documents]
+    return SavedHost(name, DaemonFaults._node_run_command(pid) if pid else None, containers)
+
+
+# -- bringing it back, in the new lab ------------------------------------------------------------
+def unpack(path: Path, directory: Path) -> tuple[SavedLab, Path]:
+    """Read a saved file (checked again) and put its etcd snapshot where the members restore it from."""
+    saved, etcd_db = read(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    snapshot = directory / ETCD_DB
+    descriptor = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(etcd_db)
+    return saved, snapshot
+
+
+def restore(cluster, saved: SavedLab) -> None:
+    """On a cluster started from the saved etcd snapshot: forget the workloads that did not
+    survive, start each calico-node as it ran, wait for BGP, make each container again."""
+    forget_workloads(cluster)
+    nodes = [host for host in saved.hosts if host.node_run]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda host: cluster.run(host.name, host.node_run), nodes))
+    cluster.progress("nodes started", len(nodes), len(nodes))
+    failed = [result for result in results if result.rc != 0]
+    if failed:
+        raise SaveError(f"{failed[0].host}$ {failed[0].command}: {(failed[0].stdout + failed[0].stderr).strip()}")
+    if nodes:
+        cluster.wait_for_mesh(timeout=120)
+    made: list[str] = []
+
+    def recreate(host: SavedHost) -> None:
+        for container in host.containers:
+            for command in container.commands():
+                result = cluster.run(host.name, command)
+                if result.rc != 0:
+                    raise SaveError(f"{host.name}$ {command}: {(result.stdout + result.stderr).strip()}")
+            made.append(container.name)
+            cluster.progress("workloads made again", len(made), saved.containers)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(recreate, saved.hosts))
+
+
+def forget_workloads(cluster) -> None:
+    """What Docker leaves in its cluster store and Calico in etcd for containers that are gone:
+    their Docker endpoints, their workload endpoints, their addresses in IPAM's blocks."""
+    with cluster.datastore() as ds:
+        entries = {entry.key: entry.value for prefix in (keys.DOCKER_ENDPOINTS, keys.HOSTS)
+                   for entry in ds.list(prefix)}
+        workloads = WorkloadEndpoint.from_entries(entries)
+        docker = Endpoint.from_entries(entries)
+        addresses = {str(ip) for endpoint in workloads for ip in endpoint.addresses}
+        addresses |= {address for endpoint in docker for address in endpoint.addresses}
+        ds.wrap(IPAM(ds.target)).release_ips(sorted(addresses))
+        for prefix in [keys.DOCKER_ENDPOINTS, *{keys.workloads(endpoint.node) for endpoint in workloads}]:
+            ds.delete_prefix(prefix)
+
