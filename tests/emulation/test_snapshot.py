@@ -1,0 +1,176 @@
+"""Saving a lab and bringing it back.  Without root: the saved file's checks (truncated, corrupt,
+another version, a snapshot that does not match its checksum) and the docker commands a saved
+container is made again with.  As root, one round trip of the seed shared by the module: the
+seed's walk-through on a lab, saved, the lab down, a new lab up from the file; the same Calico
+state, the workloads on the same addresses in the same blocks, and the seed's pings pass."""
+
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from calisim.emulation import snapshot
+from calisim import scenarios
+
+from tests.conftest import calisim
+
+SAVED, RESTORED = "snap-a", "snap-b"
+SEED = Path(scenarios.__file__).parent / "transcripts" / "two_host.txt"
+
+
+def inspected(name: str, docker: str = "running") -> dict:
+    """The inspect document of a running container (the emulated dockerd's, as `docker inspect` prints it)."""
+    return {"Name": f"/{name}", "Created": "2026-12-07T11:00:00Z",
+            "State": {"Running": docker == "running"},
+            "Config": {"Image": "busybox", "Cmd": ["sh"], "Entrypoint": None, "Tty": True, "OpenStdin": True},
+            "HostConfig": {"NetworkMode": "net2"},
+            "NetworkSettings": {"Networks": {
+                "net1": {"IPAddress": "10.10.225.7", "GlobalIPv6Address": "", "IPAMConfig": None},
+                "net2": {"IPAddress": "" if docker != "running" else "10.10.225.8", "GlobalIPv6Address": "",
+                         "IPAMConfig": {"IPv4Address": "10.10.225.8"} if docker != "running" else None}}}}
+
+
+def saved_lab(etcd_db: bytes, **changes) -> snapshot.SavedLab:
+    container = snapshot.SavedContainer.from_inspect(inspected("w1"))
+    fields = {"name": "lab", "topology": "two_host", "options": {"etcd_members": 3}, "ipip_backend": "auto",
+              "bgp_hold_time": 3, "etcd_sha256": hashlib.sha256(etcd_db).hexdigest(),
+              "hosts": [snapshot.SavedHost("host1", "calicoctl node run --name 192.168.3.229", [container]),
+                        snapshot.SavedHost("host2", None)], **changes}
+    return snapshot.SavedLab(**fields)
+
+
+def test_a_running_container_is_made_again_on_its_first_network_then_connected_to_the_others():
+    container = snapshot.SavedContainer.from_inspect(inspected("w1"))
+    assert container.commands() == [
+        "docker run -d -t -i --name w1 --net net2 --ip 10.10.225.8 busybox sh",
+        "docker network connect --ip 10.10.225.7 net1 w1"]
+
+
+def test_a_stopped_container_is_created_with_the_addresses_it_asked_for_and_its_entrypoint():
+    document = inspected("w2", docker="exited")
+    document["Config"].update(Entrypoint=["/bin/sleep", "-v"], Cmd=["10"], Tty=False, OpenStdin=False)
+    assert snapshot.SavedContainer.from_inspect(document).commands()[0] == \
+        "docker create --name w2 --net net2 --ip 10.10.225.8 --entrypoint /bin/sleep busybox -v 10"
+
+
+def test_a_saved_file_reads_back_as_written(tmp_path):
+    saved = saved_lab(b"etcd snapshot bytes")
+    snapshot.write(tmp_path / "lab.calisim", saved, b"etcd snapshot bytes")
+    assert snapshot.read(tmp_path / "lab.calisim") == (saved, b"etcd snapshot bytes")
+    assert saved.containers == 1 and [p.name for p in tmp_path.iterdir()] == ["lab.calisim"]  # no temporary left
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:len(data) // 2], "is not a saved lab, or it is truncated or corrupt"),
+    (lambda data: b"\x00" * len(data), "is not a saved lab, or it is truncated or corrupt"),
+    (lambda data: gzip.compress(gzip.decompress(data).replace(b"etcd snapshot bytes", b"etcd snapshot BYTES")),
+     "its etcd snapshot does not match the checksum saved with it"),
+])
+def test_a_truncated_or_corrupt_file_is_refused_with_one_line(tmp_path, damage, message):
+    path = tmp_path / "lab.calisim"
+    snapshot.write(path, saved_lab(b"etcd snapshot bytes"), b"etcd snapshot bytes")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(snapshot.SaveError, match=message) as refused:
+        snapshot.read(path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"calisim": "0.0.1"}, r"was saved by calisim 0\.0\.1 \(format 1\); this is calisim .* save the lab again"),
+    ({"format": 99}, r"\(format 99\); this is calisim .* \(format 1\)"),
+])
+def test_a_file_from_another_version_is_refused(tmp_path, changes, message):
+    path = tmp_path / "lab.calisim"
+    snapshot.write(path, saved_lab(b"db", **changes), b"db")
+    with pytest.raises(snapshot.SaveError, match=message):
+        snapshot.read(path)
+
+
+def test_a_missing_file_or_a_manifest_calisim_did_not_write_is_refused(tmp_path):
+    with pytest.raises(snapshot.SaveError, match="lab.calisim: no such file"):
+        snapshot.read(tmp_path / "lab.calisim")
+    path = tmp_path / "lab.calisim"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in ((snapshot.MANIFEST, b'{"name": "lab", "hosts": 7}'), (snapshot.ETCD_DB, b"db")):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    with pytest.raises(snapshot.SaveError, match="its calisim-save.json is not one calisim writes"):
+        snapshot.read(path)
+
+
+# -- the seed's round trip (root) ------------------------------------------------------------
+def run_transcript(text: str, lab: str, tmp: Path) -> subprocess.CompletedProcess:
+    script = tmp / f"{lab}.txt"
+    script.write_text(text)
+    return calisim("run", str(script), "--lab", lab)
+
+
+def calico_state(lab: str) -> dict:
+    """What Calico's state looks like from a host: pools, nodes, and each workload's endpoint networks."""
+    state = {}
+    for command in ("calicoctl get ipPool -o wide", "calicoctl get node",
+                    "calicoctl get workloadEndpoint -o wide | awk 'NR>1 {print $1, $5}' | sort"):
+        done = calisim("exec", "--lab", lab, "host1", "--", "sh", "-c", command)
+        assert done.returncode == 0, done.stderr
+        state[command] = done.stdout
+    return state
+
+
+def world(lab: str) -> dict:
+    """Per host: calico-node, BGP sessions, blocks, and each workload's addresses."""
+    done = calisim("inspect", lab, "--json")
+    assert done.returncode == 0, done.stderr
+    return {host["name"]: (host["calico_node"], host["established"], host["blocks"],
+                           sorted((w["name"], tuple(w["addresses"])) for w in host["workloads"]))
+            for host in json.loads(done.stdout)["hosts"]}
+
+
+@pytest.fixture(scope="module")
+def round_trip(labs, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("snapshot")
+    done = calisim("up", "two_host", "--name", SAVED)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seeded = calisim("run", str(SEED), "--lab", SAVED)
+    assert seeded.returncode == 0, seeded.stdout[-2000:]
+    before = {"world": world(SAVED), "calico": calico_state(SAVED)}
+    saved = calisim("save", SAVED, "-o", str(tmp / "seed.calisim"))
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout == f"calisim: saved lab {SAVED} (two_host, 2 Calico hosts, 5 containers) to {tmp}/seed.calisim\n"
+    assert calisim("down", SAVED).returncode == 0
+    restored = calisim("up", "--from", str(tmp / "seed.calisim"), "--name", RESTORED)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    return before, tmp
+
+
+@pytest.mark.emulation
+def test_the_restored_seed_has_its_workloads_on_their_addresses_in_the_same_blocks(round_trip):
+    before, _ = round_trip
+    after = world(RESTORED)
+    assert after == before["world"]
+    assert sum(len(host[3]) for host in after.values()) == 5
+    assert all(running and established == 1 for running, established, _, _ in after.values())
+
+
+@pytest.mark.emulation
+def test_the_restored_seed_has_calicos_state_and_each_address_allocated_once(round_trip):
+    before, _ = round_trip
+    after = calico_state(RESTORED)
+    assert after == before["calico"]
+    networks = after["calicoctl get workloadEndpoint -o wide | awk 'NR>1 {print $1, $5}' | sort"].split()[1::2]
+    assert len(networks) == len(set(networks)) == 5  # the old endpoints forgotten, none left twice
+
+
+@pytest.mark.emulation
+def test_the_seeds_pings_pass_on_the_restored_lab(round_trip):
+    _, tmp = round_trip
+    text = SEED.read_text()
+    pings = text[text.index("# Same network"):]
+    done = run_transcript(pings, RESTORED, tmp)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "ttl=62" in done.stdout and ", 0 failed;" in done.stdout + done.stderr
