@@ -1,6 +1,6 @@
-"""The lab commands: up, exec, ls, inspect, graph, fault, down and capture (calisim.emulation.lab).  Each
-checks its input here and then talks to the lab's control socket; LabError is the one-line
-refusal the CLI prints (exit code 2)."""
+"""The lab commands: up (and up --from), exec, ls, inspect, graph, fault, save, down and capture
+(calisim.emulation.lab).  Each checks its input here and then talks to the lab's control socket;
+LabError is the one-line refusal the CLI prints (exit code 2)."""
 
 from __future__ import annotations
 

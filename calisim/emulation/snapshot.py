@@ -206,7 +206,7 @@ def capture(cluster, spec, directory: Path) -> tuple[SavedLab, Path]:
     snapshot.unlink(missing_ok=True)
     leader = cluster.etcd_leader()
     if leader is None:
-        raise SaveError("etcd has no leader now (quorum lost?): no snapshot can be taken")
+        raise SaveError("etcd has no leader now (down, or without quorum): no snapshot can be taken")
     result = cluster.run(leader, f"etcdctl --endpoints {cluster.etcd_server(leader).endpoint} "
                                  f"snapshot save {shlex.quote(str(snapshot))}")
     if result.rc != 0:
