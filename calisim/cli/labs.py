@@ -120,7 +120,7 @@ def lab_up_from(args: argparse.Namespace) -> int:
     spec = lab.LabSpec(name, saved.topology, saved.options, False, saved.ipip_backend, hold,
                        restore=str(args.from_file.resolve()))
     return start_lab(spec, args.run_dir, f"restoring lab {name} from {args.from_file}: {topo.name}, "
-                                         f"{len(topo.hosts())} hosts, {saved.containers} containers")
+                                         f"{saved.summary()}")
 
 
 def check_name_and_base(name: str, run_dir: Path | None, hold: int | None) -> None:
@@ -301,8 +301,7 @@ def lab_save(args: argparse.Namespace) -> int:
         snapshot.write(args.output, saved, Path(answer["etcd_db"]).read_bytes())
     except (snapshot.SaveError, OSError) as error:
         raise lab.LabError(str(error)) from error
-    print(f"calisim: saved lab {record.name} ({record.topology}, {len(saved.hosts)} Calico hosts, "
-          f"{saved.containers} containers) to {args.output}")
+    print(f"calisim: saved lab {record.name} ({record.topology}: {saved.summary()}) to {args.output}")
     return 0
 
 

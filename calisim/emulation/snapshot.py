@@ -3,15 +3,16 @@
 A saved lab is one gzip'd tar file of two members:
 
 * ``calisim-save.json``: the format and the calisim version that wrote it, the lab's topology with
-  its options and settings, and per Calico host the `calicoctl node run` its calico-node was
-  started with and its containers (name, image, command, networks with their addresses);
+  its options and settings, per Calico host the `calicoctl node run` its calico-node was started
+  with and its containers (name, image, command, networks with their addresses), and per route
+  reflector its `routereflector run`;
 * ``etcd.db``: a snapshot of etcd (`etcdctl snapshot save` from the member leading then), that is
   Calico's whole state and Docker's cluster store, its SHA-256 in the manifest.
 
 Bringing it back builds the topology anew and restores every etcd member from the snapshot before
 it starts (calisim.datastore.etcd.EtcdServer.restore).  The containers did not survive, as after
 their hosts restarted, so their endpoints and addresses are forgotten first; then each host's
-calico-node runs as it ran and each container is made again with `docker run` on its networks
+calico-node (and each reflector) runs as it ran and each container is made again with `docker run` on its networks
 with its addresses (--ip, --ip6), which hands it the same address out of the same host's block.
 The file is read and checked in full before anything starts: another format or calisim version,
 a truncated or corrupt file is one line (SaveError).
@@ -43,6 +44,7 @@ from .faults.daemons import DaemonFaults
 FORMAT = 1  # bumped whenever what a saved file holds changes meaning
 MANIFEST = "calisim-save.json"
 ETCD_DB = "etcd.db"
+REFLECTOR_OPTIONS = ("--ip", "--ip6", "--cluster-id")  # `routereflector run`'s, each with a value
 LOCAL_NETWORKS = ("bridge", "host", "none")  # Docker's own: no address asked on them
 
 
@@ -115,7 +117,7 @@ def _address_flags(network: dict[str, str]) -> list[str]:
 @dataclass(frozen=True)
 class SavedHost:
     name: str
-    node_run: str | None  # `calicoctl node run ...` as its calico-node was started; None: it was not running
+    start: str | None  # `calicoctl node run ...` or `routereflector run ...` as it was started; None: neither ran
     containers: list[SavedContainer] = field(default_factory=list)
 
 
@@ -139,13 +141,21 @@ class SavedLab:
     @classmethod
     def from_json(cls, text: str) -> "SavedLab":
         document = json.loads(text)
-        hosts = [SavedHost(host["name"], host["node_run"], [SavedContainer(**c) for c in host["containers"]])
+        hosts = [SavedHost(host["name"], host["start"], [SavedContainer(**c) for c in host["containers"]])
                  for host in document.pop("hosts")]
         return cls(**document, hosts=hosts)
 
     @property
     def containers(self) -> int:
         return sum(len(host.containers) for host in self.hosts)
+
+    def summary(self) -> str:
+        """What it holds, in a few words: `2 calico-nodes, 5 containers`."""
+        nodes = sum(1 for host in self.hosts if (host.start or "").startswith("calicoctl "))
+        reflectors = sum(1 for host in self.hosts if (host.start or "").startswith("routereflector "))
+        counts = [(nodes, "calico-node"), *([(reflectors, "route reflector")] if reflectors else []),
+                  (self.containers, "container")]
+        return ", ".join(f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in counts)
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -213,6 +223,7 @@ def capture(cluster, spec, directory: Path) -> tuple[SavedLab, Path]:
         raise SaveError(f"etcdctl snapshot save in {leader}: {(result.stderr or result.stdout).strip()}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         hosts = list(pool.map(lambda name: _saved_host(cluster, name), cluster.hosts))
+    hosts += [SavedHost(name, command) for name, command in _reflectors(cluster)]
     saved = SavedLab(spec.name, spec.topology, spec.options, spec.ipip_backend, spec.bgp_hold_time, hosts,
                      hashlib.sha256(snapshot.read_bytes()).hexdigest())
     return saved, snapshot
@@ -229,6 +240,20 @@ def _saved_host(cluster, name: str) -> SavedHost:
     return SavedHost(name, DaemonFaults._node_run_command(pid) if pid else None, containers)
 
 
+def _reflectors(cluster) -> list[tuple[str, str]]:
+    """Each node running a route reflector, with the `routereflector run` that started it (from its argv)."""
+    found = []
+    for name in cluster.topo.hosts(sort=True):
+        state = cluster.host(name).state_dir
+        pid = NodePaths(state / "run", state / "log", daemon="routereflector").running_pid()
+        if name not in cluster.hosts and pid is not None:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            options = [part for index, word in enumerate(argv[:-1]) if word in REFLECTOR_OPTIONS
+                       for part in (word, argv[index + 1])]
+            found.append((name, shlex.join(["routereflector", "run", *options])))
+    return found
+
+
 # -- bringing it back, in the new lab ------------------------------------------------------------
 def unpack(path: Path, directory: Path) -> tuple[SavedLab, Path]:
     """Read a saved file (checked again) and put its etcd snapshot where the members restore it from."""
@@ -243,11 +268,12 @@ def unpack(path: Path, directory: Path) -> tuple[SavedLab, Path]:
 
 def restore(cluster, saved: SavedLab) -> None:
     """On a cluster started from the saved etcd snapshot: forget the workloads that did not
-    survive, start each calico-node as it ran, wait for BGP, make each container again."""
+    survive, start each calico-node and route reflector as it ran, wait for BGP, make each
+    container again."""
     forget_workloads(cluster)
-    nodes = [host for host in saved.hosts if host.node_run]
+    nodes = [host for host in saved.hosts if host.start]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda host: cluster.run(host.name, host.node_run), nodes))
+        results = list(pool.map(lambda host: cluster.run(host.name, host.start), nodes))
     cluster.progress("nodes started", len(nodes), len(nodes))
     failed = [result for result in results if result.rc != 0]
     if failed:

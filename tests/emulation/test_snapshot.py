@@ -58,6 +58,13 @@ def test_a_stopped_container_is_created_with_the_addresses_it_asked_for_and_its_
         "docker create --name w2 --net net2 --ip 10.10.225.8 --entrypoint /bin/sleep busybox -v 10"
 
 
+def test_the_summary_counts_calico_nodes_reflectors_and_containers():
+    assert saved_lab(b"db").summary() == "1 calico-node, 1 container"
+    reflector = snapshot.SavedHost("rr1", "routereflector run --ip 172.16.254.1")
+    assert saved_lab(b"db", hosts=[*saved_lab(b"db").hosts, reflector]).summary() == \
+        "1 calico-node, 1 route reflector, 1 container"
+
+
 def test_a_saved_file_reads_back_as_written(tmp_path):
     saved = saved_lab(b"etcd snapshot bytes")
     snapshot.write(tmp_path / "lab.calisim", saved, b"etcd snapshot bytes")
@@ -141,7 +148,7 @@ def round_trip(labs, tmp_path_factory):
     before = {"world": world(SAVED), "calico": calico_state(SAVED)}
     saved = calisim("save", SAVED, "-o", str(tmp / "seed.calisim"))
     assert saved.returncode == 0, saved.stderr
-    assert saved.stdout == f"calisim: saved lab {SAVED} (two_host, 2 Calico hosts, 5 containers) to {tmp}/seed.calisim\n"
+    assert saved.stdout == f"calisim: saved lab {SAVED} (two_host: 2 calico-nodes, 5 containers) to {tmp}/seed.calisim\n"
     assert calisim("down", SAVED).returncode == 0
     restored = calisim("up", "--from", str(tmp / "seed.calisim"), "--name", RESTORED)
     assert restored.returncode == 0, restored.stdout + restored.stderr
