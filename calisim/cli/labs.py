@@ -298,7 +298,8 @@ def lab_save(args: argparse.Namespace) -> int:
     answer = record.client().call("save")
     try:
         saved = snapshot.SavedLab.from_json(answer["manifest"])
-        snapshot.write(args.output, saved, Path(answer["etcd_db"]).read_bytes())
+        snapshot.write(args.output, saved, Path(answer["etcd_db"]).read_bytes(),
+                       {host: Path(upper) for host, upper in answer["etc"].items()})
     except (snapshot.SaveError, OSError) as error:
         raise lab.LabError(str(error)) from error
     print(f"calisim: saved lab {record.name} ({record.topology}: {saved.summary()}) to {args.output}")

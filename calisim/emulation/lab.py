@@ -373,7 +373,10 @@ class LabService:
     def op_save(self) -> dict:
         """The lab's manifest and the path of its etcd snapshot, for `calisim save` (calisim.emulation.snapshot)."""
         saved, etcd_db = snapshot.capture(self.cluster, self.spec, self.cluster.run_dir.path / "save")
-        return {"manifest": saved.to_json(), "etcd_db": str(etcd_db)}
+        etc = {name: snapshot.etc_view(self.cluster.host(name).state_dir).upper
+               for name in self.cluster.topo.hosts(sort=True)}
+        return {"manifest": saved.to_json(), "etcd_db": str(etcd_db),
+                "etc": {name: str(upper) for name, upper in etc.items() if upper.is_dir()}}
 
     def op_diagnose(self) -> str:
         return str(self.cluster.diagnose())
@@ -473,7 +476,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
     cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,
                                                                      "total": total})
     try:
-        saved = snapshot.unpack(Path(spec.restore), run_dir / "restore") if spec.restore else None
+        saved = snapshot.unpack(Path(spec.restore), cluster.run_dir) if spec.restore else None
         cluster.etcd_snapshot = saved[1] if saved else None
         cluster.start()
         if saved:

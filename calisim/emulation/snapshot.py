@@ -1,13 +1,15 @@
 """Saving a lab and bringing it back: `calisim save LAB -o FILE`, `calisim up --from FILE`.
 
-A saved lab is one gzip'd tar file of two members:
+A saved lab is one gzip'd tar file:
 
 * ``calisim-save.json``: the format and the calisim version that wrote it, the lab's topology with
   its options and settings, per Calico host the `calicoctl node run` its calico-node was started
   with and its containers (name, image, command, networks with their addresses), and per route
   reflector its `routereflector run`;
 * ``etcd.db``: a snapshot of etcd (`etcdctl snapshot save` from the member leading then), that is
-  Calico's whole state and Docker's cluster store, its SHA-256 in the manifest.
+  Calico's whole state and Docker's cluster store, its SHA-256 in the manifest;
+* ``etc/HOST/...``: what each node wrote into its own /etc (the upper directory of its view,
+  calisim.emulation.overlay), put back before the new node's view is mounted.
 
 Bringing it back builds the topology anew and restores every etcd member from the snapshot before
 it starts (calisim.datastore.etcd.EtcdServer.restore).  The containers did not survive, as after
@@ -24,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import tarfile
 import zlib
@@ -39,11 +42,15 @@ from ..datastore.resources.endpoints import WorkloadEndpoint
 from ..ipam import IPAM
 from ..node import NodePaths
 from ..node.daemon import NodeDaemon
+from . import overlay
 from .faults.daemons import DaemonFaults
+from .rundir import RunDir
 
 FORMAT = 1  # bumped whenever what a saved file holds changes meaning
 MANIFEST = "calisim-save.json"
 ETCD_DB = "etcd.db"
+ETC = "etc"  # etc/HOST/...: what each host wrote into its own /etc
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 REFLECTOR_OPTIONS = ("--ip", "--ip6", "--cluster-id")  # `routereflector run`'s, each with a value
 LOCAL_NETWORKS = ("bridge", "host", "none")  # Docker's own: no address asked on them
 
@@ -159,8 +166,9 @@ class SavedLab:
 
 
 # -- the file ------------------------------------------------------------------------------------
-def write(path: Path, saved: SavedLab, etcd_db: bytes) -> None:
-    """Write the saved file whole or not at all (a temporary file beside it, renamed)."""
+def write(path: Path, saved: SavedLab, etcd_db: bytes, etc: dict[str, Path] | None = None) -> None:
+    """Write the saved file whole or not at all (a temporary file beside it, renamed); etc: each
+    host's own /etc files (its view's upper directory), kept under etc/HOST/."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with tarfile.open(temporary, "w:gz") as archive:
@@ -168,6 +176,8 @@ def write(path: Path, saved: SavedLab, etcd_db: bytes) -> None:
                 member = tarfile.TarInfo(name)
                 member.size, member.mode = len(data), 0o600
                 archive.addfile(member, io.BytesIO(data))
+            for host, upper in sorted((etc or {}).items()):
+                archive.add(upper, arcname=f"{ETC}/{host}")
         temporary.rename(path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -179,6 +189,7 @@ def read(path: Path) -> tuple[SavedLab, bytes]:
     missing, truncated or corrupt file, or one from another format or calisim version."""
     try:
         with tarfile.open(path, "r:gz") as archive:
+            archive.getmembers()  # to its end: a file cut short is refused here, not in the new lab
             members = {name: _member(archive, name) for name in (MANIFEST, ETCD_DB)}
     except FileNotFoundError:
         raise SaveError(f"{path}: no such file") from None
@@ -255,15 +266,33 @@ def _reflectors(cluster) -> list[tuple[str, str]]:
 
 
 # -- bringing it back, in the new lab ------------------------------------------------------------
-def unpack(path: Path, directory: Path) -> tuple[SavedLab, Path]:
-    """Read a saved file (checked again) and put its etcd snapshot where the members restore it from."""
+def unpack(path: Path, run_dir: RunDir) -> tuple[SavedLab, Path]:
+    """Read a saved file (checked again), put its etcd snapshot where the members restore it
+    from, and each host's /etc files into the upper directory of its view (before it is mounted)."""
     saved, etcd_db = read(path)
+    directory = run_dir.path / "restore"
     directory.mkdir(parents=True, exist_ok=True)
     snapshot = directory / ETCD_DB
     descriptor = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as out:
         out.write(etcd_db)
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive.getmembers():
+            host, _, rest = member.name.removeprefix(f"{ETC}/").partition("/")
+            if member.name.startswith(f"{ETC}/") and rest:
+                if not HOST_NAME.fullmatch(host):
+                    raise SaveError(f"{path}: {member.name} is not a host's file")
+                upper = etc_view(run_dir.host(host)).upper
+                try:
+                    archive.extract(member.replace(name=rest, deep=False), upper, filter="tar")
+                except tarfile.FilterError as error:
+                    raise SaveError(f"{path}: {member.name} cannot be restored ({error})") from None
     return saved, snapshot
+
+
+def etc_view(state_dir: Path) -> overlay.View:
+    """A host's copy-on-write /etc (calisim.emulation.overlay): its upper directory holds what the host wrote."""
+    return next(view for view in overlay.views(state_dir) if view.directory == "/etc")
 
 
 def restore(cluster, saved: SavedLab) -> None:

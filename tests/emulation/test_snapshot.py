@@ -145,6 +145,9 @@ def round_trip(labs, tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     seeded = calisim("run", str(SEED), "--lab", SAVED)
     assert seeded.returncode == 0, seeded.stdout[-2000:]
+    wrote = calisim("exec", "--lab", SAVED, "host2", "--", "sh", "-c",
+                    "mkdir -p /etc/docker && echo '{\"labels\": [\"saved\"]}' > /etc/docker/daemon.json")
+    assert wrote.returncode == 0, wrote.stderr
     before = {"world": world(SAVED), "calico": calico_state(SAVED)}
     saved = calisim("save", SAVED, "-o", str(tmp / "seed.calisim"))
     assert saved.returncode == 0, saved.stderr
@@ -181,3 +184,10 @@ def test_the_seeds_pings_pass_on_the_restored_lab(round_trip):
     done = run_transcript(pings, RESTORED, tmp)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "ttl=62" in done.stdout and ", 0 failed;" in done.stdout + done.stderr
+
+
+@pytest.mark.emulation
+def test_what_a_host_wrote_into_its_etc_comes_back_on_that_host_only(round_trip):
+    done = calisim("exec", "--lab", RESTORED, "host2", "--", "cat", "/etc/docker/daemon.json")
+    assert (done.returncode, done.stdout) == (0, '{"labels": ["saved"]}\n'), done.stderr
+    assert calisim("exec", "--lab", RESTORED, "host1", "--", "test", "-e", "/etc/docker/daemon.json").returncode == 1
