@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from calisim.emulation import snapshot
+from calisim.emulation.rundir import RunDir
 from calisim import scenarios
 
 from tests.conftest import calisim
@@ -70,6 +71,33 @@ def test_a_saved_file_reads_back_as_written(tmp_path):
     snapshot.write(tmp_path / "lab.calisim", saved, b"etcd snapshot bytes")
     assert snapshot.read(tmp_path / "lab.calisim") == (saved, b"etcd snapshot bytes")
     assert saved.containers == 1 and [p.name for p in tmp_path.iterdir()] == ["lab.calisim"]  # no temporary left
+
+
+def test_a_hosts_etc_files_go_back_into_the_upper_directory_of_its_view(tmp_path):
+    upper = tmp_path / "upper"
+    (upper / "docker").mkdir(parents=True)
+    (upper / "docker" / "daemon.json").write_text('{"labels": ["saved"]}')
+    snapshot.write(tmp_path / "lab.calisim", saved_lab(b"db"), b"db", {"host2": upper})
+    saved, etcd_db = snapshot.unpack(tmp_path / "lab.calisim", RunDir(tmp_path / "run"))
+    assert (saved, etcd_db.read_bytes()) == (saved_lab(b"db"), b"db")
+    restored = tmp_path / "run" / "hosts" / "host2" / "overlay" / "etc" / "upper" / "docker" / "daemon.json"
+    assert restored.read_text() == '{"labels": ["saved"]}'
+
+
+@pytest.mark.parametrize("name, message", [("etc/host1/../../../../escaped", "cannot be restored"),
+                                           ("etc/../x/file", "is not a host's file")])
+def test_a_file_that_would_land_outside_a_hosts_view_is_refused(tmp_path, name, message):
+    path = tmp_path / "lab.calisim"
+    snapshot.write(path, saved_lab(b"db"), b"db")
+    with tarfile.open(path, "w:gz") as archive:  # the same members, and one more
+        for member, data in ((snapshot.MANIFEST, saved_lab(b"db").to_json().encode()), (snapshot.ETCD_DB, b"db"),
+                             (name, b"x")):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(snapshot.SaveError, match=message):
+        snapshot.unpack(path, RunDir(tmp_path / "run"))
+    assert not list(tmp_path.rglob("escaped")) and not (tmp_path / "run" / "hosts").exists()
 
 
 @pytest.mark.parametrize("damage, message", [
