@@ -147,10 +147,13 @@ class SavedLab:
 
     @classmethod
     def from_json(cls, text: str) -> "SavedLab":
-        document = json.loads(text)
+        return cls.from_document(json.loads(text))
+
+    @classmethod
+    def from_document(cls, document: dict) -> "SavedLab":
         hosts = [SavedHost(host["name"], host["start"], [SavedContainer(**c) for c in host["containers"]])
-                 for host in document.pop("hosts")]
-        return cls(**document, hosts=hosts)
+                 for host in document["hosts"]]
+        return cls(**{**document, "hosts": hosts})
 
     @property
     def containers(self) -> int:
@@ -196,12 +199,17 @@ def read(path: Path) -> tuple[SavedLab, bytes]:
     except (OSError, EOFError, zlib.error, tarfile.TarError) as error:
         raise SaveError(f"{path} is not a saved lab, or it is truncated or corrupt ({error})") from None
     try:
-        saved = SavedLab.from_json(members[MANIFEST].decode())
-    except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise SaveError(f"{path}: its {MANIFEST} is not one calisim writes ({error!r})") from None
-    if saved.format != FORMAT or saved.calisim != calisim_version():
-        raise SaveError(f"{path} was saved by calisim {saved.calisim} (format {saved.format}); this is calisim "
+        document = json.loads(members[MANIFEST])
+        written_by = (document.get("calisim"), document.get("format"))
+    except (ValueError, AttributeError) as error:
+        raise SaveError(f"{path}: its {MANIFEST} is not one calisim writes ({error})") from None
+    if written_by != (calisim_version(), FORMAT):  # before its fields: another version may have others
+        raise SaveError(f"{path} was saved by calisim {written_by[0]} (format {written_by[1]}); this is calisim "
                         f"{calisim_version()} (format {FORMAT}): save the lab again with this version")
+    try:
+        saved = SavedLab.from_document(document)
+    except (TypeError, KeyError, AttributeError) as error:
+        raise SaveError(f"{path}: its {MANIFEST} is not one calisim writes ({error!r})") from None
     if hashlib.sha256(members[ETCD_DB]).hexdigest() != saved.etcd_sha256:
         raise SaveError(f"{path}: its etcd snapshot does not match the checksum saved with it (corrupt)")
     return saved, members[ETCD_DB]

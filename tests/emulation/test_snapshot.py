@@ -45,6 +45,15 @@ def saved_lab(etcd_db: bytes, **changes) -> snapshot.SavedLab:
     return snapshot.SavedLab(**fields)
 
 
+def write_members(path: Path, members: dict[str, bytes]) -> None:
+    """A saved file's tar, member by member, as another writer might have made it."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
 def test_a_running_container_is_made_again_on_its_first_network_then_connected_to_the_others():
     container = snapshot.SavedContainer.from_inspect(inspected("w1"))
     assert container.commands() == [
@@ -88,13 +97,7 @@ def test_a_hosts_etc_files_go_back_into_the_upper_directory_of_its_view(tmp_path
                                            ("etc/../x/file", "is not a host's file")])
 def test_a_file_that_would_land_outside_a_hosts_view_is_refused(tmp_path, name, message):
     path = tmp_path / "lab.calisim"
-    snapshot.write(path, saved_lab(b"db"), b"db")
-    with tarfile.open(path, "w:gz") as archive:  # the same members, and one more
-        for member, data in ((snapshot.MANIFEST, saved_lab(b"db").to_json().encode()), (snapshot.ETCD_DB, b"db"),
-                             (name, b"x")):
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    write_members(path, {snapshot.MANIFEST: saved_lab(b"db").to_json().encode(), snapshot.ETCD_DB: b"db", name: b"x"})
     with pytest.raises(snapshot.SaveError, match=message):
         snapshot.unpack(path, RunDir(tmp_path / "run"))
     assert not list(tmp_path.rglob("escaped")) and not (tmp_path / "run" / "hosts").exists()
@@ -118,10 +121,12 @@ def test_a_truncated_or_corrupt_file_is_refused_with_one_line(tmp_path, damage, 
 @pytest.mark.parametrize("changes, message", [
     ({"calisim": "0.0.1"}, r"was saved by calisim 0\.0\.1 \(format 1\); this is calisim .* save the lab again"),
     ({"format": 99}, r"\(format 99\); this is calisim .* \(format 1\)"),
+    ({"format": 2, "hosts": {"a": "field this version does not know"}, "volumes": []}, r"\(format 2\)"),
 ])
 def test_a_file_from_another_version_is_refused(tmp_path, changes, message):
     path = tmp_path / "lab.calisim"
-    snapshot.write(path, saved_lab(b"db", **changes), b"db")
+    document = {**json.loads(saved_lab(b"db").to_json()), **changes}
+    write_members(path, {snapshot.MANIFEST: json.dumps(document).encode(), snapshot.ETCD_DB: b"db"})
     with pytest.raises(snapshot.SaveError, match=message):
         snapshot.read(path)
 
@@ -130,11 +135,8 @@ def test_a_missing_file_or_a_manifest_calisim_did_not_write_is_refused(tmp_path)
     with pytest.raises(snapshot.SaveError, match="lab.calisim: no such file"):
         snapshot.read(tmp_path / "lab.calisim")
     path = tmp_path / "lab.calisim"
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in ((snapshot.MANIFEST, b'{"name": "lab", "hosts": 7}'), (snapshot.ETCD_DB, b"db")):
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
+    manifest = {**json.loads(saved_lab(b"db").to_json()), "hosts": 7}
+    write_members(path, {snapshot.MANIFEST: json.dumps(manifest).encode(), snapshot.ETCD_DB: b"db"})
     with pytest.raises(snapshot.SaveError, match="its calisim-save.json is not one calisim writes"):
         snapshot.read(path)
 
