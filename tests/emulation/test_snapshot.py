@@ -1,8 +1,9 @@
 """Saving a lab and bringing it back.  Without root: the saved file's checks (truncated, corrupt,
-another version, a snapshot that does not match its checksum) and the docker commands a saved
-container is made again with.  As root, one round trip of the seed shared by the module: the
-seed's walk-through on a lab, saved, the lab down, a new lab up from the file; the same Calico
-state, the workloads on the same addresses in the same blocks, and the seed's pings pass."""
+another version, a snapshot that does not match its checksum, a member that would land outside a
+host's view), the docker commands a saved container is made again with, a host's /etc files put
+back.  As root, one round trip of the seed shared by the module: the seed's walk-through on a
+lab, saved, the lab down, a new lab up from the file; the same Calico state, the workloads on the
+same addresses in the same blocks, a host's own /etc file, and the seed's pings pass."""
 
 import gzip
 import hashlib
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from calisim import scenarios
 from calisim.emulation import snapshot
 from calisim.emulation.rundir import RunDir
-from calisim import scenarios
 
 from tests.conftest import calisim
 
