@@ -29,6 +29,7 @@ import os
 import re
 import shlex
 import tarfile
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -227,12 +228,11 @@ def _member(archive: tarfile.TarFile, name: str) -> bytes:
 
 # -- saving, in the lab --------------------------------------------------------------------------
 def capture(cluster, spec, directory: Path) -> tuple[SavedLab, Path]:
-    """The running lab's manifest, and its etcd snapshot written to directory (the lab's run
-    directory, which the caller reads).  SaveError if etcd has no leader or a host's dockerd
-    does not answer."""
+    """The running lab's manifest, and its etcd snapshot written into directory (in the lab's
+    run directory, which the caller reads; a file of its own, so two saves at once do not mix).
+    SaveError if etcd has no leader or a host's dockerd does not answer."""
     directory.mkdir(parents=True, exist_ok=True)
-    snapshot = directory / ETCD_DB
-    snapshot.unlink(missing_ok=True)
+    snapshot = Path(tempfile.mkdtemp(prefix="save-", dir=directory)) / ETCD_DB
     leader = cluster.etcd_leader()
     if leader is None:
         raise SaveError("etcd has no leader now (down, or without quorum): no snapshot can be taken")
