@@ -315,8 +315,8 @@ def restore(cluster, saved: SavedLab) -> None:
     failed = [result for result in results if result.rc != 0]
     if failed:
         raise SaveError(f"{failed[0].host}$ {failed[0].command}: {(failed[0].stdout + failed[0].stderr).strip()}")
-    if nodes:
-        cluster.wait_for_mesh(timeout=120)
+    if nodes and all(host.start for host in saved.hosts if host.name in cluster.hosts):
+        cluster.wait_for_mesh(timeout=120)  # (a host saved without its calico-node would keep its peers waiting)
     made: list[str] = []
 
     def recreate(host: SavedHost) -> None:
