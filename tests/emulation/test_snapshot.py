@@ -3,7 +3,8 @@ another version, a snapshot that does not match its checksum, a member that woul
 host's view), the docker commands a saved container is made again with, a host's /etc files put
 back.  As root, one round trip of the seed shared by the module: the seed's walk-through on a
 lab, saved, the lab down, a new lab up from the file; the same Calico state, the workloads on the
-same addresses in the same blocks, a host's own /etc file, and the seed's pings pass."""
+same addresses in the same blocks, a host's own /etc file, and the seed's pings pass; and a lab
+whose dockerd does not answer is not saved."""
 
 import gzip
 import hashlib
@@ -222,3 +223,16 @@ def test_what_a_host_wrote_into_its_etc_comes_back_on_that_host_only(round_trip)
     done = calisim("exec", "--lab", RESTORED, "host2", "--", "cat", "/etc/docker/daemon.json")
     assert (done.returncode, done.stdout) == (0, '{"labels": ["saved"]}\n'), done.stderr
     assert calisim("exec", "--lab", RESTORED, "host1", "--", "test", "-e", "/etc/docker/daemon.json").returncode == 1
+
+
+@pytest.mark.emulation
+def test_a_lab_whose_dockerd_does_not_answer_is_not_saved(round_trip):
+    _, tmp = round_trip
+    assert calisim("fault", "--lab", RESTORED, "kill", "host2", "dockerd").returncode == 0
+    try:
+        done = calisim("save", RESTORED, "-o", str(tmp / "half.calisim"))
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr.startswith("calisim: cannot list host2's containers: Cannot connect to the Docker daemon")
+        assert done.stderr.count("\n") == 1 and not (tmp / "half.calisim").exists()
+    finally:
+        assert calisim("fault", "--lab", RESTORED, "start", "host2", "dockerd").returncode == 0
