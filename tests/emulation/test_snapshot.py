@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from calisim import scenarios
-from calisim.emulation import snapshot
+from calisim.emulation import snapshot, wait_until
 from calisim.emulation.rundir import RunDir
 
 from tests.conftest import calisim
@@ -242,6 +242,8 @@ def test_a_lab_whose_dockerd_does_not_answer_is_not_saved(round_trip):
 def test_route_reflectors_come_back_with_their_sessions(labs, tmp_path):
     assert calisim("up", "flat", "--hosts", "2", "--route-reflectors", "1", "--start-nodes", "--name", "snap-rr",
                    "--bgp-hold-time", "3").returncode == 0
+    wait_until(lambda: [world("snap-rr")[host][1] for host in ("host1", "host2")] == [1, 1], 30, interval=0.5,
+               what="each host's session to rr1")  # `up` may return while the mesh gives way to the reflector
     before = world("snap-rr")
     saved = calisim("save", "snap-rr", "-o", str(tmp_path / "rr.calisim"))
     assert saved.stdout.startswith("calisim: saved lab snap-rr (flat: 2 calico-nodes, 1 route reflector, 0 containers)")
