@@ -264,7 +264,7 @@ def test_the_registry_keeps_live_labs_and_forgets_dead_ones(tmp_path):
 def test_the_control_protocol_names_its_operations():
     service = lab.LabService(cluster=None, spec=lab.LabSpec("x", "two_host"), run_fault=run_command)
     answer = service.handle({"op": "reboot"})
-    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, locate, run, stop)"}
+    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, locate, run, save, stop)"}
     assert service.handle({"op": "stop"}) == {"ok": True, "result": "stopping"} and service.stopping.is_set()
     assert service.handle({"op": "stop", "bogus": 1})["ok"] is False  # a bad argument is an error, not a crash
 
