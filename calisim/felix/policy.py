@@ -312,9 +312,13 @@ def render_table(model: Model, host: str, family: Family) -> str:
 
 
 def address_set(name: str, elements: list[str], interval: bool, family: Family = IPV4) -> list[str]:
-    lines = [f"  set {name} {{", f"    type {family.address_type}"]
-    if interval:
-        lines.append("    flags interval")
+    return element_set(name, family.address_type, elements, flags="interval" if interval else None)
+
+
+def element_set(name: str, key_type: str, elements: list[str], kind: str = "set",
+                flags: str | None = None) -> list[str]:
+    """A named set or map (ruleset.parse reads its elements back: none holds ", ")."""
+    lines = [f"  {kind} {name} {{", f"    type {key_type}"] + ([f"    flags {flags}"] if flags else [])
     if elements:
         lines.append(f"    elements = {{ {', '.join(elements)} }}")
     return lines + ["  }"]
@@ -366,20 +370,21 @@ def failsafe_rules(ports: tuple[tuple[str, int], ...]) -> list[str]:
 
 
 def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = (), family: Family = IPV4) -> list[str]:
+    # Named maps and a named set rather than literals in the rules: an endpoint that comes or goes is
+    # then a few elements added or deleted (ruleset.delta), not the forward chain rewritten.
+    lines = element_set("workloads", "ifname", [f'"{e.interface}"' for e in local])
     forward = ["ct state established,related accept", "ct state invalid drop"]
-    known = ", ".join(f'"{e.interface}"' for e in local)
     for direction, match in (("from", "iifname"), ("to", "oifname")):
-        if local:  # each endpoint's chain returns what its rules allow, and drops the rest
-            verdicts = ", ".join(f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local)
-            forward += [f"{match} vmap {{ {verdicts} }}", f'{match} "{WORKLOAD_PREFIX}*" {match} != {{ {known} }} drop']
-        else:
-            forward.append(f'{match} "{WORKLOAD_PREFIX}*" drop')  # no endpoint known here (yet)
+        # each endpoint's chain returns what its rules allow, and drops the rest; an unknown one is dropped
+        lines += element_set(f"{direction}_workload", "ifname : verdict",
+                             [f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local], "map")
+        forward += [f"{match} vmap @{direction}_workload", f'{match} "{WORKLOAD_PREFIX}*" {match} != @workloads drop']
     workload_to_host = host_endpoint_dispatch(list(local_hosts), "to", family) if local_hosts else []
     dhcp = ["udp dport 67 accept"] if family is IPV4 else [NDP_TO_HOST, "udp dport 547 accept"]
     workload_to_host += [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
                          *dhcp, "meta l4proto { tcp, udp } th dport 53 accept", "drop"]
     nat = [f"{family.table} saddr @nat_pools {family.table} daddr != @all_pools masquerade"]
-    return (chain("forward", forward, "type filter hook forward priority filter; policy accept;")
+    return lines + (chain("forward", forward, "type filter hook forward priority filter; policy accept;")
             + chain("input", workload_to_host, "type filter hook input priority filter; policy accept;")
             + chain("postrouting", nat, "type nat hook postrouting priority srcnat; policy accept;"))
 
@@ -484,11 +489,13 @@ def port_ranges(ports: list) -> list[str]:
     return [str(p).replace(":", "-") for p in ports]
 
 
+# Prepended to a rendering, replaces both tables: create-if-missing, delete, define, in one transaction.
+REPLACE = "".join(f"table {f.table} {TABLE}\ndelete table {f.table} {TABLE}\n" for f in FAMILIES.values())
+
+
 def apply(text: str) -> None:
-    """Replace the table in one transaction (create-if-missing, delete, define, all in one `nft -f`)."""
-    transaction = "".join(f"table {f.table} {TABLE}\ndelete table {f.table} {TABLE}\n"
-                          for f in FAMILIES.values()) + text
-    done = subprocess.run(["nft", "-f", "-"], input=transaction, capture_output=True, text=True)
+    """Replace the tables in one `nft -f` (Felix's agent goes through ruleset.Tables instead)."""
+    done = subprocess.run(["nft", "-f", "-"], input=REPLACE + text, capture_output=True, text=True)
     if done.returncode != 0:
         raise PolicyError(f"nft refused the ruleset: {done.stderr.strip()[-800:]}")
 
