@@ -6,10 +6,13 @@ host takes to program its rules for 10, 100 and 1000 local endpoints.
 Enforcement: a flat cluster, one `workload` on net2 per host and a client on net1 in host1.
 Each round applies net2's profile with (then without) `allow from tag net1` and polls the
 client's TCP probes to every net2 workload until all agree with the profile; the time from the
-apply to that moment is the round's figure (it includes the watch, the debounce, rendering,
-`nft -f` and the polling: a probe round with 0.1 s timeouts plus the probe process's start).
+apply to that moment is the round's figure (it includes the watch, Felix's pass: rendering, the
+delta and its nft transaction, and the polling: a probe round with 0.1 s timeouts plus the probe
+process's start).
 Programming: the renderer and `nft -f` on a table for N endpoints (as many again on other hosts in
-the tag sets), timed in a throwaway namespace.
+the tag sets), timed in a throwaway namespace: what Felix loads at start and on its resync timer.
+Incremental: one endpoint added to that table and removed again, as Felix applies it (the delta
+in its kept libnftables context), 5 times each; nft's CPU and wall time, medians.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
-from calisim.felix import policy  # noqa: E402
+from calisim.felix import policy, ruleset  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.probes import matrix_from  # noqa: E402
 from report import output_path  # noqa: E402
@@ -82,16 +86,21 @@ def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
         return seconds
 
 
-def programming(endpoints: int) -> dict:
-    """Render and load a table for this many local endpoints in a throwaway namespace."""
+def synthetic(endpoints: int, added: int = 0) -> policy.Model:
+    """endpoints local endpoints (and added more) over 10 profiles, as many again on another host."""
     local = [policy.Endpoint("me", f"cali{index:011x}", (f"10.{index // 250}.{index % 250}.1",), (f"net{index % 10}",))
-             for index in range(endpoints)]
+             for index in range(endpoints + added)]
     remote = [policy.Endpoint("other", f"cali{index:011x}", (f"10.200.{index // 250}.{index % 250}",),
                               (f"net{index % 10}",))
               for index in range(endpoints)]
     profiles = {f"net{n}": policy.Profile(f"net{n}", (f"net{n}",), ({"action": "allow", "src_tag": f"net{n}"},),
                                           ({"action": "allow"},)) for n in range(10)}
-    model = policy.Model(tuple(local + remote), profiles, ("10.0.0.0/8",), ("10.0.0.0/8",))
+    return policy.Model(tuple(local + remote), profiles, ("10.0.0.0/8",), ("10.0.0.0/8",))
+
+
+def programming(endpoints: int) -> dict:
+    """Render and load a table for this many local endpoints in a throwaway namespace."""
+    model = synthetic(endpoints)
     started = time.perf_counter()
     text = policy.render(model, "me")
     rendered = time.perf_counter()
@@ -103,6 +112,61 @@ def programming(endpoints: int) -> dict:
             "nft_ms": round((loaded - rendered) * 1000, 1), "rules_kib": round(len(text) / 1024, 1)}
 
 
+# Run in a throwaway namespace: the table for N endpoints loaded as Felix does at start, then one
+# endpoint added and removed again, ROUNDS times, each change timed inside Felix's nft context.
+DELTA_CHILD = """
+import json, sys, time
+from calisim.felix import policy, ruleset
+texts = json.load(sys.stdin)
+tables = ruleset.Tables(policy.REPLACE)
+tables.apply(texts["before"])
+run, samples = tables.nft.run, {"add": [], "remove": []}
+for _ in range(texts["rounds"]):
+    for kind, text in (("add", texts["after"]), ("remove", texts["before"])):
+        cpu, wall = time.thread_time(), time.perf_counter()
+        assert tables.apply(text) == "delta"
+        samples[kind].append(((time.thread_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000))
+print(json.dumps(samples))
+"""
+
+
+def incremental(endpoints: int, rounds: int = 5) -> dict:
+    """One endpoint added to (and removed from) a table of this many: the pass's Python (render,
+    parse, delta) and its nft transaction (CPU of Felix's thread and wall, medians)."""
+    before = policy.render(synthetic(endpoints), "me")
+    started = time.perf_counter()
+    after = policy.render(synthetic(endpoints, 1), "me")
+    script = ruleset.delta(ruleset.parse(before), ruleset.parse(after))
+    computed = time.perf_counter()
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", DELTA_CHILD], capture_output=True, text=True,
+                          input=json.dumps({"before": before, "after": after, "rounds": rounds}))
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    samples = json.loads(done.stdout)
+    row = {"endpoints": endpoints, "python_ms": round((computed - started) * 1000, 1),
+           "delta_lines": len(script.splitlines()), "delta_bytes": len(script),
+           "table_kib": round(len(after) / 1024, 1)}
+    for kind, pairs in samples.items():
+        row[f"{kind}_nft_cpu_ms"] = round(statistics.median(cpu for cpu, _ in pairs), 2)
+        row[f"{kind}_nft_wall_ms"] = round(statistics.median(wall for _, wall in pairs), 2)
+    return row
+
+
+DELTA_COLUMNS = {"endpoints": "endpoints", "table_kib": "table KiB", "delta_lines": "delta lines",
+                 "python_ms": "render+diff ms", "add_nft_cpu_ms": "add: nft CPU ms",
+                 "add_nft_wall_ms": "add: nft wall ms", "remove_nft_cpu_ms": "remove: nft CPU ms",
+                 "remove_nft_wall_ms": "remove: nft wall ms"}
+
+
+def incremental_table(rows: list[dict]) -> Table:
+    table = Table(title="one endpoint added / removed: Felix's delta (render + diff in Python, nft in its context)")
+    for column in DELTA_COLUMNS.values():
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in DELTA_COLUMNS))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=4)
@@ -112,6 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=150)
     rows = [programming(n) for n in args.endpoints]
+    deltas = [incremental(n) for n in args.endpoints]
     seconds = enforcement(args.hosts, args.rounds, console)
     table = Table(title="rule programming on one host (render + one nft transaction, private namespace)")
     for column in ("endpoints", "render ms", "nft -f ms", "ruleset KiB", "per endpoint ms"):
@@ -120,10 +185,11 @@ def main() -> None:
         table.add_row(str(row["endpoints"]), str(row["render_ms"]), str(row["nft_ms"]), str(row["rules_kib"]),
                       f"{(row['render_ms'] + row['nft_ms']) / row['endpoints']:.2f}")
     console.print(table)
+    console.print(incremental_table(deltas))
     console.print(f"calicoctl apply -> enforced on all {args.hosts} hosts, {len(seconds)} rounds: "
                   f"p50 {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s, min {min(seconds):.2f} s")
-    args.json.write_text(json.dumps({"programming": rows, "enforcement_seconds": [round(s, 3) for s in seconds]},
-                                    indent=2))
+    args.json.write_text(json.dumps({"programming": rows, "incremental": deltas,
+                                     "enforcement_seconds": [round(s, 3) for s in seconds]}, indent=2))
     console.print(f"written to {args.json}")
 
 
