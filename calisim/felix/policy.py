@@ -37,6 +37,7 @@ discovery (and MLD) passes, or a default-deny interface could not even resolve i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -156,6 +157,8 @@ class Model:
         return [e for e in self.endpoints if tree.matches(self.labels(e))]
 
     def policies_for(self, endpoint: Endpoint) -> list[Policy]:
+        if not self.policies:
+            return []
         labels = self.labels(endpoint)
         return sorted((p for p in self.policies if selector.parse(p.selector).matches(labels)),
                       key=lambda p: p.sort_key)
@@ -250,8 +253,10 @@ def tag_members(model: Model) -> dict[str, set[str]]:
     return members
 
 
+@functools.lru_cache(maxsize=4096)
 def set_name(kind: str, name: str) -> str:
-    """nft names are short and plain: a readable stem plus a hash of the real name."""
+    """nft names are short and plain: a readable stem plus a hash of the real name (kept: a table
+    at 1000 endpoints names each profile's chains once per endpoint)."""
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     stem = "".join(c if c.isalnum() else "_" for c in name)[:16]
     return f"{kind}_{stem}_{digest}"
@@ -266,13 +271,19 @@ def render(model: Model, host: str, ipv6_support: bool = True) -> str:
     IPv6 pools, endpoints with IPv6 addresses (a pool deleted under them) or host endpoints here (they
     hold for both versions), its `ip6 calico` table, as nft input."""
     addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
-    ipv6 = ipv6_support and (any(ipaddress.ip_network(address).version == 6 for address in addresses)
+    ipv6 = ipv6_support and (any(ip_version(address) == 6 for address in addresses)
                              or bool(model.local(host, on_host=True)))
     return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
+def ip_version(address: str) -> int:
+    """An address's or network's IP version from its text (load wrote it from a parsed one): no
+    parse per address, which was a third of rendering a table at 1000 endpoints."""
+    return 6 if ":" in address else 4
+
+
 def of_family(addresses, family: Family) -> list[str]:
-    return [a for a in addresses if ipaddress.ip_network(a).version == family.version]
+    return [a for a in addresses if ip_version(a) == family.version]
 
 
 def render_table(model: Model, host: str, family: Family) -> str:
