@@ -12,7 +12,8 @@ never fatal.  A resync re-applies what the kernel holds (tunnel, VXLAN); policy,
 etcd's keys alone, is recomputed on a resync only when its last pass failed or its timer's full
 rewrite is due (ruleset.Tables).  Workloads and policy are event-driven, as Felix's: a pass starts
 as soon as the changes already received are in the view (no debounce timer), and whatever arrives
-while it runs is the next pass's one batch, so a burst costs a few passes, not one per change.
+while it runs is the next pass's one batch, so a burst costs a few passes, not one per change;
+under churn policy passes are throttled to 10 a second (Throttle), as Felix throttles its applies.
 
 A new workload's first packet must meet its whole dataplane: its route and proxy ARP (else its ARP
 for 169.254.1.1 goes unanswered and the kernel asks again only a second later) and its policy
@@ -61,6 +62,7 @@ class Felix:
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
         self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
+        self.policy_throttle = Throttle()
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
@@ -156,6 +158,8 @@ class Felix:
             version = self.policy.version
             if version == self.policy_computed and not self.tables.resync_due():
                 continue  # the table in place is the one these keys give
+            await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
+            version = self.policy.version
             try:
                 await self.policy_pass(version)
             except (policy.PolicyError, ruleset.NftError, OSError) as error:
@@ -219,3 +223,23 @@ async def next_batch(view: View) -> None:
         if view.version == version:
             break
     view.changed.clear()
+
+
+class Throttle:
+    """Felix's apply throttle (its dataplane applies at most 10 times a second, bursts of 10): idle,
+    a change goes at once; under churn each host's passes, which render every host's endpoints,
+    stay at 10 a second instead of taking every CPU cycle from the workloads being created."""
+
+    def __init__(self, rate: float = 10.0, burst: float = 10.0):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, None
+
+    async def admit(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens, self.at = 1.0, asyncio.get_running_loop().time()
+        self.tokens -= 1

@@ -123,3 +123,19 @@ def test_join_waits_for_felix_and_says_so_when_felix_is_late(ready, caplog):
     assert asked == [("cali1", 10.0)]
     late = [r.getMessage() for r in caplog.records if "had not programmed" in r.getMessage()]
     assert late == ([] if ready else ["Felix had not programmed cali1 within 10s; the container starts anyway"])
+
+
+def test_the_policy_throttle_lets_a_burst_of_ten_through_at_once_then_ten_a_second():
+    async def scenario():
+        throttle = felix_agent.Throttle()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(10):
+            await throttle.admit()
+        burst = loop.time() - started
+        for _ in range(5):
+            await throttle.admit()
+        return burst, loop.time() - started
+
+    burst, total = asyncio.run(scenario())
+    assert burst < 0.05 and 0.45 <= total < 2
