@@ -1,7 +1,7 @@
 """Policy: how long a `calicoctl apply` takes to be enforced on every host, and how long one
 host takes to program its rules for 10, 100 and 1000 local endpoints.
 
-    python benchmarks/policy.py [--hosts 4] [--rounds 5] [--endpoints 10 100 1000] [--json PATH]
+    python benchmarks/policy.py [--hosts 4] [--rounds 5] [--endpoints 10 100 1000] [--json PATH] [--png PATH]
 
 Enforcement: a flat cluster, one `workload` on net2 per host and a client on net1 in host1.
 Each round applies net2's profile with (then without) `allow from tag net1` and polls the
@@ -38,7 +38,7 @@ import topologies  # noqa: E402
 from calisim.felix import policy, ruleset  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.probes import matrix_from  # noqa: E402
-from report import output_path  # noqa: E402
+from report import label_axes, output_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "policy.json"
 PROBE_TIMEOUT = 0.1  # a refused connection is silent (dropped): this bounds the polling granularity
@@ -189,12 +189,40 @@ def incremental_table(rows: list[dict]) -> Table:
     return table
 
 
+def plot(rows: list[dict], deltas: list[dict], seconds: list[float], programmed: list[float], png: Path) -> None:
+    """Left: nft per change against endpoints, the whole table (start, resync) beside one
+    endpoint's delta; right: each round's enforcement, by the probes and by Felix's log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    counts = [row["endpoints"] for row in rows]
+    left.plot(counts, [row["nft_ms"] for row in rows], "o-", label="whole table, nft -f (wall)")
+    left.plot(counts, [row["add_nft_wall_ms"] for row in deltas], "s-", label="one endpoint added: delta (wall)")
+    left.plot(counts, [row["add_nft_cpu_ms"] for row in deltas], "^-", label="one endpoint added: delta (CPU)")
+    left.axhline(5, color="grey", linestyle=":", label="target: 5 ms")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    label_axes(left, "endpoints (as many again on another host)", "ms of nft", "nft per change")
+    rounds = range(1, len(seconds) + 1)
+    right.plot(rounds, seconds, "o-", label="probes agree (their own cost included)")
+    right.plot(rounds, programmed, "s-", label="last host's Felix programmed it")
+    right.axhline(0.1, color="grey", linestyle=":", label="target p50: 0.10 s")
+    label_axes(right, "round (allow, deny, ...)", "s after calicoctl apply began", "policy apply -> enforced")
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--endpoints", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--json", type=output_path, default=str(RESULTS))
+    parser.add_argument("--png", type=output_path, default=str(RESULTS.with_suffix(".png")))
     args = parser.parse_args()
     console = Console(width=150)
     rows = [programming(n) for n in args.endpoints]
@@ -215,7 +243,8 @@ def main() -> None:
     args.json.write_text(json.dumps({"programming": rows, "incremental": deltas,
                                      "enforcement_seconds": [round(s, 3) for s in seconds],
                                      "programmed_seconds": [round(s, 3) for s in programmed]}, indent=2))
-    console.print(f"written to {args.json}")
+    plot(rows, deltas, seconds, programmed, args.png)
+    console.print(f"written to {args.json} and {args.png}")
 
 
 if __name__ == "__main__":
