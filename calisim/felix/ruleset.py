@@ -12,12 +12,12 @@ it is one `nft -f` transaction, so no packet meets half of it.  At 1000 endpoint
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import time
 from dataclasses import dataclass
 
 log = logging.getLogger("calico-felix")
+LIBNFTABLES = "libnftables.so.1"  # Debian's libnftables1, which nft itself links (no ldconfig run to find it)
 
 
 class NftError(RuntimeError):
@@ -117,7 +117,7 @@ class Nft:
     generation): at 1000 endpoints a fresh nft spends most of a delta listing the table first."""
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib = ctypes.CDLL(LIBNFTABLES)
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
