@@ -168,6 +168,8 @@ class Felix:
                 log.exception("kept the last good policy")
 
     async def policy_pass(self, version: int) -> None:
+        """One pass: the model from the view, its tables rendered and applied (a delta unless a
+        rewrite is due), then the word to whoever waits in ``programmed``."""
         model = policy.load(self.policy.read())
         self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
         from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
