@@ -50,21 +50,6 @@ BLOCK_MASK = "C0FFFFFF"  # a /26 as /proc/net/route writes it (hex, the kernel's
 BLOCK6_PREFIX = "7a"  # a /122 as /proc/net/ipv6_route writes it
 
 
-def bird_pss_kib() -> int:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() != "bird":
-                    continue
-                for line in (entry / "smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-            except (OSError, ValueError):
-                continue
-    return total
-
-
 def claim_blocks(cluster: Cluster, hosts: list[str], ipv6: bool) -> dict[str, set[str]]:
     """One address (hence one affine /26, and with ipv6 one /122) per host, before its node starts;
     returns host -> its blocks."""
@@ -146,7 +131,7 @@ def measure(design: str, hosts: int) -> dict:
         wait_until(lambda: everyone_routes(cluster, blocks, pending, ipv6), 900, interval=0.5,
                    what=f"every host routing to every block ({len(pending)} hosts left)")
         converged = time.monotonic()
-        bird_kib, total_kib = bird_pss_kib(), total_pss_kib()
+        bird_kib, total_kib = total_pss_kib(frozenset({"bird"})), total_pss_kib()
         per_host = [cluster.bgp_established(host) for host in names]
         on_reflectors = sum(cluster.bgp_established(f"rr{i}") for i in range(1, reflectors + 1))
     return {"design": design, "hosts": hosts, "sessions_total": (sum(per_host) + on_reflectors) // 2,
