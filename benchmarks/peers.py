@@ -55,8 +55,7 @@ from calisim.node.bird import BirdControl, BirdError  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 AS_NUMBER = 64512  # Calico's default AS, for all three
 CONNECT_RETRY_S = 3  # calisim's BIRD timers (calisim/node/bird/config.py Timers)
-DESIGNS = {"calisim": "calisim (flat, calicoctl node run)", "floor": "Mininet + BIRD (floor)",
-           "frr": "Mininet + FRR bgpd (peer)"}
+DESIGNS = {"calisim": "calisim", "floor": "floor: Mininet+BIRD", "frr": "peer: Mininet+FRR"}
 DAEMONS = {"calisim": frozenset({"bird"}), "floor": frozenset({"bird"}), "frr": frozenset({"bgpd", "zebra"})}
 BIRD_CONFIG = """router id {ip};
 protocol device {{ }}
@@ -254,13 +253,16 @@ def plot(rows: list[dict], path: Path) -> None:
             if mine:
                 axis.plot([r["hosts"] for r in mine], [r[key] for r in mine], marker=marker, label=design)
         for row in (r for r in rows if r["design"] == DESIGNS["calisim"]):
-            axis.annotate(f"/floor {row[f'{ratio}_floor']}\n/frr {row[f'{ratio}_frr']}", (row["hosts"], row[key]),
-                          textcoords="offset points", xytext=(-40, 8), fontsize=8)
+            axis.annotate(f"calisim / floor {row[f'{ratio}_floor']}\ncalisim / FRR {row[f'{ratio}_frr']}",
+                          (row["hosts"], row[key]), textcoords="offset points", xytext=(-6, 8), ha="right",
+                          fontsize=8, color="tab:blue")
         axis.set_ylim(bottom=0)
+        axis.set_xlim(0, max(r["hosts"] for r in rows) * 1.05)  # room for the ratios left of the first point
         label_axes(axis, "BGP speakers (full iBGP mesh, one segment)", None, title)
-    loads = ", ".join(sorted({f"{r['load_average_1min_at_start']}" for r in rows}))
-    figure.suptitle(f"calisim against the floor (Mininet + BIRD) and a peer (Mininet + FRR), one run, shared "
-                    f"2-core machine (1-min loads at start: {loads})", fontsize=10)
+    loads = [r["load_average_1min_at_start"] for r in rows]
+    figure.suptitle(f"calisim (flat topology, calicoctl node run) against the floor (plain Mininet hosts + BIRD) and "
+                    f"a peer (plain Mininet hosts + FRR zebra/bgpd)\none run on a shared 2-core machine, 1-min load "
+                    f"at each start {min(loads)}-{max(loads)}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
