@@ -17,7 +17,6 @@ dockerd).  Writes a table, JSON and a PNG.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import statistics
@@ -33,7 +32,7 @@ from rich.console import Console  # noqa: E402
 
 import topologies  # noqa: E402
 from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
-from report import output_path, write_runs  # noqa: E402
+from report import designs_parser, write_runs  # noqa: E402
 from calisim.datastore import keys  # noqa: E402
 from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
@@ -172,12 +171,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
-    parser.add_argument("--designs", nargs="+", choices=list(DESIGN_NAMES), default=list(DESIGN_NAMES))
-    parser.add_argument("--json", type=output_path, default=str(RESULTS / "bgp.json"))
-    parser.add_argument("--png", type=output_path, default=str(RESULTS / "bgp.png"))
-    args = parser.parse_args()
+    args = designs_parser(__doc__, list(DESIGN_NAMES), RESULTS / "bgp").parse_args()
     console = Console(width=160)
     rows = []
     for count in args.hosts:

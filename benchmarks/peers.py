@@ -22,7 +22,6 @@ seconds; ratios calisim / floor and calisim / frr of total time and peak memory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -47,7 +46,7 @@ from rich.console import Console  # noqa: E402
 
 import topologies  # noqa: E402
 from bringup import PeakMemory, cpu_seconds, total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
-from report import label_axes, output_path, write_runs  # noqa: E402
+from report import designs_parser, label_axes, write_runs  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
 from calisim.emulation.topology import pin_segment_neighbours  # noqa: E402
 from calisim.node.bird import BirdControl, BirdError  # noqa: E402
@@ -277,11 +276,7 @@ def check_frr() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
-    parser.add_argument("--designs", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
-    parser.add_argument("--json", type=output_path, default=str(RESULTS / "peers.json"))
-    parser.add_argument("--png", type=output_path, default=str(RESULTS / "peers.png"))
+    parser = designs_parser(__doc__, list(DESIGNS), RESULTS / "peers")
     args = parser.parse_args()
     if any(count < 2 for count in args.hosts):
         parser.error("--hosts: a mesh needs at least 2 speakers")
