@@ -56,6 +56,9 @@ AS_NUMBER = 64512  # Calico's default AS, for all three
 CONNECT_RETRY_S = 3  # calisim's BIRD timers (calisim/node/bird/config.py Timers)
 DESIGNS = {"calisim": "calisim", "floor": "floor: Mininet+BIRD", "frr": "peer: Mininet+FRR"}
 DAEMONS = {"calisim": frozenset({"bird"}), "floor": frozenset({"bird"}), "frr": frozenset({"bgpd", "zebra"})}
+HEADINGS = {"peak_pss_mib": "peak MiB", "daemons_pss_mib": "daemons MiB", "time_vs_floor": "time ÷ floor",
+            "time_vs_frr": "time ÷ FRR", "memory_vs_floor": "MiB ÷ floor", "memory_vs_frr": "MiB ÷ FRR",
+            "load_average_1min_at_start": "load"}  # the table's column titles, short enough to fit
 BIRD_CONFIG = """router id {ip};
 protocol device {{ }}
 protocol kernel {{ ipv4 {{ export all; }}; }}
@@ -282,7 +285,7 @@ def main() -> None:
         parser.error("--hosts: a mesh needs at least 2 speakers")
     if "frr" in args.designs:
         check_frr()
-    console = Console(width=180)
+    console = Console(width=200)
     rows = []
     for count in args.hosts:
         for design in args.designs:
@@ -298,7 +301,7 @@ def main() -> None:
             row.setdefault(column, "")
     write_runs(console, "N BGP speakers, full mesh, to every session Established: calisim, floor, peer", columns,
                rows, args.json, args.png, plot,
-               heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
+               heading=lambda column: HEADINGS.get(column, column.replace("_", " ")))
 
 
 if __name__ == "__main__":
