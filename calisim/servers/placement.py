@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
+import socket
+import subprocess
 from dataclasses import dataclass
 
 from .sim import MAX_SERVERS, ServerError, check_count
@@ -127,3 +130,24 @@ def _override(placement: dict[str, str], servers: Servers, overrides: dict[str, 
 def _natural(name: str) -> tuple:
     """host2 before host10."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def check_remote(name: str, calisim_python: str, ssh: list[str] | None = None, timeout: float = 10.0) -> None:
+    """A real server answers ssh as root with keys (no password prompt) and has calisim at the
+    same path as here; PlacementError naming the server and what is missing otherwise."""
+    try:
+        socket.getaddrinfo(name, 22, socket.AF_INET)
+    except OSError as error:
+        raise PlacementError(f"--servers: {name}: cannot resolve its address ({error.strerror})") from None
+    command = [*(ssh or ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout)}"]), f"root@{name}",
+               f"test -x {shlex.quote(calisim_python)}"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 5)
+    except subprocess.TimeoutExpired:
+        raise PlacementError(f"--servers: {name}: ssh did not answer within {timeout:.0f}s") from None
+    if result.returncode == 255:
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "ssh failed"
+        raise PlacementError(f"--servers: {name}: unreachable over ssh as root with keys ({reason})")
+    if result.returncode != 0:
+        raise PlacementError(f"--servers: {name}: no calisim at {calisim_python} there (run `make setup` in a "
+                             f"clone at the same path)")

@@ -106,12 +106,14 @@ class SimServers:
         return subprocess.run(self.ssh_command(server) + [command], capture_output=True, text=True, timeout=timeout)
 
     def ssh_command(self, server: SimServer) -> list[str]:
-        """ssh to server with the run's key and host keys, over one multiplexed connection (a
+        return [*self.ssh_options(), f"root@{server.address.ip}"]
+
+    def ssh_options(self) -> list[str]:
+        """ssh with the run's key and host keys, over one multiplexed connection a server (a
         handshake costs about half a second here; Mininet's cluster edition leaves this off)."""
         return ["ssh", "-i", str(self.client_key), "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                "-o", "ControlMaster=auto", "-o", f"ControlPath={self.directory}/%h.ssh", "-o", "ControlPersist=yes",
-                f"root@{server.address.ip}"]
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={self.directory}/%h.ssh", "-o", "ControlPersist=yes"]
 
     def start(self) -> list[SimServer]:
         """Build every server; on any failure stop those already started and raise ServerError."""

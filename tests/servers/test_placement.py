@@ -1,9 +1,11 @@
 """--servers and --place parsed, and placements that follow the topology."""
 
+import sys
+
 import pytest
 
 import topologies
-from calisim.servers.placement import PlacementError, Servers, parse_place, parse_servers, place
+from calisim.servers.placement import PlacementError, Servers, check_remote, parse_place, parse_servers, place
 
 SIM3 = parse_servers("sim:3")
 
@@ -71,3 +73,16 @@ def test_bad_place_items_are_refused(items, message):
     with pytest.raises(PlacementError) as error:
         parse_place(items)
     assert str(error.value) == message
+
+
+@pytest.mark.emulation
+def test_a_real_server_must_answer_ssh_and_have_calisim_at_the_same_path(sim):
+    """Simulated servers stand in for real ones (inside the sandbox: no lookup leaves the machine)."""
+    address = str(sim.servers[1].address.ip)
+    check_remote(address, sys.executable, ssh=sim.ssh_options())
+    with pytest.raises(PlacementError, match=rf"^--servers: {address}: no calisim at /nonexistent/python there"):
+        check_remote(address, "/nonexistent/python", ssh=sim.ssh_options())
+    with pytest.raises(PlacementError, match=r"^--servers: nosuchserver\.invalid: cannot resolve its address"):
+        check_remote("nosuchserver.invalid", sys.executable, ssh=sim.ssh_options())
+    with pytest.raises(PlacementError, match=r"^--servers: 198\.18\.0\.99: unreachable over ssh as root with keys"):
+        check_remote("198.18.0.99", sys.executable, ssh=sim.ssh_options(), timeout=3)

@@ -7,21 +7,11 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
-from calisim.emulation.rundir import RunDir
 from calisim.process import pids
-from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, SimServers, check_count
+from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, check_count
 
 pytestmark = pytest.mark.emulation
 MARKER = "sleep 3917"  # a process started on the second server only
-
-
-@pytest.fixture(scope="module")
-def sim():
-    """Two servers in a run directory of their own (pytest's tmp_path may be pruned by another session meanwhile)."""
-    servers = SimServers(RunDir.create("sim-servers").path, 2)
-    servers.start()
-    yield servers
-    servers.stop()
 
 
 def run(sim, server, command):
