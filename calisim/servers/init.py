@@ -26,6 +26,15 @@ def _mount(*arguments: str) -> None:
     subprocess.run(["mount", *arguments], check=True)
 
 
+def name_itself(name: str) -> None:
+    """The hostname, and an /etc/hosts of this server's own that resolves it (sudo warns on
+    every command otherwise, and Mininet's remote shells read that warning as output)."""
+    socket.sethostname(name)
+    hosts = Path("/run/calisim/hosts")
+    hosts.write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n")
+    _mount("--bind", str(hosts), "/etc/hosts")
+
+
 def make_private_view(run_dir: Path, server_dir: Path) -> None:
     """Fresh /run and /tmp, and the server's own directory seen at the run directory's path: a
     server sees only its own files there, as a real server would.  The directory is held at
@@ -73,8 +82,8 @@ def main() -> None:
         sys.exit("usage: python -m calisim.servers.init NAME RUN_DIR SERVER_DIR SSHD_CONFIG "
                  "(run by calisim as PID 1 of a simulated server)")
     name, run_dir, server_dir, config = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-    socket.sethostname(name)
     make_private_view(run_dir, server_dir)
+    name_itself(name)
     bring_up_loopback()
     sys.exit(serve(["/usr/sbin/sshd", "-D", "-e", "-f", config], run_dir / "sshd.log"))
 
