@@ -64,6 +64,7 @@ class SimServer:
     directory: Path
     unshare: subprocess.Popen | None = None
     init_pid: int | None = None
+    pid_namespace: int | None = None  # its inode, kept: /proc/<init>/ns/pid goes with a dead PID 1
 
     @property
     def ssh_dir(self) -> Path:
@@ -73,12 +74,19 @@ class SimServer:
     def veth(self) -> str:
         return f"{UNDERLAY_BRIDGE}-{self.name}"
 
-    def pid_namespace(self) -> int:
-        return os.stat(f"/proc/{self.init_pid}/ns/pid").st_ino
-
     def processes(self) -> list[int]:
         """Every process running on this server (read from the sandbox's /proc)."""
-        return pids.in_namespace(self.pid_namespace(), "pid") if self.init_pid else []
+        return pids.in_namespace(self.pid_namespace, "pid") if self.pid_namespace else []
+
+    def failure(self) -> str | None:
+        """What is wrong with this server, in one line naming it; None while it runs and answers ssh."""
+        if not pids.alive(self.init_pid):
+            return f"{self.name}: the server is gone (its PID 1, {self.init_pid} here, exited)"
+        try:
+            socket.create_connection((str(self.address.ip), 22), timeout=2).close()
+        except OSError as error:
+            return f"{self.name}: sshd does not answer on {self.address.ip}:22 ({error.strerror or error})"
+        return None
 
 
 @dataclass
@@ -131,6 +139,10 @@ class SimServers:
             raise
         return self.servers
 
+    def failures(self) -> list[str]:
+        """One line for each server that is gone or no longer answers ssh."""
+        return [failure for failure in map(SimServer.failure, self.servers) if failure]
+
     def _make_underlay(self) -> None:
         with IPRoute() as ipr:
             ipr.link("add", ifname=UNDERLAY_BRIDGE, kind="bridge", mtu=UNDERLAY_MTU)
@@ -153,6 +165,7 @@ class SimServers:
         server.init_pid = pids.wait_child(server.unshare, START_TIMEOUT)
         if server.init_pid is None:
             raise ServerError(f"{server.name}: its namespaces could not be made; see {server.directory}/init.log")
+        server.pid_namespace = os.stat(f"/proc/{server.init_pid}/ns/pid").st_ino
         self._plug_into_underlay(server)
         return server
 
@@ -195,7 +208,7 @@ class SimServers:
         started = [server for server in self.servers if server.unshare is not None]
         for server in started:  # the controller's multiplexing ssh, if one runs for the server
             subprocess.run(self.ssh_command(server) + ["-O", "exit"], capture_output=True, timeout=START_TIMEOUT)
-        namespaces = {server.name: server.pid_namespace() for server in started if pids.alive(server.init_pid)}
+        namespaces = {server.name: server.pid_namespace for server in started if server.pid_namespace}
         pids.stop([server.init_pid for server in started if server.init_pid], wait_killed=True)
         for server in started:
             server.unshare.wait(timeout=START_TIMEOUT)

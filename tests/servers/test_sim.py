@@ -2,6 +2,9 @@
 directory, sshd reached with the run's key), on one underlay at MTU 1500, and nothing left
 on any of them once stopped."""
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -53,24 +56,39 @@ def test_underlay_carries_full_size_frames_with_df_and_no_more(sim):
     assert too_big.returncode != 0 and "message too long" in (too_big.stdout + too_big.stderr).lower()
 
 
+def test_a_server_whose_sshd_or_pid1_died_is_named(sim):
+    first, second = sim.servers
+    assert sim.failures() == []
+    sshd = [pid for pid in pids.children(first.init_pid) if b"[listener]" in _cmdline(pid)]
+    assert len(sshd) == 1, "one listening sshd, a child of the server's PID 1"
+    os.kill(sshd[0], signal.SIGKILL)
+    os.kill(second.init_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while len(sim.failures()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.failures() == [
+        f"server1: sshd does not answer on {first.address.ip}:22 (Connection refused)",
+        f"server2: the server is gone (its PID 1, {second.init_pid} here, exited)"]
+    assert second.processes() == []  # the kernel ended everything on it
+
+
 def test_stop_leaves_nothing_on_any_server(sim):
-    """Last in this module: it stops the module's servers (the marker process included)."""
-    namespaces = {server.name: server.pid_namespace() for server in sim.servers}
-    for server in sim.servers:
-        assert server.processes(), f"{server.name} runs nothing before the stop: see {server.directory}"
+    """Last in this module: it stops the module's servers (the marker process and a server without sshd included)."""
+    namespaces = {server.name: server.pid_namespace for server in sim.servers}
+    assert sim.servers[0].processes(), "server1 runs its PID 1 at least"
     assert sim.stop() == []
     for name, inode in namespaces.items():
         assert pids.in_namespace(inode, "pid") == [], f"{name} still runs processes"
     assert not [pid for pid in Path("/proc").iterdir() if pid.name.isdigit()
-                and str(sim.directory).encode() in _cmdline(pid)], "a multiplexing ssh is left"
+                and str(sim.directory).encode() in _cmdline(int(pid.name))], "a multiplexing ssh is left"
     with IPRoute() as ipr:
         assert ipr.link_lookup(ifname=UNDERLAY_BRIDGE) == []
         assert all(ipr.link_lookup(ifname=server.veth) == [] for server in sim.servers)
 
 
-def _cmdline(pid: Path) -> bytes:
+def _cmdline(pid: int) -> bytes:
     try:
-        return (pid / "cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
 
