@@ -49,3 +49,18 @@ def test_hosts_on_two_servers_ping_across_a_vxlan_link_at_full_mtu(sim):
     while any(mininet_processes(server) for server in sim.servers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(mininet_processes(server) for server in sim.servers)
+
+
+def test_twelve_remote_nodes_on_one_server_all_answer(sim):
+    """More than the ~10 nodes above which Mininet issue #1078 saw the cluster edition fail."""
+    Mininet.inited = True
+    server = sim.servers[1]
+    net = Mininet(controller=None, build=False)
+    hosts = [net.addHost(f"m{index}", cls=remote_host_class(sim.ssh_options()), server=server.name,
+                         serverIP=str(server.address.ip), user="root") for index in range(12)]
+    try:
+        net.build()
+        assert [host.cmd("echo $((6 * 7))").strip() for host in hosts] == ["42"] * len(hosts)
+        assert len(mininet_processes(server)) >= len(hosts)
+    finally:
+        net.stop()
