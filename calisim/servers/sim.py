@@ -43,7 +43,8 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-# One ssh session a remote node: sshd's defaults (10 sessions, MaxStartups 10:30:100) would refuse them.
+# One ssh session a remote node, all on the controller's one connection: past sshd's default MaxSessions 10
+# each would need a handshake of its own, and nodes started together would meet MaxStartups 10:30:100.
 MaxSessions 200
 MaxStartups 200:30:400
 AcceptEnv CALISIM_*
