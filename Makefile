@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # `calisim web` (driven by Playwright, which never downloads a browser of its own).
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz \
-	chromium
+	chromium openssh-server sudo
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
@@ -59,11 +59,14 @@ $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
 $(FAULTS_BPF_OBJECT): calisim/emulation/bpf/impair.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
+# openssh-server is for simulated servers' own sshd only: a machine that had no sshd gets none
+# running in its own namespace (Debian's ssh service and init script skip when sshd_not_to_be_run exists).
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
+		if echo " $$missing " | grep -q " openssh-server "; then mkdir -p /etc/ssh; touch /etc/ssh/sshd_not_to_be_run; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 

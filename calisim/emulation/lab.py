@@ -248,14 +248,11 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
 
 def _wait_for_child(unshare: subprocess.Popen, timeout: float = 30.0) -> int:
     """The PID of unshare's child: the lab's PID 1."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = sandbox.children(unshare.pid)
-        if children:
-            return children[0]
-        if unshare.poll() is not None:
-            raise LabError(f"the lab's sandbox exited at once (status {unshare.returncode})")
-        time.sleep(0.02)
+    child = pids.wait_child(unshare, timeout)
+    if child is not None:
+        return child
+    if unshare.poll() is not None:
+        raise LabError(f"the lab's sandbox exited at once (status {unshare.returncode})")
     raise LabError("the lab's sandbox did not start")
 
 
