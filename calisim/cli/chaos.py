@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..chaos.engine import Chaos, ChaosResult, ChaosSpec, Violation
 from ..chaos.schedule import KINDS, ChaosError
 from ..chaos.target import LabTarget
 from ..emulation import lab, sandbox
+from .labs import LAB_PROCESS
 from .progress import StageBars
 
 EPILOG = "fault kinds:\n" + "\n".join(f"  {kind:12} {what}" for kind, what in KINDS.items()) + """
@@ -76,12 +76,12 @@ def chaos_command(args: argparse.Namespace) -> int:
         raise lab.LabError(str(error)) from None
     if topo is None:
         return run_on(lab.Registry().find(args.lab), spec, args)
-    name = f"chaos-{os.getpid()}"
+    name = f"chaos-{time.strftime('%H%M%S')}-{os.getpid()}"  # unique beside the labs of other runs
     options = topologies.given_options(args)
     with StageBars(Console(stderr=True, highlight=False, soft_wrap=True),
                    f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts") as bars:
-        record = lab.up(lab.LabSpec(name, args.topology, options, start_nodes=True), [
-            sys.executable, "-m", "calisim.cli.lab_process"], args.run_dir, progress=bars)
+        record = lab.up(lab.LabSpec(name, args.topology, options, start_nodes=True), LAB_PROCESS, args.run_dir,
+                        progress=bars)
     try:
         return run_on(record, spec, args)
     finally:
