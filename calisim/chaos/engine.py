@@ -179,7 +179,7 @@ class Chaos:
         try:
             heal = self.break_(event)
             self.sleep_until(began + event.seconds)
-            outcome = "done"
+            outcome = "done" if event.kind != "etcd" else f"done ({self.in_force})"
         except LabError as error:
             outcome = f"refused: {error}"
         finally:

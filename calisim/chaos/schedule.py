@@ -84,6 +84,7 @@ def faults(seed: int, duration: float, kinds: list[str], hosts: list[str], every
     while True:
         at += draw.uniform(every / 2, every * 3 / 2)
         kind, host = draw.choice(kinds), draw.choice(hosts)
+        host = "etcd" if kind == "etcd" else host  # whichever member leads when it comes (etcd alone: its host)
         seconds = 0.0 if kind in INSTANT else round(draw.uniform(lasting / 2, lasting), 1)
         if at + seconds > duration - lasting:
             return events
