@@ -116,9 +116,9 @@ class Chaos:
                 self.inject(event)
             self.sleep_until(self.spec.duration)
         finally:
-            self.done.set()
-            for thread in threads:
-                thread.join(timeout=self.spec.duration + 60)
+            self.done.set()  # on Ctrl-C too: the streams end with their anchors (clean_up), not waited for here
+        for thread in threads:
+            thread.join(timeout=self.spec.duration + 60)
         self.finish()
         return self.result
 
@@ -179,7 +179,7 @@ class Chaos:
         try:
             heal = self.break_(event)
             self.sleep_until(began + event.seconds)
-            outcome = "done" if event.kind != "etcd" else f"done ({self.in_force})"
+            outcome = "done" if event.kind != "etcd" else f"done ({self.in_force.split()[1]} killed)"
         except LabError as error:
             outcome = f"refused: {error}"
         finally:
@@ -206,7 +206,7 @@ class Chaos:
             return lambda: fault(["heal", host])
         if event.kind == "etcd":
             member = self.target.kill_etcd()
-            self.in_force = f"etcd {member} killed"
+            self.in_force = f"etcd {member}"
             return lambda: fault(["start", member, "etcd"])
         fault(["kill", host, event.kind])
         return None
@@ -249,7 +249,7 @@ class Chaos:
     def stream(self, source: Workload, destination: Workload) -> None:
         """Ping destination from source every SAMPLE_SECONDS until the end: one line a sample."""
         seconds = max(1, int(self.spec.duration - self.elapsed()))
-        loop = (f"end=$(($(date +%s) + {seconds})); while [ $(date +%s) -lt $end ]; do "
+        loop = (f"end=$(($(date +%s) + {seconds})); while [ $(date +%s) -lt $end ] && [ -d /proc/{source.pid} ]; do "
                 f"t=$(date +%s.%N); if ping -n -q -c 1 -W 1 {destination.address} >/dev/null 2>&1; "
                 f"then r=1; else r=0; fi; "
                 f"echo $t $r; sleep {SAMPLE_SECONDS}; done")  # a sample's time: when its echo was sent

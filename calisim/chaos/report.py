@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .engine import ChaosResult
 
-COLOURS = {"link": "tab:red", "loss": "tab:orange", "partition": "tab:purple", "bird": "tab:blue",
+COLOURS = {"link": "tab:gray", "loss": "tab:orange", "partition": "tab:purple", "bird": "tab:blue",
            "calico-node": "tab:cyan", "etcd": "tab:brown"}
 INSTANT_WIDTH = 0.6  # seconds: an instant fault drawn as a thin bar
 
@@ -35,8 +35,8 @@ def summary(result: ChaosResult) -> dict:
     """The figures of the run: faults injected, invariant violations, the longest outage."""
     longest = max((end - begin for pair in result.samples.values() for begin, end in outages(pair)), default=0.0)
     return {"seed": result.spec.seed, "duration_s": result.spec.duration,
-            "faults_injected": sum(f.outcome == "done" for f in result.faults),
-            "faults_refused": sum(f.outcome != "done" for f in result.faults),
+            "faults_injected": sum(f.outcome.startswith("done") for f in result.faults),
+            "faults_refused": sum(not f.outcome.startswith("done") for f in result.faults),
             "workloads_created": sum(c["ok"] for c in result.churn if c["action"] == "run"),
             "workloads_refused": sum(not c["ok"] for c in result.churn if c["action"] == "run"),
             "workloads_removed": sum(c["ok"] for c in result.churn if c["action"] == "rm"),

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> 
     try:
         with progress.status(f"chaos for {spec.duration:.0f}s (Ctrl-C heals the fault in force and stops)"):
             result = chaos.run()
+    except KeyboardInterrupt:
+        progress.print("calisim: interrupted; the fault in force was healed, the run's workloads are removed")
+        return 130
     finally:
         chaos.clean_up()
     if sandbox.snapshot() != before:
@@ -116,7 +120,8 @@ def write_report(result: ChaosResult, record: lab.LabRecord, args: argparse.Name
     png = report.write_png(result, args.png or Path(record.run_dir) / f"{stamp}.png")
     saved = Path(record.run_dir) / f"{stamp}.json"
     saved.write_text(json.dumps(report.document(result), indent=2))
-    console = Console(stderr=args.json, highlight=False, soft_wrap=True)
+    width = None if sys.stdout.isatty() else 140  # tables stay readable in logs and pipes, as `run`'s
+    console = Console(stderr=args.json, highlight=False, soft_wrap=True, width=width)
     report.print_tables(console, result)
     console.print(f"timeline {png}; report {saved}")
     if args.json:

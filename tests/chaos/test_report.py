@@ -13,6 +13,7 @@ from calisim.chaos.schedule import FaultEvent
 def result_with(violations=()):
     result = ChaosResult(ChaosSpec(7, 20.0, ["link", "bird"]), started=1000.0)
     result.faults = [Injected(FaultEvent(5.0, "link", "host2", 3.0), 5.1, 8.1, "done", recovered=1.5),
+                     Injected(FaultEvent(9.0, "etcd", "etcd", 1.0), 9.0, 10.0, "done (etcd2 killed)", recovered=0.2),
                      Injected(FaultEvent(12.0, "bird", "host1", 0.0), 12.0, 12.0, "refused: bird is not running")]
     result.samples = {"a->b": [(t / 2, not 10 <= t < 17) for t in range(40)], "b->a": [(t / 2, True) for t in range(40)]}
     result.churn = [{"at": 6.0, "action": "run", "host": "host1", "name": "chaos-c1", "ok": True, "fault": "link host2"}]
@@ -28,7 +29,7 @@ def test_outages_run_from_the_first_lost_sample_to_the_next_answered_one():
 
 def test_the_summary_counts_what_happened():
     figures = report.summary(result_with())
-    assert figures["faults_injected"] == 1 and figures["faults_refused"] == 1
+    assert figures["faults_injected"] == 2 and figures["faults_refused"] == 1
     assert figures["longest_outage_s"] == 3.5 and figures["longest_recovery_s"] == 1.5
     assert figures["workloads_created"] == 1 and figures["passed"] is True
     failed = report.summary(result_with([Violation(9.0, "recovery", "a -> b unreachable", "link host2")]))
