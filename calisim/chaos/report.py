@@ -47,7 +47,7 @@ def summary(result: ChaosResult) -> dict:
 
 def document(result: ChaosResult) -> dict:
     return {"summary": summary(result), "spec": asdict(result.spec), "started": result.started,
-            "faults": [{**f.event.as_dict(), "began": f.began, "ended": f.ended, "outcome": f.outcome,
+            "faults": [{**asdict(f.event), "began": f.began, "ended": f.ended, "outcome": f.outcome,
                         "recovered_s": f.recovered} for f in result.faults],
             "churn": result.churn, "violations": [asdict(v) for v in result.violations],
             "outages": {pair: outages(samples) for pair, samples in result.samples.items()}}

@@ -5,7 +5,7 @@ same seed, duration, kinds and hosts give the same schedule, before anything run
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 # kind -> what it does (the `calisim fault` verbs it uses; an instant fault heals itself)
 KINDS = {
@@ -33,9 +33,6 @@ class FaultEvent:
     kind: str
     host: str
     seconds: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

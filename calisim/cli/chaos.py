@@ -105,7 +105,7 @@ def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> 
         with progress.status(f"chaos for {spec.duration:.0f}s (Ctrl-C heals the fault in force and stops)"):
             result = chaos.run()
     except KeyboardInterrupt:
-        progress.print("calisim: interrupted; the fault in force was healed, the run's workloads are removed")
+        progress.print("calisim: interrupted: the fault in force is healed; removing the run's workloads")
         return 130
     finally:
         chaos.clean_up()
