@@ -84,11 +84,16 @@ def write_png(result: ChaosResult, path: Path) -> Path:
     from matplotlib.patches import Patch
 
     pairs = sorted(result.samples)
-    figure, axes = plt.subplots(figsize=(12, 1.6 + 0.4 * len(pairs)))
+    figure, axes = plt.subplots(figsize=(12, 2 + 0.4 * len(pairs)))
+    labelled = -result.spec.duration
     for fault in result.faults:
         width = max(fault.ended - fault.began, INSTANT_WIDTH)
-        axes.broken_barh([(fault.began, width)], (len(pairs) + 0.1, 0.8), color=COLOURS[fault.event.kind])
-        axes.text(fault.began, len(pairs) + 1.0, fault.event.host, fontsize=7, va="bottom")
+        refused = not fault.outcome.startswith("done")  # drawn faint and hatched: the lab did not break
+        axes.broken_barh([(fault.began, width)], (len(pairs) + 0.1, 0.8), color=COLOURS[fault.event.kind],
+                         alpha=0.35 if refused else 1.0, hatch="//" if refused else None)
+        if fault.began - labelled > result.spec.duration / 25:  # a long run's labels would overlap
+            axes.text(fault.began, len(pairs) + 0.95, fault.event.host, fontsize=7, va="bottom")
+            labelled = fault.began
     for row, pair in enumerate(reversed(pairs)):
         samples = result.samples[pair]
         for (at, answered), following in zip(samples, samples[1:] + [(samples[-1][0] + 0.5, True)] if samples else []):
@@ -106,10 +111,9 @@ def write_png(result: ChaosResult, path: Path) -> Path:
     used = sorted({fault.event.kind for fault in result.faults})
     axes.legend(handles=[Patch(color=COLOURS[kind], label=kind) for kind in used]
                 + [Patch(color="tab:green", label="answered"), Patch(color="tab:red", label="lost")],
-                loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=8, fontsize=8, frameon=False)
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     verdict = "every invariant held" if result.passed else f"{len(result.violations)} invariant violation(s)"
     axes.set_title(f"calisim chaos, seed {result.spec.seed}: {verdict}", loc="left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # the legend right of the plot
     plt.close(figure)
     return path
