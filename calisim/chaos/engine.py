@@ -85,6 +85,9 @@ class Workload:
     pid: int
     address: str
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class Chaos:
     """One chaos run on target (see the module's docstring); run() returns the result."""
@@ -105,10 +108,10 @@ class Chaos:
     def run(self) -> ChaosResult:
         self.prepare()
         self.result.started = time.time()
-        threads = [threading.Thread(target=self.stream, args=(a, b), daemon=True)
+        threads = [threading.Thread(target=self.guarded, args=(self.stream, a, b), daemon=True)
                    for a in self.anchors for b in self.anchors if a is not b]
-        threads += [threading.Thread(target=self.follow_churn, daemon=True),
-                    threading.Thread(target=self.watch, daemon=True)]
+        threads += [threading.Thread(target=self.guarded, args=(work,), daemon=True)
+                    for work in (self.follow_churn, self.watch)]
         for thread in threads:
             thread.start()
         try:
@@ -121,6 +124,14 @@ class Chaos:
             thread.join(timeout=self.spec.duration + 60)
         self.finish()
         return self.result
+
+    def guarded(self, work, *arguments) -> None:
+        """A watcher's thread: if it fails, what it watched went unchecked, which is a violation too."""
+        try:
+            work(*arguments)
+        except Exception as error:  # noqa: BLE001 (reported, not swallowed)
+            log.exception("%s failed", work.__name__)
+            self.violate("watched", f"{work.__name__} {' '.join(str(a) for a in arguments)} stopped: {error}")
 
     def elapsed(self) -> float:
         return round(time.time() - self.result.started, 2)
@@ -274,6 +285,8 @@ class Chaos:
             if workload:
                 self.churned.append(workload)
             ok, name, host = workload is not None, f"chaos-c{number}", change.host
+        elif not self.churned:  # the runs before were refused: nothing of the run's to remove
+            return
         else:
             gone = self.churned.pop(0)
             ok = self.target.run(gone.host, f"docker rm -f {gone.name}", timeout=60).rc == 0

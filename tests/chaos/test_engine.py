@@ -106,6 +106,18 @@ def test_a_finding_seen_twice_in_a_row_is_a_violation_once_and_a_passing_one_is_
         "block 10.30.0.0/26 is affine to host1 but host1 has no affinity key for it"]
 
 
+def test_a_watcher_that_fails_is_a_violation_and_a_removal_with_nothing_left_is_skipped():
+    lab = FakeLab()
+    lab.run = lambda host, command, timeout=60.0: (_ for _ in ()).throw(LabError("the lab at x is gone"))
+    chaos = chaos_on(lab)
+    chaos.guarded(chaos.stream, *chaos.anchors)
+    [violation] = chaos.result.violations
+    assert (violation.invariant, violation.detail) == ("watched", "stream chaos-host1 chaos-host2 stopped: "
+                                                                  "the lab at x is gone")
+    chaos.change(1, schedule.ChurnEvent(1.0, "rm", "host1"))
+    assert chaos.result.churn == [] and len(chaos.result.violations) == 1
+
+
 # -- on a live lab -----------------------------------------------------------------------------
 SEED, DURATION = 26, 120
 
