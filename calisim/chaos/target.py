@@ -14,7 +14,6 @@ from ..datastore import Datastore, Synchronous
 from ..datastore.etcd import CLIENT_PORT
 from ..emulation import lab
 from ..emulation.cluster import CommandResult
-from ..emulation.state import links
 
 LEADER = re.compile(r"\((\S+) led the etcd cluster\)")
 
@@ -34,9 +33,11 @@ class LabTarget:
         topo = topologies.load(self.record.topology, **self.record.options)
         self.client = self.record.client()
         self.hosts = topo.calico_hosts()
-        self.uplinks = {}
-        for link in links(topo):
-            self.uplinks.setdefault(link["host"], link["segment"])
+        self.uplinks = {}  # its first link: a segment's switch (flat, two_host), a router (routed, fabric)
+        for a, b in topo.links(sort=True):
+            for host, other in ((a, b), (b, a)):
+                if host in self.hosts:
+                    self.uplinks.setdefault(host, other)
         self.etcd_host, self.etcd_members = topo.etcd_host, topo.etcd_members()
 
     @property
