@@ -109,9 +109,12 @@ def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> 
         return 130
     finally:
         chaos.clean_up()
-    if sandbox.snapshot() != before:
+    after = sandbox.snapshot()
+    changed = [part for part in before if before[part] != after.get(part)]  # links, routes, ..., etc
+    if changed:
         result.violations.append(Violation(round(time.time() - result.started, 2), "caller's namespace",
-                                           "the caller's network namespace or /etc changed", "none"))
+                                           f"changed during the run: {', '.join(changed)} (etc: the machine's "
+                                           "/etc, which anything on the machine may have written)", "none"))
     return write_report(result, record, args)
 
 
