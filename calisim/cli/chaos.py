@@ -112,9 +112,9 @@ def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> 
     after = sandbox.snapshot()
     changed = [part for part in before if before[part] != after.get(part)]  # links, routes, ..., etc
     if changed:
+        aside = " (etc: the machine's /etc, which anything on the machine may write)" if "etc" in changed else ""
         result.violations.append(Violation(round(time.time() - result.started, 2), "caller's namespace",
-                                           f"changed during the run: {', '.join(changed)} (etc: the machine's "
-                                           "/etc, which anything on the machine may have written)", "none"))
+                                           f"changed during the run: {', '.join(changed)}{aside}", "none"))
     return write_report(result, record, args)
 
 

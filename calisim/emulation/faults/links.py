@@ -50,7 +50,8 @@ class LinkFaults(BpfImpairments):
 
     def link(self, a: str, b: str, state: str) -> None:
         """Take every link between a and b down or up on both ends (Mininet's `link a b down`).
-        Routes the kernel drops with the link (the default route) are put back when it comes up."""
+        What the kernel drops with the link and nothing would put back (the default route, the
+        underlay's permanent ARP entries) is put back when it comes up."""
         if state not in ("down", "up"):
             raise FaultError(f"link state must be down or up, not {state!r}")
         links = self._links_between(a, b)
@@ -59,7 +60,7 @@ class LinkFaults(BpfImpairments):
             saved = self.down_links.get(key) or {}
             for link in links:
                 for intf in (link.intf1, link.intf2):
-                    saved.setdefault(intf.name, self._static_routes(intf))
+                    saved.setdefault(intf.name, self._put_back(intf))
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
             self.down_links[key] = saved
         else:
@@ -68,18 +69,25 @@ class LinkFaults(BpfImpairments):
                 for intf in (link.intf1, link.intf2):
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
                 for intf in (link.intf1, link.intf2):
-                    for route in saved.get(intf.name, []):
-                        nsexec(intf.node.pid, "ip", "route", "replace", *route.split(), "dev", intf.name, check=False)
+                    for command in saved.get(intf.name, []):
+                        nsexec(intf.node.pid, "ip", *command.split(), check=False)
         self._record(f"link {a} {b} {state}")
 
     @staticmethod
-    def _static_routes(intf) -> list[str]:
-        """The routes through intf that nothing would put back: boot (Mininet's) and static ones."""
-        routes = []
+    def _put_back(intf) -> list[str]:
+        """The `ip` commands that restore what a link down drops from intf and nothing would put
+        back: boot (Mininet's) and static routes, and the permanent ARP entries the cluster pinned
+        (the kernel flushes even those; relearning them may fail while the machine-wide ARP table
+        is full, see calisim.emulation.topology.pin_segment_neighbours)."""
+        commands = []
         for proto in ("boot", "static"):
             shown = nsexec(intf.node.pid, "ip", "-4", "route", "show", "dev", intf.name, "proto", proto, check=False)
-            routes += [f"{line.strip()} proto {proto}" for line in shown.stdout.splitlines() if line.strip()]
-        return routes
+            commands += [f"route replace {line.strip()} proto {proto} dev {intf.name}"
+                         for line in shown.stdout.splitlines() if line.strip()]
+        shown = nsexec(intf.node.pid, "ip", "-4", "neigh", "show", "dev", intf.name, "nud", "permanent", check=False)
+        commands += [f"neigh replace {line.split()[0]} lladdr {line.split()[2]} dev {intf.name} nud permanent"
+                     for line in shown.stdout.splitlines() if "lladdr" in line.split()[1:2]]
+        return commands
 
     def loss(self, a: str, b: str, percent: float | str) -> None:
         self._impair(a, b, loss=parse_percent(percent, "loss"))
