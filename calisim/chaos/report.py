@@ -105,7 +105,8 @@ def write_png(result: ChaosResult, path: Path) -> Path:
         axes.axvline(violation.at, color="black", linestyle=":", linewidth=1)
     axes.set_yticks([row + 0.5 for row in range(len(pairs))] + [len(pairs) + 0.5, len(pairs) + 1.45],
                     labels=list(reversed(pairs)) + ["faults", "workloads"], fontsize=8)
-    axes.set_xlim(0, result.spec.duration)
+    ends = [fault.ended for fault in result.faults] + [samples[-1][0] for samples in result.samples.values() if samples]
+    axes.set_xlim(0, max([result.spec.duration, *ends]))  # slow recoveries push the last faults past --duration
     axes.set_ylim(0, len(pairs) + 1.8)
     axes.set_xlabel("seconds since the start (dotted: an invariant violated)")
     used = sorted({fault.event.kind for fault in result.faults})
