@@ -76,7 +76,11 @@ def chaos_command(args: argparse.Namespace) -> int:
     except (ChaosError, ValueError) as error:
         raise lab.LabError(str(error)) from None
     if topo is None:
-        return run_on(lab.Registry().find(args.lab), spec, args)
+        registry = lab.Registry()
+        if args.lab is None and not registry.running():
+            raise lab.LabError("no lab is running: `calisim up TOPOLOGY --start-nodes` first, or "
+                               "`calisim chaos --topology TOPOLOGY` for a lab of the run's own")
+        return run_on(registry.find(args.lab), spec, args)
     name = f"chaos-{time.strftime('%H%M%S')}-{os.getpid()}"  # unique beside the labs of other runs
     options = topologies.given_options(args)
     with StageBars(Console(stderr=True, highlight=False, soft_wrap=True),

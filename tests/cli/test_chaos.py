@@ -29,6 +29,13 @@ def test_a_lab_that_is_not_running_is_one_line(tmp_path):
     assert (done.returncode, done.stderr) == (2, "calisim: no lab named 'nowhere' is running (no lab is running)\n")
 
 
+def test_no_lab_at_all_says_how_to_have_one(tmp_path):
+    done = calisim("chaos", env={"CALISIM_LABS": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert (done.returncode, done.stderr) == (2, "calisim: no lab is running: `calisim up TOPOLOGY --start-nodes` "
+                                                 "first, or `calisim chaos --topology TOPOLOGY` for a lab of the "
+                                                 "run's own\n")
+
+
 def test_help_lists_the_kinds_and_how_to_replay():
     text = " ".join(calisim("chaos", "--help").stdout.split())
     assert "partition the host cut off in the underlay, then healed" in text
