@@ -1,12 +1,12 @@
-"""The images the emulated dockerd runs: root filesystems built once (by `make setup`) from
-Debian's static busybox, as layers that containers stack under their own writable overlay.
+"""The images the emulated dockerd runs: root filesystems built once (by `make setup`) around
+Docker Hub's busybox binary (upstream source, `make defconfig`, static: busybox.py), as layers
+that containers stack under their own writable overlay.
 
 `busybox` is docker-library's busybox:latest in all that the tutorials use: one static binary
 with a hard link per applet in /bin, passwd/group/shadow, /root, /tmp, /home, /var/www, empty
 /proc, /sys and /dev, PATH and `sh` as in its image config.  `workload` is Calico's test
 workload: busybox plus /code/tcpping.sh and a command that stays up; its echo services (TCP 80,
-UDP 69) run beside it, in its network namespace (calisim.probes serve).  Debian's busybox nc has
-no -u, so Calico's udpping.sh could not run in it: UDP is probed with calisim.probes.
+UDP 69) run beside it, in its network namespace (calisim.probes serve).
 
     python -m calisim.docker.images DIR      build DIR/busybox and DIR/workload (idempotent)
 """
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import busybox
+
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGES_DIR = Path(os.environ.get("CALISIM_IMAGES") or Path(__file__).resolve().parents[2] / "build" / "images")
-PACKAGE = "busybox-static"
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -144,15 +145,6 @@ def lookup(reference: str) -> Image | None:
     return found[0] if len(found) == 1 else None
 
 
-def extract_busybox(into: Path) -> Path:
-    """Debian's static busybox, downloaded and unpacked (never installed: it conflicts with
-    the dynamic `busybox` package the hosts use)."""
-    subprocess.run(["apt-get", "download", "-q", PACKAGE], cwd=into, check=True, capture_output=True)
-    (deb,) = into.glob(f"{PACKAGE}_*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(into / "root")], check=True)
-    return into / "root" / "bin" / "busybox"
-
-
 def build_busybox(binary: Path, root: Path) -> None:
     for directory, mode in (("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
                             ("root", 0o700), ("sys", 0o555), ("tmp", 0o1777), ("usr/bin", 0o755),
@@ -181,7 +173,7 @@ def build(destination: Path = IMAGES_DIR) -> None:
     """Every image's layers under destination; a layer already there is kept."""
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination) as scratch:
-        for layer, make in (("busybox", lambda root: build_busybox(extract_busybox(Path(scratch)), root)),
+        for layer, make in (("busybox", lambda root: build_busybox(busybox.build(), root)),
                             ("workload", build_workload)):
             if (destination / layer).is_dir():
                 continue
