@@ -40,7 +40,7 @@ from .errors import APIError, DockerError
 from . import bridge, predefined, system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
-from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
+from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
 
 API_VERSION = "1.50"
 log = logging.getLogger("dockerd")
@@ -299,18 +299,21 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"")
         if action == "start" and method == "POST":
             execution.console = body.get("ConsoleSize") or execution.console
-            process = self.daemon.exec_spawn(execution)
+            self.daemon.exec_claim(execution)
             if body.get("Detach"):
-                if process is not None:
+                if (process := self.daemon.exec_spawn(execution)) is not None:
                     threading.Thread(target=self._finish_exec, args=(execution, process), daemon=True).start()
                 return self._send(200, b"")
-            return self._exec_attached(execution, process, bool(body.get("Tty", execution.tty)))
+            return self._exec_attached(execution, bool(body.get("Tty", execution.tty)))
         raise APIError(404, f"page not found: {method} /exec/{exec_id}/{action}")
 
-    def _exec_attached(self, execution: Exec, process: subprocess.Popen | None, raw: bool) -> None:
+    def _exec_attached(self, execution: Exec, raw: bool) -> None:
         """The exec's output on the hijacked connection, framed unless raw: the Tty of the exec's
-        start, as dockerd decides it (the pty, if any, comes from the exec's create)."""
+        start, as dockerd decides it (the pty, if any, comes from the exec's create).  The 101 is
+        written, and read, before the process starts, so nothing it prints can reach the client ahead of it."""
         connection = self._upgrade(raw)
+        read_by_peer(connection)
+        process = self.daemon.exec_spawn(execution)
         if process is None:
             message = f"{execution.failure}\r\n".encode()
             connection.sendall(message if raw else frame(1, message))

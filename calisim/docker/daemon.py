@@ -541,15 +541,19 @@ class Daemon:
         self.execs[execution.id] = execution
         return {"Id": execution.id}
 
-    def exec_spawn(self, execution: Exec) -> subprocess.Popen | None:
-        """The exec's process in the container, as its user and in its directory (None, with the
-        exit code and the reason set, if it cannot start: 127 for a command that is not there)."""
-        container = execution.container
-        if not container.running:
-            raise APIError(409, f"container {container.id} is not running")
+    def exec_claim(self, execution: Exec) -> None:
+        """Refuse an exec start as dockerd does, before any answer is written (the stream's
+        upgrade comes next, and only then the process: exec_spawn)."""
+        if not execution.container.running:
+            raise APIError(409, f"container {execution.container.id} is not running")
         if execution.started:
             raise APIError(409, f"exec command {execution.id} has already run")
         execution.started = True
+
+    def exec_spawn(self, execution: Exec) -> subprocess.Popen | None:
+        """The claimed exec's process in the container, as its user and in its directory (None,
+        with the exit code and the reason set, if it cannot start: 127 for a command that is not there)."""
+        container = execution.container
         root = f"/proc/{container.pid}/root"
         try:
             user = users.lookup(execution.user, Path(root, "etc"))

@@ -212,6 +212,52 @@ def test_users_workdirs_exec_framing_attach_logs_and_detach_keys(cluster):
     replay(cluster, PROCESS_GAPS)
 
 
+EXEC_STREAMS = r"""
+# 500 execs through the Docker SDK and 500 through the docker CLI, half of each with a TTY, every
+# output checked whole: half on an idle host, half while 20 containers are created beside them.
+# The SDK reads the 101 through a buffered reader and then the raw socket: output that came with
+# the 101 would be lost, so the daemon starts the process only once the client has read it.
+host1$ cat > execs.py <<'END'
+import subprocess, sys, threading
+import docker
+
+A = docker.from_env().containers.get("A")
+lost = []
+
+def execs(tag, tty, n=125):
+    for i in range(n):
+        output = A.exec_run(["echo", f"{tag} {i}"], tty=tty).output
+        if output.replace(b"\r\n", b"\n") != f"{tag} {i}\n".encode():
+            lost.append((tag, i, output))
+
+beside = subprocess.Popen(["sh", "-c", sys.argv[1]]) if len(sys.argv) > 1 else None
+loops = [threading.Thread(target=execs, args=(tag, tag.endswith("tty"))) for tag in ("sdk", "sdktty")]
+[loop.start() for loop in loops]
+[loop.join() for loop in loops]
+assert beside is None or beside.wait() == 0
+assert not lost, lost[:5]
+END
+host1$ python execs.py
+host1$ python execs.py 'for i in $(seq 20); do docker run -d --net none --name sdkbusy$i busybox sleep 600; done'
+host1$ cat > execs.sh <<'END'
+execs() {  # $1: a tag, $2: how many, $3...: docker exec's options; one line an exec
+    tag=$1 n=$2; shift 2
+    for i in $(seq "$n"); do docker exec "$@" A echo "$tag $i" | tr -d '\r'; done > "execs-$tag"
+    seq "$n" | sed "s/^/$tag /" | cmp - "execs-$tag"
+}
+END
+host1$ . ./execs.sh; execs plain 125 & execs tty 125 -t & wait %1 && wait %2
+host1$ . ./execs.sh; (for i in $(seq 20); do docker run -d --net none --name busy$i busybox sleep 600 >/dev/null; done) & execs busyplain 125 & execs busytty 125 -t & wait %1 && wait %2 && wait %3
+host1$ docker ps -q --filter name=busy | wc -l | grep -x 40
+host1$ docker rm -f $(docker ps -aq --filter name=busy) > /dev/null
+"""
+
+
+@pytest.mark.emulation
+def test_500_execs_lose_no_output_idle_or_beside_creations(cluster):
+    replay(cluster, EXEC_STREAMS)
+
+
 PREDEFINED_NETWORKS = r"""
 # bridge, host and none on every host, local in scope.
 host2$ docker network ls --filter type=builtin --format '{{.Name}} {{.Driver}} {{.Scope}}' | tr '\n' ' ' | grep -x 'bridge bridge local host host local none null local '
