@@ -209,7 +209,7 @@ class Daemon:
         try:
             if container.network not in predefined.DRIVERS:  # no embedded DNS on bridge, host and none
                 self.resolver.serve(container.id, socket_in(process.pid),
-                                    lambda: [e.network_id for e in container.endpoints])
+                                    lambda: [e.network_id for e in container.endpoints], lambda: container.links)
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
@@ -304,6 +304,8 @@ class Daemon:
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
             raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
                                 f"{error}") from None
+        links = attachment.link_aliases()
+        container.links.update({(endpoint.network_id, alias): name for alias, name in links.items()})
         container.endpoints.append(endpoint)
         self.joined(container, endpoint)
 
@@ -479,6 +481,7 @@ class Daemon:
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
                                       "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases) or None,
+                                      "Links": list(attachment.links) or None if attachment else None,
                                       "IPAMConfig": attachment.ipam_config() if attachment else None}
         for attachment in [] if container.endpoints else container.attachments:  # stopped, or on host or none
             local = next((n.id for n in self.local if n.name == attachment.network), "")  # host, none: no endpoint
