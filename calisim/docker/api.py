@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import bridge, predefined, system
+from . import bridge, predefined, prune, system
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -118,9 +118,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._exec(method, parts[1], parts[2], query, body)
         if parts[:1] == ["images"]:
             return self._images(method, parts[1:], query)
+        if parts == ["build", "prune"] and method == "POST":
+            return self._send(200, prune.build_cache())
         raise APIError(404, f"page not found: {method} {path}")
 
     def _images(self, method: str, parts: list[str], query: dict) -> None:
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.images(parse_filters(query.get("filters"))))
         if parts == ["json"] and method == "GET":
             return self._send(200, system.image_list(parse_filters(query.get("filters"))))
         if parts == ["create"] and method == "POST":
@@ -139,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
         if not parts and method == "GET":
             filters = parse_filters(query.get("filters"))
             return self._send(200, [d.network_json(n) for n in d.networks() if network_matches(n, filters)])
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.networks(d, parse_filters(query.get("filters"))))
         network = d.find_network(parts[0])
         if len(parts) == 1 and method == "GET":
             return self._send(200, d.network_json(network))
@@ -163,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             everyone = [c for c in list(d.containers.values())
                         if (c.running or truthy(query.get("all")) or "status" in filters) and matches(c, filters)]
             return self._send(200, [d.container_summary(c) for c in sorted(everyone, key=lambda c: -c.created)])
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.containers(d, parse_filters(query.get("filters"))))
         container = d.find(parts[0])
         action = parts[1] if len(parts) > 1 else ""
         if not action and method == "DELETE":

@@ -287,6 +287,29 @@ def test_bare_env_internal_and_links_on_a_user_network(cluster):
     replay(cluster, REMAINING_GAPS)
 
 
+PRUNE = r"""
+# prune as Docker 1.13 answers it (the SDK's clean-ups call it): stopped containers, networks without an endpoint
+# on any host, no dangling image, an empty build cache; running containers and used networks kept.
+host1$ docker create --net net1 --name stopped1 busybox && docker run --net net1 --name stopped2 busybox true
+host1$ docker network create --driver calico --ipam-driver calico-ipam unused
+host2$ docker network create --driver calico --ipam-driver calico-ipam used && docker run --net used --name user2 -tid busybox
+host1$ docker container prune -f | grep -cxE '[0-9a-f]{64}' | grep -x 2
+host1$ docker ps -a --format '{{.Names}}' | grep -x A
+host1$ docker network prune -f | sed -n 2p | grep -x unused
+host1$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'bridge host net1 none used '
+host1$ docker image prune -f | grep -x 'Total reclaimed space: 0B'
+host1$ docker system prune -f | tail -1 | grep -x 'Total reclaimed space: 0B'
+host1$ docker container prune -f --filter until=1h 2>&1 | grep -x "Error response from daemon: Invalid filter 'until'"
+host1$ python -c "import docker; c = docker.from_env(); print(c.containers.prune(), c.networks.prune())" | grep -x "{'ContainersDeleted': None, 'SpaceReclaimed': 0} {'NetworksDeleted': None}"
+host2$ docker rm -f user2 && docker network rm used
+"""
+
+
+@pytest.mark.emulation
+def test_prune_as_docker_1_13_answers_it(cluster):
+    replay(cluster, PRUNE)
+
+
 BUSYBOX = r"""
 # busybox --list in a container: exactly the applets upstream's defconfig enables (the build's busybox.links).
 host1$ docker exec A busybox --list > listed && sed 's#.*/##' LINKS | LC_ALL=C sort | cmp - listed
