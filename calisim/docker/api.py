@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import bridge, predefined, prune, system
+from . import bridge, predefined, prune, system, volumes
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -118,9 +118,30 @@ class Handler(BaseHTTPRequestHandler):
             return self._exec(method, parts[1], parts[2], query, body)
         if parts[:1] == ["images"]:
             return self._images(method, parts[1:], query)
+        if parts[:1] == ["volumes"]:
+            return self._volumes(method, parts[1:], query, body)
         if parts == ["build", "prune"] and method == "POST":
             return self._send(200, prune.build_cache())
         raise APIError(404, f"page not found: {method} {path}")
+
+    def _volumes(self, method: str, parts: list[str], query: dict, body: dict) -> None:
+        d = self.daemon
+        directory = d.state / "volumes"
+        mounted = volumes.users(list(d.containers.values()), d.state)
+        if not parts and method == "GET":
+            return self._send(200, volumes.listing(directory))
+        if parts == ["create"] and method == "POST":
+            return self._send(201, volumes.create(directory, body.get("Name")))
+        if parts == ["prune"] and method == "POST":
+            filters = parse_filters(query.get("filters"))  # today's CLI sends all=true for -a: 1.13 pruned all
+            prune.refuse_filters({name: value for name, value in filters.items() if name != "all"})
+            return self._send(200, volumes.prune(directory, set(mounted)))
+        if len(parts) == 1 and method == "GET":
+            return self._send(200, volumes.find(directory, parts[0]))
+        if len(parts) == 1 and method == "DELETE":
+            volumes.remove(directory, parts[0], mounted.get(parts[0], []))
+            return self._send(204)
+        raise APIError(404, f"page not found: {method} /volumes/{'/'.join(parts)}")
 
     def _images(self, method: str, parts: list[str], query: dict) -> None:
         if parts == ["prune"] and method == "POST":
@@ -163,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
     def _containers(self, method: str, parts: list[str], query: dict, body: dict) -> None:
         d = self.daemon
         if parts == ["create"] and method == "POST":
+            volumes.mounts("", body.get("HostConfig") or {}, body, d.state / "volumes")  # Docker's refusals, first
             return self._send(201, d.create(query.get("name"), body))
         if parts == ["json"] and method == "GET":
             filters = parse_filters(query.get("filters"))

@@ -34,7 +34,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, predefined, runtime, users
+from . import bridge, predefined, runtime, users, volumes
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -181,7 +181,8 @@ class Daemon:
                 "files": self.files(container), "env": container.environment(home=user.home),
                 "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
-                "console": container.host_config.get("ConsoleSize") or [0, 0]}
+                "console": container.host_config.get("ConsoleSize") or [0, 0],
+                "mounts": volumes.prepare(volumes.of(container, self.state))}
 
     def start(self, container: Container) -> None:
         """Start the container; one that fails to start with --rm is removed, as dockerd does (the
@@ -465,7 +466,7 @@ class Daemon:
                                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
-                "Mounts": []}
+                "Mounts": [mount.json() for mount in volumes.of(container, self.state)]}
 
     def networks_json(self, container: Container) -> dict:
         """NetworkSettings.Networks: an endpoint's settings for each network the container is on, and
@@ -503,7 +504,7 @@ class Daemon:
                 "ImageID": full["Image"], "Command": " ".join(container.cmd), "Created": int(container.created),
                 "State": container.status, "Status": status, "Ports": [], "Labels": full["Config"]["Labels"],
                 "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]}, "HostConfig": full["HostConfig"],
-                "Mounts": []}
+                "Mounts": full["Mounts"]}
 
     def network_json(self, network: Network) -> dict:
         with self.lock:

@@ -310,6 +310,35 @@ def test_prune_as_docker_1_13_answers_it(cluster):
     replay(cluster, PRUNE)
 
 
+VOLUMES = r"""
+# -v: a host path (made if missing), read-only or not; a named volume kept across containers; an anonymous one.
+host1$ mkdir -p vol-src && echo from-host > vol-src/f
+host1$ docker run --rm --net none -v $PWD/vol-src:/data busybox cat /data/f | grep -x from-host
+host1$ docker run --rm --net none -v $PWD/vol-src:/data busybox sh -c 'echo from-container > /data/g' && grep -x from-container vol-src/g
+host1$ docker run --rm --net none -v $PWD/vol-src:/data:ro busybox sh -c 'echo x > /data/h' 2>&1 | grep -q 'Read-only file system'
+host1$ test ! -e vol-src/h && docker run --rm --net none -v $PWD/vol-new/sub:/new busybox true && test -d vol-new/sub
+host1$ docker run --net none --name V -v keep:/keep busybox sh -c 'echo kept > /keep/k'
+host1$ docker run --rm --net none -v keep:/again:ro busybox cat /again/k | grep -x kept
+host1$ docker inspect -f '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}' V | grep -x 'volume keep /keep true'
+host1$ docker volume ls --format '{{.Name}} {{.Driver}}' | grep -x 'keep local'
+host1$ docker volume rm keep 2>&1 | grep -x "Error response from daemon: remove keep: volume is in use - \[$(docker inspect -f '{{.Id}}' V)\]"
+host1$ docker rm V && docker volume rm keep && docker volume ls -q | grep -c . | grep -x 0
+host1$ docker run --rm --net none -v /anon busybox sh -c 'echo a > /anon/a; cat /anon/a' | grep -x a
+host1$ docker volume create made | grep -x made && docker volume inspect -f '{{.Mountpoint}}' made | grep -q '/volumes/made/_data$'
+host1$ docker volume prune -af | grep -c . && docker volume ls -q | grep -c . | grep -x 0
+# Docker's refusals, at create: nothing made.
+host1$ docker run --rm --net none -v rel/path:/x busybox true 2>&1 | grep -F '"rel/path" includes invalid characters for a local volume name'
+host1$ docker run --rm --net none -v /tmp:x busybox true 2>&1 | grep -F "Invalid volume destination path: 'x' mount path must be absolute."
+host1$ docker volume inspect nosuch 2>&1 | grep -x 'Error response from daemon: get nosuch: no such volume'
+host1$ docker ps -aq | wc -l | grep -x 1
+"""
+
+
+@pytest.mark.emulation
+def test_volumes_host_paths_named_and_anonymous(cluster):
+    replay(cluster, VOLUMES)
+
+
 BUSYBOX = r"""
 # busybox --list in a container: exactly the applets upstream's defconfig enables (the build's busybox.links).
 host1$ docker exec A busybox --list > listed && sed 's#.*/##' LINKS | LC_ALL=C sort | cmp - listed
