@@ -254,8 +254,8 @@ execs() {  # $1: a tag, $2: how many, $3...: docker exec's options; one line an 
     seq "$n" | sed "s/^/$tag /" | cmp - "execs-$tag"
 }
 END
-host1$ . ./execs.sh; execs plain 125 & execs tty 125 -t & wait %1 && wait %2
-host1$ . ./execs.sh; (for i in $(seq 20); do docker run -d --net none --name busy$i busybox sleep 600 >/dev/null; done) & execs busyplain 125 & execs busytty 125 -t & wait %1 && wait %2 && wait %3
+host1$ . ./execs.sh; execs plain 125 & a=$!; execs tty 125 -t & b=$!; wait $a && wait $b
+host1$ . ./execs.sh; (for i in $(seq 20); do docker run -d --net none --name busy$i busybox sleep 600 >/dev/null; done) & a=$!; execs busyplain 125 & b=$!; execs busytty 125 -t & c=$!; wait $a && wait $b && wait $c
 host1$ docker ps -q --filter name=busy | wc -l | grep -x 40
 host1$ docker rm -f $(docker ps -aq --filter name=busy) > /dev/null
 """
