@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import bridge, predefined, prune, system, volumes
+from . import archive, bridge, predefined, prune, system, volumes
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -78,10 +78,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = re.sub(r"^/v\d+\.\d+", "", url.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        self.raw = raw = self._read_body()
         try:
-            body = json.loads(raw) if raw else {}
+            body = json.loads(raw) if raw and not path.endswith("/archive") else {}  # a tar for docker cp
             self._dispatch(self.command, path, query, body)
         except APIError as error:
             self._send(error.status, {"message": str(error)} if error.status != 304 else None)
@@ -96,7 +95,20 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("%s %s failed", self.command, self.path)
             self._send(500, {"message": f"{type(error).__name__}: {error}"})
 
-    do_GET = do_POST = do_DELETE = do_HEAD = _route
+    do_GET = do_POST = do_DELETE = do_HEAD = do_PUT = _route
+
+    def _read_body(self) -> bytes:
+        """The request's body, by its Content-Length or chunk by chunk (the CLI streams docker cp's tar)."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers, up to the blank line
+            pass
+        return b"".join(chunks)
 
     def _dispatch(self, method: str, path: str, query: dict, body: dict) -> None:
         parts = [unquote(p) for p in path.split("/") if p]  # each part decoded alone: a name may hold %2F
@@ -202,6 +214,8 @@ class Handler(BaseHTTPRequestHandler):
             if action == "logs":
                 return self._logs(container, query)
             return self._send(200, d.container_json(container) if action == "json" else d.top(container))
+        if action == "archive":
+            return self._archive(container, method, query.get("path") or "")
         if method != "POST":
             raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
         if action == "attach":
@@ -226,6 +240,18 @@ class Handler(BaseHTTPRequestHandler):
             raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
         actions[action]()
         return self._send(204)
+
+    def _archive(self, container: Container, method: str, path: str) -> None:
+        """docker cp: the stat (HEAD), a tar of path (GET), a tar unpacked into path (PUT)."""
+        if method == "HEAD":
+            return self._send(200, b"", archive.stat_header(archive.path_stat(container, path)))
+        if method == "GET":
+            found, tar = archive.read(container, path)
+            return self._send(200, tar, {"Content-Type": "application/x-tar", **archive.stat_header(found)})
+        if method == "PUT":
+            archive.write(container, path, self.raw)
+            return self._send(200, b"")
+        raise APIError(404, f"page not found: {method} /containers/{container.name}/archive")
 
     # -- streams -----------------------------------------------------------------------------
     def _upgrade(self, tty: bool) -> socket.socket:

@@ -339,6 +339,25 @@ def test_volumes_host_paths_named_and_anonymous(cluster):
     replay(cluster, VOLUMES)
 
 
+COPY = r"""
+# docker cp out of and into a running container: files and directories, as the container sees its paths.
+host1$ rm -rf cp-out && mkdir cp-out && docker cp A:/etc/passwd cp-out/p && head -1 cp-out/p | grep -x 'root:x:0:0:root:/root:/bin/sh'
+host1$ docker cp A:/etc cp-out/etc && test -f cp-out/etc/group && test -f cp-out/etc/hostname
+host1$ echo hello > cp-in.txt && docker cp cp-in.txt A:/tmp/ && docker exec A cat /tmp/cp-in.txt | grep -x hello
+host1$ mkdir -p cp-dir && echo x > cp-dir/y && docker cp cp-dir A:/root/ && docker exec A cat /root/cp-dir/y | grep -x x
+host1$ python -c "import docker; print(docker.from_env().containers.get('A').get_archive('/etc/hostname')[1]['name'])" | grep -x hostname
+# Refusals in Docker's words.
+host1$ docker cp A:/nosuch cp-out 2>&1 | grep -x 'Error response from daemon: Could not find the file /nosuch in container A'
+host1$ docker cp cp-in.txt A:/etc/passwd/x 2>&1 | grep -x 'Error response from daemon: extraction point is not a directory'
+host1$ docker exec A rm -rf /tmp/cp-in.txt /root/cp-dir
+"""
+
+
+@pytest.mark.emulation
+def test_docker_cp_in_and_out_of_a_running_container(cluster):
+    replay(cluster, COPY)
+
+
 BUSYBOX = r"""
 # busybox --list in a container: exactly the applets upstream's defconfig enables (the build's busybox.links).
 host1$ docker exec A busybox --list > listed && sed 's#.*/##' LINKS | LC_ALL=C sort | cmp - listed
