@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import archive, bridge, predefined, prune, system, volumes
+from . import archive, bridge, changes, predefined, prune, system, volumes
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -164,8 +164,9 @@ class Handler(BaseHTTPRequestHandler):
             progress = system.pull(query.get("fromImage") or "", query.get("tag") or "")
             return self._send(200, b"".join(json.dumps(line).encode() + b"\r\n" for line in progress),
                               {"Content-Type": "application/json"})
-        if len(parts) >= 2 and parts[-1] == "json" and method == "GET":  # a name may hold slashes
-            return self._send(200, system.find_image("/".join(parts[:-1])).inspect())
+        if len(parts) >= 2 and parts[-1] in ("json", "history") and method == "GET":  # a name may hold slashes
+            image = system.find_image("/".join(parts[:-1]))
+            return self._send(200, image.inspect() if parts[-1] == "json" else image.history())
         raise APIError(404, f"page not found: {method} /images/{'/'.join(parts)}")
 
     def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
@@ -210,6 +211,10 @@ class Handler(BaseHTTPRequestHandler):
         if not action and method == "DELETE":
             d.remove(container, truthy(query.get("force")))
             return self._send(204)
+        if method == "GET" and action == "changes":
+            upper = container.directory / "upper" if container.directory else None
+            layers = container.image.lowerdirs(d.images)
+            return self._send(200, changes.changes(upper, layers) if upper and upper.is_dir() else None)
         if method == "GET" and action in ("json", "top", "logs"):
             if action == "logs":
                 return self._logs(container, query)

@@ -97,13 +97,18 @@ class Image:
             return 0.0
 
     def size(self, root: Path = IMAGES_DIR) -> int:
-        """Bytes of the image's files, each inode once (busybox's applets are hard links)."""
-        seen: dict[tuple[int, int], int] = {}
-        for directory in self.lowerdirs(root):
-            for path in directory.rglob("*"):
-                info = path.lstat()
-                seen[(info.st_dev, info.st_ino)] = info.st_size
-        return sum(seen.values())
+        """Bytes of the image's files."""
+        return sum(layer_size(directory) for directory in self.lowerdirs(root))
+
+    def history(self, root: Path = IMAGES_DIR) -> list[dict]:
+        """`docker history` (GET /images/{name}/history), newest first as Docker lists it: the
+        command's row (the image's ID and tag, no bytes), then a row a layer."""
+        command = {"Id": self.id, "Created": int(self.created(root)), "Tags": [self.tag], "Size": 0,
+                   "CreatedBy": f"/bin/sh -c #(nop)  CMD {json.dumps(list(self.cmd))}", "Comment": ""}
+        layers = [{"Id": "<missing>", "Created": int(self.created(root)), "Tags": None, "Size": layer_size(directory),
+                   "CreatedBy": f"/bin/sh -c #(nop) ADD dir:{layer} in / ", "Comment": ""}
+                  for layer, directory in zip(self.layers, self.lowerdirs(root))]
+        return [command, *layers]
 
     def summary(self, root: Path = IMAGES_DIR) -> dict:
         """The image in `GET /images/json`, as Docker 1.13 lists it."""
@@ -124,6 +129,15 @@ class Image:
                 "GraphDriver": {"Name": "overlay2",
                                 "Data": {"LowerDir": ":".join(str(d) for d in self.lowerdirs(root))}},
                 "RootFS": {"Type": "layers", "Layers": layers}}
+
+
+def layer_size(directory: Path) -> int:
+    """Bytes of a layer's files, each inode once (busybox's applets are hard links)."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in directory.rglob("*"):
+        info = path.lstat()
+        seen[(info.st_dev, info.st_ino)] = info.st_size
+    return sum(seen.values())
 
 
 IMAGES = {

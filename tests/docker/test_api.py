@@ -358,6 +358,22 @@ def test_docker_cp_in_and_out_of_a_running_container(cluster):
     replay(cluster, COPY)
 
 
+DIFF_AND_HISTORY = r"""
+# docker diff: the writable layer against the image (added, changed, deleted), running or not.
+host1$ docker run --net none --name F busybox sh -c 'echo x > /tmp/new; rm /etc/shadow; mkdir /data'
+host1$ docker diff F | tr '\n' ' ' | grep -x 'A /data C /etc D /etc/shadow C /tmp A /tmp/new '
+host1$ docker rm F
+# docker history: the command's row, then a row a layer, newest first.
+host1$ docker history busybox --format '{{.CreatedBy}}' | head -1 | grep -x '/bin/sh -c #(nop)  CMD \["sh"\]'
+host1$ docker history workload -q | tr '\n' ' ' | grep -x "$(docker image inspect -f '{{.Id}}' workload | cut -c8-19) <missing> <missing> "
+"""
+
+
+@pytest.mark.emulation
+def test_docker_diff_and_history(cluster):
+    replay(cluster, DIFF_AND_HISTORY)
+
+
 BUSYBOX = r"""
 # busybox --list in a container: exactly the applets upstream's defconfig enables (the build's busybox.links).
 host1$ docker exec A busybox --list > listed && sed 's#.*/##' LINKS | LC_ALL=C sort | cmp - listed
