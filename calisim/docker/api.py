@@ -120,6 +120,11 @@ class Handler(BaseHTTPRequestHandler):
             d = self.daemon
             return self._send(200, system.info(list(d.containers.values()), {n.driver for n in d.networks()},
                                                d.state, d.ds.endpoints))
+        if parts == ["system", "df"] and method == "GET":
+            d = self.daemon
+            everyone = [(c, d.container_summary(c)) for c in list(d.containers.values())]
+            users = volumes.users([c for c, _ in everyone], d.state)
+            return self._send(200, system.disk_usage(everyone, volumes.usage(d.state / "volumes", users)))
         if parts[:1] in (["swarm"], ["nodes"], ["services"], ["tasks"], ["secrets"]):
             raise system.swarm(method, parts)
         if parts[:1] == ["networks"]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import APIError
+from .images import layer_size
 
 if TYPE_CHECKING:
     from .containers import Container
@@ -105,6 +106,13 @@ def volume_json(volumes: Path, name: str) -> dict:
 def listing(volumes: Path) -> dict:
     names = sorted(p.name for p in volumes.iterdir() if p.is_dir()) if volumes.is_dir() else []
     return {"Volumes": [volume_json(volumes, name) for name in names] or None, "Warnings": None}
+
+
+def usage(volumes: Path, users: dict[str, list[str]]) -> list[dict]:
+    """The volumes as `docker system df` lists them: each with its bytes and how many containers mount it."""
+    return [{**volume, "UsageData": {"Size": layer_size(volumes / volume["Name"]),
+                                     "RefCount": len(users.get(volume["Name"], []))}}
+            for volume in listing(volumes)["Volumes"] or []]
 
 
 def create(volumes: Path, name: str | None) -> dict:

@@ -366,11 +366,14 @@ host1$ docker rm F
 # docker history: the command's row, then a row a layer, newest first.
 host1$ docker history busybox --format '{{.CreatedBy}}' | head -1 | grep -x '/bin/sh -c #(nop)  CMD \["sh"\]'
 host1$ docker history workload -q | tr '\n' ' ' | grep -x "$(docker image inspect -f '{{.Id}}' workload | cut -c8-19) <missing> <missing> "
+# docker system df: the images (busybox's layer shared with workload), the containers, the volumes.
+host1$ docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | head -2 | tr '\n' ' ' | grep -x "Images 2 1 Containers $(docker ps -aq | wc -l) $(docker ps -q | wc -l) "
+host1$ python -c "import docker; df = docker.from_env().df(); print(sorted((i['RepoTags'][0], i['SharedSize'] > 0) for i in df['Images']))" | grep -x "\[('busybox:latest', True), ('workload:latest', True)\]"
 """
 
 
 @pytest.mark.emulation
-def test_docker_diff_and_history(cluster):
+def test_docker_diff_history_and_system_df(cluster):
     replay(cluster, DIFF_AND_HISTORY)
 
 
