@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import archive, bridge, changes, predefined, prune, system, volumes
+from . import archive, bridge, changes, execs, predefined, prune, system, volumes
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -365,9 +365,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"")
         if action == "start" and method == "POST":
             execution.console = body.get("ConsoleSize") or execution.console
-            self.daemon.exec_claim(execution)
+            execs.claim(execution)
             if body.get("Detach"):
-                if (process := self.daemon.exec_spawn(execution)) is not None:
+                if (process := execs.spawn(execution)) is not None:
                     threading.Thread(target=self._finish_exec, args=(execution, process), daemon=True).start()
                 return self._send(200, b"")
             return self._exec_attached(execution, bool(body.get("Tty", execution.tty)))
@@ -379,7 +379,7 @@ class Handler(BaseHTTPRequestHandler):
         written, and read, before the process starts, so nothing it prints can reach the client ahead of it."""
         connection = self._upgrade(raw)
         read_by_peer(connection)
-        process = self.daemon.exec_spawn(execution)
+        process = execs.spawn(execution)
         if process is None:
             message = f"{execution.failure}\r\n".encode()
             connection.sendall(message if raw else frame(1, message))
@@ -469,7 +469,7 @@ def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
              "id": lambda v: re.search(v, network.id) is not None,
              "driver": lambda v: network.driver == v,
              "label": lambda v: label_matches(labels, v),
-             "type": lambda v: (v == "builtin") == predefined.is_local(network)}
+             "type": lambda v: (v == "builtin") == predefined.is_builtin(network)}
     return passes(tests, filters, APIError(500, "Invalid filter '{}'"))  # Docker 1.13's words and status
 
 
@@ -498,6 +498,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)
+    daemon.bridges.restore()  # the user-defined bridge networks an earlier dockerd here made
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)

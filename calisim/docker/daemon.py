@@ -34,10 +34,11 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, predefined, runtime, users, volumes
+from . import ports, predefined, runtime, users, volumes
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
+from .local import Bridges
 from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
@@ -71,13 +72,6 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} hours"
 
 
-def find_executable(pid: int, command: str, path: str) -> bool:
-    """Whether command resolves (as execvp would) inside the root of the container whose PID 1 is pid."""
-    root = f"/proc/{pid}/root"
-    candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
-    return any(os.access(root + c if c.startswith("/") else f"{root}/{c}", os.X_OK) for c in candidates)
-
-
 def hosts_text(container: Container) -> str:
     """Docker's /etc/hosts on a user-defined network: its lines and the container's own addresses
     and hostname (the other containers' names are the embedded DNS server's)."""
@@ -99,7 +93,8 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
+        self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -129,6 +124,9 @@ class Daemon:
         self.check_name(name)
         container.name = name
         for index, endpoint in enumerate(list(container.endpoints)):
+            if self.bridges.is_bridge(endpoint.network_id):  # dockerd's own: in no cluster store
+                container.endpoints[index] = self.bridges.rename(endpoint, name)
+                continue
             with self.lock:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
@@ -148,7 +146,8 @@ class Daemon:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
             raise APIError(400, str(error)) from None
-        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network)
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        settings = endpoints.get(network) or endpoints.get("default")  # the CLI names the default mode so
         cmd = [*(body.get("Entrypoint") or []), *(body.get("Cmd") or ([] if body.get("Entrypoint") else image.cmd))]
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
@@ -293,20 +292,21 @@ class Daemon:
         """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
         try:
             network = self.find_network(attachment.network)
-            if network.driver == "bridge":  # docker0: not in the cluster store, no name to resolve
-                taken = {e.address.split("/")[0] for c in list(self.containers.values()) for e in c.endpoints}
-                container.endpoints.append(bridge.connect(network.id, container.name, pid, taken))
+            if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
+                self.bridges.join(container, network, attachment, pid, self.containers)
+                container.links.update({(network.id, alias): name for alias, name in attachment.link_aliases().items()})
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return
             with self.lock:
                 endpoint = dn.connect(self.ds, network, container.name, pid, attachment.ipv4, attachment.ipv6,
                                       attachment.aliases + container.aliases)
+        except APIError:  # already dockerd's words (a port already allocated, an address in use)
+            raise
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
             raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
                                 f"{error}") from None
-        links = attachment.link_aliases()
-        container.links.update({(endpoint.network_id, alias): name for alias, name in links.items()})
+        container.links.update({(network.id, alias): name for alias, name in attachment.link_aliases().items()})
         container.endpoints.append(endpoint)
         self.joined(container, endpoint)
 
@@ -327,8 +327,8 @@ class Daemon:
 
     def release(self, container: Container, endpoint: Endpoint) -> None:
         """An endpoint (already out of container.endpoints) gone: its veth on docker0, or libnetwork's flow."""
-        if any(n.id == endpoint.network_id and n.driver == "bridge" for n in self.local):
-            return bridge.disconnect(endpoint)
+        if self.bridges.is_bridge(endpoint.network_id):
+            return self.bridges.leave(container, endpoint)
         with self.lock:
             dn.disconnect(self.ds, endpoint)
         self.left(container, endpoint)
@@ -406,12 +406,16 @@ class Daemon:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
-        predefined.refuse(request.name, "created")
+        self.bridges.refuse(request.name)  # a predefined name, or a local network's
+        if request.driver == "bridge":  # Docker's default driver: a user-defined bridge network, local
+            return self.bridges.create(request, self.networks())
         with self.lock:
             return dn.create_network(self.ds, request)
 
     def remove_network(self, network: Network) -> None:
         predefined.refuse(network.name, "removed")
+        if network in self.local:
+            return self.bridges.remove(network, list(self.containers.values()))
         with self.lock:
             dn.remove_network(self.ds, network.id)
 
@@ -463,8 +467,10 @@ class Daemon:
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": {"Type": "json-file", "Config": {}},
-                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
+                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                               **ports.host_config(container.host_config)},
                 "NetworkSettings": {"Networks": self.networks_json(container),
+                                    "Ports": self.bridges.ports_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": [mount.json() for mount in volumes.of(container, self.state)]}
 
@@ -502,7 +508,8 @@ class Daemon:
             status = "Created"
         return {"Id": container.id, "Names": ["/" + container.name], "Image": container.reference,
                 "ImageID": full["Image"], "Command": " ".join(container.cmd), "Created": int(container.created),
-                "State": container.status, "Status": status, "Ports": [], "Labels": full["Config"]["Labels"],
+                "State": container.status, "Status": status, "Ports": self.bridges.ports_summary(container),
+                "Labels": full["Config"]["Labels"],
                 "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]}, "HostConfig": full["HostConfig"],
                 "Mounts": full["Mounts"]}
 
@@ -520,8 +527,11 @@ class Daemon:
                                  "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
                                                              "IPv4Address": e.address} for e in c.endpoints
                                                             if e.network_id == network.id), {})}
-                          for c in list(self.containers.values()) if c.running and c.network == network.name}
+                          for c in list(self.containers.values()) if c.running
+                          and (c.network == network.name or any(e.network_id == network.id for e in c.endpoints))}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
+                **({"AuxiliaryAddresses": {k: v.split("/")[0] for k, v in network.aux_addresses.items()}}
+                   if network.aux_addresses else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",
@@ -544,48 +554,3 @@ class Daemon:
                          detach_keys(body.get("DetachKeys") or body.get("detachKeys") or ""))  # Go: any case
         self.execs[execution.id] = execution
         return {"Id": execution.id}
-
-    def exec_claim(self, execution: Exec) -> None:
-        """Refuse an exec start as dockerd does, before any answer is written (the stream's
-        upgrade comes next, and only then the process: exec_spawn)."""
-        if not execution.container.running:
-            raise APIError(409, f"container {execution.container.id} is not running")
-        if execution.started:
-            raise APIError(409, f"exec command {execution.id} has already run")
-        execution.started = True
-
-    def exec_spawn(self, execution: Exec) -> subprocess.Popen | None:
-        """The claimed exec's process in the container, as its user and in its directory (None,
-        with the exit code and the reason set, if it cannot start: 127 for a command that is not there)."""
-        container = execution.container
-        root = f"/proc/{container.pid}/root"
-        try:
-            user = users.lookup(execution.user, Path(root, "etc"))
-        except APIError as error:
-            return exec_failed(execution, 126, str(error).removeprefix("linux spec user: "))
-        env = container.environment(execution.env, home=user.home)
-        if execution.tty:
-            env["TERM"] = "xterm"
-        if execution.workdir and not os.path.isdir(root + execution.workdir):
-            return exec_failed(execution, 126, f'chdir to cwd ("{execution.workdir}") set in config.json failed: '
-                                               'no such file or directory')
-        if not find_executable(container.pid, execution.cmd[0], env.get("PATH", "")):
-            return exec_failed(execution, 127, f'exec: "{execution.cmd[0]}": executable file not found in $PATH')
-        argv = runtime.exec_argv(container.pid, execution.cmd, execution.tty, user.argv() if execution.user else [],
-                                 root + execution.workdir if execution.workdir else None)
-        if execution.tty:
-            execution.master, slave = runtime.terminal_in(container.pid)
-            runtime.resize(execution.master, *execution.console)
-            process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
-            os.close(slave)
-        else:
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE if execution.stdin else subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        execution.pid = process.pid
-        return process
-
-
-def exec_failed(execution: Exec, code: int, reason: str) -> None:
-    """An exec whose process could not start: its exit code, and the runtime's words for why."""
-    execution.exit_code = code
-    execution.failure = f"OCI runtime exec failed: exec failed: unable to start container process: {reason}: unknown"

@@ -279,6 +279,10 @@ host1$ docker exec linker nslookup db | grep -x "Address: $(docker inspect -f '{
 host1$ docker inspect -f '{{json .NetworkSettings.Networks.net1.Links}}' linker | grep -x '\["A:db"\]'
 host1$ docker exec A nslookup db 2>&1 | grep -x "\*\* server can't find db: NXDOMAIN"
 host1$ docker rm -f linker
+# ... and on a user-defined bridge network.
+host1$ docker network create userbr && docker run --net userbr --name target -tid busybox
+host1$ docker run --rm --net userbr --link target:tgt busybox nslookup tgt | grep -x "Address: $(docker inspect -f '{{.NetworkSettings.Networks.userbr.IPAddress}}' target)"
+host1$ docker rm -f target && docker network rm userbr
 """
 
 
