@@ -214,7 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         container = d.find(parts[0])
         action = parts[1] if len(parts) > 1 else ""
         if not action and method == "DELETE":
-            d.remove(container, truthy(query.get("force")))
+            d.remove(container, truthy(query.get("force")), truthy(query.get("v")))
             return self._send(204)
         if method == "GET" and action == "changes":
             upper = container.directory / "upper" if container.directory else None

@@ -192,7 +192,7 @@ class Daemon:
             self.run(container)
         except APIError:
             if container.host_config.get("AutoRemove"):
-                self.remove(container, force=True)
+                self.remove(container, force=True, anonymous_volumes=True)
             raise
 
     def run(self, container: Container) -> None:
@@ -274,7 +274,7 @@ class Daemon:
             container.exits += 1
             self.events.notify_all()
         if container.host_config.get("AutoRemove"):
-            self.remove(container, force=True)
+            self.remove(container, force=True, anonymous_volumes=True)
 
     def join_networks(self, container: Container, pid: int) -> None:
         """An endpoint on each of the container's networks, in order; one that fails undoes the others."""
@@ -358,7 +358,7 @@ class Daemon:
         if not self.wait_for(lambda: not container.running, timeout):
             self.kill(container)
 
-    def remove(self, container: Container, force: bool) -> None:
+    def remove(self, container: Container, force: bool, anonymous_volumes: bool = False) -> None:
         if container.running and not force:
             raise APIError(409, f"cannot remove container \"/{container.name}\": container is running: "
                                 "stop the container before removing or force remove")
@@ -372,6 +372,8 @@ class Daemon:
                 del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
+            if anonymous_volumes:  # rm -v, --rm
+                volumes.remove_anonymous(container, self.state)
             container.removed = True
             self.events.notify_all()
 

@@ -33,6 +33,7 @@ class Mount:
     writable: bool = True
     name: str = ""  # a volume's
     mode: str = ""  # as given: "", "ro" or "rw"
+    anonymous: bool = False  # -v /dst: removed with its container by `rm -v` and --rm
 
     def spec(self) -> list:
         """What init.py binds: [source, destination, writable]."""
@@ -65,7 +66,7 @@ def mounts(container_id: str, host_config: dict, config: dict, volumes: Path) ->
     found = [bind(spec, volumes) for spec in host_config.get("Binds") or []]
     for destination in config.get("Volumes") or {}:
         name = hashlib.sha256(f"{container_id}:{destination}".encode()).hexdigest()
-        found.append(Mount("volume", str(volumes / name / "_data"), absolute(destination), name=name))
+        found.append(Mount("volume", str(volumes / name / "_data"), absolute(destination), name=name, anonymous=True))
     return found
 
 
@@ -137,6 +138,14 @@ def remove(volumes: Path, name: str, users: list[str]) -> None:
     if users:
         raise APIError(409, f"remove {name}: volume is in use - [{', '.join(users)}]")
     shutil.rmtree(volumes / name)
+
+
+def remove_anonymous(container: "Container", state: Path) -> None:
+    """A removed container's anonymous volumes (`docker rm -v`, and --rm), as Docker removes them;
+    named ones stay."""
+    for mount in of(container, state):
+        if mount.anonymous:
+            shutil.rmtree(state / "volumes" / mount.name, ignore_errors=True)
 
 
 def prune(volumes: Path, used: set[str]) -> dict:

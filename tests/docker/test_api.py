@@ -327,7 +327,11 @@ host1$ docker inspect -f '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} 
 host1$ docker volume ls --format '{{.Name}} {{.Driver}}' | grep -x 'keep local'
 host1$ docker volume rm keep 2>&1 | grep -x "Error response from daemon: remove keep: volume is in use - \[$(docker inspect -f '{{.Id}}' V)\]"
 host1$ docker rm V && docker volume rm keep && docker volume ls -q | grep -c . | grep -x 0
+# An anonymous volume goes with its container (--rm, rm -v); a named one stays until removed or pruned.
 host1$ docker run --rm --net none -v /anon busybox sh -c 'echo a > /anon/a; cat /anon/a' | grep -x a
+host1$ docker volume ls -q | grep -c . | grep -x 0
+host1$ docker run --net none --name W2 -v /anon -v kept:/kept busybox true && docker volume ls -q | grep -c . | grep -x 2
+host1$ docker rm -v W2 && docker volume ls -q | tr '\n' ' ' | grep -x 'kept '
 host1$ docker volume create made | grep -x made && docker volume inspect -f '{{.Mountpoint}}' made | grep -q '/volumes/made/_data$'
 host1$ docker volume prune -af | grep -c . && docker volume ls -q | grep -c . | grep -x 0
 # Docker's refusals, at create: nothing made.
