@@ -18,7 +18,7 @@ BUSYBOX := build/busybox/busybox
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo lint test unit bench clean docker-cli path
+.PHONY: setup demo lint test unit bench clean docker-cli path bench-peers-setup bench-peers
 
 # A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
 # taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
@@ -103,6 +103,26 @@ bench: setup
 	$(PY) benchmarks/workloads.py --hosts 10 --total 200
 	$(PY) benchmarks/demo.py --runs 3
 	$(PY) benchmarks/snapshot.py --hosts 2 10
+
+# benchmarks/peers.py's peer: Debian's FRR, installed only for that benchmark (not by `make setup`).
+# The package would start a machine-wide frr service: a policy-rc.d of this target's own (where the
+# machine has none) refuses every service start during the install, and on a systemd machine the
+# unit is disabled and stopped after it; the benchmark starts each host's zebra and bgpd itself.
+bench-peers-setup: setup
+	@if ! dpkg-query -W -f='$${Status}\n' frr 2>/dev/null | grep -q '^install ok installed$$'; then \
+		own_policy=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends frr; status=$$?; \
+		if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		[ $$status -eq 0 ] || exit $$status; \
+	fi
+	@if [ -d /run/systemd/system ]; then systemctl disable --now frr.service 2>/dev/null || true; fi
+
+# The same mesh three ways (calisim, Mininet + BIRD, Mininet + FRR) at 25, 50 and 100 speakers.
+bench-peers: bench-peers-setup
+	$(PY) benchmarks/peers.py --hosts 25 50 100
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)
