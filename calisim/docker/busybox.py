@@ -3,7 +3,7 @@
 leaves out nc's `-u` (CONFIG_NC_110_COMPAT) that Calico's tests and users check UDP with.
 
 The source is Debian's source package `busybox` (the upstream tarball, plus Debian's CVE fixes,
-none of which touches the config or the applet list), fetched with `apt-get source` from `deb-src`
+none of which touches the config or the applet list), downloaded with `apt-get source` from `deb-src`
 entries of the archives the machine's apt already gets busybox from.  Those entries, and apt's
 lists and cache for them, live in a directory of the project's own (`build/busybox/apt`): the
 machine's apt configuration and lists are never changed.  The build runs once (`make setup`); its
@@ -62,7 +62,7 @@ def apt_options(apt: Path) -> list[str]:
             "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}", "-q"]
 
 
-def fetch_source(apt: Path, into: Path) -> Path:
+def download_source(apt: Path, into: Path) -> Path:
     """The unpacked upstream tree of Debian's busybox source package, with its CVE fixes applied."""
     entries = deb_src_entries(run(["apt-cache", "madison", SOURCE_PACKAGE]))
     if not entries:
@@ -109,7 +109,7 @@ def build(destination: Path = BUILD_DIR) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination) as scratch:
         results = Path(scratch) / "results"
-        compile_static(fetch_source(destination / "apt", Path(scratch)), results)
+        compile_static(download_source(destination / "apt", Path(scratch)), results)
         for name in RESULTS:
             (results / name).replace(destination / name)
     return destination / "busybox"
