@@ -10,10 +10,11 @@ PY := $(VENV)/bin/python
 # `calisim web` (driven by Playwright, which never downloads a browser of its own).
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz \
-	chromium openssh-server sudo
+	chromium openssh-server sudo gcc make libc6-dev bzip2 patch dpkg-dev
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
+BUSYBOX := build/busybox/busybox
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -31,9 +32,14 @@ docker-cli: | $(VENV)/.installed
 		ln -sf $(abspath build/docker-cli/docker) $(VENV)/bin/docker; \
 	fi
 
-# The emulated dockerd's images (busybox, workload): root filesystems from Debian's busybox-static,
-# downloaded and unpacked, never installed (calisim/docker/images.py).
-$(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
+# Docker Hub's busybox: BusyBox's source (Debian's source package, through a deb-src list of our own
+# under build/busybox/apt), upstream's defconfig, static; built once, kept (calisim/docker/busybox.py).
+$(BUSYBOX): | apt $(VENV)/.installed
+	$(PY) -m calisim.docker.busybox build/busybox
+
+# The emulated dockerd's images (busybox, workload): root filesystems around that binary
+# (calisim/docker/images.py).
+$(IMAGES): calisim/docker/images.py $(BUSYBOX) | apt $(VENV)/.installed
 	rm -rf build/images
 	$(PY) -m calisim.docker.images build/images
 	touch $@
