@@ -44,7 +44,7 @@ from ..ipam import IPAM
 from ..node import NodePaths
 from ..node.daemon import NodeDaemon
 from . import overlay
-from .faults.daemons import DaemonFaults
+from .faults.daemons import node_run_command
 from .rundir import RunDir
 
 FORMAT = 1  # bumped whenever what a saved file holds changes meaning
@@ -250,13 +250,15 @@ def capture(cluster, spec, directory: Path) -> tuple[SavedLab, Path]:
 
 def _saved_host(cluster, name: str) -> SavedHost:
     state = cluster.host(name).state_dir
-    pid = NodeDaemon(NodePaths(state / "run", state / "log")).running_pid()
+    node = NodeDaemon(NodePaths(state / "run", state / "log"))
+    pid = node.running_pid()
     listed = cluster.run(name, 'ids=$(docker ps -aq) && { [ -z "$ids" ] && echo [] || docker inspect $ids; }')
     if listed.rc != 0:
         raise SaveError(f"cannot list {name}'s containers: {(listed.stderr or listed.stdout).strip()}")
     documents = sorted(json.loads(listed.stdout), key=lambda doc: doc["Created"])  # made again in this order
     containers = [SavedContainer.from_inspect(doc) for doc in documents]
-    return SavedHost(name, DaemonFaults._node_run_command(pid) if pid else None, containers)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") if pid else None
+    return SavedHost(name, node_run_command(argv, node.settings()) if argv else None, containers)
 
 
 def _reflectors(cluster) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
@@ -97,6 +98,7 @@ class SimServers:
     run_dir: Path
     count: int
     servers: list[SimServer] = field(default_factory=list)
+    control_directory: Path | None = None  # the ssh control sockets: a socket's path has at most 108 bytes
 
     @property
     def directory(self) -> Path:
@@ -122,13 +124,15 @@ class SimServers:
         handshake costs about half a second here; Mininet's cluster edition leaves this off)."""
         return ["ssh", "-i", str(self.client_key), "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                "-o", "ControlMaster=auto", "-o", f"ControlPath={self.directory}/%h.ssh", "-o", "ControlPersist=yes"]
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_directory}/%C",
+                "-o", "ControlPersist=yes"]
 
     def start(self) -> list[SimServer]:
         """Build every server; on any failure stop those already started and raise ServerError."""
         check_count(self.count)
         if not SSHD.exists():
             raise ServerError(f"simulated servers need {SSHD} (Debian's openssh-server: run `make setup`)")
+        self.control_directory = Path(tempfile.mkdtemp(prefix="calisim-ssh-"))
         try:
             self._make_underlay()
             self._make_client_key()
@@ -216,6 +220,8 @@ class SimServers:
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=UNDERLAY_BRIDGE):
                 ipr.link("del", index=index)
+        if self.control_directory is not None:
+            shutil.rmtree(self.control_directory, ignore_errors=True)
         left = set(pids.in_namespaces(set(namespaces.values()), "pid"))
         return [name for name, inode in namespaces.items() if left & set(pids.in_namespace(inode, "pid"))]
 

@@ -43,8 +43,8 @@ REFLECTED = "\n".join(
     + [f"{h}$ docker run --net net1 --name w{h.removeprefix('host')} -tid busybox" for h in HOSTS]
     + [every_pair_reaches(),
        # Next hops pass through the reflector: host1 reaches host6's block directly.
-       r"host1$ ip route show proto bird | grep -E '^192\.168\.[0-9.]+/26 via 172\.16\.0\.6 dev host1-eth0'",
-       r"host1$ ip -6 route show proto bird | grep -E '^fd80:24e2:f998:72d6:[0-9a-f:]+/122 via fd00:172:16::6 dev host1-eth0'",
+       r"within 20s host1$ ip route show proto bird | grep -E '^192\.168\.[0-9.]+/26 via 172\.16\.0\.6 dev host1-eth0'",
+       r"within 20s host1$ ip -6 route show proto bird | grep -E '^fd80:24e2:f998:72d6:[0-9a-f:]+/122 via fd00:172:16::6 dev host1-eth0'",
        r"rr1$ ip route | grep -c '^192\.168\.' | grep -x 0",
        r"rr2$ ip route | grep -c '^192\.168\.' | grep -x 0",
        r"rr1$ ip -6 route | grep -c '^fd80:' | grep -x 0",
