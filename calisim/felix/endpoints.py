@@ -63,13 +63,16 @@ class Dataplane:
         self.full_at: float | None = None
 
     def apply(self, wanted: dict[str, WorkloadInterface]) -> set[str]:
-        """Make the kernel match wanted; returns the interfaces that are not there (or not up) yet."""
-        full = self.full_at is None or time.monotonic() - self.full_at >= self.FULL_RESYNC
-        if full:
-            self.programmed = {}
-        missing = apply(wanted, self.programmed)
-        if full:
-            self.full_at = time.monotonic()
+        """Make the kernel match wanted; returns the interfaces that are not there (or not up) yet.
+        The timer's full pass forgets, as every pass does, the connections of the addresses that
+        came or went since the last pass: a pass is a full one by the clock, not by what changed."""
+        if self.full_at is not None and time.monotonic() - self.full_at < self.FULL_RESYNC:
+            return apply(wanted, self.programmed)
+        if self.full_at is not None:
+            remove_connections(changed_addresses(self.programmed, wanted))
+        missing = apply(wanted)
+        self.programmed = {name: interface for name, interface in wanted.items() if name not in missing}
+        self.full_at = time.monotonic()
         return missing
 
 
@@ -77,17 +80,15 @@ def apply(wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadIn
     """Make this namespace's kernel match wanted; returns the interfaces that are not there yet,
     to be tried again: libnetwork creates them at Join, after the endpoint is stored, and sets
     them up a moment later (a route through a down interface is refused with ENETDOWN).
-    programmed (updated in place) is what earlier calls made: when it is empty this is a full pass."""
+    programmed (updated in place) is what earlier calls made, even none (a host whose last
+    workload went); without it this is a full pass."""
     from pyroute2 import IPRoute, NetlinkError
 
     try:
         with IPRoute() as ipr:
-            if programmed:
-                return _apply_changes(ipr, wanted, programmed)
-            missing = _apply(ipr, wanted)
             if programmed is not None:
-                programmed.update({name: i for name, i in wanted.items() if name not in missing})
-            return missing
+                return _apply_changes(ipr, wanted, programmed)
+            return _apply(ipr, wanted)
     except NetlinkError as error:
         raise OSError(error.code, f"programming workload interfaces: {error}") from error
 
@@ -116,8 +117,7 @@ def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[s
 
     missing = set()
     changed = sorted(name for name in set(programmed) | set(wanted) if programmed.get(name) != wanted.get(name))
-    remove_connections({address for name in changed
-                        for address in addresses_of(programmed.get(name)) ^ addresses_of(wanted.get(name))})
+    remove_connections(changed_addresses(programmed, wanted))
     for name in changed:
         before, after = programmed.get(name), wanted.get(name)
         try:
@@ -145,6 +145,12 @@ def addresses_of(interface: WorkloadInterface | None) -> set:
     return set(interface.addresses) if interface is not None else set()
 
 
+def changed_addresses(programmed: dict[str, WorkloadInterface], wanted: dict[str, WorkloadInterface]) -> set:
+    """The addresses that come or go on an interface between what is programmed and what is wanted."""
+    return {address for name in set(programmed) | set(wanted)
+            for address in addresses_of(programmed.get(name)) ^ addresses_of(wanted.get(name))}
+
+
 def remove_connections(addresses: set) -> None:
     """Delete this namespace's conntrack entries from or to any of these addresses (Felix runs
     `conntrack -D` with --orig-src, --orig-dst, --reply-src and --reply-dst for each)."""
@@ -164,6 +170,8 @@ def remove_connections(addresses: set) -> None:
             except NetlinkError as error:
                 if error.code != errno.ENOENT:  # ended on its own since the dump
                     raise
+    except NetlinkError as error:  # as the routes' errors: the pass is retried
+        raise OSError(error.code, f"forgetting connections: {error}") from error
     finally:
         conntrack.close()
     if stale:

@@ -149,6 +149,15 @@ seen["came"] = flows()
 flow("10.10.0.2", "198.51.100.10", 1003)
 dataplane.apply(interface("10.10.0.2"))  # 10.10.0.1 goes
 seen["went"] = flows()
+dataplane.apply({})  # the host's last workload goes
+flow("10.10.0.4", "198.51.100.10", 1004)
+dataplane.apply(interface("10.10.0.4"))  # and the next comes to a host with none
+seen["came to none"] = flows()
+flow("10.10.0.4", "198.51.100.10", 1005)
+flow("10.10.0.5", "198.51.100.10", 1006)
+dataplane.full_at -= dataplane.FULL_RESYNC
+dataplane.apply(interface("10.10.0.5"))  # 10.10.0.4 goes, 10.10.0.5 comes, in the timer's full pass
+seen["full"] = flows()
 print(json.dumps(seen))
 """
 
@@ -156,13 +165,16 @@ print(json.dumps(seen))
 @pytest.mark.emulation
 def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     """An address's next holder must not take up its predecessor's flows and their NAT decision
-    (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own."""
+    (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own.  Also
+    when the address comes to a host that had no workload left, or in the timer's full pass."""
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", CONNECTIONS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["before"] == ["10.10.0.1>198.51.100.10", "10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["came"] == ["10.10.0.1>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["went"] == ["10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
+    assert seen["came to none"] == ["198.51.100.10>10.10.0.3"]
+    assert seen["full"] == ["198.51.100.10>10.10.0.3"]
 
 
 NODES = """

@@ -151,36 +151,44 @@ def must(result) -> str:
     return result.stdout
 
 
-def first_ping(cluster, host: str, cidr: str, spec: str):
+def first_ping(cluster, host: str, cidr: str, spec: str, detached: bool):
     """A pool, its network and a fresh workload in it, one right after the other, the workload's
-    one echo request to ext1; the network and pool are gone after it."""
+    one echo request to ext1; the network and pool are gone after it.  The workload pings attached,
+    with --rm, or (detached) runs with -d, pings in docker exec and is removed running, with rm -f."""
     network = f"first{cidr.split('.')[1]}"
+    ping = f"ping -c 1 -W 3 {EXT1}"
+    workload = (f"docker run --rm --net {network} busybox {ping}" if not detached else
+                f"docker run -d --name {network} --net {network} busybox sleep 600 > /dev/null "
+                f"&& docker exec {network} {ping}; rc=$?; docker rm -f {network} > /dev/null; exit $rc")
     pinged = cluster.run(host, f"echo '{{apiVersion: v1, kind: ipPool, metadata: {{cidr: {cidr}}}, spec: {{{spec}}}}}' "
                                f"| calicoctl create -f - && docker network create --driver calico "
-                               f"--ipam-driver calico-ipam --subnet {cidr} {network} "
-                               f"&& docker run --rm --net {network} busybox ping -c 1 -W 3 {EXT1}")
+                               f"--ipam-driver calico-ipam --subnet {cidr} {network} && {{ {workload}; }}")
     must(cluster.run(host, f"docker network rm {network} && calicoctl delete ipPool {cidr}"))
     return pinged
 
 
 @pytest.mark.emulation
 @settings(max_examples=FIRST_PACKET_EXAMPLES, deadline=None)
-@given(host=st.sampled_from(sorted(HOST_ADDRESSES)), ipip=st.booleans(), earlier=st.booleans())
-@example(host="host1", ipip=False, earlier=True)  # the issue's case: 10.70.14.0 seen outside
-def test_a_new_workloads_first_packet_out_of_a_new_nat_outgoing_pool_is_masqueraded(routed, host, ipip, earlier):
+@given(host=st.sampled_from(sorted(HOST_ADDRESSES)), ipip=st.booleans(), earlier=st.booleans(), detached=st.booleans())
+@example(host="host1", ipip=False, earlier=True, detached=False)  # the issue's case: 10.70.14.0 seen outside
+@example(host="host2", ipip=False, earlier=True, detached=True)
+def test_a_new_workloads_first_packet_out_of_a_new_nat_outgoing_pool_is_masqueraded(routed, host, ipip, earlier,
+                                                                                   detached):
     """The workload's one echo request to ext1 is answered (ext1 has no route back to any pool:
     only a masqueraded request can be) in less than the ARP retry (its gateway's proxy ARP was in
     place), and ext1 never saw the pool's own addresses; also when (earlier) the same pool existed
-    a moment before without nat-outgoing and a workload given the same address pinged ext1 from it."""
+    a moment before without nat-outgoing and a workload given the same address pinged ext1 from it;
+    and whether the workloads ping as `docker run --rm` or from `docker exec` in a `docker run -d`
+    container removed running with `docker rm -f`."""
     cidr = f"10.{next(POOL_NUMBERS)}.0.0/16"
     encapsulation = "ipip: {enabled: true}, " if ipip else ""
     if earlier:
-        first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: false")  # unanswered: not masqueraded
+        first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: false", detached)  # unanswered: not masqueraded
     capture = f"ext-{cidr.split('/')[0]}.txt"
     must(routed.run("ext1", f"(timeout 120 tcpdump -l -n -i ext1-eth0 'icmp[icmptype] = icmp-echo' > {capture} "
                             f"2> {capture}.err &)"))
     wait_until(lambda: routed.run("ext1", f"grep -q listening {capture}.err").rc == 0, 20, what="tcpdump on ext1")
-    pinged = first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: true")
+    pinged = first_ping(routed, host, cidr, f"{encapsulation}nat-outgoing: true", detached)
     masqueraded = f"IP {HOST_ADDRESSES[host]} > {EXT1}: ICMP echo request"
     with contextlib.suppress(ClusterError):  # told below, with what ext1 saw
         wait_until(lambda: masqueraded in routed.run("ext1", f"cat {capture}").stdout, 5, what="the request on ext1")
