@@ -187,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         if action == "rename":
             d.rename(container, query.get("name") or "")
             return self._send(204)
-        timeout = float(query["t"]) if query.get("t") not in (None, "") else STOP_TIMEOUT
+        timeout = float(query["t"]) if query.get("t") not in (None, "") else container.stop_timeout(STOP_TIMEOUT)
         actions = {"start": lambda: d.start(container),
                    "stop": lambda: d.stop(container, timeout),
                    "kill": lambda: d.kill(container, signal_number(query.get("signal") or "KILL")),
@@ -247,6 +247,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _logs(self, container: Container, query: dict) -> None:
+        if not container.logs_readable:
+            raise APIError(500, "configured logging driver does not support reading")
         streams = {1} if truthy(query.get("stdout")) else set()
         streams |= {2} if truthy(query.get("stderr")) else set()
         tail = query.get("tail") or "all"

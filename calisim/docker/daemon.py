@@ -34,7 +34,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, predefined, runtime, users
+from . import bridge, predefined, restarts, runtime, users
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -100,6 +100,7 @@ class Daemon:
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
         self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
+        self.default_log = {"Type": "json-file", "Config": {}}  # daemon.json's log-driver and log-opts
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -141,7 +142,7 @@ class Daemon:
             raise APIError(404, f"No such image: {reference if ':' in reference else reference + ':latest'}")
         name = name or secrets.token_hex(4)
         self.check_name(name)
-        host_config = body.get("HostConfig") or {}
+        host_config = restarts.check_create(body.get("HostConfig") or {}, self.default_log)
         network = host_config.get("NetworkMode") or "default"
         network = "bridge" if network == "default" else network  # Docker's default mode
         try:
@@ -188,6 +189,7 @@ class Daemon:
         CLI waits for its removal)."""
         if container.running:
             raise not_modified()
+        container.manually_stopped, container.restart_count, container.restart_delay = False, 0, 0.0
         try:
             self.run(container)
         except APIError:
@@ -275,6 +277,8 @@ class Daemon:
             self.events.notify_all()
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True)
+        else:
+            restarts.after_exit(self, container)
 
     def join_networks(self, container: Container, pid: int) -> None:
         """An endpoint on each of the container's networks, in order; one that fails undoes the others."""
@@ -343,12 +347,19 @@ class Daemon:
             pass
 
     def kill(self, container: Container, signum: int = signal.SIGKILL) -> None:
+        """`docker kill`: the signal, and no restart by the policy (dockerd's killWithSignal)."""
+        container.manually_stopped = True
         self.send_signal(container, signum)
         if signum == signal.SIGKILL:
             self.wait_for(lambda: not container.running)
 
     def stop(self, container: Container, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds (PID 1 without a TERM handler ignores it)."""
+        """SIGTERM, then SIGKILL after timeout seconds (PID 1 without a TERM handler ignores it);
+        the restart policy holds until the next start."""
+        with self.events:
+            container.manually_stopped = True
+            container.status = "exited" if container.status == "restarting" else container.status
+            self.events.notify_all()
         if not container.running:
             raise not_modified()
         self.send_signal(container, signal.SIGTERM)
@@ -443,9 +454,10 @@ class Daemon:
         config = container.config
         return {"Id": container.id, "Name": "/" + container.name, "Created": rfc3339(container.created),
                 "Path": container.cmd[0] if container.cmd else "", "Args": container.cmd[1:],
-                "Image": container.image.id, "RestartCount": 0, "Driver": "overlay2",
+                "Image": container.image.id, "RestartCount": container.restart_count, "Driver": "overlay2",
                 "State": {"Status": container.status, "Running": container.running, "Paused": False,
-                          "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": container.pid,
+                          "Restarting": container.status == "restarting", "OOMKilled": False, "Dead": False,
+                          "Pid": container.pid,
                           "ExitCode": container.exit_code, "Error": container.error,
                           "StartedAt": rfc3339(container.started_at), "FinishedAt": rfc3339(container.finished_at)},
                 "Config": {"Hostname": container.hostname, "Domainname": "", "User": config.get("User") or "",
@@ -456,11 +468,12 @@ class Daemon:
                            "Env": [f"{k}={v}" for k, v in container.environment().items() if k != "HOME"],
                            "Cmd": config.get("Cmd") or list(container.image.cmd), "Image": container.reference,
                            "WorkingDir": config.get("WorkingDir") or "", "Entrypoint": config.get("Entrypoint"),
-                           "Labels": config.get("Labels") or {}},
+                           "Labels": config.get("Labels") or {},
+                           **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
-                               "LogConfig": {"Type": "json-file", "Config": {}},
-                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}},
+                               "LogConfig": container.host_config.get("LogConfig") or self.default_log,
+                               "RestartPolicy": container.restart_policy.to_api()},
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": []}
@@ -492,6 +505,8 @@ class Daemon:
         full = self.container_json(container)
         if container.running:
             status = f"Up {human_duration(time.time() - container.started_at)}"
+        elif container.status == "restarting":
+            status = f"Restarting ({container.exit_code}) {human_duration(time.time() - container.finished_at)} ago"
         elif container.exits:
             status = f"Exited ({container.exit_code}) {human_duration(time.time() - container.finished_at)} ago"
         else:
