@@ -38,6 +38,7 @@ from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
 from . import bridge, predefined, system
+from .config import PATH as config_path, ConfigError, DaemonConfig
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
@@ -106,8 +107,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, system.version(API_VERSION))
         if parts == ["info"]:
             d = self.daemon
-            return self._send(200, system.info(list(d.containers.values()), {n.driver for n in d.networks()},
-                                               d.state, d.ds.endpoints))
+            return self._send(200, {**system.info(list(d.containers.values()), {n.driver for n in d.networks()},
+                                                  d.state, d.ds.endpoints), **d.config.info()})
         if parts[:1] in (["swarm"], ["nodes"], ["services"], ["tasks"], ["secrets"]):
             raise system.swarm(method, parts)
         if parts[:1] == ["networks"]:
@@ -421,16 +422,18 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
 
 
-def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
+def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig) -> None:
     """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
     endpoints and addresses leave the cluster store with the daemon."""
     try:
         bridge.set_up()  # docker0, as dockerd makes it at start
     except DockerError as error:
         raise SystemExit(f"dockerd: {error}") from None
+    config_path.parent.mkdir(parents=True, exist_ok=True)  # /etc/docker, as dockerd makes it (in its host's /etc)
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
     daemon = Daemon(ds, state, resolver)
+    daemon.config = config
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)
@@ -454,5 +457,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", type=Path, default=Path("/run/docker/state"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = configured()
     with Synchronous(Datastore.from_env()) as ds:
-        serve(args.socket, ds, args.state)
+        serve(args.socket, ds, args.state, config)
+
+
+def configured() -> DaemonConfig:
+    """The host's daemon.json, its cluster store as this dockerd's etcd; a bad file ends dockerd
+    with Docker's line, as dockerd exits before it serves."""
+    try:
+        config = DaemonConfig.load()
+        endpoints = config.etcd_endpoints()
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    if endpoints:
+        os.environ["ETCD_ENDPOINTS"] = endpoints
+    return config

@@ -27,7 +27,6 @@ import socket
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +34,7 @@ from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
 from . import bridge, predefined, restarts, runtime, users
+from .config import DaemonConfig
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -42,33 +42,13 @@ from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
 from .streams import detach_keys
+from .times import human_duration, rfc3339
 
 STOP_TIMEOUT = 10  # seconds `docker stop` waits before SIGKILL, as Docker
 RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"  # Docker's embedded DNS on user-defined networks
 HOSTS_HEADER = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::\tip6-localnet",
                 "ff00::\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
 log = logging.getLogger("dockerd")
-
-
-def rfc3339(moment: float) -> str:
-    if not moment:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration, as `docker ps` shows it."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    if seconds < 120:
-        return "About a minute"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} minutes"
-    if seconds < 7200:
-        return "About an hour"
-    return f"{int(seconds // 3600)} hours"
 
 
 def find_executable(pid: int, command: str, path: str) -> bool:
@@ -100,7 +80,7 @@ class Daemon:
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
         self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
-        self.default_log = {"Type": "json-file", "Config": {}}  # daemon.json's log-driver and log-opts
+        self.config = DaemonConfig()  # the host's daemon.json, as serve read it
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -142,7 +122,7 @@ class Daemon:
             raise APIError(404, f"No such image: {reference if ':' in reference else reference + ':latest'}")
         name = name or secrets.token_hex(4)
         self.check_name(name)
-        host_config = restarts.check_create(body.get("HostConfig") or {}, self.default_log)
+        host_config = restarts.check_create(body.get("HostConfig") or {}, self.config.log_config)
         network = host_config.get("NetworkMode") or "default"
         network = "bridge" if network == "default" else network  # Docker's default mode
         try:
@@ -162,6 +142,7 @@ class Daemon:
         mode = container.network
         hosts = predefined.host_file("hosts") if mode == "host" else hosts_text(container)
         resolv = predefined.host_file("resolv.conf") if mode in predefined.DRIVERS else RESOLV_CONF
+        resolv = self.config.resolv_conf(resolv) if mode == "bridge" else resolv  # daemon.json's dns
         for name, text in (("hosts", hosts), ("hostname", container.hostname + "\n"), ("resolv.conf", resolv)):
             (container.directory / name).write_text(text)
         return {name: str(container.directory / name) for name in ("hosts", "hostname", "resolv.conf")}
@@ -472,7 +453,7 @@ class Daemon:
                            **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
-                               "LogConfig": container.host_config.get("LogConfig") or self.default_log,
+                               "LogConfig": container.host_config.get("LogConfig") or self.config.log_config,
                                "RestartPolicy": container.restart_policy.to_api()},
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},

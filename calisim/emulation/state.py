@@ -74,7 +74,8 @@ def inspect_cluster(cluster) -> dict[str, Any]:
             node = node_names.get(cluster.topo.host_ip(name))
             sessions, containers = bgp_sessions(cluster, name), workloads(cluster, name)
             state.update({"node": node, "calico_node": calico_node_pid(cluster, name) is not None,
-                          "bird": sessions is not None, "dockerd": containers is not None})
+                          "bird": sessions is not None, "dockerd": containers is not None,
+                          "dockerd_error": "" if containers is not None else dockerd_error(cluster, name)})
             sessions, containers = sessions or [], containers or []
             state.update({"bgp": sessions, "established": sum(s["state"] == "Established" for s in sessions),
                           "blocks": blocks.get(node, []) if node else [], "workloads": containers})
@@ -113,6 +114,17 @@ def bgp_sessions(cluster, name: str) -> list[dict[str, str]] | None:
         return None
     return [{"peer": p.peer_ip, "type": p.peer_type, "state": p.info.split()[0] if p.info else p.state,
              "since": p.since} for p in peers]
+
+
+def dockerd_error(cluster, name: str) -> str:
+    """Why the host's dockerd is not answering, in its own last line (e.g. a bad daemon.json's), if
+    it exited by itself; empty while it runs, or if a signal stopped it."""
+    from ..docker.service import Dockerd
+
+    process = cluster.dockerds.get(name)
+    if process is None or (process.poll() or 0) <= 0:
+        return ""
+    return Dockerd(cluster.host(name).state_dir).last_words()
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
