@@ -155,6 +155,7 @@ class Daemon:
         """What init.py needs: the layers, the writable layer, Docker's files, the command."""
         for sub in ("upper", "work", "merged"):
             (container.directory / sub).mkdir(parents=True, exist_ok=True)
+        (container.directory / "exit").unlink(missing_ok=True)  # the last run's
         layers = container.image.lowerdirs(self.images)
         user = users.lookup(container.config.get("User") or "", users.etc_of([container.directory / "upper", *layers]))
         return {"lowerdirs": [str(d) for d in layers],
@@ -163,7 +164,8 @@ class Daemon:
                 "files": self.files(container), "env": container.environment(home=user.home),
                 "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
-                "console": container.host_config.get("ConsoleSize") or [0, 0]}
+                "console": container.host_config.get("ConsoleSize") or [0, 0],
+                "runtime": str(container.directory / "runtime.json"), "exit": str(container.directory / "exit")}
 
     def start(self, container: Container) -> None:
         """Start the container; one that fails to start with --rm is removed, as dockerd does (the
@@ -225,9 +227,7 @@ class Daemon:
                                                   *container.image.services],
                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)
-        sources = {process.master: 1} if process.master is not None else \
-            {process.popen.stdout.fileno(): 1, process.popen.stderr.fileno(): 2}
-        pumping = threading.Thread(target=runtime.pump, args=(sources, container.output), daemon=True)
+        pumping = threading.Thread(target=runtime.pump, args=(dict(process.outputs), container.output), daemon=True)
         pumping.start()
         threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
         log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
@@ -247,11 +247,9 @@ class Daemon:
             self.leave_networks(container)
         except Exception as error:
             log.warning("%s could not leave its network: %s", container.name, error)
-        for stream in (process.popen.stdin, process.popen.stdout, process.popen.stderr):
-            if stream is not None:
-                stream.close()
-        if process.master is not None:
-            os.close(process.master)
+        if process.popen.stdin is not None:
+            process.popen.stdin.close()
+        process.close_outputs()
         with self.events:
             container.status, container.exit_code, container.finished_at = "exited", code, time.time()
             container.exits += 1

@@ -3,12 +3,16 @@ init.py, run `docker exec` processes in its namespaces, terminals from the conta
 devpts, and the output pump that feeds logs and attached clients.
 
 Talks to init.py over a SOCK_SEQPACKET control socket, and to the container's processes through
-pipes or a pty master.
+pipes or a pty master.  init.py's first process is the container's shim (containerd-shim's part):
+it holds the read ends of the output pipes, or the pty master, for as long as the container runs,
+and writes runtime.json (its PID and those descriptors' numbers) and, at the end, the exit status,
+so that a dockerd started after this one died can adopt the container (`adopt`: pidfd_getfd).
 """
 
 from __future__ import annotations
 
 import array
+import ctypes
 import fcntl
 import json
 import os
@@ -28,6 +32,8 @@ from typing import Callable
 INIT = Path(__file__).with_name("init.py")
 TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
 START_TIMEOUT = 20.0
+SYS_PIDFD_GETFD = 438  # x86_64
+UNKNOWN_EXIT = 255  # the status dockerd records for a container that died unseen
 
 
 class RuntimeFailure(RuntimeError):
@@ -43,8 +49,15 @@ class Process:
     """One run of a container: the init process (our child) and PID 1's host PID."""
     popen: subprocess.Popen
     pid: int
-    control: socket.socket
+    control: socket.socket | None
     master: int | None = None  # the pty's master when the container has a TTY
+    outputs: dict[int, int] = field(default_factory=dict)  # fd -> stream (1 stdout, 2 stderr), as the pump reads
+
+    def close_outputs(self) -> None:
+        """Once the pump has read them to their end."""
+        for fd in self.outputs:
+            os.close(fd)
+        self.outputs, self.master = {}, None
 
     def go(self) -> None:
         """Let PID 1 exec the command (its network is ready); raise if it could not."""
@@ -89,13 +102,20 @@ def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, list[int]]:
 def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
     """Start the container's init and wait until PID 1 stands in its root, before its command."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    piped = subprocess.DEVNULL if tty else subprocess.PIPE
-    popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
-                              json.dumps({**spec, "tty": tty, "control": theirs.fileno()})],
-                             pass_fds=(theirs.fileno(),), stdout=piped, stderr=piped, start_new_session=True,
-                             stdin=subprocess.PIPE if open_stdin and not tty else subprocess.DEVNULL)
+    pipes = [] if tty else [os.pipe(), os.pipe()]  # stdout's and stderr's; the shim holds their read ends too
+    held = [read for read, _ in pipes]
+    try:
+        popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
+                                  json.dumps({**spec, "tty": tty, "control": theirs.fileno(), "held": held})],
+                                 pass_fds=(theirs.fileno(), *held), start_new_session=True,
+                                 stdout=pipes[0][1] if pipes else subprocess.DEVNULL,
+                                 stderr=pipes[1][1] if pipes else subprocess.DEVNULL,
+                                 stdin=subprocess.PIPE if open_stdin and not tty else subprocess.DEVNULL)
+    finally:
+        for _, write in pipes:
+            os.close(write)
     theirs.close()
-    process = Process(popen, 0, ours)
+    process = Process(popen, 0, ours, outputs=dict(zip(held, (1, 2))))
     ready = False
     try:
         while not (process.pid and ready):
@@ -106,11 +126,56 @@ def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
             process.pid = message.get("pid", process.pid)
             if message.get("ready"):
                 ready, process.master = True, (fds[0] if fds else None)
+                process.outputs = {process.master: 1} if process.master is not None else process.outputs
     except Exception:
         process.kill()
         ours.close()
+        process.close_outputs()
         raise
     return process
+
+
+class Shim:
+    """The shim of a container another dockerd started, as subprocess.Popen's face for the
+    monitor: waited on through its pidfd (it is not our child), its status read from the file it
+    writes before it exits (UNKNOWN_EXIT if it was killed first)."""
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, pidfd: int, exit_file: Path):
+        self.pid, self.pidfd, self.exit_file, self.returncode = pid, pidfd, exit_file, None
+
+    def poll(self) -> int | None:
+        return self.wait() if readable([self.pidfd], 0) else None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            readable([self.pidfd])
+            try:
+                self.returncode = int(self.exit_file.read_text())
+            except (OSError, ValueError):
+                self.returncode = UNKNOWN_EXIT
+            os.close(self.pidfd)
+        return self.returncode
+
+
+def adopt(directory: Path) -> Process | None:
+    """The running container whose runtime files are in directory, its output descriptors taken
+    from its shim (pidfd_getfd); None if the shim has ended."""
+    try:
+        state = json.loads((directory / "runtime.json").read_text())
+        pidfd = os.pidfd_open(state["shim"])
+    except (OSError, ValueError, KeyError):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    outputs = {}
+    for number, stream in state["outputs"].items():
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(number), 0)
+        if fd < 0:
+            os.close(pidfd)
+            return None
+        outputs[fd] = stream
+    master = next((fd for fd in outputs if state.get("tty")), None)
+    return Process(Shim(state["shim"], pidfd, directory / "exit"), state["pid"], None, master, outputs)
 
 
 def terminal_in(pid: int) -> tuple[int, int]:
