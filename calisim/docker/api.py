@@ -37,7 +37,7 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import bridge, predefined, system
+from . import bridge, ondisk, predefined, system
 from .config import PATH as config_path, ConfigError, DaemonConfig
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
@@ -434,6 +434,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     resolver.start()
     daemon = Daemon(ds, state, resolver)
     daemon.config = config
+    ondisk.restore(daemon, config.live_restore)
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)
@@ -442,7 +443,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     try:
         server.serve_forever()
     finally:
-        for container in list(daemon.containers.values()):
+        for container in [] if config.live_restore else list(daemon.containers.values()):  # live-restore: left running
             try:
                 daemon.remove(container, force=True)
             except Exception as error:

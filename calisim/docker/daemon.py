@@ -33,7 +33,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, predefined, restarts, runtime, users
+from . import bridge, ondisk, predefined, restarts, runtime, users
 from .config import DaemonConfig
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
@@ -114,6 +114,7 @@ class Daemon:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
             self.resolver.record(container.endpoints[index], present=True)
+        ondisk.save(container)
 
     def create(self, name: str | None, body: dict) -> dict:
         reference = body.get("Image") or ""
@@ -134,6 +135,7 @@ class Daemon:
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
         self.containers[container.id] = container
+        ondisk.save(container)
         return {"Id": container.id, "Warnings": []}
 
     def files(self, container: Container) -> dict[str, str]:
@@ -192,9 +194,7 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            if container.network not in predefined.DRIVERS:  # no embedded DNS on bridge, host and none
-                self.resolver.serve(container.id, socket_in(process.pid),
-                                    lambda: [e.network_id for e in container.endpoints])
+            self.serve_dns(container, process.pid)
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
@@ -217,21 +217,32 @@ class Daemon:
             raise APIError(400, "failed to create task for container: failed to create shim task: OCI runtime create "
                                 "failed: runc create failed: unable to start container process: error during container "
                                 f"init: {error}: unknown") from None
-        container.output.begin()
-        with self.events:
-            container.process, container.status, container.started_at = process, "running", time.time()
-            container.exit_code, container.error = 0, ""
-            self.events.notify_all()
+        container.started_at, container.exit_code, container.error = time.time(), 0, ""
         if container.image.services:
             container.service = subprocess.Popen(["nsenter", "-t", str(process.pid), "-n", "--",
                                                   *container.image.services],
                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)
+        self.watch(container, process)
+        log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
+                 process.pid, rooted - began, joined - rooted, time.monotonic() - began)
+
+    def serve_dns(self, container: Container, pid: int) -> None:
+        """Docker's embedded DNS server in the container, on a user-defined network (not bridge, host, none)."""
+        if container.network not in predefined.DRIVERS:
+            self.resolver.serve(container.id, socket_in(pid), lambda: [e.network_id for e in container.endpoints])
+
+    def watch(self, container: Container, process: runtime.Process) -> None:
+        """A run whose command runs (started here, or adopted from a dockerd before this one): its
+        output pumped to the log and attached clients, its end awaited; kept on disk."""
+        container.output.begin()
+        with self.events:
+            container.process, container.status = process, "running"
+            self.events.notify_all()
+        ondisk.save(container)
         pumping = threading.Thread(target=runtime.pump, args=(dict(process.outputs), container.output), daemon=True)
         pumping.start()
         threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
-        log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
-                 process.pid, rooted - began, joined - rooted, time.monotonic() - began)
 
     def monitor(self, container: Container, process: runtime.Process, pumping: threading.Thread) -> None:
         """When PID 1 ends: its output is all logged, the network is left, waiters are told;
@@ -254,6 +265,7 @@ class Daemon:
             container.status, container.exit_code, container.finished_at = "exited", code, time.time()
             container.exits += 1
             self.events.notify_all()
+        ondisk.save(container)
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True)
         else:
@@ -359,6 +371,7 @@ class Daemon:
                 del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
+            ondisk.forget(container)
             container.removed = True
             self.events.notify_all()
 

@@ -150,12 +150,17 @@ class Shim:
     def wait(self) -> int:
         if self.returncode is None:
             readable([self.pidfd])
-            try:
-                self.returncode = int(self.exit_file.read_text())
-            except (OSError, ValueError):
-                self.returncode = UNKNOWN_EXIT
+            self.returncode = recorded_exit(self.exit_file)
             os.close(self.pidfd)
         return self.returncode
+
+
+def recorded_exit(exit_file: Path) -> int:
+    """The status a shim wrote as it ended; UNKNOWN_EXIT if it wrote none (it was killed first)."""
+    try:
+        return int(exit_file.read_text())
+    except (OSError, ValueError):
+        return UNKNOWN_EXIT
 
 
 def adopt(directory: Path) -> Process | None:

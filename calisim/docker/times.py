@@ -25,3 +25,12 @@ def human_duration(seconds: float) -> str:
     if seconds < 7200:
         return "About an hour"
     return f"{int(seconds // 3600)} hours"
+
+
+def parse_rfc3339(text: str) -> float:
+    """rfc3339's text back to a time (0.0 for Go's zero time)."""
+    if text.startswith("0001-"):
+        return 0.0
+    stamp, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    return moment + float(f"0.{fraction or 0}")
