@@ -50,6 +50,7 @@ def config_v2(container: Container) -> dict:
                       "StartedAt": rfc3339(container.started_at), "FinishedAt": rfc3339(container.finished_at)},
             "RestartCount": container.restart_count, "HasBeenStartedBefore": bool(container.started_at),
             "HasBeenManuallyStopped": container.manually_stopped, "Driver": "overlay2",
+            "ServicePid": container.service.pid if container.service is not None else 0,
             "NetworkSettings": {"Networks": {a.network: {"IPAMConfig": a.ipam_config(), "Aliases": list(a.aliases)}
                                              for a in container.attachments},
                                 "Endpoints": [endpoint.to_value() for endpoint in container.endpoints]}}
@@ -96,7 +97,9 @@ def load(directory: Path, state: Path) -> Container | None:
                      finished_at=parse_rfc3339(status["FinishedAt"]), exits=int(status["FinishedAt"][:4] != "0001"),
                      restart_count=saved["RestartCount"], manually_stopped=saved["HasBeenManuallyStopped"],
                      endpoints=[Endpoint.from_value(e) for e in saved["NetworkSettings"]["Endpoints"]],
-                     directory=state / "containers" / saved["ID"])
+                     directory=state / "containers" / saved["ID"],
+                     service=runtime.Service.find(saved.get("ServicePid") or 0, status["Pid"]) if status["Running"]
+                     else None)
 
 
 def restore(daemon, live_restore: bool, root: Path = ROOT) -> threading.Thread:
@@ -131,6 +134,10 @@ def settle(container: Container, live_restore: bool, daemon) -> None:
         return adopt(daemon, container, process)
     code = stop(process, container.stop_timeout(STOP_TIMEOUT)) if process is not None else \
         runtime.recorded_exit(container.directory / "exit")
+    if container.service is not None:  # a workload image's service outlives PID 1 (it holds the netns)
+        container.service.kill()
+        container.service.wait()
+        container.service = None
     container.status, container.exit_code, container.finished_at = "exited", code, time.time()
     save(container)
 

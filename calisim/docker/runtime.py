@@ -155,6 +155,34 @@ class Shim:
         return self.returncode
 
 
+class Service:
+    """A workload image's service that another dockerd started in a container's network namespace
+    (an `nsenter -t PID1 -n` process), killed and waited on as the monitor does a Popen's."""
+
+    def __init__(self, pid: int, pidfd: int):
+        self.pid, self.pidfd = pid, pidfd
+
+    @classmethod
+    def find(cls, pid: int, container_pid: int) -> "Service | None":
+        """The process pid, if it still is the service of the container whose PID 1 is container_pid."""
+        try:
+            pidfd = os.pidfd_open(pid)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if argv[:3] != [b"nsenter", b"-t", str(container_pid).encode()]:
+            os.close(pidfd)
+            return None
+        return cls(pid, pidfd)
+
+    def kill(self) -> None:
+        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
+    def wait(self) -> None:
+        readable([self.pidfd])
+        os.close(self.pidfd)
+
+
 def recorded_exit(exit_file: Path) -> int:
     """The status a shim wrote as it ended; UNKNOWN_EXIT if it wrote none (it was killed first)."""
     try:

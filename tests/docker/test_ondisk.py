@@ -62,6 +62,7 @@ def test_live_restore_adopts_running_containers_across_a_dockerd_kill(cluster):
     replay(cluster, r"""
 host1$ docker run --net net1 --name A -tid busybox
 host1$ docker run -d --name L busybox sh -c 'while true; do echo tick; sleep 0.2; done'
+host1$ docker run --net net1 --name W -d workload
 host2$ docker run --net net1 --name B -tid busybox
 host1$ test -s "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' A)/config.v2.json"
 host1$ docker inspect -f '{{.State.Pid}} {{.NetworkSettings.Networks.net1.IPAddress}}' A > A-before
@@ -74,11 +75,12 @@ within 20s host2$ docker exec B ping -c 1 -W 1 A
     results = replay(cluster, r"""
 host1$ docker inspect -f '{{.State.Status}} {{.State.Pid}} {{.NetworkSettings.Networks.net1.IPAddress}}' A | grep -x "running $(cat A-before)"
 host1$ docker exec A hostname | grep -x "$(docker inspect -f '{{.Id}}' A | cut -c1-12)"
-host1$ docker network inspect net1 -f '{{range .Containers}}{{.Name}} {{end}}' | grep -x 'A '
+host1$ docker network inspect net1 -f '{{range .Containers}}{{.Name}} {{end}}' | grep -xE 'A W |W A '
 within 5s host1$ docker logs --since 1s L | grep -q tick
 host2$ docker exec B ping -c 1 -W 2 A
 host1$ docker exec A ping -c 1 -W 2 B
-host1$ docker stop -t 1 A && docker rm A L -f
+within 10s host2$ docker exec B sh -c 'echo hi | nc -w 1 W 80' | grep -x hi
+host1$ docker stop -t 1 A && docker rm A L W -f
 host1$ ip -o link | grep -c cali | grep -x 0
 host1$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /calico/v1/host/host1/workload/ | grep -c endpoint | grep -x 0
 host1$ rm A-before
@@ -93,6 +95,7 @@ def test_without_live_restore_containers_stop_and_their_restart_policy_applies(c
 host2$ docker run --net net1 --name R --restart always --stop-timeout 1 -tid busybox
 host2$ docker run -d --name N --stop-timeout 1 busybox sleep 600
 host2$ docker run -d --name U --restart unless-stopped --stop-timeout 1 busybox sleep 600
+host2$ docker run --net net1 --name S --stop-timeout 1 -d workload
 host2$ docker stop U
 host2$ docker inspect -f '{{.State.Pid}}' R > R-before
 """)
@@ -100,11 +103,13 @@ host2$ docker inspect -f '{{.State.Pid}}' R > R-before
     results = replay(cluster, r"""
 host2$ docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' N | grep -x 'exited 137'
 host2$ docker inspect -f '{{.State.Status}}' U | grep -x exited
+host2$ docker inspect -f '{{.State.Status}}' S | grep -x exited
+within 10s host2$ ip -o link | grep -c cali | grep -x 1
 within 10s host2$ docker inspect -f '{{.State.Status}}' R | grep -x running
 host2$ test "$(docker inspect -f '{{.State.Pid}}' R)" != "$(cat R-before)"
 host2! kill -0 "$(cat R-before)"
 host2$ docker exec R ip -4 -o addr show cali0 | grep -q 'inet 192\.168\.'
 host2$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /calico/v1/host/host2/workload/ | grep -c endpoint | grep -x 1
-host2$ docker rm -f R N U && rm R-before
+host2$ docker rm -f R N U S && rm R-before
 """, keep_going=True)
     assert all(r.passed for r in results), [r for r in results if not r.passed]
