@@ -423,8 +423,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig) -> None:
-    """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
-    endpoints and addresses leave the cluster store with the daemon."""
+    """Restore the containers on disk (ondisk.py), answer the Engine API on socket_path until
+    SIGTERM, then remove every container, so their endpoints and addresses leave the cluster store
+    with the daemon; with live-restore, leave them running for the next dockerd instead."""
     try:
         bridge.set_up()  # docker0, as dockerd makes it at start
     except DockerError as error:
@@ -473,4 +474,6 @@ def configured() -> DaemonConfig:
         raise SystemExit(str(error)) from None
     if endpoints:
         os.environ["ETCD_ENDPOINTS"] = endpoints
+    if config.bip:
+        log.warning("bip %s is read but not applied: docker0 keeps 172.17.0.1/16", config.bip)
     return config

@@ -376,21 +376,9 @@ class Daemon:
             self.events.notify_all()
 
     def top(self, container: Container) -> dict:
-        """`ps -ef` of the container's processes (host PIDs, as Docker shows them)."""
         if not container.running:
             raise APIError(409, f"container {container.id} is not running")
-        namespace = os.stat(f"/proc/{container.pid}/ns/pid").st_ino
-        lines = subprocess.run(["ps", "-ef"], capture_output=True, text=True, check=True).stdout.splitlines()
-        titles = lines[0].split()
-        processes = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            try:
-                if os.stat(f"/proc/{fields[1]}/ns/pid").st_ino == namespace:
-                    processes.append(fields)
-            except OSError:
-                continue
-        return {"Titles": titles, "Processes": processes}
+        return runtime.top(container.pid)
 
     # -- networks ------------------------------------------------------------------------------
     def networks(self) -> list[Network]:

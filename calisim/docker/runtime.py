@@ -224,6 +224,23 @@ def resize(master: int | None, height: int, width: int) -> None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
+def top(pid: int) -> dict:
+    """`ps -ef` of the processes in the PID namespace of the container whose PID 1 is pid (host
+    PIDs, as Docker shows them)."""
+    namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    lines = subprocess.run(["ps", "-ef"], capture_output=True, text=True, check=True).stdout.splitlines()
+    titles = lines[0].split()
+    processes = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        try:
+            if os.stat(f"/proc/{fields[1]}/ns/pid").st_ino == namespace:
+                processes.append(fields)
+        except OSError:
+            continue
+    return {"Titles": titles, "Processes": processes}
+
+
 def exec_argv(pid: int, cmd: list[str], tty: bool, user: list[str] | None = None,
               workdir: str | None = None) -> list[str]:
     """A command in every namespace and the root of the container whose PID 1 is pid, as user
