@@ -136,6 +136,7 @@ class Daemon:
                               [Attachment.from_api(network, settings)], body, host_config)
         self.containers[container.id] = container
         ondisk.save(container)
+        ondisk.keep_log(container)
         return {"Id": container.id, "Warnings": []}
 
     def files(self, container: Container) -> dict[str, str]:

@@ -3,6 +3,9 @@
 HasBeenStartedBefore, HasBeenManuallyStopped, NetworkSettings) and `hostconfig.json`, each
 written whole (a temporary file renamed) whenever the container changes.
 
+With the json-file log driver (the default), `<id>-json.log` holds the output a line of JSON a
+line, as Docker writes it, so `docker logs` shows what came before a restart too.
+
 A dockerd that starts reads them back (`restore`), as dockerd 1.13's restore does: a container
 whose shim still runs is adopted with `"live-restore": true` in daemon.json (its output taken
 back from the shim, its endpoints, names and embedded DNS as they were: inspect, exec, logs from
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -29,6 +33,7 @@ from .times import parse_rfc3339, rfc3339
 
 ROOT = Path("/var/lib/docker/containers")
 STOP_TIMEOUT = 10  # seconds, as dockerd waits for a container it stops at its start
+STREAMS = {1: "stdout", 2: "stderr"}
 log = logging.getLogger("dockerd")
 
 
@@ -66,12 +71,33 @@ def save(container: Container, root: Path = ROOT) -> None:
 
 
 def forget(container: Container, root: Path = ROOT) -> None:
-    for name in ("config.v2.json", "hostconfig.json"):
-        (root / container.id / name).unlink(missing_ok=True)
+    shutil.rmtree(root / container.id, ignore_errors=True)
+
+
+def keep_log(container: Container, root: Path = ROOT) -> None:
+    """With the json-file driver, the container's output also goes to `<id>-json.log` (a line of
+    JSON a line of output, as Docker writes it), and what is there already is its log."""
+    if (container.host_config.get("LogConfig") or {}).get("Type", "json-file") != "json-file":
+        return
+    path = root / container.id / f"{container.id}-json.log"
+    container.output.log = read_log(path)
+    container.output.keep = lambda entries: append_log(path, entries)
+
+
+def append_log(path: Path, entries: list[tuple[float, int, bytes]]) -> None:
+    with open(path, "a") as log_file:
+        log_file.writelines(json.dumps({"log": data.decode(errors="replace"), "stream": STREAMS[stream],
+                                        "time": rfc3339(moment)}, separators=(",", ":")) + "\n"
+                            for moment, stream, data in entries)
+
+
+def read_log(path: Path) -> list[tuple[float, int, bytes]]:
     try:
-        (root / container.id).rmdir()
+        lines = path.read_text().splitlines()
     except OSError:
-        pass
+        return []
+    entries = [json.loads(line) for line in lines if line.strip()]
+    return [(parse_rfc3339(e["time"]), 2 if e["stream"] == "stderr" else 1, e["log"].encode()) for e in entries]
 
 
 def load(directory: Path, state: Path) -> Container | None:
@@ -111,6 +137,7 @@ def restore(daemon, live_restore: bool, root: Path = ROOT) -> threading.Thread:
                   if c is not None]
     for container in containers:
         daemon.containers[container.id] = container
+        keep_log(container, root)
     workers = [threading.Thread(target=settle, args=(c, live_restore, daemon)) for c in containers]
     for worker in workers:
         worker.start()

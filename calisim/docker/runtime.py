@@ -260,6 +260,7 @@ class Output:
     subscribers: list[Callable[[int, bytes | None], None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     live: bool = False  # a run is producing output (between begin and finish)
+    keep: Callable[[list[tuple[float, int, bytes]]], None] | None = None  # the log driver: lines as they come
 
     def begin(self) -> None:
         with self.lock:
@@ -279,14 +280,20 @@ class Output:
         partial[stream] = lines.pop()
         with self.lock:
             now = time.time()
-            self.log += [(now, stream, line + b"\n") for line in lines]
+            self.append([(now, stream, line + b"\n") for line in lines])
             for write in list(self.subscribers):
                 write(stream, chunk)
+
+    def append(self, entries: list[tuple[float, int, bytes]]) -> None:
+        """Complete lines into the log (the lock held), and to the log driver."""
+        self.log += entries
+        if self.keep is not None and entries:
+            self.keep(entries)
 
     def finish(self, partial: dict[int, bytes]) -> None:
         """The run ended: keep unterminated lines, tell the subscribers (None) and drop them."""
         with self.lock:
-            self.log += [(time.time(), stream, rest) for stream, rest in partial.items() if rest]
+            self.append([(time.time(), stream, rest) for stream, rest in partial.items() if rest])
             subscribers, self.subscribers, self.live = self.subscribers, [], False
         for write in subscribers:
             write(0, None)

@@ -9,7 +9,7 @@ import pytest
 import topologies
 from calisim.docker.containers import Attachment, Container
 from calisim.docker.images import lookup
-from calisim.docker.ondisk import forget, load, save
+from calisim.docker.ondisk import append_log, forget, load, read_log, save
 from calisim.emulation import Cluster
 from calisim.datastore.resources.docker import Endpoint
 
@@ -33,6 +33,17 @@ def test_a_saved_container_reads_back_as_it_was(tmp_path):
         assert getattr(back, name) == getattr(container, name), name
     forget(container, tmp_path)
     assert not (tmp_path / container.id).exists()
+
+
+def test_the_json_file_log_reads_back_line_by_line(tmp_path):
+    path = tmp_path / "c-json.log"
+    entries = [(1700000000.5, 1, b"one\n"), (1700000001.25, 2, b"two \xff\n"), (1700000002.0, 1, b"no newline")]
+    append_log(path, entries[:2])
+    append_log(path, entries[2:])
+    assert json.loads(path.read_text().splitlines()[1]) == {"log": "two \ufffd\n", "stream": "stderr",
+                                                           "time": "2023-11-14T22:13:21.250000000Z"}
+    assert read_log(path) == [entries[0], (1700000001.25, 2, "two \ufffd\n".encode()), entries[2]]
+    assert read_log(tmp_path / "none") == []
 
 
 SETUP = """
@@ -61,7 +72,7 @@ def restart_dockerd(cluster, host: str) -> None:
 def test_live_restore_adopts_running_containers_across_a_dockerd_kill(cluster):
     replay(cluster, r"""
 host1$ docker run --net net1 --name A -tid busybox
-host1$ docker run -d --name L busybox sh -c 'while true; do echo tick; sleep 0.2; done'
+host1$ docker run -d --name L busybox sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'
 host1$ docker run --net net1 --name W -d workload
 host2$ docker run --net net1 --name B -tid busybox
 host1$ test -s "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' A)/config.v2.json"
@@ -77,6 +88,8 @@ host1$ docker inspect -f '{{.State.Status}} {{.State.Pid}} {{.NetworkSettings.Ne
 host1$ docker exec A hostname | grep -x "$(docker inspect -f '{{.Id}}' A | cut -c1-12)"
 host1$ docker network inspect net1 -f '{{range .Containers}}{{.Name}} {{end}}' | grep -xE 'A W |W A '
 within 5s host1$ docker logs --since 1s L | grep -q tick
+host1$ docker logs L | head -1 | grep -x 'tick 0'
+host1$ grep -c '"stream":"stdout"' "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' L)/$(docker inspect -f '{{.Id}}' L)-json.log"
 host2$ docker exec B ping -c 1 -W 2 A
 host1$ docker exec A ping -c 1 -W 2 B
 within 10s host2$ docker exec B sh -c 'echo hi | nc -w 1 W 80' | grep -x hi
