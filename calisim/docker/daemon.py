@@ -372,8 +372,8 @@ class Daemon:
                 del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
-            ondisk.forget(container)
             container.removed = True
+            ondisk.forget(container)
             self.events.notify_all()
 
     def top(self, container: Container) -> dict:

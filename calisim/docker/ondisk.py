@@ -38,7 +38,8 @@ log = logging.getLogger("dockerd")
 
 
 def write_whole(path: Path, value: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    """The file replaced at once; a temporary file per thread (an exit and a request may save together)."""
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps(value))
     os.replace(temporary, path)
 
