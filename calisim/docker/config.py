@@ -113,6 +113,13 @@ def go_json_error(error: json.JSONDecodeError) -> str:
     if error.pos >= len(error.doc.rstrip()):
         return "unexpected end of JSON input"
     character = error.doc[error.pos]
+    literal = next((word for word in ("true", "false", "null") if word[0] == character), None)
+    if error.msg == "Expecting value" and literal:  # Go reads the literal as far as it matches
+        rest = error.doc[error.pos:error.pos + len(literal)]
+        index = next((i for i, c in enumerate(rest) if c != literal[i]), len(rest))
+        if index == len(rest):
+            return "unexpected end of JSON input"
+        return f"invalid character {rest[index]!r} in literal {literal} (expecting {literal[index]!r})"
     where = {"Expecting property name enclosed in double quotes": "looking for beginning of object key string",
              "Expecting ':' delimiter": "after object key",
              "Expecting value": "looking for beginning of value",

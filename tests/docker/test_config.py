@@ -48,6 +48,8 @@ def test_an_interface_name_is_advertised_as_its_address():
     ("{live-restore: true}", "invalid character 'l' looking for beginning of object key string"),
     ('{"live-restore" true}', "invalid character 't' after object key"),
     ('{"live-restore": yes}', "invalid character 'y' looking for beginning of value"),
+    ('{"live-restore": tru}', "invalid character '}' in literal true (expecting 'e')"),
+    ('{"live-restore": fals', "unexpected end of JSON input"),
     ('{"live-restore": true "bip": ""}', "invalid character '\"' after object key:value pair"),
     ('{"dns": ["10.0.0.2" "10.0.0.3"]}', "invalid character '\"' after array element"),
     ("{} {}", "invalid character '{' after top-level value"),
