@@ -151,7 +151,8 @@ def main() -> None:
     check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | network | CLONE_NEWPID), "unshare")
     shims, keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # opened now: PID 1's pivot_root moves this process's root into the container too
-    files = [open(spec[name], "w") if spec.get(name) else None for name in ("runtime", "exit")]
+    files = [os.open(spec[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644) if spec.get(name)
+             else None for name in ("runtime", "exit")]
     pid = os.fork()
     if pid == 0:
         shims.close()
@@ -168,7 +169,7 @@ def main() -> None:
     shim(spec, pid, shims, *files)
 
 
-def shim(spec: dict, pid: int, shims: socket.socket, runtime_file, status_file) -> None:
+def shim(spec: dict, pid: int, shims: socket.socket, runtime_file: int | None, status_file: int | None) -> None:
     """Hold the container's output (the pty master, once PID 1 sends it), say where, wait for PID
     1, write its status and exit with it."""
     outputs = dict(zip(spec.get("held", []), (1, 2)))
@@ -177,14 +178,13 @@ def shim(spec: dict, pid: int, shims: socket.socket, runtime_file, status_file) 
         outputs = {struct.unpack("i", data[:4])[0]: 1 for _, _, data in ancillary}
     shims.close()
     if runtime_file is not None:
-        with runtime_file:
-            json.dump({"shim": os.getpid(), "pid": pid, "tty": bool(spec.get("tty")), "outputs": outputs},
-                      runtime_file)
+        os.write(runtime_file, json.dumps({"shim": os.getpid(), "pid": pid, "tty": bool(spec.get("tty")),
+                                           "outputs": outputs}).encode())
+        os.close(runtime_file)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     if status_file is not None:
-        with status_file:
-            status_file.write(str(code))
+        os.write(status_file, str(code).encode())
     os._exit(code)
 
 
