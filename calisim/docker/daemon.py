@@ -348,17 +348,23 @@ class Daemon:
     def stop(self, container: Container, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, then SIGKILL after timeout seconds (PID 1 without a TERM handler ignores it);
         the restart policy holds until the next start."""
-        with self.events:
-            container.manually_stopped = True
-            container.status = "exited" if container.status == "restarting" else container.status
-            self.events.notify_all()
+        self.hold_restart(container)
         if not container.running:
             raise not_modified()
         self.send_signal(container, signal.SIGTERM)
         if not self.wait_for(lambda: not container.running, timeout):
             self.kill(container)
 
+    def hold_restart(self, container: Container) -> None:
+        """No restart by the policy from now on; one under way ends first (cancelled, or running)."""
+        with self.events:
+            container.manually_stopped = True
+            self.events.notify_all()
+        self.wait_for(lambda: container.status != "restarting")
+
     def remove(self, container: Container, force: bool) -> None:
+        if force:
+            self.hold_restart(container)
         if container.running and not force:
             raise APIError(409, f"cannot remove container \"/{container.name}\": container is running: "
                                 "stop the container before removing or force remove")

@@ -77,10 +77,11 @@ host1$ docker run --net net1 --name W -d workload
 host2$ docker run --net net1 --name B -tid busybox
 host1$ test -s "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' A)/config.v2.json"
 host1$ docker inspect -f '{{.State.Pid}} {{.NetworkSettings.Networks.net1.IPAddress}}' A > A-before
+within 60s host2$ docker exec B ping -c 1 -W 1 A
 """)
     cluster.faults.kill("host1", "dockerd")
     replay(cluster, r"""
-within 20s host2$ docker exec B ping -c 1 -W 1 A
+within 10s host2$ docker exec B ping -c 1 -W 1 A
 """)
     cluster.faults.start("host1", "dockerd")
     results = replay(cluster, r"""
