@@ -96,6 +96,7 @@ bench: setup
 	$(PY) benchmarks/workloads.py --remote 10 --total 200
 	$(PY) benchmarks/workloads.py --hosts 10 --total 200
 	$(PY) benchmarks/demo.py --runs 3
+	$(PY) benchmarks/snapshot.py --hosts 2 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)

@@ -5,7 +5,7 @@
 * the ICMP probe's RTT (kernel timestamps) beside busybox `ping -c 20`'s, on the same pair
   (host1's workload to one on host2), measured in one run; target: avg within 1.5x + 0.05 ms;
 * `docker run -d` until the container is running (p50/p95, the CLI's wall time, checked
-  against `docker inspect`);
+  against `docker inspect`), on the Calico network and on a user-defined bridge network;
 * workloads created per second on one host, up to 200, in steps of 50, and the memory each idle
   container costs (PSS of its init and PID 1, summed over host1's containers); with --total 200
   or more, the time of the last 100 over the time of the first 100 (issue 14's target: 1.3x at 500).
@@ -94,9 +94,9 @@ def rtt_beside_ping(cluster: Cluster, source_pid: int, address: str, count: int 
             "within_target": avg / 1.5 - 0.05 <= probe.rtt_avg_ms <= 1.5 * avg + 0.05}
 
 
-def time_to_running(cluster: Cluster, name: str) -> float:
+def time_to_running(cluster: Cluster, name: str, network: str = "net1") -> float:
     started = time.monotonic()
-    must(cluster.run("host1", f"docker run -d --net net1 --name {name} workload"))
+    must(cluster.run("host1", f"docker run -d --net {network} --name {name} workload"))
     seconds = time.monotonic() - started
     if not inspect(cluster, "host1", name)["State"]["Running"]:
         raise ClusterError(f"{name} is not running after `docker run -d` returned")
@@ -418,6 +418,9 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
             rtt = rtt_beside_ping(cluster, source, remote)
         with console.status(f"{args.remote} x docker run -d workload on host1"):
             running = [time_to_running(cluster, f"daemon{i}") for i in range(args.remote)]
+        must(cluster.run("host1", "docker network create br1"))  # Docker's own bridge, beside Calico's
+        with console.status(f"{args.remote} x docker run -d workload on host1's bridge network br1"):
+            bridged = [time_to_running(cluster, f"bridged{i}", "br1") for i in range(args.remote)]
         steps = []
         started = time.monotonic()
         with console.status(f"creating {args.total} workloads on host1"):
@@ -430,6 +433,8 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
     result = {"rtt_ms": rtt,
               "run_d_to_running_s": {"count": len(running), "p50": round(statistics.median(running), 3),
                                      "p95": round(percentile(running, 0.95), 3)},
+              "bridge_run_d_to_running_s": {"count": len(bridged), "p50": round(statistics.median(bridged), 3),
+                                            "p95": round(percentile(bridged, 0.95), 3)},
               "idle_container_pss_kib": round(memory),
               "remote_reachability_s": {"count": len(reach), "p50": round(statistics.median(reach), 3),
                                         "p95": round(percentile(reach, 0.95), 3), "max": round(max(reach), 3)},
@@ -450,6 +455,8 @@ def single_host(args: argparse.Namespace, console: Console) -> None:
     table.add_row("probe avg within 1.5x + 0.05 ms of ping's", "yes" if rtt["within_target"] else "NO")
     table.add_row(f"docker run -d -> running ({len(running)} runs)",
                   "p50 {p50} s, p95 {p95} s".format(**result["run_d_to_running_s"]))
+    table.add_row(f"docker run -d -> running on a user-defined bridge ({len(bridged)} runs)",
+                  "p50 {p50} s, p95 {p95} s".format(**result["bridge_run_d_to_running_s"]))
     table.add_row("memory per idle busybox container (PSS: init + PID 1)", f"{result['idle_container_pss_kib']} KiB")
     for step in steps:
         table.add_row(f"{step['workloads']} workloads created on host1", f"{step['seconds']} s")

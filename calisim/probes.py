@@ -22,6 +22,7 @@ own interface and routes.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import select
@@ -85,6 +86,24 @@ def family_of(destination: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in destination else socket.AF_INET
 
 
+def canonical(destination: str) -> str:
+    """An address as the kernel reports a reply's source (fd00:0::1 -> fd00::1), to match replies by."""
+    try:
+        return str(ipaddress.ip_address(destination))
+    except ValueError:
+        return destination
+
+
+def icmp_socket(version: int) -> socket.socket:
+    """A raw ICMP socket, or ICMPv6 (whose messages arrive without their IP header)."""
+    if version == 6:
+        return socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+
+ECHO_REPLY = {4: 0, 6: 129}  # the echo reply's ICMP type in each version
+
+
 @dataclass(frozen=True)
 class EchoReply:
     id: int
@@ -134,13 +153,13 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
     scapy's parsing nor this process's scheduling is in it.  A request goes out every ECHO_INTERVAL
     whether or not the one before was answered (as ping's do), and each has timeout seconds for its
     reply: an unreachable destination costs (count - 1) * ECHO_INTERVAL + timeout, not count * timeout."""
-    family = family_of(destination)
-    version = 6 if family == socket.AF_INET6 else 4
+    destination = canonical(destination)
+    version = 6 if family_of(destination) == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
     deadlines: dict[int, float] = {}  # sequence -> when its reply stops counting
     sent_at: dict[int, int] = {}  # sequence -> transmit timestamp, ns
     answered: dict[int, tuple[int, float]] = {}  # sequence -> (ttl, rtt ms)
-    with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP) as sock:
+    with icmp_socket(version) as sock:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
         if version == 6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
@@ -300,26 +319,29 @@ def longest_outage(sent_at: list[float], answered: set[int], end: float) -> tupl
 
 
 def stream(destination: str, interval_ms: float = 10.0, seconds: float = 10.0, timeout: float = 1.0) -> StreamResult:
-    """ICMP echoes every interval_ms for seconds (on a fixed schedule, so a stall does not shift
-    later probes), replies collected by a second thread; probes still unanswered timeout seconds
-    after the last one was sent count as lost."""
+    """ICMP (or, to an IPv6 destination, ICMPv6) echoes every interval_ms for seconds (on a fixed
+    schedule, so a stall does not shift later probes), replies collected by a second thread;
+    probes still unanswered timeout seconds after the last one was sent count as lost."""
+    destination = canonical(destination)
+    version = 6 if family_of(destination) == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
     replies: dict[int, int] = {}
     done = threading.Event()
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
-        receiver = threading.Thread(target=_collect_echo_replies, args=(sock, destination, identifier, replies, done),
-                                    daemon=True)
+    with icmp_socket(version) as sock:
+        receiver = threading.Thread(target=_collect_echo_replies,
+                                    args=(sock, version, destination, identifier, replies, done), daemon=True)
         receiver.start()
         sent_at: list[float] = []
         started = time.time()
         count = max(1, int(seconds * 1000 / interval_ms))
+        payload = b"calisim-stream" + bytes(42)
         for sequence in range(count):
             pause = started + sequence * interval_ms / 1000 - time.time()
             if pause > 0:
                 time.sleep(pause)
             sent_at.append(time.time())
             try:
-                sock.sendto(_echo_request(identifier, sequence), (destination, 0))
+                sock.sendto(echo_request(identifier, sequence & 0xFFFF, payload, version), (destination, 0))
             except OSError:
                 pass  # no route now (a link is down): a lost probe like any other
         ended = time.time()
@@ -333,27 +355,26 @@ def stream(destination: str, interval_ms: float = 10.0, seconds: float = 10.0, t
                         back and round(back, 3))
 
 
-def _echo_request(identifier: int, sequence: int) -> bytes:
-    from scapy.layers.inet import ICMP
+def echo_reply_sequence(packet: bytes, version: int, identifier: int) -> int | None:
+    """The sequence number of an echo reply to identifier, read with struct (a stream reads a
+    hundred a second: scapy's parsing would cost more than the echoes); None for anything else."""
+    header = (packet[0] & 0x0F) * 4 if version == 4 else 0  # a raw IPv6 socket gives no IPv6 header
+    if len(packet) < header + 8:
+        return None
+    kind, _, _, reply_id, sequence = struct.unpack("!BBHHH", packet[header:header + 8])
+    return sequence if kind == ECHO_REPLY[version] and reply_id == identifier else None
 
-    return bytes(ICMP(type=8, id=identifier, seq=sequence & 0xFFFF) / (b"calisim-stream" + bytes(42)))
 
-
-def _collect_echo_replies(sock, destination: str, identifier: int, replies: dict[int, int],
+def _collect_echo_replies(sock, version: int, destination: str, identifier: int, replies: dict[int, int],
                           done: threading.Event) -> None:
     """Count echo replies per sequence number (more than one: the network duplicated it)."""
-    import struct
-
     while not done.is_set():
         ready, _, _ = select.select([sock], [], [], 0.1)
         if not ready:
             continue
-        packet, (source, _) = sock.recvfrom(65535)
-        header = (packet[0] & 0x0F) * 4
-        if source != destination or len(packet) < header + 8:
-            continue
-        kind, _, _, reply_id, sequence = struct.unpack("!BBHHH", packet[header:header + 8])
-        if kind == 0 and reply_id == identifier:
+        packet, peer = sock.recvfrom(65535)
+        sequence = echo_reply_sequence(packet, version, identifier) if peer[0] == destination else None
+        if sequence is not None:
             replies[sequence] = replies.get(sequence, 0) + 1
 
 

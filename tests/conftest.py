@@ -87,6 +87,16 @@ def replay(cluster, text: str, keep_going: bool = False) -> list:
     return results
 
 
+def live_two_host(setup: str):
+    """A two_host cluster with a transcript already replayed on it, kept for a test module (a fixture's body)."""
+    import topologies
+    from calisim.emulation import Cluster
+
+    with Cluster(topologies.load("two_host")) as live:
+        replay(live, setup)
+        yield live
+
+
 PYTHON = sys.executable
 
 

@@ -4,9 +4,11 @@ routers that are not Calico nodes.
 Rack k is segment ``rack<k>`` = 172.20.k.0/24 with top-of-rack router ``tor<k>`` at .1 and hosts
 at .11, .12, ... named host1.. rack after rack (rack 1 holds host1..hostH); every ToR links to
 every spine ``spine1..spineS`` point to point (172.21.s.2(k-1)/31 on the ToR, the next address
-on the spine).  Hosts also have fd00:172:20:k::<host>/64, usable inside their rack only (the
-routers route IPv4).  The routers' BIRD configs are rendered here from bird_configs/ and run by the
-cluster.  Models:
+on the spine).  Dual stack: rack k is also fd00:172:20:k::/64 (ToR ::1, hosts ::11, ::12, ...,
+the hosts' IPv6 default route via the ToR), and the ToR-spine link fd00:172:21:s:k::/80 (ToR ::1,
+spine ::2); every BGP session of the fabric exists twice, over IPv4 for IPv4 routes and over IPv6
+for IPv6 routes (as Calico's bird and bird6), the IPv6 one named with ``_v6`` on the routers.  The
+routers' BIRD configs are rendered here from bird_configs/ and run by the cluster.  Models:
 
 * ``as-per-rack``: rack k is AS 65000+k; its ToR reflects its hosts' routes (iBGP, `rr client`,
   rack routes keep the host as next hop) and peers eBGP with the spines (AS 65100).
@@ -16,7 +18,8 @@ cluster.  Models:
   advertised up, only a default route comes down (spines originate it).
 
 The Calico side is configured as Calico's docs say (``--start-nodes`` does it): `calicoctl node run
---as <AS>` on every host, the node-to-node mesh off, and a node-specific bgpPeer per host to its ToR.
+--as <AS> --ip6 <its IPv6 address>` on every host, the node-to-node mesh off, and a node-specific
+bgpPeer per host to each of its ToR's addresses.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from calisim.node import bird
 from . import Option
 
 MODELS = ("as-per-rack", "as-per-host", "downward-default")
+LINK6_PREFIX = 80  # a ToR-spine link is fd00:172:21:<spine>:<rack>::/80 (the /64 is the spine's)
+FAMILY_NAMES = {4: ("", "0.0.0.0/0"), 6: ("_v6", "::/0")}  # a Family's session-name suffix and default route
 FIRST_HOST = 11
 SPINE_AS = 65100
 MAX_RACKS = 99  # rack k's AS is 65000+k, below the spines' 65100 (and one /24 per rack)
@@ -52,16 +57,39 @@ class Speaker:
     as_number: int
 
 
-def rack_network(rack: int) -> ipaddress.IPv4Network:
-    return ipaddress.ip_network(f"172.20.{rack}.0/24")
+@dataclass(frozen=True)
+class Family:
+    """One IP version's half of a fabric router's config: its BGP sessions and what they carry."""
+
+    version: int
+    suffix: str  # of its BGP sessions' names: "" over IPv4, "_v6" over IPv6
+    default: str  # the default route (all a downward-default fabric sends down)
+    down: list[Speaker]  # a ToR's hosts, a spine's ToRs
+    up: list[Speaker]  # a ToR's spines; none for a spine
+    subnet: str = ""  # a ToR's rack subnet, advertised up
+
+    @property
+    def channel(self) -> str:
+        return f"ipv{self.version}"
 
 
-def tor_ip(rack: int) -> str:
-    return str(rack_network(rack)[1])
+def rack_network(rack: int, version: int = 4) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(f"172.20.{rack}.0/24" if version == 4 else f"fd00:172:20:{rack}::/64")
 
 
-def link_ips(rack: int, spine: int) -> tuple[str, str]:
-    """The ToR's and the spine's end of their /31."""
+def tor_ip(rack: int, version: int = 4) -> str:
+    return str(rack_network(rack, version)[1])
+
+
+def host_ip6(ip: str) -> str:
+    """A host's IPv6 address from its IPv4 one: 172.20.k.h -> fd00:172:20:k::h."""
+    return "fd00:{}:{}:{}::{}".format(*ip.split("."))
+
+
+def link_ips(rack: int, spine: int, version: int = 4) -> tuple[str, str]:
+    """The ToR's and the spine's end of their /31 (IPv4) or /80 (IPv6, LINK6_PREFIX)."""
+    if version == 6:
+        return f"fd00:172:21:{spine}:{rack}::1", f"fd00:172:21:{spine}:{rack}::2"
     base = ipaddress.ip_address(f"172.21.{spine}.0") + 2 * (rack - 1)
     return str(base), str(base + 1)
 
@@ -75,15 +103,18 @@ class FabricTopo(CalicoTopo):
         for rack in range(1, racks + 1):
             segment = self.add_segment(f"rack{rack}")
             self.add_router(f"tor{rack}", {segment: f"{tor_ip(rack)}/24"}, bird_config=self.tor_config(rack))
+            self.add_ipv6(f"tor{rack}", segment, f"{tor_ip(rack, 6)}/64")
             for name, ip in self.rack_hosts(rack):
-                # IPv6 inside the rack only (fd00:<rack's /24 as a.b.c>::<host>/64): the ToRs route IPv4.
-                self.add_calico_host(name, f"{ip}/24", segment, default_route=tor_ip(rack),
-                                     ip6="fd00:{}:{}:{}::{}/64".format(*ip.split(".")))
+                self.add_calico_host(name, f"{ip}/24", segment, default_route=tor_ip(rack))
+                self.add_ipv6(name, segment, f"{host_ip6(ip)}/64", default_route=tor_ip(rack, 6))
         for spine in range(1, spines + 1):
             self.add_router(f"spine{spine}", {}, bird_config=self.spine_config(spine), underlay=True)
             for rack in range(1, racks + 1):
                 tor_end, spine_end = link_ips(rack, spine)
                 self.add_point_to_point(f"tor{rack}", f"{tor_end}/31", f"spine{spine}", f"{spine_end}/31")
+                tor_end6, spine_end6 = link_ips(rack, spine, 6)
+                self.add_ipv6(f"tor{rack}", f"spine{spine}", f"{tor_end6}/{LINK6_PREFIX}")
+                self.add_ipv6(f"spine{spine}", f"tor{rack}", f"{spine_end6}/{LINK6_PREFIX}")
 
     # -- the address and AS plan ----------------------------------------------------------------
     def rack_hosts(self, rack: int) -> list[tuple[str, str]]:
@@ -104,29 +135,40 @@ class FabricTopo(CalicoTopo):
         return (int(host.removeprefix("host")) - 1) // self.hosts_per_rack + 1
 
     # -- the routers' configs ---------------------------------------------------------------------
+    def tor_family(self, rack: int, version: int) -> Family:
+        ip = (lambda ip4: ip4) if version == 4 else host_ip6
+        hosts = [Speaker(name, ip(address), self.host_as(name)) for name, address in self.rack_hosts(rack)]
+        spines = [Speaker(f"spine{s}", link_ips(rack, s, version)[1], SPINE_AS)
+                  for s in range(1, self.spine_count + 1)]
+        return Family(version, *FAMILY_NAMES[version], hosts, spines, str(rack_network(rack, version)))
+
+    def spine_family(self, spine: int, version: int) -> Family:
+        tors = [Speaker(f"tor{r}", link_ips(r, spine, version)[0], self.tor_as(r)) for r in range(1, self.racks + 1)]
+        return Family(version, *FAMILY_NAMES[version], tors, [])
+
     def tor_config(self, rack: int) -> str:
-        hosts = [Speaker(name, ip, self.host_as(name)) for name, ip in self.rack_hosts(rack)]
-        spines = [Speaker(f"spine{s}", link_ips(rack, s)[1], SPINE_AS) for s in range(1, self.spine_count + 1)]
         return bird.render_template(
             "fabric_tor.cfg.j2", name=f"tor{rack}", model=self.model, router_id=tor_ip(rack),
-            rack_subnet=str(rack_network(rack)), local_as=self.tor_as(rack), hosts=hosts, spines=spines,
+            local_as=self.tor_as(rack), families=[self.tor_family(rack, version) for version in (4, 6)],
             reflect=self.model == "as-per-rack", default_only=self.model == "downward-default", timers=bird.Timers())
 
     def spine_config(self, spine: int) -> str:
-        tors = [Speaker(f"tor{r}", link_ips(r, spine)[0], self.tor_as(r)) for r in range(1, self.racks + 1)]
         return bird.render_template(
             "fabric_spine.cfg.j2", name=f"spine{spine}", model=self.model, router_id=link_ips(1, spine)[1],
-            local_as=SPINE_AS, tors=tors, default_only=self.model == "downward-default", timers=bird.Timers())
+            local_as=SPINE_AS, families=[self.spine_family(spine, version) for version in (4, 6)],
+            default_only=self.model == "downward-default", timers=bird.Timers())
 
     # -- the Calico side, as Calico's docs configure it --------------------------------------------
     def node_run_command(self, host: str) -> str:
-        return f"calicoctl node run --as {self.host_as(host)}"
+        ip = dict(self.rack_hosts(self.rack_of(host)))[host]
+        return f"calicoctl node run --as {self.host_as(host)} --ip6 {host_ip6(ip)}"
 
     def after_node_run(self) -> list[tuple[str, str]]:
         peers = "\n".join(
-            f"- apiVersion: v1\n  kind: bgpPeer\n  metadata: {{scope: node, node: {host}, peerIP: {tor_ip(rack)}}}\n"
+            f"- apiVersion: v1\n  kind: bgpPeer\n"
+            f"  metadata: {{scope: node, node: {host}, peerIP: '{tor_ip(rack, version)}'}}\n"
             f"  spec: {{asNumber: {self.tor_as(rack)}}}"
-            for rack in range(1, self.racks + 1) for host, _ in self.rack_hosts(rack))
+            for rack in range(1, self.racks + 1) for host, _ in self.rack_hosts(rack) for version in (4, 6))
         return [("host1", "calicoctl config set nodeToNodeMesh off"),
                 ("host1", f"calicoctl create -f - <<'EOF'\n{peers}\nEOF")]
 

@@ -3,9 +3,10 @@ default pool and 10.0.0.0/8, so host addresses never collide with workload pools
 hostN also has fd00:172:16::N/64 (N's decimal digits as the last group).
 
 With ``--route-reflectors K``, hosts rr1..rrK (not Calico nodes) sit on the same segment at
-172.16.254.1..K for `routereflector run`; ``--start-nodes`` then sets the cluster up as Calico's
-route reflector docs say: every reflector running, the node-to-node mesh off, a global bgpPeer
-per reflector (same AS as the nodes)."""
+172.16.254.1..K and fd00:172:16::254:1..K for `routereflector run`; ``--start-nodes`` then sets the
+cluster up as Calico's route reflector docs say: every reflector running (with --ip6: meshed and
+serving clients over IPv6 too), the node-to-node mesh off, a global bgpPeer per reflector address
+(same AS as the nodes).  A node started with --ip6 is then a client over IPv6 as well."""
 
 import ipaddress
 
@@ -28,6 +29,11 @@ def reflector_ip(index: int) -> str:
     return str(REFLECTORS[index])
 
 
+def reflector_ip6(index: int) -> str:
+    """rrK's IPv6 address: its IPv4 address's last two numbers as groups (fd00:172:16::254:K)."""
+    return f"fd00:172:16::254:{index}"
+
+
 class FlatTopo(CalicoTopo):
     name = "flat"
     etcd_host = "host1"
@@ -41,14 +47,20 @@ class FlatTopo(CalicoTopo):
         for index in range(1, route_reflectors + 1):
             self.add_reflector_host(f"rr{index}", f"{reflector_ip(index)}/{SUBNET.prefixlen}", lan,
                                     default_route=GATEWAY)
+            self.add_ipv6(f"rr{index}", lan, f"{reflector_ip6(index)}/64")
+
+    def reflector_run_command(self, host: str) -> str:
+        index = int(host.removeprefix("rr"))
+        return f"routereflector run --ip {reflector_ip(index)} --ip6 {reflector_ip6(index)}"
 
     def after_node_run(self) -> list[tuple[str, str]]:
         if not self.reflector_count:
             return []
         indices = range(1, self.reflector_count + 1)
-        peers = ", ".join(f"{{apiVersion: v1, kind: bgpPeer, metadata: {{scope: global, peerIP: {reflector_ip(i)}}}, "
-                          f"spec: {{asNumber: {keys.DEFAULT_AS}}}}}" for i in indices)
-        return [*((f"rr{i}", f"routereflector run --ip {reflector_ip(i)}") for i in indices),
+        peers = ", ".join(f"{{apiVersion: v1, kind: bgpPeer, metadata: {{scope: global, peerIP: '{ip}'}}, "
+                          f"spec: {{asNumber: {keys.DEFAULT_AS}}}}}"
+                          for i in indices for ip in (reflector_ip(i), reflector_ip6(i)))
+        return [*((f"rr{i}", self.reflector_run_command(f"rr{i}")) for i in indices),
                 ("host1", "calicoctl config set nodeToNodeMesh off"),
                 ("host1", f"echo '[{peers}]' | calicoctl create -f -")]
 

@@ -10,6 +10,7 @@
   up TOPOLOGY [options] [--start-nodes] [--name NAME] | exec [--lab NAME] HOST [-- CMD...] | ls
   inspect [NAME] [--json] | graph [NAME | --topology T] -o FILE.svg|.png | down [NAME | --all]
   run SCRIPT --lab NAME | capture [--lab NAME] NODE[:IFACE] [-f FILTER] [-w FILE | -]
+  save [NAME] -o FILE | up --from FILE [--name NAME]
       Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
 
 Input (script, topology, host count) is checked before anything is built; every run then
@@ -18,7 +19,7 @@ logs under a per-run directory (printed at the start), and stops everything it s
 Ctrl-C or error.
 
 The commands live beside this module: runs.py (run and the bundled scenarios, on a fresh cluster
-or a lab), labs.py (up, exec, ls, inspect, graph, fault, down), fault.py (`calisim fault`'s
+or a lab), labs.py (up, exec, ls, inspect, graph, fault, save, down), fault.py (`calisim fault`'s
 verbs), capture.py (tcpdump in a lab's node), progress.py (the progress bars of up and run) and
 lab_process.py (the process `up` starts in a lab's sandbox).
 """

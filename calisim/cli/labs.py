@@ -1,6 +1,6 @@
-"""The lab commands: up, exec, ls, inspect, graph, fault, down and capture (calisim.emulation.lab).  Each
-checks its input here and then talks to the lab's control socket; LabError is the one-line
-refusal the CLI prints (exit code 2)."""
+"""The lab commands: up (and up --from), exec, ls, inspect, graph, fault, save, down and capture
+(calisim.emulation.lab).  Each checks its input here and then talks to the lab's control socket;
+LabError is the one-line refusal the CLI prints (exit code 2)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` run
 def add_lab_commands(commands) -> None:
     """Labs: worlds that keep running, detached, between commands (calisim.emulation.lab)."""
     up = commands.add_parser("up", help="start a lab that keeps running until `down`")
-    up.add_argument("topology", help=f"one of: {', '.join(topologies.NAMES)}")
+    up.add_argument("topology", nargs="?", help=f"one of: {', '.join(topologies.NAMES)} (or --from FILE)")
+    up.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                    help="bring back a lab `calisim save` wrote: its topology, etcd, calico-nodes and containers")
     topologies.add_arguments(up.add_argument_group("topology options"))
     up.add_argument("--name", help="the lab's name (default: the topology's)")
     up.add_argument("--start-nodes", action="store_true",
@@ -64,6 +66,12 @@ def add_lab_commands(commands) -> None:
                                            "lab is reached only through its control socket.")
     page.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     page.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080; 0: any free one)")
+    save = commands.add_parser("save", help="save a lab to a file: topology, etcd snapshot, containers",
+                               description="Save a running lab to FILE: its topology and settings, a snapshot "
+                                           "of its etcd (Calico's state, Docker's networks) and each host's "
+                                           "calico-node and containers; `calisim up --from FILE` brings it back.")
+    save.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
+    save.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write")
     down = commands.add_parser("down", help="stop a lab: every process by PID, every namespace and mount")
     down.add_argument("name", nargs="?", help="the lab (may be left out while one lab runs)")
     down.add_argument("--all", action="store_true", help="stop every lab")
@@ -76,23 +84,64 @@ LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 def lab_up(args: argparse.Namespace) -> int:
     from ..emulation import lab
 
+    if args.from_file is not None:
+        return lab_up_from(args)
+    if args.topology is None:
+        raise lab.LabError(f"up needs a TOPOLOGY ({', '.join(topologies.NAMES)}) or --from FILE")
     options = topologies.given_options(args)
     topology = args.topology.replace("-", "_")
     try:
         topo = topologies.load(topology, **options)
         name = args.name or topo.name
-        if not LAB_NAME.match(name):
-            raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
-                             f"not {name!r}")
-        RunDir.check_base(args.run_dir, name)
-        Timers(hold=args.bgp_hold_time)  # BirdError for less than BGP's 3 s
-    except (ValueError, BirdError) as error:
+        check_name_and_base(name, args.run_dir, args.bgp_hold_time)
+    except ValueError as error:
         raise lab.LabError(str(error)) from error
     spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend, args.bgp_hold_time)
-    with StageBars(Console(stderr=True, highlight=False, soft_wrap=True),
-                   f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
-                   + (", calicoctl node run on every host" if args.start_nodes else "")) as bars:
-        record = lab.up(spec, LAB_PROCESS, args.run_dir, progress=bars)
+    return start_lab(spec, args.run_dir, f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
+                     + (", calicoctl node run on every host" if args.start_nodes else ""))
+
+
+def lab_up_from(args: argparse.Namespace) -> int:
+    """`up --from FILE`: the saved lab's topology and settings (--name and --bgp-hold-time may
+    change them), everything checked before anything starts."""
+    from ..emulation import lab, snapshot
+
+    if args.topology or topologies.given_options(args) or args.start_nodes:
+        raise lab.LabError("--from FILE brings back the saved topology, its options and its calico-nodes: "
+                           "give no TOPOLOGY, topology options or --start-nodes with it")
+    try:
+        saved, _ = snapshot.read(args.from_file)
+        topo = topologies.load(saved.topology, **saved.options)
+        name = args.name or saved.name
+        check_name_and_base(name, args.run_dir, args.bgp_hold_time)
+    except ValueError as error:
+        raise lab.LabError(str(error)) from error
+    hold = saved.bgp_hold_time if args.bgp_hold_time is None else args.bgp_hold_time
+    spec = lab.LabSpec(name, saved.topology, saved.options, False, saved.ipip_backend, hold,
+                       restore=str(args.from_file.resolve()))
+    return start_lab(spec, args.run_dir, f"restoring lab {name} from {args.from_file}: {topo.name}, "
+                                         f"{saved.summary()}")
+
+
+def check_name_and_base(name: str, run_dir: Path | None, hold: int | None) -> None:
+    """ValueError for a lab name, run directory or BGP hold time `up` cannot use."""
+    if not LAB_NAME.match(name):
+        raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
+                         f"not {name!r}")
+    RunDir.check_base(run_dir, name)
+    try:
+        Timers(hold=hold)  # BirdError for less than BGP's 3 s
+    except BirdError as error:
+        raise ValueError(str(error)) from None
+
+
+def start_lab(spec, run_base: Path | None, heading: str) -> int:
+    """Start the lab, its stages as bars, and print its hosts and how to reach them."""
+    from ..emulation import lab
+
+    name = spec.name
+    with StageBars(Console(stderr=True, highlight=False, soft_wrap=True), heading) as bars:
+        record = lab.up(spec, LAB_PROCESS, run_base, progress=bars)
     print(f"lab {record.name} is up ({record.topology}); run directory {record.run_dir}\n")
     print(padded_columns(("HOST", "ROLE", "ADDRESSES"),
                          [[h["name"], h["role"], ", ".join(h["addresses"])] for h in record.hosts]))
@@ -139,6 +188,7 @@ def lab_ls(_args: argparse.Namespace) -> int:
 
 def lab_inspect(args: argparse.Namespace) -> int:
     from ..emulation import lab
+    from ..emulation.state import bgp_summary
 
     record = lab.Registry().find(args.name)
     state = record.client().call("inspect")
@@ -154,7 +204,7 @@ def lab_inspect(args: argparse.Namespace) -> int:
             rows.append([host["name"], host["role"], addresses, "", "", "", ""])
             continue
         rows.append([host["name"], host["role"], addresses, "running" if host["calico_node"] else "stopped",
-                     f"{host['established']}/{len(host['bgp'])} Established", ", ".join(host["blocks"]) or "-",
+                     bgp_summary(host["bgp"]).removeprefix("BGP "), ", ".join(host["blocks"]) or "-",
                      ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
     print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
     routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]
@@ -242,6 +292,24 @@ def lab_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_save(args: argparse.Namespace) -> int:
+    """`save [NAME] -o FILE`: the lab hands over its manifest and etcd snapshot; the file is written here, whole."""
+    from ..emulation import lab, snapshot
+
+    if not args.output.parent.is_dir():
+        raise lab.LabError(f"cannot write {args.output}: no directory {args.output.parent}")
+    record = lab.Registry().find(args.name)
+    answer = record.client().call("save")
+    try:
+        saved = snapshot.SavedLab.from_json(answer["manifest"])
+        snapshot.write(args.output, saved, Path(answer["etcd_db"]).read_bytes(),
+                       {host: Path(upper) for host, upper in answer["etc"].items()})
+    except (snapshot.SaveError, OSError) as error:
+        raise lab.LabError(str(error)) from error
+    print(f"calisim: saved lab {record.name} ({record.topology}: {saved.summary()}) to {args.output}")
+    return 0
+
+
 LAB_COMMANDS = {"up": lab_up, "exec": lab_exec, "ls": lab_ls, "inspect": lab_inspect, "graph": lab_graph,
-                "fault": lab_fault, "web": lab_web, "down": lab_down, "capture": lab_capture}
+                "fault": lab_fault, "web": lab_web, "save": lab_save, "down": lab_down, "capture": lab_capture}
 

@@ -497,6 +497,22 @@ class EtcdServer(Daemon):
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / self.socket_name).unlink(missing_ok=True)  # left by a killed etcd
 
+    def restore(self, snapshot: Path) -> None:
+        """Its data directory made anew from an etcd snapshot (`etcdctl snapshot restore`, which
+        checks the snapshot's hash), as this member with its peer URL: started next, it serves
+        the snapshot's keys.  DatastoreError with etcdctl's words if it refuses."""
+        data = self.directory / "data"
+        if data.exists():
+            raise DatastoreError(f"{data} exists: a snapshot is restored only into a new member")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        peer = self.peer_url
+        done = subprocess.run(["etcdctl", "snapshot", "restore", str(snapshot), "--name", self.member,
+                               "--data-dir", str(data), "--initial-advertise-peer-urls", peer,
+                               "--initial-cluster", self.initial_cluster or f"{self.member}={peer}"],
+                              env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise DatastoreError(f"etcdctl snapshot restore: {(done.stderr or done.stdout).strip()}")
+
     def start(self, popen=subprocess.Popen, **options) -> subprocess.Popen:
         """In its directory: the unix socket's path is relative to it."""
         return super().start(popen, cwd=str(self.directory), **options)

@@ -22,6 +22,7 @@ GLOBAL_PEERS_V4 = BGP_GLOBAL + "peer_v4/"
 GLOBAL_PEERS_V6 = BGP_GLOBAL + "peer_v6/"
 BGP_HOSTS = "/calico/bgp/v1/host/"
 ROUTE_REFLECTORS_V4 = "/calico/bgp/v1/rr_v4/"  # calico/routereflector's registrations: {"ip", "cluster_id"}
+ROUTE_REFLECTORS_V6 = "/calico/bgp/v1/rr_v6/"  # the same for a reflector's IPv6 address (its IP6)
 PROFILES = "/calico/v1/policy/profile/"
 POLICIES = "/calico/v1/policy/tier/default/policy/"
 BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
@@ -115,8 +116,13 @@ def workload_endpoint(host: str, orchestrator: str, workload: str, endpoint: str
     return f"{HOSTS}{host}/workload/{orchestrator}/{workload}/endpoint/{endpoint}"
 
 
+def route_reflectors(version: int) -> str:
+    return ROUTE_REFLECTORS_V4 if version == 4 else ROUTE_REFLECTORS_V6
+
+
 def route_reflector(ip: str) -> str:
-    return ROUTE_REFLECTORS_V4 + ip
+    """rr_v4/<ip> or rr_v6/<ip>, by the address's version."""
+    return route_reflectors(ipaddress.ip_address(ip).version) + ip
 
 
 def ipam_host(name: str) -> str:

@@ -403,7 +403,7 @@ def network_matches(network: Network, filters: dict[str, list[str]]) -> bool:
              "id": lambda v: re.search(v, network.id) is not None,
              "driver": lambda v: network.driver == v,
              "label": lambda v: label_matches(labels, v),
-             "type": lambda v: (v == "builtin") == predefined.is_local(network)}
+             "type": lambda v: (v == "builtin") == predefined.is_builtin(network)}
     return passes(tests, filters, APIError(500, "Invalid filter '{}'"))  # Docker 1.13's words and status
 
 
@@ -435,7 +435,8 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     resolver.start()
     daemon = Daemon(ds, state, resolver)
     daemon.config = config
-    ondisk.restore(daemon, config.live_restore)
+    daemon.bridges.restore()  # the user-defined bridge networks an earlier dockerd here made
+    ondisk.restore(daemon, config.live_restore)  # then the containers, on them too
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)

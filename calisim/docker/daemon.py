@@ -33,11 +33,12 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import bridge, ondisk, predefined, restarts, runtime, users
+from . import ondisk, ports, predefined, restarts, runtime, users
 from .config import DaemonConfig
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
+from .local import Bridges
 from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
@@ -79,7 +80,8 @@ class Daemon:
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
+        self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
         self.config = DaemonConfig()  # the host's daemon.json, as serve read it
 
     # -- containers ----------------------------------------------------------------------------
@@ -110,6 +112,9 @@ class Daemon:
         self.check_name(name)
         container.name = name
         for index, endpoint in enumerate(list(container.endpoints)):
+            if self.bridges.is_bridge(endpoint.network_id):  # dockerd's own: in no cluster store
+                container.endpoints[index] = self.bridges.rename(endpoint, name)
+                continue
             with self.lock:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
@@ -130,7 +135,8 @@ class Daemon:
             self.find_network(network)
         except DockerError as error:  # not 404: on a 404 from create the CLI tries to pull the image
             raise APIError(400, str(error)) from None
-        settings = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(network)
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        settings = endpoints.get(network) or endpoints.get("default")  # the CLI names the default mode so
         cmd = [*(body.get("Entrypoint") or []), *(body.get("Cmd") or ([] if body.get("Entrypoint") else image.cmd))]
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
@@ -158,7 +164,6 @@ class Daemon:
         """What init.py needs: the layers, the writable layer, Docker's files, the command."""
         for sub in ("upper", "work", "merged"):
             (container.directory / sub).mkdir(parents=True, exist_ok=True)
-        (container.directory / "exit").unlink(missing_ok=True)  # the last run's
         layers = container.image.lowerdirs(self.images)
         user = users.lookup(container.config.get("User") or "", users.etc_of([container.directory / "upper", *layers]))
         return {"lowerdirs": [str(d) for d in layers],
@@ -234,8 +239,7 @@ class Daemon:
             self.resolver.serve(container.id, socket_in(pid), lambda: [e.network_id for e in container.endpoints])
 
     def watch(self, container: Container, process: runtime.Process) -> None:
-        """A run whose command runs (started here, or adopted from a dockerd before this one): its
-        output pumped to the log and attached clients, its end awaited; kept on disk."""
+        """A running command (started here, or adopted at a restore): output pumped, end awaited."""
         container.output.begin()
         with self.events:
             container.process, container.status = process, "running"
@@ -288,15 +292,16 @@ class Daemon:
         """One endpoint, as the attachment asks (addresses, aliases and the short ID)."""
         try:
             network = self.find_network(attachment.network)
-            if network.driver == "bridge":  # docker0: not in the cluster store, no name to resolve
-                taken = {e.address.split("/")[0] for c in list(self.containers.values()) for e in c.endpoints}
-                container.endpoints.append(bridge.connect(network.id, container.name, pid, taken))
+            if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
+                self.bridges.join(container, network, attachment, pid, self.containers)
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return
             with self.lock:
                 endpoint = dn.connect(self.ds, network, container.name, pid, attachment.ipv4, attachment.ipv6,
                                       attachment.aliases + container.aliases)
+        except APIError:  # already dockerd's words (a port already allocated, an address in use)
+            raise
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
             raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
                                 f"{error}") from None
@@ -320,8 +325,8 @@ class Daemon:
 
     def release(self, container: Container, endpoint: Endpoint) -> None:
         """An endpoint (already out of container.endpoints) gone: its veth on docker0, or libnetwork's flow."""
-        if any(n.id == endpoint.network_id and n.driver == "bridge" for n in self.local):
-            return bridge.disconnect(endpoint)
+        if self.bridges.is_bridge(endpoint.network_id):
+            return self.bridges.leave(container, endpoint)
         with self.lock:
             dn.disconnect(self.ds, endpoint)
         self.left(container, endpoint)
@@ -346,8 +351,7 @@ class Daemon:
             self.wait_for(lambda: not container.running)
 
     def stop(self, container: Container, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds (PID 1 without a TERM handler ignores it);
-        the restart policy holds until the next start."""
+        """SIGTERM, then SIGKILL after timeout seconds; no restart by the policy until the next start."""
         self.hold_restart(container)
         if not container.running:
             raise not_modified()
@@ -401,12 +405,16 @@ class Daemon:
             return dn.find_network(self.ds, name_or_id)
 
     def create_network(self, request: NetworkRequest) -> Network:
-        predefined.refuse(request.name, "created")
+        self.bridges.refuse(request.name)  # a predefined name, or a local network's
+        if request.driver == "bridge":  # Docker's default driver: a user-defined bridge network, local
+            return self.bridges.create(request, self.networks())
         with self.lock:
             return dn.create_network(self.ds, request)
 
     def remove_network(self, network: Network) -> None:
         predefined.refuse(network.name, "removed")
+        if network in self.local:
+            return self.bridges.remove(network, list(self.containers.values()))
         with self.lock:
             dn.remove_network(self.ds, network.id)
 
@@ -460,8 +468,10 @@ class Daemon:
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
                                "LogConfig": container.host_config.get("LogConfig") or self.config.log_config,
-                               "RestartPolicy": container.restart_policy.to_api()},
+                               "RestartPolicy": container.restart_policy.to_api(),
+                               **ports.host_config(container.host_config)},
                 "NetworkSettings": {"Networks": self.networks_json(container),
+                                    "Ports": self.bridges.ports_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
                 "Mounts": []}
 
@@ -500,7 +510,8 @@ class Daemon:
             status = "Created"
         return {"Id": container.id, "Names": ["/" + container.name], "Image": container.reference,
                 "ImageID": full["Image"], "Command": " ".join(container.cmd), "Created": int(container.created),
-                "State": container.status, "Status": status, "Ports": [], "Labels": full["Config"]["Labels"],
+                "State": container.status, "Status": status, "Ports": self.bridges.ports_summary(container),
+                "Labels": full["Config"]["Labels"],
                 "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]}, "HostConfig": full["HostConfig"],
                 "Mounts": []}
 
@@ -518,8 +529,11 @@ class Daemon:
                                  "IPv6Address": "", **next(({"EndpointID": e.id, "MacAddress": e.mac,
                                                              "IPv4Address": e.address} for e in c.endpoints
                                                             if e.network_id == network.id), {})}
-                          for c in list(self.containers.values()) if c.running and c.network == network.name}
+                          for c in list(self.containers.values()) if c.running
+                          and (c.network == network.name or any(e.network_id == network.id for e in c.endpoints))}
         ipam = {"Subnet": network.pool, **({"IPRange": network.ip_range} if network.ip_range else {}),
+                **({"AuxiliaryAddresses": {k: v.split("/")[0] for k, v in network.aux_addresses.items()}}
+                   if network.aux_addresses else {}),
                 **({"Gateway": network.gateway.split("/")[0]}
                    if network.gateway and network.gateway != "0.0.0.0/0" else {})}
         return {"Name": network.name, "Id": network.id, "Created": network.created or "0001-01-01T00:00:00Z",

@@ -29,7 +29,7 @@ class NetworkRequest:
         configs = ipam.get("Config") or []
         v4 = next((c for c in configs if ":" not in (c.get("Subnet") or "")), {}) or {}
         v6 = next((c for c in configs if ":" in (c.get("Subnet") or "")), {}) or {}
-        return cls(body["Name"], body.get("Driver") or "calico", ipam.get("Driver") or "calico-ipam",
+        return cls(body["Name"], body.get("Driver") or "bridge", ipam.get("Driver") or "default",  # Docker's defaults
                    v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
                    v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
                    body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..datastore.resources.docker import Endpoint
 from . import runtime
 from .containers import Attachment, Container
+from .errors import APIError
 from .images import lookup
 from .times import parse_rfc3339, rfc3339
 
@@ -191,7 +192,13 @@ def adopt(daemon, container: Container, process: runtime.Process) -> None:
     """A container that ran on through the restart: this dockerd's from now on."""
     daemon.serve_dns(container, process.pid)
     for endpoint in container.endpoints:
-        daemon.resolver.record(endpoint, present=True)
+        if not daemon.bridges.is_bridge(endpoint.network_id):
+            daemon.resolver.record(endpoint, present=True)
+            continue
+        try:
+            daemon.bridges.adopt(container, endpoint)
+        except APIError as error:  # e.g. its published port taken meanwhile: the container runs on without it
+            log.warning("%s: %s", container.name, error)
     daemon.watch(container, process)
     log.info("adopted %s (PID %d)", container.name, process.pid)
 

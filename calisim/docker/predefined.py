@@ -29,6 +29,11 @@ def is_local(network: Network) -> bool:
     return network.driver in DRIVERS.values()
 
 
+def is_builtin(network: Network) -> bool:
+    """One of the predefined networks (`network ls --filter type=builtin`), not a user's bridge."""
+    return network.name in DRIVERS
+
+
 def refuse(name: str, action: str) -> None:
     """A user network may not be made or removed under a predefined name (403, Docker's words)."""
     if name in NAMES:

@@ -162,7 +162,9 @@ class EmbeddedDNS:
         self.mirror = Mirror(Datastore(endpoints), keys.DOCKER_STORE)
         self.view = self.mirror.view((keys.DOCKER_NETWORKS, keys.DOCKER_ENDPOINTS))
         self.sockets: dict[str, socket.socket] = {}  # container ID -> its socket (the loop's alone)
-        self._records = (-1, Records())  # (the view's version it was built from, the records)
+        self.local: dict[str, Any] = {}  # user-defined bridge networks' records: dockerd's own, in no store
+        self.local_version = 0
+        self._records = ((-1, -1), Records())  # (the versions it was built from, the records)
 
     def start(self) -> None:
         self.loop.create_task(self._follow())
@@ -188,8 +190,9 @@ class EmbeddedDNS:
     def records(self) -> Records:
         """The records of the view as it is now, built again only after it changed."""
         version, records = self._records
-        if version != self.view.version:
-            self._records = (self.view.version, records := Records.from_entries(self.view.entries))
+        if version != (self.view.version, self.local_version):
+            entries = {**self.view.entries, **self.local}
+            self._records = ((self.view.version, self.local_version), records := Records.from_entries(entries))
         return records
 
     # -- called from the daemon's threads ------------------------------------------------------
@@ -216,7 +219,19 @@ class EmbeddedDNS:
         event = Event(endpoint.key, endpoint.to_value() if present else None, 0)
         self.loop.call_soon_threadsafe(self.mirror.apply, event)
 
+    def record_local(self, key: str, value: dict | None) -> None:
+        """A local network or endpoint (a user-defined bridge's) this daemon made (value) or removed
+        (None): kept apart from the store's copy, which a reload from etcd replaces."""
+        self.loop.call_soon_threadsafe(self._set_local, key, value)
+
     # -- on the loop ---------------------------------------------------------------------------
+    def _set_local(self, key: str, value: dict | None) -> None:
+        if value is None:
+            self.local.pop(key, None)
+        else:
+            self.local[key] = value
+        self.local_version += 1
+
     def _add(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
         self._remove(container)
         self.sockets[container] = sock

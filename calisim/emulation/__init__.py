@@ -6,6 +6,7 @@
 * cluster.py: ``Cluster``, the Python API (build, run commands in hosts, stop);
 * rundir.py: the per-run directory of configs, sockets and logs.
 * lab.py: labs, clusters kept running in sandboxes of their own, their registry and control socket;
+* snapshot.py: a lab saved to a file (topology, etcd snapshot, containers) and brought back;
 * state.py: what a topology is and a running cluster looks like (`calisim inspect`);
 * graph.py: Graphviz pictures of topologies and labs.
 

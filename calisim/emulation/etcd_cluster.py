@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from pathlib import Path
 
 from ..datastore import Datastore, DatastoreError, EtcdServer, Synchronous
 from ..datastore.etcd import PEER_PORT
@@ -21,11 +22,14 @@ class EtcdCluster:
     """etcd's members in a running cluster, by node."""
 
     etcd_processes: dict[str, subprocess.Popen]
+    etcd_snapshot: Path | None = None  # set before start: every member begins with this snapshot's keys
 
     def _start_etcd(self) -> None:
         """etcd alone in etcd_host, or every member of the cluster at once (each waits for the
         others to elect a leader before it answers)."""
         nodes = self.topo.etcd_nodes()
+        for node in nodes if self.etcd_snapshot is not None else ():
+            self.etcd_server(node).restore(self.etcd_snapshot)
         for node in nodes:
             self.etcd_processes[node] = self.etcd_server(node).start(self.host(node).popen)
         for node in nodes:

@@ -61,7 +61,7 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
     uplinks = sorted({link["segment"] for link in links if link["segment"] not in bridges})
     for link in (link for link in links if link["segment"] not in bridges):
         # A router's point-to-point link (a fabric's ToR to a spine): the far router above it.
-        dot.edge(link["segment"], link["host"], label=link["address"], fontcolor="#57606a")
+        dot.edge(link["segment"], link["host"], label=link_label(link), fontcolor="#57606a")
     _keep_in_order(dot, uplinks)
     for segment_name, members in sorted(_by_segment(links).items()):
         if segment_name not in bridges:
@@ -70,12 +70,13 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
         others = [link for link in members if link not in routers]
         half = len(others) // 2 if not has_routers and len(others) >= SPLIT_SEGMENT_AT else 0
         for link in routers:
-            dot.edge(link["host"], segment_name, label=link["address"], fontcolor="#57606a")
+            dot.edge(link["host"], segment_name, label=link_label(link), fontcolor="#57606a")
         for index, link in enumerate(others):
             dot.edge(*((link["host"], segment_name) if index < half else (segment_name, link["host"])))
         for row in (others[:half], others[half:]):
             _keep_in_order(dot, [link["host"] for link in row])
     if live:
+        paired = paired_sessions(topo, live)
         pairs = sessions(topo, live)
         # Every session of a small mesh is drawn; in a big one (10 hosts: 45 sessions) only the
         # ones that are not Established are, so that what is wrong stands out.
@@ -86,14 +87,20 @@ def build(topo, live: dict[str, Any] | None = None, title: str | None = None) ->
                 continue
             colour = ESTABLISHED if established else NOT_ESTABLISHED
             dot.edge(a, b, style="dashed", constraint="false", penwidth="1.5", color=colour, fontcolor=colour,
-                     label=("BGP Established" if established else "BGP not established") if labelled else "")
+                     label=session_label(paired[(a, b)]) if labelled else "")
     return dot
 
 
 def segment_subnets(links: list[dict[str, Any]], segment: str) -> list[str]:
-    """The subnets of the addresses on a segment (what its box says beside its name)."""
-    return sorted({str(ipaddress.ip_interface(link["address"]).network)
-                   for link in links if link["segment"] == segment and link["address"]})
+    """The subnets of the addresses on a segment, IPv4 then IPv6 (what its box says beside its name)."""
+    networks = {ipaddress.ip_interface(address).network for link in links if link["segment"] == segment
+                for address in [link["address"], *link["addresses6"]] if address}
+    return [str(network) for network in sorted(networks, key=lambda network: (network.version, network))]
+
+
+def link_label(link: dict[str, Any]) -> str:
+    """A router's addresses on a link, one a line (IPv4, then IPv6)."""
+    return "\n".join(address for address in [link["address"], *link["addresses6"]] if address)
 
 
 def subtitle(topo, live: dict[str, Any] | None) -> str:
@@ -113,21 +120,36 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
     return "<br/>".join(html.escape(line) for line in lines) + "<br/> "
 
 
-def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
-    """Each BGP session once, as the pair of host names: True when both ends are Established
-    (a route reflector or a fabric's router is the peer of a Calico host's session too, judged by
-    the host's end; a peer address outside the topology is left out)."""
+def paired_sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each pair of hosts with BGP sessions between them once, with those sessions (IPv4 and IPv6,
+    each end's; a route reflector or a fabric's router is the peer of a Calico host's session too,
+    judged by the host's end; a peer address outside the topology is left out)."""
     by_address = {str(ipaddress.ip_interface(address).ip): host["name"]
                   for host in state.describe_hosts(topo) for address in host["addresses"]}
-    pairs: dict[tuple[str, str], bool] = {}
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for host in live["hosts"]:
         for session in host.get("bgp", []):
             peer = by_address.get(session["peer"])
-            if peer is None:
-                continue
-            pair = tuple(sorted((host["name"], peer)))
-            pairs[pair] = pairs.get(pair, True) and session["state"] == "Established"
+            if peer is not None:
+                pairs.setdefault(tuple(sorted((host["name"], peer))), []).append(session)
     return pairs
+
+
+def sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], bool]:
+    """Each pair of paired_sessions: True when every session between them is Established."""
+    return {pair: all(session["state"] == "Established" for session in found)
+            for pair, found in paired_sessions(topo, live).items()}
+
+
+def session_label(found: list[dict[str, Any]]) -> str:
+    """What a pair's line says: "BGP Established" ("BGP Established (IPv4, IPv6)" once the pair has
+    bird6's sessions too), or which version's are not: "IPv6 BGP not established"."""
+    versions = sorted({session.get("version", 4) for session in found})
+    down = sorted({session.get("version", 4) for session in found if session["state"] != "Established"})
+    if not down:
+        return "BGP Established" + (" (IPv4, IPv6)" if versions == [4, 6] else "")
+    return ("BGP" if down == versions else " and ".join(f"IPv{version}" for version in down) + " BGP") + \
+        " not established"
 
 
 @dataclass(frozen=True)
@@ -154,12 +176,12 @@ def host_rows(host: dict[str, Any]) -> list[Row]:
         daemons = f"BIRD {'up' if host['bird'] else 'down'} · dockerd {'up' if host['dockerd'] else 'down'}"
         rows.append(Row(daemons, ESTABLISHED if host["bird"] and host["dockerd"] else NOT_ESTABLISHED))
     if host["bgp"]:
-        rows.append(Row(f"BGP {host['established']}/{len(host['bgp'])} Established",
+        rows.append(Row(state.bgp_summary(host["bgp"]),
                         ESTABLISHED if host["established"] == len(host["bgp"]) else NOT_ESTABLISHED))
     rows += [Row(f"block {block}", fill="#ddf4ff") for block in host["blocks"]]
     for workload in host["workloads"]:
-        state = "" if workload.get("state", "running") == "running" else f" ({workload['state']})"
-        rows.append(Row(f"{workload['name']} {' '.join(workload['addresses'])}{state}".strip(), fill="#fff8c5"))
+        condition = "" if workload.get("state", "running") == "running" else f" ({workload['state']})"
+        rows.append(Row(f"{workload['name']} {' '.join(workload['addresses'])}{condition}".strip(), fill="#fff8c5"))
     return rows
 
 

@@ -13,7 +13,7 @@ tmpfs, so a reboot empties it), directory mode 0700, files 0600.  A record names
 in the PID namespace of whoever ran `up` together with the inode of the lab's own PID namespace,
 so a dead lab (SIGKILL, reboot, a reused PID) is recognised and cleaned by the next ls/up/down.
 
-The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault`, `web` and `down`):
+The control interface (for `exec`, `run --lab`, `inspect`, `graph`, `fault`, `web`, `save` and `down`):
 a unix stream socket ``lab.sock`` in the lab's run directory (mode 0600 in a 0700 directory:
 root only).  One JSON object a line each way, one request per connection::
 
@@ -25,7 +25,8 @@ Operations (``LabService.op_*``): ``describe`` (what ``up`` prints), ``run`` (as
 ``enter`` (a host's PID in the lab and its environment, for nsenter), ``locate`` (a PID in a
 node's or a container's network namespace and its interfaces, for `calisim capture`), ``inspect`` (per host
 role, addresses, calico-node, BGP sessions, blocks, workloads; per segment its members),
-``fault`` (one `calisim fault` command line, by the runner the lab was handed), ``diagnose``
+``fault`` (one `calisim fault` command line, by the runner the lab was handed), ``save`` (the
+manifest and etcd snapshot `calisim save` writes, calisim.emulation.snapshot), ``diagnose``
 (writes diagnostics.txt, returns its path) and ``stop``.  A new operation is one
 more ``op_NAME`` method taking keyword arguments and returning JSON-able data.
 """
@@ -48,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import capture, sandbox
+from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
 from ..process import pids
@@ -202,6 +203,7 @@ class LabSpec:
     start_nodes: bool = False
     ipip_backend: str = "auto"
     bgp_hold_time: int | None = None  # None: BIRD's 240 s, as Calico; shorter, a cut link drops its sessions soon
+    restore: str | None = None  # a saved lab's file (`up --from`): its etcd, calico-nodes and containers
 
 
 def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None,
@@ -368,6 +370,14 @@ class LabService:
     def op_inspect(self) -> dict:
         return {**self.op_describe(), **inspect_cluster(self.cluster), "faults": self.cluster.faults.active()}
 
+    def op_save(self) -> dict:
+        """The lab's manifest and the path of its etcd snapshot, for `calisim save` (calisim.emulation.snapshot)."""
+        saved, etcd_db = snapshot.capture(self.cluster, self.spec, self.cluster.run_dir.path / "save")
+        etc = {name: snapshot.etc_view(self.cluster.host(name).state_dir).upper
+               for name in self.cluster.topo.hosts(sort=True)}
+        return {"manifest": saved.to_json(), "etcd_db": str(etcd_db),
+                "etc": {name: str(upper) for name, upper in etc.items() if upper.is_dir()}}
+
     def op_diagnose(self) -> str:
         return str(self.cluster.diagnose())
 
@@ -381,7 +391,7 @@ class LabService:
             return {"ok": False, "error": f"unknown operation (known: {', '.join(self.operations())})"}
         try:
             return {"ok": True, "result": method(**request)}
-        except (ClusterError, DatastoreError, FaultError, TypeError, OSError) as error:
+        except (ClusterError, DatastoreError, FaultError, snapshot.SaveError, TypeError, OSError) as error:
             return {"ok": False, "error": str(error)}
         except Exception as error:  # a bug must not take the lab down: report it, keep serving
             log.exception("operation %r failed", request)
@@ -466,8 +476,12 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
     cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,
                                                                      "total": total})
     try:
+        saved = snapshot.unpack(Path(spec.restore), cluster.run_dir) if spec.restore else None
+        cluster.etcd_snapshot = saved[1] if saved else None
         cluster.start()
-        if spec.start_nodes:
+        if saved:
+            snapshot.restore(cluster, saved[0])
+        elif spec.start_nodes:
             cluster.start_nodes()
             cluster.wait_for_mesh(timeout=120)
         cluster.progress = no_progress  # the status descriptor is closed next

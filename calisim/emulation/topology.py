@@ -215,6 +215,10 @@ class CalicoTopo(Topo):
         """What `--start-nodes` runs on a Calico host (a fabric gives each host its AS)."""
         return "calicoctl node run"
 
+    def reflector_run_command(self, host: str) -> str:
+        """What starts the route reflector of a reflector host (after_node_run's, and `fault start`'s)."""
+        return f"routereflector run --ip {self.host_ip(host)}"
+
     def after_node_run(self) -> list[tuple[str, str]]:
         """(host, command) steps `--start-nodes` runs in order once every node runs, as Calico's
         docs tell a user (mesh off, bgpPeers, route reflectors); none for a plain mesh."""

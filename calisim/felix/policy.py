@@ -29,7 +29,10 @@ with a host endpoint is default-deny.  The failsafe ports stay open whatever the
 a host cannot cut itself off from SSH, BGP and etcd (Felix's FailsafeInboundHostPorts and
 FailsafeOutboundHostPorts config, global or per host, change them).  As in Felix 2.0, forwarded traffic (to
 and from workloads) is not host-endpoint policy's business, nor is IPIP or VXLAN between Calico
-hosts (the tunnelled workload traffic).
+hosts (the tunnelled workload traffic).  Host endpoints hold for IPv6 too, as Felix 2.x's
+ip6tables rules hold them: the same chains in `ip6 calico` (expected IPv6 addresses, the same
+failsafe ports, so a BGP session over IPv6 survives a default-deny interface); neighbour
+discovery (and MLD) passes, or a default-deny interface could not even resolve its IPv6 neighbours.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ FAMILIES = {4: Family(4, "ip", "ipv4_addr", "icmp", frozenset(PROTOCOLS)),
 IPV4 = FAMILIES[4]
 # A workload must reach its IPv6 gateway (the host side's link-local address) by NDP.
 NDP_TO_HOST = "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
+# Through a host endpoint: neighbour discovery and multicast listener reports both ways (the ICMPv6
+# types conntrack leaves untracked, so no reply rule lets them by; Felix lets the same by for workloads).
+NDP_HOST_ENDPOINT = ("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, "
+                     "nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, "
+                     "mld2-listener-report } accept")
 
 
 class PolicyError(ValueError):
@@ -193,8 +201,7 @@ def load(entries: dict[str, Any]) -> Model:
                           workload.profiles)
                  for workload in resources.WorkloadEndpoint.from_entries(entries) if workload.active]
     for endpoint in resources.HostEndpoint.from_entries(entries):
-        endpoints.append(Endpoint(endpoint.node, endpoint.interface,
-                                  tuple(str(ip) for ip in endpoint.expected_ips if ip.version == 4),
+        endpoints.append(Endpoint(endpoint.node, endpoint.interface, tuple(str(ip) for ip in endpoint.expected_ips),
                                   endpoint.profiles, endpoint.labels, on_host=True))
     pools = resources.IPPool.from_entries(entries)
     hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
@@ -208,14 +215,14 @@ def load(entries: dict[str, Any]) -> Model:
 
 
 def host_interface_addresses() -> dict[str, set[str]]:
-    """This host's interfaces and their IPv4 addresses (what a host endpoint's expectedIPs are
-    matched against when it names no interface)."""
+    """This host's interfaces and their IPv4 and IPv6 addresses (what a host endpoint's expectedIPs
+    are matched against when it names no interface)."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         found: dict[str, set[str]] = {}
-        for address in ipr.get_addr(family=2):
+        for address in ipr.get_addr():
             found.setdefault(names.get(address["index"], ""), set()).add(address.get_attr("IFA_ADDRESS"))
     return found
 
@@ -255,10 +262,12 @@ def all_rules(model: Model) -> list[dict]:
 
 
 def render(model: Model, host: str, ipv6_support: bool = True) -> str:
-    """This host's whole `ip calico` table and, when there are IPv6 pools or endpoints with IPv6 addresses (a
-    pool deleted under them) and IPv6 support is on (FELIX_IPV6SUPPORT), its `ip6 calico` table, as nft input."""
+    """This host's whole `ip calico` table and, when IPv6 support is on (FELIX_IPV6SUPPORT) and there are
+    IPv6 pools, endpoints with IPv6 addresses (a pool deleted under them) or host endpoints here (they
+    hold for both versions), its `ip6 calico` table, as nft input."""
     addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
-    ipv6 = ipv6_support and any(ipaddress.ip_network(address).version == 6 for address in addresses)
+    ipv6 = ipv6_support and (any(ipaddress.ip_network(address).version == 6 for address in addresses)
+                             or bool(model.local(host, on_host=True)))
     return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
@@ -267,9 +276,9 @@ def of_family(addresses, family: Family) -> list[str]:
 
 
 def render_table(model: Model, host: str, family: Family) -> str:
-    """One family's table.  Host endpoints are IPv4's only (their expected IPs and failsafes)."""
+    """One family's table."""
     local = model.local(host, on_host=False)
-    local_hosts = model.local(host, on_host=True) if family is IPV4 else []
+    local_hosts = model.local(host, on_host=True)
     tags = tag_members(model)
     rules = all_rules(model)
     lines = [f"table {family.table} {TABLE} {{"]
@@ -283,8 +292,10 @@ def render_table(model: Model, host: str, family: Family) -> str:
     lines += address_set("nat_pools", of_family(model.nat_pools, family), True, family)
     lines += base_chains(local, local_hosts, family)
     if local_hosts:
-        lines += address_set("calico_hosts", list(model.host_addresses), interval=False)
-        lines += host_endpoint_base_chains(local_hosts, model.failsafes(host, "in"), model.failsafes(host, "out"))
+        if family is IPV4:  # the Calico hosts whose IPIP and VXLAN pass (IPv4 tunnels only)
+            lines += address_set("calico_hosts", list(model.host_addresses), interval=False)
+        lines += host_endpoint_base_chains(local_hosts, model.failsafes(host, "in"), model.failsafes(host, "out"),
+                                           family)
     for endpoint in local + local_hosts:
         for direction in ("to", "from"):
             lines += endpoint_chains(endpoint, direction, model.policies_for(endpoint))
@@ -326,22 +337,25 @@ def profile_chain(name: str, direction: str) -> str:
     return set_name(f"p{direction}", name)
 
 
-def host_endpoint_base_chains(local_hosts: list[Endpoint], inbound: tuple, outbound: tuple) -> list[str]:
+def host_endpoint_base_chains(local_hosts: list[Endpoint], inbound: tuple, outbound: tuple,
+                              family: Family = IPV4) -> list[str]:
     """The output hook's dispatch to host endpoints and the failsafe chains (the input hook's
     dispatch is in ``base_chains``)."""
-    return (chain("output", host_endpoint_dispatch(local_hosts, "from"),
+    return (chain("output", host_endpoint_dispatch(local_hosts, "from", family),
                   "type filter hook output priority filter; policy accept;")
             + chain("failsafe_in", failsafe_rules(inbound)) + chain("failsafe_out", failsafe_rules(outbound)))
 
 
-def host_endpoint_dispatch(local_hosts: list[Endpoint], direction: str) -> list[str]:
-    """Replies pass; tunnels between Calico hosts carry workload traffic and pass; the rest goes
-    through the host endpoint chain of its interface (which drops what it does not allow)."""
+def host_endpoint_dispatch(local_hosts: list[Endpoint], direction: str, family: Family = IPV4) -> list[str]:
+    """Replies pass; tunnels between Calico hosts (IPv4's) carry workload traffic and pass, as do
+    IPv6's neighbour discovery and MLD; the rest goes through the host endpoint chain of its
+    interface (which drops what it does not allow)."""
     match, peer = ("iifname", "saddr") if direction == "to" else ("oifname", "daddr")
     verdicts = ", ".join(f'"{e.interface}" : jump {endpoint_chain_name(e, direction)}' for e in local_hosts)
+    tunnels = [f"meta l4proto 4 ip {peer} @calico_hosts accept",
+               f"udp dport {VXLAN_PORT} ip {peer} @calico_hosts accept"]
     return ["ct state established,related accept", "ct state invalid drop",
-            f"meta l4proto 4 ip {peer} @calico_hosts accept", f"udp dport {VXLAN_PORT} ip {peer} @calico_hosts accept",
-            f"{match} vmap {{ {verdicts} }}"]
+            *(tunnels if family is IPV4 else [NDP_HOST_ENDPOINT]), f"{match} vmap {{ {verdicts} }}"]
 
 
 def failsafe_rules(ports: tuple[tuple[str, int], ...]) -> list[str]:
@@ -360,7 +374,7 @@ def base_chains(local: list[Endpoint], local_hosts: list[Endpoint] = (), family:
             forward += [f"{match} vmap {{ {verdicts} }}", f'{match} "{WORKLOAD_PREFIX}*" {match} != {{ {known} }} drop']
         else:
             forward.append(f'{match} "{WORKLOAD_PREFIX}*" drop')  # no endpoint known here (yet)
-    workload_to_host = host_endpoint_dispatch(list(local_hosts), "to") if local_hosts else []
+    workload_to_host = host_endpoint_dispatch(list(local_hosts), "to", family) if local_hosts else []
     dhcp = ["udp dport 67 accept"] if family is IPV4 else [NDP_TO_HOST, "udp dport 547 accept"]
     workload_to_host += [f'iifname != "{WORKLOAD_PREFIX}*" accept', "ct state established,related accept",
                          *dhcp, "meta l4proto { tcp, udp } th dport 53 accept", "drop"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from ..datastore import Datastore, Txn, keys
@@ -157,7 +158,18 @@ def create_veth(host_side: str, container_side: str) -> None:
 
     with IPRoute() as ipr:
         ipr.link("add", ifname=host_side, kind="veth", peer={"ifname": container_side, "address": WORKLOAD_MAC})
+        skip_duplicate_address_detection(host_side)
         ipr.link("set", index=ipr.link_lookup(ifname=host_side)[0], state="up")
+
+
+def skip_duplicate_address_detection(name: str) -> None:
+    """The host side's link-local address is the container's IPv6 gateway: left to DAD it stays
+    tentative for a second or more and answers no neighbour solicitation, so a new container's
+    IPv6 traffic waited that long.  Only this namespace has the address, so there is nothing to detect."""
+    try:
+        Path(f"/proc/sys/net/ipv6/conf/{name}/accept_dad").write_text("0")
+    except FileNotFoundError:  # IPv6 disabled in this host
+        pass
 
 
 def link_local_address(name: str, peer_name: str) -> str:

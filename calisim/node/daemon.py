@@ -10,6 +10,7 @@ say on a status pipe while they start (``READY`` or ``ERROR``), relayed as the c
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import subprocess
@@ -25,6 +26,10 @@ from .paths import NodePaths
 from .zygote import MODULES
 
 NODE_START_TIMEOUT = 60.0
+# calico/node's settings read from its environment (`docker run -e ...` for the container): kept
+# beside its pid file, as the container kept them, so that it can be started again with them
+NODE_SETTINGS = ("CALICO_IPIP_BACKEND", "CALICO_IPV4POOL_CIDR", "CALICO_IPV6POOL_CIDR", "CALICO_LIBNETWORK_ENABLED",
+                 "FELIX_IPV6SUPPORT", "IP6_AUTODETECTION_METHOD", "NO_DEFAULT_POOLS")
 
 
 @dataclass
@@ -57,9 +62,22 @@ class NodeDaemon(Daemon):
         pids.stop([pid], self.stop_timeout)
         return True
 
+    @property
+    def settings_file(self) -> Path:
+        return self.paths.run_dir / f"{self.paths.daemon}.env"
+
+    def settings(self) -> dict[str, str]:
+        """The NODE_SETTINGS it was last started with ({} if unknown)."""
+        try:
+            return json.loads(self.settings_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def run(self) -> str:
-        """Start it and relay what it says on its status pipe until it is up: its last line, or
-        DaemonError."""
+        """Start it (its NODE_SETTINGS kept first) and relay what it says on its status pipe until
+        it is up: its last line, or DaemonError."""
+        self.settings_file.write_text(json.dumps({name: os.environ[name] for name in NODE_SETTINGS
+                                                  if name in os.environ}))
         read_end, write_end = os.pipe()
         with open(self.log, "ab") as logfile:
             process = self.launch(write_end, logfile)

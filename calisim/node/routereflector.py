@@ -1,12 +1,13 @@
 """calico/routereflector: a BGP route reflector configured from etcd, on a host that is not a
 Calico node (README "Beyond the mesh").
 
-    routereflector run [--ip IP] [--cluster-id ID]      (ETCD_ENDPOINTS from the environment)
+    routereflector run [--ip IP] [--ip6 IP6] [--cluster-id ID]   (ETCD_ENDPOINTS from the environment)
 
-is our counterpart of `docker run ... calico/routereflector`: it registers the reflector under
-/calico/bgp/v1/rr_v4/<ip> (a key written there by hand works too), then runs BIRD with a config
-rendered from etcd as that image's confd does: meshed with the other registered reflectors, an
-`rr client` session to every node that has it as a global or node-specific bgpPeer, next hops
+is our counterpart of `docker run ... -e IP=.. -e IP6=.. calico/routereflector`: it registers the
+reflector under /calico/bgp/v1/rr_v4/<ip> (and rr_v6/<ip6> with --ip6; a key written there by hand
+works too), then runs BIRD with a config rendered from etcd as that image's confd does for its bird
+and bird6: per IP version, meshed with the other reflectors registered for it, an `rr client`
+session to every node that has it as a global or node-specific bgpPeer of that version, next hops
 passed through, and no kernel protocol, so no workload routes in this host's kernel.  Running it
 again restarts it.  Files: /var/run/calico/{bird.cfg,bird.ctl,routereflector.pid} and
 /var/log/calico/{routereflector.log,bird.log}, so `birdc -s /var/run/calico/bird.ctl` works here
@@ -30,7 +31,7 @@ from . import bird
 from .confd import Confd
 from .daemon import NodeDaemon
 from .paths import NodePaths
-from .startup import StartupStatus, autodetect_ipv4
+from .startup import StartupError, StartupStatus, autodetect_ipv4, chosen_ipv6
 
 DEFAULT_CLUSTER_ID = "255.0.0.1"  # what Calico's system tests register reflectors with
 ETCD_WAIT = 60.0
@@ -42,7 +43,8 @@ def reflector_paths() -> NodePaths:
 
 
 async def register(ds: Datastore, ip: str, cluster_id: str | None) -> str:
-    """Write rr_v4/<ip> unless it is there already and no cluster ID was asked for; return the ID in use."""
+    """Write rr_v4/<ip> (rr_v6/<ip> for an IPv6 address) unless it is there already and no cluster ID was
+    asked for; return the ID in use."""
     existing = await ds.get(keys.route_reflector(ip))
     if existing is not None and cluster_id is None:
         return ReflectorRegistration.from_value(existing.value).cluster_id
@@ -63,20 +65,21 @@ async def register_when_etcd_answers(ds: Datastore, ip: str, cluster_id: str | N
             await asyncio.sleep(1)
 
 
-async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> None:
-    """Register, run BIRD from etcd's state until SIGTERM."""
+async def serve(ip: str, ip6: str | None, cluster_id: str | None, paths: NodePaths, report) -> None:
+    """Register (each address under its version's key), run BIRD from etcd's state until SIGTERM."""
     ds = Datastore.from_env()
     mirror = Mirror(ds)
     confd = Confd(mirror.view(bird.reflector_prefixes()), paths,
-                  lambda entries: bird.render_reflector(bird.reflector_config(entries, ip)))
+                  lambda entries: bird.render_reflector(bird.reflector_config(entries, ip, ip6)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     tasks: list[asyncio.Task] = []
     try:
-        chosen = await register_when_etcd_answers(ds, ip, cluster_id, report)
-        report(f"Route reflector {ip} registered at {keys.ROUTE_REFLECTORS_V4}{ip} (cluster ID {chosen})")
+        for address in (ip, ip6) if ip6 else (ip,):
+            chosen = await register_when_etcd_answers(ds, address, cluster_id, report)
+            report(f"Route reflector {address} registered at {keys.route_reflector(address)} (cluster ID {chosen})")
         await mirror.load()
         await confd.render_config()
         await confd.start_bird()
@@ -94,19 +97,41 @@ async def serve(ip: str, cluster_id: str | None, paths: NodePaths, report) -> No
         await ds.close()
 
 
+def reflector_ipv4(spec: str | None) -> str:
+    """--ip: an IPv4 address (an IPv6 one refused as calicoctl refuses it), or the host's first."""
+    if spec is None:
+        return str(autodetect_ipv4().ip)
+    address = ipaddress.ip_address(spec)
+    if address.version != 4:
+        raise ValueError("--ip is wrong IP version")
+    return str(address)
+
+
+def reflector_ipv6(spec: str | None) -> str | None:
+    """--ip6 as calico/node takes it: an IPv6 address this host has, or autodetect; None without it."""
+    if spec is None:
+        return None
+    if spec != "autodetect" and ipaddress.ip_interface(spec).version != 6:
+        raise ValueError("--ip6 is wrong IP version")
+    address, _ = chosen_ipv6(spec)
+    return str(address.ip)
+
+
 def cmd_run(args: argparse.Namespace) -> str:
     """Start (or restart) the reflector in the background and relay what it says while starting."""
     if not os.environ.get("ETCD_ENDPOINTS"):
         raise DaemonError("ETCD_ENDPOINTS is not set; point it at the cluster's etcd")
     try:
-        ip = str(ipaddress.IPv4Address(args.ip)) if args.ip else str(autodetect_ipv4().ip)
+        ip = reflector_ipv4(args.ip)
+        ip6 = reflector_ipv6(args.ip6)
         cluster_id = str(ipaddress.IPv4Address(args.cluster_id)) if args.cluster_id else None
-    except ValueError as error:
+    except (ValueError, StartupError) as error:
         raise DaemonError(f"Error executing command: {error}") from None
     paths = reflector_paths()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    daemon = NodeDaemon(paths, ["serve", "--ip", ip] + (["--cluster-id", cluster_id] if cluster_id else []),
+    daemon = NodeDaemon(paths, ["serve", "--ip", ip] + (["--ip6", ip6] if ip6 else [])
+                        + (["--cluster-id", cluster_id] if cluster_id else []),
                         module="calisim.node.routereflector", name=f"route reflector {ip}")
     if daemon.stop_running():
         print("Removing old route reflector (was running).")
@@ -118,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     status = StartupStatus(args.status_fd, log)
     try:
-        asyncio.run(serve(args.ip, args.cluster_id, paths, status.report))
+        asyncio.run(serve(args.ip, args.ip6, args.cluster_id, paths, status.report))
     except Exception as error:
         log.exception("route reflector failed")
         status.fail(error)
@@ -130,9 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="register this host as a route reflector and run its BIRD")
     run.add_argument("--ip", help="the reflector's IPv4 address (default: autodetected, as a node's)")
+    run.add_argument("--ip6", help="its IPv6 address, or autodetect (first-found, as a node's); "
+                                   "without it the reflector has no IPv6 sessions")
     run.add_argument("--cluster-id", help=f"its rr cluster id (default: the registered one, else {DEFAULT_CLUSTER_ID})")
     serve_parser = commands.add_parser("serve", help=argparse.SUPPRESS)
     serve_parser.add_argument("--ip", required=True)
+    serve_parser.add_argument("--ip6")
     serve_parser.add_argument("--cluster-id")
     serve_parser.add_argument("--status-fd", type=int)
     return parser

@@ -5,7 +5,7 @@ BIRD, workload pings by address with scapy and their TTLs), like the seed's two-
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -18,13 +18,20 @@ if TYPE_CHECKING:  # the command line imports the scenarios before its sandbox, 
 
 @dataclass(frozen=True)
 class Reach:
-    """A workload pair whose replies must arrive with this TTL (64 minus the routers on the way)."""
+    """A workload pair whose replies must arrive with this TTL (64 minus the routers on the way;
+    over IPv6 the replies' hop limit, to the destination's IPv6 address)."""
 
     source: str
     source_host: str
     destination: str
     destination_host: str
     ttl: int
+    ipv6: bool = False
+
+    def address(self, settings: dict) -> str:
+        """The destination's address of this pair's IP version, from `docker inspect`'s first network."""
+        network = next(iter(settings["NetworkSettings"]["Networks"].values()))
+        return network["GlobalIPv6Address" if self.ipv6 else "IPAddress"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,7 @@ class Outcome:
         measured = []
         for pair in self.pairs:
             source = seed.inspect(cluster, pair.source_host, pair.source)
-            destination = seed.inspect(cluster, pair.destination_host, pair.destination)
-            ip = next(iter(destination["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            ip = pair.address(seed.inspect(cluster, pair.destination_host, pair.destination))
             probe = probe_from(source["State"]["Pid"], "icmp", ip)
             measured.append({"pair": asdict(pair), "destination_ip": ip, "probe": asdict(probe)})
             if not probe.reachable or probe.ttl != pair.ttl:
@@ -91,18 +97,25 @@ class Scenario:
         return topologies.load(self.topology, **self.options)
 
 
+def dual_stack(pairs: tuple[Reach, ...]) -> tuple[Reach, ...]:
+    """Each pair over IPv4, then each again over IPv6 with the same TTL (the same routers on the way)."""
+    return pairs + tuple(replace(pair, ipv6=True) for pair in pairs)
+
+
 def fabric_outcome(in_rack_ttl: int) -> Callable[[Cluster], tuple[Any, dict]]:
-    """2x2 fabric: one session per host (to its ToR); across racks through ToR, spine, ToR (ttl 59)."""
-    return Outcome(1, (Reach("w1", "host1", "w2", "host2", in_rack_ttl), Reach("w1", "host1", "w3", "host3", 59),
-                       Reach("w3", "host3", "w1", "host1", 59))).measure
+    """2x2 fabric, dual stack: two sessions per host (to its ToR, over IPv4 and over IPv6); across racks
+    through ToR, spine, ToR (ttl 59), over IPv4 and over IPv6 alike."""
+    pairs = (Reach("w1", "host1", "w2", "host2", in_rack_ttl), Reach("w1", "host1", "w3", "host3", 59),
+             Reach("w3", "host3", "w1", "host1", 59))
+    return Outcome(2, dual_stack(pairs)).measure
 
 
 SCENARIOS = {scenario.name: scenario for scenario in (
     Scenario("two-host", "the seed walk-through on the seed's two hosts", "two_host", "two_host.txt", seed_outcome),
-    Scenario("route-reflectors", "4 hosts, the mesh off, 2 route reflectors (flat --route-reflectors 2)", "flat",
-             "route_reflectors.txt",
-             Outcome(2, (Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w4", "host4", 62),
-                         Reach("w3", "host3", "w4", "host4", 62))).measure,
+    Scenario("route-reflectors", "4 hosts, the mesh off, 2 route reflectors over IPv4 and IPv6 "
+             "(flat --route-reflectors 2)", "flat", "route_reflectors.txt",
+             Outcome(4, dual_stack((Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w4", "host4", 62),
+                                    Reach("w3", "host3", "w4", "host4", 62)))).measure,
              {"hosts": 4, "route_reflectors": 2}),
     Scenario("fabric-as-per-rack", "a 2x2 leaf-spine fabric, one AS per rack (BIRD ToRs and spines)", "fabric",
              "fabric_as_per_rack.txt", fabric_outcome(62), {"model": "as-per-rack"}),
@@ -112,6 +125,6 @@ SCENARIOS = {scenario.name: scenario for scenario in (
              "fabric_downward_default.txt", fabric_outcome(61), {"model": "downward-default"}),
     Scenario("cross-subnet", "IPIP cross-subnet: encapsulated only across the router (routed --hosts-per-subnet 2)",
              "routed", "cross_subnet.txt",
-             Outcome(3, (Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w3", "host3", 62))).measure,
+             Outcome(6, (Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w3", "host3", 62))).measure,
              {"hosts_per_subnet": 2}),
 )}

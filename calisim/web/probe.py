@@ -39,20 +39,26 @@ class ProbeError(ValueError):
     """A probe that cannot start; the message is one line for the page."""
 
 
-def choose(workloads: list[dict[str, Any]], source: str, destination: str,
-           seconds: Any) -> tuple[Workload, Workload, int]:
-    """The source and destination ("host/name" among the lab's workloads) and the seconds, checked."""
-    known = {f"{w['host']}/{w['name']}": Workload(w["host"], w["name"], w["address"]) for w in workloads}
+def choose(workloads: list[dict[str, Any]], source: str, destination: str, seconds: Any,
+           address: str | None = None) -> tuple[Workload, Workload, int]:
+    """The source and destination ("host/name" among the lab's workloads), the destination's
+    address probed (its first, IPv4, unless one of its others is asked for) and the seconds, checked."""
+    known = {f"{w['host']}/{w['name']}": w for w in workloads}
     for value in (source, destination):
         if value not in known:
             raise ProbeError(f"no workload {value!r} with an address (known: {', '.join(sorted(known)) or 'none'})")
+    target = known[destination]
+    if address is not None and address not in target.get("addresses", [target["address"]]):
+        raise ProbeError(f"{destination} has no address {address!r} (it has {', '.join(target['addresses'])})")
     try:
         count = int(seconds)
     except (TypeError, ValueError):
         raise ProbeError(f"seconds must be a whole number, not {seconds!r}") from None
     if not 1 <= count <= MAX_SECONDS:
         raise ProbeError(f"seconds must be between 1 and {MAX_SECONDS}, not {count}")
-    return known[source], known[destination], count
+    chosen = known[source]
+    return (Workload(chosen["host"], chosen["name"], chosen["address"]),
+            Workload(target["host"], target["name"], address or target["address"]), count)
 
 
 class ProbeStream:

@@ -5,8 +5,9 @@ server-sent events every open page listens to: ``state``, ``down``, ``viewers``,
 ``/api/verbs`` (the form's `calisim fault` verbs), ``POST /api/fault`` (one fault command line,
 carried out and validated by the lab as `calisim fault` is), ``/api/hosts/NAME`` (a host's
 routes, BIRD protocols, nftables ruleset and counters, interfaces and workloads) and
-``POST /api/probe`` (a stream between two workloads, see probe.py).  Everything reaches the lab
-through its control socket, as `calisim inspect` does.
+``POST /api/probe`` (``{source, destination, seconds[, address]}``: a stream between two
+workloads, to the destination's IPv4 address or the one given, e.g. its IPv6 one; see probe.py).
+Everything reaches the lab through its control socket, as `calisim inspect` does.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ class WebApp:
         state = self.feed.latest.get("state", ("", {}))[1]
         try:
             source, destination, seconds = choose(state.get("workloads", []), body.get("source"),
-                                                  body.get("destination"), body.get("seconds", 10))
+                                                  body.get("destination"), body.get("seconds", 10),
+                                                  body.get("address"))
         except ProbeError as error:
             return refused(str(error))
         await self.stop_probe(request)

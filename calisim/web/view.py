@@ -74,11 +74,11 @@ def elements(topo, live: dict[str, Any]) -> list[dict[str, Any]]:
             "id": f"link:{link['host']}:{link['segment']}", "source": link["segment"], "target": link["host"],
             "kind": "link", "state": condition, "label": "" if condition == "up" else f"link {condition}",
             **facing_sides(where.get(link["segment"]), where.get(link["host"]))}})
-    pairs = graph.sessions(topo, live)
+    paired, pairs = graph.paired_sessions(topo, live), graph.sessions(topo, live)
     for (a, b), established in pairs.items():
         if established and not draws_every_session(pairs):
             continue  # as in `calisim graph`: in a big mesh, only what is wrong stands out
-        label = ("BGP Established" if established else "BGP not established") if len(pairs) <= 3 else ""
+        label = graph.session_label(paired[(a, b)]) if len(pairs) <= 3 else ""
         found.append({"group": "edges", "data": {"id": f"bgp:{a}:{b}", "source": a, "target": b, "kind": "bgp",
                                                  "state": "established" if established else "down", "label": label}})
     return found
@@ -113,8 +113,9 @@ def describe_fault(fault: dict[str, Any]) -> dict[str, Any]:
 
 
 def workloads(live: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every workload of the lab with an address: what the probe form offers."""
-    return [{"host": host["name"], "name": w["name"], "address": w["addresses"][0]}
+    """Every workload of the lab with an address: what the probe form offers (from each workload;
+    to each of its addresses, IPv4 first, then its IPv6 one on an --ipv6 network)."""
+    return [{"host": host["name"], "name": w["name"], "address": w["addresses"][0], "addresses": w["addresses"]}
             for host in live["hosts"] for w in host.get("workloads", []) if w["addresses"]]
 
 

@@ -1,11 +1,59 @@
-"""`calisim inspect`'s text, from the state a lab's control socket answers."""
+"""The lab commands' bad input (no root needed): `up --from` a missing, truncated or foreign file,
+`up --from` with a topology, `save` into a directory that does not exist.  Each is one line on
+standard error and exit 2, with nothing registered and no run directory made; `inspect`'s text from
+the state a lab's control socket answers."""
 
 import argparse
 import time
 from types import SimpleNamespace
 
-from calisim.cli import labs
+import pytest
+
+from calisim.cli import labs, main
 from calisim.emulation import lab
+
+
+@pytest.fixture
+def nowhere(tmp_path, monkeypatch):
+    """A private registry and run-directory base, to show that nothing was started or made."""
+    monkeypatch.setenv("CALISIM_LABS", str(tmp_path / "labs"))
+    monkeypatch.setenv("CALISIM_RUNS", str(tmp_path / "runs"))
+    yield tmp_path
+    assert not (tmp_path / "labs").exists() or not any((tmp_path / "labs").iterdir())
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.fixture
+def refused(capsys):
+    """Run the command line here; what it wrote on standard error, once it exited 2 with nothing on standard output."""
+    def run(*args: str) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out, err = capsys.readouterr()
+        assert (exited.value.code, out) == (2, ""), err
+        assert err.count("\n") == 1 and err.startswith("calisim: ")
+        return err
+    return run
+
+
+def test_up_from_a_missing_truncated_or_foreign_file_is_one_line(nowhere, refused):
+    assert refused("up", "--from", str(nowhere / "lab.calisim")) == f"calisim: {nowhere}/lab.calisim: no such file\n"
+    (nowhere / "cut.calisim").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 40)
+    assert "is not a saved lab, or it is truncated or corrupt" in refused("up", "--from", str(nowhere / "cut.calisim"))
+    (nowhere / "notes.txt").write_text("not a lab\n")
+    assert "is not a saved lab" in refused("up", "--from", str(nowhere / "notes.txt"))
+
+
+def test_up_needs_a_topology_or_a_file_and_not_both(nowhere, refused):
+    assert "give no TOPOLOGY, topology options or --start-nodes with it" in refused(
+        "up", "two_host", "--from", str(nowhere / "lab.calisim"))
+    assert "give no TOPOLOGY" in refused("up", "--hosts", "3", "--from", str(nowhere / "lab.calisim"))
+    assert refused("up") == "calisim: up needs a TOPOLOGY (two_host, flat, routed, fabric) or --from FILE\n"
+
+
+def test_save_into_a_missing_directory_is_one_line(nowhere, refused):
+    assert refused("save", "-o", str(nowhere / "no" / "lab.calisim")) == \
+        f"calisim: cannot write {nowhere}/no/lab.calisim: no directory {nowhere}/no\n"
 
 
 def test_inspect_says_why_a_hosts_dockerd_is_not_running(monkeypatch, capsys):

@@ -20,6 +20,7 @@ def test_calico_v1_paths():
     assert keys.handle("wl1") == "/calico/ipam/v2/handle/wl1"
     assert keys.ipam_host("host1") == "/calico/ipam/v2/host/host1/"
     assert keys.route_reflector("172.16.254.1") == "/calico/bgp/v1/rr_v4/172.16.254.1"
+    assert keys.route_reflector("fd00:172:16::254:1") == "/calico/bgp/v1/rr_v6/fd00:172:16::254:1"
 
 
 def test_docker_cluster_store_paths():

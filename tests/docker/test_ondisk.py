@@ -46,6 +46,7 @@ def test_the_json_file_log_reads_back_line_by_line(tmp_path):
     assert read_log(tmp_path / "none") == []
 
 
+FETCH = "python -c \"import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())\""
 SETUP = """
 host1$ calicoctl node run
 host2$ calicoctl node run
@@ -74,6 +75,9 @@ def test_live_restore_adopts_running_containers_across_a_dockerd_kill(cluster):
 host1$ docker run --net net1 --name A -tid busybox
 host1$ docker run -d --name L busybox sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'
 host1$ docker run --net net1 --name W -d workload
+host1$ docker network create ubr
+host1$ docker run --net ubr -p 8080:80 --name P -d busybox httpd -f -p 80 -h /etc
+host1$ docker run --net ubr --name Q -d busybox sleep 600
 host2$ docker run --net net1 --name B -tid busybox
 host1$ test -s "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' A)/config.v2.json"
 host1$ docker inspect -f '{{.State.Pid}} {{.NetworkSettings.Networks.net1.IPAddress}}' A > A-before
@@ -94,12 +98,15 @@ host1$ grep -c '"stream":"stdout"' "/var/lib/docker/containers/$(docker inspect 
 host2$ docker exec B ping -c 1 -W 2 A
 host1$ docker exec A ping -c 1 -W 2 B
 within 10s host2$ docker exec B sh -c 'echo hi | nc -w 1 W 80' | grep -x hi
-host1$ docker stop -t 1 A && docker rm A L W -f
+host1$ docker port P | grep -x '80/tcp -> 0.0.0.0:8080'
+within 10s host2$ FETCH http://192.168.3.229:8080/hostname | grep -Ex '[0-9a-f]{12}'
+host1$ docker exec Q ping -c 1 -W 1 P
+host1$ docker stop -t 1 A && docker rm A L W P Q -f && docker network rm ubr
 host1$ ip -o link | grep -c cali | grep -x 0
 host1$ etcdctl --endpoints "$ETCD_ENDPOINTS" get --prefix --keys-only /calico/v1/host/host1/workload/ | grep -c endpoint | grep -x 0
 host1$ rm A-before
 host2$ docker rm -f B
-""", keep_going=True)
+""".replace("FETCH", FETCH), keep_going=True)
     assert all(r.passed for r in results), [r for r in results if not r.passed]
 
 

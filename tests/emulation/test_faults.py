@@ -71,7 +71,7 @@ def test_delay_is_refused_naming_what_the_kernel_lacks(healthy):
     assert str(refused.value) == NETEM_MISSING == "delay needs the kernel's sch_netem qdisc, which this kernel does not have"
 
 
-def test_link_down_stops_traffic_and_up_restores_it_with_the_default_route(healthy):
+def test_link_down_stops_traffic_and_up_restores_it_with_the_default_route_and_ipv6_addresses(healthy):
     faults, cluster = healthy.faults, healthy.cluster
     faults.link("host2", "s1", "down")
     assert faults.active() == [{"fault": "link-down", "link": ["host2", "s1"]}]
@@ -79,6 +79,9 @@ def test_link_down_stops_traffic_and_up_restores_it_with_the_default_route(healt
     assert healthy.stream(seconds=1).received == 0
     faults.link("host2", "s1", "up")
     assert "default via 192.168.3.1" in cluster.run("host2", "ip route").stdout
+    # the kernel drops a downed link's IPv6 addresses (keep_addr_on_down is off): put back too
+    assert "inet6 fd00:3::228/64 scope global" in cluster.run("host2", "ip -6 addr show dev host2-eth0").stdout
+    assert "0% packet loss" in cluster.run("host1", "ping -6 -c 1 -W 5 fd00:3::228").stdout
     healthy.reachable()
     assert [line.split(" ", 1)[1] for line in fault_log(healthy)[-2:]] == ["link host2 s1 down", "link host2 s1 up"]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", fault_log(healthy)[-1])
@@ -180,12 +183,24 @@ def test_stop_and_cont_freeze_and_thaw_a_daemon(healthy):
 
 
 def test_calico_node_killed_is_started_again_with_its_options(healthy):
+    """Its IPv6 options too: an address autodetected by a method is autodetected by it again, and
+    the settings of its environment (FELIX_IPV6SUPPORT=false) are kept, as a container's -e are."""
     faults, cluster = healthy.faults, healthy.cluster
+    dual = cluster.run("host2", "FELIX_IPV6SUPPORT=false calicoctl node run --name 192.168.3.228 --ip6 autodetect "
+                                "--ip6-autodetection-method 'interface=host2-eth.*'")
+    assert dual.rc == 0 and "IPv6 address fd00:3::228" in dual.stdout, dual
+    assert "IPv6 support disabled through environment" in dual.stdout
+    node_log = cluster.host("host2").state_dir / "log" / "node.log"
+    said = node_log.read_text().count("IPv6 support disabled through environment")
+    cluster.wait_for_mesh(timeout=60)
     old = faults._running_pid("host2", "calico-node")
     faults.kill("host2", "calico-node")
     new = faults._running_pid("host2", "calico-node")
     assert new not in (None, old)
-    assert "--name 192.168.3.228" in open(f"/proc/{new}/cmdline").read().replace("\0", " ")
+    assert ("--name 192.168.3.228 --backend bird --ip6 autodetect --ip6-autodetection-method interface=host2-eth.*"
+            in open(f"/proc/{new}/cmdline").read().replace("\0", " "))
+    assert "ipv6Address: fd00:3::228" in cluster.run("host1", "calicoctl get node 192.168.3.228 -o yaml").stdout
+    assert node_log.read_text().count("IPv6 support disabled through environment") == said + 1
     cluster.wait_for_mesh(timeout=60)
     faults.term("host2", "calico-node")
     assert faults._running_pid("host2", "calico-node") not in (None, new)

@@ -27,6 +27,34 @@ def test_a_session_is_established_only_when_both_ends_say_so():
     assert graph.sessions(topo, live) == {("host1", "host2"): True, ("host1", "host3"): False}
 
 
+def test_ipv6_sessions_pair_hosts_by_their_ipv6_addresses_and_are_counted_apart():
+    """bird6's sessions (here ipv6 channels of one BIRD) judge the pair with the IPv4 ones, and a
+    host's box counts each version as `calicoctl node status` has a table for each."""
+    topo = topologies.load("two_host")
+    hosts = []
+    for host in state.describe_hosts(topo):
+        peer = "host2" if host["name"] == "host1" else "host1"
+        v6_state = "Established" if host["name"] == "host1" else "Active"
+        bgp = [{"peer": topo.host_ip(peer), "version": 4, "state": "Established", "type": "node-to-node mesh"},
+               {"peer": {"host1": "fd00:3::229", "host2": "fd00:3::228"}[peer], "version": 6, "state": v6_state,
+                "type": "node-to-node mesh"}]
+        hosts.append({**host, "calico_node": True, "bgp": bgp, "blocks": ["10.10.0.0/26", "fd80::/122"],
+                      "established": sum(s["state"] == "Established" for s in bgp), "workloads": []})
+    live = {"hosts": hosts, "segments": state.segments(topo)}
+    assert graph.sessions(topo, live) == {("host1", "host2"): False}  # host2's IPv6 end is not up
+    assert graph.session_label(graph.paired_sessions(topo, live)[("host1", "host2")]) == "IPv6 BGP not established"
+    assert "IPv6 BGP not established" in graph.build(topo, live).source
+    up = [{"version": version, "state": "Established"} for version in (4, 6)]
+    assert graph.session_label(up) == "BGP Established (IPv4, IPv6)" and graph.session_label(up[:1]) == "BGP Established"
+    assert graph.session_label([{**session, "state": "Active"} for session in up]) == "BGP not established"
+    texts = {host["name"]: [row.text for row in graph.host_rows(host)] for host in hosts}
+    assert "BGP IPv4 1/1 · IPv6 1/1 Established" in texts["host1"] and "fd00:3::229/64" in texts["host1"]
+    assert "BGP IPv4 1/1 · IPv6 0/1 Established" in texts["host2"] and "block fd80::/122" in texts["host2"]
+    assert state.bgp_summary(hosts[0]["bgp"][:1]) == "BGP 1/1 Established"  # IPv4 only: as before
+    assert state.bgp_summary([]) == "BGP 0/0 Established"
+    assert graph.segment_subnets(state.links(topo), "s1") == ["192.168.3.0/24", "fd00:3::/64"]
+
+
 def test_pictures_name_every_host_and_colour_sessions(tmp_path):
     topo = topologies.load("flat", hosts=3)
     live = live_document({("host1", "host2"): "Established", ("host2", "host1"): "Established",

@@ -125,7 +125,9 @@ def test_inspect_json_names_every_host_with_its_sessions(duo):
     assert hosts["host1"]["role"] == "calico host, etcd" and hosts["host1"]["calico_node"] is True
     assert [(s["peer"], s["state"]) for s in hosts["host1"]["bgp"]] == [("192.168.3.228", "Established")]
     assert [(s["peer"], s["state"]) for s in hosts["host2"]["bgp"]] == [("192.168.3.229", "Established")]
-    assert hosts["host2"]["interfaces"] == {"host2-eth0": ["192.168.3.228/24"], "docker0": ["172.17.0.1/16"]}
+    # IPv4 then IPv6 (link-local fe80:: ones left out)
+    assert hosts["host2"]["interfaces"] == {"host2-eth0": ["192.168.3.228/24", "fd00:3::228/64"],
+                                            "docker0": ["172.17.0.1/16"]}
     assert state["segments"] == [{"name": "s1", "joins": ["host1", "host2"]}]
     text = calisim("inspect").stdout
     assert "1/1 Established" in text and "s1        host1, host2" in text
@@ -262,7 +264,7 @@ def test_the_registry_keeps_live_labs_and_forgets_dead_ones(tmp_path):
 def test_the_control_protocol_names_its_operations():
     service = lab.LabService(cluster=None, spec=lab.LabSpec("x", "two_host"), run_fault=run_command)
     answer = service.handle({"op": "reboot"})
-    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, locate, run, stop)"}
+    assert answer == {"ok": False, "error": "unknown operation (known: describe, diagnose, enter, fault, inspect, locate, run, save, stop)"}
     assert service.handle({"op": "stop"}) == {"ok": True, "result": "stopping"} and service.stopping.is_set()
     assert service.handle({"op": "stop", "bogus": 1})["ok"] is False  # a bad argument is an error, not a crash
 

@@ -1,7 +1,7 @@
 """Felix's policy: the renderer and the reference model without a cluster (what nft receives for
 the seed's profiles, and that the model and nft's own parser agree with the rendering); host
-endpoints as Felix 2.0 enforces them, rendered (no root) and live on two hosts (a host endpoint on
-host2's uplink whose profile lets in only TCP 80 closes 8080 and ping, keeps the failsafes (BGP,
+endpoints as Felix 2.x enforces them, rendered for IPv4 and IPv6 (no root) and live on two hosts
+(a host endpoint on host2's uplink whose profile lets in only TCP 80 closes 8080 and ping, keeps the failsafes (BGP,
 etcd) open, leaves workloads alone, and goes away without a trace); policy in the dataplane, live
 (the seed's two networks are isolated by address too (ICMP, TCP, UDP), a profile edited with
 calicoctl changes reachability on every host and back, and a selector policy comes before the
@@ -305,6 +305,48 @@ def test_a_host_endpoint_gets_input_and_output_chains_with_failsafes_first():
     assert "hook output" not in policy.render(MODEL, "host1")
 
 
+UPLINK6 = Endpoint("host2", "host2-eth0", ("192.168.3.228", "fd00:3::228"), ("web-host",), (("role", "web"),),
+                   on_host=True)
+
+
+def chain_rules(text: str, table: str, name: str) -> list[str]:
+    body = text.split(f"table {table} calico {{")[1].split(f"chain {name} {{")[1].split("\n  }")[0]
+    return [line.strip() for line in body.strip().split("\n")]
+
+
+def test_a_host_endpoint_holds_for_ipv6_with_the_same_failsafes_and_neighbour_discovery():
+    """As Felix 2.x's ip6tables: the endpoint's chains in `ip6 calico` too, its profile's rules with
+    IPv6 addresses, the failsafe ports, NDP let by; no IPIP/VXLAN exemptions (IPv4's tunnels)."""
+    model = replace(MODEL, endpoints=(UPLINK6, WORKLOAD))
+    text = policy.render(model, "host2")
+    for table in ("ip", "ip6"):
+        assert chain_rules(text, table, "host_in_host2-eth0")[0] == "jump failsafe_in"
+        assert "tcp dport { 22, 179, 2379, 2380, 4001, 7001 } accept" in chain_rules(text, table, "failsafe_in")
+        assert "type filter hook output priority filter; policy accept;" in chain_rules(text, table, "output")
+    inbound, outbound = chain_rules(text, "ip6", "input"), chain_rules(text, "ip6", "output")
+    assert policy.NDP_HOST_ENDPOINT in inbound and policy.NDP_HOST_ENDPOINT in outbound
+    assert inbound.index(policy.NDP_HOST_ENDPOINT) < inbound.index('iifname vmap { "host2-eth0" : jump host_in_host2-eth0 }')
+    assert "meta l4proto 4 ip daddr @calico_hosts accept" in chain_rules(text, "ip", "output")
+    assert "calico_hosts" not in text.split("table ip6 calico {")[1]
+    web = policy.Policy("web", "role == 'web'", 1, ({"action": "allow", "src_selector": "role == 'web'"},), ())
+    selected = policy.render(replace(model, policies=(web,)), "host2")
+    assert "fd00:3::228" in selected.split("table ip6 calico {")[1] and "fd00:3::228" not in selected.split("table ip6")[0]
+
+
+def test_an_ipv4_only_host_endpoint_still_gets_the_ipv6_table_and_felix_ipv6support_false_none():
+    """A host endpoint is an interface: IPv6 traffic on it is policed even with no IPv6 pool or address."""
+    ipv4_only = replace(MODEL, all_pools=("10.10.0.0/16",))
+    assert "table ip6 calico" in policy.render(ipv4_only, "host2") and "table ip6" not in policy.render(ipv4_only, "host1")
+    assert "table ip6" not in policy.render(ipv4_only, "host2", ipv6_support=False)
+
+
+def test_an_ipv6_expected_ip_finds_its_interface():
+    by_address = Endpoint("host2", "", ("fd00:3::228",), ("web-host",), on_host=True)
+    resolved = policy.with_interfaces(replace(MODEL, endpoints=(by_address,)), "host2",
+                                      {"host2-eth0": {"192.168.3.228", "fd00:3::228"}, "lo": {"::1"}})
+    assert resolved.local("host2", on_host=True) == [replace(by_address, interface="host2-eth0")]
+
+
 def test_policies_select_host_endpoints_by_their_own_labels():
     web_only = Policy("web-only", "role == 'web'", 1, ({"action": "deny", "protocol": "udp"},), ())
     model = Model(MODEL.endpoints, MODEL.profiles, (), MODEL.all_pools, (web_only,), MODEL.host_addresses)
@@ -313,10 +355,11 @@ def test_policies_select_host_endpoints_by_their_own_labels():
 
 
 @pytest.mark.emulation
-def test_nft_takes_a_ruleset_with_host_endpoints():
-    done = subprocess.run(["unshare", "--net", "nft", "-f", "-"], input=policy.render(MODEL, "host2"),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+@pytest.mark.parametrize("uplink", [UPLINK, UPLINK6], ids=["ipv4", "dual-stack"])
+def test_nft_takes_a_ruleset_with_host_endpoints(uplink):
+    text = policy.render(replace(MODEL, endpoints=(uplink, WORKLOAD)), "host2")
+    done = subprocess.run(["unshare", "--net", "nft", "-f", "-"], input=text, capture_output=True, text=True)
+    assert done.returncode == 0 and "table ip6 calico" in text, done.stderr
 
 
 CLUSTER = r"""
@@ -406,7 +449,7 @@ def test_a_host_endpoint_with_only_expected_ips_applies_to_the_interfaces_holdin
 @pytest.mark.emulation
 def test_this_hosts_interface_addresses_are_read_over_netlink():
     found = policy.host_interface_addresses()  # the test session's private namespace: lo at least
-    assert "127.0.0.1" in found.get("lo", set())
+    assert {"127.0.0.1", "::1"} <= found.get("lo", set())
 
 
 def test_failsafe_ports_follow_felix_config_global_then_per_host():
@@ -418,6 +461,9 @@ def test_failsafe_ports_follow_felix_config_global_then_per_host():
     assert model.failsafes("host1", "out") == policy.FAILSAFE_OUTBOUND
     text = policy.render(model, "host2")
     assert "tcp dport { 22, 2222 } accept" in text.split("chain failsafe_in {")[1].split("chain failsafe_out")[0]
+    dual = policy.render(replace(model, endpoints=(UPLINK6, WORKLOAD)), "host2")
+    for table in ("ip", "ip6"):  # one setting for both versions, as Felix's
+        assert chain_rules(dual, table, "failsafe_out") == ["udp dport { 53 } accept", "tcp dport { 2379 } accept"]
     assert replace(MODEL, felix_config={keys.FELIX_CONFIG + "FailsafeInboundHostPorts": "none"}).failsafes(
         "host2", "in") == ()
     with pytest.raises(policy.PolicyError, match="'ssh' is not a port"):

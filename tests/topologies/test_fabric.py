@@ -1,9 +1,10 @@
 """Peers that are not Calico nodes: the fabric topology's BIRD ToRs and spines.  Without root:
 the fabric's AS plan, Calico steps and routers' configs (checked with `bird -p`), and a fabric
 beyond its address plan refused.  Each bundled fabric transcript (node-specific peers to the ToR,
-one per model) replays on a 2x2 fabric; a global peer to a ToR learns routes, and a global peer
+one per model, dual stack) replays on a 2x2 fabric; a global peer to a ToR learns routes, and a global peer
 equal to a node's own address is a `global` row that never comes up (Calico 2.x)."""
 
+import ipaddress
 import json
 import subprocess
 
@@ -19,8 +20,9 @@ from tests.conftest import PYTHON, replay
 @pytest.mark.emulation
 @pytest.mark.parametrize("model", ["as-per-rack", "as-per-host", "downward-default"])
 def test_each_fabric_scenario_through_the_cli(model, untouched, runs):
-    """The bundled transcript by hand, then the scenario's measured outcome: one session per host,
-    pings across racks with TTL 59 (ToR, spine, ToR), inside the rack 62 (direct) or 61 (via the ToR)."""
+    """The bundled transcript by hand, then the scenario's measured outcome: two sessions per host (to
+    its ToR over IPv4 and over IPv6), pings across racks with TTL 59 (ToR, spine, ToR), inside the rack
+    62 (direct) or 61 (via the ToR), over IPv4 and IPv6 alike."""
     done = subprocess.run([PYTHON, "-m", "calisim", f"fabric-{model}", "--json"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -28,9 +30,11 @@ def test_each_fabric_scenario_through_the_cli(model, untouched, runs):
     assert all(step["passed"] for step in document["steps"])
     summary = document["summary"]
     assert summary["mismatches"] == []
-    assert summary["sessions"] == {f"host{i}": 1 for i in range(1, 5)}
-    ttls = {(p["pair"]["source"], p["pair"]["destination"]): p["probe"]["ttl"] for p in summary["pairs"]}
-    assert ttls == {("w1", "w2"): 62 if model == "as-per-rack" else 61, ("w1", "w3"): 59, ("w3", "w1"): 59}
+    assert summary["sessions"] == {f"host{i}": 2 for i in range(1, 5)}
+    ttls = {(p["pair"]["source"], p["pair"]["destination"], ipaddress.ip_address(p["destination_ip"]).version):
+            p["probe"]["ttl"] for p in summary["pairs"]}
+    assert ttls == {(source, destination, version): ttl for version in (4, 6) for (source, destination), ttl in
+                    {("w1", "w2"): 62 if model == "as-per-rack" else 61, ("w1", "w3"): 59, ("w3", "w1"): 59}.items()}
 
 
 GLOBAL_PEERS = r"""
@@ -90,18 +94,32 @@ def test_every_fabric_router_config_passes_bird_p(model, tmp_path):
     tor2 = topo.nodeInfo("tor2")["bird"]
     assert "neighbor 172.20.2.11 as" in tor2 and "neighbor 172.21.2.3 as 65100;" in tor2
     assert ("rr client;" in tor2) == (model == "as-per-rack")
+    # Dual stack: each session again over IPv6, carrying the IPv6 routes.
+    host3_v6 = tor2[tor2.index("protocol bgp host3_v6 "):]
+    assert host3_v6.startswith("protocol bgp host3_v6 from fabric_peer {\n  neighbor fd00:172:20:2::11 as")
+    assert "ipv6 { import all; export filter to_hosts6;" in host3_v6
+    assert "protocol bgp spine2_v6 from fabric_peer {\n  neighbor fd00:172:21:2:2::2 as 65100;" in tor2
+    assert "if ( net = fd00:172:20:2::/64 ) then accept;" in tor2
+    spine1 = topo.nodeInfo("spine1")["bird"]
+    assert "protocol bgp tor3_v6 from fabric_peer {\n  neighbor fd00:172:21:1:3::1 as" in spine1
+    assert ("route ::/0 blackhole;" in spine1) == (model == "downward-default")
+    assert topo.nodeInfo("tor2")["ipv6"] == [("rack2", "fd00:172:20:2::1/64"), ("spine1", "fd00:172:21:1:2::1/80"),
+                                             ("spine2", "fd00:172:21:2:2::1/80")]
+    assert topo.nodeInfo("host3")["ipv6"] == [("rack2", "fd00:172:20:2::11/64")]
+    assert topo.nodeInfo("host3")["ipv6_default_route"] == "fd00:172:20:2::1"
 
 
 def test_fabric_as_plan_and_calico_steps():
     topo = topologies.load("fabric", model="as-per-host")
-    assert topo.node_run_command("host3") == "calicoctl node run --as 4200000003"
+    assert topo.node_run_command("host3") == "calicoctl node run --as 4200000003 --ip6 fd00:172:20:2::11"
     rack = topologies.load("fabric")
     assert [rack.node_run_command(h) for h in rack.calico_hosts()] == [
-        "calicoctl node run --as 65001", "calicoctl node run --as 65001",
-        "calicoctl node run --as 65002", "calicoctl node run --as 65002"]
+        "calicoctl node run --as 65001 --ip6 fd00:172:20:1::11", "calicoctl node run --as 65001 --ip6 fd00:172:20:1::12",
+        "calicoctl node run --as 65002 --ip6 fd00:172:20:2::11", "calicoctl node run --as 65002 --ip6 fd00:172:20:2::12"]
     steps = rack.after_node_run()
     assert steps[0] == ("host1", "calicoctl config set nodeToNodeMesh off")
-    assert "{scope: node, node: host3, peerIP: 172.20.2.1}" in steps[1][1]
+    assert "{scope: node, node: host3, peerIP: '172.20.2.1'}" in steps[1][1]
+    assert "{scope: node, node: host3, peerIP: 'fd00:172:20:2::1'}" in steps[1][1]
 
 
 @pytest.mark.parametrize("options, message", [

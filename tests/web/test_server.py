@@ -3,8 +3,10 @@ browser download), on one two-host lab (nodes started, a 3 s BGP hold time so th
 drops its session within seconds, a workload on each host) shared by the module.  The page is
 checked against `inspect --json`; a link is taken down and healed from the page's form in one
 tab and seen in another; bad values get a message beside the form; a probe stream is drawn as it
-runs; a lab going down is said; `web` refuses an unknown lab and a port in use."""
+runs, to a workload's IPv4 or IPv6 address (the nodes run dual stack, the network is --ipv6); a
+lab going down is said; `web` refuses an unknown lab and a port in use."""
 
+import ipaddress
 import json
 import os
 import socket
@@ -13,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from calisim.emulation.state import bgp_summary
 
 from tests.conftest import PYTHON, calisim
 
@@ -23,11 +27,30 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 RED, GREEN = "rgb(207,34,46)", "rgb(45,164,78)"
 SESSION = "bgp:host1:host2"
 WORKLOADS = """
+host1$ calicoctl node run --ip6 fd00:3::229
+host2$ calicoctl node run --ip6 fd00:3::228
+within 30s host1$ calicoctl node status | grep -A4 'IPv6 BGP status' | grep -q Established
 host1$ echo '{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}' | calicoctl create -f -
-host1$ docker network create --driver calico --ipam-driver calico-ipam net1
+host1$ docker network create --ipv6 --driver calico --ipam-driver calico-ipam net1
 host1$ docker run --net net1 --name w1 -tid busybox
 host2$ docker run --net net1 --name w2 -tid busybox
 """
+
+
+def dual_stack(state: dict) -> None:
+    """inspect's IPv6 beside IPv4: the hosts' addresses, bird6's sessions, /122 blocks, the
+    workloads' addresses on the --ipv6 network; and the command line's table says the same."""
+    hosts = {host["name"]: host for host in state["hosts"]}
+    assert "fd00:3::229/64" in hosts["host1"]["interfaces"]["host1-eth0"]
+    assert [(s["peer"], s["version"], s["state"]) for s in hosts["host2"]["bgp"]] == [
+        ("192.168.3.229", 4, "Established"), ("fd00:3::229", 6, "Established")]
+    for host in hosts.values():
+        if "bgp" in host:
+            lengths = [ipaddress.ip_network(block).prefixlen for block in host["blocks"]]
+            assert 122 in lengths and lengths == sorted(lengths), host["blocks"]  # /26s first, then /122s
+            assert all(len(w["addresses"]) == 2 and ":" in w["addresses"][1] for w in host["workloads"])
+    table = calisim("inspect", LAB).stdout
+    assert table.count("IPv4 1/1 · IPv6 1/1 Established") == 2 and "fd00:3::228/64" in table, table
 
 
 def inspect(name: str = LAB) -> dict:
@@ -149,11 +172,12 @@ def test_the_page_shows_what_inspect_shows(page, tmp_path):
         rows = hosts[host["name"]]
         assert all(address in rows for address in host["addresses"]), rows
         assert ("calico-node running" in rows) == host["calico_node"]
-        assert f"BGP {host['established']}/{len(host['bgp'])} Established" in rows
+        assert bgp_summary(host["bgp"]) in rows
         assert [f"block {block}" for block in host["blocks"]] == [r for r in rows if r.startswith("block ")]
         for workload in host["workloads"]:
             assert f"{workload['name']} {' '.join(workload['addresses'])}" in rows
     assert all(s["state"] == "Established" for h in state["hosts"] for s in h["bgp"])
+    dual_stack(state)
     assert session_colour(page) == GREEN
     assert page.inner_text("#faults") == "none" and state["faults"] == []
     assert "BGP sessions 1/1 Established" in page.inner_text("#summary")
@@ -231,6 +255,20 @@ def test_a_probe_stream_is_drawn_window_by_window_as_it_runs(page):
     arrow = page.evaluate("(({source, target, label}) => [source, target, label])(calisim.cy.getElementById('probe').data())")
     assert arrow == ["host1", "host2", "probe w1 → w2: 50/50"]
     assert page.evaluate("calisim.cy.getElementById('probe').style('line-color')").replace(" ", "") == GREEN
+
+
+@pytest.mark.emulation
+def test_a_probe_stream_goes_to_the_ipv6_address_chosen(page):
+    page.select_option("#probe-source", "host1/w1")
+    options = page.evaluate("[...document.querySelectorAll('#probe-destination option')]"
+                            ".map(o => [o.value, o.dataset.address])")
+    ipv6 = next(address for value, address in options if value == "host2/w2" and ":" in address)
+    page.select_option("#probe-destination", index=options.index(["host2/w2", ipv6]))
+    page.fill("#probe-seconds", "2")
+    page.click("#probe-form button[type=submit]")
+    page.wait_for_function("([address]) => calisim.probe && calisim.probe.address === address "
+                           "&& calisim.probe.state === 'done'", arg=[ipv6], timeout=20000)
+    assert f"host1/w1 → host2/w2 ({ipv6}): done, 100/100 echoes answered" in page.inner_text("#probe-summary")
 
 
 @pytest.mark.emulation

@@ -56,7 +56,7 @@ def test_elements_are_placed_as_graph_lays_them_out_and_sessions_coloured_by_sta
     assert {"host1", "host2", "s1", "link:host1:s1", "link:host2:s1", "bgp:host1:host2"} == set(elements)
     assert elements["s1"]["y"] < elements["host1"]["y"] == elements["host2"]["y"]  # the segment above its hosts
     assert elements["host1"]["x"] < elements["host2"]["x"] and elements["host1"]["h"] > elements["s1"]["h"]
-    assert elements["s1"]["label"] == "s1 192.168.3.0/24"
+    assert elements["s1"]["label"] == "s1 192.168.3.0/24 fd00:3::/64"
     # a link leaves the segment's bottom and meets the top of the host below it
     assert (elements["link:host1:s1"]["source_endpoint"], elements["link:host1:s1"]["target_endpoint"]) == \
         ("0% 50%", "0% -50%")
@@ -73,4 +73,4 @@ def test_a_snapshot_counts_sessions_and_offers_the_workloads_with_an_address():
     snapshot = view.snapshot(topologies.load("two_host"), live_two_host(established=False))
     assert snapshot["summary"] == {"hosts": 2, "calico_nodes": 2, "calico_hosts": 2, "sessions": 1, "established": 0,
                                    "every_session_drawn": True}
-    assert snapshot["workloads"] == [{"host": "host2", "name": "w2", "address": "10.10.0.2"}]
+    assert snapshot["workloads"] == [{"host": "host2", "name": "w2", "address": "10.10.0.2", "addresses": ["10.10.0.2"]}]

@@ -49,6 +49,7 @@ class Network(Record):
     aux_addresses: dict = field(default_factory=dict)  # name -> a.b.c.d/len, reserved in the pool
     pool_id6: str = ""  # `--ipv6`: the IPv6 pool the IPAM driver gave (empty: an IPv4-only network)
     pool6: str = ""
+    user_subnet: bool = False  # --subnet given: Docker's built-in IPAM takes --ip only then (a bridge network)
 
     @property
     def key(self) -> str:

@@ -268,7 +268,8 @@ def mesh_from_value(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class ReflectorRegistration:
-    """calico/routereflector's registration under /calico/bgp/v1/rr_v4/<ip>: reflectors mesh with each other."""
+    """calico/routereflector's registration under /calico/bgp/v1/rr_v4/<ip> (rr_v6/<ip6> for its IPv6
+    address): the reflectors registered for one IP version mesh with each other over it."""
 
     ip: str
     cluster_id: str
@@ -285,9 +286,9 @@ class ReflectorRegistration:
         return cls(value.get("ip", ""), value.get("cluster_id", ""))
 
     @classmethod
-    def from_entries(cls, entries: dict[str, Any]) -> list["ReflectorRegistration"]:
-        """Every registration stored in these keys, in key order (others are ignored)."""
-        found = sorted(key for key in entries if key.startswith(keys.ROUTE_REFLECTORS_V4))
+    def from_entries(cls, entries: dict[str, Any], version: int = 4) -> list["ReflectorRegistration"]:
+        """Every registration of this IP version stored in these keys, in key order (others are ignored)."""
+        found = sorted(key for key in entries if key.startswith(keys.route_reflectors(version)))
         return [cls.from_value(entries[key]) for key in found]
 
 

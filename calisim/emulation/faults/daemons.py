@@ -5,6 +5,7 @@ took down, as the cluster started it."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ class DaemonFaults(FaultState):
             raise FaultError(f"unknown signal verb {verb!r} (use {', '.join(SIGNALS)})")
         pid = self._daemon_pid(host, daemon)
         if daemon == "calico-node" and verb in ("kill", "term"):
-            self.node_commands[host] = self._node_run_command(pid)
+            self.node_commands[host] = node_run_command(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"),
+                                                        NodeDaemon(self._paths(host)).settings())
         bird_pid = self._bird_pid(host) if daemon == "calico-node" and verb == "kill" else None
         os.kill(pid, SIGNALS[verb])
         if bird_pid is not None:
@@ -90,7 +92,7 @@ class DaemonFaults(FaultState):
         elif daemon == "dockerd":
             self.cluster.start_dockerd(host)
         elif daemon == "routereflector":
-            self._run_or_refuse(host, daemon, f"routereflector run --ip {self.cluster.topo.host_ip(host)}")
+            self._run_or_refuse(host, daemon, self.cluster.topo.reflector_run_command(host))
         else:
             self._run_or_refuse(host, daemon, self.node_commands.get(host, "calicoctl node run"))
         self.daemons.pop((host, daemon), None)
@@ -146,14 +148,19 @@ class DaemonFaults(FaultState):
         state = self.cluster.host(host).state_dir
         return NodePaths(state / "run", state / "log")
 
-    @staticmethod
-    def _node_run_command(pid: int) -> str:
-        """`calicoctl node run` with the options calico-node was started with (from its argv)."""
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        options, words = [], argv[argv.index("calisim.node") + 1:]
-        for index, word in enumerate(words):
-            if word in ("--name", "--ip", "--as", "--backend"):
-                options += [word, words[index + 1]]
-            elif word == "--no-default-ippools":
-                options.append(word)
-        return "calicoctl node run " + " ".join(options)
+
+NODE_RUN_OPTIONS = ("--name", "--ip", "--ip6", "--ip6-autodetection-method", "--as", "--backend")  # with a value
+
+
+def node_run_command(argv: list[str], settings: dict[str, str] | None = None) -> str:
+    """The `calicoctl node run` that starts a calico-node with argv and its environment's settings
+    again: its name, addresses of both versions (an IPv6 one autodetected by the same method), AS,
+    backend and default pools, and before it settings such as FELIX_IPV6SUPPORT=false."""
+    options, words = [], argv[argv.index("calisim.node") + 1:]
+    for index, word in enumerate(words):
+        if word in NODE_RUN_OPTIONS:
+            options += [word, shlex.quote(words[index + 1])]
+        elif word == "--no-default-ippools":
+            options.append(word)
+    environment = [f"{name}={shlex.quote(value)}" for name, value in sorted((settings or {}).items())]
+    return " ".join([*environment, "calicoctl node run", *options])

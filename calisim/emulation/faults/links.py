@@ -50,7 +50,8 @@ class LinkFaults(BpfImpairments):
 
     def link(self, a: str, b: str, state: str) -> None:
         """Take every link between a and b down or up on both ends (Mininet's `link a b down`).
-        Routes the kernel drops with the link (the default route) are put back when it comes up."""
+        What the kernel drops with the link is put back when it comes up: the default routes, and the
+        IPv6 addresses (Linux removes them on a link's down; a cable pulled on a real router does not)."""
         if state not in ("down", "up"):
             raise FaultError(f"link state must be down or up, not {state!r}")
         links = self._links_between(a, b)
@@ -59,7 +60,7 @@ class LinkFaults(BpfImpairments):
             saved = self.down_links.get(key) or {}
             for link in links:
                 for intf in (link.intf1, link.intf2):
-                    saved.setdefault(intf.name, self._static_routes(intf))
+                    saved.setdefault(intf.name, self._ipv6_addresses(intf) + self._static_routes(intf))
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
             self.down_links[key] = saved
         else:
@@ -68,18 +69,31 @@ class LinkFaults(BpfImpairments):
                 for intf in (link.intf1, link.intf2):
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
                 for intf in (link.intf1, link.intf2):
-                    for route in saved.get(intf.name, []):
-                        nsexec(intf.node.pid, "ip", "route", "replace", *route.split(), "dev", intf.name, check=False)
+                    for command in saved.get(intf.name, []):  # `ip` arguments: addresses first, then routes
+                        nsexec(intf.node.pid, "ip", *command.split(), check=False)
         self._record(f"link {a} {b} {state}")
 
     @staticmethod
     def _static_routes(intf) -> list[str]:
-        """The routes through intf that nothing would put back: boot (Mininet's) and static ones."""
+        """The routes through intf that nothing would put back, as `ip` arguments: boot (Mininet's
+        and the topology's IPv6 default routes) and static ones, of both IP versions."""
         routes = []
-        for proto in ("boot", "static"):
-            shown = nsexec(intf.node.pid, "ip", "-4", "route", "show", "dev", intf.name, "proto", proto, check=False)
-            routes += [f"{line.strip()} proto {proto}" for line in shown.stdout.splitlines() if line.strip()]
+        for family in ("-4", "-6"):
+            for proto in ("boot", "static"):
+                shown = nsexec(intf.node.pid, "ip", family, "route", "show", "dev", intf.name, "proto", proto,
+                               check=False)
+                routes += [f"{family} route replace {line.strip()} proto {proto} dev {intf.name}"
+                           for line in shown.stdout.splitlines() if line.strip()]
         return routes
+
+    @staticmethod
+    def _ipv6_addresses(intf) -> list[str]:
+        """intf's configured global IPv6 addresses, as `ip` arguments that add them again."""
+        shown = nsexec(intf.node.pid, "ip", "-6", "-o", "addr", "show", "dev", intf.name, "scope", "global",
+                       "permanent", check=False)
+        addresses = [line.split()[line.split().index("inet6") + 1] for line in shown.stdout.splitlines()
+                     if "inet6" in line.split()]
+        return [f"-6 addr replace {address} dev {intf.name} nodad" for address in addresses]
 
     def loss(self, a: str, b: str, percent: float | str) -> None:
         self._impair(a, b, loss=parse_percent(percent, "loss"))

@@ -135,22 +135,40 @@ def protocol_name(prefix: str, ip: str) -> str:
     return prefix + ip.replace(".", "_").replace(":", "_")
 
 
+@dataclass(frozen=True)
+class FamilyKeys:
+    """Where one IP version's BGP settings live: a node's address, the global and node-specific peers."""
+
+    host_ip: Any  # node name -> its ip_addr_v4 / ip_addr_v6 key
+    global_peers: str
+    node_peers: Any  # node name -> its peer_v4/ or peer_v6/ prefix
+
+    @classmethod
+    def of(cls, version: int) -> "FamilyKeys":
+        if version == 4:
+            return cls(keys.bgp_host_ip_v4, keys.GLOBAL_PEERS_V4, keys.bgp_host_peers_v4)
+        return cls(keys.bgp_host_ip_v6, keys.GLOBAL_PEERS_V6, keys.bgp_host_peers_v6)
+
+
+def hosts_with_address(entries: dict[str, Any], version: int) -> list[str]:
+    """The nodes that have an address of this IP version, by name."""
+    return sorted({keys.host_of(key, keys.BGP_HOSTS) for key in entries
+                   if key.startswith(keys.BGP_HOSTS) and key.endswith(f"/ip_addr_v{version}") and entries[key]})
+
+
 def family_peers(entries: dict[str, Any], node_name: str, version: int, my_ip: str, mesh: bool,
                  as_of) -> tuple[tuple[Peer, ...], tuple[Peer, ...], tuple[Peer, ...]]:
     """A node's mesh, global and node-specific peers of one IP version (ip_addr_v4/peer_v4 or _v6)."""
-    ip_key = keys.bgp_host_ip_v4 if version == 4 else keys.bgp_host_ip_v6
+    family = FamilyKeys.of(version)
     mesh_peers = []
     if mesh:
-        hosts = sorted({keys.host_of(key, keys.BGP_HOSTS) for key in entries
-                        if key.startswith(keys.BGP_HOSTS) and key.endswith(f"/ip_addr_v{version}")})
-        for host in hosts:
-            ip = entries[ip_key(host)]
-            if ip and ip != my_ip:
+        for host in hosts_with_address(entries, version):
+            ip = entries[family.host_ip(host)]
+            if ip != my_ip:
                 mesh_peers.append(Peer(protocol_name("Mesh_", ip), ip, as_of(host)))
     # Only the mesh skips the node itself: a global peer equal to its own address is rendered, as
     # Calico 2.x does, and shows in `node status` as a global row that never comes up.
-    global_prefix = keys.GLOBAL_PEERS_V4 if version == 4 else keys.GLOBAL_PEERS_V6
-    node_prefix = keys.bgp_host_peers_v4(node_name) if version == 4 else keys.bgp_host_peers_v6(node_name)
+    global_prefix, node_prefix = family.global_peers, family.node_peers(node_name)
     global_peers, node_peers = ([Peer(protocol_name(name, str(p.peer_ip)), str(p.peer_ip), p.as_number)
                                  for p in BGPPeer.from_entries(entries, prefix)]
                                 for name, prefix in (("Global_", global_prefix), ("Node_", node_prefix)))
@@ -197,9 +215,8 @@ def bird_config(entries: dict[str, Any], node_name: str, timers: Timers | None =
 def expected_sessions(entries: dict[str, Any]) -> dict[str, int]:
     """Each registered node's IPv4 address -> the BGP sessions its config should bring up (the
     mesh, or its ToR, or the route reflectors: whatever the datastore's BGP settings say)."""
-    nodes = [keys.host_of(key, keys.BGP_HOSTS) for key in entries
-             if key.startswith(keys.BGP_HOSTS) and key.endswith("/ip_addr_v4") and entries[key]]
-    return {entries[keys.bgp_host_ip_v4(node)]: bird_config(entries, node).sessions_expected for node in nodes}
+    return {entries[keys.bgp_host_ip_v4(node)]: bird_config(entries, node).sessions_expected
+            for node in hosts_with_address(entries, 4)}
 
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("bird_configs", ""),
@@ -263,56 +280,72 @@ class ReflectorClient:
 
 
 @dataclass(frozen=True)
+class ReflectorFamily:
+    """One IP version's half of a reflector (calico/routereflector ran bird and bird6 side by side;
+    here they are the ipv4 and ipv6 channels of one BIRD): its address, its registration's cluster
+    ID (None: standalone, not registered under rr_v4/rr_v6, no mesh), the other reflectors
+    registered for that version, and the nodes that peer with it over that version."""
+
+    ip: str
+    cluster_id: str | None
+    mesh_peers: tuple[Peer, ...]
+    clients: tuple[ReflectorClient, ...]
+
+
+@dataclass(frozen=True)
 class ReflectorConfig:
     router_id: str
     global_as: int
-    cluster_id: str | None  # None: standalone (not registered under rr_v4), no mesh with other reflectors
-    mesh_peers: tuple[Peer, ...]
-    clients: tuple[ReflectorClient, ...]
+    ipv4: ReflectorFamily
+    ipv6: ReflectorFamily | None = None  # None: run without --ip6, so no IPv6 session at all
     timers: Timers = field(default_factory=Timers)
 
 
 def reflector_prefixes() -> list[str]:
     """The etcd prefixes a route reflector's BIRD config is computed from."""
-    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.ROUTE_REFLECTORS_V4]
+    return [keys.BGP_GLOBAL, keys.BGP_HOSTS, keys.ROUTE_REFLECTORS_V4, keys.ROUTE_REFLECTORS_V6]
 
 
-def reflector_config(entries: dict[str, Any], ip: str, timers: Timers | None = None) -> ReflectorConfig:
-    """calico/routereflector's templates as a model: meshed with the other registered reflectors,
-    an `rr client` session to every node that has this reflector as a global or node-specific peer."""
-    default_as = global_as(entries)
-    registrations = {r.ip: r for r in ReflectorRegistration.from_entries(entries)}
+def reflector_family(entries: dict[str, Any], ip: str, version: int, default_as: int) -> ReflectorFamily:
+    """calico/routereflector's bird.cfg (version 4) or bird6.cfg (6) template as a model: meshed with
+    the other reflectors registered for that version, an `rr client` session to every node that has
+    this address as a global or node-specific peer, over the node's address of that version."""
+    family = FamilyKeys.of(version)
+    registrations = {r.ip: r for r in ReflectorRegistration.from_entries(entries, version)}
     registration = registrations.get(ip)
     mesh_peers = []
     if registration is not None:
         others = sorted(set(registrations) - {ip}, key=ipaddress.ip_address)
         mesh_peers = [Peer(protocol_name("Mesh_", other), other, default_as) for other in others]
-    hosts = sorted({keys.host_of(k, keys.BGP_HOSTS) for k in entries
-                    if k.startswith(keys.BGP_HOSTS) and k.endswith("/ip_addr_v4") and entries[k]})
+    hosts = hosts_with_address(entries, version)
 
     def client(prefix: str, host: str, peer: BGPPeer) -> ReflectorClient:
-        node_ip = entries[keys.bgp_host_ip_v4(host)]
+        node_ip = entries[family.host_ip(host)]
         return ReflectorClient(protocol_name(prefix, node_ip), node_ip, node_as(entries, host, default_as),
                                peer.as_number)
 
     clients: dict[str, ReflectorClient] = {}
-    for peer in (p for p in BGPPeer.from_entries(entries, keys.GLOBAL_PEERS_V4) if str(p.peer_ip) == ip):
+    for peer in (p for p in BGPPeer.from_entries(entries, family.global_peers) if str(p.peer_ip) == ip):
         for host in hosts:
-            clients.setdefault(entries[keys.bgp_host_ip_v4(host)], client("Global_", host, peer))
+            clients.setdefault(entries[family.host_ip(host)], client("Global_", host, peer))
     for host in hosts:
-        peer = entries.get(keys.bgp_host_peers_v4(host) + ip)
+        peer = entries.get(family.node_peers(host) + ip)
         if peer is not None:
-            clients.setdefault(entries[keys.bgp_host_ip_v4(host)],
-                               client("Node_", host, BGPPeer.from_value(peer, host)))
+            clients.setdefault(entries[family.host_ip(host)], client("Node_", host, BGPPeer.from_value(peer, host)))
     clients.pop(ip, None)
     ordered = tuple(clients[k] for k in sorted(clients, key=ipaddress.ip_address))
-    return ReflectorConfig(ip, default_as, registration.cluster_id if registration else None,
-                           tuple(mesh_peers), ordered, timers or Timers.from_environment())
+    return ReflectorFamily(ip, registration.cluster_id if registration else None, tuple(mesh_peers), ordered)
+
+
+def reflector_config(entries: dict[str, Any], ip: str, ip6: str | None = None,
+                     timers: Timers | None = None) -> ReflectorConfig:
+    """A reflector's whole config: its IPv4 half, and its IPv6 half when it runs with an IPv6 address."""
+    default_as = global_as(entries)
+    return ReflectorConfig(ip, default_as, reflector_family(entries, ip, 4, default_as),
+                           reflector_family(entries, ip6, 6, default_as) if ip6 else None,
+                           timers or Timers.from_environment())
 
 
 def render_reflector(config: ReflectorConfig) -> str:
     return render_template("routereflector.cfg.j2", router_id=config.router_id, global_as=config.global_as,
-                           cluster_id=config.cluster_id, mesh_peers=config.mesh_peers, clients=config.clients,
-                           timers=config.timers)
-
-
+                           ipv4=config.ipv4, ipv6=config.ipv6, timers=config.timers)

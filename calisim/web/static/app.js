@@ -151,14 +151,19 @@ function fillNames(snapshot) {
   $("names").innerHTML = names.map((n) => `<option value="${escapeXml(n)}">`).join("");
 }
 
+// From each workload; to each address of each (IPv4 and, on an --ipv6 network, IPv6).
 function fillWorkloads(workloads) {
+  const choices = { "probe-source": workloads.map((w) => ({ w, address: w.address })),
+    "probe-destination": workloads.flatMap((w) => (w.addresses || [w.address]).map((address) => ({ w, address }))) };
   for (const [id, index] of [["probe-source", 0], ["probe-destination", 1]]) {
-    const select = $(id), chosen = select.value;
-    select.innerHTML = workloads.map((w) => `<option value="${escapeXml(w.host + "/" + w.name)}">` +
-      `${escapeXml(w.name)} on ${escapeXml(w.host)} (${escapeXml(w.address)})</option>`).join("") ||
-      "<option value=''>no workloads</option>";
-    if (chosen && workloads.some((w) => w.host + "/" + w.name === chosen)) select.value = chosen;
-    else if (workloads[index]) select.selectedIndex = index;
+    const select = $(id), chosen = select.value, chosenAddress = select.selectedOptions[0]?.dataset.address;
+    select.innerHTML = choices[id].map(({ w, address }) => `<option value="${escapeXml(w.host + "/" + w.name)}" ` +
+      `data-address="${escapeXml(address)}">${escapeXml(w.name)} on ${escapeXml(w.host)} (${escapeXml(address)})</option>`)
+      .join("") || "<option value=''>no workloads</option>";
+    const again = [...select.options].findIndex((o) => o.value === chosen && o.dataset.address === chosenAddress);
+    if (again >= 0) select.selectedIndex = again;
+    else if (chosen && workloads.some((w) => w.host + "/" + w.name === chosen)) select.value = chosen;
+    else if (workloads[index]) select.value = workloads[index].host + "/" + workloads[index].name;
   }
 }
 
@@ -308,7 +313,7 @@ async function showHost(name) {
     `<details data-view="${key}" ${open ? "open" : ""}><summary>${title}</summary>` +
     `<pre>${escapeXml(answer[key] || "(nothing)")}</pre></details>`);
   sections.push(`<details data-view="workloads" open><summary>Workloads</summary><pre>` +
-    escapeXml(workloads.map((w) => `${w.name} ${w.address}`).join("\n") || "(none)") + "</pre></details>");
+    escapeXml(workloads.map((w) => `${w.name} ${(w.addresses || [w.address]).join(" ")}`).join("\n") || "(none)") + "</pre></details>");
   details.innerHTML = sections.join("");
 }
 
@@ -343,8 +348,9 @@ async function start() {
   $("fault-form").onsubmit = (event) => { event.preventDefault(); sendFault(faultWords()); };
   $("probe-form").onsubmit = async (event) => {
     event.preventDefault();
-    const answer = await postJson("/api/probe", { source: $("probe-source").value,
-      destination: $("probe-destination").value, seconds: $("probe-seconds").value });
+    const destination = $("probe-destination");
+    const answer = await postJson("/api/probe", { source: $("probe-source").value, destination: destination.value,
+      address: destination.selectedOptions[0]?.dataset.address, seconds: $("probe-seconds").value });
     $("probe-message").className = answer.ok ? "message" : "message error";
     $("probe-message").textContent = answer.ok ? "" : answer.error;
   };

@@ -126,3 +126,8 @@ def test_reflector_registrations():
     other = ReflectorRegistration("172.16.254.2", "255.0.0.1")
     entries = {other.key: other.to_value(), registration.key: registration.to_value(), keys.GLOBAL_AS: "64512"}
     assert ReflectorRegistration.from_entries(entries) == [registration, other]
+    ipv6 = ReflectorRegistration("fd00:172:16::254:1", "255.0.0.1")
+    assert ipv6.key == "/calico/bgp/v1/rr_v6/fd00:172:16::254:1"
+    entries[ipv6.key] = ipv6.to_value()
+    assert ReflectorRegistration.from_entries(entries) == [registration, other]
+    assert ReflectorRegistration.from_entries(entries, 6) == [ipv6]

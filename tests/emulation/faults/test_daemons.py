@@ -3,7 +3,8 @@ the nodes peer only with rr1, so every route between them passes through its BIR
 terminated, that BIRD comes back by itself (runit in calico/routereflector, our reflector process
 here), the nodes' sessions are Established again and the workloads talk; under graceful restart a
 SIGKILL costs a stream (almost) nothing; a reflector that is gone altogether comes back with
-`start`.  One cluster for the module."""
+`start`.  One cluster for the module.  Without root: the `calicoctl node run` that starts a killed
+calico-node again, read from its argv."""
 
 import time
 
@@ -13,13 +14,12 @@ import topologies
 from calisim.emulation import wait_until
 from calisim.cli.fault import run_command
 from calisim.emulation.faults import FaultError
+from calisim.emulation.faults.daemons import node_run_command
 from calisim.probes import StreamProbe, probe_from
 from calisim.scenarios.seed import inspect
 
 from tests.conftest import replay
 from tests.emulation.conftest import live_world
-
-pytestmark = pytest.mark.emulation
 
 SETUP = """
 host1$ docker network create --driver calico --ipam-driver calico-ipam net1
@@ -53,11 +53,29 @@ def started(cluster) -> None:
     replay(cluster, SETUP)
 
 
+def test_calico_node_is_run_again_with_the_options_it_was_started_with():
+    """Both versions' addresses (an IPv6 one with its autodetection method, quoted for the shell),
+    AS, backend and default pools, and the calico/node settings of its environment; the status
+    pipe is the new run's own."""
+    argv = ["/x/python", "-m", "calisim.node", "--name", "host2", "--backend", "bird", "--ip", "192.168.3.228/24",
+            "--ip6", "autodetect", "--ip6-autodetection-method", "interface=eth.*", "--as", "64513",
+            "--no-default-ippools", "--status-fd", "5", ""]
+    assert node_run_command(argv) == ("calicoctl node run --name host2 --backend bird --ip 192.168.3.228/24 "
+                                      "--ip6 autodetect --ip6-autodetection-method 'interface=eth.*' --as 64513 "
+                                      "--no-default-ippools")
+    assert node_run_command(["python", "-m", "calisim.node", "--name", "h", "--ip6", "fd00:3::228"]) == \
+        "calicoctl node run --name h --ip6 fd00:3::228"
+    settings = {"IP6_AUTODETECTION_METHOD": "can-reach=fd00:3::1", "FELIX_IPV6SUPPORT": "false"}
+    assert node_run_command(["python", "-m", "calisim.node", "--name", "h"], settings) == \
+        "FELIX_IPV6SUPPORT=false IP6_AUTODETECTION_METHOD=can-reach=fd00:3::1 calicoctl node run --name h"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     yield from live_world(tmp_path_factory, topologies.load("flat", 2, route_reflectors=1), started, World)
 
 
+@pytest.mark.emulation
 def test_reflector_daemon_names_are_checked(healthy):
     faults = healthy.faults
     refusals = {
@@ -71,6 +89,7 @@ def test_reflector_daemon_names_are_checked(healthy):
         assert str(refused.value) == message
 
 
+@pytest.mark.emulation
 def test_reflector_bird_killed_or_terminated_comes_back(healthy):
     """Calico's test_node_status_resilience, for the reflector: a new PID, sessions back, traffic."""
     for argv in (["kill", "rr1", "routereflector"], ["term", "rr1", "routereflector"]):
@@ -82,6 +101,7 @@ def test_reflector_bird_killed_or_terminated_comes_back(healthy):
         ["kill", "rr1", "routereflector"], ["term", "rr1", "routereflector"]]
 
 
+@pytest.mark.emulation
 def test_graceful_restart_keeps_a_stream_through_a_reflector_kill(healthy):
     """No Cease from a SIGKILLed reflector: both nodes keep its routes stale while it restarts."""
     probe = StreamProbe(healthy.w1, healthy.w2_ip, interval_ms=20, seconds=6)
@@ -93,6 +113,7 @@ def test_graceful_restart_keeps_a_stream_through_a_reflector_kill(healthy):
     assert result.received >= result.sent - 10 and result.longest_outage_ms < 500, result
 
 
+@pytest.mark.emulation
 def test_reflector_stopped_and_continued_then_gone_and_started(healthy):
     faults, cluster = healthy.faults, healthy.cluster
     pid = healthy.reflector_bird()

@@ -142,21 +142,61 @@ def reflector_entries(**extra):
 
 def test_a_reflector_meshes_with_the_others_and_serves_every_node_peering_with_it(tmp_path):
     config = bird.reflector_config(reflector_entries(), "172.16.254.1")
-    assert config.cluster_id == "255.0.0.1"
-    assert [(p.protocol, p.as_number) for p in config.mesh_peers] == [("Mesh_172_16_254_2", 64512)]
-    assert [(c.protocol, c.as_number, c.local_as) for c in config.clients] == [
+    assert config.ipv4.cluster_id == "255.0.0.1" and config.ipv6 is None
+    assert [(p.protocol, p.as_number) for p in config.ipv4.mesh_peers] == [("Mesh_172_16_254_2", 64512)]
+    assert [(c.protocol, c.as_number, c.local_as) for c in config.ipv4.clients] == [
         ("Global_172_16_0_1", 64512, 64512), ("Global_172_16_0_2", 64512, 64512), ("Global_172_16_0_3", 65003, 64512)]
     text = bird.render_reflector(config)
     assert "rr client;" in text and "rr cluster id 255.0.0.1;" in text
     assert "protocol kernel" not in text and "next hop self;" not in text  # no kernel routes, next hops kept
+    assert "# IPv6 disabled: the reflector runs without --ip6." in text
+    assert "ipv6;" not in text and "ipv6 {" not in text
     bird.write_checked(text, tmp_path / "bird.cfg")
+
+
+def reflector_entries6(**extra):
+    """reflector_entries, dual stack: host1 and host2 have IPv6 addresses (host3 has none), two
+    reflectors registered under rr_v6, a global IPv6 peer at rr1's IPv6 address."""
+    values = reflector_entries(**{
+        keys.bgp_host_ip_v6("host1"): "fd00:172:16::1", keys.bgp_host_ip_v6("host2"): "fd00:172:16::2",
+        keys.bgp_host_ip_v6("host3"): "",
+        keys.route_reflector("fd00:172:16::254:1"): {"ip": "fd00:172:16::254:1", "cluster_id": "255.0.0.6"},
+        keys.route_reflector("fd00:172:16::254:2"): {"ip": "fd00:172:16::254:2", "cluster_id": "255.0.0.6"},
+        keys.GLOBAL_PEERS_V6 + "fd00:172:16::254:1": {"ip": "fd00:172:16::254:1", "as_num": "64512"}})
+    values.update(extra)
+    return values
+
+
+def test_an_ipv6_reflector_meshes_over_ipv6_and_serves_the_nodes_that_have_ipv6(tmp_path):
+    """calico/routereflector's bird6: the mesh of rr_v6 registrations, a client per node with an IPv6
+    address peering with the reflector's IPv6 address, its own cluster ID; the IPv4 half unchanged."""
+    config = bird.reflector_config(reflector_entries6(), "172.16.254.1", "fd00:172:16::254:1")
+    assert config.ipv4 == bird.reflector_config(reflector_entries(), "172.16.254.1").ipv4
+    assert config.ipv6.cluster_id == "255.0.0.6"
+    assert [(p.protocol, p.ip) for p in config.ipv6.mesh_peers] == [("Mesh_fd00_172_16__254_2", "fd00:172:16::254:2")]
+    assert [(c.protocol, c.ip) for c in config.ipv6.clients] == [
+        ("Global_fd00_172_16__1", "fd00:172:16::1"), ("Global_fd00_172_16__2", "fd00:172:16::2")]
+    text = bird.render_reflector(config)
+    ipv6 = text[text.index("template bgp rr_template6"):]
+    assert "local fd00:172:16::254:1 as 64512;" in ipv6 and "rr cluster id 255.0.0.6;" in ipv6
+    assert "neighbor fd00:172:16::2 as 64512;" in ipv6 and "172.16." not in ipv6.replace("fd00:172:16:", "")
+    assert "next hop self;" not in text and "protocol kernel" not in text
+    bird.write_checked(text, tmp_path / "bird.cfg")
+
+
+def test_an_ipv6_reflector_takes_node_specific_ipv6_peers_and_stands_alone_unregistered():
+    values = reflector_entries6(**{keys.bgp_host_peers_v6("host2") + "fd00:172:16::254:3":
+                                   {"ip": "fd00:172:16::254:3", "as_num": "64512"}})
+    config = bird.reflector_config(values, "172.16.254.3", "fd00:172:16::254:3")
+    assert config.ipv6.cluster_id is None and config.ipv6.mesh_peers == ()
+    assert [c.protocol for c in config.ipv6.clients] == ["Node_fd00_172_16__2"]
 
 
 def test_a_reflector_takes_node_specific_peers_and_stands_alone_unregistered():
     values = reflector_entries(**{keys.bgp_host_peers_v4("host2") + "172.16.254.3": {"ip": "172.16.254.3", "as_num": "64512"}})
     config = bird.reflector_config(values, "172.16.254.3")
-    assert config.cluster_id is None and config.mesh_peers == ()
-    assert [c.protocol for c in config.clients] == ["Node_172_16_0_2"]
+    assert config.ipv4.cluster_id is None and config.ipv4.mesh_peers == ()
+    assert [c.protocol for c in config.ipv4.clients] == ["Node_172_16_0_2"]
     assert "rr cluster id" not in bird.render_reflector(config)
 
 
