@@ -427,14 +427,13 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     SIGTERM, then remove every container, so their endpoints and addresses leave the cluster store
     with the daemon; with live-restore, leave them running for the next dockerd instead."""
     try:
-        bridge.set_up()  # docker0, as dockerd makes it at start
+        bridge.set_up(bridge.default(config.bip))  # docker0, as dockerd makes it at start
     except DockerError as error:
         raise SystemExit(f"dockerd: {error}") from None
     config_path.parent.mkdir(parents=True, exist_ok=True)  # /etc/docker, as dockerd makes it (in its host's /etc)
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
-    daemon = Daemon(ds, state, resolver)
-    daemon.config = config
+    daemon = Daemon(ds, state, resolver, config=config)
     daemon.bridges.restore()  # the user-defined bridge networks an earlier dockerd here made
     ondisk.restore(daemon, config.live_restore)  # then the containers, on them too
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
@@ -475,6 +474,4 @@ def configured() -> DaemonConfig:
         raise SystemExit(str(error)) from None
     if endpoints:
         os.environ["ETCD_ENDPOINTS"] = endpoints
-    if config.bip:
-        log.warning("bip %s is read but not applied: docker0 keeps 172.17.0.1/16", config.bip)
     return config

@@ -181,7 +181,7 @@ def checked_bip(value: str) -> str:
     if not value:
         return ""
     try:
-        ipaddress.ip_interface(value)
+        ipaddress.IPv4Interface(value)
     except ValueError:
         raise ConfigError(f"invalid CIDR address: {value}") from None
     return value

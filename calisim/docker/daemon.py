@@ -71,18 +71,18 @@ class Daemon:
     """One host's containers and execs, by ID, and what happens to them; the API's request threads
     share it (lock guards the datastore face and the maps, events tells waiters of state changes)."""
 
-    def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, images: Path = IMAGES_DIR):
+    def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, config: DaemonConfig | None = None):
         self.ds = ds
         self.state = state
         self.resolver = resolver
-        self.images = images
+        self.images = IMAGES_DIR
         self.containers: dict[str, Container] = {}
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
+        self.config = config or DaemonConfig()  # the host's daemon.json, as serve read it
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()), self.config.bip)  # and users'
         self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
-        self.config = DaemonConfig()  # the host's daemon.json, as serve read it
 
     # -- containers ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:

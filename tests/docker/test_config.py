@@ -62,6 +62,7 @@ def test_an_interface_name_is_advertised_as_its_address():
     ('{"cluster-store": "etcd://a:2379", "cluster-advertise": "nosuch0:2376"}',
      "invalid cluster advertise IP address or interface name"),
     ('{"bip": "172.30.0.1/99"}', "invalid CIDR address: 172.30.0.1/99"),
+    ('{"bip": "fd00::1/64"}', "invalid CIDR address: fd00::1/64"),
     ('{"dns": ["resolver"]}', "resolver is not an ip address"),
     ('{"labels": ["rack"]}', "bad attribute format: rack"),
     ('{"log-driver": "bogus"}', "logger: no log driver named 'bogus' is registered"),
@@ -85,7 +86,7 @@ def test_only_an_etcd_cluster_store_is_emulated():
 def test_each_hosts_daemon_json_is_read_at_start_and_a_bad_one_stops_only_its_dockerd(untouched, runs):
     with Cluster(topologies.load("flat", hosts=2)) as cluster:
         written = replay(cluster, r"""
-host1$ printf '{"cluster-store": "etcd://%s", "cluster-advertise": "host1-eth0:2376", "labels": ["rack=r1"], "dns": ["10.0.0.2"], "log-driver": "none"}' "${ETCD_ENDPOINTS#http://}" > /etc/docker/daemon.json
+host1$ printf '{"cluster-store": "etcd://%s", "cluster-advertise": "host1-eth0:2376", "labels": ["rack=r1"], "dns": ["10.0.0.2"], "log-driver": "none", "bip": "172.30.0.1/16"}' "${ETCD_ENDPOINTS#http://}" > /etc/docker/daemon.json
 host2$ echo '{"live-restore": true,}' > /etc/docker/daemon.json
 """)
         assert all(r.passed for r in written), written
@@ -104,6 +105,10 @@ host1$ docker info --format '{{.Labels}} {{.LiveRestoreEnabled}} {{.LoggingDrive
 host1$ python3 -c 'import docker; i = docker.from_env().info(); print(i["ClusterStore"], i["ClusterAdvertise"])' | grep -xE 'etcd://[0-9.]+:2379 172\.16\.0\.1:2376'
 host1$ docker run --rm busybox cat /etc/resolv.conf | grep -x 'nameserver 10.0.0.2'
 host1$ docker run -d --name plain busybox true && docker inspect -f '{{.HostConfig.LogConfig.Type}}' plain | grep -x none
+host1$ ip -4 -o addr show docker0 | awk '{print $4}' | grep -x 172.30.0.1/16
+host1$ docker network inspect bridge -f '{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}' | grep -x '172.30.0.0/16 172.30.0.1'
+host1$ docker run --rm busybox ip -4 -o addr show eth0 | grep -q 'inet 172.30.0.2/16'
+host2$ ip -4 -o addr show docker0 | awk '{print $4}' | grep -x 172.17.0.1/16
 host2! docker ps
 host2$ grep -c 'unable to configure the Docker daemon' /var/log/calico/dockerd.log | grep -x 1
 host2$ echo '{"live-restore": true}' > /etc/docker/daemon.json
