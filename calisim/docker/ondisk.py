@@ -161,8 +161,10 @@ def settle(container: Container, live_restore: bool, daemon) -> None:
     process = runtime.adopt(container.directory)
     if process is not None and live_restore:
         return adopt(daemon, container, process)
-    code = stop(process, container.stop_timeout(STOP_TIMEOUT)) if process is not None else \
-        runtime.recorded_exit(container.directory / "exit")
+    if process is not None:
+        code = stop(process, container.stop_timeout(STOP_TIMEOUT))
+    else:  # died unseen (a host crash): its endpoints stay as the crash left them (Calico keeps the addresses)
+        code, container.endpoints = runtime.recorded_exit(container.directory / "exit"), []
     if container.service is not None:  # a workload image's service outlives PID 1 (it holds the netns)
         container.service.kill()
         container.service.wait()
