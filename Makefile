@@ -10,14 +10,15 @@ PY := $(VENV)/bin/python
 # `calisim web` (driven by Playwright, which never downloads a browser of its own).
 APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iputils-ping util-linux \
 	procps net-tools busybox iperf3 tcpdump iptables ipset nftables clang llvm libbpf-dev bpftool graphviz \
-	chromium
+	chromium openssh-server sudo gcc make libc6-dev bzip2 patch dpkg-dev
 
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
+BUSYBOX := build/busybox/busybox
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo lint test unit bench clean docker-cli path
+.PHONY: setup demo lint test unit bench clean docker-cli path bench-peers-setup bench-peers
 
 # A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
 # taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
@@ -31,9 +32,14 @@ docker-cli: | $(VENV)/.installed
 		ln -sf $(abspath build/docker-cli/docker) $(VENV)/bin/docker; \
 	fi
 
-# The emulated dockerd's images (busybox, workload): root filesystems from Debian's busybox-static,
-# downloaded and unpacked, never installed (calisim/docker/images.py).
-$(IMAGES): calisim/docker/images.py | apt $(VENV)/.installed
+# Docker Hub's busybox: BusyBox's source (Debian's source package, through a deb-src list of our own
+# under build/busybox/apt), upstream's defconfig, static; built once, kept (calisim/docker/busybox.py).
+$(BUSYBOX): | apt $(VENV)/.installed
+	$(PY) -m calisim.docker.busybox build/busybox
+
+# The emulated dockerd's images (busybox, workload): root filesystems around that binary
+# (calisim/docker/images.py).
+$(IMAGES): calisim/docker/images.py $(BUSYBOX) | apt $(VENV)/.installed
 	rm -rf build/images
 	$(PY) -m calisim.docker.images build/images
 	touch $@
@@ -59,11 +65,14 @@ $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt
 $(FAULTS_BPF_OBJECT): calisim/emulation/bpf/impair.bpf.c | apt
 	clang $(BPF_CFLAGS) -c $< -o $@
 
+# openssh-server is for simulated servers' own sshd only: a machine that had no sshd gets none
+# running in its own namespace (Debian's ssh service and init script skip when sshd_not_to_be_run exists).
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
+		if echo " $$missing " | grep -q " openssh-server "; then mkdir -p /etc/ssh; touch /etc/ssh/sshd_not_to_be_run; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
@@ -97,6 +106,26 @@ bench: setup
 	$(PY) benchmarks/workloads.py --hosts 10 --total 200
 	$(PY) benchmarks/demo.py --runs 3
 	$(PY) benchmarks/snapshot.py --hosts 2 10
+
+# benchmarks/peers.py's peer: Debian's FRR, installed only for that benchmark (not by `make setup`).
+# The package would start a machine-wide frr service: a policy-rc.d of this target's own (where the
+# machine has none) refuses every service start during the install, and on a systemd machine the
+# unit is disabled and stopped after it; the benchmark starts each host's zebra and bgpd itself.
+bench-peers-setup: setup
+	@if ! dpkg-query -W -f='$${Status}\n' frr 2>/dev/null | grep -q '^install ok installed$$'; then \
+		own_policy=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends frr; status=$$?; \
+		if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		[ $$status -eq 0 ] || exit $$status; \
+	fi
+	@if [ -d /run/systemd/system ]; then systemctl disable --now frr.service 2>/dev/null || true; fi
+
+# The same mesh three ways (calisim, Mininet + BIRD, Mininet + FRR) at 25, 50 and 100 speakers.
+bench-peers: bench-peers-setup
+	$(PY) benchmarks/peers.py --hosts 25 50 100
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)

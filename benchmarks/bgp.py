@@ -17,7 +17,6 @@ dockerd).  Writes a table, JSON and a PNG.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import statistics
@@ -33,7 +32,7 @@ from rich.console import Console  # noqa: E402
 
 import topologies  # noqa: E402
 from bringup import total_pss_kib  # noqa: E402  (benchmarks/ is this script's directory)
-from report import output_path, write_runs  # noqa: E402
+from report import designs_parser, write_runs  # noqa: E402
 from calisim.datastore import keys  # noqa: E402
 from calisim.datastore.resources import BGPPeer, IPPool  # noqa: E402
 from calisim.emulation import Cluster, wait_until  # noqa: E402
@@ -48,21 +47,6 @@ DESIGNS = ("mesh", "2 route reflectors", "2 route reflectors, dual stack")
 DESIGN_NAMES = {"mesh": DESIGNS[0], "rr": DESIGNS[1], "rr6": DESIGNS[2]}  # --designs
 BLOCK_MASK = "C0FFFFFF"  # a /26 as /proc/net/route writes it (hex, the kernel's byte order: little-endian here)
 BLOCK6_PREFIX = "7a"  # a /122 as /proc/net/ipv6_route writes it
-
-
-def bird_pss_kib() -> int:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() != "bird":
-                    continue
-                for line in (entry / "smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-            except (OSError, ValueError):
-                continue
-    return total
 
 
 def claim_blocks(cluster: Cluster, hosts: list[str], ipv6: bool) -> dict[str, set[str]]:
@@ -146,7 +130,7 @@ def measure(design: str, hosts: int) -> dict:
         wait_until(lambda: everyone_routes(cluster, blocks, pending, ipv6), 900, interval=0.5,
                    what=f"every host routing to every block ({len(pending)} hosts left)")
         converged = time.monotonic()
-        bird_kib, total_kib = bird_pss_kib(), total_pss_kib()
+        bird_kib, total_kib = total_pss_kib(frozenset({"bird"})), total_pss_kib()
         per_host = [cluster.bgp_established(host) for host in names]
         on_reflectors = sum(cluster.bgp_established(f"rr{i}") for i in range(1, reflectors + 1))
     return {"design": design, "hosts": hosts, "sessions_total": (sum(per_host) + on_reflectors) // 2,
@@ -187,12 +171,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100])
-    parser.add_argument("--designs", nargs="+", choices=list(DESIGN_NAMES), default=list(DESIGN_NAMES))
-    parser.add_argument("--json", type=output_path, default=str(RESULTS / "bgp.json"))
-    parser.add_argument("--png", type=output_path, default=str(RESULTS / "bgp.png"))
-    args = parser.parse_args()
+    args = designs_parser(__doc__, list(DESIGN_NAMES), RESULTS / "bgp").parse_args()
     console = Console(width=160)
     rows = []
     for count in args.hosts:

@@ -37,12 +37,15 @@ TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygot
 TODAY_PSS_PER_HOST_MIB = 37.6
 
 
-def total_pss_kib() -> int:
-    """Summed PSS of every process visible here; the run's PID namespace holds only the run."""
+def total_pss_kib(commands: frozenset[str] | None = None) -> int:
+    """Summed PSS of every process visible here (of those whose name is in commands, if given: a
+    daemon's share); the run's PID namespace holds only the run."""
     total = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
+                if commands is not None and (entry / "comm").read_text().strip() not in commands:
+                    continue
                 for line in (entry / "smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):
                         total += int(line.split()[1])

@@ -22,15 +22,23 @@ every BGP session (of every host and router) is Established again.  Median of --
   the connection stays open, the request in flight times out after 10 s and the client connects
   anew); quorum back (the two followers killed, then one started again: from its start to the
   client's next answer).
+* a chaos soak (`calisim chaos --topology two_host`, every fault kind, a fixed seed, --soak
+  seconds, 600 by default): faults injected, invariant violations, the longest outage of any
+  pair and the longest recovery after a heal; its timeline is faults-soak.png beside the JSON.
 
-    python benchmarks/faults.py [--repeat 5] [--only TEXT] [--json PATH]   (also writes a PNG beside the JSON)
+    python benchmarks/faults.py [--repeat 5] [--only TEXT] [--json PATH] [--soak 600] [--soak-seed 26]
+    (also writes a PNG beside the JSON; --only soak: the soak alone, --soak 0: no soak)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -287,14 +295,39 @@ def measure(bench: Bench, faults: dict, repeat: int, console: Console) -> dict:
     return results
 
 
+SOAK = "chaos soak: every kind on two_host"
+SOAK_FIGURES = ("faults_injected", "faults_refused", "workloads_created", "violations", "longest_outage_s",
+                "longest_recovery_s")
+
+
+def soak(seconds: float, seed: int, png: Path) -> dict:
+    """`calisim chaos` for seconds on a lab of its own (in a registry of its own: the lab lives in
+    this benchmark's sandbox, whose PIDs the machine's registry would take for dead); its summary."""
+    with tempfile.TemporaryDirectory(prefix="calisim-soak-") as registry:
+        done = subprocess.run([sys.executable, "-m", "calisim", "chaos", "--topology", "two_host", "--seed", str(seed),
+                               "--duration", str(seconds), "--png", str(png), "--json"], capture_output=True, text=True,
+                              env={**os.environ, "CALISIM_LABS": registry}, timeout=seconds + 900)
+    if not done.stdout.strip():
+        raise ClusterError(f"calisim chaos failed: {done.stderr.strip()[-2000:]}")
+    return {**json.loads(done.stdout)["summary"], "exit_code": done.returncode}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=output_path, default=str(RESULTS))
     parser.add_argument("--only", default="", help="measure only the faults whose name contains this text")
+    parser.add_argument("--soak", type=float, default=600, help="seconds of the chaos soak (0: none)")
+    parser.add_argument("--soak-seed", type=int, default=26)
     args = parser.parse_args()
     console = Console(width=150)
     results = {}
+    soaked = None
+    if args.soak and args.only in SOAK:
+        with console.status(f"{SOAK}: {args.soak:.0f} s, seed {args.soak_seed}"):
+            soaked = soak(args.soak, args.soak_seed, args.json.with_name(args.json.stem + "-soak.png"))
+        console.print(f"{SOAK}, {args.soak:.0f} s, seed {args.soak_seed}: "
+                      + ", ".join(f"{key.replace('_', ' ')} {soaked[key]}" for key in SOAK_FIGURES))
     for label, bench in BENCHES.items():
         chosen = {name: (inject, seconds) for name, (wanted, inject, seconds) in FAULTS.items()
                   if wanted == label and args.only in name}
@@ -302,6 +335,9 @@ def main() -> None:
             results.update(measure(bench, chosen, args.repeat, console))
     # the table's order: each kill beside its variant
     results = {name: results[name] for name in FAULTS if name in results}
+    if not results:  # the soak alone
+        args.json.write_text(json.dumps({"soak": soaked}, indent=2))
+        return
     table = Table(title=f"probe stream host1 -> host2 (fabric: host3) every {INTERVAL_MS} ms across a fault, "
                         f"median of {args.repeat}")
     for column in ("fault", "longest outage (ms)", "probes lost", "BGP Established again (s)",
@@ -312,7 +348,8 @@ def main() -> None:
         table.add_row(name, f"{result['median_outage_ms']:.0f}", f"{result['median_lost']:.0f}",
                       *("-" if v is None else f"{v:.2f}" for v in optional))
     console.print(table)
-    args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results}, indent=2))
+    args.json.write_text(json.dumps({"interval_ms": INTERVAL_MS, "repeat": args.repeat, "faults": results,
+                                     "soak": soaked}, indent=2))
     plot(results, args.json.with_suffix(".png"))
     console.print(f"written to {args.json} and {args.json.with_suffix('.png')}")
 

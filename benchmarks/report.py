@@ -1,6 +1,8 @@
-"""What the benchmarks' reports share: where they are written (output_path), one look for a
-plot's axes, and the table, JSON and PNG written for a list of runs."""
+"""What the benchmarks' reports share: where they are written (output_path), the command line of
+those that compare designs, one look for a plot's axes, and the table, JSON and PNG written for a
+list of runs."""
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -18,6 +20,17 @@ def output_path(value: str) -> Path:
     path = Path(value)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def designs_parser(doc: str, designs: list[str], results: Path) -> argparse.ArgumentParser:
+    """--hosts (25, 50 and 100 unless given), --designs (all unless given), --json and --png (results
+    with .json and .png): the command line of a benchmark that runs several designs at several sizes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[25, 50, 100], help="host counts, one run each")
+    parser.add_argument("--designs", nargs="+", choices=designs, default=designs, help="the designs to run (all)")
+    parser.add_argument("--json", type=output_path, default=str(results.with_suffix(".json")), help="the runs as JSON")
+    parser.add_argument("--png", type=output_path, default=str(results.with_suffix(".png")), help="their plot")
+    return parser
 
 
 def label_axes(axis, xlabel: str, ylabel: str | None, title: str, **legend) -> None:

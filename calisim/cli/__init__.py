@@ -12,6 +12,8 @@
   run SCRIPT --lab NAME | capture [--lab NAME] NODE[:IFACE] [-f FILTER] [-w FILE | -]
   save [NAME] -o FILE | up --from FILE [--name NAME]
       Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
+  chaos [--lab NAME | --topology T] [--seed N] [--duration S] [--kinds K,...]
+      A seeded schedule of faults while workloads come and go, invariants watched (calisim.chaos).
 
 Input (script, topology, host count) is checked before anything is built; every run then
 re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
@@ -31,6 +33,7 @@ import os
 import sys
 from importlib import metadata
 
+from .chaos import add_chaos_command, chaos_command
 from .labs import LAB_COMMANDS, add_lab_commands
 from .runs import EPILOG, add_run_commands, run_fresh, run_on_lab
 
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_commands(commands)
     add_lab_commands(commands)
+    add_chaos_command(commands)
     return parser
 
 
@@ -72,11 +76,12 @@ def dispatch(argv: list[str]) -> None:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "fault":
         args.argv = unknown + args.argv  # `fault --help`, `fault partition h --from etcd`: the verb's own options
-    if args.command in LAB_COMMANDS or getattr(args, "lab", None) and args.command == "run":
+    commands = {**LAB_COMMANDS, "chaos": chaos_command}  # each answers bad input with LabError: one line, exit 2
+    if args.command in commands or getattr(args, "lab", None) and args.command == "run":
         from ..emulation import lab
 
         try:
-            sys.exit(LAB_COMMANDS[args.command](args) if args.command in LAB_COMMANDS else run_on_lab(args))
+            sys.exit(commands[args.command](args) if args.command in commands else run_on_lab(args))
         except lab.LabError as error:
             print(f"calisim: {error}", file=sys.stderr)
             sys.exit(2)

@@ -13,8 +13,8 @@ keys or validation (`calicoctl node run`, once per host as a cluster starts) doe
 
 from importlib import import_module
 
-__all__ = ["Datastore", "DatastoreError", "EtcdServer", "Mirror", "Synchronous", "Txn", "View", "local_etcd",
-           "next_pass"]
+__all__ = ["Datastore", "DatastoreError", "EtcdServer", "Mirror", "RESYNC", "Synchronous", "Txn", "View",
+           "local_etcd", "next_pass"]
 
 
 def __getattr__(name: str):

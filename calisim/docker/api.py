@@ -37,11 +37,11 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import bridge, ondisk, predefined, system
+from . import archive, bridge, changes, execs, ondisk, predefined, prune, system, volumes
 from .config import PATH as config_path, ConfigError, DaemonConfig
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
-from .streams import copy_stdin, detach_keys, frame, send_output, subscribe
+from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
 
 API_VERSION = "1.50"
 log = logging.getLogger("dockerd")
@@ -79,10 +79,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = re.sub(r"^/v\d+\.\d+", "", url.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        self.raw = raw = self._read_body()
         try:
-            body = json.loads(raw) if raw else {}
+            body = json.loads(raw) if raw and not path.endswith("/archive") else {}  # a tar for docker cp
             self._dispatch(self.command, path, query, body)
         except APIError as error:
             self._send(error.status, {"message": str(error)} if error.status != 304 else None)
@@ -97,7 +96,20 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("%s %s failed", self.command, self.path)
             self._send(500, {"message": f"{type(error).__name__}: {error}"})
 
-    do_GET = do_POST = do_DELETE = do_HEAD = _route
+    do_GET = do_POST = do_DELETE = do_HEAD = do_PUT = _route
+
+    def _read_body(self) -> bytes:
+        """The request's body, by its Content-Length or chunk by chunk (the CLI streams docker cp's tar)."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers, up to the blank line
+            pass
+        return b"".join(chunks)
 
     def _dispatch(self, method: str, path: str, query: dict, body: dict) -> None:
         parts = [unquote(p) for p in path.split("/") if p]  # each part decoded alone: a name may hold %2F
@@ -109,6 +121,11 @@ class Handler(BaseHTTPRequestHandler):
             d = self.daemon
             return self._send(200, {**system.info(list(d.containers.values()), {n.driver for n in d.networks()},
                                                   d.state, d.ds.endpoints), **d.config.info()})
+        if parts == ["system", "df"] and method == "GET":
+            d = self.daemon
+            everyone = [(c, d.container_summary(c)) for c in list(d.containers.values())]
+            users = volumes.users([c for c, _ in everyone], d.state)
+            return self._send(200, system.disk_usage(everyone, volumes.usage(d.state / "volumes", users)))
         if parts[:1] in (["swarm"], ["nodes"], ["services"], ["tasks"], ["secrets"]):
             raise system.swarm(method, parts)
         if parts[:1] == ["networks"]:
@@ -119,17 +136,43 @@ class Handler(BaseHTTPRequestHandler):
             return self._exec(method, parts[1], parts[2], query, body)
         if parts[:1] == ["images"]:
             return self._images(method, parts[1:], query)
+        if parts[:1] == ["volumes"]:
+            return self._volumes(method, parts[1:], query, body)
+        if parts == ["build", "prune"] and method == "POST":
+            return self._send(200, prune.build_cache())
         raise APIError(404, f"page not found: {method} {path}")
 
+    def _volumes(self, method: str, parts: list[str], query: dict, body: dict) -> None:
+        d = self.daemon
+        directory = d.state / "volumes"
+        mounted = volumes.users(list(d.containers.values()), d.state)
+        if not parts and method == "GET":
+            return self._send(200, volumes.listing(directory))
+        if parts == ["create"] and method == "POST":
+            return self._send(201, volumes.create(directory, body.get("Name")))
+        if parts == ["prune"] and method == "POST":
+            filters = parse_filters(query.get("filters"))  # today's CLI sends all=true for -a: 1.13 pruned all
+            prune.refuse_filters({name: value for name, value in filters.items() if name != "all"})
+            return self._send(200, volumes.prune(directory, set(mounted)))
+        if len(parts) == 1 and method == "GET":
+            return self._send(200, volumes.find(directory, parts[0]))
+        if len(parts) == 1 and method == "DELETE":
+            volumes.remove(directory, parts[0], mounted.get(parts[0], []))
+            return self._send(204)
+        raise APIError(404, f"page not found: {method} /volumes/{'/'.join(parts)}")
+
     def _images(self, method: str, parts: list[str], query: dict) -> None:
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.images(parse_filters(query.get("filters"))))
         if parts == ["json"] and method == "GET":
             return self._send(200, system.image_list(parse_filters(query.get("filters"))))
         if parts == ["create"] and method == "POST":
             progress = system.pull(query.get("fromImage") or "", query.get("tag") or "")
             return self._send(200, b"".join(json.dumps(line).encode() + b"\r\n" for line in progress),
                               {"Content-Type": "application/json"})
-        if len(parts) >= 2 and parts[-1] == "json" and method == "GET":  # a name may hold slashes
-            return self._send(200, system.find_image("/".join(parts[:-1])).inspect())
+        if len(parts) >= 2 and parts[-1] in ("json", "history") and method == "GET":  # a name may hold slashes
+            image = system.find_image("/".join(parts[:-1]))
+            return self._send(200, image.inspect() if parts[-1] == "json" else image.history())
         raise APIError(404, f"page not found: {method} /images/{'/'.join(parts)}")
 
     def _networks(self, method: str, parts: list[str], query: dict, body: dict) -> None:
@@ -140,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
         if not parts and method == "GET":
             filters = parse_filters(query.get("filters"))
             return self._send(200, [d.network_json(n) for n in d.networks() if network_matches(n, filters)])
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.networks(d, parse_filters(query.get("filters"))))
         network = d.find_network(parts[0])
         if len(parts) == 1 and method == "GET":
             return self._send(200, d.network_json(network))
@@ -158,21 +203,30 @@ class Handler(BaseHTTPRequestHandler):
     def _containers(self, method: str, parts: list[str], query: dict, body: dict) -> None:
         d = self.daemon
         if parts == ["create"] and method == "POST":
+            volumes.mounts("", body.get("HostConfig") or {}, body, d.state / "volumes")  # Docker's refusals, first
             return self._send(201, d.create(query.get("name"), body))
         if parts == ["json"] and method == "GET":
             filters = parse_filters(query.get("filters"))
             everyone = [c for c in list(d.containers.values())
                         if (c.running or truthy(query.get("all")) or "status" in filters) and matches(c, filters)]
             return self._send(200, [d.container_summary(c) for c in sorted(everyone, key=lambda c: -c.created)])
+        if parts == ["prune"] and method == "POST":
+            return self._send(200, prune.containers(d, parse_filters(query.get("filters"))))
         container = d.find(parts[0])
         action = parts[1] if len(parts) > 1 else ""
         if not action and method == "DELETE":
-            d.remove(container, truthy(query.get("force")))
+            d.remove(container, truthy(query.get("force")), truthy(query.get("v")))
             return self._send(204)
+        if method == "GET" and action == "changes":
+            upper = container.directory / "upper" if container.directory else None
+            layers = container.image.lowerdirs(d.images)
+            return self._send(200, changes.changes(upper, layers) if upper and upper.is_dir() else None)
         if method == "GET" and action in ("json", "top", "logs"):
             if action == "logs":
                 return self._logs(container, query)
             return self._send(200, d.container_json(container) if action == "json" else d.top(container))
+        if action == "archive":
+            return self._archive(container, method, query.get("path") or "")
         if method != "POST":
             raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
         if action == "attach":
@@ -197,6 +251,18 @@ class Handler(BaseHTTPRequestHandler):
             raise APIError(404, f"page not found: {method} /containers/{'/'.join(parts)}")
         actions[action]()
         return self._send(204)
+
+    def _archive(self, container: Container, method: str, path: str) -> None:
+        """docker cp: the stat (HEAD), a tar of path (GET), a tar unpacked into path (PUT)."""
+        if method == "HEAD":
+            return self._send(200, b"", archive.stat_header(archive.path_stat(container, path)))
+        if method == "GET":
+            found, tar = archive.read(container, path)
+            return self._send(200, tar, {"Content-Type": "application/x-tar", **archive.stat_header(found)})
+        if method == "PUT":
+            archive.write(container, path, self.raw)
+            return self._send(200, b"")
+        raise APIError(404, f"page not found: {method} /containers/{container.name}/archive")
 
     # -- streams -----------------------------------------------------------------------------
     def _upgrade(self, tty: bool) -> socket.socket:
@@ -302,18 +368,21 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"")
         if action == "start" and method == "POST":
             execution.console = body.get("ConsoleSize") or execution.console
-            process = self.daemon.exec_spawn(execution)
+            execs.claim(execution)
             if body.get("Detach"):
-                if process is not None:
+                if (process := execs.spawn(execution)) is not None:
                     threading.Thread(target=self._finish_exec, args=(execution, process), daemon=True).start()
                 return self._send(200, b"")
-            return self._exec_attached(execution, process, bool(body.get("Tty", execution.tty)))
+            return self._exec_attached(execution, bool(body.get("Tty", execution.tty)))
         raise APIError(404, f"page not found: {method} /exec/{exec_id}/{action}")
 
-    def _exec_attached(self, execution: Exec, process: subprocess.Popen | None, raw: bool) -> None:
+    def _exec_attached(self, execution: Exec, raw: bool) -> None:
         """The exec's output on the hijacked connection, framed unless raw: the Tty of the exec's
-        start, as dockerd decides it (the pty, if any, comes from the exec's create)."""
+        start, as dockerd decides it (the pty, if any, comes from the exec's create).  The 101 is
+        written, and read, before the process starts, so nothing it prints can reach the client ahead of it."""
         connection = self._upgrade(raw)
+        read_by_peer(connection)
+        process = execs.spawn(execution)
         if process is None:
             message = f"{execution.failure}\r\n".encode()
             connection.sendall(message if raw else frame(1, message))

@@ -73,8 +73,7 @@ def create_network(ds: Synchronous, request: NetworkRequest, plugin_dir: Path = 
         ipv6_data = [{"AddressSpace": ADDRESS_SPACE, "Pool": v6["Pool"],
                       "Gateway": (v6.get("Data") or {}).get("com.docker.network.gateway", "")}] if v6 else []
         call(request.driver, "NetworkDriver.CreateNetwork", {
-            "NetworkID": network.id, "Options": {"com.docker.network.enable_ipv6": request.ipv6,
-                                                 "com.docker.network.generic": request.options},
+            "NetworkID": network.id, "Options": request.driver_options(),
             "IPv4Data": [{"AddressSpace": ADDRESS_SPACE, "Pool": network.pool, "Gateway": network.gateway,
                           "AuxAddresses": aux}], "IPv6Data": ipv6_data}, plugin_dir)
         if not ds.commit(Txn().require_absent(network.key).put(network.key, network.to_value())):

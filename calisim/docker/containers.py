@@ -26,14 +26,22 @@ class Attachment:
     ipv4: str | None = None  # --ip
     ipv6: str | None = None  # --ip6
     aliases: tuple[str, ...] = ()  # --network-alias
+    links: tuple[str, ...] = ()  # --link NAME[:ALIAS] on this network, as the client sent them
 
     @classmethod
     def from_api(cls, network: str, settings: dict | None) -> "Attachment":
-        """From an EndpointSettings of the API (create's NetworkingConfig, or connect's EndpointConfig)."""
+        """From an EndpointSettings of the API (create's NetworkingConfig, or connect's EndpointConfig;
+        the CLI puts a user-defined network's --link there)."""
         settings = settings or {}
         ipam = settings.get("IPAMConfig") or {}
         return cls(network, ipam.get("IPv4Address") or None, ipam.get("IPv6Address") or None,
-                   tuple(settings.get("Aliases") or ()))
+                   tuple(settings.get("Aliases") or ()), tuple(settings.get("Links") or ()))
+
+    def link_aliases(self) -> dict[str, str]:
+        """Each link's alias (lower case, as names resolve) -> the linked container's name, as
+        Docker parses NAME[:ALIAS] (no alias: the name itself; a leading / dropped)."""
+        parsed = (link.partition(":") for link in self.links)
+        return {(alias or name).strip("/").lower(): name.strip("/") for name, _, alias in parsed}
 
     def ipam_config(self) -> dict | None:
         """Inspect's IPAMConfig: the addresses asked for, null if none was."""
@@ -65,6 +73,7 @@ class Container:
     process: runtime.Process | None = None
     service: subprocess.Popen | None = None
     endpoints: list[Endpoint] = field(default_factory=list)
+    links: dict[tuple[str, str], str] = field(default_factory=dict)  # (network ID, alias) -> linked name
     directory: Path | None = None
     output: runtime.Output = field(default_factory=runtime.Output)
 
@@ -110,12 +119,15 @@ class Container:
         return self.config.get("Hostname") or (socket.gethostname() if self.network == "host" else self.id[:12])
 
     def environment(self, extra: list[str] | None = None, home: str = "/root") -> dict[str, str]:
-        """PATH from the image, HOSTNAME, TERM with a TTY, HOME (the user's), then the user's -e."""
+        """PATH from the image, HOSTNAME, TERM with a TTY, HOME (the user's), then the user's -e.
+        A bare `-e NAME` arrives bare when the client's environment has no NAME (the CLI fills
+        in NAME=value when it has): the container does not get it, as Docker documents."""
         env = dict(item.split("=", 1) for item in self.image.config()["Env"])
         env.update(HOSTNAME=self.hostname, HOME=home, **({"TERM": "xterm"} if self.tty else {}))
         for item in [*(self.config.get("Env") or []), *(extra or [])]:
-            name, _, value = item.partition("=")
-            env[name] = value
+            name, assigned, value = item.partition("=")
+            if assigned:
+                env[name] = value
         return env
 
 

@@ -33,7 +33,7 @@ from typing import Callable
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import ondisk, ports, predefined, restarts, runtime, users
+from . import ondisk, ports, predefined, restarts, runtime, users, volumes
 from .config import DaemonConfig
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
@@ -52,11 +52,6 @@ HOSTS_HEADER = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopba
 log = logging.getLogger("dockerd")
 
 
-def find_executable(pid: int, command: str, path: str) -> bool:
-    """Whether command resolves (as execvp would) inside the root of the container whose PID 1 is pid."""
-    root = f"/proc/{pid}/root"
-    candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
-    return any(os.access(root + c if c.startswith("/") else f"{root}/{c}", os.X_OK) for c in candidates)
 
 
 def hosts_text(container: Container) -> str:
@@ -173,6 +168,7 @@ class Daemon:
                 "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
                 "console": container.host_config.get("ConsoleSize") or [0, 0],
+                "mounts": volumes.prepare(volumes.of(container, self.state)),
                 "runtime": str(container.directory / "runtime.json"), "exit": str(container.directory / "exit")}
 
     def start(self, container: Container) -> None:
@@ -185,7 +181,7 @@ class Daemon:
             self.run(container)
         except APIError:
             if container.host_config.get("AutoRemove"):
-                self.remove(container, force=True)
+                self.remove(container, force=True, anonymous_volumes=True)
             raise
 
     def run(self, container: Container) -> None:
@@ -236,7 +232,8 @@ class Daemon:
     def serve_dns(self, container: Container, pid: int) -> None:
         """Docker's embedded DNS server in the container, on a user-defined network (not bridge, host, none)."""
         if container.network not in predefined.DRIVERS:
-            self.resolver.serve(container.id, socket_in(pid), lambda: [e.network_id for e in container.endpoints])
+            self.resolver.serve(container.id, socket_in(pid), lambda: [e.network_id for e in container.endpoints],
+                                lambda: container.links)
 
     def watch(self, container: Container, process: runtime.Process) -> None:
         """A running command (started here, or adopted at a restore): output pumped, end awaited."""
@@ -272,7 +269,7 @@ class Daemon:
             self.events.notify_all()
         ondisk.save(container)
         if container.host_config.get("AutoRemove"):
-            self.remove(container, force=True)
+            self.remove(container, force=True, anonymous_volumes=True)
         else:
             restarts.after_exit(self, container)
 
@@ -294,6 +291,7 @@ class Daemon:
             network = self.find_network(attachment.network)
             if network.driver == "bridge":  # docker0 or a user's: dockerd's own, not in the cluster store
                 self.bridges.join(container, network, attachment, pid, self.containers)
+                container.links.update({(network.id, alias): name for alias, name in attachment.link_aliases().items()})
                 return self.write_hosts(container)
             if predefined.is_local(network):  # the host's namespace, or a loopback only: no endpoint
                 return
@@ -305,6 +303,7 @@ class Daemon:
         except Exception as error:  # the plugins', etcd's or the kernel's refusal, in dockerd's words
             raise APIError(500, f"failed to create endpoint {container.name} on network {attachment.network}: "
                                 f"{error}") from None
+        container.links.update({(network.id, alias): name for alias, name in attachment.link_aliases().items()})
         container.endpoints.append(endpoint)
         self.joined(container, endpoint)
 
@@ -366,7 +365,7 @@ class Daemon:
             self.events.notify_all()
         self.wait_for(lambda: container.status != "restarting")
 
-    def remove(self, container: Container, force: bool) -> None:
+    def remove(self, container: Container, force: bool, anonymous_volumes: bool = False) -> None:
         if force:
             self.hold_restart(container)
         if container.running and not force:
@@ -382,6 +381,8 @@ class Daemon:
                 del self.execs[exec_id]
             if container.directory is not None:
                 shutil.rmtree(container.directory, ignore_errors=True)
+            if anonymous_volumes:  # rm -v, --rm
+                volumes.remove_anonymous(container, self.state)
             container.removed = True
             ondisk.forget(container)
             self.events.notify_all()
@@ -473,7 +474,7 @@ class Daemon:
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "Ports": self.bridges.ports_json(container),
                                     "SandboxKey": f"/proc/{container.pid}/ns/net" if container.running else ""},
-                "Mounts": []}
+                "Mounts": [mount.json() for mount in volumes.of(container, self.state)]}
 
     def networks_json(self, container: Container) -> dict:
         """NetworkSettings.Networks: an endpoint's settings for each network the container is on, and
@@ -489,6 +490,7 @@ class Daemon:
                                       "GlobalIPv6Address": endpoint.address6.split("/")[0],
                                       "GlobalIPv6PrefixLen": 128 if endpoint.address6 else 0,
                                       "MacAddress": endpoint.mac, "Aliases": list(endpoint.aliases) or None,
+                                      "Links": list(attachment.links) or None if attachment else None,
                                       "IPAMConfig": attachment.ipam_config() if attachment else None}
         for attachment in [] if container.endpoints else container.attachments:  # stopped, or on host or none
             local = next((n.id for n in self.local if n.name == attachment.network), "")  # host, none: no endpoint
@@ -513,7 +515,7 @@ class Daemon:
                 "State": container.status, "Status": status, "Ports": self.bridges.ports_summary(container),
                 "Labels": full["Config"]["Labels"],
                 "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]}, "HostConfig": full["HostConfig"],
-                "Mounts": []}
+                "Mounts": full["Mounts"]}
 
     def network_json(self, network: Network) -> dict:
         with self.lock:
@@ -556,44 +558,3 @@ class Daemon:
                          detach_keys(body.get("DetachKeys") or body.get("detachKeys") or ""))  # Go: any case
         self.execs[execution.id] = execution
         return {"Id": execution.id}
-
-    def exec_spawn(self, execution: Exec) -> subprocess.Popen | None:
-        """The exec's process in the container, as its user and in its directory (None, with the
-        exit code and the reason set, if it cannot start: 127 for a command that is not there)."""
-        container = execution.container
-        if not container.running:
-            raise APIError(409, f"container {container.id} is not running")
-        if execution.started:
-            raise APIError(409, f"exec command {execution.id} has already run")
-        execution.started = True
-        root = f"/proc/{container.pid}/root"
-        try:
-            user = users.lookup(execution.user, Path(root, "etc"))
-        except APIError as error:
-            return exec_failed(execution, 126, str(error).removeprefix("linux spec user: "))
-        env = container.environment(execution.env, home=user.home)
-        if execution.tty:
-            env["TERM"] = "xterm"
-        if execution.workdir and not os.path.isdir(root + execution.workdir):
-            return exec_failed(execution, 126, f'chdir to cwd ("{execution.workdir}") set in config.json failed: '
-                                               'no such file or directory')
-        if not find_executable(container.pid, execution.cmd[0], env.get("PATH", "")):
-            return exec_failed(execution, 127, f'exec: "{execution.cmd[0]}": executable file not found in $PATH')
-        argv = runtime.exec_argv(container.pid, execution.cmd, execution.tty, user.argv() if execution.user else [],
-                                 root + execution.workdir if execution.workdir else None)
-        if execution.tty:
-            execution.master, slave = runtime.terminal_in(container.pid)
-            runtime.resize(execution.master, *execution.console)
-            process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
-            os.close(slave)
-        else:
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE if execution.stdin else subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        execution.pid = process.pid
-        return process
-
-
-def exec_failed(execution: Exec, code: int, reason: str) -> None:
-    """An exec whose process could not start: its exit code, and the runtime's words for why."""
-    execution.exit_code = code
-    execution.failure = f"OCI runtime exec failed: exec failed: unable to start container process: {reason}: unknown"

@@ -1,12 +1,12 @@
-"""The images the emulated dockerd runs: root filesystems built once (by `make setup`) from
-Debian's static busybox, as layers that containers stack under their own writable overlay.
+"""The images the emulated dockerd runs: root filesystems built once (by `make setup`) around
+Docker Hub's busybox binary (upstream source, `make defconfig`, static: busybox.py), as layers
+that containers stack under their own writable overlay.
 
 `busybox` is docker-library's busybox:latest in all that the tutorials use: one static binary
 with a hard link per applet in /bin, passwd/group/shadow, /root, /tmp, /home, /var/www, empty
 /proc, /sys and /dev, PATH and `sh` as in its image config.  `workload` is Calico's test
 workload: busybox plus /code/tcpping.sh and a command that stays up; its echo services (TCP 80,
-UDP 69) run beside it, in its network namespace (calisim.probes serve).  Debian's busybox nc has
-no -u, so Calico's udpping.sh could not run in it: UDP is probed with calisim.probes.
+UDP 69) run beside it, in its network namespace (calisim.probes serve).
 
     python -m calisim.docker.images DIR      build DIR/busybox and DIR/workload (idempotent)
 """
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import busybox
+
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGES_DIR = Path(os.environ.get("CALISIM_IMAGES") or Path(__file__).resolve().parents[2] / "build" / "images")
-PACKAGE = "busybox-static"
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -96,13 +97,18 @@ class Image:
             return 0.0
 
     def size(self, root: Path = IMAGES_DIR) -> int:
-        """Bytes of the image's files, each inode once (busybox's applets are hard links)."""
-        seen: dict[tuple[int, int], int] = {}
-        for directory in self.lowerdirs(root):
-            for path in directory.rglob("*"):
-                info = path.lstat()
-                seen[(info.st_dev, info.st_ino)] = info.st_size
-        return sum(seen.values())
+        """Bytes of the image's files."""
+        return sum(layer_size(directory) for directory in self.lowerdirs(root))
+
+    def history(self, root: Path = IMAGES_DIR) -> list[dict]:
+        """`docker history` (GET /images/{name}/history), newest first as Docker lists it: the
+        command's row (the image's ID and tag, no bytes), then a row a layer."""
+        command = {"Id": self.id, "Created": int(self.created(root)), "Tags": [self.tag], "Size": 0,
+                   "CreatedBy": f"/bin/sh -c #(nop)  CMD {json.dumps(list(self.cmd))}", "Comment": ""}
+        layers = [{"Id": "<missing>", "Created": int(self.created(root)), "Tags": None, "Size": layer_size(directory),
+                   "CreatedBy": f"/bin/sh -c #(nop) ADD dir:{layer} in / ", "Comment": ""}
+                  for layer, directory in zip(self.layers, self.lowerdirs(root))]
+        return [command, *layers]
 
     def summary(self, root: Path = IMAGES_DIR) -> dict:
         """The image in `GET /images/json`, as Docker 1.13 lists it."""
@@ -125,6 +131,15 @@ class Image:
                 "RootFS": {"Type": "layers", "Layers": layers}}
 
 
+def layer_size(directory: Path) -> int:
+    """Bytes of a layer's files, each inode once (busybox's applets are hard links)."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in directory.rglob("*"):
+        info = path.lstat()
+        seen[(info.st_dev, info.st_ino)] = info.st_size
+    return sum(seen.values())
+
+
 IMAGES = {
     "busybox": Image("busybox", ("busybox",), ("sh",)),
     "workload": Image("workload", ("workload", "busybox"), ("/code/responder.sh",),
@@ -142,15 +157,6 @@ def lookup(reference: str) -> Image | None:
         return named
     found = [image for image in IMAGES.values() if image.id.removeprefix("sha256:").startswith(digits)]
     return found[0] if len(found) == 1 else None
-
-
-def extract_busybox(into: Path) -> Path:
-    """Debian's static busybox, downloaded and unpacked (never installed: it conflicts with
-    the dynamic `busybox` package the hosts use)."""
-    subprocess.run(["apt-get", "download", "-q", PACKAGE], cwd=into, check=True, capture_output=True)
-    (deb,) = into.glob(f"{PACKAGE}_*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(into / "root")], check=True)
-    return into / "root" / "bin" / "busybox"
 
 
 def build_busybox(binary: Path, root: Path) -> None:
@@ -181,7 +187,7 @@ def build(destination: Path = IMAGES_DIR) -> None:
     """Every image's layers under destination; a layer already there is kept."""
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination) as scratch:
-        for layer, make in (("busybox", lambda root: build_busybox(extract_busybox(Path(scratch)), root)),
+        for layer, make in (("busybox", lambda root: build_busybox(busybox.build(), root)),
                             ("workload", build_workload)):
             if (destination / layer).is_dir():
                 continue

@@ -4,7 +4,7 @@ before the container's root exists and must start fast.
 
 It unshares mount, UTS, IPC, network and PID namespaces and forks the container's PID 1, which
 mounts the image's layers under a writable overlayfs layer, /proc, a minimal /dev with its own
-devpts, a read-only /sys and Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf, sets the
+devpts, a read-only /sys, Docker's /etc/hosts, /etc/hostname and /etc/resolv.conf and the -v mounts, sets the
 hostname, brings up lo and pivots into the root.  It then tells the daemon it is ready (with the
 pty's master when the container has a TTY), waits for "go" (the daemon connects its network
 first, as Docker does before the process starts) and execs the command.  The first process
@@ -35,7 +35,8 @@ import warnings  # noqa: F401  os.execvpe imports it lazily, when the host's roo
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = (0x20000, 0x4000000, 0x8000000, 0x40000000,
                                                                        0x20000000)
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 SYS_PIVOT_ROOT = 155  # x86_64
@@ -79,7 +80,23 @@ def make_root(spec: dict) -> str:
         if not os.path.exists(target):
             open(target, "w").close()
         mount(source, target, None, MS_BIND)
+    for source, destination, writable in spec.get("mounts", []):  # -v: host paths and volumes
+        bind_in(root, source, destination, writable)
     return root
+
+
+def bind_in(root: str, source: str, destination: str, writable: bool) -> None:
+    """A host path at destination in the root (made there, in the writable layer, if missing):
+    a directory's whole tree (MS_REC), read-only unless writable, as runc binds Docker's mounts."""
+    target = root + destination
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "w").close()
+    mount(source, target, None, MS_BIND | MS_REC)
+    if not writable:
+        mount(source, target, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY)
 
 
 def enter_root(root: str, workdir: str) -> None:

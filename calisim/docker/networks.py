@@ -22,6 +22,7 @@ class NetworkRequest:
     labels: dict = field(default_factory=dict)
     ipv6: bool = False
     subnet6: str | None = None  # an IPv6 --subnet: must be a Calico pool
+    internal: bool = False  # --internal
 
     @classmethod
     def from_api(cls, body: dict) -> "NetworkRequest":
@@ -32,4 +33,11 @@ class NetworkRequest:
         return cls(body["Name"], body.get("Driver") or "bridge", ipam.get("Driver") or "default",  # Docker's defaults
                    v4.get("Subnet") or None, v4.get("IPRange") or None, v4.get("Gateway") or None,
                    v4.get("AuxiliaryAddresses") or {}, ipam.get("Options") or {}, body.get("Options") or {},
-                   body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None)
+                   body.get("Labels") or {}, bool(body.get("EnableIPv6")), v6.get("Subnet") or None,
+                   bool(body.get("Internal")))
+
+    def driver_options(self) -> dict:
+        """The Options of the driver's CreateNetwork, as libnetwork fills them: the --opt map,
+        IPv6, and the internal flag only when it is set (NetworkOptionInternalNetwork)."""
+        internal = {"com.docker.network.internal": True} if self.internal else {}
+        return {"com.docker.network.enable_ipv6": self.ipv6, "com.docker.network.generic": self.options, **internal}

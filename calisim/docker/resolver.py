@@ -8,7 +8,8 @@ has a UDP socket bound to 127.0.0.11:53 inside its own network namespace (127.0.
 its lo); one thread serves them all and follows the store, on one asyncio loop.
 
 Answers as libnetwork's resolver does: A and AAAA for NAME and NAME.NETWORK (NAME: the
-container's name, or one of its endpoint's aliases: `--network-alias`, the short ID) on the
+container's name, or one of its endpoint's aliases: `--network-alias`, the short ID; or, for the
+asker alone, one of its `--link` aliases on the network the link was made on) on the
 networks the asking container is on (a.b.c is tried whole, then as a.b in network c, then a in network b.c),
 NOERROR without an answer for a name that has no address of the asked family, PTR for their
 addresses (NAME.NETWORK).  Anything else is NXDOMAIN: what the host's own DNS would say of it
@@ -48,6 +49,7 @@ TTL = 600  # seconds, libnetwork's respTTL
 log = logging.getLogger("dockerd")
 
 NetworkIDs = Callable[[], list[str]]  # the IDs of the networks a container is on, in the order it joined them
+Links = Callable[[], dict[tuple[str, str], str]]  # a container's --link aliases: (network ID, alias) -> name
 
 
 def canonical(address: str) -> str:
@@ -73,12 +75,17 @@ class Records:
                 records.names[(endpoint.network_id, canonical(address))] = endpoint.container
         return records
 
-    def resolve(self, name: str, networks: Iterable[str]) -> list[str] | None:
+    def resolve(self, name: str, networks: Iterable[str], links: dict | None = None) -> list[str] | None:
         """The addresses of name (NAME, or NAME.NETWORK) on the asker's networks, in libnetwork's
-        order: the whole name on each network, then ever shorter names in ever longer network
-        names; None if no container there has the name."""
+        order: one of the asker's --link aliases on the network it was made on, then the whole name
+        on each network, then ever shorter names in ever longer network names; None if no
+        container there has the name."""
         name = name.rstrip(".").lower()
         networks = list(networks)
+        for network in networks:
+            linked = (links or {}).get((network, name))
+            if linked is not None and (found := self.addresses.get((network, linked.lower()))):
+                return found
         dots = [i for i, char in enumerate(name) if char == "."]
         for container, network_name in [(name, None), *((name[:i], name[i + 1:]) for i in reversed(dots))]:
             for network in networks:
@@ -98,7 +105,7 @@ class Records:
         return None
 
 
-def answer(wire: bytes, records: Records, networks: list[str]) -> bytes | None:
+def answer(wire: bytes, records: Records, networks: list[str], links: dict | None = None) -> bytes | None:
     """The reply to one query from a container on networks; None for what is not a DNS query
     (dropped, as libnetwork's server drops it)."""
     try:
@@ -110,7 +117,7 @@ def answer(wire: bytes, records: Records, networks: list[str]) -> bytes | None:
     question = query.question[0]
     reply = dns.message.make_response(query)
     reply.flags |= dns.flags.RA
-    found = answers(question.name, question.rdclass, question.rdtype, records, networks)
+    found = answers(question.name, question.rdclass, question.rdtype, records, networks, links)
     if found is None:
         reply.set_rcode(dns.rcode.NXDOMAIN)
     elif found:
@@ -118,13 +125,14 @@ def answer(wire: bytes, records: Records, networks: list[str]) -> bytes | None:
     return reply.to_wire()
 
 
-def answers(name: dns.name.Name, rdclass: int, rdtype: int, records: Records, networks: list[str]) -> list[str] | None:
+def answers(name: dns.name.Name, rdclass: int, rdtype: int, records: Records, networks: list[str],
+            links: dict | None = None) -> list[str] | None:
     """The records' data for one question ([] for a name that exists without that kind of
     address), None if the name is not Docker's."""
     if rdclass != dns.rdataclass.IN:
         return None
     if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        addresses = records.resolve(name.to_text(omit_final_dot=True), networks)
+        addresses = records.resolve(name.to_text(omit_final_dot=True), networks, links)
         if addresses is None:
             return None
         return [address for address in addresses if (":" in address) == (rdtype == dns.rdatatype.AAAA)]
@@ -202,9 +210,9 @@ class EmbeddedDNS:
         value = self.view.entries.get(keys.docker_network(network_id))
         return None if value is None else Network.from_value(value)
 
-    def serve(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
+    def serve(self, container: str, sock: socket.socket, networks: NetworkIDs, links: Links = dict) -> None:
         """Answer the container's queries on sock (``socket_in`` its network namespace)."""
-        self.loop.call_soon_threadsafe(self._add, container, sock, networks)
+        self.loop.call_soon_threadsafe(self._add, container, sock, networks, links)
 
     def close(self, container: str) -> None:
         """Stop answering the container (its socket holds its network namespace)."""
@@ -232,10 +240,10 @@ class EmbeddedDNS:
             self.local[key] = value
         self.local_version += 1
 
-    def _add(self, container: str, sock: socket.socket, networks: NetworkIDs) -> None:
+    def _add(self, container: str, sock: socket.socket, networks: NetworkIDs, links: Links) -> None:
         self._remove(container)
         self.sockets[container] = sock
-        self.loop.add_reader(sock.fileno(), self._reply, sock, networks)
+        self.loop.add_reader(sock.fileno(), self._reply, sock, networks, links)
 
     def _remove(self, container: str) -> None:
         sock = self.sockets.pop(container, None)
@@ -243,12 +251,12 @@ class EmbeddedDNS:
             self.loop.remove_reader(sock.fileno())
             sock.close()
 
-    def _reply(self, sock: socket.socket, networks: NetworkIDs) -> None:
+    def _reply(self, sock: socket.socket, networks: NetworkIDs, links: Links) -> None:
         try:
             query, asker = sock.recvfrom(65535)
         except (BlockingIOError, InterruptedError):
             return
-        reply = answer(query, self.records(), networks())
+        reply = answer(query, self.records(), networks(), links())
         if reply is not None:
             try:
                 sock.sendto(reply, asker)

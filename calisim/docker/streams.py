@@ -4,8 +4,12 @@ the client's bytes to the process's stdin."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import queue
 import socket
+import termios
+import time
 from typing import Callable
 
 from . import runtime
@@ -16,6 +20,29 @@ from .errors import APIError
 def frame(stream: int, data: bytes) -> bytes:
     """Docker's multiplexed stream: [stream, 0, 0, 0, length (big endian)] + data."""
     return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+def unread(connection: socket.socket) -> int:
+    """Bytes sent on a unix stream socket that its peer has not read yet (SIOCOUTQ: the kernel
+    charges them to the sender until the receiver takes them)."""
+    queued = array.array("i", [0])
+    try:
+        fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, queued)
+    except OSError:
+        return 0
+    return queued[0]
+
+
+def read_by_peer(connection: socket.socket, timeout: float = 0.5) -> bool:
+    """Wait until the peer has read what was sent (at most timeout).  A client that reads the 101
+    through a buffered reader and then takes the raw socket (the Docker SDK does) loses whatever
+    came in the same read: a process started only once the 101 is read cannot race it."""
+    deadline = time.monotonic() + timeout
+    while unread(connection):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0002)
+    return True
 
 
 def subscribe(output: runtime.Output, replay: bool = False, follow: bool = True) -> tuple[queue.Queue, Callable]:

@@ -1,6 +1,6 @@
 """What the emulated dockerd says about itself and its images: `GET /info` (`docker info`),
 `GET /version`, the image routes (`docker images`, `image ls --filter`, `image inspect`,
-`docker pull`) and the swarm routes a daemon outside a swarm answers with 503, in Docker 1.13's
+`docker pull`), `docker system df`, and the swarm routes a daemon outside a swarm answers with 503, in Docker 1.13's
 field names and texts (api.py routes to them).
 
 Facts are read where dockerd reads them: the host's name, kernel, CPUs and memory, whether it
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from .containers import Container
 from .errors import APIError
-from .images import IMAGES, Image, lookup
+from .images import IMAGES, IMAGES_DIR, Image, layer_size, lookup
 
 SERVER_VERSION = "1.13.1"  # the Docker Engine whose behaviour calisim's dockerd follows
 GO_VERSION = "go1.7.5"  # what Docker 1.13.1 was built with (clients print it)
@@ -176,3 +176,24 @@ def swarm(method: str, parts: list[str]) -> APIError:
     if parts[:2] in (["swarm", "init"], ["swarm", "join"]) and method == "POST":
         return APIError(500, SWARM_WITH_CLUSTER_STORE)  # the seed's daemon.json sets a cluster store
     return APIError(503, NOT_A_MANAGER)
+
+
+def disk_usage(containers: list[tuple[Container, dict]], volumes: list[dict]) -> dict:
+    """`docker system df` (GET /system/df), Docker 1.13's answer: the layers' total (each once),
+    the images with their containers and the bytes they share with another image, the
+    containers (each with its summary) with their writable layer's size, and the volumes."""
+    layer_users: dict[str, int] = {}
+    for image in IMAGES.values():
+        for layer in image.layers:
+            layer_users[layer] = layer_users.get(layer, 0) + 1
+    sizes = {layer: layer_size(IMAGES_DIR / layer) for layer in layer_users}
+    images = [{**image.summary(), "Containers": sum(c.image is image for c, _ in containers),
+               "SharedSize": sum(sizes[layer] for layer in image.layers if layer_users[layer] > 1)}
+              for image in IMAGES.values()]
+    listed = []
+    for container, summary in containers:
+        upper = container.directory / "upper" if container.directory else None
+        written = layer_size(upper) if upper and upper.is_dir() else 0
+        listed.append({**summary, "SizeRw": written, "SizeRootFs": written + container.image.size()})
+    return {"LayersSize": sum(sizes.values()), "Images": images, "Containers": listed, "Volumes": volumes,
+            "BuildCache": None}

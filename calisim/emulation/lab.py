@@ -232,6 +232,7 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
     try:
         pid = _wait_for_child(unshare)
         status = _read_status(status_read, run_dir.path, progress)
+        _await_control(LabClient(run_dir.path / CONTROL_SOCKET))
         record = LabRecord(spec.name, spec.topology, spec.options, status["hosts"], time.time(),
                            str(run_dir.path), pid, os.stat(f"/proc/{pid}/ns/pid").st_ino)
         registry.add(record)
@@ -246,16 +247,27 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
         os.close(status_read)
 
 
+def _await_control(client: "LabClient", timeout: float = 30.0) -> None:
+    """Wait until the control socket answers: the lab reports ready just before it serves, and a
+    command run right after `up` must not find the socket missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.call("describe", wait=5)
+            return
+        except LabError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _wait_for_child(unshare: subprocess.Popen, timeout: float = 30.0) -> int:
     """The PID of unshare's child: the lab's PID 1."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = sandbox.children(unshare.pid)
-        if children:
-            return children[0]
-        if unshare.poll() is not None:
-            raise LabError(f"the lab's sandbox exited at once (status {unshare.returncode})")
-        time.sleep(0.02)
+    child = pids.wait_child(unshare, timeout)
+    if child is not None:
+        return child
+    if unshare.poll() is not None:
+        raise LabError(f"the lab's sandbox exited at once (status {unshare.returncode})")
     raise LabError("the lab's sandbox did not start")
 
 

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from ..process.pids import children
+
 SANDBOX_ENV = "CALISIM_SANDBOX"  # = inode of the sandbox's network namespace
 FRESH_ENV = "CALISIM_SANDBOX_FRESH"  # set for the sandbox init's direct child only
 
@@ -38,13 +40,6 @@ def netns_id() -> str:
 
 def in_private_namespace() -> bool:
     return os.environ.get(SANDBOX_ENV) == netns_id()
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:

@@ -4,7 +4,8 @@
 * endpoints.py: workload endpoints (proxy ARP, /32 routes, permanent ARP entries);
 * ipip.py, bpf/: tunl0's IPIP backends (kernel, eBPF tc programs, userspace);
 * vxlan.py: vxlan.calico for VXLAN pools;
-* policy.py: profiles, selector policies and nat-outgoing in one nftables table.
+* policy.py: profiles, selector policies and nat-outgoing in one nftables table;
+* ruleset.py: that table kept in the kernel by deltas (libnftables in-process), rewritten on a timer.
 """
 
 from .agent import Felix

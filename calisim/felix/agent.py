@@ -9,7 +9,11 @@ the kernel, for each of its parts (the model is Calico's original Python Felix).
 Each part reads etcd's keys from its view of the node's mirror of etcd (datastore.Mirror) and
 recomputes after a burst of changes to them and every RESYNC seconds, a failed pass retried,
 never fatal.  A resync re-applies what the kernel holds (tunnel, VXLAN); policy, computed from
-etcd's keys alone, is recomputed on a resync only when its last pass failed.
+etcd's keys alone, is recomputed on a resync only when its last pass failed or its timer's full
+rewrite is due (ruleset.Tables).  Workloads and policy are event-driven, as Felix's: a pass starts
+as soon as the changes already received are in the view (no debounce timer), and whatever arrives
+while it runs is the next pass's one batch, so a burst costs a few passes, not one per change;
+under churn policy passes are throttled to 10 a second (Throttle), as Felix throttles its applies.
 
 A new workload's first packet must meet its whole dataplane: its route and proxy ARP (else its ARP
 for 169.254.1.1 goes unanswered and the kernel asks again only a second later) and its policy
@@ -26,10 +30,10 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ..datastore import Datastore, DatastoreError, Txn, View, keys, next_pass
+from ..datastore import RESYNC, Datastore, DatastoreError, Txn, View, keys, next_pass
 from ..datastore.resources import IPPool
 from ..ipam import IPAM, TUNNELS, ConflictError, IPAMError
-from . import endpoints, ipip, policy, vxlan
+from . import endpoints, ipip, policy, ruleset, vxlan
 
 log = logging.getLogger("calico-node")
 
@@ -54,11 +58,11 @@ class Felix:
         self.policy_names_host_addresses = False  # as of the last pass (policy.depends_on)
         self.policy = view_of(policy.datastore_prefixes(),
                               lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses))
-        self.policy_applied: str | None = None
+        self.tables = ruleset.Tables(policy.REPLACE)  # what is in the kernel: the next change is a delta
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
         self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
-        self.hurry = asyncio.Event()  # a Join waits for policy chains not in the kernel yet
+        self.policy_throttle = Throttle()
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
@@ -77,11 +81,8 @@ class Felix:
     async def programmed(self, interface: str, timeout: float) -> bool:
         """Wait until a workload interface's dataplane is complete (False: not within timeout).
         The caller has just made the interface, which Felix learns from the kernel's link
-        notifications: the workload pass is woken now rather than at its next poll, and a
-        policy pass that lacks the interface's chains goes without waiting for its burst to settle."""
+        notifications: the workload pass is woken now rather than at its next poll."""
         self.workloads.changed.set()
-        if interface not in self.policed:
-            self.hurry.set()
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.ready(interface):
             progress = self.progress
@@ -148,44 +149,40 @@ class Felix:
             except Exception:  # a bug must not end VXLAN programming
                 log.exception("VXLAN dataplane not programmed")
 
-    async def next_policy_pass(self) -> None:
-        """next_pass, cut short when a Join is waiting: its container would otherwise wait for the
-        burst to settle (DEBOUNCE at least) on top of the pass itself."""
-        settled = asyncio.ensure_future(next_pass(self.policy.changed))
-        hurried = asyncio.ensure_future(self.hurry.wait())
-        _, pending = await asyncio.wait({settled, hurried}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        self.hurry.clear()
-
     async def program_policy(self) -> None:
-        """Felix's policy part: this host's nftables table, recomputed from etcd after every
-        change; a ruleset that fails to render or load leaves the last good one in place."""
+        """Felix's policy part: this host's nftables tables, recomputed from etcd after every
+        batch of changes and applied as a delta (ruleset.Tables); a ruleset that fails to render
+        or load leaves the last good one in place."""
         while True:
-            await self.next_policy_pass()
+            await next_batch(self.policy)
             version = self.policy.version
-            if version == self.policy_computed:
+            if version == self.policy_computed and not self.tables.resync_due():
                 continue  # the table in place is the one these keys give
+            await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
+            version = self.policy.version
             try:
-                model = policy.load(self.policy.read())
-                self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
-                from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
-                if from_kernel:  # host endpoints named by address: the kernel's addresses may change
-                    model = policy.with_interfaces(model, self.name,
-                                                   await asyncio.to_thread(policy.host_interface_addresses))
-                text = policy.render(model, self.name, self.ipv6_support)
-                if text != self.policy_applied:
-                    await asyncio.to_thread(policy.apply, text)
-                    self.policy_applied = text
-                    (self.run_dir / "policy.nft").write_text(text)
-                    log.info("policy programmed: %s", policy.summary(model, self.name))
-                self.policed = frozenset(e.interface for e in model.local(self.name, on_host=False))
-                self.policy_computed = None if from_kernel else version
-                self.passed()
-            except (policy.PolicyError, OSError) as error:
+                await self.policy_pass(version)
+            except (policy.PolicyError, ruleset.NftError, OSError) as error:
                 log.error("kept the last good policy: %s", error)
             except Exception:  # a bug must not end enforcement of later changes
                 log.exception("kept the last good policy")
+
+    async def policy_pass(self, version: int) -> None:
+        """One pass: the model from the view, its tables rendered and applied (a delta unless a
+        rewrite is due), then the word to whoever waits in ``programmed``."""
+        model = policy.load(self.policy.read())
+        self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
+        from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
+        if from_kernel:  # host endpoints named by address: the kernel's addresses may change
+            model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))
+        text = policy.render(model, self.name, self.ipv6_support)
+        how = await asyncio.to_thread(self.tables.apply, text)
+        if how != "unchanged":
+            (self.run_dir / "policy.nft").write_text(text)
+            log.info("policy programmed (%s): %s", how, policy.summary(model, self.name))
+        self.policed = frozenset(e.interface for e in model.local(self.name, on_host=False))
+        self.policy_computed = None if from_kernel else version
+        self.passed()
 
     async def program_workloads(self) -> None:
         """Felix: keep the kernel's workload routes, ARP entries and proxy ARP equal to etcd's
@@ -207,3 +204,44 @@ class Felix:
             except Exception:  # a bug must not end the programming of later workloads
                 log.exception("workload dataplane not programmed, retrying")
                 missing = {"(retry)"}
+
+
+COALESCE_MAX = 0.1  # seconds a pass may be put off while changes keep landing turn after turn
+
+
+async def next_batch(view: View) -> None:
+    """Felix's rhythm for policy: wait for a change (or RESYNC seconds), then let the changes
+    already received land (the watch may apply one event per turn of the event loop) without
+    waiting on any timer, and go: a burst delivered at once is one batch, and one that never
+    stops still gets a pass every COALESCE_MAX."""
+    try:
+        await asyncio.wait_for(view.changed.wait(), timeout=RESYNC)
+    except asyncio.TimeoutError:
+        return
+    give_up = asyncio.get_running_loop().time() + COALESCE_MAX
+    while asyncio.get_running_loop().time() < give_up:
+        version = view.version
+        await asyncio.sleep(0)
+        if view.version == version:
+            break
+    view.changed.clear()
+
+
+class Throttle:
+    """Felix's apply throttle (its dataplane applies at most 10 times a second, bursts of 10): idle,
+    a change goes at once; under churn each host's passes, which render every host's endpoints,
+    stay at 10 a second instead of taking every CPU cycle from the workloads being created."""
+
+    def __init__(self, rate: float = 10.0, burst: float = 10.0):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, None
+
+    async def admit(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens, self.at = 1.0, asyncio.get_running_loop().time()
+        self.tokens -= 1

@@ -85,6 +85,8 @@ class NetworkDriver:
         generic = (request.get("Options") or {}).get("com.docker.network.generic") or {}
         if generic:
             raise PluginError("Arbitrary options are not supported")
+        if (request.get("Options") or {}).get("com.docker.network.internal") is True:
+            raise PluginError("Calico driver does not support the --internal flag.")
         for data in request.get("IPv4Data") or []:
             if data.get("Gateway") != ANY:
                 raise PluginError("Non-Calico IPAM driver is used")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -57,6 +58,28 @@ def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05,
         for pid in left:
             wait_gone(pid, timeout, interval)
     return left
+
+
+def children(pid: int) -> list[int]:
+    """pid's direct children (none once it is gone)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def wait_child(process: subprocess.Popen, timeout: float) -> int | None:
+    """The first child of process (e.g. unshare's forked one: a new namespace's PID 1, as this
+    namespace numbers it); None if process exits or timeout passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = children(process.pid)
+        if found:
+            return found[0]
+        if process.poll() is not None:
+            return None
+        time.sleep(0.01)
+    return None
 
 
 def in_namespace(inode: int, kind: str = "net") -> list[int]:

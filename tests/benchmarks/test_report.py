@@ -30,7 +30,8 @@ def output_arguments(script: Path) -> list[ast.Call]:
 @pytest.mark.parametrize("script", sorted(p for p in BENCHMARKS.glob("*.py") if p.name != "report.py"),
                          ids=lambda p: p.name)
 def test_every_output_of_every_benchmark_goes_through_output_path(script):
-    arguments = output_arguments(script)
+    # a benchmark comparing designs takes its command line, --json and --png included, from report's designs_parser
+    arguments = output_arguments(BENCHMARKS / "report.py" if "designs_parser(" in script.read_text() else script)
     assert arguments, f"{script.name} has no --json"
     for call in arguments:
         given = {keyword.arg: keyword.value for keyword in call.keywords}
@@ -39,3 +40,13 @@ def test_every_output_of_every_benchmark_goes_through_output_path(script):
         # a string default goes through type= too; None is resolved by the script through output_path
         assert (isinstance(default, ast.Call) and getattr(default.func, "id", None) == "str"
                 or getattr(default, "value", "") is None), ast.unparse(call)
+
+
+def test_designs_parser_defaults_to_every_design_at_25_50_100_and_writes_beside_results(tmp_path):
+    parser = report.designs_parser("Title.\n\nMore.", ["a", "b"], tmp_path / "results" / "peers")
+    args = parser.parse_args([])
+    assert (args.hosts, args.designs) == ([25, 50, 100], ["a", "b"])
+    assert (args.json, args.png) == (tmp_path / "results" / "peers.json", tmp_path / "results" / "peers.png")
+    assert parser.description == "Title."
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--designs", "c"])

@@ -225,7 +225,8 @@ def test_confd_renders_only_when_its_keys_changed_or_its_last_pass_failed(tmp_pa
 
 
 def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed(tmp_path, monkeypatch):
-    monkeypatch.setattr(felix_agent, "next_pass", fake_next_pass)
+    monkeypatch.setattr(felix_agent, "next_batch", lambda view: fake_next_pass(view.changed))
+    monkeypatch.setattr(felix_agent.ruleset.Nft, "run", lambda nft, script: None)
     loads = []
     fail = [True]
     real_load = felix_agent.policy.load
@@ -236,7 +237,6 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
             raise felix_agent.policy.PolicyError("bad profile")
         return real_load(entries)
 
-    monkeypatch.setattr(felix_agent.policy, "apply", lambda text: None)
 
     async def scenario():
         store = FakeEtcd()
@@ -252,7 +252,7 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
             assert len(loads) == 2  # the failed pass is tried again
             fail[0] = False
             await passes(3)
-            assert len(loads) == 3 and felix.policy_applied is not None
+            assert len(loads) == 3 and felix.tables.applied is not None
             mirror.apply(Event(ENDPOINT, {"name": "cali1", "ipv4_nets": ["192.168.0.1/32"]}, store.revision + 1))
             await passes(1)
             assert len(loads) == 4 and ENDPOINT in loads[-1]

@@ -9,6 +9,7 @@ from calisim.emulation import Cluster
 from calisim.docker.containers import Attachment, Container
 from calisim.docker.daemon import human_duration
 from calisim.docker.streams import frame
+from calisim.docker.busybox import BUILD_DIR
 from calisim.docker.images import IMAGES
 
 from tests.conftest import replay
@@ -24,6 +25,13 @@ def test_docker_ps_details():
     assert matches(container, parse_filters('{"label": ["tier=front"], "id": ["abab"]}'))
     assert not matches(container, parse_filters('{"label": {"tier=back": true}}'))
     assert not matches(container, parse_filters('{"status": {"running": true}}'))
+    linking = Attachment.from_api("net1", {"Links": ["A:db", "/web", "B:/Store"], "Aliases": ["x"]})
+    assert linking.link_aliases() == {"db": "A", "web": "web", "store": "B"} and linking.aliases == ("x",)
+    assert Container("cd" * 32, "c", IMAGES["busybox"], "busybox", ["env"], [Attachment("net1")],
+                     {"Env": ["FOO=bar", "BAZ", "EMPTY="]}, {}).environment()["FOO"] == "bar"
+    bare = Container("cd" * 32, "c", IMAGES["busybox"], "busybox", ["env"], [Attachment("net1")],
+                     {"Env": ["BAZ", "EMPTY="]}, {}).environment(["QUX"])
+    assert "BAZ" not in bare and "QUX" not in bare and bare["EMPTY"] == ""
 
 
 
@@ -210,6 +218,199 @@ EOF
 @pytest.mark.emulation
 def test_users_workdirs_exec_framing_attach_logs_and_detach_keys(cluster):
     replay(cluster, PROCESS_GAPS)
+
+
+EXEC_STREAMS = r"""
+# 500 execs through the Docker SDK and 500 through the docker CLI, half of each with a TTY, every
+# output checked whole: half on an idle host, half while 20 containers are created beside them.
+# The SDK reads the 101 through a buffered reader and then the raw socket: output that came with
+# the 101 would be lost, so the daemon starts the process only once the client has read it.
+host1$ cat > execs.py <<'END'
+import subprocess, sys, threading
+import docker
+
+A = docker.from_env().containers.get("A")
+lost = []
+
+def execs(tag, tty, n=125):
+    for i in range(n):
+        output = A.exec_run(["echo", f"{tag} {i}"], tty=tty).output
+        if output.replace(b"\r\n", b"\n") != f"{tag} {i}\n".encode():
+            lost.append((tag, i, output))
+
+beside = subprocess.Popen(["sh", "-c", sys.argv[1]]) if len(sys.argv) > 1 else None
+loops = [threading.Thread(target=execs, args=(tag, tag.endswith("tty"))) for tag in ("sdk", "sdktty")]
+[loop.start() for loop in loops]
+[loop.join() for loop in loops]
+assert beside is None or beside.wait() == 0
+assert not lost, lost[:5]
+END
+host1$ python execs.py
+host1$ python execs.py 'for i in $(seq 20); do docker run -d --net none --name sdkbusy$i busybox sleep 600; done'
+host1$ cat > execs.sh <<'END'
+execs() {  # $1: a tag, $2: how many, $3...: docker exec's options; one line an exec
+    tag=$1 n=$2; shift 2
+    for i in $(seq "$n"); do docker exec "$@" A echo "$tag $i" | tr -d '\r'; done > "execs-$tag"
+    seq "$n" | sed "s/^/$tag /" | cmp - "execs-$tag"
+}
+END
+host1$ . ./execs.sh; execs plain 125 & a=$!; execs tty 125 -t & b=$!; wait $a && wait $b
+host1$ . ./execs.sh; (for i in $(seq 20); do docker run -d --net none --name busy$i busybox sleep 600 >/dev/null; done) & a=$!; execs busyplain 125 & b=$!; execs busytty 125 -t & c=$!; wait $a && wait $b && wait $c
+host1$ docker ps -q --filter name=busy | wc -l | grep -x 40
+host1$ docker rm -f $(docker ps -aq --filter name=busy) > /dev/null
+"""
+
+
+@pytest.mark.emulation
+def test_500_execs_lose_no_output_idle_or_beside_creations(cluster):
+    replay(cluster, EXEC_STREAMS)
+
+
+REMAINING_GAPS = r"""
+# A bare -e NAME: the client's value when its environment has NAME (the CLI fills it in), else not set at all.
+host1$ unset BAZ; FOO=bar docker run --rm --net none -e FOO -e BAZ busybox env | grep -E '^(FOO|BAZ)' | tr '\n' ' ' | grep -x 'FOO=bar '
+host1$ unset QUX; docker exec -e QUX A env | grep -c '^QUX' | grep -x 0
+# --internal refused on a Calico network in libnetwork-plugin v1.0's words; nothing made.
+host1$ docker network create -d calico --ipam-driver calico-ipam --internal inside 2>&1 | grep -x 'Error response from daemon: NetworkDriver.CreateNetwork: Calico driver does not support the --internal flag.'
+host1$ docker network ls -q --filter name=inside | grep -c . | grep -x 0
+# --link on a user-defined network: an alias that the linking container alone resolves, kept in inspect.
+host1$ docker run --net net1 --link A:db --name linker -tid busybox
+host1$ docker exec linker nslookup db | grep -x "Address: $(docker inspect -f '{{.NetworkSettings.Networks.net1.IPAddress}}' A)"
+host1$ docker inspect -f '{{json .NetworkSettings.Networks.net1.Links}}' linker | grep -x '\["A:db"\]'
+host1$ docker exec A nslookup db 2>&1 | grep -x "\*\* server can't find db: NXDOMAIN"
+host1$ docker rm -f linker
+# ... and on a user-defined bridge network.
+host1$ docker network create userbr && docker run --net userbr --name target -tid busybox
+host1$ docker run --rm --net userbr --link target:tgt busybox nslookup tgt | grep -x "Address: $(docker inspect -f '{{.NetworkSettings.Networks.userbr.IPAddress}}' target)"
+host1$ docker rm -f target && docker network rm userbr
+"""
+
+
+@pytest.mark.emulation
+def test_bare_env_internal_and_links_on_a_user_network(cluster):
+    replay(cluster, REMAINING_GAPS)
+
+
+PRUNE = r"""
+# prune as Docker 1.13 answers it (the SDK's clean-ups call it): stopped containers, networks without an endpoint
+# on any host, no dangling image, an empty build cache; running containers and used networks kept.
+host1$ docker create --net net1 --name stopped1 busybox && docker run --net net1 --name stopped2 busybox true
+host1$ docker network create --driver calico --ipam-driver calico-ipam unused
+host2$ docker network create --driver calico --ipam-driver calico-ipam used && docker run --net used --name user2 -tid busybox
+host1$ docker container prune -f | grep -cxE '[0-9a-f]{64}' | grep -x 2
+host1$ docker ps -a --format '{{.Names}}' | grep -x A
+host1$ docker network prune -f | sed -n 2p | grep -x unused
+host1$ docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' | grep -x 'bridge host net1 none used '
+host1$ docker image prune -f | grep -x 'Total reclaimed space: 0B'
+host1$ docker system prune -f | tail -1 | grep -x 'Total reclaimed space: 0B'
+host1$ docker container prune -f --filter until=1h 2>&1 | grep -x "Error response from daemon: Invalid filter 'until'"
+host1$ python -c "import docker; c = docker.from_env(); print(c.containers.prune(), c.networks.prune())" | grep -x "{'ContainersDeleted': None, 'SpaceReclaimed': 0} {'NetworksDeleted': None}"
+host2$ docker rm -f user2 && docker network rm used
+"""
+
+
+@pytest.mark.emulation
+def test_prune_as_docker_1_13_answers_it(cluster):
+    replay(cluster, PRUNE)
+
+
+VOLUMES = r"""
+# -v: a host path (made if missing), read-only or not; a named volume kept across containers; an anonymous one.
+host1$ mkdir -p vol-src && echo from-host > vol-src/f
+host1$ docker run --rm --net none -v $PWD/vol-src:/data busybox cat /data/f | grep -x from-host
+host1$ docker run --rm --net none -v $PWD/vol-src:/data busybox sh -c 'echo from-container > /data/g' && grep -x from-container vol-src/g
+host1$ docker run --rm --net none -v $PWD/vol-src:/data:ro busybox sh -c 'echo x > /data/h' 2>&1 | grep -q 'Read-only file system'
+host1$ test ! -e vol-src/h && docker run --rm --net none -v $PWD/vol-new/sub:/new busybox true && test -d vol-new/sub
+host1$ docker run --net none --name V -v keep:/keep busybox sh -c 'echo kept > /keep/k'
+host1$ docker run --rm --net none -v keep:/again:ro busybox cat /again/k | grep -x kept
+host1$ docker inspect -f '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}' V | grep -x 'volume keep /keep true'
+host1$ docker volume ls --format '{{.Name}} {{.Driver}}' | grep -x 'keep local'
+host1$ docker volume rm keep 2>&1 | grep -x "Error response from daemon: remove keep: volume is in use - \[$(docker inspect -f '{{.Id}}' V)\]"
+host1$ docker rm V && docker volume rm keep && docker volume ls -q | grep -c . | grep -x 0
+# An anonymous volume goes with its container (--rm, rm -v); a named one stays until removed or pruned.
+host1$ docker run --rm --net none -v /anon busybox sh -c 'echo a > /anon/a; cat /anon/a' | grep -x a
+host1$ docker volume ls -q | grep -c . | grep -x 0
+host1$ docker run --net none --name W2 -v /anon -v kept:/kept busybox true && docker volume ls -q | grep -c . | grep -x 2
+host1$ docker rm -v W2 && docker volume ls -q | tr '\n' ' ' | grep -x 'kept '
+host1$ docker volume create made | grep -x made && docker volume inspect -f '{{.Mountpoint}}' made | grep -q '/volumes/made/_data$'
+host1$ docker volume prune -af | grep -c . && docker volume ls -q | grep -c . | grep -x 0
+# Docker's refusals, at create: nothing made.
+host1$ docker run --rm --net none -v rel/path:/x busybox true 2>&1 | grep -F '"rel/path" includes invalid characters for a local volume name'
+host1$ docker run --rm --net none -v /tmp:x busybox true 2>&1 | grep -F "Invalid volume destination path: 'x' mount path must be absolute."
+host1$ docker volume inspect nosuch 2>&1 | grep -x 'Error response from daemon: get nosuch: no such volume'
+host1$ docker ps -aq | wc -l | grep -x 1
+"""
+
+
+@pytest.mark.emulation
+def test_volumes_host_paths_named_and_anonymous(cluster):
+    replay(cluster, VOLUMES)
+
+
+COPY = r"""
+# docker cp out of and into a running container: files and directories, as the container sees its paths.
+host1$ rm -rf cp-out && mkdir cp-out && docker cp A:/etc/passwd cp-out/p && head -1 cp-out/p | grep -x 'root:x:0:0:root:/root:/bin/sh'
+host1$ docker cp A:/etc cp-out/etc && test -f cp-out/etc/group && test -f cp-out/etc/hostname
+host1$ echo hello > cp-in.txt && docker cp cp-in.txt A:/tmp/ && docker exec A cat /tmp/cp-in.txt | grep -x hello
+host1$ mkdir -p cp-dir && echo x > cp-dir/y && docker cp cp-dir A:/root/ && docker exec A cat /root/cp-dir/y | grep -x x
+host1$ python -c "import docker; print(docker.from_env().containers.get('A').get_archive('/etc/hostname')[1]['name'])" | grep -x hostname
+# Refusals in Docker's words.
+host1$ docker cp A:/nosuch cp-out 2>&1 | grep -x 'Error response from daemon: Could not find the file /nosuch in container A'
+host1$ docker cp cp-in.txt A:/etc/passwd/x 2>&1 | grep -x 'Error response from daemon: extraction point is not a directory'
+host1$ docker exec A rm -rf /tmp/cp-in.txt /root/cp-dir
+"""
+
+
+@pytest.mark.emulation
+def test_docker_cp_in_and_out_of_a_running_container(cluster):
+    replay(cluster, COPY)
+
+
+DIFF_AND_HISTORY = r"""
+# docker diff: the writable layer against the image (added, changed, deleted), running or not.
+host1$ docker run --net none --name F busybox sh -c 'echo x > /tmp/new; rm /etc/shadow; mkdir /data'
+host1$ docker diff F | tr '\n' ' ' | grep -x 'A /data C /etc D /etc/shadow C /tmp A /tmp/new '
+host1$ docker rm F
+# docker history: the command's row, then a row a layer, newest first.
+host1$ docker history busybox --format '{{.CreatedBy}}' | head -1 | grep -x '/bin/sh -c #(nop)  CMD \["sh"\]'
+host1$ docker history workload -q | tr '\n' ' ' | grep -x "$(docker image inspect -f '{{.Id}}' workload | cut -c8-19) <missing> <missing> "
+# docker system df: the images (busybox's layer shared with workload), the containers, the volumes.
+host1$ docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | head -2 | tr '\n' ' ' | grep -x "Images 2 1 Containers $(docker ps -aq | wc -l) $(docker ps -q | wc -l) "
+host1$ python -c "import docker; df = docker.from_env().df(); print(sorted((i['RepoTags'][0], i['SharedSize'] > 0) for i in df['Images']))" | grep -x "\[('busybox:latest', True), ('workload:latest', True)\]"
+"""
+
+
+@pytest.mark.emulation
+def test_docker_diff_history_and_system_df(cluster):
+    replay(cluster, DIFF_AND_HISTORY)
+
+
+BUSYBOX = r"""
+# busybox --list in a container: exactly the applets upstream's defconfig enables (the build's busybox.links).
+host1$ docker exec A busybox --list > listed && sed 's#.*/##' LINKS | LC_ALL=C sort | cmp - listed
+# UDP with nc -u, as Calico's tests check it: a listener on host2, a datagram from host1.
+host2$ docker run -tid --net net1 --name U busybox nc -l -u -p 69
+within 10s host1$ docker exec A ping -c 1 -W 1 U | grep -q '1 packets received'
+host1$ echo hi | docker exec -i A nc -u -w 1 U 69
+within 10s host2$ docker logs U | tr -d '\r' | grep -x hi
+# httpd and wget, nslookup; traceroute to the other host, hop by hop.
+host2$ docker run -d --net net1 --name web busybox httpd -f -p 80 -h /etc
+within 10s host1$ docker exec A wget -q -O - http://web/passwd | head -1 | grep -x 'root:x:0:0:root:/root:/bin/sh'
+host1$ docker exec A nslookup web | grep -qx 'Name:[[:space:]]*web'
+host1$ docker exec A traceroute -n -q 1 -w 1 192.168.3.228 2>&1 | tail -1 | grep -qE '^ ?[0-9]+ +192\.168\.3\.228 '
+# ping6 on a workload of an IPv6 network (Calico's default IPv6 pool): its own address and loopback.
+host1$ docker network create --driver calico --ipam-driver calico-ipam --ipv6 v6net
+host1$ docker run --net v6net --name s6 -tid busybox
+host1$ docker exec s6 ping6 -c 1 -W 1 $(docker inspect -f '{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}' s6) | grep -q '1 packets received'
+host1$ docker exec s6 ping6 -c 1 -W 1 ::1 | grep -q '1 packets received'
+host1$ docker rm -f s6 && docker network rm v6net
+host2$ docker rm -f U web
+"""
+
+
+@pytest.mark.emulation
+def test_busybox_has_defconfigs_applets_and_its_network_tools_work(cluster):
+    replay(cluster, BUSYBOX.replace("LINKS", str(BUILD_DIR / "busybox.links")))
 
 
 PREDEFINED_NETWORKS = r"""

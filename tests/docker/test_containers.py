@@ -31,7 +31,8 @@ ISOLATION = r"""
 # The image's root, not the machine's; only the container's processes; busybox's applets.
 host1$ docker exec A ls / | tr '\n' ' ' | grep -x 'bin dev etc home proc root sys tmp usr var '
 host1! docker exec A test -e /work
-host1$ docker exec A ps | awk 'NR > 1 {print $1, $3}' | tr '\n' ' ' | grep -xE '1 sh [0-9]+ ps '
+# Docker Hub's busybox ps: PID USER TIME COMMAND (defconfig has FEATURE_PS_TIME)
+host1$ docker exec A ps | awk 'NR > 1 {print $1, $4}' | tr '\n' ' ' | grep -xE '1 sh [0-9]+ ps '
 host1$ docker exec A which nc wget ping nslookup httpd | tr '\n' ' ' | grep -x '/bin/nc /bin/wget /bin/ping /bin/nslookup /bin/httpd '
 host1$ docker exec A sh -c 'echo $PATH; id -un; cat /etc/hostname; hostname' | tr '\n' ' ' | grep -xE '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin root ([0-9a-f]{12}) \1 '
 host1$ docker inspect -f '{{.Id}}' A | cut -c1-12 | grep -x "$(docker exec A hostname)"

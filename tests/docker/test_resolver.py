@@ -62,6 +62,17 @@ def test_names_resolve_on_the_askers_networks_only():
     assert records.name_of("10.0.1.1", [NET1]) is None
 
 
+def test_a_link_alias_resolves_for_its_container_on_the_network_it_was_made_on():
+    records = Records.from_entries(ENTRIES)
+    links = {(NET1, "db"): "workload-C", (NET2, "front"): "web.v2", (NET1, "gone"): "nosuch"}
+    assert records.resolve("DB", [NET1], links) == ["10.0.0.2"]
+    assert records.resolve("db", [NET1]) is None  # another container's query: no such name
+    assert records.resolve("front", [NET1], links) is None  # made on a network the asker is not on
+    assert records.resolve("front", [NET1, NET2], links) == ["10.0.1.2"]
+    assert records.resolve("gone", [NET1], links) is None  # the linked container has no endpoint there
+    assert records.resolve("workload-A", [NET1], links) == ["10.0.0.1", "fd00::1"]  # names as before
+
+
 def test_answers_are_docker_s_a_aaaa_ptr_nodata_and_nxdomain():
     reply = ask("workload-C", "A", [NET1])
     assert reply.rcode() == dns.rcode.NOERROR and addresses(reply) == ["10.0.0.2"]

@@ -9,7 +9,7 @@ import pytest
 from calisim.docker.containers import Stdin
 from calisim.docker.errors import APIError
 from calisim.docker.runtime import Output
-from calisim.docker.streams import copy_stdin, detach_keys, send_output, subscribe
+from calisim.docker.streams import copy_stdin, detach_keys, read_by_peer, send_output, subscribe, unread
 
 
 def received(client: socket.socket) -> bytes:
@@ -94,3 +94,16 @@ def test_detach_keys_each_read_alone_detach_and_any_other_way_reach_the_process(
         copy_stdin(Reads(*reads), lambda: Stdin(written.append, lambda: None), b"\x10\x11",
                    lambda: detaches.append(True))
         assert (bool(detaches), b"".join(written)) == (detached, expected), reads
+
+
+def test_a_stream_knows_when_its_peer_has_read_what_was_sent():
+    daemon, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with daemon, client:
+        assert unread(daemon) == 0 and read_by_peer(daemon, 0.01)
+        daemon.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n")
+        assert unread(daemon) > 0 and not read_by_peer(daemon, 0.01)
+        reader = threading.Thread(target=client.recv, args=(4096,))
+        reader.start()
+        assert read_by_peer(daemon, 5)
+        reader.join()
+        assert unread(daemon) == 0

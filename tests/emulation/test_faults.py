@@ -71,9 +71,12 @@ def test_delay_is_refused_naming_what_the_kernel_lacks(healthy):
     assert str(refused.value) == NETEM_MISSING == "delay needs the kernel's sch_netem qdisc, which this kernel does not have"
 
 
-def test_link_down_stops_traffic_and_up_restores_it_with_the_default_route_and_ipv6_addresses(healthy):
+def test_link_down_stops_traffic_and_up_restores_default_route_ipv6_addresses_and_pinned_arp(healthy):
     faults, cluster = healthy.faults, healthy.cluster
+    pinned = cluster.run("host2", "ip -4 neigh show dev host2-eth0 nud permanent").stdout
+    assert "192.168.3.229 lladdr" in pinned
     faults.link("host2", "s1", "down")
+    assert cluster.run("host2", "ip -4 neigh show dev host2-eth0 nud permanent").stdout == ""  # the kernel's flush
     assert faults.active() == [{"fault": "link-down", "link": ["host2", "s1"]}]
     assert "state DOWN" in cluster.run("host2", "ip link show host2-eth0").stdout
     assert healthy.stream(seconds=1).received == 0
@@ -82,6 +85,8 @@ def test_link_down_stops_traffic_and_up_restores_it_with_the_default_route_and_i
     # the kernel drops a downed link's IPv6 addresses (keep_addr_on_down is off): put back too
     assert "inet6 fd00:3::228/64 scope global" in cluster.run("host2", "ip -6 addr show dev host2-eth0").stdout
     assert "0% packet loss" in cluster.run("host1", "ping -6 -c 1 -W 5 fd00:3::228").stdout
+    # the pinned ARP entries too: with the machine-wide ARP table full, relearning them fails
+    assert cluster.run("host2", "ip -4 neigh show dev host2-eth0 nud permanent").stdout == pinned
     healthy.reachable()
     assert [line.split(" ", 1)[1] for line in fault_log(healthy)[-2:]] == ["link host2 s1 down", "link host2 s1 up"]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", fault_log(healthy)[-1])

@@ -18,6 +18,13 @@ WORKLOAD = {"state": "active", "name": "cali1", "mac": "ee:ee:ee:ee:ee:ee", "pro
             "ipv4_nets": ["10.70.14.0/32"], "ipv6_nets": []}
 
 
+def nft_scripts(monkeypatch) -> list[str]:
+    """Stand in for the kernel: what Felix's nft context would run, recorded."""
+    scripts: list[str] = []
+    monkeypatch.setattr(felix_agent.ruleset.Nft, "run", lambda nft, script: scripts.append(script))
+    return scripts
+
+
 def felix_with(tmp_path, entries: dict) -> felix_agent.Felix:
     mirror = Mirror(None)
     mirror.entries = dict(entries)
@@ -28,8 +35,7 @@ def test_programmed_waits_for_the_workload_pass_and_the_policy_pass_with_nat_out
     """Both passes run as in calico-node (their kernel calls recorded instead): the endpoint is
     ready only once its routes are programmed and a table with its chains and its pool's
     masquerade is loaded; the wait wakes the workload pass at once rather than at its next poll."""
-    loaded: list[str] = []
-    monkeypatch.setattr(felix_agent.policy, "apply", loaded.append)
+    loaded = nft_scripts(monkeypatch)
     felix = felix_with(tmp_path, {ENDPOINT: WORKLOAD, POOL.primary_key: POOL.to_value()})
     routed: list[set] = []
 
@@ -49,28 +55,42 @@ def test_programmed_waits_for_the_workload_pass_and_the_policy_pass_with_nat_out
             for task in tasks:
                 task.cancel()
         assert routed and "cali1" in routed[-1]
-        assert 'iifname vmap { "cali1" : jump from_cali1 }' in loaded[-1]
+        assert "iifname vmap @from_workload" in loaded[-1] and '{ "cali1" : jump from_cali1 }' in loaded[-1]
         assert "elements = { 10.70.0.0/16 }" in loaded[-1].split("set nat_pools {")[1].split("}")[0] + "}"
         assert "ip saddr @nat_pools ip daddr != @all_pools masquerade" in loaded[-1]
 
     asyncio.run(scenario())
 
 
-def test_a_waiting_join_does_not_wait_for_the_policy_burst_to_settle(tmp_path, monkeypatch):
-    """A burst that never settles (changes keep coming) still gives the waiting Join its pass."""
-    loaded: list[str] = []
-    monkeypatch.setattr(felix_agent.policy, "apply", loaded.append)
-    monkeypatch.setattr(felix_agent, "next_pass", lambda changed: asyncio.Event().wait())
-    felix = felix_with(tmp_path, {ENDPOINT: WORKLOAD, POOL.primary_key: POOL.to_value()})
+def test_a_burst_of_changes_is_one_policy_pass_and_an_endless_one_still_gets_passes(tmp_path, monkeypatch):
+    """1000 endpoint changes landing one per turn of the event loop (as a watch delivers them) are
+    one batch: one table loaded, with every endpoint; changes that never stop still let a waiting
+    Join's pass through (COALESCE_MAX), with no debounce timer in either case."""
+    loaded = nft_scripts(monkeypatch)
+    felix = felix_with(tmp_path, {POOL.primary_key: POOL.to_value()})
     felix.workload_dataplane.programmed["cali1"] = WorkloadInterface("cali1", "ee:ee:ee:ee:ee:ee", ())
+    burst = [(ENDPOINT.replace("e1", f"e{n}"), {**WORKLOAD, "name": f"cali{n}", "ipv4_nets": [f"10.70.{n // 250}.{n % 250}/32"]})
+             for n in range(1, 1001)]
+
+    async def land(events, forever=False):
+        for n, (key, value) in enumerate(events):
+            felix.policy._update(key, {**value, "mac": f"ee:ee:ee:ee:ee:{n % 256:02x}"} if forever else value)
+            await asyncio.sleep(0)
 
     async def scenario():
         task = asyncio.create_task(felix.program_policy())
         try:
+            await land(burst)
             assert await felix.programmed("cali1", 10)
+            assert len(loaded) == 1 and all(f"from_cali{n} " in loaded[0] for n in range(1, 1001))
+            endless = asyncio.create_task(land(iter(lambda: burst[0], None), forever=True))
+            felix.policed = frozenset()
+            started = asyncio.get_running_loop().time()
+            assert await felix.programmed("cali1", 10)
+            assert asyncio.get_running_loop().time() - started < 5 and len(loaded) == 1  # unchanged table: no nft
+            endless.cancel()
         finally:
             task.cancel()
-        assert len(loaded) == 1 and "from_cali1" in loaded[0]
 
     asyncio.run(scenario())
 
@@ -103,3 +123,19 @@ def test_join_waits_for_felix_and_says_so_when_felix_is_late(ready, caplog):
     assert asked == [("cali1", 10.0)]
     late = [r.getMessage() for r in caplog.records if "had not programmed" in r.getMessage()]
     assert late == ([] if ready else ["Felix had not programmed cali1 within 10s; the container starts anyway"])
+
+
+def test_the_policy_throttle_lets_a_burst_of_ten_through_at_once_then_ten_a_second():
+    async def scenario():
+        throttle = felix_agent.Throttle()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(10):
+            await throttle.admit()
+        burst = loop.time() - started
+        for _ in range(5):
+            await throttle.admit()
+        return burst, loop.time() - started
+
+    burst, total = asyncio.run(scenario())
+    assert burst < 0.05 and 0.45 <= total < 2

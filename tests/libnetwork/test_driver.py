@@ -35,6 +35,9 @@ def test_create_network_checks_options_and_writes_nothing(plugins, ds):
     assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "Options": {}, "IPv4Data": calico_ipam}) == (200, {})
     assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "IPv4Data": calico_ipam, "Options": {
         "com.docker.network.generic": {"mtu": "1400"}}}) == (500, {"Err": "Arbitrary options are not supported"})
+    assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "IPv4Data": calico_ipam, "Options": {
+        "com.docker.network.generic": {}, "com.docker.network.internal": True}}) == (
+        500, {"Err": "Calico driver does not support the --internal flag."})
     assert driver("NetworkDriver.CreateNetwork", {"NetworkID": NETWORK, "IPv4Data": [
         {"Pool": "172.18.0.0/16", "Gateway": "172.18.0.1/16"}]}) == (500, {"Err": "Non-Calico IPAM driver is used"})
     assert dump(ds) == before

@@ -68,7 +68,7 @@ class FaultState:
         self.state_path = cluster.run_dir.path / "faults.json"
         self.pin_root = cluster.run_dir.path / "bpf"
         self.links: dict[tuple[str, str], Impairment] = {}
-        self.down_links: dict[tuple[str, str], dict[str, list[str]]] = {}  # link -> saved routes per node
+        self.down_links: dict[tuple[str, str], dict[str, list[str]]] = {}  # link -> per node, `ip` to put back
         self.partitions: dict[str, Partition] = {}
         self.daemons: dict[tuple[str, str], str] = {}  # (host, daemon) -> stopped | down
         self.node_commands: dict[str, str] = {}  # host -> how to start its calico-node again

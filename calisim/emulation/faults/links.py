@@ -50,8 +50,9 @@ class LinkFaults(BpfImpairments):
 
     def link(self, a: str, b: str, state: str) -> None:
         """Take every link between a and b down or up on both ends (Mininet's `link a b down`).
-        What the kernel drops with the link is put back when it comes up: the default routes, and the
-        IPv6 addresses (Linux removes them on a link's down; a cable pulled on a real router does not)."""
+        What the kernel drops with the link and nothing would put back is put back when it comes up:
+        the IPv6 addresses (Linux removes them on a link's down; a cable pulled on a real router does
+        not), the boot and static routes, and the underlay's permanent ARP entries."""
         if state not in ("down", "up"):
             raise FaultError(f"link state must be down or up, not {state!r}")
         links = self._links_between(a, b)
@@ -60,7 +61,7 @@ class LinkFaults(BpfImpairments):
             saved = self.down_links.get(key) or {}
             for link in links:
                 for intf in (link.intf1, link.intf2):
-                    saved.setdefault(intf.name, self._ipv6_addresses(intf) + self._static_routes(intf))
+                    saved.setdefault(intf.name, self._put_back(intf))
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
             self.down_links[key] = saved
         else:
@@ -69,9 +70,15 @@ class LinkFaults(BpfImpairments):
                 for intf in (link.intf1, link.intf2):
                     nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
                 for intf in (link.intf1, link.intf2):
-                    for command in saved.get(intf.name, []):  # `ip` arguments: addresses first, then routes
+                    for command in saved.get(intf.name, []):  # `ip` arguments: addresses, routes, neighbours
                         nsexec(intf.node.pid, "ip", *command.split(), check=False)
         self._record(f"link {a} {b} {state}")
+
+    @staticmethod
+    def _put_back(intf) -> list[str]:
+        """The `ip` commands that restore what a link down drops from intf, addresses first."""
+        return (LinkFaults._ipv6_addresses(intf) + LinkFaults._static_routes(intf)
+                + LinkFaults._permanent_neighbours(intf))
 
     @staticmethod
     def _static_routes(intf) -> list[str]:
@@ -85,6 +92,15 @@ class LinkFaults(BpfImpairments):
                 routes += [f"{family} route replace {line.strip()} proto {proto} dev {intf.name}"
                            for line in shown.stdout.splitlines() if line.strip()]
         return routes
+
+    @staticmethod
+    def _permanent_neighbours(intf) -> list[str]:
+        """The permanent ARP entries the cluster pinned on intf: the kernel flushes even those with
+        the link, and relearning them may fail while the machine-wide ARP table is full (see
+        calisim.emulation.topology.pin_segment_neighbours)."""
+        shown = nsexec(intf.node.pid, "ip", "-4", "neigh", "show", "dev", intf.name, "nud", "permanent", check=False)
+        return [f"-4 neigh replace {line.split()[0]} lladdr {line.split()[2]} dev {intf.name} nud permanent"
+                for line in shown.stdout.splitlines() if "lladdr" in line.split()[1:2]]
 
     @staticmethod
     def _ipv6_addresses(intf) -> list[str]:

@@ -1,0 +1,73 @@
+"""Mininet's cluster edition on calisim's servers: remote hosts over the run's ssh, VXLAN links.
+
+The engine is Debian's ``mininet.examples.cluster`` (mininet 2.3.0, with upstream's Python 3
+fixes that PyPI's 2.3.0.dev6 lacks), loaded from Debian's dist-packages.  Two things are changed
+around it, not in it: its clean-up hook runs ``mn -c`` (kill by name, machine-wide) on every
+server, so it is never registered; and its gretap links cannot work here (no GRE in the kernel),
+so cross-server links are VXLAN (``links.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+from .links import link_ends
+
+DEBIAN_CLUSTER = Path("/usr/lib/python3/dist-packages/mininet/examples/cluster.py")
+
+
+class ClusterError(RuntimeError):
+    """Mininet's cluster edition is missing or a remote node could not be made."""
+
+
+def load_engine() -> ModuleType:
+    """Debian's cluster module, with its ``mn -c`` clean-up hook made a no-op."""
+    if "calisim_mininet_cluster" in sys.modules:
+        return sys.modules["calisim_mininet_cluster"]
+    if not DEBIAN_CLUSTER.exists():
+        raise ClusterError(f"Mininet's cluster edition is missing: {DEBIAN_CLUSTER} (Debian's mininet: make setup)")
+    spec = importlib.util.spec_from_file_location("calisim_mininet_cluster", DEBIAN_CLUSTER)
+    engine = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = engine
+    spec.loader.exec_module(engine)
+    engine.ClusterCleanup.add = classmethod(lambda cls, server, user="": None)  # never `mn -c` on a server
+    return engine
+
+
+def remote_host_class(ssh_options: list[str]) -> type:
+    """Mininet's RemoteHost reaching its server with these ssh options (the run's key, host
+    keys and one multiplexed connection a server) instead of the user's defaults."""
+    engine = load_engine()
+    return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-q", "-tt"]})
+
+
+def vxlan_link_class() -> type:
+    """Mininet's RemoteLink whose cross-server tunnel is a VXLAN pair, one VNI a link."""
+    engine = load_engine()
+
+    class RemoteVxlanLink(engine.RemoteLink):
+        vni = 0
+
+        def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):  # noqa: N802 (Mininet's)
+            RemoteVxlanLink.vni += 1
+            for (node, intfname, addr), end in zip(
+                    ((node1, intfname1, addr1), (node2, intfname2, addr2)),
+                    link_ends(intfname1, RemoteVxlanLink.vni, node1.serverIP, node2.serverIP)):
+                for command in replace(end, device=intfname).create_commands(netns_pid=node.pid):
+                    output = node.rcmd(command).strip()
+                    if output:
+                        raise ClusterError(f"{node.server}: {command}: {output}")
+                if addr:
+                    node.cmd(f"ip link set {intfname} address {addr}")
+            self.tunnel = None
+            return None
+
+        def stop(self):
+            self.intf1.delete()
+            self.intf2.delete()
+
+    return RemoteVxlanLink
