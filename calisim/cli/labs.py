@@ -211,6 +211,9 @@ def lab_inspect(args: argparse.Namespace) -> int:
     if routers:
         print(padded_columns(("ROUTER", "JOINS"), routers))
     print(padded_columns(("SEGMENT", "JOINS"), [[s["name"], ", ".join(s["joins"])] for s in state["segments"]]), end="")
+    down = [f"  {h['name']}: {h['dockerd_error']}" for h in state["hosts"] if h.get("dockerd_error")]
+    if down:
+        print("\ndockerd not running:", *down, sep="\n")
     if state.get("faults"):
         print("\nfaults in force:")
         for fault in state["faults"]:

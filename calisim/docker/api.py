@@ -37,7 +37,8 @@ from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
 from .errors import APIError, DockerError
-from . import archive, bridge, changes, execs, predefined, prune, system, volumes
+from . import archive, bridge, changes, execs, ondisk, predefined, prune, system, volumes
+from .config import PATH as config_path, ConfigError, DaemonConfig
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS
 from .streams import copy_stdin, detach_keys, frame, read_by_peer, send_output, subscribe
@@ -118,8 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, system.version(API_VERSION))
         if parts == ["info"]:
             d = self.daemon
-            return self._send(200, system.info(list(d.containers.values()), {n.driver for n in d.networks()},
-                                               d.state, d.ds.endpoints))
+            return self._send(200, {**system.info(list(d.containers.values()), {n.driver for n in d.networks()},
+                                                  d.state, d.ds.endpoints), **d.config.info()})
         if parts == ["system", "df"] and method == "GET":
             d = self.daemon
             everyone = [(c, d.container_summary(c)) for c in list(d.containers.values())]
@@ -241,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
         if action == "rename":
             d.rename(container, query.get("name") or "")
             return self._send(204)
-        timeout = float(query["t"]) if query.get("t") not in (None, "") else STOP_TIMEOUT
+        timeout = float(query["t"]) if query.get("t") not in (None, "") else container.stop_timeout(STOP_TIMEOUT)
         actions = {"start": lambda: d.start(container),
                    "stop": lambda: d.stop(container, timeout),
                    "kill": lambda: d.kill(container, signal_number(query.get("signal") or "KILL")),
@@ -313,6 +314,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _logs(self, container: Container, query: dict) -> None:
+        if not container.logs_readable:
+            raise APIError(500, "configured logging driver does not support reading")
         streams = {1} if truthy(query.get("stdout")) else set()
         streams |= {2} if truthy(query.get("stderr")) else set()
         tail = query.get("tail") or "all"
@@ -488,17 +491,20 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
 
 
-def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
-    """Answer the Engine API on socket_path until SIGTERM, then remove every container, so their
-    endpoints and addresses leave the cluster store with the daemon."""
+def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig) -> None:
+    """Restore the containers on disk (ondisk.py), answer the Engine API on socket_path until
+    SIGTERM, then remove every container, so their endpoints and addresses leave the cluster store
+    with the daemon; with live-restore, leave them running for the next dockerd instead."""
     try:
-        bridge.set_up()  # docker0, as dockerd makes it at start
+        bridge.set_up(bridge.default(config.bip))  # docker0, as dockerd makes it at start
     except DockerError as error:
         raise SystemExit(f"dockerd: {error}") from None
+    config_path.parent.mkdir(parents=True, exist_ok=True)  # /etc/docker, as dockerd makes it (in its host's /etc)
     resolver = EmbeddedDNS(ds.endpoints)
     resolver.start()
-    daemon = Daemon(ds, state, resolver)
+    daemon = Daemon(ds, state, resolver, config=config)
     daemon.bridges.restore()  # the user-defined bridge networks an earlier dockerd here made
+    ondisk.restore(daemon, config.live_restore)  # then the containers, on them too
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
     server = _Server(str(socket_path), handler)
@@ -507,7 +513,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path) -> None:
     try:
         server.serve_forever()
     finally:
-        for container in list(daemon.containers.values()):
+        for container in [] if config.live_restore else list(daemon.containers.values()):  # live-restore: left running
             try:
                 daemon.remove(container, force=True)
             except Exception as error:
@@ -522,5 +528,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", type=Path, default=Path("/run/docker/state"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = configured()
     with Synchronous(Datastore.from_env()) as ds:
-        serve(args.socket, ds, args.state)
+        serve(args.socket, ds, args.state, config)
+
+
+def configured() -> DaemonConfig:
+    """The host's daemon.json, its cluster store as this dockerd's etcd; a bad file ends dockerd
+    with Docker's line, as dockerd exits before it serves."""
+    try:
+        config = DaemonConfig.load()
+        endpoints = config.etcd_endpoints()
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    if endpoints:
+        os.environ["ETCD_ENDPOINTS"] = endpoints
+    return config

@@ -108,6 +108,14 @@ def iptables(table: str, chain: str, rule: list[str], action: str = "-A") -> Non
         subprocess.run(["iptables", "-w", "-t", table, action, chain, *rule], capture_output=True, check=True)
 
 
+def default(bip: str = "") -> Bridge:
+    """docker0: 172.17.0.1/16, or daemon.json's `bip` (its gateway's address and prefix)."""
+    if not bip:
+        return DEFAULT
+    address = ipaddress.IPv4Interface(bip)
+    return Bridge(NAME, address.network, address.ip, address.network)
+
+
 def set_up(bridge: Bridge = DEFAULT) -> None:
     """The Linux bridge with its gateway address, up, and Docker's NAT and forwarding rules."""
     from pyroute2 import IPRoute
@@ -118,7 +126,11 @@ def set_up(bridge: Bridge = DEFAULT) -> None:
         if not ipr.link_lookup(ifname=bridge.device):
             ipr.link("add", ifname=bridge.device, kind="bridge")
         (index,) = ipr.link_lookup(ifname=bridge.device)
-        if not ipr.get_addr(index=index, family=socket.AF_INET):
+        addresses = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                     for a in ipr.get_addr(index=index, family=socket.AF_INET)]
+        if addresses != [(str(bridge.gateway), bridge.subnet.prefixlen)]:  # another bip before: replaced, as libnetwork
+            for address, length in addresses:
+                ipr.addr("del", index=index, address=address, prefixlen=length)
             ipr.addr("add", index=index, address=str(bridge.gateway), prefixlen=bridge.subnet.prefixlen)
         ipr.link("set", index=index, state="up")
     for table, chain, rule in bridge.rules():

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from . import runtime
 from .images import Image
+from .restarts import READABLE_LOGS, RestartPolicy
 from ..datastore.resources.docker import Endpoint
 
 
@@ -65,6 +66,9 @@ class Container:
     started_at: float = 0.0
     finished_at: float = 0.0
     exits: int = 0  # how many runs have ended (the `next-exit` wait condition)
+    restart_count: int = 0  # restarts by the policy since the user last started it
+    restart_delay: float = 0.0  # the last wait before a restart (restartmanager's back-off)
+    manually_stopped: bool = False  # `docker stop` since the last start: no restart by the policy
     removed: bool = False
     process: runtime.Process | None = None
     service: subprocess.Popen | None = None
@@ -90,6 +94,20 @@ class Container:
     @property
     def pid(self) -> int:
         return self.process.pid if self.running and self.process else 0
+
+    @property
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy.from_api(self.host_config.get("RestartPolicy"))
+
+    @property
+    def logs_readable(self) -> bool:
+        """Whether `docker logs` can read its log driver's output."""
+        return (self.host_config.get("LogConfig") or {}).get("Type", "json-file") in READABLE_LOGS
+
+    def stop_timeout(self, default: float) -> float:
+        """--stop-timeout if create was given one, else the daemon's default."""
+        value = self.config.get("StopTimeout")
+        return default if value is None else float(value)
 
     @property
     def tty(self) -> bool:

@@ -27,14 +27,14 @@ import socket
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from ..datastore import DatastoreError, Synchronous
 from ..libnetwork import GATEWAY
 from . import cnm as dn
-from . import ports, predefined, runtime, users, volumes
+from . import ondisk, ports, predefined, restarts, runtime, users, volumes
+from .config import DaemonConfig
 from .containers import Attachment, Container, Exec
 from .errors import APIError, DockerError, not_modified
 from .images import IMAGES_DIR, lookup
@@ -43,6 +43,7 @@ from ..datastore.resources.docker import Endpoint, Network
 from .networks import NetworkRequest
 from .resolver import EmbeddedDNS, socket_in
 from .streams import detach_keys
+from .times import human_duration, rfc3339
 
 STOP_TIMEOUT = 10  # seconds `docker stop` waits before SIGKILL, as Docker
 RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"  # Docker's embedded DNS on user-defined networks
@@ -51,25 +52,6 @@ HOSTS_HEADER = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopba
 log = logging.getLogger("dockerd")
 
 
-def rfc3339(moment: float) -> str:
-    if not moment:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration, as `docker ps` shows it."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    if seconds < 120:
-        return "About a minute"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} minutes"
-    if seconds < 7200:
-        return "About an hour"
-    return f"{int(seconds // 3600)} hours"
 
 
 def hosts_text(container: Container) -> str:
@@ -84,16 +66,17 @@ class Daemon:
     """One host's containers and execs, by ID, and what happens to them; the API's request threads
     share it (lock guards the datastore face and the maps, events tells waiters of state changes)."""
 
-    def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, images: Path = IMAGES_DIR):
+    def __init__(self, ds: Synchronous, state: Path, resolver: EmbeddedDNS, config: DaemonConfig | None = None):
         self.ds = ds
         self.state = state
         self.resolver = resolver
-        self.images = images
+        self.images = IMAGES_DIR
         self.containers: dict[str, Container] = {}
         self.execs: dict[str, Exec] = {}
         self.lock = threading.RLock()  # the datastore face and the maps are shared by request threads
         self.events = threading.Condition()  # container state changes (exits, removals)
-        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()))  # bridge, host, none; users'
+        self.config = config or DaemonConfig()  # the host's daemon.json, as serve read it
+        self.local = predefined.networks(socket.gethostname(), rfc3339(time.time()), self.config.bip)  # and users'
         self.bridges = Bridges(self.local, resolver, state / "network")  # bridge networks, published ports
 
     # -- containers ----------------------------------------------------------------------------
@@ -131,6 +114,7 @@ class Daemon:
                 container.endpoints[index] = dn.rename(self.ds, endpoint, name)
             self.resolver.record(endpoint, present=False)
             self.resolver.record(container.endpoints[index], present=True)
+        ondisk.save(container)
 
     def create(self, name: str | None, body: dict) -> dict:
         reference = body.get("Image") or ""
@@ -139,7 +123,7 @@ class Daemon:
             raise APIError(404, f"No such image: {reference if ':' in reference else reference + ':latest'}")
         name = name or secrets.token_hex(4)
         self.check_name(name)
-        host_config = body.get("HostConfig") or {}
+        host_config = restarts.check_create(body.get("HostConfig") or {}, self.config.log_config)
         network = host_config.get("NetworkMode") or "default"
         network = "bridge" if network == "default" else network  # Docker's default mode
         try:
@@ -152,6 +136,8 @@ class Daemon:
         container = Container(secrets.token_hex(32), name, image, reference, cmd,
                               [Attachment.from_api(network, settings)], body, host_config)
         self.containers[container.id] = container
+        ondisk.save(container)
+        ondisk.keep_log(container)
         return {"Id": container.id, "Warnings": []}
 
     def files(self, container: Container) -> dict[str, str]:
@@ -160,6 +146,7 @@ class Daemon:
         mode = container.network
         hosts = predefined.host_file("hosts") if mode == "host" else hosts_text(container)
         resolv = predefined.host_file("resolv.conf") if mode in predefined.DRIVERS else RESOLV_CONF
+        resolv = self.config.resolv_conf(resolv) if mode == "bridge" else resolv  # daemon.json's dns
         for name, text in (("hosts", hosts), ("hostname", container.hostname + "\n"), ("resolv.conf", resolv)):
             (container.directory / name).write_text(text)
         return {name: str(container.directory / name) for name in ("hosts", "hostname", "resolv.conf")}
@@ -181,13 +168,15 @@ class Daemon:
                 "user": [user.uid, user.gid, list(user.groups)], "network": container.network,
                 "cmd": container.cmd, "workdir": container.config.get("WorkingDir") or "/",
                 "console": container.host_config.get("ConsoleSize") or [0, 0],
-                "mounts": volumes.prepare(volumes.of(container, self.state))}
+                "mounts": volumes.prepare(volumes.of(container, self.state)),
+                "runtime": str(container.directory / "runtime.json"), "exit": str(container.directory / "exit")}
 
     def start(self, container: Container) -> None:
         """Start the container; one that fails to start with --rm is removed, as dockerd does (the
         CLI waits for its removal)."""
         if container.running:
             raise not_modified()
+        container.manually_stopped, container.restart_count, container.restart_delay = False, 0, 0.0
         try:
             self.run(container)
         except APIError:
@@ -207,9 +196,7 @@ class Daemon:
             raise APIError(500, f"failed to create task for container: {error}") from None
         rooted = time.monotonic()
         try:
-            if container.network not in predefined.DRIVERS:  # no embedded DNS on bridge, host and none
-                self.resolver.serve(container.id, socket_in(process.pid),
-                                    lambda: [e.network_id for e in container.endpoints], lambda: container.links)
+            self.serve_dns(container, process.pid)
         except OSError as error:
             process.kill()
             raise APIError(500, f"failed to start the embedded DNS server of {container.name}: {error}") from None
@@ -232,23 +219,32 @@ class Daemon:
             raise APIError(400, "failed to create task for container: failed to create shim task: OCI runtime create "
                                 "failed: runc create failed: unable to start container process: error during container "
                                 f"init: {error}: unknown") from None
-        container.output.begin()
-        with self.events:
-            container.process, container.status, container.started_at = process, "running", time.time()
-            container.exit_code, container.error = 0, ""
-            self.events.notify_all()
+        container.started_at, container.exit_code, container.error = time.time(), 0, ""
         if container.image.services:
             container.service = subprocess.Popen(["nsenter", "-t", str(process.pid), "-n", "--",
                                                   *container.image.services],
                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)
-        sources = {process.master: 1} if process.master is not None else \
-            {process.popen.stdout.fileno(): 1, process.popen.stderr.fileno(): 2}
-        pumping = threading.Thread(target=runtime.pump, args=(sources, container.output), daemon=True)
-        pumping.start()
-        threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
+        self.watch(container, process)
         log.info("started %s (PID %d): root and namespaces %.3f s, network %.3f s, total %.3f s", container.name,
                  process.pid, rooted - began, joined - rooted, time.monotonic() - began)
+
+    def serve_dns(self, container: Container, pid: int) -> None:
+        """Docker's embedded DNS server in the container, on a user-defined network (not bridge, host, none)."""
+        if container.network not in predefined.DRIVERS:
+            self.resolver.serve(container.id, socket_in(pid), lambda: [e.network_id for e in container.endpoints],
+                                lambda: container.links)
+
+    def watch(self, container: Container, process: runtime.Process) -> None:
+        """A running command (started here, or adopted at a restore): output pumped, end awaited."""
+        container.output.begin()
+        with self.events:
+            container.process, container.status = process, "running"
+            self.events.notify_all()
+        ondisk.save(container)
+        pumping = threading.Thread(target=runtime.pump, args=(dict(process.outputs), container.output), daemon=True)
+        pumping.start()
+        threading.Thread(target=self.monitor, args=(container, process, pumping), daemon=True).start()
 
     def monitor(self, container: Container, process: runtime.Process, pumping: threading.Thread) -> None:
         """When PID 1 ends: its output is all logged, the network is left, waiters are told;
@@ -264,17 +260,18 @@ class Daemon:
             self.leave_networks(container)
         except Exception as error:
             log.warning("%s could not leave its network: %s", container.name, error)
-        for stream in (process.popen.stdin, process.popen.stdout, process.popen.stderr):
-            if stream is not None:
-                stream.close()
-        if process.master is not None:
-            os.close(process.master)
+        if process.popen.stdin is not None:
+            process.popen.stdin.close()
+        process.close_outputs()
         with self.events:
             container.status, container.exit_code, container.finished_at = "exited", code, time.time()
             container.exits += 1
             self.events.notify_all()
+        ondisk.save(container)
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True, anonymous_volumes=True)
+        else:
+            restarts.after_exit(self, container)
 
     def join_networks(self, container: Container, pid: int) -> None:
         """An endpoint on each of the container's networks, in order; one that fails undoes the others."""
@@ -346,19 +343,31 @@ class Daemon:
             pass
 
     def kill(self, container: Container, signum: int = signal.SIGKILL) -> None:
+        """`docker kill`: the signal, and no restart by the policy (dockerd's killWithSignal)."""
+        container.manually_stopped = True
         self.send_signal(container, signum)
         if signum == signal.SIGKILL:
             self.wait_for(lambda: not container.running)
 
     def stop(self, container: Container, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds (PID 1 without a TERM handler ignores it)."""
+        """SIGTERM, then SIGKILL after timeout seconds; no restart by the policy until the next start."""
+        self.hold_restart(container)
         if not container.running:
             raise not_modified()
         self.send_signal(container, signal.SIGTERM)
         if not self.wait_for(lambda: not container.running, timeout):
             self.kill(container)
 
+    def hold_restart(self, container: Container) -> None:
+        """No restart by the policy from now on; one under way ends first (cancelled, or running)."""
+        with self.events:
+            container.manually_stopped = True
+            self.events.notify_all()
+        self.wait_for(lambda: container.status != "restarting")
+
     def remove(self, container: Container, force: bool, anonymous_volumes: bool = False) -> None:
+        if force:
+            self.hold_restart(container)
         if container.running and not force:
             raise APIError(409, f"cannot remove container \"/{container.name}\": container is running: "
                                 "stop the container before removing or force remove")
@@ -375,24 +384,13 @@ class Daemon:
             if anonymous_volumes:  # rm -v, --rm
                 volumes.remove_anonymous(container, self.state)
             container.removed = True
+            ondisk.forget(container)
             self.events.notify_all()
 
     def top(self, container: Container) -> dict:
-        """`ps -ef` of the container's processes (host PIDs, as Docker shows them)."""
         if not container.running:
             raise APIError(409, f"container {container.id} is not running")
-        namespace = os.stat(f"/proc/{container.pid}/ns/pid").st_ino
-        lines = subprocess.run(["ps", "-ef"], capture_output=True, text=True, check=True).stdout.splitlines()
-        titles = lines[0].split()
-        processes = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            try:
-                if os.stat(f"/proc/{fields[1]}/ns/pid").st_ino == namespace:
-                    processes.append(fields)
-            except OSError:
-                continue
-        return {"Titles": titles, "Processes": processes}
+        return runtime.top(container.pid)
 
     # -- networks ------------------------------------------------------------------------------
     def networks(self) -> list[Network]:
@@ -452,9 +450,10 @@ class Daemon:
         config = container.config
         return {"Id": container.id, "Name": "/" + container.name, "Created": rfc3339(container.created),
                 "Path": container.cmd[0] if container.cmd else "", "Args": container.cmd[1:],
-                "Image": container.image.id, "RestartCount": 0, "Driver": "overlay2",
+                "Image": container.image.id, "RestartCount": container.restart_count, "Driver": "overlay2",
                 "State": {"Status": container.status, "Running": container.running, "Paused": False,
-                          "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": container.pid,
+                          "Restarting": container.status == "restarting", "OOMKilled": False, "Dead": False,
+                          "Pid": container.pid,
                           "ExitCode": container.exit_code, "Error": container.error,
                           "StartedAt": rfc3339(container.started_at), "FinishedAt": rfc3339(container.finished_at)},
                 "Config": {"Hostname": container.hostname, "Domainname": "", "User": config.get("User") or "",
@@ -465,11 +464,12 @@ class Daemon:
                            "Env": [f"{k}={v}" for k, v in container.environment().items() if k != "HOME"],
                            "Cmd": config.get("Cmd") or list(container.image.cmd), "Image": container.reference,
                            "WorkingDir": config.get("WorkingDir") or "", "Entrypoint": config.get("Entrypoint"),
-                           "Labels": config.get("Labels") or {}},
+                           "Labels": config.get("Labels") or {},
+                           **({"StopTimeout": config["StopTimeout"]} if config.get("StopTimeout") is not None else {})},
                 "HostConfig": {"NetworkMode": container.network,
                                "AutoRemove": bool(container.host_config.get("AutoRemove")),
-                               "LogConfig": {"Type": "json-file", "Config": {}},
-                               "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                               "LogConfig": container.host_config.get("LogConfig") or self.config.log_config,
+                               "RestartPolicy": container.restart_policy.to_api(),
                                **ports.host_config(container.host_config)},
                 "NetworkSettings": {"Networks": self.networks_json(container),
                                     "Ports": self.bridges.ports_json(container),
@@ -504,6 +504,8 @@ class Daemon:
         full = self.container_json(container)
         if container.running:
             status = f"Up {human_duration(time.time() - container.started_at)}"
+        elif container.status == "restarting":
+            status = f"Restarting ({container.exit_code}) {human_duration(time.time() - container.finished_at)} ago"
         elif container.exits:
             status = f"Exited ({container.exit_code}) {human_duration(time.time() - container.finished_at)} ago"
         else:

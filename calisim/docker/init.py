@@ -14,6 +14,11 @@ after signal N), so the daemon reads the container's exit code from its own chil
 Control messages (JSON, SOCK_SEQPACKET): {"pid": N} from the first process, {"ready": true} from
 PID 1, "go" from the daemon, {"error": "...", "code": N} if the command cannot be run; EOF after
 "go" means the command is running.
+
+The first process is also the container's shim: it keeps the output pipes' read ends (SPEC["held"])
+or a copy of the pty master open while the container runs, so that the container outlives its
+dockerd, writes SPEC["runtime"] (its PID, PID 1's, those descriptors) for a dockerd that adopts the
+container, and writes the exit status to SPEC["exit"] before it exits.
 """
 
 import ctypes
@@ -107,15 +112,16 @@ def loopback_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", IFF_UP))
 
 
-def take_terminal(spec: dict, control: socket.socket) -> None:
-    """A pty from the container's own devpts; the master goes to the daemon, the slave becomes
-    stdin, stdout, stderr and the controlling terminal."""
+def take_terminal(spec: dict, control: socket.socket, keep: socket.socket) -> None:
+    """A pty from the container's own devpts; the master goes to the daemon and to the shim, the
+    slave becomes stdin, stdout, stderr and the controlling terminal."""
     master, slave = os.openpty()
     height, width = spec["console"]
     # the client's size, before the command runs
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-    control.sendmsg([json.dumps({"ready": True}).encode()],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))]
+    keep.sendmsg([b"master"], rights)
+    control.sendmsg([json.dumps({"ready": True}).encode()], rights)
     os.close(master)
     os.setsid()
     for fd in (0, 1, 2):
@@ -124,13 +130,15 @@ def take_terminal(spec: dict, control: socket.socket) -> None:
     os.close(slave)
 
 
-def container_main(spec: dict, control: socket.socket) -> None:
+def container_main(spec: dict, control: socket.socket, keep: socket.socket) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for fd in spec.get("held", []):  # the shim's, not the command's
+        os.close(fd)
     check(libc.sethostname(spec["hostname"].encode(), len(spec["hostname"])), "sethostname")
     loopback_up()
     enter_root(make_root(spec), spec.get("workdir", "/"))
     if spec.get("tty"):
-        take_terminal(spec, control)
+        take_terminal(spec, control, keep)
     else:
         control.send(json.dumps({"ready": True}).encode())
     if control.recv(16) != b"go":
@@ -158,19 +166,43 @@ def main() -> None:
     control = socket.socket(fileno=spec["control"])
     network = 0 if spec.get("network") == "host" else CLONE_NEWNET  # --net host: the host's own namespace
     check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | network | CLONE_NEWPID), "unshare")
+    shims, keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # opened now: PID 1's pivot_root moves this process's root into the container too
+    files = [os.open(spec[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644) if spec.get(name)
+             else None for name in ("runtime", "exit")]
     pid = os.fork()
     if pid == 0:
+        shims.close()
         try:
-            container_main(spec, control)
+            container_main(spec, control, keep)
         except Exception as error:
             control.send(json.dumps({"error": str(error), "code": 128}).encode())
             os._exit(128)
+    keep.close()
     control.send(json.dumps({"pid": pid}).encode())
     control.close()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda number, _: os.kill(pid, number))  # pass on to PID 1
+    shim(spec, pid, shims, *files)
+
+
+def shim(spec: dict, pid: int, shims: socket.socket, runtime_file: int | None, status_file: int | None) -> None:
+    """Hold the container's output (the pty master, once PID 1 sends it), say where, wait for PID
+    1, write its status and exit with it."""
+    outputs = dict(zip(spec.get("held", []), (1, 2)))
+    if spec.get("tty"):
+        _, ancillary, _, _ = shims.recvmsg(16, socket.CMSG_SPACE(4))  # EOF if PID 1 failed first
+        outputs = {struct.unpack("i", data[:4])[0]: 1 for _, _, data in ancillary}
+    shims.close()
+    if runtime_file is not None:
+        os.write(runtime_file, json.dumps({"shim": os.getpid(), "pid": pid, "tty": bool(spec.get("tty")),
+                                           "outputs": outputs}).encode())
+        os.close(runtime_file)
     _, status = os.waitpid(pid, 0)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    if status_file is not None:
+        os.write(status_file, str(code).encode())
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -101,15 +101,27 @@ class Bridges:
         endpoint = bridge.connect(network, container.name, pid, taken, attachment.ipv4, aliases)
         if attachment is container.attachments[0]:
             try:
-                self.publisher.publish(container.id, f"{container.name} ({endpoint.id})", bridge.device_of(network),
-                                       endpoint.address.split("/")[0],
-                                       ports.requests(container.config, container.host_config))
+                self.publish(container, network, endpoint)
             except APIError:
                 bridge.disconnect(endpoint)
                 raise
         if user_defined:
             self.resolver.record_local(endpoint.key, endpoint.to_value())
         return endpoint
+
+    def adopt(self, container: Container, endpoint: Endpoint) -> None:
+        """A bridge endpoint of a container an earlier dockerd started (live-restore): its names
+        answered, and its published ports bound and forwarded again (they went with that dockerd)."""
+        network = self.network(endpoint.network_id)
+        if network.name != "bridge":
+            self.resolver.record_local(endpoint.key, endpoint.to_value())
+        if endpoint is container.endpoints[0]:
+            self.publish(container, network, endpoint)
+
+    def publish(self, container: Container, network: Network, endpoint: Endpoint) -> None:
+        """The container's -p and -P on its first network's endpoint."""
+        self.publisher.publish(container.id, f"{container.name} ({endpoint.id})", bridge.device_of(network),
+                               endpoint.address.split("/")[0], ports.requests(container.config, container.host_config))
 
     def rename(self, endpoint: Endpoint, name: str) -> Endpoint:
         """The endpoint under the container's new name (`docker rename`), answered at once on a user-defined network."""

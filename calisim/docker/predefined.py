@@ -18,9 +18,11 @@ HOST_CONFLICT = "container cannot be disconnected from host network or connected
 NONE_CONFLICT = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
 
 
-def networks(host: str, created: str) -> list[Network]:
-    """This host's predefined networks; their IDs are stable for the host (dockerd keeps them on disk)."""
-    pools = {"bridge": (str(bridge.SUBNET), f"{bridge.GATEWAY}/{bridge.SUBNET.prefixlen}")}
+def networks(host: str, created: str, bip: str = "") -> list[Network]:
+    """This host's predefined networks; their IDs are stable for the host (dockerd keeps them on disk);
+    bridge's subnet and gateway are docker0's (daemon.json's bip, if set)."""
+    docker0 = bridge.default(bip)
+    pools = {"bridge": (str(docker0.subnet), f"{docker0.gateway}/{docker0.subnet.prefixlen}")}
     return [Network(hashlib.sha256(f"{host}/{name}".encode()).hexdigest(), name, driver, "default", "",
                     *pools.get(name, ("", "")), created) for name, driver in DRIVERS.items()]
 

@@ -3,12 +3,16 @@ init.py, run `docker exec` processes in its namespaces, terminals from the conta
 devpts, and the output pump that feeds logs and attached clients.
 
 Talks to init.py over a SOCK_SEQPACKET control socket, and to the container's processes through
-pipes or a pty master.
+pipes or a pty master.  init.py's first process is the container's shim (containerd-shim's part):
+it holds the read ends of the output pipes, or the pty master, for as long as the container runs,
+and writes runtime.json (its PID and those descriptors' numbers) and, at the end, the exit status,
+so that a dockerd started after this one died can adopt the container (`adopt`: pidfd_getfd).
 """
 
 from __future__ import annotations
 
 import array
+import ctypes
 import fcntl
 import json
 import os
@@ -28,6 +32,8 @@ from typing import Callable
 INIT = Path(__file__).with_name("init.py")
 TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
 START_TIMEOUT = 20.0
+SYS_PIDFD_GETFD = 438  # x86_64
+UNKNOWN_EXIT = 255  # the status dockerd records for a container that died unseen
 
 
 class RuntimeFailure(RuntimeError):
@@ -43,8 +49,15 @@ class Process:
     """One run of a container: the init process (our child) and PID 1's host PID."""
     popen: subprocess.Popen
     pid: int
-    control: socket.socket
+    control: socket.socket | None
     master: int | None = None  # the pty's master when the container has a TTY
+    outputs: dict[int, int] = field(default_factory=dict)  # fd -> stream (1 stdout, 2 stderr), as the pump reads
+
+    def close_outputs(self) -> None:
+        """Once the pump has read them to their end."""
+        for fd in self.outputs:
+            os.close(fd)
+        self.outputs, self.master = {}, None
 
     def go(self) -> None:
         """Let PID 1 exec the command (its network is ready); raise if it could not."""
@@ -89,13 +102,20 @@ def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, list[int]]:
 def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
     """Start the container's init and wait until PID 1 stands in its root, before its command."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    piped = subprocess.DEVNULL if tty else subprocess.PIPE
-    popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
-                              json.dumps({**spec, "tty": tty, "control": theirs.fileno()})],
-                             pass_fds=(theirs.fileno(),), stdout=piped, stderr=piped, start_new_session=True,
-                             stdin=subprocess.PIPE if open_stdin and not tty else subprocess.DEVNULL)
+    pipes = [] if tty else [os.pipe(), os.pipe()]  # stdout's and stderr's; the shim holds their read ends too
+    held = [read for read, _ in pipes]
+    try:
+        popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
+                                  json.dumps({**spec, "tty": tty, "control": theirs.fileno(), "held": held})],
+                                 pass_fds=(theirs.fileno(), *held), start_new_session=True,
+                                 stdout=pipes[0][1] if pipes else subprocess.DEVNULL,
+                                 stderr=pipes[1][1] if pipes else subprocess.DEVNULL,
+                                 stdin=subprocess.PIPE if open_stdin and not tty else subprocess.DEVNULL)
+    finally:
+        for _, write in pipes:
+            os.close(write)
     theirs.close()
-    process = Process(popen, 0, ours)
+    process = Process(popen, 0, ours, outputs=dict(zip(held, (1, 2))))
     ready = False
     try:
         while not (process.pid and ready):
@@ -106,11 +126,89 @@ def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
             process.pid = message.get("pid", process.pid)
             if message.get("ready"):
                 ready, process.master = True, (fds[0] if fds else None)
+                process.outputs = {process.master: 1} if process.master is not None else process.outputs
     except Exception:
         process.kill()
         ours.close()
+        process.close_outputs()
         raise
     return process
+
+
+class Shim:
+    """The shim of a container another dockerd started, as subprocess.Popen's face for the
+    monitor: waited on through its pidfd (it is not our child), its status read from the file it
+    writes before it exits (UNKNOWN_EXIT if it was killed first)."""
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, pidfd: int, exit_file: Path):
+        self.pid, self.pidfd, self.exit_file, self.returncode = pid, pidfd, exit_file, None
+
+    def poll(self) -> int | None:
+        return self.wait() if readable([self.pidfd], 0) else None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            readable([self.pidfd])
+            self.returncode = recorded_exit(self.exit_file)
+            os.close(self.pidfd)
+        return self.returncode
+
+
+class Service:
+    """A workload image's service that another dockerd started in a container's network namespace
+    (an `nsenter -t PID1 -n` process), killed and waited on as the monitor does a Popen's."""
+
+    def __init__(self, pid: int, pidfd: int):
+        self.pid, self.pidfd = pid, pidfd
+
+    @classmethod
+    def find(cls, pid: int, container_pid: int) -> "Service | None":
+        """The process pid, if it still is the service of the container whose PID 1 is container_pid."""
+        try:
+            pidfd = os.pidfd_open(pid)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if argv[:3] != [b"nsenter", b"-t", str(container_pid).encode()]:
+            os.close(pidfd)
+            return None
+        return cls(pid, pidfd)
+
+    def kill(self) -> None:
+        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
+    def wait(self) -> None:
+        readable([self.pidfd])
+        os.close(self.pidfd)
+
+
+def recorded_exit(exit_file: Path) -> int:
+    """The status a shim wrote as it ended; UNKNOWN_EXIT if it wrote none (it was killed first)."""
+    try:
+        return int(exit_file.read_text())
+    except (OSError, ValueError):
+        return UNKNOWN_EXIT
+
+
+def adopt(directory: Path) -> Process | None:
+    """The running container whose runtime files are in directory, its output descriptors taken
+    from its shim (pidfd_getfd); None if the shim has ended."""
+    try:
+        state = json.loads((directory / "runtime.json").read_text())
+        pidfd = os.pidfd_open(state["shim"])
+    except (OSError, ValueError, KeyError):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    outputs = {}
+    for number, stream in state["outputs"].items():
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(number), 0)
+        if fd < 0:
+            os.close(pidfd)
+            return None
+        outputs[fd] = stream
+    master = next((fd for fd in outputs if state.get("tty")), None)
+    return Process(Shim(state["shim"], pidfd, directory / "exit"), state["pid"], None, master, outputs)
 
 
 def terminal_in(pid: int) -> tuple[int, int]:
@@ -124,6 +222,23 @@ def terminal_in(pid: int) -> tuple[int, int]:
 def resize(master: int | None, height: int, width: int) -> None:
     if master is not None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def top(pid: int) -> dict:
+    """`ps -ef` of the processes in the PID namespace of the container whose PID 1 is pid (host
+    PIDs, as Docker shows them)."""
+    namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    lines = subprocess.run(["ps", "-ef"], capture_output=True, text=True, check=True).stdout.splitlines()
+    titles = lines[0].split()
+    processes = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        try:
+            if os.stat(f"/proc/{fields[1]}/ns/pid").st_ino == namespace:
+                processes.append(fields)
+        except OSError:
+            continue
+    return {"Titles": titles, "Processes": processes}
 
 
 def exec_argv(pid: int, cmd: list[str], tty: bool, user: list[str] | None = None,
@@ -145,6 +260,7 @@ class Output:
     subscribers: list[Callable[[int, bytes | None], None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     live: bool = False  # a run is producing output (between begin and finish)
+    keep: Callable[[list[tuple[float, int, bytes]]], None] | None = None  # the log driver: lines as they come
 
     def begin(self) -> None:
         with self.lock:
@@ -164,14 +280,20 @@ class Output:
         partial[stream] = lines.pop()
         with self.lock:
             now = time.time()
-            self.log += [(now, stream, line + b"\n") for line in lines]
+            self.append([(now, stream, line + b"\n") for line in lines])
             for write in list(self.subscribers):
                 write(stream, chunk)
+
+    def append(self, entries: list[tuple[float, int, bytes]]) -> None:
+        """Complete lines into the log (the lock held), and to the log driver."""
+        self.log += entries
+        if self.keep is not None and entries:
+            self.keep(entries)
 
     def finish(self, partial: dict[int, bytes]) -> None:
         """The run ended: keep unterminated lines, tell the subscribers (None) and drop them."""
         with self.lock:
-            self.log += [(time.time(), stream, rest) for stream, rest in partial.items() if rest]
+            self.append([(time.time(), stream, rest) for stream, rest in partial.items() if rest])
             subscribers, self.subscribers, self.live = self.subscribers, [], False
         for write in subscribers:
             write(0, None)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..process.daemon import Daemon
+from ..process.daemon import Daemon, DaemonError
 
 
 @dataclass
@@ -38,3 +38,20 @@ class Dockerd(Daemon):
 
     def ready(self) -> bool:
         return self.socket.exists()
+
+    def wait_ready(self, process) -> None:
+        """As every daemon, and a dockerd that exited says why (its last line: a bad daemon.json's)."""
+        try:
+            super().wait_ready(process)
+        except DaemonError as error:
+            raise DaemonError(f"{error}: {self.last_words()}" if self.last_words() else str(error)) from None
+
+    def last_words(self) -> str:
+        """The last line of dockerd's log: why it stopped, when it stopped on its own."""
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(max(0, log.seek(0, 2) - 4096))
+                lines = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""

@@ -79,7 +79,8 @@ def inspect_cluster(cluster) -> dict[str, Any]:
             node = node_names.get(cluster.topo.host_ip(name))
             sessions, containers = bgp_sessions(cluster, name), workloads(cluster, name)
             state.update({"node": node, "calico_node": calico_node_pid(cluster, name) is not None,
-                          "bird": sessions is not None, "dockerd": containers is not None})
+                          "bird": sessions is not None, "dockerd": containers is not None,
+                          "dockerd_error": "" if containers is not None else dockerd_error(cluster, name)})
             sessions, containers = sessions or [], containers or []
             state.update({"bgp": sessions, "established": sum(s["state"] == "Established" for s in sessions),
                           "blocks": blocks.get(node, []) if node else [], "workloads": containers})
@@ -145,6 +146,17 @@ def bgp_summary(sessions: list[dict[str, Any]]) -> str:
         up, total = counts.get(4, (0, 0))
         return f"BGP {up}/{total} Established"
     return "BGP " + " · ".join(f"IPv{version} {up}/{total}" for version, (up, total) in counts.items()) + " Established"
+
+
+def dockerd_error(cluster, name: str) -> str:
+    """Why the host's dockerd is not answering, in its own last line (e.g. a bad daemon.json's), if
+    it exited by itself; empty while it runs, or if a signal stopped it."""
+    from ..docker.service import Dockerd
+
+    process = cluster.dockerds.get(name)
+    if process is None or (process.poll() or 0) <= 0:
+        return ""
+    return Dockerd(cluster.host(name).state_dir).last_words()
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -1,10 +1,16 @@
 """The lab commands' bad input (no root needed): `up --from` a missing, truncated or foreign file,
 `up --from` with a topology, `save` into a directory that does not exist.  Each is one line on
-standard error and exit 2, with nothing registered and no run directory made."""
+standard error and exit 2, with nothing registered and no run directory made; `inspect`'s text from
+the state a lab's control socket answers."""
+
+import argparse
+import time
+from types import SimpleNamespace
 
 import pytest
 
-from calisim.cli import main
+from calisim.cli import labs, main
+from calisim.emulation import lab
 
 
 @pytest.fixture
@@ -48,3 +54,20 @@ def test_up_needs_a_topology_or_a_file_and_not_both(nowhere, refused):
 def test_save_into_a_missing_directory_is_one_line(nowhere, refused):
     assert refused("save", "-o", str(nowhere / "no" / "lab.calisim")) == \
         f"calisim: cannot write {nowhere}/no/lab.calisim: no directory {nowhere}/no\n"
+
+
+def test_inspect_says_why_a_hosts_dockerd_is_not_running(monkeypatch, capsys):
+    host = {"name": "host2", "role": "calico", "interfaces": {"host2-eth0": ["192.168.3.228/24"]}, "bgp": [],
+            "calico_node": False, "established": 0, "blocks": [], "workloads": [], "dockerd": False,
+            "dockerd_error": "unable to configure the Docker daemon with file /etc/docker/daemon.json: "
+                             "unexpected end of JSON input"}
+    state = {"hosts": [host, {**host, "name": "host1", "dockerd": True, "dockerd_error": ""}],
+             "segments": [{"name": "s1", "joins": ["host1", "host2"]}]}
+    record = SimpleNamespace(name="two_host", topology="two_host", started=time.time(), run_dir="/tmp/run",
+                             client=lambda: SimpleNamespace(call=lambda op: state))
+    monkeypatch.setattr(lab, "Registry", lambda: SimpleNamespace(find=lambda name: record))
+    assert labs.lab_inspect(argparse.Namespace(name=None, json=False)) == 0
+    shown = capsys.readouterr().out
+    assert ("dockerd not running:\n  host2: unable to configure the Docker daemon with file "
+            "/etc/docker/daemon.json: unexpected end of JSON input") in shown
+    assert "host1: " not in shown

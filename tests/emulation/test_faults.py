@@ -262,8 +262,8 @@ def test_etcd_down_workloads_keep_talking_new_ones_fail_and_all_resyncs(healthy)
 
 
 def test_dockerd_stays_down_until_started(healthy):
-    """Last in the module: the emulated dockerd started again does not know the containers the
-    killed one had, so the check after the test probes a container the new one runs."""
+    """Last in the module: the emulated dockerd started again (no live-restore) stops the containers
+    the killed one left running, so the check after the test probes a container the new one runs."""
     faults, cluster = healthy.faults, healthy.cluster
     faults.kill("host2", "dockerd")
     assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]

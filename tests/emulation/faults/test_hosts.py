@@ -67,6 +67,10 @@ def test_crash_is_noticed_after_the_hold_time_and_no_address_is_handed_out_twice
     run = cluster.host("host2").state_dir / "run"
     assert list(run.iterdir()) == [] and "cali" not in cluster.run("host2", "ip -o link").stdout
     assert cluster.run("host2", "docker ps -q").stdout == ""
+    # dockerd still has them, exited with their shims' unknown status, as after a real reboot
+    exited = cluster.run("host2", "docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' w2 echo2").stdout
+    assert exited.split("\n")[:2] == ["exited 255", "exited 255"], exited
+    assert cluster.run("host2", "docker rm w2 echo2").rc == 0
     assert cluster.run("host2", "calicoctl node run --name 192.168.3.228").rc == 0
     cluster.wait_for_mesh(timeout=120)
     for name, image in (("w2", "busybox -tid"), ("echo2", "workload -d")):
