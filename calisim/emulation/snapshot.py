@@ -162,11 +162,16 @@ class SavedLab:
 
     def summary(self) -> str:
         """What it holds, in a few words: `2 calico-nodes, 5 containers`."""
-        nodes = sum(1 for host in self.hosts if (host.start or "").startswith("calicoctl "))
-        reflectors = sum(1 for host in self.hosts if (host.start or "").startswith("routereflector "))
+        programs = [_program(host.start) for host in self.hosts if host.start]
+        nodes, reflectors = programs.count("calicoctl"), programs.count("routereflector")
         counts = [(nodes, "calico-node"), *([(reflectors, "route reflector")] if reflectors else []),
                   (self.containers, "container")]
         return ", ".join(f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in counts)
+
+
+def _program(command: str) -> str:
+    """The program a saved start line runs, past the settings before it (`FELIX_IPV6SUPPORT=false calicoctl ...`)."""
+    return next((word for word in shlex.split(command) if "=" not in word), "")
 
 
 # -- the file ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ directory, and its own sshd with host keys made for the run.  The servers and th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from ..process import pids
 
@@ -217,9 +219,14 @@ class SimServers:
         pids.stop([server.init_pid for server in started if server.init_pid], wait_killed=True)
         for server in started:
             server.unshare.wait(timeout=START_TIMEOUT)
-        with IPRoute() as ipr:
-            for index in ipr.link_lookup(ifname=UNDERLAY_BRIDGE):
-                ipr.link("del", index=index)
+        with IPRoute() as ipr:  # the veths too: the kernel deletes a gone namespace's in its own time
+            for name in [UNDERLAY_BRIDGE, *(server.veth for server in started)]:
+                for index in ipr.link_lookup(ifname=name):
+                    try:
+                        ipr.link("del", index=index)
+                    except NetlinkError as error:
+                        if error.code != errno.ENODEV:  # gone meanwhile, with its namespace
+                            raise
         if self.control_directory is not None:
             shutil.rmtree(self.control_directory, ignore_errors=True)
         left = set(pids.in_namespaces(set(namespaces.values()), "pid"))

@@ -87,12 +87,12 @@ def test_a_saved_file_reads_back_as_written(tmp_path):
 def test_a_hosts_etc_files_go_back_into_the_upper_directory_of_its_view(tmp_path):
     upper = tmp_path / "upper"
     (upper / "docker").mkdir(parents=True)
-    (upper / "docker" / "daemon.json").write_text('{"labels": ["saved"]}')
+    (upper / "docker" / "daemon.json").write_text('{"labels": ["calisim.saved=yes"]}')
     snapshot.write(tmp_path / "lab.calisim", saved_lab(b"db"), b"db", {"host2": upper})
     saved, etcd_db = snapshot.unpack(tmp_path / "lab.calisim", RunDir(tmp_path / "run"))
     assert (saved, etcd_db.read_bytes()) == (saved_lab(b"db"), b"db")
     restored = tmp_path / "run" / "hosts" / "host2" / "overlay" / "etc" / "upper" / "docker" / "daemon.json"
-    assert restored.read_text() == '{"labels": ["saved"]}'
+    assert restored.read_text() == '{"labels": ["calisim.saved=yes"]}'
 
 
 @pytest.mark.parametrize("name, message", [("etc/host1/../../../../escaped", "cannot be restored"),
@@ -178,7 +178,7 @@ def round_trip(labs, tmp_path_factory):
     seeded = calisim("run", str(SEED), "--lab", SAVED)
     assert seeded.returncode == 0, seeded.stdout[-2000:]
     wrote = calisim("exec", "--lab", SAVED, "host2", "--", "sh", "-c",
-                    "mkdir -p /etc/docker && echo '{\"labels\": [\"saved\"]}' > /etc/docker/daemon.json")
+                    "mkdir -p /etc/docker && echo '{\"labels\": [\"calisim.saved=yes\"]}' > /etc/docker/daemon.json")
     assert wrote.returncode == 0, wrote.stderr
     before = {"world": world(SAVED), "calico": calico_state(SAVED)}
     saved = calisim("save", SAVED, "-o", str(tmp / "seed.calisim"))
@@ -221,7 +221,9 @@ def test_the_seeds_pings_pass_on_the_restored_lab(round_trip):
 @pytest.mark.emulation
 def test_what_a_host_wrote_into_its_etc_comes_back_on_that_host_only(round_trip):
     done = calisim("exec", "--lab", RESTORED, "host2", "--", "cat", "/etc/docker/daemon.json")
-    assert (done.returncode, done.stdout) == (0, '{"labels": ["saved"]}\n'), done.stderr
+    assert (done.returncode, done.stdout) == (0, '{"labels": ["calisim.saved=yes"]}\n'), done.stderr
+    labels = calisim("exec", "--lab", RESTORED, "host2", "--", "docker", "info", "--format", "{{.Labels}}")
+    assert "calisim.saved=yes" in labels.stdout, labels.stderr  # and host2's dockerd started with it
     assert calisim("exec", "--lab", RESTORED, "host1", "--", "test", "-e", "/etc/docker/daemon.json").returncode == 1
 
 
