@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-STAGE = Path("/run/calisim/server")  # the server's directory, on its way to the run directory's path
+STAGE = Path("/run/calisim/server")
+CHECKOUT = Path(__file__).resolve().parents[2]  # the server's directory, on its way to the run directory's path
 
 
 class Stopping(Exception):
@@ -42,18 +43,33 @@ def make_private_view(run_dir: Path, server_dir: Path) -> None:
     _mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run")
     STAGE.mkdir(parents=True)
     _mount("--bind", str(server_dir), str(STAGE))
+    held = hold_installation()
     _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp")
     run_dir.mkdir(parents=True, exist_ok=True)
     _mount("--bind", str(STAGE), str(run_dir))
+    for path, stage in held:
+        path.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", str(stage), str(path))
     Path("/run/sshd").mkdir(mode=0o755)  # sshd's privilege separation directory
     _mount("-t", "sysfs", "sysfs", "/sys")  # /sys/class/net shows the mounter's namespace: make it this server's
 
 
-def bring_up_loopback() -> None:
-    from pyroute2 import IPRoute
+def hold_installation() -> list[tuple[Path, Path]]:
+    """calisim and its interpreter's environment, where they lie below /tmp (a clone there), held
+    under /run before /tmp becomes the server's own: a real server has calisim installed at the
+    same path, and so must a simulated one."""
+    held = []
+    for index, path in enumerate(sorted({CHECKOUT, Path(sys.prefix).resolve()})):
+        if path.is_relative_to("/tmp") and not any(path.is_relative_to(kept) for kept, _ in held):
+            stage = Path(f"/run/calisim/installation{index}")
+            stage.mkdir(parents=True)
+            _mount("--bind", str(path), str(stage))
+            held.append((path, stage))
+    return held
 
-    with IPRoute() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+def bring_up_loopback() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def serve(sshd: list[str], log: Path) -> int:
