@@ -123,10 +123,32 @@ def _address_flags(network: dict[str, str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class SavedNetwork:
+    """A user-defined bridge network: dockerd's own, not in the cluster store, so not in etcd's snapshot."""
+
+    name: str
+    ipam: list[dict[str, Any]]  # docker network inspect's IPAM.Config: Subnet, IPRange, Gateway, AuxiliaryAddresses
+
+    @classmethod
+    def from_inspect(cls, doc: dict) -> "SavedNetwork":
+        return cls(doc["Name"], list((doc.get("IPAM") or {}).get("Config") or []))
+
+    def command(self) -> str:
+        words = ["docker", "network", "create", "--driver", "bridge"]
+        for pool in self.ipam:
+            words += [word for flag, key in (("--subnet", "Subnet"), ("--ip-range", "IPRange"),
+                                             ("--gateway", "Gateway")) if pool.get(key) for word in (flag, pool[key])]
+            for name, address in (pool.get("AuxiliaryAddresses") or {}).items():
+                words += ["--aux-address", f"{name}={address}"]
+        return shlex.join([*words, self.name])
+
+
+@dataclass(frozen=True)
 class SavedHost:
     name: str
     start: str | None  # `calicoctl node run ...` or `routereflector run ...` as it was started; None: neither ran
     containers: list[SavedContainer] = field(default_factory=list)
+    networks: list[SavedNetwork] = field(default_factory=list)  # made again before the containers
 
 
 @dataclass(frozen=True)
@@ -152,7 +174,8 @@ class SavedLab:
 
     @classmethod
     def from_document(cls, document: dict) -> "SavedLab":
-        hosts = [SavedHost(host["name"], host["start"], [SavedContainer(**c) for c in host["containers"]])
+        hosts = [SavedHost(host["name"], host["start"], [SavedContainer(**c) for c in host["containers"]],
+                           [SavedNetwork(**n) for n in host.get("networks", [])])
                  for host in document["hosts"]]
         return cls(**{**document, "hosts": hosts})
 
@@ -263,7 +286,16 @@ def _saved_host(cluster, name: str) -> SavedHost:
     documents = sorted(json.loads(listed.stdout), key=lambda doc: doc["Created"])  # made again in this order
     containers = [SavedContainer.from_inspect(doc) for doc in documents]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") if pid else None
-    return SavedHost(name, node_run_command(argv, node.settings()) if argv else None, containers)
+    return SavedHost(name, node_run_command(argv, node.settings()) if argv else None, containers,
+                     _saved_bridges(cluster, name))
+
+
+def _saved_bridges(cluster, name: str) -> list[SavedNetwork]:
+    listed = cluster.run(name, 'ids=$(docker network ls -q --filter type=custom --filter driver=bridge) && '
+                               '{ [ -z "$ids" ] && echo [] || docker network inspect $ids; }')
+    if listed.rc != 0:
+        raise SaveError(f"cannot list {name}'s networks: {(listed.stderr or listed.stdout).strip()}")
+    return [SavedNetwork.from_inspect(doc) for doc in json.loads(listed.stdout)]
 
 
 def _reflectors(cluster) -> list[tuple[str, str]]:
@@ -326,12 +358,17 @@ def restore(cluster, saved: SavedLab) -> None:
         cluster.wait_for_mesh(timeout=120)  # (a host saved without its calico-node would keep its peers waiting)
     made: list[str] = []
 
+    def run(host: SavedHost, command: str) -> None:
+        result = cluster.run(host.name, command)
+        if result.rc != 0:
+            raise SaveError(f"{host.name}$ {command}: {(result.stdout + result.stderr).strip()}")
+
     def recreate(host: SavedHost) -> None:
+        for network in host.networks:
+            run(host, network.command())
         for container in host.containers:
             for command in container.commands():
-                result = cluster.run(host.name, command)
-                if result.rc != 0:
-                    raise SaveError(f"{host.name}$ {command}: {(result.stdout + result.stderr).strip()}")
+                run(host, command)
             made.append(container.name)
             cluster.progress("workloads made again", len(made), saved.containers)
 

@@ -70,6 +70,17 @@ def test_a_stopped_container_is_created_with_the_addresses_it_asked_for_and_its_
         "docker create --name w2 --net net2 --ip 10.10.225.8 --entrypoint /bin/sleep busybox -v 10"
 
 
+def test_a_user_bridge_network_is_made_again_with_its_ipam_before_its_containers():
+    network = snapshot.SavedNetwork.from_inspect(
+        {"Name": "my br", "IPAM": {"Config": [{"Subnet": "172.30.5.0/24", "IPRange": "172.30.5.128/25",
+                                               "Gateway": "172.30.5.1", "AuxiliaryAddresses": {"spare": "172.30.5.9"}}]}})
+    assert network.command() == ("docker network create --driver bridge --subnet 172.30.5.0/24 --ip-range "
+                                 "172.30.5.128/25 --gateway 172.30.5.1 --aux-address spare=172.30.5.9 'my br'")
+    host = snapshot.SavedHost("host1", None, [], [network])
+    lab = saved_lab(b"db", hosts=[host])
+    assert snapshot.SavedLab.from_json(lab.to_json()).hosts == [host]
+
+
 def test_the_summary_counts_calico_nodes_reflectors_and_containers():
     assert saved_lab(b"db").summary() == "1 calico-node, 1 container"
     reflector = snapshot.SavedHost("rr1", "routereflector run --ip 172.16.254.1")
@@ -180,7 +191,9 @@ def round_trip(labs, tmp_path_factory):
     wrote = calisim("exec", "--lab", SAVED, "host2", "--", "sh", "-c",
                     "mkdir -p /etc/docker && echo '{\"labels\": [\"calisim.saved=yes\"]}' > /etc/docker/daemon.json")
     assert wrote.returncode == 0, wrote.stderr
-    before = {"world": world(SAVED), "calico": calico_state(SAVED)}
+    bridged = calisim("exec", "--lab", SAVED, "host1", "--", "docker", "network", "create", *BRIDGE_OPTIONS, "saved-br")
+    assert bridged.returncode == 0, bridged.stderr
+    before = {"world": world(SAVED), "calico": calico_state(SAVED), "bridge": bridge_ipam(SAVED)}
     saved = calisim("save", SAVED, "-o", str(tmp / "seed.calisim"))
     assert saved.returncode == 0, saved.stderr
     assert saved.stdout == f"calisim: saved lab {SAVED} (two_host: 2 calico-nodes, 5 containers) to {tmp}/seed.calisim\n"
@@ -197,6 +210,24 @@ def test_the_restored_seed_has_its_workloads_on_their_addresses_in_the_same_bloc
     assert after == before["world"]
     assert sum(len(host[3]) for host in after.values()) == 5
     assert all(running and established == 1 for running, established, _, _ in after.values()), after
+
+
+BRIDGE_OPTIONS = ("--subnet", "172.30.5.0/24", "--ip-range", "172.30.5.128/25", "--gateway", "172.30.5.1",
+                  "--aux-address", "spare=172.30.5.9")
+
+
+def bridge_ipam(lab: str) -> str:
+    done = calisim("exec", "--lab", lab, "host1", "--", "docker", "network", "inspect", "-f", "{{json .IPAM.Config}}",
+                   "saved-br")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.emulation
+def test_a_user_bridge_network_comes_back_with_its_ipam(round_trip):
+    before, _ = round_trip
+    assert "172.30.5.128/25" in before["bridge"] and "spare" in before["bridge"]
+    assert bridge_ipam(RESTORED) == before["bridge"]
 
 
 @pytest.mark.emulation
