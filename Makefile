@@ -15,6 +15,7 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
 BUSYBOX := build/busybox/busybox
+CINIT := build/cinit/cinit
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -44,7 +45,7 @@ $(IMAGES): calisim/docker/images.py $(BUSYBOX) | apt $(VENV)/.installed
 	$(PY) -m calisim.docker.images build/images
 	touch $@
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) docker-cli path
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) $(CINIT) docker-cli path
 
 # `calisim` on PATH, also under sudo (whose secure_path has /usr/local/bin): a link to this clone's
 # .venv/bin/calisim, made where none is (or the one there points nowhere); another clone's is kept.
@@ -56,6 +57,13 @@ path: | $(VENV)/.installed
 	elif [ "$$(readlink -f $(CALISIM_LINK))" != "$$target" ]; then \
 		echo "calisim: $(CALISIM_LINK) is $$(readlink -f $(CALISIM_LINK)), not this clone's $$target (kept)"; \
 	fi
+
+# Every container's init and shim (calisim/docker/runtime.py starts it): C, static, so that a
+# container costs no interpreter and the binary needs nothing from the container's root.
+$(CINIT): calisim/docker/cinit/cinit.c | apt
+	@command -v gcc >/dev/null || { echo "make: gcc is missing: it builds the containers' init ($@); apt-get install gcc libc6-dev" >&2; exit 1; }
+	@mkdir -p $(@D)
+	gcc -O2 -Wall -Wextra -Werror -static -o $@ $<
 
 # The eBPF IPIP backend's tc programs (calisim/felix/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt

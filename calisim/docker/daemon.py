@@ -2,8 +2,8 @@
 Engine API (api.py) drives it.
 
 Containers are real: each run is a PID 1 in its own mount, PID, UTS, IPC and network
-namespaces, pivoted into an overlayfs writable layer over its image (images.py; init.py starts
-it, runtime.py holds its processes).  Networking goes through Calico's plugins exactly as
+namespaces, pivoted into an overlayfs writable layer over its image (images.py; cinit, the C init
+in cinit/, starts it, runtime.py holds its processes).  Networking goes through Calico's plugins exactly as
 libnetwork does (cnm.py): a container joins its networks (the one it was created on, then those
 connected to it, before its start or since) when it starts and leaves them (Leave,
 DeleteEndpoint, ReleaseAddress) when it stops.  Names resolve through Docker's embedded DNS server
@@ -156,7 +156,7 @@ class Daemon:
         (container.directory / "hosts").write_text(hosts_text(container))
 
     def spec(self, container: Container) -> dict:
-        """What init.py needs: the layers, the writable layer, Docker's files, the command."""
+        """What the container's init (cinit) needs: the layers, the writable layer, Docker's files, the command."""
         for sub in ("upper", "work", "merged"):
             (container.directory / sub).mkdir(parents=True, exist_ok=True)
         layers = container.image.lowerdirs(self.images)

@@ -1,9 +1,9 @@
 """The daemon's side of a container's processes (containerd's part): start PID 1 through
-init.py, run `docker exec` processes in its namespaces, terminals from the container's own
+cinit (cinit/cinit.c), run `docker exec` processes in its namespaces, terminals from the container's own
 devpts, and the output pump that feeds logs and attached clients.
 
-Talks to init.py over a SOCK_SEQPACKET control socket, and to the container's processes through
-pipes or a pty master.  init.py's first process is the container's shim (containerd-shim's part):
+Talks to cinit over a SOCK_SEQPACKET control socket, and to the container's processes through
+pipes or a pty master.  cinit's first process is the container's shim (containerd-shim's part):
 it holds the read ends of the output pipes, or the pty master, for as long as the container runs,
 and writes runtime.json (its PID and those descriptors' numbers) and, at the end, the exit status,
 so that a dockerd started after this one died can adopt the container (`adopt`: pidfd_getfd).
@@ -21,7 +21,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -29,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-INIT = Path(__file__).with_name("init.py")
+# the container's init and shim, C (cinit/cinit.c), built by `make setup`
+INIT = Path(__file__).resolve().parents[2] / "build" / "cinit" / "cinit"
 TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
 START_TIMEOUT = 20.0
 SYS_PIDFD_GETFD = 438  # x86_64
@@ -99,14 +99,33 @@ def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, list[int]]:
     return data, list(fds)
 
 
+def init_argv(spec: dict, tty: bool, control: int, held: list[int]) -> list[str]:
+    """cinit's command line for spec (what the daemon prepared: layers, files, mounts, user, command)."""
+    argv = [str(INIT), "--control", str(control), "--hostname", spec["hostname"],
+            "--root", spec["merged"], spec["upper"], spec["work"], "--workdir", spec.get("workdir") or "/"]
+    argv += [item for lower in spec["lowerdirs"] for item in ("--lower", lower)]
+    argv += [item for name, source in spec["files"].items() for item in ("--file", name, source)]
+    argv += [item for source, destination, writable in spec.get("mounts", [])
+             for item in ("--mount", source, destination, "rw" if writable else "ro")]
+    argv += [item for name, value in spec["env"].items() for item in ("--env", f"{name}={value}")]
+    uid, gid, groups = spec.get("user", [0, 0, []])
+    argv += ["--user", str(uid), str(gid), *(item for group in groups for item in ("--group", str(group)))]
+    argv += ["--network", "host"] if spec.get("network") == "host" else []
+    argv += ["--tty", "--console", *(str(size) for size in spec["console"])] if tty else []
+    argv += [item for fd in held for item in ("--held", str(fd))]
+    argv += [item for option in ("runtime", "exit") if spec.get(option) for item in (f"--{option}", spec[option])]
+    return [*argv, "--", *spec["cmd"]]
+
+
 def start(spec: dict, tty: bool, open_stdin: bool) -> Process:
     """Start the container's init and wait until PID 1 stands in its root, before its command."""
+    if not os.access(INIT, os.X_OK):
+        raise RuntimeFailure(f"the container init {INIT} is not built: run `make setup`", 128)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pipes = [] if tty else [os.pipe(), os.pipe()]  # stdout's and stderr's; the shim holds their read ends too
     held = [read for read, _ in pipes]
     try:
-        popen = subprocess.Popen([sys.executable, "-I", "-S", str(INIT),
-                                  json.dumps({**spec, "tty": tty, "control": theirs.fileno(), "held": held})],
+        popen = subprocess.Popen(init_argv(spec, tty, theirs.fileno(), held),
                                  pass_fds=(theirs.fileno(), *held), start_new_session=True,
                                  stdout=pipes[0][1] if pipes else subprocess.DEVNULL,
                                  stderr=pipes[1][1] if pipes else subprocess.DEVNULL,

@@ -115,7 +115,7 @@ def info(containers: list[Container], network_drivers: set[str], state: Path, en
             "NCPU": os.cpu_count() or 1, "MemTotal": memory_total(), "DockerRootDir": str(state),
             "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": name, "Labels": [], "ExperimentalBuild": False,
             "ServerVersion": SERVER_VERSION, "ClusterStore": cluster_store(endpoints), "ClusterAdvertise": "",
-            "Runtimes": {"calisim": {"path": "calisim.docker.init"}}, "DefaultRuntime": "calisim",
+            "Runtimes": {"calisim": {"path": "cinit"}}, "DefaultRuntime": "calisim",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None, "Nodes": 0, "Managers": 0},
             "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",

@@ -2,7 +2,7 @@
 (`-v /src:/dst[:ro]`, HostConfig.Binds; a missing source is made as a directory), a named volume
 of the `local` driver (`-v NAME:/dst`, made on first use) or an anonymous one (`-v /dst`,
 Config.Volumes; its name derived from the container and the path, so every start finds it).
-Volumes live in the daemon's state directory, `volumes/NAME/_data`; init.py binds each mount in
+Volumes live in the daemon's state directory, `volumes/NAME/_data`; the container's init binds each mount in
 before the container's root is entered.  `docker volume ls|create|inspect|rm|prune` answer from
 the same directory."""
 
@@ -36,7 +36,7 @@ class Mount:
     anonymous: bool = False  # -v /dst: removed with its container by `rm -v` and --rm
 
     def spec(self) -> list:
-        """What init.py binds: [source, destination, writable]."""
+        """What the container's init binds: [source, destination, writable]."""
         return [self.source, self.destination, self.writable]
 
     def json(self) -> dict:
@@ -92,7 +92,7 @@ def absolute(destination: str) -> str:
 
 def prepare(found: list[Mount]) -> list[list]:
     """Make what the mounts need on the host (a bind's missing source, a volume's directory), as
-    Docker does at start; their specs for init.py."""
+    Docker does at start; their specs for the container's init."""
     for mount in found:
         if not os.path.exists(mount.source):
             os.makedirs(mount.source, exist_ok=True)
