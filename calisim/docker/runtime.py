@@ -183,16 +183,15 @@ class Service:
 
     @classmethod
     def find(cls, pid: int, container_pid: int) -> "Service | None":
-        """The process pid, if it still is the service of the container whose PID 1 is container_pid."""
+        """The process pid, if it still is the service of the container whose PID 1 is
+        container_pid: in that container's network namespace, outside its PID namespace (nsenter
+        -n execs the service, so its command line is the service's own, not nsenter's)."""
         try:
-            pidfd = os.pidfd_open(pid)
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            same = [os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/{container_pid}/ns/{kind}").st_ino
+                    for kind in ("net", "pid")]
+            return cls(pid, os.pidfd_open(pid)) if same == [True, False] else None
         except OSError:
             return None
-        if argv[:3] != [b"nsenter", b"-t", str(container_pid).encode()]:
-            os.close(pidfd)
-            return None
-        return cls(pid, pidfd)
 
     def kill(self) -> None:
         signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)

@@ -91,6 +91,7 @@ within 10s host2$ docker exec B ping -c 1 -W 1 A
     results = replay(cluster, r"""
 host1$ docker inspect -f '{{.State.Status}} {{.State.Pid}} {{.NetworkSettings.Networks.net1.IPAddress}}' A | grep -x "running $(cat A-before)"
 host1$ docker exec A hostname | grep -x "$(docker inspect -f '{{.Id}}' A | cut -c1-12)"
+host1$ grep -q '"ServicePid": [1-9]' "/var/lib/docker/containers/$(docker inspect -f '{{.Id}}' W)/config.v2.json"
 host1$ docker network inspect net1 -f '{{range .Containers}}{{.Name}} {{end}}' | grep -xE 'A W |W A '
 within 5s host1$ docker logs --since 1s L | grep -q tick
 host1$ docker logs L | head -1 | grep -x 'tick 0'
