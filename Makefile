@@ -15,7 +15,7 @@ APT_PACKAGES := mininet bird2 etcd-server etcd-client bridge-utils iproute2 iput
 BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
 BUSYBOX := build/busybox/busybox
-CINIT := build/cinit/cinit
+CINIT := build/cinit/cinit build/cinit/echo
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -58,9 +58,10 @@ path: | $(VENV)/.installed
 		echo "calisim: $(CALISIM_LINK) is $$(readlink -f $(CALISIM_LINK)), not this clone's $$target (kept)"; \
 	fi
 
-# Every container's init and shim (calisim/docker/runtime.py starts it): C, static, so that a
-# container costs no interpreter and the binary needs nothing from the container's root.
-$(CINIT): calisim/docker/cinit/cinit.c | apt
+# Every container's init and shim (calisim/docker/runtime.py starts it) and the workload image's
+# echo services (images.py): C, static, so that a container costs no interpreter and the binaries
+# need nothing from the container's root.
+build/cinit/%: calisim/docker/cinit/%.c | apt
 	@command -v gcc >/dev/null || { echo "make: gcc is missing: it builds the containers' init ($@); apt-get install gcc libc6-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
 	gcc -O2 -Wall -Wextra -Werror -static -o $@ $<

@@ -16,7 +16,6 @@ own interface and routes.
     python -m calisim.probes batch '[["icmp", DEST], ...]'   (all at once: a JSON list of results)
     python -m calisim.probes stream DEST --interval MS --seconds S   (echoes at a fixed interval:
                                                        sent, received, the longest outage)
-    python -m calisim.probes serve                     (the workload image's echo servers)
 """
 
 from __future__ import annotations
@@ -399,30 +398,6 @@ def stream_from(pid: int, destination: str, interval_ms: float = 10.0, seconds: 
     return StreamProbe(pid, destination, interval_ms, seconds).result()
 
 
-def serve() -> None:
-    """The `workload` image: echo on TCP 80 and UDP 69 until killed, over IPv4 and IPv6 (one
-    dual-stack socket each)."""
-    udp_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    udp_sock.bind(("::", ECHO_UDP_PORT))
-    tcp_sock = socket.create_server(("::", ECHO_TCP_PORT), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=True)
-
-    def udp_echo() -> None:
-        while True:
-            data, peer = udp_sock.recvfrom(65535)
-            udp_sock.sendto(data, peer)
-
-    def tcp_echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65535):
-                conn.sendall(data)
-
-    threading.Thread(target=udp_echo, daemon=True).start()
-    while True:
-        conn, _ = tcp_sock.accept()
-        threading.Thread(target=tcp_echo, args=(conn,), daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m calisim.probes", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -433,7 +408,6 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--count", type=int, default=4)
         if name == "tcp":
             sub.add_argument("--bytes", type=int, default=8, help="how much to have echoed back (default 8)")
-    commands.add_parser("serve")
     for name in ("matrix", "batch"):  # matrix: answered? (one echo each); batch: each probe's result
         many = commands.add_parser(name)
         many.add_argument("probes", help='JSON list of [protocol, destination]')
@@ -449,8 +423,6 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--interval and --seconds must be positive")
         print(json.dumps(asdict(stream(args.destination, args.interval, args.seconds))))
         return
-    if args.command == "serve":
-        serve()
     if args.command == "matrix":
         print(json.dumps(matrix([tuple(probe) for probe in json.loads(args.probes)], args.timeout)))
         return

@@ -186,7 +186,7 @@ class Daemon:
 
     def run(self, container: Container) -> None:
         """Start PID 1, join the networks, then let the command run (Docker's order)."""
-        if not all(d.is_dir() for d in container.image.lowerdirs(self.images)):
+        if not container.image.built(self.images):
             raise APIError(500, f"image {container.image.name} is not built in {self.images}: run `make setup`")
         container.directory = self.state / "containers" / container.id
         began = time.monotonic()

@@ -6,7 +6,7 @@ that containers stack under their own writable overlay.
 with a hard link per applet in /bin, passwd/group/shadow, /root, /tmp, /home, /var/www, empty
 /proc, /sys and /dev, PATH and `sh` as in its image config.  `workload` is Calico's test
 workload: busybox plus /code/tcpping.sh and a command that stays up; its echo services (TCP 80,
-UDP 69) run beside it, in its network namespace (calisim.probes serve).
+UDP 69: cinit/echo.c, built by `make setup`) run beside it, in its network namespace.
 
     python -m calisim.docker.images DIR      build DIR/busybox and DIR/workload (idempotent)
 """
@@ -29,6 +29,7 @@ from . import busybox
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGES_DIR = Path(os.environ.get("CALISIM_IMAGES") or Path(__file__).resolve().parents[2] / "build" / "images")
+ECHO = Path(__file__).resolve().parents[2] / "build" / "cinit" / "echo"  # the workload's services (cinit/echo.c)
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -67,6 +68,10 @@ class Image:
     layers: tuple[str, ...]  # directories under IMAGES_DIR, top first (overlayfs lowerdir order)
     cmd: tuple[str, ...]
     services: tuple[str, ...] = ()  # run in the container's network namespace, from outside
+
+    def built(self, root: Path = IMAGES_DIR) -> bool:
+        """Its layers and its services' programs are there (`make setup` makes them)."""
+        return all(d.is_dir() for d in self.lowerdirs(root)) and all(os.access(p, os.X_OK) for p in self.services[:1])
 
     def lowerdirs(self, root: Path = IMAGES_DIR) -> list[Path]:
         return [root / layer for layer in self.layers]
@@ -143,7 +148,7 @@ def layer_size(directory: Path) -> int:
 IMAGES = {
     "busybox": Image("busybox", ("busybox",), ("sh",)),
     "workload": Image("workload", ("workload", "busybox"), ("/code/responder.sh",),
-                      (sys.executable, "-m", "calisim.probes", "serve")),
+                      (str(ECHO),)),
 }
 
 
