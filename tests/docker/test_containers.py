@@ -162,6 +162,9 @@ host1$ docker run --net nosuchnet busybox true; test $? -eq 125
 host1$ docker run --net nosuchnet busybox true 2>&1 | grep -x 'docker: Error response from daemon: network nosuchnet not found'
 host1$ docker run --net net1 nosuchimage true; test $? -eq 125
 host1$ docker run --net net1 busybox nosuchcommand; test $? -eq 127
+host1$ docker run --net net1 busybox nosuchcommand 2>&1 | grep -F 'exec: "nosuchcommand": executable file not found in $PATH'
+host1$ docker run --net net1 busybox /no/such 2>&1 | grep -F 'exec: "/no/such": no such file or directory'
+host1$ docker run --net net1 busybox /etc/passwd; test $? -eq 126
 host1$ docker exec nosuch true 2>&1 | grep -x 'Error response from daemon: No such container: nosuch'
 host1$ docker logs nosuch 2>&1 | grep -x 'Error response from daemon: No such container: nosuch'
 host1$ ip -o link | grep -c cali | cmp - links-before
