@@ -79,6 +79,24 @@ def test_hosts_get_their_own_blocks_then_borrow(ds, ipam):
 
 
 @pytest.mark.emulation
+def test_an_allocation_is_one_request_and_a_new_block_one_more(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)  # the first reads what the host holds
+    requests = []
+    real_call = ds.target._call
+
+    async def counted(method, *args, **kwargs):
+        requests.append(method.__name__)
+        return await real_call(method, *args, **kwargs)
+
+    ds.target._call = counted
+    addresses = [a for _ in range(64) for a in ipam.auto_assign("host1", 1)]
+    assert requests == ["transaction"] * 63 + ["get_prefix", "transaction"]  # the 64th claims a block
+    assert len(set(addresses)) == 64 and len({net(f"{a}/26", strict=False) for a in addresses}) == 2
+    assert len(ds.list(keys.host_affinity_blocks("host1"))) == 2
+
+
+@pytest.mark.emulation
 def test_exhaustion_returns_what_there_is(ds, ipam):
     add_pool(ds, "10.10.0.0/26")
     assert len(ipam.auto_assign("host1", 60)) == 60
