@@ -250,14 +250,14 @@ class IPAM:
         return HostView(affinities_read_at, read_at, pools, IPAMConfig.from_value(config and config.value),
                         config.revision if config else 0, blocks)
 
-    async def _claim_known(self, host: str, view: HostView, txn: Txn, count: int, attrs: dict | None) -> list[IP]:
+    async def _claim_known(self, host: str, view: HostView, txn: Txn, count: int, attrs: dict | None,
+                           pools: list[IPNet]) -> list[IP]:
         """Every known block is full: claim the next unclaimed block and allocate from it in the
         same guarded transaction (one round trip, where deciding from fresh reads takes a dozen)."""
         if not view.config.auto_allocate_blocks:
             return []
         existing = await self.ds.keys(keys.blocks_prefix(4))
-        candidates = (cidr for pool in view.pools if not pool.disabled
-                      for cidr in unclaimed_blocks(host, pool.cidr, existing))
+        candidates = (cidr for pool in pools for cidr in unclaimed_blocks(host, pool, existing))
         cidr = next(candidates, None)
         if cidr is None:
             return []
@@ -272,19 +272,25 @@ class IPAM:
         view.blocks = sorted([*view.blocks, (block, stored_at)], key=lambda known: known[0].cidr)
         return taken
 
-    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IP]:
-        """The common case in one round trip: take from the host's first affine block with room,
-        as last read, guarded by compares proving that nothing the choice depends on has changed
-        since (the host's affinities, the pools, the config, every block passed over).  When
-        something has, this returns nothing and the caller decides from fresh reads."""
+    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None,
+                                 pool_cidrs: list[IPNet] | None) -> list[IP]:
+        """The common case in one round trip: take from the host's first affine block with room
+        (in pool_cidrs, else in any enabled pool), as last read, guarded by compares proving that
+        nothing the choice depends on has changed since (the host's affinities, the pools, the
+        config, every block passed over).  When something has, or a requested pool is not an
+        enabled one, this returns nothing and the caller decides from fresh reads."""
         view = self._views.get(host) or await self._read_view(host)
         self._views[host] = view
+        enabled = [pool.cidr for pool in view.pools if not pool.disabled]
+        pools = enabled if pool_cidrs is None else list(pool_cidrs)
+        if not set(pools) <= set(enabled):
+            return []
         txn = (Txn().require_unchanged_since(keys.host_affinity_blocks(host), view.affinities_read_at)
                .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
                .require_revision(keys.IPAM_CONFIG, view.config_revision))
         for index, (block, revision) in enumerate(view.blocks):
             txn.require_revision(keys.block(block.cidr), revision)
-            if not block.unallocated or not any(block.cidr.subnet_of(p.cidr) and not p.disabled for p in view.pools):
+            if not block.unallocated or not any(block.cidr.subnet_of(pool) for pool in pools):
                 continue
             updated = block.copy()
             taken = updated.allocate(count, None, attrs)
@@ -294,7 +300,7 @@ class IPAM:
                 return []
             view.blocks[index] = (updated, stored_at)
             return taken
-        return await self._claim_known(host, view, txn, count, attrs)
+        return await self._claim_known(host, view, txn, count, attrs, pools)
 
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
                           handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
@@ -302,8 +308,8 @@ class IPAM:
         blocks, then new blocks, then borrowed (if allowed)."""
         found: list[IP] = []
         version = pool_cidrs[0].version if pool_cidrs else version
-        if pool_cidrs is None and handle is None and count > 0 and version == 4:
-            found = await self._from_known_blocks(host, count, attrs)
+        if handle is None and count > 0 and version == 4:
+            found = await self._from_known_blocks(host, count, attrs, pool_cidrs)
             if len(found) == count:
                 return found
         self._views.pop(host, None)  # what follows may claim blocks: read afresh next time
