@@ -8,8 +8,10 @@ FIFO queue, so a released address is not reissued before the block has cycled.
 
 Every write is one etcd transaction guarded by the revisions it read (the block, and the handle
 when there is one); a conflict re-reads and retries, so hosts allocating at once in different
-processes never get the same address.  ``IPAM`` is asyncio; ``Synchronous(IPAM(ds))`` is the
-blocking face for calicoctl and the plugins.
+processes never get the same address.  While a host's blocks have room, an allocation is one
+such transaction, decided from what the host last read and guarded by compares that none of it
+changed (``_from_known_blocks``); a full block, one more request.  ``IPAM`` is asyncio;
+``Synchronous(IPAM(ds))`` is the blocking face for calicoctl and the plugins.
 """
 
 from __future__ import annotations
