@@ -154,6 +154,7 @@ class IPAM:
         self.ds = ds
         self.conflicts = 0  # compare-and-swap losses, retried (the benchmark reports them)
         self._views: dict[str, HostView] = {}
+        self._host_locks: dict[str, asyncio.Lock] = {}
 
     # -- reading -----------------------------------------------------------------------------
     async def pools(self, enabled_only: bool = True, version: int = 4) -> list[IPPool]:
@@ -268,7 +269,7 @@ class IPAM:
         txn.require_absent(keys.block(cidr)).put(keys.block(cidr), block.to_value()).put(keys.affinity(host, cidr), {})
         stored_at = await self.ds.commit_revision(txn)
         if stored_at is None:
-            del self._views[host]
+            self._views.pop(host, None)  # other requests of this host may have forgotten it already
             return []
         view.affinities_read_at = stored_at  # the compares held up to this revision, and this is our write
         view.blocks = sorted([*view.blocks, (block, stored_at)], key=lambda known: known[0].cidr)
@@ -298,7 +299,7 @@ class IPAM:
             taken = updated.allocate(count, None, attrs)
             stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.to_value()))
             if stored_at is None:
-                del self._views[host]
+                self._views.pop(host, None)  # other requests of this host may have forgotten it already
                 return []
             view.blocks[index] = (updated, stored_at)
             return taken
@@ -307,7 +308,14 @@ class IPAM:
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
                           handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
         """Up to count addresses of one IP version (that of pool_cidrs when given) for host: own
-        blocks, then new blocks, then borrowed (if allowed)."""
+        blocks, then new blocks, then borrowed (if allowed).  A host's requests on this client
+        take turns, as Calico's CNI plugin holds its host's IPAM lock: at once they would all
+        read the same free address, and all but one lose the race for it and retry."""
+        async with self._host_locks.setdefault(host, asyncio.Lock()):
+            return await self._auto_assign(host, count, pool_cidrs, handle, attrs, version)
+
+    async def _auto_assign(self, host: str, count: int, pool_cidrs: list[IPNet] | None, handle: str | None,
+                           attrs: dict | None, version: int) -> list[IP]:
         found: list[IP] = []
         version = pool_cidrs[0].version if pool_cidrs else version
         if handle is None and count > 0 and version == 4:

@@ -117,6 +117,21 @@ def test_a_network_of_one_pool_allocates_in_one_request_from_that_pool(ds, ipam)
 
 
 @pytest.mark.emulation
+def test_a_hosts_requests_at_once_on_one_client_take_turns_and_all_succeed(ds, ipam):
+    """The plugin serves a host's requests at once on one IPAM: they take turns (at once, all but
+    one would lose the race for the address they all read, and retry)."""
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)
+    requests = count_requests(ds.target)
+
+    async def at_once(target):
+        return await asyncio.gather(*(target.auto_assign("host1", 1) for _ in range(30)))
+    addresses = [a for assigned in ipam.run(at_once) for a in assigned]
+    assert len(addresses) == 30 and len(set(addresses)) == 30
+    assert requests == ["transaction"] * 30 and ipam.conflicts == 0
+
+
+@pytest.mark.emulation
 def test_exhaustion_returns_what_there_is(ds, ipam):
     add_pool(ds, "10.10.0.0/26")
     assert len(ipam.auto_assign("host1", 60)) == 60
