@@ -4,7 +4,8 @@ host a separate process with its own etcd client (as calico-node agents are).
     python benchmarks/ipam.py [--per-host 200] [--hosts 1 5 20] [--json PATH]
 
 Each allocation is one `auto_assign(host, 1)`: the per-container request of the libnetwork
-plugin.  A last run has 20 hosts share a /24 (4 blocks), so most must borrow from blocks that
+plugin; the second single-client run names the pool, as the plugin does on a network created
+with `--subnet`.  A last run has 20 hosts share a /24 (4 blocks), so most must borrow from blocks that
 other hosts are writing: that is where compare-and-swap conflicts happen and are retried.
 Reported: allocations per second, compare-and-swap conflicts that were retried, and duplicates
 found across every host's addresses afterwards (must be 0), each run with the load average.
@@ -43,7 +44,7 @@ SMALL_POOL = IPPool(ipaddress.ip_network("10.0.0.0/24"))  # 4 blocks for 20 host
 RESULTS = Path(__file__).parent / "results" / "ipam.json"
 
 
-def host_process(endpoint: str, host: str, count: int, start, out) -> None:
+def host_process(endpoint: str, host: str, count: int, named_pool: str | None, start, out) -> None:
     """Connect, wait at the start barrier, allocate count addresses one at a time; report
     (addresses, conflicts, seconds)."""
     async def work():
@@ -52,7 +53,8 @@ def host_process(endpoint: str, host: str, count: int, start, out) -> None:
         await ds.get("/calico/v1/Ready")  # connect before the clock starts
         start.wait()
         began = time.monotonic()
-        addresses = [str(a) for _ in range(count) for a in await ipam.auto_assign(host, 1)]
+        pools = [ipaddress.ip_network(named_pool)] if named_pool else None
+        addresses = [str(a) for _ in range(count) for a in await ipam.auto_assign(host, 1, pools)]
         seconds = time.monotonic() - began
         await ds.close()
         return addresses, ipam.conflicts, seconds
@@ -84,13 +86,14 @@ def load_average() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def run_hosts(endpoint: str, hosts: int, per_host: int, pool: IPPool = POOL) -> dict:
+def run_hosts(endpoint: str, hosts: int, per_host: int, pool: IPPool = POOL, named: bool = False) -> dict:
     with Synchronous(Datastore(endpoint)) as ds:
         ds.delete_prefix("/calico/")
         ds.put(pool.primary_key, pool.to_value())
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(hosts + 1), context.Queue()  # everyone connected, then the clock starts
-    workers = [context.Process(target=host_process, args=(endpoint, f"host{i}", per_host, start, out))
+    named_pool = str(pool.cidr) if named else None
+    workers = [context.Process(target=host_process, args=(endpoint, f"host{i}", per_host, named_pool, start, out))
                for i in range(hosts)]
     for worker in workers:
         worker.start()
@@ -119,7 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=150)
     with tempfile.TemporaryDirectory(prefix="cs-ipam-") as directory, local_etcd(Path(directory)) as endpoint:
-        rows = [etcd_floor(endpoint, args.single), dict(run_hosts(endpoint, 1, args.single), label="single client")]
+        rows = [etcd_floor(endpoint, args.single), dict(run_hosts(endpoint, 1, args.single), label="single client"),
+                dict(run_hosts(endpoint, 1, args.single, named=True), label="single client, --subnet pool")]
         for hosts in args.hosts:
             with console.status(f"{hosts} concurrent hosts"):
                 rows.append(dict(run_hosts(endpoint, hosts, args.per_host), label=f"{hosts} hosts"))
