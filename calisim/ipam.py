@@ -8,8 +8,10 @@ FIFO queue, so a released address is not reissued before the block has cycled.
 
 Every write is one etcd transaction guarded by the revisions it read (the block, and the handle
 when there is one); a conflict re-reads and retries, so hosts allocating at once in different
-processes never get the same address.  ``IPAM`` is asyncio; ``Synchronous(IPAM(ds))`` is the
-blocking face for calicoctl and the plugins.
+processes never get the same address.  While a host's blocks have room, an allocation is one
+such transaction, decided from what the host last read and guarded by compares that none of it
+changed (``_from_known_blocks``); a full block, one more request.  ``IPAM`` is asyncio;
+``Synchronous(IPAM(ds))`` is the blocking face for calicoctl and the plugins.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import hashlib
 import ipaddress
 import random
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Iterator
 
 from .datastore import Datastore, Txn, keys
 from .datastore.resources import IPPool
@@ -70,6 +72,17 @@ def first_block_index(host: str, pool: IPNet) -> int:
     return int.from_bytes(digest[:8], "big") % blocks_in(pool)
 
 
+def unclaimed_blocks(host: str, pool: IPNet, existing: set[str]) -> Iterator[IPNet]:
+    """The blocks of pool whose keys are not in existing, in the order host tries to claim them:
+    from its hash start, then sequentially with wrap-around."""
+    count = blocks_in(pool)
+    start = first_block_index(host, pool)
+    for step in range(count):
+        cidr = nth_block(pool, (start + step) % count)
+        if keys.block(cidr) not in existing:
+            yield cidr
+
+
 def parse_ip(text: Any) -> IP:
     try:
         return ipaddress.ip_address(str(text).strip())
@@ -79,6 +92,10 @@ def parse_ip(text: Any) -> IP:
 
 class Block(AllocationBlock):
     """One block and how IPAM changes it: the FIFO of free ordinals, its handles' attributes."""
+
+    def copy(self) -> "Block":
+        """A copy to change while the original stays what etcd holds (attributes are never changed in place)."""
+        return Block(self.cidr, self.affinity, list(self.allocations), list(self.unallocated), list(self.attributes))
 
     def _attribute_index(self, handle: str | None, attrs: dict | None) -> int:
         entry = {"handle_id": handle, "secondary": attrs or None}
@@ -125,6 +142,7 @@ class HostView:
     affinities_read_at: int
     pools_read_at: int
     pools: list[IPPool]
+    config: IPAMConfig
     config_revision: int
     blocks: list[tuple[Block, int]]  # the host's affine blocks in address order, with revisions
 
@@ -136,6 +154,7 @@ class IPAM:
         self.ds = ds
         self.conflicts = 0  # compare-and-swap losses, retried (the benchmark reports them)
         self._views: dict[str, HostView] = {}
+        self._host_locks: dict[str, asyncio.Lock] = {}
 
     # -- reading -----------------------------------------------------------------------------
     async def pools(self, enabled_only: bool = True, version: int = 4) -> list[IPPool]:
@@ -213,13 +232,7 @@ class IPAM:
 
     async def _claim_block(self, host: str, pool: IPNet) -> IPNet | None:
         """Claim the first unclaimed block of pool from host's hash start; None if all are taken."""
-        existing = {keys.last_segment(e.key) for e in await self.ds.list(keys.blocks_prefix(pool.version))}
-        count = blocks_in(pool)
-        start = first_block_index(host, pool)
-        for step in range(count):
-            cidr = nth_block(pool, (start + step) % count)
-            if keys.cidr_to_key(cidr) in existing:
-                continue
+        for cidr in unclaimed_blocks(host, pool, await self.ds.keys(keys.blocks_prefix(pool.version))):
             txn = (Txn().require_absent(keys.block(cidr)).put(keys.block(cidr), Block.new(cidr, host).to_value())
                    .put(keys.affinity(host, cidr), {}))
             if await self.ds.commit(txn):
@@ -228,49 +241,85 @@ class IPAM:
         return None
 
     async def _read_view(self, host: str) -> HostView:
+        """Two round trips: the host's affinities, then its blocks, the pools and the config at once."""
         affinities, affinities_read_at = await self.ds.list_at(keys.host_affinity_blocks(host))
-        pools, pools_read_at = await self.ds.list_at(keys.POOLS_V4)
-        config = await self.ds.get(keys.IPAM_CONFIG)
-        blocks = []
-        for cidr in sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key))) for e in affinities):
-            block, revision = await self.block(cidr)
-            if block is not None:
-                blocks.append((block, revision))
-        return HostView(affinities_read_at, pools_read_at, [IPPool.from_value(e.value) for e in pools],
+        cidrs = sorted(ipaddress.ip_network(keys.key_to_cidr(keys.last_segment(e.key))) for e in affinities)
+        entries, read_at = await self.ds.read_at([keys.IPAM_CONFIG, *map(keys.block, cidrs)], [keys.POOLS_V4])
+        found = {entry.key: entry for entry in entries}
+        config = found.get(keys.IPAM_CONFIG)
+        blocks = [(Block.from_value(found[keys.block(c)].value), found[keys.block(c)].revision)
+                  for c in cidrs if keys.block(c) in found]
+        pools = [IPPool.from_value(e.value) for e in entries if e.key.startswith(keys.POOLS_V4)]
+        return HostView(affinities_read_at, read_at, pools, IPAMConfig.from_value(config and config.value),
                         config.revision if config else 0, blocks)
 
-    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None) -> list[IP]:
-        """The common case in one round trip: take from the host's first affine block with room,
-        as last read, guarded by compares proving that nothing the choice depends on has changed
-        since (the host's affinities, the pools, the config, every block passed over).  When
-        something has, this returns nothing and the caller decides from fresh reads."""
+    async def _claim_known(self, host: str, view: HostView, txn: Txn, count: int, attrs: dict | None,
+                           pools: list[IPNet]) -> list[IP]:
+        """Every known block is full: claim the next unclaimed block and allocate from it in the
+        same guarded transaction (one round trip, where deciding from fresh reads takes a dozen)."""
+        if not view.config.auto_allocate_blocks:
+            return []
+        existing = await self.ds.keys(keys.blocks_prefix(4))
+        candidates = (cidr for pool in pools for cidr in unclaimed_blocks(host, pool, existing))
+        cidr = next(candidates, None)
+        if cidr is None:
+            return []
+        block = Block.new(cidr, host)
+        taken = block.allocate(count, None, attrs)
+        txn.require_absent(keys.block(cidr)).put(keys.block(cidr), block.to_value()).put(keys.affinity(host, cidr), {})
+        stored_at = await self.ds.commit_revision(txn)
+        if stored_at is None:
+            self._views.pop(host, None)  # other requests of this host may have forgotten it already
+            return []
+        view.affinities_read_at = stored_at  # the compares held up to this revision, and this is our write
+        view.blocks = sorted([*view.blocks, (block, stored_at)], key=lambda known: known[0].cidr)
+        return taken
+
+    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None,
+                                 pool_cidrs: list[IPNet] | None) -> list[IP]:
+        """The common case in one round trip: take from the host's first affine block with room
+        (in pool_cidrs, else in any enabled pool), as last read, guarded by compares proving that
+        nothing the choice depends on has changed since (the host's affinities, the pools, the
+        config, every block passed over).  When something has, or a requested pool is not an
+        enabled one, this returns nothing and the caller decides from fresh reads."""
         view = self._views.get(host) or await self._read_view(host)
         self._views[host] = view
+        enabled = [pool.cidr for pool in view.pools if not pool.disabled]
+        pools = enabled if pool_cidrs is None else list(pool_cidrs)
+        if not set(pools) <= set(enabled):
+            return []
         txn = (Txn().require_unchanged_since(keys.host_affinity_blocks(host), view.affinities_read_at)
                .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
                .require_revision(keys.IPAM_CONFIG, view.config_revision))
         for index, (block, revision) in enumerate(view.blocks):
             txn.require_revision(keys.block(block.cidr), revision)
-            if not block.unallocated or not any(block.cidr.subnet_of(p.cidr) and not p.disabled for p in view.pools):
+            if not block.unallocated or not any(block.cidr.subnet_of(pool) for pool in pools):
                 continue
-            updated = Block.from_value(block.to_value())
+            updated = block.copy()
             taken = updated.allocate(count, None, attrs)
             stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.to_value()))
             if stored_at is None:
-                del self._views[host]
+                self._views.pop(host, None)  # other requests of this host may have forgotten it already
                 return []
             view.blocks[index] = (updated, stored_at)
             return taken
-        return []
+        return await self._claim_known(host, view, txn, count, attrs, pools)
 
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
                           handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
         """Up to count addresses of one IP version (that of pool_cidrs when given) for host: own
-        blocks, then new blocks, then borrowed (if allowed)."""
+        blocks, then new blocks, then borrowed (if allowed).  A host's requests on this client
+        take turns, as Calico's CNI plugin holds its host's IPAM lock: at once they would all
+        read the same free address, and all but one lose the race for it and retry."""
+        async with self._host_locks.setdefault(host, asyncio.Lock()):
+            return await self._auto_assign(host, count, pool_cidrs, handle, attrs, version)
+
+    async def _auto_assign(self, host: str, count: int, pool_cidrs: list[IPNet] | None, handle: str | None,
+                           attrs: dict | None, version: int) -> list[IP]:
         found: list[IP] = []
         version = pool_cidrs[0].version if pool_cidrs else version
-        if pool_cidrs is None and handle is None and count > 0 and version == 4:
-            found = await self._from_known_blocks(host, count, attrs)
+        if handle is None and count > 0 and version == 4:
+            found = await self._from_known_blocks(host, count, attrs, pool_cidrs)
             if len(found) == count:
                 return found
         self._views.pop(host, None)  # what follows may claim blocks: read afresh next time

@@ -78,6 +78,59 @@ def test_hosts_get_their_own_blocks_then_borrow(ds, ipam):
     assert ds.get(keys.block(block1)).value["affinity"] == "host:host1"
 
 
+def count_requests(datastore):
+    """The names of the etcd client's calls datastore makes from now on, in order."""
+    requests = []
+    real_call = datastore._call
+
+    async def counted(method, *args, **kwargs):
+        requests.append(method.__name__)
+        return await real_call(method, *args, **kwargs)
+
+    datastore._call = counted
+    return requests
+
+
+@pytest.mark.emulation
+def test_an_allocation_is_one_request_and_a_new_block_one_more(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)  # the first reads what the host holds
+    requests = count_requests(ds.target)
+    addresses = [a for _ in range(64) for a in ipam.auto_assign("host1", 1)]
+    assert requests == ["transaction"] * 63 + ["get_prefix", "transaction"]  # the 64th claims a block
+    assert len(set(addresses)) == 64 and len({net(f"{a}/26", strict=False) for a in addresses}) == 2
+    assert len(ds.list(keys.host_affinity_blocks("host1"))) == 2
+
+
+@pytest.mark.emulation
+def test_a_network_of_one_pool_allocates_in_one_request_from_that_pool(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    add_pool(ds, "10.20.0.0/16")
+    wanted = [net("10.20.0.0/16")]
+    ipam.auto_assign("host1", 1)  # a block of the first pool: passed over below
+    ipam.auto_assign("host1", 1, wanted)
+    requests = count_requests(ds.target)
+    addresses = [a for _ in range(3) for a in ipam.auto_assign("host1", 1, wanted)]
+    assert requests == ["transaction"] * 3 and all(a in wanted[0] for a in addresses)
+    with pytest.raises(IPAMError, match="not a configured, enabled Calico IP pool"):
+        ipam.auto_assign("host1", 1, [net("10.30.0.0/16")])
+
+
+@pytest.mark.emulation
+def test_a_hosts_requests_at_once_on_one_client_take_turns_and_all_succeed(ds, ipam):
+    """The plugin serves a host's requests at once on one IPAM: they take turns (at once, all but
+    one would lose the race for the address they all read, and retry)."""
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)
+    requests = count_requests(ds.target)
+
+    async def at_once(target):
+        return await asyncio.gather(*(target.auto_assign("host1", 1) for _ in range(30)))
+    addresses = [a for assigned in ipam.run(at_once) for a in assigned]
+    assert len(addresses) == 30 and len(set(addresses)) == 30
+    assert requests == ["transaction"] * 30 and ipam.conflicts == 0
+
+
 @pytest.mark.emulation
 def test_exhaustion_returns_what_there_is(ds, ipam):
     add_pool(ds, "10.10.0.0/26")

@@ -223,6 +223,22 @@ class Datastore:
         result = await self._call(self._client.get_prefix, prefix.encode(), sort_order="ascend")
         return [Entry(kv.key.decode(), decode(kv.value), kv.mod_revision) for kv in result], result.header.revision
 
+    async def keys(self, prefix: str) -> set[str]:
+        """The keys under prefix, without their values (which blocks exist, say, without reading them)."""
+        result = await self._call(self._client.get_prefix, prefix.encode(), keys_only=True)
+        return {kv.key.decode() for kv in result}
+
+    async def read_at(self, keys: list[str], prefixes: list[str]) -> tuple[list[Entry], int]:
+        """The entries at these keys and under these prefixes, read in one request at one revision
+        (a transaction without compares), and that revision (0 when nothing was found: a compare
+        that nothing changed since then holds only while nothing is there)."""
+        reads = [ops.Get(key.encode()) for key in keys]
+        reads += [ops.Get(prefix.encode(), range_end=_prefix_end(prefix)) for prefix in prefixes]
+        _, responses = await self._call(self._client.transaction, compare=[], success=reads, failure=[])
+        found = [(value, got) for response in responses for value, got in response]
+        revision = found[0][1].header.revision if found else 0
+        return [Entry(got.key.decode(), decode(value), got.mod_revision) for value, got in found], revision
+
     async def put(self, key: str, value: Any) -> None:
         await self._call(self._client.put, key.encode(), encode(value))
 

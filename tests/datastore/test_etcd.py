@@ -383,6 +383,23 @@ def test_a_real_etcd_watch_from_the_listed_revision_misses_nothing(etcd):
     asyncio.run(scenario())
 
 
+@pytest.mark.emulation
+def test_read_at_reads_keys_and_prefixes_at_one_revision_and_keys_lists_names_only(etcd):
+    async def scenario():
+        ds = Datastore(etcd)
+        try:
+            await ds.commit(Txn().put("/calico/a/1", 1).put("/calico/a/2", 2).put("/calico/b", "b").put("/calico/c", 3))
+            entries, revision = await ds.read_at(["/calico/b", "/calico/missing"], ["/calico/a/"])
+            assert {e.key: e.value for e in entries} == {"/calico/b": "b", "/calico/a/1": 1, "/calico/a/2": 2}
+            assert revision == (await ds.list_at("/calico/"))[1] == entries[0].revision
+            assert await ds.read_at(["/calico/missing"], ["/calico/none/"]) == ([], 0)
+            assert await ds.keys("/calico/a/") == {"/calico/a/1", "/calico/a/2"}
+        finally:
+            await ds.close()
+
+    asyncio.run(scenario())
+
+
 OUTAGE = 10.0  # seconds of refused requests: gRPC's default backoff has grown to ~4-6 s by then
 ANSWERED_WITHIN = 2.5  # seconds from etcd's start to the old client's answer (~0.5 s here; ~5 s with gRPC's defaults)
 
