@@ -44,6 +44,9 @@ MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": 
 # what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front, with
 PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.config", "calisim.calicoctl.ipam",
            "calisim.calicoctl.node")  # what calicoctl's commands import when run
+# the daemons among them: SIGPIPE ignored, as `python -m` leaves it, so that a write to a closed pipe
+# or socket (in dockerd, a container's stream whose reader went) is an error and not their death
+DAEMONS = ("calisim.node", "calisim.node.routereflector", "calisim.docker")
 NAMESPACES = (("uts", 0x04000000), ("net", 0x40000000), ("mnt", 0x00020000))  # setns order; CLONE_NEW*
 TITLE_ROOM = 1024  # bytes of command line kept for the forked daemons' own (see set_cmdline)
 MAX_REQUEST = 1 << 20
@@ -104,6 +107,8 @@ def become_daemon(request: dict, received: list[int], peer: int) -> int:
     install_fds(received, request["fds"])
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+    if request["module"] in DAEMONS:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as an interpreter's start leaves it (see DAEMONS)
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # the zygote's cached choice: chosen again from this environment's TMPDIR
