@@ -39,7 +39,9 @@ from report import label_axes, output_path, write_runs  # noqa: E402  (benchmark
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
 DOCKER_RESULTS = RESULTS.with_name("bringup-docker.json")
 TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygote), for the plot
-TODAY_PSS_PER_HOST_MIB = 37.6
+REFERENCES_MIB = {  # with a dockerd in every host or not: (before, MiB a host), the target
+    False: (("issue 14's today", 37.6), 20),
+    True: (("100 hosts, a dockerd as its own interpreter", 54.3), 12)}
 
 
 def total_pss_kib(commands: frozenset[str] | None = None) -> int:
@@ -150,6 +152,18 @@ def measure(hosts: int, docker: bool = False) -> dict:
             **{f"{part}_mib_a_host": round(kib / 1024 / hosts, 2) for part, kib in parts.items()}}
 
 
+def stack_parts(axis, rows: list[dict]) -> None:
+    """Each run's PSS a host by part (mesh up) as stacked bars beside its peak."""
+    hosts = sorted(row["hosts"] for row in rows)
+    width = 0.4 * min((b - a for a, b in zip(hosts, hosts[1:])), default=hosts[0] * 0.25)
+    bottoms = [0.0] * len(rows)
+    for part in PARTS:
+        values = [row[f"{part}_mib_a_host"] for row in rows]
+        axis.bar([row["hosts"] for row in rows], values, width=width, bottom=bottoms, alpha=0.6,
+                 label=part.replace("_", "-"))
+        bottoms = [bottom + value for bottom, value in zip(bottoms, values)]
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Time (with its parts) and memory a host against host count, today's figures and the targets beside."""
     import matplotlib
@@ -167,10 +181,13 @@ def plot(rows: list[dict], path: Path) -> None:
     times.plot([50, 100], [15, 45], "g^", markersize=8, label="targets (50: 15 s, 100: 45 s)")
     label_axes(times, "Calico hosts (flat, full mesh)", "seconds", "bring-up and teardown")
     memory.plot(hosts, [row["pss_per_host_mib"] for row in rows], marker="o", label="peak PSS of the run / hosts")
-    memory.axhline(TODAY_PSS_PER_HOST_MIB, color="k", linestyle="--", label="before: 37.6 MiB")
-    memory.axhline(20, color="g", linestyle=":", label="target: 20 MiB")
-    memory.set_ylim(bottom=0)
-    label_axes(memory, "Calico hosts", "MiB a host", "memory a host (every process of the run)")
+    stack_parts(memory, rows)
+    before, target = REFERENCES_MIB[rows[0]["docker"]]
+    memory.axhline(before[1], color="k", linestyle="--", label=f"before: {before[1]} MiB ({before[0]})")
+    memory.axhline(target, color="g", linestyle=":", label=f"target: {target} MiB")
+    memory.set_ylim(0, 1.8 * max(before[1], *(row["pss_per_host_mib"] for row in rows)))  # room for the legend
+    label_axes(memory, "Calico hosts", "MiB a host", "memory a host (every process of the run; bars: by part)",
+               fontsize=7, ncol=2, loc="upper left")
     loads = ", ".join(f"{row['hosts']}: {row['load_average_1min_at_start']}" for row in rows)
     figure.suptitle(f"calisim bring-up, one run on a shared 2-core machine (1-min load at start: {loads})", fontsize=10)
     figure.tight_layout()
