@@ -1,11 +1,14 @@
 """Bring-up of a full BGP mesh on the flat topology: time from nothing to every session
 Established, and the run's peak memory, for several host counts in one run.
 
-    python benchmarks/bringup.py [--hosts 2 10 25 50] [--json PATH] [--png PATH]
+    python benchmarks/bringup.py [--hosts 2 10 25 50] [--docker] [--json PATH] [--png PATH]
 
 Memory is the peak, sampled every second and once more at the end, of the summed PSS of every process in the run's
 PID namespace (the benchmark's own interpreter included): etcd, the BIRDs, the calico-node
-agents, the Mininet shells.  The hosts run no emulated dockerd: a mesh needs none.  Also
+agents, the Mininet shells, and with --docker every host's emulated dockerd (a mesh needs none,
+a Calico host has one).  Once the mesh is up, that PSS is also split by part (shell, BIRD,
+calico-node, dockerd, the node zygote that forks the last two, etcd and the rest) and given a
+host.  Also
 measured: the teardown (leaving the ``with Cluster`` block until every process and namespace is
 gone), the CPU seconds the whole run used (the machine is shared: CPU time says what wall time
 cannot), and the load average at the start.  Targets (issue 14, the project's 2-core machine):
@@ -27,14 +30,18 @@ from calisim.emulation import sandbox
 sandbox.enter()
 
 from rich.console import Console  # noqa: E402  (imports after the re-exec into the sandbox)
+from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
 from calisim.emulation import Cluster  # noqa: E402
 from report import label_axes, output_path, write_runs  # noqa: E402  (benchmarks/ is this script's directory)
 
 RESULTS = Path(__file__).parent / "results" / "bringup.json"
+DOCKER_RESULTS = RESULTS.with_name("bringup-docker.json")
 TODAY = {50: 53, 100: 186}  # seconds, issue 14's "today" (before the node zygote), for the plot
-TODAY_PSS_PER_HOST_MIB = 37.6
+REFERENCES_MIB = {  # with a dockerd in every host or not: (before, MiB a host), the target
+    False: (("issue 14's today", 37.6), 20),
+    True: (("100 hosts, a dockerd as its own interpreter", 54.3), 12)}
 
 
 def total_pss_kib(commands: frozenset[str] | None = None) -> int:
@@ -46,10 +53,7 @@ def total_pss_kib(commands: frozenset[str] | None = None) -> int:
             try:
                 if commands is not None and (entry / "comm").read_text().strip() not in commands:
                     continue
-                for line in (entry / "smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
+                total += pss_kib(entry)
             except (OSError, ValueError):
                 continue
     return total
@@ -81,33 +85,83 @@ class PeakMemory:
         self.peak = max(self.peak, total_pss_kib())
 
 
+PARTS = ("shell", "bird", "calico_node", "dockerd", "zygote", "etcd", "rest")
+
+
+def part_of(pid: Path) -> str:
+    """Which part of the run a process is, by its name and command line (those the zygote forks
+    carry the command line of `python -m calisim.node` or `-m calisim.docker`)."""
+    name = (pid / "comm").read_text().strip()
+    argv = (pid / "cmdline").read_bytes().split(b"\0")
+    module = argv[2].decode() if len(argv) > 2 and argv[1] == b"-m" else ""
+    if name in ("bird", "etcd"):
+        return name
+    if name in ("bash", "mnexec"):
+        return "shell"  # Mininet's shell of each host (and of the routers, if any)
+    return {"calisim.docker": "dockerd", "calisim.node.zygote": "zygote", "calisim.node": "calico_node"}.get(
+        module, "rest")
+
+
+def pss_by_part() -> dict[str, int]:
+    """Summed PSS (KiB) of every process visible here, by part_of."""
+    parts = dict.fromkeys(PARTS, 0)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parts[part_of(entry)] += pss_kib(entry)
+            except (OSError, ValueError):
+                continue
+    return parts
+
+
+def pss_kib(pid: Path) -> int:
+    for line in (pid / "smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and of every child it (or they) reaped: the run's own work."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
 
 
-def measure(hosts: int) -> dict:
+def measure(hosts: int, docker: bool = False) -> dict:
     load = os.getloadavg()[0]
     cpu_before = cpu_seconds()
     started = time.monotonic()
     with PeakMemory() as memory:
-        with Cluster(topologies.load("flat", hosts), docker=False) as cluster:
+        with Cluster(topologies.load("flat", hosts), docker=docker) as cluster:
             built = time.monotonic()
             cluster.start_nodes()
             nodes_started = time.monotonic()
             cluster.wait_for_mesh(timeout=600)
             converged = time.monotonic()
             sessions = sum(cluster.bgp_established(host) for host in cluster.hosts) // 2
-            memory.peak = max(memory.peak, total_pss_kib())
+            parts = pss_by_part()
+            memory.peak = max(memory.peak, sum(parts.values()))
             tearing_down = time.monotonic()
         torn_down = time.monotonic()
-    return {"hosts": hosts, "sessions": sessions, "expected_sessions": hosts * (hosts - 1) // 2,
+    return {"hosts": hosts, "docker": docker, "sessions": sessions, "expected_sessions": hosts * (hosts - 1) // 2,
             "build_s": round(built - started, 2), "node_run_s": round(nodes_started - built, 2),
             "converge_s": round(converged - nodes_started, 2), "total_s": round(converged - started, 2),
             "teardown_s": round(torn_down - tearing_down, 2), "peak_pss_mib": round(memory.peak / 1024, 1),
             "pss_per_host_mib": round(memory.peak / 1024 / hosts, 1), "cpu_s": round(cpu_seconds() - cpu_before, 1),
-            "load_average_1min_at_start": round(load, 2)}
+            "load_average_1min_at_start": round(load, 2),
+            **{f"{part}_mib_a_host": round(kib / 1024 / hosts, 2) for part, kib in parts.items()}}
+
+
+def stack_parts(axis, rows: list[dict]) -> None:
+    """Each run's PSS a host by part (mesh up) as stacked bars beside its peak."""
+    hosts = sorted(row["hosts"] for row in rows)
+    width = 0.4 * min((b - a for a, b in zip(hosts, hosts[1:])), default=hosts[0] * 0.25)
+    bottoms = [0.0] * len(rows)
+    for part in PARTS:
+        values = [row[f"{part}_mib_a_host"] for row in rows]
+        axis.bar([row["hosts"] for row in rows], values, width=width, bottom=bottoms, alpha=0.6,
+                 label=part.replace("_", "-"))
+        bottoms = [bottom + value for bottom, value in zip(bottoms, values)]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -127,32 +181,52 @@ def plot(rows: list[dict], path: Path) -> None:
     times.plot([50, 100], [15, 45], "g^", markersize=8, label="targets (50: 15 s, 100: 45 s)")
     label_axes(times, "Calico hosts (flat, full mesh)", "seconds", "bring-up and teardown")
     memory.plot(hosts, [row["pss_per_host_mib"] for row in rows], marker="o", label="peak PSS of the run / hosts")
-    memory.axhline(TODAY_PSS_PER_HOST_MIB, color="k", linestyle="--", label="before: 37.6 MiB")
-    memory.axhline(20, color="g", linestyle=":", label="target: 20 MiB")
-    memory.set_ylim(bottom=0)
-    label_axes(memory, "Calico hosts", "MiB a host", "memory a host (every process of the run)")
+    stack_parts(memory, rows)
+    before, target = REFERENCES_MIB[rows[0]["docker"]]
+    memory.axhline(before[1], color="k", linestyle="--", label=f"before: {before[1]} MiB ({before[0]})")
+    memory.axhline(target, color="g", linestyle=":", label=f"target: {target} MiB")
+    memory.set_ylim(0, 1.8 * max(before[1], *(row["pss_per_host_mib"] for row in rows)))  # room for the legend
+    label_axes(memory, "Calico hosts", "MiB a host", "memory a host (every process of the run; bars: by part)",
+               fontsize=7, ncol=2, loc="upper left")
     loads = ", ".join(f"{row['hosts']}: {row['load_average_1min_at_start']}" for row in rows)
     figure.suptitle(f"calisim bring-up, one run on a shared 2-core machine (1-min load at start: {loads})", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
 
+def print_parts(console: Console, rows: list[dict]) -> None:
+    """MiB of PSS a host by part, once the mesh is up (the shared zygote, etcd and the rest spread over the hosts)."""
+    table = Table(title="PSS a host by part, mesh up (MiB)")
+    for column in ("hosts", *PARTS, "all"):
+        table.add_column(column.replace("_", "-"), justify="right")
+    for row in rows:
+        parts = [row[f"{part}_mib_a_host"] for part in PARTS]
+        table.add_row(str(row["hosts"]), *map(str, parts), f"{sum(parts):.2f}")
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 10, 25, 50])
-    parser.add_argument("--json", type=output_path, default=str(RESULTS))
-    parser.add_argument("--png", type=output_path, default=str(RESULTS.with_suffix(".png")))
+    parser.add_argument("--docker", action="store_true", help="every host runs its dockerd, as a Calico host does")
+    parser.add_argument("--json", type=output_path, default=None,
+                        help=f"default {RESULTS} ({DOCKER_RESULTS} with --docker)")
+    parser.add_argument("--png", type=output_path, default=None, help="default: the JSON's path with .png")
     args = parser.parse_args()
+    args.json = args.json or output_path(str(DOCKER_RESULTS if args.docker else RESULTS))
+    args.png = args.png or args.json.with_suffix(".png")
     console = Console()
     rows = []
     for count in args.hosts:
         with console.status(f"{count} hosts: building, starting nodes, waiting for the mesh"):
-            rows.append(measure(count))
+            rows.append(measure(count, args.docker))
         console.print(rows[-1])
     columns = ("hosts", "sessions", "build_s", "node_run_s", "converge_s", "total_s", "teardown_s", "peak_pss_mib",
                "pss_per_host_mib", "cpu_s", "load_average_1min_at_start")
-    write_runs(console, "flat topology, full node-to-node mesh", columns, rows, args.json, args.png, plot,
+    write_runs(console, "flat topology, full node-to-node mesh" + (", a dockerd in every host" if args.docker else ""),
+               columns, rows, args.json, args.png, plot,
                heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
+    print_parts(console, rows)
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 

@@ -108,7 +108,7 @@ class Cluster(EtcdCluster):
         self.docker = docker  # run an emulated dockerd in every Calico host
         self.net: Mininet | None = None
         self.etcd_processes: dict[str, subprocess.Popen] = {}  # by node: etcd_host, or the members' etcd1..N
-        self.dockerds: dict[str, subprocess.Popen] = {}
+        self.dockerds: dict[str, subprocess.Popen | zygote_client.ForkedProcess] = {}  # forked by the zygote
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
         self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
         self.progress: Progress = no_progress  # long work reported stage by stage
@@ -222,10 +222,20 @@ class Cluster(EtcdCluster):
     def _start_dockerds(self, names: list[str]) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
         for name in names:
-            self.dockerds[name] = self._dockerd(name).start(self.host(name).popen, env=self.environment(name))
+            self.dockerds[name] = self._launch_dockerd(name)
         for done, name in enumerate(names, start=1):
             self._await(self._dockerd(name), self.dockerds[name])
             self.progress("dockerds up", done, len(names))
+
+    def _launch_dockerd(self, name: str) -> "subprocess.Popen | zygote_client.ForkedProcess":
+        """Forked by the node zygote into the host (calisim.docker.service), or executed there without one."""
+        daemon = self._dockerd(name)
+        if self.zygote is not None:
+            try:
+                return daemon.fork(self.zygote_socket, self.environment(name))
+            except zygote_client.ZygoteError as error:
+                log.warning("%s; starting %s without it", error, daemon.name)
+        return daemon.start(self.host(name).popen, env=self.environment(name))
 
     def _dockerd(self, name: str) -> Dockerd:
         return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}", host_pid=self.host(name).pid)

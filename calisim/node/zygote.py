@@ -1,7 +1,9 @@
 """The node zygote: one interpreter that has imported calico-node (asyncio, aetcd and grpc,
 pyroute2, Jinja2 and BIRD's templates, Felix) once, and forks a calico-node into a host's
-namespaces for each `calicoctl node run` that asks it; and calicoctl's own commands, each
-forked the same way by the `calicoctl` it stands for.
+namespaces for each `calicoctl node run` that asks it; calicoctl's own commands, each
+forked the same way by the `calicoctl` it stands for; and each host's dockerd, which the
+cluster asks for in the namespaces of the host's shell (dockerd's modules, imported here too,
+are shared with the nodes': the datastore, asyncio, aetcd and grpc are most of both).
 
 Each calico-node as its own `python -m calisim.node` spent about 0.4 s of CPU importing and
 held ~37 MiB of its own; forked from here it starts in milliseconds and shares the imported
@@ -38,10 +40,13 @@ from pathlib import Path
 from ..process.daemon import Daemon
 
 MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
-           "calisim.calicoctl": "calisim.calicoctl"}
+           "calisim.calicoctl": "calisim.calicoctl", "calisim.docker": "calisim.docker.api"}
 # what it forks (`-m` module -> the module whose main(argv) that runs): imported once, up front, with
 PRELOAD = ("calisim.calicoctl.resources", "calisim.calicoctl.config", "calisim.calicoctl.ipam",
            "calisim.calicoctl.node")  # what calicoctl's commands import when run
+# the daemons among them: SIGPIPE ignored, as `python -m` leaves it, so that a write to a closed pipe
+# or socket (in dockerd, a container's stream whose reader went) is an error and not their death
+DAEMONS = ("calisim.node", "calisim.node.routereflector", "calisim.docker")
 NAMESPACES = (("uts", 0x04000000), ("net", 0x40000000), ("mnt", 0x00020000))  # setns order; CLONE_NEW*
 TITLE_ROOM = 1024  # bytes of command line kept for the forked daemons' own (see set_cmdline)
 MAX_REQUEST = 1 << 20
@@ -102,6 +107,8 @@ def become_daemon(request: dict, received: list[int], peer: int) -> int:
     install_fds(received, request["fds"])
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+    if request["module"] in DAEMONS:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as an interpreter's start leaves it (see DAEMONS)
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # the zygote's cached choice: chosen again from this environment's TMPDIR
@@ -206,7 +213,7 @@ class Zygote:
             try:
                 self.listener.close()
                 os.setpriority(os.PRIO_PROCESS, 0, self.niceness)
-                code = become_daemon(request, received, peer_pid(connection))
+                code = become_daemon(request, received, request.get("namespaces_of") or peer_pid(connection))
             finally:
                 os._exit(code)
         for fd in received:
@@ -244,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("socket", type=Path)
     parser.add_argument("title_room", nargs="?", help="padding: room for the forked daemons' command lines")
     args = parser.parse_args(argv)
+    # as `python -m calisim.docker` sets it: read once, when gRPC is first imported (see there)
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     warm_up()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     zygote = Zygote(args.socket, os.getpriority(os.PRIO_PROCESS, 0))

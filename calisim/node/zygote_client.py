@@ -14,9 +14,9 @@ So this file imports nothing from calisim, and none of the standard library's Py
 (socket.py, signal.py, json and dataclasses would cost more than the interpreter's start).
 
 Protocol, one connection per process: the client sends one request (marshal: module, args, env,
-cwd, the target numbers of the descriptors it passes with SCM_RIGHTS; only root in the run's
-sandbox reaches the socket, mode 0600); the zygote answers ``pid N`` and, when that process
-exits, ``exit CODE``.
+cwd, the process whose namespaces to join (0: the client's own), the target numbers of the
+descriptors it passes with SCM_RIGHTS; only root in the run's sandbox reaches the socket, mode
+0600); the zygote answers ``pid N`` and, when that process exits, ``exit CODE``.
 """
 
 import _signal
@@ -87,17 +87,21 @@ class ForkedProcess:
             pass
 
 
-def spawn(module: str, args: list, fds: dict, socket_path: "str | None" = None) -> ForkedProcess:
+def spawn(module: str, args: list, fds: dict, socket_path: "str | None" = None, env: "dict | None" = None,
+          namespaces_of: int = 0) -> ForkedProcess:
     """Ask the zygote for `python -m module args...` here (this process's namespaces, environment
-    and working directory), with fds = {number in the new process: descriptor here}."""
+    and working directory), with fds = {number in the new process: descriptor here}; or with env
+    and in the namespaces of process namespaces_of (a host's shell: how the cluster starts a
+    host's dockerd from outside the host)."""
     path = socket_path or os.environ.get(ZYGOTE_ENV)
     if not path:
         raise ZygoteError(f"{ZYGOTE_ENV} is not set")
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     lines = Lines(connection)
     try:
-        request = marshal.dumps({"module": module, "args": list(args), "env": dict(os.environ), "cwd": os.getcwd(),
-                                 "fds": list(fds)})  # made before connecting: sent as soon as connected
+        # made before connecting: sent as soon as connected
+        request = marshal.dumps({"module": module, "args": list(args), "env": dict(os.environ if env is None else env),
+                                 "cwd": os.getcwd(), "fds": list(fds), "namespaces_of": namespaces_of})
         descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds.values())
         connection.settimeout(ANSWER_TIMEOUT)
         connection.connect(path)
