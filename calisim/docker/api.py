@@ -22,7 +22,6 @@ import queue
 import re
 import signal
 import socket
-import socketserver
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..datastore import Datastore, Synchronous
+from ..process.unix_server import ThreadingUnixServer
 from ..datastore.resources.docker import Network
 from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
@@ -486,11 +486,6 @@ def signal_number(name: str) -> int:
         raise APIError(400, f"Invalid signal: {name}") from None
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
-
-
 def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig) -> None:
     """Restore the containers on disk (ondisk.py), answer the Engine API on socket_path until
     SIGTERM, then remove every container, so their endpoints and addresses leave the cluster store
@@ -507,7 +502,7 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     ondisk.restore(daemon, config.live_restore)  # then the containers, on them too
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
-    server = _Server(str(socket_path), handler)
+    server = ThreadingUnixServer(str(socket_path), handler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("serving the Docker API on %s", socket_path)
     try:

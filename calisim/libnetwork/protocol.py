@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import socket
-import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
+
+from ..process.unix_server import ThreadingUnixServer
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.1+json"
 REQUEST_TIMEOUT = 30.0
@@ -44,24 +45,6 @@ def require(request: dict, field: str) -> str:
     return value
 
 
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
-
-    def shutdown(self) -> None:
-        """socketserver notices a shutdown only when its select returns, every half second when idle:
-        connections of our own wake it, so a calico-node with its two plugins stops in milliseconds."""
-        stopping = threading.Thread(target=super().shutdown, name="plugin shutdown")
-        stopping.start()
-        while stopping.is_alive():
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
-                try:
-                    wake.connect(self.server_address)
-                except OSError:
-                    pass
-            stopping.join(0.01)
-
-
 class PluginServer:
     """One plugin on one unix socket: standard-library HTTP in a thread, handlers on the loop."""
 
@@ -70,7 +53,7 @@ class PluginServer:
         self.plugin = plugin
         self.loop = loop
         self.handlers = {"Plugin.Activate": self._activate, **plugin.handlers()}
-        self._server: _UnixHTTPServer | None = None
+        self._server: ThreadingUnixServer | None = None
 
     async def _activate(self, request: dict) -> dict:
         return {"Implements": [self.plugin.implements]}
@@ -116,7 +99,7 @@ class PluginServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.path, *args)
 
-        self._server = _UnixHTTPServer(str(self.path), Handler)
+        self._server = ThreadingUnixServer(str(self.path), Handler)
         threading.Thread(target=self._server.serve_forever, name=f"plugin {self.path.name}", daemon=True).start()
         os.chmod(self.path, 0o660)
 

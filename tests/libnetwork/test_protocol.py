@@ -36,26 +36,3 @@ def test_content_type_unknown_urls_and_broken_requests(plugins):
     assert driver("NetworkDriver.CreateEndpoint", {"NetworkID": NETWORK}) == (
         500, {"Err": "Missing or invalid EndpointID in request"})
     assert driver("Plugin.Activate") == (200, {"Implements": ["NetworkDriver"]})  # still serving
-
-
-
-class _Idle:
-    implements = "NetworkDriver"
-
-    def handlers(self) -> dict:
-        return {}
-
-
-def test_stop_wakes_the_idle_server_and_removes_its_socket(tmp_path):
-    import asyncio
-    import threading
-
-    from calisim.libnetwork.protocol import PluginServer
-
-    server = PluginServer(tmp_path / "idle.sock", _Idle(), asyncio.new_event_loop())
-    server.start()
-    serving = [t for t in threading.enumerate() if t.name == "plugin idle.sock"]
-    assert serving and server.path.exists()
-    server.stop()
-    serving[0].join(timeout=5)
-    assert not serving[0].is_alive() and not server.path.exists()
