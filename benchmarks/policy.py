@@ -8,8 +8,8 @@ flat cluster, one `workload` on net2 per host and a client on net1 in host1.
 Each round applies net2's profile with (then without) `allow from tag net1` and polls the
 client's TCP probes to every net2 workload until all agree with the profile; the time from the
 apply to that moment is the round's figure (the watch, Felix's pass: rendering, the delta and its
-nft transaction, and the polling: a probe round with 0.1 s timeouts plus the probe process's
-start).  Beside it, the time to the last host's Felix log line saying it programmed the change:
+nft transaction, and the polling: a probe round with 0.1 s timeouts, from one prober process kept
+in the client's namespace).  Beside it, the time to the last host's Felix log line saying it programmed the change:
 the probes' first round usually agrees already, so their own cost is most of the first figure.
 Programming: the renderer and `nft -f` on a table for N endpoints (as many again on other hosts in
 the tag sets), timed in a throwaway namespace: what Felix loads at start and on its resync timer.
@@ -39,7 +39,6 @@ from rich.table import Table  # noqa: E402
 import topologies  # noqa: E402
 from calisim.felix import policy, ruleset  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
-from calisim.probes import matrix_from  # noqa: E402
 from report import label_axes, output_path  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "policy.json"
@@ -60,6 +59,31 @@ def inspect(cluster: Cluster, host: str, name: str) -> tuple[int, str]:
     return int(fields[0]), fields[1]
 
 
+class Prober:
+    """calisim.probes' matrix in one long-lived interpreter inside the client's network namespace,
+    a round a line: a fresh probe process a round (an interpreter's start, hundreds of ms on a
+    loaded machine) made the polling, not the enforcement, most of the 100-host figure."""
+
+    SCRIPT = ("import json, sys\nfrom calisim.probes import matrix\nfor line in sys.stdin:\n"
+              "    print(json.dumps(matrix(json.loads(line), float(sys.argv[1]))), flush=True)\n")
+
+    def __init__(self, pid: int, timeout: float):
+        self.process = subprocess.Popen(["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-c", self.SCRIPT,
+                                         str(timeout)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def __call__(self, probes: list[tuple[str, str]]) -> list[bool]:
+        self.process.stdin.write(json.dumps(probes) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise ClusterError(f"the prober exited with {self.process.wait()}")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
     with Cluster(topologies.load("flat", hosts)) as cluster:
         cluster.start_nodes()
@@ -73,6 +97,7 @@ def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
             must(cluster.run(host, f"docker run --net net2 --name target{index} -d workload"))
             targets.append(inspect(cluster, host, f"target{index}")[1])
         spec_file = cluster.run_dir.path / "net2.json"
+        prober = Prober(client, PROBE_TIMEOUT)
         seconds, programmed = [], []
         for round_number in range(rounds * 2):
             opening = round_number % 2 == 0
@@ -83,18 +108,19 @@ def enforcement(hosts: int, rounds: int, console: Console) -> list[float]:
             with console.status(f"round {round_number + 1}: {'allow' if opening else 'deny'} net1 -> net2"):
                 started, since = time.monotonic(), time.time()
                 must(cluster.run("host1", f"calicoctl apply -f {spec_file}"))
-                while matrix_from(client, [("tcp", ip) for ip in targets], PROBE_TIMEOUT) != [opening] * len(targets):
+                while prober([("tcp", ip) for ip in targets]) != [opening] * len(targets):
                     if time.monotonic() - started > 60:
                         raise ClusterError("policy was not enforced on every host within 60 s")
                 seconds.append(time.monotonic() - started)
                 programmed.append(felix_programmed(cluster, since))
+        prober.close()
         return seconds, programmed
 
 
 def felix_programmed(cluster: Cluster, since: float) -> float:
     """Seconds from since (Unix time) to the last host's Felix saying it programmed its policy
     (its log line, written once the kernel took the transaction): enforcement without the
-    probes' own cost (a probe process's start and a 0.1 s timeout for what is dropped)."""
+    probes' own cost (a probe round, with a 0.1 s timeout for what is dropped)."""
     done = []
     for host in cluster.hosts:
         lines = (cluster.run_dir.host(host) / "log" / "node.log").read_text().splitlines()
