@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +21,7 @@ from ..emulation import sandbox
 from ..emulation.rundir import RunDir
 from ..emulation.sandbox import EMULATION
 from ..scenarios import transcript
-from ..scenarios.bundled import SCENARIOS
+from ..scenarios.bundled import SCENARIOS, Scenario
 from .progress import StageBars
 
 log = logging.getLogger("calisim")
@@ -99,6 +100,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
     log.info("%s: %d steps on %s", args.command, len(steps), topo.name)
     cluster = Cluster(topo, run_dir, args.ipip_backend)
     results: list[transcript.StepResult] = []
+    outcome = Outcome(cluster, SCENARIOS.get(args.command))
     mismatched = False
     control = None
     try:
@@ -110,14 +112,15 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
                                               run_fault_command)
             if getattr(args, "start_nodes", False):
                 cluster.start_nodes()
-        results = transcript.run(cluster, steps, lambda r: print_result(console, r, args.json), args.keep_going)
+        results = transcript.run(cluster, steps, lambda r: (print_result(console, r, args.json), outcome.passed(r)),
+                                 args.keep_going)
         log.info("transcript: %d of %d steps passed", sum(r.passed for r in results), len(steps))
         if not all(r.passed for r in results):
             progress.print(f"calisim: the hosts' state at the failure is in {cluster.diagnose()}")
         document: object = [r.as_dict() for r in results]
         if args.command in SCENARIOS and all(r.passed for r in results) and len(results) == len(steps):
             with progress.status("measuring the outcome (BGP sessions, pings with scapy)"):
-                view, summary = SCENARIOS[args.command].check(cluster)
+                view, summary = outcome.measured()
             log.info("outcome measured: %d mismatches", len(summary["mismatches"]))
             console.print(view)
             for problem in summary["mismatches"]:
@@ -130,11 +133,34 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
         if args.cli:
             cluster.cli()
     finally:
+        outcome.close()
         if control is not None:
             control.stopping.set()
         with progress.status("stopping the cluster"):
             cluster.stop()
     return report_totals(progress, results, steps, run_dir.path, mismatched)
+
+
+class Outcome:
+    """A bundled scenario's check of the outcome, run alongside the transcript's last steps once the
+    step it is measured from has passed (they only read: pings, inspections), else after them."""
+
+    def __init__(self, cluster, scenario: Scenario | None):
+        self.cluster, self.scenario = cluster, scenario
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome")
+        self.early: Future | None = None
+
+    def passed(self, result: transcript.StepResult) -> None:
+        if (self.scenario is not None and result.passed and self.early is None
+                and result.step.command == self.scenario.measure_from):
+            self.early = self.pool.submit(self.scenario.check, self.cluster)
+
+    def measured(self) -> tuple[object, dict]:
+        return self.early.result() if self.early is not None else self.scenario.check(self.cluster)
+
+    def close(self) -> None:
+        """Before the cluster stops: a check still running (the transcript failed meanwhile) ends first."""
+        self.pool.shutdown(wait=True)
 
 
 def consoles(args: argparse.Namespace) -> tuple[Console, Console]:

@@ -22,10 +22,10 @@ import queue
 import re
 import signal
 import socket
-import socketserver
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..datastore import Datastore, Synchronous
 from ..datastore.resources.docker import Network
+from ..process.unix_server import ThreadingUnixServer
 from . import runtime
 from .containers import Attachment, Container, Exec, Stdin
 from .daemon import STOP_TIMEOUT, Daemon, rfc3339
@@ -486,11 +487,6 @@ def signal_number(name: str) -> int:
         raise APIError(400, f"Invalid signal: {name}") from None
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
-
-
 def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig) -> None:
     """Restore the containers on disk (ondisk.py), answer the Engine API on socket_path until
     SIGTERM, then remove every container, so their endpoints and addresses leave the cluster store
@@ -507,19 +503,31 @@ def serve(socket_path: Path, ds: Synchronous, state: Path, config: DaemonConfig)
     ondisk.restore(daemon, config.live_restore)  # then the containers, on them too
     handler = type("BoundHandler", (Handler,), {"daemon": daemon})
     socket_path.unlink(missing_ok=True)
-    server = _Server(str(socket_path), handler)
+    server = ThreadingUnixServer(str(socket_path), handler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("serving the Docker API on %s", socket_path)
     try:
         server.serve_forever()
     finally:
-        for container in [] if config.live_restore else list(daemon.containers.values()):  # live-restore: left running
-            try:
-                daemon.remove(container, force=True)
-            except Exception as error:
-                log.warning("could not remove %s: %s", container.name, error)
+        if not config.live_restore:  # live-restore: left running
+            remove_all(daemon)
         server.server_close()
         socket_path.unlink(missing_ok=True)
+
+
+def remove_all(daemon: Daemon) -> None:
+    """Every container removed at once, as `docker rm -f` of them all would (each waits for its
+    process's exit and its plugins' Leave, DeleteEndpoint and ReleaseAddress): a stopping dockerd
+    takes the time of the slowest, not of all of them in turn."""
+    def remove(container: Container) -> None:
+        try:
+            daemon.remove(container, force=True)
+        except Exception as error:
+            log.warning("could not remove %s: %s", container.name, error)
+
+    containers = list(daemon.containers.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
+        list(pool.map(remove, containers))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,6 +54,7 @@ class NetworkDriver:
         self.ds = ds
         self.host = host
         self.programmed = programmed  # this host's Felix, when it runs beside the plugin
+        self.network_names: dict[str, str] = {}  # network ID -> name: an ID is never reused, nor its name changed
 
     def handlers(self) -> dict[str, Handler]:
         nothing = self._nothing
@@ -96,11 +97,15 @@ class NetworkDriver:
         return {}
 
     async def network_name(self, network_id: str) -> str:
-        value = await self.ds.value(keys.docker_network(network_id))
-        name = Network.from_value(value).name if value else ""
-        if not name:
-            raise PluginError(f"Network {network_id} is not known to Docker's cluster store")
-        return name
+        """The network's name from the cluster store, read once per network: a round trip fewer
+        on each of its later endpoints' way to running."""
+        if network_id not in self.network_names:
+            value = await self.ds.value(keys.docker_network(network_id))
+            name = Network.from_value(value).name if value else ""
+            if not name:
+                raise PluginError(f"Network {network_id} is not known to Docker's cluster store")
+            self.network_names[network_id] = name
+        return self.network_names[network_id]
 
     async def create_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")

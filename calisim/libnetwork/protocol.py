@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import socket
-import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
+
+from ..process.unix_server import ThreadingUnixServer
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.1+json"
 REQUEST_TIMEOUT = 30.0
@@ -44,11 +45,6 @@ def require(request: dict, field: str) -> str:
     return value
 
 
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's default of 5 refuses the docker CLI's parallel requests (rm -f a b c ...)
-
-
 class PluginServer:
     """One plugin on one unix socket: standard-library HTTP in a thread, handlers on the loop."""
 
@@ -57,7 +53,7 @@ class PluginServer:
         self.plugin = plugin
         self.loop = loop
         self.handlers = {"Plugin.Activate": self._activate, **plugin.handlers()}
-        self._server: _UnixHTTPServer | None = None
+        self._server: ThreadingUnixServer | None = None
 
     async def _activate(self, request: dict) -> dict:
         return {"Implements": [self.plugin.implements]}
@@ -103,7 +99,7 @@ class PluginServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.path, *args)
 
-        self._server = _UnixHTTPServer(str(self.path), Handler)
+        self._server = ThreadingUnixServer(str(self.path), Handler)
         threading.Thread(target=self._server.serve_forever, name=f"plugin {self.path.name}", daemon=True).start()
         os.chmod(self.path, 0o660)
 

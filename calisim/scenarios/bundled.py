@@ -87,6 +87,9 @@ class Scenario:
     transcript: str  # a file in transcripts/
     check: Callable[[Cluster], tuple[Any, dict]]
     options: dict[str, Any] = field(default_factory=dict)
+    # The command of the step after which nothing the check measures changes (the steps after it
+    # only read): the check runs alongside them, not after them.  None: after the last step.
+    measure_from: str | None = None
 
     def text(self) -> str:
         return resources.files("calisim.scenarios").joinpath(f"transcripts/{self.transcript}").read_text()
@@ -111,7 +114,8 @@ def fabric_outcome(in_rack_ttl: int) -> Callable[[Cluster], tuple[Any, dict]]:
 
 
 SCENARIOS = {scenario.name: scenario for scenario in (
-    Scenario("two-host", "the seed walk-through on the seed's two hosts", "two_host", "two_host.txt", seed_outcome),
+    Scenario("two-host", "the seed walk-through on the seed's two hosts", "two_host", "two_host.txt", seed_outcome,
+             measure_from="docker exec workload-A ping -c 1 -W 1 workload-E | grep -q 'ttl=62'"),
     Scenario("route-reflectors", "4 hosts, the mesh off, 2 route reflectors over IPv4 and IPv6 "
              "(flat --route-reflectors 2)", "flat", "route_reflectors.txt",
              Outcome(4, dual_stack((Reach("w1", "host1", "w2", "host2", 62), Reach("w1", "host1", "w4", "host4", 62),

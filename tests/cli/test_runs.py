@@ -118,3 +118,29 @@ def test_an_even_etcd_cluster_is_refused_with_etcds_reason(runs, untouched, args
     assert done.stderr.startswith(f"calisim: --etcd-members {count}: etcd wants an odd number of members")
     assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_the_outcome_is_measured_once_from_its_step_on_or_else_after_the_transcript():
+    import threading
+    from dataclasses import replace
+
+    from calisim.cli.runs import Outcome
+    from calisim.scenarios.bundled import SCENARIOS
+
+    steps = transcript.parse("host1$ make\nhost1$ look\nhost1$ look again\n")
+    checked: list[str] = []
+
+    def check(cluster):
+        checked.append(threading.current_thread().name)
+        return "view", {"cluster": cluster}
+
+    early = Outcome("cluster", replace(SCENARIOS["two-host"], check=check, measure_from="look"))
+    for step in steps:
+        early.passed(transcript.StepResult(step, 0, "", "", True, 0.0))
+    assert early.measured() == ("view", {"cluster": "cluster"})
+    early.close()
+    assert len(checked) == 1 and checked[0].startswith("outcome")
+    late = Outcome("cluster", replace(SCENARIOS["two-host"], check=check, measure_from=None))
+    late.passed(transcript.StepResult(steps[1], 0, "", "", True, 0.0))
+    assert late.measured()[0] == "view" and checked[1] == threading.current_thread().name
+    late.close()

@@ -36,4 +36,3 @@ def test_content_type_unknown_urls_and_broken_requests(plugins):
     assert driver("NetworkDriver.CreateEndpoint", {"NetworkID": NETWORK}) == (
         500, {"Err": "Missing or invalid EndpointID in request"})
     assert driver("Plugin.Activate") == (200, {"Implements": ["NetworkDriver"]})  # still serving
-

@@ -24,7 +24,10 @@ def test_every_bundled_scenario_parses_and_names_hosts_its_topology_has():
     for name, scenario in SCENARIOS.items():
         assert name in help_text
         topo = scenario.load_topology()
-        transcript.check_hosts(transcript.parse(scenario.text()), topo.hosts(sort=True))
+        steps = transcript.parse(scenario.text())
+        transcript.check_hosts(steps, topo.hosts(sort=True))
+        if scenario.measure_from is not None:  # the step its outcome is measured from exists, before the last
+            assert scenario.measure_from in [step.command for step in steps[:-1]], name
 
 
 @pytest.mark.emulation
