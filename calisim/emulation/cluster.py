@@ -35,7 +35,9 @@ from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
 from ..process.daemon import Daemon, DaemonError, stop_all
-from . import overlay, sandbox
+from ..servers import placement
+from ..servers.sim import ServerError
+from . import overlay, remote, sandbox
 from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
@@ -54,6 +56,7 @@ CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "cat /var/log/calico/threads.log'")
 BIRD_DIAGNOSTICS = CALICO_DIAGNOSTICS[:2]  # routers and reflectors run BIRD on the same socket path
 BIRD_START_TIMEOUT = 20.0
+LOCAL_SERVER = "localhost"
 NODE_RUN_PARALLEL = 32  # `calicoctl node run`s at once: each mostly waits (etcd, BIRD), so more overlap
 log = logging.getLogger("calisim")
 
@@ -99,8 +102,13 @@ class Cluster(EtcdCluster):
     beside them: etcd_cluster.py), and the way in."""
 
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
-                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
+                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers(),
+                 servers: str | None = None, place: dict[str, str] | None = None):
         self.topo = topo
+        try:  # --servers and --place refused before anything starts
+            self.servers, self.placement = placement.plan(topo, servers, place)
+        except placement.PlacementError as error:
+            raise ClusterError(str(error)) from None
         # hold time, graceful restart: Calico's unless changed, in every host's environment
         self.bgp_timers = bgp_timers
         self.run_dir = run_dir or RunDir.create(topo.name)
@@ -112,6 +120,7 @@ class Cluster(EtcdCluster):
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
         self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
         self.progress: Progress = no_progress  # long work reported stage by stage
+        self.on_servers: remote.ServersOfRun | None = None  # the servers of a run with --servers, once started
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
@@ -119,6 +128,7 @@ class Cluster(EtcdCluster):
         try:
             self._check_host_views()
             self._install_calicoctl()
+            self._start_servers()
             self._spawn_zygote()  # imports while the network is built
             self._build_network()
             self._start_router_birds()
@@ -141,15 +151,33 @@ class Cluster(EtcdCluster):
         except overlay.OverlayError as error:
             raise ClusterError(str(error)) from None
 
+    def _start_servers(self) -> None:
+        """The run's simulated servers, when it has --servers (before any node: nodes live on them)."""
+        if self.servers is None:
+            return
+        try:
+            self.on_servers = remote.ServersOfRun(self.run_dir, self.servers, self.placement)
+            remote_daemons = [name for name in self.hosts if self.on_servers.is_remote(name)] if self.docker else []
+            if remote_daemons:
+                raise ServerError(f"dockerd on a Calico host of another server ({', '.join(remote_daemons)}) is not "
+                                  "built yet: use docker=False")
+            self.on_servers.start()
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
+
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
-        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
-                           link=VethLink, autoSetMacs=False, build=False, waitConnected=False)
+        host, link = ((self.on_servers.host_factory(), self.on_servers.link_class()) if self.on_servers
+                      else (_per_host_state(self.run_dir), VethLink))
+        self.net = Mininet(topo=self.topo, host=host, controller=None,
+                           link=link, autoSetMacs=False, build=False, waitConnected=False)
         try:
             self.net.build()
         except overlay.OverlayError as error:
             raise ClusterError(str(error)) from None
+        if self.on_servers:
+            self.on_servers.fit_mtu(self.net)
         self.net.start()
         for router in self.topo.routers():
             # the router's own namespace
@@ -243,6 +271,11 @@ class Cluster(EtcdCluster):
         if self.net is not None:
             self.net.stop()
             self.net = None
+        if self.on_servers is not None:
+            left = self.on_servers.stop()
+            self.on_servers = None
+            if left:
+                log.warning("processes left on %s after their PID 1 stopped", ", ".join(left))
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
     def _stop_host_processes(self, hosts: list[CalicoHost]) -> None:
@@ -257,8 +290,9 @@ class Cluster(EtcdCluster):
             stop_all(processes)
         nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
         pids.stop([pid for pid in nodes if pid is not None])
-        keep = {host.pid for host in hosts} | {process.pid for process in self.etcd_processes.values()}
-        started_here = (set(pids.in_namespaces({host.netns_inode() for host in hosts}))
+        here = [host for host in hosts if not getattr(host, "isRemote", False)]  # a server's end with its PID 1
+        keep = {host.pid for host in here} | {process.pid for process in self.etcd_processes.values()}
+        started_here = (set(pids.in_namespaces({host.netns_inode() for host in here}))
                         | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
         pids.stop([p for p in started_here if p not in keep])
 
@@ -279,6 +313,13 @@ class Cluster(EtcdCluster):
     @property
     def hosts(self) -> list[str]:
         return self.topo.calico_hosts()
+
+    def server_of(self, node: str) -> str:
+        """The server node runs on: a name of --servers, or "localhost" (Mininet's name for the
+        machine calisim runs on) in a run without servers."""
+        if node not in self.topo.hosts():
+            raise ClusterError(f"unknown node {node!r} (this topology has {', '.join(self.topo.hosts(sort=True))})")
+        return self.placement.get(node, LOCAL_SERVER)
 
     def host(self, name: str) -> CalicoHost:
         if self.net is None:
@@ -306,7 +347,7 @@ class Cluster(EtcdCluster):
         on EMULATION (`lab`), in the emulation's own namespaces, where `calisim fault` reaches this
         cluster through its control socket."""
         argv, environment = ((["bash", "-c", command], self.emulation_environment()) if name == EMULATION
-                             else (self.host(name).enter_command(["bash", "-c", command]), self.environment(name)))
+                             else self.host(name).shell_command(["bash", "-c", command], self.environment(name)))
         started = time.monotonic()
         try:
             done = subprocess.run(argv, env=environment, cwd=self.run_dir.path,

@@ -1,0 +1,129 @@
+"""Calico hosts on other servers: Mininet's RemoteHost shape (its shell and every popen over the
+server's one multiplexed ssh connection) with what a local CalicoHost has, made on its server.
+
+A remote host's directories live on its server, at the run directory's path there (a simulated
+server sees its own directory at that path, as a real one has its own disk): they are made, and
+its fstab and files written, through its own shell, never by a local path.  ssh does not carry
+``popen(env=...)`` or a working directory, so both are spelt into the remote command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+from pathlib import Path
+
+from ..servers.cluster import load_engine, vxlan_link_class
+from ..servers.links import VXLAN_OVERHEAD
+from ..servers.placement import Servers
+from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
+from .rundir import RunDir
+from .topology import CalicoHost, own_uts, run_ip_batches
+
+LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
+
+
+class RemoteCalicoMixin:
+    """What differs for a CalicoHost whose shell runs on another server (placed before
+    Mininet's RemoteMixin, so its popen and _popen see commands before ssh is put in front)."""
+
+    isRemote: bool
+    sshcmd: list[str]
+
+    def prepare_state(self, fstab_text: str) -> list[str]:
+        """Shell steps making the host's directories and fstab on its server (run by mount_in)."""
+        directories = [*self.state_subdirectories(), *(str(view.upper) for view in self.views),
+                       *(str(view.work) for view in self.views), *(private for _, private in self.privateDirs)]
+        return [f"mkdir -p {' '.join(map(shlex.quote, directories))}",
+                _write_step(str(self.state_dir / "fstab"), fstab_text)]
+
+    def write_file(self, path: str, text: str) -> None:
+        """path in this host's view, written by its own shell (on its server, in its mount namespace)."""
+        output = self.cmd(_write_step(path, text) + " 2>&1").strip()
+        if output:
+            raise ServerError(f"{self.name} on {self.server}: cannot write {path}: {output}")
+
+    def view_path(self, path: str) -> Path:
+        raise ServerError(f"{self.name} runs on {self.server}: its files are reached through it (write_file), "
+                          "not through a local path")
+
+    def popen(self, *args, env: dict[str, str] | None = None, **kwargs):
+        """Mininet's popen over ssh, the environment given as `env -i K=V ...` (ssh drops env=)."""
+        argv = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else [*args]
+        prefix = ["env", "-i", *(f"{key}={value}" for key, value in env.items())] if env is not None else []
+        return super().popen([shlex.quote(part) for part in [*prefix, *argv]], **kwargs)
+
+    def _popen(self, cmd, **params):
+        if self.shell is None and cmd and cmd[0] == "mnexec":
+            cmd = own_uts(cmd)
+        return super()._popen(cmd, **params)
+
+    def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """ssh to the server, into the host's namespaces, from its home, with environment spelt out."""
+        inside = self.enter_command(["env", "-i", *(f"{key}={value}" for key, value in environment.items()), *argv])
+        ssh = [part for part in self.sshcmd if part != "-tt"]
+        return [*ssh, shlex.join(inside)], dict(os.environ)
+
+    def netns_inode(self) -> int:
+        raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
+
+
+def _write_step(path: str, text: str) -> str:
+    encoded = base64.b64encode(text.encode()).decode()
+    return f"echo {encoded} | base64 -d > {shlex.quote(path)}"
+
+
+def remote_calico_host_class(ssh_options: list[str]) -> type:
+    """A CalicoHost on a server reached with these ssh options (the run's key and connection)."""
+    engine = load_engine()
+    return type("RemoteCalicoHost", (RemoteCalicoMixin, engine.RemoteMixin, CalicoHost),
+                {"sshbase": [*ssh_options, "-q", "-tt"]})
+
+
+class ServersOfRun:
+    """The simulated servers a cluster spreads over, and how its nodes and links are made on them."""
+
+    def __init__(self, run_dir: RunDir, servers: Servers, placement: dict[str, str]):
+        if not servers.simulated:
+            raise ServerError(f"--servers {','.join(servers.names)}: Calico hosts on real servers are not built "
+                              "yet (use sim:N)")
+        self.run_dir = run_dir
+        self.servers = servers
+        self.placement = placement
+        self.sim = SimServers(run_dir.path, len(servers.names))
+
+    def start(self) -> None:
+        self.sim.start()
+
+    def stop(self) -> list[str]:
+        """Every server stopped by its PID 1; the names of those with processes left."""
+        return self.sim.stop()
+
+    def is_remote(self, node: str) -> bool:
+        return self.placement.get(node, self.servers.first) != self.servers.first
+
+    def host_factory(self):
+        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server."""
+        remote = remote_calico_host_class(self.sim.ssh_options())
+        addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
+
+        def make(name: str, **params) -> CalicoHost:
+            state_dir = self.run_dir.host(name)
+            if not self.is_remote(name):
+                return CalicoHost(name, state_dir=state_dir, **params)
+            server = self.placement[name]
+            return remote(name, state_dir=state_dir, server=server, serverIP=addresses[server], user="root", **params)
+        return make
+
+    @staticmethod
+    def link_class() -> type:
+        """Links: a veth on one server, a VXLAN pair (one VNI a link) between two."""
+        return vxlan_link_class(str(CONTROLLER.ip))
+
+    @staticmethod
+    def fit_mtu(net) -> None:
+        """Every interface at the cross-server link's MTU: a bridge with one port over the underlay
+        drops what a 1500-byte port sends to it, so a segment's MTU is its smallest link's."""
+        run_ip_batches({node: [f"link set {intf.name} mtu {LINK_MTU}" for intf in node.intfList() if intf.name != "lo"]
+                        for node in [*net.hosts, *net.switches]})
