@@ -134,6 +134,7 @@ class Cluster(EtcdCluster):
             self._start_router_birds()
             self._start_etcd()
             self._await(self._zygote, self.zygote)
+            self._spawn_server_zygotes()
             log.info("node zygote ready")
             if self.docker:
                 self._start_dockerds(self.hosts)
@@ -243,6 +244,17 @@ class Cluster(EtcdCluster):
         environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
         self.zygote = self._zygote.start(env=environment, stdin=subprocess.DEVNULL)
 
+    def _spawn_server_zygotes(self) -> None:
+        """A node zygote on each other server with Calico hosts, started there as here."""
+        if self.on_servers is None:
+            return
+        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
+        try:
+            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), environment, self.zygote_socket,
+                                          self._zygote.log, self._zygote.start_timeout)
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
+
     def start_dockerd(self, name: str) -> None:
         """Start host name's dockerd again (after a fault stopped it)."""
         self._start_dockerds([name])
@@ -288,9 +300,11 @@ class Cluster(EtcdCluster):
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):
             stop_all(processes)
-        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
-        pids.stop([pid for pid in nodes if pid is not None])
         here = [host for host in hosts if not getattr(host, "isRemote", False)]  # a server's end with its PID 1
+        if self.on_servers is not None:
+            self.on_servers.stop_nodes([host for host in hosts if host not in here])
+        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in here)
+        pids.stop([pid for pid in nodes if pid is not None])
         keep = {host.pid for host in here} | {process.pid for process in self.etcd_processes.values()}
         started_here = (set(pids.in_namespaces({host.netns_inode() for host in here}))
                         | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
@@ -401,7 +415,10 @@ class Cluster(EtcdCluster):
         return Synchronous(Datastore(self.etcd_unix_endpoints))
 
     def bird(self, name: str) -> bird.BirdControl:
-        return bird.BirdControl(self.host(name).state_dir / "run" / "bird.ctl")
+        path = self.host(name).state_dir / "run" / "bird.ctl"
+        if self.on_servers is not None and self.on_servers.is_remote(name):
+            path = self.on_servers.socket_of(self.host(name), path)  # over its server's ssh
+        return bird.BirdControl(path)
 
     def bgp_established(self, name: str) -> int:
         """How many Calico BGP sessions of host name are Established (0 if BIRD is not up)."""

@@ -14,6 +14,8 @@ import os
 import shlex
 from pathlib import Path
 
+from ..node import NodePaths
+from ..servers import processes
 from ..servers.cluster import load_engine, vxlan_link_class
 from ..servers.links import VXLAN_OVERHEAD
 from ..servers.placement import Servers
@@ -92,13 +94,51 @@ class ServersOfRun:
         self.servers = servers
         self.placement = placement
         self.sim = SimServers(run_dir.path, len(servers.names))
+        self.zygotes: list[processes.RemoteProcess] = []
+        self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
 
     def start(self) -> None:
         self.sim.start()
 
     def stop(self) -> list[str]:
-        """Every server stopped by its PID 1; the names of those with processes left."""
+        """The zygotes by PID, then every server by its PID 1; the names of servers with processes left."""
+        processes.stop(self.zygotes)
+        self.zygotes = []
         return self.sim.stop()
+
+    def ssh(self, server: str) -> list[str]:
+        """ssh to server over its one connection; a command follows."""
+        return self.sim.ssh_command(next(found for found in self.sim.servers if found.name == server))
+
+    def remote_servers(self) -> list[str]:
+        """The servers other than this one that run Calico hosts."""
+        return sorted({self.placement[name] for name in self.placement if self.is_remote(name)})
+
+    def start_zygotes(self, command: list[str], environment: dict[str, str], socket: Path, log: Path,
+                      timeout: float) -> None:
+        """One node zygote a server of Calico hosts, in that server's own namespaces, at the same
+        socket path as here (each server sees its own directory at the run directory's path)."""
+        for server in self.remote_servers():
+            self.zygotes.append(processes.start(self.ssh(server), server, command, environment, str(log)))
+        for process in self.zygotes:
+            processes.wait_for_path(process, str(socket), "the node zygote", timeout)
+
+    def stop_nodes(self, hosts: list[CalicoHost]) -> None:
+        """The calico-nodes of remote hosts, by the PIDs their pid files hold on their servers."""
+        by_server: dict[str, list[str]] = {}
+        for host in hosts:
+            by_server.setdefault(host.server, []).append(shlex.quote(str(NodePaths(host.state_dir / "run",
+                                                                                   host.state_dir / "log").pid_file)))
+        for server, pid_files in by_server.items():
+            found = processes.run(self.ssh(server), server, f"cat {' '.join(pid_files)} 2>/dev/null; true")
+            processes.stop_pids(self.ssh(server), server, [int(pid) for pid in found.split() if pid.isdigit()])
+
+    def socket_of(self, host: CalicoHost, path: Path) -> Path:
+        """A local path reaching the unix socket path of a host on another server (BIRD's)."""
+        if str(path) not in self.forwarded:
+            local = self.sim.control_directory / f"{host.name}-{path.name}"
+            self.forwarded[str(path)] = processes.forward(self.ssh(host.server), host.server, local, str(path))
+        return self.forwarded[str(path)]
 
     def is_remote(self, node: str) -> bool:
         return self.placement.get(node, self.servers.first) != self.servers.first

@@ -2,6 +2,8 @@
 seed's two hosts on two simulated servers (host2 a remote host: its shell, name, files and
 commands on server2, its link to the segment a VXLAN pair over the underlay)."""
 
+import re
+
 import pytest
 
 import topologies
@@ -52,3 +54,8 @@ def test_the_seeds_hosts_on_two_servers(untouched, runs):
         version = cluster.run("host2", f"python -c \"import urllib.request as u; "
                                        f"print(u.urlopen('{cluster.etcd_endpoint}/version').read().decode())\"")
         assert '"etcdserver"' in version.stdout, version  # etcd on server1 answers host2 on server2
+        cluster.start_nodes()  # host2's calico-node forked by server2's own zygote
+        cluster.wait_for_mesh(timeout=30)  # host2's BIRD read through server2's ssh
+        assert [cluster.bgp_established(host) for host in cluster.hosts] == [1, 1]
+        status = cluster.run("host2", "calicoctl node status").stdout
+        assert re.search(r"\| 192\.168\.3\.229 \| node-to-node mesh \| up +\|.*\| Established \|", status), status
