@@ -158,10 +158,6 @@ class Cluster(EtcdCluster):
             return
         try:
             self.on_servers = remote.ServersOfRun(self.run_dir, self.servers, self.placement)
-            remote_daemons = [name for name in self.hosts if self.on_servers.is_remote(name)] if self.docker else []
-            if remote_daemons:
-                raise ServerError(f"dockerd on a Calico host of another server ({', '.join(remote_daemons)}) is not "
-                                  "built yet: use docker=False")
             self.on_servers.start()
         except ServerError as error:
             raise ClusterError(str(error)) from None
@@ -261,6 +257,14 @@ class Cluster(EtcdCluster):
 
     def _start_dockerds(self, names: list[str]) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
+        if self.on_servers is not None:
+            remote_names = [name for name in names if self.on_servers.is_remote(name)]
+            names = [name for name in names if name not in remote_names]
+            try:
+                self.on_servers.start_dockerds([self.host(name) for name in remote_names], self.environment,
+                                               Dockerd.start_timeout)
+            except ServerError as error:
+                raise ClusterError(str(error)) from None
         for name in names:
             self.dockerds[name] = self._dockerd(name).start(self.host(name).popen, env=self.environment(name))
         for done, name in enumerate(names, start=1):
@@ -296,6 +300,8 @@ class Cluster(EtcdCluster):
         a host or was started from one (containers live in namespaces of their own but carry the
         run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
         in the time of the slowest, not of all of them one after another."""
+        if self.on_servers is not None:
+            self.on_servers.stop_dockerds([host.name for host in hosts])
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):

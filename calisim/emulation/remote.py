@@ -14,6 +14,7 @@ import os
 import shlex
 from pathlib import Path
 
+from ..docker.service import Dockerd
 from ..node import NodePaths
 from ..servers import processes
 from ..servers.cluster import load_engine, vxlan_link_class
@@ -95,6 +96,7 @@ class ServersOfRun:
         self.placement = placement
         self.sim = SimServers(run_dir.path, len(servers.names))
         self.zygotes: list[processes.RemoteProcess] = []
+        self.dockerds: dict[str, processes.RemoteProcess] = {}  # by host
         self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
 
     def start(self) -> None:
@@ -102,8 +104,8 @@ class ServersOfRun:
 
     def stop(self) -> list[str]:
         """The zygotes by PID, then every server by its PID 1; the names of servers with processes left."""
-        processes.stop(self.zygotes)
-        self.zygotes = []
+        processes.stop([*self.dockerds.values(), *self.zygotes])
+        self.dockerds, self.zygotes = {}, []
         return self.sim.stop()
 
     def ssh(self, server: str) -> list[str]:
@@ -122,6 +124,22 @@ class ServersOfRun:
             self.zygotes.append(processes.start(self.ssh(server), server, command, environment, str(log)))
         for process in self.zygotes:
             processes.wait_for_path(process, str(socket), "the node zygote", timeout)
+
+    def start_dockerds(self, hosts: list[CalicoHost], environment, timeout: float) -> None:
+        """Each host's dockerd on its server, in the host's namespaces, its log and socket in its
+        directory there; back once every socket is there."""
+        for host in hosts:
+            dockerd = Dockerd(host.state_dir)
+            argv = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--", *dockerd.command()]
+            ssh = self.ssh(host.server)
+            processes.run(ssh, host.server, f"rm -f {shlex.quote(str(dockerd.socket))}")  # a stopped one's
+            self.dockerds[host.name] = processes.start(ssh, host.server, argv, environment(host.name), str(dockerd.log))
+        for host in hosts:
+            processes.wait_for_path(self.dockerds[host.name], str(Dockerd(host.state_dir).socket),
+                                    f"dockerd in {host.name}", timeout)
+
+    def stop_dockerds(self, names: list[str]) -> None:
+        processes.stop([self.dockerds.pop(name) for name in names if name in self.dockerds])
 
     def stop_nodes(self, hosts: list[CalicoHost]) -> None:
         """The calico-nodes of remote hosts, by the PIDs their pid files hold on their servers."""

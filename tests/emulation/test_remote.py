@@ -2,16 +2,21 @@
 seed's two hosts on two simulated servers (host2 a remote host: its shell, name, files and
 commands on server2, its link to the segment a VXLAN pair over the underlay)."""
 
-import re
+import os
 
 import pytest
 
 import topologies
-from calisim.emulation import Cluster
+from tests.conftest import running_daemons
+from calisim.emulation import Cluster, sandbox
+from calisim.scenarios import transcript
+from calisim.scenarios.bundled import SCENARIOS
+from calisim.scenarios.seed import inspect
 from calisim.emulation.cluster import ClusterError
 from calisim.emulation.remote import LINK_MTU
 
 ICMP_HEADERS = 28  # IPv4 20 + ICMP 8: a ping of LINK_MTU - 28 bytes fills a packet of LINK_MTU
+IPIP_OVERHEAD = 20  # Calico's IPIP: an outer IPv4 header
 
 
 def test_server_of_follows_the_placement_and_its_overrides(runs):
@@ -35,27 +40,53 @@ def test_bad_servers_or_places_are_refused_before_anything_starts(runs, servers,
     assert not runs.exists()  # not even a run directory
 
 
+@pytest.fixture(scope="module")
+def seed_on_two_servers(tmp_path_factory):
+    """The seed's topology with host2 on server2, for the whole module."""
+    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+    before, daemons = sandbox.snapshot(), running_daemons()
+    with Cluster(topologies.load("two_host"), servers="sim:2") as cluster:
+        yield cluster
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
 @pytest.mark.emulation
-def test_the_seeds_hosts_on_two_servers(untouched, runs):
-    with Cluster(topologies.load("two_host"), servers="sim:2", docker=False) as cluster:
-        assert [cluster.server_of(host) for host in cluster.hosts] == ["server1", "server2"]
-        assert cluster.run("host2", "hostname; cat /etc/hostname").stdout == "host2\nhost2\n"
-        assert cluster.run("host2", "echo $ETCD_ENDPOINTS; pwd").stdout.split() == [
-            cluster.etcd_endpoint, str(cluster.host("host2").home)]
-        # host2's files are on server2, at the run directory's path there: none of them here
-        assert not cluster.run_dir.host("host2").exists()
-        mounts = cluster.run("host2", "findmnt -no TARGET -M /etc && findmnt -no TARGET -M /var/run/calico")
-        assert mounts.stdout == "/etc\n/run/calico\n", mounts  # /var/run is a link to /run
-        host1 = cluster.topo.host_ip("host1")
-        full = cluster.run("host2", f"ping -c1 -W3 -M do -s {LINK_MTU - ICMP_HEADERS} {host1}")
-        assert " 0% packet loss" in full.stdout, full
-        too_big = cluster.run("host2", f"ping -c1 -W2 -M do -s {LINK_MTU - ICMP_HEADERS + 1} {host1}")
-        assert too_big.rc != 0
-        version = cluster.run("host2", f"python -c \"import urllib.request as u; "
-                                       f"print(u.urlopen('{cluster.etcd_endpoint}/version').read().decode())\"")
-        assert '"etcdserver"' in version.stdout, version  # etcd on server1 answers host2 on server2
-        cluster.start_nodes()  # host2's calico-node forked by server2's own zygote
-        cluster.wait_for_mesh(timeout=30)  # host2's BIRD read through server2's ssh
-        assert [cluster.bgp_established(host) for host in cluster.hosts] == [1, 1]
-        status = cluster.run("host2", "calicoctl node status").stdout
-        assert re.search(r"\| 192\.168\.3\.229 \| node-to-node mesh \| up +\|.*\| Established \|", status), status
+def test_a_host_of_another_server_is_a_calico_host_there(seed_on_two_servers):
+    cluster = seed_on_two_servers
+    assert [cluster.server_of(host) for host in cluster.hosts] == ["server1", "server2"]
+    assert cluster.run("host2", "hostname; cat /etc/hostname").stdout == "host2\nhost2\n"
+    assert cluster.run("host2", "echo $ETCD_ENDPOINTS; pwd").stdout.split() == [
+        cluster.etcd_endpoint, str(cluster.host("host2").home)]
+    # host2's files are on server2, at the run directory's path there: none of them here
+    assert not cluster.run_dir.host("host2").exists()
+    mounts = cluster.run("host2", "findmnt -no TARGET -M /etc && findmnt -no TARGET -M /var/run/calico")
+    assert mounts.stdout == "/etc\n/run/calico\n", mounts  # /var/run is a link to /run
+    assert cluster.run("host2", "test -S /run/docker/docker.sock").rc == 0  # its dockerd, on server2
+    host1 = cluster.topo.host_ip("host1")
+    full = cluster.run("host2", f"ping -c1 -W3 -M do -s {LINK_MTU - ICMP_HEADERS} {host1}")
+    assert " 0% packet loss" in full.stdout, full
+    too_big = cluster.run("host2", f"ping -c1 -W2 -M do -s {LINK_MTU - ICMP_HEADERS + 1} {host1}")
+    assert too_big.rc != 0
+    version = cluster.run("host2", f"python -c \"import urllib.request as u; "
+                                   f"print(u.urlopen('{cluster.etcd_endpoint}/version').read().decode())\"")
+    assert '"etcdserver"' in version.stdout, version  # etcd on server1 answers host2 on server2
+
+
+@pytest.mark.emulation
+def test_the_seed_transcript_passes_across_servers(seed_on_two_servers):
+    cluster = seed_on_two_servers
+    steps = transcript.parse(SCENARIOS["two-host"].text())
+    failed = [result for result in transcript.run(cluster, steps) if not result.passed]
+    assert not failed, failed[0]
+    assert [cluster.bgp_established(host) for host in cluster.hosts] == [1, 1]  # host2's BIRD through ssh
+    workload_a = inspect(cluster, "host1", "workload-A")["State"]["Pid"]
+    workload_e = next(iter(inspect(cluster, "host2", "workload-E")["NetworkSettings"]["Networks"].values()))
+
+    def ping_with_df(size: int):
+        return cluster.run("host1", f"nsenter -t {workload_a} -n ping -c1 -W3 -M do -s {size - ICMP_HEADERS} "
+                                    f"{workload_e['IPAddress']}")
+
+    full = ping_with_df(LINK_MTU - IPIP_OVERHEAD)  # IPIP inside the underlay's VXLAN, unfragmented
+    assert " 0% packet loss" in full.stdout, full
+    assert "Frag needed and DF set" in ping_with_df(LINK_MTU + 1).stdout
