@@ -189,6 +189,9 @@ class Cluster(EtcdCluster):
         directory (= its /var/run/calico) once `bird -p` accepts it, started, up once its socket answers."""
         for name in self.topo.bgp_routers():
             daemon = self._router_bird(name)
+            if self.on_servers is not None and self.on_servers.is_remote(name):
+                self._start_remote_router_bird(name, daemon)
+                continue
             try:
                 daemon.configure(self.topo.nodeInfo(name)["bird"])
             except bird.BirdError as error:
@@ -201,6 +204,12 @@ class Cluster(EtcdCluster):
                        interval=0.2, what=f"every BGP session of {name}")
         if self.birds:
             log.info("BIRD running in %s", ", ".join(self.birds))
+
+    def _start_remote_router_bird(self, name: str, daemon: bird.Bird) -> None:
+        try:
+            self.on_servers.start_router_bird(self.host(name), daemon, self.topo.nodeInfo(name)["bird"])
+        except (bird.BirdError, ServerError) as error:
+            raise ClusterError(f"the BIRD of router {name}: {error}") from None
 
     def _router_bird(self, name: str) -> bird.Bird:
         state = self.host(name).state_dir
@@ -301,7 +310,7 @@ class Cluster(EtcdCluster):
         run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
         in the time of the slowest, not of all of them one after another."""
         if self.on_servers is not None:
-            self.on_servers.stop_dockerds([host.name for host in hosts])
+            self.on_servers.stop_daemons([host.name for host in hosts])
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):

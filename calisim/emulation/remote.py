@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import subprocess
+import tempfile
 from pathlib import Path
 
 from ..docker.service import Dockerd
 from ..node import NodePaths
+from ..node.bird import Bird, write_checked
 from ..servers import processes
 from ..servers.cluster import load_engine, vxlan_link_class
 from ..servers.links import VXLAN_OVERHEAD
@@ -42,10 +45,16 @@ class RemoteCalicoMixin:
                 _write_step(str(self.state_dir / "fstab"), fstab_text)]
 
     def write_file(self, path: str, text: str) -> None:
-        """path in this host's view, written by its own shell (on its server, in its mount namespace)."""
-        output = self.cmd(_write_step(path, text) + " 2>&1").strip()
-        if output:
-            raise ServerError(f"{self.name} on {self.server}: cannot write {path}: {output}")
+        """path in this host's view (its mount namespace, on its server), text sent on ssh's
+        standard input (a long line typed into the host's shell would overrun its terminal)."""
+        inside = shlex.join(["nsenter", "-t", str(self.pid), "-m", "--", "sh", "-c", f"cat > {shlex.quote(path)}"])
+        done = subprocess.run([*self.ssh_command(), inside], input=text, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise ServerError(f"{self.name} on {self.server}: cannot write {path}: {done.stderr.strip()}")
+
+    def ssh_command(self) -> list[str]:
+        """ssh to this host's server without a terminal; a command follows."""
+        return [part for part in self.sshcmd if part != "-tt"]
 
     def view_path(self, path: str) -> Path:
         raise ServerError(f"{self.name} runs on {self.server}: its files are reached through it (write_file), "
@@ -65,8 +74,7 @@ class RemoteCalicoMixin:
     def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """ssh to the server, into the host's namespaces, from its home, with environment spelt out."""
         inside = self.enter_command(["env", "-i", *(f"{key}={value}" for key, value in environment.items()), *argv])
-        ssh = [part for part in self.sshcmd if part != "-tt"]
-        return [*ssh, shlex.join(inside)], dict(os.environ)
+        return [*self.ssh_command(), shlex.join(inside)], dict(os.environ)
 
     def netns_inode(self) -> int:
         raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
@@ -96,7 +104,7 @@ class ServersOfRun:
         self.placement = placement
         self.sim = SimServers(run_dir.path, len(servers.names))
         self.zygotes: list[processes.RemoteProcess] = []
-        self.dockerds: dict[str, processes.RemoteProcess] = {}  # by host
+        self.daemons: dict[str, processes.RemoteProcess] = {}  # by node: its dockerd, or a router's BIRD
         self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
 
     def start(self) -> None:
@@ -104,8 +112,8 @@ class ServersOfRun:
 
     def stop(self) -> list[str]:
         """The zygotes by PID, then every server by its PID 1; the names of servers with processes left."""
-        processes.stop([*self.dockerds.values(), *self.zygotes])
-        self.dockerds, self.zygotes = {}, []
+        processes.stop([*self.daemons.values(), *self.zygotes])
+        self.daemons, self.zygotes = {}, []
         return self.sim.stop()
 
     def ssh(self, server: str) -> list[str]:
@@ -133,13 +141,26 @@ class ServersOfRun:
             argv = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--", *dockerd.command()]
             ssh = self.ssh(host.server)
             processes.run(ssh, host.server, f"rm -f {shlex.quote(str(dockerd.socket))}")  # a stopped one's
-            self.dockerds[host.name] = processes.start(ssh, host.server, argv, environment(host.name), str(dockerd.log))
+            self.daemons[host.name] = processes.start(ssh, host.server, argv, environment(host.name), str(dockerd.log))
         for host in hosts:
-            processes.wait_for_path(self.dockerds[host.name], str(Dockerd(host.state_dir).socket),
+            processes.wait_for_path(self.daemons[host.name], str(Dockerd(host.state_dir).socket),
                                     f"dockerd in {host.name}", timeout)
 
-    def stop_dockerds(self, names: list[str]) -> None:
-        processes.stop([self.dockerds.pop(name) for name in names if name in self.dockerds])
+    def start_router_bird(self, router: CalicoHost, daemon: Bird, config_text: str) -> None:
+        """A router's BIRD on its server: its config checked here by `bird -p` and written there
+        by the router's shell, BIRD started in the router's namespaces, up once its socket is there."""
+        with tempfile.TemporaryDirectory(prefix="calisim-bird-") as scratch:
+            write_checked(config_text, Path(scratch) / "bird.cfg")
+        router.write_file(str(daemon.paths.bird_config), config_text)
+        argv = ["nsenter", "-t", str(router.pid), "-n", "-m", "-u", "--", *daemon.command()]
+        process = processes.start(self.ssh(router.server), router.server, argv, {"PATH": os.environ["PATH"]},
+                                  str(daemon.log))
+        self.daemons[router.name] = process
+        processes.wait_for_path(process, str(daemon.paths.bird_socket), daemon.name, daemon.start_timeout)
+
+    def stop_daemons(self, names: list[str]) -> None:
+        """The dockerds and routers' BIRDs of these nodes, by PID on their servers."""
+        processes.stop([self.daemons.pop(name) for name in names if name in self.daemons])
 
     def stop_nodes(self, hosts: list[CalicoHost]) -> None:
         """The calico-nodes of remote hosts, by the PIDs their pid files hold on their servers."""
