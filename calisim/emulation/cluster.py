@@ -387,6 +387,17 @@ class Cluster(EtcdCluster):
             stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
         return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
 
+    def run_in(self, name: str) -> Callable[..., subprocess.CompletedProcess]:
+        """subprocess.run for a command line naming PIDs of host name (a probe inside one of its
+        workloads): subprocess.run itself here, Cluster.run on the host's server for a remote host."""
+        if self.on_servers is None or not self.on_servers.is_remote(name):
+            return subprocess.run
+
+        def run_there(argv: list[str], timeout: float = DEFAULT_TIMEOUT, **_options) -> subprocess.CompletedProcess:
+            result = self.run(name, shlex.join(argv), timeout)
+            return subprocess.CompletedProcess(argv, result.rc, result.stdout, result.stderr)
+        return run_there
+
     def emulation_environment(self) -> dict[str, str]:
         """The environment of `lab$` steps: calisim's own commands first on PATH, and the control
         socket (the lab's, or the one a transcript run serves) that `calisim fault` talks to."""

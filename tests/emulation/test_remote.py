@@ -40,6 +40,22 @@ def test_bad_servers_or_places_are_refused_before_anything_starts(runs, servers,
     assert not runs.exists()  # not even a run directory
 
 
+@pytest.mark.emulation
+def test_route_reflectors_pass_their_checks_over_three_servers(untouched, runs):
+    """The reflectors and etcd on server1, two hosts on server2, one on server3: BGP to the
+    reflectors crosses servers, and the outcome's probes from host3's workload run on server2.
+    Before the module's shared cluster: one sandbox holds one run's servers at a time."""
+    scenario = SCENARIOS["route-reflectors"]
+    with Cluster(scenario.load_topology(), servers="sim:3", place={"host4": "server3"}) as cluster:
+        assert {cluster.server_of(node) for node in ("rr1", "rr2", "host1", "host3", "host4")} == {
+            "server1", "server2", "server3"}
+        failed = [result for result in transcript.run(cluster, transcript.parse(scenario.text())) if not result.passed]
+        assert not failed, failed[0]
+        _, outcome = scenario.check(cluster)
+        assert outcome["mismatches"] == []
+        assert [pair["probe"]["received"] for pair in outcome["pairs"]] == [4] * len(outcome["pairs"])
+
+
 @pytest.fixture(scope="module")
 def seed_on_two_servers(tmp_path_factory):
     """The seed's topology with host2 on server2, for the whole module."""
@@ -90,3 +106,4 @@ def test_the_seed_transcript_passes_across_servers(seed_on_two_servers):
     full = ping_with_df(LINK_MTU - IPIP_OVERHEAD)  # IPIP inside the underlay's VXLAN, unfragmented
     assert " 0% packet loss" in full.stdout, full
     assert "Frag needed and DF set" in ping_with_df(LINK_MTU + 1).stdout
+
