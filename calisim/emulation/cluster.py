@@ -246,17 +246,19 @@ class Cluster(EtcdCluster):
         """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
         that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
         every host, so it stops last."""
-        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
-        self.zygote = self._zygote.start(env=environment, stdin=subprocess.DEVNULL)
+        self.zygote = self._zygote.start(env=self._zygote_environment(), stdin=subprocess.DEVNULL)
+
+    @staticmethod
+    def _zygote_environment() -> dict[str, str]:
+        return {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
 
     def _spawn_server_zygotes(self) -> None:
         """A node zygote on each other server with Calico hosts, started there as here."""
         if self.on_servers is None:
             return
-        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
         try:
-            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), environment, self.zygote_socket,
-                                          self._zygote.log, self._zygote.start_timeout)
+            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), self._zygote_environment(),
+                                          self.zygote_socket, self._zygote.log, self._zygote.start_timeout)
         except ServerError as error:
             raise ClusterError(str(error)) from None
 
