@@ -130,11 +130,12 @@ class Cluster(EtcdCluster):
             self._install_calicoctl()
             self._start_servers()
             self._spawn_zygote()  # imports while the network is built
+            self._spawn_server_zygotes()
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
             self._await(self._zygote, self.zygote)
-            self._spawn_server_zygotes()
+            self._await_server_zygotes()
             log.info("node zygote ready")
             if self.docker:
                 self._start_dockerds(self.hosts)
@@ -253,12 +254,21 @@ class Cluster(EtcdCluster):
         return {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
 
     def _spawn_server_zygotes(self) -> None:
-        """A node zygote on each other server with Calico hosts, started there as here."""
+        """A node zygote on each other server with Calico hosts, started there as here (its
+        imports, too, overlap the network's build)."""
         if self.on_servers is None:
             return
         try:
             self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), self._zygote_environment(),
-                                          self.zygote_socket, self._zygote.log, self._zygote.start_timeout)
+                                          self._zygote.log)
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
+
+    def _await_server_zygotes(self) -> None:
+        if self.on_servers is None:
+            return
+        try:
+            self.on_servers.await_zygotes(self.zygote_socket, self._zygote.start_timeout)
         except ServerError as error:
             raise ClusterError(str(error)) from None
 

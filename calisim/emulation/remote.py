@@ -124,12 +124,13 @@ class ServersOfRun:
         """The servers other than this one that run Calico hosts."""
         return sorted({self.placement[name] for name in self.placement if self.is_remote(name)})
 
-    def start_zygotes(self, command: list[str], environment: dict[str, str], socket: Path, log: Path,
-                      timeout: float) -> None:
+    def start_zygotes(self, command: list[str], environment: dict[str, str], log: Path) -> None:
         """One node zygote a server of Calico hosts, in that server's own namespaces, at the same
         socket path as here (each server sees its own directory at the run directory's path)."""
         for server in self.remote_servers():
             self.zygotes.append(processes.start(self.ssh(server), server, command, environment, str(log)))
+
+    def await_zygotes(self, socket: Path, timeout: float) -> None:
         for process in self.zygotes:
             processes.wait_for_path(process, str(socket), "the node zygote", timeout)
 
