@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 ECHO_TCP_PORT = 80
 ECHO_UDP_PORT = 69
@@ -230,14 +231,16 @@ def udp(destination: str, port: int = ECHO_UDP_PORT, timeout: float = 1.0) -> Pr
 PROBES = {"icmp": icmp, "tcp": tcp, "udp": udp}
 
 
-def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: int = 8) -> ProbeResult:
-    """Run a probe inside the network namespace of process pid (a workload's sandbox)."""
+def probe_from(pid: int, protocol: str, destination: str, count: int = 4, size: int = 8,
+               run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> ProbeResult:
+    """Run a probe inside the network namespace of process pid (a workload's sandbox), by run
+    (subprocess.run, or one that runs it on the server of the workload's host)."""
     argv = ["nsenter", "-t", str(pid), "-n", "--", sys.executable, "-m", "calisim.probes", protocol, destination]
     if protocol == "icmp":
         argv += ["--count", str(count)]
     if protocol == "tcp":
         argv += ["--bytes", str(size)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = run(argv, capture_output=True, text=True, timeout=60)
     if done.returncode not in (0, 1) or not done.stdout.strip():  # 1: measured, nothing answered
         raise RuntimeError(f"probe {protocol} to {destination} failed: {done.stderr.strip()}")
     return ProbeResult(**json.loads(done.stdout))

@@ -35,7 +35,9 @@ from ..docker.service import Dockerd
 from ..node import NodePaths, bird, zygote, zygote_client
 from ..process import pids
 from ..process.daemon import Daemon, DaemonError, stop_all
-from . import overlay, sandbox
+from ..servers import placement
+from ..servers.sim import ServerError
+from . import overlay, remote, sandbox
 from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
@@ -54,6 +56,7 @@ CALICO_DIAGNOSTICS = ("birdc -s /var/run/calico/bird.ctl show protocols",
                       "cat /var/log/calico/threads.log'")
 BIRD_DIAGNOSTICS = CALICO_DIAGNOSTICS[:2]  # routers and reflectors run BIRD on the same socket path
 BIRD_START_TIMEOUT = 20.0
+LOCAL_SERVER = "localhost"
 NODE_RUN_PARALLEL = 32  # `calicoctl node run`s at once: each mostly waits (etcd, BIRD), so more overlap
 log = logging.getLogger("calisim")
 
@@ -99,8 +102,13 @@ class Cluster(EtcdCluster):
     beside them: etcd_cluster.py), and the way in."""
 
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
-                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
+                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers(),
+                 servers: str | None = None, place: dict[str, str] | None = None):
         self.topo = topo
+        try:  # --servers and --place refused before anything starts
+            self.servers, self.placement = placement.plan(topo, servers, place)
+        except placement.PlacementError as error:
+            raise ClusterError(str(error)) from None
         # hold time, graceful restart: Calico's unless changed, in every host's environment
         self.bgp_timers = bgp_timers
         self.run_dir = run_dir or RunDir.create(topo.name)
@@ -112,6 +120,7 @@ class Cluster(EtcdCluster):
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
         self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
         self.progress: Progress = no_progress  # long work reported stage by stage
+        self.on_servers: remote.ServersOfRun | None = None  # the servers of a run with --servers, once started
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Cluster":
@@ -119,11 +128,14 @@ class Cluster(EtcdCluster):
         try:
             self._check_host_views()
             self._install_calicoctl()
+            self._start_servers()
             self._spawn_zygote()  # imports while the network is built
+            self._spawn_server_zygotes()
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
             self._await(self._zygote, self.zygote)
+            self._await_server_zygotes()
             log.info("node zygote ready")
             if self.docker:
                 self._start_dockerds(self.hosts)
@@ -141,15 +153,29 @@ class Cluster(EtcdCluster):
         except overlay.OverlayError as error:
             raise ClusterError(str(error)) from None
 
+    def _start_servers(self) -> None:
+        """The run's simulated servers, when it has --servers (before any node: nodes live on them)."""
+        if self.servers is None:
+            return
+        try:
+            self.on_servers = remote.ServersOfRun(self.run_dir, self.servers, self.placement)
+            self.on_servers.start()
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
+
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
-        self.net = Mininet(topo=self.topo, host=_per_host_state(self.run_dir), controller=None,
-                           link=VethLink, autoSetMacs=False, build=False, waitConnected=False)
+        host, link = ((self.on_servers.host_factory(), self.on_servers.link_class()) if self.on_servers
+                      else (_per_host_state(self.run_dir), VethLink))
+        self.net = Mininet(topo=self.topo, host=host, controller=None,
+                           link=link, autoSetMacs=False, build=False, waitConnected=False)
         try:
             self.net.build()
         except overlay.OverlayError as error:
             raise ClusterError(str(error)) from None
+        if self.on_servers:
+            self.on_servers.fit_mtu(self.net)
         self.net.start()
         for router in self.topo.routers():
             # the router's own namespace
@@ -164,6 +190,9 @@ class Cluster(EtcdCluster):
         directory (= its /var/run/calico) once `bird -p` accepts it, started, up once its socket answers."""
         for name in self.topo.bgp_routers():
             daemon = self._router_bird(name)
+            if self.on_servers is not None and self.on_servers.is_remote(name):
+                self._start_remote_router_bird(name, daemon)
+                continue
             try:
                 daemon.configure(self.topo.nodeInfo(name)["bird"])
             except bird.BirdError as error:
@@ -176,6 +205,12 @@ class Cluster(EtcdCluster):
                        interval=0.2, what=f"every BGP session of {name}")
         if self.birds:
             log.info("BIRD running in %s", ", ".join(self.birds))
+
+    def _start_remote_router_bird(self, name: str, daemon: bird.Bird) -> None:
+        try:
+            self.on_servers.start_router_bird(self.host(name), daemon, self.topo.nodeInfo(name)["bird"])
+        except (bird.BirdError, ServerError) as error:
+            raise ClusterError(f"the BIRD of router {name}: {error}") from None
 
     def _router_bird(self, name: str) -> bird.Bird:
         state = self.host(name).state_dir
@@ -212,8 +247,30 @@ class Cluster(EtcdCluster):
         """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
         that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
         every host, so it stops last."""
-        environment = {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
-        self.zygote = self._zygote.start(env=environment, stdin=subprocess.DEVNULL)
+        self.zygote = self._zygote.start(env=self._zygote_environment(), stdin=subprocess.DEVNULL)
+
+    @staticmethod
+    def _zygote_environment() -> dict[str, str]:
+        return {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
+
+    def _spawn_server_zygotes(self) -> None:
+        """A node zygote on each other server with Calico hosts, started there as here (its
+        imports, too, overlap the network's build)."""
+        if self.on_servers is None:
+            return
+        try:
+            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), self._zygote_environment(),
+                                          self._zygote.log)
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
+
+    def _await_server_zygotes(self) -> None:
+        if self.on_servers is None:
+            return
+        try:
+            self.on_servers.await_zygotes(self.zygote_socket, self._zygote.start_timeout)
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
 
     def start_dockerd(self, name: str) -> None:
         """Start host name's dockerd again (after a fault stopped it)."""
@@ -221,6 +278,14 @@ class Cluster(EtcdCluster):
 
     def _start_dockerds(self, names: list[str]) -> None:
         """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
+        if self.on_servers is not None:
+            remote_names = [name for name in names if self.on_servers.is_remote(name)]
+            names = [name for name in names if name not in remote_names]
+            try:
+                self.on_servers.start_dockerds([self.host(name) for name in remote_names], self.environment,
+                                               Dockerd.start_timeout)
+            except ServerError as error:
+                raise ClusterError(str(error)) from None
         for name in names:
             self.dockerds[name] = self._launch_dockerd(name)
         for done, name in enumerate(names, start=1):
@@ -253,6 +318,11 @@ class Cluster(EtcdCluster):
         if self.net is not None:
             self.net.stop()
             self.net = None
+        if self.on_servers is not None:
+            left = self.on_servers.stop()
+            self.on_servers = None
+            if left:
+                log.warning("processes left on %s after their PID 1 stopped", ", ".join(left))
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
     def _stop_host_processes(self, hosts: list[CalicoHost]) -> None:
@@ -261,14 +331,19 @@ class Cluster(EtcdCluster):
         a host or was started from one (containers live in namespaces of their own but carry the
         run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
         in the time of the slowest, not of all of them one after another."""
+        if self.on_servers is not None:
+            self.on_servers.stop_daemons([host.name for host in hosts])
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
         for processes in (dockerds, routers):
             stop_all(processes)
-        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in hosts)
+        here = [host for host in hosts if not getattr(host, "isRemote", False)]  # a server's end with its PID 1
+        if self.on_servers is not None:
+            self.on_servers.stop_nodes([host for host in hosts if host not in here])
+        nodes = (NodePaths(host.state_dir / "run", host.state_dir / "log").running_pid() for host in here)
         pids.stop([pid for pid in nodes if pid is not None])
-        keep = {host.pid for host in hosts} | {process.pid for process in self.etcd_processes.values()}
-        started_here = (set(pids.in_namespaces({host.netns_inode() for host in hosts}))
+        keep = {host.pid for host in here} | {process.pid for process in self.etcd_processes.values()}
+        started_here = (set(pids.in_namespaces({host.netns_inode() for host in here}))
                         | set(pids.with_environment(f"CALISIM_RUN_DIR={self.run_dir.path}")))
         pids.stop([p for p in started_here if p not in keep])
 
@@ -289,6 +364,13 @@ class Cluster(EtcdCluster):
     @property
     def hosts(self) -> list[str]:
         return self.topo.calico_hosts()
+
+    def server_of(self, node: str) -> str:
+        """The server node runs on: a name of --servers, or "localhost" (Mininet's name for the
+        machine calisim runs on) in a run without servers."""
+        if node not in self.topo.hosts():
+            raise ClusterError(f"unknown node {node!r} (this topology has {', '.join(self.topo.hosts(sort=True))})")
+        return self.placement.get(node, LOCAL_SERVER)
 
     def host(self, name: str) -> CalicoHost:
         if self.net is None:
@@ -316,7 +398,7 @@ class Cluster(EtcdCluster):
         on EMULATION (`lab`), in the emulation's own namespaces, where `calisim fault` reaches this
         cluster through its control socket."""
         argv, environment = ((["bash", "-c", command], self.emulation_environment()) if name == EMULATION
-                             else (self.host(name).enter_command(["bash", "-c", command]), self.environment(name)))
+                             else self.host(name).shell_command(["bash", "-c", command], self.environment(name)))
         started = time.monotonic()
         try:
             done = subprocess.run(argv, env=environment, cwd=self.run_dir.path,
@@ -326,6 +408,17 @@ class Cluster(EtcdCluster):
             rc, stdout = 124, _text(expired.stdout)
             stderr = _text(expired.stderr) + f"\ncalisim: command timed out after {timeout:.0f}s\n"
         return CommandResult(name, command, rc, stdout, stderr, round(time.monotonic() - started, 3))
+
+    def run_in(self, name: str) -> Callable[..., subprocess.CompletedProcess]:
+        """subprocess.run for a command line naming PIDs of host name (a probe inside one of its
+        workloads): subprocess.run itself here, Cluster.run on the host's server for a remote host."""
+        if self.on_servers is None or not self.on_servers.is_remote(name):
+            return subprocess.run
+
+        def run_there(argv: list[str], timeout: float = DEFAULT_TIMEOUT, **_options) -> subprocess.CompletedProcess:
+            result = self.run(name, shlex.join(argv), timeout)
+            return subprocess.CompletedProcess(argv, result.rc, result.stdout, result.stderr)
+        return run_there
 
     def emulation_environment(self) -> dict[str, str]:
         """The environment of `lab$` steps: calisim's own commands first on PATH, and the control
@@ -370,7 +463,10 @@ class Cluster(EtcdCluster):
         return Synchronous(Datastore(self.etcd_unix_endpoints))
 
     def bird(self, name: str) -> bird.BirdControl:
-        return bird.BirdControl(self.host(name).state_dir / "run" / "bird.ctl")
+        path = self.host(name).state_dir / "run" / "bird.ctl"
+        if self.on_servers is not None and self.on_servers.is_remote(name):
+            path = self.on_servers.socket_of(self.host(name), path)  # over its server's ssh
+        return bird.BirdControl(path)
 
     def bgp_established(self, name: str) -> int:
         """How many Calico BGP sessions of host name are Established (0 if BIRD is not up)."""

@@ -67,8 +67,6 @@ class CalicoHost(Host):
 
     def __init__(self, name: str, state_dir: Path, **params):
         self.state_dir = Path(state_dir)
-        for sub in ("run", "log", "home", "docker/plugins"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         params.setdefault("privateDirs", [("/var/run/calico", str(self.state_dir / "run")),
                                           ("/var/log/calico", str(self.state_dir / "log")),
                                           ("/run/docker", str(self.state_dir / "docker"))])
@@ -81,18 +79,29 @@ class CalicoHost(Host):
         for one host after another): the overlays first, so bind mounts below /etc or /var/lib
         land on top of them and their mount points are made in the host's view; then its name
         (the shell's builtin echo: no process).  OverlayError, with mount's reason, if any fails."""
+        fstab_text = "".join([view.fstab_line() for view in self.views] + [
+            overlay.fstab_line(private_dir, mount_point, "none", "bind,X-mount.mkdir")
+            for mount_point, private_dir in self.privateDirs])
+        mount_in(self, [*self.prepare_state(fstab_text), overlay.mount_all_command(self.state_dir / "fstab"),
+                        f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"],
+                 "its own /etc, /var/lib and private directories")
+        self.write_file("/etc/hostname", f"{self.name}\n")
+        self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
+
+    def state_subdirectories(self) -> list[str]:
+        return [str(self.state_dir / sub) for sub in ("run", "log", "home", "docker/plugins")]
+
+    def prepare_state(self, fstab_text: str) -> list[str]:
+        """The host's directories and fstab, made here; the shell steps that would make them
+        on the host's server (none: this is its server)."""
+        for directory in self.state_subdirectories():
+            os.makedirs(directory, exist_ok=True)
         for view in self.views:
             view.prepare()
         for _, private_dir in self.privateDirs:
             os.makedirs(private_dir, exist_ok=True)
-        fstab = self.state_dir / "fstab"
-        fstab.write_text("".join([view.fstab_line() for view in self.views] + [
-            overlay.fstab_line(private_dir, mount_point, "none", "bind,X-mount.mkdir")
-            for mount_point, private_dir in self.privateDirs]))
-        mount_in(self, [overlay.mount_all_command(fstab), f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"],
-                 "its own /etc, /var/lib and private directories")
-        self.write_file("/etc/hostname", f"{self.name}\n")
-        self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
+        (self.state_dir / "fstab").write_text(fstab_text)
+        return []
 
     def unmountPrivateDirs(self) -> None:
         """The bind mounts, then the views (a host's files vanish from its view at exit; they stay
@@ -116,9 +125,7 @@ class CalicoHost(Host):
 
     def _popen(self, cmd, **params):
         if self.shell is None and cmd and cmd[0] == "mnexec":
-            # The host's own shell: unshare execs in place, so the shell's PID (which Mininet
-            # attaches to) now also holds the host's UTS namespace.
-            cmd = cmd[:2] + ["unshare", "--uts", "--"] + cmd[2:]
+            cmd = own_uts(cmd)
         return super()._popen(cmd, **params)
 
     @property
@@ -129,8 +136,18 @@ class CalicoHost(Host):
         """argv run inside this host's network, mount and UTS namespaces, from its home directory."""
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", f"--wd={self.home}", "--", *argv]
 
+    def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run argv in this host (as Cluster.run does)."""
+        return self.enter_command(argv), environment
+
     def netns_inode(self) -> int:
         return os.stat(f"/proc/{self.pid}/ns/net").st_ino
+
+
+def own_uts(cmd: list[str]) -> list[str]:
+    """A host's shell command with a UTS namespace of its own: unshare execs in place, so the
+    shell's PID (which Mininet attaches to) also holds the host's UTS namespace."""
+    return cmd[:2] + ["unshare", "--uts", "--"] + cmd[2:]
 
 
 class CalicoTopo(Topo):
@@ -314,6 +331,11 @@ def run_ip_batches(batches: dict[object, list[str]]) -> None:
     # iproute2 in each node's namespace, not pyroute2 sockets opened into it: those were seen
     # landing in the wrong namespace (the device then "does not exist") on a busy machine.
     def run(node, lines: list[str]) -> None:
+        if getattr(node, "isRemote", False):  # a node on another server: its pid is its server's
+            output = node.cmd(f"printf '%s\\n' {' '.join(map(shlex.quote, lines))} | ip -batch - 2>&1").strip()
+            if output:
+                raise subprocess.CalledProcessError(1, f"{node.name}: ip -batch", output=output)
+            return
         subprocess.run(["nsenter", "-t", str(node.pid), "-n", "ip", "-batch", "-"], input="\n".join(lines) + "\n",
                        text=True, check=True, capture_output=True)
 

@@ -49,7 +49,7 @@ class Outcome:
         for pair in self.pairs:
             source = seed.inspect(cluster, pair.source_host, pair.source)
             ip = pair.address(seed.inspect(cluster, pair.destination_host, pair.destination))
-            probe = probe_from(source["State"]["Pid"], "icmp", ip)
+            probe = probe_from(source["State"]["Pid"], "icmp", ip, run=cluster.run_in(pair.source_host))
             measured.append({"pair": asdict(pair), "destination_ip": ip, "probe": asdict(probe)})
             if not probe.reachable or probe.ttl != pair.ttl:
                 problems.append(f"{pair.source} -> {pair.destination}: expected replies with ttl {pair.ttl}, "

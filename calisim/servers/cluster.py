@@ -10,6 +10,8 @@ so cross-server links are VXLAN (``links.py``).
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -45,8 +47,10 @@ def remote_host_class(ssh_options: list[str]) -> type:
     return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-q", "-tt"]})
 
 
-def vxlan_link_class() -> type:
-    """Mininet's RemoteLink whose cross-server tunnel is a VXLAN pair, one VNI a link."""
+def vxlan_link_class(controller_ip: str | None = None) -> type:
+    """Mininet's RemoteLink whose cross-server tunnel is a VXLAN pair, one VNI a link.  An end on
+    the controller's own machine (a local node: no server of its own) is made here, at
+    controller_ip, and moved into its node's namespace."""
     engine = load_engine()
 
     class RemoteVxlanLink(engine.RemoteLink):
@@ -54,13 +58,14 @@ def vxlan_link_class() -> type:
 
         def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):  # noqa: N802 (Mininet's)
             RemoteVxlanLink.vni += 1
+            addresses = [node.serverIP if _remote(node) else controller_ip for node in (node1, node2)]
             for (node, intfname, addr), end in zip(
                     ((node1, intfname1, addr1), (node2, intfname2, addr2)),
-                    link_ends(intfname1, RemoteVxlanLink.vni, node1.serverIP, node2.serverIP)):
+                    link_ends(intfname1, RemoteVxlanLink.vni, *addresses)):
                 for command in replace(end, device=intfname).create_commands(netns_pid=node.pid):
-                    output = node.rcmd(command).strip()
+                    output = _on_server_of(node, command)
                     if output:
-                        raise ClusterError(f"{node.server}: {command}: {output}")
+                        raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {output}")
                 if addr:
                     node.cmd(f"ip link set {intfname} address {addr}")
             self.tunnel = None
@@ -71,3 +76,15 @@ def vxlan_link_class() -> type:
             self.intf2.delete()
 
     return RemoteVxlanLink
+
+
+def _remote(node) -> bool:
+    return getattr(node, "isRemote", False)
+
+
+def _on_server_of(node, command: str) -> str:
+    """command run on node's server, outside its namespaces: its output (empty when all went well)."""
+    if _remote(node):
+        return node.rcmd(command).strip()
+    done = subprocess.run(shlex.split(command), capture_output=True, text=True)
+    return (done.stdout + done.stderr).strip()

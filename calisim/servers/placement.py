@@ -90,6 +90,18 @@ def place(topo, servers: Servers, overrides: dict[str, str] | None = None) -> di
     return _override(placement, servers, overrides or {})
 
 
+def plan(topo, servers: str | None, overrides: dict[str, str] | None) -> tuple[Servers | None, dict[str, str]]:
+    """The run's servers (the ``--servers`` text parsed) and each node's; (None, {}) for a run on
+    this machine alone.  PlacementError, one line, for any bad input: checked before anything starts."""
+    if servers is None:
+        if overrides:
+            raise PlacementError(f"--place {', '.join(f'{node}={server}' for node, server in overrides.items())}: "
+                                 "placing nodes needs --servers (e.g. --servers sim:3)")
+        return None, {}
+    parsed = parse_servers(servers)
+    return parsed, place(topo, parsed, overrides)
+
+
 def _segments_of(topo) -> dict[str, list[str]]:
     """Each node's segments (the switches it links to), in link order."""
     found: dict[str, list[str]] = {node: [] for node in topo.hosts()}

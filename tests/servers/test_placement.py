@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import topologies
-from calisim.servers.placement import PlacementError, Servers, check_remote, parse_place, parse_servers, place
+from calisim.servers.placement import PlacementError, Servers, check_remote, parse_place, parse_servers, place, plan
 
 SIM3 = parse_servers("sim:3")
 
@@ -86,3 +86,15 @@ def test_a_real_server_must_answer_ssh_and_have_calisim_at_the_same_path(sim):
         check_remote("nosuchserver.invalid", sys.executable, ssh=sim.ssh_options())
     with pytest.raises(PlacementError, match=r"^--servers: 198\.18\.0\.99: unreachable over ssh as root with keys"):
         check_remote("198.18.0.99", sys.executable, ssh=sim.ssh_options(), timeout=3)
+
+
+def test_plan_without_servers_places_nothing_and_refuses_a_place():
+    assert plan(topologies.load("two_host"), None, None) == (None, {})
+    with pytest.raises(PlacementError, match="^--place host2=server2: placing nodes needs --servers"):
+        plan(topologies.load("two_host"), None, {"host2": "server2"})
+
+
+def test_plan_parses_servers_and_places_with_overrides():
+    servers, placement = plan(topologies.load("two_host"), "sim:3", {"host2": "server3"})
+    assert servers == SIM3
+    assert placement == {"host1": "server1", "host2": "server3"}

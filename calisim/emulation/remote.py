@@ -1,0 +1,209 @@
+"""Calico hosts on other servers: Mininet's RemoteHost shape (its shell and every popen over the
+server's one multiplexed ssh connection) with what a local CalicoHost has, made on its server.
+
+A remote host's directories live on its server, at the run directory's path there (a simulated
+server sees its own directory at that path, as a real one has its own disk): they are made, and
+its fstab and files written, through its own shell, never by a local path.  ssh does not carry
+``popen(env=...)`` or a working directory, so both are spelt into the remote command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..docker.service import Dockerd
+from ..node import NodePaths
+from ..node.bird import Bird, write_checked
+from ..servers import processes
+from ..servers.cluster import load_engine, vxlan_link_class
+from ..servers.links import VXLAN_OVERHEAD
+from ..servers.placement import Servers
+from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
+from .rundir import RunDir
+from .topology import CalicoHost, own_uts, run_ip_batches
+
+LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
+
+
+class RemoteCalicoMixin:
+    """What differs for a CalicoHost whose shell runs on another server (placed before
+    Mininet's RemoteMixin, so its popen and _popen see commands before ssh is put in front)."""
+
+    isRemote: bool
+    sshcmd: list[str]
+
+    def prepare_state(self, fstab_text: str) -> list[str]:
+        """Shell steps making the host's directories and fstab on its server (run by mount_in)."""
+        directories = [*self.state_subdirectories(), *(str(view.upper) for view in self.views),
+                       *(str(view.work) for view in self.views), *(private for _, private in self.privateDirs)]
+        return [f"mkdir -p {' '.join(map(shlex.quote, directories))}",
+                _write_step(str(self.state_dir / "fstab"), fstab_text)]
+
+    def write_file(self, path: str, text: str) -> None:
+        """path in this host's view (its mount namespace, on its server), text sent on ssh's
+        standard input (a long line typed into the host's shell would overrun its terminal)."""
+        inside = shlex.join(["nsenter", "-t", str(self.pid), "-m", "--", "sh", "-c", f"cat > {shlex.quote(path)}"])
+        done = subprocess.run([*self.ssh_command(), inside], input=text, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise ServerError(f"{self.name} on {self.server}: cannot write {path}: {done.stderr.strip()}")
+
+    def ssh_command(self) -> list[str]:
+        """ssh to this host's server without a terminal; a command follows."""
+        return [part for part in self.sshcmd if part != "-tt"]
+
+    def view_path(self, path: str) -> Path:
+        raise ServerError(f"{self.name} runs on {self.server}: its files are reached through it (write_file), "
+                          "not through a local path")
+
+    def popen(self, *args, env: dict[str, str] | None = None, **kwargs):
+        """Mininet's popen over ssh, the environment given as `env -i K=V ...` (ssh drops env=)."""
+        argv = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else [*args]
+        prefix = ["env", "-i", *(f"{key}={value}" for key, value in env.items())] if env is not None else []
+        return super().popen([shlex.quote(part) for part in [*prefix, *argv]], **kwargs)
+
+    def _popen(self, cmd, **params):
+        if self.shell is None and cmd and cmd[0] == "mnexec":
+            cmd = own_uts(cmd)
+        return super()._popen(cmd, **params)
+
+    def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """ssh to the server, into the host's namespaces, from its home, with environment spelt out."""
+        inside = self.enter_command(["env", "-i", *(f"{key}={value}" for key, value in environment.items()), *argv])
+        return [*self.ssh_command(), shlex.join(inside)], dict(os.environ)
+
+    def netns_inode(self) -> int:
+        raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
+
+
+def _write_step(path: str, text: str) -> str:
+    encoded = base64.b64encode(text.encode()).decode()
+    return f"echo {encoded} | base64 -d > {shlex.quote(path)}"
+
+
+def remote_calico_host_class(ssh_options: list[str]) -> type:
+    """A CalicoHost on a server reached with these ssh options (the run's key and connection)."""
+    engine = load_engine()
+    return type("RemoteCalicoHost", (RemoteCalicoMixin, engine.RemoteMixin, CalicoHost),
+                {"sshbase": [*ssh_options, "-q", "-tt"]})
+
+
+class ServersOfRun:
+    """The simulated servers a cluster spreads over, and how its nodes and links are made on them."""
+
+    def __init__(self, run_dir: RunDir, servers: Servers, placement: dict[str, str]):
+        if not servers.simulated:
+            raise ServerError(f"--servers {','.join(servers.names)}: Calico hosts on real servers are not built "
+                              "yet (use sim:N)")
+        self.run_dir = run_dir
+        self.servers = servers
+        self.placement = placement
+        self.sim = SimServers(run_dir.path, len(servers.names))
+        self.zygotes: list[processes.RemoteProcess] = []
+        self.daemons: dict[str, processes.RemoteProcess] = {}  # by node: its dockerd, or a router's BIRD
+        self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
+
+    def start(self) -> None:
+        self.sim.start()
+
+    def stop(self) -> list[str]:
+        """The zygotes by PID, then every server by its PID 1; the names of servers with processes left."""
+        processes.stop([*self.daemons.values(), *self.zygotes])
+        self.daemons, self.zygotes = {}, []
+        return self.sim.stop()
+
+    def ssh(self, server: str) -> list[str]:
+        """ssh to server over its one connection; a command follows."""
+        return self.sim.ssh_command(next(found for found in self.sim.servers if found.name == server))
+
+    def remote_servers(self) -> list[str]:
+        """The servers other than this one that run Calico hosts."""
+        return sorted({self.placement[name] for name in self.placement if self.is_remote(name)})
+
+    def start_zygotes(self, command: list[str], environment: dict[str, str], log: Path) -> None:
+        """One node zygote a server of Calico hosts, in that server's own namespaces, at the same
+        socket path as here (each server sees its own directory at the run directory's path)."""
+        for server in self.remote_servers():
+            self.zygotes.append(processes.start(self.ssh(server), server, command, environment, str(log)))
+
+    def await_zygotes(self, socket: Path, timeout: float) -> None:
+        for process in self.zygotes:
+            processes.wait_for_path(process, str(socket), "the node zygote", timeout)
+
+    def start_dockerds(self, hosts: list[CalicoHost], environment, timeout: float) -> None:
+        """Each host's dockerd on its server, in the host's namespaces, its log and socket in its
+        directory there; back once every socket is there."""
+        for host in hosts:
+            dockerd = Dockerd(host.state_dir)
+            argv = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--", *dockerd.command()]
+            ssh = self.ssh(host.server)
+            processes.run(ssh, host.server, f"rm -f {shlex.quote(str(dockerd.socket))}")  # a stopped one's
+            self.daemons[host.name] = processes.start(ssh, host.server, argv, environment(host.name), str(dockerd.log))
+        for host in hosts:
+            processes.wait_for_path(self.daemons[host.name], str(Dockerd(host.state_dir).socket),
+                                    f"dockerd in {host.name}", timeout)
+
+    def start_router_bird(self, router: CalicoHost, daemon: Bird, config_text: str) -> None:
+        """A router's BIRD on its server: its config checked here by `bird -p` and written there
+        by the router's shell, BIRD started in the router's namespaces, up once its socket is there."""
+        with tempfile.TemporaryDirectory(prefix="calisim-bird-") as scratch:
+            write_checked(config_text, Path(scratch) / "bird.cfg")
+        router.write_file(str(daemon.paths.bird_config), config_text)
+        argv = ["nsenter", "-t", str(router.pid), "-n", "-m", "-u", "--", *daemon.command()]
+        process = processes.start(self.ssh(router.server), router.server, argv, {"PATH": os.environ["PATH"]},
+                                  str(daemon.log))
+        self.daemons[router.name] = process
+        processes.wait_for_path(process, str(daemon.paths.bird_socket), daemon.name, daemon.start_timeout)
+
+    def stop_daemons(self, names: list[str]) -> None:
+        """The dockerds and routers' BIRDs of these nodes, by PID on their servers."""
+        processes.stop([self.daemons.pop(name) for name in names if name in self.daemons])
+
+    def stop_nodes(self, hosts: list[CalicoHost]) -> None:
+        """The calico-nodes of remote hosts, by the PIDs their pid files hold on their servers."""
+        by_server: dict[str, list[str]] = {}
+        for host in hosts:
+            by_server.setdefault(host.server, []).append(shlex.quote(str(NodePaths(host.state_dir / "run",
+                                                                                   host.state_dir / "log").pid_file)))
+        for server, pid_files in by_server.items():
+            found = processes.run(self.ssh(server), server, f"cat {' '.join(pid_files)} 2>/dev/null; true")
+            processes.stop_pids(self.ssh(server), server, [int(pid) for pid in found.split() if pid.isdigit()])
+
+    def socket_of(self, host: CalicoHost, path: Path) -> Path:
+        """A local path reaching the unix socket path of a host on another server (BIRD's)."""
+        if str(path) not in self.forwarded:
+            local = self.sim.control_directory / f"{host.name}-{path.name}"
+            self.forwarded[str(path)] = processes.forward(self.ssh(host.server), host.server, local, str(path))
+        return self.forwarded[str(path)]
+
+    def is_remote(self, node: str) -> bool:
+        return self.placement.get(node, self.servers.first) != self.servers.first
+
+    def host_factory(self):
+        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server."""
+        remote = remote_calico_host_class(self.sim.ssh_options())
+        addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
+
+        def make(name: str, **params) -> CalicoHost:
+            state_dir = self.run_dir.host(name)
+            if not self.is_remote(name):
+                return CalicoHost(name, state_dir=state_dir, **params)
+            server = self.placement[name]
+            return remote(name, state_dir=state_dir, server=server, serverIP=addresses[server], user="root", **params)
+        return make
+
+    @staticmethod
+    def link_class() -> type:
+        """Links: a veth on one server, a VXLAN pair (one VNI a link) between two."""
+        return vxlan_link_class(str(CONTROLLER.ip))
+
+    @staticmethod
+    def fit_mtu(net) -> None:
+        """Every interface at the cross-server link's MTU: a bridge with one port over the underlay
+        drops what a 1500-byte port sends to it, so a segment's MTU is its smallest link's."""
+        run_ip_batches({node: [f"link set {intf.name} mtu {LINK_MTU}" for intf in node.intfList() if intf.name != "lo"]
+                        for node in [*net.hosts, *net.switches]})

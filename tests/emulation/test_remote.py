@@ -1,0 +1,109 @@
+"""Calico hosts on other servers through the API: the placement asked for and refused, and the
+seed's two hosts on two simulated servers (host2 a remote host: its shell, name, files and
+commands on server2, its link to the segment a VXLAN pair over the underlay)."""
+
+import os
+
+import pytest
+
+import topologies
+from tests.conftest import running_daemons
+from calisim.emulation import Cluster, sandbox
+from calisim.scenarios import transcript
+from calisim.scenarios.bundled import SCENARIOS
+from calisim.scenarios.seed import inspect
+from calisim.emulation.cluster import ClusterError
+from calisim.emulation.remote import LINK_MTU
+
+ICMP_HEADERS = 28  # IPv4 20 + ICMP 8: a ping of LINK_MTU - 28 bytes fills a packet of LINK_MTU
+IPIP_OVERHEAD = 20  # Calico's IPIP: an outer IPv4 header
+
+
+def test_server_of_follows_the_placement_and_its_overrides(runs):
+    cluster = Cluster(topologies.load("flat", 4), servers="sim:2", place={"host1": "server2"})
+    assert [cluster.server_of(host) for host in cluster.hosts] == ["server2", "server1", "server2", "server2"]
+    assert Cluster(topologies.load("two_host")).server_of("host2") == "localhost"
+    with pytest.raises(ClusterError, match="^unknown node 'host9'"):
+        cluster.server_of("host9")
+
+
+@pytest.mark.parametrize("servers, place, message", [
+    ("sim:0", None, "--servers sim:0: the number of simulated servers must be between 1 and 99"),
+    ("sim:2", {"host7": "server2"}, "--place host7=server2: no node host7 in this topology"),
+    ("sim:2", {"host2": "server5"}, "--place host2=server5: no server server5 in --servers"),
+    (None, {"host2": "server2"}, "--place host2=server2: placing nodes needs --servers"),
+])
+def test_bad_servers_or_places_are_refused_before_anything_starts(runs, servers, place, message):
+    with pytest.raises(ClusterError) as error:
+        Cluster(topologies.load("two_host"), servers=servers, place=place)
+    assert str(error.value).startswith(message)
+    assert not runs.exists()  # not even a run directory
+
+
+@pytest.mark.emulation
+def test_route_reflectors_pass_their_checks_over_three_servers(untouched, runs):
+    """The reflectors and etcd on server1, two hosts on server2, one on server3: BGP to the
+    reflectors crosses servers, and the outcome's probes from host3's workload run on server2.
+    Before the module's shared cluster: one sandbox holds one run's servers at a time."""
+    scenario = SCENARIOS["route-reflectors"]
+    with Cluster(scenario.load_topology(), servers="sim:3", place={"host4": "server3"}) as cluster:
+        assert {cluster.server_of(node) for node in ("rr1", "rr2", "host1", "host3", "host4")} == {
+            "server1", "server2", "server3"}
+        failed = [result for result in transcript.run(cluster, transcript.parse(scenario.text())) if not result.passed]
+        assert not failed, failed[0]
+        _, outcome = scenario.check(cluster)
+        assert outcome["mismatches"] == []
+        assert [pair["probe"]["received"] for pair in outcome["pairs"]] == [4] * len(outcome["pairs"])
+
+
+@pytest.fixture(scope="module")
+def seed_on_two_servers(tmp_path_factory):
+    """The seed's topology with host2 on server2, for the whole module."""
+    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+    before, daemons = sandbox.snapshot(), running_daemons()
+    with Cluster(topologies.load("two_host"), servers="sim:2") as cluster:
+        yield cluster
+    assert running_daemons() == daemons, "processes left running"
+    assert sandbox.snapshot() == before, "the caller's namespace changed"
+
+
+@pytest.mark.emulation
+def test_a_host_of_another_server_is_a_calico_host_there(seed_on_two_servers):
+    cluster = seed_on_two_servers
+    assert [cluster.server_of(host) for host in cluster.hosts] == ["server1", "server2"]
+    assert cluster.run("host2", "hostname; cat /etc/hostname").stdout == "host2\nhost2\n"
+    assert cluster.run("host2", "echo $ETCD_ENDPOINTS; pwd").stdout.split() == [
+        cluster.etcd_endpoint, str(cluster.host("host2").home)]
+    # host2's files are on server2, at the run directory's path there: none of them here
+    assert not cluster.run_dir.host("host2").exists()
+    mounts = cluster.run("host2", "findmnt -no TARGET -M /etc && findmnt -no TARGET -M /var/run/calico")
+    assert mounts.stdout == "/etc\n/run/calico\n", mounts  # /var/run is a link to /run
+    assert cluster.run("host2", "test -S /run/docker/docker.sock").rc == 0  # its dockerd, on server2
+    host1 = cluster.topo.host_ip("host1")
+    full = cluster.run("host2", f"ping -c1 -W3 -M do -s {LINK_MTU - ICMP_HEADERS} {host1}")
+    assert " 0% packet loss" in full.stdout, full
+    too_big = cluster.run("host2", f"ping -c1 -W2 -M do -s {LINK_MTU - ICMP_HEADERS + 1} {host1}")
+    assert too_big.rc != 0
+    version = cluster.run("host2", f"python -c \"import urllib.request as u; "
+                                   f"print(u.urlopen('{cluster.etcd_endpoint}/version').read().decode())\"")
+    assert '"etcdserver"' in version.stdout, version  # etcd on server1 answers host2 on server2
+
+
+@pytest.mark.emulation
+def test_the_seed_transcript_passes_across_servers(seed_on_two_servers):
+    cluster = seed_on_two_servers
+    steps = transcript.parse(SCENARIOS["two-host"].text())
+    failed = [result for result in transcript.run(cluster, steps) if not result.passed]
+    assert not failed, failed[0]
+    assert [cluster.bgp_established(host) for host in cluster.hosts] == [1, 1]  # host2's BIRD through ssh
+    workload_a = inspect(cluster, "host1", "workload-A")["State"]["Pid"]
+    workload_e = next(iter(inspect(cluster, "host2", "workload-E")["NetworkSettings"]["Networks"].values()))
+
+    def ping_with_df(size: int):
+        return cluster.run("host1", f"nsenter -t {workload_a} -n ping -c1 -W3 -M do -s {size - ICMP_HEADERS} "
+                                    f"{workload_e['IPAddress']}")
+
+    full = ping_with_df(LINK_MTU - IPIP_OVERHEAD)  # IPIP inside the underlay's VXLAN, unfragmented
+    assert " 0% packet loss" in full.stdout, full
+    assert "Frag needed and DF set" in ping_with_df(LINK_MTU + 1).stdout
+
