@@ -99,7 +99,11 @@ class Cluster(EtcdCluster):
     beside them: etcd_cluster.py), and the way in."""
 
     def __init__(self, topo: CalicoTopo, run_dir: RunDir | None = None, ipip_backend: str = "auto",
-                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers()):
+                 docker: bool = True, bgp_timers: bird.Timers = bird.Timers(), servers: str | None = None,
+                 place: dict[str, str] | None = None):
+        if servers is not None:
+            raise ClusterError("Calico hosts on other servers are not built yet")
+        self.servers = servers  # `--servers` (A,B,C or sim:N); None: every node on this machine
         self.topo = topo
         # hold time, graceful restart: Calico's unless changed, in every host's environment
         self.bgp_timers = bgp_timers
