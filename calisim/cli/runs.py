@@ -215,10 +215,11 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, terminate_gracefully)
     from ..datastore import DatastoreError
     from ..emulation.cluster import ClusterError
+    from ..servers.watchdog import ServerLost
 
     try:
         sys.exit(execute(topo, steps, args))
-    except (ClusterError, DatastoreError) as error:
+    except (ClusterError, DatastoreError, ServerLost) as error:  # ServerLost: the run stopped on every other server
         sys.exit(f"calisim: {error}")
     except KeyboardInterrupt:
         print("calisim: interrupted; everything the run started has been stopped", file=sys.stderr)

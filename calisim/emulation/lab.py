@@ -53,6 +53,7 @@ from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
 from ..process import pids
+from ..servers.watchdog import ServerLost
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
 from .rundir import RunDir
@@ -509,7 +510,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
         log.info("lab %s ready; control socket %s", spec.name, run_dir / CONTROL_SOCKET)
         serve(service, run_dir / CONTROL_SOCKET)
         return 0
-    except (ClusterError, DatastoreError, ValueError, OSError) as error:
+    except (ClusterError, DatastoreError, ServerLost, ValueError, OSError) as error:
         log.exception("lab %s failed", spec.name)
         if cluster.progress is not no_progress:  # the descriptor is still open
             _report(status_fd, {"ok": False, "error": str(error)})
