@@ -14,6 +14,8 @@
       Labs: worlds that keep running, detached, until `down` (see calisim.emulation.lab).
   chaos [--lab NAME | --topology T] [--seed N] [--duration S] [--kinds K,...]
       A seeded schedule of faults while workloads come and go, invariants watched (calisim.chaos).
+  run, up, graph and the bundled scenarios take --servers A,B,C|sim:N [--place NODE=SERVER]
+      One lab spread over several servers (calisim.servers; sim:N simulates N on this machine).
 
 Input (script, topology, host count) is checked before anything is built; every run then
 re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and

@@ -21,6 +21,7 @@ from ..emulation.rundir import RunDir
 from ..node.bird import BirdError, Timers
 from .capture import add_capture_command, lab_capture
 from .progress import StageBars
+from .servers import add_server_options, check_server_options
 
 LAB_PROCESS = [sys.executable, "-m", "calisim.cli.lab_process"]  # what `up` runs in the lab's sandbox
 
@@ -39,6 +40,7 @@ def add_lab_commands(commands) -> None:
     up.add_argument("--ipip-backend", choices=("auto", "kernel", "ebpf", "userspace"), default="auto")
     up.add_argument("--bgp-hold-time", type=int, metavar="SECONDS",
                     help="BGP hold time (default BIRD's 240 s, as Calico): a cut link drops its sessions after it")
+    add_server_options(up)
     enter = commands.add_parser("exec", help="a login shell on a lab's host, or run a command there")
     enter.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
     enter.add_argument("host")
@@ -53,6 +55,7 @@ def add_lab_commands(commands) -> None:
     graph.add_argument("--topology", help="draw this topology without building it")
     topologies.add_arguments(graph.add_argument_group("topology options"))
     graph.add_argument("-o", "--output", type=Path, required=True, help="FILE.svg or FILE.png")
+    add_server_options(graph)
     fault = commands.add_parser("fault", help="break a lab on purpose: links, loss, daemons, partitions, crashes",
                                 add_help=False)
     fault.add_argument("--lab", metavar="NAME", help="the lab (may be left out while one lab runs)")
@@ -94,9 +97,11 @@ def lab_up(args: argparse.Namespace) -> int:
         topo = topologies.load(topology, **options)
         name = args.name or topo.name
         check_name_and_base(name, args.run_dir, args.bgp_hold_time)
+        choice = check_server_options(args, topo)
     except ValueError as error:
         raise lab.LabError(str(error)) from error
-    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend, args.bgp_hold_time)
+    spec = lab.LabSpec(name, topology, options, args.start_nodes, args.ipip_backend, args.bgp_hold_time,
+                       servers=choice.servers, place=choice.place)
     return start_lab(spec, args.run_dir, f"starting lab {name}: {topo.name}, {len(topo.hosts())} hosts"
                      + (", calicoctl node run on every host" if args.start_nodes else ""))
 
@@ -114,11 +119,12 @@ def lab_up_from(args: argparse.Namespace) -> int:
         topo = topologies.load(saved.topology, **saved.options)
         name = args.name or saved.name
         check_name_and_base(name, args.run_dir, args.bgp_hold_time)
+        choice = check_server_options(args, topo)
     except ValueError as error:
         raise lab.LabError(str(error)) from error
     hold = saved.bgp_hold_time if args.bgp_hold_time is None else args.bgp_hold_time
     spec = lab.LabSpec(name, saved.topology, saved.options, False, saved.ipip_backend, hold,
-                       restore=str(args.from_file.resolve()))
+                       restore=str(args.from_file.resolve()), servers=choice.servers, place=choice.place)
     return start_lab(spec, args.run_dir, f"restoring lab {name} from {args.from_file}: {topo.name}, "
                                          f"{saved.summary()}")
 
@@ -178,12 +184,25 @@ def lab_ls(_args: argparse.Namespace) -> int:
     from ..emulation import lab
 
     rows = []
-    for record in lab.Registry().running():
+    records = lab.Registry().running()
+    spread = any("server" in host for record in records for host in record.hosts)
+    for record in records:
         names = [h["name"] for h in record.hosts]
         rows.append([record.name, record.topology, ", ".join(names) if len(names) <= 4 else f"{len(names)} hosts",
+                     *([servers_summary(record.hosts)] if spread else []),
                      age(time.time() - record.started), record.run_dir])
-    print(padded_columns(("NAME", "TOPOLOGY", "HOSTS", "AGE", "RUN DIRECTORY"), rows), end="")
+    print(padded_columns(("NAME", "TOPOLOGY", "HOSTS", *(("SERVERS",) if spread else ()), "AGE", "RUN DIRECTORY"),
+                         rows), end="")
     return 0
+
+
+def servers_summary(hosts: list[dict]) -> str:
+    """Where a lab's nodes run: "server1: 2, server2: 3" (nodes a server); "-" on this machine alone."""
+    counts: dict[str, int] = {}
+    for host in hosts:
+        if "server" in host:
+            counts[host["server"]] = counts.get(host["server"], 0) + 1
+    return ", ".join(f"{server}: {count}" for server, count in counts.items()) or "-"
 
 
 def lab_inspect(args: argparse.Namespace) -> int:
@@ -198,15 +217,18 @@ def lab_inspect(args: argparse.Namespace) -> int:
     print(f"lab {record.name} ({record.topology}), up {age(time.time() - record.started)}; "
           f"run directory {record.run_dir}\n")
     rows = []
+    spread = any("server" in host for host in state["hosts"])
     for host in state["hosts"]:
         addresses = ", ".join(f"{name} {' '.join(ips)}" for name, ips in host["interfaces"].items())
+        where = [host.get("server", "-")] if spread else []
         if "bgp" not in host:
-            rows.append([host["name"], host["role"], addresses, "", "", "", ""])
+            rows.append([host["name"], host["role"], *where, addresses, "", "", "", ""])
             continue
-        rows.append([host["name"], host["role"], addresses, "running" if host["calico_node"] else "stopped",
+        rows.append([host["name"], host["role"], *where, addresses, "running" if host["calico_node"] else "stopped",
                      bgp_summary(host["bgp"]).removeprefix("BGP "), ", ".join(host["blocks"]) or "-",
                      ", ".join(f"{w['name']} {' '.join(w['addresses'])}".strip() for w in host["workloads"]) or "-"])
-    print(padded_columns(("HOST", "ROLE", "ADDRESSES", "CALICO-NODE", "BGP", "BLOCKS", "WORKLOADS"), rows))
+    print(padded_columns(("HOST", "ROLE", *(("SERVER",) if spread else ()), "ADDRESSES", "CALICO-NODE", "BGP",
+                          "BLOCKS", "WORKLOADS"), rows))
     routers = [[h["name"], ", ".join(h["joins"])] for h in state["hosts"] if h["role"] == "router"]
     if routers:
         print(padded_columns(("ROUTER", "JOINS"), routers))
@@ -229,10 +251,14 @@ def lab_graph(args: argparse.Namespace) -> int:
     if args.topology:
         try:
             topo = topologies.load(args.topology, **topologies.given_options(args))
+            placement = check_server_options(args, topo).placement
         except ValueError as error:
             raise lab.LabError(str(error)) from error
-        written = graph.write(topo, args.output)
+        written = graph.write(topo, args.output, placement=placement)
     else:
+        if args.servers or args.place:
+            raise lab.LabError("--servers and --place draw a topology's placement (with --topology); "
+                               "a lab is drawn where it runs")
         record = lab.Registry().find(args.name)
         topo = topologies.load(record.topology, **record.options)
         written = graph.write(topo, args.output, record.client().call("inspect"), title=f"lab {record.name}")

@@ -22,7 +22,9 @@ from ..emulation.rundir import RunDir
 from ..emulation.sandbox import EMULATION
 from ..scenarios import transcript
 from ..scenarios.bundled import SCENARIOS, Scenario
+from ..servers.placement import parse_place
 from .progress import StageBars
+from .servers import add_server_options, check_server_options
 
 log = logging.getLogger("calisim")
 
@@ -59,6 +61,7 @@ def add_run_commands(commands) -> None:
                          help="tunl0's backend (auto: the kernel's ipip if present, else eBPF if it loads, "
                               "else userspace); "
                               "calico-node prints which it uses")
+        add_server_options(sub)
 
 
 def load_steps(args: argparse.Namespace) -> list[transcript.Step]:
@@ -98,7 +101,7 @@ def execute(topo, steps: list[transcript.Step], args: argparse.Namespace) -> int
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     progress.print(f"calisim: run directory {run_dir.path}")
     log.info("%s: %d steps on %s", args.command, len(steps), topo.name)
-    cluster = Cluster(topo, run_dir, args.ipip_backend)
+    cluster = Cluster(topo, run_dir, args.ipip_backend, servers=args.servers, place=parse_place(args.place) or None)
     results: list[transcript.StepResult] = []
     outcome = Outcome(cluster, SCENARIOS.get(args.command))
     mismatched = False
@@ -184,8 +187,9 @@ def run_on_lab(args: argparse.Namespace) -> int:
     """`run SCRIPT --lab NAME`: the transcript against a running lab, printed as on a fresh cluster."""
     from ..emulation import lab
 
-    if args.topology or args.start_nodes or args.cli:
-        raise lab.LabError("--topology, --start-nodes and --cli belong to a fresh cluster; a lab was built by `up`")
+    if args.topology or args.start_nodes or args.cli or args.servers or args.place:
+        raise lab.LabError("--topology, --start-nodes, --cli, --servers and --place belong to a fresh cluster; "
+                           "a lab was built by `up`")
     record = lab.Registry().find(args.lab)
     try:
         steps = load_steps(args)
@@ -220,6 +224,7 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
         topo = (SCENARIOS[args.command].load_topology() if args.command in SCENARIOS
                 else topologies.load(args.topology, **topologies.given_options(args)))
         transcript.check_hosts(steps, [*topo.hosts(sort=True), EMULATION])
+        check_server_options(args, topo)
         RunDir.check_base(args.run_dir, topo.name)
     except (OSError, ValueError) as error:  # bad input: one line, exit 2, nothing started
         print(f"calisim: {error}", file=sys.stderr)
@@ -236,10 +241,11 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, terminate_gracefully)
     from ..datastore import DatastoreError
     from ..emulation.cluster import ClusterError
+    from ..servers.watchdog import ServerLost
 
     try:
         sys.exit(execute(topo, steps, args))
-    except (ClusterError, DatastoreError) as error:
+    except (ClusterError, DatastoreError, ServerLost) as error:  # ServerLost: the run stopped on every other server
         sys.exit(f"calisim: {error}")
     except KeyboardInterrupt:
         print("calisim: interrupted; everything the run started has been stopped", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,31 +27,37 @@ ESTABLISHED = "#2da44e"
 NOT_ESTABLISHED = "#cf222e"
 SPLIT_SEGMENT_AT = 5  # a segment with more hosts gets half of them above it, half below
 DRAW_EVERY_SESSION_UP_TO = 6  # sessions: a full mesh of 4 hosts
+SERVER_COLOURS = ("#0969da", "#bf8700", "#8250df", "#1a7f37", "#bc4c00", "#cf222e", "#1b7c83", "#6e7781")
 
 
-def write(topo, output: Path, live: dict[str, Any] | None = None, title: str | None = None) -> Path:
-    """Render topo (with a lab's inspect document, if given) to output (.svg or .png)."""
-    dot = build(topo, live, title)
+def write(topo, output: Path, live: dict[str, Any] | None = None, title: str | None = None,
+          placement: dict[str, str] | None = None) -> Path:
+    """Render topo (with a lab's inspect document, or where --servers would place its nodes, if
+    given) to output (.svg or .png)."""
+    dot = build(topo, live, title, placement)
     output = Path(output)
     rendered = dot.render(outfile=str(output), format=output.suffix.lstrip("."), cleanup=True)
     output.with_suffix(".gv").unlink(missing_ok=True)  # the binding leaves the DOT source beside it
     return Path(rendered)
 
 
-def build(topo, live: dict[str, Any] | None = None, title: str | None = None) -> graphviz.Graph:
+def build(topo, live: dict[str, Any] | None = None, title: str | None = None,
+          placement: dict[str, str] | None = None) -> graphviz.Graph:
     """Top to bottom: routers, then segments, then hosts (a crowded segment gets half of its
-    hosts above it); a lab's BGP sessions are dashed lines between hosts."""
-    hosts = {h["name"]: h for h in (live["hosts"] if live else state.describe_hosts(topo))}
+    hosts above it); a lab's BGP sessions are dashed lines between hosts; on several servers,
+    each host's box is edged and labelled in its server's colour."""
+    hosts = {h["name"]: h for h in (live["hosts"] if live else state.describe_hosts(topo, placement))}
+    colours = server_colours(hosts.values())
     has_routers = any(h["role"] == "router" for h in hosts.values())
     dot = graphviz.Graph(name=topo.name, engine="dot")
     dot.attr(rankdir="TB", fontname=FONT, fontsize="20", labelloc="t", pad="0.4", nodesep="0.35",
              ranksep="0.6", newrank="true", ordering="out",
              label=f"<<b>{html.escape(title or topo.name)}</b><br/>"
-                   f"<font point-size='12'>{subtitle(topo, live)}</font>>")
+                   f"<font point-size='12'>{subtitle(topo, live)}{servers_legend(colours)}</font>>")
     dot.attr("node", fontname=FONT, fontsize="11")
     dot.attr("edge", fontname=FONT, fontsize="10", color="#6e7781", penwidth="1.6")
     for host in hosts.values():
-        dot.node(host["name"], label=host_label(host), shape="plain")
+        dot.node(host["name"], label=host_label(host, colours), shape="plain")
     links = state.links(topo)
     bridges = {segment["name"] for segment in state.segments(topo)}
     for segment in state.segments(topo):
@@ -120,6 +127,20 @@ def subtitle(topo, live: dict[str, Any] | None) -> str:
     return "<br/>".join(html.escape(line) for line in lines) + "<br/> "
 
 
+def server_colours(hosts) -> dict[str, str]:
+    """Each server the hosts run on (none: one machine) -> its colour, in the servers' order."""
+    names = sorted({host["server"] for host in hosts if "server" in host}, key=_natural)
+    return {name: SERVER_COLOURS[index % len(SERVER_COLOURS)] for index, name in enumerate(names)}
+
+
+def servers_legend(colours: dict[str, str]) -> str:
+    """The subtitle's line naming the servers in their colours (HTML-like; empty on one machine)."""
+    if not colours:
+        return ""
+    names = " ".join(f"<font color='{colour}'><b>{html.escape(name)}</b></font>" for name, colour in colours.items())
+    return f"on {len(colours)} servers: {names}<br/> "
+
+
 def paired_sessions(topo, live: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Each pair of hosts with BGP sessions between them once, with those sessions (IPv4 and IPv6,
     each end's; a route reflector or a fabric's router is the peer of a Calico host's session too,
@@ -162,10 +183,13 @@ class Row:
     header: bool = False
 
 
-def host_rows(host: dict[str, Any]) -> list[Row]:
-    """A host's box: the name on the role's colour, then role, addresses, daemons, blocks, workloads."""
+def host_rows(host: dict[str, Any], colours: dict[str, str] | None = None) -> list[Row]:
+    """A host's box: the name on the role's colour, then role, the server it runs on (in the
+    server's colour), addresses, daemons, blocks, workloads."""
     role = host["role"].replace("calico host, etcd", "Calico host · etcd").replace("calico host", "Calico host")
     rows = [Row(host["name"], "white", COLOURS.get(host["role"], "#57606a"), header=True), Row(role, "#57606a")]
+    if "server" in host:
+        rows.append(Row(f"on {host['server']}", (colours or {}).get(host["server"], "#57606a")))
     if host["role"] != "router":
         rows += [Row(address) for address in host["addresses"]]
     if "calico_node" not in host:
@@ -185,17 +209,18 @@ def host_rows(host: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def host_label(host: dict[str, Any]) -> str:
-    """An HTML-like table of host_rows."""
+def host_label(host: dict[str, Any], colours: dict[str, str] | None = None) -> str:
+    """An HTML-like table of host_rows, edged in its server's colour when it has one."""
     cells = []
-    for row in host_rows(host):
+    for row in host_rows(host, colours):
         text = html.escape(row.text)
         font = f"<font color='white' point-size='13'><b>{text}</b></font>" if row.header else \
             f"<font color='{row.colour}'>{text}</font>"
         fill = (f" bgcolor='{row.fill}'" if row.fill else "") + (" cellpadding='5'" if row.header else "")
         cells.append(f"<tr><td{fill}>{font}</td></tr>")
-    return ("<<table border='1' cellborder='0' cellspacing='0' cellpadding='3' color='#8c959f'>"
-            + "".join(cells) + "</table>>")
+    edge = (colours or {}).get(host.get("server"))
+    frame = f"border='3' color='{edge}'" if edge else "border='1' color='#8c959f'"
+    return f"<<table {frame} cellborder='0' cellspacing='0' cellpadding='3'>" + "".join(cells) + "</table>>"
 
 
 def _keep_in_order(dot: graphviz.Graph, names: list[str]) -> None:
@@ -211,3 +236,8 @@ def _by_segment(links: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for link in links:
         grouped.setdefault(link["segment"], []).append(link)
     return grouped
+
+
+def _natural(name: str) -> tuple:
+    """server2 before server10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))

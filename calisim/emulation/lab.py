@@ -53,11 +53,12 @@ from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
 from ..process import pids
+from ..servers.watchdog import ServerLost
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
 from .rundir import RunDir
 from .sandbox import EMULATION
-from .state import describe_hosts, inspect_cluster
+from .state import describe_hosts, inspect_cluster, placement_of
 from .topology import CalicoTopo
 
 LABS_ENV = "CALISIM_LABS"
@@ -204,6 +205,8 @@ class LabSpec:
     ipip_backend: str = "auto"
     bgp_hold_time: int | None = None  # None: BIRD's 240 s, as Calico; shorter, a cut link drops its sessions soon
     restore: str | None = None  # a saved lab's file (`up --from`): its etcd, calico-nodes and containers
+    servers: str | None = None  # `--servers` (A,B,C or sim:N): the lab spread over them
+    place: dict[str, str] | None = None  # `--place NODE=SERVER` overrides
 
 
 def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry: Registry | None = None,
@@ -355,7 +358,8 @@ class LabService:
 
     def op_describe(self) -> dict:
         return {"name": self.spec.name, "topology": self.spec.topology, "options": self.spec.options,
-                "run_dir": str(self.cluster.run_dir.path), "hosts": describe_hosts(self.cluster.topo)}
+                "run_dir": str(self.cluster.run_dir.path),
+                "hosts": describe_hosts(self.cluster.topo, placement_of(self.cluster))}
 
     def op_run(self, host: str, command: str, timeout: float = 120.0) -> dict:
         if host != EMULATION:
@@ -484,7 +488,8 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
-    cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend, bgp_timers=Timers(hold=spec.bgp_hold_time))
+    cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend, bgp_timers=Timers(hold=spec.bgp_hold_time),
+                      servers=spec.servers, place=spec.place)
     cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,
                                                                      "total": total})
     try:
@@ -505,7 +510,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
         log.info("lab %s ready; control socket %s", spec.name, run_dir / CONTROL_SOCKET)
         serve(service, run_dir / CONTROL_SOCKET)
         return 0
-    except (ClusterError, DatastoreError, ValueError, OSError) as error:
+    except (ClusterError, DatastoreError, ServerLost, ValueError, OSError) as error:
         log.exception("lab %s failed", spec.name)
         if cluster.progress is not no_progress:  # the descriptor is still open
             _report(status_fd, {"ok": False, "error": str(error)})

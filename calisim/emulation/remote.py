@@ -21,9 +21,11 @@ from ..node import NodePaths
 from ..node.bird import Bird, write_checked
 from ..servers import processes
 from ..servers.cluster import load_engine, vxlan_link_class
+from ..servers.gather import gather_all
 from ..servers.links import VXLAN_OVERHEAD
 from ..servers.placement import Servers
 from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
+from ..servers.watchdog import Watchdog
 from .rundir import RunDir
 from .topology import CalicoHost, own_uts, run_ip_batches
 
@@ -106,14 +108,24 @@ class ServersOfRun:
         self.zygotes: list[processes.RemoteProcess] = []
         self.daemons: dict[str, processes.RemoteProcess] = {}  # by node: its dockerd, or a router's BIRD
         self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
+        self.watchdog: Watchdog | None = None  # a dead server interrupts the run (ServerLost) while held
+        self.gathered: list = []  # at stop: where each server's run directory went (gather.Gathered)
 
     def start(self) -> None:
         self.sim.start()
+        self.watchdog = Watchdog(self.sim.failures).start()
 
     def stop(self) -> list[str]:
-        """The zygotes by PID, then every server by its PID 1; the names of servers with processes left."""
+        """The watchdog (servers going now is no failure), the zygotes and daemons by PID, every
+        server's run directory gathered into this one's servers/<name>/, then every server by its
+        PID 1; the names of servers with processes left."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
         processes.stop([*self.daemons.values(), *self.zygotes])
         self.daemons, self.zygotes = {}, []
+        self.gathered = gather_all({server.name: self.sim.ssh_command(server) for server in self.sim.servers},
+                                   self.run_dir.path, self.run_dir.path)
         return self.sim.stop()
 
     def ssh(self, server: str) -> list[str]:

@@ -42,11 +42,13 @@ def links(topo) -> list[dict[str, Any]]:
     return found
 
 
-def describe_hosts(topo) -> list[dict[str, Any]]:
+def describe_hosts(topo, placement: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per host (routers and outside hosts too): its role, its addresses (IPv4 first, then IPv6)
-    and the segments it joins."""
+    and the segments it joins; with a placement (a world spread over servers), its ``server``."""
     by_host: dict[str, dict[str, Any]] = {name: {"name": name, "role": role(topo, name), "addresses": [], "joins": []}
                                           for name in topo.hosts(sort=True)}
+    for name, server in (placement or {}).items():
+        by_host[name]["server"] = server
     found = links(topo)
     for link in found:
         by_host[link["host"]]["joins"].append(link["segment"])
@@ -66,13 +68,20 @@ def segments(topo) -> list[dict[str, Any]]:
     return [{"name": name, "joins": sorted(hosts)} for name, hosts in members.items()]
 
 
+def placement_of(cluster) -> dict[str, str] | None:
+    """Where each node of a cluster spread over servers runs; None when all run on this machine."""
+    if cluster.servers is None:
+        return None
+    return {name: cluster.server_of(name) for name in cluster.topo.hosts()}
+
+
 def inspect_cluster(cluster) -> dict[str, Any]:
     """The live state of every host and segment of a running cluster."""
     with cluster.datastore() as ds:
         node_names = {str(node.ipv4.ip): node.node_name for node in ds.run(Node.load_all) if node.ipv4}
         blocks = {node: affine_blocks(ds, node) for node in node_names.values()}
     hosts = []
-    for host in describe_hosts(cluster.topo):
+    for host in describe_hosts(cluster.topo, placement_of(cluster)):
         name = host["name"]
         state: dict[str, Any] = {**host, "interfaces": interface_addresses(cluster, name)}
         if name in cluster.hosts:

@@ -7,33 +7,9 @@ import argparse
 import time
 from types import SimpleNamespace
 
-import pytest
 
-from calisim.cli import labs, main
+from calisim.cli import labs
 from calisim.emulation import lab
-
-
-@pytest.fixture
-def nowhere(tmp_path, monkeypatch):
-    """A private registry and run-directory base, to show that nothing was started or made."""
-    monkeypatch.setenv("CALISIM_LABS", str(tmp_path / "labs"))
-    monkeypatch.setenv("CALISIM_RUNS", str(tmp_path / "runs"))
-    yield tmp_path
-    assert not (tmp_path / "labs").exists() or not any((tmp_path / "labs").iterdir())
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-
-
-@pytest.fixture
-def refused(capsys):
-    """Run the command line here; what it wrote on standard error, once it exited 2 with nothing on standard output."""
-    def run(*args: str) -> str:
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out, err = capsys.readouterr()
-        assert (exited.value.code, out) == (2, ""), err
-        assert err.count("\n") == 1 and err.startswith("calisim: ")
-        return err
-    return run
 
 
 def test_up_from_a_missing_truncated_or_foreign_file_is_one_line(nowhere, refused):
@@ -71,3 +47,25 @@ def test_inspect_says_why_a_hosts_dockerd_is_not_running(monkeypatch, capsys):
     assert ("dockerd not running:\n  host2: unable to configure the Docker daemon with file "
             "/etc/docker/daemon.json: unexpected end of JSON input") in shown
     assert "host1: " not in shown
+
+
+def test_inspect_and_ls_show_where_each_node_runs_when_a_lab_has_servers(monkeypatch, capsys):
+    hosts = [{"name": name, "role": "calico host", "server": server, "interfaces": {}, "bgp": [], "calico_node": True,
+              "established": 0, "blocks": [], "workloads": [], "dockerd": True, "dockerd_error": ""}
+             for name, server in (("host1", "server1"), ("host2", "server2"), ("host3", "server2"))]
+    state = {"hosts": hosts, "segments": []}
+    record = SimpleNamespace(name="flat", topology="flat", started=time.time(), run_dir="/tmp/run", hosts=hosts,
+                             client=lambda: SimpleNamespace(call=lambda op: state))
+    monkeypatch.setattr(lab, "Registry", lambda: SimpleNamespace(find=lambda name: record, running=lambda: [record]))
+    assert labs.lab_inspect(argparse.Namespace(name=None, json=False)) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(line for line in table if line.startswith("HOST "))
+    assert header.split()[:3] == ["HOST", "ROLE", "SERVER"]
+    assert next(line for line in table if line.startswith("host3 ")).split()[3] == "server2"
+    assert labs.lab_ls(argparse.Namespace()) == 0
+    listed = capsys.readouterr().out
+    assert "SERVERS" in listed and "server1: 1, server2: 2" in listed
+    for host in hosts:
+        del host["server"]
+    labs.lab_ls(argparse.Namespace())
+    assert "SERVERS" not in capsys.readouterr().out

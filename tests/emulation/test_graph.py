@@ -95,3 +95,19 @@ def test_a_session_to_a_tor_or_a_reflector_is_paired_with_it_by_the_calico_end()
     rr = next(h for h in state.describe_hosts(reflected) if h["name"] == "rr1")["addresses"][0].split("/")[0]
     hosts = [{"name": "host1", "bgp": [{"peer": rr, "state": "Established", "type": "global", "since": ""}]}]
     assert graph.sessions(reflected, {"hosts": hosts}) == {("host1", "rr1"): True}
+
+
+def test_a_topology_on_servers_shows_each_hosts_server_in_its_colour():
+    topo = topologies.load("flat", hosts=3)
+    placement = {"host1": "server1", "host2": "server2", "host3": "server10"}
+    hosts = state.describe_hosts(topo, placement)
+    assert [host["server"] for host in hosts] == ["server1", "server2", "server10"]
+    assert "server" not in state.describe_hosts(topo)[0]
+    colours = graph.server_colours(hosts)
+    assert list(colours) == ["server1", "server2", "server10"]  # natural order, each its own colour
+    assert len(set(colours.values())) == 3
+    rows = graph.host_rows(hosts[2], colours)
+    assert rows[2] == graph.Row("on server10", colours["server10"])
+    source = graph.build(topo, placement=placement).source
+    assert "on 3 servers:" in source and f"border='3' color='{colours['server2']}'" in source
+    assert "servers" not in graph.build(topo).source

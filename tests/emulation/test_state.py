@@ -1,5 +1,7 @@
 """What a topology is, described without building it (no root needed)."""
 
+from types import SimpleNamespace
+
 import topologies
 from calisim.emulation import state
 
@@ -31,3 +33,11 @@ def test_inspect_lists_ipv4_then_ipv6_addresses_without_link_local_ones():
         "net1": {"IPAddress": "10.10.0.1", "GlobalIPv6Address": "fd80:24e2:f998:72d6::1"}}}}
     assert state.container_addresses(listed) == ["10.10.0.1", "10.10.0.9", "fd80:24e2:f998:72d6::1"]
     assert state.container_addresses({"NetworkSettings": None}) == []
+
+
+def test_a_cluster_on_servers_says_where_each_node_runs_and_one_machine_says_nothing():
+    topo = topologies.load("two_host")
+    spread = SimpleNamespace(topo=topo, servers="sim:2", server_of={"host1": "server1", "host2": "server2"}.get)
+    assert state.placement_of(spread) == {"host1": "server1", "host2": "server2"}
+    assert state.placement_of(SimpleNamespace(topo=topo, servers=None)) is None
+    assert [h["server"] for h in state.describe_hosts(topo, state.placement_of(spread))] == ["server1", "server2"]

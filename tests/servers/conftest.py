@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from calisim.emulation.rundir import RunDir
@@ -12,3 +14,15 @@ def sim():
     servers.start()
     yield servers
     servers.stop()
+
+
+def mininet_processes(server) -> list[int]:
+    """The server's processes that are Mininet's (its remote shells run as `bash ... mininet:NAME`)."""
+    found = []
+    for pid in server.processes():
+        try:
+            if b"mininet:" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found

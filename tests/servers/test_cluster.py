@@ -2,7 +2,6 @@
 VXLAN link, pinging at the link's full MTU with DF; nothing of them left once the net stops."""
 
 import time
-from pathlib import Path
 
 import pytest
 from mininet.net import Mininet
@@ -11,20 +10,10 @@ from calisim.servers.cluster import remote_host_class, vxlan_link_class
 from calisim.servers.links import VXLAN_OVERHEAD
 from calisim.servers.sim import UNDERLAY_MTU
 
+from tests.servers.conftest import mininet_processes
+
 pytestmark = pytest.mark.emulation
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
-
-
-def mininet_processes(server) -> list[int]:
-    """The server's processes that are Mininet's (its remote shells run as `bash ... mininet:NAME`)."""
-    found = []
-    for pid in server.processes():
-        try:
-            if b"mininet:" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            continue
-    return found
 
 
 def test_hosts_on_two_servers_ping_across_a_vxlan_link_at_full_mtu(sim):
