@@ -19,7 +19,7 @@ CINIT := build/cinit/cinit build/cinit/echo
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: setup demo lint test unit bench clean docker-cli path bench-peers-setup bench-peers
+.PHONY: setup demo lint test unit bench clean docker-cli path bench-peers-setup bench-peers bench-large
 
 # A docker CLI when `docker` is not on PATH.  Debian 12 has no CLI-only package, so the client is
 # taken out of docker.io's .deb (downloaded and unpacked, never installed: no dockerd, no service)
@@ -135,6 +135,18 @@ bench-peers-setup: setup
 # The same mesh three ways (calisim, Mininet + BIRD, Mininet + FRR) at 25, 50 and 100 speakers.
 bench-peers: bench-peers-setup
 	$(PY) benchmarks/peers.py --hosts 25 50 100
+
+# Issue 25's scale runs, not in `bench` (each takes minutes and most of the machine's memory): 1000
+# hosts + 2 route reflectors, every host with its dockerd, start to routes everywhere; then 10,000
+# workloads over 100 hosts, each reached from a workload of another host.  Smaller:
+# `make bench-large LARGE_HOSTS=200 WIDE_HOSTS=20 WIDE_WORKLOADS=1000`.
+LARGE_HOSTS ?= 1000
+WIDE_HOSTS ?= 100
+WIDE_WORKLOADS ?= 10000
+bench-large: setup
+	$(PY) benchmarks/large.py --hosts $(LARGE_HOSTS)
+	$(PY) benchmarks/workloads.py --hosts $(WIDE_HOSTS) --total $(WIDE_WORKLOADS) --reach-timeout 600 \
+		--json benchmarks/results/large-workloads.json --png benchmarks/results/large-workloads.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(BPF_OBJECT) $(FAULTS_BPF_OBJECT)
