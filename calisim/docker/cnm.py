@@ -6,7 +6,8 @@ RequestAddress for a --gateway and each --aux-address, then CreateNetwork with t
 as generic options, as dockerd passes them; then the network is stored in Docker's cluster store
 (the same etcd, as the seed's `cluster-store`), so one made on host1 is usable on host2.
 Endpoints: RequestAddress (and one from the IPv6 pool on an --ipv6 network) -> CreateEndpoint ->
-Join, then the Join's interface goes into the container's network namespace (netns.py) and the
+Join, then the Join's interface goes into the container's network namespace (netns.py),
+ProgramExternalConnectivity (Calico's answers once Felix has programmed the endpoint) and the
 endpoint into the cluster store; disconnecting runs Leave -> DeleteEndpoint -> ReleaseAddress.  A
 step that fails undoes the ones before it, so a failed connect leaves no interface, endpoint or
 address.  A plugin's refusal reaches the user as dockerd words it: "<Method>: <the plugin's Err>".
@@ -166,6 +167,8 @@ def connect(ds: Synchronous, network: Network, container: str, sandbox_pid: int,
         undo.append(lambda: call(network.driver, "NetworkDriver.Leave",
                                  {"NetworkID": network.id, "EndpointID": endpoint_id}, plugin_dir))
         configure_container_interface(sandbox_pid, joined, address, mac, address6)
+        call(network.driver, "NetworkDriver.ProgramExternalConnectivity", {
+            "NetworkID": network.id, "EndpointID": endpoint_id, "Options": {}}, plugin_dir)
         endpoint = Endpoint(endpoint_id, network.id, container, address, mac, sandbox_pid, address6, tuple(aliases))
         ds.put(endpoint.key, endpoint.to_value())
         return endpoint

@@ -17,9 +17,9 @@ under churn policy passes are throttled to 10 a second (Throttle), as Felix thro
 
 A new workload's first packet must meet its whole dataplane: its route and proxy ARP (else its ARP
 for 169.254.1.1 goes unanswered and the kernel asks again only a second later) and its policy
-chains with the nat-outgoing rule (else the packet is dropped).  So the plugin's Join waits for
-``programmed`` before the container starts, as Calico's CNI plugin waits for Felix's endpoint
-status (policy_setup_timeout_seconds).
+chains with the nat-outgoing rule (else the packet is dropped).  So the plugin's
+ProgramExternalConnectivity waits for ``programmed`` before the container starts, as Calico's CNI
+plugin waits for Felix's endpoint status (policy_setup_timeout_seconds).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ ANY = "0.0.0.0/0"
 ANY6 = "::/0"
 ADDRESS_SPACE = "CalicoGlobalAddressSpace"  # the IPAM driver's only (global) address space
 LINK_LOCAL_WAIT = 5.0  # seconds Join waits for the kernel to give the host side its fe80:: address
-DATAPLANE_WAIT = 10.0  # seconds Join waits for Felix to program the endpoint (then the container starts anyway)
+DATAPLANE_WAIT = 10.0  # seconds the endpoint waits for Felix's programming (then the container starts anyway)
 log = logging.getLogger("calico-libnetwork")
 
 
@@ -55,6 +55,8 @@ class NetworkDriver:
         self.host = host
         self.programmed = programmed  # this host's Felix, when it runs beside the plugin
         self.network_names: dict[str, str] = {}  # network ID -> name: an ID is never reused, nor its name changed
+        self.ipv6_endpoints: dict[str, bool] = {}  # endpoint ID -> has an IPv6 address, from its CreateEndpoint
+        self.dataplanes: dict[str, asyncio.Task] = {}  # endpoint ID -> the wait for Felix begun by its Join
 
     def handlers(self) -> dict[str, Handler]:
         nothing = self._nothing
@@ -69,7 +71,7 @@ class NetworkDriver:
             "NetworkDriver.Leave": self.leave,
             "NetworkDriver.DiscoverNew": nothing,
             "NetworkDriver.DiscoverDelete": nothing,
-            "NetworkDriver.ProgramExternalConnectivity": nothing,
+            "NetworkDriver.ProgramExternalConnectivity": self.program_external_connectivity,
             "NetworkDriver.RevokeExternalConnectivity": nothing,
         }
 
@@ -118,44 +120,73 @@ class NetworkDriver:
         endpoint = WorkloadEndpoint(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id,
                                     tuple(f"{ip}/{ip.max_prefixlen}" for ip in addresses),
                                     interface_names(endpoint_id)[0], WORKLOAD_MAC, (name,))
-        await self.ds.commit(Txn().put(endpoint.primary_key, endpoint.to_value()))
-        profile = network_profile(name)
+        await asyncio.gather(self.ds.commit(Txn().put(endpoint.primary_key, endpoint.to_value())),
+                             self.ensure_profile(network_profile(name)))
+        self.ipv6_endpoints[endpoint_id] = bool(endpoint.ipv6_nets)
+        return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}
+
+    async def ensure_profile(self, profile: Profile) -> None:
+        """The network's profile, created if absent (independent of the endpoint's write: the two
+        go to etcd together, one round trip instead of two in turn)."""
         if await self.ds.get(profile.primary_key) is None:
             create = Txn().require_absent(profile.primary_key)
             for key, value in profile.writes().items():
                 create.put(key, value)
             await self.ds.commit(create)  # if another host won the race, its profile is the same
-        return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}
 
     async def delete_endpoint(self, request: dict) -> dict:
-        await self.ds.commit(Txn().delete(endpoint_key(self.host, require(request, "EndpointID"))))
+        endpoint_id = require(request, "EndpointID")
+        self.ipv6_endpoints.pop(endpoint_id, None)
+        await self.ds.commit(Txn().delete(endpoint_key(self.host, endpoint_id)))
         return {}
+
+    async def has_ipv6(self, endpoint_id: str) -> bool:
+        """Whether the endpoint has an IPv6 address: known from its CreateEndpoint, or (a plugin
+        restarted between the two) read back from etcd."""
+        if endpoint_id not in self.ipv6_endpoints:
+            stored = await self.ds.value(endpoint_key(self.host, endpoint_id))
+            endpoint = WorkloadEndpoint.from_value(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id, stored or {})
+            self.ipv6_endpoints[endpoint_id] = bool(endpoint.ipv6_nets)
+        return self.ipv6_endpoints[endpoint_id]
 
     async def join(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
         host_side, container_side = interface_names(endpoint_id)
-        stored = await self.ds.value(endpoint_key(self.host, endpoint_id))
-        endpoint = WorkloadEndpoint.from_value(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id, stored or {})
+        ipv6 = await self.has_ipv6(endpoint_id)
         await asyncio.to_thread(create_veth, host_side, container_side)
-        await self.wait_for_dataplane(host_side)
+        self.dataplanes[endpoint_id] = asyncio.create_task(self.wait_for_dataplane(host_side))
         answer = {"InterfaceName": {"SrcName": container_side, "DstPrefix": "cali"}, "Gateway": GATEWAY,
                   "StaticRoutes": [{"Destination": f"{GATEWAY}/32", "RouteType": 1, "NextHop": ""}]}
-        if endpoint.ipv6_nets:
+        if ipv6:
             gateway6 = await asyncio.to_thread(link_local_address, host_side, container_side)
             answer["GatewayIPv6"] = gateway6
             answer["StaticRoutes"].append({"Destination": f"{gateway6}/128", "RouteType": 1, "NextHop": ""})
         return answer
 
+    async def program_external_connectivity(self, request: dict) -> dict:
+        """Answered only once Felix has programmed the endpoint (route, proxy ARP, policy and
+        nat-outgoing): dockerd calls it after moving the interface into the container and before
+        the container's command runs, so its first packet is neither delayed nor dropped nor sent
+        un-NATed.  The wait began at Join, so Felix programs while dockerd moves the interface."""
+        endpoint_id = request.get("EndpointID")
+        if endpoint_id:
+            waiting = self.dataplanes.pop(endpoint_id, None)  # none: this plugin restarted since the Join
+            await (waiting or self.wait_for_dataplane(interface_names(endpoint_id)[0]))
+        return {}
+
     async def wait_for_dataplane(self, host_side: str) -> None:
-        """Answer Join only once Felix has programmed the endpoint (route, proxy ARP, policy and
-        nat-outgoing), so that the container's first packet is neither delayed nor dropped nor
-        sent un-NATed; a Felix that is late delays the container by DATAPLANE_WAIT at most."""
+        """Until Felix has programmed the endpoint; a Felix that is late delays the container by
+        DATAPLANE_WAIT at most."""
         if self.programmed is not None and not await self.programmed(host_side, DATAPLANE_WAIT):
             log.warning("Felix had not programmed %s within %.0fs; the container starts anyway",
                         host_side, DATAPLANE_WAIT)
 
     async def leave(self, request: dict) -> dict:
-        await asyncio.to_thread(delete_link, interface_names(require(request, "EndpointID"))[0])
+        endpoint_id = require(request, "EndpointID")
+        waiting = self.dataplanes.pop(endpoint_id, None)  # a Join undone before the container started
+        if waiting is not None:
+            waiting.cancel()
+        await asyncio.to_thread(delete_link, interface_names(endpoint_id)[0])
         return {}
 
 
