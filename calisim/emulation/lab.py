@@ -52,7 +52,7 @@ from typing import Any, Callable
 from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
-from ..process import pids
+from ..process import pids, signals
 from ..servers.watchdog import ServerLost
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
@@ -483,11 +483,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
     logging.basicConfig(filename=run_dir / "calisim.log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)  # unwinds through Cluster.stop()
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    signals.unwind_on(signal.SIGTERM, signal.SIGHUP)  # through Cluster.stop()
     cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend, bgp_timers=Timers(hold=spec.bgp_hold_time),
                       servers=spec.servers, place=spec.place)
     cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,
