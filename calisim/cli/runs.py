@@ -20,6 +20,7 @@ import topologies
 from ..emulation import sandbox
 from ..emulation.rundir import RunDir
 from ..emulation.sandbox import EMULATION
+from ..process import signals
 from ..scenarios import transcript
 from ..scenarios.bundled import SCENARIOS, Scenario
 from ..servers.placement import parse_place
@@ -210,10 +211,6 @@ def run_on_lab(args: argparse.Namespace) -> int:
     return report_totals(progress, results, steps, record.run_dir)
 
 
-def terminate_gracefully(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through Cluster.stop()
-
-
 def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
     """`run --topology` or a bundled scenario: check the input, re-execute this command line in a
     fresh sandbox, build the cluster there and replay; exits with the transcript's code."""
@@ -238,7 +235,7 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
         sandbox.enter_fresh([sys.executable, "-m", "calisim", *argv])
     except sandbox.SandboxError as error:
         sys.exit(f"calisim: {error}")
-    signal.signal(signal.SIGTERM, terminate_gracefully)
+    signals.unwind_on(signal.SIGTERM)  # through Cluster.stop()
     from ..datastore import DatastoreError
     from ..emulation.cluster import ClusterError
     from ..servers.watchdog import ServerLost

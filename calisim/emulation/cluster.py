@@ -463,10 +463,14 @@ class Cluster(EtcdCluster):
         return Synchronous(Datastore(self.etcd_unix_endpoints))
 
     def bird(self, name: str) -> bird.BirdControl:
-        path = self.host(name).state_dir / "run" / "bird.ctl"
+        return bird.BirdControl(self.host_socket(name, self.host(name).state_dir / "run" / "bird.ctl"))
+
+    def host_socket(self, name: str, path: Path) -> Path:
+        """A local path reaching the unix socket path of host name: path itself, or for a host on
+        another server its end forwarded over that server's ssh."""
         if self.on_servers is not None and self.on_servers.is_remote(name):
-            path = self.on_servers.socket_of(self.host(name), path)  # over its server's ssh
-        return bird.BirdControl(path)
+            return self.on_servers.socket_of(self.host(name), path)
+        return path
 
     def bgp_established(self, name: str) -> int:
         """How many Calico BGP sessions of host name are Established (0 if BIRD is not up)."""

@@ -52,7 +52,7 @@ from typing import Any, Callable
 from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
-from ..process import pids
+from ..process import pids, signals
 from ..servers.watchdog import ServerLost
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
@@ -327,15 +327,10 @@ def down(record: LabRecord, registry: Registry | None = None) -> None:
 
 def enter_argv(record: LabRecord, host: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that run command (a login shell if empty) on host, with the
-    caller's own terminal: nsenter into the lab's PID and mount namespaces, then into the host's
-    network, mount and UTS namespaces, as Cluster.run does inside the lab."""
-    entry = record.client().call("enter", host=host)
-    environment = dict(entry["environment"])
-    environment["TERM"] = os.environ.get("TERM", "xterm")
-    argv = ["nsenter", "-t", str(record.pid), "-p", "-m", "--",
-            "nsenter", "-t", str(entry["pid"]), "-n", "-m", "-u", f"--wd={entry['home']}", "--",
-            *(command or ["bash", "--login"])]
-    return argv, environment
+    caller's own terminal: nsenter into the lab's PID, mount and network namespaces, then what the
+    lab says enters the host (nsenter into its namespaces, over ssh for a host on another server)."""
+    entry = record.client().call("enter", host=host, command=command, terminal=os.environ.get("TERM", "xterm"))
+    return ["nsenter", "-t", str(record.pid), "-p", "-m", "-n", "--", *entry["argv"]], dict(entry["environment"])
 
 
 # -- the lab process (inside its sandbox) ----------------------------------------------------
@@ -370,13 +365,13 @@ class LabService:
         """One `calisim fault` command line (the runner the lab was handed: calisim.cli.fault's)."""
         return self.run_fault(self.cluster.faults, [str(word) for word in argv])
 
-    def op_enter(self, host: str) -> dict:
+    def op_enter(self, host: str, command: list[str], terminal: str) -> dict:
+        """How `calisim exec` runs command (a login shell if empty) on host from the lab's namespaces."""
         node = self.cluster.host(host)
-        environment = self.cluster.environment(host)
-        profile = node.home / ".bash_profile"
-        if not profile.exists():
-            profile.write_text(BASH_PROFILE.format(path=shlex.quote(environment["PATH"])))
-        return {"pid": node.pid, "home": str(node.home), "environment": environment}
+        environment = {**self.cluster.environment(host), "TERM": terminal}
+        node.write_file(str(node.home / ".bash_profile"), BASH_PROFILE.format(path=shlex.quote(environment["PATH"])))
+        argv, environment = node.shell_command(command or ["bash", "--login"], environment, terminal=not command)
+        return {"argv": argv, "environment": environment}
 
     def op_locate(self, node: str, container: str | None = None) -> dict:
         """Where `calisim capture` captures: a PID in the node's (or its container's) network
@@ -483,11 +478,7 @@ def run_lab(spec: LabSpec, topo: CalicoTopo, run_fault: FaultRunner, run_dir: Pa
     logging.basicConfig(filename=run_dir / "calisim.log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)  # unwinds through Cluster.stop()
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    signals.unwind_on(signal.SIGTERM, signal.SIGHUP)  # through Cluster.stop()
     cluster = Cluster(topo, RunDir(run_dir), spec.ipip_backend, bgp_timers=Timers(hold=spec.bgp_hold_time),
                       servers=spec.servers, place=spec.place)
     cluster.progress = lambda stage, done, total: _report(status_fd, {"progress": stage, "done": done,

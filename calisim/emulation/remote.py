@@ -73,10 +73,14 @@ class RemoteCalicoMixin:
             cmd = own_uts(cmd)
         return super()._popen(cmd, **params)
 
-    def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        """ssh to the server, into the host's namespaces, from its home, with environment spelt out."""
+    def shell_command(self, argv: list[str], environment: dict[str, str],
+                      terminal: bool = False) -> tuple[list[str], dict[str, str]]:
+        """ssh to the server, into the host's namespaces, from its home, with environment spelt out
+        (and a terminal there for an interactive shell)."""
         inside = self.enter_command(["env", "-i", *(f"{key}={value}" for key, value in environment.items()), *argv])
-        return [*self.ssh_command(), shlex.join(inside)], dict(os.environ)
+        ssh = self.ssh_command()  # Mininet's: sudo -E -u USER ssh OPTIONS... DESTINATION
+        at = ssh.index("ssh") + 1
+        return [*ssh[:at], *(["-tt"] if terminal else []), *ssh[at:], shlex.join(inside)], dict(os.environ)
 
     def netns_inode(self) -> int:
         raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
@@ -184,6 +188,13 @@ class ServersOfRun:
         for server, pid_files in by_server.items():
             found = processes.run(self.ssh(server), server, f"cat {' '.join(pid_files)} 2>/dev/null; true")
             processes.stop_pids(self.ssh(server), server, [int(pid) for pid in found.split() if pid.isdigit()])
+
+    def running_pid(self, host: CalicoHost, pid_file: Path) -> int | None:
+        """The PID pid_file names on host's server, if that process runs there (as pids.from_file here)."""
+        quoted = shlex.quote(str(pid_file))
+        found = processes.run(self.ssh(host.server), host.server,
+                              f"pid=$(cat {quoted} 2>/dev/null) && kill -0 \"$pid\" 2>/dev/null && echo \"$pid\"; true")
+        return int(found) if found.strip().isdigit() else None
 
     def socket_of(self, host: CalicoHost, path: Path) -> Path:
         """A local path reaching the unix socket path of a host on another server (BIRD's)."""

@@ -128,8 +128,11 @@ def listed_addresses(addr_info: list[dict[str, Any]]) -> list[str]:
 def calico_node_pid(cluster, name: str) -> int | None:
     from ..node import NodePaths
 
-    state_dir = cluster.host(name).state_dir
-    return NodePaths(state_dir / "run", state_dir / "log").running_pid()
+    host = cluster.host(name)
+    paths = NodePaths(host.state_dir / "run", host.state_dir / "log")
+    if getattr(host, "isRemote", False):  # its pid file and process are on its server
+        return cluster.on_servers.running_pid(host, paths.pid_file)
+    return paths.running_pid()
 
 
 def bgp_sessions(cluster, name: str) -> list[dict[str, str]] | None:
@@ -184,7 +187,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 def workloads(cluster, name: str) -> list[dict[str, Any]] | None:
     """The host's containers as its dockerd lists them (`GET /containers/json?all=1`); None if
     dockerd does not answer."""
-    socket_path = cluster.host(name).state_dir / "docker" / "docker.sock"
+    socket_path = cluster.host_socket(name, cluster.host(name).state_dir / "docker" / "docker.sock")
     if not socket_path.exists():
         return None
     connection = _UnixHTTPConnection(str(socket_path))

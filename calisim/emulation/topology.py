@@ -136,8 +136,10 @@ class CalicoHost(Host):
         """argv run inside this host's network, mount and UTS namespaces, from its home directory."""
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", f"--wd={self.home}", "--", *argv]
 
-    def shell_command(self, argv: list[str], environment: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        """The command line and environment that run argv in this host (as Cluster.run does)."""
+    def shell_command(self, argv: list[str], environment: dict[str, str],
+                      terminal: bool = False) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run argv in this host (as Cluster.run does); a
+        terminal is the caller's own here."""
         return self.enter_command(argv), environment
 
     def netns_inode(self) -> int:

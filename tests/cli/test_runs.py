@@ -67,6 +67,33 @@ def test_the_seed_end_to_end_through_the_cli(runs, untouched):
     assert summary["addresses"] == addresses
 
 
+def test_the_seed_from_the_cli_with_host1_and_host2_on_different_servers(runs, untouched):
+    """The command line's own SIGTERM handler must not be inherited by the run's forks (pyroute2
+    forks the run to reach a server's namespace and ends the copy with SIGTERM): it once stopped
+    a server, or removed the ssh control directory, while the run was starting."""
+    done = calisim("two-host", "--servers", "sim:2", "--place", "host1=server1", "--place", "host2=server2")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"transcript: (\d+) passed, 0 failed", done.stderr), done.stderr
+    run_dir = next(p for p in runs.iterdir() if p.name != "latest")
+    for name in ("servers/server2/hosts/host2/log/node.log", "servers/server2/hosts/host2/log/bird.log",
+                 "servers/server2/sshd.log", "hosts/host1/log/node.log"):
+        assert (run_dir / name).is_file(), name
+    assert not _processes_naming(run_dir), "processes of the run left running"
+
+
+def _processes_naming(path: Path) -> list[str]:
+    """Command lines that name path (a simulated server's init and sshd name its run directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace") if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if str(path) in argv:
+            found.append(argv.replace("\0", " "))
+    return found
+
+
 def test_run_prints_the_steps_as_json(runs, untouched, tmp_path):
     script = tmp_path / "steps.txt"
     script.write_text("host2$ hostname\nhost1! false\n")

@@ -216,6 +216,27 @@ def test_down_stops_everything_and_leaves_the_caller_untouched(duo, labs, untouc
 
 
 @pytest.mark.emulation
+def test_exec_and_inspect_reach_a_host_on_another_server(labs, untouched):
+    """A lab spread over simulated servers: `exec` runs over host2's server's ssh, `inspect` reads
+    its calico-node and its dockerd's containers there (not by a path of this machine)."""
+    done = calisim("up", "two_host", "--start-nodes", "--name", "spread", "--servers", "sim:2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = labs.find("spread")
+    try:
+        for command in ("docker network create --driver calico --ipam-driver calico-ipam net1",
+                        "docker run -d --net net1 --name w1 busybox sleep 600"):
+            assert calisim("exec", "--lab", "spread", "host2", "--", *command.split()).returncode == 0, command
+        listed = calisim("exec", "--lab", "spread", "host2", "--", "sh", "-c", "hostname; docker ps --format {{.Names}}")
+        assert (listed.returncode, listed.stdout) == (0, "host2\nw1\n"), listed.stderr
+        hosts = {h["name"]: h for h in json.loads(calisim("inspect", "spread", "--json").stdout)["hosts"]}
+        assert (hosts["host2"]["server"], hosts["host2"]["calico_node"]) == ("server2", True)
+        assert [w["name"] for w in hosts["host2"]["workloads"]] == ["w1"]
+    finally:
+        assert calisim("down", "spread").returncode == 0
+    assert in_pid_namespace(record.pidns) == [] and not process_alive(record.pid)
+
+
+@pytest.mark.emulation
 def test_down_all_leaves_ls_empty(duo, labs):
     done = calisim("down", "--all")
     assert done.returncode == 0 and f"lab {LAB} is down" in done.stdout, done.stderr
