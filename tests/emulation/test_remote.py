@@ -3,6 +3,9 @@ seed's two hosts on two simulated servers (host2 a remote host: its shell, name,
 commands on server2, its link to the segment a VXLAN pair over the underlay)."""
 
 import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,8 @@ from calisim.scenarios.bundled import SCENARIOS
 from calisim.scenarios.seed import inspect
 from calisim.emulation.cluster import ClusterError
 from calisim.emulation.remote import LINK_MTU
+from calisim.process import pids
+from calisim.servers.watchdog import ServerLost
 
 ICMP_HEADERS = 28  # IPv4 20 + ICMP 8: a ping of LINK_MTU - 28 bytes fills a packet of LINK_MTU
 IPIP_OVERHEAD = 20  # Calico's IPIP: an outer IPv4 header
@@ -54,6 +59,30 @@ def test_route_reflectors_pass_their_checks_over_three_servers(untouched, runs):
         _, outcome = scenario.check(cluster)
         assert outcome["mismatches"] == []
         assert [pair["probe"]["received"] for pair in outcome["pairs"]] == [4] * len(outcome["pairs"])
+
+
+def listening_sshd(server) -> int:
+    return next(pid for pid in pids.children(server.init_pid) if b"[listener]" in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+@pytest.mark.emulation
+def test_a_server_whose_sshd_dies_ends_a_calico_run_naming_it_and_nothing_is_left(untouched, runs):
+    """host2's server loses its sshd while a step runs on host2: the run ends within 30 s with one
+    line naming server2, and once it has stopped nothing runs on either server (host2's calico-node,
+    BIRD and zygote were on server2 and are stopped there by PID, through the connections still
+    open).  Before the module's shared cluster: one sandbox holds one run's servers at a time."""
+    with pytest.raises(ServerLost) as lost:
+        with Cluster(topologies.load("two_host"), servers="sim:2", docker=False) as cluster:
+            cluster.start_nodes()
+            servers = cluster.on_servers.sim.servers
+            assert cluster.run("host2", "pgrep -x bird").rc == 0  # host2's BIRD runs on server2
+            os.kill(listening_sshd(servers[1]), signal.SIGKILL)
+            began = time.monotonic()
+            cluster.run("host2", "sleep 120", timeout=150)  # only the watchdog ends this in time
+    assert time.monotonic() - began < 30
+    assert str(lost.value) == "server2: sshd does not answer on 198.18.0.3:22 (Connection refused)"
+    for server in servers:  # each server's PID namespace (kept by inode: its PID 1 is gone too)
+        assert pids.in_namespaces({server.pid_namespace}, "pid") == [], f"{server.name} still runs processes"
 
 
 @pytest.fixture(scope="module")
