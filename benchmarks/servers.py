@@ -201,15 +201,19 @@ def plot(rows: list[dict], path: Path) -> None:
         values = [row[f"{stage}_s"] for row in rows]
         axes[0].bar(labels, values, bottom=bottom, label=LABELS[stage])
         bottom = [b + v for b, v in zip(bottom, values)]
-    label_axes(axes[0], "", "seconds", "start to routes everywhere, then stop, by stage", fontsize=7)
-    width = 0.8 / max(len(row["pss_mib_by_server"]) for row in rows)
-    for index in range(max(len(row["pss_mib_by_server"]) for row in rows)):
-        values = [list(row["pss_mib_by_server"].values())[index] if index < len(row["pss_mib_by_server"]) else 0
-                  for row in rows]
-        name = "this machine (controller, etcd, its hosts)" if index == 0 else f"server{index + 1}"
-        axes[1].bar([i + index * width for i in range(len(rows))], values, width, label=name)
-    axes[1].set_xticks([i + width for i in range(len(rows))], labels)
-    label_axes(axes[1], "", "MiB (PSS)", "memory of each server's processes")
+    label_axes(axes[0], "", "seconds", "start to routes everywhere, then stop, by stage", fontsize=7, ncol=2,
+               loc="upper left")
+    most = max(len(row["pss_mib_by_server"]) for row in rows)
+    for index in range(most):  # each row's servers side by side, centred on its tick
+        at = [(i, list(row["pss_mib_by_server"].values())) for i, row in enumerate(rows)]
+        at = [(i + (index - (len(values) - 1) / 2) * 0.8 / most, values[index]) for i, values in at
+              if index < len(values)]
+        axes[1].bar([x for x, _ in at], [mib for _, mib in at], 0.8 / most, color=f"C{index}",
+                    label="this machine (controller, etcd, its hosts)" if index == 0 else f"server{index + 1}")
+    axes[1].set_xticks(range(len(rows)), labels)
+    axes[0].set_ylim(top=max(bottom) * 1.6)  # room for the legend above the bars
+    axes[1].set_ylim(top=max(max(row["pss_mib_by_server"].values()) for row in rows) * 1.3)
+    label_axes(axes[1], "", "MiB (PSS)", "memory of each server's processes", loc="upper left")
     sessions = [row["ssh_sessions_per_server_max"] for row in rows]
     axes[2].bar(labels, sessions, color="tab:green", label="busiest server")
     label_axes(axes[2], "", "sessions", "ssh sessions a server's sshd serves\n(all on one connection a server)")
