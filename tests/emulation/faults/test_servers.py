@@ -2,7 +2,10 @@
 server2, its own PID namespace: a PID of it names another process here, or none), its daemons
 found by their pid files there, signalled and started again there, its link taken down through
 its shell there, and the host crashed and booted on its server.  One cluster for the module; a
-short BGP hold time, so host1 lets go of a crashed host2 soon."""
+short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a remote
+node's commands become, and the one line refusing what is not built across servers."""
+
+from dataclasses import dataclass
 
 import pytest
 
@@ -16,7 +19,30 @@ from calisim.probes import probe_from
 from tests.conftest import replay
 from tests.emulation.conftest import SETUP, address, live_world
 
-pytestmark = pytest.mark.emulation
+
+
+@dataclass
+class EchoNode:
+    """A node of another server whose "ssh" echoes the command it would run there."""
+
+    name: str = "host2"
+    server: str = "server2"
+    pid: int = 4242  # on server2
+    isRemote: bool = True
+
+    @staticmethod
+    def ssh_command() -> list[str]:
+        return ["echo"]
+
+
+def test_a_remote_nodes_command_is_spelt_for_its_server_and_refusals_name_it():
+    node = EchoNode()
+    assert servers.in_node(node, "ip", "link", "set", "dev", "host2-eth0", "down").stdout == \
+        "nsenter -t 4242 -n -- ip link set dev host2-eth0 down\n"
+    assert servers.in_node(node, "umount", "/var/run/calico/bpf", namespaces=("-m",)).stdout.startswith(
+        "nsenter -t 4242 -m -- umount")
+    assert str(servers.not_yet(node, "an eBPF impairment of host2-eth0")) == \
+        "an eBPF impairment of host2-eth0 on host2 (server2): not supported on another server yet"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +55,7 @@ def pid_of(world, daemon: str) -> int | None:
     return world.faults._running_pid("host2", daemon)
 
 
+@pytest.mark.emulation
 def test_host2_runs_on_the_other_server(world):
     assert [world.cluster.server_of(host) for host in ("host1", "host2")] == ["server1", "server2"]
     host2 = world.cluster.host("host2")
@@ -38,6 +65,7 @@ def test_host2_runs_on_the_other_server(world):
     assert "calisim.node" in servers.cmdline(host2, pid)
 
 
+@pytest.mark.emulation
 def test_calico_node_killed_on_host2_is_run_again_there(healthy):
     old = {daemon: pid_of(healthy, daemon) for daemon in ("calico-node", "bird")}
     assert None not in old.values()
@@ -49,6 +77,7 @@ def test_calico_node_killed_on_host2_is_run_again_there(healthy):
     assert healthy.faults.active() == []
 
 
+@pytest.mark.emulation
 def test_dockerd_killed_on_host2_stays_down_until_started(healthy):
     """The new dockerd (no live-restore) would stop what the killed one left running, busybox's
     sh after docker's 10 s: host2's workloads go first, and w2 is run again on the new one."""
@@ -68,6 +97,7 @@ def test_dockerd_killed_on_host2_stays_down_until_started(healthy):
     healthy.w2_ip = address(cluster, "host2", "w2")
 
 
+@pytest.mark.emulation
 def test_link_of_host2_down_and_up(healthy):
     """host2's end of its link is on server2: taken down (and up, its addresses and routes put
     back) through nsenter there."""
@@ -79,6 +109,7 @@ def test_link_of_host2_down_and_up(healthy):
     assert healthy.cluster.run("host2", "ip -4 route show default").stdout.startswith("default via 192.168.3.1")
 
 
+@pytest.mark.emulation
 def test_crash_and_boot_of_host2_on_its_server(world):
     faults, cluster = world.faults, world.cluster
     host2 = cluster.host("host2")
