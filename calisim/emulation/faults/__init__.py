@@ -12,8 +12,9 @@ It talks to the emulation the way a person at the machines would: `ip link`, `tc
 run in the node's network namespace, signals sent to the daemons' PIDs (from their pid files),
 `calicoctl node run` in a host.  By what they break: links.py (down, loss, delay, rate...; the
 eBPF impair program of bpf.py where the kernel has no netem), partitions.py, daemons.py (signals,
-start), hosts.py (crash, boot); facade.py is ``Faults``, all of them on one cluster. The `calisim fault`
-command's parser sits beside the CLI (calisim/cli/fault.py).
+start), hosts.py (crash, boot); facade.py is ``Faults``, all of them on one cluster; servers.py
+reaches a node of another server (``--servers``) through that server, never through this
+machine's /proc.  The `calisim fault` command's parser sits beside the CLI (calisim/cli/fault.py).
 
 Every fault is appended with a timestamp to faults.log in the run directory and the faults still
 in force are kept in faults.json there.  Bad input raises FaultError (one line) before anything

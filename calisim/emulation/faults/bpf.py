@@ -9,7 +9,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from .base import FaultError, FaultState, Impairment, netem_available, nsexec
+from . import servers
+from .base import FaultError, FaultState, Impairment, netem_available
 
 BPF_OBJECT = Path(__file__).parent.parent / "bpf" / "impair.bpf.o"  # built by `make setup`
 FILTER_PREF = 10  # before any other tc filter on the device (eBPF IPIP's decap)
@@ -60,15 +61,18 @@ class BpfImpairments(FaultState):
     def _apply_bpf(self, intf) -> None:
         """Load a fresh copy of the program for intf with its config, or take it off if idle."""
         impairment, drop_all, blocked = self._end_config(intf)
-        pid, name = intf.node.pid, intf.name
+        node, name = intf.node, intf.name
         pins = self.pin_root / f"{intf.node.name}-{name}"
         idle = not (impairment.loss or impairment.corrupt or impairment.duplicate or drop_all or blocked)
         if idle:
             for direction in ("ingress", "egress"):
-                nsexec(pid, "tc", "filter", "del", "dev", name, direction, "pref", str(FILTER_PREF), check=False)
+                servers.in_node(node, "tc", "filter", "del", "dev", name, direction, "pref", str(FILTER_PREF),
+                                check=False)
             if pins.exists():
                 shutil.rmtree(pins)
             return
+        if servers.on_other_server(node):  # its program and maps are pinned in this machine's bpffs
+            raise servers.not_yet(node, f"an eBPF impairment of {name}")
         if not BPF_OBJECT.exists():
             raise FaultError(f"{BPF_OBJECT} is missing: run `make setup` to build it")
         self._mount_pin_root()
@@ -82,10 +86,11 @@ class BpfImpairments(FaultState):
                  "value", *_hex(value))
         for key in blocked:
             _bpftool("map", "update", "pinned", str(pins / "maps" / "blocked"), "key", *_hex(key), "value", "1")
-        nsexec(pid, "tc", "qdisc", "add", "dev", name, "clsact", check=False)  # EEXIST when attached before
+        servers.in_node(node, "tc", "qdisc", "add", "dev", name, "clsact", check=False)  # EEXIST when attached before
         for direction in ("ingress", "egress"):
-            nsexec(pid, "tc", "filter", "replace", "dev", name, direction, "pref", str(FILTER_PREF), "handle", "1",
-                   "bpf", "direct-action", "pinned", str(pins / "progs" / f"impair_{direction}"))
+            servers.in_node(node, "tc", "filter", "replace", "dev", name, direction, "pref", str(FILTER_PREF),
+                            "handle", "1", "bpf", "direct-action", "pinned",
+                            str(pins / "progs" / f"impair_{direction}"))
 
     def _mount_pin_root(self) -> None:
         from ...felix.ipip import is_bpffs

@@ -4,16 +4,16 @@ took down, as the cluster started it."""
 
 from __future__ import annotations
 
-import os
+import json
 import shlex
 import signal
 import time
-from pathlib import Path
 
 from ...node import NodePaths
 from ...node.bird import Bird
 from ...node.daemon import NodeDaemon
 from ...process import pids
+from . import servers
 from .base import FaultError, FaultState
 
 DAEMONS = ("bird", "calico-node", "dockerd", "etcd", "routereflector")
@@ -56,26 +56,25 @@ class DaemonFaults(FaultState):
         if verb not in SIGNALS:
             raise FaultError(f"unknown signal verb {verb!r} (use {', '.join(SIGNALS)})")
         pid = self._daemon_pid(host, daemon)
+        node = self._node(host)
         if daemon == "calico-node" and verb in ("kill", "term"):
-            self.node_commands[host] = node_run_command(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"),
-                                                        NodeDaemon(self._paths(host)).settings())
+            self.node_commands[host] = node_run_command(servers.cmdline(node, pid), self._node_settings(host))
         bird_pid = self._bird_pid(host) if daemon == "calico-node" and verb == "kill" else None
-        os.kill(pid, SIGNALS[verb])
-        if bird_pid is not None:
-            try:
-                os.kill(bird_pid, signal.SIGKILL)
-            except ProcessLookupError:  # BIRD killed a moment ago, in calico-node's 1 s pause before restarting it
-                pass
+        servers.send(node, pid, SIGNALS[verb])
+        if bird_pid is not None:  # (perhaps killed a moment ago, in calico-node's 1 s pause before restarting it)
+            servers.send(node, bird_pid, signal.SIGKILL)
         self._record(f"{verb} {host} {daemon} (pid {pid})")
         if verb == "stop":
             self.daemons[(host, daemon)] = "stopped"
         elif verb == "cont":
             self.daemons.pop((host, daemon), None)
         elif daemon in ("etcd", "dockerd"):
-            pids.wait_gone(pid)
+            servers.wait_gone(node, pid)
+            if daemon == "dockerd":
+                self._forget_remote_dockerd(host)
             self.daemons[(host, daemon)] = "down"
         elif daemon == "calico-node":
-            pids.wait_gone(pid)
+            servers.wait_gone(node, pid)
             self.daemons[(host, daemon)] = "down"
             self.start(host, daemon)
         self._save()
@@ -137,12 +136,40 @@ class DaemonFaults(FaultState):
         if daemon in ("bird", "routereflector"):
             return self._bird_pid(host)
         if daemon == "calico-node":
-            return NodeDaemon(self._paths(host)).running_pid()
+            return self._pid_from_file(host, NodeDaemon(self._paths(host)).pid_file)
+        node = self._node(host)
+        if servers.on_other_server(node):
+            if daemon == "etcd":
+                raise servers.not_yet(node, "etcd faults")
+            process = self.cluster.on_servers.daemons.get(host)
+            return process.pid if process is not None and servers.alive(node, process.pid) else None
         process = (self.cluster.dockerds if daemon == "dockerd" else self.cluster.etcd_processes).get(host)
         return process.pid if process is not None and pids.alive(process.pid) else None
 
     def _bird_pid(self, host: str) -> int | None:
-        return Bird(self._paths(host)).running_pid()
+        return self._pid_from_file(host, Bird(self._paths(host)).pid_file)
+
+    def _pid_from_file(self, host: str, pid_file) -> int | None:
+        """The live PID a pid file of host names, both read on host's server."""
+        node = self._node(host)
+        if servers.on_other_server(node):
+            return self.cluster.on_servers.running_pid(node, pid_file)
+        return pids.from_file(pid_file)
+
+    def _node_settings(self, host: str) -> dict[str, str]:
+        """The NODE_SETTINGS host's calico-node was started with (read on its server)."""
+        daemon = NodeDaemon(self._paths(host))
+        if not servers.on_other_server(self._node(host)):
+            return daemon.settings()
+        try:
+            return json.loads(servers.read_text(self._node(host), daemon.settings_file))
+        except ValueError:
+            return {}
+
+    def _forget_remote_dockerd(self, host: str) -> None:
+        """A remote dockerd gone: its ssh session ends with it (start makes a new one)."""
+        if self.cluster.on_servers is not None and host in self.cluster.on_servers.daemons:
+            self.cluster.on_servers.daemons.pop(host).session.wait(timeout=10)
 
     def _paths(self, host: str) -> NodePaths:
         state = self.cluster.host(host).state_dir

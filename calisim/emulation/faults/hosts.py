@@ -4,13 +4,11 @@ as after a reboot)."""
 
 from __future__ import annotations
 
-import os
+import shlex
 import shutil
-import signal
-import subprocess
 
-from ...process import pids
-from .base import FaultError, nsexec
+from . import servers
+from .base import FaultError
 from .partitions import PartitionFaults
 
 
@@ -23,22 +21,19 @@ class HostFaults(PartitionFaults):
         node = self._calico_host(host)
         if host in self.crashed:
             raise FaultError(f"{host} has crashed already (boot it)")
+        if servers.on_other_server(node) and host in self.cluster.topo.etcd_nodes():
+            raise servers.not_yet(node, "a crash of an etcd node")
+        self._check_partitionable(host)
         self.crashed.add(host)
         self._apply_partition(host)
-        in_host = {pid for pid in self._processes_in(node)}
-        victims = pids.descendants(in_host) - {node.pid, os.getpid()}
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in victims:
-            pids.wait_gone(pid)
+        victims = servers.kill_host(node)
         if self.cluster.dockerds.get(host) is not None:
             self.cluster.dockerds.pop(host).wait()
+        if self.cluster.on_servers is not None and host in self.cluster.on_servers.daemons:
+            self.cluster.on_servers.daemons.pop(host).session.wait(timeout=10)  # its dockerd's ssh session
         if host in self.cluster.etcd_processes:
             self.cluster.etcd_processes[host].wait()
-        self._record(f"crash {host} ({len(victims)} processes)")
+        self._record(f"crash {host} ({victims} processes)")
 
     def boot(self, host: str) -> None:
         """Back from a crash: the kernel's state as after a reboot (no workload links, tunnels,
@@ -61,23 +56,26 @@ class HostFaults(PartitionFaults):
     @staticmethod
     def _reset_kernel_state(node) -> None:
         keep = set(node.intfNames()) | {"lo"}
-        shown = nsexec(node.pid, "ip", "-o", "link", "show")
+        shown = servers.in_node(node, "ip", "-o", "link", "show")
         for line in shown.stdout.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
             if name not in keep:
-                nsexec(node.pid, "ip", "link", "del", "dev", name, check=False)
+                servers.in_node(node, "ip", "link", "del", "dev", name, check=False)
         for proto in ("bird", "static", "80"):
-            nsexec(node.pid, "ip", "route", "flush", "proto", proto, check=False)
-        nsexec(node.pid, "nft", "flush", "ruleset", check=False)
+            servers.in_node(node, "ip", "route", "flush", "proto", proto, check=False)
+        servers.in_node(node, "nft", "flush", "ruleset", check=False)
         for intf in node.intfNames():
-            nsexec(node.pid, "tc", "qdisc", "del", "dev", intf, "clsact", check=False)
+            servers.in_node(node, "tc", "qdisc", "del", "dev", intf, "clsact", check=False)
 
     @staticmethod
     def _empty_run_directories(node) -> None:
         """/var/run/calico and /run/docker are tmpfs on a real host: nothing survives a reboot
         (the eBPF IPIP backend's bpffs, mounted in the host's mount namespace, goes too)."""
-        subprocess.run(["nsenter", "-t", str(node.pid), "-m", "--", "umount", "/var/run/calico/bpf"],
-                       capture_output=True)
+        servers.in_node(node, "umount", "/var/run/calico/bpf", check=False, namespaces=("-m",))
+        if servers.on_other_server(node):  # the directories are on its server
+            run, docker = (shlex.quote(str(node.state_dir / name)) for name in ("run", "docker"))
+            servers.run_there(node, f"find {run} {docker} -mindepth 1 -delete && mkdir {docker}/plugins")
+            return
         for directory in (node.state_dir / "run", node.state_dir / "docker"):
             for entry in directory.iterdir():
                 if entry.is_dir() and not entry.is_symlink():
@@ -85,6 +83,3 @@ class HostFaults(PartitionFaults):
                 else:
                     entry.unlink()
         (node.state_dir / "docker" / "plugins").mkdir(exist_ok=True)
-
-    def _processes_in(self, node) -> list[int]:
-        return pids.in_namespace(node.netns_inode())

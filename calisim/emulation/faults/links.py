@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from .base import NETEM_MISSING, FaultError, Impairment, netem_available, nsexec
+from . import servers
+from .base import NETEM_MISSING, FaultError, Impairment, netem_available
 from .bpf import BpfImpairments
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]i?)?(bit|bps)$", re.IGNORECASE)
@@ -62,16 +63,16 @@ class LinkFaults(BpfImpairments):
             for link in links:
                 for intf in (link.intf1, link.intf2):
                     saved.setdefault(intf.name, self._put_back(intf))
-                    nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "down")
+                    servers.in_node(intf.node, "ip", "link", "set", "dev", intf.name, "down")
             self.down_links[key] = saved
         else:
             saved = self.down_links.pop(key, {})
             for link in links:
                 for intf in (link.intf1, link.intf2):
-                    nsexec(intf.node.pid, "ip", "link", "set", "dev", intf.name, "up")
+                    servers.in_node(intf.node, "ip", "link", "set", "dev", intf.name, "up")
                 for intf in (link.intf1, link.intf2):
                     for command in saved.get(intf.name, []):  # `ip` arguments: addresses, routes, neighbours
-                        nsexec(intf.node.pid, "ip", *command.split(), check=False)
+                        servers.in_node(intf.node, "ip", *command.split(), check=False)
         self._record(f"link {a} {b} {state}")
 
     @staticmethod
@@ -87,7 +88,7 @@ class LinkFaults(BpfImpairments):
         routes = []
         for family in ("-4", "-6"):
             for proto in ("boot", "static"):
-                shown = nsexec(intf.node.pid, "ip", family, "route", "show", "dev", intf.name, "proto", proto,
+                shown = servers.in_node(intf.node, "ip", family, "route", "show", "dev", intf.name, "proto", proto,
                                check=False)
                 routes += [f"{family} route replace {line.strip()} proto {proto} dev {intf.name}"
                            for line in shown.stdout.splitlines() if line.strip()]
@@ -98,14 +99,15 @@ class LinkFaults(BpfImpairments):
         """The permanent ARP entries the cluster pinned on intf: the kernel flushes even those with
         the link, and relearning them may fail while the machine-wide ARP table is full (see
         calisim.emulation.topology.pin_segment_neighbours)."""
-        shown = nsexec(intf.node.pid, "ip", "-4", "neigh", "show", "dev", intf.name, "nud", "permanent", check=False)
+        shown = servers.in_node(intf.node, "ip", "-4", "neigh", "show", "dev", intf.name, "nud", "permanent",
+                                check=False)
         return [f"-4 neigh replace {line.split()[0]} lladdr {line.split()[2]} dev {intf.name} nud permanent"
                 for line in shown.stdout.splitlines() if "lladdr" in line.split()[1:2]]
 
     @staticmethod
     def _ipv6_addresses(intf) -> list[str]:
         """intf's configured global IPv6 addresses, as `ip` arguments that add them again."""
-        shown = nsexec(intf.node.pid, "ip", "-6", "-o", "addr", "show", "dev", intf.name, "scope", "global",
+        shown = servers.in_node(intf.node, "ip", "-6", "-o", "addr", "show", "dev", intf.name, "scope", "global",
                        "permanent", check=False)
         addresses = [line.split()[line.split().index("inet6") + 1] for line in shown.stdout.splitlines()
                      if "inet6" in line.split()]
@@ -162,7 +164,7 @@ class LinkFaults(BpfImpairments):
 
     @staticmethod
     def _apply_netem(intf, how: Impairment) -> None:
-        nsexec(intf.node.pid, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
+        servers.in_node(intf.node, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
         if not how.any():
             return
         argv = ["tc", "qdisc", "add", "dev", intf.name, "root", "netem", "limit", "10000"]
@@ -173,11 +175,11 @@ class LinkFaults(BpfImpairments):
                 argv += [option, f"{percent}%"]
         if how.rate:
             argv += ["rate", how.rate]
-        nsexec(intf.node.pid, *argv)
+        servers.in_node(intf.node, *argv)
 
     @staticmethod
     def _apply_tbf(intf, rate: str | None) -> None:
-        nsexec(intf.node.pid, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
+        servers.in_node(intf.node, "tc", "qdisc", "del", "dev", intf.name, "root", check=False)
         if rate:
-            nsexec(intf.node.pid, "tc", "qdisc", "add", "dev", intf.name, "root", "tbf", "rate", rate,
+            servers.in_node(intf.node, "tc", "qdisc", "add", "dev", intf.name, "root", "tbf", "rate", rate,
                    "burst", "64kb", "latency", "100ms")

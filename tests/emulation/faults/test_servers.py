@@ -1,0 +1,130 @@
+"""Faults on a host of another server: the seed's two hosts on two simulated servers (host2 on
+server2, its own PID namespace: a PID of it names another process here, or none), its daemons
+found by their pid files there, signalled and started again there, its link taken down through
+its shell there, and the host crashed and booted on its server.  One cluster for the module; a
+short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a remote
+node's commands become, and the one line refusing what is not built across servers."""
+
+from dataclasses import dataclass
+
+import pytest
+
+import topologies
+from calisim.cli.fault import run_command
+from calisim.emulation import wait_until
+from calisim.emulation.faults import FaultError, servers
+from calisim.node.bird import Timers
+from calisim.probes import probe_from
+
+from tests.conftest import replay
+from tests.emulation.conftest import SETUP, address, live_world
+
+
+
+@dataclass
+class EchoNode:
+    """A node of another server whose "ssh" echoes the command it would run there."""
+
+    name: str = "host2"
+    server: str = "server2"
+    pid: int = 4242  # on server2
+    isRemote: bool = True
+
+    @staticmethod
+    def ssh_command() -> list[str]:
+        return ["echo"]
+
+
+def test_a_remote_nodes_command_is_spelt_for_its_server_and_refusals_name_it():
+    node = EchoNode()
+    assert servers.in_node(node, "ip", "link", "set", "dev", "host2-eth0", "down").stdout == \
+        "nsenter -t 4242 -n -- ip link set dev host2-eth0 down\n"
+    assert servers.in_node(node, "umount", "/var/run/calico/bpf", namespaces=("-m",)).stdout.startswith(
+        "nsenter -t 4242 -m -- umount")
+    assert str(servers.not_yet(node, "an eBPF impairment of host2-eth0")) == \
+        "an eBPF impairment of host2-eth0 on host2 (server2): not supported on another server yet"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
+                          servers="sim:2", bgp_timers=Timers(hold=9))
+
+
+def pid_of(world, daemon: str) -> int | None:
+    return world.faults._running_pid("host2", daemon)
+
+
+@pytest.mark.emulation
+def test_host2_runs_on_the_other_server(world):
+    assert [world.cluster.server_of(host) for host in ("host1", "host2")] == ["server1", "server2"]
+    host2 = world.cluster.host("host2")
+    assert servers.on_other_server(host2) and not servers.on_other_server(world.cluster.host("host1"))
+    # its calico-node's PID is one of server2's: that server's /proc knows it as calico-node
+    pid = pid_of(world, "calico-node")
+    assert "calisim.node" in servers.cmdline(host2, pid)
+
+
+@pytest.mark.emulation
+def test_calico_node_killed_on_host2_is_run_again_there(healthy):
+    old = {daemon: pid_of(healthy, daemon) for daemon in ("calico-node", "bird")}
+    assert None not in old.values()
+    assert run_command(healthy.faults, ["kill", "host2", "calico-node"]) == "fault kill host2 calico-node: done"
+    host2 = healthy.cluster.host("host2")
+    assert not any(servers.alive(host2, pid) for pid in old.values())  # both gone on server2
+    assert pid_of(healthy, "calico-node") not in (None, old["calico-node"])
+    for host in ("host2", "host1"):  # host2's new BIRD (read through server2) has it Established again
+        wait_until(lambda: healthy.cluster.bgp_established(host) == 1, 60, interval=0.5, what=f"{host}'s session back")
+    assert healthy.faults.active() == []
+
+
+@pytest.mark.emulation
+def test_dockerd_killed_on_host2_stays_down_until_started(healthy):
+    """The new dockerd (no live-restore) would stop what the killed one left running, busybox's
+    sh after docker's 10 s: host2's workloads go first, and w2 is run again on the new one."""
+    faults, cluster = healthy.faults, healthy.cluster
+    assert cluster.run("host2", "docker rm -f w2 echo2").rc == 0
+    old = pid_of(healthy, "dockerd")
+    faults.kill("host2", "dockerd")
+    assert faults.active() == [{"fault": "daemon-down", "host": "host2", "daemon": "dockerd"}]
+    assert pid_of(healthy, "dockerd") is None and cluster.run("host2", "docker ps -q").rc != 0
+    with pytest.raises(FaultError, match="^dockerd is not running in host2$"):
+        faults.term("host2", "dockerd")
+    faults.start("host2", "dockerd")
+    assert pid_of(healthy, "dockerd") not in (None, old)
+    assert cluster.run("host2", "docker version -f '{{.Server.Version}}'").rc == 0
+    assert "start host2 dockerd" in faults.log_path.read_text()
+    assert cluster.run("host2", "docker run --net net1 --name w2 -tid busybox").rc == 0
+    healthy.w2_ip = address(cluster, "host2", "w2")
+
+
+@pytest.mark.emulation
+def test_link_of_host2_down_and_up(healthy):
+    """host2's end of its link is on server2: taken down (and up, its addresses and routes put
+    back) through nsenter there."""
+    faults = healthy.faults
+    faults.link("host2", "s1", "down")
+    assert "state DOWN" in healthy.cluster.run("host2", "ip link show host2-eth0").stdout
+    assert not probe_from(healthy.w1, "icmp", healthy.w2_ip, count=1).reachable
+    faults.link("host2", "s1", "up")
+    assert healthy.cluster.run("host2", "ip -4 route show default").stdout.startswith("default via 192.168.3.1")
+
+
+@pytest.mark.emulation
+def test_crash_and_boot_of_host2_on_its_server(world):
+    faults, cluster = world.faults, world.cluster
+    host2 = cluster.host("host2")
+    before = {daemon: pid_of(world, daemon) for daemon in ("bird", "calico-node", "dockerd")}
+    faults.crash("host2")
+    assert faults.active() == [{"fault": "crashed", "host": "host2"}]
+    assert not [pid for pid in before.values() if servers.alive(host2, pid)]
+    wait_until(lambda: cluster.bgp_established("host1") == 0, 40, interval=0.2, what="host1's session ending")
+    faults.boot("host2")
+    assert servers.read_text(host2, host2.state_dir / "run" / "calico-node.pid") == ""  # emptied on server2
+    assert cluster.run("host2", "docker rm w2").rc == 0  # dockerd answers again, its container dead
+    assert cluster.run("host2", "calicoctl node run --name 192.168.3.228").rc == 0
+    cluster.wait_for_mesh(timeout=60)
+    assert cluster.run("host2", "docker run --net net1 --name w2 -tid busybox").rc == 0
+    world.w2_ip = address(cluster, "host2", "w2")
+    world.reachable()
+    assert faults.active() == []
