@@ -28,7 +28,6 @@ import ipaddress
 from dataclasses import dataclass
 
 from calisim.emulation.topology import CalicoTopo
-from calisim.node import bird
 
 from . import Option
 
@@ -147,12 +146,16 @@ class FabricTopo(CalicoTopo):
         return Family(version, *FAMILY_NAMES[version], tors, [])
 
     def tor_config(self, rack: int) -> str:
+        from calisim.node import bird  # here: `calisim` reads every topology's options before its sandbox
+
         return bird.render_template(
             "fabric_tor.cfg.j2", name=f"tor{rack}", model=self.model, router_id=tor_ip(rack),
             local_as=self.tor_as(rack), families=[self.tor_family(rack, version) for version in (4, 6)],
             reflect=self.model == "as-per-rack", default_only=self.model == "downward-default", timers=bird.Timers())
 
     def spine_config(self, spine: int) -> str:
+        from calisim.node import bird
+
         return bird.render_template(
             "fabric_spine.cfg.j2", name=f"spine{spine}", model=self.model, router_id=link_ips(1, spine)[1],
             local_as=SPINE_AS, families=[self.spine_family(spine, version) for version in (4, 6)],

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 
-from ..emulation.capture import ANY, Target, tcpdump_argv
 
 
 def add_capture_command(commands) -> None:
@@ -33,6 +32,7 @@ def add_capture_command(commands) -> None:
 
 def lab_capture(args: argparse.Namespace) -> None:
     from ..emulation import lab
+    from ..emulation.capture import ANY, Target, tcpdump_argv  # Mininet's: only once the command runs
 
     try:
         target = Target.parse(args.target)

@@ -12,18 +12,23 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 import topologies
 
-from ..chaos import report, schedule
-from ..chaos.engine import Chaos, ChaosResult, ChaosSpec, Violation
+from ..chaos import schedule
 from ..chaos.schedule import KINDS, ChaosError
-from ..chaos.target import LabTarget
-from ..emulation import lab, sandbox
 from .labs import LAB_PROCESS
 from .progress import StageBars
+
+if TYPE_CHECKING:
+    from ..chaos.engine import ChaosResult, ChaosSpec
+    from ..emulation import lab
+
+# The engine, the lab and their Mininet are imported by the functions that run the chaos: every
+# command's first process parses its arguments with this module loaded, and most never need them.
 
 EPILOG = "fault kinds:\n" + "\n".join(f"  {kind:12} {what}" for kind, what in KINDS.items()) + """
 
@@ -59,6 +64,8 @@ def add_chaos_command(commands) -> None:
 
 def checked_spec(args: argparse.Namespace) -> ChaosSpec:
     """The run's parameters, every one checked (ChaosError: one line)."""
+    from ..chaos.engine import ChaosSpec
+
     seed = schedule.parse_seed(args.seed) if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     spec = ChaosSpec(seed, schedule.parse_seconds(args.duration, "--duration"), schedule.parse_kinds(args.kinds),
                      schedule.parse_seconds(args.every, "--every"), schedule.parse_seconds(args.lasting, "--lasting"),
@@ -70,6 +77,8 @@ def checked_spec(args: argparse.Namespace) -> ChaosSpec:
 
 def chaos_command(args: argparse.Namespace) -> int:
     """Check everything, then run on the lab (or a fresh one); the exit code."""
+    from ..emulation import lab
+
     try:
         spec = checked_spec(args)
         topo = topologies.load(args.topology, **topologies.given_options(args)) if args.topology else None
@@ -95,6 +104,10 @@ def chaos_command(args: argparse.Namespace) -> int:
 
 
 def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> int:
+    from ..chaos.engine import Chaos, Violation
+    from ..chaos.target import LabTarget
+    from ..emulation import sandbox
+
     progress = Console(stderr=True, highlight=False, soft_wrap=True)
     target = LabTarget(record)
     stopped = [h["name"] for h in target.inspect()["hosts"] if h["name"] in target.hosts and not h["calico_node"]]
@@ -123,6 +136,8 @@ def run_on(record: lab.LabRecord, spec: ChaosSpec, args: argparse.Namespace) -> 
 
 
 def write_report(result: ChaosResult, record: lab.LabRecord, args: argparse.Namespace) -> int:
+    from ..chaos import report
+
     stamp = f"chaos-{result.spec.seed}"
     png = report.write_png(result, args.png or Path(record.run_dir) / f"{stamp}.png")
     saved = Path(record.run_dir) / f"{stamp}.json"

@@ -18,7 +18,6 @@ import topologies
 
 from ..calicoctl.output import padded_columns
 from ..emulation.rundir import RunDir
-from ..node.bird import BirdError, Timers
 from .capture import add_capture_command, lab_capture
 from .progress import StageBars
 from .servers import add_server_options, check_server_options
@@ -135,6 +134,8 @@ def check_name_and_base(name: str, run_dir: Path | None, hold: int | None) -> No
         raise ValueError("a lab's name is 1-32 letters, digits, '_', '.' or '-' (starting with a letter or digit), "
                          f"not {name!r}")
     RunDir.check_base(run_dir, name)
+    from ..node.bird import BirdError, Timers  # BIRD's config (pyroute2, Jinja2): only `up` needs it
+
     try:
         Timers(hold=hold)  # BirdError for less than BGP's 3 s
     except BirdError as error:

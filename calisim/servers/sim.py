@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ..process import pids
 
@@ -151,6 +149,8 @@ class SimServers:
         return [failure for failure in map(SimServer.failure, self.servers) if failure]
 
     def _make_underlay(self) -> None:
+        from pyroute2 import IPRoute  # here, not at the top: `calisim`'s argument checks import this module
+
         with IPRoute() as ipr:
             ipr.link("add", ifname=UNDERLAY_BRIDGE, kind="bridge", mtu=UNDERLAY_MTU)
             index = ipr.link_lookup(ifname=UNDERLAY_BRIDGE)[0]
@@ -190,6 +190,8 @@ class SimServers:
 
     def _plug_into_underlay(self, server: SimServer) -> None:
         """A veth from the underlay bridge to the server's eth0, MTU 1500, its address on it."""
+        from pyroute2 import IPRoute
+
         with IPRoute() as ipr:
             bridge = ipr.link_lookup(ifname=UNDERLAY_BRIDGE)[0]
             ipr.link("add", ifname=server.veth, kind="veth", peer={"ifname": "eth0", "net_ns_pid": server.init_pid},
@@ -212,6 +214,9 @@ class SimServers:
     def stop(self) -> list[str]:
         """Stop every server by its PID 1 (the kernel then ends all it ran) and remove the
         underlay; the names of servers with processes still left (none, normally)."""
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         started = [server for server in self.servers if server.unshare is not None]
         for server in started:  # the controller's multiplexing ssh, if one runs for the server
             subprocess.run(self.ssh_command(server) + ["-O", "exit"], capture_output=True, timeout=START_TIMEOUT)
