@@ -63,9 +63,9 @@ def vxlan_link_class(controller_ip: str | None = None) -> type:
                     ((node1, intfname1, addr1), (node2, intfname2, addr2)),
                     link_ends(intfname1, RemoteVxlanLink.vni, *addresses)):
                 for command in replace(end, device=intfname).create_commands(netns_pid=node.pid):
-                    output = _on_server_of(node, command)
-                    if output:
-                        raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {output}")
+                    failure = _on_server_of(node, command)
+                    if failure is not None:
+                        raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {failure}")
                 if addr:
                     node.cmd(f"ip link set {intfname} address {addr}")
             self.tunnel = None
@@ -82,9 +82,13 @@ def _remote(node) -> bool:
     return getattr(node, "isRemote", False)
 
 
-def _on_server_of(node, command: str) -> str:
-    """command run on node's server, outside its namespaces: its output (empty when all went well)."""
+def _on_server_of(node, command: str) -> str | None:
+    """command run on node's server, outside its namespaces: None if it succeeded, else what it
+    printed.  Judged by its exit status, not by silence: Mininet's popen forks with a preexec_fn,
+    so in a controller holding gRPC (the etcd client) gRPC's at-fork handler may write a notice
+    into the child's output."""
     if _remote(node):
-        return node.rcmd(command).strip()
+        lines = [line.strip() for line in node.rcmd(f'{command} 2>&1; echo "status $?"').strip().splitlines()]
+        return None if lines and lines[-1] == "status 0" else "\n".join(lines[:-1]) or "no answer from the server"
     done = subprocess.run(shlex.split(command), capture_output=True, text=True)
-    return (done.stdout + done.stderr).strip()
+    return None if done.returncode == 0 else (done.stdout + done.stderr).strip()
