@@ -144,13 +144,20 @@ def calisim(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def labs():
-    """A private registry and a short run-directory base for this module's labs, all downed after it."""
+def labs(request):
+    """A private registry and a short run-directory base for this module's labs, all downed after it;
+    the base removed when the module's tests passed (each lab's etcd alone preallocates 64 MiB of
+    WAL: kept bases filled this machine's disk), kept and named when one failed."""
     from calisim.emulation import lab
 
+    failed_before = request.session.testsfailed
     base = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CALISIM_RUNS", str(base / "runs"))
         patch.setenv(lab.LABS_ENV, str(base / "labs"))
         yield lab.Registry(base / "labs")
         calisim("down", "--all")
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(base)
+    else:
+        print(f"\nlabs' run directories kept for reading: {base}")
