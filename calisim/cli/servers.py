@@ -23,9 +23,10 @@ class ServerChoice:
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("servers (one lab spread over several machines)")
     group.add_argument("--servers", metavar="A,B,C|sim:N",
-                       help="the servers to spread the nodes over: the first is this machine, the others are "
-                            "reached by ssh as root with keys and have calisim at the same path; sim:N builds "
-                            "N simulated servers (1-99) inside the run's sandbox")
+                       help="the servers to spread the nodes over: sim:N builds N simulated servers (1-99) "
+                            "inside the run's sandbox, the first being this machine; real servers (A,B,C: the "
+                            "first this machine, the others reached by ssh as root with keys, calisim at the "
+                            "same path) are checked, then refused: Calico hosts on them are not built yet")
     group.add_argument("--place", action="append", default=[], metavar="NODE=SERVER",
                        help="put NODE on SERVER instead of where the placement puts it (repeatable; needs --servers)")
 
