@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit
 
-import aetcd
-import aetcd.exceptions
-from aetcd import transactions as ops
+# Read by gRPC when it is first imported, and every calisim process imports it here.  No process
+# forks a child that uses a parent's gRPC state (calico-node's agents open their own clients), and
+# with fork support on, every fork of a process holding a client (the controller's Mininet popens,
+# dockerd's containers) runs gRPC's fork handlers, or logs "Other threads are currently calling
+# into gRPC, skipping fork() handlers" into the child's output.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from ..process.daemon import Daemon
-from . import keys
+import aetcd  # noqa: E402
+import aetcd.exceptions  # noqa: E402
+from aetcd import transactions as ops  # noqa: E402
+
+from ..process.daemon import Daemon  # noqa: E402
+from . import keys  # noqa: E402
 
 CLIENT_PORT = 2379
 RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
@@ -47,6 +54,9 @@ UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"  # Calico's
 # What a member answers a request that was waiting on a leader that is gone (lost, cut off) once
 # another is elected: etcd's own client retries such a request, and so does Datastore._call, once.
 LEADER_CHANGED = "etcdserver: leader changed"
+# What a member answers a request whose deadline passed while it waited for a quorum (a majority
+# of members down): gRPC's UNKNOWN code, which aetcd leaves a plain ClientError.
+DEADLINE_EXCEEDED = "context deadline exceeded"
 log = logging.getLogger("calico-node")
 
 
@@ -163,6 +173,12 @@ def _address(endpoint: str) -> tuple[str, int]:
     return parts.hostname, parts.port or CLIENT_PORT
 
 
+def _timed_out(error: aetcd.exceptions.ClientError) -> bool:
+    """Whether a request went unanswered in time: the client's deadline, or the member's own
+    while it waited for a quorum; both are an unavailable cluster to Calico's etcd client."""
+    return isinstance(error, aetcd.exceptions.ConnectionTimeoutError) or DEADLINE_EXCEEDED in str(error)
+
+
 class Datastore:
     """Calico's keys in etcd, JSON-valued, with revisions for compare-and-swap."""
 
@@ -200,11 +216,11 @@ class Datastore:
                     await asyncio.sleep(0.25)
                     continue
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
-            except aetcd.exceptions.ConnectionTimeoutError as error:
+            except aetcd.exceptions.ClientError as error:
+                if not _timed_out(error):
+                    raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
                 await self._client.close()
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
-            except aetcd.exceptions.ClientError as error:
-                raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
 
     async def get(self, key: str) -> Entry | None:
         kv = await self._call(self._client.get, key.encode())

@@ -251,8 +251,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("socket", type=Path)
     parser.add_argument("title_room", nargs="?", help="padding: room for the forked daemons' command lines")
     args = parser.parse_args(argv)
-    # as `python -m calisim.docker` sets it: read once, when gRPC is first imported (see there)
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     warm_up()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     zygote = Zygote(args.socket, os.getpriority(os.PRIO_PROCESS, 0))
