@@ -95,7 +95,7 @@ def remote_calico_host_class(ssh_options: list[str]) -> type:
     """A CalicoHost on a server reached with these ssh options (the run's key and connection)."""
     engine = load_engine()
     return type("RemoteCalicoHost", (RemoteCalicoMixin, engine.RemoteMixin, CalicoHost),
-                {"sshbase": [*ssh_options, "-q", "-tt"]})
+                {"sshbase": [*ssh_options, "-tt"]})
 
 
 class ServersOfRun:
@@ -208,7 +208,7 @@ class ServersOfRun:
 
     def host_factory(self):
         """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server."""
-        remote = remote_calico_host_class(self.sim.ssh_options())
+        remote = remote_calico_host_class(self.sim.node_ssh_options())
         addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
 
         def make(name: str, **params) -> CalicoHost:

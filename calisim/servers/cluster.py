@@ -44,7 +44,7 @@ def remote_host_class(ssh_options: list[str]) -> type:
     """Mininet's RemoteHost reaching its server with these ssh options (the run's key, host
     keys and one multiplexed connection a server) instead of the user's defaults."""
     engine = load_engine()
-    return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-q", "-tt"]})
+    return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-tt"]})
 
 
 def vxlan_link_class(controller_ip: str | None = None) -> type:
@@ -88,7 +88,11 @@ def _on_server_of(node, command: str) -> str | None:
     so in a controller holding gRPC (the etcd client) gRPC's at-fork handler may write a notice
     into the child's output."""
     if _remote(node):
-        lines = [line.strip() for line in node.rcmd(f'{command} 2>&1; echo "status $?"').strip().splitlines()]
-        return None if lines and lines[-1] == "status 0" else "\n".join(lines[:-1]) or "no answer from the server"
+        session = node.rpopen(f'{command} 2>&1; echo "status $?"')
+        output, _ = session.communicate()
+        lines = output.decode(errors="replace").strip().splitlines()
+        if lines and lines[-1].strip().startswith("status "):
+            return None if lines[-1].strip() == "status 0" else "\n".join(lines[:-1]).strip() or lines[-1].strip()
+        return f"ssh ended with status {session.returncode} before the command did (ssh's errors: servers/ssh.log)"
     done = subprocess.run(shlex.split(command), capture_output=True, text=True)
     return None if done.returncode == 0 else (done.stdout + done.stderr).strip()

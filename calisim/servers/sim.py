@@ -127,6 +127,16 @@ class SimServers:
                 "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_directory}/%C",
                 "-o", "ControlPersist=yes"]
 
+    def node_ssh_options(self) -> list[str]:
+        """ssh for a remote node's sessions: nothing of ssh's own on the node's output (no
+        "Shared connection ... closed" on its tty), and ssh's errors in servers/ssh.log, where a
+        session that failed can be read about."""
+        return [*self.ssh_options(), "-o", "LogLevel=ERROR", "-E", str(self.ssh_log)]
+
+    @property
+    def ssh_log(self) -> Path:
+        return self.directory / "ssh.log"
+
     def start(self) -> list[SimServer]:
         """Build every server; on any failure stop those already started and raise ServerError."""
         check_count(self.count)

@@ -18,7 +18,7 @@ LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 
 def test_hosts_on_two_servers_ping_across_a_vxlan_link_at_full_mtu(sim):
     Mininet.inited = True  # never raise the sandbox's own sysctls
-    host_class = remote_host_class(sim.ssh_options())
+    host_class = remote_host_class(sim.node_ssh_options())
     net = Mininet(controller=None, build=False)
     hosts = [net.addHost(f"h{index}", cls=host_class, server=server.name, serverIP=str(server.address.ip),
                          user="root", ip=f"10.0.0.{index}/24") for index, server in enumerate(sim.servers, 1)]
@@ -45,7 +45,7 @@ def test_twelve_remote_nodes_on_one_server_all_answer(sim):
     Mininet.inited = True
     server = sim.servers[1]
     net = Mininet(controller=None, build=False)
-    hosts = [net.addHost(f"m{index}", cls=remote_host_class(sim.ssh_options()), server=server.name,
+    hosts = [net.addHost(f"m{index}", cls=remote_host_class(sim.node_ssh_options()), server=server.name,
                          serverIP=str(server.address.ip), user="root") for index in range(12)]
     try:
         net.build()

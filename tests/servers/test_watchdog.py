@@ -39,7 +39,7 @@ def test_a_dead_server_ends_the_run_naming_it_and_nothing_is_left(untouched, kil
     try:
         Mininet.inited = True  # never raise the sandbox's own sysctls
         net = Mininet(controller=None, build=False)
-        hosts = [net.addHost(f"h{index}", cls=remote_host_class(sim.ssh_options()), server=server.name,
+        hosts = [net.addHost(f"h{index}", cls=remote_host_class(sim.node_ssh_options()), server=server.name,
                              serverIP=str(server.address.ip), user="root") for index, server in enumerate(sim.servers, 1)]
         net.build()
         second = sim.servers[1]
