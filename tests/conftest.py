@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,27 @@ settings.load_profile(os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci"))
 SCALE = os.environ.get("CALISIM_HYPOTHESIS_PROFILE") == "scale"
 
 
+TEST_RUNS = Path("/tmp/calisim-test-runs")  # the session's default base for run directories
+KEPT_FOR = 24 * 3600  # seconds a run directory kept for reading outlives its session
+
+
 def pytest_configure(config):
     if ROOT:
         sandbox.enter()
-        os.environ.setdefault("CALISIM_RUNS", "/tmp/calisim-test-runs")
+        remove_kept_run_directories(time.time() - KEPT_FOR)
+        os.environ.setdefault("CALISIM_RUNS", str(TEST_RUNS))
+
+
+def remove_kept_run_directories(before: float) -> list[Path]:
+    """Remove what earlier sessions kept for reading after a failure (run directories under
+    TEST_RUNS, the fixtures' /tmp/cs-* and /tmp/cl-* bases) and last changed before `before`:
+    each holds etcd's preallocated WAL, and a machine that runs `make test` day after day would
+    fill its disk.  Newer ones stay: a session running beside this one may be using them."""
+    kept = [*TEST_RUNS.glob("*"), *Path("/tmp").glob("cs-*"), *Path("/tmp").glob("cl-*")]
+    old = [path for path in kept if not path.is_symlink() and path.is_dir() and path.stat().st_mtime < before]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
 
 
 def pytest_collection_modifyitems(config, items):
