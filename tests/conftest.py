@@ -129,13 +129,30 @@ def pytest_runtest_makereport(item, call):
 def runs(monkeypatch, request):
     """A short, fresh base for run directories (unix socket paths below it must stay short);
     removed after a passing test, kept (and named) after a failing one."""
-    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
-    monkeypatch.setenv("CALISIM_RUNS", str(base))
-    yield base
-    if getattr(request.node, "call_failed", False):
-        print(f"\nrun directories kept for reading: {base}")
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    monkeypatch.setenv("CALISIM_RUNS", str(base / "runs"))
+    yield base / "runs"
+    remove_unless_failed(base, getattr(request.node, "call_failed", False), "run directories")
+
+
+@pytest.fixture(scope="module")
+def module_runs(request):
+    """runs for a module's shared cluster: a base of its own under /tmp, not under pytest's
+    basetemp (which another pytest session running beside this one may prune), set for this
+    module only; removed after a passing module, kept (and named) after a failing one."""
+    failed_before = request.session.testsfailed
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        yield base / "runs"
+    remove_unless_failed(base, request.session.testsfailed > failed_before, "run directories")
+
+
+def remove_unless_failed(base: Path, failed: bool, what: str) -> None:
+    if failed:
+        print(f"\n{what} kept for reading: {base}")
     else:
-        shutil.rmtree(base.parent)
+        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -175,7 +192,4 @@ def labs(request):
         patch.setenv(lab.LABS_ENV, str(base / "labs"))
         yield lab.Registry(base / "labs")
         calisim("down", "--all")
-    if request.session.testsfailed == failed_before:
-        shutil.rmtree(base)
-    else:
-        print(f"\nlabs' run directories kept for reading: {base}")
+    remove_unless_failed(base, request.session.testsfailed > failed_before, "labs' run directories")

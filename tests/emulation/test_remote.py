@@ -86,9 +86,8 @@ def test_a_server_whose_sshd_dies_ends_a_calico_run_naming_it_and_nothing_is_lef
 
 
 @pytest.fixture(scope="module")
-def seed_on_two_servers(tmp_path_factory):
+def seed_on_two_servers(module_runs):
     """The seed's topology with host2 on server2, for the whole module."""
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
     before, daemons = sandbox.snapshot(), running_daemons()
     with Cluster(topologies.load("two_host"), servers="sim:2") as cluster:
         yield cluster

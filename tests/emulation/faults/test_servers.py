@@ -46,8 +46,8 @@ def test_a_remote_nodes_command_is_spelt_for_its_server_and_refusals_name_it():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
+def world(module_runs):
+    yield from live_world(topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
                           servers="sim:2", bgp_timers=Timers(hold=9))
 
 
