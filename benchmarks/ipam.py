@@ -176,7 +176,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-host", type=int, default=200, help="allocations a host in the hosts' runs")
-    parser.add_argument("--single", type=int, default=1000, help="allocations of each single-client run")
+    parser.add_argument("--single", type=int, default=2000, help="allocations of each single-client run")
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 4, 16],
                         help="callers a client serves at once, each waiting for its address before the next")
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 5, 20])
