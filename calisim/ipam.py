@@ -306,20 +306,20 @@ class IPAM:
         txn.require_absent(keys.block(cidr)).put(keys.block(cidr), block.to_value()).put(keys.affinity(host, cidr), {})
         return block
 
-    async def _from_known_blocks(self, host: str, batch: list[Pending], pool_cidrs: list[IPNet] | None) -> bool:
+    async def _from_known_blocks(self, host: str, batch: list[Pending], pool_cidrs: list[IPNet] | None) -> None:
         """The common case in one round trip for every request of batch: each in turn takes from
         the host's affine blocks with room (in pool_cidrs, else in any enabled pool) as last read,
         in address order, then from one new block, as one request after another would; the
         transaction is guarded by compares proving that nothing the choices depend on has changed
-        since (the host's affinities, the pools, the config, every block passed over).  False
-        (nothing taken) when something has, or a requested pool is not an enabled one: the caller
+        since (the host's affinities, the pools, the config, every block passed over).  When
+        something has, or a requested pool is not an enabled one, nothing is taken: the caller
         then decides from fresh reads."""
         view = self._views.get(host) or await self._read_view(host)
         self._views[host] = view
         enabled = [pool.cidr for pool in view.pools if not pool.disabled]
         pools = enabled if pool_cidrs is None else list(pool_cidrs)
         if not set(pools) <= set(enabled):
-            return False
+            return
         txn = (Txn().require_unchanged_since(keys.host_affinity_blocks(host), view.affinities_read_at)
                .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
                .require_revision(keys.IPAM_CONFIG, view.config_revision))
@@ -340,13 +340,12 @@ class IPAM:
             self._views.pop(host, None)  # other requests of this host may have forgotten it already
             for request in batch:
                 request.taken.clear()
-            return False
+            return
         for index, updated in changed.items():
             view.blocks[index] = (updated, stored_at)
         if claimed is not None:
             view.affinities_read_at = stored_at  # the compares held up to this revision, and this is our write
             view.blocks = sorted([*view.blocks, (claimed, stored_at)], key=lambda known: known[0].cidr)
-        return True
 
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
                           handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:

@@ -180,6 +180,22 @@ def test_a_refused_request_at_once_fails_alone(ds, ipam):
 
 
 @pytest.mark.emulation
+def test_a_request_cancelled_while_it_waits_takes_no_address(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+
+    async def second_cancelled(target):
+        requests = [asyncio.ensure_future(target.auto_assign("host1", 1)) for _ in range(3)]
+        await asyncio.sleep(0)  # all three queued, their transaction not yet begun
+        requests[1].cancel()
+        return await asyncio.gather(*requests, return_exceptions=True)
+    first, cancelled, third = ipam.run(second_cancelled)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert [first, third] == one_after_another("host1", [1, 1], ["10.10.0.0/16"])
+    stored = [Block.from_value(e.value) for e in ds.list(BLOCKS)]
+    assert sorted(b.ip(o) for b in stored for o, a in enumerate(b.allocations) if a is not None) == first + third
+
+
+@pytest.mark.emulation
 def test_exhaustion_returns_what_there_is(ds, ipam):
     add_pool(ds, "10.10.0.0/26")
     assert len(ipam.auto_assign("host1", 60)) == 60
