@@ -8,7 +8,7 @@ PID namespace (the benchmark's own interpreter included): etcd, the BIRDs, the c
 agents, the Mininet shells, and with --docker every host's emulated dockerd (a mesh needs none,
 a Calico host has one).  Once the mesh is up, that PSS is also split by part (shell, BIRD,
 calico-node, dockerd, the node zygote that forks the last two, etcd and the rest) and given a
-host, and the CPU seconds each part used from the start (print_cpu).  Also
+host, and the CPU seconds each part used from the start.  Also
 measured: the teardown (leaving the ``with Cluster`` block until every process and namespace is
 gone), the CPU seconds the whole run used (the machine is shared: CPU time says what wall time
 cannot), and the load average at the start.  Targets (issue 14, the project's 2-core machine):
@@ -212,26 +212,17 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def print_parts(console: Console, rows: list[dict]) -> None:
-    """MiB of PSS a host by part, once the mesh is up (the shared zygote, etcd and the rest spread over the hosts)."""
-    table = Table(title="PSS a host by part, mesh up (MiB)")
-    for column in ("hosts", *PARTS, "all"):
-        table.add_column(column.replace("_", "-"), justify="right")
+def print_by_part(console: Console, rows: list[dict], title: str, column: str, digits: int) -> None:
+    """One figure by part (rows' column, with {part} in its name), a row a run, and their sum.
+    The PSS a host, mesh up: the shared zygote, etcd and the rest spread over the hosts.  The CPU
+    seconds from the start: where a bring-up's time goes on the two cores it keeps busy (rest: the
+    benchmark with every command it ran in a host)."""
+    table = Table(title=title)
+    for heading in ("hosts", *PARTS, "all"):
+        table.add_column(heading.replace("_", "-"), justify="right")
     for row in rows:
-        parts = [row[f"{part}_mib_a_host"] for part in PARTS]
-        table.add_row(str(row["hosts"]), *map(str, parts), f"{sum(parts):.2f}")
-    console.print(table)
-
-
-def print_cpu(console: Console, rows: list[dict]) -> None:
-    """CPU seconds by part from the start to the mesh up: where a bring-up's time goes on a machine
-    whose two cores it keeps busy (rest: the benchmark with every command it ran in a host)."""
-    table = Table(title="CPU seconds by part, start to every session Established")
-    for column in ("hosts", *PARTS, "all"):
-        table.add_column(column.replace("_", "-"), justify="right")
-    for row in rows:
-        seconds = [row[f"{part}_cpu_s"] for part in PARTS]
-        table.add_row(str(row["hosts"]), *map(str, seconds), f"{sum(seconds):.1f}")
+        values = [row[column.format(part=part)] for part in PARTS]
+        table.add_row(str(row["hosts"]), *map(str, values), f"{sum(values):.{digits}f}")
     console.print(table)
 
 
@@ -256,8 +247,8 @@ def main() -> None:
     write_runs(console, "flat topology, full node-to-node mesh" + (", a dockerd in every host" if args.docker else ""),
                columns, rows, args.json, args.png, plot,
                heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
-    print_parts(console, rows)
-    print_cpu(console, rows)
+    print_by_part(console, rows, "PSS a host by part, mesh up (MiB)", "{part}_mib_a_host", 2)
+    print_by_part(console, rows, "CPU seconds by part, start to every session Established", "{part}_cpu_s", 1)
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 
