@@ -18,14 +18,15 @@ hosts in 10 s.
 With --ksm the machine's ksmd (the kernel's same-page merging, which the node zygote's forks
 are open to: calisim/node/zygote_pages.py) runs for the measurement, --ksm-pages-to-scan pages
 every 20 ms, and is put back as it was after (it is the machine's setting: root only, and it
-stays off unless asked).  Once the mesh is up the run waits for two of its full scans (a page is
-merged once it was unchanged across two) and splits the PSS by part again: beside the parts
+stays off unless asked).  Once the mesh is up the run waits for ksmd to settle (at least two full
+scans, until one merges less than 2 % more) and splits the PSS by part again: beside the parts
 at mesh up, merged.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import threading
@@ -130,7 +131,8 @@ def pss_kib(pid: Path) -> int:
 
 KSM = Path("/sys/kernel/mm/ksm")
 KSM_SETTINGS = ("run", "pages_to_scan", "sleep_millisecs")
-KSM_SETTLE_TIMEOUT = 900.0  # two full scans of 100 hosts' pages by a ksmd at nice 5 on a loaded machine
+KSM_SETTLE_TIMEOUT = 1200.0  # full scans of 100 hosts' pages by a ksmd at nice 5 on a loaded machine
+SETTLED = 0.02  # of the pages merged: what a full scan may still add once merging has settled
 
 
 class MachineKsm:
@@ -155,13 +157,19 @@ class MachineKsm:
         return int((KSM / name).read_text())
 
     def settle(self) -> float:
-        """Wait for two full scans from now; the seconds they took."""
-        started, target = time.monotonic(), self.counter("full_scans") + 2
-        while self.counter("full_scans") < target:
-            if time.monotonic() - started > KSM_SETTLE_TIMEOUT:
-                raise SystemExit(f"ksmd did not finish two full scans in {KSM_SETTLE_TIMEOUT:.0f} s")
-            time.sleep(1)
-        return round(time.monotonic() - started, 1)
+        """Wait until a full scan merges less than SETTLED more (at least two scans from now: a
+        page is merged once it was unchanged across two); the seconds that took.  The nodes'
+        passes write pages that were merged, so one fixed count of scans can end mid-pass."""
+        started = time.monotonic()
+        scans, sharing = self.counter("full_scans"), self.counter("pages_sharing")
+        for count in itertools.count(1):
+            while self.counter("full_scans") == scans:
+                if time.monotonic() - started > KSM_SETTLE_TIMEOUT:
+                    raise SystemExit(f"ksmd did not settle in {KSM_SETTLE_TIMEOUT:.0f} s")
+                time.sleep(1)
+            scans, before, sharing = self.counter("full_scans"), sharing, self.counter("pages_sharing")
+            if count >= 2 and sharing - before < SETTLED * sharing:
+                return round(time.monotonic() - started, 1)
 
 
 def cpu_seconds() -> float:
@@ -199,7 +207,7 @@ def measure(hosts: int, docker: bool = False, ksm: MachineKsm | None = None) -> 
 
 
 def merged_parts(ksm: MachineKsm, hosts: int) -> dict[str, float]:
-    """Once ksmd has scanned everything twice: the PSS a host by part again, and how long that took."""
+    """Once ksmd has settled: the PSS a host by part again, and how long settling took."""
     settle_s = ksm.settle()
     parts = pss_by_part()
     return {"ksm_settle_s": settle_s, "ksm_pages_sharing": ksm.counter("pages_sharing"),
@@ -293,7 +301,7 @@ def main() -> None:
                heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
     print_parts(console, rows)
     if args.ksm:
-        print_parts(console, rows, "merged_", "after ksmd's two full scans")
+        print_parts(console, rows, "merged_", "once ksmd merged identical pages")
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 
