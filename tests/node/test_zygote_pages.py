@@ -31,11 +31,9 @@ def test_filling_takes_the_free_blocks_of_partly_used_pools():
 
 
 PROBE = """
-import os
+import os, sys
 from calisim.node import zygote_pages
-
-POOL = 16384  # bytes in one of the allocator's pools (Python 3.11, 64-bit)
-print(zygote_pages.share_identical_pages())
+print(zygote_pages.share_identical_pages() if sys.argv[1] == "prctl" else zygote_pages.mark_mappings_mergeable())
 if os.fork() == 0:  # a fork's mappings: inherited, as the zygote's forks inherit them
     heap = open("/proc/self/smaps").read().split("[heap]", 1)[1]
     print([line for line in heap.splitlines() if line.startswith("VmFlags:")][0])
@@ -44,9 +42,22 @@ os.wait()
 """
 
 
+def fork_of_prepared_process(how: str) -> tuple[str, str]:
+    """What the preparation said, and the VmFlags of a fork's heap."""
+    result = subprocess.run([sys.executable, "-c", PROBE, how], capture_output=True, text=True, timeout=60, check=True)
+    said, flags = result.stdout.splitlines()
+    return said, flags.split(":", 1)[1].split()
+
+
 @pytest.mark.skipif(zygote_pages.ksm_running() is None, reason="a kernel without KSM")
 def test_a_fork_of_a_prepared_process_has_its_heap_open_to_merging():
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
-    said, flags = result.stdout.splitlines()
+    said, flags = fork_of_prepared_process("prctl")
     assert said.startswith("pages open to same-page merging (") and "ksmd" in said
-    assert " mg" in flags.split(":", 1)[1] + " ", flags  # VM_MERGEABLE
+    assert "mg" in flags  # VM_MERGEABLE
+
+
+@pytest.mark.skipif(zygote_pages.ksm_running() is None, reason="a kernel without KSM")
+def test_before_linux_6_4_the_mappings_are_marked_one_by_one():
+    marked, flags = fork_of_prepared_process("madvise")
+    assert int(marked) >= 2  # the heap and the allocator's arenas at least
+    assert "mg" in flags
