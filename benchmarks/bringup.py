@@ -20,7 +20,7 @@ are open to: calisim/node/zygote_pages.py) runs for the measurement, --ksm-pages
 every 20 ms, and is put back as it was after (it is the machine's setting: root only, and it
 stays off unless asked).  Once the mesh is up the run waits for ksmd to settle (at least two full
 scans, until one merges less than 2 % more) and splits the PSS by part again: beside the parts
-at mesh up, merged.
+at mesh up, merged.  The run's CPU seconds then include what the nodes used while ksmd settled.
 """
 
 from __future__ import annotations
