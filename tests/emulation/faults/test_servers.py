@@ -55,6 +55,14 @@ def pid_of(world, daemon: str) -> int | None:
     return world.faults._running_pid("host2", daemon)
 
 
+def forked_by_servers_zygote(world, pid: int) -> bool:
+    """Whether pid's parent on host2's server is that server's node zygote (its dockerd is one
+    of its children there, as here, not an interpreter of its own started over ssh)."""
+    host2 = world.cluster.host("host2")
+    parent = int(servers.read_text(host2, f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[1])
+    return "calisim.node.zygote" in servers.cmdline(host2, parent)
+
+
 @pytest.mark.emulation
 def test_host2_runs_on_the_other_server(world):
     assert [world.cluster.server_of(host) for host in ("host1", "host2")] == ["server1", "server2"]
@@ -63,6 +71,8 @@ def test_host2_runs_on_the_other_server(world):
     # its calico-node's PID is one of server2's: that server's /proc knows it as calico-node
     pid = pid_of(world, "calico-node")
     assert "calisim.node" in servers.cmdline(host2, pid)
+    dockerd = pid_of(world, "dockerd")  # forked by server2's zygote, with dockerd's own command line
+    assert forked_by_servers_zygote(world, dockerd) and servers.cmdline(host2, dockerd)[1:3] == ["-m", "calisim.docker"]
 
 
 @pytest.mark.emulation
@@ -91,7 +101,7 @@ def test_dockerd_killed_on_host2_stays_down_until_started(healthy):
     with pytest.raises(FaultError, match="^dockerd is not running in host2$"):
         faults.term("host2", "dockerd")
     faults.start("host2", "dockerd")
-    assert pid_of(healthy, "dockerd") not in (None, old)
+    assert pid_of(healthy, "dockerd") not in (None, old) and forked_by_servers_zygote(healthy, pid_of(healthy, "dockerd"))
     assert cluster.run("host2", "docker version -f '{{.Server.Version}}'").rc == 0
     assert "start host2 dockerd" in faults.log_path.read_text()
     assert cluster.run("host2", "docker run --net net1 --name w2 -tid busybox").rc == 0
