@@ -192,7 +192,7 @@ class ServersOfRun:
             done = subprocess.run([*self.ssh(server), script], input=marshal.dumps(requests), capture_output=True,
                                   timeout=FORK_TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise ServerError(f"{server}: its node zygote did not fork {', '.join(dockerds)}'s dockerd "
+            raise ServerError(f"{server}: its node zygote did not answer for the dockerds of {', '.join(dockerds)} "
                               f"within {FORK_TIMEOUT:.0f}s") from None
         answers = done.stdout.decode(errors="replace").splitlines()
         refused = []
@@ -224,8 +224,8 @@ class ServersOfRun:
             raise ServerError(f"{server}: {dockerds[name].name} exited before its socket appeared: "
                               f"{last_words.strip() or 'see ' + str(dockerds[name].log)}")
         if done.returncode == 1:
-            raise ServerError(f"{server}: dockerd in {done.stdout.strip()} did not make its socket within "
-                              f"{timeout:.0f}s")
+            late = ", ".join(dockerds[name].name for name in done.stdout.split())
+            raise ServerError(f"{server}: no socket from {late} within {timeout:.0f}s")
         if done.returncode != 0:
             raise ServerError(f"{server}: cannot see whether its dockerds are up: "
                               f"{done.stderr.strip() or f'exit status {done.returncode}'}")

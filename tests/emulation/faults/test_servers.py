@@ -1,9 +1,10 @@
 """Faults on a host of another server: the seed's two hosts on two simulated servers (host2 on
 server2, its own PID namespace: a PID of it names another process here, or none), its daemons
 found by their pid files there, signalled and started again there, its link taken down through
-its shell there, and the host crashed and booted on its server.  One cluster for the module; a
-short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a remote
-node's commands become, and the one line refusing what is not built across servers."""
+its shell there, the host crashed and booted on its server, and its dockerd (forked by server2's
+node zygote) killed and started again, live-restore keeping its workload.  One cluster for the
+module; a short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a
+remote node's commands become, and the one line refusing what is not built across servers."""
 
 from dataclasses import dataclass
 
@@ -138,3 +139,22 @@ def test_crash_and_boot_of_host2_on_its_server(world):
     world.w2_ip = address(cluster, "host2", "w2")
     world.reachable()
     assert faults.active() == []
+
+
+@pytest.mark.emulation
+def test_live_restore_on_host2_keeps_its_workload_through_a_dockerd_kill(healthy):
+    """Last in the module (an adopted container is no descendant of host2's processes, which a
+    crash kills): with live-restore in host2's daemon.json (in its view, on server2), w2 runs on
+    while its dockerd is down, and the next one server2's zygote forks adopts it with its PID."""
+    faults, cluster = healthy.faults, healthy.cluster
+    assert cluster.run("host2", """echo '{"live-restore": true}' > /etc/docker/daemon.json""").rc == 0
+    faults.kill("host2", "dockerd")
+    faults.start("host2", "dockerd")  # reads it
+    before = cluster.run("host2", "docker inspect -f '{{.State.Pid}}' w2").stdout.strip()
+    faults.kill("host2", "dockerd")
+    healthy.reachable()  # w1 reaches w2 with no dockerd in host2
+    faults.start("host2", "dockerd")
+    adopted = cluster.run("host2", "docker inspect -f '{{.State.Status}} {{.State.Pid}}' w2")
+    assert adopted.stdout.split() == ["running", before], adopted
+    assert cluster.run("host2", "docker exec w2 ping -c 1 -W 2 " + address(cluster, "host1", "w1")).rc == 0
+    assert cluster.run("host2", "rm /etc/docker/daemon.json").rc == 0
