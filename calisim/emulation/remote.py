@@ -20,7 +20,7 @@ from ..docker.service import Dockerd
 from ..node import NodePaths
 from ..node.bird import Bird, write_checked
 from ..servers import processes
-from ..servers.cluster import load_engine, vxlan_link_class
+from ..servers.cluster import remote_bases, vxlan_link_class
 from ..servers.gather import gather_all
 from ..servers.links import VXLAN_OVERHEAD
 from ..servers.placement import Servers
@@ -93,8 +93,7 @@ def _write_step(path: str, text: str) -> str:
 
 def remote_calico_host_class(ssh_options: list[str]) -> type:
     """A CalicoHost on a server reached with these ssh options (the run's key and connection)."""
-    engine = load_engine()
-    return type("RemoteCalicoHost", (RemoteCalicoMixin, engine.RemoteMixin, CalicoHost),
+    return type("RemoteCalicoHost", (RemoteCalicoMixin, *remote_bases(CalicoHost)),
                 {"sshbase": [*ssh_options, "-tt"]})
 
 
