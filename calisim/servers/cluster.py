@@ -40,11 +40,30 @@ def load_engine() -> ModuleType:
     return engine
 
 
+class OwnProcessGroup:
+    """Placed after Mininet's RemoteMixin: its ssh clients get their own process group from
+    Popen's ``process_group=0`` instead of its ``preexec_fn`` calling ``os.setpgrp``.  A preexec_fn
+    makes Python fork the controller and run Python and every at-fork handler in the child of a
+    threaded process (the etcd client's gRPC threads): there the child could die before ssh
+    started (SIGSEGV, SIGABRT with gRPC's fork support on: 12 of 100 sessions), an empty answer
+    and no command run.  Without one, Python vforks and the child execs ssh at once."""
+
+    def _popen(self, cmd, **params):
+        if params.get("preexec_fn") is self._ignoreSignal:
+            del params["preexec_fn"]
+            params["process_group"] = 0
+        return super()._popen(cmd, **params)
+
+
+def remote_bases(node_class: type) -> tuple[type, ...]:
+    """The bases of a node of node_class on another server: Mininet's RemoteMixin, forking safely."""
+    return load_engine().RemoteMixin, OwnProcessGroup, node_class
+
+
 def remote_host_class(ssh_options: list[str]) -> type:
     """Mininet's RemoteHost reaching its server with these ssh options (the run's key, host
     keys and one multiplexed connection a server) instead of the user's defaults."""
-    engine = load_engine()
-    return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-tt"]})
+    return type("CalisimRemoteHost", remote_bases(load_engine().Node), {"sshbase": [*ssh_options, "-tt"]})
 
 
 def vxlan_link_class(controller_ip: str | None = None) -> type:
@@ -84,9 +103,8 @@ def _remote(node) -> bool:
 
 def _on_server_of(node, command: str) -> str | None:
     """command run on node's server, outside its namespaces: None if it succeeded, else what it
-    printed.  Judged by its exit status, not by silence: Mininet's popen forks with a preexec_fn,
-    so in a controller holding gRPC (the etcd client) gRPC's at-fork handler may write a notice
-    into the child's output."""
+    printed.  Judged by its exit status, not by silence (a notice written into the session's
+    output is no failure), and a session that ended before the status says so."""
     if _remote(node):
         session = node.rpopen(f'{command} 2>&1; echo "status $?"')
         output, _ = session.communicate()

@@ -4,14 +4,17 @@ on any of them once stopped."""
 
 import os
 import signal
+import socket
 import time
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
 from calisim.process import pids
-from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, check_count
+from calisim.servers import sim as sim_module
+from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, SimServer, SimServers, check_count
 
 pytestmark = pytest.mark.emulation
 MARKER = "sleep 3917"  # a process started on the second server only
@@ -97,3 +100,17 @@ def _cmdline(pid: int) -> bytes:
 def test_count_out_of_range_is_refused(count):
     with pytest.raises(ServerError, match=f"sim:{count}: the number of simulated servers must be between 1 and 99"):
         check_count(count)
+
+
+def test_a_server_whose_sshd_never_finishes_the_handshake_is_one_line(tmp_path, monkeypatch):
+    """A listener that accepts and never speaks: the run's first ssh to it gives up at the
+    handshake's deadline with one line naming the server, its ssh client not left behind."""
+    monkeypatch.setattr(sim_module, "HANDSHAKE_TIMEOUT", 1.0)
+    servers = SimServers(tmp_path, 1, control_directory=Path("/run"))  # never used: no connection gets that far
+    servers.servers = [SimServer("server1", IPv4Interface("127.0.0.1/8"), tmp_path / "server1")]
+    with socket.create_server(("127.0.0.1", 22)):
+        began = time.monotonic()
+        with pytest.raises(ServerError, match=r"^server1: ssh as root with the run's key did not finish within 1s$"):
+            servers._wait_reachable()
+    assert time.monotonic() - began < 10
+    assert not [pid for pid in pids.children(os.getpid()) if b"ssh" in _cmdline(pid)]
