@@ -50,6 +50,16 @@ def test_private_tmp_run_and_run_directory(sim):
     assert "sshd.log" in listing and "servers" not in listing  # its own directory at the run's path
 
 
+def test_a_servers_root_shell_reads_none_of_the_machines_startup(sim):
+    """bash reads root's .bashrc for every command sshd runs: a server's is its own (empty), the
+    machine's is as it was."""
+    machines = Path.home() / ".bashrc"
+    before = machines.read_bytes() if machines.exists() else None
+    for server in sim.servers:
+        assert run(sim, server, "wc -c < ~/.bashrc 2>/dev/null || echo none") in ("0", "none")
+    assert (machines.read_bytes() if machines.exists() else None) == before
+
+
 def test_underlay_carries_full_size_frames_with_df_and_no_more(sim):
     first, second = sim.servers
     assert run(sim, first, "cat /sys/class/net/eth0/mtu") == str(UNDERLAY_MTU)
