@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("title_room", nargs="?", help="padding: room for the forked daemons' command lines")
     args = parser.parse_args(argv)
     warm_up()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Its children are stopped first; nothing of the zygote's own needs tidying, and unwinding
+    # an interpreter holding every module of calico-node and dockerd took 20-30 ms of the stop.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     zygote = Zygote(args.socket, os.getpriority(os.PRIO_PROCESS, 0))
     raise_priority(PRIORITY_BOOST)
     gc.collect()
