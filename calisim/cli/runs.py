@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -246,10 +248,25 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
     zygote = ZygoteDaemon.of_run(run_dir.path)
     zygote_process = zygote.spawn()
     try:
-        sys.exit(execute_in_sandbox(topo, steps, args, run_dir, zygote_process))
+        code = execute_in_sandbox(topo, steps, args, run_dir, zygote_process)
     finally:
         if zygote_process.poll() is None:  # the run ended before its cluster took the zygote over
             zygote.stop(zygote_process)
+    leave(code)
+
+
+def leave(code: int | str) -> NoReturn:
+    """sys.exit(code) without unwinding the interpreter: everything the run started is stopped
+    and its output and log are flushed here; what is left is teardown of this process's own
+    (gRPC's threads, Mininet's, thread pools, modules), 0.05 s of the seed demo's exit on a
+    quiet machine and up to a second under load."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def execute_in_sandbox(topo, steps: list[transcript.Step], args: argparse.Namespace, run_dir: RunDir,
