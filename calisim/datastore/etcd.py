@@ -384,6 +384,7 @@ class View:
         self.entries: dict[str, Any] = {}
         self.version = 0
         self.changed = asyncio.Event()
+        self.last_woken: str | None = None  # the key of the latest change that woke the agent
 
     def read(self) -> dict[str, Any]:
         """A copy of the entries, the agent's to keep while it awaits."""
@@ -396,6 +397,7 @@ class View:
             self.entries[key] = value
         if self.wakes(key, self.entries):
             self.version += 1
+            self.last_woken = key
             self.changed.set()
 
     def _reload(self, entries: dict[str, Any]) -> None:

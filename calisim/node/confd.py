@@ -28,10 +28,11 @@ BIRD_STOP_TIMEOUT = 5.0
 # The rhythm of confd's passes while hosts join (a cluster's bring-up).  Each pass renders every
 # peer, runs `bird -p` and has BIRD parse it all again (~10 ms of CPU at 100 peers), so a pass for
 # each host that joins is O(N^2) work: at 100 hosts on a loaded machine, where joins came ~0.4 s
-# apart (more than DEBOUNCE), every node passed once a join.  A change that comes within
+# apart (more than DEBOUNCE), every node passed once a join.  A node's change that comes within
 # STORM_GAP of the last pass is taken for part of such a stream: the pass then waits for
-# STORM_QUIET without a change, at most STORM_SETTLE_MAX.  A lone change (a peer, a pool, a block
-# after a while) still waits only DEBOUNCE.
+# STORM_QUIET without a change, at most STORM_SETTLE_MAX.  Any other change (a pool, whose IPIP
+# tunnel address Felix makes before the render, a peer, a block) and a lone join still wait only
+# DEBOUNCE.
 STORM_GAP = 1.5
 STORM_QUIET = 0.6
 STORM_SETTLE_MAX = 3.0
@@ -104,9 +105,10 @@ class Confd:
                 log.exception("kept the last good BIRD config")
 
     def quiet(self) -> float:
-        """How long a pass waits for silence: longer while changes keep following passes."""
+        """How long a pass waits for silence: longer while nodes' changes keep following passes."""
         since = asyncio.get_running_loop().time() - self.last_pass
-        return STORM_QUIET if since < STORM_GAP else DEBOUNCE
+        joining = (self.view.last_woken or "").startswith(keys.BGP_HOSTS)
+        return STORM_QUIET if joining and since < STORM_GAP else DEBOUNCE
 
     async def keep_bird_running(self) -> None:
         """As runsv: whenever BIRD exits, a 1 s pause and BIRD again (with -R), also when the

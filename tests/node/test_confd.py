@@ -8,11 +8,12 @@ fault schedules' scale profile: the supervisor loop ended, the node stayed witho
 peers' graceful-restart recovery waited for it (no root needed: BIRD is stood in for)."""
 
 import asyncio
+import ipaddress
 
 import pytest
 
 import topologies
-from calisim.datastore import DEBOUNCE
+from calisim.datastore import DEBOUNCE, View, keys
 from calisim.emulation import Cluster
 from calisim.node import confd as confd_module
 from calisim.node.confd import Confd
@@ -113,17 +114,23 @@ def test_a_bird_dying_while_it_starts_is_started_again(tmp_path):
 
 
 def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
-    """While hosts keep joining, each change following confd's last pass within STORM_GAP waits
-    for STORM_QUIET of silence; a lone change (the first, or one long after a pass) for DEBOUNCE."""
-    confd = Confd(None, NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "")
+    """While hosts keep joining, each node's change following confd's last pass within STORM_GAP
+    waits for STORM_QUIET of silence; a lone change (the first, or one long after a pass) and any
+    other key's change (a pool: Felix's tunnel address waits on that pass) for DEBOUNCE."""
+    view = View(["/calico/"])
+    confd = Confd(view, NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "")
 
-    async def quiets() -> list[float]:
+    async def quiets(changed: str) -> list[float]:
+        view._update(changed, {"value": 1})
         now = asyncio.get_running_loop().time()
         found = [confd.quiet()]  # no pass yet
         for last_pass in (now, now - confd_module.STORM_GAP / 2, now - confd_module.STORM_GAP - 1):
             confd.last_pass = last_pass
             found.append(confd.quiet())
+        confd.last_pass = float("-inf")
         return found
 
-    assert asyncio.run(quiets()) == [DEBOUNCE, confd_module.STORM_QUIET, confd_module.STORM_QUIET, DEBOUNCE]
+    assert asyncio.run(quiets(keys.bgp_host_ip_v4("host9"))) == [
+        DEBOUNCE, confd_module.STORM_QUIET, confd_module.STORM_QUIET, DEBOUNCE]
+    assert asyncio.run(quiets(keys.pool(ipaddress.ip_network("10.10.0.0/16")))) == [DEBOUNCE] * 4
     assert confd_module.STORM_QUIET > DEBOUNCE
