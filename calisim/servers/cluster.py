@@ -13,11 +13,12 @@ import importlib.util
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from .links import link_ends
+from .links import VxlanEnd, link_ends
 
 DEBIAN_CLUSTER = Path("/usr/lib/python3/dist-packages/mininet/examples/cluster.py")
 
@@ -57,17 +58,17 @@ def vxlan_link_class(controller_ip: str | None = None) -> type:
         vni = 0
 
         def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):  # noqa: N802 (Mininet's)
+            """Both ends at once, each in one session on its server (a session costs a round
+            trip over ssh; four of them an end, one end after the other, were most of a
+            remote host's build)."""
             RemoteVxlanLink.vni += 1
             addresses = [node.serverIP if _remote(node) else controller_ip for node in (node1, node2)]
-            for (node, intfname, addr), end in zip(
-                    ((node1, intfname1, addr1), (node2, intfname2, addr2)),
-                    link_ends(intfname1, RemoteVxlanLink.vni, *addresses)):
-                for command in replace(end, device=intfname).create_commands(netns_pid=node.pid):
-                    failure = _on_server_of(node, command)
-                    if failure is not None:
-                        raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {failure}")
-                if addr:
-                    node.cmd(f"ip link set {intfname} address {addr}")
+            ends = [(node, replace(end, device=intfname), addr) for (node, intfname, addr), end in zip(
+                ((node1, intfname1, addr1), (node2, intfname2, addr2)),
+                link_ends(intfname1, RemoteVxlanLink.vni, *addresses))]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for future in [pool.submit(_make_end, *end) for end in ends]:
+                    future.result()
             self.tunnel = None
             return None
 
@@ -76,6 +77,18 @@ def vxlan_link_class(controller_ip: str | None = None) -> type:
             self.intf2.delete()
 
     return RemoteVxlanLink
+
+
+def _make_end(node, end: VxlanEnd, addr: str | None) -> None:
+    """One end of a cross-server link made on node's server: its commands in one session there
+    (each on its own here, where a command costs no round trip)."""
+    commands = end.create_commands(netns_pid=node.pid)
+    for command in [" && ".join(commands)] if _remote(node) else commands:
+        failure = _on_server_of(node, command)
+        if failure is not None:
+            raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {failure}")
+    if addr:
+        node.cmd(f"ip link set {end.device} address {addr}")
 
 
 def _remote(node) -> bool:
