@@ -166,7 +166,7 @@ class Cluster(EtcdCluster):
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
-        host, link = ((self.on_servers.host_factory(), self.on_servers.link_class()) if self.on_servers
+        host, link = ((self.on_servers.host_factory(self.topo), self.on_servers.link_class()) if self.on_servers
                       else (_per_host_state(self.run_dir), VethLink))
         self.net = Mininet(topo=self.topo, host=host, controller=None,
                            link=link, autoSetMacs=False, build=False, waitConnected=False)

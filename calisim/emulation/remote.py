@@ -9,12 +9,13 @@ its fstab and files written, through its own shell, never by a local path.  ssh 
 
 from __future__ import annotations
 
-import base64
 import os
 import shlex
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from ..docker.service import Dockerd
 from ..node import NodePaths
@@ -27,8 +28,9 @@ from ..servers.placement import Servers
 from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
 from ..servers.watchdog import Watchdog
 from .rundir import RunDir
-from .topology import CalicoHost, own_uts, run_ip_batches
+from .topology import CalicoHost, own_uts, run_ip_batches, write_step
 
+REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
 
 
@@ -44,7 +46,7 @@ class RemoteCalicoMixin:
         directories = [*self.state_subdirectories(), *(str(view.upper) for view in self.views),
                        *(str(view.work) for view in self.views), *(private for _, private in self.privateDirs)]
         return [f"mkdir -p {' '.join(map(shlex.quote, directories))}",
-                _write_step(str(self.state_dir / "fstab"), fstab_text)]
+                write_step(str(self.state_dir / "fstab"), fstab_text)]
 
     def write_file(self, path: str, text: str) -> None:
         """path in this host's view (its mount namespace, on its server), text sent on ssh's
@@ -84,11 +86,6 @@ class RemoteCalicoMixin:
 
     def netns_inode(self) -> int:
         raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
-
-
-def _write_step(path: str, text: str) -> str:
-    encoded = base64.b64encode(text.encode()).decode()
-    return f"echo {encoded} | base64 -d > {shlex.quote(path)}"
 
 
 def remote_calico_host_class(ssh_options: list[str]) -> type:
@@ -206,17 +203,29 @@ class ServersOfRun:
     def is_remote(self, node: str) -> bool:
         return self.placement.get(node, self.servers.first) != self.servers.first
 
-    def host_factory(self):
-        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server."""
+    def host_factory(self, topo) -> Callable[..., CalicoHost]:
+        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server.
+        The remote ones are all begun at once, now (each is a few round trips over ssh: made one
+        after another, as Mininet adds hosts, they were most of a bring-up), and each is handed
+        over when Mininet adds it, made with the parameters it passes then (the topology's own
+        for a node that names its address, as every calisim node does)."""
         remote = remote_calico_host_class(self.sim.node_ssh_options())
         addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
 
-        def make(name: str, **params) -> CalicoHost:
+        def build(name: str, **params) -> CalicoHost:
             state_dir = self.run_dir.host(name)
             if not self.is_remote(name):
                 return CalicoHost(name, state_dir=state_dir, **params)
             server = self.placement[name]
             return remote(name, state_dir=state_dir, server=server, serverIP=addresses[server], user="root", **params)
+
+        early = [name for name in topo.hosts() if self.is_remote(name) and "ip" in topo.nodeInfo(name)]
+        pool = ThreadPoolExecutor(max_workers=max(1, min(REMOTE_BUILDS, len(early))))
+        pending = {name: pool.submit(build, name, **topo.nodeInfo(name)) for name in early}
+        pool.shutdown(wait=False)
+
+        def make(name: str, **params) -> CalicoHost:
+            return pending.pop(name).result() if name in pending else build(name, **params)
         return make
 
     @staticmethod
