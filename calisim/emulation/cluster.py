@@ -330,12 +330,16 @@ class Cluster(EtcdCluster):
         calico-nodes (each stops its BIRD) and the routers' BIRDs, then whatever else still runs in
         a host or was started from one (containers live in namespaces of their own but carry the
         run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
-        in the time of the slowest, not of all of them one after another."""
-        if self.on_servers is not None:
-            self.on_servers.stop_daemons([host.name for host in hosts])
+        in the time of the slowest, not of all of them one after another.  On other servers too,
+        the routers' BIRDs go after every dockerd: a ToR stopped first cuts its rack's dockerds off
+        etcd, and each would wait out its etcd deadline to leave its networks."""
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
-        for processes in (dockerds, routers):
+        calico = set(self.hosts)
+        for processes, names in ((dockerds, [host.name for host in hosts if host.name in calico]),
+                                 (routers, [host.name for host in hosts if host.name not in calico])):
+            if self.on_servers is not None:
+                self.on_servers.stop_daemons(names)
             stop_all(processes)
         here = [host for host in hosts if not getattr(host, "isRemote", False)]  # a server's end with its PID 1
         if self.on_servers is not None:
