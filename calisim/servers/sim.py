@@ -223,7 +223,11 @@ class SimServers:
 
     def _wait_answers(self, server: SimServer) -> None:
         _wait_port(server, 22)
-        result = self.ssh(server, "true")
+        try:  # the handshake: a few processes on each side, slow on a loaded machine
+            result = self.ssh(server, "true", timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"{server.name}: ssh as root with the run's key did not answer within "
+                              f"{START_TIMEOUT:.0f}s") from None
         if result.returncode != 0:
             raise ServerError(f"{server.name}: ssh as root with the run's key failed: {result.stderr.strip()}")
 
