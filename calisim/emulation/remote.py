@@ -182,9 +182,13 @@ class ServersOfRun:
         for host in hosts:
             by_server.setdefault(host.server, []).append(shlex.quote(str(NodePaths(host.state_dir / "run",
                                                                                    host.state_dir / "log").pid_file)))
-        for server, pid_files in by_server.items():
+
+        def stop_there(server: str, pid_files: list[str]) -> None:
             found = processes.run(self.ssh(server), server, f"cat {' '.join(pid_files)} 2>/dev/null; true")
             processes.stop_pids(self.ssh(server), server, [int(pid) for pid in found.split() if pid.isdigit()])
+        with ThreadPoolExecutor(max_workers=max(1, len(by_server))) as pool:  # every server at once
+            for future in [pool.submit(stop_there, *item) for item in by_server.items()]:
+                future.result()
 
     def running_pid(self, host: CalicoHost, pid_file: Path) -> int | None:
         """The PID pid_file names on host's server, if that process runs there (as pids.from_file here)."""
