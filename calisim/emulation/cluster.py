@@ -555,10 +555,12 @@ class Cluster(EtcdCluster):
 
     def diagnose(self) -> Path:
         """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
-        in the run directory (for reading after a failure) and return its path."""
+        in the run directory (for reading after a failure) and return its path.  Whether a node
+        runs BIRD is asked of the node itself (its socket in its /var/run/calico): a router on
+        another server has its run directory there, not here."""
         sections = []
         for name in self.topo.hosts(sort=True):
-            has_bird = (self.host(name).state_dir / "run" / "bird.ctl").exists()
+            has_bird = self.run(name, "test -S /var/run/calico/bird.ctl", timeout=10).rc == 0
             commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts
                                       else BIRD_DIAGNOSTICS if has_bird else ())
             for command in commands:
