@@ -557,18 +557,20 @@ class Cluster(EtcdCluster):
         """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
         in the run directory (for reading after a failure) and return its path.  Whether a node
         runs BIRD is asked of the node itself (its socket in its /var/run/calico): a router on
-        another server has its run directory there, not here."""
-        sections = []
-        for name in self.topo.hosts(sort=True):
-            has_bird = self.run(name, "test -S /var/run/calico/bird.ctl", timeout=10).rc == 0
-            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts
-                                      else BIRD_DIAGNOSTICS if has_bird else ())
-            for command in commands:
-                result = self.run(name, command, timeout=10)
-                sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")
+        another server has its run directory there, not here.  Nodes are read at once (a remote
+        node's commands are ssh round trips)."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sections = [section for found in pool.map(self._node_diagnostics, self.topo.hosts(sort=True))
+                        for section in found]
         path = self.run_dir.path / "diagnostics.txt"
         path.write_text("\n".join(sections))
         return path
+
+    def _node_diagnostics(self, name: str) -> list[str]:
+        has_bird = self.run(name, "test -S /var/run/calico/bird.ctl", timeout=10).rc == 0
+        commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else BIRD_DIAGNOSTICS if has_bird else ())
+        return [f"### {name}$ {command}\n{result.stdout}{result.stderr}"
+                for command in commands for result in [self.run(name, command, timeout=10)]]
 
 
 def _all_established(control: bird.BirdControl) -> bool:
