@@ -8,17 +8,25 @@ PID namespace (the benchmark's own interpreter included): etcd, the BIRDs, the c
 agents, the Mininet shells, and with --docker every host's emulated dockerd (a mesh needs none,
 a Calico host has one).  Once the mesh is up, that PSS is also split by part (shell, BIRD,
 calico-node, dockerd, the node zygote that forks the last two, etcd and the rest) and given a
-host.  Also
+host, and the CPU seconds each part used from the start.  Also
 measured: the teardown (leaving the ``with Cluster`` block until every process and namespace is
 gone), the CPU seconds the whole run used (the machine is shared: CPU time says what wall time
 cannot), and the load average at the start.  Targets (issue 14, the project's 2-core machine):
 100 hosts (4950 sessions) in 45 s, 50 in 15 s, at most 20 MiB of PSS a host, teardown of 100
 hosts in 10 s.
+
+With --ksm the machine's ksmd (the kernel's same-page merging, which the node zygote's forks
+are open to: calisim/node/zygote_pages.py) runs for the measurement, --ksm-pages-to-scan pages
+every 20 ms, and is put back as it was after (it is the machine's setting: root only, and it
+stays off unless asked).  Once the mesh is up the run waits for ksmd to settle (at least two full
+scans, until one merges less than 2 % more) and splits the PSS by part again: beside the parts
+at mesh up, merged.  The run's CPU seconds then include what the nodes used while ksmd settled.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import threading
@@ -114,11 +122,70 @@ def pss_by_part() -> dict[str, int]:
     return parts
 
 
+def cpu_by_part() -> dict[str, float]:
+    """CPU seconds by part_of of every process visible here: its own and its reaped children's
+    (a process that exited is counted in whoever reaped it: `calicoctl`, `bird -p`, nsenter and
+    bash in the benchmark's own interpreter, the calicoctl commands the zygote forked in the zygote)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parts = dict.fromkeys(PARTS, 0.0)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parts[part_of(entry)] += sum(int(field) for field in fields[11:15]) / ticks  # utime..cstime
+            except (OSError, ValueError):
+                continue
+    return parts
+
+
 def pss_kib(pid: Path) -> int:
     for line in (pid / "smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0
+
+
+KSM = Path("/sys/kernel/mm/ksm")
+KSM_SETTINGS = ("run", "pages_to_scan", "sleep_millisecs")
+KSM_SETTLE_TIMEOUT = 1200.0  # full scans of 100 hosts' pages by a ksmd at nice 5 on a loaded machine
+SETTLED = 0.02  # of the pages merged: what a full scan may still add once merging has settled
+
+
+class MachineKsm:
+    """The machine's ksmd running (pages_to_scan every 20 ms) for a with block, then put back."""
+
+    def __init__(self, pages_to_scan: int):
+        self.pages_to_scan = pages_to_scan
+        self.saved: dict[str, str] = {}
+
+    def __enter__(self) -> "MachineKsm":
+        self.saved = {name: (KSM / name).read_text() for name in KSM_SETTINGS}
+        for name, value in (("pages_to_scan", self.pages_to_scan), ("sleep_millisecs", 20), ("run", 1)):
+            (KSM / name).write_text(str(value))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in reversed(KSM_SETTINGS):  # run first: stopped before its rate goes back
+            (KSM / name).write_text(self.saved[name])
+
+    @staticmethod
+    def counter(name: str) -> int:
+        return int((KSM / name).read_text())
+
+    def settle(self) -> float:
+        """Wait until a full scan merges less than SETTLED more (at least two scans from now: a
+        page is merged once it was unchanged across two); the seconds that took.  The nodes'
+        passes write pages that were merged, so one fixed count of scans can end mid-pass."""
+        started = time.monotonic()
+        scans, sharing = self.counter("full_scans"), self.counter("pages_sharing")
+        for count in itertools.count(1):
+            while self.counter("full_scans") == scans:
+                if time.monotonic() - started > KSM_SETTLE_TIMEOUT:
+                    raise SystemExit(f"ksmd did not settle in {KSM_SETTLE_TIMEOUT:.0f} s")
+                time.sleep(1)
+            scans, before, sharing = self.counter("full_scans"), sharing, self.counter("pages_sharing")
+            if count >= 2 and sharing - before < SETTLED * sharing:
+                return round(time.monotonic() - started, 1)
 
 
 def cpu_seconds() -> float:
@@ -127,8 +194,9 @@ def cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def measure(hosts: int, docker: bool = False) -> dict:
+def measure(hosts: int, docker: bool = False, ksm: MachineKsm | None = None) -> dict:
     load = os.getloadavg()[0]
+    merged: dict[str, float] = {}
     cpu_before = cpu_seconds()
     started = time.monotonic()
     with PeakMemory() as memory:
@@ -138,9 +206,12 @@ def measure(hosts: int, docker: bool = False) -> dict:
             nodes_started = time.monotonic()
             cluster.wait_for_mesh(timeout=600)
             converged = time.monotonic()
+            cpu = cpu_by_part()
             sessions = sum(cluster.bgp_established(host) for host in cluster.hosts) // 2
             parts = pss_by_part()
             memory.peak = max(memory.peak, sum(parts.values()))
+            if ksm is not None:
+                merged = merged_parts(ksm, hosts)
             tearing_down = time.monotonic()
         torn_down = time.monotonic()
     return {"hosts": hosts, "docker": docker, "sessions": sessions, "expected_sessions": hosts * (hosts - 1) // 2,
@@ -149,7 +220,16 @@ def measure(hosts: int, docker: bool = False) -> dict:
             "teardown_s": round(torn_down - tearing_down, 2), "peak_pss_mib": round(memory.peak / 1024, 1),
             "pss_per_host_mib": round(memory.peak / 1024 / hosts, 1), "cpu_s": round(cpu_seconds() - cpu_before, 1),
             "load_average_1min_at_start": round(load, 2),
-            **{f"{part}_mib_a_host": round(kib / 1024 / hosts, 2) for part, kib in parts.items()}}
+            **{f"{part}_mib_a_host": round(kib / 1024 / hosts, 2) for part, kib in parts.items()},
+            **{f"{part}_cpu_s": round(seconds, 1) for part, seconds in cpu.items()}, **merged}
+
+
+def merged_parts(ksm: MachineKsm, hosts: int) -> dict[str, float]:
+    """Once ksmd has settled: the PSS a host by part again, and how long settling took."""
+    settle_s = ksm.settle()
+    parts = pss_by_part()
+    return {"ksm_settle_s": settle_s, "ksm_pages_sharing": ksm.counter("pages_sharing"),
+            **{f"merged_{part}_mib_a_host": round(kib / 1024 / hosts, 2) for part, kib in parts.items()}}
 
 
 def stack_parts(axis, rows: list[dict]) -> None:
@@ -182,6 +262,9 @@ def plot(rows: list[dict], path: Path) -> None:
     label_axes(times, "Calico hosts (flat, full mesh)", "seconds", "bring-up and teardown")
     memory.plot(hosts, [row["pss_per_host_mib"] for row in rows], marker="o", label="peak PSS of the run / hosts")
     stack_parts(memory, rows)
+    if "merged_shell_mib_a_host" in rows[0]:
+        memory.plot(hosts, [sum(row[f"merged_{part}_mib_a_host"] for part in PARTS) for row in rows], "mD",
+                    label="every part, after ksmd merged identical pages")
     before, target = REFERENCES_MIB[rows[0]["docker"]]
     memory.axhline(before[1], color="k", linestyle="--", label=f"before: {before[1]} MiB ({before[0]})")
     memory.axhline(target, color="g", linestyle=":", label=f"target: {target} MiB")
@@ -194,14 +277,17 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def print_parts(console: Console, rows: list[dict]) -> None:
-    """MiB of PSS a host by part, once the mesh is up (the shared zygote, etcd and the rest spread over the hosts)."""
-    table = Table(title="PSS a host by part, mesh up (MiB)")
-    for column in ("hosts", *PARTS, "all"):
-        table.add_column(column.replace("_", "-"), justify="right")
+def print_by_part(console: Console, rows: list[dict], title: str, column: str, digits: int) -> None:
+    """One figure by part (rows' column, with {part} in its name), a row a run, and their sum.
+    The PSS a host, mesh up: the shared zygote, etcd and the rest spread over the hosts.  The CPU
+    seconds from the start: where a bring-up's time goes on the two cores it keeps busy (rest: the
+    benchmark with every command it ran in a host)."""
+    table = Table(title=title)
+    for heading in ("hosts", *PARTS, "all"):
+        table.add_column(heading.replace("_", "-"), justify="right")
     for row in rows:
-        parts = [row[f"{part}_mib_a_host"] for part in PARTS]
-        table.add_row(str(row["hosts"]), *map(str, parts), f"{sum(parts):.2f}")
+        values = [row[column.format(part=part)] for part in PARTS]
+        table.add_row(str(row["hosts"]), *map(str, values), f"{sum(values):.{digits}f}")
     console.print(table)
 
 
@@ -209,6 +295,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 10, 25, 50])
     parser.add_argument("--docker", action="store_true", help="every host runs its dockerd, as a Calico host does")
+    parser.add_argument("--ksm", action="store_true",
+                        help="run the machine's ksmd for the measurement (root; put back after): PSS merged too")
+    parser.add_argument("--ksm-pages-to-scan", type=int, default=5000, metavar="PAGES",
+                        help="ksmd's pages every 20 ms with --ksm (default 5000; the kernel's own default is 100)")
     parser.add_argument("--json", type=output_path, default=None,
                         help=f"default {RESULTS} ({DOCKER_RESULTS} with --docker)")
     parser.add_argument("--png", type=output_path, default=None, help="default: the JSON's path with .png")
@@ -219,14 +309,22 @@ def main() -> None:
     rows = []
     for count in args.hosts:
         with console.status(f"{count} hosts: building, starting nodes, waiting for the mesh"):
-            rows.append(measure(count, args.docker))
+            if args.ksm:
+                with MachineKsm(args.ksm_pages_to_scan) as ksm:
+                    rows.append(measure(count, args.docker, ksm))
+            else:
+                rows.append(measure(count, args.docker))
         console.print(rows[-1])
     columns = ("hosts", "sessions", "build_s", "node_run_s", "converge_s", "total_s", "teardown_s", "peak_pss_mib",
                "pss_per_host_mib", "cpu_s", "load_average_1min_at_start")
     write_runs(console, "flat topology, full node-to-node mesh" + (", a dockerd in every host" if args.docker else ""),
                columns, rows, args.json, args.png, plot,
                heading=lambda column: column.replace("_", " ").replace("load average 1min at start", "load"))
-    print_parts(console, rows)
+    print_by_part(console, rows, "PSS a host by part, mesh up (MiB)", "{part}_mib_a_host", 2)
+    print_by_part(console, rows, "CPU seconds by part, start to every session Established", "{part}_cpu_s", 1)
+    if args.ksm:
+        print_by_part(console, rows, "PSS a host by part, once ksmd merged identical pages (MiB)",
+                      "merged_{part}_mib_a_host", 2)
     if any(row["sessions"] != row["expected_sessions"] for row in rows):
         sys.exit("not every session was Established")
 

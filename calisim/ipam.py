@@ -10,7 +10,9 @@ Every write is one etcd transaction guarded by the revisions it read (the block,
 when there is one); a conflict re-reads and retries, so hosts allocating at once in different
 processes never get the same address.  While a host's blocks have room, an allocation is one
 such transaction, decided from what the host last read and guarded by compares that none of it
-changed (``_from_known_blocks``); a full block, one more request.  ``IPAM`` is asyncio;
+changed (``_from_known_blocks``); a full block, one more request.  A host's requests that
+arrive while its previous transaction is in flight share the next one (a group commit), each
+getting what it would have got one after another.  ``IPAM`` is asyncio;
 ``Synchronous(IPAM(ds))`` is the blocking face for calicoctl and the plugins.
 """
 
@@ -20,7 +22,7 @@ import asyncio
 import hashlib
 import ipaddress
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from .datastore import Datastore, Txn, keys
@@ -147,6 +149,38 @@ class HostView:
     blocks: list[tuple[Block, int]]  # the host's affine blocks in address order, with revisions
 
 
+@dataclass
+class Pending:
+    """One auto_assign without a handle, waiting for its host's next transaction."""
+
+    count: int
+    attrs: dict | None
+    taken: list[IP] = field(default_factory=list)
+    result: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def satisfied(self) -> bool:
+        return len(self.taken) >= self.count
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """Hand the caller what it was given, or the error (unless it stopped waiting)."""
+        if self.result.done():
+            return
+        if isinstance(error, asyncio.CancelledError):
+            self.result.cancel()
+        elif error is not None:
+            self.result.set_exception(error)
+        else:
+            self.result.set_result(self.taken)
+
+
+def fill(block: Block, batch: list[Pending]) -> None:
+    """Take from block, for each request of batch in turn, what it still wants (as much as is free)."""
+    for request in batch:
+        if not request.satisfied:
+            request.taken += block.allocate(request.count - len(request.taken), None, request.attrs)
+
+
 class IPAM:
     """Calico's IPAM on etcd; every method is safe to run from many hosts at once."""
 
@@ -155,6 +189,8 @@ class IPAM:
         self.conflicts = 0  # compare-and-swap losses, retried (the benchmark reports them)
         self._views: dict[str, HostView] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[tuple, list[Pending]] = {}  # (host, pools) -> requests waiting for its turn
+        self._servers: dict[tuple, asyncio.Future] = {}  # (host, pools) -> the task serving them
 
     # -- reading -----------------------------------------------------------------------------
     async def pools(self, enabled_only: bool = True, version: int = 4) -> list[IPPool]:
@@ -253,75 +289,131 @@ class IPAM:
         return HostView(affinities_read_at, read_at, pools, IPAMConfig.from_value(config and config.value),
                         config.revision if config else 0, blocks)
 
-    async def _claim_known(self, host: str, view: HostView, txn: Txn, count: int, attrs: dict | None,
-                           pools: list[IPNet]) -> list[IP]:
-        """Every known block is full: claim the next unclaimed block and allocate from it in the
-        same guarded transaction (one round trip, where deciding from fresh reads takes a dozen)."""
+    async def _claim_known(self, host: str, view: HostView, txn: Txn, batch: list[Pending],
+                           pools: list[IPNet]) -> Block | None:
+        """Every known block is full and some of batch still wants addresses: claim the next
+        unclaimed block and allocate from it in the same guarded transaction (one round trip more,
+        to list which blocks exist, where deciding from fresh reads takes a dozen)."""
         if not view.config.auto_allocate_blocks:
-            return []
+            return None
         existing = await self.ds.keys(keys.blocks_prefix(4))
         candidates = (cidr for pool in pools for cidr in unclaimed_blocks(host, pool, existing))
         cidr = next(candidates, None)
         if cidr is None:
-            return []
+            return None
         block = Block.new(cidr, host)
-        taken = block.allocate(count, None, attrs)
+        fill(block, batch)
         txn.require_absent(keys.block(cidr)).put(keys.block(cidr), block.to_value()).put(keys.affinity(host, cidr), {})
-        stored_at = await self.ds.commit_revision(txn)
-        if stored_at is None:
-            self._views.pop(host, None)  # other requests of this host may have forgotten it already
-            return []
-        view.affinities_read_at = stored_at  # the compares held up to this revision, and this is our write
-        view.blocks = sorted([*view.blocks, (block, stored_at)], key=lambda known: known[0].cidr)
-        return taken
+        return block
 
-    async def _from_known_blocks(self, host: str, count: int, attrs: dict | None,
-                                 pool_cidrs: list[IPNet] | None) -> list[IP]:
-        """The common case in one round trip: take from the host's first affine block with room
-        (in pool_cidrs, else in any enabled pool), as last read, guarded by compares proving that
-        nothing the choice depends on has changed since (the host's affinities, the pools, the
-        config, every block passed over).  When something has, or a requested pool is not an
-        enabled one, this returns nothing and the caller decides from fresh reads."""
+    async def _from_known_blocks(self, host: str, batch: list[Pending], pool_cidrs: list[IPNet] | None) -> None:
+        """The common case in one round trip for every request of batch: each in turn takes from
+        the host's affine blocks with room (in pool_cidrs, else in any enabled pool) as last read,
+        in address order, then from one new block, as one request after another would; the
+        transaction is guarded by compares proving that nothing the choices depend on has changed
+        since (the host's affinities, the pools, the config, every block passed over).  When
+        something has, or a requested pool is not an enabled one, nothing is taken: the caller
+        then decides from fresh reads."""
         view = self._views.get(host) or await self._read_view(host)
         self._views[host] = view
         enabled = [pool.cidr for pool in view.pools if not pool.disabled]
         pools = enabled if pool_cidrs is None else list(pool_cidrs)
         if not set(pools) <= set(enabled):
-            return []
+            return
         txn = (Txn().require_unchanged_since(keys.host_affinity_blocks(host), view.affinities_read_at)
                .require_unchanged_since(keys.POOLS_V4, view.pools_read_at)
                .require_revision(keys.IPAM_CONFIG, view.config_revision))
+        changed: dict[int, Block] = {}
         for index, (block, revision) in enumerate(view.blocks):
+            if all(request.satisfied for request in batch):
+                break
             txn.require_revision(keys.block(block.cidr), revision)
-            if not block.unallocated or not any(block.cidr.subnet_of(pool) for pool in pools):
-                continue
-            updated = block.copy()
-            taken = updated.allocate(count, None, attrs)
-            stored_at = await self.ds.commit_revision(txn.put(keys.block(block.cidr), updated.to_value()))
-            if stored_at is None:
-                self._views.pop(host, None)  # other requests of this host may have forgotten it already
-                return []
+            if block.unallocated and any(block.cidr.subnet_of(pool) for pool in pools):
+                changed[index] = block.copy()
+                fill(changed[index], batch)
+                txn.put(keys.block(block.cidr), changed[index].to_value())
+        claimed = None
+        if not all(request.satisfied for request in batch):
+            claimed = await self._claim_known(host, view, txn, batch, pools)
+        stored_at = await self.ds.commit_revision(txn) if changed or claimed else None
+        if stored_at is None:
+            self._views.pop(host, None)  # other requests of this host may have forgotten it already
+            for request in batch:
+                request.taken.clear()
+            return
+        for index, updated in changed.items():
             view.blocks[index] = (updated, stored_at)
-            return taken
-        return await self._claim_known(host, view, txn, count, attrs, pools)
+        if claimed is not None:
+            view.affinities_read_at = stored_at  # the compares held up to this revision, and this is our write
+            view.blocks = sorted([*view.blocks, (claimed, stored_at)], key=lambda known: known[0].cidr)
 
     async def auto_assign(self, host: str, count: int = 1, pool_cidrs: list[IPNet] | None = None,
                           handle: str | None = None, attrs: dict | None = None, version: int = 4) -> list[IP]:
         """Up to count addresses of one IP version (that of pool_cidrs when given) for host: own
         blocks, then new blocks, then borrowed (if allowed).  A host's requests on this client
         take turns, as Calico's CNI plugin holds its host's IPAM lock: at once they would all
-        read the same free address, and all but one lose the race for it and retry."""
+        read the same free address, and all but one lose the race for it and retry.  Requests
+        without a handle that arrive while the host's turn is taken are served together, by
+        the next transaction (``_serve_waiting``)."""
+        version = pool_cidrs[0].version if pool_cidrs else version
+        if handle is None and count > 0 and version == 4:
+            return await self._wait_for_turn(host, Pending(count, attrs), pool_cidrs)
         async with self._host_locks.setdefault(host, asyncio.Lock()):
             return await self._auto_assign(host, count, pool_cidrs, handle, attrs, version)
 
+    async def _wait_for_turn(self, host: str, request: Pending, pool_cidrs: list[IPNet] | None) -> list[IP]:
+        """Queue request with the host's others of the same pools; the first starts their server."""
+        key = (host, tuple(pool_cidrs) if pool_cidrs else None)
+        self._waiting.setdefault(key, []).append(request)
+        if key not in self._servers:
+            self._servers[key] = asyncio.ensure_future(self._serve_waiting(key))
+        return await request.result
+
+    async def _serve_waiting(self, key: tuple[str, tuple[IPNet, ...] | None]) -> None:
+        """While a host's requests of some pools are waiting: take them all, in their order, at
+        the host's next turn and serve them with one transaction (a group commit: the round
+        trip is shared, what each gets is what one request after another would have got).
+        A request cancelled while it waited is left out."""
+        host, pools = key
+        waiting = self._waiting[key]
+        batch: list[Pending] = []
+        try:
+            while waiting:
+                async with self._host_locks.setdefault(host, asyncio.Lock()):
+                    batch = [request for request in waiting if not request.result.done()]
+                    waiting.clear()
+                    await self._serve(host, batch, list(pools) if pools else None)
+        except BaseException as error:  # cancelled with its loop: nobody is left waiting forever
+            for request in [*batch, *waiting]:
+                request.settle(error)
+            raise
+        finally:
+            del self._servers[key], self._waiting[key]
+
+    async def _serve(self, host: str, batch: list[Pending], pool_cidrs: list[IPNet] | None) -> None:
+        """One transaction for the whole batch, then the long way for any request it left short;
+        an error reaches the requests it concerns, never the server."""
+        try:
+            if batch:
+                await self._from_known_blocks(host, batch, pool_cidrs)
+        except Exception as error:
+            for request in batch:
+                request.settle(error)
+            return
+        for request in batch:
+            try:
+                if not request.satisfied:
+                    request.taken += await self._auto_assign(host, request.count - len(request.taken), pool_cidrs,
+                                                             None, request.attrs, 4)
+            except Exception as error:
+                request.settle(error)
+            else:
+                request.settle()
+
     async def _auto_assign(self, host: str, count: int, pool_cidrs: list[IPNet] | None, handle: str | None,
                            attrs: dict | None, version: int) -> list[IP]:
+        """The long way, libcalico-go's: fresh reads and one compare-and-swap a block."""
         found: list[IP] = []
-        version = pool_cidrs[0].version if pool_cidrs else version
-        if handle is None and count > 0 and version == 4:
-            found = await self._from_known_blocks(host, count, attrs, pool_cidrs)
-            if len(found) == count:
-                return found
         self._views.pop(host, None)  # what follows may claim blocks: read afresh next time
         pools = await self._pools_for(pool_cidrs, version)
         if not pools or count <= 0:

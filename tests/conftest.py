@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,27 @@ settings.load_profile(os.environ.get("CALISIM_HYPOTHESIS_PROFILE", "ci"))
 SCALE = os.environ.get("CALISIM_HYPOTHESIS_PROFILE") == "scale"
 
 
+TEST_RUNS = Path("/tmp/calisim-test-runs")  # the session's default base for run directories
+KEPT_FOR = 24 * 3600  # seconds a run directory kept for reading outlives its session
+
+
 def pytest_configure(config):
     if ROOT:
         sandbox.enter()
-        os.environ.setdefault("CALISIM_RUNS", "/tmp/calisim-test-runs")
+        remove_kept_run_directories(time.time() - KEPT_FOR)
+        os.environ.setdefault("CALISIM_RUNS", str(TEST_RUNS))
+
+
+def remove_kept_run_directories(before: float) -> list[Path]:
+    """Remove what earlier sessions kept for reading after a failure (run directories under
+    TEST_RUNS, the fixtures' /tmp/cs-* and /tmp/cl-* bases) and last changed before `before`:
+    each holds etcd's preallocated WAL, and a machine that runs `make test` day after day would
+    fill its disk.  Newer ones stay: a session running beside this one may be using them."""
+    kept = [*TEST_RUNS.glob("*"), *Path("/tmp").glob("cs-*"), *Path("/tmp").glob("cl-*")]
+    old = [path for path in kept if not path.is_symlink() and path.is_dir() and path.stat().st_mtime < before]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
 
 
 def pytest_collection_modifyitems(config, items):
@@ -111,13 +129,30 @@ def pytest_runtest_makereport(item, call):
 def runs(monkeypatch, request):
     """A short, fresh base for run directories (unix socket paths below it must stay short);
     removed after a passing test, kept (and named) after a failing one."""
-    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp")) / "runs"
-    monkeypatch.setenv("CALISIM_RUNS", str(base))
-    yield base
-    if getattr(request.node, "call_failed", False):
-        print(f"\nrun directories kept for reading: {base}")
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    monkeypatch.setenv("CALISIM_RUNS", str(base / "runs"))
+    yield base / "runs"
+    remove_unless_failed(base, getattr(request.node, "call_failed", False), "run directories")
+
+
+@pytest.fixture(scope="module")
+def module_runs(request):
+    """runs for a module's shared cluster: a base of its own under /tmp, not under pytest's
+    basetemp (which another pytest session running beside this one may prune), set for this
+    module only; removed after a passing module, kept (and named) after a failing one."""
+    failed_before = request.session.testsfailed
+    base = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALISIM_RUNS", str(base / "runs"))
+        yield base / "runs"
+    remove_unless_failed(base, request.session.testsfailed > failed_before, "run directories")
+
+
+def remove_unless_failed(base: Path, failed: bool, what: str) -> None:
+    if failed:
+        print(f"\n{what} kept for reading: {base}")
     else:
-        shutil.rmtree(base.parent)
+        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -157,7 +192,4 @@ def labs(request):
         patch.setenv(lab.LABS_ENV, str(base / "labs"))
         yield lab.Registry(base / "labs")
         calisim("down", "--all")
-    if request.session.testsfailed == failed_before:
-        shutil.rmtree(base)
-    else:
-        print(f"\nlabs' run directories kept for reading: {base}")
+    remove_unless_failed(base, request.session.testsfailed > failed_before, "labs' run directories")

@@ -9,7 +9,7 @@ import random
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from calisim.datastore import Datastore, Synchronous, keys, local_etcd
 from calisim.datastore.resources import IPPool, ValidationError, check_pool_overlaps
@@ -116,19 +116,83 @@ def test_a_network_of_one_pool_allocates_in_one_request_from_that_pool(ds, ipam)
         ipam.auto_assign("host1", 1, [net("10.30.0.0/16")])
 
 
+def at_once(ipam, host, counts, pools=None):
+    """counts requests of host issued together on one client, as the plugin serves concurrent docker runs."""
+    async def together(target):
+        return await asyncio.gather(*(target.auto_assign(host, count, pools) for count in counts),
+                                    return_exceptions=True)
+    return ipam.run(together)
+
+
+def one_after_another(host, counts, pools, done=0):
+    """What counts requests get one after another from fresh pools, after done single allocations."""
+    model = IPAMModel()
+    for cidr in pools:
+        model.create_pool(net(cidr))
+    for _ in range(done):
+        model.auto_assign(host, 1)
+    return [model.auto_assign(host, count) for count in counts]
+
+
 @pytest.mark.emulation
-def test_a_hosts_requests_at_once_on_one_client_take_turns_and_all_succeed(ds, ipam):
-    """The plugin serves a host's requests at once on one IPAM: they take turns (at once, all but
-    one would lose the race for the address they all read, and retry)."""
+def test_a_hosts_requests_at_once_on_one_client_share_one_transaction(ds, ipam):
+    """The plugin serves a host's requests at once on one IPAM: those that arrive while the host's
+    turn is taken share its next transaction, each getting what it would have got in turn."""
     add_pool(ds, "10.10.0.0/16")
     ipam.auto_assign("host1", 1)
     requests = count_requests(ds.target)
+    assigned = at_once(ipam, "host1", [1] * 30)
+    assert assigned == one_after_another("host1", [1] * 30, ["10.10.0.0/16"], done=1)
+    assert requests == ["transaction"] and ipam.conflicts == 0
 
-    async def at_once(target):
-        return await asyncio.gather(*(target.auto_assign("host1", 1) for _ in range(30)))
-    addresses = [a for assigned in ipam.run(at_once) for a in assigned]
-    assert len(addresses) == 30 and len(set(addresses)) == 30
-    assert requests == ["transaction"] * 30 and ipam.conflicts == 0
+
+@pytest.mark.emulation
+def test_requests_at_once_past_a_full_block_claim_the_next_in_the_same_transaction(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)
+    requests = count_requests(ds.target)
+    counts = [1] * 60 + [5] + [1] * 10  # the 61st request spans the first block and the second
+    assigned = at_once(ipam, "host1", counts)
+    assert assigned == one_after_another("host1", counts, ["10.10.0.0/16"], done=1)
+    assert requests == ["get_prefix", "transaction"] and len(ds.list(keys.host_affinity_blocks("host1"))) == 2
+
+
+@pytest.mark.emulation
+def test_a_request_at_once_that_more_than_a_new_block_cannot_hold_goes_the_long_way(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    ipam.auto_assign("host1", 1)
+    counts = [60, 70, 1]  # 63 known free, then one new block: the 70 and the 1 need a third
+    assigned = at_once(ipam, "host1", counts)
+    assert assigned == one_after_another("host1", counts, ["10.10.0.0/16"], done=1)
+
+
+@pytest.mark.emulation
+def test_a_refused_request_at_once_fails_alone(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+    wanted, missing = [net("10.10.0.0/16")], [net("10.30.0.0/16")]
+
+    async def mixed(target):
+        return await asyncio.gather(target.auto_assign("host1", 1, wanted), target.auto_assign("host1", 1, missing),
+                                    target.auto_assign("host1", 1, wanted), return_exceptions=True)
+    first, refused, third = ipam.run(mixed)
+    assert isinstance(refused, IPAMError) and "not a configured, enabled Calico IP pool" in str(refused)
+    assert [first, third] == one_after_another("host1", [1, 1], ["10.10.0.0/16"])
+
+
+@pytest.mark.emulation
+def test_a_request_cancelled_while_it_waits_takes_no_address(ds, ipam):
+    add_pool(ds, "10.10.0.0/16")
+
+    async def second_cancelled(target):
+        requests = [asyncio.ensure_future(target.auto_assign("host1", 1)) for _ in range(3)]
+        await asyncio.sleep(0)  # all three queued, their transaction not yet begun
+        requests[1].cancel()
+        return await asyncio.gather(*requests, return_exceptions=True)
+    first, cancelled, third = ipam.run(second_cancelled)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert [first, third] == one_after_another("host1", [1, 1], ["10.10.0.0/16"])
+    stored = [Block.from_value(e.value) for e in ds.list(BLOCKS)]
+    assert sorted(b.ip(o) for b in stored for o, a in enumerate(b.allocations) if a is not None) == first + third
 
 
 @pytest.mark.emulation
@@ -298,6 +362,19 @@ class IPAMAgainstModel(RuleBasedStateMachine):
         return got[0] if got else ipaddress.ip_address("10.255.255.255")
 
     @rule(target=held, host=strategies.host_names(HOSTS),
+          counts=st.lists(st.integers(1, 8), min_size=2, max_size=12), version=st.sampled_from([4, 6]))
+    def auto_assign_at_once(self, host, counts, version):
+        """A host's requests issued together on one client get what they would have got in turn."""
+        async def together(target):
+            return await asyncio.gather(*(target.auto_assign(host, count, version=version) for count in counts))
+        got = self.ipam.run(together)
+        assert got == [self.model.auto_assign(host, count, version) for count in counts]
+        flat = [address for addresses in got for address in addresses]
+        assert len(flat) == len(set(flat)) and not set(flat) & self.holding, "an address was handed out twice"
+        self.holding.update(flat)
+        return multiple(*flat)
+
+    @rule(target=held, host=strategies.host_names(HOSTS),
           address=st.one_of(strategies.addresses_in(), strategies.addresses_in(strategies.POOL_SPACE_V6)))
     def assign_ip(self, host, address):
         expected = self.model.assign(host, address)
@@ -362,9 +439,11 @@ async def host_worker(endpoint: str, host: str, operations: list[tuple], seed: i
     rng = random.Random(seed)
     try:
         for operation in operations:
-            if operation[0] == "assign":
-                got = await ipam.auto_assign(host, operation[2], handle=f"{host}-{len(held)}")
-                held += got
+            if operation[0] == "assign" and len(held) % 2:  # a handle: libcalico-go's long way
+                held += await ipam.auto_assign(host, operation[2], handle=f"{host}-{len(held)}")
+            elif operation[0] == "assign":  # requests at once, sharing transactions guarded by what the host read
+                requests = [ipam.auto_assign(host, 1) for _ in range(operation[2])]
+                held += [address for got in await asyncio.gather(*requests) for address in got]
             elif held:
                 address = held.pop(operation[1] % len(held))
                 assert await ipam.release_ips([address]) == []

@@ -13,7 +13,7 @@ keys or validation (`calicoctl node run`, once per host as a cluster starts) doe
 
 from importlib import import_module
 
-__all__ = ["Datastore", "DatastoreError", "EtcdServer", "Mirror", "RESYNC", "Synchronous", "Txn", "View",
+__all__ = ["DEBOUNCE", "Datastore", "DatastoreError", "EtcdServer", "Mirror", "RESYNC", "Synchronous", "Txn", "View",
            "local_etcd", "next_pass"]
 
 

@@ -342,18 +342,21 @@ class Synchronous:
         self.close()
 
 
-async def next_pass(changed: asyncio.Event) -> bool:
+async def next_pass(changed: asyncio.Event, quiet: Callable[[], float] = lambda: DEBOUNCE,
+                    settle_max: float = SETTLE_MAX) -> bool:
     """An agent's rhythm: wait for a change (or RESYNC seconds: Calico's agents resync), let a
-    burst settle (DEBOUNCE without a change, at most SETTLE_MAX: a hundred hosts joining one after
-    another are one or two passes, not a hundred), go.  True for a resync (no change came)."""
+    burst settle (quiet() seconds without a change, DEBOUNCE unless the agent says otherwise once
+    the change came; at most settle_max: a hundred hosts joining one after another are a few
+    passes, not a hundred), go.  True for a resync (no change came)."""
     try:
         await asyncio.wait_for(changed.wait(), timeout=RESYNC)
     except asyncio.TimeoutError:
         return True
-    give_up = asyncio.get_running_loop().time() + SETTLE_MAX
+    give_up = asyncio.get_running_loop().time() + settle_max
+    silence = quiet()
     while True:
         changed.clear()
-        await asyncio.sleep(DEBOUNCE)
+        await asyncio.sleep(silence)
         if not changed.is_set() or asyncio.get_running_loop().time() >= give_up:
             break
     changed.clear()

@@ -3,13 +3,13 @@ the seed's machines each ran Docker; up once its socket, /run/docker/docker.sock
 exists.
 
 A cluster has it forked by the run's node zygote (calisim.node.zygote) into the namespaces of
-the host's shell: each dockerd as its own interpreter held ~35 MiB and spent ~0.5 s of CPU
-importing; forked, it shares the imported pages with every other dockerd and calico-node.  It is
-still a process of its own in its host, with the same command line, stopped by its PID."""
+the host's shell (a host on another server: by that server's own zygote): each dockerd as its
+own interpreter held ~35 MiB and spent ~0.5 s of CPU importing; forked, it shares the imported
+pages with every other dockerd and calico-node.  It is still a process of its own in its host,
+with the same command line, stopped by its PID."""
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +43,18 @@ class Dockerd(Daemon):
         return [*uts, sys.executable, "-m", MODULE]
 
     def fork(self, zygote_socket: Path, environment: dict[str, str]) -> zygote_client.ForkedProcess:
-        """prepare, then forked by the zygote at zygote_socket into the namespaces of the host's
-        process host_pid, with environment, its output appended to the log; ZygoteError if the
+        """prepare, then forked by the zygote at zygote_socket (fork_request); ZygoteError if the
         zygote does not answer (the caller then uses start)."""
         self.prepare()
-        with open(self.log, "ab") as logfile, open(os.devnull, "rb") as devnull:
-            return zygote_client.spawn(MODULE, [], {0: devnull.fileno(), 1: logfile.fileno(), 2: logfile.fileno()},
-                                       str(zygote_socket), env=environment, namespaces_of=self.host_pid)
+        return zygote_client.spawn_logged(**self.fork_request(zygote_socket, environment))
+
+    def fork_request(self, zygote_socket: Path, environment: dict[str, str]) -> dict:
+        """What the zygote at zygote_socket is asked for: this dockerd in the namespaces of the
+        host's process host_pid, with environment, its output appended to the log (the arguments
+        of zygote_client.spawn_logged; a host on another server has its server's zygote asked
+        over ssh: zygote_client.fork_requested)."""
+        return {"module": MODULE, "args": [], "log": str(self.log), "socket_path": str(zygote_socket),
+                "env": environment, "namespaces_of": self.host_pid}
 
     def prepare(self) -> None:
         self.socket.unlink(missing_ok=True)  # a stopped or killed one's

@@ -277,17 +277,20 @@ class Cluster(EtcdCluster):
         self._start_dockerds([name])
 
     def _start_dockerds(self, names: list[str]) -> None:
-        """One emulated dockerd per Calico host, as the seed's machines each ran Docker."""
-        if self.on_servers is not None:
-            remote_names = [name for name in names if self.on_servers.is_remote(name)]
-            names = [name for name in names if name not in remote_names]
-            try:
-                self.on_servers.start_dockerds([self.host(name) for name in remote_names], self.environment,
-                                               Dockerd.start_timeout)
-            except ServerError as error:
-                raise ClusterError(str(error)) from None
-        for name in names:
-            self.dockerds[name] = self._launch_dockerd(name)
+        """One emulated dockerd per Calico host, as the seed's machines each ran Docker (those of
+        hosts on other servers forked by their servers' zygotes while these start here)."""
+        remote_ones = {name: self._dockerd(name) for name in names
+                       if self.on_servers is not None and self.on_servers.is_remote(name)}
+        names = [name for name in names if name not in remote_ones]
+        try:
+            if remote_ones:
+                self.on_servers.start_dockerds(remote_ones, self.zygote_socket, self.environment)
+            for name in names:
+                self.dockerds[name] = self._launch_dockerd(name)
+            if remote_ones:
+                self.on_servers.await_dockerds(remote_ones)
+        except ServerError as error:
+            raise ClusterError(str(error)) from None
         for done, name in enumerate(names, start=1):
             self._await(self._dockerd(name), self.dockerds[name])
             self.progress("dockerds up", done, len(names))

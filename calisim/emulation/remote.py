@@ -9,16 +9,18 @@ its fstab and files written, through its own shell, never by a local path.  ssh 
 
 from __future__ import annotations
 
+import marshal
 import os
 import shlex
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from ..docker.service import Dockerd
-from ..node import NodePaths
+from ..node import NodePaths, zygote_client
 from ..node.bird import Bird, write_checked
 from ..servers import processes
 from ..servers.cluster import load_engine, vxlan_link_class
@@ -32,6 +34,7 @@ from .topology import CalicoHost, own_uts, run_ip_batches, write_step
 
 REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
+FORK_TIMEOUT = 30.0  # seconds for a server's zygote to fork its hosts' dockerds (its answers: ~10 ms each)
 
 
 class RemoteCalicoMixin:
@@ -86,6 +89,16 @@ class RemoteCalicoMixin:
 
     def netns_inode(self) -> int:
         raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
+
+
+def dockerds_ready_script(dockerds: dict, pids: dict[str, int]) -> str:
+    """A second of polling on the dockerds' server: exit 0 once every socket is there; 3, with
+    the host's name and its log's last line, for one whose process is gone; 1, with the names
+    of those still to come, after the second."""
+    checks = "".join(f"test -e {shlex.quote(str(dockerd.socket))} || {{ kill -0 {pids[name]} 2>/dev/null || "
+                     f"{{ echo {name}; tail -n 1 {shlex.quote(str(dockerd.log))}; exit 3; }}; "
+                     f"left=\"$left {name}\"; }}; " for name, dockerd in dockerds.items())
+    return f"for i in $(seq 20); do left=; {checks}test -z \"$left\" && exit 0; sleep 0.05; done; echo $left; exit 1"
 
 
 def remote_calico_host_class(ssh_options: list[str]) -> type:
@@ -147,18 +160,72 @@ class ServersOfRun:
         for process in self.zygotes:
             processes.wait_for_path(process, str(socket), "the node zygote", timeout)
 
-    def start_dockerds(self, hosts: list[CalicoHost], environment, timeout: float) -> None:
-        """Each host's dockerd on its server, in the host's namespaces, its log and socket in its
-        directory there; back once every socket is there."""
-        for host in hosts:
-            dockerd = Dockerd(host.state_dir)
-            argv = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--", *dockerd.command()]
-            ssh = self.ssh(host.server)
-            processes.run(ssh, host.server, f"rm -f {shlex.quote(str(dockerd.socket))}")  # a stopped one's
-            self.daemons[host.name] = processes.start(ssh, host.server, argv, environment(host.name), str(dockerd.log))
-        for host in hosts:
-            processes.wait_for_path(self.daemons[host.name], str(Dockerd(host.state_dir).socket),
-                                    f"dockerd in {host.name}", timeout)
+    def start_dockerds(self, dockerds: dict[str, Dockerd], zygote_socket: Path, environment) -> None:
+        """Each host's dockerd forked by its server's node zygote into the host's namespaces, as
+        here (calisim.docker.service), asked for in one ssh session a server (await_dockerds: until
+        they are up)."""
+        for server, group in self._by_server(dockerds).items():
+            self._fork_dockerds(server, group, zygote_socket, environment)
+
+    def await_dockerds(self, dockerds: dict[str, Dockerd]) -> None:
+        """Until every socket of these started dockerds is there (polled in one ssh session a server)."""
+        for server, group in self._by_server(dockerds).items():
+            self._await_dockerds(server, group)
+
+    def _by_server(self, dockerds: dict[str, Dockerd]) -> dict[str, dict[str, Dockerd]]:
+        by_server: dict[str, dict[str, Dockerd]] = {}
+        for name, dockerd in dockerds.items():
+            by_server.setdefault(self.placement[name], {})[name] = dockerd
+        return by_server
+
+    def _fork_dockerds(self, server: str, dockerds: dict[str, Dockerd], zygote_socket: Path, environment) -> None:
+        """The server's zygote asked for these dockerds (zygote_client.fork_requested there, the
+        requests on ssh's standard input), stopped ones' sockets removed first; each one forked is
+        known by its PID there, and ServerError names any the zygote refused."""
+        requests = [dockerd.fork_request(zygote_socket, environment(name)) for name, dockerd in dockerds.items()]
+        sockets = " ".join(shlex.quote(str(dockerd.socket)) for dockerd in dockerds.values())
+        script = f"rm -f {sockets} && exec {shlex.join(zygote_client.fork_command())}"
+        try:
+            done = subprocess.run([*self.ssh(server), script], input=marshal.dumps(requests), capture_output=True,
+                                  timeout=FORK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"{server}: its node zygote did not answer for the dockerds of {', '.join(dockerds)} "
+                              f"within {FORK_TIMEOUT:.0f}s") from None
+        answers = done.stdout.decode(errors="replace").splitlines()
+        refused = []
+        for (name, dockerd), answer in zip(dockerds.items(), answers):
+            if answer.startswith("pid "):
+                self.daemons[name] = processes.RemoteProcess(server, self.ssh(server), int(answer.split()[1]))
+            else:
+                refused.append(f"{dockerd.name}: {answer.removeprefix('error ')}")
+        if len(answers) < len(dockerds):
+            why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+            refused.append(f"{', '.join(list(dockerds)[len(answers):])}: no answer ({why})")
+        if refused:
+            raise ServerError(f"{server}: dockerd not started: {'; '.join(refused)}")
+
+    def _await_dockerds(self, server: str, dockerds: dict[str, Dockerd]) -> None:
+        """Until every one's socket is there on the server, asked a second at a time over ssh;
+        ServerError naming one that exits first (with its log's last line: why) or is late."""
+        timeout = Dockerd.start_timeout + len(dockerds)  # they start side by side on the server's cores
+        script = dockerds_ready_script(dockerds, {name: self.daemons[name].pid for name in dockerds})
+        deadline = time.monotonic() + timeout
+        try:
+            while (done := subprocess.run([*self.ssh(server), script], capture_output=True, text=True,
+                                          timeout=timeout)).returncode == 1 and time.monotonic() < deadline:
+                pass
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"{server}: did not answer whether its dockerds are up within {timeout:.0f}s") from None
+        if done.returncode == 3:
+            name, _, last_words = done.stdout.partition("\n")
+            raise ServerError(f"{server}: {dockerds[name].name} exited before its socket appeared: "
+                              f"{last_words.strip() or 'see ' + str(dockerds[name].log)}")
+        if done.returncode == 1:
+            late = ", ".join(dockerds[name].name for name in done.stdout.split())
+            raise ServerError(f"{server}: no socket from {late} within {timeout:.0f}s")
+        if done.returncode != 0:
+            raise ServerError(f"{server}: cannot see whether its dockerds are up: "
+                              f"{done.stderr.strip() or f'exit status {done.returncode}'}")
 
     def start_router_bird(self, router: CalicoHost, daemon: Bird, config_text: str) -> None:
         """A router's BIRD on its server: its config checked here by `bird -p` and written there

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
-from ..datastore import DatastoreError, View, keys, next_pass
+from ..datastore import DEBOUNCE, DatastoreError, View, keys, next_pass
 from ..ipam import ConflictError, IPAMError
 from ..process import pids
 from ..process.daemon import DaemonError
@@ -25,6 +25,16 @@ from .paths import NodePaths
 
 log = logging.getLogger("calico-node")
 BIRD_STOP_TIMEOUT = 5.0
+# The rhythm of confd's passes while hosts join (a cluster's bring-up).  Each pass renders every
+# peer, runs `bird -p` and has BIRD parse it all again (~10 ms of CPU at 100 peers), so a pass for
+# each host that joins is O(N^2) work: at 100 hosts on a loaded machine, where joins came ~0.4 s
+# apart (more than DEBOUNCE), every node passed once a join.  A change that comes within
+# STORM_GAP of the last pass is taken for part of such a stream: the pass then waits for
+# STORM_QUIET without a change, at most STORM_SETTLE_MAX.  A lone change (a peer, a pool, a block
+# after a while) still waits only DEBOUNCE.
+STORM_GAP = 1.5
+STORM_QUIET = 0.6
+STORM_SETTLE_MAX = 3.0
 
 
 def node_config_depends_on(name: str) -> Callable[[str, dict[str, Any]], bool]:
@@ -55,6 +65,7 @@ class Confd:
         self.control = self.daemon.control
         self.bird: asyncio.subprocess.Process | None = None
         self.rendered: int | None = None  # the view's version of the last good pass
+        self.last_pass = float("-inf")  # the event loop's time when the last pass began
 
     @classmethod
     def for_node(cls, view_of: Callable[..., View], name: str, paths: NodePaths,
@@ -76,7 +87,8 @@ class Confd:
         """Re-render after each burst of changes (and every RESYNC seconds, as Calico's agents resync);
         a failed pass keeps BIRD on its last good config and is tried again."""
         while True:
-            await next_pass(self.view.changed)
+            await next_pass(self.view.changed, self.quiet, STORM_SETTLE_MAX)
+            self.last_pass = asyncio.get_running_loop().time()
             try:
                 if self.before_render is not None:
                     await self.before_render()  # pools may have come, gone or changed IPIP
@@ -90,6 +102,11 @@ class Confd:
                 log.error("kept the last good BIRD config: %s", error)
             except Exception:  # e.g. netlink refusing tunl0's address: log it, try again next pass
                 log.exception("kept the last good BIRD config")
+
+    def quiet(self) -> float:
+        """How long a pass waits for silence: longer while changes keep following passes."""
+        since = asyncio.get_running_loop().time() - self.last_pass
+        return STORM_QUIET if since < STORM_GAP else DEBOUNCE
 
     async def keep_bird_running(self) -> None:
         """As runsv: whenever BIRD exits, a 1 s pause and BIRD again (with -R), also when the

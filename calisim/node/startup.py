@@ -22,6 +22,7 @@ DEFAULT_IPV4_POOL = ipaddress.ip_network("192.168.0.0/16")
 DEFAULT_IPV6_POOL = ipaddress.ip_network("fd80:24e2:f998:72d6::/64")
 KERNEL_IPV6 = Path("/proc/sys/net/ipv6")  # calico/node makes the IPv6 default pool only where the kernel has IPv6
 ETCD_WAIT = 60.0  # how long startup waits for etcd, as calico/node's "Waiting for etcd connection..."
+POOL_PREFIXES = (keys.POOLS_V4, keys.POOLS_V6)
 FALSE_WORDS = ("false", "0", "no", "n", "f")  # what calico/node's environment booleans take for false
 
 
@@ -166,10 +167,15 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     said = []
     # before anything is stored: a wrong --ip6 stores nothing
     ip6, ip6_said = await asyncio.to_thread(chosen_ipv6, options.ip6, options.ip6_autodetection_method)
-    for key, value in ((keys.READY, True), (keys.GLOBAL_AS, as_value(keys.DEFAULT_AS)),
-                       (keys.NODE_MESH, mesh_value(True)),
-                       (keys.IPAM_CONFIG, IPAMConfig().to_value())):
-        await ds.create(key, value)  # a no-op where another node set it first
+    defaults = {keys.READY: True, keys.GLOBAL_AS: as_value(keys.DEFAULT_AS), keys.NODE_MESH: mesh_value(True),
+                keys.IPAM_CONFIG: IPAMConfig().to_value()}
+    # what startup checks, in one request (at 100 hosts starting together, seven round trips a
+    # node were most of etcd's work and a tenth of each node's start): the defaults, every node, the pools
+    found, _ = await ds.read_at(list(defaults), [keys.HOSTS, keys.BGP_HOSTS, keys.POOLS_V4, keys.POOLS_V6])
+    entries = {entry.key: entry.value for entry in found}
+    for key, value in defaults.items():
+        if key not in entries:
+            await ds.create(key, value)  # as Calico: set where unset (a no-op where another node just did)
     if options.ip is None:
         ip = await asyncio.to_thread(autodetect_ipv4)  # pyroute2's blocking IPRoute runs its own loop
         said.append(f"Autodetected IPv4 address {ip.ip} on the host's interfaces")
@@ -178,7 +184,7 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
         said.append(f"Using IPv4 address {ip}")
     if ip6 is not None:
         said.append(ip6_said)
-    nodes = await Node.load_all(ds)
+    nodes = Node.from_entries(entries)
     said += check_addresses(nodes, options.name, {4: ip, 6: ip6})
     existing = next((n for n in nodes if n.node_name == options.name), None)
     as_number = options.as_number if options.as_number is not None else (existing.as_number if existing else None)
@@ -193,14 +199,15 @@ async def register(ds: Datastore, options: NodeOptions) -> list[str]:
     said.append("Using global AS number" if as_number is None else f"Using AS number {as_number}")
     said.append(f"Calico node name:  {options.name}")
     if options.default_pools:
-        said += await create_default_pools(ds, options)
+        pools = [IPPool.from_value(value) for key, value in entries.items() if key.startswith(POOL_PREFIXES)]
+        said += await create_default_pools(ds, options, pools)
     return said
 
 
-async def create_default_pools(ds: Datastore, options: NodeOptions) -> list[str]:
-    """Calico's default pool of each IP version that has none yet (IPv6 only where the kernel has
-    IPv6, whatever the host's addresses: reference section 7, and only if FELIX_IPV6SUPPORT is not false)."""
-    versions = {pool.cidr.version for pool in await IPPool.load_all(ds)}
+async def create_default_pools(ds: Datastore, options: NodeOptions, pools: list[IPPool]) -> list[str]:
+    """Calico's default pool of each IP version that has none yet among pools (IPv6 only where the
+    kernel has IPv6, whatever the host's addresses: reference section 7, and only if FELIX_IPV6SUPPORT is not false)."""
+    versions = {pool.cidr.version for pool in pools}
     ipv6 = options.ipv6_support and KERNEL_IPV6.exists()
     said = []
     for pool in (IPPool(DEFAULT_IPV4_POOL), IPPool(options.ipv6_pool)):

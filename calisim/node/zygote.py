@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..process.daemon import Daemon
+from . import zygote_pages
 
 MODULES = {"calisim.node": "calisim.node.agent", "calisim.node.routereflector": "calisim.node.routereflector",
            "calisim.calicoctl": "calisim.calicoctl", "calisim.docker": "calisim.docker.api"}
@@ -256,8 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     zygote = Zygote(args.socket, os.getpriority(os.PRIO_PROCESS, 0))
     raise_priority(PRIORITY_BOOST)
     gc.collect()
+    pages = zygote_pages.prepare()  # what the forks copy of its pages (see there)
     gc.freeze()  # the children's collections leave the imported objects (and their pages) alone
     print(f"node zygote ready on {args.socket}", flush=True)
+    print(pages, flush=True)
     zygote.serve()
 
 

@@ -117,6 +117,43 @@ def spawn(module: str, args: list, fds: dict, socket_path: "str | None" = None, 
     return ForkedProcess(int(answer.split()[1]), connection, lines)
 
 
+def spawn_logged(module: str, args: list, log: str, socket_path: str, env: dict,
+                 namespaces_of: int) -> ForkedProcess:
+    """A daemon forked (spawn): its standard input /dev/null, its output appended to the file log."""
+    logfile = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        return spawn(module, args, {0: devnull, 1: logfile, 2: logfile}, socket_path, env, namespaces_of)
+    finally:
+        os.close(logfile)
+        os.close(devnull)
+
+
+def fork_command() -> list:
+    """The command line that, run on another server, has that server's zygote fork the daemons
+    requested on its standard input (fork_requested): this file, by the same interpreter at the
+    same path there (a server has calisim installed where this machine has it), under -I -S as
+    the hosts' calicoctl, so that a request costs an ssh session and no imports."""
+    return [sys.executable, "-I", "-S", "-c", FORK_REQUESTED, os.path.dirname(os.path.abspath(__file__))]
+
+
+FORK_REQUESTED = "import sys; sys.path.insert(0, sys.argv[1]); import zygote_client; zygote_client.fork_requested()"
+
+
+def fork_requested() -> None:
+    """Each request of the marshal'd list on standard input (spawn_logged's arguments) forked by
+    the zygote it names, and one line out for each: `pid N` (its PID on this server) or `error
+    WHY`.  Returns without waiting for them: the zygote reaps them, and they are known by PID."""
+    for request in marshal.loads(sys.stdin.buffer.read()):
+        try:
+            process = spawn_logged(**request)
+        except (ZygoteError, OSError) as error:
+            print(f"error {error}", flush=True)
+            continue
+        process.connection.close()  # its exit is not waited for here: the zygote's notice goes nowhere
+        print(f"pid {process.pid}", flush=True)
+
+
 def forked_by_zygote(argv: list) -> "int | None":
     """Run `calicoctl argv` forked by the run's zygote into this process's namespaces, with its
     environment, working directory and standard streams: the zygote did the imports (the etcd

@@ -20,15 +20,17 @@ STOP_TIMEOUT = 10.0
 
 @dataclass
 class RemoteProcess:
-    """A process started over ssh; the ssh session that started it lasts as long as it runs."""
+    """A process on a server, known by its PID there: started over ssh (the session that started
+    it lasts as long as it runs), or forked there by the server's node zygote (no session)."""
 
     server: str
     ssh: list[str]  # ssh up to its destination: a command follows
     pid: int  # on its server
-    session: subprocess.Popen
+    session: subprocess.Popen | None = None
 
     def poll(self) -> int | None:
-        return self.session.poll()
+        """Its exit code once its session has ended (None while it runs, and for a forked one)."""
+        return self.session.poll() if self.session is not None else None
 
 
 def run(ssh: list[str], server: str, command: str, timeout: float = 10.0) -> str:
@@ -76,7 +78,8 @@ def stop(processes: list[RemoteProcess], timeout: float = STOP_TIMEOUT) -> None:
     for server, group in by_server.items():
         stop_pids(group[0].ssh, server, [process.pid for process in group], timeout)
         for process in group:
-            process.session.wait(timeout=timeout)
+            if process.session is not None:  # it ends with its process
+                process.session.wait(timeout=timeout)
 
 
 def stop_pids(ssh: list[str], server: str, pids: list[int], timeout: float = STOP_TIMEOUT) -> None:

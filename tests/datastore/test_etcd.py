@@ -338,7 +338,7 @@ def test_without_a_vxlan_pool_other_hosts_wake_no_vxlan_pass(tmp_path):
 PASSES: list[asyncio.Future] = []
 
 
-async def fake_next_pass(changed):
+async def fake_next_pass(changed, *_rhythm):
     """The agents' rhythm with the clock taken out: each pass waits for the test to allow it."""
     gate = asyncio.get_running_loop().create_future()
     PASSES.append(gate)

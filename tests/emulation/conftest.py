@@ -40,12 +40,10 @@ def address(cluster, host, name):
     return next(iter(inspect(cluster, host, name)["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
 
-def live_world(tmp_path_factory, topo, prepare, world_class=World, **cluster_options):
-    """One cluster for a whole module (its run directory under the test's tmp), prepared and
-    healthy (``world.reachable()``), stopped after the module's last test."""
-    import os
-
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+def live_world(topo, prepare, world_class=World, **cluster_options):
+    """One cluster for a whole module (its run directory under the module's runs: the fixture
+    calling this asks for module_runs), prepared and healthy (``world.reachable()``), stopped
+    after the module's last test."""
     with Cluster(topo, **cluster_options) as cluster:
         prepare(cluster)
         world = world_class(cluster)

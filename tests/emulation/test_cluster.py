@@ -144,8 +144,7 @@ host1$ docker network create --driver calico --ipam-driver calico-ipam net2
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+def cluster(module_runs):
     with Cluster(topologies.load(*SIZE["topology"])) as cluster:
         cluster.start_nodes()
         replay(cluster, SETUP)

@@ -26,8 +26,8 @@ UNAVAILABLE = "client: etcd cluster is unavailable or misconfigured"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("two_host", etcd_members=3),
+def world(module_runs):
+    yield from live_world(topologies.load("two_host", etcd_members=3),
                           lambda cluster: replay(cluster, SETUP))
 
 

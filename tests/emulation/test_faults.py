@@ -22,8 +22,8 @@ pytestmark = pytest.mark.emulation
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP))
+def world(module_runs):
+    yield from live_world(topologies.load("two_host"), lambda cluster: replay(cluster, SETUP))
 
 
 def qdiscs(world, node: str) -> str:

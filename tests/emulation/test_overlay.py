@@ -23,8 +23,7 @@ WRITERS = ("host1", "r1")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
+def cluster(module_runs):
     with Cluster(topologies.load("routed"), docker=False) as cluster:
         for name in WRITERS:
             written = cluster.run(name, WRITE.format(name=name))

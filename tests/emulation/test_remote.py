@@ -6,6 +6,7 @@ servers, a fabric with a rack a server, and 30 hosts behind two reflectors over 
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from calisim.scenarios import transcript
 from calisim.scenarios.bundled import SCENARIOS
 from calisim.scenarios.seed import inspect
 from calisim.emulation.cluster import ClusterError
-from calisim.emulation.remote import LINK_MTU
+from calisim.docker.service import Dockerd
+from calisim.emulation.remote import LINK_MTU, dockerds_ready_script
 from calisim.node import bird
 from calisim.process import pids
 from calisim.servers.watchdog import ServerLost
@@ -46,6 +48,29 @@ def test_bad_servers_or_places_are_refused_before_anything_starts(runs, servers,
         Cluster(topologies.load("two_host"), servers=servers, place=place)
     assert str(error.value).startswith(message)
     assert not runs.exists()  # not even a run directory
+
+
+def test_dockerds_are_awaited_on_their_server_until_each_socket_or_death(tmp_path):
+    """The script a server runs for its dockerds' start (here with bash, as root's shell there):
+    done once every socket is there; a dockerd whose process is gone named with its log's last
+    line; those still to come named after a second."""
+    dockerds = {name: Dockerd(tmp_path / name, name=f"dockerd in {name}") for name in ("host2", "host3")}
+    for dockerd in dockerds.values():
+        dockerd.socket.parent.mkdir(parents=True)
+        dockerd.log.parent.mkdir()
+        dockerd.log.write_text("starting\ncannot read /etc/docker/daemon.json\n")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+
+    def run(pids):
+        return subprocess.run(["bash", "-c", dockerds_ready_script(dockerds, pids)], capture_output=True, text=True)
+    dockerds["host2"].socket.touch()
+    waiting = run({"host2": gone.pid, "host3": os.getpid()})
+    assert (waiting.returncode, waiting.stdout) == (1, "host3\n")  # host2's socket is there: its PID is not asked
+    died = run({"host2": gone.pid, "host3": gone.pid})
+    assert (died.returncode, died.stdout) == (3, "host3\ncannot read /etc/docker/daemon.json\n")
+    dockerds["host3"].socket.touch()
+    assert run({"host2": gone.pid, "host3": gone.pid}).returncode == 0
 
 
 @pytest.mark.emulation
@@ -173,9 +198,8 @@ def test_a_server_whose_sshd_dies_ends_a_calico_run_naming_it_and_nothing_is_lef
 
 
 @pytest.fixture(scope="module")
-def seed_on_two_servers(tmp_path_factory):
+def seed_on_two_servers(module_runs):
     """The seed's topology with host2 on server2, for the whole module."""
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
     before, daemons = sandbox.snapshot(), running_daemons()
     with Cluster(topologies.load("two_host"), servers="sim:2") as cluster:
         yield cluster

@@ -121,9 +121,8 @@ host2$ grep -E 'IP 192\.168\.1\.10 > 10\.10\.' pod.txt | grep -c . | grep -x 0
 
 
 @pytest.fixture(scope="module")
-def routed(tmp_path_factory):
+def routed(module_runs):
     """A routed cluster with its nodes meshed; the caller's namespace and processes as they were after it."""
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
     before, daemons = sandbox.snapshot(), running_daemons()
     with Cluster(topologies.load("routed")) as cluster:
         cluster.start_nodes()

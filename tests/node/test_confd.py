@@ -12,7 +12,9 @@ import asyncio
 import pytest
 
 import topologies
+from calisim.datastore import DEBOUNCE
 from calisim.emulation import Cluster
+from calisim.node import confd as confd_module
 from calisim.node.confd import Confd
 from calisim.node.paths import NodePaths
 from calisim.process.daemon import DaemonError
@@ -108,3 +110,20 @@ def test_a_bird_dying_while_it_starts_is_started_again(tmp_path):
 
     asyncio.run(scenario())
     assert starts == [True, True]  # both with -R: graceful-restart recovery, as Calico's run script
+
+
+def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
+    """While hosts keep joining, each change following confd's last pass within STORM_GAP waits
+    for STORM_QUIET of silence; a lone change (the first, or one long after a pass) for DEBOUNCE."""
+    confd = Confd(None, NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "")
+
+    async def quiets() -> list[float]:
+        now = asyncio.get_running_loop().time()
+        found = [confd.quiet()]  # no pass yet
+        for last_pass in (now, now - confd_module.STORM_GAP / 2, now - confd_module.STORM_GAP - 1):
+            confd.last_pass = last_pass
+            found.append(confd.quiet())
+        return found
+
+    assert asyncio.run(quiets()) == [DEBOUNCE, confd_module.STORM_QUIET, confd_module.STORM_QUIET, DEBOUNCE]
+    assert confd_module.STORM_QUIET > DEBOUNCE

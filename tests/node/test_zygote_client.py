@@ -112,3 +112,23 @@ def test_a_client_that_connects_and_sends_nothing_holds_up_no_other(calicoctl, z
         elapsed = time.monotonic() - started
     assert done.returncode == 0 and "Client Version" in done.stdout, done
     assert elapsed < zygote.REQUEST_TIMEOUT, f"{elapsed:.1f} s: the zygote waited for the silent client's request"
+
+
+def test_requests_on_standard_input_are_forked_without_waiting_one_answer_each(zygote_socket, tmp_path):
+    """How a server's zygote is asked for its hosts' dockerds over ssh (fork_command there): the
+    client runs under -I -S (it cannot import calisim: what runs, the zygote ran), answers each
+    request with the forked PID or the zygote's refusal, and leaves without waiting for them."""
+    import marshal
+
+    log = tmp_path / "forked.log"
+    request = {"module": "calisim.calicoctl", "args": ["version"], "log": str(log), "socket_path": str(zygote_socket),
+               "env": {"PATH": os.environ["PATH"]}, "namespaces_of": 0}
+    requests = [request, {**request, "module": "calisim.bogus"},
+                {**request, "socket_path": str(tmp_path / "none.sock")}]
+    done = subprocess.run(client.fork_command(), input=marshal.dumps(requests), capture_output=True, timeout=60)
+    answers = done.stdout.decode().splitlines()
+    assert done.returncode == 0 and len(answers) == 3, done
+    assert answers[0].startswith("pid ") and int(answers[0].split()[1]) > 0
+    assert answers[1] == "error the node zygote refused: error cannot start 'calisim.bogus' with 3 descriptors"
+    assert answers[2].startswith(f"error the node zygote at {tmp_path / 'none.sock'} did not answer")
+    assert poll(lambda: "Client Version" in log.read_text()), log.read_text()  # its output appended to the log

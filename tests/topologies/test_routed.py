@@ -14,7 +14,6 @@
   is not its business.
 """
 
-import os
 
 import pytest
 
@@ -45,9 +44,8 @@ EXT1 = "2001:db8:100::10"
 
 
 @pytest.fixture(scope="module")
-def routed(tmp_path_factory):
+def routed(module_runs):
     """The routed cluster, no node started yet; the caller's namespace and processes as they were after it."""
-    os.environ["CALISIM_RUNS"] = str(tmp_path_factory.mktemp("runs", numbered=True))
     before, daemons = sandbox.snapshot(), running_daemons()
     with Cluster(topologies.load("routed")) as cluster:
         yield cluster

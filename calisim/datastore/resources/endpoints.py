@@ -3,6 +3,7 @@ and hostEndpoint (a host's own interface under policy, written by calicoctl, rea
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +14,14 @@ from .base import (Resource, ValidationError, check_fields, parse_interface_name
 
 if TYPE_CHECKING:  # annotations only: validation must not import the etcd client
     from ..etcd import Datastore
+
+
+@functools.lru_cache(maxsize=16384)
+def network_address(network: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address of a stored a.b.c.d/32 or x::y/128.  Felix's every policy pass reads every
+    endpoint's addresses, each parsed anew: at 100 hosts, three quarters of a pass's Python, on
+    every host at once after each change."""
+    return ipaddress.ip_interface(network).ip
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class WorkloadEndpoint(Resource):
 
     @property
     def addresses(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
-        return tuple(ipaddress.ip_interface(net).ip for net in self.networks)
+        return tuple(network_address(net) for net in self.networks)
 
     @property
     def ipv4_nets(self) -> list[str]:

@@ -4,6 +4,7 @@ reflectors' registrations).  Decoding trusts what calicoctl validated: no checks
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -233,7 +234,14 @@ def stored_interface(ip: str | None, network: str | None):
     """A node's address as stored (ip_addr_v4/v6 and network_v4/v6), back as one interface (a bare IP: /32, /128)."""
     if not ip:
         return None
-    return ipaddress.ip_interface(f"{ip}/{ipaddress.ip_network(network).prefixlen}" if network else ip)
+    return ipaddress.ip_interface(f"{ip}/{prefix_length(network)}" if network else ip)
+
+
+@functools.lru_cache(maxsize=64)
+def prefix_length(network: str) -> int:
+    """A stored network's prefix length: the hosts of a cluster share a few subnets, and every
+    node's startup decodes every node."""
+    return ipaddress.ip_network(network).prefixlen
 
 
 def as_value(as_number: int) -> str:

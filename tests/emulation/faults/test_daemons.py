@@ -71,8 +71,8 @@ def test_calico_node_is_run_again_with_the_options_it_was_started_with():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("flat", 2, route_reflectors=1), started, World)
+def world(module_runs):
+    yield from live_world(topologies.load("flat", 2, route_reflectors=1), started, World)
 
 
 @pytest.mark.emulation

@@ -22,8 +22,8 @@ HOLD_TIME = 9  # seconds; BIRD sends keepalives every third of it (3 s)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
+def world(module_runs):
+    yield from live_world(topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
                           bgp_timers=Timers(hold=HOLD_TIME))
 
 

@@ -1,9 +1,10 @@
 """Faults on a host of another server: the seed's two hosts on two simulated servers (host2 on
 server2, its own PID namespace: a PID of it names another process here, or none), its daemons
 found by their pid files there, signalled and started again there, its link taken down through
-its shell there, and the host crashed and booted on its server.  One cluster for the module; a
-short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a remote
-node's commands become, and the one line refusing what is not built across servers."""
+its shell there, the host crashed and booted on its server, and its dockerd (forked by server2's
+node zygote) killed and started again, live-restore keeping its workload.  One cluster for the
+module; a short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a
+remote node's commands become, and the one line refusing what is not built across servers."""
 
 from dataclasses import dataclass
 
@@ -46,13 +47,21 @@ def test_a_remote_nodes_command_is_spelt_for_its_server_and_refusals_name_it():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    yield from live_world(tmp_path_factory, topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
+def world(module_runs):
+    yield from live_world(topologies.load("two_host"), lambda cluster: replay(cluster, SETUP),
                           servers="sim:2", bgp_timers=Timers(hold=9))
 
 
 def pid_of(world, daemon: str) -> int | None:
     return world.faults._running_pid("host2", daemon)
+
+
+def forked_by_servers_zygote(world, pid: int) -> bool:
+    """Whether pid's parent on host2's server is that server's node zygote (its dockerd is one
+    of its children there, as here, not an interpreter of its own started over ssh)."""
+    host2 = world.cluster.host("host2")
+    parent = int(servers.read_text(host2, f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[1])
+    return "calisim.node.zygote" in servers.cmdline(host2, parent)
 
 
 @pytest.mark.emulation
@@ -63,6 +72,8 @@ def test_host2_runs_on_the_other_server(world):
     # its calico-node's PID is one of server2's: that server's /proc knows it as calico-node
     pid = pid_of(world, "calico-node")
     assert "calisim.node" in servers.cmdline(host2, pid)
+    dockerd = pid_of(world, "dockerd")  # forked by server2's zygote, with dockerd's own command line
+    assert forked_by_servers_zygote(world, dockerd) and servers.cmdline(host2, dockerd)[1:3] == ["-m", "calisim.docker"]
 
 
 @pytest.mark.emulation
@@ -91,7 +102,7 @@ def test_dockerd_killed_on_host2_stays_down_until_started(healthy):
     with pytest.raises(FaultError, match="^dockerd is not running in host2$"):
         faults.term("host2", "dockerd")
     faults.start("host2", "dockerd")
-    assert pid_of(healthy, "dockerd") not in (None, old)
+    assert pid_of(healthy, "dockerd") not in (None, old) and forked_by_servers_zygote(healthy, pid_of(healthy, "dockerd"))
     assert cluster.run("host2", "docker version -f '{{.Server.Version}}'").rc == 0
     assert "start host2 dockerd" in faults.log_path.read_text()
     assert cluster.run("host2", "docker run --net net1 --name w2 -tid busybox").rc == 0
@@ -128,3 +139,22 @@ def test_crash_and_boot_of_host2_on_its_server(world):
     world.w2_ip = address(cluster, "host2", "w2")
     world.reachable()
     assert faults.active() == []
+
+
+@pytest.mark.emulation
+def test_live_restore_on_host2_keeps_its_workload_through_a_dockerd_kill(healthy):
+    """Last in the module (an adopted container is no descendant of host2's processes, which a
+    crash kills): with live-restore in host2's daemon.json (in its view, on server2), w2 runs on
+    while its dockerd is down, and the next one server2's zygote forks adopts it with its PID."""
+    faults, cluster = healthy.faults, healthy.cluster
+    assert cluster.run("host2", """echo '{"live-restore": true}' > /etc/docker/daemon.json""").rc == 0
+    faults.kill("host2", "dockerd")
+    faults.start("host2", "dockerd")  # reads it
+    before = cluster.run("host2", "docker inspect -f '{{.State.Pid}}' w2").stdout.strip()
+    faults.kill("host2", "dockerd")
+    healthy.reachable()  # w1 reaches w2 with no dockerd in host2
+    faults.start("host2", "dockerd")
+    adopted = cluster.run("host2", "docker inspect -f '{{.State.Status}} {{.State.Pid}}' w2")
+    assert adopted.stdout.split() == ["running", before], adopted
+    assert cluster.run("host2", "docker exec w2 ping -c 1 -W 2 " + address(cluster, "host1", "w1")).rc == 0
+    assert cluster.run("host2", "rm /etc/docker/daemon.json").rc == 0
