@@ -34,7 +34,7 @@ import aetcd.exceptions  # noqa: E402
 from aetcd import transactions as ops  # noqa: E402
 
 from ..process.daemon import Daemon  # noqa: E402
-from . import keys  # noqa: E402
+from .health import healthy  # noqa: E402
 
 CLIENT_PORT = 2379
 RPC_TIMEOUT = 10  # seconds; a dead etcd must fail a call, not hang it
@@ -553,15 +553,8 @@ class EtcdServer(Daemon):
         return super().start(popen, cwd=str(self.directory), **options)
 
     def ready(self) -> bool:
-        """Its unix socket answers a read."""
-        if not (self.directory / self.socket_name).exists():
-            return False
-        try:
-            with Synchronous(Datastore(self.unix_endpoint)) as ds:
-                ds.get(keys.READY)
-            return True
-        except DatastoreError:
-            return False
+        """Its unix socket answers etcd's /health with true (calisim.datastore.health says why not a read)."""
+        return healthy(self.directory / self.socket_name)
 
 
 @contextmanager

@@ -118,7 +118,7 @@ class Cluster(EtcdCluster):
         self.etcd_processes: dict[str, subprocess.Popen] = {}  # by node: etcd_host, or the members' etcd1..N
         self.dockerds: dict[str, subprocess.Popen | zygote_client.ForkedProcess] = {}  # forked by the zygote
         self.birds: dict[str, subprocess.Popen] = {}  # BIRD in the topology's routers (ToRs, spines)
-        self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote)
+        self.zygote: subprocess.Popen | None = None  # forks the calico-nodes (calisim.node.zygote); may be handed in
         self.progress: Progress = no_progress  # long work reported stage by stage
         self.on_servers: remote.ServersOfRun | None = None  # the servers of a run with --servers, once started
 
@@ -241,17 +241,14 @@ class Cluster(EtcdCluster):
 
     @property
     def _zygote(self) -> zygote.ZygoteDaemon:
-        return zygote.ZygoteDaemon(self.zygote_socket, self.run_dir.path / "zygote.log")
+        return zygote.ZygoteDaemon.of_run(self.run_dir.path)
 
     def _spawn_zygote(self) -> None:
         """The node zygote, in the sandbox's own namespaces: it forks each host's calico-node into
-        that host's (calisim.node.zygote).  Not marked with the run's CALISIM_RUN_DIR: it serves
-        every host, so it stops last."""
-        self.zygote = self._zygote.start(env=self._zygote_environment(), stdin=subprocess.DEVNULL)
-
-    @staticmethod
-    def _zygote_environment() -> dict[str, str]:
-        return {key: value for key, value in os.environ.items() if key != "CALISIM_RUN_DIR"}
+        that host's (calisim.node.zygote).  One already running is kept: the command line starts
+        it before its own imports (calisim.cli.runs), which its imports then overlap."""
+        if self.zygote is None:
+            self.zygote = self._zygote.spawn()
 
     def _spawn_server_zygotes(self) -> None:
         """A node zygote on each other server with Calico hosts, started there as here (its
@@ -259,7 +256,7 @@ class Cluster(EtcdCluster):
         if self.on_servers is None:
             return
         try:
-            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), self._zygote_environment(),
+            self.on_servers.start_zygotes(zygote.command_line(self.zygote_socket), zygote.environment(),
                                           self._zygote.log)
         except ServerError as error:
             raise ClusterError(str(error)) from None
@@ -312,10 +309,8 @@ class Cluster(EtcdCluster):
         """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
         if self.net is not None:  # routers and reflectors run processes too
             self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
-        self._stop_etcd()
-        if self.zygote is not None:
-            self._zygote.stop(self.zygote)
-            self.zygote = None
+        self._stop_etcd(*[self.zygote] if self.zygote is not None else [])  # the last two: nothing uses them now
+        self.zygote = None
         if "faults" in self.__dict__:
             self.faults.close()
         if self.net is not None:

@@ -54,8 +54,9 @@ class EtcdCluster:
         self._stop_etcd()
         self._start_etcd()
 
-    def _stop_etcd(self) -> None:
-        stop_all([process for process in self.etcd_processes.values() if process.poll() is None])
+    def _stop_etcd(self, *alongside: subprocess.Popen) -> None:
+        """Every member, and the processes alongside them, all signalled at once."""
+        stop_all([process for process in self.etcd_processes.values() if process.poll() is None] + list(alongside))
         self.etcd_processes.clear()
 
     @property

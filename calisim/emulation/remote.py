@@ -23,7 +23,7 @@ from ..docker.service import Dockerd
 from ..node import NodePaths, zygote_client
 from ..node.bird import Bird, write_checked
 from ..servers import processes
-from ..servers.cluster import load_engine, vxlan_link_class
+from ..servers.cluster import remote_bases, vxlan_link_class
 from ..servers.gather import gather_all
 from ..servers.links import VXLAN_OVERHEAD
 from ..servers.placement import Servers
@@ -103,8 +103,7 @@ def dockerds_ready_script(dockerds: dict, pids: dict[str, int]) -> str:
 
 def remote_calico_host_class(ssh_options: list[str]) -> type:
     """A CalicoHost on a server reached with these ssh options (the run's key and connection)."""
-    engine = load_engine()
-    return type("RemoteCalicoHost", (RemoteCalicoMixin, engine.RemoteMixin, CalicoHost),
+    return type("RemoteCalicoHost", (RemoteCalicoMixin, *remote_bases(CalicoHost)),
                 {"sshbase": [*ssh_options, "-tt"]})
 
 
@@ -132,15 +131,20 @@ class ServersOfRun:
     def stop(self) -> list[str]:
         """The watchdog (servers going now is no failure), the zygotes and daemons by PID, every
         server's run directory gathered into this one's servers/<name>/, then every server by its
-        PID 1; the names of servers with processes left."""
+        PID 1; the names of servers with processes left.  The servers stop even when a stop by PID
+        fails (a server that no longer answers): left running, they would hold the underlay's
+        bridge and every later run's servers would fail to start."""
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
-        processes.stop([*self.daemons.values(), *self.zygotes])
-        self.daemons, self.zygotes = {}, []
-        self.gathered = gather_all({server.name: self.sim.ssh_command(server) for server in self.sim.servers},
-                                   self.run_dir.path, self.run_dir.path)
-        return self.sim.stop()
+        try:
+            processes.stop([*self.daemons.values(), *self.zygotes])
+            self.daemons, self.zygotes = {}, []
+            self.gathered = gather_all({server.name: self.sim.ssh_command(server) for server in self.sim.servers},
+                                       self.run_dir.path, self.run_dir.path)
+        finally:
+            left = self.sim.stop()
+        return left
 
     def ssh(self, server: str) -> list[str]:
         """ssh to server over its one connection; a command follows."""

@@ -4,12 +4,14 @@ them with a deadline.  Read from /proc, so they work for any process, a child or
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 STOP_TIMEOUT = 10.0
+PIDFD_BATCH = 256  # pidfds open at once while waiting (far below the usual 1024 descriptors a process)
 
 
 def alive(pid: int) -> bool:
@@ -43,12 +45,7 @@ def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05,
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    left = list(pids)
-    while left and time.monotonic() < deadline:
-        left = [pid for pid in left if alive(pid)]
-        if left:
-            time.sleep(interval)
+    left = wait_all_gone(pids, time.monotonic() + timeout)
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -58,6 +55,42 @@ def stop(pids: list[int], timeout: float = STOP_TIMEOUT, interval: float = 0.05,
         for pid in left:
             wait_gone(pid, timeout, interval)
     return left
+
+
+def wait_all_gone(pids: list[int], deadline: float) -> list[int]:
+    """Those of pids still running at deadline (monotonic).  Woken by each exit through a pidfd
+    rather than by polling /proc: a stop that polled every 50 ms lost 25 ms on average a stage,
+    and a run's stop has five stages one after another.  PIDFD_BATCH at a time (they were all
+    signalled already: the batches wait, together, as long as the slowest process)."""
+    left = []
+    for first in range(0, len(pids), PIDFD_BATCH):
+        left += _wait_batch_gone(pids[first:first + PIDFD_BATCH], deadline)
+    return left
+
+
+def _wait_batch_gone(pids: list[int], deadline: float) -> list[int]:
+    poller, watched, unwatched = select.poll(), {}, []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # gone already
+        except OSError:  # out of descriptors: polled instead
+            unwatched.append(pid)
+            continue
+        watched[fd] = pid
+        poller.register(fd, select.POLLIN)
+    try:
+        while watched and time.monotonic() < deadline:
+            for fd, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                poller.unregister(fd)
+                os.close(fd)
+                del watched[fd]
+    finally:
+        for fd in watched:
+            os.close(fd)
+    unwatched = [pid for pid in unwatched if not wait_gone(pid, max(0.0, deadline - time.monotonic()))]
+    return [pid for pid in watched.values() if alive(pid)] + unwatched
 
 
 def children(pid: int) -> list[int]:

@@ -41,11 +41,30 @@ def load_engine() -> ModuleType:
     return engine
 
 
+class OwnProcessGroup:
+    """Placed after Mininet's RemoteMixin: its ssh clients get their own process group from
+    Popen's ``process_group=0`` instead of its ``preexec_fn`` calling ``os.setpgrp``.  A preexec_fn
+    makes Python fork the controller and run Python and every at-fork handler in the child of a
+    threaded process (the etcd client's gRPC threads): there the child could die before ssh
+    started (SIGSEGV, SIGABRT with gRPC's fork support on: 12 of 100 sessions), an empty answer
+    and no command run.  Without one, Python vforks and the child execs ssh at once."""
+
+    def _popen(self, cmd, **params):
+        if params.get("preexec_fn") is self._ignoreSignal:
+            del params["preexec_fn"]
+            params["process_group"] = 0
+        return super()._popen(cmd, **params)
+
+
+def remote_bases(node_class: type) -> tuple[type, ...]:
+    """The bases of a node of node_class on another server: Mininet's RemoteMixin, forking safely."""
+    return load_engine().RemoteMixin, OwnProcessGroup, node_class
+
+
 def remote_host_class(ssh_options: list[str]) -> type:
     """Mininet's RemoteHost reaching its server with these ssh options (the run's key, host
     keys and one multiplexed connection a server) instead of the user's defaults."""
-    engine = load_engine()
-    return type("CalisimRemoteHost", (engine.RemoteHost,), {"sshbase": [*ssh_options, "-tt"]})
+    return type("CalisimRemoteHost", remote_bases(load_engine().Node), {"sshbase": [*ssh_options, "-tt"]})
 
 
 def vxlan_link_class(controller_ip: str | None = None) -> type:

@@ -54,6 +54,19 @@ def make_private_view(run_dir: Path, server_dir: Path) -> None:
     _mount("-t", "sysfs", "sysfs", "/sys")  # /sys/class/net shows the mounter's namespace: make it this server's
 
 
+def forget_the_machines_shell_startup() -> None:
+    """An empty root .bashrc, which bash reads for every command sshd runs: a real server's root
+    has its own, and this machine's (pyenv's init, which rehashes under a lock of the machine's
+    own) slowed every session and, when a session was killed mid-rehash, held every later one
+    of every server for a minute."""
+    bashrc = Path.home() / ".bashrc"
+    if bashrc.exists():
+        empty = Path("/run/calisim/bashrc")
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        empty.write_text("")
+        _mount("--bind", str(empty), str(bashrc))
+
+
 def hold_installation() -> list[tuple[Path, Path]]:
     """calisim and its interpreter's environment, where they lie below /tmp (a clone there), held
     under /run before /tmp becomes the server's own: a real server has calisim installed at the
@@ -99,6 +112,7 @@ def main() -> None:
                  "(run by calisim as PID 1 of a simulated server)")
     name, run_dir, server_dir, config = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     make_private_view(run_dir, server_dir)
+    forget_the_machines_shell_startup()
     name_itself(name)
     bring_up_loopback()
     sys.exit(serve(["/usr/sbin/sshd", "-D", "-e", "-f", config], run_dir / "sshd.log"))

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -32,6 +31,9 @@ CONTROLLER = IPv4Interface("198.18.0.1/24")  # RFC 2544's benchmarking range: ne
 MAX_SERVERS = 99
 SSHD = Path("/usr/sbin/sshd")
 START_TIMEOUT = 20.0
+# A server's first ssh: the handshake that stays as its ControlMaster.  ~0.5 s on an idle machine, 1-6 s
+# at load 55-80 here, over 10 s at load 150 (the whole suite beside other work on 2 cores).
+HANDSHAKE_TIMEOUT = 30.0
 
 SSHD_CONFIG = """\
 # Made by calisim for this run's simulated server {name}.
@@ -215,21 +217,29 @@ class SimServers:
             ipr.addr("add", index=eth0, address=str(server.address.ip), prefixlen=server.address.network.prefixlen)
 
     def _wait_reachable(self) -> None:
-        """Each server's sshd accepts the run's key (a TCP poll first: cheap while sshd starts),
-        every server at once: each first ssh is a handshake (~0.5 s) opening its connection."""
-        with ThreadPoolExecutor(max_workers=len(self.servers) or 1) as pool:
-            for future in [pool.submit(self._wait_answers, server) for server in self.servers]:
-                future.result()
-
-    def _wait_answers(self, server: SimServer) -> None:
-        _wait_port(server, 22)
-        try:  # the handshake: a few processes on each side, slow on a loaded machine
-            result = self.ssh(server, "true", timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ServerError(f"{server.name}: ssh as root with the run's key did not answer within "
-                              f"{START_TIMEOUT:.0f}s") from None
-        if result.returncode != 0:
-            raise ServerError(f"{server.name}: ssh as root with the run's key failed: {result.stderr.strip()}")
+        """Each server's sshd accepts the run's key (a TCP poll first: cheap while sshd starts).
+        The first connections are made together, under one deadline: each is a handshake costing
+        CPU, slow on a loaded machine, and one after another their times add up."""
+        for server in self.servers:
+            _wait_port(server, 22)
+        sessions = {server.name: subprocess.Popen(self.ssh_command(server) + ["true"], stdin=subprocess.DEVNULL,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                    for server in self.servers}
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        try:
+            for name, session in sessions.items():
+                try:
+                    _, errors = session.communicate(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise ServerError(f"{name}: ssh as root with the run's key did not finish within "
+                                      f"{HANDSHAKE_TIMEOUT:.0f}s") from None
+                if session.returncode != 0:
+                    raise ServerError(f"{name}: ssh as root with the run's key failed: {errors.strip()}")
+        finally:
+            for session in sessions.values():
+                if session.poll() is None:
+                    session.kill()
+                    session.wait()
 
     def stop(self) -> list[str]:
         """Stop every server by its PID 1 (the kernel then ends all it ran) and remove the

@@ -20,9 +20,11 @@ from calisim.scenarios.bundled import SCENARIOS
 from calisim.scenarios.seed import inspect
 from calisim.emulation.cluster import ClusterError
 from calisim.docker.service import Dockerd
+from calisim.emulation import remote
 from calisim.emulation.remote import LINK_MTU, dockerds_ready_script
 from calisim.node import bird
 from calisim.process import pids
+from calisim.servers.sim import ServerError
 from calisim.servers.watchdog import ServerLost
 
 ICMP_HEADERS = 28  # IPv4 20 + ICMP 8: a ping of LINK_MTU - 28 bytes fills a packet of LINK_MTU
@@ -71,6 +73,30 @@ def test_dockerds_are_awaited_on_their_server_until_each_socket_or_death(tmp_pat
     assert (died.returncode, died.stdout) == (3, "host3\ncannot read /etc/docker/daemon.json\n")
     dockerds["host3"].socket.touch()
     assert run({"host2": gone.pid, "host3": gone.pid}).returncode == 0
+
+
+class StoppedServers:
+    """SimServers' stand-in: no server to gather from, and whether stop() was called."""
+
+    servers: list = []
+    stopped = False
+
+    def stop(self) -> list[str]:
+        self.stopped = True
+        return []
+
+
+def test_the_servers_stop_even_when_a_stop_by_pid_on_one_fails(monkeypatch):
+    def unanswered(_processes):
+        raise ServerError("server2: `kill -TERM 42` did not finish within 20s")
+
+    monkeypatch.setattr(remote.processes, "stop", unanswered)
+    on_servers = object.__new__(remote.ServersOfRun)
+    on_servers.watchdog, on_servers.daemons, on_servers.zygotes = None, {}, []
+    on_servers.sim = StoppedServers()
+    with pytest.raises(ServerError, match="^server2: `kill -TERM 42`"):
+        on_servers.stop()
+    assert on_servers.sim.stopped
 
 
 @pytest.mark.emulation

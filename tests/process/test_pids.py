@@ -59,3 +59,17 @@ def test_a_frozen_daemon_is_stopped_by_its_sigterm_not_the_kill_after_the_timeou
     daemon.send_signal(signal.SIGSTOP)
     pids.stop([daemon.pid], timeout=30)
     assert daemon.wait(5) == 3  # its own handler ran: not -SIGKILL
+
+
+def test_waiting_for_many_returns_as_the_last_goes_and_names_those_left_at_the_deadline():
+    quick = subprocess.Popen(["sleep", "0.2"])
+    slow = subprocess.Popen(["sleep", "30"])
+    try:
+        started = time.monotonic()
+        assert pids.wait_all_gone([quick.pid], time.monotonic() + 10) == []
+        assert time.monotonic() - started < 5  # woken by the exit, not by the deadline
+        assert pids.wait_all_gone([quick.pid, slow.pid, 2 ** 22 + 1], time.monotonic() + 0.2) == [slow.pid]
+    finally:
+        slow.kill()
+        slow.wait()
+        quick.wait()

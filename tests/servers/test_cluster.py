@@ -1,6 +1,9 @@
 """Mininet's cluster edition on simulated servers: a host on each of two servers, joined by a
-VXLAN link, pinging at the link's full MTU with DF; nothing of them left once the net stops."""
+VXLAN link, pinging at the link's full MTU with DF; nothing of them left once the net stops.
+And a remote node's ssh clients forked without Python running in the child."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,10 +15,10 @@ from calisim.servers.sim import UNDERLAY_MTU
 
 from tests.servers.conftest import mininet_processes
 
-pytestmark = pytest.mark.emulation
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 
 
+@pytest.mark.emulation
 def test_hosts_on_two_servers_ping_across_a_vxlan_link_at_full_mtu(sim):
     Mininet.inited = True  # never raise the sandbox's own sysctls
     host_class = remote_host_class(sim.node_ssh_options())
@@ -40,6 +43,7 @@ def test_hosts_on_two_servers_ping_across_a_vxlan_link_at_full_mtu(sim):
     assert not any(mininet_processes(server) for server in sim.servers)
 
 
+@pytest.mark.emulation
 def test_twelve_remote_nodes_on_one_server_all_answer(sim):
     """More than the ~10 nodes above which Mininet issue #1078 saw the cluster edition fail."""
     Mininet.inited = True
@@ -53,3 +57,26 @@ def test_twelve_remote_nodes_on_one_server_all_answer(sim):
         assert len(mininet_processes(server)) >= len(hosts)
     finally:
         net.stop()
+
+
+FORK_PROBE = """
+import os, subprocess, sys
+from calisim.servers.cluster import load_engine, remote_bases
+os.register_at_fork(after_in_child=lambda: open(sys.argv[1], "w").close())
+node = object.__new__(type("Probe", remote_bases(load_engine().Node), {}))
+node.isRemote, node.user = False, None
+child = node._popen([sys.executable, "-c", "import os; print(os.getpgrp() == os.getpid())"], stdout=subprocess.PIPE)
+print(child.communicate()[0].decode().strip())
+"""
+
+
+def test_a_remote_nodes_ssh_client_gets_its_own_process_group_without_python_in_the_child(tmp_path):
+    """Mininet's RemoteMixin set the group with a preexec_fn, which runs Python and its at-fork
+    handlers in the forked child: in a controller with gRPC's threads that child died before
+    ssh started, an empty answer (a handler registered here stands for gRPC's)."""
+    marker = tmp_path / "at-fork handler ran in the child"
+    probe = subprocess.run([sys.executable, "-c", FORK_PROBE, str(marker)], capture_output=True, text=True,
+                           timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "True"  # its own process group, as Mininet's os.setpgrp gave it
+    assert not marker.exists()

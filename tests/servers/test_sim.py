@@ -4,14 +4,17 @@ on any of them once stopped."""
 
 import os
 import signal
+import socket
 import time
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
 from calisim.process import pids
-from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, check_count
+from calisim.servers import sim as sim_module
+from calisim.servers.sim import UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError, SimServer, SimServers, check_count
 
 pytestmark = pytest.mark.emulation
 MARKER = "sleep 3917"  # a process started on the second server only
@@ -45,6 +48,16 @@ def test_private_tmp_run_and_run_directory(sim):
     assert not (sim.run_dir / "only-here").exists()
     listing = run(sim, first, f"ls {sim.run_dir}").split()
     assert "sshd.log" in listing and "servers" not in listing  # its own directory at the run's path
+
+
+def test_a_servers_root_shell_reads_none_of_the_machines_startup(sim):
+    """bash reads root's .bashrc for every command sshd runs: a server's is its own (empty), the
+    machine's is as it was."""
+    machines = Path.home() / ".bashrc"
+    before = machines.read_bytes() if machines.exists() else None
+    for server in sim.servers:
+        assert run(sim, server, "wc -c < ~/.bashrc 2>/dev/null || echo none") in ("0", "none")
+    assert (machines.read_bytes() if machines.exists() else None) == before
 
 
 def test_underlay_carries_full_size_frames_with_df_and_no_more(sim):
@@ -97,3 +110,17 @@ def _cmdline(pid: int) -> bytes:
 def test_count_out_of_range_is_refused(count):
     with pytest.raises(ServerError, match=f"sim:{count}: the number of simulated servers must be between 1 and 99"):
         check_count(count)
+
+
+def test_a_server_whose_sshd_never_finishes_the_handshake_is_one_line(tmp_path, monkeypatch):
+    """A listener that accepts and never speaks: the run's first ssh to it gives up at the
+    handshake's deadline with one line naming the server, its ssh client not left behind."""
+    monkeypatch.setattr(sim_module, "HANDSHAKE_TIMEOUT", 1.0)
+    servers = SimServers(tmp_path, 1, control_directory=Path("/run"))  # never used: no connection gets that far
+    servers.servers = [SimServer("server1", IPv4Interface("127.0.0.1/8"), tmp_path / "server1")]
+    with socket.create_server(("127.0.0.1", 22)):
+        began = time.monotonic()
+        with pytest.raises(ServerError, match=r"^server1: ssh as root with the run's key did not finish within 1s$"):
+            servers._wait_reachable()
+    assert time.monotonic() - began < 10
+    assert not [pid for pid in pids.children(os.getpid()) if b"ssh" in _cmdline(pid)]
