@@ -166,7 +166,7 @@ class Cluster(EtcdCluster):
     def _build_network(self) -> None:
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
-        host, link = ((self.on_servers.host_factory(), self.on_servers.link_class()) if self.on_servers
+        host, link = ((self.on_servers.host_factory(self.topo), self.on_servers.link_class()) if self.on_servers
                       else (_per_host_state(self.run_dir), VethLink))
         self.net = Mininet(topo=self.topo, host=host, controller=None,
                            link=link, autoSetMacs=False, build=False, waitConnected=False)
@@ -328,12 +328,16 @@ class Cluster(EtcdCluster):
         calico-nodes (each stops its BIRD) and the routers' BIRDs, then whatever else still runs in
         a host or was started from one (containers live in namespaces of their own but carry the
         run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
-        in the time of the slowest, not of all of them one after another."""
-        if self.on_servers is not None:
-            self.on_servers.stop_daemons([host.name for host in hosts])
+        in the time of the slowest, not of all of them one after another.  On other servers too,
+        the routers' BIRDs go after every dockerd: a ToR stopped first cuts its rack's dockerds off
+        etcd, and each would wait out its etcd deadline to leave its networks."""
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]
         routers = [self.birds.pop(host.name) for host in hosts if host.name in self.birds]
-        for processes in (dockerds, routers):
+        calico = set(self.hosts)
+        for processes, names in ((dockerds, [host.name for host in hosts if host.name in calico]),
+                                 (routers, [host.name for host in hosts if host.name not in calico])):
+            if self.on_servers is not None:
+                self.on_servers.stop_daemons(names)
             stop_all(processes)
         here = [host for host in hosts if not getattr(host, "isRemote", False)]  # a server's end with its PID 1
         if self.on_servers is not None:
@@ -549,18 +553,22 @@ class Cluster(EtcdCluster):
 
     def diagnose(self) -> Path:
         """Write what each host's dataplane, BIRD and calico-node look like now to diagnostics.txt
-        in the run directory (for reading after a failure) and return its path."""
-        sections = []
-        for name in self.topo.hosts(sort=True):
-            has_bird = (self.host(name).state_dir / "run" / "bird.ctl").exists()
-            commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts
-                                      else BIRD_DIAGNOSTICS if has_bird else ())
-            for command in commands:
-                result = self.run(name, command, timeout=10)
-                sections.append(f"### {name}$ {command}\n{result.stdout}{result.stderr}")
+        in the run directory (for reading after a failure) and return its path.  Whether a node
+        runs BIRD is asked of the node itself (its socket in its /var/run/calico): a router on
+        another server has its run directory there, not here.  Nodes are read at once (a remote
+        node's commands are ssh round trips)."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sections = [section for found in pool.map(self._node_diagnostics, self.topo.hosts(sort=True))
+                        for section in found]
         path = self.run_dir.path / "diagnostics.txt"
         path.write_text("\n".join(sections))
         return path
+
+    def _node_diagnostics(self, name: str) -> list[str]:
+        has_bird = self.run(name, "test -S /var/run/calico/bird.ctl", timeout=10).rc == 0
+        commands = DIAGNOSTICS + (CALICO_DIAGNOSTICS if name in self.hosts else BIRD_DIAGNOSTICS if has_bird else ())
+        return [f"### {name}$ {command}\n{result.stdout}{result.stderr}"
+                for command in commands for result in [self.run(name, command, timeout=10)]]
 
 
 def _all_established(control: bird.BirdControl) -> bool:

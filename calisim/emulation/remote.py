@@ -9,14 +9,15 @@ its fstab and files written, through its own shell, never by a local path.  ssh 
 
 from __future__ import annotations
 
-import base64
 import marshal
 import os
 import shlex
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from ..docker.service import Dockerd
 from ..node import NodePaths, zygote_client
@@ -29,8 +30,9 @@ from ..servers.placement import Servers
 from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
 from ..servers.watchdog import Watchdog
 from .rundir import RunDir
-from .topology import CalicoHost, own_uts, run_ip_batches
+from .topology import CalicoHost, own_uts, run_ip_batches, write_step
 
+REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
 FORK_TIMEOUT = 30.0  # seconds for a server's zygote to fork its hosts' dockerds (its answers: ~10 ms each)
 
@@ -47,7 +49,7 @@ class RemoteCalicoMixin:
         directories = [*self.state_subdirectories(), *(str(view.upper) for view in self.views),
                        *(str(view.work) for view in self.views), *(private for _, private in self.privateDirs)]
         return [f"mkdir -p {' '.join(map(shlex.quote, directories))}",
-                _write_step(str(self.state_dir / "fstab"), fstab_text)]
+                write_step(str(self.state_dir / "fstab"), fstab_text)]
 
     def write_file(self, path: str, text: str) -> None:
         """path in this host's view (its mount namespace, on its server), text sent on ssh's
@@ -87,11 +89,6 @@ class RemoteCalicoMixin:
 
     def netns_inode(self) -> int:
         raise ServerError(f"{self.name} runs on {self.server}: its processes are found there, not in this /proc")
-
-
-def _write_step(path: str, text: str) -> str:
-    encoded = base64.b64encode(text.encode()).decode()
-    return f"echo {encoded} | base64 -d > {shlex.quote(path)}"
 
 
 def dockerds_ready_script(dockerds: dict, pids: dict[str, int]) -> str:
@@ -256,9 +253,13 @@ class ServersOfRun:
         for host in hosts:
             by_server.setdefault(host.server, []).append(shlex.quote(str(NodePaths(host.state_dir / "run",
                                                                                    host.state_dir / "log").pid_file)))
-        for server, pid_files in by_server.items():
+
+        def stop_there(server: str, pid_files: list[str]) -> None:
             found = processes.run(self.ssh(server), server, f"cat {' '.join(pid_files)} 2>/dev/null; true")
             processes.stop_pids(self.ssh(server), server, [int(pid) for pid in found.split() if pid.isdigit()])
+        with ThreadPoolExecutor(max_workers=max(1, len(by_server))) as pool:  # every server at once
+            for future in [pool.submit(stop_there, *item) for item in by_server.items()]:
+                future.result()
 
     def running_pid(self, host: CalicoHost, pid_file: Path) -> int | None:
         """The PID pid_file names on host's server, if that process runs there (as pids.from_file here)."""
@@ -277,17 +278,29 @@ class ServersOfRun:
     def is_remote(self, node: str) -> bool:
         return self.placement.get(node, self.servers.first) != self.servers.first
 
-    def host_factory(self):
-        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server."""
+    def host_factory(self, topo) -> Callable[..., CalicoHost]:
+        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server.
+        The remote ones are all begun at once, now (each is a few round trips over ssh: made one
+        after another, as Mininet adds hosts, they were most of a bring-up), and each is handed
+        over when Mininet adds it, made with the parameters it passes then (the topology's own
+        for a node that names its address, as every calisim node does)."""
         remote = remote_calico_host_class(self.sim.node_ssh_options())
         addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
 
-        def make(name: str, **params) -> CalicoHost:
+        def build(name: str, **params) -> CalicoHost:
             state_dir = self.run_dir.host(name)
             if not self.is_remote(name):
                 return CalicoHost(name, state_dir=state_dir, **params)
             server = self.placement[name]
             return remote(name, state_dir=state_dir, server=server, serverIP=addresses[server], user="root", **params)
+
+        early = [name for name in topo.hosts() if self.is_remote(name) and "ip" in topo.nodeInfo(name)]
+        pool = ThreadPoolExecutor(max_workers=max(1, min(REMOTE_BUILDS, len(early))))
+        pending = {name: pool.submit(build, name, **topo.nodeInfo(name)) for name in early}
+        pool.shutdown(wait=False)
+
+        def make(name: str, **params) -> CalicoHost:
+            return pending.pop(name).result() if name in pending else build(name, **params)
         return make
 
     @staticmethod

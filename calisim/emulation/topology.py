@@ -50,6 +50,14 @@ def mount_in(node, steps: list[str], what: str) -> None:
         raise overlay.OverlayError(f"{node.name} cannot get {what}: {why}")
 
 
+def write_step(path: str, text: str) -> str:
+    """A shell step writing text to path with the shell's builtin printf: no process, one line
+    (text's newlines become printf's, so a shell reading a terminal sees a single line)."""
+    pieces = text.split("\n")
+    layout = "%s\\n" * (len(pieces) - 1) + "%s"
+    return f"printf {shlex.quote(layout)} {shlex.join(pieces)} > {shlex.quote(path)}"
+
+
 class VethLink(Link):
     """Mininet's veth link, left to go with its namespaces at teardown.  Every node of a calisim
     network (hosts, routers, the bridges) has a namespace of its own, and the kernel destroys a
@@ -78,15 +86,17 @@ class CalicoHost(Host):
         mounted by one `mount` (Mininet runs three commands a directory, each a few milliseconds,
         for one host after another): the overlays first, so bind mounts below /etc or /var/lib
         land on top of them and their mount points are made in the host's view; then its name
-        (the shell's builtin echo: no process).  OverlayError, with mount's reason, if any fails."""
+        (the shell's builtin echo: no process) and its /etc/hostname and /etc/hosts, written into its
+        view by the shell's builtin printf in the same round trip (a host on another server would
+        pay a session each).  OverlayError, with mount's reason, if any fails."""
         fstab_text = "".join([view.fstab_line() for view in self.views] + [
             overlay.fstab_line(private_dir, mount_point, "none", "bind,X-mount.mkdir")
             for mount_point, private_dir in self.privateDirs])
         mount_in(self, [*self.prepare_state(fstab_text), overlay.mount_all_command(self.state_dir / "fstab"),
-                        f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"],
+                        f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname",
+                        write_step("/etc/hostname", f"{self.name}\n"),
+                        write_step("/etc/hosts", overlay.etc_hosts(self.name))],
                  "its own /etc, /var/lib and private directories")
-        self.write_file("/etc/hostname", f"{self.name}\n")
-        self.write_file("/etc/hosts", overlay.etc_hosts(self.name))
 
     def state_subdirectories(self) -> list[str]:
         return [str(self.state_dir / sub) for sub in ("run", "log", "home", "docker/plugins")]

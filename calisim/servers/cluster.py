@@ -13,11 +13,12 @@ import importlib.util
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from .links import link_ends
+from .links import VxlanEnd, link_ends
 
 DEBIAN_CLUSTER = Path("/usr/lib/python3/dist-packages/mininet/examples/cluster.py")
 
@@ -76,17 +77,17 @@ def vxlan_link_class(controller_ip: str | None = None) -> type:
         vni = 0
 
         def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):  # noqa: N802 (Mininet's)
+            """Both ends at once, each in one round trip: a remote end through its node's own
+            shell (an ssh session of its own an end, four of them one end after the other,
+            were most of a remote host's build)."""
             RemoteVxlanLink.vni += 1
             addresses = [node.serverIP if _remote(node) else controller_ip for node in (node1, node2)]
-            for (node, intfname, addr), end in zip(
-                    ((node1, intfname1, addr1), (node2, intfname2, addr2)),
-                    link_ends(intfname1, RemoteVxlanLink.vni, *addresses)):
-                for command in replace(end, device=intfname).create_commands(netns_pid=node.pid):
-                    failure = _on_server_of(node, command)
-                    if failure is not None:
-                        raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {failure}")
-                if addr:
-                    node.cmd(f"ip link set {intfname} address {addr}")
+            ends = [(node, replace(end, device=intfname), addr) for (node, intfname, addr), end in zip(
+                ((node1, intfname1, addr1), (node2, intfname2, addr2)),
+                link_ends(intfname1, RemoteVxlanLink.vni, *addresses))]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for future in [pool.submit(_make_end, *end) for end in ends]:
+                    future.result()
             self.tunnel = None
             return None
 
@@ -97,20 +98,32 @@ def vxlan_link_class(controller_ip: str | None = None) -> type:
     return RemoteVxlanLink
 
 
+def _make_end(node, end: VxlanEnd, addr: str | None) -> None:
+    """One end of a cross-server link made on node's server: its commands in one round trip
+    there (each on its own here, where a command costs none)."""
+    commands = end.create_commands(netns_pid=node.pid)
+    for command in [" && ".join(commands)] if _remote(node) else commands:
+        failure = _on_server_of(node, command)
+        if failure is not None:
+            raise ClusterError(f"{getattr(node, 'server', 'localhost')}: {command}: {failure}")
+    if addr:
+        node.cmd(f"ip link set {end.device} address {addr}")
+
+
 def _remote(node) -> bool:
     return getattr(node, "isRemote", False)
 
 
 def _on_server_of(node, command: str) -> str | None:
-    """command run on node's server, outside its namespaces: None if it succeeded, else what it
-    printed.  Judged by its exit status, not by silence (a notice written into the session's
-    output is no failure), and a session that ended before the status says so."""
+    """command run on node's server, in the server's network namespace: None if it succeeded,
+    else what it printed.  A remote node's is typed into its own shell (an ssh session already
+    open, where a new one costs a round trip and a few processes on each side), entering the
+    namespace of the server's PID 1 (the server's own: where its sshd and underlay address are);
+    judged by its exit status, not by silence."""
     if _remote(node):
-        session = node.rpopen(f'{command} 2>&1; echo "status $?"')
-        output, _ = session.communicate()
-        lines = output.decode(errors="replace").strip().splitlines()
+        lines = node.cmd(f'nsenter -t 1 -n sh -c {shlex.quote(command)} 2>&1; echo "status $?"').strip().splitlines()
         if lines and lines[-1].strip().startswith("status "):
             return None if lines[-1].strip() == "status 0" else "\n".join(lines[:-1]).strip() or lines[-1].strip()
-        return f"ssh ended with status {session.returncode} before the command did (ssh's errors: servers/ssh.log)"
+        return "no answer from its shell"
     done = subprocess.run(shlex.split(command), capture_output=True, text=True)
     return None if done.returncode == 0 else (done.stdout + done.stderr).strip()

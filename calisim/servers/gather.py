@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,11 @@ def gather(server: str, ssh: list[str], remote_dir: Path, into: Path, timeout: f
 
 
 def gather_all(servers: dict[str, list[str]], remote_dir: Path, run_dir: Path) -> list[Gathered]:
-    """Every server's (name -> its ssh command) directory into run_dir/servers/<name>/."""
-    return [gather(name, ssh, remote_dir, run_dir / "servers" / name) for name, ssh in servers.items()]
+    """Every server's (name -> its ssh command) directory into run_dir/servers/<name>/, every
+    server at once (each is a round trip at least, over its own connection)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        return list(pool.map(lambda item: gather(item[0], item[1], remote_dir, run_dir / "servers" / item[0]),
+                             servers.items()))
 
 
 def _shared(ssh: list[str], remote_dir: Path, into: Path, timeout: float) -> bool:

@@ -1,8 +1,10 @@
-"""Calico hosts on other servers through the API: the placement asked for and refused, and the
-seed's two hosts on two simulated servers (host2 a remote host: its shell, name, files and
-commands on server2, its link to the segment a VXLAN pair over the underlay)."""
+"""Calico hosts on other servers through the API: the placement asked for and refused, the seed's
+two hosts on two simulated servers (host2 a remote host: its shell, name, files and commands on
+server2, its link to the segment a VXLAN pair over the underlay), route reflectors over three
+servers, a fabric with a rack a server, and 30 hosts behind two reflectors over three servers."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +14,7 @@ import pytest
 
 import topologies
 from tests.conftest import running_daemons
-from calisim.emulation import Cluster, sandbox
+from calisim.emulation import Cluster, sandbox, wait_until
 from calisim.scenarios import transcript
 from calisim.scenarios.bundled import SCENARIOS
 from calisim.scenarios.seed import inspect
@@ -20,6 +22,7 @@ from calisim.emulation.cluster import ClusterError
 from calisim.docker.service import Dockerd
 from calisim.emulation import remote
 from calisim.emulation.remote import LINK_MTU, dockerds_ready_script
+from calisim.node import bird
 from calisim.process import pids
 from calisim.servers.sim import ServerError
 from calisim.servers.watchdog import ServerLost
@@ -110,6 +113,90 @@ def test_route_reflectors_pass_their_checks_over_three_servers(untouched, runs):
         _, outcome = scenario.check(cluster)
         assert outcome["mismatches"] == []
         assert [pair["probe"]["received"] for pair in outcome["pairs"]] == [4] * len(outcome["pairs"])
+
+
+def workload(cluster, host: str, name: str) -> tuple[int, str]:
+    """A container's PID (on its host's server) and its address."""
+    found = inspect(cluster, host, name)
+    return found["State"]["Pid"], next(iter(found["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def ping_with_df(cluster, host: str, pid: int, destination: str, packet: int):
+    """One ping of packet bytes (IPv4 and ICMP headers included), DF set, from a workload of host
+    (run on host's server, where pid means that workload)."""
+    return cluster.run(host, f"nsenter -t {pid} -n ping -c1 -W3 -M do -s {packet - ICMP_HEADERS} {destination}")
+
+
+@pytest.mark.emulation
+def test_fabric_as_per_rack_passes_its_checks_with_a_rack_a_server(untouched, runs):
+    """Rack 1 (etcd in host1), the spines and the first ToR on server1, rack 2 with its ToR on
+    server2: the ToR-spine links cross servers, so do BGP between ToRs and spines, rack 2's etcd
+    and the workloads' traffic, unencapsulated (the fabric's pools have no IPIP) at the link's full
+    MTU with DF."""
+    scenario = SCENARIOS["fabric-as-per-rack"]
+    with Cluster(scenario.load_topology(), servers="sim:3") as cluster:
+        assert {node: cluster.server_of(node) for node in ("host1", "tor1", "spine1", "host3", "host4", "tor2")} == {
+            "host1": "server1", "tor1": "server1", "spine1": "server1",
+            "host3": "server2", "host4": "server2", "tor2": "server2"}
+        failed = [result for result in transcript.run(cluster, transcript.parse(scenario.text())) if not result.passed]
+        assert not failed, failed[0]
+        _, outcome = scenario.check(cluster)
+        assert outcome["mismatches"] == []
+        w1, (_, w3) = workload(cluster, "host1", "w1"), workload(cluster, "host3", "w3")
+        full = ping_with_df(cluster, "host1", w1[0], w3, LINK_MTU)
+        assert " 0% packet loss" in full.stdout, full
+        assert "Frag needed and DF set" in ping_with_df(cluster, "host1", w1[0], w3, LINK_MTU + 1).stdout
+        diagnostics = cluster.diagnose().read_text()  # tor2's BIRD, asked on server2
+        tor2 = diagnostics.split("### tor2$ birdc -s /var/run/calico/bird.ctl show protocols\n")[1].split("###")[0]
+        assert re.search(r"^spine1 +BGP .* Established", tor2, re.MULTILINE), tor2
+
+
+POOLS = ("echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}, "
+         "{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.30.0.0/16}, spec: {vxlan: {enabled: true}}}]' "
+         "| calicoctl create -f -")
+VXLAN_CALICO_OVERHEAD = 50  # Calico's VXLAN: outer IPv4, UDP, VXLAN and inner Ethernet headers
+
+
+@pytest.mark.emulation
+def test_thirty_hosts_behind_two_reflectors_pass_their_checks_over_three_servers(untouched, runs):
+    """flat --hosts 30 --route-reflectors 2 on sim:3: hosts 1-10, the reflectors and etcd on
+    server1, 11-20 on server2, 21-30 on server3.  Every host's two sessions (one a reflector)
+    and each reflector's 31 cross servers; then an IPIP and a VXLAN pool, and workloads on the
+    three servers reaching each other at the full MTU their encapsulation leaves, with DF.  A
+    dockerd only in the hosts with workloads: the sessions are the point of thirty hosts."""
+    with Cluster(topologies.load("flat", 30, route_reflectors=2), servers="sim:3", docker=False) as cluster:
+        assert [cluster.server_of(host) for host in ("rr1", "host10", "host11", "host20", "host21", "host30")] == [
+            "server1", "server1", "server2", "server2", "server3", "server3"]
+        cluster.start_nodes()
+        wait_until(lambda: all(cluster.bgp_established(host) == 2 for host in cluster.hosts), 120,
+                   interval=0.5, what="two sessions Established on every host, one a reflector")
+        for reflector in ("rr1", "rr2"):
+            established = [peer for peer in bird.bgp_peer_statuses(cluster.bird(reflector).protocols())
+                           if peer.info.startswith("Established") and "." in peer.peer_ip]
+            assert len(established) == 31, (reflector, established)  # 30 clients and the other reflector, over IPv4
+        for host in ("host1", "host11", "host21"):
+            cluster.start_dockerd(host)
+        steps = [("host1", POOLS),
+                 ("host1", "docker network create --driver calico --ipam-driver calico-ipam --subnet 10.10.0.0/16 ipip"),
+                 ("host1", "docker network create --driver calico --ipam-driver calico-ipam --subnet 10.30.0.0/16 vxlan"),
+                 ("host1", "docker run --net ipip --name i1 -tid busybox"),
+                 ("host11", "docker run --net ipip --name i11 -tid busybox"),
+                 ("host1", "docker run --net vxlan --name v1 -tid busybox"),
+                 ("host21", "docker run --net vxlan --name v21 -tid busybox")]
+        for host, command in steps:
+            result = cluster.run(host, command)
+            assert result.rc == 0, result
+        (i1, _), (_, i11) = workload(cluster, "host1", "i1"), workload(cluster, "host11", "i11")
+        (_, v1), (v21, _) = workload(cluster, "host1", "v1"), workload(cluster, "host21", "v21")
+
+        def reaches(host: str, pid: int, destination: str, packet: int) -> bool:
+            return " 0% packet loss" in ping_with_df(cluster, host, pid, destination, packet).stdout
+
+        wait_until(lambda: reaches("host1", i1, i11, LINK_MTU - IPIP_OVERHEAD), 60, interval=0.5,
+                   what="i1 (server1) reaching i11 (server2) over IPIP at full size with DF")
+        assert "Frag needed and DF set" in ping_with_df(cluster, "host1", i1, i11, LINK_MTU + 1).stdout
+        wait_until(lambda: reaches("host21", v21, v1, LINK_MTU - VXLAN_CALICO_OVERHEAD), 60, interval=0.5,
+                   what="v21 (server3) reaching v1 (server1) over VXLAN at full size with DF")
 
 
 def listening_sshd(server) -> int:
