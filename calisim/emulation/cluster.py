@@ -15,6 +15,7 @@ left by an exception or Ctrl-C), and every namespace it made is gone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -306,29 +307,37 @@ class Cluster(EtcdCluster):
         return Dockerd(self.host(name).state_dir, name=f"dockerd in {name}", host_pid=self.host(name).pid)
 
     def stop(self) -> None:
-        """Stop every process of the run by PID, then let Mininet remove the namespaces and links."""
-        if self.net is not None:  # routers and reflectors run processes too
-            self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
-        self._stop_etcd(*[self.zygote] if self.zygote is not None else [])  # the last two: nothing uses them now
+        """Stop every process of the run by PID, then let Mininet remove the namespaces and links;
+        each stage runs though one before it failed (servers left would block the next run)."""
+        with contextlib.ExitStack() as stages:  # callbacks run last pushed, first
+            stages.callback(self._stop_servers)
+            stages.callback(self._stop_network)
+            stages.callback(self._stop_etcd_and_zygote)  # the last processes: nothing uses them now
+            if self.net is not None:  # routers and reflectors run processes too
+                self._stop_host_processes([self.host(name) for name in self.topo.hosts(sort=True)])
+        log.info("stopped; logs kept in %s", self.run_dir.path)
+
+    def _stop_etcd_and_zygote(self) -> None:
+        self._stop_etcd(*[self.zygote] if self.zygote is not None else [])
         self.zygote = None
+
+    def _stop_network(self) -> None:
         if "faults" in self.__dict__:
             self.faults.close()
         if self.net is not None:
             self.net.stop()
             self.net = None
-        if self.on_servers is not None:
-            left = self.on_servers.stop()
-            self.on_servers = None
-            if left:
-                log.warning("processes left on %s after their PID 1 stopped", ", ".join(left))
-        log.info("stopped; logs kept in %s", self.run_dir.path)
+
+    def _stop_servers(self) -> None:
+        if self.on_servers is not None and (left := self.on_servers.stop()):
+            log.warning("processes left on %s after their PID 1 stopped", ", ".join(left))
+        self.on_servers = None
 
     def _stop_host_processes(self, hosts: list[CalicoHost]) -> None:
         """The dockerds first (they remove their containers through the nodes' plugins), then the
         calico-nodes (each stops its BIRD) and the routers' BIRDs, then whatever else still runs in
         a host or was started from one (containers live in namespaces of their own but carry the
-        run's mark).  Each stage signals every host at once and then waits: a hundred hosts stop
-        in the time of the slowest, not of all of them one after another.  On other servers too,
+        run's mark).  Each stage signals every host at once, then waits for the slowest.  On other servers too,
         the routers' BIRDs go after every dockerd: a ToR stopped first cuts its rack's dockerds off
         etcd, and each would wait out its etcd deadline to leave its networks."""
         dockerds = [self.dockerds.pop(host.name) for host in hosts if host.name in self.dockerds]

@@ -92,6 +92,36 @@ def test_an_exception_inside_the_cluster_stops_everything(untouched, runs):
             raise RuntimeError("boom")
 
 
+class Stops:
+    """A stage's stand-in: records that it ran."""
+
+    def __init__(self, stages: list[str], name: str):
+        self.stages, self.name = stages, name
+
+    def stop(self) -> list[str]:
+        self.stages.append(self.name)
+        return []
+
+
+def test_every_stop_stage_runs_though_stopping_the_hosts_processes_failed():
+    """Servers, network and etcd still stop (in that reverse order) and the failure is raised."""
+    stages: list[str] = []
+    cluster = object.__new__(Cluster)
+    cluster.net, cluster.on_servers, cluster.zygote = Stops(stages, "network"), Stops(stages, "servers"), None
+    cluster.topo = topologies.load("two_host")
+    cluster.host = lambda name: name
+    cluster._stop_etcd = lambda *alongside: stages.append("etcd")
+
+    def unanswered(hosts):
+        raise ClusterError("host2: calico-node did not stop")
+
+    cluster._stop_host_processes = unanswered
+    with pytest.raises(ClusterError, match="host2: calico-node did not stop"):
+        cluster.stop()
+    assert stages == ["etcd", "network", "servers"]
+    assert cluster.net is None and cluster.on_servers is None
+
+
 def test_unknown_hosts_and_commands_on_a_stopped_cluster_are_errors(untouched, runs):
     cluster = Cluster(topologies.load("two_host"))
     with pytest.raises(ClusterError, match="not running"):
