@@ -52,11 +52,12 @@ async def run_node(options: NodeOptions, paths: NodePaths, report) -> None:
             report(line)
         report(f"IPIP backend: {backend}" + (" (no ipip module in this kernel)" if backend != "kernel"
                                              and options.ipip_backend == "auto" else ""))
-        tunnel = await felix.program_tunnel()
+        if options.backend == "bird":
+            await mirror.load()  # before the tunnel: Felix reads the pools and its address from the mirror
+        tunnel = await felix.program_tunnel()  # before BIRD, whose kernel routes of IPIP pools name tunl0
         if tunnel is not None:
             report(f"Assigned IPIP tunnel address {tunnel}")
         if options.backend == "bird":
-            await mirror.load()
             watcher = asyncio.create_task(mirror.follow())
             await confd.render_config()
             await confd.start_bird()

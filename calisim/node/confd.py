@@ -25,6 +25,7 @@ from .paths import NodePaths
 
 log = logging.getLogger("calico-node")
 BIRD_STOP_TIMEOUT = 5.0
+KERNEL_PROTOCOL = "kernel1"  # BIRD's name for the template's unnamed `protocol kernel`
 # The rhythm of confd's passes while hosts join (a cluster's bring-up).  Each pass renders every
 # peer, runs `bird -p` and has BIRD parse it all again (~10 ms of CPU at 100 peers), so a pass for
 # each host that joins is O(N^2) work: at 100 hosts on a loaded machine, where joins came ~0.4 s
@@ -62,6 +63,7 @@ class Confd:
         self.paths = paths
         self.render = render  # those keys -> BIRD's config text (a node's, or a route reflector's)
         self.before_render = before_render  # e.g. Felix's tunnel, whose address BIRD's config names
+        self.prepared: object = None  # what before_render last returned, once BIRD's kernel routes followed it
         self.daemon = bird.Bird(paths)
         self.control = self.daemon.control
         self.bird: asyncio.subprocess.Process | None = None
@@ -92,7 +94,7 @@ class Confd:
             self.last_pass = asyncio.get_running_loop().time()
             try:
                 if self.before_render is not None:
-                    await self.before_render()  # pools may have come, gone or changed IPIP
+                    self.follow_tunnel(await self.before_render())  # pools may have come, gone or changed IPIP
                 version = self.view.version
                 if version == self.rendered:
                     continue  # BIRD runs the config these keys give
@@ -103,6 +105,17 @@ class Confd:
                 log.error("kept the last good BIRD config: %s", error)
             except Exception:  # e.g. netlink refusing tunl0's address: log it, try again next pass
                 log.exception("kept the last good BIRD config")
+
+    def follow_tunnel(self, prepared: object) -> None:
+        """BIRD's kernel routes of an IPIP pool name tunl0: one exported while tunl0 was absent or
+        not yet up failed calico_kernel's `gw` ("Invalid gw address") and was dropped, and BIRD
+        exports a route again only when it or the filter changes, not when an interface comes.  So
+        whenever Felix's tunnel changes (made, or given another address) the kernel protocol's
+        routes are exported again, as they are after a `configure` that changes the filter."""
+        if prepared != self.prepared:
+            self.control.command(f"reload out {KERNEL_PROTOCOL}")
+            log.info("tunnel now %s: BIRD's kernel routes exported again", prepared)
+            self.prepared = prepared
 
     def quiet(self) -> float:
         """How long a pass waits for silence: longer while nodes' changes keep following passes."""

@@ -134,3 +134,52 @@ def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
         DEBOUNCE, confd_module.STORM_QUIET, confd_module.STORM_QUIET, DEBOUNCE]
     assert asyncio.run(quiets(keys.pool(ipaddress.ip_network("10.10.0.0/16")))) == [DEBOUNCE] * 4
     assert confd_module.STORM_QUIET > DEBOUNCE
+
+
+class RecordedControl:
+    """BIRD's control socket, standing in: the commands confd sends."""
+
+    def __init__(self):
+        self.commands: list[str] = []
+
+    def command(self, text: str) -> list[tuple[str, str]]:
+        self.commands.append(text)
+        return [("0015", "kernel1: reloading")]
+
+
+def test_birds_kernel_routes_are_exported_again_once_the_tunnel_comes(tmp_path):
+    """A route BIRD exported while tunl0 was not yet up was dropped by calico_kernel's `gw`
+    ("Invalid gw address") and is not exported again when tunl0 comes up: confd has BIRD export
+    its kernel routes again after the pass whose tunnel step made tunl0 (or changed its address),
+    once, and not while there is no tunnel."""
+    tunnels = iter([None, None, "10.10.0.1", "10.10.0.1", "10.10.0.2"])
+    asked: list[object] = []
+
+    async def program_tunnel() -> object:
+        asked.append(next(tunnels))
+        return asked[-1]
+
+    async def unchanged() -> bool:
+        return False
+
+    async def passes() -> list[list[str]]:
+        confd = Confd(View([]), NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "", program_tunnel)
+        confd.control = RecordedControl()
+        confd.render_config = unchanged
+        reconcile = asyncio.create_task(confd.reconcile())
+        seen = []
+        try:
+            for count in range(1, 6):
+                confd.view.changed.set()
+                for _ in range(200):
+                    if len(asked) == count or reconcile.done():
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(asked) == count, reconcile
+                seen.append(list(confd.control.commands))
+        finally:
+            reconcile.cancel()
+        return seen
+
+    reload = "reload out kernel1"
+    assert asyncio.run(passes()) == [[], [], [reload], [reload], [reload, reload]]
