@@ -95,7 +95,7 @@ def print_result(console: Console, result: transcript.StepResult, as_json: bool)
 
 
 def execute(topo, steps: list[transcript.Step], args: argparse.Namespace, run_dir: RunDir,
-            zygote_process: subprocess.Popen) -> int:
+            zygote_process: subprocess.Popen | None) -> int:
     from ..emulation import lab
     from ..emulation.cluster import Cluster
     from .fault import run_command as run_fault_command
@@ -244,15 +244,27 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
 
     run_dir = RunDir.create(topo.name, args.run_dir)
     # The node zygote first: its imports (calico-node's, dockerd's) overlap this process's next
-    # ones and the network's build, instead of following them.
+    # ones and the network's build, instead of following them.  Not where the hosts' views are
+    # refused: the cluster then stops the run, saying why, before any daemon starts.
     zygote = ZygoteDaemon.of_run(run_dir.path)
-    zygote_process = zygote.spawn()
+    zygote_process = zygote.spawn() if views_allowed(run_dir) else None
     try:
         code = execute_in_sandbox(topo, steps, args, run_dir, zygote_process)
     finally:
-        if zygote_process.poll() is None:  # the run ended before its cluster took the zygote over
+        if zygote_process is not None and zygote_process.poll() is None:  # the run ended before its cluster took it
             zygote.stop(zygote_process)
     leave(code)
+
+
+def views_allowed(run_dir: RunDir) -> bool:
+    """Whether overlayfs takes the hosts' copy-on-write upper directories in this run directory."""
+    from ..emulation import overlay
+
+    try:
+        overlay.probe(run_dir.path / "hosts")
+    except overlay.OverlayError:
+        return False
+    return True
 
 
 def leave(code: int | str) -> NoReturn:
@@ -270,7 +282,7 @@ def leave(code: int | str) -> NoReturn:
 
 
 def execute_in_sandbox(topo, steps: list[transcript.Step], args: argparse.Namespace, run_dir: RunDir,
-                       zygote_process: subprocess.Popen) -> int | str:
+                       zygote_process: subprocess.Popen | None) -> int | str:
     """execute, a run's failure as one line: the code or message for sys.exit."""
     from ..datastore import DatastoreError
     from ..emulation.cluster import ClusterError
