@@ -12,6 +12,7 @@ the namespace calisim was started from.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shlex
 import subprocess
@@ -58,11 +59,32 @@ def write_step(path: str, text: str) -> str:
     return f"printf {shlex.quote(layout)} {shlex.join(pieces)} > {shlex.quote(path)}"
 
 
+# every veth end of this process's networks gets its own index, far above the few the kernel
+# numbers itself in a namespace (lo, tunl0, docker0, ...)
+VETH_INDEXES = itertools.count(1000)
+
+
 class VethLink(Link):
     """Mininet's veth link, left to go with its namespaces at teardown.  Every node of a calisim
     network (hosts, routers, the bridges) has a namespace of its own, and the kernel destroys a
     namespace's veths with it, in one batch; Mininet's `ip link del` of each end waits for the
     kernel a link at a time (~27 ms each: 2.7 s of a 100-host teardown)."""
+
+    @classmethod
+    def makeIntfPair(cls, intfname1, intfname2, addr1=None, addr2=None, node1=None, node2=None,
+                     deleteIntfs=True) -> None:
+        """Mininet's pair, made from node1's namespace into node2's, with an interface index of
+        its own for each end.  Left to the kernel, both ends of a node's first link get index 2
+        (the first after lo in each fresh namespace); a veth whose index equals its peer's looks
+        to the kernel like its own lower device, so its carrier changes are not urgent and are
+        applied at most once a second: host1's bridge port stayed disabled up to a second after
+        the build, and host2's first SYNs to etcd in host1 were dropped on the bridge."""
+        del deleteIntfs  # the namespaces are new: nothing to delete
+        ends = [f"name {name} index {next(VETH_INDEXES)}" + (f" address {addr}" if addr else "")
+                for name, addr in ((intfname1, addr1), (intfname2, addr2))]
+        output = node1.cmd(f"ip link add {ends[0]} type veth peer {ends[1]} netns {node2.pid}").strip()
+        if output:
+            raise RuntimeError(f"Error creating interface pair ({intfname1},{intfname2}): {output}")
 
     def delete(self) -> None:
         for intf in (self.intf1, self.intf2):

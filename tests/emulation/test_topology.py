@@ -1,12 +1,15 @@
 """The topology's etcd members (``--etcd-members``): etcd1..etcdN beside etcd_host, on its segment
 with its subnet and default route, at addresses nothing else takes; without them, etcd stays in
-etcd_host alone.  No root: topologies are only planned here."""
+etcd_host alone.  No root: topologies are only planned here; but the last test (root) builds one
+to check its veths' interface indexes."""
 
 import ipaddress
+import json
 
 import pytest
 
 import topologies
+from calisim.emulation import Cluster
 
 
 def test_one_member_is_etcd_in_host1_as_ever():
@@ -45,3 +48,14 @@ def test_other_member_counts_are_refused_with_etcds_reason(count, says):
     with pytest.raises(ValueError) as refused:
         topologies.load("two_host", etcd_members=count)
     assert str(refused.value) == says
+
+
+@pytest.mark.emulation
+def test_each_veth_end_has_an_index_other_than_its_peers(untouched, runs):
+    """Both ends at the same index (2, the first after lo in fresh namespaces) made the kernel
+    apply their carrier changes late: host1's bridge port stayed disabled up to a second."""
+    with Cluster(topologies.load("two_host")) as cluster:
+        for host in cluster.hosts:
+            link = json.loads(cluster.run(host, f"ip -j link show {host}-eth0").stdout)[0]
+            # IFLA_LINK (link_index) is left out exactly when a device's peer index equals its own
+            assert link.get("link_index") not in (None, link["ifindex"]), link
