@@ -30,7 +30,7 @@ from ..servers.placement import Servers
 from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
 from ..servers.watchdog import Watchdog
 from .rundir import RunDir
-from .topology import CalicoHost, own_uts, run_ip_batches, write_step
+from .topology import CalicoHost, VethLink, own_uts, run_ip_batches, write_step
 
 REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
@@ -305,8 +305,9 @@ class ServersOfRun:
 
     @staticmethod
     def link_class() -> type:
-        """Links: a veth on one server, a VXLAN pair (one VNI a link) between two."""
-        return vxlan_link_class(str(CONTROLLER.ip))
+        """Links: a veth on one server (each end an index of its own, as here), a VXLAN pair
+        (one VNI a link) between two."""
+        return vxlan_link_class(str(CONTROLLER.ip), same_server=VethLink)
 
     @staticmethod
     def fit_mtu(net) -> None:

@@ -67,14 +67,23 @@ def remote_host_class(ssh_options: list[str]) -> type:
     return type("CalisimRemoteHost", remote_bases(load_engine().Node), {"sshbase": [*ssh_options, "-tt"]})
 
 
-def vxlan_link_class(controller_ip: str | None = None) -> type:
+def vxlan_link_class(controller_ip: str | None = None, same_server: type | None = None) -> type:
     """Mininet's RemoteLink whose cross-server tunnel is a VXLAN pair, one VNI a link.  An end on
     the controller's own machine (a local node: no server of its own) is made here, at
-    controller_ip, and moved into its node's namespace."""
+    controller_ip, and moved into its node's namespace.  A link within one server is made by
+    same_server's makeIntfPair (Mininet's veth pair without one)."""
     engine = load_engine()
 
     class RemoteVxlanLink(engine.RemoteLink):
         vni = 0
+
+        def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None, node1=None, node2=None,  # noqa: N802
+                         deleteIntfs=True):
+            node1, node2 = node1 or self.node1, node2 or self.node2
+            servers = {getattr(node, "server", "localhost") for node in (node1, node2)}  # as Mininet's
+            if same_server is not None and len(servers) == 1:
+                return same_server.makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2)
+            return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2, deleteIntfs)
 
         def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):  # noqa: N802 (Mininet's)
             """Both ends at once, each in one round trip: a remote end through its node's own

@@ -3,6 +3,7 @@ two hosts on two simulated servers (host2 a remote host: its shell, name, files 
 server2, its link to the segment a VXLAN pair over the underlay), route reflectors over three
 servers, a fabric with a rack a server, and 30 hosts behind two reflectors over three servers."""
 
+import json
 import os
 import re
 import signal
@@ -253,6 +254,20 @@ def test_a_host_of_another_server_is_a_calico_host_there(seed_on_two_servers):
     version = cluster.run("host2", f"python -c \"import urllib.request as u; "
                                    f"print(u.urlopen('{cluster.etcd_endpoint}/version').read().decode())\"")
     assert '"etcdserver"' in version.stdout, version  # etcd on server1 answers host2 on server2
+
+
+@pytest.mark.emulation
+def test_a_veth_within_a_server_has_ends_at_indexes_of_their_own(seed_on_two_servers):
+    """As on one machine (see test_topology): both ends at index 2 made the kernel apply the
+    bridge port's carrier late, up to a second."""
+    cluster = seed_on_two_servers
+    veths = []
+    for host in cluster.hosts:
+        link = json.loads(cluster.run(host, f"ip -j -d link show {host}-eth0").stdout)[0]
+        if link.get("linkinfo", {}).get("info_kind") == "veth":
+            veths.append(host)
+            assert link.get("link_index") not in (None, link["ifindex"]), link  # left out when equal
+    assert veths, "no host of the seed has a veth within its server"
 
 
 @pytest.mark.emulation
