@@ -133,7 +133,7 @@ def test_inside_a_container_to_standard_output(workloads, tmp_path, untouched):
 
 @pytest.mark.parametrize("target, args, says", [
     ("host9", [], "calisim: unknown host 'host9' (this topology has host1, host2, spine1, tor1, tor2)"),
-    ("host1:eth9", [], "calisim: host1 has no interface 'eth9' (it has: lo, host1-eth0, "),
+    ("host1:eth9", [], "calisim: host1 has no interface 'eth9' (it has: lo, docker0, "),  # the kernel's order
     ("host1/nobody:cali0", [], "calisim: host1 has no container 'nobody' ("),
     ("host1/wa:eth9", [], "calisim: host1/wa has no interface 'eth9' (it has: lo, cali0, or any)"),
     ("host1:", [], "calisim: capture: 'host1:' is not NODE[:IFACE] or HOST/CONTAINER[:IFACE]"),
