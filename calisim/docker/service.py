@@ -28,7 +28,7 @@ class Dockerd(Daemon):
     name: str = "dockerd"  # "dockerd in host1"
     host_pid: int = 0  # a process of the host: dockerd takes its host name from its UTS namespace (docker info)
     start_timeout: float = 20.0
-    ready_interval: float = 0.1
+    ready_interval: float = 0.02  # a stat a check: a cluster's start, and so its first step, waits on it
 
     @property
     def socket(self) -> Path:

@@ -24,7 +24,9 @@ class Bird(Daemon):
     name: str = "BIRD"
     recovery: bool = False
     start_timeout: float = 10.0
-    ready_interval: float = 0.05
+    # a connect to its socket a check (refused at once until it listens): `calicoctl node run`
+    # waits on it, and in a bring-up the next host's node run, and so its BIRD, waits on that
+    ready_interval: float = 0.01
 
     @property
     def log(self) -> Path:
