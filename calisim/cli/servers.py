@@ -8,6 +8,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from ..emulation import sandbox
 from ..servers.placement import check_remote, parse_place, parse_servers, place
 
 
@@ -43,7 +44,7 @@ def check_server_options(args: argparse.Namespace, topo, check_reachable=check_r
     servers = parse_servers(text)
     overrides = parse_place(items)
     placement = place(topo, servers, overrides)
-    if not servers.simulated:
+    if not servers.simulated and not sandbox.reexecuted():  # checked before, outside: the sandbox has no network
         for name in servers.names[1:]:  # the first is this machine
             check_reachable(name, sys.executable)
     return ServerChoice(text.strip(), overrides or None, placement)

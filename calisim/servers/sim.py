@@ -137,18 +137,20 @@ class SimServers:
         return [*self.ssh_options(), "-o", "LogLevel=ERROR", "-E", str(self.ssh_log)]
 
     @property
+    def underlay_mtu(self) -> int:
+        return UNDERLAY_MTU
+
+    @property
     def ssh_log(self) -> Path:
         return self.directory / "ssh.log"
 
     def start(self) -> list[SimServer]:
         """Build every server; on any failure stop those already started and raise ServerError."""
-        check_count(self.count)
-        if not SSHD.exists():
-            raise ServerError(f"simulated servers need {SSHD} (Debian's openssh-server: run `make setup`)")
+        self._check_prerequisites()
         self.control_directory = Path(tempfile.mkdtemp(prefix="calisim-ssh-"))
         try:
-            self._make_underlay()
             self._make_client_key()
+            self._make_underlay()
             for index in range(1, self.count + 1):
                 self.servers.append(self._start_server(index))
             self._wait_reachable()
@@ -157,9 +159,14 @@ class SimServers:
             raise
         return self.servers
 
+    def _check_prerequisites(self) -> None:
+        check_count(self.count)
+        if not SSHD.exists():
+            raise ServerError(f"simulated servers need {SSHD} (Debian's openssh-server: run `make setup`)")
+
     def failures(self) -> list[str]:
         """One line for each server that is gone or no longer answers ssh."""
-        return [failure for failure in map(SimServer.failure, self.servers) if failure]
+        return [failure for failure in (server.failure() for server in self.servers) if failure]
 
     def _make_underlay(self) -> None:
         from pyroute2 import IPRoute  # here, not at the top: `calisim`'s argument checks import this module

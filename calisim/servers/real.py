@@ -1,0 +1,164 @@
+"""Real servers (``--servers A,B,C``): on each of B, C... a server sandbox like a simulated server's,
+started over the user's own ssh (root, keys, BatchMode) by ``calisim.servers.boot``, and joined with
+the controller's sandbox on A into one VXLAN underlay (``underlay.py``) at 198.18.0.0/24.
+
+From there on they are what simulated servers are: the run's key and host keys, one multiplexed
+ssh connection a server to 198.18.0.N, the same init and sshd.  The user's ssh and the
+underlay's devices are made from A's own network namespace (the sandbox keeps a handle on it),
+where the uplink is; nothing is added to any machine's own namespace.  Each server's sandbox is
+stopped by its PID over the user's ssh, and its directory there removed once gathered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+
+from . import processes
+from .sim import CONTROLLER, HANDSHAKE_TIMEOUT, START_TIMEOUT, UNDERLAY_BRIDGE, ServerError, SimServer, SimServers
+from .underlay import Route, UnderlayJoin, link_mtu, new_vni, underlay_mtu
+
+SSH_TIMEOUT = 10  # the user's ssh to a real server: its ConnectTimeout
+
+
+@dataclass
+class RealServer(SimServer):
+    """A real server's sandbox: its name as given, its machine's address (as A reaches it), its
+    sandbox's PID 1 and directory *there*."""
+
+    machine_address: str = ""
+    remote_directory: str | None = None
+
+    def processes(self) -> list[int]:
+        return []  # its /proc is not this machine's: the user's ssh finds them (RealServers.stop)
+
+    def failure(self) -> str | None:
+        """What is wrong, in one line naming it: its sandbox's sshd not answering over the underlay
+        (the sandbox gone with its PID 1, the machine gone, or the sshd killed)."""
+        try:
+            socket.create_connection((str(self.address.ip), 22), timeout=2).close()
+        except OSError as error:
+            return (f"{self.name}: its server sandbox's sshd does not answer on {self.address.ip}:22 "
+                    f"({error.strerror or error})")
+        return None
+
+
+@dataclass
+class RealServers(SimServers):
+    """The real servers B, C... of a run on A (names[0]): started, watched and stopped as simulated
+    servers are, but each in a sandbox on its own machine."""
+
+    names: tuple[str, ...] = ()
+    machine_netns: str = ""  # a path to A's own network namespace (sandbox.machine_netns())
+    vni: int = field(default_factory=new_vni)
+    mtu: int = 0  # the underlay's, once its uplinks are known
+    routes: dict[str, Route] = field(default_factory=dict)  # how A reaches each server's machine
+    addresses: dict[str, str] = field(default_factory=dict)  # each server's machine address, as A reaches it
+
+    @property
+    def underlay_mtu(self) -> int:
+        return self.mtu
+
+    @classmethod
+    def of(cls, run_dir, names: tuple[str, ...], machine_netns: str) -> "RealServers":
+        return cls(run_dir, len(names) - 1, names=names, machine_netns=machine_netns)
+
+    def on_machine(self, argv: list[str]) -> list[str]:
+        """argv run in A's own network namespace (where its uplink and DNS are)."""
+        return ["nsenter", f"--net={self.machine_netns}", "--", *argv]
+
+    def user_ssh(self, name: str) -> list[str]:
+        """The user's own ssh to root on server name (their keys and config); a command follows."""
+        return self.on_machine(["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", f"root@{name}"])
+
+    def start(self) -> list[SimServer]:
+        return super().start() if self.count else []
+
+    def _check_prerequisites(self) -> None:
+        if not self.machine_netns:
+            raise ServerError("real servers need a handle on this machine's network namespace")
+
+    def _machine(self, argv: list[str], what: str) -> str:
+        done = subprocess.run(self.on_machine(argv), capture_output=True, text=True, timeout=SSH_TIMEOUT)
+        if done.returncode != 0:
+            raise ServerError(f"{what}: {(done.stderr or done.stdout).strip() or f'exit status {done.returncode}'}")
+        return done.stdout
+
+    def _make_underlay(self) -> None:
+        """The controller's end (srv0, 198.18.0.1): the MTU from A's uplinks to the servers, every
+        server's machine a peer."""
+        mtus = []
+        for name in self.names[1:]:
+            address = self._machine(["getent", "ahostsv4", name], f"{name}: cannot resolve its address").split()[0]
+            self.routes[name] = Route.parse(self._machine(["ip", "-j", "route", "get", address],
+                                                          f"{name}: no route to {address}"))
+            mtus.append(link_mtu(self._machine(["ip", "-j", "link", "show", "dev", self.routes[name].device],
+                                               f"{name}: the uplink {self.routes[name].device}")))
+            self.addresses[name] = address
+        try:
+            self.mtu = underlay_mtu(mtus)
+        except ValueError as error:
+            raise ServerError(f"--servers {','.join(self.names)}: {error}") from None
+        join = UnderlayJoin(UNDERLAY_BRIDGE, os.getpid(), str(CONTROLLER), self.vni, self.mtu,
+                            tuple(self.addresses[name] for name in self.names[1:]))
+        self._machine(join.create_command(), f"{self.names[0]}: cannot make its underlay device")
+        for command in join.inside_commands():
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ServerError(f"{self.names[0]}: `{shlex.join(command)}` failed: {done.stderr.strip()}")
+
+    def peers_of(self, name: str) -> tuple[str, ...]:
+        """The machines a server's sandbox floods to: A (from the address A sends to it from) and
+        every other server."""
+        return (self.routes[name].source, *(self.addresses[other] for other in self.names[1:] if other != name))
+
+    def _start_server(self, index: int) -> RealServer:
+        name = self.names[index]
+        server = RealServer(name, IPv4Interface(f"{CONTROLLER.ip + index}/{CONTROLLER.network.prefixlen}"),
+                            self.directory / name, machine_address=self.addresses[name])
+        self._write_ssh_files(server)
+        request = {"name": name, "run_dir": str(self.run_dir), "address": str(server.address), "vni": self.vni,
+                   "mtu": self.mtu, "peers": list(self.peers_of(name)),
+                   "ssh_files": {path: (server.ssh_dir / path).read_text()
+                                 for path in ("ssh_host_ed25519_key", "sshd_config", "authorized_keys")}}
+        boot = shlex.join([sys.executable, "-m", "calisim.servers.boot"])
+        try:
+            done = subprocess.run([*self.user_ssh(name), boot], input=json.dumps(request), capture_output=True,
+                                  text=True, timeout=START_TIMEOUT + HANDSHAKE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"{name}: its server sandbox did not start within "
+                              f"{START_TIMEOUT + HANDSHAKE_TIMEOUT:.0f}s") from None
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines()
+            raise ServerError(f"{name}: {lines[-1] if lines else f'ssh exited {done.returncode}'}")
+        answer = json.loads(done.stdout)
+        server.init_pid, server.remote_directory = answer["pid"], answer["directory"]
+        return server
+
+    def stop(self) -> list[str]:
+        """Every server's sandbox stopped by its PID 1 over the user's ssh (the kernel ends all it
+        ran, and its underlay device with its namespace) and its directory there removed; then the
+        controller's underlay device.  The names of servers that could not be stopped."""
+        started = [server for server in self.servers if server.init_pid]
+        for server in started:  # the run's multiplexing ssh to the sandbox
+            subprocess.run(self.ssh_command(server) + ["-O", "exit"], capture_output=True, timeout=START_TIMEOUT)
+        left = []
+        for server in started:
+            try:
+                processes.stop_pids(self.user_ssh(server.name), server.name, [server.init_pid])
+                processes.run(self.user_ssh(server.name), server.name,
+                              f"rm -rf {shlex.quote(server.remote_directory)}")
+            except ServerError as error:
+                print(f"calisim: {error}", file=sys.stderr)
+                left.append(server.name)
+        subprocess.run(["ip", "link", "del", UNDERLAY_BRIDGE], capture_output=True)  # none if the start failed early
+        if self.control_directory is not None:
+            shutil.rmtree(self.control_directory, ignore_errors=True)
+        return left
