@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..process import pids
-from .sim import START_TIMEOUT, UNSHARE
+from .sim import START_TIMEOUT, sandbox_command
 from .underlay import UnderlayJoin
 
 DEVICE = "eth0"  # the server sandbox's one link, as a simulated server's
@@ -42,11 +42,9 @@ def write_ssh_files(directory: Path, files: dict[str, str]) -> None:
 
 def start_sandbox(name: str, run_dir: str, directory: Path) -> tuple[subprocess.Popen, int]:
     """unshare and the sandbox's PID 1, in a session of their own so they outlive this ssh session."""
-    command = [*UNSHARE, "--", sys.executable, "-m", "calisim.servers.init", name, run_dir, str(directory),
-               f"{run_dir}/ssh/sshd_config"]
     with open(directory / "init.log", "ab") as log:
-        unshare = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        unshare = subprocess.Popen(sandbox_command(name, Path(run_dir), directory), stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     init_pid = pids.wait_child(unshare, START_TIMEOUT)
     if init_pid is None:
         raise BootError(f"its namespaces could not be made ({_last_line(directory / 'init.log')})")
@@ -90,7 +88,9 @@ def _last_line(path: Path) -> str:
 def main() -> None:
     try:
         answer = boot(json.load(sys.stdin))
-    except (BootError, OSError, KeyError, ValueError) as error:
+    except KeyError as error:
+        sys.exit(f"cannot start its server sandbox: the request has no {error}")
+    except (BootError, OSError, ValueError) as error:
         sys.exit(f"cannot start its server sandbox: {error}")
     print(json.dumps(answer), flush=True)
 

@@ -12,6 +12,7 @@ stopped by its PID over the user's ssh, and its directory there removed once gat
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -22,10 +23,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 
 from . import processes
-from .sim import CONTROLLER, HANDSHAKE_TIMEOUT, START_TIMEOUT, UNDERLAY_BRIDGE, ServerError, SimServer, SimServers
+from .sim import (CONTROLLER, HANDSHAKE_TIMEOUT, START_TIMEOUT, UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError,
+                  SimServer, SimServers)
 from .underlay import Route, UnderlayJoin, link_mtu, new_vni, underlay_mtu
 
 SSH_TIMEOUT = 10  # the user's ssh to a real server: its ConnectTimeout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +62,7 @@ class RealServers(SimServers):
     names: tuple[str, ...] = ()
     machine_netns: str = ""  # a path to A's own network namespace (sandbox.machine_netns())
     vni: int = field(default_factory=new_vni)
-    mtu: int = 0  # the underlay's, once its uplinks are known
+    mtu: int = UNDERLAY_MTU  # the underlay's, once its uplinks are known (no underlay with A alone)
     routes: dict[str, Route] = field(default_factory=dict)  # how A reaches each server's machine
     addresses: dict[str, str] = field(default_factory=dict)  # each server's machine address, as A reaches it
 
@@ -86,22 +90,17 @@ class RealServers(SimServers):
             raise ServerError("real servers need a handle on this machine's network namespace")
 
     def _machine(self, argv: list[str], what: str) -> str:
+        """argv's output, run in A's namespace; ServerError saying what failed (and why, if it said)."""
         done = subprocess.run(self.on_machine(argv), capture_output=True, text=True, timeout=SSH_TIMEOUT)
         if done.returncode != 0:
-            raise ServerError(f"{what}: {(done.stderr or done.stdout).strip() or f'exit status {done.returncode}'}")
+            why = (done.stderr or done.stdout).strip()
+            raise ServerError(f"{what} ({why})" if why else what)
         return done.stdout
 
     def _make_underlay(self) -> None:
         """The controller's end (srv0, 198.18.0.1): the MTU from A's uplinks to the servers, every
         server's machine a peer."""
-        mtus = []
-        for name in self.names[1:]:
-            address = self._machine(["getent", "ahostsv4", name], f"{name}: cannot resolve its address").split()[0]
-            self.routes[name] = Route.parse(self._machine(["ip", "-j", "route", "get", address],
-                                                          f"{name}: no route to {address}"))
-            mtus.append(link_mtu(self._machine(["ip", "-j", "link", "show", "dev", self.routes[name].device],
-                                               f"{name}: the uplink {self.routes[name].device}")))
-            self.addresses[name] = address
+        mtus = [self._find_uplink(name) for name in self.names[1:]]
         try:
             self.mtu = underlay_mtu(mtus)
         except ValueError as error:
@@ -113,6 +112,17 @@ class RealServers(SimServers):
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise ServerError(f"{self.names[0]}: `{shlex.join(command)}` failed: {done.stderr.strip()}")
+
+    def _find_uplink(self, name: str) -> int:
+        """Server name's machine address (resolved on A) and A's route to it; its uplink's MTU."""
+        address = self._machine(["getent", "ahostsv4", name], f"{name}: cannot resolve its address").split()[0]
+        self.addresses[name] = address
+        self.routes[name] = Route.parse(self._machine(["ip", "-j", "route", "get", address],
+                                                      f"{name}: no route to {address}"))
+        if self.routes[name].local:
+            raise ServerError(f"{name}: {address} is this machine ({self.names[0]}): each server must be another one")
+        device = self.routes[name].device
+        return link_mtu(self._machine(["ip", "-j", "link", "show", "dev", device], f"{name}: the uplink {device}"))
 
     def peers_of(self, name: str) -> tuple[str, ...]:
         """The machines a server's sandbox floods to: A (from the address A sends to it from) and
@@ -156,7 +166,7 @@ class RealServers(SimServers):
                 processes.run(self.user_ssh(server.name), server.name,
                               f"rm -rf {shlex.quote(server.remote_directory)}")
             except ServerError as error:
-                print(f"calisim: {error}", file=sys.stderr)
+                log.warning("%s", error)
                 left.append(server.name)
         subprocess.run(["ip", "link", "del", UNDERLAY_BRIDGE], capture_output=True)  # none if the start failed early
         if self.control_directory is not None:

@@ -185,10 +185,9 @@ class SimServers:
         address = IPv4Interface(f"{CONTROLLER.ip + index}/{CONTROLLER.network.prefixlen}")
         server = SimServer(f"server{index}", address, self.directory / f"server{index}")
         self._write_ssh_files(server)
-        command = [*UNSHARE, "--", sys.executable, "-m", "calisim.servers.init", server.name, str(self.run_dir),
-                   str(server.directory), str(self.run_dir / "ssh" / "sshd_config")]
         with open(server.directory / "init.log", "ab") as log:
-            server.unshare = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            server.unshare = subprocess.Popen(sandbox_command(server.name, self.run_dir, server.directory),
+                                              stdout=log, stderr=subprocess.STDOUT)
         server.init_pid = pids.wait_child(server.unshare, START_TIMEOUT)
         if server.init_pid is None:
             raise ServerError(f"{server.name}: its namespaces could not be made; see {server.directory}/init.log")
@@ -273,6 +272,12 @@ class SimServers:
             shutil.rmtree(self.control_directory, ignore_errors=True)
         left = set(pids.in_namespaces(set(namespaces.values()), "pid"))
         return [name for name, inode in namespaces.items() if left & set(pids.in_namespace(inode, "pid"))]
+
+
+def sandbox_command(name: str, run_dir: Path, directory: Path) -> list[str]:
+    """A server's sandbox: its namespaces, calisim.servers.init their PID 1, directory seen at run_dir."""
+    return [*UNSHARE, "--", sys.executable, "-m", "calisim.servers.init", name, str(run_dir), str(directory),
+            str(run_dir / "ssh" / "sshd_config")]
 
 
 def check_count(count: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
 from dataclasses import dataclass
 
 from .links import VXLAN_OVERHEAD
@@ -47,10 +46,6 @@ class UnderlayJoin:
                 [*inside, "ip", "addr", "add", self.address, "dev", self.device],
                 [*inside, "ip", "link", "set", self.device, "up"]]
 
-    def script(self) -> str:
-        """Every command, for a shell: stops at the first that fails."""
-        return " && ".join(shlex.join(command) for command in [self.create_command(), *self.inside_commands()])
-
 
 def new_vni() -> int:
     """A run's VNI, drawn at random from VXLAN's 24 bits (0 left out): two runs on one machine
@@ -72,12 +67,13 @@ class Route:
 
     device: str
     source: str
+    local: bool = False  # the address is the machine's own
 
     @classmethod
     def parse(cls, route_get_json: str) -> "Route":
         """`ip -j route get ADDRESS`'s answer."""
         found = json.loads(route_get_json)[0]
-        return cls(found["dev"], found["prefsrc"])
+        return cls(found["dev"], found["prefsrc"], found.get("type") == "local")
 
 
 def link_mtu(link_show_json: str) -> int:
