@@ -17,7 +17,7 @@ from calisim.emulation.rundir import RunDir
 from calisim.scenarios.bundled import SCENARIOS
 from calisim.servers.links import VXLAN_OVERHEAD
 from calisim.servers.real import RealServer, RealServers
-from calisim.servers.sim import UNDERLAY_MTU, SimServers
+from calisim.servers.sim import UNDERLAY_MTU, ServerError, SimServers
 from calisim.servers.underlay import PORT, Route
 
 ICMP_HEADERS = 28
@@ -53,10 +53,21 @@ def test_a_real_server_is_failing_once_its_sandboxs_sshd_does_not_answer():
 
 
 def test_without_a_handle_on_the_machine_real_servers_are_refused(tmp_path):
-    from calisim.servers.sim import ServerError
-
     with pytest.raises(ServerError, match="handle on this machine's network namespace"):
         RealServers.of(tmp_path, ("hostA", "hostB"), "").start()
+
+
+def test_a_server_that_cannot_start_its_sandbox_is_one_line_naming_it(tmp_path, monkeypatch):
+    """boot's own line (or ssh's last) after the server's name; its sshd files were made for it here."""
+    found = servers(tmp_path)
+    found._make_client_key()
+    said = "cannot start its server sandbox: `ip link add eth0 netns 42 ...` failed: Operation not supported"
+    monkeypatch.setattr(found, "user_ssh", lambda name: ["sh", "-c", f"cat >/dev/null; echo '{said}' >&2; exit 1",
+                                                         "ssh"])
+    with pytest.raises(ServerError) as error:
+        found._start_server(1)
+    assert str(error.value) == f"hostB: {said}"
+    assert (tmp_path / "servers" / "hostB" / "ssh" / "sshd_config").exists()
 
 
 # -- end to end: two machines on a LAN, emulated by two simulated servers ---------------------------
