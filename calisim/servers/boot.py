@@ -1,22 +1,26 @@
-"""Run on a real server over the user's own ssh: make that server's sandbox for one run and leave it
-running.  Everything it needs comes on standard input (one JSON object: the run's names, the
-server's sshd files made for the run, its underlay join); it answers on standard output with the
-sandbox's PID 1 (as this server numbers it) and the directory it made, then exits, while the
-sandbox goes on in a session of its own.  calisim stops it by that PID, over the same ssh.
+"""Run on a real server over the user's own ssh: make that server's sandbox for one run and hold it
+for as long as that ssh session lasts.  The request comes as one JSON line on standard input (the
+run's names, the server's sshd files made for the run, its underlay join); the answer is one JSON
+line on standard output with the sandbox's PID 1 (as this server numbers it).  When standard
+input ends (calisim stopping the run, or calisim gone: its ssh client dies with its sandbox) the
+sandbox is stopped by that PID and its directory removed, so a controller that crashed leaves
+nothing running here either.
 
 The sandbox is what a simulated server is (``unshare --net --mount --uts --pid`` with
-``calisim.servers.init`` as PID 1 and its own sshd); only its link differs: a VXLAN device made
-from this server's namespace straight into the sandbox's (``underlay.py``).  Nothing is added to
-this server's own namespace.
+``calisim.servers.init`` as PID 1 and its own sshd), in a session of its own; only its link
+differs: a VXLAN device made from this server's namespace straight into the sandbox's
+(``underlay.py``).  Nothing is added to this server's own namespace.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..process import pids
@@ -58,9 +62,25 @@ def join_underlay(join: UnderlayJoin) -> None:
             raise BootError(f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()}")
 
 
-def boot(request: dict) -> dict:
-    """The sandbox for request, joined to the underlay: its PID 1 and directory; BootError with
-    nothing left running or written otherwise."""
+@dataclass
+class Sandbox:
+    """A server sandbox made here: unshare, its PID 1, its directory."""
+
+    unshare: subprocess.Popen
+    init_pid: int
+    directory: Path
+
+    def stop(self) -> None:
+        """Its PID 1 stopped (the kernel ends all it ran, its underlay device with its namespace),
+        then its directory removed."""
+        pids.stop([self.init_pid], wait_killed=True)
+        self.unshare.wait(timeout=START_TIMEOUT)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def boot(request: dict) -> Sandbox:
+    """The sandbox for request, joined to the underlay; BootError with nothing left running or
+    written otherwise."""
     directory = Path(tempfile.mkdtemp(prefix="calisim-server-"))
     unshare = None
     try:
@@ -74,7 +94,7 @@ def boot(request: dict) -> dict:
             unshare.wait()
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return {"pid": init_pid, "directory": str(directory)}
+    return Sandbox(unshare, init_pid, directory)
 
 
 def _last_line(path: Path) -> str:
@@ -86,13 +106,19 @@ def _last_line(path: Path) -> str:
 
 
 def main() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the session's end is read on standard input
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(1))  # through the sandbox's stop
     try:
-        answer = boot(json.load(sys.stdin))
+        sandbox = boot(json.loads(sys.stdin.readline()))
     except KeyError as error:
         sys.exit(f"cannot start its server sandbox: the request has no {error}")
     except (BootError, OSError, ValueError) as error:
         sys.exit(f"cannot start its server sandbox: {error}")
-    print(json.dumps(answer), flush=True)
+    try:
+        print(json.dumps({"pid": sandbox.init_pid}), flush=True)
+        sys.stdin.read()  # until the session ends
+    finally:
+        sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -22,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 
-from . import processes
+from .processes import STOP_TIMEOUT
 from .sim import (CONTROLLER, HANDSHAKE_TIMEOUT, START_TIMEOUT, UNDERLAY_BRIDGE, UNDERLAY_MTU, ServerError,
                   SimServer, SimServers)
 from .underlay import Route, UnderlayJoin, link_mtu, new_vni, underlay_mtu
@@ -35,17 +36,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class RealServer(SimServer):
     """A real server's sandbox: its name as given, its machine's address (as A reaches it), its
-    sandbox's PID 1 and directory *there*."""
+    sandbox's PID 1 *there*, and the user's ssh session that holds it (its end stops the sandbox)."""
 
     machine_address: str = ""
-    remote_directory: str | None = None
+    holder: subprocess.Popen | None = None
 
     def processes(self) -> list[int]:
-        return []  # its /proc is not this machine's: the user's ssh finds them (RealServers.stop)
+        return []  # its /proc is not this machine's
 
     def failure(self) -> str | None:
-        """What is wrong, in one line naming it: its sandbox's sshd not answering over the underlay
-        (the sandbox gone with its PID 1, the machine gone, or the sshd killed)."""
+        """What is wrong, in one line naming it: the session holding its sandbox ended, or its
+        sandbox's sshd does not answer over the underlay (the sandbox gone with its PID 1, the
+        machine gone, or the sshd killed)."""
+        if self.holder is not None and self.holder.poll() is not None:
+            return f"{self.name}: the ssh session holding its server sandbox ended (exit {self.holder.returncode})"
         try:
             socket.create_connection((str(self.address.ip), 22), timeout=2).close()
         except OSError as error:
@@ -124,6 +128,22 @@ class RealServers(SimServers):
         device = self.routes[name].device
         return link_mtu(self._machine(["ip", "-j", "link", "show", "dev", device], f"{name}: the uplink {device}"))
 
+    @staticmethod
+    def _confirmed(server: RealServer) -> bool:
+        """Whether the session ended cleanly (boot stopped the sandbox); a warning naming the server if not."""
+        try:
+            code = server.holder.wait(timeout=STOP_TIMEOUT + SSH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.holder.kill()
+            server.holder.wait()
+            log.warning("%s: its server sandbox's stop was not confirmed within %.0fs", server.name,
+                        STOP_TIMEOUT + SSH_TIMEOUT)
+            return False
+        if code != 0:
+            lines = server.holder.stderr.read().strip().splitlines()
+            log.warning("%s: stopping its server sandbox: %s", server.name, lines[-1] if lines else f"exit {code}")
+        return code == 0
+
     def peers_of(self, name: str) -> tuple[str, ...]:
         """The machines a server's sandbox floods to: A (from the address A sends to it from) and
         every other server."""
@@ -139,35 +159,43 @@ class RealServers(SimServers):
                    "ssh_files": {path: (server.ssh_dir / path).read_text()
                                  for path in ("ssh_host_ed25519_key", "sshd_config", "authorized_keys")}}
         boot = shlex.join([sys.executable, "-m", "calisim.servers.boot"])
-        try:
-            done = subprocess.run([*self.user_ssh(name), boot], input=json.dumps(request), capture_output=True,
-                                  text=True, timeout=START_TIMEOUT + HANDSHAKE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ServerError(f"{name}: its server sandbox did not start within "
-                              f"{START_TIMEOUT + HANDSHAKE_TIMEOUT:.0f}s") from None
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise ServerError(f"{name}: {lines[-1] if lines else f'ssh exited {done.returncode}'}")
-        answer = json.loads(done.stdout)
-        server.init_pid, server.remote_directory = answer["pid"], answer["directory"]
+        # its own process group: Ctrl-C reaches the run, which stops the sandbox, not this session first
+        holder = subprocess.Popen([*self.user_ssh(name), boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, process_group=0)
+        holder.stdin.write(json.dumps(request) + "\n")
+        holder.stdin.flush()
+        server.init_pid = self._answer(name, holder)["pid"]
+        server.holder = holder
         return server
 
+    @staticmethod
+    def _answer(name: str, holder: subprocess.Popen) -> dict:
+        """boot's answer line; ServerError with its (or ssh's) last line if it ends without one."""
+        timeout = START_TIMEOUT + HANDSHAKE_TIMEOUT
+        ready, _, _ = select.select([holder.stdout], [], [], timeout)
+        line = holder.stdout.readline() if ready else ""
+        if line:
+            return json.loads(line)
+        if not ready:
+            holder.kill()
+        holder.stdin.close()
+        holder.wait()
+        lines = holder.stderr.read().strip().splitlines()
+        if not ready:
+            raise ServerError(f"{name}: its server sandbox did not start within {timeout:.0f}s")
+        raise ServerError(f"{name}: {lines[-1] if lines else f'ssh exited {holder.returncode}'}")
+
     def stop(self) -> list[str]:
-        """Every server's sandbox stopped by its PID 1 over the user's ssh (the kernel ends all it
-        ran, and its underlay device with its namespace) and its directory there removed; then the
-        controller's underlay device.  The names of servers that could not be stopped."""
-        started = [server for server in self.servers if server.init_pid]
+        """Every server's holding session ended, all at once: there boot stops the sandbox by its
+        PID 1 (the kernel ends all it ran, and its underlay device with its namespace) and removes
+        its directory, then the session ends.  Then the controller's underlay device.  The names
+        of servers whose sandbox's stop was not confirmed."""
+        started = [server for server in self.servers if server.holder is not None]
         for server in started:  # the run's multiplexing ssh to the sandbox
             subprocess.run(self.ssh_command(server) + ["-O", "exit"], capture_output=True, timeout=START_TIMEOUT)
-        left = []
         for server in started:
-            try:
-                processes.stop_pids(self.user_ssh(server.name), server.name, [server.init_pid])
-                processes.run(self.user_ssh(server.name), server.name,
-                              f"rm -rf {shlex.quote(server.remote_directory)}")
-            except ServerError as error:
-                log.warning("%s", error)
-                left.append(server.name)
+            server.holder.stdin.close()
+        left = [server.name for server in started if not self._confirmed(server)]
         subprocess.run(["ip", "link", "del", UNDERLAY_BRIDGE], capture_output=True)  # none if the start failed early
         if self.control_directory is not None:
             shutil.rmtree(self.control_directory, ignore_errors=True)

@@ -62,7 +62,7 @@ def test_a_server_that_cannot_start_its_sandbox_is_one_line_naming_it(tmp_path, 
     found = servers(tmp_path)
     found._make_client_key()
     said = "cannot start its server sandbox: `ip link add eth0 netns 42 ...` failed: Operation not supported"
-    monkeypatch.setattr(found, "user_ssh", lambda name: ["sh", "-c", f"cat >/dev/null; echo '{said}' >&2; exit 1",
+    monkeypatch.setattr(found, "user_ssh", lambda name: ["sh", "-c", f"read request; echo '{said}' >&2; exit 1",
                                                          "ssh"])
     with pytest.raises(ServerError) as error:
         found._start_server(1)
