@@ -3,8 +3,11 @@ peers, and, end to end, a run on two "real" machines emulated honestly: two simu
 this test are the machines on a LAN, and calisim runs as the controller on the first of them
 exactly as a user with two machines runs it (its own root ~/.ssh, `--servers A,B`)."""
 
+import os
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -115,23 +118,56 @@ def machine_state(outer: SimServers, machine) -> dict:
             "directories": there("ls -d /tmp/calisim-server-* 2>/dev/null; true", "-m")}
 
 
+def until_unchanged(outer: SimServers, before: dict, what: str) -> None:
+    """Until both machines are as before: its ssh sessions end, a sandbox's namespace goes in the kernel's time."""
+    deadline = time.monotonic() + 20
+    while (after := {machine.name: machine_state(outer, machine) for machine in outer.servers}) != before:
+        assert time.monotonic() < deadline, f"left on the machines after {what}: {before} then {after}"
+        time.sleep(0.2)
+
+
+def run_killed_once_on_b(outer: SimServers, command: str) -> str:
+    """command (a run whose steps end in a long sleep) started on A, and its sandbox's PID 1
+    killed by SIGKILL once its steps have begun (the servers started before them: B holds a server
+    sandbox): the run's output."""
+    machine_a, machine_b = outer.servers
+    run = subprocess.Popen(outer.ssh_command(machine_a) + [command], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline, output = time.monotonic() + 120, ""
+    try:
+        while "host1$ calicoctl node run" not in output or not machine_state(outer, machine_b)["directories"]:
+            assert time.monotonic() < deadline and run.poll() is None, f"the run did not get going: {output}"
+            if select.select([run.stdout], [], [], 1)[0]:
+                output += run.stdout.readline()
+        sandbox_init = [pid for pid in machine_a.processes()
+                        if b"calisim.emulation.sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(sandbox_init) == 1, sandbox_init
+        os.kill(sandbox_init[0], signal.SIGKILL)
+        return output + run.communicate(timeout=60)[0]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 @pytest.mark.emulation
 def test_the_seed_runs_on_two_real_machines_and_leaves_nothing_on_either(untouched, runs):
+    """Then a run on them killed by SIGKILL (its sandbox's PID 1) leaves nothing on either either:
+    its ssh sessions die with it, and B's sandbox with the session that holds it."""
     outer = SimServers(RunDir.create("lan").path, 2)
     outer.start()
     try:
         machine_a, machine_b = outer.servers
         give_root_the_lans_key(outer, machine_a)
         (machine_a.directory / "seed.txt").write_text(seed_with_df_pings())
+        (machine_a.directory / "crash.txt").write_text("host1$ calicoctl node run --name h1\nlab$ sleep 200\n")
         before = {machine.name: machine_state(outer, machine) for machine in outer.servers}
-        names = f"{machine_a.address.ip},{machine_b.address.ip}"
-        command = (f"CALISIM_RUNS=/tmp/r {shlex.quote(sys.executable)} -m calisim run --topology two_host "
-                   f"--servers {names} {outer.run_dir}/seed.txt")
-        done = outer.ssh(machine_a, command, timeout=300)
+        run = (f"CALISIM_RUNS=/tmp/r {shlex.quote(sys.executable)} -m calisim run --topology two_host "
+               f"--servers {machine_a.address.ip},{machine_b.address.ip} {outer.run_dir}")
+        done = outer.ssh(machine_a, f"{run}/seed.txt", timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        deadline = time.monotonic() + 20  # its ssh session on A ends; B's sandbox's namespace goes in the kernel's time
-        while (after := {machine.name: machine_state(outer, machine) for machine in outer.servers}) != before:
-            assert time.monotonic() < deadline, f"left on the machines: {before} then {after}"
-            time.sleep(0.2)
+        until_unchanged(outer, before, "the run")
+        run_killed_once_on_b(outer, f"{run}/crash.txt")
+        until_unchanged(outer, before, "the run killed")
     finally:
         outer.stop()
