@@ -5,8 +5,9 @@ the controller's sandbox on A into one VXLAN underlay (``underlay.py``) at 198.1
 From there on they are what simulated servers are: the run's key and host keys, one multiplexed
 ssh connection a server to 198.18.0.N, the same init and sshd.  The user's ssh and the
 underlay's devices are made from A's own network namespace (the sandbox keeps a handle on it),
-where the uplink is; nothing is added to any machine's own namespace.  Each server's sandbox is
-stopped by its PID over the user's ssh, and its directory there removed once gathered.
+where the uplink is; nothing is added to any machine's own namespace.  Each server's sandbox
+lasts as long as the user's ssh session that started it: ending that session (at the run's stop,
+or with the run's death) has it stopped by its PID there and its directory removed.
 """
 
 from __future__ import annotations
@@ -35,14 +36,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RealServer(SimServer):
-    """A real server's sandbox: its name as given, its machine's address (as A reaches it), its
-    sandbox's PID 1 *there*, and the user's ssh session that holds it (its end stops the sandbox)."""
+    """A real server's sandbox: its name as given, its sandbox's PID 1 *there* (no PID namespace
+    of it here), and the user's ssh session that holds it (its end stops the sandbox)."""
 
-    machine_address: str = ""
     holder: subprocess.Popen | None = None
-
-    def processes(self) -> list[int]:
-        return []  # its /proc is not this machine's
 
     def failure(self) -> str | None:
         """What is wrong, in one line naming it: the session holding its sandbox ended, or its
@@ -152,7 +149,7 @@ class RealServers(SimServers):
     def _start_server(self, index: int) -> RealServer:
         name = self.names[index]
         server = RealServer(name, IPv4Interface(f"{CONTROLLER.ip + index}/{CONTROLLER.network.prefixlen}"),
-                            self.directory / name, machine_address=self.addresses[name])
+                            self.directory / name)
         self._write_ssh_files(server)
         request = {"name": name, "run_dir": str(self.run_dir), "address": str(server.address), "vni": self.vni,
                    "mtu": self.mtu, "peers": list(self.peers_of(name)),

@@ -47,12 +47,13 @@ def test_each_server_floods_to_the_controller_as_it_reaches_it_and_to_every_othe
     assert found.peers_of("hostC") == ("10.2.0.1", "10.1.0.2")
 
 
-def test_a_real_server_is_failing_once_its_sandboxs_sshd_does_not_answer():
-    server = RealServer("hostB", IPv4Interface("127.0.0.1/8"), Path("/nonexistent"), init_pid=999999999)
-    closed = IPv4Interface("127.0.0.9/8")  # nothing listens on :22 there
-    server.address = closed
+def test_a_real_server_fails_once_its_session_ends_or_its_sandboxs_sshd_does_not_answer():
+    server = RealServer("hostB", IPv4Interface("127.0.0.9/8"), Path("/nonexistent"), init_pid=999999999)
     assert server.failure().startswith("hostB: its server sandbox's sshd does not answer on 127.0.0.9:22 (")
-    assert server.processes() == []  # its /proc is not this machine's
+    server.holder = subprocess.Popen(["sh", "-c", "exit 255"])
+    server.holder.wait()
+    assert server.failure() == "hostB: the ssh session holding its server sandbox ended (exit 255)"
+    assert server.processes() == []  # its PID 1 is not this machine's
 
 
 def test_without_a_handle_on_the_machine_real_servers_are_refused(tmp_path):
