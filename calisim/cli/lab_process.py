@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("status_fd", type=int)
     args = parser.parse_args()
     sandbox.require()
+    sandbox.take_machine_netns()
     spec = lab.LabSpec(**args.spec)
     topo = topologies.load(spec.topology, **spec.options)
     sys.exit(lab.run_lab(spec, topo, run_command, args.run_dir, args.status_fd))

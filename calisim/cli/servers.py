@@ -8,6 +8,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from ..emulation import sandbox
 from ..servers.placement import check_remote, parse_place, parse_servers, place
 
 
@@ -24,9 +25,9 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("servers (one lab spread over several machines)")
     group.add_argument("--servers", metavar="A,B,C|sim:N",
                        help="the servers to spread the nodes over: sim:N builds N simulated servers (1-99) "
-                            "inside the run's sandbox, the first being this machine; real servers (A,B,C: the "
-                            "first this machine, the others reached by ssh as root with keys, calisim at the "
-                            "same path) are checked, then refused: Calico hosts on them are not built yet")
+                            "inside the run's sandbox, the first being this machine; A,B,C are real ones: A this "
+                            "machine, the others reached by ssh as root with keys, calisim at the same path, each "
+                            "running a sandbox of the run joined by VXLAN over UDP 14789")
     group.add_argument("--place", action="append", default=[], metavar="NODE=SERVER",
                        help="put NODE on SERVER instead of where the placement puts it (repeatable; needs --servers)")
 
@@ -43,7 +44,7 @@ def check_server_options(args: argparse.Namespace, topo, check_reachable=check_r
     servers = parse_servers(text)
     overrides = parse_place(items)
     placement = place(topo, servers, overrides)
-    if not servers.simulated:
+    if not servers.simulated and not sandbox.reexecuted():  # checked before, outside: the sandbox has no network
         for name in servers.names[1:]:  # the first is this machine
             check_reachable(name, sys.executable)
     return ServerChoice(text.strip(), overrides or None, placement)

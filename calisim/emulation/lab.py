@@ -227,10 +227,12 @@ def up(spec: LabSpec, process: list[str], run_base: Path | None = None, registry
     command = [*sandbox.UNSHARE, "--", sys.executable, "-m", "calisim.emulation.sandbox", "--",
                *process, json.dumps(asdict(spec)), str(run_dir.path), str(status_write)]
     environment = {k: v for k, v in os.environ.items() if k not in (sandbox.SANDBOX_ENV, sandbox.FRESH_ENV)}
+    machine = sandbox.hand_over_machine_netns(environment)  # for a lab on real servers
     with open(run_dir.path / "lab.log", "ab") as lab_log:
         unshare = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=lab_log, stderr=subprocess.STDOUT,
-                                   pass_fds=(status_write,), start_new_session=True, env=environment)
+                                   pass_fds=(status_write, machine), start_new_session=True, env=environment)
     os.close(status_write)
+    os.close(machine)
     pid = None
     try:
         pid = _wait_for_child(unshare)

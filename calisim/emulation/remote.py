@@ -27,13 +27,15 @@ from ..servers.cluster import remote_bases, vxlan_link_class
 from ..servers.gather import gather_all
 from ..servers.links import VXLAN_OVERHEAD
 from ..servers.placement import Servers
+from ..servers.real import RealServers
 from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
 from ..servers.watchdog import Watchdog
+from . import sandbox
 from .rundir import RunDir
 from .topology import CalicoHost, VethLink, own_uts, run_ip_batches, write_step
 
 REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
-LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab spread over servers: its segments cross the underlay
+LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab over simulated servers: its segments cross the underlay
 FORK_TIMEOUT = 30.0  # seconds for a server's zygote to fork its hosts' dockerds (its answers: ~10 ms each)
 
 
@@ -108,25 +110,36 @@ def remote_calico_host_class(ssh_options: list[str]) -> type:
 
 
 class ServersOfRun:
-    """The simulated servers a cluster spreads over, and how its nodes and links are made on them."""
+    """The servers a cluster spreads over (simulated, or sandboxes on real ones: the same from
+    here on), and how its nodes and links are made on them."""
 
     def __init__(self, run_dir: RunDir, servers: Servers, placement: dict[str, str]):
-        if not servers.simulated:
-            raise ServerError(f"--servers {','.join(servers.names)}: Calico hosts on real servers are not built "
-                              "yet (use sim:N)")
         self.run_dir = run_dir
         self.servers = servers
         self.placement = placement
-        self.sim = SimServers(run_dir.path, len(servers.names))
+        self.sim = SimServers(run_dir.path, len(servers.names)) if servers.simulated else self._real(run_dir, servers)
         self.zygotes: list[processes.RemoteProcess] = []
         self.daemons: dict[str, processes.RemoteProcess] = {}  # by node: its dockerd, or a router's BIRD
         self.forwarded: dict[str, Path] = {}  # remote socket path -> its local end
         self.watchdog: Watchdog | None = None  # a dead server interrupts the run (ServerLost) while held
         self.gathered: list = []  # at stop: where each server's run directory went (gather.Gathered)
 
+    @staticmethod
+    def _real(run_dir: RunDir, servers: Servers) -> RealServers:
+        try:
+            machine = sandbox.machine_netns()
+        except sandbox.SandboxError as error:
+            raise ServerError(f"--servers {','.join(servers.names)}: {error}") from None
+        return RealServers.of(run_dir.path, servers.names, machine)
+
     def start(self) -> None:
         self.sim.start()
         self.watchdog = Watchdog(self.sim.failures).start()
+
+    @property
+    def link_mtu(self) -> int:
+        """Every link's MTU: its segment may cross the underlay inside a VXLAN."""
+        return self.sim.underlay_mtu - VXLAN_OVERHEAD
 
     def stop(self) -> list[str]:
         """The watchdog (servers going now is no failure), the zygotes and daemons by PID, every
@@ -303,15 +316,13 @@ class ServersOfRun:
             return pending.pop(name).result() if name in pending else build(name, **params)
         return make
 
-    @staticmethod
-    def link_class() -> type:
+    def link_class(self) -> type:
         """Links: a veth on one server (each end an index of its own, as here), a VXLAN pair
         (one VNI a link) between two."""
-        return vxlan_link_class(str(CONTROLLER.ip), same_server=VethLink)
+        return vxlan_link_class(str(CONTROLLER.ip), same_server=VethLink, underlay_mtu=self.sim.underlay_mtu)
 
-    @staticmethod
-    def fit_mtu(net) -> None:
+    def fit_mtu(self, net) -> None:
         """Every interface at the cross-server link's MTU: a bridge with one port over the underlay
         drops what a 1500-byte port sends to it, so a segment's MTU is its smallest link's."""
-        run_ip_batches({node: [f"link set {intf.name} mtu {LINK_MTU}" for intf in node.intfList() if intf.name != "lo"]
-                        for node in [*net.hosts, *net.switches]})
+        run_ip_batches({node: [f"link set {intf.name} mtu {self.link_mtu}" for intf in node.intfList()
+                               if intf.name != "lo"] for node in [*net.hosts, *net.switches]})

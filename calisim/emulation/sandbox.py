@@ -25,6 +25,7 @@ from ..process.pids import children
 
 SANDBOX_ENV = "CALISIM_SANDBOX"  # = inode of the sandbox's network namespace
 FRESH_ENV = "CALISIM_SANDBOX_FRESH"  # set for the sandbox init's direct child only
+MACHINE_NETNS_ENV = "CALISIM_MACHINE_NETNS"  # an open descriptor of the machine's network namespace: for the run
 
 EMULATION = "lab"  # the sandbox's own side as a host name (Cluster.run, transcripts' `lab$`): never a host's
 UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
@@ -32,6 +33,9 @@ UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--
 
 class SandboxError(RuntimeError):
     """calisim cannot build its private namespace (or was asked to run outside it)."""
+
+
+_machine_netns: int | None = None  # this process's descriptor of the machine's network namespace, once taken
 
 
 def netns_id() -> str:
@@ -56,10 +60,12 @@ def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:
     command = [*UNSHARE, "--", sys.executable, "-m", "calisim.emulation.sandbox", "--", *argv]
     sys.stdout.flush()
     sys.stderr.flush()
+    machine = hand_over_machine_netns(os.environ)
     try:
-        unshare = subprocess.Popen(command)
+        unshare = subprocess.Popen(command, pass_fds=(machine,))
     except OSError as error:
         raise SandboxError(f"cannot run unshare: {error}") from error
+    os.close(machine)
 
     def forward(signum: int, _frame: object) -> None:
         for pid in children(unshare.pid):
@@ -72,11 +78,46 @@ def _run_in_fresh_sandbox(argv: list[str]) -> NoReturn:
     os._exit(code if code >= 0 else 128 - code)
 
 
+def reexecuted() -> bool:
+    """This process is a run re-executed in the fresh sandbox made for it (enter_fresh has yet to
+    return): its command line was checked before, outside, where the machine's network is."""
+    return os.environ.get(FRESH_ENV) == netns_id() and in_private_namespace()
+
+
 def enter_fresh(argv: list[str]) -> None:
     """Make sure this process runs in a sandbox made for it alone (re-exec otherwise)."""
     if os.environ.pop(FRESH_ENV, None) == netns_id() and in_private_namespace():
+        take_machine_netns()
         return
     _run_in_fresh_sandbox(argv)
+
+
+def hand_over_machine_netns(environment) -> int:
+    """An open descriptor of this process's network namespace (the machine's), named in environment
+    for a sandbox about to be made: its command passes it (pass_fds) and then closes it here."""
+    machine = os.open("/proc/self/ns/net", os.O_RDONLY)
+    environment[MACHINE_NETNS_ENV] = str(machine)
+    return machine
+
+
+def take_machine_netns() -> None:
+    """Keep the descriptor of the machine's network namespace the sandbox's init handed over,
+    for this process alone (its children neither inherit it nor see its number)."""
+    global _machine_netns
+    handed = os.environ.pop(MACHINE_NETNS_ENV, None)
+    if handed is not None and handed.isdigit():
+        _machine_netns = int(handed)
+        os.set_inheritable(_machine_netns, False)
+
+
+def machine_netns() -> str:
+    """A path to the network namespace of the machine this sandbox was made on: real servers'
+    underlay VXLAN is made from there into the sandbox (its UDP socket on the machine's uplink,
+    the device never in the machine's namespace), and the real ssh to them runs there."""
+    if _machine_netns is None:
+        raise SandboxError("this process holds no handle on the machine's network namespace: real servers need "
+                           "a run started by `calisim` or by calisim.emulation.sandbox.enter() from outside a sandbox")
+    return f"/proc/{os.getpid()}/fd/{_machine_netns}"
 
 
 def enter(argv: list[str] | None = None) -> None:
@@ -84,7 +125,8 @@ def enter(argv: list[str] | None = None) -> None:
 
     argv is the whole command to re-execute; by default this interpreter's own command line.
     """
-    os.environ.pop(FRESH_ENV, None)
+    if os.environ.pop(FRESH_ENV, None) == netns_id() and in_private_namespace():
+        take_machine_netns()
     if in_private_namespace():
         return
     _run_in_fresh_sandbox(argv if argv is not None else [sys.executable, *sys.orig_argv[1:]])
@@ -106,15 +148,20 @@ def _bring_up_loopback() -> None:
 def _run_as_init(argv: list[str]) -> int:
     """PID 1 of the sandbox: start argv, forward termination signals, reap every orphan."""
     os.environ[SANDBOX_ENV] = netns_id()
+    machine = os.environ.pop(MACHINE_NETNS_ENV, None)
     _bring_up_loopback()
     child = os.fork()
     if child == 0:
         os.environ[FRESH_ENV] = netns_id()
+        if machine is not None:
+            os.environ[MACHINE_NETNS_ENV] = machine
         try:
             os.execvp(argv[0], argv)
         except OSError as error:
             print(f"calisim sandbox: cannot run {argv[0]}: {error}", file=sys.stderr)
         os._exit(127)
+    if machine is not None and machine.isdigit():
+        os.close(int(machine))  # the run's alone
 
     def forward(signum: int, _frame: object) -> None:
         os.kill(child, signum)

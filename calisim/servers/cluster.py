@@ -67,7 +67,8 @@ def remote_host_class(ssh_options: list[str]) -> type:
     return type("CalisimRemoteHost", remote_bases(load_engine().Node), {"sshbase": [*ssh_options, "-tt"]})
 
 
-def vxlan_link_class(controller_ip: str | None = None, same_server: type | None = None) -> type:
+def vxlan_link_class(controller_ip: str | None = None, same_server: type | None = None,
+                     underlay_mtu: int = 1500) -> type:
     """Mininet's RemoteLink whose cross-server tunnel is a VXLAN pair, one VNI a link.  An end on
     the controller's own machine (a local node: no server of its own) is made here, at
     controller_ip, and moved into its node's namespace.  A link within one server is made by
@@ -93,7 +94,7 @@ def vxlan_link_class(controller_ip: str | None = None, same_server: type | None 
             addresses = [node.serverIP if _remote(node) else controller_ip for node in (node1, node2)]
             ends = [(node, replace(end, device=intfname), addr) for (node, intfname, addr), end in zip(
                 ((node1, intfname1, addr1), (node2, intfname2, addr2)),
-                link_ends(intfname1, RemoteVxlanLink.vni, *addresses))]
+                link_ends(intfname1, RemoteVxlanLink.vni, *addresses, underlay_mtu))]
             with ThreadPoolExecutor(max_workers=2) as pool:
                 for future in [pool.submit(_make_end, *end) for end in ends]:
                     future.result()

@@ -1,5 +1,6 @@
-"""PID 1 of a simulated server: it makes the server's filesystem view private, then runs the
-server's sshd and reaps every orphan until it is told to stop.
+"""PID 1 of a simulated server, or of a real server's sandbox (``boot.py``): it makes the
+server's filesystem view private, then runs the server's sshd and reaps every orphan until it is
+told to stop.
 
 It runs under ``unshare --net --mount --uts --pid``, so by exiting it makes the kernel kill
 everything still running on its server: nothing a server started can outlive it.  sshd is a

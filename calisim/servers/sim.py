@@ -137,18 +137,20 @@ class SimServers:
         return [*self.ssh_options(), "-o", "LogLevel=ERROR", "-E", str(self.ssh_log)]
 
     @property
+    def underlay_mtu(self) -> int:
+        return UNDERLAY_MTU
+
+    @property
     def ssh_log(self) -> Path:
         return self.directory / "ssh.log"
 
     def start(self) -> list[SimServer]:
         """Build every server; on any failure stop those already started and raise ServerError."""
-        check_count(self.count)
-        if not SSHD.exists():
-            raise ServerError(f"simulated servers need {SSHD} (Debian's openssh-server: run `make setup`)")
+        self._check_prerequisites()
         self.control_directory = Path(tempfile.mkdtemp(prefix="calisim-ssh-"))
         try:
-            self._make_underlay()
             self._make_client_key()
+            self._make_underlay()
             for index in range(1, self.count + 1):
                 self.servers.append(self._start_server(index))
             self._wait_reachable()
@@ -157,9 +159,14 @@ class SimServers:
             raise
         return self.servers
 
+    def _check_prerequisites(self) -> None:
+        check_count(self.count)
+        if not SSHD.exists():
+            raise ServerError(f"simulated servers need {SSHD} (Debian's openssh-server: run `make setup`)")
+
     def failures(self) -> list[str]:
         """One line for each server that is gone or no longer answers ssh."""
-        return [failure for failure in map(SimServer.failure, self.servers) if failure]
+        return [failure for failure in (server.failure() for server in self.servers) if failure]
 
     def _make_underlay(self) -> None:
         from pyroute2 import IPRoute  # here, not at the top: `calisim`'s argument checks import this module
@@ -178,10 +185,9 @@ class SimServers:
         address = IPv4Interface(f"{CONTROLLER.ip + index}/{CONTROLLER.network.prefixlen}")
         server = SimServer(f"server{index}", address, self.directory / f"server{index}")
         self._write_ssh_files(server)
-        command = [*UNSHARE, "--", sys.executable, "-m", "calisim.servers.init", server.name, str(self.run_dir),
-                   str(server.directory), str(self.run_dir / "ssh" / "sshd_config")]
         with open(server.directory / "init.log", "ab") as log:
-            server.unshare = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            server.unshare = subprocess.Popen(sandbox_command(server.name, self.run_dir, server.directory),
+                                              stdout=log, stderr=subprocess.STDOUT)
         server.init_pid = pids.wait_child(server.unshare, START_TIMEOUT)
         if server.init_pid is None:
             raise ServerError(f"{server.name}: its namespaces could not be made; see {server.directory}/init.log")
@@ -266,6 +272,12 @@ class SimServers:
             shutil.rmtree(self.control_directory, ignore_errors=True)
         left = set(pids.in_namespaces(set(namespaces.values()), "pid"))
         return [name for name, inode in namespaces.items() if left & set(pids.in_namespace(inode, "pid"))]
+
+
+def sandbox_command(name: str, run_dir: Path, directory: Path) -> list[str]:
+    """A server's sandbox: its namespaces, calisim.servers.init their PID 1, directory seen at run_dir."""
+    return [*UNSHARE, "--", sys.executable, "-m", "calisim.servers.init", name, str(run_dir), str(directory),
+            str(run_dir / "ssh" / "sshd_config")]
 
 
 def check_count(count: int) -> None:

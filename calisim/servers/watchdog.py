@@ -10,7 +10,6 @@ the failure is delivered as a real signal to the main thread, which interrupts t
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -28,9 +27,9 @@ Check = Callable[[], list[str]]  # one line for each server that is gone; [] whi
 
 @dataclass
 class Watchdog:
-    """Watches a run's servers with check (``SimServers.failures``, or ``ssh_failures`` for real
-    ones) while held; raises ServerLost in the main thread once one fails.  Start and stop it from
-    the main thread (it installs its signal's handler there)."""
+    """Watches a run's servers with check (``SimServers.failures``, real servers' sandboxes too)
+    while held; raises ServerLost in the main thread once one fails.  Start and stop it from the
+    main thread (it installs its signal's handler there)."""
 
     check: Check
     interval: float = INTERVAL
@@ -72,18 +71,3 @@ class Watchdog:
         if self.failure is not None and not self._stopping.is_set():
             raise ServerLost(self.failure)
 
-
-def ssh_failures(servers: dict[str, list[str]], timeout: float = 10.0) -> list[str]:
-    """Real servers (name -> the ssh command that reaches it as root): one line for each that does
-    not run `true` within timeout, with ssh's own reason."""
-    failures = []
-    for name, ssh in servers.items():
-        try:
-            result = subprocess.run([*ssh, "true"], capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            failures.append(f"{name}: the server does not answer ssh (no reply within {timeout:.0f}s)")
-            continue
-        if result.returncode != 0:
-            reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
-            failures.append(f"{name}: the server does not answer ssh ({reason})")
-    return failures

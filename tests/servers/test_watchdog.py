@@ -15,7 +15,7 @@ from calisim.emulation.rundir import RunDir
 from calisim.process import pids
 from calisim.servers.cluster import remote_host_class
 from calisim.servers.sim import SimServers
-from calisim.servers.watchdog import ServerLost, Watchdog, ssh_failures
+from calisim.servers.watchdog import ServerLost, Watchdog
 
 from tests.servers.conftest import mininet_processes
 
@@ -61,10 +61,3 @@ def test_a_dead_server_ends_the_run_naming_it_and_nothing_is_left(untouched, kil
     finally:
         assert sim.stop() == []
 
-
-def test_a_real_servers_ssh_failure_is_one_line_naming_it():
-    assert ssh_failures({"b.example": ["false"]}) == ["b.example: the server does not answer ssh (exit 1)"]
-    assert ssh_failures({"b.example": ["sh", "-c", "echo 'ssh: connect to host b port 22: No route to host' >&2; "
-                                                    "exit 255", "ssh"]}) == [
-        "b.example: the server does not answer ssh (ssh: connect to host b port 22: No route to host)"]
-    assert ssh_failures({"c": ["env"]}) == []
