@@ -157,7 +157,8 @@ class Felix:
             await next_batch(self.policy)
             version = self.policy.version
             if version == self.policy_computed and not self.tables.resync_due():
-                continue  # the table in place is the one these keys give
+                self.tables.rest()  # the table in place is the one these keys give: nothing to apply soon
+                continue
             await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
             version = self.policy.version
             try:
