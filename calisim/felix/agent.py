@@ -157,7 +157,9 @@ class Felix:
             await next_batch(self.policy)
             version = self.policy.version
             if version == self.policy_computed and not self.tables.resync_due():
-                continue  # the table in place is the one these keys give
+                if self.tables.nft.context is not None:  # the table in place is current: nothing to apply soon
+                    await asyncio.to_thread(self.tables.rest)
+                continue
             await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
             version = self.policy.version
             try:

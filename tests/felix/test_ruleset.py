@@ -1,8 +1,9 @@
 """Felix's tables applied incrementally: the delta between two renderings is only what changed (an
 endpoint added is its elements and its own chains, never the forward chain or another endpoint's),
 in the order nft needs, a structural change asks for a rewrite, and (root, a throwaway namespace)
-the table a chain of deltas leaves is the one a rewrite loads, a refused delta falls back to the
-rewrite, and the timer's resync rewrites."""
+the table a chain of deltas leaves is the one a rewrite loads (also across a rest, which frees
+libnftables' context and cache), a refused delta falls back to the rewrite, and the timer's resync
+rewrites."""
 
 import subprocess
 import sys
@@ -70,6 +71,18 @@ def test_nothing_changed_is_an_empty_delta_and_structure_asks_for_a_rewrite():
     assert ruleset.delta(rendered(1), without_ip6) is None  # the output hook's chain comes
 
 
+def test_a_resting_context_is_freed_once_and_made_again_by_the_next_use():
+    nft = ruleset.Nft()
+    assert nft.context is None  # none until a transaction needs one
+    made = nft.open()
+    assert made and nft.open() == made  # kept while in use
+    nft.close()
+    assert nft.context is None
+    nft.close()  # nothing left to free
+    assert nft.open() and nft.context is not None
+    nft.close()
+
+
 CHECK = r"""
 import subprocess, sys
 from calisim.felix import policy, ruleset
@@ -83,7 +96,10 @@ def listing():  # the kernel's table as its objects (sets, maps, chains), whatev
     return sorted(block.strip() for block in text.split("\n", 1)[1].rsplit("}", 1)[0].split("\n\n"))
 
 tables = ruleset.Tables(policy.REPLACE)
-hows = [tables.apply(text(range(50))), tables.apply(text([*range(50), 60])), tables.apply(text([*range(1, 50), 60]))]
+hows = [tables.apply(text(range(50)))]
+tables.rest()  # a resync found nothing to apply: the context and its cache go, the next delta makes one
+assert tables.nft.context is None
+hows += [tables.apply(text([*range(50), 60])), tables.apply(text([*range(1, 50), 60]))]
 by_delta = listing()
 tables.nft.run(policy.REPLACE + text([*range(1, 50), 60]))
 assert by_delta == listing(), "a delta's table differs from the rewrite's"
