@@ -281,9 +281,10 @@ def raise_priority(boost: int) -> None:
 def warm_up() -> None:
     """What every node would otherwise do for itself on its first pass: import its modules,
     pyroute2's lazily loaded netlink ones (0.16 s of CPU), compile BIRD's templates, and probe
-    which IPIP backends this machine has (three processes a node)."""
+    which IPIP backends this machine has (three processes a node); and what a forked module's
+    prepare_for_forks does once for all its forks (calicoctl: build its argument parser)."""
     for module in (*MODULES.values(), *PRELOAD):
-        importlib.import_module(module)
+        getattr(importlib.import_module(module), "prepare_for_forks", lambda: None)()
     from pyroute2 import IPRoute
 
     from ..felix import ipip
