@@ -112,33 +112,40 @@ def _program(ipr, interface: WorkloadInterface, index: int) -> None:
 def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadInterface]) -> set[str]:
     """Only the differences from programmed: new or changed interfaces (looked up by name), and
     the routes of addresses no longer wanted on an interface programmed before; the connections
-    of every address that went or came are forgotten first."""
-    from pyroute2 import NetlinkError
-
-    missing = set()
+    of every address that went or came are forgotten first.  An interface not there yet is left
+    for the pass that programs it, its addresses' connections too: each forgetting walks the
+    kernel's whole conntrack table (15 ms here, every namespace's entries), and a new endpoint's
+    first pass comes before its Join has made the interface."""
     changed = sorted(name for name in set(programmed) | set(wanted) if programmed.get(name) != wanted.get(name))
-    remove_connections(changed_addresses(programmed, wanted))
+    links = {name: _link(ipr, name) for name in changed}
+    missing = {name for name in changed if wanted.get(name) is not None
+               and (links[name] is None or not links[name]["flags"] & IFF_UP)}
+    remove_connections(changed_addresses(programmed, {name: wanted[name] for name in wanted if name not in missing}))
     for name in changed:
-        before, after = programmed.get(name), wanted.get(name)
-        try:
-            (link,) = ipr.link("get", ifname=name)
-        except NetlinkError as error:
-            if error.code != errno.ENODEV:
-                raise
-            link = None  # gone: the kernel took its routes with it
+        before, after, link = programmed.get(name), wanted.get(name), links[name]
         if link is not None and before is not None:
             kept = set(after.addresses) if after is not None else set()
             for address in set(before.addresses) - kept:
                 _delete_route(ipr, f"{address}/{address.max_prefixlen}", link["index"])
         programmed.pop(name, None)
-        if after is None:
-            continue
-        if link is None or not link["flags"] & IFF_UP:
-            missing.add(name)
+        if after is None or name in missing:
             continue
         _program(ipr, after, link["index"])
         programmed[name] = after
     return missing
+
+
+def _link(ipr, name: str):
+    """The interface called name, None if there is none (gone: the kernel took its routes with it)."""
+    from pyroute2 import NetlinkError
+
+    try:
+        (link,) = ipr.link("get", ifname=name)
+    except NetlinkError as error:
+        if error.code != errno.ENODEV:
+            raise
+        return None
+    return link
 
 
 def addresses_of(interface: WorkloadInterface | None) -> set:

@@ -158,6 +158,14 @@ flow("10.10.0.5", "198.51.100.10", 1006)
 dataplane.full_at -= dataplane.FULL_RESYNC
 dataplane.apply(interface("10.10.0.5"))  # 10.10.0.4 goes, 10.10.0.5 comes, in the timer's full pass
 seen["full"] = flows()
+flow("10.10.0.6", "198.51.100.10", 1007)
+both = {**interface("10.10.0.5"), "cali00002": endpoints.WorkloadInterface("cali00002", "ee:ee:ee:ee:ee:ee",
+                                                                           (ipaddress.ip_address("10.10.0.6"),))}
+seen["missing"] = sorted(dataplane.apply(both))  # its Join has not made the interface yet
+seen["not yet"] = flows()
+subprocess.run("ip link add cali00002 type veth peer name temp00002 && ip link set cali00002 up", shell=True, check=True)
+dataplane.apply(both)
+seen["made"] = flows()
 print(json.dumps(seen))
 """
 
@@ -166,7 +174,8 @@ print(json.dumps(seen))
 def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     """An address's next holder must not take up its predecessor's flows and their NAT decision
     (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own.  Also
-    when the address comes to a host that had no workload left, or in the timer's full pass."""
+    when the address comes to a host that had no workload left, or in the timer's full pass; and
+    for an endpoint whose interface comes after its key, in the pass that programs it."""
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", CONNECTIONS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
@@ -175,6 +184,9 @@ def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     assert seen["went"] == ["10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["came to none"] == ["198.51.100.10>10.10.0.3"]
     assert seen["full"] == ["198.51.100.10>10.10.0.3"]
+    assert seen["missing"] == ["cali00002"]  # an interface not made yet: its address's flows go when it is
+    assert seen["not yet"] == ["10.10.0.6>198.51.100.10", "198.51.100.10>10.10.0.3"]
+    assert seen["made"] == ["198.51.100.10>10.10.0.3"]
 
 
 NODES = """
