@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ ROUTE_PROTOCOL = 4  # "static": BIRD's kernel protocol learns these, so borrowed
 INTERFACE_SYSCTLS = {"ipv4/conf/{}/proxy_arp": "1", "ipv4/conf/{}/rp_filter": "1",
                      "ipv4/conf/{}/route_localnet": "1", "ipv4/neigh/{}/proxy_delay": "0"}
 IPV6_INTERFACE_SYSCTLS = {"ipv6/conf/{}/proxy_ndp": "1"}
+CONNTRACK_TABLE = Path("/proc/net/nf_conntrack")  # this namespace's entries, as text (IPv6 uncompressed)
 log = logging.getLogger("calico-felix")
 
 
@@ -163,7 +165,7 @@ def remove_connections(addresses: set) -> None:
     `conntrack -D` with --orig-src, --orig-dst, --reply-src and --reply-dst for each)."""
     from pyroute2 import Conntrack, NetlinkError
 
-    if not addresses:
+    if not addresses or not any_connection_of(addresses):
         return
     wanted = {ipaddress.ip_address(address) for address in addresses}
     conntrack = Conntrack()
@@ -183,6 +185,19 @@ def remove_connections(addresses: set) -> None:
         conntrack.close()
     if stale:
         log.info("removed %d conntrack entries of %s", len(stale), ", ".join(sorted(map(str, wanted))))
+
+
+def any_connection_of(addresses: set) -> bool:
+    """Whether this namespace's conntrack table has an entry from or to any of addresses, read
+    from the kernel's text of it (1-2 ms, in C) rather than decoded by pyroute2 (70-120 ms for 50
+    entries: the ping flows a host forwards make that many), which is then left to the few
+    passes that have something to delete.  True where the kernel has no such file."""
+    try:
+        table = CONNTRACK_TABLE.read_text()
+    except FileNotFoundError:
+        return True
+    named = {ipaddress.ip_address(address).exploded for address in addresses}  # as the kernel writes them
+    return not named.isdisjoint(re.findall(r"(?:src|dst)=(\S+)", table))
 
 
 def _delete_route(ipr, dst: str, index: int) -> None:

@@ -27,6 +27,23 @@ def endpoint(name, *nets, state="active"):
             "ipv4_nets": list(nets), "ipv6_nets": []}
 
 
+def test_the_kernels_conntrack_text_says_whether_an_address_has_connections(tmp_path, monkeypatch):
+    table = tmp_path / "nf_conntrack"
+    table.write_text(
+        "ipv4     2 icmp     1 29 src=10.10.0.2 dst=10.10.0.9 type=8 code=0 id=7 src=10.10.0.9 dst=10.10.0.2 type=0 "
+        "code=0 id=7 mark=0 zone=0 use=2\n"
+        "ipv6     10 udp      17 30 src=fd80:0000:0000:0000:0000:0000:0000:0001 dst=fd80:0000:0000:0000:0000:0000:0000:"
+        "0002 sport=4 dport=53 [UNREPLIED] src=fd80:0000:0000:0000:0000:0000:0000:0002 dst=fd80:0000:0000:0000:0000:"
+        "0000:0000:0001 sport=53 dport=4 mark=0 zone=0 use=2\n")
+    monkeypatch.setattr(endpoints, "CONNTRACK_TABLE", table)
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.9")})
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3"), ipaddress.ip_address("fd80::2")})
+    assert not endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3"), ipaddress.ip_address("10.10.0.20")})
+    assert not endpoints.any_connection_of({ipaddress.ip_address("10.10.0.29")})  # 10.10.0.2 and .9 are not it
+    monkeypatch.setattr(endpoints, "CONNTRACK_TABLE", tmp_path / "absent")  # a kernel without the file: look
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3")})
+
+
 def test_only_this_hosts_active_endpoints_are_programmed():
     entries = {
         PREFIX + "a": endpoint("calia", "10.10.0.1/32"),
