@@ -401,6 +401,72 @@ def stream_from(pid: int, destination: str, interval_ms: float = 10.0, seconds: 
     return StreamProbe(pid, destination, interval_ms, seconds).result()
 
 
+WAVE_MIN = 0.005  # seconds between two waves of connection attempts to the destinations not yet agreeing
+WAVE_PER_DESTINATION = 0.0005  # ... and more with many destinations: at most 2000 attempts a second
+
+
+def raise_file_limit() -> None:
+    """Up to the hard limit: attempts to a hundred destinations, each unanswered for a timeout."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def agreement(destinations: list[str], expected: bool, timeout: float = 0.1, deadline: float = 60.0,
+              port: int = ECHO_TCP_PORT) -> list[float | None]:
+    """For each destination, the moment (time.monotonic) from which TCP connections to it agree with
+    expected, None if none did within deadline seconds.  New connections go out in waves, one every
+    WAVE_MIN seconds or more, to every destination not agreeing yet, each wave's outcome read at
+    its own moment: a connection made is allowed when it is made; one unanswered for timeout
+    seconds is refused from when it was sent (its SYN met the rule then), so the moment is known to
+    a wave's interval, not to the timeout, and never before the connection that showed it."""
+    import selectors
+
+    raise_file_limit()
+    selector = selectors.DefaultSelector()
+    agreed: dict[str, float] = {}
+    give_up = time.monotonic() + deadline
+    next_wave = time.monotonic()
+    try:
+        while len(agreed) < len(destinations) and time.monotonic() < give_up:
+            waiting = [destination for destination in destinations if destination not in agreed]
+            if time.monotonic() >= next_wave:
+                sent = time.monotonic()
+                for destination in waiting:
+                    _attempt(selector, destination, port, sent)
+                next_wave = sent + max(WAVE_MIN, WAVE_PER_DESTINATION * len(waiting))
+            for key, _ in selector.select(max(0.0, next_wave - time.monotonic())):
+                destination, sent = key.data
+                connected = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                _forget(selector, key.fileobj)
+                if connected == expected:
+                    agreed.setdefault(destination, time.monotonic() if connected else sent)
+            for key in [key for key in selector.get_map().values() if time.monotonic() - key.data[1] >= timeout]:
+                _forget(selector, key.fileobj)
+                if not expected:
+                    agreed.setdefault(key.data[0], key.data[1])
+    finally:
+        for key in list(selector.get_map().values()):
+            _forget(selector, key.fileobj)
+        selector.close()
+    return [agreed.get(destination) for destination in destinations]
+
+
+def _attempt(selector, destination: str, port: int, sent: float) -> None:
+    import selectors
+
+    sock = socket.socket(family_of(destination), socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.connect_ex((destination, port))
+    selector.register(sock, selectors.EVENT_WRITE, (destination, sent))
+
+
+def _forget(selector, sock: socket.socket) -> None:
+    selector.unregister(sock)
+    sock.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m calisim.probes", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -33,6 +33,24 @@ def test_a_stream_counts_echo_replies_of_either_version_and_nothing_else():
     assert canonical("fd00:0:0::0001") == "fd00::1" and canonical("10.10.0.1") == "10.10.0.1"
 
 
+def test_agreement_dates_a_made_connection_when_made_and_a_refused_one_when_it_was_sent():
+    import socket
+    import time
+
+    from calisim.probes import agreement
+
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(64)
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: a connection to it is refused
+        began = time.monotonic()
+        (made,) = agreement(["127.0.0.1"], True, port=listening.getsockname()[1])
+        (refused,) = agreement(["127.0.0.1"], False, port=closed.getsockname()[1])
+        assert began <= made <= refused <= time.monotonic()
+        assert agreement(["127.0.0.1"], True, deadline=0.05, port=closed.getsockname()[1]) == [None]
+        assert agreement(["127.0.0.1"], False, deadline=0.05, port=listening.getsockname()[1]) == [None]
+
+
 WORKLOADS = """
 host1$ calicoctl node run --ip6 fd00:3::229
 host2$ calicoctl node run --ip6 fd00:3::228

@@ -21,6 +21,7 @@ from ..ipam import IPAM, IPAMError
 from .errors import CommandError
 from .output import padded_columns
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it: ~5x faster
 ACTIONS = {"create": "created", "replace": "replaced", "apply": "applied", "delete": "deleted"}
 
 
@@ -30,7 +31,7 @@ def read_resources(filename: str) -> list[Resource]:
     except OSError as error:
         raise CommandError(f"Failed to read {filename}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as error:
         raise CommandError(f"Failed to execute command: error parsing {filename} as YAML or JSON: {error}") from None
     if data is None or data == []:
@@ -50,9 +51,10 @@ async def write_one(ds, action: str, resource: Resource) -> None:
     """create/replace/apply/delete one resource in one transaction, or raise."""
     if isinstance(resource, IPPool) and action != "delete":
         check_pool_overlaps([resource], await IPPool.load_all(ds))
-    exists = await ds.get(resource.primary_key) is not None
-    if action == "create" and exists or action in ("replace", "delete") and not exists:
-        raise ResourceConflict(f"resource {'already exists' if exists else 'does not exist'}: {resource.ident}")
+    if action != "apply":  # apply creates or replaces: one write, as libcalico-go's Apply, no read first
+        exists = await ds.get(resource.primary_key) is not None
+        if action == "create" and exists or action in ("replace", "delete") and not exists:
+            raise ResourceConflict(f"resource {'already exists' if exists else 'does not exist'}: {resource.ident}")
     if isinstance(resource, IPPool) and action == "delete":
         try:  # IPAM's order: disable, release affinities, delete
             await IPAM(ds).delete_pool(resource.cidr)

@@ -184,23 +184,31 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def workloads(cluster, name: str) -> list[dict[str, Any]] | None:
-    """The host's containers as its dockerd lists them (`GET /containers/json?all=1`); None if
-    dockerd does not answer."""
+def engine_get(cluster, name: str, path: str) -> Any:
+    """One GET of the Engine API on host name's dockerd, decoded; None if dockerd does not answer
+    or refuses.  What the docker CLI asks, without its start-up and the host's shell."""
     socket_path = cluster.host_socket(name, cluster.host(name).state_dir / "docker" / "docker.sock")
     if not socket_path.exists():
         return None
     connection = _UnixHTTPConnection(str(socket_path))
     try:
-        connection.request("GET", "/containers/json?all=1")
+        connection.request("GET", path)
         response = connection.getresponse()
         if response.status != 200:
             return None
-        containers = json.loads(response.read())
+        return json.loads(response.read())
     except (OSError, ValueError, http.client.HTTPException):
         return None
     finally:
         connection.close()
+
+
+def workloads(cluster, name: str) -> list[dict[str, Any]] | None:
+    """The host's containers as its dockerd lists them (`GET /containers/json?all=1`); None if
+    dockerd does not answer."""
+    containers = engine_get(cluster, name, "/containers/json?all=1")
+    if containers is None:
+        return None
     return [{"name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12], "state": c.get("State", ""),
              "addresses": container_addresses(c)}
             for c in containers]

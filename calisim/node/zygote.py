@@ -281,10 +281,11 @@ def raise_priority(boost: int) -> None:
 def warm_up() -> None:
     """What every node would otherwise do for itself on its first pass: import its modules,
     pyroute2's lazily loaded netlink ones (0.16 s of CPU), compile BIRD's templates, probe
-    which IPIP backends this machine has (three processes a node), and load libnftables (its
-    relocated data, ~0.1 MiB a node, is then shared)."""
+    which IPIP backends this machine has (three processes a node), load libnftables (its
+    relocated data, ~0.1 MiB a node, is then shared); and what a forked module's
+    prepare_for_forks does once for all its forks (calicoctl: build its argument parser)."""
     for module in (*MODULES.values(), *PRELOAD):
-        importlib.import_module(module)
+        getattr(importlib.import_module(module), "prepare_for_forks", lambda: None)()
     from pyroute2 import IPRoute
 
     from ..felix import ipip, ruleset

@@ -27,6 +27,23 @@ def endpoint(name, *nets, state="active"):
             "ipv4_nets": list(nets), "ipv6_nets": []}
 
 
+def test_the_kernels_conntrack_text_says_whether_an_address_has_connections(tmp_path, monkeypatch):
+    table = tmp_path / "nf_conntrack"
+    table.write_text(
+        "ipv4     2 icmp     1 29 src=10.10.0.2 dst=10.10.0.9 type=8 code=0 id=7 src=10.10.0.9 dst=10.10.0.2 type=0 "
+        "code=0 id=7 mark=0 zone=0 use=2\n"
+        "ipv6     10 udp      17 30 src=fd80:0000:0000:0000:0000:0000:0000:0001 dst=fd80:0000:0000:0000:0000:0000:0000:"
+        "0002 sport=4 dport=53 [UNREPLIED] src=fd80:0000:0000:0000:0000:0000:0000:0002 dst=fd80:0000:0000:0000:0000:"
+        "0000:0000:0001 sport=53 dport=4 mark=0 zone=0 use=2\n")
+    monkeypatch.setattr(endpoints, "CONNTRACK_TABLE", table)
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.9")})
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3"), ipaddress.ip_address("fd80::2")})
+    assert not endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3"), ipaddress.ip_address("10.10.0.20")})
+    assert not endpoints.any_connection_of({ipaddress.ip_address("10.10.0.29")})  # 10.10.0.2 and .9 are not it
+    monkeypatch.setattr(endpoints, "CONNTRACK_TABLE", tmp_path / "absent")  # a kernel without the file: look
+    assert endpoints.any_connection_of({ipaddress.ip_address("10.10.0.3")})
+
+
 def test_only_this_hosts_active_endpoints_are_programmed():
     entries = {
         PREFIX + "a": endpoint("calia", "10.10.0.1/32"),
@@ -158,6 +175,14 @@ flow("10.10.0.5", "198.51.100.10", 1006)
 dataplane.full_at -= dataplane.FULL_RESYNC
 dataplane.apply(interface("10.10.0.5"))  # 10.10.0.4 goes, 10.10.0.5 comes, in the timer's full pass
 seen["full"] = flows()
+flow("10.10.0.6", "198.51.100.10", 1007)
+both = {**interface("10.10.0.5"), "cali00002": endpoints.WorkloadInterface("cali00002", "ee:ee:ee:ee:ee:ee",
+                                                                           (ipaddress.ip_address("10.10.0.6"),))}
+seen["missing"] = sorted(dataplane.apply(both))  # its Join has not made the interface yet
+seen["not yet"] = flows()
+subprocess.run("ip link add cali00002 type veth peer name temp00002 && ip link set cali00002 up", shell=True, check=True)
+dataplane.apply(both)
+seen["made"] = flows()
 print(json.dumps(seen))
 """
 
@@ -166,7 +191,8 @@ print(json.dumps(seen))
 def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     """An address's next holder must not take up its predecessor's flows and their NAT decision
     (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own.  Also
-    when the address comes to a host that had no workload left, or in the timer's full pass."""
+    when the address comes to a host that had no workload left, or in the timer's full pass; and
+    for an endpoint whose interface comes after its key, in the pass that programs it."""
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", CONNECTIONS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
@@ -175,6 +201,9 @@ def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     assert seen["went"] == ["10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["came to none"] == ["198.51.100.10>10.10.0.3"]
     assert seen["full"] == ["198.51.100.10>10.10.0.3"]
+    assert seen["missing"] == ["cali00002"]  # an interface not made yet: its address's flows go when it is
+    assert seen["not yet"] == ["10.10.0.6>198.51.100.10", "198.51.100.10>10.10.0.3"]
+    assert seen["made"] == ["198.51.100.10>10.10.0.3"]
 
 
 NODES = """
