@@ -16,6 +16,7 @@ BPF_OBJECT := calisim/felix/bpf/ipip.bpf.o
 IMAGES := build/images/.built
 BUSYBOX := build/busybox/busybox
 CINIT := build/cinit/cinit build/cinit/echo
+CALICOCTL_CLIENT := build/node/calicoctl
 FAULTS_BPF_OBJECT := calisim/emulation/bpf/impair.bpf.o
 BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -45,7 +46,7 @@ $(IMAGES): calisim/docker/images.py $(BUSYBOX) | apt $(VENV)/.installed
 	$(PY) -m calisim.docker.images build/images
 	touch $@
 
-setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) $(CINIT) docker-cli path
+setup: apt $(VENV)/.installed $(BPF_OBJECT) $(FAULTS_BPF_OBJECT) $(IMAGES) $(CINIT) $(CALICOCTL_CLIENT) docker-cli path
 
 # `calisim` on PATH, also under sudo (whose secure_path has /usr/local/bin): a link to this clone's
 # .venv/bin/calisim, made where none is (or the one there points nowhere); another clone's is kept.
@@ -65,6 +66,13 @@ build/cinit/%: calisim/docker/cinit/%.c | apt
 	@command -v gcc >/dev/null || { echo "make: gcc is missing: it builds the containers' init ($@); apt-get install gcc libc6-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
 	gcc -O2 -Wall -Wextra -Werror -static -o $@ $<
+
+# The hosts' calicoctl, the node zygote's client (calisim/node/calicoctl.c): C, static, as the init;
+# without a zygote it runs this clone's installed calicoctl.
+$(CALICOCTL_CLIENT): calisim/node/calicoctl.c | apt
+	@command -v gcc >/dev/null || { echo "make: gcc is missing: it builds the hosts' calicoctl ($@); apt-get install gcc libc6-dev" >&2; exit 1; }
+	@mkdir -p $(@D)
+	gcc -O2 -Wall -Wextra -Werror -static -DINSTALLED_CALICOCTL='"$(abspath $(VENV))/bin/calicoctl"' -o $@ $<
 
 # The eBPF IPIP backend's tc programs (calisim/felix/ipip.py loads them with bpftool).
 $(BPF_OBJECT): calisim/felix/bpf/ipip.bpf.c | apt

@@ -232,9 +232,9 @@ class Cluster(EtcdCluster):
         return self.run_dir.path / "bin"
 
     def _install_calicoctl(self) -> None:
-        """The hosts' `calicoctl`: calisim.node.zygote_client run by `python -I -S` (why: see there)."""
-        self.bin_dir.mkdir(exist_ok=True)
-        zygote_client.install(str(self.bin_dir))
+        """The hosts' `calicoctl`: the node zygote's client in C (calisim/node/calicoctl.c; why: see there)."""
+        if not zygote_client.install(str(self.bin_dir)):
+            raise ClusterError(f"the hosts' calicoctl {zygote_client.CALICOCTL} is not built: run `make setup`")
 
     @property
     def zygote_socket(self) -> Path:

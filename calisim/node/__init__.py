@@ -2,7 +2,8 @@
 reload), BIRD's config, control socket and daemon (bird/), the process that runs them with
 Felix and the libnetwork plugins (agent.py, `python -m calisim.node`), how `calicoctl node run`
 starts and stops it (daemon.py), the route reflector (routereflector.py), the zygote that forks
-them (zygote.py, its client zygote_client.py), and where a node keeps its files (paths.py).
+them (zygote.py, its clients zygote_client.py and, as the hosts' calicoctl, calicoctl.c), and
+where a node keeps its files (paths.py).
 
 Light on purpose: `calicoctl node` imports ``NodePaths`` on every start.
 """

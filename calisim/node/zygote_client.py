@@ -1,17 +1,15 @@
-"""The client side of the node zygote (calisim.node.zygote), and the `calicoctl` each emulated
-host runs.
+"""The client side of the node zygote (calisim.node.zygote): daemons forked for the cluster
+(spawn, spawn_logged; over ssh on a server, fork_requested), and `calicoctl` commands forked for
+the installed entry point when it runs in a run (forked_by_zygote).
 
-A cluster copies this file into its run directory's bin/ (first on every host's PATH) as
-`calicoctl`, run by `python -I -S`: without site (the editable install's finder and .pth files)
-and importing only modules the interpreter has compiled in or loads as one C extension, it
-starts in about a quarter of the CPU of the installed entry point (~16 ms against 45-80 ms), and a
-cluster bring-up runs one per host.  It asks the run's zygote, which has calicoctl's modules
-imported, to fork the command into this process's namespaces with its arguments, environment,
-working directory and standard streams; passes signals on; and exits with the command's code.
-Without a zygote, or when it does not answer, it executes the installed calicoctl instead.
+The `calicoctl` on every emulated host's PATH is this client written in C (calicoctl.c, built by
+`make setup` as build/node/calicoctl, linked into the run's bin/ by install): a cluster bring-up
+runs one per host and every `calicoctl apply` waits for it, and even `python -I -S` importing
+nothing took ~16 ms of CPU to start.
 
-So this file imports nothing from calisim, and none of the standard library's Python modules
-(socket.py, signal.py, json and dataclasses would cost more than the interpreter's start).
+This file imports nothing from calisim, and none of the standard library's Python modules
+(socket.py, signal.py, json and dataclasses would cost more than the interpreter's start):
+fork_command runs it under `python -I -S` on a server.
 
 Protocol, one connection per process: the client sends one request (marshal: module, args, env,
 cwd, the process whose namespaces to join (0: the client's own), the target numbers of the
@@ -28,6 +26,9 @@ import sys
 ZYGOTE_ENV = "CALISIM_NODE_ZYGOTE"  # the socket of this run's zygote
 ANSWER_TIMEOUT = 30.0  # for the zygote's `pid N`
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+# the hosts' calicoctl (calicoctl.c), where `make setup` builds it in this clone
+CALICOCTL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "build", "node", "calicoctl")
 
 
 class ZygoteError(RuntimeError):
@@ -195,23 +196,11 @@ def die_of(signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
-def install(directory: str) -> str:
-    """Write this file into directory as `calicoctl`, run by this interpreter with -I -S; its path."""
-    path = os.path.join(directory, "calicoctl")
-    with open(__file__) as source, open(path, "w") as script:
-        script.write(f"#!{sys.executable} -IS\n{source.read()}")
-    os.chmod(path, 0o755)
-    return path
-
-
-def main() -> None:
-    code = forked_by_zygote(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
-    installed = os.path.join(os.path.dirname(sys.executable), "calicoctl")  # the package's entry point
-    environment = {key: value for key, value in os.environ.items() if key != ZYGOTE_ENV}  # not asked twice
-    os.execve(installed, [installed, *sys.argv[1:]], environment)
-
-
-if __name__ == "__main__":
-    main()
+def install(directory: str) -> bool:
+    """Link the hosts' calicoctl (CALICOCTL) into directory as `calicoctl`; False, and nothing
+    made, when it is not built."""
+    if not os.access(CALICOCTL, os.X_OK):
+        return False
+    os.makedirs(directory, exist_ok=True)
+    os.symlink(CALICOCTL, os.path.join(directory, "calicoctl"))
+    return True
