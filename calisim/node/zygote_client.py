@@ -197,10 +197,12 @@ def die_of(signum: int) -> None:
 
 
 def install(directory: str) -> bool:
-    """Link the hosts' calicoctl (CALICOCTL) into directory as `calicoctl`; False, and nothing
-    made, when it is not built."""
+    """Link the hosts' calicoctl (CALICOCTL) into directory as `calicoctl` (in place of one there);
+    False, and nothing made, when it is not built."""
     if not os.access(CALICOCTL, os.X_OK):
         return False
     os.makedirs(directory, exist_ok=True)
-    os.symlink(CALICOCTL, os.path.join(directory, "calicoctl"))
+    link = os.path.join(directory, "calicoctl")
+    os.symlink(CALICOCTL, link + ".new")
+    os.replace(link + ".new", link)
     return True

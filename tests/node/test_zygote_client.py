@@ -143,8 +143,8 @@ def run_client(argv: list, env: dict, **kwargs) -> subprocess.Popen:
 
 
 def test_install_links_the_built_client_and_makes_nothing_when_it_is_not_built(tmp_path, monkeypatch):
-    assert client.install(str(tmp_path / "bin"))
-    assert os.readlink(tmp_path / "bin" / "calicoctl") == client.CALICOCTL
+    assert client.install(str(tmp_path / "bin")) and client.install(str(tmp_path / "bin"))  # again: replaced
+    assert os.listdir(tmp_path / "bin") == ["calicoctl"] and os.readlink(tmp_path / "bin" / "calicoctl") == client.CALICOCTL
     monkeypatch.setattr(client, "CALICOCTL", str(tmp_path / "not-built"))
     assert not client.install(str(tmp_path / "other-bin")) and not (tmp_path / "other-bin").exists()
 
