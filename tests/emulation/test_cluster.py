@@ -1,5 +1,5 @@
 """Emulated clusters end to end through the API: a 10-host mesh, node errors and rejected input,
-clean-up after errors, nodes living through a BIRD crash and an etcd restart, and proof that the
+clean-up after errors (also a run without the hosts' calicoctl built), nodes living through a BIRD crash and an etcd restart, and proof that the
 caller's namespace is untouched.
 
 Last, fault schedules as a property, on one live cluster: a hypothesis state machine mixes workload
@@ -34,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import topologies
 from calisim.emulation import Cluster, ClusterError, wait_until
+from calisim.node import zygote_client
 from calisim.scenarios.seed import inspect
 
 from tests.conftest import replay
@@ -90,6 +91,14 @@ def test_an_exception_inside_the_cluster_stops_everything(untouched, runs):
             cluster.run("host2", "sleep 300 > /dev/null 2>&1 &")
             wait_until(lambda: cluster.bgp_established("host1") == 1, 20, what="the mesh")
             raise RuntimeError("boom")
+
+
+def test_a_run_without_the_hosts_calicoctl_built_says_so_and_leaves_nothing(untouched, runs, monkeypatch):
+    monkeypatch.setattr(zygote_client, "CALICOCTL", "/nonexistent/build/node/calicoctl")
+    cluster = Cluster(topologies.load("two_host"))
+    with pytest.raises(ClusterError, match=r"^the hosts' calicoctl /nonexistent/build/node/calicoctl is not built: run"):
+        cluster.start()
+    assert not (cluster.bin_dir / "calicoctl").exists()
 
 
 class Stops:
