@@ -2,11 +2,11 @@
 server2, its own PID namespace: a PID of it names another process here, or none), its daemons
 found by their pid files there, signalled and started again there, its link taken down through
 its shell there, its link impaired and the host partitioned (the eBPF program at the link's far
-end), the host crashed and booted on its server, and its dockerd (forked by server2's
+end, s1's port; one loaded on an end of another server: tests/emulation/test_remote.py's
+fabric), the host crashed and booted on its server, and its dockerd (forked by server2's
 node zygote) killed and started again, live-restore keeping its workload.  One cluster for the
 module; a short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a
-remote node's commands become, and the one line refusing what is not built across servers
-(the eBPF program on an end of another server: tests/emulation/test_remote.py's fabric)."""
+remote node's commands become, and the one line refusing what is not built across servers."""
 
 from dataclasses import dataclass
 
