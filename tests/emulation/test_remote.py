@@ -22,6 +22,7 @@ from calisim.scenarios.seed import inspect
 from calisim.emulation.cluster import ClusterError
 from calisim.docker.service import Dockerd
 from calisim.emulation import remote
+from calisim.emulation.faults.servers import in_node, run_there
 from calisim.emulation.remote import LINK_MTU, dockerds_ready_script
 from calisim.node import bird
 from calisim.process import pids
@@ -133,7 +134,7 @@ def test_fabric_as_per_rack_passes_its_checks_with_a_rack_a_server(untouched, ru
     """Rack 1 (etcd in host1), the spines and the first ToR on server1, rack 2 with its ToR on
     server2: the ToR-spine links cross servers, so do BGP between ToRs and spines, rack 2's etcd
     and the workloads' traffic, unencapsulated (the fabric's pools have no IPIP) at the link's full
-    MTU with DF."""
+    MTU with DF; then a link impaired at its end on server2."""
     scenario = SCENARIOS["fabric-as-per-rack"]
     with Cluster(scenario.load_topology(), servers="sim:3") as cluster:
         assert {node: cluster.server_of(node) for node in ("host1", "tor1", "spine1", "host3", "host4", "tor2")} == {
@@ -150,6 +151,25 @@ def test_fabric_as_per_rack_passes_its_checks_with_a_rack_a_server(untouched, ru
         diagnostics = cluster.diagnose().read_text()  # tor2's BIRD, asked on server2
         tor2 = diagnostics.split("### tor2$ birdc -s /var/run/calico/bird.ctl show protocols\n")[1].split("###")[0]
         assert re.search(r"^spine1 +BGP .* Established", tor2, re.MULTILINE), tor2
+        loss_at_an_end_on_server2(cluster)
+
+
+def loss_at_an_end_on_server2(cluster) -> None:
+    """100 % loss on tor2-spine1, impaired at tor2's end (on server2): the eBPF program loaded and
+    pinned there, in server2's own run directory and none in this one's; spine1 unanswered from
+    tor2, answered once the loss is cleared, and the pins gone with it."""
+    tor2 = cluster.host("tor2")
+    link = cluster.net.linksBetween(tor2, cluster.host("spine1"))[0]
+    ends = (link.intf1, link.intf2) if link.intf1.node is tor2 else (link.intf2, link.intf1)
+    pins, ping = cluster.faults.pin_root, ("ping", "-c", "3", "-i", "0.2", "-W", "1", ends[1].IP())
+    pinned = f"tor2-{ends[0].name}"  # beside the bpffs' own maps.debug and progs.debug
+    cluster.faults.loss("tor2", "spine1", 100)
+    assert pinned in run_there(tor2, f"ls {pins}").split() and not (pins / pinned).exists()
+    assert " 100% packet loss" in in_node(tor2, *ping, check=False).stdout
+    cluster.faults.clear("tor2", "spine1")
+    wait_until(lambda: " 0% packet loss" in in_node(tor2, *ping, check=False).stdout, 20, interval=0.2,
+               what="tor2's pings of spine1 answered again")
+    assert pinned not in run_there(tor2, f"ls {pins}").split()
 
 
 POOLS = ("echo '[{apiVersion: v1, kind: ipPool, metadata: {cidr: 10.10.0.0/16}, spec: {ipip: {enabled: true}}}, "

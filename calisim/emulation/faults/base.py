@@ -66,7 +66,8 @@ class FaultState:
         self.cluster = cluster
         self.log_path = cluster.run_dir.path / "faults.log"
         self.state_path = cluster.run_dir.path / "faults.json"
-        self.pin_root = cluster.run_dir.path / "bpf"
+        self.pin_root = cluster.run_dir.path / "bpf"  # here, and at the same path on other servers
+        self.pinned_on: dict[str, object] = {}  # another server with pins -> a node of it (its ssh)
         self.links: dict[tuple[str, str], Impairment] = {}
         self.down_links: dict[tuple[str, str], dict[str, list[str]]] = {}  # link -> per node, `ip` to put back
         self.partitions: dict[str, Partition] = {}

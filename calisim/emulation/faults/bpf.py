@@ -4,9 +4,11 @@ the traffic of partitioned and crashed hosts.  Its config comes from the faults 
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import servers
@@ -59,38 +61,46 @@ class BpfImpairments(FaultState):
         return struct.pack("=4sH6s", address, port, hardware)
 
     def _apply_bpf(self, intf) -> None:
-        """Load a fresh copy of the program for intf with its config, or take it off if idle."""
+        """Load a fresh copy of the program for intf with its config, or take it off if idle: here,
+        or on the server of intf's node (pinned in that server's own run directory)."""
         impairment, drop_all, blocked = self._end_config(intf)
-        node, name = intf.node, intf.name
-        pins = self.pin_root / f"{intf.node.name}-{name}"
+        node = intf.node
+        pins = self.pin_root / f"{node.name}-{intf.name}"
         idle = not (impairment.loss or impairment.corrupt or impairment.duplicate or drop_all or blocked)
-        if idle:
-            for direction in ("ingress", "egress"):
-                servers.in_node(node, "tc", "filter", "del", "dev", name, direction, "pref", str(FILTER_PREF),
-                                check=False)
-            if pins.exists():
-                shutil.rmtree(pins)
-            return
-        if servers.on_other_server(node):  # its program and maps are pinned in this machine's bpffs
-            raise servers.not_yet(node, f"an eBPF impairment of {name}")
-        if not BPF_OBJECT.exists():
-            raise FaultError(f"{BPF_OBJECT} is missing: run `make setup` to build it")
-        self._mount_pin_root()
+        steps = _detach(intf.name) if idle else _attach(intf.name, pins, impairment, drop_all, blocked)
+        if servers.on_other_server(node):
+            self._apply_there(node, pins, steps, idle)
+        else:
+            self._apply_here(node, pins, steps, idle)
+
+    def _apply_here(self, node, pins: Path, steps: list[Step], idle: bool) -> None:
+        if not idle:
+            if not BPF_OBJECT.exists():
+                raise FaultError(f"{BPF_OBJECT} is missing: run `make setup` to build it")
+            self._mount_pin_root()
         if pins.exists():
             shutil.rmtree(pins)
-        pins.mkdir()
-        _bpftool("prog", "loadall", str(BPF_OBJECT), str(pins / "progs"), "pinmaps", str(pins / "maps"))
-        value = struct.pack("=4I", threshold(impairment.loss), threshold(impairment.corrupt),
-                            threshold(impairment.duplicate), int(drop_all))
-        _bpftool("map", "update", "pinned", str(pins / "maps" / "config"), "key", *_hex(bytes(4)),
-                 "value", *_hex(value))
-        for key in blocked:
-            _bpftool("map", "update", "pinned", str(pins / "maps" / "blocked"), "key", *_hex(key), "value", "1")
-        servers.in_node(node, "tc", "qdisc", "add", "dev", name, "clsact", check=False)  # EEXIST when attached before
-        for direction in ("ingress", "egress"):
-            servers.in_node(node, "tc", "filter", "replace", "dev", name, direction, "pref", str(FILTER_PREF),
-                            "handle", "1", "bpf", "direct-action", "pinned",
-                            str(pins / "progs" / f"impair_{direction}"))
+        if not idle:
+            pins.mkdir()
+        for step in steps:
+            if step.in_node:
+                servers.in_node(node, *step.argv, check=not step.may_fail)
+            else:
+                _bpftool(*step.argv[1:])
+
+    def _apply_there(self, node, pins: Path, steps: list[Step], idle: bool) -> None:
+        """The same steps as here, in one shell script on node's server, where calisim (and so
+        the program's object) is at the same path; the pins in a bpffs mounted on the server's
+        run directory (in its mount namespace: a simulated server's own), unmounted by close."""
+        root, pinned, program = (shlex.quote(str(path)) for path in (self.pin_root, pins, BPF_OBJECT))
+        lines = ["set -e", f"rm -rf {pinned}"]
+        if not idle:
+            lines += [f"test -e {program} || {{ echo '{BPF_OBJECT} is missing: run `make setup` there' >&2; exit 1; }}",
+                      f"mkdir -p {root}", f'[ "$(stat -f -c %T {root})" = bpf_fs ] || mount -t bpf bpf {root}',
+                      f"mkdir {pinned}"]
+            self.pinned_on.setdefault(node.server, node)
+        lines += [step.shell(node.pid) for step in steps]
+        servers.run_script_there(node, "\n".join(lines), f"the eBPF impair program on {node.name}")
 
     def _mount_pin_root(self) -> None:
         from ...felix.ipip import is_bpffs
@@ -98,6 +108,41 @@ class BpfImpairments(FaultState):
         self.pin_root.mkdir(exist_ok=True)
         if not is_bpffs(self.pin_root):
             subprocess.run(["mount", "-t", "bpf", "bpf", str(self.pin_root)], check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of loading or taking off the program: bpftool's on the node's machine, or tc's
+    in the node's network namespace (may_fail: one whose failure is expected, as EEXIST)."""
+
+    argv: tuple[str, ...]
+    in_node: bool = False
+    may_fail: bool = False
+
+    def shell(self, pid: int) -> str:
+        """The command as a line of a shell script on the node's server (nsenter for the node's)."""
+        argv = ("nsenter", "-t", str(pid), "-n", "--", *self.argv) if self.in_node else self.argv
+        return shlex.join(argv) + (" 2>/dev/null || true" if self.may_fail else "")
+
+
+def _attach(name: str, pins: Path, impairment: Impairment, drop_all: bool, blocked: list[bytes]) -> list[Step]:
+    """The program loaded and pinned under pins, its maps set, attached to both directions of name."""
+    config, blocked_map = str(pins / "maps" / "config"), str(pins / "maps" / "blocked")
+    value = struct.pack("=4I", threshold(impairment.loss), threshold(impairment.corrupt),
+                        threshold(impairment.duplicate), int(drop_all))
+    steps = [Step(("bpftool", "prog", "loadall", str(BPF_OBJECT), str(pins / "progs"), "pinmaps", str(pins / "maps"))),
+             Step(("bpftool", "map", "update", "pinned", config, "key", *_hex(bytes(4)), "value", *_hex(value)))]
+    steps += [Step(("bpftool", "map", "update", "pinned", blocked_map, "key", *_hex(key), "value", "1"))
+              for key in blocked]
+    steps.append(Step(("tc", "qdisc", "add", "dev", name, "clsact"), in_node=True, may_fail=True))  # EEXIST: there
+    return steps + [Step(("tc", "filter", "replace", "dev", name, direction, "pref", str(FILTER_PREF), "handle", "1",
+                          "bpf", "direct-action", "pinned", str(pins / "progs" / f"impair_{direction}")), in_node=True)
+                    for direction in ("ingress", "egress")]
+
+
+def _detach(name: str) -> list[Step]:
+    return [Step(("tc", "filter", "del", "dev", name, direction, "pref", str(FILTER_PREF)), in_node=True, may_fail=True)
+            for direction in ("ingress", "egress")]
 
 
 def _bpftool(*argv: str) -> None:

@@ -23,7 +23,6 @@ class HostFaults(PartitionFaults):
             raise FaultError(f"{host} has crashed already (boot it)")
         if servers.on_other_server(node) and host in self.cluster.topo.etcd_nodes():
             raise servers.not_yet(node, "a crash of an etcd node")
-        self._check_partitionable(host)
         self.crashed.add(host)
         self._apply_partition(host)
         victims = servers.kill_host(node)

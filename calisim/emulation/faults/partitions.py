@@ -4,7 +4,6 @@ impair program on its links drops the traffic."""
 
 from __future__ import annotations
 
-from . import servers
 from .base import FaultError, Partition
 from .bpf import BpfImpairments
 
@@ -25,7 +24,6 @@ class PartitionFaults(BpfImpairments):
             self._node(peer)
             if peer == host:
                 raise FaultError(f"cannot partition {host} from itself")
-        self._check_partitionable(host)
         self.partitions[host] = Partition(peers, from_etcd)
         self._apply_partition(host)
         self._record(f"partition {host}" + (" --from etcd" if from_etcd else "".join(f" {p}" for p in peers)))
@@ -44,13 +42,6 @@ class PartitionFaults(BpfImpairments):
     def _partitionable(self, host: str) -> None:
         if host not in self.cluster.topo.etcd_members():
             self._calico_host(host)
-
-    def _check_partitionable(self, host: str) -> None:
-        """Refuse, before anything changes, a host whose links are cut on an end of another server."""
-        for link in self._node_links(host):
-            end = self._impaired_end(link)
-            if servers.on_other_server(end.node):
-                raise servers.not_yet(end.node, f"cutting {host} off on {end.name}")
 
     def _apply_partition(self, host: str) -> None:
         for link in self._node_links(host):

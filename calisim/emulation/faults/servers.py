@@ -47,6 +47,18 @@ def run_there(node, command: str, timeout: float = 15.0) -> str:
         raise FaultError(str(error)) from None
 
 
+def run_script_there(node, script: str, what: str, timeout: float = 30.0) -> None:
+    """A shell script on node's server in one round trip; FaultError naming what failed, the
+    server and the script's last line of error (not the whole script, as run_there would)."""
+    try:
+        done = subprocess.run([*node.ssh_command(), script], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FaultError(f"{what} ({node.server}): no answer within {timeout:.0f}s") from None
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise FaultError(f"{what} ({node.server}): {said[-1] if said else f'exit status {done.returncode}'}")
+
+
 def alive(node, pid: int) -> bool:
     """Whether pid runs on node's server (a zombie counts as gone, as in pids.alive)."""
     if not on_other_server(node):

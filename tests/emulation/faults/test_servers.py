@@ -1,7 +1,9 @@
 """Faults on a host of another server: the seed's two hosts on two simulated servers (host2 on
 server2, its own PID namespace: a PID of it names another process here, or none), its daemons
 found by their pid files there, signalled and started again there, its link taken down through
-its shell there, the host crashed and booted on its server, and its dockerd (forked by server2's
+its shell there, its link impaired and the host partitioned (the eBPF program at the link's far
+end, s1's port; one loaded on an end of another server: tests/emulation/test_remote.py's
+fabric), the host crashed and booted on its server, and its dockerd (forked by server2's
 node zygote) killed and started again, live-restore keeping its workload.  One cluster for the
 module; a short BGP hold time, so host1 lets go of a crashed host2 soon.  Without root: what a
 remote node's commands become, and the one line refusing what is not built across servers."""
@@ -42,8 +44,8 @@ def test_a_remote_nodes_command_is_spelt_for_its_server_and_refusals_name_it():
         "nsenter -t 4242 -n -- ip link set dev host2-eth0 down\n"
     assert servers.in_node(node, "umount", "/var/run/calico/bpf", namespaces=("-m",)).stdout.startswith(
         "nsenter -t 4242 -m -- umount")
-    assert str(servers.not_yet(node, "an eBPF impairment of host2-eth0")) == \
-        "an eBPF impairment of host2-eth0 on host2 (server2): not supported on another server yet"
+    assert str(servers.not_yet(node, "a crash of an etcd node")) == \
+        "a crash of an etcd node on host2 (server2): not supported on another server yet"
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,30 @@ def test_link_of_host2_down_and_up(healthy):
     assert not probe_from(healthy.w1, "icmp", healthy.w2_ip, count=1).reachable
     faults.link("host2", "s1", "up")
     assert healthy.cluster.run("host2", "ip -4 route show default").stdout.startswith("default via 192.168.3.1")
+
+
+@pytest.mark.emulation
+def test_loss_on_host2s_link_seen_from_host1_then_cleared(healthy):
+    """All of host2's underlay traffic lost (its link crosses the underlay to s1): host1's pings
+    of host2 go unanswered, and are answered again once the loss is cleared."""
+    faults, cluster = healthy.faults, healthy.cluster
+    ping = "ping -c 4 -i 0.2 -W 1 192.168.3.228"
+    faults.loss("host2", "s1", 100)
+    assert " 100% packet loss" in cluster.run("host1", ping).stdout
+    faults.clear("host2", "s1")
+    wait_until(lambda: " 0% packet loss" in cluster.run("host1", ping).stdout, 20, interval=0.2,
+               what="host1's pings of host2 answered again")
+
+
+@pytest.mark.emulation
+def test_partition_of_host2_drops_its_session_until_healed(healthy):
+    faults, cluster = healthy.faults, healthy.cluster
+    faults.partition("host2")
+    assert faults.active() == [{"fault": "partition", "host": "host2", "from": "everything"}]
+    assert not probe_from(healthy.w1, "icmp", healthy.w2_ip, count=2).reachable
+    wait_until(lambda: cluster.bgp_established("host1") == 0, 40, interval=0.2, what="host1's session ending")
+    faults.heal("host2")
+    wait_until(lambda: cluster.bgp_established("host1") == 1, 60, interval=0.5, what="host1's session back")
 
 
 @pytest.mark.emulation
