@@ -152,7 +152,9 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
     request's transmit timestamp to the reply's receive timestamp (SO_TIMESTAMPING), so neither
     scapy's parsing nor this process's scheduling is in it.  A request goes out every ECHO_INTERVAL
     whether or not the one before was answered (as ping's do), and each has timeout seconds for its
-    reply: an unreachable destination costs (count - 1) * ECHO_INTERVAL + timeout, not count * timeout."""
+    reply: an unreachable destination costs (count - 1) * ECHO_INTERVAL + timeout, not count * timeout.
+    A reply counts if the kernel received it within timeout of its request, however late this
+    process reads it (on a loaded machine it may wait for the CPU)."""
     destination = canonical(destination)
     version = 6 if family_of(destination) == socket.AF_INET6 else 4
     identifier = os.getpid() & 0xFFFF
@@ -163,6 +165,7 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING)
         if version == 6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        expected = Expected(destination, version, identifier, timeout, sent_at)
         started = time.monotonic()
         while True:
             now = time.monotonic()
@@ -178,23 +181,49 @@ def icmp(destination: str, count: int = 4, timeout: float = 1.0) -> ProbeResult:
             if sequence == count and not waiting:
                 break
             wake = min(waiting + ([started + sequence * ECHO_INTERVAL] if sequence < count else []))
-            if not select.select([sock], [], [], max(0.0, wake - now))[0]:
-                continue
-            try:
-                data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
-            except BlockingIOError:  # only a late TX stamp was there
-                sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-                continue
-            reply = parse_echo_reply(data, ancillary, peer[0], version)
-            if (reply is not None and reply.id == identifier and reply.seq in deadlines and reply.seq not in answered
-                    and reply.source == destination and time.monotonic() <= deadlines[reply.seq]):
-                received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
-                answered[reply.seq] = (reply.ttl, (received_at - sent_at[reply.seq]) / 1e6)
+            if select.select([sock], [], [], max(0.0, wake - now))[0]:
+                take_echo_reply(sock, expected, answered)
+        # a probe kept off the CPU past its deadlines may not have read replies that came in time
+        while take_echo_reply(sock, expected, answered):
+            pass
     ttls = [answered[number][0] for number in sorted(answered)]
     rtts = [answered[number][1] for number in sorted(answered)]
     return ProbeResult("icmp", destination, count, len(ttls), ttls[0] if ttls else None,
                        round(min(rtts), 3) if rtts else None, round(sum(rtts) / len(rtts), 3) if rtts else None,
                        round(max(rtts), 3) if rtts else None)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What makes a message the reply to one of a probe's requests, in time."""
+    destination: str
+    version: int
+    identifier: int
+    timeout: float
+    sent_at: dict[int, int]  # sequence -> transmit timestamp, ns
+
+
+def take_echo_reply(sock: socket.socket, expected: Expected, answered: dict[int, tuple[int, float]]) -> bool:
+    """Read one message off sock without waiting; if it is the reply to one of the expected requests
+    and the kernel received it within the timeout of that request, record its TTL and RTT in answered.
+    False when there was nothing to read."""
+    try:
+        data, ancillary, _, peer = sock.recvmsg(65535, 512, socket.MSG_DONTWAIT)
+    except BlockingIOError:  # nothing, or only a late TX stamp
+        try:
+            sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        return True
+    reply = parse_echo_reply(data, ancillary, peer[0], expected.version)
+    if (reply is None or reply.id != expected.identifier or reply.seq not in expected.sent_at
+            or reply.seq in answered or reply.source != expected.destination):
+        return True
+    received_at = kernel_timestamp(ancillary) or time.clock_gettime_ns(time.CLOCK_REALTIME)
+    rtt_ns = received_at - expected.sent_at[reply.seq]
+    if rtt_ns <= expected.timeout * 1e9:
+        answered[reply.seq] = (reply.ttl, rtt_ns / 1e6)
+    return True
 
 
 def tcp(destination: str, port: int = ECHO_TCP_PORT, timeout: float = 1.0, size: int = 8) -> ProbeResult:

@@ -51,6 +51,27 @@ def test_agreement_dates_a_made_connection_when_made_and_a_refused_one_when_it_w
         assert agreement(["127.0.0.1"], False, deadline=0.05, port=listening.getsockname()[1]) == [None]
 
 
+
+@pytest.mark.emulation
+def test_a_reply_the_kernel_took_in_time_counts_however_late_the_probe_reads_it(monkeypatch):
+    """A probe kept off the CPU (a loaded machine) past its replies' deadlines still counts them:
+    what decides is the kernel's receive stamp, not when the probe got round to reading."""
+    import select
+    import time
+
+    from calisim import probes
+
+    real_select = select.select
+
+    def starved(readers, writers, errors, timeout):
+        time.sleep(1.2)  # longer than the probe's timeout: every deadline passes while it waits
+        return real_select(readers, writers, errors, 0)
+
+    monkeypatch.setattr(probes.select, "select", starved)
+    result = probes.icmp("127.0.0.1", count=3, timeout=1.0)
+    assert result.received == 3 and result.ttl == 64
+    assert result.rtt_max_ms is not None and result.rtt_max_ms < 1000  # the kernel's RTT, not the wait
+
 WORKLOADS = """
 host1$ calicoctl node run --ip6 fd00:3::229
 host2$ calicoctl node run --ip6 fd00:3::228
