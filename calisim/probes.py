@@ -398,10 +398,14 @@ def echo_reply_sequence(packet: bytes, version: int, identifier: int) -> int | N
 
 def _collect_echo_replies(sock, version: int, destination: str, identifier: int, replies: dict[int, int],
                           done: threading.Event) -> None:
-    """Count echo replies per sequence number (more than one: the network duplicated it)."""
-    while not done.is_set():
-        ready, _, _ = select.select([sock], [], [], 0.1)
+    """Count echo replies per sequence number (more than one: the network duplicated it); once done
+    is set, those already queued (a receiver kept off the CPU reads them late), then stop."""
+    while True:
+        finishing = done.is_set()
+        ready, _, _ = select.select([sock], [], [], 0 if finishing else 0.1)
         if not ready:
+            if finishing:
+                return
             continue
         packet, peer = sock.recvfrom(65535)
         sequence = echo_reply_sequence(packet, version, identifier) if peer[0] == destination else None
