@@ -42,7 +42,8 @@ from . import overlay, remote, sandbox
 from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
+from .topology import (CalicoHost, CalicoTopo, ConcurrentMininet, VethLink, add_ipv6_addresses, local_hosts,
+                       pin_segment_neighbours)
 
 DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
@@ -168,8 +169,8 @@ class Cluster(EtcdCluster):
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
         host, link = ((self.on_servers.host_factory(self.topo), self.on_servers.link_class()) if self.on_servers
-                      else (_per_host_state(self.run_dir), VethLink))
-        self.net = Mininet(topo=self.topo, host=host, controller=None,
+                      else (local_hosts(self.topo, self.run_dir.host), VethLink))
+        self.net = ConcurrentMininet(topo=self.topo, host=host, controller=None,
                            link=link, autoSetMacs=False, build=False, waitConnected=False)
         try:
             self.net.build()
@@ -586,12 +587,6 @@ def _all_established(control: bird.BirdControl) -> bool:
     except bird.BirdError:
         return False
     return all(p.info.startswith("Established") for p in sessions)
-
-
-def _per_host_state(run_dir: RunDir):
-    def make(name: str, **params) -> CalicoHost:
-        return CalicoHost(name, state_dir=run_dir.host(name), **params)
-    return make
 
 
 def _text(data: bytes | str | None) -> str:
