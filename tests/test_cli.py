@@ -46,7 +46,7 @@ from calisim.emulation import sandbox
 class Reexecuting(Exception):
     pass
 
-def reexecute(argv):
+def reexecute(*_):
     raise Reexecuting
 
 sandbox.enter_fresh = reexecute

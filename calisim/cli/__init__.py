@@ -18,7 +18,7 @@
       One lab spread over several servers (calisim.servers; sim:N simulates N on this machine).
 
 Input (script, topology, host count) is checked before anything is built; every run then
-re-executes itself inside a fresh network/mount/PID namespace, writes its configs, sockets and
+goes on inside a fresh network/mount/PID namespace (forked there), writes its configs, sockets and
 logs under a per-run directory (printed at the start), and stops everything it started on exit,
 Ctrl-C or error.
 
@@ -39,7 +39,7 @@ from .labs import LAB_COMMANDS, add_lab_commands
 from .runs import EPILOG, add_run_commands, run_fresh, run_on_lab
 
 # Labs, Cluster (Mininet) and the etcd client are imported by the functions that use them: the
-# first process of a run only checks its input before re-executing itself in its sandbox.
+# first process of a run only checks its input before it forks into its sandbox.
 
 
 def version() -> str:
@@ -99,4 +99,4 @@ def dispatch(argv: list[str]) -> None:
         except lab.LabError as error:
             print(f"calisim: {error}", file=sys.stderr)
             sys.exit(2)
-    run_fresh(args, argv)
+    run_fresh(args)

@@ -1,5 +1,5 @@
 """The run commands: `run SCRIPT` and the bundled scenarios replay a transcript on a fresh
-cluster (checked here, then re-executed in a sandbox of its own), `run SCRIPT --lab NAME` on a
+cluster (checked here, then forked into a sandbox of its own), `run SCRIPT --lab NAME` on a
 running lab; the results printed as steps, the exit code 0 only if every step passed."""
 
 from __future__ import annotations
@@ -215,9 +215,9 @@ def run_on_lab(args: argparse.Namespace) -> int:
     return report_totals(progress, results, steps, record.run_dir)
 
 
-def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
-    """`run --topology` or a bundled scenario: check the input, re-execute this command line in a
-    fresh sandbox, build the cluster there and replay; exits with the transcript's code."""
+def run_fresh(args: argparse.Namespace) -> None:
+    """`run --topology` or a bundled scenario: check the input, go on in a fresh sandbox (forked
+    there), build the cluster and replay; exits with the transcript's code."""
     if args.command == "run" and not args.topology:
         sys.exit("calisim: run needs --topology (a fresh cluster) or --lab NAME (a running lab)")
     try:
@@ -230,13 +230,8 @@ def run_fresh(args: argparse.Namespace, argv: list[str]) -> None:
     except (OSError, ValueError) as error:  # bad input: one line, exit 2, nothing started
         print(f"calisim: {error}", file=sys.stderr)
         sys.exit(2)
-    if args.command == "run" and args.script == "-":
-        # Standard input was consumed; the re-executed run reads the same steps from a file.
-        script = RunDir.create("stdin", args.run_dir).path / "script.txt"
-        script.write_text("\n".join(step.prompt for step in steps) + "\n")
-        argv = [str(script) if a == "-" else a for a in argv]
     try:
-        sandbox.enter_fresh([sys.executable, "-m", "calisim", *argv])
+        sandbox.enter_fresh()  # forks: the steps checked here, and this process's imports, go along
     except sandbox.SandboxError as error:
         sys.exit(f"calisim: {error}")
     signals.unwind_on(signal.SIGTERM)  # through Cluster.stop()

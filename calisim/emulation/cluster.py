@@ -42,7 +42,8 @@ from . import overlay, remote, sandbox
 from .etcd_cluster import EtcdCluster
 from .sandbox import EMULATION
 from .rundir import RunDir
-from .topology import CalicoHost, CalicoTopo, VethLink, add_ipv6_addresses, pin_segment_neighbours
+from .topology import (CalicoHost, CalicoTopo, ConcurrentMininet, VethLink, add_ipv6_addresses, local_hosts,
+                       pin_segment_neighbours)
 
 DEFAULT_TIMEOUT = 120.0
 CONTROL_SOCKET = "lab.sock"  # in the run directory: the cluster's control socket (calisim.emulation.lab)
@@ -168,8 +169,8 @@ class Cluster(EtcdCluster):
         Mininet.inited = True  # Mininet.init() would raise limits and sysctls of the namespace it runs in
         setLogLevel("error")  # its bridge-nf warnings concern the machine, not the emulation
         host, link = ((self.on_servers.host_factory(self.topo), self.on_servers.link_class()) if self.on_servers
-                      else (_per_host_state(self.run_dir), VethLink))
-        self.net = Mininet(topo=self.topo, host=host, controller=None,
+                      else (local_hosts(self.topo, self.run_dir.host), VethLink))
+        self.net = ConcurrentMininet(topo=self.topo, host=host, controller=None,
                            link=link, autoSetMacs=False, build=False, waitConnected=False)
         try:
             self.net.build()
@@ -501,11 +502,17 @@ class Cluster(EtcdCluster):
         return {name: by_ip[self.topo.host_ip(name)] for name in self.hosts if self.topo.host_ip(name) in by_ip}
 
     def wait_for_mesh(self, timeout: float = 60.0) -> None:
-        """Poll until every host's BGP sessions (as expected_sessions counts them) are Established.
-        etcd is read again only while a host is missing from it: the sessions' count is then fixed,
-        and a wait outlives etcd being down."""
+        """Poll until every host's BGP sessions (expected_sessions) are Established, all in one last
+        round; before it, only hosts not yet seen complete are asked (all 100 BIRDs' 99 sessions a
+        round took CPU from those coming up).  etcd is read only while a host is missing from it."""
         lagging: list[str] = []
         expected: dict[str, int] = {}
+        up: dict[str, int] = {}
+        behind = list(self.hosts)
+
+        def complete(host: str) -> bool:
+            up[host] = self.bgp_established(host) if host in expected else 0
+            return host in expected and up[host] >= expected[host]
 
         def settled() -> bool:
             if len(expected) < len(self.hosts):
@@ -514,17 +521,15 @@ class Cluster(EtcdCluster):
                 except DatastoreError as error:
                     lagging[:] = [f"etcd unreadable: {error}"]
                     return False
-            up = {h: self.bgp_established(h) for h in self.hosts}
-            lagging[:] = [f"{h} {up[h]}/{expected[h]}" if h in expected else f"{h} unregistered"
-                          for h in self.hosts if h not in expected or up[h] < expected[h]]
-            self.progress("hosts with every BGP session up", len(self.hosts) - len(lagging), len(self.hosts))
-            return not lagging
+            behind[:] = [h for h in behind if not complete(h)] or [h for h in self.hosts if not complete(h)]
+            lagging[:] = [f"{h} {up[h]}/{expected[h]}" if h in expected else f"{h} unregistered" for h in behind]
+            self.progress("hosts with every BGP session up", len(self.hosts) - len(behind), len(self.hosts))
+            return not behind
 
         try:
             wait_until(settled, timeout, interval=0.2, what=f"the BGP sessions of {len(self.hosts)} hosts")
         except ClusterError as error:
             raise ClusterError(f"{error} (Established/expected: {', '.join(lagging)})") from None
-
 
     def cli(self, commands=None) -> None:
         """Mininet's CLI on the cluster, every command's output on standard output.
@@ -586,12 +591,6 @@ def _all_established(control: bird.BirdControl) -> bool:
     except bird.BirdError:
         return False
     return all(p.info.startswith("Established") for p in sessions)
-
-
-def _per_host_state(run_dir: RunDir):
-    def make(name: str, **params) -> CalicoHost:
-        return CalicoHost(name, state_dir=run_dir.host(name), **params)
-    return make
 
 
 def _text(data: bytes | str | None) -> str:

@@ -32,9 +32,8 @@ from ..servers.sim import CONTROLLER, UNDERLAY_MTU, ServerError, SimServers
 from ..servers.watchdog import Watchdog
 from . import sandbox
 from .rundir import RunDir
-from .topology import CalicoHost, VethLink, own_uts, run_ip_batches, write_step
+from .topology import CalicoHost, VethLink, begin_hosts, own_uts, run_ip_batches, write_step
 
-REMOTE_BUILDS = 8  # remote hosts made at once: sessions of the servers' connections, waiting on round trips
 LINK_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD  # every link of a lab over simulated servers: its segments cross the underlay
 FORK_TIMEOUT = 30.0  # seconds for a server's zygote to fork its hosts' dockerds (its answers: ~10 ms each)
 
@@ -292,11 +291,9 @@ class ServersOfRun:
         return self.placement.get(node, self.servers.first) != self.servers.first
 
     def host_factory(self, topo) -> Callable[..., CalicoHost]:
-        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server.
-        The remote ones are all begun at once, now (each is a few round trips over ssh: made one
-        after another, as Mininet adds hosts, they were most of a bring-up), and each is handed
-        over when Mininet adds it, made with the parameters it passes then (the topology's own
-        for a node that names its address, as every calisim node does)."""
+        """Mininet's host constructor: a CalicoHost here, a RemoteCalicoHost on another server,
+        every one begun at once, now (begin_hosts: a remote one is a few round trips over ssh,
+        and made one after another, as Mininet adds hosts, they were most of a bring-up)."""
         remote = remote_calico_host_class(self.sim.node_ssh_options())
         addresses = {server.name: str(server.address.ip) for server in self.sim.servers}
 
@@ -307,14 +304,7 @@ class ServersOfRun:
             server = self.placement[name]
             return remote(name, state_dir=state_dir, server=server, serverIP=addresses[server], user="root", **params)
 
-        early = [name for name in topo.hosts() if self.is_remote(name) and "ip" in topo.nodeInfo(name)]
-        pool = ThreadPoolExecutor(max_workers=max(1, min(REMOTE_BUILDS, len(early))))
-        pending = {name: pool.submit(build, name, **topo.nodeInfo(name)) for name in early}
-        pool.shutdown(wait=False)
-
-        def make(name: str, **params) -> CalicoHost:
-            return pending.pop(name).result() if name in pending else build(name, **params)
-        return make
+        return begin_hosts(topo, build)
 
     def link_class(self) -> type:
         """Links: a veth on one server (each end an index of its own, as here), a VXLAN pair

@@ -1,9 +1,11 @@
 """calisim.emulation.sandbox's init (root): the fresh namespace's loopback is up before the command
 runs, the command's exit status is the run's, bringing the loopback up imports no netlink library,
-and the machine's network namespace is handed to the run alone (for real servers)."""
+and the machine's network namespace is handed to the run alone (for real servers); and the same of
+a run that forks into its sandbox (enter_fresh), which leaves the caller's mounts as they were."""
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,27 @@ def test_without_a_handle_real_servers_are_refused_with_one_line(monkeypatch):
     monkeypatch.setattr(sandbox, "_machine_netns", None)
     with pytest.raises(sandbox.SandboxError, match="^this process holds no handle on the machine's network namespace"):
         sandbox.machine_netns()
+
+
+FORKED = """
+import os, subprocess, sys
+from calisim.emulation import sandbox
+sandbox.enter_fresh()
+path = sandbox.machine_netns()
+loopback = subprocess.run(["ip", "-o", "link", "show", "lo"], capture_output=True, text=True).stdout
+print(os.getpid(), "<LOOPBACK,UP," in loopback, os.environ[sandbox.SANDBOX_ENV] == sandbox.netns_id(),
+      os.stat(path).st_ino, os.get_inheritable(int(path.rsplit("/", 1)[1])), sorted(os.listdir("/proc"))[0])
+sys.exit(3)
+"""
+
+
+def test_a_run_forks_into_fresh_namespaces_and_exits_with_its_code():
+    """enter_fresh: the run goes on as PID 2 of a fresh PID namespace (its /proc is that one's), with
+    the loopback up, the sandbox's mark, and the one handle on the caller's network namespace; the
+    process left behind exits with the run's code; the caller's mount table is unchanged (the
+    sandbox's /proc mounted in its own mount namespace)."""
+    mounts = Path("/proc/self/mountinfo").read_text()
+    done = subprocess.run([PYTHON, "-c", FORKED], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.split() == ["2", "True", "True", str(os.stat("/proc/self/ns/net").st_ino), "False", "1"]
+    assert Path("/proc/self/mountinfo").read_text() == mounts

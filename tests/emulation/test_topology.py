@@ -1,15 +1,59 @@
 """The topology's etcd members (``--etcd-members``): etcd1..etcdN beside etcd_host, on its segment
 with its subnet and default route, at addresses nothing else takes; without them, etcd stays in
-etcd_host alone.  No root: topologies are only planned here; but the last test (root) builds one
-to check its veths' interface indexes."""
+etcd_host alone; and the hosts begun at once, handed over as Mininet adds them.  No root:
+topologies are only planned here; but the last test (root) builds one to check its veths'
+interface indexes."""
 
 import ipaddress
 import json
+import threading
+import time
 
 import pytest
 
 import topologies
 from calisim.emulation import Cluster
+from calisim.emulation.topology import HOST_STARTS, begin_hosts
+
+
+class Begun:
+    """A stand-in host: made by a build that takes a while, as a shell's start does."""
+
+    def __init__(self, name: str, **params):
+        if params.get("fails"):
+            raise RuntimeError(f"{name} cannot get its views")
+        time.sleep(0.1)
+        self.name, self.params, self.terminated = name, params, False
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+def test_hosts_are_begun_at_once_and_handed_over_in_mininets_order():
+    """Every host naming its address starts before Mininet asks for the first, HOST_STARTS at a
+    time, each made with the topology's parameters; a host naming none is made when asked."""
+    topo = topologies.load("flat", 2 * HOST_STARTS)
+    topo.addHost("plain")  # no address of its own: Mininet's defaults apply
+    building: set[int] = set()
+    make = begin_hosts(topo, lambda name, **params: (building.add(threading.get_ident()), Begun(name, **params))[1])
+    started = time.monotonic()
+    hosts = [make(name, **topo.nodeInfo(name)) for name in topo.hosts() if name != "plain"]
+    assert time.monotonic() - started < 0.1 * len(hosts) / 2  # not one after another
+    assert len(building) == HOST_STARTS
+    assert [h.name for h in hosts] == [n for n in topo.hosts() if n != "plain"]
+    assert all(h.params == topo.nodeInfo(h.name) for h in hosts)
+    assert make("plain", ip="10.0.0.9/8").params == {"ip": "10.0.0.9/8"}
+
+
+def test_a_host_that_fails_stops_the_ones_begun_behind_it():
+    topo = topologies.load("flat", 4)
+    topo.nodeInfo("host2")["fails"] = True
+    begun: list[Begun] = []
+    make = begin_hosts(topo, lambda name, **params: begun.append(Begun(name, **params)) or begun[-1])
+    assert make("host1").name == "host1"
+    with pytest.raises(RuntimeError, match="host2 cannot get its views"):
+        make("host2")
+    assert sorted((h.name, h.terminated) for h in begun) == [("host1", False), ("host3", True), ("host4", True)]
 
 
 def test_one_member_is_etcd_in_host1_as_ever():

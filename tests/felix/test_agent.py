@@ -1,12 +1,13 @@
-"""Felix's word to the plugin that a new workload's dataplane is complete (no root: the kernel
-passes are stood in for; the emulation test is tests/felix/test_ipip.py's nat-outgoing property)."""
+"""Felix's word to the plugin that a new workload's dataplane is complete, its rhythm, and its
+tunnel following the pools (no root: the kernel passes are stood in for; the emulation test is
+tests/felix/test_ipip.py's nat-outgoing property)."""
 
 import asyncio
 import ipaddress
 
 import pytest
 
-from calisim.datastore import Mirror, keys
+from calisim.datastore import DEBOUNCE, Mirror, keys
 from calisim.datastore.resources import IPPool
 from calisim.felix import agent as felix_agent
 from calisim.felix.endpoints import WorkloadInterface
@@ -144,3 +145,35 @@ def test_the_policy_throttle_lets_a_burst_of_ten_through_at_once_then_ten_a_seco
 
     burst, total = asyncio.run(scenario())
     assert burst < 0.05 and 0.45 <= total < 2
+
+
+def test_a_pools_change_programs_the_tunnel_at_once_one_pass_at_a_time(tmp_path, monkeypatch):
+    """An IPIP pool landing starts the tunnel's pass at once (no debounce: confd's pass waits for
+    its burst to settle); a pass confd asks for meanwhile waits for it: never two at once."""
+    felix = felix_with(tmp_path, {})
+    ipip_pool = IPPool(ipaddress.ip_network("10.10.0.0/16"), ipip=True)
+    passes: list[tuple[float, float]] = []
+    overlapping = asyncio.Event()
+
+    async def one_pass():
+        if passes and passes[-1][1] == 0.0:
+            overlapping.set()
+        passes.append((asyncio.get_running_loop().time(), 0.0))
+        await asyncio.sleep(0.05)
+        passes[-1] = (passes[-1][0], asyncio.get_running_loop().time())
+
+    monkeypatch.setattr(felix, "_program_tunnel", one_pass)
+
+    async def scenario():
+        following = asyncio.create_task(felix.follow_pools())
+        try:
+            landed = asyncio.get_running_loop().time()
+            felix.tunnels._update(ipip_pool.primary_key, ipip_pool.to_value())
+            await asyncio.sleep(0)  # the pools' pass starts
+            await asyncio.wait_for(felix.program_tunnel(), 5)  # confd's, behind it
+            assert len(passes) == 2 and not overlapping.is_set()
+            assert passes[0][0] - landed < DEBOUNCE and passes[1][0] >= passes[0][1]
+        finally:
+            following.cancel()
+
+    asyncio.run(scenario())
