@@ -58,6 +58,7 @@ class Felix:
         self.policy_names_host_addresses = False  # as of the last pass (policy.depends_on)
         self.policy = view_of(policy.datastore_prefixes(),
                               lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses))
+        self.policy_loader = policy.Loader()  # decodes only what changed since the last pass
         self.tables = ruleset.Tables(policy.REPLACE)  # what is in the kernel: the next change is a delta
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
@@ -172,7 +173,7 @@ class Felix:
     async def policy_pass(self, version: int) -> None:
         """One pass: the model from the view, its tables rendered and applied (a delta unless a
         rewrite is due), then the word to whoever waits in ``programmed``."""
-        model = policy.load(self.policy.read())
+        model = self.policy_loader.load(self.policy.read())
         self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
         from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
         if from_kernel:  # host endpoints named by address: the kernel's addresses may change

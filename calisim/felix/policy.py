@@ -41,6 +41,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import operator
 import subprocess
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -198,23 +199,92 @@ def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
     return tuple(ports)
 
 
+@functools.lru_cache(maxsize=65536)
+def key_kind(key: str) -> str | None:
+    """What the model reads from a key of the prefixes: "workload" (an endpoint), "host_endpoint",
+    "bird_ip" (a host's address), "config" (Felix config, Failsafe settings), "other" (profiles,
+    policies, pools), None for a host's other keys (its metadata, tunnel addresses)."""
+    if not key.startswith(keys.HOSTS):
+        return "config" if key.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in key else "other"
+    parts = keys.split_host_key(key)
+    if len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint":
+        return "workload"
+    if len(parts) == 3 and parts[1] == "endpoint":
+        return "host_endpoint"
+    if len(parts) == 2 and parts[1] == "bird_ip":
+        return "bird_ip"
+    return "config" if "/config/Failsafe" in key else None
+
+
+def workload_endpoint(key: str, value: Any) -> Endpoint | None:
+    """An active workload endpoint's part of the model (None: not stored, or not active)."""
+    if not value:
+        return None
+    node, _, orchestrator, workload, _, name = keys.split_host_key(key)
+    stored = resources.WorkloadEndpoint.from_value(node, orchestrator, workload, name, value)
+    if not stored.active:
+        return None
+    return Endpoint(stored.node, stored.interface, tuple(str(address) for address in stored.addresses),
+                    stored.profiles)
+
+
+def host_endpoint(key: str, value: Any) -> Endpoint | None:
+    if not isinstance(value, dict):
+        return None
+    node, _, name = keys.split_host_key(key)
+    stored = resources.HostEndpoint.from_value(node, name, value)
+    return Endpoint(stored.node, stored.interface, tuple(str(ip) for ip in stored.expected_ips), stored.profiles,
+                    stored.labels, on_host=True)
+
+
+DECODERS = {"workload": workload_endpoint, "host_endpoint": host_endpoint,
+            "bird_ip": lambda key, value: str(value) if value else None}
+
+
+class Loader:
+    """``load``, pass after pass (one per Felix): an endpoint or a host's address is decoded again
+    only when its value changed (the mirror keeps the very object of a value that did not).
+    Decoding every host's endpoints on every pass was most of a pass's Python at 100 hosts, paid
+    on every host at once after each change."""
+
+    def __init__(self) -> None:
+        self.decoded: dict[str, tuple[Any, Any]] = {}  # key -> (its value, its part of the model)
+
+    def load(self, entries: dict[str, Any]) -> Model:
+        """The model from etcd's keys (see ``datastore_prefixes``)."""
+        decoded: dict[str, tuple[Any, Any]] = {}
+        found: dict[str, list[tuple[str, Any]]] = {kind: [] for kind in DECODERS}
+        config: dict[str, Any] = {}
+        others: dict[str, Any] = {}
+        for key, value in entries.items():
+            kind = key_kind(key)
+            if kind in DECODERS:
+                known = self.decoded.get(key)
+                if known is None or known[0] is not value:
+                    known = (value, DECODERS[kind](key, value))
+                decoded[key] = known
+                found[kind].append((key, known[1]))
+            elif kind == "config":
+                config[key] = value
+            elif kind == "other":
+                others[key] = value
+        self.decoded = decoded
+        by_key = operator.itemgetter(0)
+        endpoints = [endpoint for kind in ("workload", "host_endpoint")
+                     for _, endpoint in sorted(found[kind], key=by_key) if endpoint is not None]
+        pools = resources.IPPool.from_entries(others)
+        return Model(tuple(endpoints),
+                     {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
+                      for p in resources.Profile.from_entries(others)},
+                     tuple(str(p.cidr) for p in pools if p.nat_outgoing), tuple(str(p.cidr) for p in pools),
+                     tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
+                           for p in resources.Policy.from_entries(others)),
+                     tuple(sorted({address for _, address in found["bird_ip"] if address})), config)
+
+
 def load(entries: dict[str, Any]) -> Model:
-    """The model from etcd's keys (see ``datastore_prefixes``)."""
-    endpoints = [Endpoint(workload.node, workload.interface, tuple(str(address) for address in workload.addresses),
-                          workload.profiles)
-                 for workload in resources.WorkloadEndpoint.from_entries(entries) if workload.active]
-    for endpoint in resources.HostEndpoint.from_entries(entries):
-        endpoints.append(Endpoint(endpoint.node, endpoint.interface, tuple(str(ip) for ip in endpoint.expected_ips),
-                                  endpoint.profiles, endpoint.labels, on_host=True))
-    pools = resources.IPPool.from_entries(entries)
-    hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
-    return Model(tuple(endpoints),
-                 {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
-                  for p in resources.Profile.from_entries(entries)},
-                 tuple(str(p.cidr) for p in pools if p.nat_outgoing), tuple(str(p.cidr) for p in pools),
-                 tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
-                       for p in resources.Policy.from_entries(entries)), hosts,
-                 {k: v for k, v in entries.items() if k.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in k})
+    """The model from etcd's keys, once (Felix keeps a Loader)."""
+    return Loader().load(entries)
 
 
 def host_interface_addresses() -> dict[str, set[str]]:
