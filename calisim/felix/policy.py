@@ -111,6 +111,9 @@ class Profile:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+NO_PROFILE = Profile("")  # what a missing profile gives: no tags, labels or rules
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
@@ -146,7 +149,7 @@ class Model:
         """An endpoint's labels: inherited from its profiles, later profiles winning, then its own."""
         labels: dict[str, str] = {}
         for name in endpoint.profiles:
-            labels.update(self.profiles.get(name, Profile(name)).labels)
+            labels.update(self.profiles.get(name, NO_PROFILE).labels)
         return labels | dict(endpoint.labels)
 
     def local(self, host: str, on_host: bool) -> list[Endpoint]:
@@ -318,7 +321,7 @@ def tag_members(model: Model) -> dict[str, set[str]]:
     members: dict[str, set[str]] = {}
     for endpoint in model.endpoints:
         for profile_name in endpoint.profiles:
-            for tag in model.profiles.get(profile_name, Profile(profile_name)).tags:
+            for tag in model.profiles.get(profile_name, NO_PROFILE).tags:
                 members.setdefault(tag, set()).update(endpoint.addresses)
     return members
 
@@ -343,7 +346,8 @@ def render(model: Model, host: str, ipv6_support: bool = True) -> str:
     addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
     ipv6 = ipv6_support and (any(ip_version(address) == 6 for address in addresses)
                              or bool(model.local(host, on_host=True)))
-    return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
+    tags = tag_members(model)
+    return "".join(render_table(model, host, family, tags) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
 def ip_version(address: str) -> int:
@@ -356,11 +360,10 @@ def of_family(addresses, family: Family) -> list[str]:
     return [a for a in addresses if ip_version(a) == family.version]
 
 
-def render_table(model: Model, host: str, family: Family) -> str:
-    """One family's table."""
+def render_table(model: Model, host: str, family: Family, tags: dict[str, set[str]]) -> str:
+    """One family's table (tags: ``tag_members``, of both families)."""
     local = model.local(host, on_host=False)
     local_hosts = model.local(host, on_host=True)
-    tags = tag_members(model)
     rules = all_rules(model)
     lines = [f"table {family.table} {TABLE} {{"]
     for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):
