@@ -183,6 +183,13 @@ class Tables:
     def resync_due(self) -> bool:
         return self.rewritten_at is None or time.monotonic() - self.rewritten_at >= self.FULL_RESYNC
 
+    def delta_ready(self) -> bool:
+        """The next change is a delta through a context that holds its cache (no rewrite due):
+        ~0.5 ms of nft at 100 hosts, ~3 ms at 1000 endpoints, less than handing it to a worker
+        thread and back costs on a busy machine, where each of the two wake-ups waits for a CPU.
+        A first change after ``rest`` (a new context filling its cache) or a rewrite is not."""
+        return self.applied is not None and self.nft.context is not None and not self.resync_due()
+
     def rest(self) -> None:
         """No change to apply now (a resync found the tables current): nft's context and cache go
         (Nft.close) until the next change or full rewrite.  10-20 ms once it had a context (most
