@@ -41,6 +41,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import operator
 import subprocess
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -110,6 +111,9 @@ class Profile:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+NO_PROFILE = Profile("")  # what a missing profile gives: no tags, labels or rules
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
@@ -145,7 +149,7 @@ class Model:
         """An endpoint's labels: inherited from its profiles, later profiles winning, then its own."""
         labels: dict[str, str] = {}
         for name in endpoint.profiles:
-            labels.update(self.profiles.get(name, Profile(name)).labels)
+            labels.update(self.profiles.get(name, NO_PROFILE).labels)
         return labels | dict(endpoint.labels)
 
     def local(self, host: str, on_host: bool) -> list[Endpoint]:
@@ -198,23 +202,92 @@ def parse_port_list(text: str, param: str) -> tuple[tuple[str, int], ...]:
     return tuple(ports)
 
 
+@functools.lru_cache(maxsize=65536)
+def key_kind(key: str) -> str | None:
+    """What the model reads from a key of the prefixes: "workload" (an endpoint), "host_endpoint",
+    "bird_ip" (a host's address), "config" (Felix config, Failsafe settings), "other" (profiles,
+    policies, pools), None for a host's other keys (its metadata, tunnel addresses)."""
+    if not key.startswith(keys.HOSTS):
+        return "config" if key.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in key else "other"
+    parts = keys.split_host_key(key)
+    if len(parts) == 6 and parts[1] == "workload" and parts[4] == "endpoint":
+        return "workload"
+    if len(parts) == 3 and parts[1] == "endpoint":
+        return "host_endpoint"
+    if len(parts) == 2 and parts[1] == "bird_ip":
+        return "bird_ip"
+    return "config" if "/config/Failsafe" in key else None
+
+
+def workload_endpoint(key: str, value: Any) -> Endpoint | None:
+    """An active workload endpoint's part of the model (None: not stored, or not active)."""
+    if not value:
+        return None
+    node, _, orchestrator, workload, _, name = keys.split_host_key(key)
+    stored = resources.WorkloadEndpoint.from_value(node, orchestrator, workload, name, value)
+    if not stored.active:
+        return None
+    return Endpoint(stored.node, stored.interface, tuple(str(address) for address in stored.addresses),
+                    stored.profiles)
+
+
+def host_endpoint(key: str, value: Any) -> Endpoint | None:
+    if not isinstance(value, dict):
+        return None
+    node, _, name = keys.split_host_key(key)
+    stored = resources.HostEndpoint.from_value(node, name, value)
+    return Endpoint(stored.node, stored.interface, tuple(str(ip) for ip in stored.expected_ips), stored.profiles,
+                    stored.labels, on_host=True)
+
+
+DECODERS = {"workload": workload_endpoint, "host_endpoint": host_endpoint,
+            "bird_ip": lambda key, value: str(value) if value else None}
+
+
+class Loader:
+    """``load``, pass after pass (one per Felix): an endpoint or a host's address is decoded again
+    only when its value changed (the mirror keeps the very object of a value that did not).
+    Decoding every host's endpoints on every pass was most of a pass's Python at 100 hosts, paid
+    on every host at once after each change."""
+
+    def __init__(self) -> None:
+        self.decoded: dict[str, tuple[Any, Any]] = {}  # key -> (its value, its part of the model)
+
+    def load(self, entries: dict[str, Any]) -> Model:
+        """The model from etcd's keys (see ``datastore_prefixes``)."""
+        decoded: dict[str, tuple[Any, Any]] = {}
+        found: dict[str, list[tuple[str, Any]]] = {kind: [] for kind in DECODERS}
+        config: dict[str, Any] = {}
+        others: dict[str, Any] = {}
+        for key, value in entries.items():
+            kind = key_kind(key)
+            if kind in DECODERS:
+                known = self.decoded.get(key)
+                if known is None or known[0] is not value:
+                    known = (value, DECODERS[kind](key, value))
+                decoded[key] = known
+                found[kind].append((key, known[1]))
+            elif kind == "config":
+                config[key] = value
+            elif kind == "other":
+                others[key] = value
+        self.decoded = decoded
+        by_key = operator.itemgetter(0)
+        endpoints = [endpoint for kind in ("workload", "host_endpoint")
+                     for _, endpoint in sorted(found[kind], key=by_key) if endpoint is not None]
+        pools = resources.IPPool.from_entries(others)
+        return Model(tuple(endpoints),
+                     {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
+                      for p in resources.Profile.from_entries(others)},
+                     tuple(str(p.cidr) for p in pools if p.nat_outgoing), tuple(str(p.cidr) for p in pools),
+                     tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
+                           for p in resources.Policy.from_entries(others)),
+                     tuple(sorted({address for _, address in found["bird_ip"] if address})), config)
+
+
 def load(entries: dict[str, Any]) -> Model:
-    """The model from etcd's keys (see ``datastore_prefixes``)."""
-    endpoints = [Endpoint(workload.node, workload.interface, tuple(str(address) for address in workload.addresses),
-                          workload.profiles)
-                 for workload in resources.WorkloadEndpoint.from_entries(entries) if workload.active]
-    for endpoint in resources.HostEndpoint.from_entries(entries):
-        endpoints.append(Endpoint(endpoint.node, endpoint.interface, tuple(str(ip) for ip in endpoint.expected_ips),
-                                  endpoint.profiles, endpoint.labels, on_host=True))
-    pools = resources.IPPool.from_entries(entries)
-    hosts = tuple(sorted({str(v) for k, v in entries.items() if k == keys.host_bird_ip(keys.host_of(k)) and v}))
-    return Model(tuple(endpoints),
-                 {p.profile_name: Profile(p.profile_name, p.tags, p.ingress, p.egress, p.labels)
-                  for p in resources.Profile.from_entries(entries)},
-                 tuple(str(p.cidr) for p in pools if p.nat_outgoing), tuple(str(p.cidr) for p in pools),
-                 tuple(Policy(p.policy_name, p.applies_to, p.order, p.ingress, p.egress)
-                       for p in resources.Policy.from_entries(entries)), hosts,
-                 {k: v for k, v in entries.items() if k.startswith(keys.FELIX_CONFIG) or "/config/Failsafe" in k})
+    """The model from etcd's keys, once (Felix keeps a Loader)."""
+    return Loader().load(entries)
 
 
 def host_interface_addresses() -> dict[str, set[str]]:
@@ -248,7 +321,7 @@ def tag_members(model: Model) -> dict[str, set[str]]:
     members: dict[str, set[str]] = {}
     for endpoint in model.endpoints:
         for profile_name in endpoint.profiles:
-            for tag in model.profiles.get(profile_name, Profile(profile_name)).tags:
+            for tag in model.profiles.get(profile_name, NO_PROFILE).tags:
                 members.setdefault(tag, set()).update(endpoint.addresses)
     return members
 
@@ -273,7 +346,8 @@ def render(model: Model, host: str, ipv6_support: bool = True) -> str:
     addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
     ipv6 = ipv6_support and (any(ip_version(address) == 6 for address in addresses)
                              or bool(model.local(host, on_host=True)))
-    return "".join(render_table(model, host, family) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
+    tags = tag_members(model)
+    return "".join(render_table(model, host, family, tags) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
 def ip_version(address: str) -> int:
@@ -286,11 +360,10 @@ def of_family(addresses, family: Family) -> list[str]:
     return [a for a in addresses if ip_version(a) == family.version]
 
 
-def render_table(model: Model, host: str, family: Family) -> str:
-    """One family's table."""
+def render_table(model: Model, host: str, family: Family, tags: dict[str, set[str]]) -> str:
+    """One family's table (tags: ``tag_members``, of both families)."""
     local = model.local(host, on_host=False)
     local_hosts = model.local(host, on_host=True)
-    tags = tag_members(model)
     rules = all_rules(model)
     lines = [f"table {family.table} {TABLE} {{"]
     for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):

@@ -112,6 +112,19 @@ def table_delta(table: str, before: Table, after: Table, steps: list[list[str]])
             deleted_sets.append(f"delete {item.kind} {table} {name}")
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (<malloc.h>)
+
+
+def keep_freed_memory() -> None:
+    """This process's malloc keeps what it frees for its next allocations rather than handing it
+    back at once; ``Nft.close`` (malloc_trim) hands it back while Felix is idle.  A transaction
+    frees libnftables' cache of the kernel's tables (~2 MiB of 128 KiB hash tables) and fetches
+    it anew: by glibc's defaults the freed top of the heap went back to the kernel and ~500 fresh
+    pages were faulted in again, 1-1.5 ms of a ~4 ms policy pass at 100 hosts."""
+    _libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)  # a 128 KiB table from the heap, not a mapping of its own
+    _libc.mallopt(M_TRIM_THRESHOLD, 16 << 20)  # the heap's free top kept up to 16 MiB
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """libnftables, loaded once a process (the node zygote loads it for every calico-node it forks)."""
@@ -182,6 +195,13 @@ class Tables:
 
     def resync_due(self) -> bool:
         return self.rewritten_at is None or time.monotonic() - self.rewritten_at >= self.FULL_RESYNC
+
+    def delta_ready(self) -> bool:
+        """The next change is a delta through a context that holds its cache (no rewrite due):
+        ~0.5 ms of nft at 100 hosts, ~3 ms at 1000 endpoints, less than handing it to a worker
+        thread and back costs on a busy machine, where each of the two wake-ups waits for a CPU.
+        A first change after ``rest`` (a new context filling its cache) or a rewrite is not."""
+        return self.applied is not None and self.nft.context is not None and not self.resync_due()
 
     def rest(self) -> None:
         """No change to apply now (a resync found the tables current): nft's context and cache go

@@ -20,7 +20,7 @@ import signal
 import sys
 
 from ..datastore import Datastore, Mirror
-from ..felix import Felix, ipip
+from ..felix import Felix, ipip, ruleset
 from ..libnetwork import IpamDriver, NetworkDriver, PluginServer
 from .confd import Confd
 from .paths import NodePaths
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     # `kill -USR1 <calico-node>` appends every thread's stack to threads.log: how a stuck agent is read.
     faulthandler.register(signal.SIGUSR1, file=open(paths.thread_dump, "a"), all_threads=True)
+    ruleset.keep_freed_memory()  # Felix's nft transactions reuse their memory instead of faulting it in anew
     status = StartupStatus(args.status_fd, log)
     libnetwork = os.environ.get("CALICO_LIBNETWORK_ENABLED", "true").lower() == "true"
     ipip_backend = os.environ.get("CALICO_IPIP_BACKEND", "auto")

@@ -229,13 +229,13 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
     monkeypatch.setattr(felix_agent.ruleset.Nft, "run", lambda nft, script: None)
     loads = []
     fail = [True]
-    real_load = felix_agent.policy.load
+    real_load = felix_agent.policy.Loader.load
 
-    def load(entries):
+    def load(loader, entries):
         loads.append(entries)
         if fail[0]:
             raise felix_agent.policy.PolicyError("bad profile")
-        return real_load(entries)
+        return real_load(loader, entries)
 
 
     async def scenario():
@@ -245,7 +245,7 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
         paths = NodePaths(tmp_path / "run", tmp_path / "log")
         paths.run_dir.mkdir()
         felix = felix_agent.Felix(None, mirror.view, "host1", paths.run_dir)
-        monkeypatch.setattr(felix_agent.policy, "load", load)
+        monkeypatch.setattr(felix_agent.policy.Loader, "load", load)
         task = asyncio.create_task(felix.program_policy())
         try:
             await passes(2)

@@ -4,12 +4,13 @@ tests/felix/test_ipip.py's nat-outgoing property)."""
 
 import asyncio
 import ipaddress
+import threading
 
 import pytest
 
 from calisim.datastore import DEBOUNCE, Mirror, keys
 from calisim.datastore.resources import IPPool
-from calisim.felix import agent as felix_agent
+from calisim.felix import agent as felix_agent, policy
 from calisim.felix.endpoints import WorkloadInterface
 from calisim.libnetwork.driver import NetworkDriver
 
@@ -99,6 +100,47 @@ def test_a_burst_of_changes_is_one_policy_pass_and_an_endless_one_still_gets_pas
             task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_delta_runs_on_the_event_loop_and_a_rewrite_or_a_new_context_in_a_worker(tmp_path, monkeypatch):
+    """A delta through a kept libnftables context (sub-millisecond) is applied in place, without a
+    hand-off to a thread and back; a rewrite, and the first delta after a rest (a new context
+    filling its cache) go to a worker.  policy.nft holds each table loaded, shorter or longer."""
+    ran: list[tuple[str, bool]] = []
+
+    def run(nft, script):
+        nft.open()  # a real context, as a transaction leaves it
+        ran.append(("rewrite" if script.startswith(policy.REPLACE) else "delta", threading.current_thread() is threading.main_thread()))
+
+    monkeypatch.setattr(felix_agent.ruleset.Nft, "run", run)
+    felix = felix_with(tmp_path, {POOL.primary_key: POOL.to_value()})
+
+    async def next_pass(change):
+        progress = felix.progress
+        change()
+        await asyncio.wait_for(progress.wait(), 10)
+        assert (tmp_path / "policy.nft").read_text() == felix.tables.applied
+
+    def add(n):
+        return lambda: felix.policy._update(ENDPOINT.replace("e1", f"e{n}"),
+                                            {**WORKLOAD, "name": f"cali{n}", "ipv4_nets": [f"10.70.14.{n}/32"]})
+
+    async def scenario():
+        task = asyncio.create_task(felix.program_policy())
+        try:
+            await next_pass(lambda: None)  # the first pass: a rewrite
+            await next_pass(add(1))
+            felix.tables.rest()
+            await next_pass(add(2))
+            await next_pass(add(3))
+            await next_pass(lambda: felix.policy._update(ENDPOINT.replace("e1", "e2"), None))
+            assert "cali2" not in felix.tables.applied and "cali3" in felix.tables.applied
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+    felix.tables.rest()
+    assert ran == [("rewrite", False), ("delta", True), ("delta", False), ("delta", True), ("delta", True)]
 
 
 def test_programmed_is_false_when_a_part_is_missing_at_the_deadline(tmp_path):

@@ -18,6 +18,7 @@ Sizes follow CALISIM_HYPOTHESIS_PROFILE: ci = 3 hosts, 2 to 12 workloads; scale 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 
 import topologies
 from calisim.datastore import keys
-from calisim.datastore.resources import HostEndpoint, parse_documents
+from calisim.datastore.resources import HostEndpoint, IPPool, parse_documents
 from calisim.datastore.resources import Policy as PolicyResource, Profile as ProfileResource
 from calisim.emulation import Cluster, ClusterError, wait_until
 from calisim.felix import policy
@@ -289,6 +290,34 @@ def test_host_endpoints_are_read_from_their_v1_keys_with_their_labels():
     model = policy.load(entries)
     assert model.endpoints == (UPLINK,) and model.host_addresses == ("192.168.3.228", "192.168.3.229")
     assert isinstance(endpoint, HostEndpoint)
+
+
+def test_a_kept_loader_reads_what_a_fresh_load_reads_decoding_only_what_changed():
+    """Felix keeps one Loader: pass after pass its model equals a fresh load of the same keys
+    (endpoints changed, gone, deactivated, added; a profile, a pool, an address and a Failsafe
+    setting), and an endpoint whose value the mirror kept is not decoded again."""
+    workload = {"state": "active", "name": "cali1", "profile_ids": ["net1"], "ipv4_nets": ["10.0.0.1/32"]}
+    first_key, second_key, third_key = (keys.workload_endpoint(h, "libnetwork", "libnetwork", e)
+                                        for h, e in (("host1", "e1"), ("host2", "e2"), ("host2", "e3")))
+    profile = ProfileResource("net1", ("net1",), (), ({"action": "allow", "src_tag": "net1"},), ({"action": "allow"},))
+    entries = {first_key: workload, second_key: {**workload, "name": "cali2", "ipv4_nets": ["10.0.0.2/32"]},
+               keys.host_bird_ip("host1"): "192.168.3.229", **profile.writes(),
+               keys.host_endpoint("host2", "uplink"): {"name": "host2-eth0", "expected_ipv4_addrs": ["192.168.3.228"]}}
+    loader = policy.Loader()
+    first = loader.load(entries)
+    assert first == policy.load(entries) and [e.interface for e in first.endpoints] == ["cali1", "cali2", "host2-eth0"]
+    changes = [{second_key: {**workload, "name": "cali2", "ipv4_nets": ["10.0.0.9/32"]}},
+               {second_key: {**workload, "name": "cali2", "state": "inactive"}, third_key: {**workload, "name": "cali3"}},
+               {**IPPool(ipaddress.ip_network("10.0.0.0/16"), nat_outgoing=True).writes(),
+                keys.host_bird_ip("host2"): "192.168.3.228", keys.host_config("host2", "FailsafeInboundHostPorts"): "22"},
+               {keys.PROFILES + "net1/rules": {"inbound_rules": [], "outbound_rules": []}}]
+    for change in changes:
+        entries = {**entries, **change}
+        assert loader.load(entries) == policy.load(entries)
+    del entries[third_key]
+    model = loader.load(entries)
+    assert model == policy.load(entries) and [e.interface for e in model.endpoints] == ["cali1", "host2-eth0"]
+    assert model.endpoints[0] is first.endpoints[0]  # cali1's value was the same object every pass
 
 
 def test_a_host_endpoint_gets_input_and_output_chains_with_failsafes_first():

@@ -3,7 +3,7 @@ endpoint added is its elements and its own chains, never the forward chain or an
 in the order nft needs, a structural change asks for a rewrite, and (root, a throwaway namespace)
 the table a chain of deltas leaves is the one a rewrite loads (also across a rest, which frees
 libnftables' context and cache), a refused delta falls back to the rewrite, and the timer's resync
-rewrites."""
+rewrites; the memory a transaction frees is kept for the next one until the context rests."""
 
 import subprocess
 import sys
@@ -81,6 +81,39 @@ def test_a_resting_context_is_freed_once_and_made_again_by_the_next_use():
     nft.close()  # nothing left to free
     assert nft.open() and nft.context is not None
     nft.close()
+
+
+FAULTS = r"""
+import ctypes, resource
+from calisim.felix import ruleset
+libc = ctypes.CDLL(None)
+libc.calloc.restype, libc.calloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t, ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def faults():  # pages faulted in when a transaction's cache (16 tables of 8192 list heads) is freed and made again
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    tables = [libc.calloc(8192, 16) for _ in range(16)]
+    for table in tables:
+        ctypes.memset(table, 1, 8192 * 16)
+    for table in reversed(tables):
+        libc.free(table)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = [faults() for _ in range(5)][-1]
+ruleset.keep_freed_memory()
+kept = [faults() for _ in range(5)][-1]
+nft = ruleset.Nft()
+nft.open()
+nft.close()  # what rest does: the context goes, and the free memory with it
+print(default, kept, faults())
+"""
+
+
+def test_freed_memory_is_kept_for_the_next_transaction_and_handed_back_at_rest():
+    done = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    default, kept, rested = map(int, done.stdout.split())
+    assert default > 256 and kept < 20 and rested > 256, (default, kept, rested)  # of 512 pages a round
 
 
 CHECK = r"""
