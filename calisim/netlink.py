@@ -1,0 +1,242 @@
+"""rtnetlink spoken directly, for the steps a new container waits for: the plugin's veth pair, and
+dockerd's move of it into the container and its configuration there.  pyroute2 (0.9) runs an
+asyncio loop and its generic encoder for every request, and its IPRoute() as much again: 2-5 ms
+each, ~35 ms a container; a message packed here costs microseconds, and those that follow each
+other go to the kernel in one send (it runs them in order and answers each), as Go's netlink
+packages that dockerd and Calico use cost them.  Only what those steps ask: links by name or index
+(a veth pair, a rename, up, into a namespace, deleted), addresses, routes, and the dumps of links
+and default routes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+NETLINK_ROUTE = 0
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 17, 18, 20, 22, 24, 26
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+IFF_UP = 0x1
+RT_TABLE_MAIN, RTN_UNICAST = 254, 1
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RTNLGRP_IPV6_IFADDR = 9
+SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1
+RECEIVE_BYTES = 1 << 16
+
+HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+LINK = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+ADDRESS = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, scope, index
+ROUTE = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src length, tos, table, protocol, scope, type, flags
+ATTRIBUTE = struct.Struct("=HH")  # rtattr: length, type
+
+
+class NetlinkError(OSError):
+    """The kernel refused a request (errno and its message, as `ip` would print them)."""
+
+    def __init__(self, code: int):
+        super().__init__(code, os.strerror(code))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rtnetlink message to send: its type, flags beyond NLM_F_REQUEST|NLM_F_ACK, and body."""
+
+    kind: int
+    flags: int
+    body: bytes
+
+
+def attribute(kind: int, payload: bytes) -> bytes:
+    length = ATTRIBUTE.size + len(payload)
+    return ATTRIBUTE.pack(length, kind) + payload + bytes(-length % 4)
+
+
+def name_attribute(name: str) -> bytes:
+    return attribute(IFLA_IFNAME, name.encode() + b"\0")
+
+
+def mac_attribute(mac: str) -> bytes:
+    return attribute(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+
+
+def attributes(data: bytes, offset: int) -> dict[int, bytes]:
+    """The attributes from offset to the end of data (a message's payload), by type."""
+    found = {}
+    while offset + ATTRIBUTE.size <= len(data):
+        length, kind = ATTRIBUTE.unpack_from(data, offset)
+        if length < ATTRIBUTE.size:
+            break
+        found[kind] = data[offset + ATTRIBUTE.size:offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def link(index: int = 0, name: str = "", up: bool = False, extra: bytes = b"", flags: int = 0) -> Request:
+    """RTM_NEWLINK on the link with that index, or (index 0) that name; up sets IFF_UP."""
+    header = LINK.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP if up else 0)
+    return Request(RTM_NEWLINK, flags, header + (name_attribute(name) if name else b"") + extra)
+
+
+def veth(name: str, peer: str, peer_mac: str) -> Request:
+    """A new veth pair in this namespace, the peer with peer_mac."""
+    peer_info = attribute(VETH_INFO_PEER, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(peer)
+                          + mac_attribute(peer_mac))
+    info = attribute(IFLA_LINKINFO, attribute(IFLA_INFO_KIND, b"veth") + attribute(IFLA_INFO_DATA, peer_info))
+    return link(name=name, extra=info, flags=NLM_F_CREATE | NLM_F_EXCL)
+
+
+def into_namespace(name: str, namespace_fd: int) -> Request:
+    """The link called name into the network namespace open as namespace_fd."""
+    return link(name=name, extra=attribute(IFLA_NET_NS_FD, struct.pack("=I", namespace_fd)))
+
+
+def rename(index: int, name: str, mac: str) -> Request:
+    return link(index, name, extra=mac_attribute(mac))
+
+
+def delete(name: str) -> Request:
+    return Request(RTM_DELLINK, 0, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(name))
+
+
+def add_address(index: int, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, flags: int = 0) -> Request:
+    """The address on the link (IPv4's local and peer address both, as `ip addr add` sets them)."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    packed = address.ip.packed
+    local = attribute(IFA_LOCAL, packed) if address.version == 4 else b""
+    return Request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+                   ADDRESS.pack(family, address.network.prefixlen, flags, RT_SCOPE_UNIVERSE, index)
+                   + local + attribute(IFA_ADDRESS, packed))
+
+
+def add_route(index: int, destination: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None,
+              protocol: int) -> Request:
+    """A route in the main table out of the link: through gateway, or (None) on the link itself."""
+    family = socket.AF_INET if destination.version == 4 else socket.AF_INET6
+    scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+    body = ROUTE.pack(family, destination.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0)
+    body += attribute(RTA_DST, destination.network_address.packed) if destination.prefixlen else b""
+    body += attribute(RTA_GATEWAY, ipaddress.ip_address(gateway).packed) if gateway else b""
+    return Request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body + attribute(RTA_OIF, struct.pack("=i", index)))
+
+
+def route_socket() -> socket.socket:
+    """A NETLINK_ROUTE socket of the calling thread's network namespace (where it stays)."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
+class Rtnl:
+    """One NETLINK_ROUTE socket: of the caller's network namespace, or one made in another."""
+
+    def __init__(self, sock: socket.socket | None = None):
+        self.socket = sock or route_socket()
+        self.sequence = 0
+        self.notifications: list[tuple[int, bytes]] = []  # (type, payload) of each, once subscribed
+
+    def __enter__(self) -> "Rtnl":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()
+
+    def batch(self, requests: list[Request]) -> list[int]:
+        """Send requests in one go (the kernel runs them in order, each whatever the one before
+        it answered) and wait for every answer: each one's errno, 0 when done."""
+        first = self.sequence + 1
+        self.sequence += len(requests)
+        self.socket.send(b"".join(
+            HEADER.pack(HEADER.size + len(request.body), request.kind, request.flags | NLM_F_REQUEST | NLM_F_ACK,
+                        first + offset, 0) + request.body for offset, request in enumerate(requests)))
+        answers: dict[int, int] = {}
+        while len(answers) < len(requests):
+            for kind, sequence, payload in self.receive():
+                if kind == NLMSG_ERROR and first <= sequence <= self.sequence:
+                    answers[sequence] = -struct.unpack_from("=i", payload)[0]
+        return [answers[first + offset] for offset in range(len(requests))]
+
+    def request(self, request: Request) -> None:
+        """One request; NetlinkError if the kernel refused it."""
+        (code,) = self.batch([request])
+        if code:
+            raise NetlinkError(code)
+
+    def dump(self, kind: int, body: bytes) -> list[bytes]:
+        """The payload of every message a dump request answers."""
+        self.sequence += 1
+        asked = self.sequence
+        self.socket.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, asked, 0) + body)
+        found = []
+        while True:
+            for answer, sequence, payload in self.receive():
+                if sequence != asked:
+                    continue
+                if answer == NLMSG_DONE:
+                    return found
+                if answer == NLMSG_ERROR:
+                    raise NetlinkError(-struct.unpack_from("=i", payload)[0])
+                found.append(payload)
+
+    def receive(self) -> list[tuple[int, int, bytes]]:
+        """The answers of one datagram: (type, sequence, payload) each; the kernel's notifications
+        (sequence 0) are kept in self.notifications."""
+        data = self.socket.recv(RECEIVE_BYTES)
+        messages, offset = [], 0
+        while offset + HEADER.size <= len(data):
+            length, kind, _, sequence, _ = HEADER.unpack_from(data, offset)
+            payload = data[offset + HEADER.size:offset + length]
+            if sequence:
+                messages.append((kind, sequence, payload))
+            else:
+                self.notifications.append((kind, payload))
+            offset += (length + 3) & ~3
+        return messages
+
+    def subscribe(self, group: int) -> None:
+        """Be told of the kernel's changes in group (RTNLGRP_*) from now on."""
+        self.socket.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+
+    def address_of(self, index: int, family: int, scope: int, timeout: float) -> str | None:
+        """An address of that family and scope on the link: one it has, or the first the kernel
+        reports (subscribe first) within timeout seconds; None if none came."""
+        found = self.dump(RTM_GETADDR, ADDRESS.pack(family, 0, 0, 0, 0))
+        deadline = time.monotonic() + timeout
+        while True:
+            found += [payload for kind, payload in self.notifications if kind == RTM_NEWADDR]
+            self.notifications.clear()
+            for payload in found:
+                address_family, _, _, address_scope, address_index = ADDRESS.unpack_from(payload)
+                if (address_family, address_scope, address_index) == (family, scope, index):
+                    return str(ipaddress.ip_address(attributes(payload, ADDRESS.size)[IFA_ADDRESS]))
+            found = []
+            if time.monotonic() >= deadline:
+                return None
+            self.socket.settimeout(max(0.0, deadline - time.monotonic()))
+            try:
+                self.receive()
+            except TimeoutError:
+                return None
+            finally:
+                self.socket.settimeout(None)
+
+    def links(self) -> dict[str, int]:
+        """Every link of the namespace: name -> index."""
+        found = {}
+        for payload in self.dump(RTM_GETLINK, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            name = attributes(payload, LINK.size).get(IFLA_IFNAME, b"").rstrip(b"\0").decode()
+            found[name] = LINK.unpack_from(payload)[2]
+        return found
+
+    def has_default_route(self, family: int) -> bool:
+        """Whether the main table has a route to everywhere of that family."""
+        for payload in self.dump(RTM_GETROUTE, ROUTE.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+            table = attributes(payload, ROUTE.size).get(RTA_TABLE)
+            if payload[1] == 0 and (struct.unpack("=I", table)[0] if table else payload[4]) == RT_TABLE_MAIN:
+                return True
+        return False
