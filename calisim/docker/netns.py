@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from .. import netlink
+from ..netlink import NetlinkError, Rtnl, route_socket
 from .errors import DockerError
 
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
 IFA_F_NODAD = 0x02
 CLONE_NEWNET = 0x40000000
-NETLINK_ROUTE = 0
 libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 
@@ -42,47 +43,46 @@ def in_namespace(pid: int, make: Callable[[], T]) -> T:
         return once.submit(entered).result()
 
 
-def route_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-
-
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
-    """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
-    from pyroute2 import IPRoute
-
-    from pyroute2 import NetlinkError
-
+    """Move the Join's interface into the sandbox, rename it, address it, add the routes (libnetwork's
+    order), the sandbox's side in one batch of requests."""
     source = joined["InterfaceName"]["SrcName"]
-    prefix = joined["InterfaceName"]["DstPrefix"]
-    with IPRoute() as ipr:
-        (index,) = ipr.link_lookup(ifname=source) or [None]
-        if index is None:
-            raise DockerError(f"the driver did not create interface {source}")
-        ipr.link("set", index=index, net_ns_pid=sandbox_pid)
-    with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
-        (index,) = inside.link_lookup(ifname=source)
-        taken = {link.get_attr("IFLA_IFNAME") for link in inside.get_links()}
+    with open(f"/proc/{sandbox_pid}/ns/net") as namespace, Rtnl() as host:
+        try:
+            host.request(netlink.into_namespace(source, namespace.fileno()))
+        except NetlinkError as error:
+            if error.errno == errno.ENODEV:
+                raise DockerError(f"the driver did not create interface {source}") from None
+            raise
+    with Rtnl(in_namespace(sandbox_pid, route_socket)) as inside:
+        taken = inside.links()
+        index = taken[source]
+        prefix = joined["InterfaceName"]["DstPrefix"]
         name = next(f"{prefix}{n}" for n in range(len(taken) + 1) if f"{prefix}{n}" not in taken)  # as libnetwork
-        inside.link("set", index=index, ifname=name, address=mac)
-        ip = ipaddress.ip_interface(address)
-        inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
+        addresses = [netlink.add_address(index, ipaddress.IPv4Interface(f"{ipaddress.ip_interface(address).ip}/32"))]
         if address6:  # nodad: usable at once, as the /32 is
-            inside.addr("add", index=index, address=address6.split("/")[0], prefixlen=128, flags=IFA_F_NODAD)
-        inside.link("set", index=index, state="up")
-        routes = [{"dst": route["Destination"], "scope": "link"} if route.get("RouteType") == 1
-                  else {"dst": route["Destination"], "gateway": route["NextHop"]}
+            addresses.append(netlink.add_address(index, ipaddress.IPv6Interface(f"{address6.split('/')[0]}/128"),
+                                                 IFA_F_NODAD))
+        routes = [netlink.add_route(index, ipaddress.ip_network(route["Destination"]),
+                                    None if route.get("RouteType") == 1 else route["NextHop"], ROUTE_PROTOCOL)
                   for route in joined.get("StaticRoutes") or []]
         # The sandbox's gateway is its first endpoint's, as libnetwork keeps one gateway a sandbox.
         for family, gateway, wanted in ((socket.AF_INET, joined.get("Gateway"), True),
                                         (socket.AF_INET6, joined.get("GatewayIPv6"), bool(address6))):
-            if gateway and wanted and not inside.get_default_routes(family=family):
-                routes.append({"dst": "0.0.0.0/0" if family == socket.AF_INET else "::/0", "gateway": gateway})
-        for route in routes:
-            try:
-                inside.route("add", oif=index, proto=ROUTE_PROTOCOL, **route)
-            except NetlinkError as error:  # a second network's link route: the first endpoint's stays
-                if error.code != errno.EEXIST:
-                    raise
+            if gateway and wanted and not inside.has_default_route(family):
+                everywhere = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+                routes.append(netlink.add_route(index, ipaddress.ip_network(everywhere), gateway, ROUTE_PROTOCOL))
+        steps = [netlink.rename(index, name, mac), *addresses, netlink.link(index, up=True)]
+        answers = inside.batch([*steps, *routes])
+    raise_first(answers[:len(steps)])
+    raise_first(answers[len(steps):], errno.EEXIST)  # a second network's link route: the first endpoint's stays
+
+
+def raise_first(codes: list[int], allowed: int = 0) -> None:
+    """NetlinkError for the first of a batch's answers that is neither done (0) nor allowed."""
+    refused = next((code for code in codes if code not in (0, allowed)), 0)
+    if refused:
+        raise NetlinkError(refused)
 
 
 def start_sandbox(name: str, timeout: float = 10.0) -> subprocess.Popen:
