@@ -49,6 +49,15 @@ def network_profile(name: str) -> Profile:
     return Profile(name, (name,), (), ({"action": "allow", "src_tag": name},), ({"action": "allow"},))
 
 
+def profile_if_absent(profile: Profile) -> Txn:
+    """A transaction that creates the profile if it is absent (if another host won the race to
+    create it, its profile is the same); the caller adds what it writes either way."""
+    create = Txn().require_absent(profile.primary_key)
+    for key, value in profile.writes().items():
+        create.put(key, value)
+    return create
+
+
 class NetworkDriver:
     """The `calico` remote network driver."""
 
@@ -124,19 +133,10 @@ class NetworkDriver:
         endpoint = WorkloadEndpoint(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id,
                                     tuple(f"{ip}/{ip.max_prefixlen}" for ip in addresses),
                                     interface_names(endpoint_id)[0], WORKLOAD_MAC, (name,))
-        await asyncio.gather(self.ds.commit(Txn().put(endpoint.primary_key, endpoint.to_value())),
-                             self.ensure_profile(network_profile(name)))
+        key, value = endpoint.primary_key, endpoint.to_value()
+        await self.ds.commit(profile_if_absent(network_profile(name)).put(key, value).put_otherwise(key, value))
         self.ipv6_endpoints[endpoint_id] = bool(endpoint.ipv6_nets)
         return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}
-
-    async def ensure_profile(self, profile: Profile) -> None:
-        """The network's profile, created if absent (independent of the endpoint's write: the two
-        go to etcd together, one round trip instead of two in turn)."""
-        if await self.ds.get(profile.primary_key) is None:
-            create = Txn().require_absent(profile.primary_key)
-            for key, value in profile.writes().items():
-                create.put(key, value)
-            await self.ds.commit(create)  # if another host won the race, its profile is the same
 
     async def delete_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
