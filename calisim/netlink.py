@@ -9,6 +9,7 @@ and default routes."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -20,7 +21,7 @@ NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 17, 18, 20, 22, 24, 26
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
@@ -79,16 +80,19 @@ def attributes(data: bytes, offset: int) -> dict[int, bytes]:
     return found
 
 
-def link(index: int = 0, name: str = "", up: bool = False, extra: bytes = b"", flags: int = 0) -> Request:
-    """RTM_NEWLINK on the link with that index, or (index 0) that name; up sets IFF_UP."""
+def link(index: int = 0, name: str = "", up: bool = False, master: int = 0, extra: bytes = b"",
+         flags: int = 0) -> Request:
+    """RTM_NEWLINK on the link with that index, or (index 0) that name; up sets IFF_UP, master
+    enslaves it to that link (a bridge)."""
     header = LINK.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP if up else 0)
-    return Request(RTM_NEWLINK, flags, header + (name_attribute(name) if name else b"") + extra)
+    enslaved = attribute(IFLA_MASTER, struct.pack("=I", master)) if master else b""
+    return Request(RTM_NEWLINK, flags, header + (name_attribute(name) if name else b"") + enslaved + extra)
 
 
-def veth(name: str, peer: str, peer_mac: str) -> Request:
-    """A new veth pair in this namespace, the peer with peer_mac."""
+def veth(name: str, peer: str, peer_mac: str = "") -> Request:
+    """A new veth pair in this namespace, the peer with peer_mac (else the kernel's random one)."""
     peer_info = attribute(VETH_INFO_PEER, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(peer)
-                          + mac_attribute(peer_mac))
+                          + (mac_attribute(peer_mac) if peer_mac else b""))
     info = attribute(IFLA_LINKINFO, attribute(IFLA_INFO_KIND, b"veth") + attribute(IFLA_INFO_DATA, peer_info))
     return link(name=name, extra=info, flags=NLM_F_CREATE | NLM_F_EXCL)
 
@@ -166,6 +170,26 @@ class Rtnl:
         (code,) = self.batch([request])
         if code:
             raise NetlinkError(code)
+
+    def delete_if_there(self, name: str) -> None:
+        """Delete the link called name; gone already is fine (a veth goes with its peer's
+        namespace when the container's last process exits, at any moment)."""
+        (code,) = self.batch([delete(name)])
+        if code not in (0, errno.ENODEV):
+            raise NetlinkError(code)
+
+    def index_of(self, name: str) -> int:
+        """The index of the link called name (NetlinkError ENODEV: none is)."""
+        self.sequence += 1
+        asked = self.sequence
+        body = LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(name)
+        self.socket.send(HEADER.pack(HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST, asked, 0) + body)
+        while True:
+            for answer, sequence, payload in self.receive():
+                if sequence == asked and answer == NLMSG_ERROR:
+                    raise NetlinkError(-struct.unpack_from("=i", payload)[0])
+                if sequence == asked:
+                    return LINK.unpack_from(payload)[2]
 
     def dump(self, kind: int, body: bytes) -> list[bytes]:
         """The payload of every message a dump request answers."""

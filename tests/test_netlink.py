@@ -51,13 +51,17 @@ def test_veth_up_and_gone_and_the_kernels_refusals():
             (host,) = ip_json("link", "show", "nltesthost")
             (peer,) = ip_json("link", "show", "nltestpeer")
             assert "UP" in host["flags"] and "UP" not in peer["flags"] and peer["address"] == "ee:ee:ee:ee:ee:ee"
-            assert rtnl.links()["nltesthost"] == host["ifindex"]
+            assert rtnl.links()["nltesthost"] == rtnl.index_of("nltesthost") == host["ifindex"]
         finally:
             rtnl.request(netlink.delete("nltesthost"))
         assert not ip_json("link", "show", "type", "veth")  # the peer went with it
         with pytest.raises(NetlinkError) as gone:
             rtnl.request(netlink.delete("nltesthost"))
         assert gone.value.errno == errno.ENODEV
+        rtnl.delete_if_there("nltesthost")  # gone is fine there
+        with pytest.raises(NetlinkError) as unknown:
+            rtnl.index_of("nltesthost")
+        assert unknown.value.errno == errno.ENODEV
 
 
 @pytest.mark.emulation

@@ -7,7 +7,6 @@ the container's IPv6 gateway."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import socket
@@ -18,7 +17,7 @@ from .. import netlink
 from ..datastore import Datastore, Txn, keys
 from ..datastore.resources import Profile, WorkloadEndpoint
 from ..datastore.resources.docker import Network
-from ..netlink import NetlinkError, Rtnl
+from ..netlink import Rtnl
 from .protocol import Handler, PluginError, require
 
 Programmed = Callable[[str, float], Awaitable[bool]]  # (host side interface, timeout) -> its dataplane is complete
@@ -218,7 +217,7 @@ def link_local_address(name: str, peer_name: str) -> str:
     told by the kernel the moment it is there."""
     with Rtnl() as rtnl:
         rtnl.subscribe(netlink.RTNLGRP_IPV6_IFADDR)
-        index = rtnl.links()[name]
+        index = rtnl.index_of(name)
         rtnl.request(netlink.link(name=peer_name, up=True))
         address = rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, LINK_LOCAL_WAIT)
     if address is None:
@@ -227,11 +226,6 @@ def link_local_address(name: str, peer_name: str) -> str:
 
 
 def delete_link(name: str) -> None:
-    """Delete the host side of an endpoint's veth.  Gone already is fine: when a container's
-    network namespace goes (its last process exited), the kernel deletes the pair itself."""
+    """Delete the host side of an endpoint's veth (gone with the container already is fine)."""
     with Rtnl() as rtnl:
-        try:
-            rtnl.request(netlink.delete(name))
-        except NetlinkError as error:
-            if error.errno != errno.ENODEV:
-                raise
+        rtnl.delete_if_there(name)
