@@ -1,11 +1,12 @@
-"""rtnetlink spoken directly, for the steps a new container waits for: the plugin's veth pair, and
-dockerd's move of it into the container and its configuration there.  pyroute2 (0.9) runs an
-asyncio loop and its generic encoder for every request, and its IPRoute() as much again: 2-5 ms
-each, ~35 ms a container; a message packed here costs microseconds, and those that follow each
-other go to the kernel in one send (it runs them in order and answers each), as Go's netlink
-packages that dockerd and Calico use cost them.  Only what those steps ask: links by name or index
-(a veth pair, a rename, up, into a namespace, deleted), addresses, routes, and the dumps of links
-and default routes."""
+"""rtnetlink spoken directly, for the steps a new container waits for: the plugin's veth pair,
+dockerd's move of it into the container and its configuration there, and Felix's programming of
+its host side.  pyroute2 (0.9) runs an asyncio loop and its generic encoder for every request, and
+its IPRoute() as much again: 2-5 ms each, ~50 ms a container; a message packed here costs
+microseconds, and those that follow each other go to the kernel in one send (it runs them in order
+and answers each), as Go's netlink packages that dockerd and Calico use cost them.  Only what those
+steps ask: links by name or index (a veth pair, a rename, up, into a namespace, deleted),
+addresses, routes, permanent neighbours, the dumps of links, routes and addresses, and the
+kernel's address notifications."""
 
 from __future__ import annotations
 
@@ -16,15 +17,18 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 17, 18, 20, 22, 24, 26
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 17, 18, 20, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWNEIGH = 24, 25, 26, 28
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x100, 0x200, 0x400
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+NDA_DST, NDA_LLADDR, NUD_PERMANENT = 1, 2, 0x80
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTN_UNICAST = 254, 1
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
@@ -36,6 +40,7 @@ HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, por
 LINK = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 ADDRESS = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, scope, index
 ROUTE = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src length, tos, table, protocol, scope, type, flags
+NEIGHBOUR = struct.Struct("=BxxxiHBB")  # ndmsg: family, index, state, flags, type
 ATTRIBUTE = struct.Struct("=HH")  # rtattr: length, type
 
 
@@ -44,6 +49,18 @@ class NetlinkError(OSError):
 
     def __init__(self, code: int):
         super().__init__(code, os.strerror(code))
+
+
+class Link(NamedTuple):
+    index: int
+    flags: int  # IFF_*: IFF_UP when set up
+
+
+class Route(NamedTuple):
+    destination: str | None  # None: everywhere
+    length: int
+    oif: int | None
+    table: int
 
 
 @dataclass(frozen=True)
@@ -122,13 +139,42 @@ def add_address(index: int, address: ipaddress.IPv4Interface | ipaddress.IPv6Int
 
 def add_route(index: int, destination: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None,
               protocol: int) -> Request:
-    """A route in the main table out of the link: through gateway, or (None) on the link itself."""
+    """A new route in the main table out of the link: through gateway, or (None) on the link itself."""
+    return route(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, index, destination, gateway, protocol)
+
+
+def replace_route(index: int, destination: ipaddress.IPv4Network | ipaddress.IPv6Network, protocol: int) -> Request:
+    """The route on the link to destination, made or made so (`ip route replace ... scope link`)."""
+    return route(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, index, destination, None, protocol)
+
+
+def delete_route(index: int, destination: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Request:
+    """The route on the link to destination goes, whoever made it."""
+    return route(RTM_DELROUTE, 0, index, destination, None, 0)
+
+
+def route(kind: int, flags: int, index: int, destination: ipaddress.IPv4Network | ipaddress.IPv6Network,
+          gateway: str | None, protocol: int) -> Request:
     family = socket.AF_INET if destination.version == 4 else socket.AF_INET6
     scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
     body = ROUTE.pack(family, destination.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0)
     body += attribute(RTA_DST, destination.network_address.packed) if destination.prefixlen else b""
     body += attribute(RTA_GATEWAY, ipaddress.ip_address(gateway).packed) if gateway else b""
-    return Request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body + attribute(RTA_OIF, struct.pack("=i", index)))
+    return Request(kind, flags, body + attribute(RTA_OIF, struct.pack("=i", index)))
+
+
+def neighbour(index: int, address: ipaddress.IPv4Address, mac: str) -> Request:
+    """A permanent ARP entry on the link (`ip neigh replace ... nud permanent`)."""
+    return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE,
+                   NEIGHBOUR.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0) + attribute(NDA_DST, address.packed)
+                   + attribute(NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))))
+
+
+def raise_first_refusal(answers: list[int], allowed: int = 0) -> None:
+    """NetlinkError for the first of a batch's answers that is neither done (0) nor allowed."""
+    refused = next((code for code in answers if code not in (0, allowed)), 0)
+    if refused:
+        raise NetlinkError(refused)
 
 
 def route_socket() -> socket.socket:
@@ -174,12 +220,10 @@ class Rtnl:
     def delete_if_there(self, name: str) -> None:
         """Delete the link called name; gone already is fine (a veth goes with its peer's
         namespace when the container's last process exits, at any moment)."""
-        (code,) = self.batch([delete(name)])
-        if code not in (0, errno.ENODEV):
-            raise NetlinkError(code)
+        raise_first_refusal(self.batch([delete(name)]), errno.ENODEV)
 
-    def index_of(self, name: str) -> int:
-        """The index of the link called name (NetlinkError ENODEV: none is)."""
+    def find(self, name: str) -> Link:
+        """The link called name (NetlinkError ENODEV: none is)."""
         self.sequence += 1
         asked = self.sequence
         body = LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(name)
@@ -189,7 +233,7 @@ class Rtnl:
                 if sequence == asked and answer == NLMSG_ERROR:
                     raise NetlinkError(-struct.unpack_from("=i", payload)[0])
                 if sequence == asked:
-                    return LINK.unpack_from(payload)[2]
+                    return Link(*LINK.unpack_from(payload)[2:4])
 
     def dump(self, kind: int, body: bytes) -> list[bytes]:
         """The payload of every message a dump request answers."""
@@ -249,18 +293,25 @@ class Rtnl:
             finally:
                 self.socket.settimeout(None)
 
-    def links(self) -> dict[str, int]:
-        """Every link of the namespace: name -> index."""
+    def links(self) -> dict[str, Link]:
+        """Every link of the namespace, by name."""
         found = {}
         for payload in self.dump(RTM_GETLINK, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             name = attributes(payload, LINK.size).get(IFLA_IFNAME, b"").rstrip(b"\0").decode()
-            found[name] = LINK.unpack_from(payload)[2]
+            found[name] = Link(*LINK.unpack_from(payload)[2:4])
+        return found
+
+    def routes(self, family: int) -> list[Route]:
+        """Every route of that family, in every table."""
+        found = []
+        for payload in self.dump(RTM_GETROUTE, ROUTE.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+            found_attributes = attributes(payload, ROUTE.size)
+            destination, table, oif = (found_attributes.get(kind) for kind in (RTA_DST, RTA_TABLE, RTA_OIF))
+            found.append(Route(str(ipaddress.ip_address(destination)) if destination else None, payload[1],
+                               struct.unpack("=i", oif)[0] if oif else None,
+                               struct.unpack("=I", table)[0] if table else payload[4]))
         return found
 
     def has_default_route(self, family: int) -> bool:
         """Whether the main table has a route to everywhere of that family."""
-        for payload in self.dump(RTM_GETROUTE, ROUTE.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
-            table = attributes(payload, ROUTE.size).get(RTA_TABLE)
-            if payload[1] == 0 and (struct.unpack("=I", table)[0] if table else payload[4]) == RT_TABLE_MAIN:
-                return True
-        return False
+        return any(route.length == 0 and route.table == RT_TABLE_MAIN for route in self.routes(family))

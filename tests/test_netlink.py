@@ -51,7 +51,9 @@ def test_veth_up_and_gone_and_the_kernels_refusals():
             (host,) = ip_json("link", "show", "nltesthost")
             (peer,) = ip_json("link", "show", "nltestpeer")
             assert "UP" in host["flags"] and "UP" not in peer["flags"] and peer["address"] == "ee:ee:ee:ee:ee:ee"
-            assert rtnl.links()["nltesthost"] == rtnl.index_of("nltesthost") == host["ifindex"]
+            link = rtnl.find("nltesthost")
+            assert rtnl.links()["nltesthost"] == link and link.index == host["ifindex"] and link.flags & netlink.IFF_UP
+            assert not rtnl.find("nltestpeer").flags & netlink.IFF_UP
         finally:
             rtnl.request(netlink.delete("nltesthost"))
         assert not ip_json("link", "show", "type", "veth")  # the peer went with it
@@ -60,7 +62,7 @@ def test_veth_up_and_gone_and_the_kernels_refusals():
         assert gone.value.errno == errno.ENODEV
         rtnl.delete_if_there("nltesthost")  # gone is fine there
         with pytest.raises(NetlinkError) as unknown:
-            rtnl.index_of("nltesthost")
+            rtnl.find("nltesthost")
         assert unknown.value.errno == errno.ENODEV
 
 
@@ -73,7 +75,7 @@ def test_into_a_namespace_then_a_batch_runs_in_order_and_answers_each():
             rtnl.request(netlink.into_namespace("nltestpeer", namespace.fileno()))
         assert "nltestpeer" not in {link["ifname"] for link in ip_json("link", "show")}
         with Rtnl(in_namespace(sandbox.pid, route_socket)) as inside:
-            index = inside.links()["nltestpeer"]
+            index = inside.links()["nltestpeer"].index
             gateway, everywhere = ipaddress.ip_network("169.254.1.1/32"), ipaddress.ip_network("0.0.0.0/0")
             assert not inside.has_default_route(socket.AF_INET)
             answers = inside.batch([netlink.rename(index, "cali0", "ee:ee:ee:ee:ee:01"),
@@ -103,7 +105,7 @@ def test_an_address_the_kernel_adds_later_is_reported_and_none_within_the_timeou
         try:
             rtnl.subscribe(netlink.RTNLGRP_IPV6_IFADDR)
             rtnl.request(netlink.link(name="nltesthost", up=True))
-            index = rtnl.links()["nltesthost"]
+            index = rtnl.find("nltesthost").index
             assert rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, 0.2) is None  # no carrier yet
             rtnl.request(netlink.link(name="nltestpeer", up=True))
             found = rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, 5.0)

@@ -244,7 +244,7 @@ def connect(network: Network, container: str, pid: int, taken: set[str], ip: str
     with Rtnl() as rtnl:
         rtnl.request(netlink.veth(host_end(endpoint), peer))
         try:
-            rtnl.request(netlink.link(name=host_end(endpoint), up=True, master=rtnl.index_of(bridge.device)))
+            rtnl.request(netlink.link(name=host_end(endpoint), up=True, master=rtnl.find(bridge.device).index))
             move_and_configure(pid, peer, "eth", mac, [(ipaddress.IPv4Interface(endpoint.address), 0)], [],
                                [str(bridge.gateway)])
         except Exception as error:

@@ -77,7 +77,7 @@ def move_and_configure(sandbox_pid: int, source: str, prefix: str, mac: str, add
             raise
     with Rtnl(in_namespace(sandbox_pid, route_socket)) as inside:
         taken = inside.links()
-        index = taken[source]
+        index = taken[source].index
         name = next(f"{prefix}{n}" for n in range(len(taken) + 1) if f"{prefix}{n}" not in taken)
         for gateway in gateways:
             version = ipaddress.ip_address(gateway).version
@@ -87,15 +87,8 @@ def move_and_configure(sandbox_pid: int, source: str, prefix: str, mac: str, add
                  netlink.link(index, up=True)]
         answers = inside.batch([*steps, *(netlink.add_route(index, destination, gateway, ROUTE_PROTOCOL)
                                           for destination, gateway in routes)])
-    raise_first(answers[:len(steps)])
-    raise_first(answers[len(steps):], errno.EEXIST)  # a second network's link route: the first endpoint's stays
-
-
-def raise_first(codes: list[int], allowed: int = 0) -> None:
-    """NetlinkError for the first of a batch's answers that is neither done (0) nor allowed."""
-    refused = next((code for code in codes if code not in (0, allowed)), 0)
-    if refused:
-        raise NetlinkError(refused)
+    netlink.raise_first_refusal(answers[:len(steps)])
+    netlink.raise_first_refusal(answers[len(steps):], errno.EEXIST)  # a second network's link route: the first's stays
 
 
 def start_sandbox(name: str, timeout: float = 10.0) -> subprocess.Popen:

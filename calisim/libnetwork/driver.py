@@ -217,7 +217,7 @@ def link_local_address(name: str, peer_name: str) -> str:
     told by the kernel the moment it is there."""
     with Rtnl() as rtnl:
         rtnl.subscribe(netlink.RTNLGRP_IPV6_IFADDR)
-        index = rtnl.index_of(name)
+        index = rtnl.find(name).index
         rtnl.request(netlink.link(name=peer_name, up=True))
         address = rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, LINK_LOCAL_WAIT)
     if address is None:
