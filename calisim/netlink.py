@@ -42,6 +42,7 @@ ADDRESS = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, sc
 ROUTE = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src length, tos, table, protocol, scope, type, flags
 NEIGHBOUR = struct.Struct("=BxxxiHBB")  # ndmsg: family, index, state, flags, type
 ATTRIBUTE = struct.Struct("=HH")  # rtattr: length, type
+ANY_LINK = LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0)  # an ifinfomsg that names no link by itself
 
 
 class NetlinkError(OSError):
@@ -81,8 +82,12 @@ def name_attribute(name: str) -> bytes:
     return attribute(IFLA_IFNAME, name.encode() + b"\0")
 
 
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
 def mac_attribute(mac: str) -> bytes:
-    return attribute(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    return attribute(IFLA_ADDRESS, mac_bytes(mac))
 
 
 def attributes(data: bytes, offset: int) -> dict[int, bytes]:
@@ -108,7 +113,7 @@ def link(index: int = 0, name: str = "", up: bool = False, master: int = 0, extr
 
 def veth(name: str, peer: str, peer_mac: str = "") -> Request:
     """A new veth pair in this namespace, the peer with peer_mac (else the kernel's random one)."""
-    peer_info = attribute(VETH_INFO_PEER, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(peer)
+    peer_info = attribute(VETH_INFO_PEER, ANY_LINK + name_attribute(peer)
                           + (mac_attribute(peer_mac) if peer_mac else b""))
     info = attribute(IFLA_LINKINFO, attribute(IFLA_INFO_KIND, b"veth") + attribute(IFLA_INFO_DATA, peer_info))
     return link(name=name, extra=info, flags=NLM_F_CREATE | NLM_F_EXCL)
@@ -124,7 +129,7 @@ def rename(index: int, name: str, mac: str) -> Request:
 
 
 def delete(name: str) -> Request:
-    return Request(RTM_DELLINK, 0, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(name))
+    return Request(RTM_DELLINK, 0, ANY_LINK + name_attribute(name))
 
 
 def add_address(index: int, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, flags: int = 0) -> Request:
@@ -167,7 +172,7 @@ def neighbour(index: int, address: ipaddress.IPv4Address, mac: str) -> Request:
     """A permanent ARP entry on the link (`ip neigh replace ... nud permanent`)."""
     return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE,
                    NEIGHBOUR.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0) + attribute(NDA_DST, address.packed)
-                   + attribute(NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))))
+                   + attribute(NDA_LLADDR, mac_bytes(mac)))
 
 
 def raise_first_refusal(answers: list[int], allowed: int = 0) -> None:
@@ -211,11 +216,15 @@ class Rtnl:
                     answers[sequence] = -struct.unpack_from("=i", payload)[0]
         return [answers[first + offset] for offset in range(len(requests))]
 
+    def send(self, kind: int, flags: int, body: bytes) -> int:
+        """Send one message that the kernel answers with data (a get, a dump); its sequence number."""
+        self.sequence += 1
+        self.socket.send(HEADER.pack(HEADER.size + len(body), kind, flags | NLM_F_REQUEST, self.sequence, 0) + body)
+        return self.sequence
+
     def request(self, request: Request) -> None:
         """One request; NetlinkError if the kernel refused it."""
-        (code,) = self.batch([request])
-        if code:
-            raise NetlinkError(code)
+        raise_first_refusal(self.batch([request]))
 
     def delete_if_there(self, name: str) -> None:
         """Delete the link called name; gone already is fine (a veth goes with its peer's
@@ -224,10 +233,7 @@ class Rtnl:
 
     def find(self, name: str) -> Link:
         """The link called name (NetlinkError ENODEV: none is)."""
-        self.sequence += 1
-        asked = self.sequence
-        body = LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + name_attribute(name)
-        self.socket.send(HEADER.pack(HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST, asked, 0) + body)
+        asked = self.send(RTM_GETLINK, 0, ANY_LINK + name_attribute(name))
         while True:
             for answer, sequence, payload in self.receive():
                 if sequence == asked and answer == NLMSG_ERROR:
@@ -237,9 +243,7 @@ class Rtnl:
 
     def dump(self, kind: int, body: bytes) -> list[bytes]:
         """The payload of every message a dump request answers."""
-        self.sequence += 1
-        asked = self.sequence
-        self.socket.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, asked, 0) + body)
+        asked = self.send(kind, NLM_F_DUMP, body)
         found = []
         while True:
             for answer, sequence, payload in self.receive():
@@ -296,7 +300,7 @@ class Rtnl:
     def links(self) -> dict[str, Link]:
         """Every link of the namespace, by name."""
         found = {}
-        for payload in self.dump(RTM_GETLINK, LINK.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETLINK, ANY_LINK):
             name = attributes(payload, LINK.size).get(IFLA_IFNAME, b"").rstrip(b"\0").decode()
             found[name] = Link(*LINK.unpack_from(payload)[2:4])
         return found
