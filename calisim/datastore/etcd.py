@@ -84,6 +84,7 @@ class Txn:
 
     compares: list = field(default_factory=list)
     writes: list = field(default_factory=list)
+    otherwise: list = field(default_factory=list)  # the writes made instead when a compare fails
 
     def require_absent(self, key: str) -> "Txn":
         self.compares.append(ops.Version(key.encode()) == 0)
@@ -105,6 +106,11 @@ class Txn:
 
     def put(self, key: str, value: Any) -> "Txn":
         self.writes.append(ops.Put(key.encode(), encode(value)))
+        return self
+
+    def put_otherwise(self, key: str, value: Any) -> "Txn":
+        """Write key only if a compare fails (commit still answers False then)."""
+        self.otherwise.append(ops.Put(key.encode(), encode(value)))
         return self
 
     def delete(self, key: str) -> "Txn":
@@ -272,7 +278,7 @@ class Datastore:
     async def commit_revision(self, txn: Txn) -> int | None:
         """commit, returning the revision the writes were stored at (None if a compare failed)."""
         succeeded, responses = await self._call(
-            self._client.transaction, compare=txn.compares, success=txn.writes, failure=[], retry=False)
+            self._client.transaction, compare=txn.compares, success=txn.writes, failure=txn.otherwise, retry=False)
         if not succeeded:
             return None
         for response in responses:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from .. import netlink
 from ..datastore import Datastore, Txn, keys
 from ..datastore.resources import Profile, WorkloadEndpoint
 from ..datastore.resources.docker import Network
+from ..netlink import Rtnl
 from .protocol import Handler, PluginError, require
 
 Programmed = Callable[[str, float], Awaitable[bool]]  # (host side interface, timeout) -> its dataplane is complete
@@ -43,6 +46,15 @@ def network_profile(name: str) -> Profile:
     """The profile Calico creates for a Docker network: its members may talk to each other,
     and go anywhere."""
     return Profile(name, (name,), (), ({"action": "allow", "src_tag": name},), ({"action": "allow"},))
+
+
+def profile_if_absent(profile: Profile) -> Txn:
+    """A transaction that creates the profile if it is absent (if another host won the race to
+    create it, its profile is the same); the caller adds what it writes either way."""
+    create = Txn().require_absent(profile.primary_key)
+    for key, value in profile.writes().items():
+        create.put(key, value)
+    return create
 
 
 class NetworkDriver:
@@ -120,19 +132,10 @@ class NetworkDriver:
         endpoint = WorkloadEndpoint(self.host, ORCHESTRATOR, WORKLOAD, endpoint_id,
                                     tuple(f"{ip}/{ip.max_prefixlen}" for ip in addresses),
                                     interface_names(endpoint_id)[0], WORKLOAD_MAC, (name,))
-        await asyncio.gather(self.ds.commit(Txn().put(endpoint.primary_key, endpoint.to_value())),
-                             self.ensure_profile(network_profile(name)))
+        key, value = endpoint.primary_key, endpoint.to_value()
+        await self.ds.commit(profile_if_absent(network_profile(name)).put(key, value).put_otherwise(key, value))
         self.ipv6_endpoints[endpoint_id] = bool(endpoint.ipv6_nets)
         return {"Interface": {"MacAddress": WORKLOAD_MAC.upper()}}
-
-    async def ensure_profile(self, profile: Profile) -> None:
-        """The network's profile, created if absent (independent of the endpoint's write: the two
-        go to etcd together, one round trip instead of two in turn)."""
-        if await self.ds.get(profile.primary_key) is None:
-            create = Txn().require_absent(profile.primary_key)
-            for key, value in profile.writes().items():
-                create.put(key, value)
-            await self.ds.commit(create)  # if another host won the race, its profile is the same
 
     async def delete_endpoint(self, request: dict) -> dict:
         endpoint_id = require(request, "EndpointID")
@@ -192,12 +195,10 @@ class NetworkDriver:
 
 def create_veth(host_side: str, container_side: str) -> None:
     """The endpoint's veth pair in this namespace: host side up, container side with Calico's MAC."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=host_side, kind="veth", peer={"ifname": container_side, "address": WORKLOAD_MAC})
+    with Rtnl() as rtnl:
+        rtnl.request(netlink.veth(host_side, container_side, WORKLOAD_MAC))
         skip_duplicate_address_detection(host_side)
-        ipr.link("set", index=ipr.link_lookup(ifname=host_side)[0], state="up")
+        rtnl.request(netlink.link(name=host_side, up=True))
 
 
 def skip_duplicate_address_detection(name: str) -> None:
@@ -212,38 +213,19 @@ def skip_duplicate_address_detection(name: str) -> None:
 
 def link_local_address(name: str, peer_name: str) -> str:
     """The fe80:: address the kernel gives the host side once the veth has carrier (the other end
-    is set up for that here, as libnetwork-plugin does; moving it into the container sets it down)."""
-    import time
-
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        (index,) = ipr.link_lookup(ifname=name)
-        (peer,) = ipr.link_lookup(ifname=peer_name)
-        ipr.link("set", index=peer, state="up")
-        deadline = time.monotonic() + LINK_LOCAL_WAIT
-        while time.monotonic() < deadline:
-            for address in ipr.get_addr(family=10, index=index):
-                if ipaddress.ip_address(address.get_attr("IFA_ADDRESS")).is_link_local:
-                    return address.get_attr("IFA_ADDRESS")
-            time.sleep(0.02)
-    raise PluginError(f"{name} got no IPv6 link-local address within {LINK_LOCAL_WAIT:.0f}s")
+    is set up for that here, as libnetwork-plugin does; moving it into the container sets it down):
+    told by the kernel the moment it is there."""
+    with Rtnl() as rtnl:
+        rtnl.subscribe(netlink.RTNLGRP_IPV6_IFADDR)
+        index = rtnl.find(name).index
+        rtnl.request(netlink.link(name=peer_name, up=True))
+        address = rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, LINK_LOCAL_WAIT)
+    if address is None:
+        raise PluginError(f"{name} got no IPv6 link-local address within {LINK_LOCAL_WAIT:.0f}s")
+    return address
 
 
 def delete_link(name: str) -> None:
-    """Delete the host side of an endpoint's veth.  Gone already is fine: when a container's
-    network namespace goes (its last process exited), the kernel deletes the pair itself, and
-    that may happen between the lookup and the delete."""
-    import errno
-
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute() as ipr:
-        indexes = ipr.link_lookup(ifname=name)
-        try:
-            if indexes:
-                ipr.link("del", index=indexes[0])
-        except NetlinkError as error:
-            if error.code != errno.ENODEV:
-                raise
+    """Delete the host side of an endpoint's veth (gone with the container already is fine)."""
+    with Rtnl() as rtnl:
+        rtnl.delete_if_there(name)

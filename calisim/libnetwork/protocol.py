@@ -54,6 +54,7 @@ class PluginServer:
         self.loop = loop
         self.handlers = {"Plugin.Activate": self._activate, **plugin.handlers()}
         self._server: ThreadingUnixServer | None = None
+        self._open: set[socket.socket] = set()  # the connections kept alive between requests
 
     async def _activate(self, request: dict) -> dict:
         return {"Implements": [self.plugin.implements]}
@@ -86,6 +87,14 @@ class PluginServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                server._open.add(self.connection)
+
+            def finish(self) -> None:
+                server._open.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, answer = server.answer(self.path, body)
@@ -104,9 +113,16 @@ class PluginServer:
         os.chmod(self.path, 0o660)
 
     def stop(self) -> None:
+        """No new connection, and those kept open end: a client's next request on one fails and
+        goes to whatever serves the socket next, never to this plugin."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            for connection in list(self._open):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # its client closed it meanwhile
+                    pass
             self.path.unlink(missing_ok=True)
 
 
@@ -121,15 +137,61 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+class _Connections:
+    """Kept-alive connections to each plugin socket, as the Go HTTP client of Docker's plugin
+    package keeps them: a request then costs neither a connect nor the server a new thread.  One
+    idle connection serves one request at a time; a thread that finds none opens one."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[_UnixConnection]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, path: Path, timeout: float) -> tuple[_UnixConnection, bool]:
+        """An idle connection to path (and True), or a new one (and False)."""
+        with self.lock:
+            idle = self.idle.get(str(path))
+            connection = idle.pop() if idle else None
+        if connection is None:
+            return _UnixConnection(path, timeout), False
+        connection.sock.settimeout(timeout)
+        return connection, True
+
+    def give_back(self, path: Path, connection: _UnixConnection) -> None:
+        with self.lock:
+            self.idle.setdefault(str(path), []).append(connection)
+
+
+_connections = _Connections()
+
+
+def _post(connection: _UnixConnection, method: str, body: bytes) -> tuple[int, dict, bool]:
+    """(HTTP status, decoded answer, whether the server keeps the connection open)."""
+    connection.request("POST", f"/{method}", body, {"Content-Type": "application/json", "Accept": CONTENT_TYPE})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read() or b"{}"), not response.will_close
+
+
 def call_plugin(path: Path, method: str, request: dict | None = None,
                 timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict]:
-    """POST a plugin request as libnetwork does; returns (HTTP status, decoded answer)."""
-    connection = _UnixConnection(path, timeout)
+    """POST a plugin request as libnetwork does; returns (HTTP status, decoded answer).  A kept
+    connection the plugin has closed since (it restarted) is given up for a new one, once, as
+    Docker's plugin client tries a request again when its connection fails."""
+    body = json.dumps(request or {}).encode()
+    connection, reused = _connections.take(path, timeout)
     try:
-        body = json.dumps(request or {}).encode()
-        connection.request("POST", f"/{method}", body, {"Content-Type": "application/json",
-                                                         "Accept": CONTENT_TYPE})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
+        try:
+            status, answer, open_ = _post(connection, method, body)
+        except ConnectionError:  # http.client's RemoteDisconnected too
+            if not reused:
+                raise
+            connection.close()
+            connection = _UnixConnection(path, timeout)
+            status, answer, open_ = _post(connection, method, body)
+    except BaseException:
         connection.close()
+        raise
+    if open_:
+        _connections.give_back(path, connection)
+    else:
+        connection.close()
+    return status, answer

@@ -1,12 +1,14 @@
 """The plugins' HTTP protocol over a unix socket: the content type, unknown URLs and broken
 requests (libnetwork-plugin v1.0's answers)."""
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
-from calisim.libnetwork import CONTENT_TYPE
+from calisim.libnetwork import CONTENT_TYPE, PluginServer, call_plugin
 from calisim.libnetwork.protocol import _UnixConnection
 
 from tests.libnetwork.conftest import NETWORK
@@ -36,3 +38,37 @@ def test_content_type_unknown_urls_and_broken_requests(plugins):
     assert driver("NetworkDriver.CreateEndpoint", {"NetworkID": NETWORK}) == (
         500, {"Err": "Missing or invalid EndpointID in request"})
     assert driver("Plugin.Activate") == (200, {"Implements": ["NetworkDriver"]})  # still serving
+
+
+class Named:
+    """A plugin that only says what it implements."""
+
+    def __init__(self, implements: str):
+        self.implements = implements
+
+    def handlers(self) -> dict:
+        return {}
+
+
+def test_a_connection_is_kept_between_requests_and_a_restarted_plugin_is_asked_anew(tmp_path):
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    path = tmp_path / "kept.sock"
+    first = PluginServer(path, Named("First"), loop)
+    first.start()
+    try:
+        for _ in range(3):
+            assert call_plugin(path, "Plugin.Activate") == (200, {"Implements": ["First"]})
+        assert len(first._open) == 1  # one connection served all three
+        first.stop()
+        second = PluginServer(path, Named("Second"), loop)
+        second.start()
+        assert call_plugin(path, "Plugin.Activate") == (200, {"Implements": ["Second"]})  # not the stopped one
+        second.stop()
+        with pytest.raises(OSError):
+            call_plugin(path, "Plugin.Activate")
+    finally:
+        first.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
