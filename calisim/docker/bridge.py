@@ -110,6 +110,40 @@ def iptables(table: str, chain: str, rule: list[str], action: str = "-A") -> Non
         subprocess.run(["iptables", "-w", "-t", table, action, chain, *rule], capture_output=True, check=True)
 
 
+def saved_rules() -> dict[str, set[str]]:
+    """The host's rules as iptables-save prints them: each table's `-A CHAIN ...` lines."""
+    saved: dict[str, set[str]] = {}
+    lines: set[str] = set()
+    for line in subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout.splitlines():
+        if line.startswith("*"):
+            lines = saved.setdefault(line[1:], set())
+        elif line.startswith("-A "):
+            lines.add(line)
+    return saved
+
+
+def restore(lines_by_table: dict[str, list[str]]) -> None:
+    """Rule commands (`-A ...`, `-F CHAIN`) in one iptables-restore that keeps everything else."""
+    script = "".join(f"*{table}\n" + "".join(f"{line}\n" for line in lines) + "COMMIT\n"
+                     for table, lines in lines_by_table.items() if lines)
+    if script:
+        subprocess.run(["iptables-restore", "--noflush", "-w"], input=script, text=True, capture_output=True,
+                       check=True)
+
+
+def append_missing(rules: list[tuple[str, str, list[str]]]) -> None:
+    """Each rule appended where the host lacks it, as `iptables -C` then `-A` rule by rule did, in
+    two processes (one if none is missing) instead of two a rule: each reads the host's whole
+    ruleset, and a dockerd's start ran ten of them one after another."""
+    saved = saved_rules()
+    missing: dict[str, list[str]] = {}
+    for table, chain, rule in rules:
+        line = f"-A {chain} {' '.join(rule)}"
+        if line not in saved.get(table, set()):
+            missing.setdefault(table, []).append(line)
+    restore(missing)
+
+
 def default(bip: str = "") -> Bridge:
     """docker0: 172.17.0.1/16, or daemon.json's `bip` (its gateway's address and prefix)."""
     if not bip:
@@ -135,8 +169,7 @@ def set_up(bridge: Bridge = DEFAULT) -> None:
                 ipr.addr("del", index=index, address=address, prefixlen=length)
             ipr.addr("add", index=index, address=str(bridge.gateway), prefixlen=bridge.subnet.prefixlen)
         ipr.link("set", index=index, state="up")
-    for table, chain, rule in bridge.rules():
-        iptables(table, chain, rule)
+    append_missing(bridge.rules())
 
 
 def isolate(device: str, others: list[str], action: str = "-I") -> None:

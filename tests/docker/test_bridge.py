@@ -218,6 +218,10 @@ AFTER_RESTART = r"""
 # as dockerd empties its DOCKER chains at start (its container k1 runs on, unmanaged: its address is avoided).
 host1$ docker network inspect kept -f '{{.Driver}} {{range .IPAM.Config}}{{.Subnet}}{{end}}' | grep -x 'bridge 10.98.0.0/24'
 host1$ iptables -t nat -S DOCKER | grep -c DNAT | grep -x 0
+# Every bridge's rules once (the new dockerd added only what the host lacked).
+host1$ iptables -t nat -S POSTROUTING | grep -c '! -o .* -j MASQUERADE' | grep -x 2
+host1$ iptables -S FORWARD | sort | uniq -d | grep -c . | grep -x 0
+host1$ iptables -S FORWARD | grep -c -- '-i docker0 -o docker0 -j ACCEPT' | grep -x 1
 host1$ docker run --net kept --ip 10.98.0.50 -p 8085:80 --name k2 -d busybox httpd -f -p 80 -h /etc
 host1$ docker run --net kept --ip 10.98.0.51 --name k3 -tid busybox
 host1$ docker exec k3 wget -qO- http://k2/hostname | grep -x "$(docker inspect -f '{{.Config.Hostname}}' k2)"
