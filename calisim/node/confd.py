@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
-from ..datastore import DEBOUNCE, DatastoreError, View, keys, next_pass
+from ..datastore import DatastoreError, View, keys, next_pass
 from ..ipam import ConflictError, IPAMError
 from ..process import pids
 from ..process.daemon import DaemonError
@@ -29,14 +29,17 @@ KERNEL_PROTOCOL = "kernel1"  # BIRD's name for the template's unnamed `protocol 
 # The rhythm of confd's passes while hosts join (a cluster's bring-up).  Each pass renders every
 # peer, runs `bird -p` and has BIRD parse it all again (~10 ms of CPU at 100 peers), so a pass for
 # each host that joins is O(N^2) work: at 100 hosts on a loaded machine, where joins came ~0.4 s
-# apart (more than DEBOUNCE), every node passed once a join.  A node's change that comes within
+# apart (more than the 0.2 s debounce), every node passed once a join.  A node's change that comes within
 # STORM_GAP of the last pass is taken for part of such a stream: the pass then waits for
 # STORM_QUIET without a change, at most STORM_SETTLE_MAX.  Any other change (a pool, whose IPIP
-# tunnel address Felix makes before the render, a peer, a block) and a lone join still wait only
-# DEBOUNCE.
+# tunnel Felix makes as it lands, a peer, a block) and a lone join wait only LONE_QUIET: Calico's
+# confd renders on each watch event, and a command's keys (`calicoctl create -f` of a few
+# resources, a node's registration) land within it.  (At the agents' 0.2 s debounce, the seed
+# demo's BIRDs took the new pool 0.15 s later, and host1's BIRD its peer host2.)
 STORM_GAP = 1.5
 STORM_QUIET = 0.6
 STORM_SETTLE_MAX = 3.0
+LONE_QUIET = 0.05
 
 
 def node_config_depends_on(name: str) -> Callable[[str, dict[str, Any]], bool]:
@@ -121,7 +124,7 @@ class Confd:
         """How long a pass waits for silence: longer while nodes' changes keep following passes."""
         since = asyncio.get_running_loop().time() - self.last_pass
         joining = (self.view.last_woken or "").startswith(keys.BGP_HOSTS)
-        return STORM_QUIET if joining and since < STORM_GAP else DEBOUNCE
+        return STORM_QUIET if joining and since < STORM_GAP else LONE_QUIET
 
     async def keep_bird_running(self) -> None:
         """As runsv: whenever BIRD exits, a 1 s pause and BIRD again (with -R), also when the

@@ -116,7 +116,7 @@ def test_a_bird_dying_while_it_starts_is_started_again(tmp_path):
 def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
     """While hosts keep joining, each node's change following confd's last pass within STORM_GAP
     waits for STORM_QUIET of silence; a lone change (the first, or one long after a pass) and any
-    other key's change (a pool: Felix's tunnel address waits on that pass) for DEBOUNCE."""
+    other key's change (a pool) for LONE_QUIET, shorter than the agents' DEBOUNCE."""
     view = View(["/calico/"])
     confd = Confd(view, NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "")
 
@@ -131,9 +131,9 @@ def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
         return found
 
     assert asyncio.run(quiets(keys.bgp_host_ip_v4("host9"))) == [
-        DEBOUNCE, confd_module.STORM_QUIET, confd_module.STORM_QUIET, DEBOUNCE]
-    assert asyncio.run(quiets(keys.pool(ipaddress.ip_network("10.10.0.0/16")))) == [DEBOUNCE] * 4
-    assert confd_module.STORM_QUIET > DEBOUNCE
+        confd_module.LONE_QUIET, confd_module.STORM_QUIET, confd_module.STORM_QUIET, confd_module.LONE_QUIET]
+    assert asyncio.run(quiets(keys.pool(ipaddress.ip_network("10.10.0.0/16")))) == [confd_module.LONE_QUIET] * 4
+    assert confd_module.STORM_QUIET > DEBOUNCE > confd_module.LONE_QUIET
 
 
 class RecordedControl:
