@@ -24,9 +24,7 @@ from datetime import datetime, timezone
 
 from ..datastore.resources.docker import Endpoint, Network
 from .errors import APIError, DockerError
-from .. import netlink
-from ..netlink import Rtnl
-from .netns import move_and_configure
+from .netns import ROUTE_PROTOCOL, in_namespace, route_socket
 from .networks import NetworkRequest
 
 NAME = "docker0"
@@ -264,29 +262,48 @@ def host_end(endpoint: Endpoint) -> str:
     return "veth" + endpoint.id[:7]
 
 
+def next_eth(ipr) -> str:
+    """The container's next interface name, as libnetwork numbers them: eth0, then eth1, ..."""
+    names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    return next(f"eth{n}" for n in range(len(names) + 1) if f"eth{n}" not in names)
+
+
 def connect(network: Network, container: str, pid: int, taken: set[str], ip: str | None = None,
             aliases: tuple[str, ...] = ()) -> Endpoint:
-    """A veth pair from the network's bridge into the namespace of process pid (the inner end
-    eth0, eth1, ... as libnetwork numbers them), addressed and routed as dockerd does."""
+    """A veth pair from the network's bridge into the namespace of process pid, addressed and
+    routed as dockerd does."""
+    from pyroute2 import IPRoute
+
     bridge = Bridge.of(network)
     address = bridge.address_for(ip, taken, network.user_subnet)
     mac = "02:42:" + ":".join(f"{byte:02x}" for byte in ipaddress.ip_address(address).packed)
     endpoint = Endpoint(secrets.token_hex(32), network.id, container,
                         f"{address}/{bridge.subnet.prefixlen}", mac, pid, "", aliases)
     peer = "vethp" + endpoint.id[:7]
-    with Rtnl() as rtnl:
-        rtnl.request(netlink.veth(host_end(endpoint), peer))
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=host_end(endpoint), kind="veth", peer=peer)
+        (outer,) = ipr.link_lookup(ifname=host_end(endpoint))
         try:
-            rtnl.request(netlink.link(name=host_end(endpoint), up=True, master=rtnl.find(bridge.device).index))
-            move_and_configure(pid, peer, "eth", mac, [(ipaddress.IPv4Interface(endpoint.address), 0)], [],
-                               [str(bridge.gateway)])
+            (device,) = ipr.link_lookup(ifname=bridge.device)
+            ipr.link("set", index=outer, master=device, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_pid=pid)
+            with IPRoute(fileno=in_namespace(pid, route_socket).detach()) as inside:
+                (index,) = inside.link_lookup(ifname=peer)
+                inside.link("set", index=index, ifname=next_eth(inside), address=mac)
+                inside.addr("add", index=index, address=address, prefixlen=bridge.subnet.prefixlen)
+                inside.link("set", index=index, state="up")
+                if not inside.get_default_routes(family=socket.AF_INET):  # one gateway: the first network's
+                    inside.route("add", dst="0.0.0.0/0", gateway=str(bridge.gateway), oif=index, proto=ROUTE_PROTOCOL)
         except Exception as error:
-            rtnl.request(netlink.delete(host_end(endpoint)))
+            ipr.link("del", index=outer)
             raise DockerError(f"failed to connect {container} to {bridge.device}: {error}") from None
     return endpoint
 
 
 def disconnect(endpoint: Endpoint) -> None:
     """The veth pair goes (its inner end with it)."""
-    with Rtnl() as rtnl:
-        rtnl.delete_if_there(host_end(endpoint))
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=host_end(endpoint)):
+            ipr.link("del", index=index)

@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .. import netlink
-from ..netlink import NetlinkError, Rtnl, route_socket
 from .errors import DockerError
 
 ROUTE_PROTOCOL = 3  # "boot", as `ip route add` and libnetwork leave it
 IFA_F_NODAD = 0x02
 CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
 libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 
@@ -43,52 +42,47 @@ def in_namespace(pid: int, make: Callable[[], T]) -> T:
         return once.submit(entered).result()
 
 
-Address = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+def route_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
 
 def configure_container_interface(sandbox_pid: int, joined: dict, address: str, mac: str, address6: str = "") -> None:
-    """Move the Join's interface into the sandbox and configure it: the /32 (and an IPv6 /128,
-    nodad: usable at once, as the /32 is), the Join's static routes and gateways."""
-    addresses = [(ipaddress.IPv4Interface(f"{ipaddress.ip_interface(address).ip}/32"), 0)]
-    if address6:
-        addresses.append((ipaddress.IPv6Interface(f"{address6.split('/')[0]}/128"), IFA_F_NODAD))
-    routes = [(ipaddress.ip_network(route["Destination"]), None if route.get("RouteType") == 1 else route["NextHop"])
-              for route in joined.get("StaticRoutes") or []]
-    gateways = [gateway for gateway in (joined.get("Gateway"), joined.get("GatewayIPv6") if address6 else None)
-                if gateway]
-    move_and_configure(sandbox_pid, joined["InterfaceName"]["SrcName"], joined["InterfaceName"]["DstPrefix"], mac,
-                       addresses, routes, gateways)
+    """Move the Join's interface into the sandbox, rename it, address it, add the routes."""
+    from pyroute2 import IPRoute
 
+    from pyroute2 import NetlinkError
 
-def move_and_configure(sandbox_pid: int, source: str, prefix: str, mac: str, addresses: list[tuple[Address, int]],
-                       routes: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str | None]],
-                       gateways: list[str]) -> None:
-    """Move link source into the sandbox (by its namespace's descriptor) and configure it as
-    libnetwork does, in its order: the prefix's first free name and mac, the addresses (each with
-    its IFA_F_* flags), up, the routes (one the sandbox has already stays), and a default route
-    through each gateway of a family the sandbox has none of yet (one gateway a sandbox: its
-    first endpoint's).  The sandbox's side is one dump of its links and one batch of requests."""
-    with open(f"/proc/{sandbox_pid}/ns/net") as namespace, Rtnl() as host:
-        try:
-            host.request(netlink.into_namespace(source, namespace.fileno()))
-        except NetlinkError as error:
-            if error.errno == errno.ENODEV:
-                raise DockerError(f"the driver did not create interface {source}") from None
-            raise
-    with Rtnl(in_namespace(sandbox_pid, route_socket)) as inside:
-        taken = inside.links()
-        index = taken[source].index
-        name = next(f"{prefix}{n}" for n in range(len(taken) + 1) if f"{prefix}{n}" not in taken)
-        for gateway in gateways:
-            version = ipaddress.ip_address(gateway).version
-            if not inside.has_default_route(socket.AF_INET if version == 4 else socket.AF_INET6):
-                routes = [*routes, (ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0"), gateway)]
-        steps = [netlink.rename(index, name, mac), *(netlink.add_address(index, a, flags) for a, flags in addresses),
-                 netlink.link(index, up=True)]
-        answers = inside.batch([*steps, *(netlink.add_route(index, destination, gateway, ROUTE_PROTOCOL)
-                                          for destination, gateway in routes)])
-    netlink.raise_first_refusal(answers[:len(steps)])
-    netlink.raise_first_refusal(answers[len(steps):], errno.EEXIST)  # a second network's link route: the first's stays
+    source = joined["InterfaceName"]["SrcName"]
+    prefix = joined["InterfaceName"]["DstPrefix"]
+    with IPRoute() as ipr:
+        (index,) = ipr.link_lookup(ifname=source) or [None]
+        if index is None:
+            raise DockerError(f"the driver did not create interface {source}")
+        ipr.link("set", index=index, net_ns_pid=sandbox_pid)
+    with IPRoute(fileno=in_namespace(sandbox_pid, route_socket).detach()) as inside:
+        (index,) = inside.link_lookup(ifname=source)
+        taken = {link.get_attr("IFLA_IFNAME") for link in inside.get_links()}
+        name = next(f"{prefix}{n}" for n in range(len(taken) + 1) if f"{prefix}{n}" not in taken)  # as libnetwork
+        inside.link("set", index=index, ifname=name, address=mac)
+        ip = ipaddress.ip_interface(address)
+        inside.addr("add", index=index, address=str(ip.ip), prefixlen=32)
+        if address6:  # nodad: usable at once, as the /32 is
+            inside.addr("add", index=index, address=address6.split("/")[0], prefixlen=128, flags=IFA_F_NODAD)
+        inside.link("set", index=index, state="up")
+        routes = [{"dst": route["Destination"], "scope": "link"} if route.get("RouteType") == 1
+                  else {"dst": route["Destination"], "gateway": route["NextHop"]}
+                  for route in joined.get("StaticRoutes") or []]
+        # The sandbox's gateway is its first endpoint's, as libnetwork keeps one gateway a sandbox.
+        for family, gateway, wanted in ((socket.AF_INET, joined.get("Gateway"), True),
+                                        (socket.AF_INET6, joined.get("GatewayIPv6"), bool(address6))):
+            if gateway and wanted and not inside.get_default_routes(family=family):
+                routes.append({"dst": "0.0.0.0/0" if family == socket.AF_INET else "::/0", "gateway": gateway})
+        for route in routes:
+            try:
+                inside.route("add", oif=index, proto=ROUTE_PROTOCOL, **route)
+            except NetlinkError as error:  # a second network's link route: the first endpoint's stays
+                if error.code != errno.EEXIST:
+                    raise
 
 
 def start_sandbox(name: str, timeout: float = 10.0) -> subprocess.Popen:

@@ -19,17 +19,15 @@ import errno
 import ipaddress
 import logging
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import netlink
 from ..datastore.resources import WorkloadEndpoint
-from ..netlink import NetlinkError, Rtnl
 
 WORKLOAD_INTERFACE_PREFIX = "cali"
+IFF_UP = 0x1
 ROUTE_PROTOCOL = 4  # "static": BIRD's kernel protocol learns these, so borrowed /32s are advertised
 INTERFACE_SYSCTLS = {"ipv4/conf/{}/proxy_arp": "1", "ipv4/conf/{}/rp_filter": "1",
                      "ipv4/conf/{}/route_localnet": "1", "ipv4/neigh/{}/proxy_delay": "0"}
@@ -86,33 +84,34 @@ def apply(wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadIn
     them up a moment later (a route through a down interface is refused with ENETDOWN).
     programmed (updated in place) is what earlier calls made, even none (a host whose last
     workload went); without it this is a full pass."""
+    from pyroute2 import IPRoute, NetlinkError
+
     try:
-        with Rtnl() as rtnl:
+        with IPRoute() as ipr:
             if programmed is not None:
-                return _apply_changes(rtnl, wanted, programmed)
-            return _apply(rtnl, wanted)
+                return _apply_changes(ipr, wanted, programmed)
+            return _apply(ipr, wanted)
     except NetlinkError as error:
-        raise OSError(error.errno, f"programming workload interfaces: {error}") from error
+        raise OSError(error.code, f"programming workload interfaces: {error}") from error
 
 
-def _program(rtnl: Rtnl, interface: WorkloadInterface, index: int) -> None:
-    """Proxy ARP and friends, then the ARP entry and the routes of one interface, in one batch."""
+def _program(ipr, interface: WorkloadInterface, index: int) -> None:
+    """Proxy ARP and friends, the ARP entry and the routes of one interface."""
+    from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
+
     sysctls = dict(INTERFACE_SYSCTLS)
     ipv6 = any(address.version == 6 for address in interface.addresses)
     if ipv6 and Path("/proc/sys/net/ipv6/conf", interface.name).exists():
         sysctls.update(IPV6_INTERFACE_SYSCTLS)
     for pattern, value in sysctls.items():
         Path("/proc/sys/net", pattern.format(interface.name)).write_text(value)
-    requests = []
     for address in interface.addresses:
         if address.version == 4:
-            requests.append(netlink.neighbour(index, address, interface.mac))
-        requests.append(netlink.replace_route(index, ipaddress.ip_network(address), ROUTE_PROTOCOL))
-    netlink.raise_first_refusal(rtnl.batch(requests))
+            ipr.neigh("replace", dst=str(address), lladdr=interface.mac, ifindex=index, state=NUD_PERMANENT)
+        ipr.route("replace", dst=f"{address}/{address.max_prefixlen}", oif=index, scope="link", proto=ROUTE_PROTOCOL)
 
 
-def _apply_changes(rtnl: Rtnl, wanted: dict[str, WorkloadInterface],
-                   programmed: dict[str, WorkloadInterface]) -> set[str]:
+def _apply_changes(ipr, wanted: dict[str, WorkloadInterface], programmed: dict[str, WorkloadInterface]) -> set[str]:
     """Only the differences from programmed: new or changed interfaces (looked up by name), and
     the routes of addresses no longer wanted on an interface programmed before; the connections
     of every address that went or came are forgotten first.  An interface not there yet is left
@@ -120,32 +119,35 @@ def _apply_changes(rtnl: Rtnl, wanted: dict[str, WorkloadInterface],
     kernel's whole conntrack table (15 ms here, every namespace's entries), and a new endpoint's
     first pass comes before its Join has made the interface."""
     changed = sorted(name for name in set(programmed) | set(wanted) if programmed.get(name) != wanted.get(name))
-    links = {name: _link(rtnl, name) for name in changed}
+    links = {name: _link(ipr, name) for name in changed}
     missing = {name for name in changed if wanted.get(name) is not None
-               and (links[name] is None or not links[name].flags & netlink.IFF_UP)}
+               and (links[name] is None or not links[name]["flags"] & IFF_UP)}
     remove_connections(changed_addresses(programmed, {name: wanted[name] for name in wanted if name not in missing}))
     for name in changed:
         before, after, link = programmed.get(name), wanted.get(name), links[name]
         if link is not None and before is not None:
             kept = set(after.addresses) if after is not None else set()
             for address in set(before.addresses) - kept:
-                _delete_route(rtnl, ipaddress.ip_network(address), link.index)
+                _delete_route(ipr, f"{address}/{address.max_prefixlen}", link["index"])
         programmed.pop(name, None)
         if after is None or name in missing:
             continue
-        _program(rtnl, after, link.index)
+        _program(ipr, after, link["index"])
         programmed[name] = after
     return missing
 
 
-def _link(rtnl: Rtnl, name: str) -> netlink.Link | None:
+def _link(ipr, name: str):
     """The interface called name, None if there is none (gone: the kernel took its routes with it)."""
+    from pyroute2 import NetlinkError
+
     try:
-        return rtnl.find(name)
+        (link,) = ipr.link("get", ifname=name)
     except NetlinkError as error:
-        if error.errno != errno.ENODEV:
+        if error.code != errno.ENODEV:
             raise
         return None
+    return link
 
 
 def addresses_of(interface: WorkloadInterface | None) -> set:
@@ -198,29 +200,35 @@ def any_connection_of(addresses: set) -> bool:
     return not named.isdisjoint(re.findall(r"(?:src|dst)=(\S+)", table))
 
 
-def _delete_route(rtnl: Rtnl, destination: ipaddress.IPv4Network | ipaddress.IPv6Network, index: int) -> None:
-    netlink.raise_first_refusal(rtnl.batch([netlink.delete_route(index, destination)]), errno.ESRCH)  # gone is fine
+def _delete_route(ipr, dst: str, index: int) -> None:
+    from pyroute2 import NetlinkError
+
+    try:
+        ipr.route("del", dst=dst, oif=index, scope="link")  # pyroute2 would match scope universe
+    except NetlinkError as error:
+        if error.code != errno.ESRCH:  # not there (any more)
+            raise
 
 
-def _apply(rtnl: Rtnl, wanted: dict[str, WorkloadInterface]) -> set[str]:
+def _apply(ipr, wanted: dict[str, WorkloadInterface]) -> set[str]:
     missing = set()
-    links = rtnl.links()
-    present = {name: link.index for name, link in links.items()}
-    up = {link.index for link in links.values() if link.flags & netlink.IFF_UP}
+    links = ipr.get_links()
+    present = {link.get_attr("IFLA_IFNAME"): link["index"] for link in links}
+    up = {link["index"] for link in links if link["flags"] & IFF_UP}
     for interface in wanted.values():
         index = present.get(interface.name)
         if index is None or index not in up:
             missing.add(interface.name)
             continue
-        _program(rtnl, interface, index)
+        _program(ipr, interface, index)
     expected = {(str(a), present.get(i.name)) for i in wanted.values() for a in i.addresses}
     workload_indexes = {index for name, index in present.items() if name.startswith(WORKLOAD_INTERFACE_PREFIX)}
     gone: set[str] = set()
-    for family, length in ((socket.AF_INET, 32), (socket.AF_INET6, 128)):
-        for route in rtnl.routes(family):  # the main table's: not the local table's own addresses
-            if route.table == netlink.RT_TABLE_MAIN and route.oif in workload_indexes and route.length == length:
-                if (route.destination, route.oif) not in expected:
-                    _delete_route(rtnl, ipaddress.ip_network(f"{route.destination}/{length}"), route.oif)
-                    gone.add(route.destination)
+    for family, length in ((2, 32), (10, 128)):
+        for route in ipr.get_routes(family=family, table=254):  # not the local table's own addresses
+            if route.get_attr("RTA_OIF") in workload_indexes and route["dst_len"] == length:
+                if (route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")) not in expected:
+                    _delete_route(ipr, f"{route.get_attr('RTA_DST')}/{length}", route.get_attr("RTA_OIF"))
+                    gone.add(route.get_attr("RTA_DST"))
     remove_connections(gone)
     return missing

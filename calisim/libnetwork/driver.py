@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from .. import netlink
 from ..datastore import Datastore, Txn, keys
 from ..datastore.resources import Profile, WorkloadEndpoint
 from ..datastore.resources.docker import Network
-from ..netlink import Rtnl
 from .protocol import Handler, PluginError, require
 
 Programmed = Callable[[str, float], Awaitable[bool]]  # (host side interface, timeout) -> its dataplane is complete
@@ -195,10 +192,12 @@ class NetworkDriver:
 
 def create_veth(host_side: str, container_side: str) -> None:
     """The endpoint's veth pair in this namespace: host side up, container side with Calico's MAC."""
-    with Rtnl() as rtnl:
-        rtnl.request(netlink.veth(host_side, container_side, WORKLOAD_MAC))
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=host_side, kind="veth", peer={"ifname": container_side, "address": WORKLOAD_MAC})
         skip_duplicate_address_detection(host_side)
-        rtnl.request(netlink.link(name=host_side, up=True))
+        ipr.link("set", index=ipr.link_lookup(ifname=host_side)[0], state="up")
 
 
 def skip_duplicate_address_detection(name: str) -> None:
@@ -213,19 +212,38 @@ def skip_duplicate_address_detection(name: str) -> None:
 
 def link_local_address(name: str, peer_name: str) -> str:
     """The fe80:: address the kernel gives the host side once the veth has carrier (the other end
-    is set up for that here, as libnetwork-plugin does; moving it into the container sets it down):
-    told by the kernel the moment it is there."""
-    with Rtnl() as rtnl:
-        rtnl.subscribe(netlink.RTNLGRP_IPV6_IFADDR)
-        index = rtnl.find(name).index
-        rtnl.request(netlink.link(name=peer_name, up=True))
-        address = rtnl.address_of(index, socket.AF_INET6, netlink.RT_SCOPE_LINK, LINK_LOCAL_WAIT)
-    if address is None:
-        raise PluginError(f"{name} got no IPv6 link-local address within {LINK_LOCAL_WAIT:.0f}s")
-    return address
+    is set up for that here, as libnetwork-plugin does; moving it into the container sets it down)."""
+    import time
+
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        (index,) = ipr.link_lookup(ifname=name)
+        (peer,) = ipr.link_lookup(ifname=peer_name)
+        ipr.link("set", index=peer, state="up")
+        deadline = time.monotonic() + LINK_LOCAL_WAIT
+        while time.monotonic() < deadline:
+            for address in ipr.get_addr(family=10, index=index):
+                if ipaddress.ip_address(address.get_attr("IFA_ADDRESS")).is_link_local:
+                    return address.get_attr("IFA_ADDRESS")
+            time.sleep(0.02)
+    raise PluginError(f"{name} got no IPv6 link-local address within {LINK_LOCAL_WAIT:.0f}s")
 
 
 def delete_link(name: str) -> None:
-    """Delete the host side of an endpoint's veth (gone with the container already is fine)."""
-    with Rtnl() as rtnl:
-        rtnl.delete_if_there(name)
+    """Delete the host side of an endpoint's veth.  Gone already is fine: when a container's
+    network namespace goes (its last process exited), the kernel deletes the pair itself, and
+    that may happen between the lookup and the delete."""
+    import errno
+
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        indexes = ipr.link_lookup(ifname=name)
+        try:
+            if indexes:
+                ipr.link("del", index=indexes[0])
+        except NetlinkError as error:
+            if error.code != errno.ENODEV:
+                raise
