@@ -127,9 +127,27 @@ def until_unchanged(outer: SimServers, before: dict, what: str) -> None:
         time.sleep(0.2)
 
 
+def sandbox_holders(machine) -> list[int]:
+    """The processes of machine (in its PID namespace) with a child in another PID namespace: a
+    run's, whose child is its sandbox's PID 1, killed with it."""
+    def other_namespace(pid: str) -> bool:
+        try:
+            return os.stat(f"/proc/{pid}/ns/pid").st_ino != machine.pid_namespace
+        except FileNotFoundError:
+            return False
+    holders = []
+    for pid in machine.processes():
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        if any(other_namespace(child) for child in children):
+            holders.append(pid)
+    return holders
+
 def run_killed_once_on_b(outer: SimServers, command: str) -> str:
-    """command (a run whose steps end in a long sleep) started on A, and its sandbox's PID 1
-    killed by SIGKILL once its steps have begun (the servers started before them: B holds a server
+    """command (a run whose steps end in a long sleep) started on A, and the process holding its
+    sandbox killed by SIGKILL once its steps have begun (the servers started before them: B holds a server
     sandbox): the run's output."""
     machine_a, machine_b = outer.servers
     run = subprocess.Popen(outer.ssh_command(machine_a) + [command], stdout=subprocess.PIPE,
@@ -140,10 +158,9 @@ def run_killed_once_on_b(outer: SimServers, command: str) -> str:
             assert time.monotonic() < deadline and run.poll() is None, f"the run did not get going: {output}"
             if select.select([run.stdout], [], [], 1)[0]:
                 output += run.stdout.readline()
-        sandbox_init = [pid for pid in machine_a.processes()
-                        if b"calisim.emulation.sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert len(sandbox_init) == 1, sandbox_init
-        os.kill(sandbox_init[0], signal.SIGKILL)
+        holders = sandbox_holders(machine_a)
+        assert len(holders) == 1, holders
+        os.kill(holders[0], signal.SIGKILL)  # its child, the sandbox's PID 1, dies with it, and the sandbox
         return output + run.communicate(timeout=60)[0]
     finally:
         if run.poll() is None:
@@ -153,7 +170,7 @@ def run_killed_once_on_b(outer: SimServers, command: str) -> str:
 
 @pytest.mark.emulation
 def test_the_seed_runs_on_two_real_machines_and_leaves_nothing_on_either(untouched, runs):
-    """Then a run on them killed by SIGKILL (its sandbox's PID 1) leaves nothing on either either:
+    """Then a run on them killed by SIGKILL (the process holding its sandbox) leaves nothing on either either:
     its ssh sessions die with it, and B's sandbox with the session that holds it."""
     outer = SimServers(RunDir.create("lan").path, 2)
     outer.start()
