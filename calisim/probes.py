@@ -36,6 +36,7 @@ from typing import Callable
 
 ECHO_TCP_PORT = 80
 ECHO_UDP_PORT = 69
+STREAM_RECEIVE_BUFFER = 4 << 20  # bytes
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ProbeResult:
 
 
 SO_TIMESTAMPING = 37  # also the control message's type (SCM_TIMESTAMPING)
+SO_RCVBUFFORCE = 33  # not in Python's socket module
 TIMESTAMPING = (1 << 1) | (1 << 3) | (1 << 4) | (1 << 11)  # TX/RX software stamps, reported; TX ones without data
 
 
@@ -359,6 +361,8 @@ def stream(destination: str, interval_ms: float = 10.0, seconds: float = 10.0, t
     replies: dict[int, int] = {}
     done = threading.Event()
     with icmp_socket(version) as sock:
+        # room for ~4 s of replies (duplicated ones too) should the receiver wait for the CPU (root may exceed rmem_max)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, STREAM_RECEIVE_BUFFER)
         receiver = threading.Thread(target=_collect_echo_replies,
                                     args=(sock, version, destination, identifier, replies, done), daemon=True)
         receiver.start()
