@@ -1,9 +1,10 @@
 """The datastore: a real etcd, holding Calico v1's key layout (values are JSON) on the v3 API.
 
 ``EtcdServer`` says how to start etcd inside an emulated host; ``Datastore`` is the one client
-implementation (asyncio, over aetcd) and ``Synchronous`` gives it a blocking face for short-lived
-callers such as calicoctl.  Every multi-key change goes through one ``Txn`` so that writers
-racing on other hosts either win whole or retry.
+implementation (asyncio, over aetcd; its watches over etcd's JSON gateway, datastore.gateway)
+and ``Synchronous`` gives it a blocking face for short-lived callers such as calicoctl.  Every
+multi-key change goes through one ``Txn`` so that writers racing on other hosts either win whole
+or retry.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import aetcd.exceptions  # noqa: E402
 from aetcd import transactions as ops  # noqa: E402
 
 from ..process.daemon import Daemon  # noqa: E402
+from . import gateway  # noqa: E402
 from .health import healthy  # noqa: E402
 
 CLIENT_PORT = 2379
@@ -146,7 +148,7 @@ def parse_endpoint(endpoints: str) -> tuple[str, int]:
     ``unix:/a:p,/b:p``; aetcd appends the last port): gRPC's pick_first connects to the first
     member that answers and, when that connection fails (a member killed), to the next, as
     Calico's etcd client tries each endpoint of ETCD_ENDPOINTS in turn."""
-    addresses = [_address(endpoint.strip()) for endpoint in endpoints.split(",") if endpoint.strip()]
+    addresses = endpoint_addresses(endpoints)
     if not addresses:
         raise DatastoreError(f"bad etcd endpoints {endpoints!r}: expected http://host:port[,...]")
     if len(addresses) == 1:
@@ -164,6 +166,11 @@ def parse_endpoint(endpoints: str) -> tuple[str, int]:
             raise DatastoreError(f"bad etcd endpoint {host!r}: several endpoints must be IPv4 addresses") from None
     listed = ",".join(f"{host}:{port}" for host, port in addresses)
     return f"ipv4:{listed.rpartition(':')[0]}", addresses[-1][1]
+
+
+def endpoint_addresses(endpoints: str) -> list[tuple[str, int]]:
+    """ETCD_ENDPOINTS -> each endpoint's aetcd host and port, in order."""
+    return [_address(endpoint.strip()) for endpoint in endpoints.split(",") if endpoint.strip()]
 
 
 def _address(endpoint: str) -> tuple[str, int]:
@@ -192,6 +199,7 @@ class Datastore:
         self.endpoints = endpoints
         host, port = parse_endpoint(endpoints)
         self._client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT, options=RECONNECT_BACKOFF)
+        self._watches: set[gateway.Watch] = set()
 
     @classmethod
     def from_env(cls) -> "Datastore":
@@ -225,7 +233,7 @@ class Datastore:
             except aetcd.exceptions.ClientError as error:
                 if not _timed_out(error):
                     raise DatastoreError(f"etcd at {self.endpoints}: {type(error).__name__}: {error}") from error
-                await self._client.close()
+                await self.close()
                 raise DatastoreError(f"{UNAVAILABLE}; error #0: {self.endpoints}: {error}") from error
 
     async def get(self, key: str) -> Entry | None:
@@ -288,17 +296,20 @@ class Datastore:
         return 0
 
     async def watch(self, prefix: str, start_revision: int | None = None) -> AsyncIterator[Event]:
-        """Events under prefix (from start_revision on, if given: none lost after a list_at);
-        raises DatastoreError when the watch dies (etcd restarted, that revision compacted)."""
-        watch = await self._call(self._client.watch_prefix, prefix.encode(), start_revision=start_revision)
+        """Events under prefix (from start_revision on, if given: none lost after a list_at), over
+        etcd's JSON gateway (datastore.gateway says why not gRPC); raises DatastoreError when
+        the watch dies (etcd restarted, that revision compacted, a request timed out: its member
+        may be frozen, and the watch is ended with the channel)."""
+        watch = gateway.Watch(endpoint_addresses(self.endpoints), prefix.encode(), _prefix_end(prefix), start_revision)
+        self._watches.add(watch)
         try:
-            async for event in watch:
-                value = decode(event.kv.value) if event.kind == "PUT" else None
-                yield Event(event.kv.key.decode(), value, event.kv.mod_revision)
-        except aetcd.exceptions.ClientError as error:
+            async for key, raw, revision in watch:
+                yield Event(key, None if raw is None else decode(raw), revision)
+        except gateway.GatewayError as error:
             raise DatastoreError(f"watch on etcd at {self.endpoints} failed: {error}") from error
         finally:
-            await watch.cancel()
+            self._watches.discard(watch)
+            watch.close()
 
     async def leader(self) -> str | None:
         """The name of the member leading the cluster, as the member answering sees it (None: no leader)."""
@@ -306,6 +317,9 @@ class Datastore:
         return status.leader.name if status.leader is not None else None
 
     async def close(self) -> None:
+        """The channel closed and every watch ended (the next request or watch connects anew)."""
+        for watch in list(self._watches):
+            watch.close()
         await self._client.close()
 
 
