@@ -53,6 +53,7 @@ from . import capture, sandbox, snapshot
 from ..datastore import DatastoreError
 from ..node.bird import Timers
 from ..process import pids, signals
+from ..process.unix_server import ThreadingUnixServer
 from ..servers.watchdog import ServerLost
 from .cluster import CONTROL_SOCKET, Cluster, ClusterError, CommandResult, Progress, no_progress
 from .faults import FaultError, Faults
@@ -415,10 +416,6 @@ class LabService:
         return sorted(name[3:] for name in dir(cls) if name.startswith("op_"))
 
 
-class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
 def serve_in_background(cluster, spec: LabSpec, run_fault: FaultRunner) -> LabService:
     """The control socket of a cluster that is not a lab (a transcript run), so that its `lab$`
     steps can run `calisim fault`; ``service.stopping.set()`` closes it."""
@@ -449,7 +446,7 @@ def serve(service: LabService, path: Path) -> None:
     path.unlink(missing_ok=True)
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
-        server = _ControlServer(str(path), Handler)
+        server = ThreadingUnixServer(str(path), Handler)
     finally:
         os.umask(old_umask)
     thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)
