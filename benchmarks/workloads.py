@@ -46,6 +46,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
+from cpu import cpu_by_kind, per_item_ms  # noqa: E402  (benchmarks/ is this directory)
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.emulation.state import engine_get  # noqa: E402
 from calisim.probes import probe_from  # noqa: E402
@@ -337,10 +338,10 @@ def wide(args: argparse.Namespace, console: Console) -> None:
         meshed = time.monotonic()
         seed_pool_and_network(cluster)
         with console.status(f"creating {args.total} workloads, one thread on each of {args.hosts} hosts"):
-            creating = time.monotonic()
+            cpu_before, creating = cpu_by_kind(), time.monotonic()
             with ThreadPoolExecutor(max_workers=args.hosts) as pool:
                 finished = dict(zip(plan, pool.map(lambda host: create_on(cluster, host, plan[host], creating), plan)))
-            created = time.monotonic()
+            created, cpu_after = time.monotonic(), cpu_by_kind()
         with ThreadPoolExecutor(max_workers=args.hosts) as pool:
             placed = dict(zip(plan, pool.map(lambda host: placed_on(cluster, host, plan[host]), plan)))
             interfaces = dict(zip(plan, pool.map(
@@ -361,6 +362,7 @@ def wide(args: argparse.Namespace, console: Console) -> None:
     result = {"hosts": args.hosts, "total": args.total, "build_s": round(built - started, 2),
               "node_run_and_mesh_s": round(meshed - built, 2), "creation_s": round(created - creating, 2),
               "per_second": round(args.total / (created - creating), 2),
+              "creation_cpu_ms_per_workload": per_item_ms(cpu_before, cpu_after, args.total),
               "median_docker_run_last_tenth_over_first": last_tenth_over_first(finished),
               "cluster_steps": cluster_steps(finished, max(1, args.total // 10)),
               "per_host": [{"host": host, "workloads": len(times), "created_s": times[-1],
@@ -394,6 +396,8 @@ def print_wide(result: dict, console: Console) -> None:
                   f"{result['build_s']} s / {result['node_run_and_mesh_s']} s")
     table.add_row(f"{result['total']} workloads created (one thread a host)", f"{result['creation_s']} s")
     table.add_row("workloads created per second (cluster)", str(result["per_second"]))
+    for kind, ms in result["creation_cpu_ms_per_workload"].items():
+        table.add_row(f"  CPU a workload's creation: {kind}", f"{ms} ms")
     table.add_row("median docker run: cluster's last tenth / first tenth",
                   str(result["median_docker_run_last_tenth_over_first"]))
     for row in result["per_host"]:
