@@ -178,12 +178,12 @@ class Felix:
         batch of changes and applied as a delta (ruleset.Tables); a ruleset that fails to render
         or load leaves the last good one in place."""
         while True:
-            await next_batch(self.policy)
+            idle = await next_batch(self.policy)
             version = self.policy.version
             if version == self.policy_computed and not self.tables.resync_due():
-                if self.tables.nft.context is not None:  # the table in place is current: nothing to apply soon
+                if idle and self.tables.nft.context is not None:  # RESYNC s without a change: nothing soon
                     await asyncio.to_thread(self.tables.rest)
-                continue
+                continue  # else a wake for a change the last pass already took
             await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
             version = self.policy.version
             try:
@@ -245,15 +245,15 @@ def overwrite(path: Path, text: str) -> None:
 COALESCE_MAX = 0.1  # seconds a pass may be put off while changes keep landing turn after turn
 
 
-async def next_batch(view: View) -> None:
+async def next_batch(view: View) -> bool:
     """Felix's rhythm for policy: wait for a change (or RESYNC seconds), then let the changes
     already received land (the watch may apply one event per turn of the event loop) without
     waiting on any timer, and go: a burst delivered at once is one batch, and one that never
-    stops still gets a pass every COALESCE_MAX."""
+    stops still gets a pass every COALESCE_MAX.  True when RESYNC seconds passed without a change."""
     try:
         await asyncio.wait_for(view.changed.wait(), timeout=RESYNC)
     except asyncio.TimeoutError:
-        return
+        return True
     give_up = asyncio.get_running_loop().time() + COALESCE_MAX
     while asyncio.get_running_loop().time() < give_up:
         version = view.version
@@ -261,6 +261,7 @@ async def next_batch(view: View) -> None:
         if view.version == version:
             break
     view.changed.clear()
+    return False
 
 
 class Throttle:
