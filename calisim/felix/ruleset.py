@@ -212,11 +212,13 @@ class Tables:
     def apply(self, text: str) -> str:
         """Make the kernel's tables text; says how: "unchanged", "delta" or "rewrite".  A refused
         delta (the kernel's table edited by hand, say) falls back to the rewrite; a refused rewrite
-        raises NftError, and the kernel keeps its last good tables."""
+        raises NftError, and the kernel keeps its last good tables.  A text equal to the kernel's
+        is not parsed again."""
+        current = not self.resync_due() and self.applied is not None
+        if current and text == self.applied:
+            return "unchanged"
         parsed = parse(text)
-        if not self.resync_due() and self.applied is not None:
-            if text == self.applied:
-                return "unchanged"
+        if current:
             script = delta(self.parsed, parsed)
             if script is not None:
                 try:
