@@ -12,10 +12,12 @@
 
 With --hosts N, a different run (issue 14's "1000 workloads over 10 hosts, each reachable from
 another host"): a flat cluster of N hosts (full mesh, the same IPIP pool), --total workloads
-spread evenly over them, created by one thread per host through that host's own dockerd; then,
-per host, one `docker exec` in a workload of the next host (hostI+1, the last host's in host1's)
-pings every workload of the host at once (busybox ping, one echo each), those that did not
-answer again until --reach-timeout; every workload is counted.  Reported: the creation's wall
+spread evenly over them, created through each host's own dockerd, one at a time a host and
+--parallel at once in all (benchmarks/creation.py), by the docker SDK (--client sdk) or the CLI;
+the creation's CPU a workload by kind of process (benchmarks/cpu.py); then, per host (--parallel
+hosts at a time), one `docker exec` in a workload of the next host (hostI+1, the last host's in
+host1's) pings every workload of the host at once (busybox ping, one echo each), those that did
+not answer again until --reach-timeout; every workload is counted.  Reported: the creation's wall
 time and each host's curve, the time from the last `docker run` to every workload answering,
 the run's memory (PSS of every process) and each idle container's; JSON and PNG default to
 results/workloads-wide.*.
@@ -47,6 +49,7 @@ from rich.table import Table  # noqa: E402
 
 import topologies  # noqa: E402
 from cpu import cpu_by_kind, per_item_ms  # noqa: E402  (benchmarks/ is this directory)
+from creation import cli_run, create_all, sdk_run  # noqa: E402
 from calisim.emulation import Cluster, ClusterError  # noqa: E402
 from calisim.emulation.state import engine_get  # noqa: E402
 from calisim.probes import probe_from  # noqa: E402
@@ -190,16 +193,6 @@ def spread(total: int, hosts: int) -> list[int]:
     return [total // hosts + (index < total % hosts) for index in range(hosts)]
 
 
-def create_on(cluster: Cluster, host: str, names: list[str], started: float) -> list[float]:
-    """`docker run` each of names on host, one after another (as one user per host would); the
-    seconds since started at which each returned."""
-    finished = []
-    for name in names:
-        must(cluster.run(host, f"docker run --net net1 --name {name} -tid busybox"))
-        finished.append(round(time.monotonic() - started, 3))
-    return finished
-
-
 def placed_on(cluster: Cluster, host: str, names: list[str]) -> list[Placed]:
     """Every one of names on host, address and PID from one `docker inspect` of them all."""
     listed = must(cluster.run(host, "docker inspect --format '{{.Name}} "
@@ -337,12 +330,12 @@ def wide(args: argparse.Namespace, console: Console) -> None:
             cluster.wait_for_mesh(120)
         meshed = time.monotonic()
         seed_pool_and_network(cluster)
-        with console.status(f"creating {args.total} workloads, one thread on each of {args.hosts} hosts"):
+        runs = {host: sdk_run(cluster, host) if args.client == "sdk" else cli_run(cluster, host, must) for host in plan}
+        with console.status(f"creating {args.total} workloads over {args.hosts} hosts, {args.parallel} at once"):
             cpu_before, creating = cpu_by_kind(), time.monotonic()
-            with ThreadPoolExecutor(max_workers=args.hosts) as pool:
-                finished = dict(zip(plan, pool.map(lambda host: create_on(cluster, host, plan[host], creating), plan)))
+            finished = create_all(runs, plan, args.parallel, creating)
             created, cpu_after = time.monotonic(), cpu_by_kind()
-        with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             placed = dict(zip(plan, pool.map(lambda host: placed_on(cluster, host, plan[host]), plan)))
             interfaces = dict(zip(plan, pool.map(
                 lambda host: int(must(cluster.run(host, "ip -o link | grep -c cali"))), plan)))
@@ -350,7 +343,7 @@ def wide(args: argparse.Namespace, console: Console) -> None:
                             f"(up to {args.reach_timeout:.0f} s)"):
             checks = [Reach(host, prober, [workload.address for workload in placed[host]], {})
                       for host, prober in probers_for(placed).items()]
-            with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+            with ThreadPoolExecutor(max_workers=args.parallel) as pool:  # a host's pings go at once
                 reached = list(pool.map(lambda reach: reach_from(cluster, reach, created, created + args.reach_timeout),
                                         checks))
         run_pss = total_pss_kib()
@@ -359,7 +352,8 @@ def wide(args: argparse.Namespace, console: Console) -> None:
     torn_down = time.monotonic()
     per_host = [reach.summary() for reach in reached]
     reachable = sum(summary["reachable"] for summary in per_host)
-    result = {"hosts": args.hosts, "total": args.total, "build_s": round(built - started, 2),
+    result = {"hosts": args.hosts, "total": args.total, "client": args.client, "parallel": args.parallel,
+              "build_s": round(built - started, 2),
               "node_run_and_mesh_s": round(meshed - built, 2), "creation_s": round(created - creating, 2),
               "per_second": round(args.total / (created - creating), 2),
               "creation_cpu_ms_per_workload": per_item_ms(cpu_before, cpu_after, args.total),
@@ -394,20 +388,27 @@ def print_wide(result: dict, console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_row("network build / node runs and full mesh",
                   f"{result['build_s']} s / {result['node_run_and_mesh_s']} s")
-    table.add_row(f"{result['total']} workloads created (one thread a host)", f"{result['creation_s']} s")
+    client = "the docker SDK" if result["client"] == "sdk" else "the docker CLI"
+    table.add_row(f"{result['total']} workloads created ({client}, {result['parallel']} at once)",
+                  f"{result['creation_s']} s")
     table.add_row("workloads created per second (cluster)", str(result["per_second"]))
     for kind, ms in result["creation_cpu_ms_per_workload"].items():
         table.add_row(f"  CPU a workload's creation: {kind}", f"{ms} ms")
     table.add_row("median docker run: cluster's last tenth / first tenth",
                   str(result["median_docker_run_last_tenth_over_first"]))
-    for row in result["per_host"]:
+    for row in result["per_host"] if len(result["per_host"]) <= 20 else []:
         table.add_row(f"  {row['host']}: {row['workloads']} workloads",
                       f"last at {row['created_s']} s, median docker run {row['median_docker_run_s']} s")
+    if len(result["per_host"]) > 20:
+        last, median = ([row[key] for row in result["per_host"]] for key in ("created_s", "median_docker_run_s"))
+        table.add_row("  the hosts' last workload / median docker run (min-max)",
+                      f"{min(last)}-{max(last)} s / {min(median)}-{max(median)} s")
     reach = result["reachability"]
     table.add_row("reachable from a workload of the next host", f"{reach['reachable']} of {reach['expected']}")
     table.add_row("last docker run -> every workload answering", f"{reach['all_reachable_s']} s")
+    rounds = [len(summary["round_ends_s"]) for summary in reach["per_host"]]
     table.add_row("ping rounds a host (each: one exec, every waiting workload at once)",
-                  ", ".join(str(len(summary["round_ends_s"])) for summary in reach["per_host"]))
+                  ", ".join(map(str, rounds)) if len(rounds) <= 20 else f"{min(rounds)}-{max(rounds)}")
     first_rounds = [summary["round_ends_s"][0] for summary in reach["per_host"] if summary["round_ends_s"]]
     if first_rounds:
         table.add_row("  the first round (its exec and pings) ended", f"{min(first_rounds)}-{max(first_rounds)} s")
@@ -504,6 +505,10 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=None, help="flat hosts to spread --total over (2 or more)")
     parser.add_argument("--reach-timeout", type=float, default=120.0,
                         help="with --hosts: seconds after the last docker run for every workload to answer")
+    parser.add_argument("--client", choices=("sdk", "cli"), default="sdk",
+                        help="with --hosts: create through the docker SDK's containers.run or the docker CLI")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="with --hosts: workloads created (and hosts checked) at once; one at a time a host")
     parser.add_argument("--json", type=output_path, default=None)
     parser.add_argument("--png", type=output_path, default=None)
     args = parser.parse_args()
