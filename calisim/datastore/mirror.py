@@ -29,15 +29,18 @@ class View:
     then (what the agent waits on).  ``wakes`` says which changes those are (Calico's confd
     watches only the keys its templates use; Felix recomputes only what a change touches): a
     node's BIRD config without the mesh, say, names no other node, so other nodes joining are
-    kept in the entries but wake nobody."""
+    kept in the entries but wake nobody.  With tracks_keys the view also keeps which keys woke it
+    since the agent last took them (``take_touched``), for an agent that recomputes only those."""
 
-    def __init__(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key):
+    def __init__(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key, tracks_keys: bool = False):
         self.prefixes = tuple(prefixes)
         self.wakes = wakes
         self.entries: dict[str, Any] = {}
         self.version = 0
         self.changed = asyncio.Event()
         self.last_woken: str | None = None  # the key of the latest change that woke the agent
+        self.tracks_keys = tracks_keys
+        self.touched: set[str] | None = None  # with tracks_keys: the keys that woke it; None: every key (a reload)
 
     def read(self) -> dict[str, Any]:
         """A copy of the entries, the agent's to keep while it awaits."""
@@ -52,13 +55,22 @@ class View:
             self.version += 1
             self.last_woken = key
             self.changed.set()
+            if self.tracks_keys and self.touched is not None:
+                self.touched.add(key)
 
     def _reload(self, entries: dict[str, Any]) -> None:
         mine = {key: value for key, value in entries.items() if key.startswith(self.prefixes)}
         if mine != self.entries:
             self.entries = mine
             self.version += 1
+        self.touched = None  # any key may have changed
         self.changed.set()  # a pass after every reload, whatever it found
+
+    def take_touched(self) -> set[str] | None:
+        """The keys that woke the agent since it last took them (None: any key may have, since a
+        reload); the next call starts afresh."""
+        touched, self.touched = self.touched, set()
+        return touched
 
 
 class Mirror:
@@ -78,8 +90,9 @@ class Mirror:
         self.revision = 0  # the etcd revision the copy is current to
         self.views: list[View] = []
 
-    def view(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key) -> View:
-        view = View(prefixes, wakes)
+    def view(self, prefixes: list[str] | tuple[str, ...], wakes: Wakes = every_key,
+             tracks_keys: bool = False) -> View:
+        view = View(prefixes, wakes, tracks_keys)
         view._reload(self.entries)
         self.views.append(view)
         return view

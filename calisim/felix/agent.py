@@ -37,6 +37,7 @@ from ..datastore import RESYNC, Datastore, DatastoreError, Txn, View, keys, next
 from ..datastore.resources import IPPool
 from ..ipam import IPAM, TUNNELS, ConflictError, IPAMError
 from . import endpoints, ipip, policy, ruleset, vxlan
+from .addresses import AddressSets
 
 log = logging.getLogger("calico-node")
 
@@ -61,9 +62,13 @@ class Felix:
         self.vxlan = view_of(vxlan.datastore_prefixes(), self.vxlan_depends_on)
         self.policy_names_host_addresses = False  # as of the last pass (policy.depends_on)
         self.policy = view_of(policy.datastore_prefixes(),
-                              lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses))
+                              lambda key, entries: policy.depends_on(key, self.policy_names_host_addresses),
+                              tracks_keys=True)
         self.policy_loader = policy.Loader()  # decodes only what changed since the last pass
         self.tables = ruleset.Tables(policy.REPLACE)  # what is in the kernel: the next change is a delta
+        self.addresses = AddressSets(name)  # every host's endpoints and the address sets they fill
+        self.policy_text: str | None = None  # the tables last rendered (their address sets declared empty)
+        self.policy_file_current = True  # /var/run/calico/policy.nft shows the tables in the kernel
         self.policy_computed: int | None = None  # the policy view's version of the last good pass
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
         self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
@@ -181,8 +186,8 @@ class Felix:
             idle = await next_batch(self.policy)
             version = self.policy.version
             if version == self.policy_computed and not self.tables.resync_due():
-                if idle and self.tables.nft.context is not None:  # RESYNC s without a change: nothing soon
-                    await asyncio.to_thread(self.tables.rest)
+                if idle:  # RESYNC seconds without a change: nothing to apply soon
+                    await asyncio.to_thread(self.rest)
                 continue  # else a wake for a change the last pass already took
             await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
             version = self.policy.version
@@ -190,26 +195,67 @@ class Felix:
                 await self.policy_pass(version)
             except (policy.PolicyError, ruleset.NftError, OSError) as error:
                 log.error("kept the last good policy: %s", error)
+                self.addresses.structure = None  # the next pass a full one
             except Exception:  # a bug must not end enforcement of later changes
                 log.exception("kept the last good policy")
+                self.addresses.structure = None
 
     async def policy_pass(self, version: int) -> None:
-        """One pass: the model from the view, its tables rendered and applied (a delta unless a
-        rewrite is due), then the word to whoever waits in ``programmed``."""
+        """One pass: the tables rendered and applied (a delta unless a rewrite is due), then the
+        word to whoever waits in ``programmed``.  Only workload endpoints changed (of any host):
+        those keys into the address sets, the tables rendered again only if one was this host's;
+        anything else: a full pass from every key of the view."""
+        touched = self.policy.take_touched()
+        from_kernel = False
+        if (touched is not None and self.addresses.structure is not None and not self.tables.resync_due()
+                and all(policy.key_kind(key) == "workload" for key in touched)):
+            restructured = [self.addresses.update(key, policy.workload_endpoint(key, self.policy.entries.get(key)))
+                            for key in sorted(touched)]
+            if any(restructured) or self.policy_text is None:
+                self.policy_text = self.addresses.render(self.ipv6_support)
+        else:
+            from_kernel = await self.load_policy()
+        apply = self.tables.apply  # a delta in place (a refused one is then rewritten here, rarely)
+        if self.tables.delta_ready():
+            how = apply(self.policy_text, self.addresses)
+        else:
+            how = await asyncio.to_thread(apply, self.policy_text, self.addresses)
+        model = self.addresses.model()
+        if how in ("delta", "rewrite"):
+            self.write_policy_file()
+            log.info("policy programmed (%s): %s", how, policy.summary(model, self.name))
+        elif how == "elements":
+            self.policy_file_current = False  # written when Felix rests: not every endpoint's addresses a pass
+        self.policed = frozenset(e.interface for e in model.local(self.name, on_host=False))
+        self.policy_computed = None if from_kernel else version
+        self.passed()
+
+    async def load_policy(self) -> bool:
+        """A full pass's model, from every key of the view, into the address sets, and its tables
+        rendered; True when they depend on the kernel's addresses (host endpoints named by
+        address), so that every resync passes again."""
         model = self.policy_loader.load(self.policy.read())
         self.policy_names_host_addresses = policy.names_host_addresses(model, self.name)
         from_kernel = any(e.on_host and e.host == self.name and not e.interface for e in model.endpoints)
         if from_kernel:  # host endpoints named by address: the kernel's addresses may change
             model = policy.with_interfaces(model, self.name, await asyncio.to_thread(policy.host_interface_addresses))
-        text = policy.render(model, self.name, self.ipv6_support)
-        apply = self.tables.apply  # a delta in place (a refused one is then rewritten here, rarely)
-        how = apply(text) if self.tables.delta_ready() else await asyncio.to_thread(apply, text)
-        if how != "unchanged":
-            overwrite(self.run_dir / "policy.nft", text)
-            log.info("policy programmed (%s): %s", how, policy.summary(model, self.name))
-        self.policed = frozenset(e.interface for e in model.local(self.name, on_host=False))
-        self.policy_computed = None if from_kernel else version
-        self.passed()
+        self.addresses.rebuild(model, self.policy_loader.workloads())
+        self.policy_text = self.addresses.render(self.ipv6_support)
+        return from_kernel
+
+    def write_policy_file(self) -> None:
+        """/var/run/calico/policy.nft: the tables in the kernel and their address sets' elements, as nft input."""
+        text = self.tables.applied
+        overwrite(self.run_dir / "policy.nft", text + self.addresses.fill(self.tables.parsed))
+        self.policy_file_current = True
+
+    def rest(self) -> None:
+        """Nothing to apply soon: policy.nft written if only set elements changed since it was, and
+        nft's context let go (ruleset.Tables.rest)."""
+        if not self.policy_file_current and self.tables.applied is not None:
+            self.write_policy_file()
+        if self.tables.nft.context is not None:
+            self.tables.rest()
 
     async def program_workloads(self) -> None:
         """Felix: keep the kernel's workload routes, ARP entries and proxy ARP equal to etcd's

@@ -285,6 +285,12 @@ class Loader:
                      tuple(sorted({address for _, address in found["bird_ip"] if address})), config)
 
 
+    def workloads(self) -> dict[str, Endpoint]:
+        """The last load's active workload endpoints (any host's), by key."""
+        return {key: part for key, (_, part) in self.decoded.items()
+                if part is not None and key_kind(key) == "workload"}
+
+
 def load(entries: dict[str, Any]) -> Model:
     """The model from etcd's keys, once (Felix keeps a Loader)."""
     return Loader().load(entries)
@@ -339,14 +345,16 @@ def all_rules(model: Model) -> list[dict]:
     return [rule for owner in (*model.profiles.values(), *model.policies) for rule in owner.inbound + owner.outbound]
 
 
-def render(model: Model, host: str, ipv6_support: bool = True) -> str:
+def render(model: Model, host: str, ipv6_support: bool = True, kept_ipv6: bool | None = None) -> str:
     """This host's whole `ip calico` table and, when IPv6 support is on (FELIX_IPV6SUPPORT) and there are
     IPv6 pools, endpoints with IPv6 addresses (a pool deleted under them) or host endpoints here (they
-    hold for both versions), its `ip6 calico` table, as nft input."""
-    addresses = [*model.all_pools, *(address for endpoint in model.endpoints for address in endpoint.addresses)]
-    ipv6 = ipv6_support and (any(ip_version(address) == 6 for address in addresses)
+    hold for both versions), its `ip6 calico` table, as nft input.  kept_ipv6 given (any host's endpoint
+    has IPv6): address sets declared empty, Felix keeps their elements (addresses.py); model is then
+    this host's workload endpoints and the host endpoints."""
+    has_ipv6 = kept_ipv6 or any(ip_version(a) == 6 for endpoint in model.endpoints for a in endpoint.addresses)
+    ipv6 = ipv6_support and (has_ipv6 or any(ip_version(pool) == 6 for pool in model.all_pools)
                              or bool(model.local(host, on_host=True)))
-    tags = tag_members(model)
+    tags = tag_members(model) if kept_ipv6 is None else None
     return "".join(render_table(model, host, family, tags) for family in (IPV4, *([FAMILIES[6]] if ipv6 else [])))
 
 
@@ -360,17 +368,18 @@ def of_family(addresses, family: Family) -> list[str]:
     return [a for a in addresses if ip_version(a) == family.version]
 
 
-def render_table(model: Model, host: str, family: Family, tags: dict[str, set[str]]) -> str:
-    """One family's table (tags: ``tag_members``, of both families)."""
+def render_table(model: Model, host: str, family: Family, tags: dict[str, set[str]] | None) -> str:
+    """One family's table (tags: ``tag_members``, of both families; None: the sets declared empty)."""
     local = model.local(host, on_host=False)
     local_hosts = model.local(host, on_host=True)
     rules = all_rules(model)
     lines = [f"table {family.table} {TABLE} {{"]
     for tag in sorted({tag for rule in rules for tag in rule_values(rule, "tag")}):
-        lines += address_set(set_name("tag", tag), sorted(of_family(tags.get(tag, ()), family)), False, family)
+        members = [] if tags is None else sorted(of_family(tags.get(tag, ()), family))
+        lines += address_set(set_name("tag", tag), members, False, family)
     for text in sorted({text for rule in rules for text in rule_values(rule, "selector")}):
         members = sorted({address for endpoint in model.selected(text)
-                          for address in of_family(endpoint.addresses, family)})
+                          for address in of_family(endpoint.addresses, family)}) if tags is not None else []
         lines += address_set(set_name("sel", text), members, False, family)
     lines += address_set("all_pools", of_family(model.all_pools, family), True, family)
     lines += address_set("nat_pools", of_family(model.nat_pools, family), True, family)

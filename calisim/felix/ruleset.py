@@ -16,6 +16,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Iterable, Protocol
 
 log = logging.getLogger("calico-felix")
 LIBNFTABLES = "libnftables.so.1"  # Debian's libnftables1, which nft itself links (no ldconfig run to find it)
@@ -181,6 +182,17 @@ class Nft:
             _libc.malloc_trim(0)
 
 
+class Elements(Protocol):
+    """Set elements kept outside the rendered text (Felix's address sets: addresses.AddressSets),
+    so that a change to them is a few elements rather than a text rendered, parsed and compared."""
+
+    def changes(self, tables: Iterable[str]) -> str: ...  # nft commands for what changed since the last commit
+
+    def fill(self, tables: Iterable[str]) -> str: ...  # nft commands that put every element in
+
+    def commit(self, tables: Iterable[str], rewritten: bool) -> None: ...  # the kernel holds them
+
+
 class Tables:
     """What this Felix loaded last, so that the next text is applied as a delta from it."""
 
@@ -209,25 +221,30 @@ class Tables:
         of it malloc_trim walking the interpreter's heap): Felix runs it off the event loop."""
         self.nft.close()
 
-    def apply(self, text: str) -> str:
-        """Make the kernel's tables text; says how: "unchanged", "delta" or "rewrite".  A refused
-        delta (the kernel's table edited by hand, say) falls back to the rewrite; a refused rewrite
-        raises NftError, and the kernel keeps its last good tables.  A text equal to the kernel's
-        is not parsed again."""
+    def apply(self, text: str, elements: Elements | None = None) -> str:
+        """Make the kernel's tables text, with elements' set elements; says how: "unchanged",
+        "elements" (set elements alone), "delta" or "rewrite".  A refused delta (the kernel's table
+        edited by hand, say) falls back to the rewrite; a refused rewrite raises NftError, and the
+        kernel keeps its last good tables.  A text equal to the kernel's is not parsed again."""
         current = not self.resync_due() and self.applied is not None
-        if current and text == self.applied:
-            return "unchanged"
-        parsed = parse(text)
+        unchanged = current and text == self.applied
+        parsed = self.parsed if unchanged else parse(text)
         if current:
-            script = delta(self.parsed, parsed)
+            changes = elements.changes(parsed) if elements is not None else ""
+            script = "" if unchanged else delta(self.parsed, parsed)
             if script is not None:
                 try:
-                    self.nft.run(script)
+                    if script or changes:
+                        self.nft.run(script + changes)
                     self.applied, self.parsed = text, parsed
-                    return "delta"
+                    if elements is not None:
+                        elements.commit(parsed, rewritten=False)
+                    return "delta" if script else "elements" if changes else "unchanged"
                 except NftError as error:
                     log.warning("policy delta refused, rewriting the table: %s", error)
         self.applied = None
-        self.nft.run(self.replace + text)
+        self.nft.run(self.replace + text + (elements.fill(parsed) if elements is not None else ""))
+        if elements is not None:
+            elements.commit(parsed, rewritten=True)
         self.applied, self.parsed, self.rewritten_at = text, parsed, time.monotonic()
         return "rewrite"

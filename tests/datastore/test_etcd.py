@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from calisim.datastore import Datastore, DatastoreError, Mirror, Synchronous, Txn, local_etcd
+from calisim.datastore import Datastore, DatastoreError, Mirror, Synchronous, Txn, keys, local_etcd
 from calisim.datastore.etcd import Entry, Event, parse_endpoint
 from calisim.felix import agent as felix_agent
 from calisim.node import confd as confd_module
@@ -225,6 +225,8 @@ def test_confd_renders_only_when_its_keys_changed_or_its_last_pass_failed(tmp_pa
 
 
 def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed(tmp_path, monkeypatch):
+    """A failed pass is tried again; a resync with the same keys loads nothing; a workload endpoint
+    goes into the address sets alone (no full load), anything else (a profile) loads every key again."""
     monkeypatch.setattr(felix_agent, "next_batch", lambda view: fake_next_pass(view.changed))
     monkeypatch.setattr(felix_agent.ruleset.Nft, "run", lambda nft, script: None)
     loads = []
@@ -254,6 +256,11 @@ def test_policy_is_recomputed_only_when_its_keys_changed_or_its_last_pass_failed
             await passes(3)
             assert len(loads) == 3 and felix.tables.applied is not None
             mirror.apply(Event(ENDPOINT, {"name": "cali1", "ipv4_nets": ["192.168.0.1/32"]}, store.revision + 1))
+            await passes(1)
+            assert len(loads) == 3 and ENDPOINT in felix.addresses.workloads
+            assert felix.policy_computed == felix.policy.version
+            mirror.apply(Event(keys.PROFILES + "p1/rules", {"inbound_rules": [], "outbound_rules": []},
+                               store.revision + 2))
             await passes(1)
             assert len(loads) == 4 and ENDPOINT in loads[-1]
         finally:
