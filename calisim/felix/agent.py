@@ -15,7 +15,8 @@ etcd's keys alone, is recomputed on a resync only when its last pass failed or i
 rewrite is due (ruleset.Tables).  Workloads and policy are event-driven, as Felix's: a pass starts
 as soon as the changes already received are in the view (no debounce timer), and whatever arrives
 while it runs is the next pass's one batch, so a burst costs a few passes, not one per change;
-under churn policy passes are throttled to 10 a second (Throttle), as Felix throttles its applies.
+under churn policy passes are throttled to 10 a second (Throttle), as Felix throttles its applies,
+and those for other hosts' workload endpoints alone (set elements: addresses.py) to 2 a second.
 
 A new workload's first packet must meet its whole dataplane: its route and proxy ARP (else its ARP
 for 169.254.1.1 goes unanswered and the kernel asks again only a second later) and its policy
@@ -73,6 +74,7 @@ class Felix:
         self.policed: frozenset[str] = frozenset()  # this host's workload interfaces in the table in the kernel
         self.progress = asyncio.Event()  # set (and replaced) after every workload or policy pass
         self.policy_throttle = Throttle()
+        self.elements_throttle = Throttle(ELEMENTS_RATE, ELEMENTS_RATE)  # passes for other hosts' endpoints alone
 
     def tasks(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self.program_workloads()), asyncio.create_task(self.program_vxlan()),
@@ -189,6 +191,8 @@ class Felix:
                 if idle:  # RESYNC seconds without a change: nothing to apply soon
                     await asyncio.to_thread(self.rest)
                 continue  # else a wake for a change the last pass already took
+            if self.other_hosts_endpoints_alone():
+                await self.elements_turn()
             await self.policy_throttle.admit()  # under churn: what lands meanwhile joins this batch
             version = self.policy.version
             try:
@@ -199,6 +203,29 @@ class Felix:
             except Exception:  # a bug must not end enforcement of later changes
                 log.exception("kept the last good policy")
                 self.addresses.structure = None
+
+    def other_hosts_endpoints_alone(self) -> bool:
+        """The changes waiting for the next pass are other hosts' workload endpoints alone (their
+        addresses into or out of the sets), and the next pass is not a full one."""
+        touched = self.policy.touched
+        return (bool(touched) and self.addresses.structure is not None and not self.tables.resync_due()
+                and all(policy.key_kind(key) == "workload" and keys.host_of(key) != self.name for key in touched))
+
+    async def elements_turn(self) -> None:
+        """Under a stream of other hosts' endpoints alone, their passes go ELEMENTS_RATE a second
+        (a lone one at once), each with what came meanwhile: one nft transaction for many, and
+        Felix's per-pass work once, on every host for every workload created anywhere.  Anything
+        else that changes meanwhile (this host's own endpoint, whose Join waits) ends the wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.elements_throttle.delay()
+        while self.other_hosts_endpoints_alone() and (left := deadline - loop.time()) > 0:
+            self.policy.changed.clear()
+            try:
+                await asyncio.wait_for(self.policy.changed.wait(), left)
+            except asyncio.TimeoutError:
+                break
+        if self.other_hosts_endpoints_alone():
+            self.elements_throttle.take()
 
     async def policy_pass(self, version: int) -> None:
         """One pass: the tables rendered and applied (a delta unless a rewrite is due), then the
@@ -289,6 +316,7 @@ def overwrite(path: Path, text: str) -> None:
 
 
 COALESCE_MAX = 0.1  # seconds a pass may be put off while changes keep landing turn after turn
+ELEMENTS_RATE = 2.0  # passes a second (and burst) for other hosts' endpoints alone, under churn
 
 
 async def next_batch(view: View) -> bool:
@@ -319,12 +347,22 @@ class Throttle:
         self.rate, self.burst = rate, burst
         self.tokens, self.at = burst, None
 
-    async def admit(self) -> None:
+    def refill(self) -> None:
         now = asyncio.get_running_loop().time()
         if self.at is not None:
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens < 1:
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-            self.tokens, self.at = 1.0, asyncio.get_running_loop().time()
+
+    def delay(self) -> float:
+        """Seconds until a pass may go (0: now)."""
+        self.refill()
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+    def take(self) -> None:
+        self.refill()
         self.tokens -= 1
+
+    async def admit(self) -> None:
+        if (wait := self.delay()) > 0:
+            await asyncio.sleep(wait)
+        self.take()

@@ -12,7 +12,7 @@ from calisim.datastore import DEBOUNCE, Mirror, keys
 from calisim.datastore.resources import IPPool
 from calisim.felix import agent as felix_agent, policy
 from calisim.felix.endpoints import WorkloadInterface
-from calisim.libnetwork.driver import NetworkDriver
+from calisim.libnetwork.driver import NetworkDriver, network_profile
 
 POOL = IPPool(ipaddress.ip_network("10.70.0.0/16"), nat_outgoing=True)
 ENDPOINT = keys.workload_endpoint("host1", "libnetwork", "libnetwork", "e1")
@@ -217,5 +217,41 @@ def test_a_pools_change_programs_the_tunnel_at_once_one_pass_at_a_time(tmp_path,
             assert passes[0][0] - landed < DEBOUNCE and passes[1][0] >= passes[0][1]
         finally:
             following.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_other_hosts_endpoints_alone_are_passed_twice_a_second_and_our_own_ends_the_wait(tmp_path, monkeypatch):
+    """A stream of other hosts' workload endpoints (50 a second) is a few passes, each taking what
+    came meanwhile into the address sets; this host's own endpoint, whose Join waits, is programmed
+    at once, with the others that were waiting."""
+    loaded = nft_scripts(monkeypatch)
+    felix = felix_with(tmp_path, {POOL.primary_key: POOL.to_value(), **network_profile("net1").writes()})
+    felix.workload_dataplane.programmed["cali1"] = WorkloadInterface("cali1", "ee:ee:ee:ee:ee:ee", ())
+
+    def remote(n):
+        return (keys.workload_endpoint("host2", "libnetwork", "libnetwork", f"r{n}"),
+                {**WORKLOAD, "name": f"calir{n}", "ipv4_nets": [f"10.70.9.{n}/32"]})
+
+    async def scenario():
+        progress = felix.progress
+        task = asyncio.create_task(felix.program_policy())
+        try:
+            await asyncio.wait_for(progress.wait(), 10)  # the first (full) pass
+            first, streaming = len(loaded), asyncio.get_running_loop().time()
+            for n in range(50):
+                felix.policy._update(*remote(n))
+                await asyncio.sleep(0.02)
+            passes, took = len(loaded) - first, asyncio.get_running_loop().time() - streaming
+            assert 1 <= passes <= felix_agent.ELEMENTS_RATE * (1 + took), (passes, took)
+            felix.policy._update(*remote(50))
+            started = asyncio.get_running_loop().time()
+            felix.policy._update(ENDPOINT, WORKLOAD)  # ours: its chains come, and the Join waits for them
+            assert await felix.programmed("cali1", 10)
+            assert asyncio.get_running_loop().time() - started < 0.3
+            assert "10.70.9.50" in loaded[-1] and "add chain ip calico to_cali1" in loaded[-1]
+            assert all(f"10.70.9.{n}" in felix.addresses.in_kernel[policy.set_name("tag", "net1")] for n in range(51))
+        finally:
+            task.cancel()
 
     asyncio.run(scenario())
