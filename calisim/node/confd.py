@@ -27,24 +27,17 @@ log = logging.getLogger("calico-node")
 BIRD_STOP_TIMEOUT = 5.0
 KERNEL_PROTOCOL = "kernel1"  # BIRD's name for the template's unnamed `protocol kernel`
 # The rhythm of confd's passes while hosts join (a cluster's bring-up).  Each pass renders every
-# peer, runs `bird -p` and has BIRD parse it all again (~4 ms of CPU at 100 peers), so a pass for
+# peer, runs `bird -p` and has BIRD parse it all again (~10 ms of CPU at 100 peers), so a pass for
 # each host that joins is O(N^2) work: at 100 hosts on a loaded machine, where joins came ~0.4 s
 # apart (more than the 0.2 s debounce), every node passed once a join.  A node's change that comes within
 # STORM_GAP of the last pass is taken for part of such a stream: the pass then waits for
-# STORM_QUIET without a change, at most STORM_SETTLE_MAX, and comes no sooner than STORM_INTERVAL
-# after the last one (so a node passes at most about twice a second however the joins are spaced).
-# The quiet is short because a new node's BIRD, started with every peer in its config, connects
-# to them ~0.75-1 s later (its `connect delay time`): a peer that has not yet rendered it refuses
-# the connection ("Unexpected connect from unknown address"), and the session then waits for the
-# peer's own connect delay after its pass (at 100 hosts with a 0.6 s quiet: ~6800 refused
-# connects in one bring-up).  Any other change (a pool, whose IPIP
+# STORM_QUIET without a change, at most STORM_SETTLE_MAX.  Any other change (a pool, whose IPIP
 # tunnel Felix makes as it lands, a peer, a block) and a lone join wait only LONE_QUIET: Calico's
 # confd renders on each watch event, and a command's keys (`calicoctl create -f` of a few
 # resources, a node's registration) land within it.  (At the agents' 0.2 s debounce, the seed
 # demo's BIRDs took the new pool 0.15 s later, and host1's BIRD its peer host2.)
 STORM_GAP = 1.5
-STORM_QUIET = 0.25
-STORM_INTERVAL = 0.5
+STORM_QUIET = 0.6
 STORM_SETTLE_MAX = 3.0
 LONE_QUIET = 0.05
 
@@ -101,7 +94,6 @@ class Confd:
         a failed pass keeps BIRD on its last good config and is tried again."""
         while True:
             await next_pass(self.view.changed, self.quiet, STORM_SETTLE_MAX)
-            await asyncio.sleep(self.storm_spacing())
             self.last_pass = asyncio.get_running_loop().time()
             try:
                 if self.before_render is not None:
@@ -128,20 +120,11 @@ class Confd:
             log.info("tunnel now %s: BIRD's kernel routes exported again", prepared)
             self.prepared = prepared
 
-    def joining(self) -> bool:
-        """Whether the change that woke confd is a node's and came within STORM_GAP of the last pass."""
-        since = asyncio.get_running_loop().time() - self.last_pass
-        return (self.view.last_woken or "").startswith(keys.BGP_HOSTS) and since < STORM_GAP
-
     def quiet(self) -> float:
         """How long a pass waits for silence: longer while nodes' changes keep following passes."""
-        return STORM_QUIET if self.joining() else LONE_QUIET
-
-    def storm_spacing(self) -> float:
-        """While nodes join, how much longer a settled pass waits to come STORM_INTERVAL after the last."""
-        if not self.joining():
-            return 0.0
-        return max(0.0, STORM_INTERVAL - (asyncio.get_running_loop().time() - self.last_pass))
+        since = asyncio.get_running_loop().time() - self.last_pass
+        joining = (self.view.last_woken or "").startswith(keys.BGP_HOSTS)
+        return STORM_QUIET if joining and since < STORM_GAP else LONE_QUIET
 
     async def keep_bird_running(self) -> None:
         """As runsv: whenever BIRD exits, a 1 s pause and BIRD again (with -R), also when the

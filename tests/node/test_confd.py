@@ -136,29 +136,6 @@ def test_a_change_soon_after_a_pass_waits_longer_for_quiet(tmp_path):
     assert confd_module.STORM_QUIET > DEBOUNCE > confd_module.LONE_QUIET
 
 
-def test_while_nodes_join_passes_come_at_least_storm_interval_apart(tmp_path):
-    """A settled pass during a join storm waits out the rest of STORM_INTERVAL since the last pass
-    (a node passes at most about twice a second however the joins are spaced); a lone join, one
-    long after a pass, and any other key's change do not wait."""
-    view = View(["/calico/"])
-    confd = Confd(view, NodePaths(tmp_path / "run", tmp_path / "log"), lambda entries: "")
-
-    async def spacings(changed: str) -> list[float]:
-        view._update(changed, {"value": 1})
-        now = asyncio.get_running_loop().time()
-        found = [confd.storm_spacing()]  # no pass yet
-        for since in (0.1, confd_module.STORM_INTERVAL + 0.1, confd_module.STORM_GAP + 1):
-            confd.last_pass = now - since
-            found.append(round(confd.storm_spacing(), 1))
-        confd.last_pass = float("-inf")
-        return found
-
-    assert asyncio.run(spacings(keys.bgp_host_ip_v4("host9"))) == [
-        0.0, round(confd_module.STORM_INTERVAL - 0.1, 1), 0.0, 0.0]
-    assert asyncio.run(spacings(keys.pool(ipaddress.ip_network("10.10.0.0/16")))) == [0.0] * 4
-    assert confd_module.STORM_INTERVAL < 0.75  # under a new node's BIRD connect delay (1 s, randomised down to 0.75)
-
-
 class RecordedControl:
     """BIRD's control socket, standing in: the commands confd sends."""
 
