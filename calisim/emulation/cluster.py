@@ -319,7 +319,7 @@ class Cluster(EtcdCluster):
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
     def _stop_etcd_and_zygote(self) -> None:
-        self._stop_etcd(*[self.zygote] if self.zygote is not None else [])
+        self._stop_etcd_for_good(*[self.zygote] if self.zygote is not None else [])
         self.zygote = None
 
     def _stop_network(self) -> None:
