@@ -133,6 +133,7 @@ class Cluster(EtcdCluster):
             self._start_servers()
             self._spawn_zygote()  # imports while the network is built
             self._spawn_server_zygotes()
+            sandbox.mount_memory(self.etcd_memory)  # before the hosts: each mount namespace copies it
             self._build_network()
             self._start_router_birds()
             self._start_etcd()

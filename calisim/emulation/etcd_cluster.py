@@ -29,7 +29,6 @@ class EtcdCluster:
         """etcd alone in etcd_host, or every member of the cluster at once (each waits for the
         others to elect a leader before it answers)."""
         nodes = self.topo.etcd_nodes()
-        sandbox.mount_memory(self.etcd_memory)
         for node in nodes if self.etcd_snapshot is not None else ():
             self.etcd_server(node).restore(self.etcd_snapshot)
         for node in nodes:
@@ -41,7 +40,8 @@ class EtcdCluster:
     @property
     def etcd_memory(self) -> Path:
         """Where every member keeps its data: a tmpfs (as kind's and CI's etcds do), so that a write
-        waits on no disk's fsync; the data goes with the lab (its log stays in run_dir/etcd)."""
+        waits on no disk's fsync; the data goes with the lab (its log stays in run_dir/etcd).
+        Mounted before the hosts are made: a host's mount namespace sees the mounts it copied."""
         return self.run_dir.etcd / "memory"
 
     def etcd_server(self, node: str) -> EtcdServer:
