@@ -48,6 +48,7 @@ from report import label_axes, output_path  # noqa: E402
 POOL = IPPool(ipaddress.ip_network("10.0.0.0/12"))
 SMALL_POOL = IPPool(ipaddress.ip_network("10.0.0.0/24"))  # 4 blocks for 20 hosts: most must borrow
 RESULTS = Path(__file__).parent / "results" / "ipam.json"
+ETCD_MEMORY = "/dev/shm"  # etcd's data on a tmpfs, as a lab keeps it (calisim.emulation.etcd_cluster)
 
 
 def host_process(endpoint: str, host: str, count: int, named_pool: str | None, in_flight: int, start, out) -> None:
@@ -186,7 +187,8 @@ def main() -> None:
     if min(args.in_flight + args.hosts) < 1:
         parser.error("--in-flight and --hosts must be at least 1")
     console = Console(width=190)
-    with tempfile.TemporaryDirectory(prefix="cs-ipam-") as directory, local_etcd(Path(directory)) as endpoint:
+    with tempfile.TemporaryDirectory(prefix="cs-ipam-", dir=ETCD_MEMORY) as directory, \
+            local_etcd(Path(directory)) as endpoint:
         rows = measure(endpoint, args, console)
     table = Table(title="IPAM auto_assign(host, 1) on etcd (one client: one process, one etcd connection, one host)")
     for column in ("run", "allocations", "seconds", "per second", "ratio to floor", "etcd writes / allocation",

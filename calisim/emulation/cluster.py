@@ -133,6 +133,7 @@ class Cluster(EtcdCluster):
             self._start_servers()
             self._spawn_zygote()  # imports while the network is built
             self._spawn_server_zygotes()
+            sandbox.mount_memory(self.etcd_memory)  # before the hosts: each mount namespace copies it
             self._build_network()
             self._start_router_birds()
             self._start_etcd()
@@ -319,7 +320,7 @@ class Cluster(EtcdCluster):
         log.info("stopped; logs kept in %s", self.run_dir.path)
 
     def _stop_etcd_and_zygote(self) -> None:
-        self._stop_etcd(*[self.zygote] if self.zygote is not None else [])
+        self._stop_etcd_for_good(*[self.zygote] if self.zygote is not None else [])
         self.zygote = None
 
     def _stop_network(self) -> None:

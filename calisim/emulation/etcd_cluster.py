@@ -14,6 +14,7 @@ from pathlib import Path
 from ..datastore import Datastore, DatastoreError, EtcdServer, Synchronous
 from ..datastore.etcd import PEER_PORT
 from ..process.daemon import stop_all
+from . import sandbox
 
 log = logging.getLogger("calisim")
 
@@ -36,13 +37,22 @@ class EtcdCluster:
             self._await(self.etcd_server(node), self.etcd_processes[node])
         log.info("etcd up in %s at %s", ", ".join(nodes), self.etcd_endpoint)
 
+    @property
+    def etcd_memory(self) -> Path:
+        """Where every member keeps its data: a tmpfs (as kind's and CI's etcds do), so that a write
+        waits on no disk's fsync; the data goes with the lab (its log stays in run_dir/etcd).
+        Mounted before the hosts are made: a host's mount namespace sees the mounts it copied."""
+        return self.run_dir.etcd / "memory"
+
     def etcd_server(self, node: str) -> EtcdServer:
         """The etcd of node: alone (in run_dir/etcd, as ever) or the cluster's member named node."""
         members = self.topo.etcd_members()
+        data = self.etcd_memory / node
         if not members:
-            return EtcdServer(self.topo.host_ip(node), self.run_dir.etcd)
+            return EtcdServer(self.topo.host_ip(node), self.run_dir.etcd, data=data)
         initial = ",".join(f"{member}=http://{self.topo.host_ip(member)}:{PEER_PORT}" for member in members)
-        return EtcdServer(self.topo.host_ip(node), self.run_dir.etcd / node, member=node, initial_cluster=initial)
+        return EtcdServer(self.topo.host_ip(node), self.run_dir.etcd / node, member=node, initial_cluster=initial,
+                          data=data)
 
     def start_etcd(self, node: str) -> None:
         """Start node's etcd again on its data (after a fault took it down)."""
@@ -58,6 +68,11 @@ class EtcdCluster:
         """Every member, and the processes alongside them, all signalled at once."""
         stop_all([process for process in self.etcd_processes.values() if process.poll() is None] + list(alongside))
         self.etcd_processes.clear()
+
+    def _stop_etcd_for_good(self, *alongside: subprocess.Popen) -> None:
+        """_stop_etcd at the lab's end, its data's memory given back."""
+        self._stop_etcd(*alongside)
+        sandbox.unmount_memory(self.etcd_memory)
 
     @property
     def etcd_endpoint(self) -> str:

@@ -100,6 +100,23 @@ def _libc_call(name: str, *args: object) -> None:
         raise OSError(error, f"{name}: {os.strerror(error)}")
 
 
+def mount_memory(path: Path) -> Path:
+    """A tmpfs mounted on path, in the sandbox's private mount table (once: already mounted, it is
+    kept): what is written there lives in memory and goes with the sandbox, no disk's sync waited on."""
+    if not in_private_namespace():
+        raise SandboxError(f"not mounting {path} outside calisim's sandbox")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(path):
+        _libc_call("mount", b"tmpfs", str(path).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700")
+    return path
+
+
+def unmount_memory(path: Path) -> None:
+    """Give back the memory of a tmpfs that mount_memory made (nothing if path is no mount)."""
+    if os.path.ismount(path):
+        _libc_call("umount2", str(path).encode(), 0)
+
+
 def enter_fresh() -> None:
     """Go on in a sandbox made for this process alone, what ``unshare --net --mount --pid --fork
     --mount-proc --kill-child`` would make, without executing anything: this process moves into

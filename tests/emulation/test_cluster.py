@@ -119,7 +119,7 @@ def test_every_stop_stage_runs_though_stopping_the_hosts_processes_failed():
     cluster.net, cluster.on_servers, cluster.zygote = Stops(stages, "network"), Stops(stages, "servers"), None
     cluster.topo = topologies.load("two_host")
     cluster.host = lambda name: name
-    cluster._stop_etcd = lambda *alongside: stages.append("etcd")
+    cluster._stop_etcd_for_good = lambda *alongside: stages.append("etcd")
 
     def unanswered(hosts):
         raise ClusterError("host2: calico-node did not stop")

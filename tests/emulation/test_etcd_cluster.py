@@ -53,6 +53,19 @@ def test_every_client_is_given_every_member_and_faults_name_only_members(healthy
     assert faults.active() == []
 
 
+def test_every_members_wal_is_on_the_labs_tmpfs_as_its_node_sees_it(healthy):
+    """etcd's data in memory (no fsync waits on a disk): the tmpfs mounted before the nodes were
+    made is the one their mount namespaces see, and the members' WALs are written there."""
+    cluster = healthy.cluster
+    for member in MEMBERS:
+        wal = cluster.etcd_server(member).data_dir / "member" / "wal"
+        seen = cluster.run(member, f"stat -f -c %T {wal} && ls {wal}")
+        assert seen.rc == 0, seen.stderr
+        kind, *files = seen.stdout.split()
+        assert kind == "tmpfs" and any(name.endswith(".wal") for name in files), seen.stdout
+        assert sorted(path.name for path in wal.iterdir()) == sorted(files)  # the controller's view: the same files
+
+
 def test_a_leader_kill_keeps_calicoctl_ipam_and_docker_run_working(healthy):
     cluster, faults = healthy.cluster, healthy.faults
     leader = faults.signal_leader("kill")

@@ -80,3 +80,36 @@ def test_a_run_forks_into_fresh_namespaces_and_exits_with_its_code():
     assert done.returncode == 3, done.stderr
     assert done.stdout.split() == ["2", "True", "True", str(os.stat("/proc/self/ns/net").st_ino), "False", "1"]
     assert Path("/proc/self/mountinfo").read_text() == mounts
+
+
+MEMORY = """
+import os, sys
+from pathlib import Path
+from calisim.emulation import sandbox
+path = Path(sys.argv[1])
+sandbox.enter_fresh()
+sandbox.mount_memory(path)
+(path / "kept").write_text("x")
+sandbox.mount_memory(path)  # already mounted: kept, not mounted over
+types = [line.split()[2] for line in open("/proc/self/mounts") if line.split()[1] == str(path)]
+print(types, (path / "kept").read_text())
+sandbox.unmount_memory(path)
+print(os.path.ismount(path), (path / "kept").exists())
+"""
+
+
+def test_a_memory_directory_is_one_tmpfs_of_the_sandbox_alone_and_is_given_back(tmp_path):
+    """mount_memory (a lab's etcd data): a tmpfs mounted once, in the sandbox's mount table only,
+    its files gone once unmounted; outside the sandbox it is refused."""
+    mounts = Path("/proc/self/mountinfo").read_text()
+    done = subprocess.run([PYTHON, "-c", MEMORY, str(tmp_path / "memory")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['tmpfs'] x", "False False"]
+    assert Path("/proc/self/mountinfo").read_text() == mounts
+    outside = {name: value for name, value in os.environ.items() if name != sandbox.SANDBOX_ENV}
+    script = "import sys; from pathlib import Path; from calisim.emulation import sandbox; sandbox.mount_memory(Path(sys.argv[1]))"
+    refused = subprocess.run([PYTHON, "-c", script, str(tmp_path / "outside")], env=outside, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "not mounting" in refused.stderr, refused.stderr
+    assert not (tmp_path / "outside").exists()
