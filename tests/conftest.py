@@ -92,6 +92,14 @@ def running_daemons() -> set[tuple[int, str]]:
     return found
 
 
+def in_a_throwaway_netns(script: str) -> str:
+    """What a Python script printed, run in a network namespace of its own that goes with it (the
+    kernel's tables a test builds touch nothing else); it must succeed."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def replay(cluster, text: str, keep_going: bool = False) -> list:
     """Run a transcript on a live cluster; on any failure, fail the test with the failed steps
     and every host's routes, BIRD state and calico-node log (also left in the run directory)."""

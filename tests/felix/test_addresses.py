@@ -5,8 +5,6 @@ table without the sets' elements; another host's endpoint is a few elements, thi
 chains too.  Then (root, a throwaway namespace) the kernel's table after incremental passes
 equals a rewrite's."""
 
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -16,6 +14,8 @@ from hypothesis import strategies as st
 from calisim.felix import policy, ruleset
 from calisim.felix.addresses import AddressSets
 from calisim.felix.policy import Endpoint, Model, Policy, Profile
+
+from tests.conftest import in_a_throwaway_netns
 
 HOST = "host1"
 PROFILES = {"net0": Profile("net0", ("net0",), ({"action": "allow", "src_tag": "net0"},), ({"action": "allow"},),
@@ -169,6 +169,4 @@ print(" ".join(hows))
 
 @pytest.mark.emulation
 def test_incremental_passes_leave_the_rewrites_tables_in_the_kernel():
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CHECK], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["rewrite", "elements", "elements", "delta", "delta", "elements"]
+    assert in_a_throwaway_netns(CHECK).split() == ["rewrite", "elements", "elements", "delta", "delta", "elements"]

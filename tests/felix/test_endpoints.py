@@ -7,8 +7,6 @@ is applied (root, in a namespace of its own).  Then the workload dataplane with 
 import ipaddress
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -16,7 +14,7 @@ import topologies
 from calisim.emulation import Cluster
 from calisim.felix import endpoints
 
-from tests.conftest import replay
+from tests.conftest import in_a_throwaway_netns, replay
 
 
 PREFIX = "/calico/v1/host/host1/workload/libnetwork/libnetwork/endpoint/"
@@ -89,9 +87,7 @@ print(json.dumps([sorted(first), routes_before, sorted(second), routes_after]))
 def test_an_interface_that_is_not_up_yet_is_retried_not_fatal():
     """The CI flake of session 1: Felix met a workload's veth between its creation and `up`, the
     kernel refused the /32 route (ENETDOWN) and the whole workload loop stopped for good."""
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", DOWN_THEN_UP], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    first, before, second, after = json.loads(done.stdout)
+    first, before, second, after = json.loads(in_a_throwaway_netns(DOWN_THEN_UP))
     assert first == ["calitest00001"] and before == ""
     assert second == [] and after.startswith("10.10.0.7 dev calitest00001 proto static scope link")
 
@@ -126,9 +122,7 @@ print(json.dumps(seen))
 def test_passes_apply_only_changes_and_the_timer_pass_resyncs_everything():
     """Felix's workload passes touch only new, changed and gone endpoints (their cost does not grow
     with the endpoints already there); the periodic full pass repairs what changed behind its back."""
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CHANGES], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = json.loads(in_a_throwaway_netns(CHANGES))
     assert seen["first"] == seen["second"] == seen["third"] == seen["fourth"] == []
     assert seen["one"].split() == "10.10.0.1 dev cali00001 scope link".split()
     assert seen["two"].split() == "10.10.0.2 dev cali00002 scope link".split()
@@ -193,9 +187,7 @@ def test_the_connections_of_an_address_that_comes_or_goes_are_forgotten():
     (un-NATed if the pool had no nat-outgoing then); a workload that stays keeps its own.  Also
     when the address comes to a host that had no workload left, or in the timer's full pass; and
     for an endpoint whose interface comes after its key, in the pass that programs it."""
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CONNECTIONS], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = json.loads(in_a_throwaway_netns(CONNECTIONS))
     assert seen["before"] == ["10.10.0.1>198.51.100.10", "10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["came"] == ["10.10.0.1>198.51.100.10", "198.51.100.10>10.10.0.3"]
     assert seen["went"] == ["10.10.0.2>198.51.100.10", "198.51.100.10>10.10.0.3"]

@@ -22,7 +22,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -41,7 +40,7 @@ from calisim.felix.policy import Endpoint, Model, Policy, PolicyError, Profile
 from calisim.probes import matrix_from
 from calisim.testing.policy_model import Packet, allowed, explain
 
-from tests.conftest import replay
+from tests.conftest import in_a_throwaway_netns, replay
 
 
 # x$ probe DEST PROTO: the scapy/socket probe from inside workload x (exit 0 = reachable).
@@ -268,9 +267,7 @@ def test_nft_takes_both_tables_in_one_transaction_and_a_later_ipv4_only_one_drop
               "print(subprocess.run(['nft', 'list', 'tables'], capture_output=True, text=True).stdout)\n"
               f"policy.apply({policy.render(SEED, 'host1')!r})\n"
               "print(subprocess.run(['nft', 'list', 'tables'], capture_output=True, text=True).stdout)\n")
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["table", "ip", "calico", "table", "ip6", "calico", "table", "ip", "calico"]
+    assert in_a_throwaway_netns(script).split() == ["table", "ip", "calico", "table", "ip6", "calico", "table", "ip", "calico"]
 
 
 WEB_HOST = Profile("web-host", (), ({"action": "allow", "protocol": "tcp", "dst_ports": [80]},), ({"action": "allow"},))
